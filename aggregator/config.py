@@ -1,0 +1,441 @@
+"""The ``feeds.yaml`` schema, and loading it with errors that name their line.
+
+In: the path of a YAML file a person edits by hand.  Out: a ``LoadedConfig`` holding the
+validated, typed ``Config`` plus where things came from (the folder relative paths are
+resolved against, the line of every feed), or a ``ConfigError`` listing *every* problem at
+once, each as ``feeds.yaml:LINE:COL: location: message (hint)``.
+
+The schema is pydantic with ``extra="forbid"`` everywhere: an unknown key is an error with
+the nearest valid name as a hint, never silently ignored (a typo such as ``intervall`` would
+otherwise quietly fall back to the default).  The file is read with ruamel.yaml's round-trip
+loader because it keeps the line and column of every key and item.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import zoneinfo
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
+from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.error import MarkedYAMLError
+
+from aggregator.errors import ConfigError, ConfigProblem
+
+DEFAULT_CONFIG_NAME = "feeds.yaml"
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)", re.IGNORECASE)
+_DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(b|kb|kib|mb|mib|gb|gib)?\s*$", re.IGNORECASE)
+_SIZE_UNITS = {
+    "b": 1,
+    "kb": 1000,
+    "kib": 1024,
+    "mb": 1000**2,
+    "mib": 1024**2,
+    "gb": 1000**3,
+    "gib": 1024**3,
+}
+
+
+def parse_duration(value: object) -> timedelta:
+    """``"90s"``, ``"30m"``, ``"1h30m"``, ``"2d"``, ``"1w"`` or a number of seconds → timedelta."""
+    if isinstance(value, timedelta):
+        return value
+    if isinstance(value, bool):
+        raise ValueError("expected a duration such as 30m, 1h or 2d")
+    if isinstance(value, int | float):
+        return timedelta(seconds=value)
+    if not isinstance(value, str):
+        raise ValueError("expected a duration such as 30m, 1h or 2d")
+    text = value.strip()
+    parts = list(_DURATION_PART.finditer(text))
+    if not parts or "".join(p.group(0) for p in parts).replace(" ", "") != text.replace(" ", ""):
+        raise ValueError(f"bad duration {value!r}: use a number and a unit (s, m, h, d, w), e.g. 30m or 1h30m")
+    seconds = sum(float(p.group(1)) * _DURATION_UNITS[p.group(2).lower()] for p in parts)
+    return timedelta(seconds=seconds)
+
+
+def parse_size(value: object) -> int:
+    """``"10MiB"``, ``"500 KB"`` or a number of bytes → bytes."""
+    if isinstance(value, bool):
+        raise ValueError("expected a size such as 10MiB")
+    if isinstance(value, int):
+        return value
+    match = _SIZE.match(str(value))
+    if not match:
+        raise ValueError(f"bad size {value!r}: use a number and a unit (B, KB, KiB, MB, MiB, GB, GiB)")
+    return int(float(match.group(1)) * _SIZE_UNITS[(match.group(2) or "b").lower()])
+
+
+Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
+Size = Annotated[int, BeforeValidator(parse_size)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class FeedConfig(_Strict):
+    """One feed to poll."""
+
+    url: str
+    title: str | None = None
+    topics: tuple[str, ...] = ()
+    interval: Duration | None = None
+    priority: int = 0  # breaks ties when choosing which copy of a story to keep (higher wins)
+    enabled: bool = True
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, value: str) -> str:
+        value = value.strip()
+        if not value:
+            raise ValueError("empty url")
+        scheme = urlsplit(value).scheme.lower()
+        # A one-letter "scheme" is a Windows drive letter, i.e. a path.
+        if scheme and len(scheme) > 1 and scheme not in ("http", "https", "file"):
+            raise ValueError(f"not an http(s) or file URL, nor a path: {value!r}")
+        if scheme in ("http", "https") and not urlsplit(value).netloc:
+            raise ValueError(f"URL without a host: {value!r}")
+        return value
+
+
+class PollingConfig(_Strict):
+    """How politely to poll; every value has a sound default."""
+
+    interval: Duration = timedelta(hours=1)
+    min_interval: Duration = timedelta(minutes=5)
+    max_interval: Duration = timedelta(days=7)
+    max_retry_after: Duration = timedelta(days=2)
+    unconditional_every: Duration = timedelta(days=7)
+    concurrency: int = Field(default=16, ge=1, le=256)
+    per_host: int = Field(default=4, ge=1, le=64)
+    connect_timeout: Duration = timedelta(seconds=10)
+    read_timeout: Duration = timedelta(seconds=30)
+    timeout: Duration = timedelta(seconds=60)
+    max_response_size: Size = 10 * 1024 * 1024
+    max_redirects: int = Field(default=5, ge=0, le=20)
+
+
+class TopicConfig(_Strict):
+    """A named topic: stories matching any keyword (a word or phrase, case-insensitive) belong to it."""
+
+    name: str
+    keywords: tuple[str, ...] = ()
+
+
+class DedupeConfig(_Strict):
+    """Thresholds for collapsing near-identical copies, and pins a person can set by entry id."""
+
+    title_window: Duration = timedelta(days=3)
+    jaccard: float = Field(default=0.8, gt=0, le=1)
+    containment: float = Field(default=0.9, gt=0, le=1)
+    pin_together: tuple[tuple[str, str], ...] = ()
+    pin_apart: tuple[tuple[str, str], ...] = ()
+
+
+class OutputConfig(_Strict):
+    """The combined output feed."""
+
+    dir: str = "public"
+    title: str = "Aggregated stories"
+    base_url: str = "http://localhost:8000/"
+    max_stories: int = Field(default=50, ge=1)
+
+
+class NewsletterConfig(_Strict):
+    """A periodic digest email."""
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")
+    title: str
+    schedule: str = "0 7 * * *"  # cron: minute hour day month weekday
+    timezone: str = "UTC"
+    topics: tuple[str, ...] = ()
+    feeds: tuple[str, ...] = ()
+    max_stories: int = Field(default=30, ge=1)
+    sender: str = "digest@localhost"
+    reply_to: str | None = None
+    subscribers: tuple[str, ...] = ()
+
+    @field_validator("timezone")
+    @classmethod
+    def _check_timezone(cls, value: str) -> str:
+        try:
+            zoneinfo.ZoneInfo(value)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {value!r} (use an IANA name such as Europe/Paris)") from exc
+        return value
+
+    @field_validator("schedule")
+    @classmethod
+    def _check_schedule(cls, value: str) -> str:
+        from apscheduler.triggers.cron import CronTrigger
+
+        try:
+            CronTrigger.from_crontab(value)
+        except ValueError as exc:
+            raise ValueError(f"bad cron expression {value!r}: {exc}") from exc
+        return value
+
+
+class SmtpConfig(_Strict):
+    """Where digests are sent; without it they are written to newsletters/outbox/."""
+
+    host: str
+    port: int = 587
+    security: Literal["starttls", "tls"] = "starttls"
+    username_env: str | None = "AGGREGATOR_SMTP_USERNAME"
+    password_env: str | None = "AGGREGATOR_SMTP_PASSWORD"
+    rate_per_minute: int = Field(default=60, ge=1)
+
+
+class Config(_Strict):
+    """The whole of feeds.yaml."""
+
+    feeds: tuple[FeedConfig, ...]
+    newsletters: tuple[NewsletterConfig, ...] = ()
+    topics: tuple[TopicConfig, ...] = ()
+    polling: PollingConfig = PollingConfig()
+    dedupe: DedupeConfig = DedupeConfig()
+    output: OutputConfig = OutputConfig()
+    smtp: SmtpConfig | None = None
+    database: str | None = None  # SQLAlchemy URL; default: SQLite under data/
+
+
+@dataclass(frozen=True, slots=True)
+class LoadedConfig:
+    """A validated config and where it came from."""
+
+    config: Config
+    path: Path
+    feed_lines: Mapping[str, int]  # feed url as configured → its line in the file
+
+    @property
+    def base_dir(self) -> Path:
+        return self.path.parent
+
+    @property
+    def database_url(self) -> str:
+        if self.config.database:
+            return self.config.database
+        return f"sqlite:///{self.base_dir / 'data' / 'aggregator.sqlite'}"
+
+    @property
+    def enabled_feeds(self) -> tuple[FeedConfig, ...]:
+        return tuple(f for f in self.config.feeds if f.enabled)
+
+    def feed_location(self, url: str) -> str:
+        """The absolute URL to fetch for a feed as configured: http(s) as is, paths as ``file:`` URLs."""
+        return resolve_feed_location(url, self.base_dir)
+
+    def where(self, url: str) -> str:
+        """``feeds.yaml:12`` for a feed, to point a person at the line to change."""
+        line = self.feed_lines.get(url)
+        return f"{self.path.name}:{line}" if line else self.path.name
+
+
+def resolve_feed_location(url: str, base_dir: Path) -> str:
+    scheme = urlsplit(url).scheme.lower()
+    if scheme in ("http", "https", "file"):
+        return url
+    return (base_dir / url).resolve().as_uri()
+
+
+def load_config(path: Path) -> LoadedConfig:
+    """Read and validate feeds.yaml; raise ``ConfigError`` with every problem found."""
+    name = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError as exc:
+        raise ConfigError([ConfigProblem(name, 0, 0, "", "file not found", "pass --config PATH")]) from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError([ConfigProblem(name, 0, 0, "", f"cannot read: {exc}")]) from exc
+    return load_config_text(text, path)
+
+
+def load_config_text(text: str, path: Path) -> LoadedConfig:
+    name = str(path)
+    try:
+        data = YAML(typ="rt").load(text)
+    except MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line, col = (mark.line + 1, mark.column + 1) if mark else (0, 0)
+        problem = ConfigProblem(name, line, col, "", f"not valid YAML: {exc.problem or exc}")
+        raise ConfigError([problem]) from exc
+    if not isinstance(data, CommentedMap):
+        raise ConfigError([ConfigProblem(name, 1, 1, "", "expected a mapping with a 'feeds:' list")])
+    try:
+        config = Config.model_validate(_plain(data))
+    except ValidationError as exc:
+        raise ConfigError([_problem_from(name, data, err) for err in exc.errors()]) from exc
+    problems = _cross_checks(name, data, config, path.parent)
+    if problems:
+        raise ConfigError(problems)
+    return LoadedConfig(config, path, _feed_lines(data))
+
+
+def check_config(path: Path) -> list[ConfigProblem]:
+    """Every problem ``aggregator config check`` reports, including local feed files that are missing."""
+    try:
+        loaded = load_config(path)
+    except ConfigError as exc:
+        return list(exc.problems)
+    problems = []
+    for feed in loaded.config.feeds:
+        location = loaded.feed_location(feed.url)
+        if location.startswith("file:"):
+            local = Path(urlsplit(location).path)
+            if not local.is_file():
+                line = loaded.feed_lines.get(feed.url, 0)
+                problems.append(
+                    ConfigProblem(
+                        str(path), line, 0, "url", f"no such file: {local}", "fix the path or remove the feed"
+                    )
+                )
+    return problems
+
+
+def _plain(node: Any) -> Any:
+    """ruamel's commented containers → plain dicts and lists (pydantic wants no surprises)."""
+    if isinstance(node, Mapping):
+        return {key: _plain(value) for key, value in node.items()}
+    if isinstance(node, list):
+        return [_plain(value) for value in node]
+    return node
+
+
+def _locate(data: Any, loc: Sequence[int | str]) -> tuple[int, int]:
+    """The 1-based (line, column) of the deepest node of ``loc`` that exists in the YAML."""
+    line, col = 0, 0
+    node = data
+    for key in loc:
+        try:
+            if isinstance(node, CommentedMap) and key in node:
+                line, col = node.lc.key(key)
+                line, col = line + 1, col + 1
+                node = node[key]
+            elif isinstance(node, CommentedSeq) and isinstance(key, int) and key < len(node):
+                line, col = node.lc.item(key)
+                line, col = line + 1, col + 1
+                node = node[key]
+            else:
+                break
+        except (KeyError, TypeError, AttributeError):
+            break
+    return line, col
+
+
+def _location_text(loc: Sequence[int | str]) -> str:
+    text = ""
+    for key in loc:
+        text += f"[{key}]" if isinstance(key, int) else (f".{key}" if text else str(key))
+    return text
+
+
+def _model_at(loc: Sequence[int | str]) -> type[BaseModel] | None:
+    """The model class that owns the last key of ``loc``, to suggest valid names."""
+    model: type[BaseModel] | None = Config
+    for key in loc[:-1]:
+        if isinstance(key, int) or model is None:
+            continue
+        field = model.model_fields.get(key)
+        if field is None:
+            return None
+        model = _model_of(field.annotation)
+    return model
+
+
+def _model_of(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()):
+        found = _model_of(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def _problem_from(name: str, data: Any, err: Mapping[str, Any]) -> ConfigProblem:
+    loc: tuple[int | str, ...] = tuple(err["loc"])
+    line, col = _locate(data, loc)
+    kind = err["type"]
+    hint = None
+    message = str(err["msg"])
+    if kind == "extra_forbidden":
+        message = f"unknown key {loc[-1]!r}"
+        model = _model_at(loc)
+        if model is not None:
+            valid = list(model.model_fields)
+            close = difflib.get_close_matches(str(loc[-1]), valid, n=1)
+            hint = f"did you mean {close[0]!r}?" if close else f"valid keys: {', '.join(valid)}"
+    elif kind == "missing":
+        message = f"missing required key {loc[-1]!r}"
+    elif message.startswith("Value error, "):
+        message = message.removeprefix("Value error, ")
+    return ConfigProblem(name, line, col, _location_text(loc), message, hint)
+
+
+def _cross_checks(name: str, data: Any, config: Config, base_dir: Path) -> list[ConfigProblem]:
+    problems = []
+    seen: dict[str, int] = {}
+    for index, feed in enumerate(config.feeds):
+        key = resolve_feed_location(feed.url, base_dir)
+        if key in seen:
+            line, col = _locate(data, ("feeds", index, "url"))
+            problems.append(
+                ConfigProblem(
+                    name,
+                    line,
+                    col,
+                    f"feeds[{index}].url",
+                    f"duplicate feed {feed.url!r}",
+                    f"already listed as feeds[{seen[key]}]",
+                )
+            )
+        seen.setdefault(key, index)
+    known_topics = {t.name for t in config.topics} | {t for f in config.feeds for t in f.topics}
+    newsletter_names: set[str] = set()
+    for index, letter in enumerate(config.newsletters):
+        if letter.name in newsletter_names:
+            line, col = _locate(data, ("newsletters", index, "name"))
+            problems.append(
+                ConfigProblem(
+                    name, line, col, f"newsletters[{index}].name", f"duplicate newsletter {letter.name!r}"
+                )
+            )
+        newsletter_names.add(letter.name)
+        for t_index, topic in enumerate(letter.topics):
+            if topic not in known_topics:
+                line, col = _locate(data, ("newsletters", index, "topics", t_index))
+                close = difflib.get_close_matches(topic, sorted(known_topics), n=1)
+                hint = f"did you mean {close[0]!r}?" if close else "define it under 'topics:'"
+                problems.append(
+                    ConfigProblem(
+                        name,
+                        line,
+                        col,
+                        f"newsletters[{index}].topics[{t_index}]",
+                        f"no topic named {topic!r}",
+                        hint,
+                    )
+                )
+    return problems
+
+
+def _feed_lines(data: Any) -> dict[str, int]:
+    lines: dict[str, int] = {}
+    feeds = data.get("feeds")
+    if isinstance(feeds, CommentedSeq):
+        for index, item in enumerate(feeds):
+            if isinstance(item, Mapping) and isinstance(item.get("url"), str):
+                lines[item["url"].strip()] = feeds.lc.item(index)[0] + 1
+    return lines
