@@ -1,0 +1,142 @@
+"""feeds.yaml: defaults, every problem reported with its line, hints a person can act on."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from aggregator.config import check_config, load_config, parse_duration, parse_size
+from aggregator.errors import ConfigError
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "feeds.yaml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def problems_of(path: Path) -> list[str]:
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    return [str(p) for p in info.value.problems]
+
+
+def test_minimal_config_gets_sound_defaults(tmp_path: Path) -> None:
+    loaded = load_config(write(tmp_path, "feeds:\n  - url: https://example.com/feed.xml\n"))
+    config = loaded.config
+    assert config.newsletters == ()
+    assert config.polling.interval == timedelta(hours=1)
+    assert config.polling.max_response_size == 10 * 1024 * 1024
+    assert loaded.database_url == f"sqlite:///{tmp_path / 'data' / 'aggregator.sqlite'}"
+    assert loaded.feed_lines == {"https://example.com/feed.xml": 2}
+
+
+def test_relative_paths_resolve_against_the_config_folder(tmp_path: Path) -> None:
+    loaded = load_config(write(tmp_path, "feeds:\n  - url: seeds/a.xml\n  - url: https://x.example/f\n"))
+    assert loaded.feed_location("seeds/a.xml") == (tmp_path / "seeds" / "a.xml").as_uri()
+    assert loaded.feed_location("https://x.example/f") == "https://x.example/f"
+
+
+def test_every_problem_is_reported_at_once_with_line_and_hint(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "# my feeds\n"
+        "feeds:\n"
+        "  - url: https://example.com/a\n"
+        "    intervall: 30m\n"
+        "  - url: ftp://example.com/b\n"
+        "  - url: https://example.com/c\n"
+        "    interval: 3 parsecs\n"
+        "polling:\n"
+        "  concurrency: 0\n",
+    )
+    problems = problems_of(path)
+    assert len(problems) == 4
+    assert problems[0].endswith(
+        "feeds.yaml:4:5: feeds[0].intervall: unknown key 'intervall' (did you mean 'interval'?)"
+    )
+    assert "feeds.yaml:5:5: feeds[1].url: not an http(s) or file URL" in problems[1]
+    assert "feeds.yaml:7:5: feeds[2].interval: bad duration '3 parsecs'" in problems[2]
+    assert "feeds.yaml:9:3: polling.concurrency:" in problems[3]
+
+
+def test_missing_feeds_and_unknown_top_level_key(tmp_path: Path) -> None:
+    problems = problems_of(write(tmp_path, "feed:\n  - url: https://example.com/a\n"))
+    assert any("unknown key 'feed' (did you mean 'feeds'?)" in p for p in problems)
+    assert any("missing required key 'feeds'" in p for p in problems)
+
+
+def test_yaml_syntax_error_names_the_line(tmp_path: Path) -> None:
+    problems = problems_of(write(tmp_path, "feeds:\n  - url: [unclosed\n"))
+    assert len(problems) == 1
+    assert "feeds.yaml:" in problems[0]
+    assert "not valid YAML" in problems[0]
+
+
+def test_newsletter_schedule_timezone_and_topic_are_checked(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "feeds:\n  - url: https://example.com/a\n    topics: [Diplomacy]\n"
+        "newsletters:\n"
+        "  - name: daily\n    title: Daily\n    schedule: '61 * * * *'\n    timezone: Mars/Base\n",
+    )
+    problems = problems_of(path)
+    assert any("newsletters[0].schedule: bad cron expression" in p for p in problems)
+    assert any("newsletters[0].timezone: unknown time zone 'Mars/Base'" in p for p in problems)
+
+    path = write(
+        tmp_path,
+        "feeds:\n  - url: https://example.com/a\n    topics: [Diplomacy]\n"
+        "newsletters:\n  - name: daily\n    title: Daily\n    topics: [Diplomcy]\n",
+    )
+    assert problems_of(path) == [
+        f"{path}:7:14: newsletters[0].topics[0]: no topic named 'Diplomcy' (did you mean 'Diplomacy'?)"
+    ]
+
+
+def test_duplicate_feeds_are_refused(tmp_path: Path) -> None:
+    path = write(tmp_path, "feeds:\n  - url: seeds/a.xml\n  - url: ./seeds/a.xml\n")
+    [problem] = problems_of(path)
+    assert (
+        "feeds.yaml:3:5: feeds[1].url: duplicate feed './seeds/a.xml' (already listed as feeds[0])" in problem
+    )
+
+
+def test_check_reports_missing_local_files(tmp_path: Path) -> None:
+    path = write(tmp_path, "feeds:\n  - url: seeds/missing.xml\n")
+    [problem] = check_config(path)
+    assert problem.line == 2
+    assert "no such file" in problem.message
+
+
+def test_missing_config_file(tmp_path: Path) -> None:
+    problems = problems_of(tmp_path / "nope.yaml")
+    assert problems == [f"{tmp_path / 'nope.yaml'}: file not found (pass --config PATH)"]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("90s", timedelta(seconds=90)),
+        ("1h30m", timedelta(minutes=90)),
+        ("2d", timedelta(days=2)),
+        (45, timedelta(seconds=45)),
+    ],
+)
+def test_durations(text: str | int, expected: timedelta) -> None:
+    assert parse_duration(text) == expected
+
+
+@pytest.mark.parametrize("text", ["", "soon", "3 parsecs", "1h soon"])
+def test_bad_durations(text: str) -> None:
+    with pytest.raises(ValueError, match="bad duration"):
+        parse_duration(text)
+
+
+def test_sizes() -> None:
+    assert parse_size("10MiB") == 10 * 1024 * 1024
+    assert parse_size("500 KB") == 500_000
+    with pytest.raises(ValueError, match="bad size"):
+        parse_size("big")
