@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
+from apscheduler.triggers.cron import CronTrigger
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
@@ -59,7 +60,9 @@ def parse_duration(value: object) -> timedelta:
     text = value.strip()
     parts = list(_DURATION_PART.finditer(text))
     if not parts or "".join(p.group(0) for p in parts).replace(" ", "") != text.replace(" ", ""):
-        raise ValueError(f"bad duration {value!r}: use a number and a unit (s, m, h, d, w), e.g. 30m or 1h30m")
+        raise ValueError(
+            f"bad duration {value!r}: use a number and a unit (s, m, h, d, w), e.g. 30m or 1h30m"
+        )
     seconds = sum(float(p.group(1)) * _DURATION_UNITS[p.group(2).lower()] for p in parts)
     return timedelta(seconds=seconds)
 
@@ -178,8 +181,6 @@ class NewsletterConfig(_Strict):
     @field_validator("schedule")
     @classmethod
     def _check_schedule(cls, value: str) -> str:
-        from apscheduler.triggers.cron import CronTrigger
-
         try:
             CronTrigger.from_crontab(value)
         except ValueError as exc:
@@ -194,7 +195,7 @@ class SmtpConfig(_Strict):
     port: int = 587
     security: Literal["starttls", "tls"] = "starttls"
     username_env: str | None = "AGGREGATOR_SMTP_USERNAME"
-    password_env: str | None = "AGGREGATOR_SMTP_PASSWORD"
+    password_env: str | None = "AGGREGATOR_SMTP_PASSWORD"  # noqa: S105 (a variable name, not a secret)
     rate_per_minute: int = Field(default=60, ge=1)
 
 
