@@ -1,0 +1,799 @@
+"""The database: schema, migrations and every query the project makes.
+
+In: a database URL (``sqlite:///data/aggregator.sqlite`` by default, or
+``postgresql+psycopg://user:pass@host/db``), ``FeedState`` and ``Entry`` records from a
+poll, and the verdicts of the dedupe and story stages.  Out: ``FeedState``,
+``StoredEntry``, ``StoredStory`` and ``SaveCounts`` records; no SQLAlchemy row ever
+leaves this module.
+
+``Store.open(url)`` creates the database if needed and migrates it to the newest
+schema with alembic (the revisions live in ``aggregator/migrations/versions``), so
+opening the same database twice, or from the scheduler and the CLI at once, is safe.
+
+Identity: a feed is its URL as configured; an entry is ``(feed url, guid)`` and its
+project id is ``entry_id(feed_url, guid)``.  Every write is one transaction: a poll of
+one feed either lands completely (state and entries) or not at all.
+
+SQLite runs in WAL mode with ``synchronous=NORMAL`` (durable across application
+crashes, at most the last commits lost on power failure) and a busy timeout, so a
+running scheduler and a CLI command can share the file; writes begin with ``BEGIN
+IMMEDIATE`` so that they wait for the lock up front instead of failing halfway.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from alembic.util.exc import CommandError
+
+from aggregator.errors import StoreError
+from aggregator.types import Enclosure, Entry, FeedState, FeedStatus, StoredEntry
+
+__all__ = [
+    "MIGRATIONS_DIR",
+    "SaveCounts",
+    "Store",
+    "StoredStory",
+    "entry_id",
+    "metadata",
+    "migration_config",
+]
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+
+# How long a writer waits for another process's write transaction (SQLite only).
+# Saves are short (one feed each), so this only matters when a migration or a big
+# batch from another process holds the lock.
+SQLITE_BUSY_TIMEOUT_S = 30.0
+
+# Rows fetched per round trip by the iterators; each page is its own short read, so a
+# slow consumer (an export piped into gzip) never holds a read transaction open.
+PAGE_SIZE = 1000
+
+# Ids per ``IN (...)`` list; SQLite allows 32766 bound parameters, PostgreSQL 65535.
+IN_CHUNK = 500
+
+# A fixed key for PostgreSQL's advisory lock that serializes concurrent migrations.
+_PG_MIGRATION_LOCK = 0x61676772  # "aggr"
+
+
+def entry_id(feed_url: str, guid: str) -> str:
+    """The project's id of an entry: 16 hex digits of SHA-256 over ``feed_url``, NUL, ``guid``.
+
+    Stable across runs, machines and databases (it is what ``export`` prints as ``id``).
+    The NUL separator keeps ``("a", "bc")`` and ``("ab", "c")`` apart; 64 bits make an
+    accidental collision negligible at any realistic number of entries.
+    """
+    digest = hashlib.sha256(f"{feed_url}\0{guid}".encode())
+    return digest.hexdigest()[:16]
+
+
+def content_hash(entry: Entry) -> str:
+    """A digest of everything a feed said about an entry; a change means the entry was updated.
+
+    Every field of ``Entry`` takes part, so the stored row always equals the latest
+    version the feed served.
+    """
+    payload = [
+        entry.guid,
+        entry.url,
+        entry.canonical_url,
+        entry.title,
+        list(entry.authors),
+        _iso(entry.published),
+        _iso(entry.updated),
+        entry.content_html,
+        entry.summary_html,
+        entry.text,
+        [[e.url, e.type, e.length] for e in entry.enclosures],
+        list(entry.categories),
+    ]
+    text = json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class SaveCounts:
+    """What one ``save_poll`` wrote: entries inserted and entries whose content changed."""
+
+    new: int = 0
+    updated: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class StoredStory:
+    """A story as stored: its stable id, label, topics and member entries (first seen first)."""
+
+    id: str
+    label: str
+    topics: tuple[str, ...]
+    first_seen: datetime
+    updated: datetime  # last time its label, topics or members changed
+    entry_ids: tuple[str, ...] = ()
+
+
+# --------------------------------------------------------------------------- schema
+
+
+class UTCDateTime(sa.TypeDecorator[datetime]):
+    """A timezone-aware UTC datetime on every backend.
+
+    PostgreSQL keeps ``timestamp with time zone``; SQLite has no such type, so the value
+    is converted to UTC and stored as SQLAlchemy's fixed-width ISO text, which sorts
+    chronologically.  Naive datetimes are refused: their meaning depends on the machine.
+    """
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError(f"naive datetime {value.isoformat()}: the store needs timezone-aware times")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+# Named constraints let later migrations (and SQLite's batch mode) refer to them.
+metadata = sa.MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+feeds_table = sa.Table(
+    "feeds",
+    metadata,
+    sa.Column("url", sa.Text, primary_key=True),  # as configured in feeds.yaml
+    sa.Column("title", sa.Text),
+    sa.Column("status", sa.String(16), nullable=False),  # a FeedStatus value
+    sa.Column("fetch_url", sa.Text),
+    sa.Column("etag", sa.Text),
+    sa.Column("last_modified", sa.Text),
+    sa.Column("last_fetch", UTCDateTime),
+    sa.Column("last_unconditional_fetch", UTCDateTime),
+    sa.Column("next_check", UTCDateTime),
+    sa.Column("http_status", sa.Integer),
+    sa.Column("error_count", sa.Integer, nullable=False),
+    sa.Column("last_error", sa.Text),
+    sa.Column("redirect_target", sa.Text),
+    sa.Column("redirect_count", sa.Integer, nullable=False),
+)
+
+stories_table = sa.Table(
+    "stories",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("label", sa.Text, nullable=False),
+    sa.Column("topics", sa.JSON, nullable=False),  # list of names
+    sa.Column("first_seen", UTCDateTime, nullable=False),
+    sa.Column("updated", UTCDateTime, nullable=False),
+)
+
+entries_table = sa.Table(
+    "entries",
+    metadata,
+    sa.Column("id", sa.String(16), primary_key=True),  # entry_id(feed_url, guid)
+    sa.Column("feed_url", sa.Text, sa.ForeignKey("feeds.url"), nullable=False),
+    sa.Column("guid", sa.Text, nullable=False),
+    sa.Column("url", sa.Text),
+    sa.Column("canonical_url", sa.Text, index=True),
+    sa.Column("title", sa.Text, nullable=False),
+    sa.Column("authors", sa.JSON, nullable=False),  # list of names
+    sa.Column("published", UTCDateTime),
+    sa.Column("updated", UTCDateTime),
+    sa.Column("content_html", sa.Text, nullable=False),
+    sa.Column("summary_html", sa.Text, nullable=False),
+    sa.Column("text", sa.Text, nullable=False),
+    sa.Column("enclosures", sa.JSON, nullable=False),  # list of {"url", "type", "length"}
+    sa.Column("categories", sa.JSON, nullable=False),  # list of terms
+    sa.Column("content_hash", sa.String(64), nullable=False),
+    sa.Column("first_seen", UTCDateTime, nullable=False),
+    sa.Column("last_updated", UTCDateTime, nullable=False),
+    # Written by the dedupe stage: the id of the copy kept, how it was found, how close.
+    sa.Column("duplicate_of", sa.String(16), sa.ForeignKey("entries.id", ondelete="SET NULL")),
+    sa.Column("duplicate_stage", sa.String(32)),
+    sa.Column("duplicate_score", sa.Float),
+    # Written by the story stage; topics are the story's, copied for export and filtering.
+    sa.Column("story", sa.String(64), sa.ForeignKey("stories.id", ondelete="SET NULL"), index=True),
+    sa.Column("topics", sa.JSON, nullable=False),
+    sa.UniqueConstraint("feed_url", "guid"),
+    sa.Index(None, "first_seen", "id"),
+)
+
+signatures_table = sa.Table(
+    "entry_signatures",
+    metadata,
+    sa.Column("entry_id", sa.String(16), sa.ForeignKey("entries.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("signature", sa.LargeBinary, nullable=False),  # a serialized MinHash
+)
+
+
+# ------------------------------------------------------------------- engine & migrations
+
+
+def migration_config(url: str | sa.URL) -> Config:
+    """An alembic ``Config`` for this package's migrations, without any ``alembic.ini``.
+
+    Also the way to write a new revision, e.g.::
+
+        command.revision(migration_config("sqlite:///dev.sqlite"), "add x", autogenerate=True)
+    """
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    if isinstance(url, sa.URL):
+        url = url.render_as_string(hide_password=False)
+    # ConfigParser interpolates "%"; escape it so URL-encoded passwords survive.
+    cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    return cfg
+
+
+def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
+    # Let us issue BEGIN ourselves (see _sqlite_on_begin): pysqlite's own implicit
+    # transactions start late and cannot be made IMMEDIATE per transaction.
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute(f"PRAGMA busy_timeout = {int(SQLITE_BUSY_TIMEOUT_S * 1000)}")
+        cursor.execute("PRAGMA journal_mode = WAL")  # readers never block the writer
+        cursor.execute("PRAGMA synchronous = NORMAL")  # safe with WAL; fsync at checkpoints only
+        cursor.execute("PRAGMA foreign_keys = ON")
+    finally:
+        cursor.close()
+
+
+def _sqlite_on_begin(conn: sa.Connection) -> None:
+    # A write transaction that starts as a read and upgrades later fails with
+    # SQLITE_BUSY at once if another process wrote meanwhile (busy_timeout does not
+    # apply).  Writers therefore take the lock up front with BEGIN IMMEDIATE.
+    mode = "IMMEDIATE" if conn.get_execution_options().get("aggregator_write") else "DEFERRED"
+    conn.exec_driver_sql(f"BEGIN {mode}")
+
+
+def _create_engine(url: sa.URL) -> sa.Engine:
+    if url.get_backend_name() != "sqlite":
+        return sa.create_engine(url, pool_pre_ping=True)
+    if url.get_driver_name() not in ("pysqlite", ""):
+        raise ValueError(f"unsupported SQLite driver {url.get_driver_name()!r}; use sqlite:///PATH")
+    database = url.database or ""
+    if database and database != ":memory:" and not url.query.get("uri"):
+        # A fresh install points at data/aggregator.sqlite before data/ exists.
+        Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    engine = sa.create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S})
+    sa.event.listen(engine, "connect", _sqlite_on_connect)
+    sa.event.listen(engine, "begin", _sqlite_on_begin)
+    return engine
+
+
+def _why(exc: BaseException) -> str:
+    """The driver's own message, first line only, without SQLAlchemy's boilerplate."""
+    if isinstance(exc, sa.exc.StatementError) and exc.orig is not None:  # DBAPIError included
+        exc = exc.orig
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0]
+
+
+def _safe_url(url: str) -> str:
+    try:
+        return sa.make_url(url).render_as_string(hide_password=True)
+    except sa.exc.ArgumentError:
+        return "<unparseable URL>"
+
+
+def _migrate(engine: sa.Engine, url: sa.URL) -> None:
+    cfg = migration_config(url)
+    with engine.connect() as conn:
+        conn.execution_options(aggregator_write=True)
+        with conn.begin():
+            if conn.dialect.name == "postgresql":
+                # Two processes opening a fresh database must not both create tables.
+                conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_PG_MIGRATION_LOCK)))
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "head")
+
+
+# --------------------------------------------------------------------------- the store
+
+
+class Store:
+    """An open database.  Create with ``Store.open(url)``; close with ``close()`` or ``with``.
+
+    Safe to share between threads (each call takes a pooled connection); every method
+    is one short transaction.
+    """
+
+    def __init__(self, engine: sa.Engine, url: str) -> None:
+        self._engine = engine
+        self.url = url  # password hidden; for messages
+
+    @classmethod
+    def open(cls, url: str) -> Store:
+        """Open (creating if needed) the database at ``url`` and migrate it to the newest schema.
+
+        Raises ``StoreError`` naming the URL (password hidden) and the reason when the
+        database cannot be reached, created or migrated.
+        """
+        shown = _safe_url(url)
+        engine: sa.Engine | None = None
+        try:
+            parsed = sa.make_url(url)
+            engine = _create_engine(parsed)
+            _migrate(engine, parsed)
+        except (sa.exc.SQLAlchemyError, CommandError, OSError, ValueError) as exc:
+            if engine is not None:
+                engine.dispose()
+            raise StoreError(f"opening database: {shown}: {_why(exc)}") from exc
+        return cls(engine, shown)
+
+    @property
+    def engine(self) -> sa.Engine:
+        """The SQLAlchemy engine, for tests and benchmarks that need to look underneath."""
+        return self._engine
+
+    def close(self) -> None:
+        self._engine.dispose()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    @contextmanager
+    def _transaction(self, what: str, *, write: bool) -> Iterator[sa.Connection]:
+        """One transaction; any database failure becomes ``StoreError("what: url: why")``."""
+        try:
+            with self._engine.connect() as conn:
+                if write:
+                    conn.execution_options(aggregator_write=True)
+                with conn.begin():
+                    yield conn
+        except (sa.exc.SQLAlchemyError, ValueError) as exc:
+            raise StoreError(f"{what}: {self.url}: {_why(exc)}") from exc
+
+    # ------------------------------------------------------------------ feeds
+
+    def sync_feeds(self, urls: Sequence[tuple[str, str | None]]) -> None:
+        """Make sure every configured ``(url, title)`` has a feeds row.
+
+        Rows of feeds no longer configured stay (with their entries) as history; pass
+        the configured URLs to ``feed_states`` to leave them out.  A configured title
+        replaces the stored one; ``None`` keeps it.
+        """
+        wanted = dict(urls)
+        with self._transaction("recording configured feeds", write=True) as conn:
+            known = dict(conn.execute(sa.select(feeds_table.c.url, feeds_table.c.title)).tuples().all())
+            new = [_feed_row(FeedState(url=u, title=t)) for u, t in wanted.items() if u not in known]
+            retitled = [
+                {"b_url": u, "title": t}
+                for u, t in wanted.items()
+                if u in known and t is not None and known[u] != t
+            ]
+            if new:
+                conn.execute(feeds_table.insert(), new)
+            if retitled:
+                conn.execute(
+                    feeds_table.update().where(feeds_table.c.url == sa.bindparam("b_url")),
+                    retitled,
+                )
+
+    def feed_state(self, url: str) -> FeedState:
+        """What we remember about polling ``url``; ``FeedState(url)`` (status NEVER) if nothing."""
+        return self.feed_states([url])[0]
+
+    def feed_states(self, urls: Sequence[str] | None = None) -> list[FeedState]:
+        """Every feed's state, by URL; with ``urls``, exactly those, in that order."""
+        with self._transaction("reading feed states", write=False) as conn:
+            query = sa.select(feeds_table)
+            if urls is None:
+                rows = conn.execute(query.order_by(feeds_table.c.url)).mappings().all()
+                return [_feed_state(row) for row in rows]
+            found: dict[str, FeedState] = {}
+            for chunk in _chunks(list(dict.fromkeys(urls))):
+                for row in conn.execute(query.where(feeds_table.c.url.in_(chunk))).mappings():
+                    found[row["url"]] = _feed_state(row)
+        return [found.get(url) or FeedState(url=url) for url in urls]
+
+    # ------------------------------------------------------------------ polls
+
+    def save_poll(self, state: FeedState, entries: Sequence[Entry], now: datetime) -> SaveCounts:
+        """Store one feed's poll in one transaction: its new state and its entries.
+
+        Entries are matched by ``(feed url, guid)``: a new one is inserted with
+        ``first_seen=now``; one whose content changed is rewritten with
+        ``last_updated=now``, keeping its id and ``first_seen`` (and losing its stale
+        near-duplicate signature); an unchanged one is not written.  When a feed
+        repeats a guid, its first occurrence wins.  On any failure nothing of this
+        poll is written and ``StoreError`` is raised.
+        """
+        # One SELECT of what we have, then at most one bulk INSERT and one bulk UPDATE.
+        incoming: dict[str, Entry] = {}
+        for entry in entries:
+            incoming.setdefault(entry.guid, entry)
+        with self._transaction(f"saving poll of {state.url}", write=True) as conn:
+            _write_feed_state(conn, state)
+            if not incoming:
+                return SaveCounts()
+            existing = dict(
+                conn.execute(
+                    sa.select(entries_table.c.guid, entries_table.c.content_hash).where(
+                        entries_table.c.feed_url == state.url
+                    )
+                )
+                .tuples()
+                .all()
+            )
+            inserts: list[dict[str, Any]] = []
+            updates: list[dict[str, Any]] = []
+            for guid, entry in incoming.items():
+                digest = content_hash(entry)
+                old = existing.get(guid)
+                if old is None:
+                    row = _entry_row(entry, digest, now)
+                    row.update(
+                        id=entry_id(state.url, guid),
+                        feed_url=state.url,
+                        first_seen=now,
+                        duplicate_of=None,
+                        duplicate_stage=None,
+                        duplicate_score=None,
+                        story=None,
+                        topics=[],
+                    )
+                    inserts.append(row)
+                elif old != digest:
+                    row = _entry_row(entry, digest, now)
+                    row["b_id"] = entry_id(state.url, guid)
+                    updates.append(row)
+            if inserts:
+                conn.execute(entries_table.insert(), inserts)
+            if updates:
+                conn.execute(
+                    entries_table.update().where(entries_table.c.id == sa.bindparam("b_id")), updates
+                )
+                ids = [row["b_id"] for row in updates]
+                for chunk in _chunks(ids):
+                    conn.execute(signatures_table.delete().where(signatures_table.c.entry_id.in_(chunk)))
+            return SaveCounts(new=len(inserts), updated=len(updates))
+
+    # ---------------------------------------------------------------- entries
+
+    def entry_counts(self) -> dict[str, int]:
+        """How many entries are stored per feed URL (0 for a feed with none)."""
+        query = (
+            sa.select(feeds_table.c.url, sa.func.count(entries_table.c.id))
+            .select_from(feeds_table.outerjoin(entries_table, entries_table.c.feed_url == feeds_table.c.url))
+            .group_by(feeds_table.c.url)
+        )
+        with self._transaction("counting entries", write=False) as conn:
+            return {url: int(count) for url, count in conn.execute(query).tuples()}
+
+    def iter_entries(self, feed_urls: Sequence[str] | None = None) -> Iterator[StoredEntry]:
+        """Every stored entry (of ``feed_urls`` if given), ordered by ``(first_seen, id)``.
+
+        Read page by page, so entries saved while iterating after the current position
+        appear, and no transaction stays open between pages.
+        """
+        if feed_urls is not None and not feed_urls:
+            return
+        where: list[sa.ColumnElement[bool]] = []
+        if feed_urls is not None:
+            where.append(entries_table.c.feed_url.in_(list(dict.fromkeys(feed_urls))))
+        yield from self._paged_entries(where, "reading entries")
+
+    def get_entry(self, id: str) -> StoredEntry | None:
+        """The entry with the project id ``id``, or None."""
+        with self._transaction(f"reading entry {id}", write=False) as conn:
+            row = conn.execute(sa.select(entries_table).where(entries_table.c.id == id)).mappings().first()
+        return None if row is None else _stored_entry(row)
+
+    def entries_first_seen_since(self, since: datetime) -> list[StoredEntry]:
+        """Entries first seen at or after ``since``, ordered by ``(first_seen, id)``."""
+        return list(self._paged_entries([entries_table.c.first_seen >= since], "reading recent entries"))
+
+    def _paged_entries(self, where: Sequence[sa.ColumnElement[bool]], what: str) -> Iterator[StoredEntry]:
+        for row in self._paged(sa.select(entries_table), where, what):
+            yield _stored_entry(row)
+
+    def _paged(
+        self, query: sa.Select[Any], where: Sequence[sa.ColumnElement[bool]], what: str
+    ) -> Iterator[sa.RowMapping]:
+        """Keyset pagination over ``(entries.first_seen, entries.id)``."""
+        after: tuple[datetime, str] | None = None
+        while True:
+            page_query = query.where(*where)
+            if after is not None:
+                seen, last_id = after
+                page_query = page_query.where(
+                    sa.or_(
+                        entries_table.c.first_seen > seen,
+                        sa.and_(entries_table.c.first_seen == seen, entries_table.c.id > last_id),
+                    )
+                )
+            page_query = page_query.order_by(entries_table.c.first_seen, entries_table.c.id).limit(PAGE_SIZE)
+            with self._transaction(what, write=False) as conn:
+                rows = conn.execute(page_query).mappings().all()
+            yield from rows
+            if len(rows) < PAGE_SIZE:
+                return
+            after = (rows[-1]["first_seen"], rows[-1]["id"])
+
+    # ------------------------------------------------------------ dedupe stage
+
+    def save_duplicates(self, verdicts: Iterable[tuple[str, str | None, str | None, float | None]]) -> None:
+        """Record dedupe verdicts ``(entry id, duplicate_of, stage, score)`` in one transaction.
+
+        ``duplicate_of`` None marks an entry as an original (clearing an earlier verdict).
+        """
+        rows = [
+            {"b_id": eid, "duplicate_of": dup, "duplicate_stage": stage, "duplicate_score": score}
+            for eid, dup, stage, score in verdicts
+        ]
+        if not rows:
+            return
+        with self._transaction("saving duplicate verdicts", write=True) as conn:
+            conn.execute(entries_table.update().where(entries_table.c.id == sa.bindparam("b_id")), rows)
+
+    def save_signatures(self, items: Iterable[tuple[str, bytes]]) -> None:
+        """Store near-duplicate signatures ``(entry id, bytes)``, replacing earlier ones."""
+        rows = {eid: bytes(sig) for eid, sig in items}
+        if not rows:
+            return
+        with self._transaction("saving signatures", write=True) as conn:
+            for chunk in _chunks(list(rows)):
+                conn.execute(signatures_table.delete().where(signatures_table.c.entry_id.in_(chunk)))
+            conn.execute(
+                signatures_table.insert(),
+                [{"entry_id": eid, "signature": sig} for eid, sig in rows.items()],
+            )
+
+    def iter_signatures(self, since: datetime | None = None) -> Iterator[tuple[str, bytes]]:
+        """``(entry id, signature)`` of entries first seen at or after ``since`` (all if None).
+
+        Ordered by the entries' ``(first_seen, id)``.
+        """
+        query = sa.select(
+            entries_table.c.id, entries_table.c.first_seen, signatures_table.c.signature
+        ).select_from(entries_table.join(signatures_table, signatures_table.c.entry_id == entries_table.c.id))
+        where: list[sa.ColumnElement[bool]] = [] if since is None else [entries_table.c.first_seen >= since]
+        for row in self._paged(query, where, "reading signatures"):
+            yield row["id"], bytes(row["signature"])
+
+    def entries_without_signature(self) -> list[StoredEntry]:
+        """Entries that have no signature yet (new, or changed since it was computed)."""
+        query = sa.select(entries_table).select_from(
+            entries_table.outerjoin(signatures_table, signatures_table.c.entry_id == entries_table.c.id)
+        )
+        where = [signatures_table.c.entry_id.is_(None)]
+        return [_stored_entry(row) for row in self._paged(query, where, "reading unsigned entries")]
+
+    # ------------------------------------------------------------- story stage
+
+    def save_stories(
+        self,
+        stories: Iterable[tuple[str, str, tuple[str, ...]]],
+        assignments: Iterable[tuple[str, str]],
+        now: datetime,
+    ) -> None:
+        """Record stories ``(id, label, topics)`` and memberships ``(entry id, story id)``.
+
+        In one transaction.  A new story gets ``first_seen=now``; a story whose label or
+        topics changed, or that gained an entry, gets ``updated=now``.  Each assigned
+        entry takes its story's topics.  Entries not mentioned keep what they had.
+        """
+        given = {sid: (label, tuple(topics)) for sid, label, topics in stories}
+        members = dict(assignments)
+        with self._transaction("saving stories", write=True) as conn:
+            known: dict[str, tuple[str, tuple[str, ...]]] = {}
+            for chunk in _chunks(list(given.keys() | set(members.values()))):
+                query = sa.select(stories_table.c.id, stories_table.c.label, stories_table.c.topics).where(
+                    stories_table.c.id.in_(chunk)
+                )
+                for sid, label, topics in conn.execute(query).tuples():
+                    known[sid] = (label, tuple(topics))
+            current: dict[str, tuple[str | None, tuple[str, ...]]] = {}
+            for chunk in _chunks(list(members)):
+                query = sa.select(entries_table.c.id, entries_table.c.story, entries_table.c.topics).where(
+                    entries_table.c.id.in_(chunk)
+                )
+                for eid, sid, topics in conn.execute(query).tuples():
+                    current[eid] = (sid, tuple(topics))
+
+            # Stories gaining an entry count as updated, as do relabelled ones.
+            gaining = {sid for eid, sid in members.items() if eid in current and current[eid][0] != sid}
+            new = [sid for sid in given if sid not in known]
+            changed = sorted(
+                {sid for sid in given if sid in known and known[sid] != given[sid]}
+                | {sid for sid in gaining if sid in known}
+            )
+            if new:
+                conn.execute(
+                    stories_table.insert(),
+                    [
+                        {
+                            "id": sid,
+                            "label": given[sid][0],
+                            "topics": list(given[sid][1]),
+                            "first_seen": now,
+                            "updated": now,
+                        }
+                        for sid in new
+                    ],
+                )
+            if changed:
+                final = {**known, **given}
+                conn.execute(
+                    stories_table.update().where(stories_table.c.id == sa.bindparam("b_id")),
+                    [
+                        {"b_id": sid, "label": final[sid][0], "topics": list(final[sid][1]), "updated": now}
+                        for sid in changed
+                    ],
+                )
+            topics_of = {**known, **given}
+            entry_rows = []
+            for eid, sid in members.items():
+                topics = topics_of[sid][1] if sid in topics_of else ()
+                if eid in current and current[eid] != (sid, topics):
+                    entry_rows.append({"b_id": eid, "story": sid, "topics": list(topics)})
+            if entry_rows:
+                conn.execute(
+                    entries_table.update().where(entries_table.c.id == sa.bindparam("b_id")), entry_rows
+                )
+
+    def iter_stories(self) -> Iterator[StoredStory]:
+        """Every story with its member entries, ordered by ``(first_seen, id)``."""
+        with self._transaction("reading stories", write=False) as conn:
+            members: dict[str, list[str]] = {}
+            query = (
+                sa.select(entries_table.c.story, entries_table.c.id)
+                .where(entries_table.c.story.is_not(None))
+                .order_by(entries_table.c.first_seen, entries_table.c.id)
+            )
+            for sid, eid in conn.execute(query).tuples():
+                members.setdefault(sid, []).append(eid)
+            rows = conn.execute(
+                sa.select(stories_table).order_by(stories_table.c.first_seen, stories_table.c.id)
+            ).mappings()
+            result = [
+                StoredStory(
+                    id=row["id"],
+                    label=row["label"],
+                    topics=tuple(row["topics"]),
+                    first_seen=row["first_seen"],
+                    updated=row["updated"],
+                    entry_ids=tuple(members.get(row["id"], ())),
+                )
+                for row in rows
+            ]
+        yield from result
+
+
+# ------------------------------------------------------------------ row <-> record
+
+
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else value.astimezone(UTC).isoformat()
+
+
+def _chunks(items: list[str], size: int = IN_CHUNK) -> Iterator[list[str]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _feed_row(state: FeedState) -> dict[str, Any]:
+    return {
+        "url": state.url,
+        "title": state.title,
+        "status": state.status.value,
+        "fetch_url": state.fetch_url,
+        "etag": state.etag,
+        "last_modified": state.last_modified,
+        "last_fetch": state.last_fetch,
+        "last_unconditional_fetch": state.last_unconditional_fetch,
+        "next_check": state.next_check,
+        "http_status": state.http_status,
+        "error_count": state.error_count,
+        "last_error": state.last_error,
+        "redirect_target": state.redirect_target,
+        "redirect_count": state.redirect_count,
+    }
+
+
+def _write_feed_state(conn: sa.Connection, state: FeedState) -> None:
+    row = _feed_row(state)
+    if state.title is None:
+        del row["title"]  # a poll that learned no title keeps the configured one
+    del row["url"]
+    result = conn.execute(feeds_table.update().where(feeds_table.c.url == state.url).values(row))
+    if result.rowcount == 0:
+        conn.execute(feeds_table.insert().values(_feed_row(state)))
+
+
+def _feed_state(row: sa.RowMapping) -> FeedState:
+    return FeedState(
+        url=row["url"],
+        status=FeedStatus(row["status"]),
+        fetch_url=row["fetch_url"],
+        etag=row["etag"],
+        last_modified=row["last_modified"],
+        last_fetch=row["last_fetch"],
+        last_unconditional_fetch=row["last_unconditional_fetch"],
+        next_check=row["next_check"],
+        http_status=row["http_status"],
+        error_count=row["error_count"],
+        last_error=row["last_error"],
+        redirect_target=row["redirect_target"],
+        redirect_count=row["redirect_count"],
+        title=row["title"],
+    )
+
+
+def _entry_row(entry: Entry, digest: str, now: datetime) -> dict[str, Any]:
+    return {
+        "guid": entry.guid,
+        "url": entry.url,
+        "canonical_url": entry.canonical_url,
+        "title": entry.title,
+        "authors": list(entry.authors),
+        "published": entry.published,
+        "updated": entry.updated,
+        "content_html": entry.content_html,
+        "summary_html": entry.summary_html,
+        "text": entry.text,
+        "enclosures": [{"url": e.url, "type": e.type, "length": e.length} for e in entry.enclosures],
+        "categories": list(entry.categories),
+        "content_hash": digest,
+        "last_updated": now,
+    }
+
+
+def _stored_entry(row: sa.RowMapping) -> StoredEntry:
+    entry = Entry(
+        guid=row["guid"],
+        url=row["url"],
+        canonical_url=row["canonical_url"],
+        title=row["title"],
+        authors=tuple(row["authors"]),
+        published=row["published"],
+        updated=row["updated"],
+        content_html=row["content_html"],
+        summary_html=row["summary_html"],
+        text=row["text"],
+        enclosures=tuple(Enclosure(e["url"], e.get("type"), e.get("length")) for e in row["enclosures"]),
+        categories=tuple(row["categories"]),
+    )
+    return StoredEntry(
+        id=row["id"],
+        feed_url=row["feed_url"],
+        entry=entry,
+        first_seen=row["first_seen"],
+        last_updated=row["last_updated"],
+        duplicate_of=row["duplicate_of"],
+        story=row["story"],
+        topics=tuple(row["topics"]),
+    )
