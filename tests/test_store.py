@@ -1,0 +1,384 @@
+"""The store on real databases: every test runs on a SQLite file and a PostgreSQL schema."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterator
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+
+from aggregator.errors import StoreError
+from aggregator.store import SaveCounts, Store, entry_id, metadata
+from aggregator.types import Enclosure, Entry, FeedState, FeedStatus
+
+FEED = "https://example.com/feed.xml"
+OTHER = "https://example.org/rss"
+
+
+def make_entry(guid: str, **changes: Any) -> Entry:
+    base = Entry(
+        guid=guid,
+        url=f"https://example.com/{guid}",
+        canonical_url=f"https://example.com/{guid}",
+        title=f"Title {guid}",
+        published=datetime(2025, 8, 17, 9, 30, tzinfo=UTC),
+        content_html=f"<p>Body of {guid}</p>",
+        text=f"Body of {guid}",
+    )
+    return replace(base, **changes)
+
+
+def polled(url: str, now: datetime) -> FeedState:
+    return FeedState(url=url, status=FeedStatus.OK, last_fetch=now, next_check=now + timedelta(hours=1))
+
+
+@pytest.fixture
+def store(database_url: str) -> Iterator[Store]:
+    with Store.open(database_url) as opened:
+        yield opened
+
+
+# ---------------------------------------------------------------- opening & migrations
+
+
+def test_opening_twice_migrates_once_and_schema_matches_the_models(database_url: str) -> None:
+    Store.open(database_url).close()
+    with Store.open(database_url) as store, store.engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalars().all() == ["0001"]
+        context = MigrationContext.configure(conn, opts={"compare_type": True})
+        assert compare_metadata(context, metadata) == []
+        if conn.dialect.name == "postgresql":
+            # The version table follows search_path into the test's own schema.
+            schemas = conn.execute(
+                sa.text(
+                    "SELECT table_schema FROM information_schema.tables WHERE table_name = 'alembic_version'"
+                    " AND table_schema = current_schema()"
+                )
+            ).all()
+            assert len(schemas) == 1
+
+
+def test_sqlite_file_gets_its_folder_and_safe_settings(tmp_path: Path) -> None:
+    path = tmp_path / "data" / "nested" / "aggregator.sqlite"
+    with Store.open(f"sqlite:///{path}") as store, store.engine.connect() as conn:
+        pragma = {
+            name: conn.exec_driver_sql(f"PRAGMA {name}").scalar()
+            for name in ("journal_mode", "foreign_keys", "synchronous", "busy_timeout")
+        }
+    assert path.is_file()
+    assert pragma == {"journal_mode": "wal", "foreign_keys": 1, "synchronous": 1, "busy_timeout": 30000}
+
+
+def test_unopenable_sqlite_file_is_a_store_error_naming_it(tmp_path: Path) -> None:
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")
+    url = f"sqlite:///{blocker}/aggregator.sqlite"
+    with pytest.raises(
+        StoreError, match=r"opening database: sqlite:///.*not-a-folder/aggregator\.sqlite: .+"
+    ):
+        Store.open(url)
+
+
+def test_unreachable_postgres_hides_the_password() -> None:
+    url = "postgresql+psycopg://reader:s3cret@127.0.0.1:1/news"
+    with pytest.raises(StoreError) as raised:
+        Store.open(url)
+    message = str(raised.value)
+    assert message.startswith("opening database: postgresql+psycopg://reader:***@127.0.0.1:1/news: ")
+    assert "s3cret" not in message
+    assert "refused" in message or "connect" in message
+
+
+def test_a_database_from_a_newer_version_is_refused(database_url: str) -> None:
+    Store.open(database_url).close()
+    engine = sa.create_engine(database_url)
+    with engine.begin() as conn:
+        conn.execute(sa.text("UPDATE alembic_version SET version_num = '9999'"))
+    engine.dispose()
+    with pytest.raises(StoreError, match="9999"):
+        Store.open(database_url)
+
+
+# --------------------------------------------------------------------------- identity
+
+
+def test_entry_id_is_stable_and_depends_on_feed_and_guid() -> None:
+    guid = "tag:example.com,2025:1"
+    assert entry_id(FEED, guid) == "ac19729825be3203"
+    assert entry_id(FEED, guid) == hashlib.sha256(f"{FEED}\0{guid}".encode()).hexdigest()[:16]
+    assert entry_id(OTHER, guid) != entry_id(FEED, guid)
+    assert entry_id("a", "bc") != entry_id("ab", "c")
+
+
+# ------------------------------------------------------------------------------ feeds
+
+
+def test_feed_state_round_trips_every_field(store: Store, now: datetime) -> None:
+    state = FeedState(
+        url=FEED,
+        status=FeedStatus.ERROR,
+        fetch_url="https://example.com/new-feed.xml",
+        etag='W/"abc"',
+        last_modified="Mon, 18 Aug 2025 11:00:00 GMT",
+        last_fetch=now,
+        last_unconditional_fetch=now - timedelta(days=1),
+        next_check=(now + timedelta(minutes=90)).astimezone(timezone(timedelta(hours=-7))),
+        http_status=503,
+        error_count=3,
+        last_error="fetching https://example.com/feed.xml: HTTP 503: try again later",
+        redirect_target="https://example.com/moved.xml",
+        redirect_count=2,
+        title="Exämple — news",
+    )
+    store.save_poll(state, [], now)
+    back = store.feed_state(FEED)
+    assert back == state
+    assert back.next_check is not None
+    assert back.next_check.utcoffset() == timedelta(0)
+
+
+def test_never_polled_feeds_and_configured_filter(store: Store, now: datetime) -> None:
+    assert store.feed_state(FEED) == FeedState(url=FEED)
+    store.sync_feeds([(FEED, "Example"), (OTHER, None)])
+    store.sync_feeds([(FEED, "Example")])  # OTHER removed from the config: its row stays
+    assert store.feed_states() == [FeedState(url=FEED, title="Example"), FeedState(url=OTHER)]
+    unknown = "https://example.net/atom"
+    assert store.feed_states([unknown, FEED]) == [
+        FeedState(url=unknown),
+        FeedState(url=FEED, title="Example"),
+    ]
+
+
+def test_configured_title_is_kept_by_a_poll_without_one(store: Store, now: datetime) -> None:
+    store.sync_feeds([(FEED, "Configured")])
+    store.save_poll(polled(FEED, now), [], now)
+    assert store.feed_state(FEED).title == "Configured"
+    store.sync_feeds([(FEED, "Renamed")])
+    assert store.feed_state(FEED).title == "Renamed"
+
+
+# ---------------------------------------------------------------------------- entries
+
+
+def test_every_entry_field_round_trips(store: Store, now: datetime) -> None:
+    cest = timezone(timedelta(hours=2))
+    entry = Entry(
+        guid="urn:uuid:ü-1",
+        url="https://example.com/artículo?x=1&y=2",
+        canonical_url="https://example.com/artículo",
+        title="Grüße aus Zürich — 東京 🚀",
+        authors=("Zoë Ä", "李"),
+        published=datetime(2025, 8, 17, 11, 30, 15, 123456, tzinfo=cest),
+        updated=datetime(2025, 8, 18, 0, 0, tzinfo=UTC),
+        content_html="<p>Ça va? <b>ja</b> \u2028</p>",
+        summary_html="<p>résumé</p>",
+        text="Ça va? ja",
+        enclosures=(
+            Enclosure("https://cdn.example.com/a.mp3", "audio/mpeg", 12_345_678),
+            Enclosure("https://cdn.example.com/b.jpg"),
+        ),
+        categories=("Politik", "économie"),
+    )
+    counts = store.save_poll(polled(FEED, now), [entry], now)
+    assert counts == SaveCounts(new=1, updated=0)
+
+    stored = store.get_entry(entry_id(FEED, entry.guid))
+    assert stored is not None
+    assert stored.entry == entry
+    assert stored.feed_url == FEED
+    assert (stored.first_seen, stored.last_updated) == (now, now)
+    assert (stored.duplicate_of, stored.story, stored.topics) == (None, None, ())
+    assert stored.entry.published is not None
+    assert stored.entry.published.utcoffset() == timedelta(0)
+    assert stored.first_seen.utcoffset() == timedelta(0)
+    assert store.get_entry("0000000000000000") is None
+
+
+def test_polling_the_same_feed_twice_stores_nothing_twice(store: Store, now: datetime) -> None:
+    batch = [make_entry(f"g{i}") for i in range(5)]
+    assert store.save_poll(polled(FEED, now), batch, now) == SaveCounts(new=5, updated=0)
+    later = now + timedelta(hours=1)
+    assert store.save_poll(polled(FEED, later), batch, later) == SaveCounts(new=0, updated=0)
+    assert store.entry_counts() == {FEED: 5}
+    assert {e.last_updated for e in store.iter_entries()} == {now}
+    assert store.feed_state(FEED).last_fetch == later
+
+
+def test_a_changed_entry_is_updated_keeping_its_id_and_first_seen(store: Store, now: datetime) -> None:
+    store.save_poll(polled(FEED, now), [make_entry("a"), make_entry("b")], now)
+    eid = entry_id(FEED, "a")
+    store.save_signatures([(eid, b"old"), (entry_id(FEED, "b"), b"b-sig")])
+
+    later = now + timedelta(hours=2)
+    edited = make_entry("a", title="Corrected title", content_html="<p>new</p>")
+    counts = store.save_poll(polled(FEED, later), [edited, make_entry("b"), make_entry("c")], later)
+
+    assert counts == SaveCounts(new=1, updated=1)
+    stored = store.get_entry(eid)
+    assert stored is not None
+    assert stored.entry == edited
+    assert (stored.id, stored.first_seen, stored.last_updated) == (eid, now, later)
+    # Its near-duplicate signature described the old text; it must be computed again.
+    assert [e.id for e in store.entries_without_signature()] == [eid, entry_id(FEED, "c")]
+
+
+def test_a_guid_repeated_within_one_poll_keeps_the_first(store: Store, now: datetime) -> None:
+    first, again = make_entry("dup", title="first"), make_entry("dup", title="second")
+    assert store.save_poll(polled(FEED, now), [first, again], now) == SaveCounts(new=1, updated=0)
+    stored = store.get_entry(entry_id(FEED, "dup"))
+    assert stored is not None
+    assert stored.entry.title == "first"
+
+
+def test_a_failure_mid_save_writes_nothing_of_that_poll(store: Store, now: datetime) -> None:
+    before = polled(FEED, now)
+    store.save_poll(before, [make_entry("a")], now)
+
+    def fail_on_entry_insert(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if statement.lstrip().upper().startswith("INSERT INTO ENTRIES"):
+            raise RuntimeError("disk full (injected)")
+
+    later = now + timedelta(hours=1)
+    after = replace(before, etag='"v2"', last_fetch=later, error_count=0)
+    changed = make_entry("a", title="changed")
+    sa.event.listen(store.engine, "before_cursor_execute", fail_on_entry_insert)
+    try:
+        with pytest.raises(RuntimeError, match="injected"):
+            store.save_poll(after, [changed, make_entry("b")], later)
+    finally:
+        sa.event.remove(store.engine, "before_cursor_execute", fail_on_entry_insert)
+
+    assert store.feed_state(FEED) == before
+    assert [e.entry for e in store.iter_entries()] == [make_entry("a")]
+
+
+def test_a_bad_value_mid_save_is_a_store_error_and_writes_nothing(store: Store, now: datetime) -> None:
+    store.save_poll(polled(FEED, now), [make_entry("a")], now)
+    naive = make_entry("b", published=datetime(2025, 8, 18, 12, 0))  # naive: refused
+    later = now + timedelta(hours=1)
+    with pytest.raises(StoreError, match=re.escape(f"saving poll of {FEED}: ") + ".*naive datetime"):
+        store.save_poll(polled(FEED, later), [make_entry("a", title="x"), naive], later)
+    assert store.feed_state(FEED).last_fetch == now
+    assert [e.entry for e in store.iter_entries()] == [make_entry("a")]
+
+
+def test_counts_order_and_filters(store: Store, now: datetime) -> None:
+    store.sync_feeds([(FEED, None), (OTHER, None), ("https://empty.example/feed", None)])
+    store.save_poll(polled(FEED, now), [make_entry("a"), make_entry("b")], now)
+    later = now + timedelta(minutes=5)
+    store.save_poll(polled(OTHER, later), [make_entry("c")], later)
+
+    assert store.entry_counts() == {FEED: 2, OTHER: 1, "https://empty.example/feed": 0}
+    everything = list(store.iter_entries())
+    assert [(e.first_seen, e.id) for e in everything] == sorted((e.first_seen, e.id) for e in everything)
+    assert [e.entry.guid for e in everything][-1] == "c"
+    assert [e.entry.guid for e in store.iter_entries([OTHER])] == ["c"]
+    assert list(store.iter_entries([])) == []
+    assert [e.entry.guid for e in store.entries_first_seen_since(later)] == ["c"]
+
+
+def test_iteration_pages_through_many_entries_with_equal_first_seen(store: Store, now: datetime) -> None:
+    batch = [make_entry(f"g{i:04d}") for i in range(2050)]
+    assert store.save_poll(polled(FEED, now), batch, now) == SaveCounts(new=2050, updated=0)
+    ids = [e.id for e in store.iter_entries()]
+    assert len(ids) == 2050
+    assert ids == sorted(ids)
+
+
+def test_two_stores_on_one_database_take_turns(database_url: str, now: datetime) -> None:
+    with Store.open(database_url) as scheduler, Store.open(database_url) as cli:
+        scheduler.save_poll(polled(FEED, now), [make_entry("a")], now)
+        cli.save_poll(polled(OTHER, now), [make_entry("b")], now)
+        assert scheduler.entry_counts() == cli.entry_counts() == {FEED: 1, OTHER: 1}
+
+
+# ------------------------------------------------------------------ dedupe & stories
+
+
+def test_duplicate_verdicts_are_saved_and_cleared(store: Store, now: datetime) -> None:
+    store.save_poll(polled(FEED, now), [make_entry("a")], now)
+    store.save_poll(polled(OTHER, now), [make_entry("a")], now)
+    kept, copy = entry_id(FEED, "a"), entry_id(OTHER, "a")
+
+    store.save_duplicates([(copy, kept, "minhash", 0.93), (kept, None, None, None)])
+    stored = store.get_entry(copy)
+    assert stored is not None
+    assert stored.duplicate_of == kept
+    with store.engine.connect() as conn:
+        row = conn.execute(
+            sa.text(f"SELECT duplicate_stage, duplicate_score FROM entries WHERE id = '{copy}'")
+        )
+        assert row.one() == ("minhash", pytest.approx(0.93))
+
+    store.save_duplicates([(copy, None, None, None)])
+    stored = store.get_entry(copy)
+    assert stored is not None
+    assert stored.duplicate_of is None
+    store.save_duplicates([])
+
+
+def test_a_verdict_naming_an_unknown_entry_is_refused(store: Store, now: datetime) -> None:
+    store.save_poll(polled(FEED, now), [make_entry("a")], now)
+    with pytest.raises(StoreError, match="saving duplicate verdicts"):
+        store.save_duplicates([(entry_id(FEED, "a"), "ffffffffffffffff", "exact", 1.0)])
+
+
+def test_signatures_round_trip_replace_and_filter(store: Store, now: datetime) -> None:
+    later = now + timedelta(days=1)
+    store.save_poll(polled(FEED, now), [make_entry("a"), make_entry("b")], now)
+    store.save_poll(polled(OTHER, later), [make_entry("c")], later)
+    a, b, c = entry_id(FEED, "a"), entry_id(FEED, "b"), entry_id(OTHER, "c")
+    assert {e.id for e in store.entries_without_signature()} == {a, b, c}
+
+    store.save_signatures([(a, b"\x00\x01"), (c, bytes(range(256)))])
+    store.save_signatures([(a, b"\xff" * 1024)])  # replaces
+    assert [e.id for e in store.entries_without_signature()] == [b]
+    assert dict(store.iter_signatures()) == {a: b"\xff" * 1024, c: bytes(range(256))}
+    assert list(store.iter_signatures(since=later)) == [(c, bytes(range(256)))]
+
+
+def test_stories_and_their_members(store: Store, now: datetime) -> None:
+    store.save_poll(polled(FEED, now), [make_entry("a"), make_entry("b")], now)
+    store.save_poll(polled(OTHER, now), [make_entry("c")], now)
+    a, b, c = entry_id(FEED, "a"), entry_id(FEED, "b"), entry_id(OTHER, "c")
+
+    store.save_stories([("s1", "Floods in the north", ("weather", "europe"))], [(a, "s1"), (c, "s1")], now)
+    [story] = store.iter_stories()
+    assert (story.id, story.label, story.topics, story.first_seen, story.updated) == (
+        "s1",
+        "Floods in the north",
+        ("weather", "europe"),
+        now,
+        now,
+    )
+    assert set(story.entry_ids) == {a, c}
+    stored = store.get_entry(c)
+    assert stored is not None
+    assert (stored.story, stored.topics) == ("s1", ("weather", "europe"))
+
+    # The same grouping again changes nothing; a new member or label marks it updated.
+    later = now + timedelta(hours=1)
+    store.save_stories([("s1", "Floods in the north", ("weather", "europe"))], [(a, "s1")], later)
+    assert next(store.iter_stories()).updated == now
+    store.save_stories([("s1", "Floods in the north", ("weather", "europe"))], [(b, "s1")], later)
+    assert next(store.iter_stories()).updated == later
+
+    store.save_stories([("s2", "Markets", ("economy",))], [(b, "s2")], later)
+    by_id = {s.id: s for s in store.iter_stories()}
+    assert set(by_id["s1"].entry_ids) == {a, c}
+    assert by_id["s2"].entry_ids == (b,)
+    assert by_id["s2"].first_seen == later
+    exported = {e.id: (e.story, e.topics) for e in store.iter_entries()}
+    assert exported == {
+        a: ("s1", ("weather", "europe")),
+        b: ("s2", ("economy",)),
+        c: ("s1", ("weather", "europe")),
+    }
