@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -35,6 +36,8 @@ from typing import Any, Self
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
+from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from alembic.util.exc import CommandError
 
 from aggregator.errors import StoreError
@@ -274,8 +277,16 @@ def _sqlite_on_begin(conn: sa.Connection) -> None:
 
 
 def _create_engine(url: sa.URL) -> sa.Engine:
-    if url.get_backend_name() != "sqlite":
+    backend = url.get_backend_name()
+    if backend == "postgresql":
+        if url.drivername == "postgresql":
+            # SQLAlchemy's default PostgreSQL driver is psycopg2; we ship psycopg 3.
+            url = url.set(drivername="postgresql+psycopg")
         return sa.create_engine(url, pool_pre_ping=True)
+    if backend != "sqlite":
+        raise ValueError(
+            f"unsupported database {backend!r}: use sqlite:///PATH or postgresql+psycopg://USER@HOST/DB"
+        )
     if url.get_driver_name() not in ("pysqlite", ""):
         raise ValueError(f"unsupported SQLite driver {url.get_driver_name()!r}; use sqlite:///PATH")
     database = url.database or ""
@@ -300,7 +311,7 @@ def _safe_url(url: str) -> str:
     try:
         return sa.make_url(url).render_as_string(hide_password=True)
     except sa.exc.ArgumentError:
-        return "<unparseable URL>"
+        return re.sub(r"(://[^:/@]*:)[^@/]*@", r"\1***@", url)
 
 
 def _migrate(engine: sa.Engine, url: sa.URL) -> None:
@@ -311,6 +322,15 @@ def _migrate(engine: sa.Engine, url: sa.URL) -> None:
             if conn.dialect.name == "postgresql":
                 # Two processes opening a fresh database must not both create tables.
                 conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_PG_MIGRATION_LOCK)))
+            known = {script.revision for script in ScriptDirectory.from_config(cfg).walk_revisions()}
+            unknown = set(MigrationContext.configure(conn).get_current_heads()) - known
+            if unknown:
+                # Alembic would say "Can't locate revision"; say what it means instead.
+                raise ValueError(
+                    f"schema revision {', '.join(sorted(unknown))} is unknown to this version of the"
+                    f" aggregator (it knows {', '.join(sorted(known))}); the database was written by a"
+                    " newer version: upgrade the aggregator"
+                )
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, "head")
 
@@ -342,7 +362,7 @@ class Store:
             parsed = sa.make_url(url)
             engine = _create_engine(parsed)
             _migrate(engine, parsed)
-        except (sa.exc.SQLAlchemyError, CommandError, OSError, ValueError) as exc:
+        except (sa.exc.SQLAlchemyError, CommandError, ImportError, OSError, ValueError) as exc:
             if engine is not None:
                 engine.dispose()
             raise StoreError(f"opening database: {shown}: {_why(exc)}") from exc
@@ -387,7 +407,7 @@ class Store:
         """
         wanted = dict(urls)
         with self._transaction("recording configured feeds", write=True) as conn:
-            known = dict(conn.execute(sa.select(feeds_table.c.url, feeds_table.c.title)).tuples().all())
+            known = dict(conn.execute(sa.select(feeds_table.c.url, feeds_table.c.title)).all())
             new = [_feed_row(FeedState(url=u, title=t)) for u, t in wanted.items() if u not in known]
             retitled = [
                 {"b_url": u, "title": t}
@@ -444,9 +464,7 @@ class Store:
                     sa.select(entries_table.c.guid, entries_table.c.content_hash).where(
                         entries_table.c.feed_url == state.url
                     )
-                )
-                .tuples()
-                .all()
+                ).all()
             )
             inserts: list[dict[str, Any]] = []
             updates: list[dict[str, Any]] = []
@@ -491,7 +509,7 @@ class Store:
             .group_by(feeds_table.c.url)
         )
         with self._transaction("counting entries", write=False) as conn:
-            return {url: int(count) for url, count in conn.execute(query).tuples()}
+            return {url: int(count) for url, count in conn.execute(query)}
 
     def iter_entries(self, feed_urls: Sequence[str] | None = None) -> Iterator[StoredEntry]:
         """Every stored entry (of ``feed_urls`` if given), ordered by ``(first_seen, id)``.
@@ -614,14 +632,14 @@ class Store:
                 query = sa.select(stories_table.c.id, stories_table.c.label, stories_table.c.topics).where(
                     stories_table.c.id.in_(chunk)
                 )
-                for sid, label, topics in conn.execute(query).tuples():
+                for sid, label, topics in conn.execute(query):
                     known[sid] = (label, tuple(topics))
             current: dict[str, tuple[str | None, tuple[str, ...]]] = {}
             for chunk in _chunks(list(members)):
                 query = sa.select(entries_table.c.id, entries_table.c.story, entries_table.c.topics).where(
                     entries_table.c.id.in_(chunk)
                 )
-                for eid, sid, topics in conn.execute(query).tuples():
+                for eid, sid, topics in conn.execute(query):
                     current[eid] = (sid, tuple(topics))
 
             # Stories gaining an entry count as updated, as do relabelled ones.
@@ -674,7 +692,7 @@ class Store:
                 .where(entries_table.c.story.is_not(None))
                 .order_by(entries_table.c.first_seen, entries_table.c.id)
             )
-            for sid, eid in conn.execute(query).tuples():
+            for sid, eid in conn.execute(query):
                 members.setdefault(sid, []).append(eid)
             rows = conn.execute(
                 sa.select(stories_table).order_by(stories_table.c.first_seen, stories_table.c.id)

@@ -103,8 +103,20 @@ def test_a_database_from_a_newer_version_is_refused(database_url: str) -> None:
     with engine.begin() as conn:
         conn.execute(sa.text("UPDATE alembic_version SET version_num = '9999'"))
     engine.dispose()
-    with pytest.raises(StoreError, match="9999"):
+    with pytest.raises(StoreError, match=r"revision 9999 is unknown .* upgrade the aggregator"):
         Store.open(database_url)
+
+
+def test_unsupported_databases_are_named() -> None:
+    with pytest.raises(StoreError, match=r"mysql://u:\*\*\*@db/news: unsupported database 'mysql'"):
+        Store.open("mysql://u:pw@db/news")
+
+
+def test_a_plain_postgresql_url_uses_psycopg(database_url: str) -> None:
+    if not database_url.startswith("postgresql+psycopg://"):
+        pytest.skip("PostgreSQL only")
+    with Store.open(database_url.replace("postgresql+psycopg://", "postgresql://", 1)) as store:
+        assert store.engine.dialect.driver == "psycopg"
 
 
 # --------------------------------------------------------------------------- identity
