@@ -1,0 +1,456 @@
+"""Entries about the same event → stories, with stable ids and a readable label.
+
+In: ``StoredEntry`` records (a recent window of them, duplicates included or not), the
+story each entry had before (``previous``: entry id → story id), ``StorySettings`` and
+``now``.  Out: a ``StoryGrouping``: every given entry's story id and the ``Story`` records
+(id, label, member ids, first and last date).  Topics are added by
+``aggregator.topics.assign_topics``.  Pure: no database, no clock.
+
+How entries are grouped (a method measured on real news headlines, see bench/quality.py):
+
+1. Duplicates (``duplicate_of`` set and the kept copy among the input) are left out of the
+   vectors and follow their kept copy's story: a syndicated copy says nothing new, and ten
+   copies of one text would drag a centroid towards it.
+2. Each kept entry becomes a TF-IDF vector of its title and the lead of its body.  Words
+   that look like names (a corpus-level heuristic: how often the word is capitalized where
+   capitalization carries meaning, i.e. not at a sentence start and not in a title-cased
+   headline; numbers count as names) weigh more, because news stories are about who and what.
+3. Headlines are short, so two articles about one event often share no word.  Each vector
+   is therefore expanded with its nearest neighbours' vectors (weighted by similarity):
+   "Zebra buys Motorola unit" and "Motorola sells enterprise arm" meet through the articles
+   that say both.  This took headline-only B-cubed F1 from 0.79 to 0.87.
+4. Similarities fade with the time between two entries beyond a grace period (one news
+   cycle), so that next month's Galaxy launch is not this month's.
+5. Average-link agglomerative clustering cut at ``threshold`` (the mean similarity two groups
+   must reach to merge) gives the stories.  The whole window is clustered again on every run
+   (batch quality), and story ids are carried over by overlap with ``previous``: each old
+   story id goes to the new group holding most of its entries, so ongoing stories keep their
+   id.  A new group's id is derived from its earliest member's id, so the same input gives
+   the same ids.  Entries may move between stories when later articles make the picture
+   clearer; the id of a story that goes on does not change.
+
+The vectorizer is a plain callable (``StorySettings.vectorizer``) so that an embedding model
+can replace TF-IDF; the default thresholds are tuned for the lexical one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+import unicodedata
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import numpy as np
+from scipy import sparse
+from scipy.cluster.hierarchy import fcluster, linkage
+from scipy.spatial.distance import squareform
+from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS, TfidfVectorizer
+from sklearn.preprocessing import normalize
+
+from aggregator.types import Entry, StoredEntry
+
+# A matrix with one L2-normalized row per entry: scipy sparse or a numpy array.
+Matrix = Any
+Vectorizer = Callable[[Sequence[Entry]], Matrix]
+
+STORY_ID_PREFIX = "story-"
+
+
+@dataclass(frozen=True, slots=True)
+class Story:
+    """A set of entries about one event.
+
+    ``entry_ids`` lists every member (duplicates included) by date, then id.  ``label`` is
+    the member headline closest to the story's centroid: the one that says it best.
+    """
+
+    id: str
+    label: str
+    entry_ids: tuple[str, ...]
+    first: datetime  # the earliest member's date
+    last: datetime  # the latest member's date
+    topics: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class StoryGrouping:
+    """What ``group_stories`` returns: each given entry's story, and the stories newest first."""
+
+    assignments: Mapping[str, str]  # entry id → story id, for every entry given
+    stories: tuple[Story, ...]  # by last date (newest first), then id
+
+
+# What capitalization says about a token, see ``_tokens``.
+_NAME, _WORD_, _UNSURE = 1, 0, -1
+
+_WORD = re.compile(r"[^\W_]+(?:[’'.&\-][^\W_]+)*", re.UNICODE)
+_SENTENCE_END = re.compile(r"(?<=[.!?:;])\s+|\n+")
+
+
+def _tokens(text: str) -> list[tuple[str, int]]:
+    """Words of ``text`` as (normalized token, ``_NAME`` / ``_WORD_`` / ``_UNSURE``) pairs.
+
+    Capitalization only says "this is a name" where the writer did not have to
+    capitalize: not at a sentence start, not in a title-cased headline.  Numbers
+    ("7.4", "Q1", "35m") count as names: they pin down which report, which quarter.
+    """
+    out: list[tuple[str, int]] = []
+    title_case = _is_title_case(text)
+    for sentence in _SENTENCE_END.split(text):
+        for position, match in enumerate(_WORD.finditer(sentence)):
+            word = match.group().replace("’", "'")
+            if word.lower().endswith("'s"):
+                word = word[:-2]
+            # "U.S." and "US" are one token; "7.4" stays as it is.
+            has_digit = any(c.isdigit() for c in word)
+            if not has_digit:
+                word = word.replace(".", "")
+            lower = word.lower()
+            shouting = len(word) >= 2 and word.isupper()  # "US", "IT": names, not stop words
+            if not lower or (lower in ENGLISH_STOP_WORDS and not shouting):
+                continue
+            if has_digit:
+                kind = _NAME
+            elif position == 0 or title_case:
+                kind = _UNSURE
+            else:
+                kind = _NAME if word[0].isupper() else _WORD_
+            parts = (lower,) if has_digit else tuple(lower.split("-"))
+            for part in parts:
+                if len(part) >= 2 or part.isdigit():
+                    out.append((_stem(part), kind))
+    return out
+
+
+def _is_title_case(text: str) -> bool:
+    """Whether most content words start with a capital, as in "Twitter Shares Soar On Deal"."""
+    words = [w for w in _WORD.findall(text[:300]) if w[0].isalpha() and w.lower() not in ENGLISH_STOP_WORDS]
+    if len(words) < 3:
+        return True  # too short to tell: trust nothing
+    return bool(sum(w[0].isupper() for w in words) / len(words) > 0.6)
+
+
+def _stem(word: str) -> str:
+    """Fold plurals ("profits" → "profit", "stories" → "story"); enough for headlines."""
+    if len(word) > 4 and word.endswith("ies"):
+        return word[:-3] + "y"
+    if len(word) > 3 and word.endswith("s") and not word.endswith(("ss", "us", "is")):
+        return word[:-1]
+    return word
+
+
+def entry_text(entry: Entry, lead_words: int = 60) -> str:
+    """The text an entry is compared by: its title, then the first ``lead_words`` of its body.
+
+    The lead is where news writing puts who, what and where; the rest of a long article
+    wanders and would make every two articles look alike.
+    """
+    body = " ".join(entry.text.split()[:lead_words])
+    title = unicodedata.normalize("NFKC", entry.title).strip()
+    return f"{title}\n{body}" if body else title
+
+
+def vectorize_lexical(entries: Sequence[Entry], *, entity_boost: float = 0.5, lead_words: int = 60) -> Matrix:
+    """TF-IDF rows (sublinear tf, English stop words, plural folding), names weighted up.
+
+    A token's weight is multiplied by ``1 + entity_boost * r`` where ``r`` is the share of
+    its informative occurrences (see ``_tokens``) that were capitalized or numeric; tokens
+    never seen in an informative position get ``r = 0.5``.  Rows are L2-normalized.
+    """
+    docs = [_tokens(entry_text(e, lead_words)) for e in entries]
+    capitalized: Counter[str] = Counter()
+    informative: Counter[str] = Counter()
+    for doc in docs:
+        for token, kind in doc:
+            if kind != _UNSURE:
+                informative[token] += 1
+                capitalized[token] += kind
+    if not any(docs):
+        return sparse.csr_matrix((len(entries), 1), dtype=np.float32)
+    tfidf = TfidfVectorizer(analyzer=_identity, sublinear_tf=True, dtype=np.float32)
+    matrix = tfidf.fit_transform([[token for token, _ in doc] for doc in docs])
+    weights = np.array(
+        [
+            1.0 + entity_boost * (capitalized[t] / informative[t] if informative[t] else 0.5)
+            for t in tfidf.get_feature_names_out()
+        ],
+        dtype=np.float32,
+    )
+    return normalize(matrix @ sparse.diags(weights))
+
+
+def _identity(tokens: list[str]) -> list[str]:
+    return tokens
+
+
+@dataclass(frozen=True, slots=True)
+class StorySettings:
+    """How entries are grouped.  The defaults were chosen on held-out halves of a day of news."""
+
+    # Mean similarity two groups must reach to merge (average link); lower = broader stories.
+    threshold: float = 0.15
+    # Only entries dated within this much of ``now`` are regrouped; older ones keep their story.
+    window: timedelta = timedelta(days=3)
+    # Regroup at most this many (the newest) entries: memory grows with its square.
+    max_entries: int = 5000
+    # Neighbour expansion: each vector gains ``neighbor_weight`` × similarity × the vectors of
+    # its ``neighbors`` most similar entries that reach ``neighbor_min_similarity``.
+    neighbors: int = 15
+    neighbor_weight: float = 0.5
+    neighbor_min_similarity: float = 0.2
+    # Similarity fades by half every ``half_life`` once two entries are ``grace`` apart.
+    grace: timedelta = timedelta(hours=24)
+    half_life: timedelta = timedelta(hours=48)
+    vectorizer: Vectorizer = field(default=vectorize_lexical)
+
+
+def entry_time(stored: StoredEntry) -> datetime:
+    """When an entry happened: its own date, but never later than when we first saw it.
+
+    A date in the future is a feed's mistake; the date the feed gave is otherwise better
+    than ours (a late poll should not move an article into the next news cycle).
+    """
+    date = stored.entry.date
+    if date is None or date > stored.first_seen:
+        return stored.first_seen
+    return date
+
+
+def story_id_for(entry_id: str, attempt: int = 0) -> str:
+    """The id a new story gets from its earliest member: the same input, the same id."""
+    key = entry_id if attempt == 0 else f"{entry_id}#{attempt}"
+    return STORY_ID_PREFIX + hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
+def group_stories(
+    entries: Sequence[StoredEntry],
+    previous: Mapping[str, str] | None = None,
+    settings: StorySettings = StorySettings(),
+    *,
+    now: datetime,
+) -> StoryGrouping:
+    """Group ``entries`` into stories, keeping the ids of the stories in ``previous``.
+
+    ``previous`` maps entry ids to the story they were in before (default: each entry's own
+    ``story`` field).  Entries dated outside ``settings.window`` of ``now`` are not regrouped:
+    they keep their previous story (or get one of their own).  Entries whose
+    ``duplicate_of`` names another given entry join that entry's story.
+    """
+    if previous is None:
+        previous = {s.id: s.story for s in entries if s.story is not None}
+    by_id = {s.id: s for s in entries}
+    kept_of = {s.id: _kept_copy(s.id, by_id) for s in entries}
+    kept = sorted((s for s in entries if kept_of[s.id] == s.id), key=lambda s: (entry_time(s), s.id))
+
+    in_window = [s for s in kept if now - entry_time(s) <= settings.window]
+    if len(in_window) > settings.max_entries:
+        in_window = in_window[-settings.max_entries :]
+    window_ids = {s.id for s in in_window}
+    outside = [s for s in kept if s.id not in window_ids]
+
+    vectors = settings.vectorizer([s.entry for s in in_window]) if in_window else None
+    groups = _cluster(in_window, vectors, settings) if in_window else []
+
+    # Ids that must not be handed to a new story: those still in use and those retired.
+    taken = set(previous.values())
+    assignments: dict[str, str] = {}
+    for stored in outside:
+        story = previous.get(stored.id) or _new_id(stored.id, taken)
+        taken.add(story)
+        assignments[stored.id] = story
+    for group, story in zip(groups, _carry_over(groups, in_window, previous, taken), strict=True):
+        for index in group:
+            assignments[in_window[index].id] = story
+    for stored in entries:
+        assignments[stored.id] = assignments[kept_of[stored.id]]
+
+    return StoryGrouping(
+        assignments=assignments,
+        stories=_build_stories(entries, assignments, in_window, vectors),
+    )
+
+
+def _kept_copy(entry_id: str, by_id: Mapping[str, StoredEntry]) -> str:
+    """Follow ``duplicate_of`` to the copy kept, among the given entries (cycles stop)."""
+    seen = {entry_id}
+    current = entry_id
+    while True:
+        target = by_id[current].duplicate_of
+        if target is None or target not in by_id or target in seen:
+            return current
+        seen.add(target)
+        current = target
+
+
+def _cluster(entries: Sequence[StoredEntry], vectors: Matrix, settings: StorySettings) -> list[list[int]]:
+    """Average-link clusters of the expanded, time-faded vectors, as lists of row indexes."""
+    n = len(entries)
+    if n == 1:
+        return [[0]]
+    fade = _fade(entries, settings)
+    similarity = _dense(vectors @ vectors.T)
+    if fade is not None:
+        similarity *= fade
+    np.fill_diagonal(similarity, 0.0)
+    expanded = _expand(vectors, similarity, settings)
+    similarity = _dense(expanded @ expanded.T)
+    if fade is not None:
+        similarity *= fade
+    distance = np.clip(1.0 - similarity, 0.0, 2.0)
+    np.fill_diagonal(distance, 0.0)
+    distance = (distance + distance.T) / 2  # float error must not make it asymmetric
+    tree = linkage(squareform(distance, checks=False).astype(np.float64), method="average")
+    labels = fcluster(tree, t=1.0 - settings.threshold, criterion="distance")
+    groups: dict[int, list[int]] = {}
+    for index, label in enumerate(labels):
+        groups.setdefault(int(label), []).append(index)
+    # Order groups by their earliest member so that everything downstream is deterministic.
+    return sorted(groups.values(), key=lambda g: g[0])
+
+
+def _dense(matrix: Matrix) -> Any:
+    array = matrix.toarray() if sparse.issparse(matrix) else np.asarray(matrix)
+    return array.astype(np.float32, copy=False)
+
+
+def _fade(entries: Sequence[StoredEntry], settings: StorySettings) -> Any:
+    """Pairwise time-fading factors, or None when every pair is within the grace period."""
+    seconds = np.array([entry_time(s).timestamp() for s in entries], dtype=np.float64)
+    grace = settings.grace.total_seconds()
+    if seconds.max() - seconds.min() <= grace:
+        return None
+    apart = np.abs(seconds[:, None] - seconds[None, :])
+    beyond = np.maximum(apart - grace, 0.0) / max(settings.half_life.total_seconds(), 1.0)
+    return np.power(0.5, beyond).astype(np.float32)
+
+
+def _expand(vectors: Matrix, similarity: Any, settings: StorySettings) -> Matrix:
+    """Each row plus its nearest neighbours' rows, weighted by similarity (then normalized)."""
+    n = similarity.shape[0]
+    k = min(settings.neighbors, n - 1)
+    if k <= 0 or settings.neighbor_weight <= 0:
+        return vectors
+    # argpartition picks the k largest in no particular order; ties do not matter here
+    # because every neighbour's weight is its similarity, not its rank.
+    nearest = np.argpartition(-similarity, k - 1, axis=1)[:, :k]
+    rows = np.repeat(np.arange(n), k)
+    cols = nearest.ravel()
+    values = similarity[rows, cols]
+    keep = values >= settings.neighbor_min_similarity
+    weights = sparse.csr_matrix(
+        (values[keep] * settings.neighbor_weight, (rows[keep], cols[keep])), shape=(n, n), dtype=np.float32
+    )
+    expanded = vectors + weights @ vectors
+    return normalize(sparse.csr_matrix(expanded) if sparse.issparse(expanded) else np.asarray(expanded))
+
+
+def _new_id(entry_id: str, taken: set[str]) -> str:
+    attempt = 0
+    while (candidate := story_id_for(entry_id, attempt)) in taken:
+        attempt += 1
+    return candidate
+
+
+def _carry_over(
+    groups: Sequence[Sequence[int]],
+    entries: Sequence[StoredEntry],
+    previous: Mapping[str, str],
+    taken: set[str],
+) -> list[str]:
+    """One story id per group: an old id by largest overlap (one group per id), else a new one.
+
+    Greedy by overlap size is what people expect: the group holding most of a story's
+    entries *is* that story.  Ties go to the smaller id and the earlier group, so the
+    outcome does not depend on dictionary order.
+    """
+    overlaps: Counter[tuple[str, int]] = Counter()
+    for number, group in enumerate(groups):
+        for index in group:
+            old = previous.get(entries[index].id)
+            if old is not None:
+                overlaps[(old, number)] += 1
+    chosen: dict[int, str] = {}
+    used: set[str] = set()
+    for (old, number), _count in sorted(
+        overlaps.items(), key=lambda item: (-item[1], item[0][0], item[0][1])
+    ):
+        if number not in chosen and old not in used:
+            chosen[number] = old
+            used.add(old)
+    result = []
+    for number, group in enumerate(groups):
+        story = chosen.get(number)
+        if story is None:
+            story = _new_id(entries[group[0]].id, taken)  # groups list members earliest first
+            taken.add(story)
+        result.append(story)
+    return result
+
+
+def _build_stories(
+    entries: Sequence[StoredEntry],
+    assignments: Mapping[str, str],
+    in_window: Sequence[StoredEntry],
+    vectors: Matrix,
+) -> tuple[Story, ...]:
+    row_of = {s.id: row for row, s in enumerate(in_window)}
+    members: dict[str, list[StoredEntry]] = {}
+    for stored in entries:
+        members.setdefault(assignments[stored.id], []).append(stored)
+    stories = []
+    for story_id, group in members.items():
+        group.sort(key=lambda s: (entry_time(s), s.id))
+        rows = [row_of[s.id] for s in group if s.id in row_of]
+        stories.append(
+            Story(
+                id=story_id,
+                label=_label(group, rows, in_window, vectors),
+                entry_ids=tuple(s.id for s in group),
+                first=entry_time(group[0]),
+                last=max(entry_time(s) for s in group),
+            )
+        )
+    stories.sort(key=lambda s: (-s.last.timestamp(), s.id))
+    return tuple(stories)
+
+
+def _label(
+    group: Sequence[StoredEntry], rows: Sequence[int], in_window: Sequence[StoredEntry], vectors: Matrix
+) -> str:
+    """The most central member headline: the one closest to the centroid of the group."""
+    if not rows:
+        return _clean_title(group[0].entry.title)
+    block = vectors[rows]
+    centroid = np.asarray(block.mean(axis=0)).ravel()
+    scores = _dense(block @ centroid).ravel()
+    # Empty titles never label a story; among equals the earliest wins (rows are in date order).
+    best = max(range(len(rows)), key=lambda i: (bool(in_window[rows[i]].entry.title.strip()), scores[i], -i))
+    return _clean_title(in_window[rows[best]].entry.title)
+
+
+def _clean_title(title: str) -> str:
+    return " ".join(title.split()) or "(untitled)"
+
+
+def bcubed(predicted: Mapping[str, str], gold: Mapping[str, str]) -> tuple[float, float, float]:
+    """B-cubed precision, recall and F1 of a clustering against gold labels (same keys).
+
+    Per item: the share of its predicted cluster that shares its gold cluster (precision),
+    and the share of its gold cluster that shares its predicted cluster (recall), averaged.
+    Lives here so that the benchmark and the tests measure the same thing.
+    """
+    items = [key for key in gold if key in predicted]
+    if not items:
+        return (math.nan, math.nan, math.nan)
+    predicted_sizes = Counter(predicted[k] for k in items)
+    gold_sizes = Counter(gold[k] for k in items)
+    both = Counter((predicted[k], gold[k]) for k in items)
+    precision = sum(both[(predicted[k], gold[k])] / predicted_sizes[predicted[k]] for k in items) / len(items)
+    recall = sum(both[(predicted[k], gold[k])] / gold_sizes[gold[k]] for k in items) / len(items)
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return (precision, recall, f1)
