@@ -27,7 +27,7 @@ import json
 import re
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
@@ -453,7 +453,7 @@ class Store:
         """
         # One SELECT of what we have, then at most one bulk INSERT and one bulk UPDATE.
         incoming: dict[str, Entry] = {}
-        for entry in entries:
+        for entry in map(_without_nul, entries):
             incoming.setdefault(entry.guid, entry)
         with self._transaction(f"saving poll of {state.url}", write=True) as conn:
             _write_feed_state(conn, state)
@@ -769,6 +769,23 @@ def _feed_state(row: sa.RowMapping) -> FeedState:
         redirect_count=row["redirect_count"],
         title=row["title"],
     )
+
+
+_TEXT_FIELDS = ("guid", "url", "canonical_url", "title", "content_html", "summary_html", "text")
+
+
+def _without_nul(entry: Entry) -> Entry:
+    """The entry without NUL characters, which PostgreSQL text cannot hold.
+
+    Feeds do contain them (feedparser lets them through).  Dropped on every backend,
+    before the id and content hash are computed, so both backends store the same thing.
+    """
+    changes = {
+        name: value.replace("\0", "")
+        for name in _TEXT_FIELDS
+        if (value := getattr(entry, name)) is not None and "\0" in value
+    }
+    return replace(entry, **changes) if changes else entry
 
 
 def _entry_row(entry: Entry, digest: str, now: datetime) -> dict[str, Any]:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import re
+import threading
+import time
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
@@ -242,6 +244,15 @@ def test_a_changed_entry_is_updated_keeping_its_id_and_first_seen(store: Store, 
     assert [e.id for e in store.entries_without_signature()] == [eid, entry_id(FEED, "c")]
 
 
+def test_nul_characters_are_dropped_the_same_way_on_every_backend(store: Store, now: datetime) -> None:
+    dirty = make_entry("nul\0guid", title="a\0b", content_html="<p>x\0y</p>", text="x\0y")
+    assert store.save_poll(polled(FEED, now), [dirty], now) == SaveCounts(new=1, updated=0)
+    assert store.save_poll(polled(FEED, now), [dirty], now) == SaveCounts(new=0, updated=0)
+    [stored] = store.iter_entries()
+    assert stored.id == entry_id(FEED, "nulguid")
+    assert (stored.entry.guid, stored.entry.title, stored.entry.text) == ("nulguid", "ab", "xy")
+
+
 def test_a_guid_repeated_within_one_poll_keeps_the_first(store: Store, now: datetime) -> None:
     first, again = make_entry("dup", title="first"), make_entry("dup", title="second")
     assert store.save_poll(polled(FEED, now), [first, again], now) == SaveCounts(new=1, updated=0)
@@ -310,6 +321,25 @@ def test_two_stores_on_one_database_take_turns(database_url: str, now: datetime)
         scheduler.save_poll(polled(FEED, now), [make_entry("a")], now)
         cli.save_poll(polled(OTHER, now), [make_entry("b")], now)
         assert scheduler.entry_counts() == cli.entry_counts() == {FEED: 1, OTHER: 1}
+
+
+def test_a_writer_waits_for_another_process_instead_of_failing(sqlite_url: str, now: datetime) -> None:
+    with Store.open(sqlite_url) as cli, Store.open(sqlite_url) as scheduler:
+        blocker = cli.engine.connect()
+        blocker.execution_options(aggregator_write=True)  # BEGIN IMMEDIATE: holds the write lock
+        blocker.begin()
+        blocker.execute(sa.text("UPDATE feeds SET title = 'x'"))
+        release = threading.Timer(0.3, blocker.commit)
+        release.start()
+        try:
+            started = time.monotonic()
+            counts = scheduler.save_poll(polled(FEED, now), [make_entry("a")], now)
+            waited = time.monotonic() - started
+        finally:
+            release.join()
+            blocker.close()
+        assert counts == SaveCounts(new=1, updated=0)
+        assert waited >= 0.2
 
 
 # ------------------------------------------------------------------ dedupe & stories
