@@ -684,7 +684,11 @@ class Store:
                 )
 
     def iter_stories(self) -> Iterator[StoredStory]:
-        """Every story with its member entries, ordered by ``(first_seen, id)``."""
+        """Every story that has entries, with them, ordered by ``(first_seen, id)``.
+
+        A story whose entries all moved to other stories stays in the table (its id
+        is never reused) but is not listed.
+        """
         with self._transaction("reading stories", write=False) as conn:
             members: dict[str, list[str]] = {}
             query = (
@@ -707,6 +711,7 @@ class Store:
                     entry_ids=tuple(members.get(row["id"], ())),
                 )
                 for row in rows
+                if row["id"] in members
             ]
         yield from result
 

@@ -424,3 +424,7 @@ def test_stories_and_their_members(store: Store, now: datetime) -> None:
         b: ("s2", ("economy",)),
         c: ("s1", ("weather", "europe")),
     }
+
+    # A story whose entries all moved elsewhere is no longer listed.
+    store.save_stories([("s1", "Floods in the north", ("weather", "europe"))], [(b, "s1")], later)
+    assert [s.id for s in store.iter_stories()] == ["s1"]
