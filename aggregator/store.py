@@ -48,6 +48,7 @@ __all__ = [
     "SaveCounts",
     "Store",
     "StoredStory",
+    "content_hash",
     "entry_id",
     "metadata",
     "migration_config",
@@ -290,10 +291,17 @@ def _create_engine(url: sa.URL) -> sa.Engine:
     if url.get_driver_name() not in ("pysqlite", ""):
         raise ValueError(f"unsupported SQLite driver {url.get_driver_name()!r}; use sqlite:///PATH")
     database = url.database or ""
-    if database and database != ":memory:" and not url.query.get("uri"):
-        # A fresh install points at data/aggregator.sqlite before data/ exists.
-        Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
-    engine = sa.create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S})
+    if database in ("", ":memory:"):
+        # One connection for everyone: with a pool, each thread (the pipeline's writer
+        # thread, say) would get a fresh, empty in-memory database of its own.
+        engine = sa.create_engine(
+            url, poolclass=sa.pool.StaticPool, connect_args={"check_same_thread": False}
+        )
+    else:
+        if not url.query.get("uri"):
+            # A fresh install points at data/aggregator.sqlite before data/ exists.
+            Path(database).parent.mkdir(parents=True, exist_ok=True)
+        engine = sa.create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S})
     sa.event.listen(engine, "connect", _sqlite_on_connect)
     sa.event.listen(engine, "begin", _sqlite_on_begin)
     return engine

@@ -7,6 +7,7 @@ import re
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -77,6 +78,12 @@ def test_sqlite_file_gets_its_folder_and_safe_settings(tmp_path: Path) -> None:
         }
     assert path.is_file()
     assert pragma == {"journal_mode": "wal", "foreign_keys": 1, "synchronous": 1, "busy_timeout": 30000}
+
+
+def test_an_in_memory_database_is_one_database_for_every_thread(now: datetime) -> None:
+    with Store.open("sqlite://") as store, ThreadPoolExecutor(1) as writer:
+        writer.submit(store.save_poll, polled(FEED, now), [make_entry("a")], now).result()
+        assert store.entry_counts() == {FEED: 1}
 
 
 def test_unopenable_sqlite_file_is_a_store_error_naming_it(tmp_path: Path) -> None:
