@@ -1,0 +1,297 @@
+"""The ``aggregator`` command (typer + rich).
+
+This is where time is read (``datetime.now(UTC)``) and handed to the stages, where errors
+become exit codes, and where results become tables, progress bars or JSON.  Exit codes:
+0 everything fine, 1 some feeds failed, 2 bad usage or a bad ``feeds.yaml``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from aggregator import __version__, pipeline
+from aggregator.config import DEFAULT_CONFIG_NAME, LoadedConfig, check_config, load_config
+from aggregator.errors import ConfigError, StoreError
+from aggregator.store import Store
+from aggregator.types import FeedStatus, PollOutcome, PollSummary
+
+EXIT_OK, EXIT_FEEDS_FAILED, EXIT_USAGE = 0, 1, 2
+
+app = typer.Typer(
+    help="Poll feeds, collapse near-identical copies, group stories, publish a combined feed and digests.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+config_app = typer.Typer(help="Check or edit feeds.yaml.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+
+out = Console()
+err = Console(stderr=True)
+
+
+class OutputFormat(StrEnum):
+    TABLE = "table"
+    JSON = "json"
+
+
+class ExportFormat(StrEnum):
+    JSONL = "jsonl"
+
+
+class _Context:
+    def __init__(self, config_path: Path) -> None:
+        self.config_path = config_path
+
+    def load(self) -> LoadedConfig:
+        try:
+            return load_config(self.config_path)
+        except ConfigError as exc:
+            for problem in exc.problems:
+                err.print(str(problem), markup=False, highlight=False)
+            err.print(f"{len(exc.problems)} problem(s) in {self.config_path}; nothing was done.")
+            raise typer.Exit(EXIT_USAGE) from exc
+
+
+def _now() -> datetime:
+    """The one place the CLI reads the clock."""
+    return datetime.now(UTC)
+
+
+@contextmanager
+def _open_store(loaded: LoadedConfig) -> Iterator[Store]:
+    try:
+        store = Store.open(loaded.database_url)
+    except StoreError as exc:
+        err.print(f"error: {exc}", markup=False)
+        raise typer.Exit(EXIT_USAGE) from exc
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+def _version(value: bool) -> None:
+    if value:
+        out.print(f"aggregator {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(
+    ctx: typer.Context,
+    config: Annotated[
+        Path, typer.Option("--config", "-c", help="The feeds.yaml to use.", envvar="AGGREGATOR_CONFIG")
+    ] = Path(DEFAULT_CONFIG_NAME),
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log every step.")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
+    ] = False,
+) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    ctx.obj = _Context(config.absolute())
+
+
+def _poll(loaded: LoadedConfig, store: Store, *, only_due: bool, show_progress: bool) -> PollSummary:
+    now = _now()
+    if not show_progress:
+        return asyncio.run(pipeline.poll_feeds(loaded, store, now, only_due=only_due))
+    with Progress(
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+    ) as progress:
+        task = progress.add_task("polling", total=None)
+
+        def started(total: int) -> None:
+            progress.update(task, total=total)
+
+        def advanced(outcome: PollOutcome) -> None:
+            progress.update(task, advance=1, description=f"polling {outcome.url[-40:]}")
+
+        return asyncio.run(
+            pipeline.poll_feeds(loaded, store, now, only_due=only_due, on_start=started, on_outcome=advanced)
+        )
+
+
+def _report(summary: PollSummary, loaded: LoadedConfig) -> int:
+    for outcome in summary.outcomes:
+        if outcome.notice:
+            err.print(f"notice: {outcome.notice}", markup=False, highlight=False)
+        if outcome.error:
+            err.print(
+                f"{loaded.where(outcome.url)}: {outcome.url}: {outcome.error}", markup=False, highlight=False
+            )
+    seconds = (summary.finished - summary.started).total_seconds()
+    err.print(
+        f"{len(summary.outcomes)} feeds polled in {seconds:.1f}s: {summary.new_entries} new, "
+        f"{summary.updated_entries} updated, {summary.count(FeedStatus.NOT_MODIFIED)} not modified, "
+        f"{summary.failed} failed",
+        highlight=False,
+    )
+    return EXIT_FEEDS_FAILED if summary.failed else EXIT_OK
+
+
+@app.command()
+def poll(
+    ctx: typer.Context,
+    due: Annotated[bool, typer.Option("--due", help="Only the feeds whose next check has come.")] = False,
+    summary_json: Annotated[
+        bool, typer.Option("--json", help="End with one JSON line of counts (for scripts and benchmarks).")
+    ] = False,
+) -> None:
+    """Fetch every enabled feed and store new and changed entries. Exit 1 if some feeds failed."""
+    loaded = ctx.obj.load()
+    with _open_store(loaded) as store:
+        summary = _poll(loaded, store, only_due=due, show_progress=err.is_terminal)
+        code = _report(summary, loaded)
+        if summary_json:
+            totals = store.entry_counts()
+            print(
+                json.dumps(
+                    {
+                        "feeds": len(summary.outcomes),
+                        "new": summary.new_entries,
+                        "updated": summary.updated_entries,
+                        "not_modified": summary.count(FeedStatus.NOT_MODIFIED),
+                        "failed": summary.failed,
+                        "entries_total": sum(totals.values()),
+                    }
+                )
+            )
+    raise typer.Exit(code)
+
+
+@app.command()
+def run(
+    ctx: typer.Context,
+    once: Annotated[bool, typer.Option("--once", help="Run one full cycle and exit.")] = False,
+) -> None:
+    """Run the aggregator: one full cycle with --once, else until stopped (as scheduler.py does)."""
+    loaded = ctx.obj.load()
+    if not once:
+        err.print("the long-running scheduler is not available yet: use `aggregator run --once` from cron")
+        raise typer.Exit(EXIT_USAGE)
+    with _open_store(loaded) as store:
+        summary = _poll(loaded, store, only_due=True, show_progress=err.is_terminal)
+        code = _report(summary, loaded)
+    raise typer.Exit(code)
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+@app.command()
+def status(
+    ctx: typer.Context,
+    output: Annotated[OutputFormat, typer.Option("--format", help="table or json.")] = OutputFormat.TABLE,
+) -> None:
+    """Show the health of every configured feed: last fetch, HTTP status, entries, errors, next check."""
+    loaded = ctx.obj.load()
+    with _open_store(loaded) as store:
+        states = pipeline.feed_states_for(loaded, store)
+        counts = store.entry_counts()
+    rows: list[dict[str, Any]] = [
+        {
+            "url": s.url,
+            "title": s.title,
+            "status": s.status.value,
+            "error": s.last_error if s.status in (FeedStatus.ERROR, FeedStatus.RETIRED) else None,
+            "entries": counts.get(s.url, 0),
+            "last_fetch": _iso(s.last_fetch),
+            "next_check": _iso(s.next_check),
+            "http_status": s.http_status,
+            "error_count": s.error_count,
+        }
+        for s in states
+    ]
+    if output is OutputFormat.JSON:
+        print(json.dumps(rows, indent=2, ensure_ascii=False))
+        return
+    table = Table(title=f"Feeds in {loaded.path.name}")
+    for column in ("feed", "status", "last fetch", "HTTP", "entries", "errors", "next check"):
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        table.add_row(
+            row["title"] or row["url"],
+            row["status"] + (f"\n{row['error']}" if row["error"] else ""),
+            _short_time(row["last_fetch"]),
+            str(row["http_status"] or ""),
+            str(row["entries"]),
+            str(row["error_count"] or ""),
+            _short_time(row["next_check"]),
+        )
+    out.print(table)
+
+
+def _short_time(iso: str | None) -> str:
+    return iso[:16].replace("T", " ") if iso else "-"
+
+
+@app.command()
+def export(
+    ctx: typer.Context,
+    output: Annotated[ExportFormat, typer.Option("--format", help="jsonl: one JSON object a line.")] = (
+        ExportFormat.JSONL
+    ),
+) -> None:
+    """Write every stored entry as JSON lines: id, guid, feed, url, title, published, story, topics…"""
+    loaded = ctx.obj.load()
+    with _open_store(loaded) as store:
+        for stored in store.iter_entries():
+            entry = stored.entry
+            record = {
+                "id": stored.id,
+                "guid": entry.guid,
+                "feed": stored.feed_url,
+                "url": entry.url,
+                "canonical_url": entry.canonical_url,
+                "title": entry.title,
+                "authors": list(entry.authors),
+                "published": _iso(entry.date),
+                "updated": _iso(entry.updated),
+                "first_seen": _iso(stored.first_seen),
+                "duplicate_of": stored.duplicate_of,
+                "story": stored.story,
+                "topics": list(stored.topics),
+            }
+            sys.stdout.write(json.dumps(record, ensure_ascii=False) + "\n")
+
+
+@config_app.command("check")
+def config_check(ctx: typer.Context) -> None:
+    """Validate feeds.yaml and print every problem with its line number. Exit 2 if there are any."""
+    path: Path = ctx.obj.config_path
+    problems = check_config(path)
+    for problem in problems:
+        err.print(str(problem), markup=False, highlight=False)
+    if problems:
+        err.print(f"{len(problems)} problem(s) in {path}")
+        raise typer.Exit(EXIT_USAGE)
+    out.print(f"{path}: ok")
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,181 @@
+"""The only place that calls the stages in order.
+
+One poll cycle::
+
+    LoadedConfig ─▶ store.feed_states ─▶ polling.is_due ─▶ fetch.Fetcher.fetch ─▶ parse.parse_feed
+        ─▶ polling.advance_state ─▶ store.save_poll (one transaction per feed) ─▶ PollOutcome
+
+Fetches run concurrently on one event loop (the fetcher enforces the global and per-host
+limits); parsing is CPU-bound, so with many feeds it runs in a process pool to use both
+cores; writes go through one worker thread so that the event loop never waits on the
+database and the database sees one writer.  A feed that fails becomes a ``PollOutcome``
+with an error: nothing here lets one feed's problem stop the others.
+
+The later stages (dedupe, stories, publish, digests) join ``run_cycle`` as they land.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Callable, Sequence
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
+from dataclasses import dataclass, replace
+from datetime import datetime
+
+from aggregator import fetch, polling
+from aggregator.config import FeedConfig, LoadedConfig, PollingConfig
+from aggregator.errors import ParseError
+from aggregator.parse import parse_feed
+from aggregator.store import Store
+from aggregator.types import FeedState, FeedStatus, FetchResult, ParsedFeed, PollOutcome, PollSummary
+
+log = logging.getLogger(__name__)
+
+# Below this many feeds to parse, starting worker processes costs more than it saves.
+PARALLEL_PARSE_THRESHOLD = 16
+
+
+@dataclass(frozen=True, slots=True)
+class _Parsed:
+    feed: ParsedFeed | None
+    error: str | None
+
+
+def fetch_settings(polling_config: PollingConfig) -> fetch.FetchSettings:
+    return fetch.FetchSettings(
+        max_bytes=polling_config.max_response_size,
+        connect_timeout=polling_config.connect_timeout.total_seconds(),
+        read_timeout=polling_config.read_timeout.total_seconds(),
+        total_timeout=polling_config.timeout.total_seconds(),
+        max_redirects=polling_config.max_redirects,
+        concurrency=polling_config.concurrency,
+        per_host=polling_config.per_host,
+    )
+
+
+def polling_policy(polling_config: PollingConfig, feed: FeedConfig) -> polling.PollingPolicy:
+    return polling.PollingPolicy(
+        interval=feed.interval or polling_config.interval,
+        min_interval=polling_config.min_interval,
+        max_interval=polling_config.max_interval,
+        max_retry_after=polling_config.max_retry_after,
+        unconditional_every=polling_config.unconditional_every,
+    )
+
+
+def _parse_safely(body: bytes, headers: dict[str, str], url: str) -> _Parsed:
+    """Run in a worker process: a ParseError is data, anything else a bug we still contain."""
+    try:
+        return _Parsed(parse_feed(body, headers, url), None)
+    except ParseError as exc:
+        return _Parsed(None, str(exc))
+    except Exception as exc:  # a parser bug must not take the other feeds down
+        return _Parsed(None, f"parser failed unexpectedly: {type(exc).__name__}: {exc}")
+
+
+async def poll_feeds(
+    loaded: LoadedConfig,
+    store: Store,
+    now: datetime,
+    *,
+    only_due: bool = False,
+    on_outcome: Callable[[PollOutcome], None] | None = None,
+    on_start: Callable[[int], None] | None = None,
+    rng: random.Random | None = None,
+) -> PollSummary:
+    """Fetch, parse and store every enabled feed (or only those due at ``now``)."""
+    feeds = loaded.enabled_feeds
+    store.sync_feeds([(f.url, f.title) for f in feeds])
+    states = {s.url: s for s in store.feed_states([f.url for f in feeds])}
+    selected = [f for f in feeds if not only_due or polling.is_due(states[f.url], now)]
+    if on_start is not None:
+        on_start(len(selected))
+    rng = rng or random.Random()  # noqa: S311 -- jitter for polling times, not cryptography
+    settings = fetch_settings(loaded.config.polling)
+    outcomes: list[PollOutcome] = []
+    loop = asyncio.get_running_loop()
+    parser: Executor | None = (
+        ProcessPoolExecutor(max_workers=2) if len(selected) >= PARALLEL_PARSE_THRESHOLD else None
+    )
+    writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store-writer")
+    try:
+        async with fetch.make_client(settings) as client:
+            fetcher = fetch.Fetcher(client, settings)
+
+            async def poll_one(feed: FeedConfig) -> PollOutcome:
+                state = states[feed.url]
+                policy = polling_policy(loaded.config.polling, feed)
+                location = state.fetch_url or loaded.feed_location(feed.url)
+                result = await fetcher.fetch(
+                    state, location, now, unconditional=polling.wants_unconditional(state, now, policy)
+                )
+                parsed = await _parse_result(result, parser, loop)
+                if parsed.feed is not None:
+                    for warning in parsed.feed.warnings:
+                        log.warning("%s: %s: %s", loaded.where(feed.url), feed.url, warning)
+                new_state = polling.advance_state(
+                    state,
+                    result,
+                    parsed.feed.ttl if parsed.feed else None,
+                    policy,
+                    now,
+                    rng,
+                    parse_error=parsed.error,
+                )
+                if parsed.feed is not None and parsed.feed.title and not new_state.title:
+                    new_state = replace(new_state, title=parsed.feed.title)
+                entries = parsed.feed.entries if parsed.feed else ()
+                counts = await loop.run_in_executor(writer, store.save_poll, new_state, entries, now)
+                return PollOutcome(
+                    url=feed.url,
+                    status=new_state.status,
+                    new_entries=counts.new,
+                    updated_entries=counts.updated,
+                    error=new_state.last_error if new_state.status in _FAILED else None,
+                    notice=_redirect_notice(loaded, feed.url, state, new_state),
+                )
+
+            for next_done in asyncio.as_completed([poll_one(f) for f in selected]):
+                outcome = await next_done
+                outcomes.append(outcome)
+                if on_outcome is not None:
+                    on_outcome(outcome)
+    finally:
+        writer.shutdown(wait=True)
+        if parser is not None:
+            parser.shutdown(wait=True, cancel_futures=True)
+    order = {f.url: i for i, f in enumerate(feeds)}
+    outcomes.sort(key=lambda o: order[o.url])
+    return PollSummary(tuple(outcomes), started=now, finished=datetime.now(now.tzinfo))
+
+
+_FAILED = (FeedStatus.ERROR, FeedStatus.RETIRED)
+
+
+async def _parse_result(
+    result: FetchResult, parser: Executor | None, loop: asyncio.AbstractEventLoop
+) -> _Parsed:
+    if result.body is None:
+        return _Parsed(None, None)
+    headers = dict(result.headers)
+    if parser is None:
+        return _parse_safely(result.body, headers, result.final_url)
+    return await loop.run_in_executor(parser, _parse_safely, result.body, headers, result.final_url)
+
+
+def _redirect_notice(loaded: LoadedConfig, url: str, old: FeedState, new: FeedState) -> str | None:
+    if new.fetch_url and new.fetch_url != old.fetch_url:
+        return (
+            f"{loaded.where(url)}: {url} has moved permanently to {new.fetch_url}; "
+            "polling the new address from now on: update the url in feeds.yaml"
+        )
+    return None
+
+
+def feed_states_for(loaded: LoadedConfig, store: Store) -> Sequence[FeedState]:
+    """The polling state of every configured feed, in config order (never-polled feeds included)."""
+    urls = [f.url for f in loaded.config.feeds]
+    states = {s.url: s for s in store.feed_states(urls)}
+    return [states.get(u, FeedState(u)) for u in urls]
