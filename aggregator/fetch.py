@@ -1,0 +1,732 @@
+"""Polite async HTTP (httpx) and ``file:`` feeds: one feed in, one ``FetchResult`` out.
+
+In:  a ``FeedState`` (identity and validators), the absolute URL to request (``http``,
+     ``https`` or ``file:``, already resolved by the caller), ``now``, and whether to leave
+     the validators out (``unconditional``; the caller asks ``polling.wants_unconditional``).
+Out: a ``FetchResult``: the body of a 200 within the size limit, or NOT_MODIFIED for a 304,
+     or an error a person can act on.  A feed that fails is data: nothing here raises for a
+     feed's problem, and no ``httpx.Response`` leaves this module.  Nothing here parses.
+
+Everything from the network is hostile until proven otherwise:
+
+- three time limits: connect, read (between bytes), and a total deadline for the whole
+  fetch including redirects, so a server that trickles one byte a second cannot hold a
+  feed forever;
+- a size cap on *decompressed* bytes, applied while streaming: gzip and deflate are
+  inflated here with a bounded output (``zlib``'s ``max_length``), so a 50 MB gzip bomb
+  costs at most the cap in memory, not 50 MB at once; a Content-Length above the cap is
+  refused before reading;
+- redirects are followed here, not by httpx, to know whether the *first* hop was
+  permanent (301/308: the caller may move the subscription), to name the URLs of a loop,
+  and to refuse a redirect to anything but http(s) (never to ``file:``);
+- a global limit on requests in flight, and a per-host one (host:port): httpx spends more
+  CPU per request with many requests in flight to one host (encode/httpx#3215) and
+  small sites deserve it anyway.
+
+A wrong Content-Type is not an error here: many feeds are served as text/html or
+text/plain.  The response headers go along (lower-cased) and the parser decides.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib.util
+import mimetypes
+import socket
+import ssl
+import time
+import zlib
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime, parsedate_to_datetime
+from http import HTTPStatus
+from pathlib import Path
+from urllib.parse import urlsplit
+from urllib.request import url2pathname
+
+import httpx
+
+from aggregator import USER_AGENT
+from aggregator.types import FeedState, FeedStatus, FetchResult
+
+ACCEPT = (
+    "application/atom+xml, application/rss+xml, application/rdf+xml, application/feed+json, "
+    "application/xml;q=0.9, text/xml;q=0.9, application/json;q=0.8, */*;q=0.1"
+)
+# Advertise brotli only when httpx can decode it.  (It is then decoded by httpx without an
+# output bound per chunk, unlike gzip and deflate below; the running size cap still applies.)
+ACCEPT_ENCODING = "gzip, deflate" + (
+    ", br" if importlib.util.find_spec("brotli") or importlib.util.find_spec("brotlicffi") else ""
+)
+REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+PERMANENT_REDIRECT_STATUSES = frozenset({301, 308})
+_MAX_VALIDATOR_LENGTH = 1024  # a longer ETag is not worth storing or sending back
+_MAX_HEADER_SECONDS = 2**31  # RFC 9111: a delta-seconds this large means "infinity"
+
+
+@dataclass(frozen=True, slots=True)
+class FetchSettings:
+    """Limits for fetching.  Times are in seconds.
+
+    Deliberately no ``unconditional_every`` here: when to skip validators is polling
+    policy (``PollingPolicy.unconditional_every``); fetch only takes the decision as the
+    ``unconditional`` flag, so that the two can never disagree.
+    """
+
+    max_bytes: int = 10 * 1024 * 1024
+    connect_timeout: float = 10.0
+    read_timeout: float = 30.0  # longest silence between two reads
+    total_timeout: float = 60.0  # the whole fetch, redirects included
+    max_redirects: int = 5
+    concurrency: int = 16  # requests in flight, all hosts together
+    per_host: int = 2  # requests in flight to one host:port
+    user_agent: str = USER_AGENT
+
+    def __post_init__(self) -> None:
+        if self.max_bytes < 1 or self.concurrency < 1 or self.per_host < 1 or self.max_redirects < 0:
+            raise ValueError(f"FetchSettings: limits must be positive: {self!r}")
+
+
+def make_client(settings: FetchSettings | None = None) -> httpx.AsyncClient:
+    """The one AsyncClient a poll cycle shares; the caller closes it (``async with``)."""
+    settings = settings or FetchSettings()
+    return httpx.AsyncClient(
+        follow_redirects=False,  # followed in Fetcher, see the module docstring
+        http1=True,
+        http2=False,
+        timeout=httpx.Timeout(
+            connect=settings.connect_timeout,
+            read=settings.read_timeout,
+            write=settings.read_timeout,
+            pool=settings.total_timeout,
+        ),
+        limits=httpx.Limits(
+            max_connections=settings.concurrency,
+            max_keepalive_connections=settings.concurrency,
+        ),
+        headers={
+            "User-Agent": settings.user_agent,
+            "Accept": ACCEPT,
+            "Accept-Encoding": ACCEPT_ENCODING,
+        },
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class FetchJob:
+    """One feed to fetch in ``fetch_feeds``: its state, the URL to request, whether to skip validators."""
+
+    state: FeedState
+    location: str
+    unconditional: bool = False
+
+
+class _Failed(Exception):
+    """A feed problem found deep in a fetch; ``Fetcher.fetch`` turns it into a FetchResult."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: FeedStatus = FeedStatus.ERROR,
+        http_status: int | None = None,
+        retry_after: datetime | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.http_status = http_status
+        self.retry_after = retry_after
+        self.headers = headers or {}
+
+
+@dataclass(slots=True)
+class _Progress:
+    """How far one fetch got; read when it fails half-way (e.g. a 301 then a 404)."""
+
+    chain: list[str]
+    permanent_redirect: str | None = None
+    started: float = field(default_factory=time.monotonic)
+
+    @property
+    def url(self) -> str:
+        return self.chain[-1]
+
+
+class Fetcher:
+    """Fetches feeds through one shared AsyncClient, within global and per-host limits.
+
+    Make one per poll cycle (or per process) inside a running event loop and share it:
+    the limits only hold between fetches that go through the same Fetcher.
+    """
+
+    def __init__(self, client: httpx.AsyncClient, settings: FetchSettings | None = None) -> None:
+        self._client = client
+        self._settings = settings or FetchSettings()
+        self._global = asyncio.Semaphore(self._settings.concurrency)
+        self._hosts: dict[str, asyncio.Semaphore] = {}
+
+    @property
+    def settings(self) -> FetchSettings:
+        return self._settings
+
+    async def fetch(
+        self, state: FeedState, location: str, now: datetime, *, unconditional: bool = False
+    ) -> FetchResult:
+        """Fetch ``location`` for the feed ``state.url``.
+
+        The stored ETag/Last-Modified are sent and a 304 gives NOT_MODIFIED with no body,
+        unless ``unconditional`` (pass ``polling.wants_unconditional(...)``): then none are
+        sent, to catch servers whose validators never change.
+        """
+        conditional = not unconditional
+        progress = _Progress(chain=[location])
+        try:
+            scheme = _scheme(location)
+            if scheme == "file":
+                return await self._fetch_file(state, location, now, conditional=conditional)
+            if scheme not in ("http", "https"):
+                raise _Failed(f"unsupported URL {location!r}: use http, https or a file path")
+            return await self._fetch_http(state, progress, now, conditional=conditional)
+        except _Failed as failure:
+            return self._failed(state, location, progress, now, failure, conditional=conditional)
+        except TimeoutError:
+            # asyncio.timeout's deadline (httpx's own timeouts are httpx.TimeoutException).
+            slow = _Failed(
+                f"timed out after {_seconds(self._settings.total_timeout)} at {progress.url}: "
+                "the server is too slow (total time limit for one fetch)"
+            )
+            return self._failed(state, location, progress, now, slow, conditional=conditional)
+        except (httpx.HTTPError, httpx.InvalidURL) as exc:
+            broken = _Failed(_describe_transport_error(exc, progress.url, self._settings))
+            return self._failed(state, location, progress, now, broken, conditional=conditional)
+
+    # -- HTTP ---------------------------------------------------------------------------
+
+    async def _fetch_http(
+        self, state: FeedState, progress: _Progress, now: datetime, *, conditional: bool
+    ) -> FetchResult:
+        validators = _validator_headers(state) if conditional else {}
+        loop = asyncio.get_running_loop()
+        deadline: float | None = None
+        permanent_so_far = True  # every hop so far was a 301/308
+        while True:
+            url = _http_url(progress.url)
+            async with self._slot(url):
+                if deadline is None:
+                    # The clock starts when we hold a slot: waiting for one is not the server's fault.
+                    progress.started = time.monotonic()
+                    deadline = loop.time() + self._settings.total_timeout
+                async with asyncio.timeout_at(deadline):
+                    request = self._client.build_request("GET", url, headers=validators)
+                    response = await self._client.send(request, stream=True)
+                    try:
+                        if response.status_code not in REDIRECT_STATUSES:
+                            return await self._finish(state, response, progress, now, bool(validators))
+                        target = _redirect_target(response, progress.url)
+                    finally:
+                        await response.aclose()
+
+            if permanent_so_far and response.status_code in PERMANENT_REDIRECT_STATUSES:
+                progress.permanent_redirect = target
+            else:
+                permanent_so_far = False
+            if target in progress.chain:
+                raise _Failed(f"redirect loop: {' -> '.join([*progress.chain, target])}")
+            progress.chain.append(target)
+            if len(progress.chain) - 1 > self._settings.max_redirects:
+                raise _Failed(
+                    f"too many redirects (more than {self._settings.max_redirects}): "
+                    f"{' -> '.join(progress.chain)}"
+                )
+
+    async def _finish(
+        self,
+        state: FeedState,
+        response: httpx.Response,
+        progress: _Progress,
+        now: datetime,
+        conditional: bool,
+    ) -> FetchResult:
+        """Turn the last response of the redirect chain into a FetchResult."""
+        code = response.status_code
+        url = progress.url
+        headers = dict(response.headers.items())  # lower-cased names, repeated headers joined
+        if code == 304 or 200 <= code < 300:
+            body = await self._read_body(response, url) if code != 304 else None
+            return FetchResult(
+                url=state.url,
+                requested_url=progress.chain[0],
+                final_url=url,
+                status=FeedStatus.NOT_MODIFIED if code == 304 else FeedStatus.OK,
+                fetched_at=now,
+                http_status=code,
+                body=body,
+                headers=headers,
+                etag=_clean_validator(headers.get("etag")),
+                last_modified=_clean_validator(headers.get("last-modified")),
+                conditional=conditional,
+                permanent_redirect=progress.permanent_redirect,
+                cache_max_age=_cache_max_age(headers, now),
+                elapsed=_elapsed(progress),
+            )
+        retry_after = _retry_after(headers, now) if code in (429, 503) else None
+        raise _Failed(
+            _describe_status(code, url, retry_after),
+            status=FeedStatus.RETIRED if code == 410 else FeedStatus.ERROR,
+            http_status=code,
+            retry_after=retry_after,
+            headers=headers,
+        )
+
+    async def _read_body(self, response: httpx.Response, url: str) -> bytes:
+        limit = self._settings.max_bytes
+        length = response.headers.get("content-length", "").strip()
+        if length.isdigit() and int(length) > limit:
+            raise _Failed(
+                f"response larger than {_size(limit)} at {url}: "
+                f"Content-Length is {int(length)} bytes, not downloaded",
+                http_status=response.status_code,
+            )
+        too_large = _Failed(
+            f"response larger than {_size(limit)} at {url}: stopped reading",
+            http_status=response.status_code,
+        )
+        chunks: list[bytes] = []
+        total = 0
+        async for data in self._decoded(response, url):
+            total += len(data)
+            if total > limit:
+                raise too_large
+            chunks.append(data)
+        return b"".join(chunks)
+
+    async def _decoded(self, response: httpx.Response, url: str) -> AsyncIterator[bytes]:
+        """The body, decoded, in pieces of at most ``_Inflater.PIECE`` bytes for gzip and deflate."""
+        encoding = response.headers.get("content-encoding", "").strip().lower()
+        if encoding not in _Inflater.ENCODINGS:
+            # Encodings we do not inflate ourselves (br when installed): httpx decodes, we count.
+            async for data in response.aiter_bytes():
+                yield data
+            return
+        inflater = _Inflater(encoding, url)
+        async for raw in response.aiter_raw():
+            for data in inflater.decode(raw):
+                yield data
+        yield inflater.flush()
+
+    @contextlib.asynccontextmanager
+    async def _slot(self, url: httpx.URL) -> AsyncIterator[None]:
+        """Hold a per-host slot, then a global one (in that order, so that feeds queued for
+        a busy host do not sit on global slots other hosts could use)."""
+        key = _host_key(url)
+        host = self._hosts.get(key)
+        if host is None:
+            host = self._hosts[key] = asyncio.Semaphore(self._settings.per_host)
+        async with host, self._global:
+            yield
+
+    # -- files --------------------------------------------------------------------------
+
+    async def _fetch_file(
+        self, state: FeedState, location: str, now: datetime, *, conditional: bool
+    ) -> FetchResult:
+        parts = urlsplit(location)
+        if parts.netloc not in ("", "localhost"):
+            raise _Failed(f"unsupported file URL {location!r}: only local files (file:///path)")
+        path = Path(url2pathname(parts.path))
+        started = time.monotonic()
+        async with self._global:
+            # Reading can block (network file systems): keep it off the event loop.
+            return await asyncio.to_thread(
+                self._read_file, state, location, path, now=now, conditional=conditional, started=started
+            )
+
+    def _read_file(
+        self,
+        state: FeedState,
+        location: str,
+        path: Path,
+        *,
+        now: datetime,
+        conditional: bool,
+        started: float,
+    ) -> FetchResult:
+        limit = self._settings.max_bytes
+        try:
+            stat = path.stat()
+            if not path.is_file():
+                raise _Failed(f"not a file: {path}")
+            # The ETag has nanosecond mtime and size: Last-Modified alone has one-second
+            # resolution and would miss a quick second edit.
+            etag = f'"{stat.st_mtime_ns:x}-{stat.st_size:x}"'
+            last_modified = format_datetime(datetime.fromtimestamp(int(stat.st_mtime), UTC), usegmt=True)
+            headers = {"etag": etag, "last-modified": last_modified}
+            content_type, _ = mimetypes.guess_type(path.name)
+            if content_type:
+                headers["content-type"] = content_type
+            sent = conditional and bool(state.etag or state.last_modified)
+            unchanged = state.etag == etag if state.etag else state.last_modified == last_modified
+            if sent and unchanged:
+                return FetchResult(
+                    url=state.url,
+                    requested_url=location,
+                    final_url=location,
+                    status=FeedStatus.NOT_MODIFIED,
+                    fetched_at=now,
+                    headers=headers,
+                    etag=etag,
+                    last_modified=last_modified,
+                    conditional=True,
+                    elapsed=timedelta(seconds=time.monotonic() - started),
+                )
+            if stat.st_size > limit:
+                raise _Failed(f"file larger than {_size(limit)}: {path}: not read")
+            with path.open("rb") as file:
+                body = file.read(limit + 1)
+        except FileNotFoundError as exc:
+            raise _Failed(f"file not found: {path}") from exc
+        except PermissionError as exc:
+            raise _Failed(f"cannot read file: {path}: permission denied") from exc
+        except OSError as exc:
+            raise _Failed(f"cannot read file: {path}: {exc.strerror or exc}") from exc
+        if len(body) > limit:  # it grew since stat()
+            raise _Failed(f"file larger than {_size(limit)}: {path}: stopped reading")
+        headers["content-length"] = str(len(body))
+        return FetchResult(
+            url=state.url,
+            requested_url=location,
+            final_url=location,
+            status=FeedStatus.OK,
+            fetched_at=now,
+            body=body,
+            headers=headers,
+            etag=etag,
+            last_modified=last_modified,
+            conditional=sent,
+            elapsed=timedelta(seconds=time.monotonic() - started),
+        )
+
+    # -- results ------------------------------------------------------------------------
+
+    def _failed(
+        self,
+        state: FeedState,
+        location: str,
+        progress: _Progress,
+        now: datetime,
+        failure: _Failed,
+        *,
+        conditional: bool,
+    ) -> FetchResult:
+        return FetchResult(
+            url=state.url,
+            requested_url=location,
+            final_url=progress.url,
+            status=failure.status,
+            fetched_at=now,
+            http_status=failure.http_status,
+            headers=failure.headers,
+            error=failure.message,
+            conditional=conditional and bool(state.etag or state.last_modified),
+            permanent_redirect=progress.permanent_redirect,
+            retry_after=failure.retry_after,
+            elapsed=_elapsed(progress),
+        )
+
+
+async def fetch_feeds(fetcher: Fetcher, jobs: Iterable[FetchJob], now: datetime) -> list[FetchResult]:
+    """Fetch every job concurrently (within the fetcher's limits); results in the jobs' order.
+
+    To handle results as they arrive instead (and not hold every body at once), call
+    ``fetcher.fetch`` from tasks of your own: the limits live in the Fetcher.
+    """
+    async with asyncio.TaskGroup() as group:
+        tasks = [
+            group.create_task(fetcher.fetch(job.state, job.location, now, unconditional=job.unconditional))
+            for job in jobs
+        ]
+    return [task.result() for task in tasks]
+
+
+class _Inflater:
+    """gzip/deflate decoding in bounded pieces (zlib's ``max_length``).
+
+    httpx's own decoders inflate a whole network read at once: 64 KiB of gzipped zeros
+    is 64 MiB in one allocation.  Here no piece is larger than ``PIECE``, so the caller
+    can stop at its size cap having held at most the cap plus one piece.
+    """
+
+    ENCODINGS = frozenset({"", "identity", "gzip", "x-gzip", "deflate"})
+    PIECE = 64 * 1024
+
+    def __init__(self, encoding: str, url: str) -> None:
+        self._encoding = encoding
+        self._url = url
+        self._first = True
+        self._zlib: zlib._Decompress | None = None
+        if encoding in ("gzip", "x-gzip"):
+            self._zlib = zlib.decompressobj(zlib.MAX_WBITS | 16)
+        elif encoding == "deflate":
+            self._zlib = zlib.decompressobj()
+
+    def decode(self, data: bytes) -> Iterator[bytes]:
+        if self._zlib is None:
+            yield data
+            return
+        pending = data
+        while pending:
+            try:
+                out = self._zlib.decompress(pending, self.PIECE)
+            except zlib.error as exc:
+                if self._encoding == "deflate" and self._first:
+                    # "deflate" is meant to be zlib-wrapped, but many servers send raw deflate.
+                    self._first = False
+                    self._zlib = zlib.decompressobj(-zlib.MAX_WBITS)
+                    continue
+                raise _Failed(
+                    f"cannot decompress the {self._encoding} response from {self._url}: {exc}"
+                ) from exc
+            self._first = False
+            # Input left over because the piece was full; an empty tail means all consumed.
+            pending = self._zlib.unconsumed_tail
+            if out:
+                yield out
+
+    def flush(self) -> bytes:
+        if self._zlib is None:
+            return b""
+        try:
+            return self._zlib.flush()
+        except zlib.error as exc:
+            raise _Failed(f"cannot decompress the {self._encoding} response from {self._url}: {exc}") from exc
+
+
+# -- small pure helpers ---------------------------------------------------------------------
+
+
+def _redirect_target(response: httpx.Response, url: str) -> str:
+    location = response.headers.get("location", "").strip()
+    code = response.status_code
+    if not location:
+        raise _Failed(f"redirect (HTTP {code}) without a Location header at {url}", http_status=code)
+    try:
+        target = httpx.URL(url).join(location).copy_with(fragment=None)
+    except httpx.InvalidURL as exc:
+        raise _Failed(f"redirect (HTTP {code}) to an invalid URL {location!r} at {url}") from exc
+    if target.scheme not in ("http", "https"):
+        # Never let a web server point us at file:///etc/passwd or the like.
+        raise _Failed(
+            f"redirect (HTTP {code}) from {url} to {location} refused: only http and https are followed",
+            http_status=code,
+        )
+    try:
+        return str(_http_url(str(target)))
+    except _Failed as exc:
+        raise _Failed(f"redirect (HTTP {code}) from {url}: {exc.message}", http_status=code) from exc
+
+
+def _scheme(text: str) -> str:
+    try:
+        return urlsplit(text).scheme.lower()
+    except ValueError as exc:  # e.g. "Invalid IPv6 URL"
+        raise _Failed(f"not a valid URL: {text!r}: {exc}") from exc
+
+
+def _http_url(text: str) -> httpx.URL:
+    """``text`` as an http(s) URL we can connect to, or ``_Failed`` saying why not.
+
+    httpx accepts some URLs that only fail deep in the socket layer (port 99999 raises
+    OverflowError, not an httpx error), so they are checked here first.
+    """
+    try:
+        url = httpx.URL(text)
+    except httpx.InvalidURL as exc:
+        raise _Failed(f"not a valid URL: {text!r}: {exc}") from exc
+    if not url.host or any(c.isspace() or c in "%\\" for c in url.host):
+        raise _Failed(f"not a valid URL: {text!r}: no usable host name")
+    if url.port is not None and not 0 < url.port < 65536:
+        raise _Failed(f"not a valid URL: {text!r}: port {url.port} is out of range")
+    return url
+
+
+def _describe_status(code: int, url: str, retry_after: datetime | None) -> str:  # noqa: PLR0911
+    # One sentence per case: a flat list reads better than a lookup table with holes.
+    phrase = _reason(code)
+    when = f"after {retry_after.isoformat()}" if retry_after else "later"
+    if code == 404:
+        return f"not found (HTTP 404) at {url}: check the url in feeds.yaml"
+    if code == 410:
+        return f"gone (HTTP 410) at {url}: the server says this feed was removed; remove it from feeds.yaml"
+    if code in (401, 403):
+        return (
+            f"access denied (HTTP {code} {phrase}) at {url}: the server refuses feed readers or wants "
+            "a login; check the url in feeds.yaml"
+        )
+    if code == 429:
+        return f"rate limited (HTTP 429) at {url}: the server asks us to poll less often; will retry {when}"
+    if code == 503:
+        return f"service unavailable (HTTP 503) at {url}: the server is down or overloaded; will retry {when}"
+    if 500 <= code < 600:
+        return f"server error (HTTP {code} {phrase}) at {url}: a problem on the site's side; will retry later"
+    if 400 <= code < 500:
+        return f"request refused (HTTP {code} {phrase}) at {url}: check the url in feeds.yaml"
+    return f"unexpected response (HTTP {code} {phrase}) at {url}: expected a feed"
+
+
+def _reason(code: int) -> str:
+    try:
+        return HTTPStatus(code).phrase
+    except ValueError:
+        return "unknown status"
+
+
+def _describe_transport_error(  # noqa: PLR0911, PLR0912 -- one sentence per case, flat on purpose
+    exc: Exception, url: str, settings: FetchSettings
+) -> str:
+    """A sentence for a failure below HTTP: DNS, refused, TLS, reset, httpx timeouts."""
+    try:
+        parsed = httpx.URL(url)
+        host = _host_key(parsed)
+    except httpx.InvalidURL:
+        return f"not a valid URL: {url!r}: {exc}"
+    detail = str(exc) or type(exc).__name__
+    if isinstance(exc, httpx.InvalidURL | httpx.UnsupportedProtocol):
+        return f"not a valid URL: {url!r}: {detail}"
+    if isinstance(exc, httpx.ConnectTimeout):
+        limit = _seconds(settings.connect_timeout)
+        return f"cannot connect to {host}: no answer within {limit} (connect timeout)"
+    if isinstance(exc, httpx.ReadTimeout):
+        limit = _seconds(settings.read_timeout)
+        return f"no data from {url} for {limit}: the server stopped sending (read timeout)"
+    if isinstance(exc, httpx.TimeoutException):
+        return f"timed out talking to {host} ({type(exc).__name__}) for {url}"
+    if isinstance(exc, httpx.ConnectError):
+        for cause in _causes(exc):
+            if isinstance(cause, ssl.SSLCertVerificationError):
+                return f"TLS certificate verify failed for {host}: {cause.verify_message or cause.reason}"
+            if isinstance(cause, ssl.SSLError):
+                return f"TLS handshake with {host} failed: {cause.reason or cause}"
+            if isinstance(cause, ConnectionRefusedError):
+                return f"connection refused by {host}: is the server running and is the port right?"
+            if isinstance(cause, socket.gaierror):
+                return f"cannot resolve host name {parsed.host!r}: check the url in feeds.yaml"
+        return f"cannot connect to {host}: {detail}"
+    if isinstance(exc, httpx.RemoteProtocolError):
+        return f"bad HTTP from {host} for {url}: {detail}"
+    if isinstance(exc, httpx.ReadError | httpx.WriteError | httpx.CloseError):
+        return f"connection to {host} lost while fetching {url}: {detail}"
+    if isinstance(exc, httpx.DecodingError):
+        return f"cannot decode the response from {url}: {detail}"
+    if isinstance(exc, httpx.ProxyError):
+        return f"proxy error for {url}: {detail}"
+    return f"request to {url} failed: {type(exc).__name__}: {detail}"
+
+
+def _causes(exc: BaseException) -> Iterable[BaseException]:
+    """``exc`` and everything chained to it, through exception groups (anyio's connect)."""
+    seen: set[int] = set()
+    stack: list[BaseException] = [exc]
+    while stack:
+        current = stack.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        yield current
+        if isinstance(current, BaseExceptionGroup):
+            stack.extend(current.exceptions)
+        for chained in (current.__cause__, current.__context__):
+            if chained is not None:
+                stack.append(chained)
+
+
+def _host_key(url: httpx.URL) -> str:
+    port = url.port or (443 if url.scheme == "https" else 80)
+    return f"{url.host}:{port}"
+
+
+def _validator_headers(state: FeedState) -> dict[str, str]:
+    headers = {}
+    if etag := _clean_validator(state.etag):
+        headers["If-None-Match"] = etag
+    if last_modified := _clean_validator(state.last_modified):
+        headers["If-Modified-Since"] = last_modified
+    return headers
+
+
+def _clean_validator(value: str | None) -> str | None:
+    """A header value safe to store and send back, or None (over-long, control characters)."""
+    if value is None:
+        return None
+    value = value.strip()
+    if not value or len(value) > _MAX_VALIDATOR_LENGTH:
+        return None
+    if any(ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0 or ord(c) > 0xFF for c in value):
+        return None
+    return value
+
+
+def _parse_http_date(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    try:
+        parsed = parsedate_to_datetime(value.strip())
+    except (TypeError, ValueError, IndexError):
+        return None
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+
+
+def _retry_after(headers: Mapping[str, str], now: datetime) -> datetime | None:
+    """Retry-After as an absolute time on *our* clock.
+
+    A date is taken relative to the response's Date header when there is one, so that a
+    server whose clock is off still gets the delay it meant.  Not capped here: polling caps.
+    """
+    value = headers.get("retry-after", "").strip()
+    if not value:
+        return None
+    if value.isdigit():
+        return now + timedelta(seconds=min(int(value), _MAX_HEADER_SECONDS))
+    when = _parse_http_date(value)
+    if when is None:
+        return None
+    server_now = _parse_http_date(headers.get("date")) or now
+    return now + max(when - server_now, timedelta(0))
+
+
+def _cache_max_age(headers: Mapping[str, str], now: datetime) -> timedelta | None:
+    """How long the server says the response stays fresh: Cache-Control max-age (or
+    s-maxage), else Expires - Date.  None when it says nothing."""
+    directives: dict[str, str] = {}
+    for part in headers.get("cache-control", "").split(","):
+        name, _, value = part.partition("=")
+        directives[name.strip().lower()] = value.strip().strip('"')
+    for name in ("max-age", "s-maxage"):
+        value = directives.get(name, "")
+        if value.isdigit():
+            return timedelta(seconds=min(int(value), _MAX_HEADER_SECONDS))
+    if "expires" not in headers:
+        return None
+    expires = _parse_http_date(headers["expires"])
+    if expires is None:
+        return timedelta(0)  # RFC 9111: an invalid Expires ("0", "-1") means already expired
+    date = _parse_http_date(headers.get("date")) or now
+    return max(expires - date, timedelta(0))
+
+
+def _elapsed(progress: _Progress) -> timedelta:
+    return timedelta(seconds=time.monotonic() - progress.started)
+
+
+def _size(n: int) -> str:
+    for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= scale:
+            return f"{n // scale} {unit}" if n % scale == 0 else f"{n / scale:.1f} {unit}"
+    return f"{n} bytes"
+
+
+def _seconds(value: float) -> str:
+    return f"{value:g} s"

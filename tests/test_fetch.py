@@ -1,0 +1,590 @@
+"""Fetching against a real, misbehaving HTTP server on 127.0.0.1 (tests/feedserver.py).
+
+Each test states what a user would see in ``aggregator status``: the status and the
+message of one feed.  Time limits are small so that every test takes well under a
+second or two; nothing here sleeps except the server.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import shutil
+import socket
+import ssl
+import subprocess
+import time
+import tracemalloc
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import anyio
+import httpx
+import pytest
+
+from aggregator import USER_AGENT
+from aggregator.fetch import Fetcher, FetchJob, FetchSettings, fetch_feeds, make_client
+from aggregator.polling import PollingPolicy, advance_state, is_due, wants_unconditional
+from aggregator.types import FeedState, FeedStatus, FetchResult
+from tests.feedserver import (
+    ATOM,
+    CLAIMED_LENGTH,
+    FEED_ETAG,
+    FEED_LAST_MODIFIED,
+    RSS,
+    FeedServer,
+    big_feed,
+    gzip_bomb,
+    unused_port,
+)
+
+pytest_plugins = ("tests.feedserver",)
+pytestmark = pytest.mark.anyio
+
+NOW = datetime(2025, 8, 18, 12, 0, tzinfo=UTC)
+FAST = FetchSettings(connect_timeout=2, read_timeout=2, total_timeout=2)
+MiB = 1024 * 1024
+
+
+@contextlib.asynccontextmanager
+async def open_fetcher(settings: FetchSettings = FAST) -> AsyncIterator[Fetcher]:
+    async with make_client(settings) as client:
+        yield Fetcher(client, settings)
+
+
+async def fetch(
+    url: str,
+    *,
+    settings: FetchSettings = FAST,
+    state: FeedState | None = None,
+    unconditional: bool = False,
+) -> FetchResult:
+    async with open_fetcher(settings) as fetcher:
+        return await fetcher.fetch(state or FeedState(url=url), url, NOW, unconditional=unconditional)
+
+
+# -- the ordinary case ---------------------------------------------------------------------
+
+
+async def test_fetches_a_feed_with_its_validators_and_headers(feed_server: FeedServer) -> None:
+    url = feed_server.url("/feed.xml")
+    result = await fetch(url)
+    assert result.status is FeedStatus.OK
+    assert result.error is None
+    assert result.body == RSS
+    assert (result.url, result.requested_url, result.final_url) == (url, url, url)
+    assert result.http_status == 200
+    assert (result.etag, result.last_modified) == (FEED_ETAG, FEED_LAST_MODIFIED)
+    assert result.headers["content-type"] == "application/rss+xml; charset=utf-8"
+    assert result.fetched_at == NOW
+    assert not result.conditional
+    assert result.permanent_redirect is None
+    assert timedelta(0) < result.elapsed < timedelta(seconds=2)
+
+
+async def test_identifies_itself_and_asks_for_feeds(feed_server: FeedServer) -> None:
+    await fetch(feed_server.url("/feed.xml"))
+    headers = feed_server.last("/feed.xml").headers
+    assert headers["user-agent"] == USER_AGENT
+    assert headers["accept"].startswith("application/atom+xml, application/rss+xml")
+    assert headers["accept"].endswith("*/*;q=0.1")
+    assert "gzip" in headers["accept-encoding"]
+    assert "if-none-match" not in headers
+
+
+async def test_second_fetch_sends_validators_and_a_304_costs_no_body(feed_server: FeedServer) -> None:
+    url = feed_server.url("/feed.xml")
+    first = await fetch(url)
+    state = FeedState(url=url, etag=first.etag, last_modified=first.last_modified)
+    second = await fetch(url, state=state)
+    assert second.status is FeedStatus.NOT_MODIFIED
+    assert second.http_status == 304
+    assert second.body is None
+    assert second.conditional
+    assert second.etag == FEED_ETAG
+    sent = feed_server.last("/feed.xml").headers
+    assert sent["if-none-match"] == FEED_ETAG
+    assert sent["if-modified-since"] == FEED_LAST_MODIFIED
+    assert feed_server.count("/feed.xml") == 2
+
+
+async def test_if_modified_since_alone_is_enough_for_a_304(feed_server: FeedServer) -> None:
+    url = feed_server.url("/atom.xml")
+    result = await fetch(url, state=FeedState(url=url, last_modified=FEED_LAST_MODIFIED))
+    assert result.status is FeedStatus.NOT_MODIFIED
+    assert "if-none-match" not in feed_server.last("/atom.xml").headers
+
+
+async def test_a_stale_etag_gets_the_new_body(feed_server: FeedServer) -> None:
+    url = feed_server.url("/atom.xml")
+    result = await fetch(url, state=FeedState(url=url, etag='"atom-v0"'))
+    assert result.status is FeedStatus.OK
+    assert result.body == ATOM
+    assert result.etag == '"atom-v1"'
+
+
+async def test_unconditional_fetch_leaves_validators_out(feed_server: FeedServer) -> None:
+    url = feed_server.url("/feed.xml")
+    state = FeedState(url=url, etag=FEED_ETAG, last_modified=FEED_LAST_MODIFIED)
+    result = await fetch(url, state=state, unconditional=True)
+    assert result.status is FeedStatus.OK
+    assert result.body == RSS
+    assert not result.conditional
+    sent = feed_server.last("/feed.xml").headers
+    assert "if-none-match" not in sent
+    assert "if-modified-since" not in sent
+
+
+async def test_unsafe_stored_validators_are_not_sent(feed_server: FeedServer) -> None:
+    url = feed_server.url("/feed.xml")
+    result = await fetch(url, state=FeedState(url=url, etag='"a"\r\nX-Injected: 1', last_modified="x" * 5000))
+    assert result.status is FeedStatus.OK
+    sent = feed_server.last("/feed.xml").headers
+    assert "x-injected" not in sent
+    assert "if-none-match" not in sent
+    assert "if-modified-since" not in sent
+
+
+@pytest.mark.parametrize("path", ["/gzip.xml", "/deflate.xml", "/raw-deflate.xml"])
+async def test_compressed_responses_are_decoded(feed_server: FeedServer, path: str) -> None:
+    result = await fetch(feed_server.url(path))
+    assert result.status is FeedStatus.OK
+    assert result.body == RSS
+
+
+async def test_wrong_content_type_is_not_a_fetch_error(feed_server: FeedServer) -> None:
+    result = await fetch(feed_server.url("/wrong-type"))
+    assert result.status is FeedStatus.OK
+    assert result.body == RSS
+    assert result.headers["content-type"] == "text/html; charset=utf-8"  # the parser decides
+
+
+async def test_an_html_page_is_handed_to_the_parser(feed_server: FeedServer) -> None:
+    result = await fetch(feed_server.url("/page.html"))
+    assert result.status is FeedStatus.OK
+    assert result.body is not None
+    assert b'rel="alternate"' in result.body
+
+
+async def test_a_5_mb_feed_is_within_the_default_limit(feed_server: FeedServer) -> None:
+    result = await fetch(feed_server.url("/big-feed.xml"))
+    assert result.status is FeedStatus.OK
+    assert result.body == big_feed()
+    assert len(result.body) >= 5 * MiB
+
+
+async def test_cache_lifetime_from_cache_control_and_from_expires(feed_server: FeedServer) -> None:
+    assert (await fetch(feed_server.url("/cached"))).cache_max_age == timedelta(hours=2)
+    assert (await fetch(feed_server.url("/expires"))).cache_max_age == timedelta(hours=3)
+    assert (await fetch(feed_server.url("/feed.xml"))).cache_max_age is None
+
+
+# -- redirects -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", ["/moved", "/moved-308"])
+async def test_permanent_redirect_is_reported(feed_server: FeedServer, path: str) -> None:
+    url = feed_server.url(path)
+    result = await fetch(url)
+    assert result.status is FeedStatus.OK
+    assert result.body == RSS
+    assert result.requested_url == url
+    assert result.final_url == feed_server.url("/feed.xml")
+    assert result.permanent_redirect == feed_server.url("/feed.xml")
+
+
+async def test_temporary_redirect_is_followed_but_not_reported_as_a_move(feed_server: FeedServer) -> None:
+    result = await fetch(feed_server.url("/temporary"))
+    assert result.status is FeedStatus.OK
+    assert result.final_url == feed_server.url("/feed.xml")
+    assert result.permanent_redirect is None
+
+
+async def test_a_move_is_only_as_far_as_the_permanent_hops_go(feed_server: FeedServer) -> None:
+    result = await fetch(feed_server.url("/moved-then-temporary"))
+    assert result.status is FeedStatus.OK
+    assert result.permanent_redirect == feed_server.url("/temporary")
+    assert result.final_url == feed_server.url("/feed.xml")
+
+
+async def test_validators_travel_through_redirects(feed_server: FeedServer) -> None:
+    url = feed_server.url("/moved")
+    result = await fetch(url, state=FeedState(url=url, etag=FEED_ETAG))
+    assert result.status is FeedStatus.NOT_MODIFIED
+    assert result.permanent_redirect == feed_server.url("/feed.xml")
+    assert feed_server.last("/feed.xml").headers["if-none-match"] == FEED_ETAG
+
+
+async def test_moved_to_a_missing_page_is_an_error_that_still_names_the_move(feed_server: FeedServer) -> None:
+    result = await fetch(feed_server.url("/moved-to-missing"))
+    assert result.status is FeedStatus.ERROR
+    assert result.http_status == 404
+    assert result.final_url == feed_server.url("/missing")
+    assert result.permanent_redirect == feed_server.url("/missing")
+
+
+async def test_redirect_loop_names_the_urls(feed_server: FeedServer) -> None:
+    a, b = feed_server.url("/redirect-loop"), feed_server.url("/redirect-loop-2")
+    result = await fetch(a)
+    assert result.status is FeedStatus.ERROR
+    assert result.error == f"redirect loop: {a} -> {b} -> {a}"
+    assert feed_server.count("/redirect-loop") == 1
+    assert feed_server.count("/redirect-loop-2") == 1
+
+
+async def test_five_redirects_are_followed_and_six_are_too_many(feed_server: FeedServer) -> None:
+    ok = await fetch(feed_server.url("/redirect-chain/4"))  # 4, 3, 2, 1, 0 -> feed: 5 hops
+    assert ok.status is FeedStatus.OK
+    feed_server.reset()
+    result = await fetch(feed_server.url("/redirect-chain/5"))
+    assert result.status is FeedStatus.ERROR
+    assert result.error is not None
+    assert result.error.startswith("too many redirects (more than 5): ")
+    assert feed_server.url("/redirect-chain/5") in result.error
+    assert feed_server.url("/feed.xml") in result.error
+    assert feed_server.count("/redirect-chain/0") == 1
+    assert feed_server.count("/feed.xml") == 0  # the 6th hop was not requested
+
+
+async def test_redirect_to_a_file_url_is_refused(feed_server: FeedServer) -> None:
+    result = await fetch(feed_server.url("/redirect-to-file"))
+    assert result.status is FeedStatus.ERROR
+    assert result.body is None
+    assert result.error is not None
+    assert "file:///etc/passwd refused: only http and https are followed" in result.error
+
+
+# -- status codes --------------------------------------------------------------------------
+
+
+async def test_404_tells_the_user_to_check_the_url(feed_server: FeedServer) -> None:
+    url = feed_server.url("/missing")
+    result = await fetch(url)
+    assert result.status is FeedStatus.ERROR
+    assert result.http_status == 404
+    assert result.body is None
+    assert result.error == f"not found (HTTP 404) at {url}: check the url in feeds.yaml"
+
+
+async def test_410_retires_the_feed(feed_server: FeedServer) -> None:
+    url = feed_server.url("/gone")
+    result = await fetch(url)
+    assert result.status is FeedStatus.RETIRED
+    assert result.http_status == 410
+    assert result.error == (
+        f"gone (HTTP 410) at {url}: the server says this feed was removed; remove it from feeds.yaml"
+    )
+
+
+async def test_500_is_an_error_to_retry(feed_server: FeedServer) -> None:
+    url = feed_server.url("/error")
+    result = await fetch(url)
+    assert result.status is FeedStatus.ERROR
+    assert result.http_status == 500
+    assert result.error == (
+        f"server error (HTTP 500 Internal Server Error) at {url}: "
+        "a problem on the site's side; will retry later"
+    )
+    assert result.retry_after is None
+
+
+async def test_429_retry_after_seconds(feed_server: FeedServer) -> None:
+    result = await fetch(feed_server.url("/rate-limited"))
+    assert result.status is FeedStatus.ERROR
+    assert result.http_status == 429
+    assert result.retry_after == NOW + timedelta(seconds=120)
+    assert result.error is not None
+    assert result.error.startswith("rate limited (HTTP 429)")
+    assert "will retry after 2025-08-18T12:02:00+00:00" in result.error
+
+
+async def test_503_retry_after_date_is_taken_relative_to_the_servers_clock(feed_server: FeedServer) -> None:
+    # The server's clock says today; ours says NOW (2025).  The delay it meant is one hour.
+    result = await fetch(feed_server.url("/unavailable"))
+    assert result.status is FeedStatus.ERROR
+    assert result.http_status == 503
+    assert result.retry_after == NOW + timedelta(hours=1)
+    assert result.error is not None
+    assert result.error.startswith("service unavailable (HTTP 503)")
+
+
+# -- limits: size and time -----------------------------------------------------------------
+
+
+async def test_gzip_bomb_is_stopped_without_inflating_it(feed_server: FeedServer) -> None:
+    gzip_bomb()  # built before measuring: the server's copy is not ours
+    tracemalloc.start()
+    started = time.monotonic()
+    try:
+        result = await fetch(feed_server.url("/gzip-bomb"), settings=FetchSettings())
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert result.status is FeedStatus.ERROR
+    assert result.error == f"response larger than 10 MiB at {feed_server.url('/gzip-bomb')}: stopped reading"
+    assert time.monotonic() - started < 3
+    assert peak < 12 * MiB  # the bomb is 50 MiB inflated; we held the cap and a little more
+    assert feed_server.bytes_sent("/gzip-bomb") <= len(gzip_bomb()) + 1024
+
+
+async def test_endless_body_is_cut_at_the_limit(feed_server: FeedServer) -> None:
+    started = time.monotonic()
+    result = await fetch(feed_server.url("/endless"), settings=FetchSettings(max_bytes=MiB))
+    assert result.status is FeedStatus.ERROR
+    assert result.error == f"response larger than 1 MiB at {feed_server.url('/endless')}: stopped reading"
+    assert time.monotonic() - started < 2
+
+
+async def test_too_big_content_length_is_refused_before_reading(feed_server: FeedServer) -> None:
+    started = time.monotonic()
+    result = await fetch(feed_server.url("/big-length"))
+    assert result.status is FeedStatus.ERROR
+    assert result.error == (
+        f"response larger than 10 MiB at {feed_server.url('/big-length')}: "
+        f"Content-Length is {CLAIMED_LENGTH} bytes, not downloaded"
+    )
+    assert time.monotonic() - started < 1
+
+
+async def test_5_mb_feed_over_a_smaller_limit_is_an_error(feed_server: FeedServer) -> None:
+    result = await fetch(feed_server.url("/big-feed.xml"), settings=FetchSettings(max_bytes=4 * MiB))
+    assert result.status is FeedStatus.ERROR
+    assert result.error is not None
+    assert "response larger than 4 MiB" in result.error
+
+
+async def test_trickling_server_hits_the_total_deadline(feed_server: FeedServer) -> None:
+    settings = FetchSettings(connect_timeout=1, read_timeout=1, total_timeout=0.5)
+    started = time.monotonic()
+    result = await fetch(feed_server.url("/trickle"), settings=settings)
+    took = time.monotonic() - started
+    assert result.status is FeedStatus.ERROR
+    assert result.error == (
+        f"timed out after 0.5 s at {feed_server.url('/trickle')}: "
+        "the server is too slow (total time limit for one fetch)"
+    )
+    assert 0.5 <= took < 1.5
+    assert feed_server.bytes_sent("/trickle") > 0  # it was sending, just too slowly for the read timeout
+
+
+async def test_silent_server_hits_the_read_timeout(feed_server: FeedServer) -> None:
+    settings = FetchSettings(connect_timeout=1, read_timeout=0.2, total_timeout=5)
+    url = feed_server.url("/slow?delay=1")
+    result = await fetch(url, settings=settings)
+    assert result.status is FeedStatus.ERROR
+    assert result.error == f"no data from {url} for 0.2 s: the server stopped sending (read timeout)"
+
+
+# -- concurrency ---------------------------------------------------------------------------
+
+
+async def _fetch_many(fetcher: Fetcher, urls: list[str]) -> list[FetchResult]:
+    jobs = [FetchJob(FeedState(url=u), u) for u in urls]
+    return await fetch_feeds(fetcher, jobs, NOW)
+
+
+async def test_per_host_limit_is_respected(feed_server: FeedServer) -> None:
+    settings = FetchSettings(concurrency=16, per_host=2)
+    async with open_fetcher(settings) as fetcher:
+        results = await _fetch_many(fetcher, [feed_server.url("/slow?delay=0.1")] * 6)
+    assert all(r.status is FeedStatus.OK for r in results)
+    assert feed_server.max_in_flight(feed_server.host()) == 2
+
+
+async def test_per_host_limit_is_per_host(feed_server: FeedServer) -> None:
+    settings = FetchSettings(concurrency=16, per_host=2)
+    urls = [feed_server.url("/slow?delay=0.15", host=h) for h in ("127.0.0.1", "localhost") for _ in range(4)]
+    async with open_fetcher(settings) as fetcher:
+        results = await _fetch_many(fetcher, urls)
+    assert all(r.status is FeedStatus.OK for r in results), [r.error for r in results]
+    assert feed_server.max_in_flight(feed_server.host("127.0.0.1")) == 2
+    assert feed_server.max_in_flight(feed_server.host("localhost")) == 2
+    assert feed_server.max_in_flight() == 4
+
+
+async def test_global_limit_is_respected(feed_server: FeedServer) -> None:
+    settings = FetchSettings(concurrency=3, per_host=10)
+    urls = [feed_server.url("/slow?delay=0.1", host=h) for h in ("127.0.0.1", "localhost") for _ in range(5)]
+    async with open_fetcher(settings) as fetcher:
+        results = await _fetch_many(fetcher, urls)
+    assert all(r.status is FeedStatus.OK for r in results)
+    assert feed_server.max_in_flight() == 3
+
+
+async def test_fetch_feeds_keeps_order_and_failures_are_results(feed_server: FeedServer) -> None:
+    paths = ["/feed.xml", "/missing", "/gone", "/atom.xml"]
+    async with open_fetcher() as fetcher:
+        results = await _fetch_many(fetcher, [feed_server.url(p) for p in paths])
+    assert [r.url for r in results] == [feed_server.url(p) for p in paths]
+    assert [r.status for r in results] == [
+        FeedStatus.OK,
+        FeedStatus.ERROR,
+        FeedStatus.RETIRED,
+        FeedStatus.OK,
+    ]
+
+
+# -- below HTTP ------------------------------------------------------------------------------
+
+
+async def test_connection_refused() -> None:
+    port = unused_port()
+    result = await fetch(f"http://127.0.0.1:{port}/feed.xml")
+    assert result.status is FeedStatus.ERROR
+    assert result.http_status is None
+    assert (
+        result.error
+        == f"connection refused by 127.0.0.1:{port}: is the server running and is the port right?"
+    )
+
+
+async def test_server_hanging_up(feed_server: FeedServer) -> None:
+    result = await fetch(feed_server.url("/hang-up"))
+    assert result.status is FeedStatus.ERROR
+    assert result.error is not None
+    assert result.error.startswith(f"bad HTTP from {feed_server.host()} for {feed_server.url('/hang-up')}: ")
+
+
+@pytest.fixture
+def self_signed(tmp_path: Path) -> ssl.SSLContext:
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl command not found: cannot make a self-signed certificate")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        [
+            *("openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"),
+            *("-nodes", "-keyout", str(key), "-out", str(cert), "-days", "1", "-subj", "/CN=127.0.0.1"),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    return context
+
+
+async def test_tls_certificate_verify_failed(self_signed: ssl.SSLContext) -> None:
+    with FeedServer(ssl_context=self_signed) as server:
+        result = await fetch(server.url("/feed.xml"))
+    assert result.status is FeedStatus.ERROR
+    assert result.error is not None
+    assert result.error.startswith(f"TLS certificate verify failed for {server.host()}: self")  # -signed
+
+
+async def test_dns_failure_is_explained() -> None:
+    # No real DNS in tests: inject the error the way httpcore raises it.
+    def refuse(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("[Errno -2] Name or service not known") from socket.gaierror(
+            -2, "Name or service not known"
+        )
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(refuse)) as client:
+        url = "https://no-such-host.example/feed.xml"
+        result = await Fetcher(client, FAST).fetch(FeedState(url=url), url, NOW)
+    assert result.status is FeedStatus.ERROR
+    assert result.error == "cannot resolve host name 'no-such-host.example': check the url in feeds.yaml"
+
+
+@pytest.mark.parametrize(
+    ("location", "message"),
+    [
+        (
+            "ftp://example.org/feed.xml",
+            "unsupported URL 'ftp://example.org/feed.xml': use http, https or a file path",
+        ),
+        ("http://127.0.0.1:99999/feed", "not a valid URL: 'http://127.0.0.1:99999/feed': port 99999 is out"),
+        ("http://[::1/feed", "not a valid URL: 'http://[::1/feed': Invalid IPv6 URL"),
+        ("http:///feed.xml", "not a valid URL: 'http:///feed.xml': no usable host name"),
+        ("http://exa mple.org/feed", "not a valid URL: 'http://exa mple.org/feed': no usable host name"),
+        ("file://server/share/feed.xml", "unsupported file URL 'file://server/share/feed.xml'"),
+    ],
+)
+async def test_unusable_urls_are_errors_not_exceptions(location: str, message: str) -> None:
+    result = await fetch(location)
+    assert result.status is FeedStatus.ERROR
+    assert result.error is not None
+    assert result.error.startswith(message)
+
+
+# -- file: feeds ---------------------------------------------------------------------------
+
+
+async def test_file_feed_is_read_and_an_unchanged_file_is_not_modified(tmp_path: Path) -> None:
+    path = tmp_path / "local feed.xml"
+    path.write_bytes(RSS)
+    url = path.as_uri()
+    first = await fetch(url)
+    assert first.status is FeedStatus.OK
+    assert first.body == RSS
+    assert first.final_url == url
+    assert first.http_status is None
+    assert first.etag is not None
+    assert first.last_modified is not None
+    assert first.headers["content-length"] == str(len(RSS))
+
+    state = FeedState(url="local feed.xml", etag=first.etag, last_modified=first.last_modified)
+    second = await fetch(url, state=state)
+    assert second.status is FeedStatus.NOT_MODIFIED
+    assert second.body is None
+    assert second.url == "local feed.xml"
+
+    # Rewritten within the same second: Last-Modified alone would miss it, the ETag does not.
+    path.write_bytes(ATOM)
+    stat = path.stat()
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1000))
+    third = await fetch(url, state=state)
+    assert third.status is FeedStatus.OK
+    assert third.body == ATOM
+    assert (await fetch(url, state=state, unconditional=True)).status is FeedStatus.OK
+
+
+async def test_missing_file(tmp_path: Path) -> None:
+    path = tmp_path / "nope.xml"
+    result = await fetch(path.as_uri())
+    assert result.status is FeedStatus.ERROR
+    assert result.error == f"file not found: {path}"
+
+
+async def test_directory_is_not_a_feed(tmp_path: Path) -> None:
+    result = await fetch(tmp_path.as_uri())
+    assert result.status is FeedStatus.ERROR
+    assert result.error == f"not a file: {tmp_path}"
+
+
+async def test_file_over_the_limit(tmp_path: Path) -> None:
+    path = tmp_path / "big.xml"
+    path.write_bytes(b" " * 2048)
+    result = await fetch(path.as_uri(), settings=FetchSettings(max_bytes=1024))
+    assert result.status is FeedStatus.ERROR
+    assert result.error == f"file larger than 1 KiB: {path}: not read"
+
+
+async def test_a_slow_feed_does_not_hold_up_the_others(feed_server: FeedServer) -> None:
+    settings = FetchSettings(connect_timeout=1, read_timeout=1, total_timeout=0.5, per_host=4)
+    urls = [feed_server.url("/trickle"), feed_server.url("/feed.xml"), feed_server.url("/atom.xml")]
+    async with open_fetcher(settings) as fetcher:
+        with anyio.fail_after(2):
+            results = await _fetch_many(fetcher, urls)
+    assert [r.status for r in results] == [FeedStatus.ERROR, FeedStatus.OK, FeedStatus.OK]
+
+
+async def test_fetch_and_polling_together_give_a_304_on_the_next_poll(feed_server: FeedServer) -> None:
+    policy, rng = PollingPolicy(), random.Random(1)
+    url = feed_server.url("/feed.xml")
+    state = FeedState(url=url)
+    async with open_fetcher() as fetcher:
+        first = await fetcher.fetch(state, url, NOW, unconditional=wants_unconditional(state, NOW, policy))
+        state = advance_state(state, first, timedelta(minutes=60), policy, NOW, rng)
+        later = NOW + timedelta(hours=2)
+        assert is_due(state, later)
+        assert not wants_unconditional(state, later, policy)
+        second = await fetcher.fetch(
+            state, url, later, unconditional=wants_unconditional(state, later, policy)
+        )
+        state = advance_state(state, second, None, policy, later, rng)
+    assert second.status is FeedStatus.NOT_MODIFIED
+    assert state.status is FeedStatus.NOT_MODIFIED
+    assert (state.etag, state.last_modified) == (FEED_ETAG, FEED_LAST_MODIFIED)
+    assert state.last_unconditional_fetch == NOW
