@@ -1,0 +1,183 @@
+"""Reading JSON Feed 1.0 and 1.1 documents (https://www.jsonfeed.org/version/1.1/).
+
+In: the response body as bytes.  Out: a ``JsonFeed``, a typed and validated view of the
+document with every value as the feed gave it (no HTML sanitizing, no URL resolving:
+``parse`` does that for every format alike).  Raises ``ParseError`` when the bytes are
+not JSON, not an object, or carry no JSON Feed ``version``.
+
+feedparser has no JSON parser, hence this small path.  It is lenient where real feeds
+are sloppy (a numeric ``id``, a 1.0 ``author`` in a 1.1 feed, a bad date) and strict only
+where guessing would be wrong (no ``version``: it may be any JSON at all).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from aggregator.errors import ParseError
+
+__all__ = ["JsonAttachment", "JsonFeed", "JsonItem", "read_json_feed"]
+
+_VERSIONS = {
+    "https://jsonfeed.org/version/1": "json10",
+    "https://jsonfeed.org/version/1.1": "json11",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class JsonAttachment:
+    url: str
+    mime_type: str | None
+    size_in_bytes: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class JsonItem:
+    id: str | None
+    url: str | None
+    external_url: str | None
+    title: str | None
+    content_html: str | None
+    content_text: str | None
+    summary: str | None
+    date_published: datetime | None
+    date_modified: datetime | None
+    authors: tuple[str, ...]
+    tags: tuple[str, ...]
+    attachments: tuple[JsonAttachment, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class JsonFeed:
+    format: str  # "json10" or "json11"
+    title: str
+    home_page_url: str | None
+    items: tuple[JsonItem, ...]
+    warnings: tuple[str, ...] = ()
+
+
+def read_json_feed(body: bytes, where: str) -> JsonFeed:
+    """Decode and validate a JSON Feed; ``where`` (the feed URL) only goes into error messages."""
+    try:
+        text = body.decode("utf-8-sig")  # RFC 8259: JSON on the wire is UTF-8
+    except UnicodeDecodeError as exc:
+        raise ParseError(f"not a JSON feed: {where}: not UTF-8 ({exc.reason} at byte {exc.start})") from exc
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ParseError(
+            f"not a JSON feed: {where}: invalid JSON (line {exc.lineno}, column {exc.colno}): {exc.msg}"
+        ) from exc
+    except (ValueError, RecursionError) as exc:  # too deeply nested, or an absurdly long number
+        raise ParseError(f"not a JSON feed: {where}: invalid JSON: {exc}") from exc
+    if not isinstance(doc, dict):
+        raise ParseError(
+            f"not a JSON feed: {where}: the document is a JSON {type(doc).__name__}, not an object"
+        )
+    version = doc.get("version")
+    if not isinstance(version, str) or not version:
+        raise ParseError(f'not a JSON feed: {where}: no "version" (a JSON Feed names its version URL)')
+    warnings: list[str] = []
+    fmt = _VERSIONS.get(version.rstrip("/").replace("http://", "https://"))
+    if fmt is None:
+        if "jsonfeed.org/version/" not in version:
+            raise ParseError(f"not a JSON feed: {where}: unknown version {version!r}")
+        fmt = "json"
+        warnings.append(f"unknown JSON Feed version {version!r}; read as 1.1")
+    raw_items = doc.get("items")
+    if not isinstance(raw_items, list):
+        raise ParseError(f'not a JSON feed: {where}: "items" is missing or not a list')
+    items = []
+    for index, raw in enumerate(raw_items):
+        if not isinstance(raw, dict):
+            warnings.append(f"items[{index}] is not an object; skipped")
+            continue
+        items.append(_read_item(raw))
+    return JsonFeed(
+        format=fmt,
+        title=_str(doc.get("title")) or "",
+        home_page_url=_str(doc.get("home_page_url")),
+        items=tuple(items),
+        warnings=tuple(warnings),
+    )
+
+
+def _read_item(raw: dict[str, Any]) -> JsonItem:
+    raw_id = raw.get("id")
+    # The spec says string, but 1.0 feeds in the wild often use numbers.
+    item_id = (
+        str(raw_id) if isinstance(raw_id, int | float) and not isinstance(raw_id, bool) else _str(raw_id)
+    )
+    return JsonItem(
+        id=item_id,
+        url=_str(raw.get("url")),
+        external_url=_str(raw.get("external_url")),
+        title=_str(raw.get("title")),
+        content_html=_str(raw.get("content_html")),
+        content_text=_str(raw.get("content_text")),
+        summary=_str(raw.get("summary")),
+        date_published=_date(raw.get("date_published")),
+        date_modified=_date(raw.get("date_modified")),
+        authors=_authors(raw),
+        tags=tuple(t for t in (_str(t) for t in _list(raw.get("tags"))) if t),
+        attachments=tuple(a for a in (_attachment(a) for a in _list(raw.get("attachments"))) if a),
+    )
+
+
+def _authors(raw: dict[str, Any]) -> tuple[str, ...]:
+    # 1.1 has "authors" (a list); 1.0 had "author" (one object).  Accept both in either version.
+    found = [*_list(raw.get("authors"))]
+    if isinstance(raw.get("author"), dict):
+        found.append(raw["author"])
+    names = []
+    for author in found:
+        if isinstance(author, dict):
+            name = _str(author.get("name")) or _str(author.get("url"))
+            if name:
+                names.append(name)
+    return tuple(names)
+
+
+def _attachment(raw: object) -> JsonAttachment | None:
+    if not isinstance(raw, dict):
+        return None
+    url = _str(raw.get("url"))
+    if not url:
+        return None
+    size = raw.get("size_in_bytes")
+    return JsonAttachment(
+        url=url,
+        mime_type=_str(raw.get("mime_type")),
+        size_in_bytes=size if isinstance(size, int) and not isinstance(size, bool) and size >= 0 else None,
+    )
+
+
+def _date(value: object) -> datetime | None:
+    """RFC 3339 to aware UTC; a date without an offset is taken as UTC; garbage is None."""
+    text = _str(value)
+    if not text:
+        return None
+    try:
+        parsed = datetime.fromisoformat(text.replace("z", "Z"))
+    except ValueError:
+        return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    try:
+        return parsed.astimezone(UTC).replace(microsecond=0)
+    except OverflowError:  # year 1 with a positive offset, year 9999 with a negative one
+        return None
+
+
+def _str(value: object) -> str | None:
+    if isinstance(value, str):
+        value = value.strip()
+        return value or None
+    return None
+
+
+def _list(value: object) -> list[Any]:
+    return value if isinstance(value, list) else []

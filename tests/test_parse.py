@@ -1,0 +1,414 @@
+"""parse_feed: crafted fixtures against their expected normalized results, plus the hostile cases.
+
+Each fixture in tests/feeds/ has ``<name>.expected.json`` beside it: the ParsedFeed as JSON, or
+the ParseError it must raise.  After a deliberate change of behaviour, rewrite them with
+``AGGREGATOR_UPDATE_EXPECTED=1 pytest tests/test_parse.py`` and review the diff.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from dataclasses import asdict
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from aggregator.errors import ParseError
+from aggregator.parse import FULL_TEXT_MIN_CHARS, parse_feed
+from aggregator.types import ParsedFeed
+
+FEEDS = Path(__file__).parent / "feeds"
+UPDATE = os.environ.get("AGGREGATOR_UPDATE_EXPECTED") == "1"
+
+# fixture file -> (response headers, final URL)
+FIXTURES: dict[str, tuple[dict[str, str], str]] = {
+    "rss20.xml": ({"content-type": "application/rss+xml; charset=utf-8"}, "https://news.example/feed.xml"),
+    "atom10.xml": ({"content-type": "application/atom+xml"}, "https://blog.example/atom.xml"),
+    "rdf_dcdate.rdf": ({"content-type": "application/rdf+xml"}, "https://rdf.example/index.rdf"),
+    "jsonfeed11.json": ({"content-type": "application/feed+json"}, "https://json.example/feed.json"),
+    "jsonfeed10.json": ({"content-type": "application/json"}, "https://old.example/feed.json"),
+    "xss.xml": ({"content-type": "application/rss+xml"}, "https://xss.example/feed"),
+    "latin1.xml": ({"content-type": "application/xml"}, "https://latin1.example/rss"),
+    "windows1251.xml": ({"content-type": "text/xml"}, "https://cp1251.example/rss"),
+    "windows1251_http_charset.xml": (
+        {"content-type": "text/xml; charset=windows-1251"},
+        "https://cp1251.example/rss2",
+    ),
+    "html_page.html": ({"content-type": "text/html; charset=utf-8"}, "https://x.example/"),
+    "malformed.xml": ({"content-type": "application/rss+xml"}, "https://sloppy.example/rss"),
+    "billion_laughs.xml": ({"content-type": "application/rss+xml"}, "https://lol.example/rss"),
+    "external_entity.xml": ({"content-type": "application/rss+xml"}, "https://xxe.example/rss"),
+}
+
+
+def describe(result: ParsedFeed) -> dict[str, Any]:
+    """A ParsedFeed as plain JSON: datetimes in ISO 8601, timedeltas in seconds."""
+
+    def convert(value: Any) -> Any:
+        if isinstance(value, datetime):
+            return value.isoformat()
+        if isinstance(value, timedelta):
+            return value.total_seconds()
+        if isinstance(value, dict):
+            return {k: convert(v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [convert(v) for v in value]
+        return value
+
+    return convert(asdict(result))
+
+
+def run_fixture(name: str) -> dict[str, Any]:
+    headers, url = FIXTURES[name]
+    try:
+        result = parse_feed((FEEDS / name).read_bytes(), headers, url)
+    except ParseError as exc:
+        return {"error": str(exc), "advertised": list(exc.advertised)}
+    return {"result": describe(result)}
+
+
+@pytest.mark.parametrize("name", sorted(FIXTURES))
+def test_fixture_matches_expected(name: str) -> None:
+    expected_path = FEEDS / (name.rsplit(".", 1)[0] + ".expected.json")
+    actual = run_fixture(name)
+    if UPDATE:
+        expected_path.write_text(json.dumps(actual, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    assert actual == json.loads(expected_path.read_text(encoding="utf-8"))
+
+
+def parse_fixture(name: str, *, fast: bool = True) -> ParsedFeed:
+    headers, url = FIXTURES[name]
+    return parse_feed((FEEDS / name).read_bytes(), headers, url, fast=fast)
+
+
+# --- behaviour a reader would notice, stated outright (the JSON above pins the rest) ------
+
+
+def test_rss_entries_are_normalized() -> None:
+    feed = parse_fixture("rss20.xml")
+    assert (feed.format, feed.title, feed.link, feed.ttl) == (
+        "rss20",
+        "Harbour & Hill News",
+        "https://news.example/",
+        timedelta(minutes=45),
+    )
+    first, second, third = feed.entries
+    assert first.guid == "news-example-1001"
+    assert first.url == "https://news.example/2025/08/ferry-timetable?utm_source=rss&utm_medium=feed&id=42"
+    assert first.canonical_url == "https://news.example/2025/08/ferry-timetable?id=42"
+    assert first.published == datetime(2025, 8, 18, 7, 30, tzinfo=UTC)
+    assert first.updated is None
+    assert first.authors == ("Ana Pereira",)
+    assert first.categories == ("Transport", "Harbour")
+    assert first.has_full_text
+    assert 'href="https://news.example/timetable.pdf"' in first.content_html
+    assert 'src="https://news.example/img/ferry.jpg"' in first.content_html
+    assert first.summary_html == "The 7:10 ferry moves to 7:25."
+    assert first.text == "The 7:10 ferry moves to 7:25.\nSee the new timetable and the photo."
+    assert first.enclosures[0].url == "https://news.example/audio/ferry.mp3"
+    assert first.enclosures[0].length == 123456
+    # a description alone is a summary, not the article
+    assert not second.has_full_text
+    assert second.summary_html == "<p>The market moves to <em>Saturday</em>.</p>"
+    assert second.text == "The market moves to Saturday."
+    assert second.guid == "https://news.example/2025/08/market#comments"  # no guid: the link
+    assert second.canonical_url == "https://news.example/2025/08/market"
+    # neither guid nor link: a hash of title and text, stable across runs
+    assert third.guid.startswith("sha256:")
+    assert len(third.guid) == 7 + 64
+    assert third.url is None
+
+
+def test_atom_xml_base_updated_only_and_xhtml() -> None:
+    feed = parse_fixture("atom10.xml")
+    assert feed.title == "Notes & Sketches"
+    ink, updated_only = feed.entries
+    assert ink.url == "https://blog.example/posts/ink.html"
+    assert 'href="https://blog.example/about"' in ink.content_html
+    assert 'src="https://blog.example/posts/pics/pen.png"' in ink.content_html
+    assert ink.published == datetime(2025, 8, 17, 8, 0, tzinfo=UTC)
+    assert ink.updated == datetime(2025, 8, 18, 7, 59, 30, tzinfo=UTC)
+    assert ink.authors == ("Mia Lund", "Guest Writer")
+    assert ink.summary_html == "<p>Ink &lt;b&gt;is&lt;/b&gt; forgiving.</p>"  # type="text" stays text
+    assert updated_only.published is None
+    assert updated_only.updated == updated_only.date == datetime(2025, 8, 16, 12, 0, tzinfo=UTC)
+
+
+def test_rdf_with_only_dc_date_sorts_by_it() -> None:
+    feed = parse_fixture("rdf_dcdate.rdf")
+    assert feed.format == "rss10"
+    (entry,) = feed.entries
+    assert entry.published is None
+    assert entry.date == datetime(2025, 8, 15, 5, 45, tzinfo=UTC)
+    assert entry.authors == ("R. Dee",)
+
+
+def test_json_feed_11_and_10() -> None:
+    feed = parse_fixture("jsonfeed11.json")
+    assert (feed.format, feed.title, feed.link) == ("json11", "JSON Harbour", "https://json.example/")
+    first, second = feed.entries
+    assert first.title == "Hello JSON & friends"
+    assert first.canonical_url == "https://json.example/posts/1?p=1"
+    assert "<script" not in first.content_html
+    assert 'href="https://json.example/x"' in first.content_html
+    assert first.published == datetime(2025, 8, 18, 8, 0, tzinfo=UTC)
+    assert first.updated == datetime(2025, 8, 18, 11, 0, tzinfo=UTC)
+    assert first.authors == ("Jo", "https://json.example/kim")
+    assert first.enclosures[0].url == "https://json.example/files/a.mp3"
+    assert second.guid == "2"
+    assert second.url == "https://elsewhere.example/story"
+    assert second.published is None
+    assert second.content_html == "<p>First paragraph.</p><p>Second &lt;paragraph&gt;.</p>"
+    assert second.text == "First paragraph.\nSecond <paragraph>."
+    old = parse_fixture("jsonfeed10.json")
+    assert old.format == "json10"
+    assert old.entries[0].authors == ("Item Author",)
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (b"{not json", r"invalid JSON \(line 1, column 2\): Expecting property name"),
+        (b'{"title": "x", "items": []}', 'no "version"'),
+        (
+            b"[1, 2]",
+            "^not a JSON feed: https://j.example/feed.json: the document is a JSON list, not an object$",
+        ),
+        (b'{"version": "https://jsonfeed.org/version/1.1"}', '"items" is missing'),
+        (b"{" * 100_000, "invalid JSON"),
+    ],
+)
+def test_bad_json_feed_is_a_parse_error(body: bytes, message: str) -> None:
+    with pytest.raises(ParseError, match=message):
+        parse_feed(body, {"content-type": "application/feed+json"}, "https://j.example/feed.json")
+
+
+def test_xss_is_removed_everywhere() -> None:
+    feed = parse_fixture("xss.xml")
+    assert feed.title == "XSS Feed"
+    assert feed.link is None  # a javascript: link is no link
+    (entry,) = feed.entries
+    assert entry.title == "Hello world"
+    assert entry.url is None
+    everything = json.dumps(describe(feed)).lower()
+    for needle in (
+        "<script",
+        "javascript:",
+        "onerror",
+        "onclick",
+        "onload",
+        "<iframe",
+        "<form",
+        "<input",
+        "<style",
+        "<svg",
+        "<object",
+        "<embed",
+        "data:text",
+        "alert(",
+        "\u202e",
+        "\\u0000",
+        "target=",
+    ):
+        assert needle not in everything, needle
+    assert 'href="https://xss.example/safe" rel="noopener noreferrer nofollow"' in entry.content_html
+
+
+def test_latin1_and_windows_1251_become_unicode() -> None:
+    latin1 = parse_fixture("latin1.xml")
+    assert latin1.title == "Café à Paris"
+    assert latin1.entries[0].title == "Crème brûlée © ½"
+    assert latin1.entries[0].text == "Déjà vu, naïve façade."
+    declared = parse_fixture("windows1251.xml")
+    assert declared.title == "Новости"
+    assert declared.entries[0].title == "Привет, мир!"
+    assert declared.entries[0].text == "Текст на русском."
+    by_http = parse_fixture("windows1251_http_charset.xml")
+    assert by_http.title == "Новости HTTP"
+    assert by_http.entries[0].title == "Привет, мир!"
+
+
+def test_html_page_names_the_feeds_it_advertises() -> None:
+    with pytest.raises(ParseError) as caught:
+        parse_fixture("html_page.html")
+    assert caught.value.advertised == (
+        "https://x.example/feed.xml",
+        "https://x.example/atom.xml",
+        "https://x.example/feed.json",
+    )
+    assert str(caught.value) == (
+        "not a feed: https://x.example/ is an HTML page; it advertises these feeds: "
+        "https://x.example/feed.xml, https://x.example/atom.xml, https://x.example/feed.json"
+    )
+
+
+def test_malformed_but_recoverable_feed_is_accepted_with_a_warning() -> None:
+    feed = parse_fixture("malformed.xml")
+    assert [e.title for e in feed.entries] == ["Café opens today", "Second item"]
+    assert any(w.startswith("not well-formed XML (line 7): undefined entity") for w in feed.warnings), (
+        feed.warnings
+    )
+
+
+def test_billion_laughs_finishes_quickly_without_expansion() -> None:
+    started = time.monotonic()
+    try:
+        feed = parse_fixture("billion_laughs.xml")
+    except ParseError:
+        pass
+    else:
+        assert "lollol" not in json.dumps(describe(feed))
+    assert time.monotonic() - started < 2
+
+
+def test_external_entity_is_never_resolved(tmp_path: Path) -> None:
+    secret = tmp_path / "secret.txt"
+    secret.write_text("TOP-SECRET-4711")
+    body = (
+        (FEEDS / "external_entity.xml").read_bytes().replace(b"file:///etc/passwd", secret.as_uri().encode())
+    )
+    for fast in (True, False):
+        try:
+            feed = parse_feed(
+                body, {"content-type": "application/rss+xml"}, "https://xxe.example/rss", fast=fast
+            )
+        except ParseError as exc:
+            seen = str(exc)
+        else:
+            seen = json.dumps(describe(feed))
+        assert "TOP-SECRET" not in seen
+        assert "root:" not in seen
+
+
+def test_bytes_naming_a_local_file_are_not_read_as_that_file() -> None:
+    # feedparser, given bytes, first tries them as a file name; parse must never let it.
+    path = str(FEEDS / "rss20.xml").encode()
+    with pytest.raises(ParseError):
+        parse_feed(path, {}, "https://x.example/")
+
+
+@pytest.mark.parametrize("body", [b"", b"   \n\t "])
+def test_empty_response(body: bytes) -> None:
+    with pytest.raises(ParseError, match=r"^empty response$"):
+        parse_feed(body, {}, "https://x.example/feed")
+
+
+def test_plain_text_is_not_a_feed() -> None:
+    with pytest.raises(ParseError, match=r"^not a feed: https://x\.example/feed: "):
+        parse_feed(b"hello, this is not XML", {"content-type": "text/plain"}, "https://x.example/feed")
+
+
+FORBIDDEN = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+
+
+@pytest.mark.parametrize("separator", ["", "\u2028"])  # U+2028 sends the document to feedparser
+def test_control_characters_are_stripped_from_every_field(separator: str) -> None:
+    # Well-formed XML may carry C1 controls, line separators and bidi overrides.
+    body = (
+        f'<rss version="2.0"><channel><title>Tit\u0085le{separator}</title>'
+        "<item><title>A\u202eb\u2066c\u0080d</title><guid isPermaLink='false'>g\u2029 1</guid>"
+        "<category>c\u009fat</category><author>x\u200f@y</author><description>x&#x85;y</description>"
+        "</item></channel></rss>"
+    ).encode()
+    feed = parse_feed(body, {}, "https://c.example/")
+    assert not FORBIDDEN.search(json.dumps(describe(feed), ensure_ascii=False))
+    entry = feed.entries[0]
+    assert entry.guid in ("g 1", "g\n 1")
+    # feedparser repairs C1 controls as the Windows-1252 characters they nearly always are
+    assert entry.title in ("Abcd", "Abc€d")
+
+
+def test_nul_and_c0_controls_are_stripped() -> None:
+    # Not XML at all (XML 1.0 forbids them), so feedparser's loose parser reads it and lets them through.
+    body = (
+        b'<rss version="2.0"><channel><title>T\x01T</title><item><title>A&#0;b\x1bc</title>'
+        b"<guid>g\x07 1</guid><description>x\x00y\x0cz</description></item></channel></rss>"
+    )
+    feed = parse_feed(body, {}, "https://c.example/")
+    entry = feed.entries[0]
+    assert (feed.title, entry.title, entry.text) == ("TT", "Abc", "xyz")
+    assert entry.guid.endswith("g 1")  # feedparser resolves a permalink guid against the feed URL
+
+
+def test_long_description_counts_as_full_text() -> None:
+    words = "word " * (FULL_TEXT_MIN_CHARS // 5 + 10)
+    body = (
+        f'<rss version="2.0"><channel><title>t</title><item><title>Long</title><link>https://l.example/1</link>'
+        f"<description>&lt;p&gt;{words}&lt;/p&gt;</description></item>"
+        f"<item><title>Short</title><link>https://l.example/2</link><description>short</description></item>"
+        f"</channel></rss>"
+    ).encode()
+    long_entry, short_entry = parse_feed(body, {}, "https://l.example/").entries
+    assert long_entry.has_full_text
+    assert long_entry.summary_html == ""
+    assert not short_entry.has_full_text
+    assert short_entry.summary_html == "short"
+
+
+def test_no_entry_is_dropped_for_age_or_count() -> None:
+    items = "".join(
+        f"<item><title>n{i}</title><link>https://o.example/{i}</link>"
+        f"<pubDate>Mon, 01 Jan 1990 00:00:00 GMT</pubDate></item>"
+        for i in range(500)
+    )
+    body = f'<rss version="2.0"><channel><title>old</title>{items}</channel></rss>'.encode()
+    assert len(parse_feed(body, {}, "https://o.example/").entries) == 500
+
+
+def test_valid_feed_without_items_parses_with_a_warning() -> None:
+    feed = parse_feed(
+        b'<rss version="2.0"><channel><title>Empty</title></channel></rss>', {}, "https://e.example/"
+    )
+    assert feed.entries == ()
+    assert feed.warnings == ("the feed has no entries",)
+
+
+def test_fast_and_feedparser_paths_agree_on_fixtures() -> None:
+    for name in ("rss20.xml", "atom10.xml", "xss.xml", "latin1.xml", "windows1251.xml", "malformed.xml"):
+        fast, slow = parse_fixture(name), parse_fixture(name, fast=False)
+        assert fast.entries == slow.entries, name
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.one_of(
+        st.binary(max_size=2000),
+        st.text(max_size=500).map(lambda s: s.encode("utf-8", "surrogatepass")),
+        st.builds(
+            lambda head, middle, tail: head + middle + tail,
+            st.sampled_from(
+                [
+                    b'<?xml version="1.0"?><rss version="2.0"><channel><item><title>',
+                    b'<feed xmlns="http://www.w3.org/2005/Atom"><entry><title>',
+                    b'{"version": "https://jsonfeed.org/version/1.1", "items": [{"id": ',
+                    b"<html><head><link rel=alternate type=application/rss+xml href=",
+                ]
+            ),
+            st.binary(max_size=300),
+            st.sampled_from(
+                [b"", b"</title></item></channel></rss>", b"</title></entry></feed>", b"}]}", b">"]
+            ),
+        ),
+    ),
+    st.sampled_from(
+        [
+            {},
+            {"content-type": "application/json"},
+            {"content-type": "text/xml; charset=koi8-r"},
+            {"content-type": "text/html"},
+        ]
+    ),
+)
+def test_any_bytes_give_a_feed_or_a_parse_error(body: bytes, headers: dict[str, str]) -> None:
+    try:
+        result = parse_feed(body, headers, "https://h.example/feed")
+    except ParseError:
+        return
+    assert isinstance(result, ParsedFeed)
