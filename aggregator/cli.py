@@ -41,7 +41,7 @@ config_app = typer.Typer(help="Check or edit feeds.yaml.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
 
 out = Console()
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)  # messages are never wrapped: people grep them
 
 
 class OutputFormat(StrEnum):

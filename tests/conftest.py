@@ -19,6 +19,8 @@ import pytest
 POSTGRES_URL = os.environ.get(
     "AGGREGATOR_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
+pytest_plugins = ("tests.feedserver",)
+
 REQUIRE_POSTGRES = os.environ.get("AGGREGATOR_REQUIRE_POSTGRES") == "1"
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 

@@ -1,0 +1,181 @@
+"""End to end through the ``aggregator`` command: a real loopback server, a real SQLite file.
+
+What a person sees (exit codes, ``status --format json``, ``export``) when a feed that used to
+work starts misbehaving, and that nothing already stored is lost or changed.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from aggregator.cli import app
+from tests.feedserver import FeedServer
+
+
+FEEDS = Path(__file__).parent / "feeds"
+GOOD_RSS = (FEEDS / "rss20.xml").read_bytes()
+
+
+def cli(config: Path, *args: str) -> Any:
+    return CliRunner().invoke(app, ["--config", str(config), *args], catch_exceptions=False)
+
+
+def write_config(tmp_path: Path, urls: list[str], polling: str = "") -> Path:
+    lines = ["feeds:"] + [f"  - url: {u}" for u in urls] + ["newsletters: []"]
+    if polling:
+        lines.append("polling:\n" + polling)
+    config = tmp_path / "feeds.yaml"
+    config.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return config
+
+
+def status_of(config: Path) -> dict[str, dict[str, Any]]:
+    result = cli(config, "status", "--format", "json")
+    assert result.exit_code == 0, result.output
+    return {row["url"]: row for row in json.loads(result.stdout)}
+
+
+def export_of(config: Path) -> list[dict[str, Any]]:
+    result = cli(config, "export", "--format", "jsonl")
+    assert result.exit_code == 0, result.output
+    return [json.loads(line) for line in result.stdout.splitlines()]
+
+
+def serve_instead(server: FeedServer, path: str, other: str) -> None:
+    """Make ``path`` behave like the server's built-in misbehaviour ``other`` from now on."""
+    server.resources.pop(path, None)
+    if other == "/missing":  # unknown paths are 404
+        return
+    if other in server.redirects:
+        server.redirects[path] = server.redirects[other]
+    else:
+        server._specials[path] = server._specials[other]
+
+
+# (what the feed turns into, how to make it so, words the user must see in the error)
+MISBEHAVIOURS = [
+    ("404", lambda s: serve_instead(s, "/f", "/missing"), ["404", "feeds.yaml"]),
+    ("410", lambda s: serve_instead(s, "/f", "/gone"), ["410", "remove it from feeds.yaml"]),
+    ("500", lambda s: serve_instead(s, "/f", "/error"), ["500"]),
+    ("429", lambda s: serve_instead(s, "/f", "/rate-limited"), ["429"]),
+    ("redirect loop", lambda s: serve_instead(s, "/f", "/redirect-loop"), ["redirect"]),
+    ("gzip bomb", lambda s: serve_instead(s, "/f", "/gzip-bomb"), ["larger than"]),
+    ("endless body", lambda s: serve_instead(s, "/f", "/endless"), ["larger than"]),
+    ("slow trickle", lambda s: serve_instead(s, "/f", "/trickle"), ["timed out"]),
+    ("hang up", lambda s: serve_instead(s, "/f", "/hang-up"), ["/f"]),
+    (
+        "html page",
+        lambda s: s.add_feed("/f", (FEEDS / "html_page.html").read_bytes(), content_type="text/html"),
+        ["HTML page", "advertises"],
+    ),
+    ("not xml at all", lambda s: s.add_feed("/f", b"\x00\x01garbage{{{"), ["not a feed"]),
+]
+
+
+@pytest.mark.parametrize(("name", "break_feed", "words"), MISBEHAVIOURS, ids=[m[0] for m in MISBEHAVIOURS])
+def test_a_feed_that_breaks_keeps_what_was_stored(
+    tmp_path: Path, feed_server: FeedServer, name: str, break_feed: Any, words: list[str]
+) -> None:
+    feed_server.add_feed("/f", GOOD_RSS)
+    url = feed_server.url("/f")
+    config = write_config(
+        tmp_path,
+        [url, feed_server.url("/atom.xml")],
+        polling="  timeout: 1s\n  read_timeout: 1s\n  max_response_size: 2MiB",
+    )
+    first = cli(config, "poll")
+    assert first.exit_code == 0, first.output
+    before = export_of(config)
+    assert {e["feed"] for e in before} == {url, feed_server.url("/atom.xml")}
+
+    break_feed(feed_server)
+    second = cli(config, "poll")
+
+    assert second.exit_code == 1, second.output  # some feeds failed
+    row = status_of(config)[url]
+    assert row["status"] == ("retired" if name == "410" else "error")
+    for word in words:
+        assert word in row["error"] or word in second.stderr, (word, row["error"], second.stderr)
+    assert f"feeds.yaml:2: {url}:" in second.stderr  # names the line to look at
+    assert row["entries"] == sum(1 for e in before if e["feed"] == url)
+    assert export_of(config) == before  # nothing already stored changed
+    assert status_of(config)[feed_server.url("/atom.xml")]["status"] == "not_modified"
+
+
+def test_seed_feeds_run_once_then_nothing_is_stored_twice(tmp_path: Path) -> None:
+    config = write_config(tmp_path, [str(FEEDS / "rss20.xml"), str(FEEDS / "jsonfeed11.json")])
+    first = cli(config, "run", "--once")
+    assert first.exit_code == 0, first.output
+    entries = export_of(config)
+    assert len(entries) > 0
+    again = cli(config, "poll")
+    assert again.exit_code == 0
+    assert "0 new" in again.stderr
+    assert export_of(config) == entries
+
+
+def test_status_json_has_the_contract_keys(tmp_path: Path, feed_server: FeedServer) -> None:
+    config = write_config(tmp_path, [feed_server.url("/feed.xml"), feed_server.url("/never-polled")])
+    rows = status_of(config)  # before any poll: every configured feed, status never
+    assert [r["status"] for r in rows.values()] == ["never", "never"]
+    cli(config, "poll")
+    rows = status_of(config)
+    ok = rows[feed_server.url("/feed.xml")]
+    assert ok["status"] == "ok"
+    assert ok["error"] is None
+    assert ok["entries"] > 0
+    assert ok["last_fetch"] is not None
+    assert ok["next_check"] is not None
+    broken = rows[feed_server.url("/never-polled")]
+    assert broken["status"] == "error"
+    assert "404" in broken["error"]
+
+
+def test_conditional_get_and_304_cost_no_parse(tmp_path: Path, feed_server: FeedServer) -> None:
+    config = write_config(tmp_path, [feed_server.url("/feed.xml")])
+    assert cli(config, "poll").exit_code == 0
+    assert cli(config, "poll").exit_code == 0
+    second = feed_server.last("/feed.xml")
+    assert second.headers.get("if-none-match") == '"feed-v1"'
+    assert status_of(config)[feed_server.url("/feed.xml")]["status"] == "not_modified"
+
+
+def test_hostile_feeds_are_stored_sanitized(tmp_path: Path, feed_server: FeedServer) -> None:
+    feed_server.add_feed("/xss", (FEEDS / "xss.xml").read_bytes())
+    feed_server.add_feed("/xxe", (FEEDS / "external_entity.xml").read_bytes())
+    feed_server.add_feed("/cp1251", (FEEDS / "windows1251.xml").read_bytes())
+    config = write_config(tmp_path, [feed_server.url(p) for p in ("/xss", "/xxe", "/cp1251")])
+    result = cli(config, "poll")
+    assert result.exit_code == 0, result.output
+    titles = {e["title"] for e in export_of(config)}
+    assert "Привет, мир!" in titles
+    dump = json.dumps(export_of(config))
+    assert "root:" not in dump  # /etc/passwd was never read
+    assert "<script" not in dump
+
+
+def test_bad_config_exits_2_and_names_the_line(tmp_path: Path) -> None:
+    config = tmp_path / "feeds.yaml"
+    config.write_text("feeds:\n  - url: gopher://old.example/\nnewsletters: []\n", encoding="utf-8")
+    result = cli(config, "poll")
+    assert result.exit_code == 2
+    assert "feeds.yaml:2:5: feeds[0].url: not an http(s) or file URL" in result.stderr
+    check = cli(config, "config", "check")
+    assert check.exit_code == 2
+    assert "feeds.yaml:2:5" in check.stderr
+
+
+def test_permanent_redirect_is_adopted_and_the_user_told_which_line(
+    tmp_path: Path, feed_server: FeedServer
+) -> None:
+    config = write_config(tmp_path, [feed_server.url("/feed.xml"), feed_server.url("/moved")])
+    notices = [cli(config, "poll").stderr for _ in range(3)]
+    assert "moved permanently" not in notices[0]
+    assert f"feeds.yaml:3: {feed_server.url('/moved')} has moved permanently to" in notices[2]
+    cli(config, "poll")
+    assert feed_server.count("/moved") == 3  # from the fourth poll on, the new address is used
