@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 POSTGRES_URL = os.environ.get(
     "AGGREGATOR_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -37,8 +38,6 @@ def now() -> datetime:
 
 
 def _postgres_schema_url() -> Iterator[str]:
-    import sqlalchemy as sa
-
     schema = f"t_{uuid.uuid4().hex[:12]}"
     engine = sa.create_engine(POSTGRES_URL)
     try:

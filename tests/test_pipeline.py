@@ -16,7 +16,6 @@ from typer.testing import CliRunner
 from aggregator.cli import app
 from tests.feedserver import FeedServer
 
-
 FEEDS = Path(__file__).parent / "feeds"
 GOOD_RSS = (FEEDS / "rss20.xml").read_bytes()
 
