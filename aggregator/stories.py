@@ -99,7 +99,16 @@ def _tokens(text: str) -> list[tuple[str, int]]:
     capitalize: not at a sentence start, not in a title-cased headline.  Numbers
     ("7.4", "Q1", "35m") count as names: they pin down which report, which quarter.
     """
-    out: list[tuple[str, int]] = []
+    return [(token, kind) for token, kind, _form in _scan(text)]
+
+
+def tokens_with_forms(text: str) -> list[tuple[str, str]]:
+    """Words of ``text`` as (normalized token, the word as written) pairs, for naming things."""
+    return [(token, form) for token, _kind, form in _scan(text)]
+
+
+def _scan(text: str) -> list[tuple[str, int, str]]:
+    out: list[tuple[str, int, str]] = []
     title_case = _is_title_case(text)
     for sentence in _SENTENCE_END.split(text):
         for position, match in enumerate(_WORD.finditer(sentence)):
@@ -120,10 +129,10 @@ def _tokens(text: str) -> list[tuple[str, int]]:
                 kind = _UNSURE
             else:
                 kind = _NAME if word[0].isupper() else _WORD_
-            parts = (lower,) if has_digit else tuple(lower.split("-"))
+            parts = (word,) if has_digit else tuple(word.split("-"))
             for part in parts:
                 if len(part) >= 2 or part.isdigit():
-                    out.append((_stem(part), kind))
+                    out.append((_stem(part.lower()), kind, part))
     return out
 
 
@@ -237,8 +246,9 @@ def group_stories(
     """Group ``entries`` into stories, keeping the ids of the stories in ``previous``.
 
     ``previous`` maps entry ids to the story they were in before (default: each entry's own
-    ``story`` field).  Entries dated outside ``settings.window`` of ``now`` are not regrouped:
-    they keep their previous story (or get one of their own).  Entries whose
+    ``story`` field).  Entries dated outside ``settings.window`` of ``now`` that already have
+    a story keep it; all others are (re)grouped, at most ``settings.max_entries`` of them
+    (the newest; older ones beyond that keep their story or get one of their own).  Entries whose
     ``duplicate_of`` names another given entry join that entry's story.
     """
     if previous is None:
@@ -247,7 +257,9 @@ def group_stories(
     kept_of = {s.id: _kept_copy(s.id, by_id) for s in entries}
     kept = sorted((s for s in entries if kept_of[s.id] == s.id), key=lambda s: (entry_time(s), s.id))
 
-    in_window = [s for s in kept if now - entry_time(s) <= settings.window]
+    # Recent entries are regrouped on every run; older ones keep their story, except those
+    # never grouped (a first run over a feed's archive, the sample data on a fresh clone).
+    in_window = [s for s in kept if now - entry_time(s) <= settings.window or s.id not in previous]
     if len(in_window) > settings.max_entries:
         in_window = in_window[-settings.max_entries :]
     window_ids = {s.id for s in in_window}
@@ -293,14 +305,17 @@ def _cluster(entries: Sequence[StoredEntry], vectors: Matrix, settings: StorySet
     if n == 1:
         return [[0]]
     fade = _fade(entries, settings)
+    apart = _series_pairs(entries)
     similarity = _dense(vectors @ vectors.T)
     if fade is not None:
         similarity *= fade
+    similarity[apart] = 0.0
     np.fill_diagonal(similarity, 0.0)
     expanded = _expand(vectors, similarity, settings)
     similarity = _dense(expanded @ expanded.T)
     if fade is not None:
         similarity *= fade
+    similarity[apart] = 0.0
     distance = np.clip(1.0 - similarity, 0.0, 2.0)
     np.fill_diagonal(distance, 0.0)
     distance = (distance + distance.T) / 2  # float error must not make it asymmetric
@@ -311,6 +326,30 @@ def _cluster(entries: Sequence[StoredEntry], vectors: Matrix, settings: StorySet
         groups.setdefault(int(label), []).append(index)
     # Order groups by their earliest member so that everything downstream is deterministic.
     return sorted(groups.values(), key=lambda g: g[0])
+
+
+def _series_pairs(entries: Sequence[StoredEntry]) -> tuple[Any, Any]:
+    """Index pairs of entries that are issues of a series: one feed, one title, different bodies.
+
+    "Morning briefing", "Letters to the editor", "This week in science": a feed that reuses
+    a headline for different text is running a series, and its issues are not one story
+    however alike their titles and boilerplate are.  Headline-only entries are left alone:
+    without a body nothing says the two are not the same report.
+    """
+    series: dict[tuple[str, str], list[int]] = {}
+    for index, stored in enumerate(entries):
+        if stored.entry.text.strip():
+            title = " ".join(_WORD.findall(stored.entry.title.casefold()))
+            series.setdefault((stored.feed_url, title), []).append(index)
+    rows: list[int] = []
+    cols: list[int] = []
+    for members in series.values():
+        for a in members:
+            for b in members:
+                if a != b and entries[a].entry.text.split()[:60] != entries[b].entry.text.split()[:60]:
+                    rows.append(a)
+                    cols.append(b)
+    return (np.array(rows, dtype=np.intp), np.array(cols, dtype=np.intp))
 
 
 def _dense(matrix: Matrix) -> Any:
