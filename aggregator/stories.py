@@ -20,10 +20,12 @@ How entries are grouped (a method measured on real news headlines, see bench/qua
    "Zebra buys Motorola unit" and "Motorola sells enterprise arm" meet through the articles
    that say both.  This took headline-only B-cubed F1 from 0.79 to 0.87.
 4. Similarities fade with the time between two entries beyond a grace period (one news
-   cycle), so that next month's Galaxy launch is not this month's.
+   cycle), so that next month's Galaxy launch is not this month's.  Issues of a series (one
+   feed, one title, different bodies: "Morning briefing") are never similar.
 5. Average-link agglomerative clustering cut at ``threshold`` (the mean similarity two groups
-   must reach to merge) gives the stories.  The whole window is clustered again on every run
-   (batch quality), and story ids are carried over by overlap with ``previous``: each old
+   must reach to merge) gives the stories.  The whole window (entries dated within
+   ``settings.window`` of ``now``, and any entry never grouped before) is clustered again on
+   every run (batch quality), and story ids are carried over by overlap with ``previous``: each old
    story id goes to the new group holding most of its entries, so ongoing stories keep their
    id.  A new group's id is derived from its earliest member's id, so the same input gives
    the same ids.  Entries may move between stories when later articles make the picture
