@@ -26,6 +26,8 @@ Rules a reader of the output should know:
   description that long *is* the article, so it becomes content_html and summary_html
   stays empty.  A summary that merely repeats the content is dropped.
 - text is the plain text of content (else summary), one paragraph a line.
+- Whitespace before the XML declaration is removed before parsing (a silent repair).
+- A valid feed with no items parses, with the warning "the feed has no entries".
 - No entry is dropped for age or count.
 """
 
@@ -218,6 +220,11 @@ def parse_feed(body: bytes, headers: Mapping[str, str], url: str, *, fast: bool 
     if not body or not body.strip():
         raise ParseError("empty response")
     content_type = headers.get("content-type", "")
+    stripped = body.lstrip(b" \t\r\n")
+    if stripped.startswith(b"<?xml"):
+        # A blank line before the XML declaration (a stray newline in a PHP template) is the
+        # commonest way real feeds are malformed; it hides nothing, so repair it silently.
+        body = stripped
     if _looks_like_json(body, content_type):
         raw = _from_json_feed(read_json_feed(body, url), url)
     else:
