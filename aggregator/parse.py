@@ -579,6 +579,8 @@ _DATE_TAG_RE = re.compile(
     rb"<([\w.-]+:)?(pubdate|date|published|updated|issued|modified|lastbuilddate|created)[\s>/]",
     re.IGNORECASE,
 )
+# C1 controls as UTF-8 bytes or as character references (&#128; to &#159;, &#x80; to &#x9f;)
+_C1_RE = re.compile(rb"\xc2[\x80-\x9f]|&#(?:0*1(?:2[89]|[34]\d|5\d)|[xX]0*[89][0-9a-fA-F]);")
 _DTD_RE = re.compile(rb"<!(?:doctype|entity)", re.IGNORECASE)
 _XML_ENCODING_RE = re.compile(rb"""^<\?xml[^>]*?encoding\s*=\s*["']([A-Za-z0-9._-]+)["']""")
 _ATOM_NS = "http://www.w3.org/2005/Atom"
@@ -599,7 +601,8 @@ def _read_fast(body: bytes, content_type: str, url: str) -> _RawFeed | None:
     - the document is well-formed XML (expat, ~0.3 ms on 200 kB): malformed documents go
       to feedparser, which recovers and names the error and its line in a warning;
     - no DTD or entity declarations, no ``xml:base`` (fastfeedparser ignores it), no
-      U+2028/2029 (it turns them into newlines), and an HTTP charset, if any, that agrees
+      U+2028/2029 (it turns them into newlines), no C1 controls (feedparser maps them
+      to Windows-1252 characters), and an HTTP charset, if any, that agrees
       with the XML declaration;
     - every permalink guid and Atom id is absolute (feedparser resolves relative ones);
     - the root is ``<rss version="2.0">`` or an Atom 1.0 ``<feed>``;
@@ -626,6 +629,8 @@ def _well_formed_root(body: bytes, content_type: str) -> str:
         raise _Decline("DTD or xml:base")
     if b"\xe2\x80\xa8" in body or b"\xe2\x80\xa9" in body:
         raise _Decline("U+2028/2029, which fastfeedparser turns into newlines")
+    if _C1_RE.search(body):
+        raise _Decline("C1 controls, which feedparser maps to their Windows-1252 characters")
     declared = _XML_ENCODING_RE.match(body)
     declared_charset = declared.group(1).decode().lower() if declared else "utf-8"
     http_charset = re.search(r"charset\s*=\s*[\"']?([\w.:-]+)", content_type, re.IGNORECASE)
