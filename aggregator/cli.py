@@ -110,10 +110,12 @@ def main_options(
     ctx.obj = _Context(config.absolute())
 
 
-def _poll(loaded: LoadedConfig, store: Store, *, only_due: bool, show_progress: bool) -> PollSummary:
-    now = _now()
-    if not show_progress:
-        return asyncio.run(pipeline.poll_feeds(loaded, store, now, only_due=only_due))
+@contextmanager
+def _progress_callbacks(show: bool) -> Iterator[dict[str, Any]]:
+    """``on_start``/``on_outcome`` callbacks that drive a progress bar on a terminal, else none."""
+    if not show:
+        yield {}
+        return
     with Progress(
         TextColumn("[progress.description]{task.description}"),
         BarColumn(),
@@ -130,9 +132,7 @@ def _poll(loaded: LoadedConfig, store: Store, *, only_due: bool, show_progress: 
         def advanced(outcome: PollOutcome) -> None:
             progress.update(task, advance=1, description=f"polling {outcome.url[-40:]}")
 
-        return asyncio.run(
-            pipeline.poll_feeds(loaded, store, now, only_due=only_due, on_start=started, on_outcome=advanced)
-        )
+        yield {"on_start": started, "on_outcome": advanced}
 
 
 def _report(summary: PollSummary, loaded: LoadedConfig) -> int:
@@ -164,7 +164,8 @@ def poll(
     """Fetch every enabled feed and store new and changed entries. Exit 1 if some feeds failed."""
     loaded = ctx.obj.load()
     with _open_store(loaded) as store:
-        summary = _poll(loaded, store, only_due=due, show_progress=err.is_terminal)
+        with _progress_callbacks(err.is_terminal) as callbacks:
+            summary = asyncio.run(pipeline.poll_feeds(loaded, store, _now(), only_due=due, **callbacks))
         code = _report(summary, loaded)
         if summary_json:
             totals = store.entry_counts()
@@ -193,9 +194,13 @@ def run(
     if not once:
         err.print("the long-running scheduler is not available yet: use `aggregator run --once` from cron")
         raise typer.Exit(EXIT_USAGE)
-    with _open_store(loaded) as store:
-        summary = _poll(loaded, store, only_due=True, show_progress=err.is_terminal)
-        code = _report(summary, loaded)
+    with _open_store(loaded) as store, _progress_callbacks(err.is_terminal) as callbacks:
+        report = asyncio.run(pipeline.run_cycle(loaded, store, _now(), only_due=True, **callbacks))
+    code = _report(report.poll, loaded)
+    err.print(
+        f"{report.duplicates} entries collapsed as copies, {report.stories} stories regrouped",
+        highlight=False,
+    )
     raise typer.Exit(code)
 
 

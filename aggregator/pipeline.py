@@ -1,9 +1,13 @@
 """The only place that calls the stages in order.
 
-One poll cycle::
+One cycle (``run_cycle``)::
 
-    LoadedConfig ─▶ store.feed_states ─▶ polling.is_due ─▶ fetch.Fetcher.fetch ─▶ parse.parse_feed
-        ─▶ polling.advance_state ─▶ store.save_poll (one transaction per feed) ─▶ PollOutcome
+    poll_feeds:   LoadedConfig ─▶ store.feed_states ─▶ polling.is_due ─▶ fetch.Fetcher.fetch
+                  ─▶ parse.parse_feed ─▶ polling.advance_state ─▶ store.save_poll (a transaction per feed)
+    collapse_duplicates: store.entries_without_signature ─▶ dedupe.find_duplicates (against the
+                  index of stored signatures) ─▶ store.save_signatures + store.save_duplicates
+    group_into_stories:  recent entries ─▶ stories.group_stories ─▶ topics.assign_topics
+                  ─▶ store.save_stories
 
 Fetches run concurrently on one event loop (the fetcher enforces the global and per-host
 limits); parsing is CPU-bound, so with many feeds it runs in a process pool to use both
@@ -11,7 +15,7 @@ cores; writes go through one worker thread so that the event loop never waits on
 database and the database sees one writer.  A feed that fails becomes a ``PollOutcome``
 with an error: nothing here lets one feed's problem stop the others.
 
-The later stages (dedupe, stories, publish, digests) join ``run_cycle`` as they land.
+Publishing the combined feed and sending digests join ``run_cycle`` as they land.
 """
 
 from __future__ import annotations
@@ -24,12 +28,20 @@ from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import datetime
 
-from aggregator import fetch, polling
-from aggregator.config import FeedConfig, LoadedConfig, PollingConfig
+from aggregator import dedupe, fetch, polling, stories, topics
+from aggregator.config import Config, FeedConfig, LoadedConfig, PollingConfig
 from aggregator.errors import ParseError
 from aggregator.parse import parse_feed
 from aggregator.store import Store
-from aggregator.types import FeedState, FeedStatus, FetchResult, ParsedFeed, PollOutcome, PollSummary
+from aggregator.types import (
+    FeedState,
+    FeedStatus,
+    FetchResult,
+    ParsedFeed,
+    PollOutcome,
+    PollSummary,
+    StoredEntry,
+)
 
 log = logging.getLogger(__name__)
 
@@ -179,3 +191,85 @@ def feed_states_for(loaded: LoadedConfig, store: Store) -> Sequence[FeedState]:
     urls = [f.url for f in loaded.config.feeds]
     states = {s.url: s for s in store.feed_states(urls)}
     return [states.get(u, FeedState(u)) for u in urls]
+
+
+@dataclass(frozen=True, slots=True)
+class CycleReport:
+    """What one full cycle did, for the CLI summary and the scheduler's log line."""
+
+    poll: PollSummary
+    duplicates: int  # entries whose duplicate_of changed
+    stories: int  # stories regrouped this cycle
+
+
+async def run_cycle(
+    loaded: LoadedConfig,
+    store: Store,
+    now: datetime,
+    *,
+    only_due: bool = True,
+    on_outcome: Callable[[PollOutcome], None] | None = None,
+    on_start: Callable[[int], None] | None = None,
+) -> CycleReport:
+    """One full cycle: poll (the due feeds), collapse copies, group stories and topics."""
+    summary = await poll_feeds(
+        loaded, store, now, only_due=only_due, on_outcome=on_outcome, on_start=on_start
+    )
+    changed = collapse_duplicates(loaded.config, store)
+    grouped = group_into_stories(loaded.config, store, now)
+    return CycleReport(summary, changed, grouped)
+
+
+def dedupe_settings(config: Config) -> dedupe.DedupeSettings:
+    return dedupe.DedupeSettings(
+        title_window=config.dedupe.title_window,
+        jaccard=config.dedupe.jaccard,
+        containment=config.dedupe.containment,
+        feed_priority={f.url: f.priority for f in config.feeds if f.priority},
+        pin_together=config.dedupe.pin_together,
+        pin_apart=config.dedupe.pin_apart,
+    )
+
+
+def collapse_duplicates(config: Config, store: Store) -> int:
+    """Sign the entries that have no signature yet and match them against the stored ones.
+
+    Returns how many entries' ``duplicate_of`` changed.  The index is built from stored
+    signatures, so each run costs the new entries plus one read of the signatures.
+    """
+    fresh = store.entries_without_signature()
+    if not fresh:
+        return 0
+    fresh_ids = {e.id for e in fresh}
+    duplicate_of = {e.id: e.duplicate_of for e in store.iter_entries() if e.id not in fresh_ids}
+    index = dedupe.DuplicateIndex.from_stored(
+        (pair for pair in store.iter_signatures() if pair[0] not in fresh_ids),
+        duplicate_of,
+        dedupe_settings(config),
+    )
+    if index.stale_ids:
+        fresh += store.get_entries(index.stale_ids)
+    result = dedupe.find_duplicates(fresh, index)
+    store.save_signatures(result.signatures.items())
+    store.save_duplicates(
+        (v.entry_id, v.duplicate_of, v.stage.value if v.stage else None, v.score if v.stage else None)
+        for v in result.verdicts
+    )
+    return sum(1 for v in result.verdicts if v.duplicate_of is not None)
+
+
+def group_into_stories(config: Config, store: Store, now: datetime) -> int:
+    """Regroup the recent entries (and any without a story) into stories with topics."""
+    settings = stories.StorySettings()
+    since = now - settings.window
+    candidates: list[StoredEntry] = [
+        e for e in store.iter_entries() if e.story is None or stories.entry_time(e) >= since
+    ]
+    if not candidates:
+        return 0
+    grouping = stories.group_stories(candidates, settings=settings, now=now)
+    rules = tuple(topics.TopicRule(t.name, t.keywords) for t in config.topics)
+    feed_topics = {f.url: f.topics for f in config.feeds if f.topics}
+    labelled = topics.assign_topics(grouping.stories, candidates, rules, feed_topics=feed_topics)
+    store.save_stories(((s.id, s.label, s.topics) for s in labelled), grouping.assignments.items(), now)
+    return len(labelled)
