@@ -7,6 +7,7 @@ work starts misbehaving, and that nothing already stored is lost or changed.
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -178,3 +179,47 @@ def test_permanent_redirect_is_adopted_and_the_user_told_which_line(
     assert f"feeds.yaml:3: {feed_server.url('/moved')} has moved permanently to" in notices[2]
     cli(config, "poll")
     assert feed_server.count("/moved") == 3  # from the fourth poll on, the new address is used
+
+
+def copy_bundled_sample(tmp_path: Path) -> Path:
+    """The project's own feeds.yaml and seeds/, copied so that nothing in the checkout is written."""
+    root = Path(__file__).resolve().parent.parent
+    shutil.copytree(root / "seeds", tmp_path / "seeds")
+    shutil.copy(root / "feeds.yaml", tmp_path / "feeds.yaml")
+    return tmp_path / "feeds.yaml"
+
+
+def test_bundled_sample_run_once_collapses_every_copy_and_groups_the_summit(tmp_path: Path) -> None:
+    config = copy_bundled_sample(tmp_path)
+    result = cli(config, "run", "--once")
+    assert result.exit_code == 0, result.output
+    exported = {(e["feed"], e["guid"]): e for e in export_of(config)}
+    labels = json.loads((Path(__file__).parent / "seed_labels.json").read_text(encoding="utf-8"))
+    assert len(exported) == len(labels["entries"])
+
+    def kept_id(label: dict[str, Any]) -> str:
+        entry = exported[(label["feed"], label["guid"])]
+        return entry["duplicate_of"] or entry["id"]
+
+    by_article: dict[str, set[str]] = {}
+    for label in labels["entries"]:
+        by_article.setdefault(label["article"], set()).add(kept_id(label))
+    # every copy collapsed: one kept entry per article ...
+    assert all(len(kept) == 1 for kept in by_article.values()), by_article
+    # ... and no two different articles merged
+    kept_of_articles = [next(iter(k)) for k in by_article.values()]
+    assert len(set(kept_of_articles)) == len(kept_of_articles)
+    for a, b in labels["must_stay_apart"]:
+        assert kept_id(a) != kept_id(b) or a == b
+
+    by_story: dict[str, set[str]] = {}
+    for label in labels["entries"]:
+        by_story.setdefault(label["story"], set()).add(exported[(label["feed"], label["guid"])]["story"])
+    assert len(by_story["alaska-summit"]) == 1  # every Alaska-summit piece, from every outlet, is one story
+    summit = next(iter(by_story["alaska-summit"]))
+    others = {s for name, ids in by_story.items() if name != "alaska-summit" for s in ids}
+    assert summit not in others
+
+    # a second run changes nothing
+    assert cli(config, "run", "--once").exit_code == 0
+    assert {(e["feed"], e["guid"]): e for e in export_of(config)} == exported
