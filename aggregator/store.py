@@ -45,6 +45,8 @@ from aggregator.types import Enclosure, Entry, FeedState, FeedStatus, StoredEntr
 
 __all__ = [
     "MIGRATIONS_DIR",
+    "DeliveryRecord",
+    "IssueRecord",
     "SaveCounts",
     "Store",
     "StoredStory",
@@ -125,6 +127,46 @@ class StoredStory:
     first_seen: datetime
     updated: datetime  # last time its label, topics or members changed
     entry_ids: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class IssueRecord:
+    """One newsletter issue as stored: ``(newsletter, number)`` covering ``(window_start, window_end]``.
+
+    ``status`` is ``sending`` until every recipient has an outcome, then ``done``; an
+    issue with nothing new is recorded as ``empty`` (no email) so the next window starts
+    after it.  ``snapshot`` is the frozen JSON both the email and the archive come from.
+    """
+
+    newsletter: str
+    number: int
+    window_start: datetime | None
+    window_end: datetime
+    frozen_at: datetime
+    status: str
+    stories: int
+    snapshot: str
+    finished_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryRecord:
+    """One recipient of one issue.
+
+    ``status``: ``pending`` (not tried), ``sending`` (claimed; DATA may have gone out),
+    ``sent``, ``retry`` (a 4xx; try again at ``next_attempt``), ``failed`` (a 5xx, or
+    retries ran out), ``uncertain`` (the connection broke during DATA: it may have
+    arrived, so it is never sent again).
+    """
+
+    newsletter: str
+    number: int
+    recipient: str
+    status: str
+    attempts: int
+    last_error: str | None
+    next_attempt: datetime | None
+    updated: datetime
 
 
 # --------------------------------------------------------------------------- schema
@@ -233,6 +275,49 @@ signatures_table = sa.Table(
     metadata,
     sa.Column("entry_id", sa.String(16), sa.ForeignKey("entries.id", ondelete="CASCADE"), primary_key=True),
     sa.Column("signature", sa.LargeBinary, nullable=False),  # a serialized MinHash
+)
+
+
+issues_table = sa.Table(
+    "newsletter_issues",
+    metadata,
+    sa.Column("newsletter", sa.String(64), primary_key=True),
+    sa.Column("number", sa.Integer, primary_key=True),
+    sa.Column("window_start", UTCDateTime),
+    sa.Column("window_end", UTCDateTime, nullable=False),
+    sa.Column("frozen_at", UTCDateTime, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),  # sending | done | empty
+    sa.Column("stories", sa.Integer, nullable=False),
+    sa.Column("snapshot", sa.Text, nullable=False),  # JSON of the frozen issue
+    sa.Column("finished_at", UTCDateTime),
+)
+
+deliveries_table = sa.Table(
+    "newsletter_deliveries",
+    metadata,
+    sa.Column("newsletter", sa.String(64), primary_key=True),
+    sa.Column("number", sa.Integer, primary_key=True),
+    sa.Column("recipient", sa.Text, primary_key=True),
+    sa.Column("status", sa.String(16), nullable=False),  # see DeliveryRecord
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("last_error", sa.Text),
+    sa.Column("next_attempt", UTCDateTime),
+    sa.Column("updated", UTCDateTime, nullable=False),
+    sa.ForeignKeyConstraint(
+        ["newsletter", "number"],
+        ["newsletter_issues.newsletter", "newsletter_issues.number"],
+        ondelete="CASCADE",
+    ),
+    sa.Index("ix_newsletter_deliveries_status", "newsletter", "number", "status"),
+)
+
+subscribers_table = sa.Table(
+    "newsletter_subscribers",
+    metadata,
+    sa.Column("newsletter", sa.String(64), primary_key=True),
+    sa.Column("address", sa.Text, primary_key=True),  # lower-cased
+    sa.Column("active", sa.Boolean, nullable=False),  # False: unsubscribed (overrides feeds.yaml)
+    sa.Column("changed", UTCDateTime, nullable=False),
 )
 
 
@@ -723,8 +808,206 @@ class Store:
             ]
         yield from result
 
+    # ------------------------------------------------------------ newsletters
+
+    def get_entries(self, ids: Iterable[str]) -> list[StoredEntry]:
+        """The entries with these project ids (unknown ids are skipped), by ``(first_seen, id)``."""
+        wanted = list(dict.fromkeys(ids))
+        found: list[StoredEntry] = []
+        with self._transaction("reading entries by id", write=False) as conn:
+            for chunk in _chunks(wanted):
+                rows = conn.execute(sa.select(entries_table).where(entries_table.c.id.in_(chunk))).mappings()
+                found.extend(_stored_entry(row) for row in rows)
+        found.sort(key=lambda e: (e.first_seen, e.id))
+        return found
+
+    def feed_titles(self) -> dict[str, str]:
+        """Feed URL (as configured) → the title we know for it (configured, else the feed's own)."""
+        with self._transaction("reading feed titles", write=False) as conn:
+            rows = conn.execute(sa.select(feeds_table.c.url, feeds_table.c.title)).all()
+        return {url: title for url, title in rows if title}
+
+    def latest_issue(self, newsletter: str) -> IssueRecord | None:
+        """The newest issue of ``newsletter`` (any status), or None if it never ran."""
+        query = (
+            sa.select(issues_table)
+            .where(issues_table.c.newsletter == newsletter)
+            .order_by(issues_table.c.number.desc())
+            .limit(1)
+        )
+        with self._transaction(f"reading the latest issue of {newsletter}", write=False) as conn:
+            row = conn.execute(query).mappings().first()
+        return None if row is None else _issue(row)
+
+    def issues(self, newsletter: str) -> list[IssueRecord]:
+        """Every issue of ``newsletter``, oldest first."""
+        query = (
+            sa.select(issues_table)
+            .where(issues_table.c.newsletter == newsletter)
+            .order_by(issues_table.c.number)
+        )
+        with self._transaction(f"reading issues of {newsletter}", write=False) as conn:
+            return [_issue(row) for row in conn.execute(query).mappings()]
+
+    def freeze_issue(self, issue: IssueRecord, recipients: Sequence[str], now: datetime) -> None:
+        """Record a new issue and one ``pending`` delivery per recipient, in one transaction.
+
+        Raises ``StoreError`` if that issue number exists already (another process froze it).
+        """
+        with self._transaction(f"freezing issue {issue.number} of {issue.newsletter}", write=True) as conn:
+            conn.execute(
+                issues_table.insert().values(
+                    newsletter=issue.newsletter,
+                    number=issue.number,
+                    window_start=issue.window_start,
+                    window_end=issue.window_end,
+                    frozen_at=issue.frozen_at,
+                    status=issue.status,
+                    stories=issue.stories,
+                    snapshot=issue.snapshot,
+                    finished_at=issue.finished_at,
+                )
+            )
+            rows = [
+                {
+                    "newsletter": issue.newsletter,
+                    "number": issue.number,
+                    "recipient": address,
+                    "status": "pending",
+                    "attempts": 0,
+                    "last_error": None,
+                    "next_attempt": None,
+                    "updated": now,
+                }
+                for address in dict.fromkeys(recipients)
+            ]
+            if rows:
+                conn.execute(deliveries_table.insert(), rows)
+
+    def finish_issue(self, newsletter: str, number: int, now: datetime) -> None:
+        """Mark an issue ``done``: every recipient has an outcome."""
+        with self._transaction(f"finishing issue {number} of {newsletter}", write=True) as conn:
+            conn.execute(
+                issues_table.update()
+                .where(issues_table.c.newsletter == newsletter, issues_table.c.number == number)
+                .values(status="done", finished_at=now)
+            )
+
+    def deliveries(self, newsletter: str, number: int) -> list[DeliveryRecord]:
+        """Every recipient of one issue with its delivery state, by address."""
+        query = (
+            sa.select(deliveries_table)
+            .where(deliveries_table.c.newsletter == newsletter, deliveries_table.c.number == number)
+            .order_by(deliveries_table.c.recipient)
+        )
+        with self._transaction(f"reading deliveries of {newsletter} #{number}", write=False) as conn:
+            return [_delivery(row) for row in conn.execute(query).mappings()]
+
+    def claim_delivery(self, newsletter: str, number: int, recipient: str, now: datetime) -> bool:
+        """Move one delivery from ``pending`` (or a due ``retry``) to ``sending``; False if not ours.
+
+        Committed before the message's DATA goes out: after a crash the row says
+        ``sending``, and the message is not sent again.  The conditional UPDATE makes the
+        claim safe against another process claiming the same recipient.
+        """
+        table = deliveries_table
+        query = (
+            table.update()
+            .where(
+                table.c.newsletter == newsletter,
+                table.c.number == number,
+                table.c.recipient == recipient,
+                sa.or_(
+                    table.c.status == "pending",
+                    sa.and_(
+                        table.c.status == "retry",
+                        sa.or_(table.c.next_attempt.is_(None), table.c.next_attempt <= now),
+                    ),
+                ),
+            )
+            .values(status="sending", attempts=table.c.attempts + 1, updated=now)
+        )
+        with self._transaction(f"claiming delivery to {recipient}", write=True) as conn:
+            return conn.execute(query).rowcount == 1
+
+    def set_delivery(
+        self,
+        newsletter: str,
+        number: int,
+        recipient: str,
+        status: str,
+        now: datetime,
+        *,
+        error: str | None = None,
+        next_attempt: datetime | None = None,
+        only_from: Sequence[str] | None = None,
+    ) -> int:
+        """Record a delivery's outcome; with ``only_from``, only if its status is one of those.
+
+        Returns how many rows changed (0 or 1).
+        """
+        table = deliveries_table
+        query = table.update().where(
+            table.c.newsletter == newsletter, table.c.number == number, table.c.recipient == recipient
+        )
+        if only_from is not None:
+            query = query.where(table.c.status.in_(list(only_from)))
+        query = query.values(status=status, last_error=error, next_attempt=next_attempt, updated=now)
+        with self._transaction(f"recording delivery to {recipient}", write=True) as conn:
+            return int(conn.execute(query).rowcount)
+
+    def subscribers(self, newsletter: str) -> dict[str, bool]:
+        """Addresses the web side knows for ``newsletter`` → active (False: unsubscribed)."""
+        query = sa.select(subscribers_table.c.address, subscribers_table.c.active).where(
+            subscribers_table.c.newsletter == newsletter
+        )
+        with self._transaction(f"reading subscribers of {newsletter}", write=False) as conn:
+            return {address: bool(active) for address, active in conn.execute(query)}
+
+    def set_subscriber(self, newsletter: str, address: str, active: bool, now: datetime) -> None:
+        """Subscribe (``active``) or unsubscribe ``address``; an unsubscribe also overrides feeds.yaml."""
+        address = address.strip().lower()
+        table = subscribers_table
+        with self._transaction(f"recording subscriber {address}", write=True) as conn:
+            result = conn.execute(
+                table.update()
+                .where(table.c.newsletter == newsletter, table.c.address == address)
+                .values(active=active, changed=now)
+            )
+            if result.rowcount == 0:
+                conn.execute(
+                    table.insert().values(newsletter=newsletter, address=address, active=active, changed=now)
+                )
+
 
 # ------------------------------------------------------------------ row <-> record
+
+
+def _issue(row: sa.RowMapping) -> IssueRecord:
+    return IssueRecord(
+        newsletter=row["newsletter"],
+        number=row["number"],
+        window_start=row["window_start"],
+        window_end=row["window_end"],
+        frozen_at=row["frozen_at"],
+        status=row["status"],
+        stories=row["stories"],
+        snapshot=row["snapshot"],
+        finished_at=row["finished_at"],
+    )
+
+
+def _delivery(row: sa.RowMapping) -> DeliveryRecord:
+    return DeliveryRecord(
+        newsletter=row["newsletter"],
+        number=row["number"],
+        recipient=row["recipient"],
+        status=row["status"],
+        attempts=row["attempts"],
+        last_error=row["last_error"],
+        next_attempt=row["next_attempt"],
+        updated=row["updated"],
+    )
 
 
 def _iso(value: datetime | None) -> str | None:
