@@ -168,6 +168,13 @@ class NewsletterConfig(_Strict):
     sender: str = "digest@localhost"
     reply_to: str | None = None
     subscribers: tuple[str, ...] = ()
+    # Where the web side serves the archive and the unsubscribe page; default: output.base_url.
+    base_url: str | None = None
+    lang: str = "en"
+    # The List-Id (RFC 2919) identifier; default: NAME.list.<the sender's domain>.
+    list_id: str | None = None
+    # How far back the very first issue reaches (later issues start where the last one ended).
+    first_issue_lookback: Duration = timedelta(days=7)
 
     @field_validator("timezone")
     @classmethod
@@ -197,6 +204,13 @@ class SmtpConfig(_Strict):
     username_env: str | None = "AGGREGATOR_SMTP_USERNAME"
     password_env: str | None = "AGGREGATOR_SMTP_PASSWORD"  # noqa: S105 (a variable name, not a secret)
     rate_per_minute: int = Field(default=60, ge=1)
+    timeout: Duration = timedelta(seconds=30)
+    # An extra CA bundle to verify the server with (a private CA); verification is never off.
+    ca_file: str | None = None
+    # DKIM signing, when a private key (PEM) is configured: selector._domainkey.DOMAIN in DNS.
+    dkim_key_file: str | None = None
+    dkim_selector: str = "default"
+    dkim_domain: str | None = None  # default: the sender's domain
 
 
 class Config(_Strict):
