@@ -1,0 +1,557 @@
+"""What one newsletter issue contains, and its HTML (MJML) and plain-text renderings.
+
+In: stored entries and stories (any objects with the fields used here), feed titles, and
+the issue's window.  Out: a frozen ``DigestIssue`` (the snapshot the email and the archive
+page are both rendered from; it round-trips through JSON so a resumed send renders the
+very same issue) and a ``RenderedDigest`` (subject, preheader, HTML, text).  Pure: no
+clock, no files except the bundled templates, no network.
+
+- A story is in the issue when its *earliest* entry was first seen inside the window
+  ``(start, end]``: windows follow each other, so nothing is missed and a story that
+  gains a new outlet later is not sent twice.  Without stored stories (before the story
+  stage ran), each kept entry (``duplicate_of`` None) is a story of its own, with its
+  duplicates as the other outlets.
+- Every string from a feed is cleaned (control, line-separator and bidi characters
+  dropped) when the snapshot is built, and HTML-escaped when rendered: mjml-python
+  escapes nothing and fails on a stray ``<``.  A story whose link is not an absolute
+  http(s) URL is dropped with a warning; if MJML still rejects the document, the stories
+  it rejects are found one by one and dropped, so one bad item never loses the issue.
+- The HTML must stay under ``MAX_HTML_BYTES`` (Gmail clips messages at about 102 KB):
+  stories that do not fit are left to the web archive behind a "+N more" link.  The
+  layout is compact (one MJML section per topic, ~0.9 KB per story).
+- Styles are written inline on the elements: mjml-python 1.4.2 does *not* inline
+  ``<mj-style inline="inline">`` (tests/test_digest.py keeps checking that).
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import logging
+import re
+import unicodedata
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from functools import cache
+from pathlib import Path
+from string import Template
+from typing import Any, Protocol
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo
+
+from mjml import mjml2html
+
+from aggregator.types import StoredEntry
+
+log = logging.getLogger(__name__)
+
+TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "newsletters"
+
+# Gmail clips a message whose HTML exceeds about 102 KB; stay well below it.
+MAX_HTML_BYTES = 90 * 1024
+# Room kept for what is substituted per recipient (the unsubscribe URL) after rendering.
+PER_RECIPIENT_MARGIN = 1024
+
+# Rendered in place of the per-recipient unsubscribe URL; ``mail`` substitutes the real one
+# in the HTML and the text, so the costly MJML rendering happens once per issue.
+UNSUBSCRIBE_MARK = "https://unsubscribe.invalid/UNSUBSCRIBE-TOKEN"
+
+EXCERPT_CHARS = 240
+OTHER_SECTION = "More stories"
+
+# Characters that must never reach a template or a header: C0/C1 controls, line and
+# paragraph separators, and bidi embeddings/overrides/isolates (which can make a title
+# read differently from what it is).
+_BIDI = "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
+_UNSAFE = re.compile(f"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u2028\u2029\ufeff{_BIDI}]")
+_SPACE = re.compile(r"\s+")
+_TAG = re.compile(r"<[^>]*>")
+
+
+class StoryLike(Protocol):
+    """What ``select_stories`` needs of a stored story (``aggregator.store.StoredStory`` fits)."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def label(self) -> str: ...
+    @property
+    def topics(self) -> tuple[str, ...]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class DigestStory:
+    """One story as the issue shows it; every string is clean plain text (not yet escaped)."""
+
+    id: str
+    headline: str
+    url: str  # absolute http(s): the kept copy's canonical link (tracking parameters removed)
+    outlets: tuple[str, ...]  # the kept copy's outlet first, then the others that carried it
+    time: datetime  # when it was first reported (UTC)
+    excerpt: str
+    topics: tuple[str, ...]
+    section: str
+
+
+@dataclass(frozen=True, slots=True)
+class DigestIssue:
+    """The frozen snapshot of one issue ``(newsletter, window)``; stories in display order."""
+
+    newsletter: str
+    title: str
+    number: int
+    window_start: datetime | None
+    window_end: datetime
+    frozen_at: datetime
+    timezone: str
+    lang: str
+    stories: tuple[DigestStory, ...]
+
+    @property
+    def sections(self) -> tuple[tuple[str, tuple[DigestStory, ...]], ...]:
+        order: dict[str, list[DigestStory]] = {}
+        for story in self.stories:
+            order.setdefault(story.section, []).append(story)
+        return tuple((name, tuple(stories)) for name, stories in order.items())
+
+
+@dataclass(frozen=True, slots=True)
+class RenderedDigest:
+    """One rendering of an issue.  ``shown`` stories are in the email, ``omitted`` only in the archive."""
+
+    subject: str
+    preheader: str
+    html: str
+    text: str
+    shown: int
+    omitted: int
+    dropped: tuple[str, ...] = ()  # ids of stories MJML rejected
+
+
+# ----------------------------------------------------------------------- cleaning
+
+
+def clean_text(value: str, limit: int | None = None) -> str:
+    """One line of plain text: unsafe characters dropped, whitespace collapsed, NFC."""
+    text = _UNSAFE.sub("", unicodedata.normalize("NFC", value))
+    text = _SPACE.sub(" ", text).strip()
+    if limit is not None and len(text) > limit:
+        cut = text[:limit].rsplit(" ", 1)[0] if " " in text[:limit] else text[:limit]
+        text = cut.rstrip(" ,;:.-–—") + "…"
+    return text
+
+
+def is_web_url(url: str | None) -> bool:
+    """An absolute http(s) URL with a host and nothing that could break out of an attribute."""
+    if not url or _UNSAFE.search(url) or any(c in url for c in ' "<>`\\'):
+        return False
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname)
+
+
+def excerpt_of(text: str, summary_html: str = "", limit: int = EXCERPT_CHARS) -> str:
+    """A short lead from the plain text, else from the summary with its tags removed."""
+    source = text or html.unescape(_TAG.sub(" ", summary_html))
+    return clean_text(source, limit)
+
+
+# ----------------------------------------------------------------------- snapshot
+
+
+def _entry_time(stored: StoredEntry) -> datetime:
+    # The feed's date, but never later than when we first saw it (a future date is a mistake).
+    date = stored.entry.date
+    return stored.first_seen if date is None or date > stored.first_seen else date
+
+
+def _kept_copy(stored: StoredEntry, by_id: Mapping[str, StoredEntry]) -> StoredEntry:
+    seen = {stored.id}
+    current = stored
+    while current.duplicate_of is not None and current.duplicate_of in by_id:
+        if current.duplicate_of in seen:
+            break
+        seen.add(current.duplicate_of)
+        current = by_id[current.duplicate_of]
+    return current
+
+
+def select_stories(
+    entries: Sequence[StoredEntry],
+    stories: Iterable[StoryLike],
+    feed_titles: Mapping[str, str],
+    *,
+    window_start: datetime | None,
+    window_end: datetime,
+    topics: Sequence[str] = (),
+    feeds: Sequence[str] = (),
+    max_stories: int = 30,
+) -> tuple[DigestStory, ...]:
+    """The stories of one issue, in display order (sections, then newest first).
+
+    ``entries`` must hold every member of the stories touched in the window (older ones
+    too: they decide when a story was first seen).  ``topics``/``feeds`` restrict the
+    issue to stories in one of those topics or carried by one of those feeds (by URL as
+    configured).  The ``max_stories`` most widely carried stories are kept.
+    """
+    known = {s.id: s for s in stories}
+    by_id = {e.id: e for e in entries}
+    groups: dict[str, list[StoredEntry]] = {}
+    for stored in entries:
+        kept = _kept_copy(stored, by_id)
+        if stored.story in known:
+            key = stored.story
+        elif kept.story in known:
+            key = kept.story
+        else:
+            key = kept.id
+        groups.setdefault(key, []).append(stored)
+
+    wanted_topics, wanted_feeds = set(topics), set(feeds)
+    chosen: list[DigestStory] = []
+    for key, members in groups.items():
+        first_seen = min(m.first_seen for m in members)
+        if first_seen > window_end or (window_start is not None and first_seen <= window_start):
+            continue
+        story = known.get(key)
+        story_topics = tuple(story.topics) if story else _first_topics(members)
+        if wanted_topics and not wanted_topics.intersection(story_topics):
+            continue
+        if wanted_feeds and not wanted_feeds.intersection(m.feed_url for m in members):
+            continue
+        built = _digest_story(key, story, members, by_id, feed_titles, story_topics)
+        if built is not None:
+            chosen.append(built)
+
+    chosen.sort(key=lambda s: (-len(s.outlets), -s.time.timestamp(), s.id))
+    chosen = chosen[:max_stories]
+    return _arrange(chosen, topics)
+
+
+def _first_topics(members: Sequence[StoredEntry]) -> tuple[str, ...]:
+    for member in members:
+        if member.topics:
+            return member.topics
+    return ()
+
+
+def _digest_story(  # noqa: PLR0917 -- private, called once
+    key: str,
+    story: StoryLike | None,
+    members: Sequence[StoredEntry],
+    by_id: Mapping[str, StoredEntry],
+    feed_titles: Mapping[str, str],
+    topics: tuple[str, ...],
+) -> DigestStory | None:
+    ordered = sorted(members, key=lambda m: (_entry_time(m), m.id))
+    linkable = [m for m in ordered if is_web_url(m.entry.canonical_url or m.entry.url)]
+    if not linkable:
+        log.warning("digest: story %s dropped: none of its entries has an http(s) link", key)
+        return None
+    kept = [m for m in linkable if _kept_copy(m, by_id) is m] or linkable
+    label = clean_text(story.label) if story else ""
+    # The copy whose headline is the story's label says it best; else the earliest kept copy.
+    lead = next((m for m in kept if clean_text(m.entry.title) == label), kept[0])
+    headline = label or clean_text(lead.entry.title) or clean_text(lead.entry.url or "")
+    outlets: list[str] = []
+    for member in [lead, *ordered]:
+        outlet = clean_text(feed_titles.get(member.feed_url) or urlsplit(member.feed_url).hostname or "")
+        if outlet and outlet not in outlets:
+            outlets.append(outlet)
+    return DigestStory(
+        id=key,
+        headline=headline,
+        url=str(lead.entry.canonical_url or lead.entry.url),
+        outlets=tuple(outlets),
+        time=min(_entry_time(m) for m in members).astimezone(UTC),
+        excerpt=excerpt_of(lead.entry.text, lead.entry.summary_html),
+        topics=tuple(clean_text(t) for t in topics),
+        section="",
+    )
+
+
+def _arrange(stories: Sequence[DigestStory], wanted: Sequence[str]) -> tuple[DigestStory, ...]:
+    """Give each story one section and order sections, then stories newest first."""
+    placed: list[DigestStory] = []
+    for story in stories:
+        section = next((t for t in story.topics if not wanted or t in wanted), OTHER_SECTION)
+        placed.append(replace(story, section=section))
+    counts: dict[str, int] = {}
+    for story in placed:
+        counts[story.section] = counts.get(story.section, 0) + 1
+    if wanted:
+        rank = {name: index for index, name in enumerate(wanted)}
+        order = sorted(counts, key=lambda n: (rank.get(n, len(rank)), n))
+    else:
+        order = sorted(counts, key=lambda n: (n == OTHER_SECTION, -counts[n], n))
+    position = {name: index for index, name in enumerate(order)}
+    placed.sort(key=lambda s: (position[s.section], -s.time.timestamp(), s.id))
+    return tuple(placed)
+
+
+# ----------------------------------------------------------------------- JSON
+
+
+def issue_to_json(issue: DigestIssue) -> str:
+    """The snapshot as JSON (stored with the issue; a resumed send renders exactly this)."""
+    data: dict[str, Any] = {
+        "newsletter": issue.newsletter,
+        "title": issue.title,
+        "number": issue.number,
+        "window_start": _iso(issue.window_start),
+        "window_end": _iso(issue.window_end),
+        "frozen_at": _iso(issue.frozen_at),
+        "timezone": issue.timezone,
+        "lang": issue.lang,
+        "stories": [
+            {
+                "id": s.id,
+                "headline": s.headline,
+                "url": s.url,
+                "outlets": list(s.outlets),
+                "time": _iso(s.time),
+                "excerpt": s.excerpt,
+                "topics": list(s.topics),
+                "section": s.section,
+            }
+            for s in issue.stories
+        ],
+    }
+    return json.dumps(data, ensure_ascii=False, sort_keys=True)
+
+
+def issue_from_json(text: str) -> DigestIssue:
+    data = json.loads(text)
+    return DigestIssue(
+        newsletter=data["newsletter"],
+        title=data["title"],
+        number=data["number"],
+        window_start=_parse_iso(data["window_start"]),
+        window_end=_required_iso(data["window_end"]),
+        frozen_at=_required_iso(data["frozen_at"]),
+        timezone=data["timezone"],
+        lang=data["lang"],
+        stories=tuple(
+            DigestStory(
+                id=s["id"],
+                headline=s["headline"],
+                url=s["url"],
+                outlets=tuple(s["outlets"]),
+                time=_required_iso(s["time"]),
+                excerpt=s["excerpt"],
+                topics=tuple(s["topics"]),
+                section=s["section"],
+            )
+            for s in data["stories"]
+        ),
+    )
+
+
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else value.astimezone(UTC).isoformat()
+
+
+def _parse_iso(value: str | None) -> datetime | None:
+    return None if value is None else datetime.fromisoformat(value)
+
+
+def _required_iso(value: str) -> datetime:
+    return datetime.fromisoformat(value)
+
+
+# ----------------------------------------------------------------------- rendering
+
+
+@cache
+def _template(name: str) -> Template:
+    return Template((TEMPLATES_DIR / name).read_text(encoding="utf-8"))
+
+
+def _e(text: str) -> str:
+    return html.escape(text, quote=True)
+
+
+def format_time(moment: datetime, timezone: str) -> str:
+    """``18 Aug 2025, 14:00 CEST`` in the newsletter's time zone."""
+    local = moment.astimezone(ZoneInfo(timezone))
+    return f"{local.day} {local:%b %Y, %H:%M} {local.tzname()}"
+
+
+def _dateline(issue: DigestIssue) -> str:
+    local = issue.frozen_at.astimezone(ZoneInfo(issue.timezone))
+    count = len(issue.stories)
+    return f"{local.day} {local:%B %Y} · issue {issue.number} · {count} stor{'y' if count == 1 else 'ies'}"
+
+
+def _meta(story: DigestStory, timezone: str) -> str:
+    parts = []
+    if story.outlets:
+        parts.append(story.outlets[0])
+        if len(story.outlets) > 1:
+            parts.append("also in: " + ", ".join(story.outlets[1:]))
+    parts.append(format_time(story.time, timezone))
+    return " · ".join(parts)
+
+
+def subject_of(issue: DigestIssue) -> str:
+    """``Title: lead headline (+N more)``, one line, at most about 150 characters."""
+    title = clean_text(issue.title)
+    if not issue.stories:
+        return title
+    lead = clean_text(issue.stories[0].headline, 110)
+    more = len(issue.stories) - 1
+    return f"{title}: {lead}" + (f" (+{more} more)" if more else "")
+
+
+def preheader_of(issue: DigestIssue) -> str:
+    """The line inboxes show after the subject: the next headlines."""
+    return clean_text(" · ".join(s.headline for s in issue.stories[1:6]) or issue.title, 140)
+
+
+def _story_html(story: DigestStory, timezone: str) -> str:
+    return _template("story.html").substitute(
+        url=_e(story.url),
+        headline=_e(story.headline),
+        meta=_e(_meta(story, timezone)),
+        excerpt=_e(story.excerpt),
+    )
+
+
+def _document(
+    issue: DigestIssue, shown: Sequence[DigestStory], omitted: int, archive_url: str, unsubscribe_url: str
+) -> str:
+    sections = []
+    order: dict[str, list[DigestStory]] = {}
+    for story in shown:
+        order.setdefault(story.section, []).append(story)
+    for name, stories in order.items():
+        body = "".join(_story_html(s, issue.timezone) for s in stories)
+        sections.append(_template("section.mjml").substitute(topic=_e(name), stories=body))
+    more = ""
+    if omitted:
+        label = f"+{omitted} more stor{'y' if omitted == 1 else 'ies'} in the web archive →"
+        more = _template("more.mjml").substitute(url=_e(archive_url), label=_e(label))
+    title = clean_text(issue.title)
+    footer = (
+        f"You receive {_e(title)} because you subscribed to it. "
+        f'<a href="{_e(archive_url)}" style="color:#59636e">View in a browser</a> · '
+        f'<a href="{_e(unsubscribe_url)}" style="color:#59636e">Unsubscribe</a>'
+    )
+    return _template("digest.mjml").substitute(
+        lang=_e(issue.lang),
+        title=_e(title),
+        preheader=_e(preheader_of(issue)),
+        dateline=_e(_dateline(issue)),
+        sections="".join(sections),
+        more=more,
+        footer=footer,
+    )
+
+
+def _mjml(document: str) -> str:
+    # fonts={}: no <link> to Google Fonts (a tracking request and a slower first paint).
+    return str(mjml2html(document, fonts={}, disable_comments=True))
+
+
+def render_text(
+    issue: DigestIssue, shown: Sequence[DigestStory], omitted: int, archive_url: str, unsubscribe_url: str
+) -> str:
+    """The plain-text part, from the same snapshot (not by stripping the HTML)."""
+    title = clean_text(issue.title)
+    lines = [title, "=" * len(title), _dateline(issue), ""]
+    current = None
+    for story in shown:
+        if story.section != current:
+            current = story.section
+            lines += [story.section.upper(), ""]
+        lines.append(f"* {story.headline}")
+        lines.append(f"  {story.url}")
+        lines.append(f"  {_meta(story, issue.timezone)}")
+        if story.excerpt:
+            lines.append(f"  {story.excerpt}")
+        lines.append("")
+    if omitted:
+        lines += [f"+{omitted} more in the web archive: {archive_url}", ""]
+    lines += [
+        "-- ",
+        f"You receive {title} because you subscribed to it.",
+        f"View in a browser: {archive_url}",
+        f"Unsubscribe: {unsubscribe_url}",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def render_digest(
+    issue: DigestIssue,
+    *,
+    archive_url: str,
+    unsubscribe_url: str = UNSUBSCRIBE_MARK,
+    max_bytes: int | None = MAX_HTML_BYTES,
+) -> RenderedDigest:
+    """Render an issue; with ``max_bytes``, show only the stories that fit and link the rest.
+
+    ``unsubscribe_url`` defaults to ``UNSUBSCRIBE_MARK`` for ``mail`` to replace per
+    recipient; the archive passes a URL without any personal token.
+    """
+    stories = list(issue.stories)
+    dropped: list[str] = []
+    html_text = _render_dropping_bad(issue, stories, 0, archive_url, unsubscribe_url, dropped)
+    stories = [s for s in stories if s.id not in dropped]
+    shown = len(stories)
+    if max_bytes is not None:
+        budget = max_bytes - PER_RECIPIENT_MARGIN
+        size = len(html_text.encode())
+        if size > budget:
+            base = len(_mjml(_document(issue, [], 1, archive_url, unsubscribe_url)).encode())
+            while size > budget and shown > 0:
+                per_story = max(1.0, (size - base) / shown)
+                shown = max(0, min(shown - 1, int((budget - base) / per_story)))
+                html_text = _mjml(
+                    _document(issue, stories[:shown], len(stories) - shown, archive_url, unsubscribe_url)
+                )
+                size = len(html_text.encode())
+    omitted = len(stories) - shown
+    text = render_text(issue, stories[:shown], omitted, archive_url, unsubscribe_url)
+    return RenderedDigest(
+        subject=subject_of(issue),
+        preheader=preheader_of(issue),
+        html=html_text,
+        text=text,
+        shown=shown,
+        omitted=omitted,
+        dropped=tuple(dropped),
+    )
+
+
+def _render_dropping_bad(  # noqa: PLR0917 -- private, called once
+    issue: DigestIssue,
+    stories: list[DigestStory],
+    omitted: int,
+    archive_url: str,
+    unsubscribe_url: str,
+    dropped: list[str],
+) -> str:
+    try:
+        return _mjml(_document(issue, stories, omitted, archive_url, unsubscribe_url))
+    except ValueError as exc:
+        # Find the stories MJML rejects on their own, drop them, and render the rest.
+        for story in stories:
+            try:
+                _mjml(_document(issue, [story], 0, archive_url, unsubscribe_url))
+            except ValueError as story_exc:
+                log.warning(
+                    "digest %s #%d: story dropped: %r: MJML rejected it: %s",
+                    issue.newsletter,
+                    issue.number,
+                    story.headline,
+                    story_exc,
+                )
+                dropped.append(story.id)
+        remaining = [s for s in stories if s.id not in dropped]
+        if len(remaining) == len(stories):
+            raise ValueError(f"rendering digest {issue.newsletter} #{issue.number}: {exc}") from exc
+        return _mjml(_document(issue, remaining, omitted, archive_url, unsubscribe_url))

@@ -1,0 +1,668 @@
+"""Running newsletters: which issues are due, freezing them, delivering them, archiving them.
+
+In: the loaded config, an open store, ``now``, and optionally a transport (default: SMTP
+when ``smtp:`` is configured, else the ``newsletters/outbox/`` folder).  Out: one
+``IssueOutcome`` per issue touched, plus the archive files and the send log in the store.
+
+One issue is ``(newsletter, window)``: its window runs from the end of the previous issue
+(exclusive) to ``now`` (inclusive).  A newsletter that never ran is due at once; after
+that, when its cron schedule (in its time zone) has fired since the last issue.  Issue
+by issue:
+
+1. Freeze: select the stories (``digest.select_stories``), and in one transaction store
+   the issue with its JSON snapshot and one ``pending`` delivery per recipient.  Nothing
+   new → the issue is stored as ``empty`` (no email) and the next window starts after it.
+2. Archive: the snapshot rendered without any personal token, plus an index page.
+3. Deliver, one message per recipient, each recorded in the store before it is
+   attempted: ``pending`` → ``sending`` (claimed) → ``in_data`` (DATA begun) → ``sent``,
+   ``retry`` (4xx; backoff until the next issue is due), ``failed`` (5xx) or
+   ``uncertain`` (the connection broke during DATA).  After a crash, ``sending`` rows go
+   back to ``pending`` (DATA never started) and ``in_data`` rows become ``uncertain``:
+   nobody gets a second copy.  With the outbox the file itself settles it.
+
+One process at a time sends (a lock file under ``data/``); a second one skips newsletters
+with a warning rather than risk a double send.  The email and the archive are rendered
+from the same frozen snapshot, and a resumed issue renders byte-identical messages.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import contextlib
+import fcntl
+import hashlib
+import hmac
+import html
+import logging
+import os
+import secrets
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from pathlib import Path
+from urllib.parse import quote, urljoin
+from zoneinfo import ZoneInfo
+
+from apscheduler.triggers.cron import CronTrigger
+
+from aggregator import digest, mail
+from aggregator.config import LoadedConfig, NewsletterConfig
+from aggregator.errors import AggregatorError, DeliveryError
+from aggregator.store import IssueRecord, Store
+
+log = logging.getLogger(__name__)
+
+SECRET_ENV = "AGGREGATOR_SECRET_KEY"  # noqa: S105 -- a variable name, not a secret
+RETRY_FIRST = timedelta(minutes=5)
+RETRY_MAX = timedelta(hours=6)
+
+# Delivery states that still need work, and those that are final.
+OPEN_STATES = ("pending", "sending", "in_data", "retry")
+
+
+@dataclass(frozen=True, slots=True)
+class IssueOutcome:
+    """What one run did with one issue."""
+
+    newsletter: str
+    number: int
+    status: str  # "empty" (nothing new: no email), "sending" (retries left), "done"
+    stories: int
+    shown: int = 0  # stories in the email; the rest are only in the archive
+    sent: int = 0
+    retrying: int = 0
+    failed: int = 0
+    uncertain: tuple[str, ...] = ()  # recipients who may or may not have received it
+    errors: tuple[str, ...] = ()
+    archive: Path | None = None
+
+
+@dataclass(slots=True)
+class _Run:
+    loaded: LoadedConfig
+    store: Store
+    now: datetime
+    transport: mail.Transport
+    key: bytes
+    dkim: mail.DkimKey | None
+    outcomes: list[IssueOutcome] = field(default_factory=list)
+
+
+# ----------------------------------------------------------------------- public API
+
+
+def run_due_newsletters(
+    loaded: LoadedConfig,
+    store: Store,
+    now: datetime,
+    *,
+    transport: mail.Transport | None = None,
+    names: Sequence[str] | None = None,
+    force: bool = False,
+) -> list[IssueOutcome]:
+    """Resume unfinished issues and send every issue due at ``now``; the pipeline's entry point.
+
+    ``names`` limits the run to those newsletters; ``force`` starts a new issue even if
+    the schedule has not fired (``aggregator digest NAME --send``).  Raises
+    ``AggregatorError`` only for problems with no per-issue answer (an unknown name, an
+    SMTP password missing); delivery failures are recorded per recipient.
+    """
+    letters = _select(loaded, names)
+    with _sending_lock(loaded) as locked:
+        if not locked:
+            log.warning("newsletters: another process is sending; skipped this time")
+            return []
+        run = _Run(
+            loaded, store, now, transport or default_transport(loaded), secret_key(loaded), dkim_key(loaded)
+        )
+        try:
+            for letter in letters:
+                _run_newsletter(run, letter, force=force)
+        finally:
+            if transport is None:
+                run.transport.close()
+    return run.outcomes
+
+
+def is_due(letter: NewsletterConfig, latest: IssueRecord | None, now: datetime) -> bool:
+    """Never sent → due; else due once the schedule has fired after the last issue's window."""
+    return latest is None or next_issue_time(letter, latest.window_end) <= now
+
+
+def next_issue_time(letter: NewsletterConfig, after: datetime) -> datetime:
+    trigger = CronTrigger.from_crontab(letter.schedule, timezone=ZoneInfo(letter.timezone))
+    # +1 s: an issue frozen exactly on a fire time must not be due again at once.
+    fire: datetime | None = trigger.get_next_fire_time(None, after + timedelta(seconds=1))
+    if fire is None:  # a crontab always fires again; this is for the type checker
+        raise AggregatorError(f"newsletter {letter.name}: schedule {letter.schedule!r} never fires")
+    return fire.astimezone(after.tzinfo)
+
+
+def preview_issue(loaded: LoadedConfig, store: Store, now: datetime, name: str) -> Path:
+    """Render the issue that would be frozen at ``now`` (nothing recorded) and write its HTML."""
+    letter = _select(loaded, [name])[0]
+    issue = _snapshot(loaded, store, letter, store.latest_issue(letter.name), now)
+    rendered = digest.render_digest(issue, archive_url=archive_url(loaded, letter, issue.number))
+    path = outbox_dir(loaded) / f"preview-{letter.name}.html"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(rendered.html.replace(digest.UNSUBSCRIBE_MARK, _generic_unsubscribe(loaded, letter)))
+    return path
+
+
+def send_test_copy(
+    loaded: LoadedConfig,
+    store: Store,
+    now: datetime,
+    name: str,
+    address: str,
+    *,
+    transport: mail.Transport | None = None,
+) -> mail.DeliveryResult:
+    """Send ``address`` a copy of the latest issue (or of the one that would be frozen now).
+
+    Not recorded in the send log and does not change any schedule.
+    """
+    letter = _select(loaded, [name])[0]
+    latest = store.latest_issue(letter.name)
+    if latest is not None and latest.status != "empty":
+        issue = digest.issue_from_json(latest.snapshot)
+    else:
+        issue = _snapshot(loaded, store, letter, latest, now)
+    issue = replace(issue, frozen_at=now)
+    own = transport or default_transport(loaded)
+    try:
+        data = _message_bytes(
+            loaded,
+            letter,
+            issue,
+            _render(loaded, letter, issue),
+            address,
+            secret_key(loaded),
+            dkim_key(loaded),
+            test=True,
+        )
+        return own.deliver(
+            letter.sender, address, data, f"test-{letter.name}-{_short(address)}", lambda: None
+        )
+    finally:
+        if transport is None:
+            own.close()
+
+
+# ----------------------------------------------------------------------- links and tokens
+
+
+def base_url(loaded: LoadedConfig, letter: NewsletterConfig) -> str:
+    url = letter.base_url or loaded.config.output.base_url
+    return url if url.endswith("/") else url + "/"
+
+
+def archive_url(loaded: LoadedConfig, letter: NewsletterConfig, number: int) -> str:
+    """Where the web side serves ``newsletters/archive/NAME/NNNN.html``."""
+    return urljoin(base_url(loaded, letter), f"archive/{letter.name}/{number:04d}.html")
+
+
+def unsubscribe_url(loaded: LoadedConfig, letter: NewsletterConfig, token: str) -> str:
+    """The one-click unsubscribe URL (GET shows a confirmation, POST unsubscribes: RFC 8058)."""
+    return urljoin(base_url(loaded, letter), f"unsubscribe/{token}")
+
+
+def _generic_unsubscribe(loaded: LoadedConfig, letter: NewsletterConfig) -> str:
+    return urljoin(base_url(loaded, letter), f"unsubscribe?list={quote(letter.name)}")
+
+
+def make_unsubscribe_token(key: bytes, newsletter: str, address: str) -> str:
+    """A signed token naming ``(newsletter, address)``; URL-safe, no padding."""
+    payload = f"{newsletter}\n{address.lower()}".encode()
+    sig = hmac.new(key, b"unsubscribe\n" + payload, hashlib.sha256).digest()[:18]
+    return f"{_b64(payload)}.{_b64(sig)}"
+
+
+def read_unsubscribe_token(key: bytes, token: str) -> tuple[str, str] | None:
+    """``(newsletter, address)`` of a valid token, else None (tampered or malformed)."""
+    try:
+        payload_text, sig_text = token.split(".", 1)
+        payload, sig = _unb64(payload_text), _unb64(sig_text)
+    except (ValueError, binascii.Error):
+        return None
+    expected = hmac.new(key, b"unsubscribe\n" + payload, hashlib.sha256).digest()[:18]
+    if not hmac.compare_digest(sig, expected):
+        return None
+    newsletter, _, address = payload.decode("utf-8", "replace").partition("\n")
+    return newsletter, address
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).decode().rstrip("=")
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def secret_key(loaded: LoadedConfig) -> bytes:
+    """The key that signs unsubscribe tokens: ``$AGGREGATOR_SECRET_KEY``, else one kept in data/.
+
+    The local key is created once (mode 0600) so tokens in sent mail keep working; a
+    deployment with several machines must set the variable to the same value everywhere.
+    """
+    from_env = os.environ.get(SECRET_ENV)
+    if from_env:
+        return from_env.encode()
+    path = loaded.base_dir / "data" / "secret.key"
+    try:
+        return path.read_bytes().strip()
+    except FileNotFoundError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    value = secrets.token_hex(32).encode()
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path.read_bytes().strip()  # another process created it first
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(value)
+    log.warning("%s is not set: unsubscribe links are signed with a key created in %s", SECRET_ENV, path)
+    return value
+
+
+# ----------------------------------------------------------------------- transports
+
+
+def outbox_dir(loaded: LoadedConfig) -> Path:
+    return loaded.base_dir / "newsletters" / "outbox"
+
+
+def archive_dir(loaded: LoadedConfig, name: str) -> Path:
+    return loaded.base_dir / "newsletters" / "archive" / name
+
+
+def default_transport(loaded: LoadedConfig) -> mail.Transport:
+    """SMTP when ``smtp:`` is configured (credentials from the environment), else the outbox."""
+    smtp = loaded.config.smtp
+    if smtp is None:
+        return mail.Outbox(outbox_dir(loaded))
+    username = os.environ.get(smtp.username_env) if smtp.username_env else None
+    password = os.environ.get(smtp.password_env) if smtp.password_env else None
+    if username and not password:
+        raise AggregatorError(
+            f"sending mail: smtp.password_env: ${smtp.password_env} is not set (the username is)"
+        )
+    ca_file = smtp.ca_file
+    if ca_file and not Path(ca_file).is_absolute():
+        ca_file = str(loaded.base_dir / ca_file)
+    return mail.SmtpTransport(
+        mail.SmtpSettings(
+            host=smtp.host,
+            port=smtp.port,
+            security=smtp.security,
+            username=username,
+            password=password,
+            rate_per_minute=smtp.rate_per_minute,
+            timeout=smtp.timeout.total_seconds(),
+            ssl_context=mail.smtp_ssl_context(ca_file),
+        )
+    )
+
+
+def dkim_key(loaded: LoadedConfig) -> mail.DkimKey | None:
+    smtp = loaded.config.smtp
+    if smtp is None or not smtp.dkim_key_file:
+        return None
+    path = Path(smtp.dkim_key_file)
+    if not path.is_absolute():
+        path = loaded.base_dir / path
+    try:
+        key = path.read_bytes()
+    except OSError as exc:
+        raise AggregatorError(f"reading the DKIM key: {path}: {exc.strerror or exc}") from exc
+    domain = smtp.dkim_domain or mail.domain_of(
+        loaded.config.newsletters[0].sender if loaded.config.newsletters else ""
+    )
+    return mail.DkimKey(key, smtp.dkim_selector, domain)
+
+
+@contextlib.contextmanager
+def _sending_lock(loaded: LoadedConfig) -> Iterator[bool]:
+    path = loaded.base_dir / "data" / "newsletters.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+# ----------------------------------------------------------------------- one newsletter
+
+
+def _select(loaded: LoadedConfig, names: Sequence[str] | None) -> list[NewsletterConfig]:
+    letters = list(loaded.config.newsletters)
+    if names is None:
+        return letters
+    by_name = {n.name: n for n in letters}
+    unknown = [n for n in names if n not in by_name]
+    if unknown:
+        known = ", ".join(by_name) or "none"
+        raise AggregatorError(f"{loaded.path.name}: no newsletter named {unknown[0]!r} (configured: {known})")
+    return [by_name[n] for n in names]
+
+
+def _run_newsletter(run: _Run, letter: NewsletterConfig, *, force: bool) -> None:
+    latest = run.store.latest_issue(letter.name)
+    if latest is not None and latest.status == "sending":
+        # Retries run until the next issue is due; then whatever is left fails.
+        final = next_issue_time(letter, latest.window_end) <= run.now
+        run.outcomes.append(_deliver(run, letter, latest, final=final))
+        latest = run.store.latest_issue(letter.name)
+        if latest is not None and latest.status == "sending":
+            return
+    if not force and not is_due(letter, latest, run.now):
+        return
+    issue = _snapshot(run.loaded, run.store, letter, latest, run.now)
+    if not issue.stories:
+        record = IssueRecord(
+            letter.name,
+            issue.number,
+            issue.window_start,
+            issue.window_end,
+            run.now,
+            "empty",
+            0,
+            digest.issue_to_json(issue),
+            finished_at=run.now,
+        )
+        run.store.freeze_issue(record, (), run.now)
+        log.info("newsletter %s: nothing new since the last issue; no email", letter.name)
+        run.outcomes.append(IssueOutcome(letter.name, issue.number, "empty", 0))
+        return
+    record = IssueRecord(
+        letter.name,
+        issue.number,
+        issue.window_start,
+        issue.window_end,
+        run.now,
+        "sending",
+        len(issue.stories),
+        digest.issue_to_json(issue),
+    )
+    run.store.freeze_issue(record, recipients(letter, run.store), run.now)
+    run.outcomes.append(_deliver(run, letter, record, final=False))
+
+
+def recipients(letter: NewsletterConfig, store: Store) -> list[str]:
+    """feeds.yaml's subscribers plus the web's, minus everyone who unsubscribed; sorted."""
+    known = store.subscribers(letter.name)
+    wanted = {a.strip().lower() for a in letter.subscribers if a.strip()}
+    wanted |= {a for a, active in known.items() if active}
+    return sorted(a for a in wanted if known.get(a, True))
+
+
+def _snapshot(
+    loaded: LoadedConfig, store: Store, letter: NewsletterConfig, latest: IssueRecord | None, now: datetime
+) -> digest.DigestIssue:
+    start = latest.window_end if latest is not None else now - letter.first_issue_lookback
+    recent = store.entries_first_seen_since(start)
+    touched = {e.story for e in recent if e.story}
+    stories = [s for s in store.iter_stories() if s.id in touched]
+    have = {e.id for e in recent}
+    older = store.get_entries(eid for s in stories for eid in s.entry_ids if eid not in have)
+    titles = store.feed_titles()
+    titles.update({f.url: f.title for f in loaded.config.feeds if f.title})
+    chosen = digest.select_stories(
+        [*older, *recent],
+        stories,
+        titles,
+        window_start=start,
+        window_end=now,
+        topics=letter.topics,
+        feeds=letter.feeds,
+        max_stories=letter.max_stories,
+    )
+    return digest.DigestIssue(
+        newsletter=letter.name,
+        title=letter.title,
+        number=(latest.number + 1) if latest is not None else 1,
+        window_start=start,
+        window_end=now,
+        frozen_at=now,
+        timezone=letter.timezone,
+        lang=letter.lang,
+        stories=chosen,
+    )
+
+
+def _render(
+    loaded: LoadedConfig, letter: NewsletterConfig, issue: digest.DigestIssue
+) -> digest.RenderedDigest:
+    return digest.render_digest(issue, archive_url=archive_url(loaded, letter, issue.number))
+
+
+def _short(address: str) -> str:
+    return hashlib.sha256(address.lower().encode()).hexdigest()[:12]
+
+
+def _message_name(letter: NewsletterConfig, number: int, address: str) -> str:
+    return f"{letter.name}-{number:04d}-{_short(address)}"
+
+
+def _list_id(letter: NewsletterConfig) -> str:
+    ident = letter.list_id or f"{letter.name}.list.{mail.domain_of(letter.sender)}"
+    return f"{mail.clean_header(letter.title)} <{ident}>"
+
+
+def _message_bytes(  # noqa: PLR0917 -- private
+    loaded: LoadedConfig,
+    letter: NewsletterConfig,
+    issue: digest.DigestIssue,
+    rendered: digest.RenderedDigest,
+    address: str,
+    key: bytes,
+    dkim: mail.DkimKey | None,
+    *,
+    test: bool = False,
+) -> bytes:
+    token = make_unsubscribe_token(key, letter.name, address)
+    # The list's own (robot) address takes unsubscribe mail, not the editors' Reply-To.
+    unsubscribe_address = letter.sender
+    spec = mail.MessageSpec(
+        sender=letter.sender,
+        sender_name=letter.title,
+        reply_to=letter.reply_to,
+        subject=("[test] " if test else "") + rendered.subject,
+        html=rendered.html,
+        text=rendered.text,
+        date=mail.format_date(issue.frozen_at),
+        list_id=_list_id(letter),
+    )
+    number = f"test{issue.number}" if test else issue.number
+    recipient = mail.Recipient(
+        address=address,
+        message_id=mail.message_id(letter.name, number, address, mail.domain_of(letter.sender)),
+        unsubscribe_url=unsubscribe_url(loaded, letter, token),
+        unsubscribe_mailto=f"mailto:{unsubscribe_address}?subject=unsubscribe%20{token}",
+    )
+    data = mail.serialize(mail.build_message(spec, recipient))
+    return mail.dkim_sign(data, dkim) if dkim is not None else data
+
+
+def _backoff(attempts: int) -> timedelta:
+    delay: timedelta = RETRY_FIRST * (2 ** max(0, attempts - 1))
+    return min(RETRY_MAX, delay)
+
+
+def _recover(run: _Run, letter: NewsletterConfig, record: IssueRecord) -> None:
+    """Settle rows a crashed run left behind (the lock says no one else is sending)."""
+    outbox = run.transport if isinstance(run.transport, mail.Outbox) else None
+    for row in run.store.deliveries(letter.name, record.number):
+        if row.status not in ("sending", "in_data"):
+            continue
+        name = _message_name(letter, record.number, row.recipient)
+        if outbox is not None:
+            # The outbox writes atomically: the file is there or it was never written.
+            status = "sent" if outbox.exists(name) else "pending"
+            run.store.set_delivery(
+                letter.name, record.number, row.recipient, status, run.now, only_from=[row.status]
+            )
+        elif row.status == "sending":
+            run.store.set_delivery(
+                letter.name, record.number, row.recipient, "pending", run.now, only_from=["sending"]
+            )
+        else:
+            run.store.set_delivery(
+                letter.name,
+                record.number,
+                row.recipient,
+                "uncertain",
+                run.now,
+                error="interrupted during DATA: it may have been delivered, so it is not sent again",
+                only_from=["in_data"],
+            )
+
+
+def _deliver(run: _Run, letter: NewsletterConfig, record: IssueRecord, *, final: bool) -> IssueOutcome:
+    issue = digest.issue_from_json(record.snapshot)
+    rendered = _render(run.loaded, letter, issue)
+    archive = write_archive(run.loaded, run.store, letter, issue)
+    _recover(run, letter, record)
+    errors: list[str] = []
+    for row in run.store.deliveries(letter.name, record.number):
+        if row.status not in ("pending", "retry"):
+            continue
+        if (
+            row.status == "retry"
+            and not final
+            and row.next_attempt is not None
+            and row.next_attempt > run.now
+        ):
+            continue
+        if final and row.status == "retry":
+            run.store.set_delivery(
+                letter.name,
+                record.number,
+                row.recipient,
+                "failed",
+                run.now,
+                error=f"gave up: the next issue is due; last error: {row.last_error}",
+            )
+            continue
+        if not run.store.claim_delivery(letter.name, record.number, row.recipient, run.now):
+            continue
+        address = row.recipient
+
+        def before_data(address: str = address) -> None:
+            run.store.set_delivery(
+                letter.name, record.number, address, "in_data", run.now, only_from=["sending"]
+            )
+
+        try:
+            data = _message_bytes(run.loaded, letter, issue, rendered, address, run.key, run.dkim)
+            result = run.transport.deliver(
+                letter.sender, address, data, _message_name(letter, record.number, address), before_data
+            )
+        except DeliveryError as exc:
+            # A message that cannot be built (a bad address) fails for that recipient only.
+            result = mail.DeliveryResult(mail.Outcome.FAILED, str(exc))
+        if result.outcome is mail.Outcome.RETRY:
+            next_at = run.now + _backoff(row.attempts + 1)
+            run.store.set_delivery(
+                letter.name,
+                record.number,
+                address,
+                "retry",
+                run.now,
+                error=result.detail,
+                next_attempt=next_at,
+            )
+        else:
+            run.store.set_delivery(
+                letter.name,
+                record.number,
+                address,
+                result.outcome.value,
+                run.now,
+                error=None if result.outcome is mail.Outcome.SENT else result.detail,
+            )
+        if result.outcome is not mail.Outcome.SENT:
+            errors.append(f"{address}: {result.outcome.value}: {result.detail}")
+            log.warning(
+                "newsletter %s #%d: %s: %s: %s",
+                letter.name,
+                record.number,
+                address,
+                result.outcome.value,
+                result.detail,
+            )
+    rows = run.store.deliveries(letter.name, record.number)
+    if not any(r.status in OPEN_STATES for r in rows):
+        run.store.finish_issue(letter.name, record.number, run.now)
+    status = "sending" if any(r.status in OPEN_STATES for r in rows) else "done"
+    return IssueOutcome(
+        newsletter=letter.name,
+        number=record.number,
+        status=status,
+        stories=len(issue.stories),
+        shown=rendered.shown,
+        sent=sum(r.status == "sent" for r in rows),
+        retrying=sum(r.status == "retry" for r in rows),
+        failed=sum(r.status == "failed" for r in rows),
+        uncertain=tuple(r.recipient for r in rows if r.status == "uncertain"),
+        errors=tuple(errors),
+        archive=archive,
+    )
+
+
+# ----------------------------------------------------------------------- archive
+
+
+def write_archive(
+    loaded: LoadedConfig, store: Store, letter: NewsletterConfig, issue: digest.DigestIssue
+) -> Path:
+    """Write ``NNNN.html``, ``NNNN.txt`` (no personal tokens) and ``index.html``; return the HTML's path."""
+    folder = archive_dir(loaded, letter.name)
+    folder.mkdir(parents=True, exist_ok=True)
+    generic = _generic_unsubscribe(loaded, letter)
+    full = digest.render_digest(
+        issue, archive_url=archive_url(loaded, letter, issue.number), unsubscribe_url=generic, max_bytes=None
+    )
+    page = folder / f"{issue.number:04d}.html"
+    _write_atomic(page, full.html)
+    _write_atomic(folder / f"{issue.number:04d}.txt", full.text)
+    _write_index(folder, letter, store, issue)
+    return page
+
+
+def _write_index(folder: Path, letter: NewsletterConfig, store: Store, current: digest.DigestIssue) -> None:
+    items = []
+    numbers = {r.number: r for r in store.issues(letter.name) if r.status != "empty"}
+    for number in sorted(numbers, reverse=True):
+        record = numbers[number]
+        issue = digest.issue_from_json(record.snapshot) if number != current.number else current
+        local = issue.frozen_at.astimezone(ZoneInfo(issue.timezone))
+        lead = html.escape(issue.stories[0].headline) if issue.stories else ""
+        items.append(
+            f'<li><a href="{number:04d}.html">{local:%Y-%m-%d}: issue {number}</a>'
+            f" ({len(issue.stories)} stories) {lead}</li>"
+        )
+    title = html.escape(digest.clean_text(letter.title))
+    page = (
+        f'<!doctype html>\n<html lang="{html.escape(letter.lang)}"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        '<meta name="color-scheme" content="light dark">'
+        f"<title>{title}: archive</title></head>\n<body><h1>{title}</h1>\n<ul>\n"
+        + "\n".join(items)
+        + "\n</ul>\n</body></html>\n"
+    )
+    _write_atomic(folder / "index.html", page)
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
