@@ -1,0 +1,642 @@
+"""Edits of ``feeds.yaml`` that leave it as a person would: comments, order and layout kept.
+
+In:  the path of feeds.yaml and an edit (add, remove or change a feed or a newsletter).
+Out: the same file, changed only where the edit says, written atomically, or an
+     ``EditError`` and an untouched file.
+
+``ConfigDocument.read(path)`` loads the file with ruamel.yaml's round-trip loader, which
+keeps comments, key order, quoting and flow/block style; the edit methods change that tree;
+``save()`` then
+
+1. dumps the tree and validates the text with ``config.load_config_text``, so that an edit
+   that would make the file invalid never reaches the disk (``InvalidEditError``);
+2. takes an advisory lock on the file (``flock``: two of our own writers never interleave);
+3. refuses to write if the file on disk is not the one that was read (its SHA-256 differs:
+   someone edited it by hand, or another tool saved in between) with ``ConflictError``;
+4. writes a temporary file in the same folder, fsyncs it, renames it over the file and
+   fsyncs the folder: a crash leaves the old file or the new one, never half of one.
+
+Comments need care because ruamel attaches a comment to the node *before* it: the comment
+block above feed 3 is stored as the tail of feed 2.  The rule used here: a comment block
+directly above an item (no blank line in between) belongs to that item and goes with it
+when it is removed; anything separated by a blank line stays where it is.  An item appended
+to a list takes over the trailing comment of the old last item (usually the comment that
+introduces the next section), and is separated by a blank line when the other items are.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import itertools
+import os
+import re
+import stat
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.error import CommentMark, MarkedYAMLError
+from ruamel.yaml.tokens import CommentToken
+
+from aggregator.config import (
+    FeedConfig,
+    LoadedConfig,
+    NewsletterConfig,
+    load_config_text,
+    resolve_feed_location,
+)
+from aggregator.errors import AggregatorError, ConfigError, ConfigProblem
+from aggregator.urls import canonical_url
+
+try:  # POSIX only; elsewhere the hash check alone guards against lost updates
+    import fcntl
+except ImportError:  # pragma: no cover
+    fcntl = None  # type: ignore[assignment]
+
+# Keys a person may change on a feed or a newsletter, and how a text value is read.
+FEED_KEYS = ("url", "title", "topics", "interval", "priority", "enabled")
+NEWSLETTER_LIST_KEYS = frozenset({"topics", "feeds", "subscribers"})
+_TRUE = frozenset({"true", "yes", "on", "1"})
+_FALSE = frozenset({"false", "no", "off", "0"})
+_WIDTH = 4096  # never fold a long URL or title onto two lines
+
+
+class EditError(AggregatorError):
+    """An edit of feeds.yaml was refused; the file was not changed."""
+
+
+class ConflictError(EditError):
+    """The file changed on disk since it was read: saving would lose someone else's edit."""
+
+
+class NotFoundError(EditError):
+    """No feed or newsletter matches what was asked for."""
+
+
+class DuplicateError(EditError):
+    """The feed or newsletter is already in the file."""
+
+
+class InvalidEditError(EditError):
+    """The edit would make feeds.yaml invalid; ``problems`` says why (lines are of the edited text)."""
+
+    def __init__(self, path: Path, problems: Sequence[ConfigProblem]) -> None:
+        self.problems = tuple(problems)
+        reasons = "; ".join(
+            f"{p.location}: {p.message}" + (f" ({p.hint})" if p.hint else "") if p.location else p.message
+            for p in self.problems
+        )
+        super().__init__(f"not saved: {path.name} would be invalid: {reasons}")
+
+
+def file_version(data: bytes) -> str:
+    """What identifies one state of the file: the SHA-256 of its bytes (mtime can lie)."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def feed_key(url: str, base_dir: Path) -> str:
+    """Two feed URLs are the same feed when their keys are equal (canonical http(s) URL or file)."""
+    return canonical_url(url) or resolve_feed_location(url.strip(), base_dir)
+
+
+class ConfigDocument:
+    """feeds.yaml as read from disk, editable in memory, saved atomically with ``save()``."""
+
+    def __init__(self, path: Path, raw: bytes) -> None:
+        self.path = path
+        self.version = file_version(raw)
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise EditError(f"cannot edit {path}: not UTF-8 text: {exc}") from exc
+        self._bom = text.startswith("\ufeff")
+        self._crlf = "\r\n" in text
+        text = text.removeprefix("\ufeff").replace("\r\n", "\n")
+        self._yaml = _round_trip_yaml(text)
+        try:
+            data = self._yaml.load(text)
+        except MarkedYAMLError as exc:
+            raise EditError(f"cannot edit {path}: not valid YAML: {exc}") from exc
+        if not isinstance(data, CommentedMap):
+            raise EditError(f"cannot edit {path}: expected a mapping with a 'feeds:' list")
+        self._data = data
+        self.original_text = text
+
+    @classmethod
+    def read(cls, path: Path) -> ConfigDocument:
+        try:
+            raw = path.read_bytes()
+        except OSError as exc:
+            raise EditError(f"cannot read {path}: {exc.strerror or exc}") from exc
+        return cls(path, raw)
+
+    # -- reading ----------------------------------------------------------------------------
+
+    @property
+    def base_dir(self) -> Path:
+        return self.path.parent
+
+    def text(self) -> str:
+        """The document as it would be written (with LF line ends)."""
+        buffer = io.StringIO()
+        self._yaml.dump(self._data, buffer)
+        return buffer.getvalue()
+
+    def validate(self) -> LoadedConfig:
+        """The edited document, validated; ``InvalidEditError`` if it is not a valid config."""
+        try:
+            return load_config_text(self.text(), self.path)
+        except ConfigError as exc:
+            raise InvalidEditError(self.path, exc.problems) from exc
+
+    def feeds(self) -> list[FeedConfig]:
+        return list(self.validate().config.feeds)
+
+    def newsletters(self) -> list[NewsletterConfig]:
+        return list(self.validate().config.newsletters)
+
+    def find_feed(self, query: str) -> int:
+        """The index of the feed whose URL (exactly or canonically) or title is ``query``."""
+        items = self._items("feeds")
+        query = query.strip()
+        for index, item in enumerate(items):
+            if _str(item.get("url")) == query:
+                return index
+        key = feed_key(query, self.base_dir)
+        for index, item in enumerate(items):
+            url = _str(item.get("url"))
+            if url and feed_key(url, self.base_dir) == key:
+                return index
+        titled = [i for i, item in enumerate(items) if _str(item.get("title")).casefold() == query.casefold()]
+        if len(titled) == 1:
+            return titled[0]
+        if titled:
+            urls = ", ".join(_str(items[i].get("url")) for i in titled)
+            raise NotFoundError(f"{self.path.name}: several feeds are titled {query!r}: {urls}; give the URL")
+        raise NotFoundError(f"{self.path.name}: no feed with the URL or title {query!r}")
+
+    def duplicate_of(self, url: str) -> str | None:
+        """The URL as configured of a feed that is the same as ``url``, if any."""
+        key = feed_key(url, self.base_dir)
+        for item in self._items("feeds"):
+            existing = _str(item.get("url"))
+            if existing and feed_key(existing, self.base_dir) == key:
+                return existing
+        return None
+
+    def find_newsletter(self, name: str) -> int:
+        for index, item in enumerate(self._items("newsletters")):
+            if _str(item.get("name")) == name.strip():
+                return index
+        raise NotFoundError(f"{self.path.name}: no newsletter named {name!r}")
+
+    def line_of_feed(self, index: int) -> int:
+        """The 1-based line of the feed at ``index`` in the text as it would be written."""
+        reread = _round_trip_yaml("").load(self.text())
+        return int(reread["feeds"].lc.item(index)[0]) + 1
+
+    # -- feeds ------------------------------------------------------------------------------
+
+    def add_feed(
+        self,
+        url: str,
+        *,
+        title: str | None = None,
+        topics: Sequence[str] = (),
+        interval: str | None = None,
+        priority: int | None = None,
+        enabled: bool | None = None,
+    ) -> int:
+        """Append a feed; ``DuplicateError`` when the same feed (canonical URL) is listed."""
+        url = url.strip()
+        existing = self.duplicate_of(url)
+        if existing is not None:
+            raise DuplicateError(f"{self.path.name}: already subscribed: {existing}")
+        item = CommentedMap()
+        item["url"] = url
+        if title:
+            item["title"] = title.strip()
+        if topics:
+            item["topics"] = _flow_list(topics)
+        if interval:
+            item["interval"] = interval.strip()
+        if priority:
+            item["priority"] = priority
+        if enabled is False:
+            item["enabled"] = False
+        return _append_item(self._data, "feeds", item)
+
+    def remove_feed(self, query: str) -> str:
+        """Remove the feed matching ``query`` (URL or title); return its URL as configured."""
+        index = self.find_feed(query)
+        url = _str(self._items("feeds")[index].get("url"))
+        _remove_item(self._data, "feeds", index)
+        return url
+
+    def set_feed(self, query: str, changes: Mapping[str, object]) -> int:
+        """Change keys of one feed; a value of ``None`` removes the key (back to its default)."""
+        index = self.find_feed(query)
+        item = self._items("feeds")[index]
+        for key, value in changes.items():
+            if key not in FEED_KEYS:
+                raise EditError(f"cannot set {key!r} on a feed: use one of {', '.join(FEED_KEYS)}")
+            if key == "url" and isinstance(value, str):
+                other = self.duplicate_of(value)
+                if other is not None and other != _str(item.get("url")):
+                    raise DuplicateError(f"{self.path.name}: already subscribed: {other}")
+            _set_key(item, key, _yaml_value(value))
+        return index
+
+    # -- newsletters --------------------------------------------------------------------------
+
+    def add_newsletter(self, fields: Mapping[str, object]) -> int:
+        name = _str(fields.get("name")).strip()
+        if any(_str(item.get("name")) == name for item in self._items("newsletters")):
+            raise DuplicateError(f"{self.path.name}: a newsletter named {name!r} already exists")
+        item = CommentedMap()
+        for key, value in fields.items():
+            if value not in (None, "", ()):
+                item[key] = _yaml_value(value)
+        return _append_item(self._data, "newsletters", item)
+
+    def remove_newsletter(self, name: str) -> None:
+        _remove_item(self._data, "newsletters", self.find_newsletter(name))
+
+    def set_newsletter(self, name: str, changes: Mapping[str, object]) -> int:
+        index = self.find_newsletter(name)
+        item = self._items("newsletters")[index]
+        for key, value in changes.items():
+            if key not in NewsletterConfig.model_fields:
+                valid = ", ".join(NewsletterConfig.model_fields)
+                raise EditError(f"cannot set {key!r} on a newsletter: use one of {valid}")
+            taken = {_str(other.get("name")) for other in self._items("newsletters")}
+            if key == "name" and value != name and value in taken:
+                raise DuplicateError(f"{self.path.name}: a newsletter named {value!r} already exists")
+            _set_key(item, key, _yaml_value(value))
+        return index
+
+    # -- writing ------------------------------------------------------------------------------
+
+    def save(self) -> str:
+        """Validate, then write atomically unless the file changed on disk; return the new version."""
+        self.validate()
+        text = self.text()
+        if self._crlf:
+            text = text.replace("\n", "\r\n")
+        if self._bom:
+            text = "\ufeff" + text
+        data = text.encode("utf-8")
+        write_atomically(self.path, data, expected_version=self.version)
+        self.version = file_version(data)
+        return self.version
+
+    def _items(self, key: str) -> list[CommentedMap]:
+        value = self._data.get(key)
+        if not isinstance(value, CommentedSeq):
+            return []
+        return [item if isinstance(item, CommentedMap) else CommentedMap() for item in value]
+
+
+def write_atomically(path: Path, data: bytes, *, expected_version: str | None) -> None:
+    """Replace ``path``'s content with ``data``: temporary file, fsync, rename, fsync the folder.
+
+    With ``expected_version``, refuse (``ConflictError``) unless the file on disk still has
+    that version.  A symbolic link is followed: its target is replaced, the link is kept.
+    """
+    target = path.resolve()
+    with _locked(target):
+        if expected_version is not None:
+            try:
+                current = file_version(target.read_bytes())
+            except FileNotFoundError:
+                current = "missing"
+            if current != expected_version:
+                raise ConflictError(
+                    f"not saved: {path} changed on disk since it was read "
+                    "(edited by hand or by another tool); read it again and redo the change"
+                )
+        try:
+            mode = stat.S_IMODE(target.stat().st_mode)
+        except FileNotFoundError:
+            mode = 0o644
+        fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+        tmp = Path(tmp_name)
+        try:
+            with os.fdopen(fd, "wb") as file:
+                file.write(data)
+                file.flush()
+                os.fsync(file.fileno())
+            os.chmod(tmp, mode)
+            os.replace(tmp, target)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        _fsync_dir(target.parent)
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """An exclusive advisory lock on the file being replaced (ours are the only writers that honour it)."""
+    if fcntl is None or not path.exists():
+        yield
+        return
+    with path.open("rb") as handle:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+def _fsync_dir(folder: Path) -> None:
+    # The rename is durable only once the folder's entry is on disk.
+    with contextlib.suppress(OSError):
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+# -- parsing values a person typed -----------------------------------------------------------
+
+
+def parse_assignment(text: str) -> tuple[str, object]:
+    """``"interval=30m"`` → ``("interval", "30m")``; ``topics=a,b`` → a list; ``title=`` → None (unset)."""
+    key, sep, value = text.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise EditError(f"expected KEY=VALUE, got {text!r} (e.g. interval=30m)")
+    return key, parse_value(key, value)
+
+
+def parse_value(key: str, value: str) -> object:
+    """A value typed as text, read as the type the key wants; an empty value means "unset"."""
+    value = value.strip()
+    if value == "":
+        return None
+    if key in ("topics", *NEWSLETTER_LIST_KEYS):
+        return tuple(part.strip() for part in re.split(r"[,\n]", value) if part.strip())
+    if key in ("priority", "max_stories"):
+        try:
+            return int(value)
+        except ValueError as exc:
+            raise EditError(f"{key}: expected a whole number, got {value!r}") from exc
+    if key == "enabled":
+        if value.lower() in _TRUE:
+            return True
+        if value.lower() in _FALSE:
+            return False
+        raise EditError(f"enabled: expected true or false, got {value!r}")
+    return value
+
+
+# -- ruamel tree surgery ---------------------------------------------------------------------
+
+
+def _round_trip_yaml(text: str) -> YAML:
+    """A round-trip YAML whose indentation matches the file's, so that unchanged parts stay byte-equal."""
+    yaml = YAML(typ="rt")
+    yaml.preserve_quotes = True
+    yaml.width = _WIDTH
+    mapping, sequence, offset = _guess_indent(text)
+    yaml.indent(mapping=mapping, sequence=sequence, offset=offset)
+    return yaml
+
+
+_KEY_ALONE = re.compile(r"^(\s*)[^\s#-][^:]*:\s*(#.*)?$")  # "  polling:" opening a block
+_KEY = re.compile(r"^(\s*)[^\s#-][^:]*:")
+_DASH = re.compile(r"^(\s*)-(\s+)\S")
+
+
+def _guess_indent(text: str) -> tuple[int, int, int]:
+    """(mapping indent, sequence indent, dash offset) as used in the text; the project's style by default."""
+    mapping: int | None = None
+    sequence: int | None = None
+    offset: int | None = None
+    lines = [line for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    for before, line in itertools.pairwise(lines):
+        parent = _KEY_ALONE.match(before)
+        if not parent:
+            continue
+        base = len(parent.group(1))
+        dash = _DASH.match(line)
+        if dash and sequence is None and len(dash.group(1)) >= base:
+            offset = len(dash.group(1)) - base
+            sequence = offset + 1 + len(dash.group(2))
+        key = _KEY.match(line)
+        if key and mapping is None and len(key.group(1)) > base:
+            mapping = len(key.group(1)) - base
+    return mapping or 2, sequence or 4, 2 if offset is None else offset
+
+
+def _str(value: object) -> str:
+    return value if isinstance(value, str) else ("" if value is None else str(value))
+
+
+def _flow_list(values: Sequence[str]) -> CommentedSeq:
+    seq = CommentedSeq(values)
+    seq.fa.set_flow_style()
+    return seq
+
+
+def _yaml_value(value: object) -> object:
+    if isinstance(value, tuple | list):
+        return _flow_list([str(v) for v in value])
+    return value
+
+
+def _is_block(node: object) -> bool:
+    return isinstance(node, CommentedMap | CommentedSeq) and not node.fa.flow_style() and len(node) > 0
+
+
+def _tail_slot(node: object) -> tuple[dict[Any, list[Any]], Any, int] | None:
+    """Where ruamel keeps the comment that follows ``node``'s last line: (ca.items, key, index)."""
+    if isinstance(node, CommentedMap) and len(node):
+        key = list(node.keys())[-1]
+        if _is_block(node[key]):
+            return _tail_slot(node[key])
+        return node.ca.items, key, 2
+    if isinstance(node, CommentedSeq) and len(node):
+        index = len(node) - 1
+        if _is_block(node[index]):
+            return _tail_slot(node[index])
+        return node.ca.items, index, 0
+    return None
+
+
+def _get_tail(node: object) -> str:
+    slot = _tail_slot(node)
+    if slot is None:
+        return ""
+    items, key, index = slot
+    entry = items.get(key)
+    token = entry[index] if entry and len(entry) > index else None
+    return str(token.value) if token is not None else ""
+
+
+def _set_tail(node: object, text: str) -> None:
+    slot = _tail_slot(node)
+    if slot is None:
+        return
+    items, key, index = slot
+    entry = items.setdefault(key, [None, None, None, None])
+    while len(entry) <= index:
+        entry.append(None)
+    token = entry[index]
+    if text in ("", "\n"):
+        entry[index] = None
+    elif token is not None:
+        token.value = text
+    else:
+        entry[index] = CommentToken(text, CommentMark(0), None)
+
+
+def _split_tail(text: str) -> tuple[str, str]:
+    """A tail comment → (the rest of the item's own last line, the lines below it)."""
+    if not text:
+        return "\n", ""
+    eol, _, below = text.partition("\n")
+    return eol + "\n", below
+
+
+def _split_below(below: str) -> tuple[str, str]:
+    """Lines between two items → (what stays: up to the last blank line, what belongs to the next item)."""
+    lines = below.splitlines(keepends=True)
+    last_blank = max((i for i, line in enumerate(lines) if not line.strip()), default=-1)
+    return "".join(lines[: last_blank + 1]), "".join(lines[last_blank + 1 :])
+
+
+def _join_below(stays: str, below: str) -> str:
+    """Lines kept above a removed item + the lines that were below it, without doubling blank lines."""
+    if not stays.strip():
+        return below if below.strip() or not stays else stays
+    return stays + below.lstrip("\n")
+
+
+def _blank_separated(seq: CommentedSeq) -> bool:
+    """Whether the items of ``seq`` are separated by blank lines (then a new one is, too)."""
+    gaps = [_split_tail(_get_tail(item))[1] for item in list(seq)[:-1]]
+    return bool(gaps) and all(gap.startswith("\n") for gap in gaps)
+
+
+def _list_under(data: CommentedMap, key: str) -> CommentedSeq:
+    value = data.get(key)
+    if isinstance(value, CommentedSeq):
+        return value
+    if value is not None:
+        raise EditError(f"cannot edit '{key}:': it is not a list")
+    seq = CommentedSeq()
+    data[key] = seq
+    return seq
+
+
+def _append_item(data: CommentedMap, key: str, item: CommentedMap) -> int:
+    """Append ``item`` to the list under ``key``; return its index."""
+    seq = _list_under(data, key)
+    if not len(seq):
+        seq.fa.set_block_style()
+        # A flow "feeds: []" carries the comment after it on the parent's key: keep the end of
+        # that line there, and let the new (last) item carry the lines below.
+        entry = data.ca.items.get(key)
+        token = entry[2] if entry and len(entry) > 2 else None
+        below = ""
+        if token is not None:
+            eol, below = _split_tail(str(token.value))
+            if eol.strip():
+                token.value = eol
+            else:
+                entry[2] = None
+        seq.append(item)
+        _set_tail(item, "\n" + below if below else "")
+        return 0
+    separated = _blank_separated(seq)
+    last = seq[-1]
+    eol, below = _split_tail(_get_tail(last))
+    _set_tail(last, eol + ("\n" if separated else ""))
+    seq.append(item)
+    _set_tail(item, "\n" + below if below else "")
+    return len(seq) - 1
+
+
+def _leading_tokens(data: CommentedMap, key: str) -> list[Any] | None:
+    entry = data.ca.items.get(key)
+    if entry and len(entry) > 3 and entry[3]:
+        return list(entry[3])
+    return None
+
+
+def _set_leading(data: CommentedMap, key: str, seq: CommentedSeq, text: str) -> None:
+    tokens = [CommentToken(text, CommentMark(0), None)] if text else None
+    entry = data.ca.items.setdefault(key, [None, None, None, None])
+    while len(entry) < 4:
+        entry.append(None)
+    entry[3] = tokens
+    if seq.ca.comment is not None:
+        seq.ca.comment[1] = tokens
+
+
+def _indented(token: Any) -> str:
+    """A leading comment token's text with its indentation (ruamel stores the column apart)."""
+    value = str(token.value)
+    column = token.column if value.startswith("#") else 0
+    return " " * column + value
+
+
+def _remove_item(data: CommentedMap, key: str, index: int) -> None:
+    """Remove item ``index`` of the list under ``key`` with the comment directly above it."""
+    seq = _list_under(data, key)
+    _, below = _split_tail(_get_tail(seq[index]))
+    if index > 0:
+        previous = seq[index - 1]
+        eol, gap = _split_tail(_get_tail(previous))
+        stays, _owned = _split_below(gap)
+        del seq[index]
+        _set_tail(previous, eol + _join_below(stays, below))
+        return
+    leading = _leading_tokens(data, key)
+    lead_stays = ""
+    if leading:
+        lead_stays, _owned = _split_below("".join(_indented(t) for t in leading))
+    del seq[0]
+    if len(seq):
+        # The old first item's tail held the lines above the new first item.
+        _set_leading(data, key, seq, lead_stays + below.lstrip("\n"))
+        return
+    # The list is now empty: "feeds: []", followed by whatever followed the removed item.
+    seq.fa.set_flow_style()
+    _set_leading(data, key, seq, "")
+    if lead_stays.strip() or below:
+        entry = data.ca.items.setdefault(key, [None, None, None, None])
+        entry[2] = CommentToken("\n" + _join_below(lead_stays, below), CommentMark(0), None)
+
+
+def _set_key(item: CommentedMap, key: str, value: object) -> None:
+    """Set or (value None) remove ``key`` of a list item, keeping the comment that follows the item."""
+    tail = _get_tail(item)
+    eol, below = _split_tail(tail)
+    if key in item:
+        last = list(item.keys())[-1] == key
+        if value is None:
+            if len(item) == 1:
+                raise EditError(f"cannot remove {key!r}: it is the only key")
+            del item[key]
+            if last:
+                own_eol, _ = _split_tail(_get_tail(item))
+                _set_tail(item, own_eol + below)
+            return
+        item[key] = value
+        if last and not _is_block(value):
+            # A scalar replacing a block list: the comment moves back onto this key.
+            _set_tail(item, eol + below if eol.strip() else ("\n" + below if below else ""))
+        return
+    if value is None:
+        return
+    _set_tail(item, eol)
+    item[key] = value
+    _set_tail(item, "\n" + below if below else "")
