@@ -1,0 +1,447 @@
+"""The combined output feeds: Atom 1.0, RSS 2.0 and JSON Feed 1.1, whole and per topic.
+
+In: a ``Snapshot`` of stories (``aggregator.snapshot``), the folder to write to and
+``PublishSettings`` (title, the URL the folder is served at, how many stories).  Out:
+``feed.atom``, ``feed.rss``, ``feed.json`` and ``topics/<slug>.atom|.rss|.json`` in that
+folder, and a ``PublishResult`` naming them.  The ``render_*`` functions are pure (a
+snapshot in, bytes out); only ``publish_feeds`` and ``write_atomic`` touch the disk.
+
+One entry per story, not per copy: the lead copy's title and content, then a visible "Also
+reported by" list of every other outlet that carried it; in Atom each of those is also a
+``link rel="related"``, in JSON Feed an ``_aggregator.also_reported_by`` list.  Topics are
+categories (tags).  Ids are the snapshot's ``urn:uuid:`` ids, stable across runs.  The
+output depends only on the snapshot (no clock), so an unchanged snapshot gives
+byte-identical files, which are then not rewritten: their ETag and Last-Modified stay put
+and readers polling with validators get 304s.
+
+Every string from a feed is hostile: HTML is sanitized again with nh3 (the parse stage
+already did; this stage must not trust that), characters XML 1.0 forbids are dropped,
+and only absolute http(s) URLs are linked.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+import unicodedata
+import xml.etree.ElementTree as ET
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import format_datetime
+from html import escape
+from pathlib import Path
+from urllib.parse import quote, urljoin, urlsplit
+
+import nh3
+
+from aggregator.snapshot import Snapshot, SnapshotStory
+
+__all__ = [
+    "FEED_FORMATS",
+    "FeedMeta",
+    "PublishResult",
+    "PublishSettings",
+    "feed_path",
+    "publish_feeds",
+    "render_atom",
+    "render_json",
+    "render_rss",
+    "story_html",
+    "topic_slugs",
+    "write_atomic",
+]
+
+ATOM_NS = "http://www.w3.org/2005/Atom"
+DC_NS = "http://purl.org/dc/elements/1.1/"
+JSON_FEED_VERSION = "https://jsonfeed.org/version/1.1"
+GENERATOR = "aggregator"
+GENERATOR_URI = "https://github.com/aggregator-project/aggregator"
+# Documents the ``_aggregator`` extension object of our JSON Feed items (JSON Feed 1.1, "Extensions").
+EXTENSION_ABOUT = GENERATOR_URI + "#json-feed-extension"
+
+# File suffix → media type.  Also what the web side serves them as.
+FEED_FORMATS = {
+    "atom": "application/atom+xml; charset=utf-8",
+    "rss": "application/rss+xml; charset=utf-8",
+    "json": "application/feed+json; charset=utf-8",
+}
+
+# Characters XML 1.0 does not allow anywhere, even escaped (C0 controls but tab, CR, LF;
+# surrogates; U+FFFE and U+FFFF).  Feeds do contain them.
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+# What a URL may hold unescaped (RFC 3986 reserved and unreserved, plus % of existing escapes).
+_URL_SAFE = ":/?#[]@!$&'()*+,;=%-._~"
+
+
+@dataclass(frozen=True, slots=True)
+class PublishSettings:
+    """What the output feeds say about themselves; ``output:`` in feeds.yaml."""
+
+    title: str = "Aggregated stories"
+    base_url: str = "http://localhost:8000/"  # where the output folder is served (the front page)
+    max_stories: int = 50
+
+    def __post_init__(self) -> None:
+        if not self.base_url.endswith("/"):
+            # urljoin("https://x/news", "feed.atom") drops "news": the folder URL needs its slash.
+            object.__setattr__(self, "base_url", self.base_url + "/")
+
+
+@dataclass(frozen=True, slots=True)
+class FeedMeta:
+    """One feed's own metadata: its title and where each format of it lives."""
+
+    title: str
+    home_url: str  # the HTML page the feed belongs to
+    urls: Mapping[str, str]  # format ("atom", "rss", "json") → its absolute URL
+    topic: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PublishResult:
+    """What ``publish_feeds`` did: every file of the output, those rewritten, stale ones removed."""
+
+    files: tuple[Path, ...]
+    changed: tuple[Path, ...]
+    removed: tuple[Path, ...]
+
+
+# --------------------------------------------------------------------------- names
+
+
+def _slugify(name: str) -> str:
+    ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
+    return re.sub(r"[^a-z0-9]+", "-", ascii_name.lower()).strip("-")[:60].strip("-") or "topic"
+
+
+def topic_slugs(topics: Iterable[str]) -> dict[str, str]:
+    """Topic name → the file name of its feeds: ``"Russia / Ukraine"`` → ``russia-ukraine``.
+
+    Names that make the same slug are told apart by ``-2``, ``-3``… in sorted order, so the
+    mapping depends only on the set of names.
+    """
+    slugs: dict[str, str] = {}
+    used: set[str] = set()
+    for name in sorted(set(topics), key=lambda t: (t.casefold(), t)):
+        base = _slugify(name)
+        slug, n = base, 1
+        while slug in used:
+            n += 1
+            slug = f"{base}-{n}"
+        used.add(slug)
+        slugs[name] = slug
+    return slugs
+
+
+def feed_path(fmt: str, slug: str | None = None) -> str:
+    """The output-relative path of a feed: ``feed.atom`` or ``topics/<slug>.atom``."""
+    return f"feed.{fmt}" if slug is None else f"topics/{slug}.{fmt}"
+
+
+def _meta(settings: PublishSettings, topic: str | None, slug: str | None) -> FeedMeta:
+    title = settings.title if topic is None else f"{settings.title}: {topic}"
+    urls = {fmt: urljoin(settings.base_url, feed_path(fmt, slug)) for fmt in FEED_FORMATS}
+    return FeedMeta(title=title, home_url=settings.base_url, urls=urls, topic=topic)
+
+
+# --------------------------------------------------------------------------- cleaning
+
+
+def _text(value: str) -> str:
+    return _NOT_XML.sub("", value)
+
+
+def _line(value: str) -> str:
+    """A title or name: one line, no control characters, no runs of spaces."""
+    return " ".join(_text(value).split())
+
+
+def _url(value: str | None) -> str | None:
+    """An absolute http(s) URL safe to put in an attribute, or None."""
+    if not value:
+        return None
+    value = _text(value).strip()
+    parts = urlsplit(value)
+    if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
+        return None
+    return quote(value, safe=_URL_SAFE)
+
+
+def _date(value: datetime) -> datetime:
+    return value.astimezone(UTC)
+
+
+def _rfc3339(value: datetime) -> str:
+    return _date(value).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _authors(story: SnapshotStory) -> tuple[str, ...]:
+    """The lead's authors, else its outlet: every entry has someone to credit."""
+    names = tuple(n for n in (_line(a) for a in story.lead.entry.authors) if n)
+    return names or (_line(story.outlet),)
+
+
+def _body_html(story: SnapshotStory) -> str:
+    entry = story.lead.entry
+    if entry.content_html.strip():
+        return nh3.clean(_text(entry.content_html))
+    if entry.summary_html.strip():
+        return nh3.clean(_text(entry.summary_html))
+    if entry.text.strip():
+        return "".join(f"<p>{escape(p.strip())}</p>" for p in _text(entry.text).split("\n\n") if p.strip())
+    return ""
+
+
+def story_html(story: SnapshotStory) -> str:
+    """The content of a story's entry: the lead's sanitized HTML, then "Also reported by"."""
+    parts = [_body_html(story)]
+    source = _url(story.url)
+    outlet = escape(_line(story.outlet))
+    parts.append(
+        f'<p>Source: <a href="{escape(source)}">{outlet}</a></p>' if source else f"<p>Source: {outlet}</p>"
+    )
+    if story.coverage:
+        items = []
+        for copy in story.coverage:
+            name = escape(_line(copy.outlet))
+            title = escape(_line(copy.title))
+            link = _url(copy.url)
+            label = f'<a href="{escape(link)}">{name}</a>' if link else name
+            items.append(f"<li>{label}: {title}</li>" if title else f"<li>{label}</li>")
+        parts.append("<p>Also reported by:</p><ul>" + "".join(items) + "</ul>")
+    return "\n".join(p for p in parts if p)
+
+
+def _related(story: SnapshotStory) -> list[tuple[str, str]]:
+    """``(url, title)`` of every other copy worth linking, each URL once, never the lead's own."""
+    seen = {_url(story.url)}
+    links = []
+    for copy in story.coverage:
+        link = _url(copy.url)
+        if link and link not in seen:
+            seen.add(link)
+            links.append((link, _line(f"{copy.outlet}: {copy.title}")))
+    return links
+
+
+def _feed_updated(stories: Sequence[SnapshotStory], snapshot: Snapshot) -> datetime:
+    # From the stories, not the clock: the same stories give the same bytes.
+    return max((s.updated for s in stories), default=snapshot.taken)
+
+
+# --------------------------------------------------------------------------- renderers
+
+
+def _sub(parent: ET.Element, tag: str, text: str | None = None, **attrs: str) -> ET.Element:
+    element = ET.SubElement(parent, tag, attrs)
+    if text is not None:
+        element.text = text
+    return element
+
+
+def _xml(root: ET.Element) -> bytes:
+    ET.indent(root, space="  ")
+    body: bytes = ET.tostring(root, encoding="utf-8", xml_declaration=False)
+    return b'<?xml version="1.0" encoding="utf-8"?>\n' + body + b"\n"
+
+
+def render_atom(stories: Sequence[SnapshotStory], meta: FeedMeta, snapshot: Snapshot) -> bytes:
+    """An Atom 1.0 (RFC 4287) document of ``stories``, in the order given."""
+    feed = ET.Element("feed", {"xmlns": ATOM_NS})
+    _sub(feed, "id", meta.urls["atom"])
+    _sub(feed, "title", _line(meta.title), type="text")
+    _sub(feed, "updated", _rfc3339(_feed_updated(stories, snapshot)))
+    _sub(feed, "link", rel="self", type="application/atom+xml", href=meta.urls["atom"])
+    _sub(feed, "link", rel="alternate", type="text/html", href=meta.home_url)
+    _sub(feed, "link", rel="alternate", type="application/feed+json", href=meta.urls["json"])
+    author = _sub(feed, "author")
+    _sub(author, "name", _line(meta.title))
+    _sub(feed, "generator", GENERATOR, uri=GENERATOR_URI)
+    if meta.topic is not None:
+        _sub(feed, "category", term=_line(meta.topic))
+    for story in stories:
+        entry = _sub(feed, "entry")
+        _sub(entry, "id", story.id)
+        _sub(entry, "title", _line(story.title) or "(untitled)", type="text")
+        _sub(entry, "published", _rfc3339(story.published))
+        _sub(entry, "updated", _rfc3339(story.updated))
+        for name in _authors(story):
+            _sub(_sub(entry, "author"), "name", name)
+        if link := _url(story.url):
+            _sub(entry, "link", rel="alternate", type="text/html", href=link)
+        for href, title in _related(story):
+            _sub(entry, "link", rel="related", type="text/html", href=href, title=title)
+        for topic in story.topics:
+            _sub(entry, "category", term=_line(topic))
+        _sub(entry, "content", story_html(story), type="html")
+    return _xml(feed)
+
+
+def render_rss(stories: Sequence[SnapshotStory], meta: FeedMeta, snapshot: Snapshot) -> bytes:
+    """An RSS 2.0 document of ``stories``; other outlets appear in each item's description."""
+    rss = ET.Element("rss", {"version": "2.0", "xmlns:atom": ATOM_NS, "xmlns:dc": DC_NS})
+    channel = _sub(rss, "channel")
+    _sub(channel, "title", _line(meta.title))
+    _sub(channel, "link", meta.home_url)
+    _sub(channel, "description", _line(meta.title))
+    _sub(channel, "atom:link", rel="self", type="application/rss+xml", href=meta.urls["rss"])
+    _sub(channel, "lastBuildDate", format_datetime(_date(_feed_updated(stories, snapshot)), usegmt=True))
+    _sub(channel, "generator", GENERATOR)
+    _sub(channel, "docs", "https://www.rssboard.org/rss-specification")
+    if meta.topic is not None:
+        _sub(channel, "category", _line(meta.topic))
+    for story in stories:
+        item = _sub(channel, "item")
+        _sub(item, "title", _line(story.title) or "(untitled)")
+        if link := _url(story.url):
+            _sub(item, "link", link)
+        _sub(item, "description", story_html(story))
+        # <author> must be an email address; names go in dc:creator.
+        for name in _authors(story):
+            _sub(item, "dc:creator", name)
+        for topic in story.topics:
+            _sub(item, "category", _line(topic))
+        _sub(item, "guid", story.id, isPermaLink="false")
+        _sub(item, "pubDate", format_datetime(_date(story.published), usegmt=True))
+        if source := _url(story.lead.feed_url):
+            _sub(item, "source", _line(story.outlet), url=source)
+    return _xml(rss)
+
+
+def render_json(
+    stories: Sequence[SnapshotStory], meta: FeedMeta, snapshot: Snapshot, topics: dict[str, str] | None = None
+) -> bytes:
+    """A JSON Feed 1.1 document of ``stories``.
+
+    ``topics`` (name → slug) is listed in the top-level ``_aggregator`` extension so that the
+    web front page can link every topic feed without recomputing slugs.
+    """
+    items = []
+    for story in stories:
+        item: dict[str, object] = {"id": story.id}
+        if link := _url(story.url):
+            item["url"] = link
+        item["title"] = _line(story.title) or "(untitled)"
+        item["content_html"] = story_html(story)
+        item["date_published"] = _rfc3339(story.published)
+        item["date_modified"] = _rfc3339(story.updated)
+        item["authors"] = [{"name": n} for n in _authors(story)]
+        if story.topics:
+            item["tags"] = [_line(t) for t in story.topics]
+        item["_aggregator"] = {
+            "about": EXTENSION_ABOUT,
+            "outlet": _line(story.outlet),
+            "also_reported_by": [
+                {
+                    "outlet": _line(c.outlet),
+                    "url": _url(c.url),
+                    "title": _line(c.title),
+                    "date_published": _rfc3339(c.date),
+                }
+                for c in story.coverage
+            ],
+        }
+        items.append(item)
+    document: dict[str, object] = {
+        "version": JSON_FEED_VERSION,
+        "title": _line(meta.title),
+        "home_page_url": meta.home_url,
+        "feed_url": meta.urls["json"],
+        "authors": [{"name": _line(meta.title)}],
+        "items": items,
+    }
+    if topics is not None:
+        document["_aggregator"] = {
+            "about": EXTENSION_ABOUT,
+            "updated": _rfc3339(_feed_updated(stories, snapshot)),
+            "topics": [{"name": name, "slug": slug} for name, slug in topics.items()],
+        }
+    return (json.dumps(document, ensure_ascii=False, indent=2) + "\n").encode()
+
+
+# --------------------------------------------------------------------------- writing
+
+
+def write_atomic(path: Path, data: bytes) -> bool:
+    """Write ``data`` to ``path`` so that a reader sees the old file or the new one, never half.
+
+    A temporary file in the same folder is written, flushed to disk and renamed over
+    ``path``.  Returns False without writing when ``path`` already holds ``data``, so an
+    unchanged feed keeps its modification time (the web side's Last-Modified).
+    """
+    try:
+        if path.read_bytes() == data:
+            return False
+    except FileNotFoundError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp makes it 0600; a web server under another user must read it
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+    return True
+
+
+def _fsync_dir(folder: Path) -> None:
+    # The rename is durable only once the folder's entry is on disk (POSIX; a no-op elsewhere).
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def render_feeds(snapshot: Snapshot, settings: PublishSettings) -> dict[str, bytes]:
+    """Every output file, by its output-relative path (``feed.atom``, ``topics/x.json``…)."""
+    slugs = topic_slugs(snapshot.topics)
+    files: dict[str, bytes] = {}
+    feeds: list[tuple[str | None, str | None, tuple[SnapshotStory, ...]]] = [
+        (None, None, snapshot.newest(settings.max_stories))
+    ]
+    feeds += [(t, slugs[t], snapshot.in_topic(t)[: settings.max_stories]) for t in snapshot.topics]
+    for topic, slug, stories in feeds:
+        meta = _meta(settings, topic, slug)
+        files[feed_path("atom", slug)] = render_atom(stories, meta, snapshot)
+        files[feed_path("rss", slug)] = render_rss(stories, meta, snapshot)
+        files[feed_path("json", slug)] = render_json(stories, meta, snapshot, slugs if slug is None else None)
+    return files
+
+
+def publish_feeds(snapshot: Snapshot, output_dir: Path, settings: PublishSettings) -> PublishResult:
+    """Render every feed of ``snapshot`` and write each atomically under ``output_dir``.
+
+    Topic feeds of topics no longer in the snapshot are removed (a reader gets a 404
+    rather than a feed frozen forever).  Files that did not change are not rewritten.
+    """
+    files = render_feeds(snapshot, settings)
+    written, changed = [], []
+    for relative, data in files.items():
+        path = output_dir / relative
+        if write_atomic(path, data):
+            changed.append(path)
+        written.append(path)
+    removed = []
+    topics_dir = output_dir / "topics"
+    if topics_dir.is_dir():
+        keep = {p.name for p in written if p.parent == topics_dir}
+        for path in sorted(topics_dir.iterdir()):
+            if path.suffix.lstrip(".") in FEED_FORMATS and path.name not in keep and path.is_file():
+                path.unlink()
+                removed.append(path)
+    return PublishResult(files=tuple(written), changed=tuple(changed), removed=tuple(removed))

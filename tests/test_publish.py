@@ -1,0 +1,523 @@
+"""The output feeds: one entry per story, valid Atom / RSS / JSON Feed, stable, written atomically.
+
+Validity is checked the way a feed validator would: Atom against RFC 4287's RELAX NG schema
+(tests/schemas/atom.rng) plus its two Schematron rules, JSON Feed against the 1.1 spec's
+rules written out below, and every format read back with feedparser (JSON by json).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import threading
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
+from pathlib import Path
+from typing import Any
+
+import feedparser
+import pytest
+from lxml import etree
+
+from aggregator import pipeline
+from aggregator.config import load_config
+from aggregator.publish import (
+    PublishSettings,
+    publish_feeds,
+    render_feeds,
+    story_html,
+    topic_slugs,
+    write_atomic,
+)
+from aggregator.snapshot import Snapshot, build_snapshot, public_id, read_snapshot
+from aggregator.store import Store, StoredStory
+from aggregator.types import Entry, StoredEntry
+
+SCHEMAS = Path(__file__).parent / "schemas"
+ATOM = "{http://www.w3.org/2005/Atom}"
+LEDGER, WIRE, DISPATCH = "https://ledger.example/rss", "https://wire.example/atom", "seeds/dispatch.rdf"
+TITLES = {LEDGER: "The Ledger", WIRE: "Wire & Co", DISPATCH: "Dispatch"}
+SETTINGS = PublishSettings(title="Test <news>", base_url="https://news.example/out", max_stories=50)
+
+
+def stored(
+    id: str,
+    feed: str,
+    *,
+    title: str,
+    day: int,
+    duplicate_of: str | None = None,
+    story: str | None = None,
+    topics: tuple[str, ...] = (),
+    content: str | None = None,
+    url: str | None = "default",
+    seen: datetime | None = None,
+    **entry: Any,
+) -> StoredEntry:
+    published = datetime(2025, 8, day, 9, 0, tzinfo=UTC)
+    first_seen = seen or published + timedelta(minutes=5)
+    return StoredEntry(
+        id=id,
+        feed_url=feed,
+        entry=Entry(
+            guid=id,
+            url=f"https://{id}.example/a" if url == "default" else url,
+            canonical_url=None,
+            title=title,
+            published=published,
+            content_html=f"<p>Body of {id}</p>" if content is None else content,
+            text=f"Body of {id}",
+            **entry,
+        ),
+        first_seen=first_seen,
+        last_updated=first_seen,
+        duplicate_of=duplicate_of,
+        story=story,
+        topics=topics,
+    )
+
+
+@pytest.fixture
+def entries() -> list[StoredEntry]:
+    """A summit story carried by three outlets (one syndicated copy), and two single stories."""
+    return [
+        stored("wire1", WIRE, title="Leaders meet in Alaska", day=14, authors=("A. Reporter",)),
+        stored("ledger1", LEDGER, title="Leaders meet in Alaska", day=14, duplicate_of="wire1"),
+        stored("disp1", DISPATCH, title="Why Alaska?", day=15, url="https://dispatch.example/why?x=1&y=2"),
+        stored(
+            "ledger2",
+            LEDGER,
+            title="Briefing: <markets> & more",
+            day=16,
+            content='<p onclick="steal()">Hi<script>alert(1)</script>'
+            '<a href="javascript:alert(2)">x</a>\x00\x0b</p>',
+        ),
+        stored("wire2", WIRE, title="Arctic Council explained", day=12, url=None),
+    ]
+
+
+@pytest.fixture
+def grouped(entries: list[StoredEntry]) -> tuple[list[StoredEntry], list[StoredStory]]:
+    """The same entries after the story stage: the summit story with topics, the others alone."""
+    moment = datetime(2025, 8, 17, tzinfo=UTC)
+    story_of = {"wire1": "s-summit", "ledger1": "s-summit", "disp1": "s-summit", "ledger2": "s-brief"}
+    topics = {"s-summit": ("Russia", "Diplomacy / Arctic"), "s-brief": ("Markets",)}
+    with_story = [
+        replace(e, story=story_of.get(e.id), topics=topics.get(story_of.get(e.id, ""), ())) for e in entries
+    ]
+    stories = [
+        StoredStory(
+            sid, label, topics[sid], moment, moment, tuple(k for k, v in story_of.items() if v == sid)
+        )
+        for sid, label in (("s-summit", "Leaders meet in Alaska"), ("s-brief", "Briefing"))
+    ]
+    return with_story, stories
+
+
+def snapshot_of(
+    entries: list[StoredEntry], stories: list[StoredStory] | None = None, *, now: datetime | None = None
+) -> Snapshot:
+    return build_snapshot(entries, TITLES, now or datetime(2025, 8, 18, 12, tzinfo=UTC), stories or ())
+
+
+# ------------------------------------------------------------------- validity
+
+
+def assert_valid_atom(data: bytes) -> etree._Element:
+    schema = etree.RelaxNG(etree.parse(str(SCHEMAS / "atom.rng")))
+    doc = etree.fromstring(data)
+    assert schema.validate(doc), schema.error_log
+    feed_author = doc.find(f"{ATOM}author") is not None
+    for entry in doc.iter(f"{ATOM}entry"):
+        # The schema's Schematron rules, which RELAX NG validators skip.
+        assert feed_author or entry.find(f"{ATOM}author") is not None, "entry without an author"
+        links = [link.get("rel", "alternate") for link in entry.iter(f"{ATOM}link")]
+        assert "alternate" in links or entry.find(f"{ATOM}content") is not None
+        # RFC 4287 4.1.1: no two alternate links with the same type and hreflang.
+        alternates = [
+            (lk.get("type"), lk.get("hreflang"))
+            for lk in entry.iter(f"{ATOM}link")
+            if lk.get("rel", "alternate") == "alternate"
+        ]
+        assert len(alternates) == len(set(alternates))
+    return doc
+
+
+RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$")
+JSON_FEED_TOP = {
+    "version", "title", "home_page_url", "feed_url", "description", "user_comment", "next_url",
+    "icon", "favicon", "authors", "language", "expired", "hubs", "items",
+}  # fmt: skip
+JSON_FEED_ITEM = {
+    "id", "url", "external_url", "title", "content_html", "content_text", "summary", "image",
+    "banner_image", "date_published", "date_modified", "authors", "tags", "language", "attachments",
+}  # fmt: skip
+
+
+def assert_valid_json_feed(data: bytes) -> dict[str, Any]:
+    """The rules of https://www.jsonfeed.org/version/1.1/ a validator checks."""
+    doc = json.loads(data.decode("utf-8"))
+    assert doc["version"] == "https://jsonfeed.org/version/1.1"
+    assert isinstance(doc["title"], str)
+    assert doc["title"]
+    assert isinstance(doc["items"], list)
+    for key in doc:
+        assert key in JSON_FEED_TOP or re.match(r"^_[A-Za-z]", key), f"unknown top-level key {key}"
+    for key in ("home_page_url", "feed_url"):
+        assert doc.get(key, "https://x").startswith(("https://", "http://"))
+    for author in doc.get("authors", []):
+        assert {"name", "url", "avatar"} & author.keys()
+    ids = []
+    for item in doc["items"]:
+        for key in item:
+            assert key in JSON_FEED_ITEM or re.match(r"^_[A-Za-z]", key), f"unknown item key {key}"
+        assert isinstance(item["id"], str)
+        assert item["id"]
+        ids.append(item["id"])
+        assert "content_html" in item or "content_text" in item
+        for key in ("date_published", "date_modified"):
+            if key in item:
+                assert RFC3339.match(item[key]), item[key]
+        if "url" in item:
+            assert item["url"].startswith(("https://", "http://"))
+        assert all(isinstance(t, str) for t in item.get("tags", []))
+        for author in item.get("authors", []):
+            assert {"name", "url", "avatar"} & author.keys()
+        for key, value in item.items():
+            if key.startswith("_"):
+                assert isinstance(value, dict)
+                assert "about" in value
+    assert len(ids) == len(set(ids)), "item ids must be unique"
+    return doc
+
+
+def assert_valid_rss(data: bytes) -> etree._Element:
+    doc = etree.fromstring(data)
+    assert doc.tag == "rss"
+    assert doc.get("version") == "2.0"
+    channel = doc.find("channel")
+    assert channel is not None
+    for required in ("title", "link", "description"):
+        assert channel.findtext(required)
+    for item in channel.iter("item"):
+        assert item.findtext("title") or item.findtext("description")
+        parsedate_to_datetime(item.findtext("pubDate") or "")  # RFC 822, raises if not
+        assert item.find("author") is None  # <author> must be an email; names go in dc:creator
+    return doc
+
+
+# ------------------------------------------------------------------- one entry per story
+
+
+def test_one_entry_per_story_with_every_outlet_as_related_links_and_a_visible_list(
+    grouped: tuple[list[StoredEntry], list[StoredStory]],
+) -> None:
+    files = render_feeds(snapshot_of(*grouped), SETTINGS)
+    doc = assert_valid_atom(files["feed.atom"])
+    entries = doc.findall(f"{ATOM}entry")
+    assert len(entries) == 3  # summit (3 copies), briefing, arctic
+    summit = next(e for e in entries if e.findtext(f"{ATOM}title") == "Leaders meet in Alaska")
+    assert summit.findtext(f"{ATOM}id") == public_id("s-summit")
+    related = {lk.get("href") for lk in summit.iter(f"{ATOM}link") if lk.get("rel") == "related"}
+    assert related == {"https://ledger1.example/a", "https://dispatch.example/why?x=1&y=2"}
+    alternate = [lk.get("href") for lk in summit.iter(f"{ATOM}link") if lk.get("rel") == "alternate"]
+    assert alternate == ["https://wire1.example/a"]  # the copy kept, not the syndicated one
+    assert [c.get("term") for c in summit.iter(f"{ATOM}category")] == ["Russia", "Diplomacy / Arctic"]
+    assert summit.findtext(f"{ATOM}author/{ATOM}name") == "A. Reporter"
+    content = summit.findtext(f"{ATOM}content") or ""
+    assert "<p>Body of wire1</p>" in content  # the kept copy's content
+    assert "Also reported by:" in content
+    assert "The Ledger</a>: Leaders meet in Alaska" in content
+    assert "Dispatch</a>: Why Alaska?" in content
+
+    parsed = feedparser.parse(files["feed.atom"])
+    assert not parsed.bozo, parsed.get("bozo_exception")
+    assert [e.title for e in parsed.entries] == [
+        "Briefing: <markets> & more",
+        "Leaders meet in Alaska",
+        "Arctic Council explained",
+    ]
+    assert parsed.feed.links[0].href == "https://news.example/out/feed.atom"
+
+
+def test_rss_and_json_feed_carry_the_same_stories(
+    grouped: tuple[list[StoredEntry], list[StoredStory]],
+) -> None:
+    files = render_feeds(snapshot_of(*grouped), SETTINGS)
+    rss = feedparser.parse(files["feed.rss"])
+    assert not rss.bozo, rss.get("bozo_exception")
+    assert_valid_rss(files["feed.rss"])
+    doc = assert_valid_json_feed(files["feed.json"])
+    atom = feedparser.parse(files["feed.atom"])
+    assert [e.id for e in rss.entries] == [e.id for e in atom.entries] == [i["id"] for i in doc["items"]]
+    assert rss.feed.title == doc["title"] == "Test <news>"
+    summit_rss = rss.entries[1]
+    assert summit_rss.guidislink is False
+    assert [t.term for t in summit_rss.tags] == ["Russia", "Diplomacy / Arctic"]
+    assert "Also reported by:" in summit_rss.description
+    assert summit_rss.published_parsed[:3] == (2025, 8, 14)
+    summit_json = doc["items"][1]
+    assert summit_json["tags"] == ["Russia", "Diplomacy / Arctic"]
+    assert summit_json["_aggregator"]["outlet"] == "Wire & Co"
+    assert [c["outlet"] for c in summit_json["_aggregator"]["also_reported_by"]] == ["The Ledger", "Dispatch"]
+    assert doc["_aggregator"]["topics"] == [
+        {"name": "Diplomacy / Arctic", "slug": "diplomacy-arctic"},
+        {"name": "Markets", "slug": "markets"},
+        {"name": "Russia", "slug": "russia"},
+    ]
+
+
+def test_before_the_story_stage_a_story_is_a_kept_entry_with_its_copies(entries: list[StoredEntry]) -> None:
+    snapshot = snapshot_of(entries)
+    assert [s.title for s in snapshot.stories] == [
+        "Briefing: <markets> & more",
+        "Why Alaska?",
+        "Leaders meet in Alaska",
+        "Arctic Council explained",
+    ]
+    summit = snapshot.stories[2]
+    assert summit.lead.id == "wire1"
+    assert summit.key == "entry:wire1"
+    assert [(c.outlet, c.duplicate) for c in summit.coverage] == [("The Ledger", True)]
+    assert summit.outlets == ("Wire & Co", "The Ledger")
+
+
+def test_the_lead_is_the_kept_copy_named_by_the_story_label_else_the_most_carried(
+    grouped: tuple[list[StoredEntry], list[StoredStory]],
+) -> None:
+    entries, stories = grouped
+    relabelled = [replace(stories[0], label="Why Alaska?"), stories[1]]
+    assert snapshot_of(entries, relabelled).stories[1].lead.id == "disp1"
+    # A duplicate is never the lead, even when its headline is the label.
+    entries = [replace(e, entry=replace(e.entry, title="Copy")) if e.id == "ledger1" else e for e in entries]
+    relabelled = [replace(stories[0], label="Copy"), stories[1]]
+    assert snapshot_of(entries, relabelled).stories[1].lead.id == "wire1"
+
+
+def test_topic_feeds_hold_only_their_stories_and_validate(
+    grouped: tuple[list[StoredEntry], list[StoredStory]],
+) -> None:
+    files = render_feeds(snapshot_of(*grouped), SETTINGS)
+    assert sorted(files) == sorted(
+        [f"feed.{x}" for x in ("atom", "rss", "json")]
+        + [
+            f"topics/{t}.{x}"
+            for t in ("diplomacy-arctic", "markets", "russia")
+            for x in ("atom", "rss", "json")
+        ]
+    )
+    doc = assert_valid_atom(files["topics/markets.atom"])
+    assert [e.findtext(f"{ATOM}title") for e in doc.iter(f"{ATOM}entry")] == ["Briefing: <markets> & more"]
+    assert doc.findtext(f"{ATOM}title") == "Test <news>: Markets"
+    self_link = [lk.get("href") for lk in doc.iter(f"{ATOM}link") if lk.get("rel") == "self"]
+    assert self_link == ["https://news.example/out/topics/markets.atom"]
+    assert_valid_json_feed(files["topics/russia.json"])
+    assert_valid_rss(files["topics/russia.rss"])
+    assert not feedparser.parse(files["topics/russia.rss"]).bozo
+
+
+def test_topic_slugs_are_readable_unique_and_depend_only_on_the_names() -> None:
+    names = ["Russia / Ukraine", "AI", "ai", "Économie", "!!!", "???"]
+    slugs = topic_slugs(names)
+    assert slugs == topic_slugs(reversed(names))
+    assert slugs["Russia / Ukraine"] == "russia-ukraine"
+    assert slugs["Économie"] == "economie"
+    assert {slugs["AI"], slugs["ai"]} == {"ai", "ai-2"}
+    assert {slugs["!!!"], slugs["???"]} == {"topic", "topic-2"}
+
+
+def test_newest_n_stories_by_latest_coverage(entries: list[StoredEntry]) -> None:
+    files = render_feeds(snapshot_of(entries), replace(SETTINGS, max_stories=2))
+    titles = [e.title for e in feedparser.parse(files["feed.atom"]).entries]
+    assert titles == ["Briefing: <markets> & more", "Why Alaska?"]
+
+
+# ------------------------------------------------------------------- hostile input
+
+
+def test_content_is_sanitized_and_stripped_of_characters_xml_forbids(entries: list[StoredEntry]) -> None:
+    files = render_feeds(snapshot_of(entries), SETTINGS)
+    for name in ("feed.atom", "feed.rss"):
+        etree.fromstring(files[name])  # parses: no NUL or \x0b survived
+    html = story_html(snapshot_of(entries).stories[0])
+    assert "<script" not in html
+    assert "onclick" not in html
+    assert "javascript:" not in html
+    assert "alert(1)" not in html
+    assert "\x00" not in html
+    assert "\x0b" not in html
+    doc = assert_valid_json_feed(files["feed.json"])
+    assert doc["items"][0]["title"] == "Briefing: <markets> & more"
+
+
+def test_only_http_links_are_published() -> None:
+    bad = [
+        stored("a", WIRE, title="A", day=10, url="javascript:alert(1)"),
+        stored("b", WIRE, title="B", day=11, url="https://b.example/ü path"),
+    ]
+    files = render_feeds(snapshot_of(bad), SETTINGS)
+    doc = assert_valid_atom(files["feed.atom"])
+    hrefs = [lk.get("href") for lk in doc.iter(f"{ATOM}link") if lk.get("rel") == "alternate"]
+    assert "javascript:alert(1)" not in hrefs
+    assert "https://b.example/%C3%BC%20path" in hrefs
+
+
+def test_an_entry_dated_in_the_future_is_shown_at_when_it_was_first_seen() -> None:
+    seen = datetime(2025, 8, 18, 10, tzinfo=UTC)
+    future = stored("f", WIRE, title="F", day=30, seen=seen)
+    story = snapshot_of([future]).stories[0]
+    assert story.published == seen
+
+
+def test_an_empty_snapshot_still_makes_valid_feeds() -> None:
+    files = render_feeds(snapshot_of([]), SETTINGS)
+    assert_valid_atom(files["feed.atom"])
+    assert_valid_rss(files["feed.rss"])
+    assert assert_valid_json_feed(files["feed.json"])["items"] == []
+
+
+# ------------------------------------------------------------------- stability & writing
+
+
+def test_ids_and_bytes_are_stable_across_runs_and_input_order(
+    grouped: tuple[list[StoredEntry], list[StoredStory]],
+) -> None:
+    entries, stories = grouped
+    first = render_feeds(snapshot_of(entries, stories), SETTINGS)
+    later = render_feeds(
+        snapshot_of(list(reversed(entries)), stories, now=datetime(2025, 9, 1, tzinfo=UTC)), SETTINGS
+    )
+    assert first == later
+
+
+def test_a_story_that_gains_coverage_keeps_its_id_and_moves_its_updated_time(
+    grouped: tuple[list[StoredEntry], list[StoredStory]],
+) -> None:
+    entries, stories = grouped
+    before = feedparser.parse(render_feeds(snapshot_of(entries, stories), SETTINGS)["feed.atom"])
+    later = datetime(2025, 8, 18, 8, tzinfo=UTC)
+    newcomer = stored("late", LEDGER, title="Alaska, a day later", day=17, story="s-summit", seen=later)
+    stories = [replace(stories[0], updated=later, entry_ids=(*stories[0].entry_ids, "late")), stories[1]]
+    after = feedparser.parse(render_feeds(snapshot_of([*entries, newcomer], stories), SETTINGS)["feed.atom"])
+    old = {e.id: e for e in before.entries}
+    new = {e.id: e for e in after.entries}
+    summit = public_id("s-summit")
+    assert old.keys() == new.keys()
+    assert new[summit].updated_parsed > old[summit].updated_parsed
+    assert new[summit].published == old[summit].published
+    assert "Alaska, a day later" in new[summit].content[0].value
+
+
+def test_publishing_writes_every_file_then_rewrites_only_what_changed(
+    tmp_path: Path, grouped: tuple[list[StoredEntry], list[StoredStory]]
+) -> None:
+    entries, stories = grouped
+    first = publish_feeds(snapshot_of(entries, stories), tmp_path, SETTINGS)
+    assert len(first.files) == len(first.changed) == 12
+    mtimes = {p: p.stat().st_mtime_ns for p in first.files}
+    again = publish_feeds(snapshot_of(entries, stories), tmp_path, SETTINGS)
+    assert again.changed == ()
+    assert again.removed == ()
+    assert {p: p.stat().st_mtime_ns for p in again.files} == mtimes
+    assert all(oct(p.stat().st_mode & 0o777) == "0o644" for p in again.files)
+
+    # Markets disappears: its feeds go, the whole feed changes, Russia's does not.
+    without_markets = [replace(e, topics=()) if e.story == "s-brief" else e for e in entries]
+    stories = [stories[0], replace(stories[1], topics=())]
+    third = publish_feeds(snapshot_of(without_markets, stories), tmp_path, SETTINGS)
+    assert {p.name for p in third.removed} == {"markets.atom", "markets.rss", "markets.json"}
+    assert tmp_path / "feed.atom" in third.changed
+    assert tmp_path / "topics" / "russia.atom" not in third.changed
+    assert not list(tmp_path.rglob("*.tmp"))
+
+
+def test_a_reader_never_sees_half_a_file(tmp_path: Path) -> None:
+    path = tmp_path / "feed.atom"
+    versions = [b"a" * 2_000_000, b"b" * 1_000_000]
+    write_atomic(path, versions[0])
+    seen: set[bytes] = set()
+    stop = threading.Event()
+
+    def read() -> None:
+        while not stop.is_set():
+            seen.add(path.read_bytes())
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    try:
+        for i in range(20):
+            write_atomic(path, versions[i % 2 == 0])
+    finally:
+        stop.set()
+        reader.join()
+    assert seen <= set(versions)
+    assert not [p for p in tmp_path.iterdir() if p.name != "feed.atom"]
+
+
+def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path: Path) -> None:
+    path = tmp_path / "feed.atom"
+    write_atomic(path, b"old")
+    with pytest.raises(TypeError):
+        write_atomic(path, "not bytes")  # type: ignore[arg-type]
+    assert path.read_bytes() == b"old"
+    assert [p.name for p in tmp_path.iterdir()] == ["feed.atom"]
+
+
+# ------------------------------------------------------------------- the seeds, end to end
+
+
+def test_the_seed_feeds_publish_valid_feeds_from_the_store(tmp_path: Path, now: datetime) -> None:
+    root = Path(__file__).resolve().parent.parent
+    config = tmp_path / "feeds.yaml"
+    config.write_text(
+        (root / "feeds.yaml").read_text().replace("url: seeds/", f"url: {root}/seeds/"), encoding="utf-8"
+    )
+    loaded = load_config(config)
+    with Store.open(f"sqlite:///{tmp_path / 'agg.sqlite'}") as store:
+        asyncio.run(pipeline.poll_feeds(loaded, store, now))
+        titles = {s.url: s.title or s.url for s in store.feed_states()}
+        snapshot = read_snapshot(store, titles, now, at_least=50)
+        count = sum(1 for _ in store.iter_entries())
+    result = publish_feeds(snapshot, tmp_path / "public", SETTINGS)
+    assert {p.name for p in result.files} == {"feed.atom", "feed.rss", "feed.json"}
+    atom = assert_valid_atom((tmp_path / "public" / "feed.atom").read_bytes())
+    assert len(atom.findall(f"{ATOM}entry")) == len(snapshot.stories) == count  # no dedupe yet: one each
+    assert_valid_rss((tmp_path / "public" / "feed.rss").read_bytes())
+    assert_valid_json_feed((tmp_path / "public" / "feed.json").read_bytes())
+    for name in ("feed.atom", "feed.rss"):
+        parsed = feedparser.parse((tmp_path / "public" / name).read_bytes())
+        assert not parsed.bozo
+        assert len(parsed.entries) == count
+        assert all(e.title and e.id.startswith("urn:uuid:") for e in parsed.entries)
+
+
+def test_read_snapshot_reads_everything_when_the_recent_window_is_not_enough(
+    sqlite_url: str, now: datetime
+) -> None:
+    class Recorder:
+        def __init__(self, recent: list[StoredEntry], everything: list[StoredEntry]) -> None:
+            self.recent, self.everything, self.full_reads = recent, everything, 0
+
+        def entries_first_seen_since(self, since: datetime) -> list[StoredEntry]:
+            return self.recent
+
+        def iter_entries(self, feed_urls: Any = None) -> list[StoredEntry]:
+            self.full_reads += 1
+            return self.everything
+
+        def iter_stories(self) -> list[StoredStory]:
+            return []
+
+    old = stored("old", WIRE, title="Old", day=1)
+    copy = stored("copy", LEDGER, title="Old", day=17, duplicate_of="old")
+    fresh = stored("new", WIRE, title="New", day=17)
+    source = Recorder([fresh], [old, copy, fresh])
+    assert [s.title for s in read_snapshot(source, TITLES, now, at_least=1).stories] == ["New"]
+    assert source.full_reads == 0
+    assert len(read_snapshot(source, TITLES, now, at_least=2).stories) == 2  # too few: read all
+    source = Recorder([copy, fresh], [old, copy, fresh])
+    snapshot = read_snapshot(source, TITLES, now, at_least=1)  # a copy of an old entry: read all
+    assert source.full_reads == 1
+    assert [c.entry_id for c in snapshot.stories[1].coverage] == ["copy"]
