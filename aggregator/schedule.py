@@ -1,0 +1,106 @@
+"""When newsletters are due: crontab schedules in a time zone, and the one catch-up rule.
+
+Pure: no I/O, no clock.  In: a newsletter's ``schedule`` (crontab) and ``timezone``, where
+its newest stored issue ends, and ``now``.  Out: an APScheduler trigger
+(``NewsletterTrigger``), the latest scheduled time at or before ``now``
+(``last_fire_time``) and the scheduled time whose issue should go out now (``due_issue``).
+
+The scheduler, a restart, a wake-up from sleep and ``aggregator run --once`` all ask
+``due_issue``, so they agree: at most one issue, of the latest scheduled time, however
+many were missed.
+"""
+
+from __future__ import annotations
+
+import zoneinfo
+from datetime import UTC, datetime, timedelta
+
+from apscheduler.triggers.base import BaseTrigger
+from apscheduler.triggers.cron import CronTrigger
+
+from aggregator.config import NewsletterConfig
+
+# A newsletter issue later than this is not sent at all: the next regular issue starts
+# where the last one ended, so its stories are not lost, only not sent as stale news.
+# A week covers a weekly newsletter whose machine was off over the weekend.
+MISFIRE_GRACE = timedelta(days=7)
+
+
+class NewsletterTrigger(BaseTrigger):  # type: ignore[misc]  # APScheduler ships no type hints
+    """A crontab schedule in a time zone that fires once per wall-clock time.
+
+    APScheduler's ``CronTrigger`` fires at both ``02:30`` of the night the clocks go back;
+    a subscriber would get two issues.  For schedules with a fixed hour the second
+    occurrence is skipped; with ``*`` in the hour field every real hour counts.  A time
+    the clocks skip in spring (02:30 that never happens) fires once, an hour later.
+    """
+
+    __slots__ = ("cron", "schedule", "skip_repeated", "timezone")
+
+    def __init__(self, schedule: str, timezone: str) -> None:
+        self.schedule = schedule
+        self.timezone = zoneinfo.ZoneInfo(timezone)
+        self.cron = CronTrigger.from_crontab(schedule, timezone=self.timezone)
+        hour = next(f for f in self.cron.fields if f.name == "hour")
+        self.skip_repeated = str(hour) != "*"
+
+    def get_next_fire_time(self, previous_fire_time: datetime | None, now: datetime) -> datetime | None:
+        fire: datetime | None = self.cron.get_next_fire_time(previous_fire_time, now)
+        while fire is not None and self.skip_repeated and _repeated_wall_time(fire, self.timezone):
+            fire = self.cron.get_next_fire_time(fire, fire)
+        return fire
+
+    def __str__(self) -> str:
+        return f"{self.schedule} ({self.timezone.key})"
+
+    def __repr__(self) -> str:
+        return f"NewsletterTrigger({self.schedule!r}, {self.timezone.key!r})"
+
+
+def _repeated_wall_time(when: datetime, tz: zoneinfo.ZoneInfo) -> bool:
+    """Whether ``when`` is the second occurrence of a wall-clock time (the hour repeated in autumn)."""
+    local = when.astimezone(tz)
+    return local.fold == 1 and local.replace(fold=0).utcoffset() != local.utcoffset()
+
+
+def newsletter_trigger(newsletter: NewsletterConfig) -> NewsletterTrigger:
+    return NewsletterTrigger(newsletter.schedule, newsletter.timezone)
+
+
+def last_fire_time(
+    trigger: BaseTrigger, now: datetime, lookback: timedelta = MISFIRE_GRACE
+) -> datetime | None:
+    """The latest time ``trigger`` fired at or before ``now``, looking back at most ``lookback``.
+
+    APScheduler 3 triggers only look forward, so this walks forward from ``now - span``,
+    widening the span (1 hour, 1 day, ``lookback``) only when nothing fired in it: a
+    schedule that fires every minute costs 60 steps, a daily one a handful.
+    """
+    span = min(timedelta(hours=1), lookback)
+    while True:
+        last = None
+        fire = trigger.get_next_fire_time(None, now - span)
+        while fire is not None and fire <= now:
+            last = fire
+            fire = trigger.get_next_fire_time(fire, fire)
+        if last is not None or span >= lookback:
+            return None if last is None else last.astimezone(UTC)
+        span = min(span * 24, lookback)
+
+
+def due_issue(
+    trigger: BaseTrigger,
+    covered_until: datetime | None,
+    now: datetime,
+    lookback: timedelta = MISFIRE_GRACE,
+) -> datetime | None:
+    """The scheduled time whose issue should go out at ``now``, or None.
+
+    That is the latest fire time at or before ``now`` (within ``lookback``) that the
+    newest stored issue (its window ends at ``covered_until``) does not cover yet.  Only
+    the latest: several missed fire times give one catch-up issue, not a burst.
+    """
+    fire = last_fire_time(trigger, now, lookback)
+    if fire is None or (covered_until is not None and covered_until >= fire):
+        return None
+    return fire

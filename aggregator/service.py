@@ -1,0 +1,767 @@
+"""The long-running process: polling on time, digests on schedule, config reloads, clean stops.
+
+In: the path of ``feeds.yaml``, a ``Clock`` and the function that runs one newsletter
+issue.  Out: a process that runs until SIGTERM/SIGINT and an exit code
+(``run_forever``); ``next_runs`` for ``aggregator status``.
+
+The jobs (APScheduler 3.11, ``AsyncIOScheduler``, in-memory job store)::
+
+    poll                 interval, every POLL_TICK: asks the store which feeds are due and
+                         polls those (a feed's cadence is data in the store, not a job)
+    newsletter:NAME      cron, one per newsletter, in the newsletter's own time zone
+
+Both kinds have ``coalesce=True`` and ``max_instances=1``: after the machine slept, every
+missed run of a job collapses into one.  The newsletter job then asks the store what its
+latest issue covered and sends at most the one issue of the latest scheduled time
+(``schedule.due_issue``), so a restart, a sleep, a manual ``run --once`` and the scheduler all
+agree, and nobody gets a burst of stale issues.  At start the same rule catches up an
+issue missed while the process was down (only for newsletters that have run before: a
+new newsletter starts at its next scheduled time, as with cron).
+
+A daylight-saving change that repeats an hour would make a cron trigger fire twice at
+``02:30``; ``schedule.NewsletterTrigger`` skips the second occurrence of a repeated wall time
+(for schedules with a fixed hour; hourly ``*`` schedules run by real time), like Vixie cron.
+
+A config watcher re-reads ``feeds.yaml`` every ``WATCH_INTERVAL``: a valid edit replaces the
+config and the newsletter jobs and polls soon (a new feed is due at once); an invalid one
+is logged with its line numbers and the process keeps the last good config.
+
+The run lock (``aggregator.runlock``) keeps a second scheduler off the same database.  Stopping:
+the first SIGTERM/SIGINT cancels in-flight fetches (a database write in progress
+completes: it runs in the pipeline's writer thread) and asks a digest in progress to stop
+after the current recipient; a second signal cancels everything.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.base import BaseTrigger
+from apscheduler.triggers.interval import IntervalTrigger
+
+from aggregator import pipeline, polling, schedule
+from aggregator.clock import Clock, SystemClock
+from aggregator.config import LoadedConfig, NewsletterConfig, load_config, load_config_text
+from aggregator.errors import AggregatorError, ConfigError, ConfigProblem, StoreError
+from aggregator.runlock import SchedulerAlreadyRunning, run_lock
+from aggregator.store import Store
+from aggregator.types import FeedStatus, PollOutcome, PollSummary
+
+log = logging.getLogger(__name__)
+
+EXIT_OK, EXIT_USAGE, EXIT_ALREADY_RUNNING = 0, 2, 3
+
+POLL_JOB_ID = "poll"
+NEWSLETTER_JOB_PREFIX = "newsletter:"
+
+# How often the poll job asks the store what is due.  One indexed query; feeds are due
+# at most this much after their next check (the minimum polling interval is minutes).
+POLL_TICK = timedelta(seconds=60)
+# A poll tick missed by more than this (the machine slept) is dropped; coalescing
+# already turns a burst into one run, and the next tick is at most POLL_TICK away.
+POLL_MISFIRE_GRACE = timedelta(minutes=5)
+# How often feeds.yaml is looked at.  An edit is applied once two looks agree, so a
+# file caught half-written by an editor is not reported as broken.
+WATCH_INTERVAL = 1.0
+
+
+# --------------------------------------------------------------------------- digests
+
+
+@dataclass(frozen=True, slots=True)
+class DigestRun:
+    """What one newsletter job did, for its log line."""
+
+    newsletter: str
+    scheduled_for: datetime
+    status: str  # e.g. "sent", "empty", "stopped", "unavailable"
+    issue: int | None = None
+    sent: int = 0
+    failed: int = 0
+    remaining: int = 0  # recipients left for a restart (a stop between recipients)
+
+
+class RunIssue(Protocol):
+    """Runs (or resumes) the issue of one newsletter for its scheduled time.
+
+    ``stop`` is set when the process is stopping: the issue stops after the current
+    recipient, and a later call with the same ``scheduled_for`` finishes it.
+    """
+
+    async def __call__(
+        self,
+        loaded: LoadedConfig,
+        store: Store,
+        newsletter: NewsletterConfig,
+        *,
+        scheduled_for: datetime,
+        now: datetime,
+        stop: threading.Event,
+    ) -> DigestRun: ...
+
+
+async def run_issue_unavailable(
+    loaded: LoadedConfig,
+    store: Store,
+    newsletter: NewsletterConfig,
+    *,
+    scheduled_for: datetime,
+    now: datetime,
+    stop: threading.Event,
+) -> DigestRun:
+    """Stand-in until aggregator/newsletters.py lands: says so instead of silently skipping."""
+    # TODO(digests): replace with the newsletters module's run function (see run_forever).
+    log.warning(
+        "newsletter %s: issue of %s not sent: digests are not available in this version",
+        newsletter.name,
+        scheduled_for.isoformat(),
+    )
+    return DigestRun(newsletter.name, scheduled_for, "unavailable")
+
+
+def covered_until(store: Store, newsletter: str) -> tuple[datetime | None, bool]:
+    """Where the newest stored issue of ``newsletter`` ends, and whether it is still being sent."""
+    latest = store.latest_issue(newsletter)
+    if latest is None:
+        return None, False
+    return latest.window_end, latest.status == "sending"
+
+
+# --------------------------------------------------------------------------- logging
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object a line: time, level, logger, message, and the record's ``fields``."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        data: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        data.update(getattr(record, "fields", {}))
+        if record.exc_info:
+            data["exception"] = self.formatException(record.exc_info)
+        return json.dumps(data, ensure_ascii=False, default=str)
+
+
+class _QuietPollSkips(logging.Filter):
+    """A poll cycle longer than the tick makes APScheduler warn at every tick; that is expected."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if "maximum number of running instances" not in str(record.msg) or not record.args:
+            return True
+        job = record.args[0] if isinstance(record.args, tuple) else None
+        return getattr(job, "id", None) != POLL_JOB_ID
+
+
+def configure_logging(log_format: Literal["text", "json"] = "text", *, verbose: bool = False) -> None:
+    """Log to stderr: INFO (DEBUG with ``verbose``), as text lines or JSON lines."""
+    handler = logging.StreamHandler(sys.stderr)
+    if log_format == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        formatter = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%Y-%m-%dT%H:%M:%SZ")
+        formatter.converter = time.gmtime
+        handler.setFormatter(formatter)
+    root = logging.getLogger()
+    for old in root.handlers[:]:
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG if verbose else logging.INFO)
+    # APScheduler logs every job start and end at INFO: one line per cycle is ours to write.
+    logging.getLogger("apscheduler").setLevel(logging.DEBUG if verbose else logging.WARNING)
+    logging.getLogger("apscheduler.scheduler").addFilter(_QuietPollSkips())
+    for noisy in ("httpx", "httpcore", "alembic"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def _problem_fields(problem: ConfigProblem) -> dict[str, Any]:
+    return {
+        "file": problem.path,
+        "line": problem.line,
+        "column": problem.column,
+        "location": problem.location,
+        "problem": problem.message,
+        "hint": problem.hint,
+    }
+
+
+# --------------------------------------------------------------------------- config watcher
+
+
+class ConfigWatcher:
+    """Notices edits of ``feeds.yaml`` by content (a hash), not by mtime alone.
+
+    mtime has a coarse resolution on some file systems and editors that save by rename
+    change the inode; a hash of a few kilobytes a second is cheap and sees every change.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._applied: str | None = None
+        self._pending: str | None = None
+
+    def load(self) -> LoadedConfig:
+        """The config as it is now, remembered as applied; ``ConfigError`` if it is unusable."""
+        data, digest = self._read_digest()
+        if data is None:
+            return load_config(self.path)  # raises ConfigError worded for a missing/unreadable file
+        try:
+            loaded = load_config_text(data.decode("utf-8"), self.path)
+        except UnicodeDecodeError as exc:
+            raise ConfigError([ConfigProblem(str(self.path), 0, 0, "", f"not UTF-8 text: {exc}")]) from exc
+        self._applied = digest
+        return loaded
+
+    def _read_digest(self) -> tuple[bytes | None, str | None]:
+        try:
+            data = self.path.read_bytes()
+        except OSError:
+            return None, None
+        return data, _digest(data)
+
+    def check(self) -> LoadedConfig | None:
+        """A newly edited, valid config; None when nothing changed (or the edit is invalid, logged)."""
+        data, digest = self._read_digest()
+        if digest == self._applied:
+            self._pending = None
+            return None
+        if digest != self._pending:
+            self._pending = digest  # look once more before acting: the editor may be mid-write
+            return None
+        self._applied, self._pending = digest, None
+        if data is None:
+            log.error(
+                "%s: cannot read the config (moved or deleted?); still running on the last good config",
+                self.path,
+            )
+            return None
+        try:
+            return load_config_text(data.decode("utf-8"), self.path)
+        except UnicodeDecodeError as exc:
+            problems: tuple[ConfigProblem, ...] = (
+                ConfigProblem(str(self.path), 0, 0, "", f"not UTF-8 text: {exc}"),
+            )
+        except ConfigError as exc:
+            problems = exc.problems
+        for problem in problems:
+            log.error(
+                "%s", problem, extra={"fields": {"event": "config_problem", **_problem_fields(problem)}}
+            )
+        log.error(
+            "%s: %d problem(s) in the edit; still running on the last good config",
+            self.path,
+            len(problems),
+            extra={"fields": {"event": "config_rejected", "problems": len(problems)}},
+        )
+        return None
+
+
+def _digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+# --------------------------------------------------------------------------- the service
+
+
+class Service:
+    """The jobs and what they share: the current config, the store, the clock.
+
+    The job bodies (``poll_due``, ``run_newsletter``, ``catch_up``) are plain coroutines a
+    test can call with a ``ManualClock``; ``install`` hands them to an APScheduler.
+    """
+
+    def __init__(
+        self,
+        loaded: LoadedConfig,
+        store: Store,
+        *,
+        clock: Clock | None = None,
+        run_issue: RunIssue = run_issue_unavailable,
+        poll_tick: timedelta = POLL_TICK,
+    ) -> None:
+        self.loaded = loaded
+        self.store = store
+        self.clock = clock or SystemClock()
+        self.run_issue = run_issue
+        self.poll_tick = poll_tick
+        self.scheduler: AsyncIOScheduler | None = None
+        self.digest_stop = threading.Event()
+        self._polls: set[asyncio.Task[Any]] = set()
+        self._digests: set[asyncio.Task[Any]] = set()
+        self._schedules: dict[str, tuple[str, str]] = {}  # newsletter → (schedule, timezone) installed
+        self._letter_locks: dict[str, asyncio.Lock] = {}
+        self._stopper: asyncio.Task[None] | None = None
+        self.stopping = False
+
+    # -- the jobs -----------------------------------------------------------------------
+
+    def triggers(self) -> dict[str, BaseTrigger]:
+        """Every job's trigger by job id, as ``install`` schedules them."""
+        jobs: dict[str, BaseTrigger] = {POLL_JOB_ID: self._poll_trigger()}
+        for newsletter in self.loaded.config.newsletters:
+            jobs[NEWSLETTER_JOB_PREFIX + newsletter.name] = schedule.newsletter_trigger(newsletter)
+        return jobs
+
+    def _poll_trigger(self) -> IntervalTrigger:
+        # An explicit start: APScheduler would otherwise read the machine's clock.
+        return IntervalTrigger(
+            seconds=self.poll_tick.total_seconds(), start_date=self.clock.now(), timezone=UTC
+        )
+
+    async def run_job(self, job_id: str) -> None:
+        """Run one job by id, as the scheduler would (used by simulations)."""
+        if job_id == POLL_JOB_ID:
+            await self.poll_due()
+        else:
+            await self.run_newsletter(job_id.removeprefix(NEWSLETTER_JOB_PREFIX))
+
+    async def poll_due(self) -> PollSummary | None:
+        """The poll job: fetch and store the feeds that are due now; one log line."""
+        if self.stopping:
+            return None
+        with _tracked(self._polls):
+            try:
+                return await self._poll_due()
+            except asyncio.CancelledError:
+                log.info("poll cycle cancelled: stopping")
+                return None
+
+    async def _poll_due(self) -> PollSummary | None:
+        loaded, now = self.loaded, self.clock.now()
+        due = 0
+
+        def started(count: int) -> None:
+            nonlocal due
+            due = count
+
+        began = time.monotonic()  # a stopwatch for the log line, not a clock reading
+        try:
+            # TODO(lead): call pipeline.run_cycle(loaded, self.store, now, only_due=True) once it
+            # exists (poll + dedupe + stories + publish); log its CycleReport the same way.
+            summary = await pipeline.poll_feeds(
+                loaded,
+                self.store,
+                now,
+                only_due=True,
+                on_start=started,
+                on_outcome=lambda outcome: _log_outcome(loaded, outcome),
+            )
+        except StoreError as exc:
+            log.error("poll cycle failed: %s; trying again in %s", exc, self.poll_tick)
+            return None
+        seconds = time.monotonic() - began
+        fields = {
+            "event": "poll_cycle",
+            "due": due,
+            "fetched": summary.count(FeedStatus.OK),
+            "not_modified": summary.count(FeedStatus.NOT_MODIFIED),
+            "failed": summary.failed,
+            "new_entries": summary.new_entries,
+            "updated_entries": summary.updated_entries,
+            "duration_s": round(seconds, 3),
+        }
+        # A tick with nothing due is not news; at INFO it would be a line a minute.
+        log.log(
+            logging.INFO if due else logging.DEBUG,
+            "poll cycle: %d due, %d fetched, %d not modified, %d failed, %d new entries in %.1fs",
+            due,
+            fields["fetched"],
+            fields["not_modified"],
+            fields["failed"],
+            fields["new_entries"],
+            seconds,
+            extra={"fields": fields},
+        )
+        return summary
+
+    async def run_newsletter(self, name: str) -> DigestRun | None:
+        """A newsletter job: send the issue due now, if any (one catch-up at most)."""
+        newsletter = next((n for n in self.loaded.config.newsletters if n.name == name), None)
+        if newsletter is None:  # removed from feeds.yaml while the job was starting
+            return None
+        return await self._run_due(newsletter, first_issue=True)
+
+    async def catch_up(self) -> list[DigestRun]:
+        """At start: finish interrupted issues and send one issue missed while the process was down.
+
+        Newsletters that never ran are left for their next scheduled time, as cron would.
+        """
+        done = []
+        for newsletter in self.loaded.config.newsletters:
+            run = await self._run_due(newsletter, first_issue=False)
+            if run is not None:
+                done.append(run)
+        return done
+
+    async def _run_due(self, newsletter: NewsletterConfig, *, first_issue: bool) -> DigestRun | None:
+        name = newsletter.name
+        # The cron job and the catch-up at start may meet: one issue at a time per newsletter.
+        async with self._letter_locks.setdefault(name, asyncio.Lock()):
+            if self.stopping:
+                return None
+            until, sending = await asyncio.to_thread(covered_until, self.store, name)
+            if until is None and not first_issue:
+                return None
+            now = self.clock.now()
+            scheduled_for = schedule.due_issue(schedule.newsletter_trigger(newsletter), until, now)
+            if scheduled_for is None and sending and until is not None:
+                scheduled_for = until  # an issue interrupted by a stop or a crash: finish it
+            if scheduled_for is None:
+                log.debug("newsletter %s: nothing due at %s", name, now.isoformat())
+                return None
+            return await self._send(newsletter, scheduled_for, now)
+
+    async def _send(
+        self, newsletter: NewsletterConfig, scheduled_for: datetime, now: datetime
+    ) -> DigestRun | None:
+        began = time.monotonic()
+        with _tracked(self._digests):
+            try:
+                run = await self.run_issue(
+                    self.loaded,
+                    self.store,
+                    newsletter,
+                    scheduled_for=scheduled_for,
+                    now=now,
+                    stop=self.digest_stop,
+                )
+            except asyncio.CancelledError:
+                log.warning("newsletter %s: cancelled by a second stop signal", newsletter.name)
+                return None
+            except (AggregatorError, OSError) as exc:
+                log.error(
+                    "newsletter %s: issue of %s failed: %s", newsletter.name, scheduled_for.isoformat(), exc
+                )
+                return None
+        seconds = time.monotonic() - began
+        log.info(
+            "digest %s #%s for %s: %s, %d sent, %d failed, %d left, in %.1fs",
+            run.newsletter,
+            run.issue if run.issue is not None else "-",
+            run.scheduled_for.isoformat(),
+            run.status,
+            run.sent,
+            run.failed,
+            run.remaining,
+            seconds,
+            extra={
+                "fields": {
+                    "event": "digest",
+                    "newsletter": run.newsletter,
+                    "issue": run.issue,
+                    "scheduled_for": run.scheduled_for.isoformat(),
+                    "status": run.status,
+                    "sent": run.sent,
+                    "failed": run.failed,
+                    "remaining": run.remaining,
+                    "duration_s": round(seconds, 3),
+                }
+            },
+        )
+        return run
+
+    # -- scheduling ---------------------------------------------------------------------
+
+    def install(self, scheduler: AsyncIOScheduler) -> None:
+        """Add the poll job and one job per newsletter to ``scheduler`` (not started here)."""
+        self.scheduler = scheduler
+        scheduler.add_job(
+            self.poll_due,
+            self._poll_trigger(),
+            id=POLL_JOB_ID,
+            name="poll the feeds that are due",
+            coalesce=True,
+            max_instances=1,
+            misfire_grace_time=int(POLL_MISFIRE_GRACE.total_seconds()),
+            next_run_time=self.clock.now(),  # poll what is due straight away
+            replace_existing=True,
+        )
+        self._install_newsletters()
+
+    def _install_newsletters(self) -> None:
+        scheduler = self.scheduler
+        if scheduler is None:
+            return
+        wanted = {n.name: n for n in self.loaded.config.newsletters}
+        for name in set(self._schedules) - set(wanted):
+            scheduler.remove_job(NEWSLETTER_JOB_PREFIX + name)
+            del self._schedules[name]
+        for name, newsletter in wanted.items():
+            installed = (newsletter.schedule, newsletter.timezone)
+            if self._schedules.get(name) == installed:
+                continue  # unchanged: keep its next run time
+            scheduler.add_job(
+                self.run_newsletter,
+                schedule.newsletter_trigger(newsletter),
+                args=[name],
+                id=NEWSLETTER_JOB_PREFIX + name,
+                name=f"newsletter {name}",
+                coalesce=True,
+                max_instances=1,
+                misfire_grace_time=int(schedule.MISFIRE_GRACE.total_seconds()),
+                replace_existing=True,
+            )
+            self._schedules[name] = installed
+
+    def apply_config(self, loaded: LoadedConfig) -> None:
+        """Run on ``loaded`` from now on: re-create the newsletter jobs and poll soon."""
+        old = self.loaded
+        if loaded.database_url != old.database_url:
+            log.warning(
+                "%s: the database changed; restart the scheduler to use it (still using %s)",
+                loaded.path,
+                self.store.url,
+            )
+        self.loaded = loaded
+        old_feeds = {f.url for f in old.enabled_feeds}
+        new_feeds = {f.url for f in loaded.enabled_feeds}
+        old_letters = {n.name for n in old.config.newsletters}
+        new_letters = {n.name for n in loaded.config.newsletters}
+        if self.scheduler is not None:
+            self._install_newsletters()
+            # A feed just added is due (never polled); polling now means "soon" is seconds.
+            self.scheduler.modify_job(POLL_JOB_ID, next_run_time=self.clock.now())
+        log.info(
+            "config reloaded: %d feeds (%d added, %d removed), %d newsletters (%d added, %d removed)",
+            len(new_feeds),
+            len(new_feeds - old_feeds),
+            len(old_feeds - new_feeds),
+            len(new_letters),
+            len(new_letters - old_letters),
+            len(old_letters - new_letters),
+            extra={
+                "fields": {
+                    "event": "config_reloaded",
+                    "feeds": len(new_feeds),
+                    "feeds_added": sorted(new_feeds - old_feeds),
+                    "feeds_removed": sorted(old_feeds - new_feeds),
+                    "newsletters": sorted(new_letters),
+                }
+            },
+        )
+
+    async def stop(self, *, force: bool = False) -> None:
+        """Cancel polls, let a digest finish its current recipient (cancel it too with ``force``)."""
+        self.stopping = True
+        if self.scheduler is not None and self.scheduler.running:
+            self.scheduler.pause()  # no new jobs; shutting the scheduler down would cancel ours
+        self.digest_stop.set()
+        for task in list(self._polls) + (list(self._digests) if force else []):
+            task.cancel()
+        await asyncio.gather(*self._polls, *self._digests, return_exceptions=True)
+
+
+@contextlib.contextmanager
+def _tracked(tasks: set[asyncio.Task[Any]]) -> Iterator[None]:
+    """Register the running task in ``tasks`` while the block runs (so a stop can find it)."""
+    task = asyncio.current_task()
+    if task is not None:
+        tasks.add(task)
+    try:
+        yield
+    finally:
+        tasks.discard(task)
+
+
+def _log_outcome(loaded: LoadedConfig, outcome: PollOutcome) -> None:
+    """Per feed: DEBUG when fine (the cycle line sums it up), WARNING when it failed."""
+    where = loaded.where(outcome.url)
+    if outcome.notice:
+        log.warning("notice: %s", outcome.notice)
+    fields = {
+        "event": "feed_polled",
+        "feed": outcome.url,
+        "status": outcome.status.value,
+        "new_entries": outcome.new_entries,
+        "updated_entries": outcome.updated_entries,
+        "error": outcome.error,
+    }
+    if outcome.error:
+        log.warning("%s: %s: %s", where, outcome.url, outcome.error, extra={"fields": fields})
+    else:
+        log.debug(
+            "%s: %s: %s, %d new, %d updated: stored",
+            where,
+            outcome.url,
+            outcome.status.value,
+            outcome.new_entries,
+            outcome.updated_entries,
+            extra={"fields": fields},
+        )
+
+
+# --------------------------------------------------------------------------- the process
+
+
+async def serve(
+    service: Service,
+    watcher: ConfigWatcher | None,
+    *,
+    watch_interval: float = WATCH_INTERVAL,
+    stopping: asyncio.Event | None = None,
+) -> None:
+    """Run ``service`` under an APScheduler until ``stopping`` is set (SIGTERM/SIGINT set it)."""
+    loop = asyncio.get_running_loop()
+    stopping = stopping or asyncio.Event()
+    signals = 0
+
+    def on_signal(signum: int) -> None:
+        nonlocal signals
+        signals += 1
+        name = signal.Signals(signum).name
+        if signals == 1:
+            log.info("%s: stopping (fetches cancelled; a digest stops after its current recipient)", name)
+            stopping.set()
+        else:
+            log.warning("%s again: stopping now", name)
+            service._stopper = loop.create_task(service.stop(force=True))
+
+    installed = []
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(ValueError, RuntimeError):  # not the main thread (tests)
+            loop.add_signal_handler(signum, on_signal, signum)
+            installed.append(signum)
+
+    scheduler = AsyncIOScheduler(timezone=UTC)
+    service.install(scheduler)
+    scheduler.start()
+    catch_up = loop.create_task(service.catch_up())
+    _log_started(service)
+
+    async def watch(watcher: ConfigWatcher) -> None:
+        while True:
+            await asyncio.sleep(watch_interval)
+            loaded = watcher.check()
+            if loaded is not None:
+                service.apply_config(loaded)
+
+    watching = loop.create_task(watch(watcher)) if watcher is not None else None
+    try:
+        await stopping.wait()
+    finally:
+        if watching is not None:
+            watching.cancel()
+        await service.stop()
+        await asyncio.gather(catch_up, return_exceptions=True)
+        scheduler.shutdown(wait=False)
+        for signum in installed:
+            loop.remove_signal_handler(signum)
+        log.info("scheduler stopped", extra={"fields": {"event": "stopped"}})
+
+
+def _log_started(service: Service) -> None:
+    loaded = service.loaded
+    jobs = next_runs(loaded, service.store, service.clock.now())
+    log.info(
+        "scheduler started: %s, %d feeds, %d newsletters, database %s; %s",
+        loaded.path,
+        len(loaded.enabled_feeds),
+        len(loaded.config.newsletters),
+        service.store.url,
+        "; ".join(f"{j.job} next at {j.next_run.isoformat() if j.next_run else 'never'}" for j in jobs),
+        extra={
+            "fields": {
+                "event": "started",
+                "pid": os.getpid(),
+                "config": str(loaded.path),
+                "jobs": {j.job: j.next_run.isoformat() if j.next_run else None for j in jobs},
+            }
+        },
+    )
+
+
+def run_forever(
+    config_path: Path,
+    log_format: Literal["text", "json"] = "text",
+    *,
+    verbose: bool = False,
+    run_issue: RunIssue | None = None,
+) -> int:
+    """The long-running process (``python scheduler.py``, ``aggregator run``): returns an exit code.
+
+    0 after a clean stop, 2 for a bad config or an unusable database, 3 when another
+    scheduler already runs on the same database.
+    """
+    configure_logging(log_format, verbose=verbose)
+    watcher = ConfigWatcher(config_path.absolute())
+    try:
+        loaded = watcher.load()
+    except ConfigError as exc:
+        for problem in exc.problems:
+            log.error(
+                "%s", problem, extra={"fields": {"event": "config_problem", **_problem_fields(problem)}}
+            )
+        log.error("%d problem(s) in %s; not started", len(exc.problems), watcher.path)
+        return EXIT_USAGE
+    try:
+        with run_lock(loaded.database_url), Store.open(loaded.database_url) as store:
+            service = Service(loaded, store, run_issue=run_issue or run_issue_unavailable)
+            asyncio.run(serve(service, watcher))
+    except SchedulerAlreadyRunning as exc:
+        log.error("%s", exc, extra={"fields": {"event": "already_running"}})
+        return EXIT_ALREADY_RUNNING
+    except StoreError as exc:
+        log.error("%s", exc)
+        return EXIT_USAGE
+    return EXIT_OK
+
+
+# --------------------------------------------------------------------------- status
+
+
+@dataclass(frozen=True, slots=True)
+class NextRun:
+    """When a job of the scheduler runs next, for ``aggregator status``."""
+
+    job: str  # "poll" or "newsletter:NAME"
+    next_run: datetime | None  # UTC; None: never (no feeds to poll, nothing scheduled)
+    detail: str
+
+
+def next_runs(loaded: LoadedConfig, store: Store, now: datetime) -> list[NextRun]:
+    """When each scheduler job runs next, computed from the config and the store.
+
+    Polling: the earliest next check of an enabled feed (a never-polled feed is due now);
+    the scheduler picks it up within ``POLL_TICK``.  Newsletters: their next scheduled time.
+    """
+    feeds = loaded.enabled_feeds
+    states = store.feed_states([f.url for f in feeds])
+    live = [s for s in states if s.status is not FeedStatus.RETIRED]
+    due = [s for s in live if polling.is_due(s, now)]
+    waiting = [s.next_check for s in live if s.next_check is not None and s.next_check > now]
+    if due:
+        poll = NextRun(POLL_JOB_ID, now, f"{len(due)} of {len(feeds)} feeds due now")
+    elif waiting:
+        poll = NextRun(POLL_JOB_ID, min(waiting), f"{len(feeds)} feeds, none due yet")
+    else:
+        poll = NextRun(POLL_JOB_ID, None, "no feeds to poll")
+    runs = [poll]
+    for newsletter in loaded.config.newsletters:
+        trigger = schedule.newsletter_trigger(newsletter)
+        fire = trigger.get_next_fire_time(None, now)
+        runs.append(
+            NextRun(
+                NEWSLETTER_JOB_PREFIX + newsletter.name,
+                None if fire is None else fire.astimezone(UTC),
+                str(trigger),
+            )
+        )
+    return runs
