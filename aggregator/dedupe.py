@@ -145,7 +145,7 @@ class DedupeSettings:
     lead_overlap: float = 0.5  # ... and both begin the same way
     body_agreement: float = 0.5  # below this, bodies veto a url/guid/title match
     min_words: int = 25  # fewer words (after boilerplate) count as no body
-    feed_priority: Mapping[str, int] = field(default_factory=dict)
+    feed_priority: Mapping[str, int] = field(default_factory=dict, hash=False)
     pin_together: tuple[tuple[str, str], ...] = ()
     pin_apart: tuple[tuple[str, str], ...] = ()
 
@@ -777,7 +777,7 @@ class DuplicateIndex:
         forced = new_set.union(dirty)  # dirty: the store may hold a verdict the index does not
         for component in groups.sets():
             rows = sorted({m for g in component for m in self._members_of(g)}, key=self._ids.__getitem__)
-            full = any(g in must_split for g in component)
+            full = any(g in must_split for g in component) or self._holds_apart_pair(rows)
             before = {row: self.duplicate_of(self._ids[row]) for row in rows if row not in new_set}
             for row, verdict in self._settle(rows, full):
                 if row in forced or verdict.duplicate_of != before[row]:
@@ -806,8 +806,6 @@ class DuplicateIndex:
             groups.add(kb)
             if _pair(pin_a, pin_b) in self._matcher.together:
                 groups.union(ka, kb)
-            elif ka == kb:
-                must_split.add(ka)
         for kept in self._reroot:
             if self._alive[kept]:
                 groups.add(kept)
@@ -836,6 +834,10 @@ class DuplicateIndex:
         pairs.update(zip(lo.tolist(), hi.tolist(), strict=True))
         alive = self._alive
         return sorted(p for p in pairs if alive[p[0]] and alive[p[1]])
+
+    def _holds_apart_pair(self, rows: list[int]) -> bool:
+        ids = {self._ids[r] for r in rows}
+        return any(a in ids and b in ids for a, b in self._matcher.apart)
 
     def _members_of(self, group: int) -> list[int]:
         return [m for m in self._members.get(group, [group]) if self._alive[m]]
