@@ -343,6 +343,8 @@ class SmtpTransport(Transport):
             # The message may or may not have been accepted: never send it again.
             self._drop()
             return DeliveryResult(Outcome.UNCERTAIN, f"connection lost during DATA: {exc}")
+        if code != 250:  # smtplib's data() returns the final reply without raising
+            return _classify(code, reply, "DATA")
         return DeliveryResult(Outcome.SENT, f"{code} {_text(reply)}")
 
     def _reset(self, conn: smtplib.SMTP) -> None:

@@ -1,0 +1,104 @@
+"""The ``aggregator digest NAME [--preview | --send | --to ADDRESS]`` command.
+
+Registered in ``aggregator/cli.py`` with ``app.command("digest")(cli_digest.digest)``.
+It reads the clock once, loads the config through the CLI's context object (``ctx.obj``
+with a ``load()`` method), and prints where things went.  Exit codes: 0 done, 1 some
+recipients failed or are uncertain, 2 bad usage or config.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Protocol
+
+import typer
+from rich.console import Console
+
+from aggregator import newsletters
+from aggregator.config import LoadedConfig
+from aggregator.errors import AggregatorError
+from aggregator.mail import Outcome
+from aggregator.store import Store
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+out = Console()
+err = Console(stderr=True)
+
+
+class _Loads(Protocol):
+    def load(self) -> LoadedConfig: ...
+
+
+def digest(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="The newsletter's name in feeds.yaml.")],
+    preview: Annotated[
+        bool, typer.Option("--preview", help="Write the HTML of the issue due now and print its path.")
+    ] = False,
+    send: Annotated[
+        bool, typer.Option("--send", help="Send the due issue now, even before its schedule fires.")
+    ] = False,
+    to: Annotated[
+        str | None,
+        typer.Option("--to", metavar="ADDRESS", help="Send a test copy to ADDRESS (not recorded)."),
+    ] = None,
+) -> None:
+    """Preview a newsletter issue, send it, or send a test copy."""
+    if sum((preview, send, to is not None)) != 1:
+        err.print("digest: give exactly one of --preview, --send or --to ADDRESS")
+        raise typer.Exit(EXIT_USAGE)
+    context: _Loads = ctx.obj
+    loaded = context.load()
+    now = datetime.now(UTC)
+    try:
+        with Store.open(loaded.database_url) as store:
+            if preview:
+                path = newsletters.preview_issue(loaded, store, now, name)
+                out.print(str(path), markup=False, highlight=False, soft_wrap=True)
+                raise typer.Exit(EXIT_OK)
+            if to is not None:
+                result = newsletters.send_test_copy(loaded, store, now, name, to)
+                where = result.detail if result.outcome is Outcome.SENT else f"{result.outcome}: {result.detail}"
+                (out if result.outcome is Outcome.SENT else err).print(
+                    f"test copy to {to}: {where}", markup=False, highlight=False
+                )
+                raise typer.Exit(EXIT_OK if result.outcome is Outcome.SENT else EXIT_FAILED)
+            outcomes = newsletters.run_due_newsletters(loaded, store, now, names=[name], force=True)
+    except AggregatorError as exc:
+        err.print(f"error: {exc}", markup=False, highlight=False)
+        raise typer.Exit(EXIT_USAGE) from exc
+    if not outcomes:
+        err.print(f"{name}: another process is sending right now; try again later")
+        raise typer.Exit(EXIT_FAILED)
+    code = EXIT_OK
+    for outcome in outcomes:
+        out.print(describe(outcome), markup=False, highlight=False)
+        for recipient in outcome.uncertain:
+            err.print(
+                f"  uncertain: {recipient}: the connection broke during DATA; it may have arrived and "
+                "will not be sent again",
+                markup=False,
+                highlight=False,
+            )
+        if outcome.failed or outcome.uncertain:
+            code = EXIT_FAILED
+    raise typer.Exit(code)
+
+
+def describe(outcome: newsletters.IssueOutcome) -> str:
+    """One line per issue, for this command and ``run --once``."""
+    if outcome.status == "empty":
+        return f"{outcome.newsletter} #{outcome.number}: nothing new since the last issue; no email"
+    parts = [f"{outcome.sent} sent"]
+    if outcome.retrying:
+        parts.append(f"{outcome.retrying} to retry")
+    if outcome.failed:
+        parts.append(f"{outcome.failed} failed")
+    if outcome.uncertain:
+        parts.append(f"{len(outcome.uncertain)} uncertain")
+    more = f" ({outcome.stories - outcome.shown} more in the archive)" if outcome.stories > outcome.shown else ""
+    return (
+        f"{outcome.newsletter} #{outcome.number}: {outcome.shown} stories{more}: {', '.join(parts)}; "
+        f"archive: {outcome.archive}"
+    )

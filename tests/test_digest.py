@@ -1,0 +1,221 @@
+"""The digest stage: which stories an issue holds, and what its HTML and text look like."""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import mjml
+import pytest
+
+from aggregator import digest
+from aggregator.digest import DigestIssue, DigestStory, render_digest, select_stories
+from aggregator.types import Entry, StoredEntry
+
+NOW = datetime(2025, 8, 18, 12, 0, tzinfo=UTC)
+START = NOW - timedelta(days=1)
+TITLES = {"https://a.example/feed": "Outlet A", "https://b.example/feed": "Outlet B"}
+
+
+@dataclass(frozen=True)
+class Story:
+    id: str
+    label: str
+    topics: tuple[str, ...]
+
+
+def stored(
+    eid: str,
+    title: str,
+    *,
+    feed: str = "https://a.example/feed",
+    url: str | None = None,
+    seen: datetime = NOW - timedelta(hours=1),
+    duplicate_of: str | None = None,
+    story: str | None = None,
+    text: str = "Body text of the article.",
+    topics: tuple[str, ...] = (),
+) -> StoredEntry:
+    entry = Entry(
+        guid=eid,
+        url=url if url is not None else f"https://news.example/{eid}",
+        canonical_url=None,
+        title=title,
+        published=seen - timedelta(minutes=30),
+        text=text,
+    )
+    return StoredEntry(
+        id=eid,
+        feed_url=feed,
+        entry=entry,
+        first_seen=seen,
+        last_updated=seen,
+        duplicate_of=duplicate_of,
+        story=story,
+        topics=topics,
+    )
+
+
+def issue_of(stories: tuple[DigestStory, ...], number: int = 1) -> DigestIssue:
+    return DigestIssue(
+        newsletter="daily",
+        title="The Daily Digest",
+        number=number,
+        window_start=START,
+        window_end=NOW,
+        frozen_at=NOW,
+        timezone="Europe/London",
+        lang="en",
+        stories=stories,
+    )
+
+
+def select(entries: list[StoredEntry], stories: list[Story] | None = None, **kwargs: object) -> tuple[DigestStory, ...]:
+    return select_stories(
+        entries, stories or [], TITLES, window_start=START, window_end=NOW, **kwargs  # type: ignore[arg-type]
+    )
+
+
+def test_without_stories_a_kept_entry_is_a_story_and_its_copies_are_other_outlets() -> None:
+    entries = [
+        stored("e1", "Summit ends"),
+        stored("e2", "Summit ends", feed="https://b.example/feed", duplicate_of="e1"),
+        stored("e3", "Markets rally", feed="https://b.example/feed"),
+    ]
+    chosen = select(entries)
+    assert [s.headline for s in chosen] == ["Summit ends", "Markets rally"]
+    assert chosen[0].outlets == ("Outlet A", "Outlet B")
+    assert chosen[0].url == "https://news.example/e1"
+
+
+def test_stories_use_their_label_and_topics_and_count_every_outlet() -> None:
+    entries = [
+        stored("e1", "Leaders meet in Alaska", story="s1"),
+        stored("e2", "Alaska summit: leaders meet", feed="https://b.example/feed", story="s1"),
+    ]
+    chosen = select(entries, [Story("s1", "Alaska summit: leaders meet", ("Diplomacy",))])
+    assert len(chosen) == 1
+    assert chosen[0].headline == "Alaska summit: leaders meet"
+    assert chosen[0].url == "https://news.example/e2"  # the copy whose headline is the label
+    assert chosen[0].outlets == ("Outlet B", "Outlet A")
+    assert chosen[0].section == "Diplomacy"
+
+
+def test_window_excludes_stories_first_seen_before_it_even_if_they_grew() -> None:
+    entries = [
+        stored("old", "Old story", seen=START - timedelta(hours=2), story="s1"),
+        stored("new-copy", "Old story, more", seen=NOW - timedelta(hours=1), story="s1"),
+        stored("edge", "Seen exactly at the start", seen=START),
+        stored("now", "Seen exactly now", seen=NOW),
+        stored("future", "Seen after the window", seen=NOW + timedelta(seconds=1)),
+    ]
+    chosen = select(entries, [Story("s1", "Old story", ())])
+    assert [s.headline for s in chosen] == ["Seen exactly now"]
+
+
+def test_topic_and_feed_filters_and_the_story_limit() -> None:
+    entries = [stored(f"e{i}", f"Story {i}", topics=("Tech",) if i % 2 else ("Sport",)) for i in range(10)]
+    assert {s.section for s in select(entries, topics=("Tech",))} == {"Tech"}
+    assert len(select(entries, topics=("Tech",))) == 5
+    assert select(entries, feeds=("https://b.example/feed",)) == ()
+    assert len(select(entries, max_stories=3)) == 3
+
+
+def test_hostile_strings_are_cleaned_and_bad_links_dropped(caplog: pytest.LogCaptureFixture) -> None:
+    entries = [
+        stored("e1", "Evil\u202e title\x00 <script>alert(1)</script>\u2028 & co"),
+        stored("e2", "No link", url="javascript:alert(1)"),
+    ]
+    with caplog.at_level(logging.WARNING):
+        chosen = select(entries)
+    assert [s.headline for s in chosen] == ["Evil title <script>alert(1)</script> & co"]
+    assert "none of its entries has an http(s) link" in caplog.text
+    rendered = render_digest(issue_of(chosen), archive_url="https://example.org/archive/daily/0001.html")
+    assert "<script>" not in rendered.html
+    assert "Evil title &lt;script&gt;alert(1)&lt;/script&gt; &amp; co" in rendered.html
+    assert "Evil title <script>alert(1)</script> & co" in rendered.text
+
+
+def test_rendered_issue_has_what_mail_clients_need() -> None:
+    chosen = select([stored(f"e{i}", f"Headline number {i}", topics=("World",)) for i in range(5)])
+    rendered = render_digest(issue_of(chosen), archive_url="https://example.org/archive/daily/0001.html")
+    html = rendered.html
+    assert html.startswith("<!doctype html>")
+    assert '<html lang="en"' in html
+    assert 'name="color-scheme" content="light dark"' in html
+    assert "prefers-color-scheme: dark" in html
+    assert "googleapis" not in html  # fonts={}
+    for i in range(5):
+        assert f"Headline number {i}" in html
+        assert f"Headline number {i}" in rendered.text
+    assert rendered.preheader.startswith("Headline number")
+    assert rendered.preheader in html
+    for href in re.findall(r'href="([^"]*)"', html):
+        assert href.startswith(("https://", "http://")), href
+    for img in re.findall(r"<img [^>]*>", html):
+        assert 'alt="' in img
+    assert digest.UNSUBSCRIBE_MARK in html
+    assert digest.UNSUBSCRIBE_MARK in rendered.text
+    assert rendered.subject == "The Daily Digest: Headline number 0 (+4 more)"
+    # Every link is styled inline: mjml-python does not inline <mj-style inline>.
+    assert all("style=" in a for a in re.findall(r"<a [^>]*>", html))
+
+
+def test_large_issue_stays_under_gmail_clipping_and_links_the_rest() -> None:
+    entries = [
+        stored(f"e{i:03d}", f"A long enough headline about event {i} " * 2, text="Lorem ipsum dolor sit amet. " * 30)
+        for i in range(300)
+    ]
+    chosen = select(entries, max_stories=300)
+    rendered = render_digest(issue_of(chosen), archive_url="https://example.org/archive/daily/0001.html")
+    assert len(rendered.html.encode()) <= digest.MAX_HTML_BYTES - digest.PER_RECIPIENT_MARGIN
+    assert rendered.omitted > 0
+    assert rendered.shown + rendered.omitted == 300
+    assert f"+{rendered.omitted} more stories in the web archive" in rendered.html
+    assert f"+{rendered.omitted} more in the web archive: https://example.org/" in rendered.text
+    assert rendered.text.count("\n* ") == rendered.shown
+    per_story = len(rendered.html.encode()) / rendered.shown
+    assert per_story < 1200  # the compact layout
+
+
+def test_a_story_mjml_rejects_is_dropped_and_the_issue_survives(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    chosen = select([stored("good", "Good story"), stored("bad", "Bad story")])
+    original = digest._story_html
+
+    def broken(story: DigestStory, timezone: str) -> str:
+        html = original(story, timezone)
+        return html + "<" if story.id == "bad" else html
+
+    monkeypatch.setattr(digest, "_story_html", broken)
+    with caplog.at_level(logging.WARNING):
+        rendered = render_digest(issue_of(chosen), archive_url="https://example.org/a.html")
+    assert rendered.dropped == ("bad",)
+    assert "Good story" in rendered.html
+    assert "Bad story" not in rendered.html
+    assert "story dropped: 'Bad story'" in caplog.text
+
+
+def test_snapshot_round_trips_through_json() -> None:
+    chosen = select([stored("e1", "Héadline ✓", story="s1")], [Story("s1", "Héadline ✓", ("Wörld",))])
+    issue = issue_of(chosen, number=7)
+    assert digest.issue_from_json(digest.issue_to_json(issue)) == issue
+
+
+def test_mjml_python_facts_we_rely_on() -> None:
+    # The unrelated PyPI package "mjml" installs a module of the same name.
+    assert callable(mjml.mjml2html)
+    with pytest.raises(ValueError):
+        mjml.mjml2html("<mjml><mj-body><mj-text>a < b</mj-text></mj-body></mjml>", fonts={})
+    # mjml-python 1.4.2 does NOT inline <mj-style inline="inline">: the templates style
+    # elements inline themselves.  If this starts failing, inlining works: simplify them.
+    html = mjml.mjml2html(
+        '<mjml><mj-head><mj-style inline="inline">.x { color: #123456; }</mj-style></mj-head>'
+        '<mj-body><mj-section><mj-column><mj-text><p class="x">p</p></mj-text>'
+        "</mj-column></mj-section></mj-body></mjml>",
+        fonts={},
+    )
+    assert '<p class="x">' in html

@@ -1,0 +1,349 @@
+"""Messages and their delivery, against a real SMTP server (aiosmtpd) on 127.0.0.1.
+
+``SmtpServer`` here is also used by tests/test_newsletters.py.
+"""
+
+from __future__ import annotations
+
+import email
+import socket
+import ssl
+import subprocess
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from email import policy
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult, LoginPassword
+
+from aggregator import mail
+from aggregator.mail import DeliveryResult, Outcome, SmtpSettings, SmtpTransport
+
+USER, PASSWORD = "digest", "s3cret"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Handler:
+    """Records accepted messages; ``data_replies`` scripts the replies to DATA, in order."""
+
+    messages: list[tuple[str, list[str], bytes]] = field(default_factory=list)
+    data_replies: list[str] = field(default_factory=list)
+    reject: set[str] = field(default_factory=set)
+    drop_on_data: int | None = None  # drop the connection on the Nth DATA (1-based)
+    on_data: Callable[[int], None] | None = None
+    data_count: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str, options: Any) -> str:
+        if address in self.reject:
+            return "550 5.1.1 no such user"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        with self.lock:
+            self.data_count += 1
+            count = self.data_count
+        if self.on_data is not None:
+            self.on_data(count)
+        if self.drop_on_data == count:
+            server.transport.close()
+            return "250 OK"  # never reaches the client
+        if self.data_replies:
+            reply = self.data_replies.pop(0)
+            if not reply.startswith("250"):
+                return reply
+        self.messages.append((envelope.mail_from, list(envelope.rcpt_tos), envelope.content))
+        return "250 OK queued"
+
+
+def _authenticate(server: Any, session: Any, envelope: Any, mechanism: str, auth_data: Any) -> AuthResult:
+    ok = isinstance(auth_data, LoginPassword) and (auth_data.login, auth_data.password) == (
+        USER.encode(),
+        PASSWORD.encode(),
+    )
+    return AuthResult(success=ok)
+
+
+@dataclass
+class SmtpServer:
+    handler: Handler
+    port: int
+    cafile: Path | None
+    controller: Controller
+
+    def settings(self, *, tls: bool = True, rate: int = 60_000, **kwargs: Any) -> SmtpSettings:
+        context = ssl.create_default_context(cafile=str(self.cafile)) if self.cafile else ssl.create_default_context()
+        values: dict[str, Any] = {
+            "host": "127.0.0.1",
+            "port": self.port,
+            "security": "starttls",
+            "username": USER if tls else None,
+            "password": PASSWORD if tls else None,
+            "rate_per_minute": rate,
+            "timeout": 5.0,
+            "ssl_context": context,
+        }
+        values.update(kwargs)
+        return SmtpSettings(**values)
+
+
+@pytest.fixture(scope="session")
+def tls_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    folder = tmp_path_factory.mktemp("tls")
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
+         "-days", "2", "-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"],
+        check=True,
+        capture_output=True,
+    )
+    return cert, key
+
+
+def start_server(handler: Handler, tls_files: tuple[Path, Path] | None) -> SmtpServer:
+    port = free_port()
+    kwargs: dict[str, Any] = {}
+    cafile = None
+    if tls_files is not None:
+        cert, key = tls_files
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(str(cert), str(key))
+        kwargs = {
+            "tls_context": context,
+            "require_starttls": True,
+            "authenticator": _authenticate,
+            "auth_required": True,
+        }
+        cafile = cert
+    controller = Controller(handler, hostname="127.0.0.1", port=port, **kwargs)
+    controller.start()
+    return SmtpServer(handler, port, cafile, controller)
+
+
+@pytest.fixture
+def smtp_server(tls_files: tuple[Path, Path]) -> Iterator[SmtpServer]:
+    server = start_server(Handler(), tls_files)
+    yield server
+    server.controller.stop()
+
+
+@pytest.fixture
+def plain_server() -> Iterator[SmtpServer]:
+    server = start_server(Handler(), None)
+    yield server
+    server.controller.stop()
+
+
+SPEC = mail.MessageSpec(
+    sender="digest@example.com",
+    sender_name="The Daily \u202eDigest\r\nBcc: victim@example.com",
+    reply_to="editor@example.com",
+    subject="Daily: Café talks\u2028resume\x07 in Alaska",
+    html=f'<!doctype html><html><body><p>Hello ✓</p><a href="{mail.UNSUBSCRIBE_MARK}">u</a></body></html>',
+    text=f"Hello ✓\nUnsubscribe: {mail.UNSUBSCRIBE_MARK}\n",
+    date="Mon, 18 Aug 2025 12:00:00 +0000",
+    list_id="The Daily Digest <daily.list.example.com>",
+)
+
+
+def recipient(address: str = "reader@example.com") -> mail.Recipient:
+    token = "ZGFpbHkKcmVhZGVyQGV4YW1wbGUuY29t.EHVcDH9UMkF6GoAnJ8OnPYH8" * 2
+    return mail.Recipient(
+        address=address,
+        message_id=mail.message_id("daily", 1, address, "example.com"),
+        unsubscribe_url=f"https://example.org/unsubscribe/{token}",
+        unsubscribe_mailto=f"mailto:digest@example.com?subject=unsubscribe%20{token}",
+    )
+
+
+def parse(data: bytes) -> EmailMessage:
+    msg = email.message_from_bytes(data, policy=policy.default)
+    assert isinstance(msg, EmailMessage)
+    return msg
+
+
+def check_message(msg: EmailMessage, address: str = "reader@example.com") -> None:
+    """Every header and part a digest must have."""
+    assert msg.get_content_type() == "multipart/alternative"
+    parts = list(msg.iter_parts())
+    assert [p.get_content_type() for p in parts] == ["text/plain", "text/html"]
+    assert all(p.get_content_charset() == "utf-8" for p in parts)
+    assert msg["To"] == address
+    for name in ("From", "Subject", "Date", "Message-ID", "List-Id", "List-Unsubscribe", "Auto-Submitted"):
+        assert msg[name], name
+    assert msg["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    unsubscribe = str(msg["List-Unsubscribe"])
+    assert unsubscribe.startswith("<https://")
+    assert "<mailto:" in unsubscribe
+    assert mail.UNSUBSCRIBE_MARK not in parts[0].get_content()
+    assert mail.UNSUBSCRIBE_MARK not in parts[1].get_content()
+
+
+def test_message_has_both_parts_every_header_and_clean_header_text() -> None:
+    data = mail.serialize(mail.build_message(SPEC, recipient()))
+    msg = parse(data)
+    check_message(msg)
+    assert msg["From"].addresses[0].display_name == "The Daily Digest Bcc: victim@example.com"
+    assert msg["From"].addresses[0].addr_spec == "digest@example.com"
+    assert "Bcc" not in msg.keys()
+    assert msg["Subject"] == "Daily: Café talks resume in Alaska"
+    assert msg["Reply-To"] == "editor@example.com"
+    assert msg["Auto-Submitted"] == "auto-generated"
+    text, html = (p.get_content() for p in msg.iter_parts())
+    assert "https://example.org/unsubscribe/" in text
+    assert 'href="https://example.org/unsubscribe/' in html
+    assert "Hello ✓" in html
+
+
+def test_long_unsubscribe_header_stays_on_one_line_and_messages_are_reproducible() -> None:
+    data = mail.serialize(mail.build_message(SPEC, recipient()))
+    line = next(raw for raw in data.split(b"\r\n") if raw.startswith(b"List-Unsubscribe:"))
+    assert len(line) > 200
+    assert b"=?" not in line
+    assert all(len(raw) <= 998 for raw in data.split(b"\r\n"))
+    assert mail.serialize(mail.build_message(SPEC, recipient())) == data
+
+
+def test_message_ids_differ_per_recipient_and_repeat_per_issue() -> None:
+    a = mail.message_id("daily", 3, "a@example.com", "example.com")
+    assert a == mail.message_id("daily", 3, "A@example.com", "example.com")
+    assert a != mail.message_id("daily", 3, "b@example.com", "example.com")
+    assert a.startswith("<daily.3.") and a.endswith("@example.com>")
+
+
+def _send(transport: SmtpTransport, address: str, calls: list[str] | None = None) -> DeliveryResult:
+    data = mail.serialize(mail.build_message(SPEC, recipient(address)))
+    return transport.deliver("digest@example.com", address, data, "x", lambda: None if calls is None else calls.append(address))
+
+
+def test_starttls_and_auth_deliver_over_one_connection(smtp_server: SmtpServer) -> None:
+    calls: list[str] = []
+    with SmtpTransport(smtp_server.settings()) as transport:
+        for address in ("a@example.com", "b@example.com", "c@example.com"):
+            assert _send(transport, address, calls).outcome is Outcome.SENT
+        assert transport._conn is not None
+    assert calls == ["a@example.com", "b@example.com", "c@example.com"]
+    assert [m[1] for m in smtp_server.handler.messages] == [["a@example.com"], ["b@example.com"], ["c@example.com"]]
+    for _sender, rcpts, content in smtp_server.handler.messages:
+        check_message(parse(content), rcpts[0])
+
+
+def test_wrong_password_is_a_retry_with_the_server_reason(smtp_server: SmtpServer) -> None:
+    with SmtpTransport(smtp_server.settings(password="wrong", timeout=1.0)) as transport:
+        result = _send(transport, "a@example.com")
+    assert result.outcome is Outcome.RETRY
+    assert "127.0.0.1" in result.detail
+    assert smtp_server.handler.messages == []
+
+
+def test_unverified_certificate_is_refused(smtp_server: SmtpServer) -> None:
+    settings = smtp_server.settings(ssl_context=ssl.create_default_context())  # no CA for the test cert
+    with SmtpTransport(settings) as transport:
+        result = _send(transport, "a@example.com")
+    assert result.outcome is Outcome.RETRY
+    assert "TLS with 127.0.0.1" in result.detail
+    assert smtp_server.handler.messages == []
+
+
+def test_a_server_without_starttls_gets_nothing(plain_server: SmtpServer) -> None:
+    with SmtpTransport(plain_server.settings(tls=False)) as transport:
+        result = _send(transport, "a@example.com")
+    assert result.outcome is Outcome.RETRY
+    assert "does not offer STARTTLS" in result.detail
+    assert plain_server.handler.messages == []
+
+
+def test_451_is_retried_later_and_then_accepted(smtp_server: SmtpServer) -> None:
+    smtp_server.handler.data_replies = ["451 4.3.0 try again later"]
+    with SmtpTransport(smtp_server.settings()) as transport:
+        first = _send(transport, "a@example.com")
+        second = _send(transport, "a@example.com")
+    assert first == DeliveryResult(Outcome.RETRY, "DATA: 451 4.3.0 try again later")
+    assert second.outcome is Outcome.SENT
+    assert len(smtp_server.handler.messages) == 1
+
+
+def test_550_recipient_fails_permanently_without_data(smtp_server: SmtpServer) -> None:
+    smtp_server.handler.reject = {"gone@example.com"}
+    calls: list[str] = []
+    with SmtpTransport(smtp_server.settings()) as transport:
+        gone = _send(transport, "gone@example.com", calls)
+        ok = _send(transport, "a@example.com", calls)
+    assert gone.outcome is Outcome.FAILED
+    assert "550" in gone.detail
+    assert ok.outcome is Outcome.SENT
+    assert calls == ["a@example.com"]  # before_data never ran for the rejected one
+
+
+def test_connection_dropped_during_data_is_uncertain_and_the_next_message_reconnects(
+    smtp_server: SmtpServer,
+) -> None:
+    smtp_server.handler.drop_on_data = 1
+    with SmtpTransport(smtp_server.settings()) as transport:
+        dropped = _send(transport, "a@example.com")
+        after = _send(transport, "b@example.com")
+    assert dropped.outcome is Outcome.UNCERTAIN
+    assert after.outcome is Outcome.SENT
+    assert [m[1] for m in smtp_server.handler.messages] == [["b@example.com"]]
+
+
+def test_rate_limit_spaces_messages(smtp_server: SmtpServer) -> None:
+    now = [0.0]
+    slept: list[float] = []
+
+    def clock() -> float:
+        return now[0]
+
+    transport = SmtpTransport(smtp_server.settings(rate=600), clock=clock)
+    original_sleep = mail.time.sleep
+    try:
+        mail.time.sleep = lambda s: (slept.append(s), now.__setitem__(0, now[0] + s))  # type: ignore[assignment]
+        with transport:
+            _send(transport, "a@example.com")
+            _send(transport, "b@example.com")
+    finally:
+        mail.time.sleep = original_sleep
+    assert slept == [pytest.approx(0.1)]
+
+
+def test_outbox_writes_each_message_atomically(tmp_path: Path) -> None:
+    outbox = mail.Outbox(tmp_path / "outbox")
+    data = mail.serialize(mail.build_message(SPEC, recipient()))
+    calls: list[str] = []
+    result = outbox.deliver("digest@example.com", "reader@example.com", data, "daily-0001-abc", lambda: calls.append("x"))
+    assert result.outcome is Outcome.SENT
+    assert calls == ["x"]
+    assert outbox.exists("daily-0001-abc")
+    assert (tmp_path / "outbox" / "daily-0001-abc.eml").read_bytes() == data
+    assert [p.name for p in (tmp_path / "outbox").iterdir()] == ["daily-0001-abc.eml"]
+
+
+def test_dkim_signature_covers_the_unsubscribe_headers(tmp_path: Path) -> None:
+    dkim = pytest.importorskip("dkim", reason="dkimpy is not installed")
+    key_path = tmp_path / "dkim.pem"
+    subprocess.run(["openssl", "genrsa", "-out", str(key_path), "2048"], check=True, capture_output=True)
+    public = subprocess.run(
+        ["openssl", "rsa", "-in", str(key_path), "-pubout", "-outform", "DER"], check=True, capture_output=True
+    ).stdout
+    import base64
+
+    record = b"v=DKIM1; k=rsa; p=" + base64.b64encode(public)
+    data = mail.serialize(mail.build_message(SPEC, recipient()))
+    signed = mail.dkim_sign(data, mail.DkimKey(key_path.read_bytes(), "sel", "example.com"))
+    header = parse(signed)["DKIM-Signature"]
+    tags = {k.strip(): v for k, _, v in (part.partition("=") for part in str(header).split(";"))}
+    signed_headers = {h.strip().lower() for h in tags["h"].replace(" ", "").split(":")}
+    assert {"list-unsubscribe", "list-unsubscribe-post", "from", "subject"} <= signed_headers
+    assert dkim.verify(signed, dnsfunc=lambda name, timeout=5: record)
