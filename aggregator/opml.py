@@ -1,0 +1,226 @@
+"""OPML 2.0 subscription lists, in and out, with folders mapped to topics.
+
+In:  the bytes of an OPML file exported by a feed reader (Feedly, Inoreader, NetNewsWire,
+     Miniflux, FreshRSS, Thunderbird, …).
+Out: ``OpmlDocument``: the subscriptions it lists (feed URL, title, topics, site URL) and the
+     outlines that had to be left out, each with why; or an ``OpmlError`` saying what is
+     wrong and where.  The other way, ``render_opml`` turns configured feeds into OPML 2.0.
+
+Readers agree on little beyond ``<outline xmlUrl=…>``: folders are outlines without an
+``xmlUrl`` (any depth; the innermost folder names the topic), the OPML 2.0 ``category``
+attribute (``"/News/World,/Tech"``: the last part of each path is a topic) is used by a
+few, titles are in ``title`` or only in ``text``, attribute names vary in case, and one
+feed may appear in several folders (Feedly): those are merged into one subscription with
+every topic.  A reader's default folder (Miniflux "All", FreshRSS "Uncategorized")
+is no topic.  ``feed://`` URLs are read as ``http://``.
+
+The file comes from elsewhere and is parsed as hostile: defusedxml with DTDs, entities and
+external references forbidden (an OPML file needs none of them), and a size limit.
+"""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from email.utils import format_datetime
+from typing import TYPE_CHECKING
+
+import defusedxml.ElementTree as SafeET
+from defusedxml import DefusedXmlException
+
+from aggregator.config import FeedConfig
+from aggregator.errors import AggregatorError
+from aggregator.urls import canonical_url
+
+if TYPE_CHECKING:
+    from aggregator.configedit import ConfigDocument
+
+MAX_OPML_BYTES = 10 * 1024 * 1024
+# Folders readers put feeds in by default (Miniflux "All", FreshRSS "Uncategorized"): no topic.
+DEFAULT_FOLDERS = frozenset({"all", "uncategorized", "uncategorised", "unfiled", "unsorted", "default"})
+
+
+class OpmlError(AggregatorError):
+    """The file is not an OPML subscription list we can read; nothing was imported."""
+
+
+@dataclass(frozen=True, slots=True)
+class Subscription:
+    """One feed listed in an OPML file."""
+
+    url: str
+    title: str | None = None
+    topics: tuple[str, ...] = ()
+    site_url: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class OpmlDocument:
+    title: str | None
+    subscriptions: tuple[Subscription, ...]
+    skipped: tuple[str, ...] = ()  # "outline 'X': why", for outlines with an unusable xmlUrl
+
+
+@dataclass(frozen=True, slots=True)
+class ImportReport:
+    """What ``import_subscriptions`` did: feed URLs added, already present (by canonical URL)."""
+
+    added: tuple[str, ...]
+    present: tuple[str, ...]
+
+
+def parse_opml(data: bytes, source: str) -> OpmlDocument:
+    """Read an OPML file; ``source`` names it in errors (a path or URL)."""
+    if len(data) > MAX_OPML_BYTES:
+        raise OpmlError(f"cannot import {source}: larger than {MAX_OPML_BYTES // (1024 * 1024)} MiB")
+    if not data.strip():
+        raise OpmlError(f"cannot import {source}: the file is empty")
+    try:
+        root = SafeET.fromstring(data, forbid_dtd=True, forbid_entities=True, forbid_external=True)
+    except DefusedXmlException as exc:
+        raise OpmlError(
+            f"cannot import {source}: refused: it declares a DTD or entities ({type(exc).__name__}); "
+            "OPML needs neither"
+        ) from exc
+    except ET.ParseError as exc:
+        line, column = exc.position
+        raise OpmlError(f"cannot import {source}:{line}:{column + 1}: not well-formed XML: {exc}") from exc
+    if _local(root.tag) != "opml":
+        raise OpmlError(f"cannot import {source}: the document is <{_local(root.tag)}>, not <opml>")
+    body = next((child for child in root if _local(child.tag) == "body"), None)
+    if body is None:
+        raise OpmlError(f"cannot import {source}: no <body> in the <opml> document")
+    head = next((child for child in root if _local(child.tag) == "head"), None)
+    title = None
+    if head is not None:
+        title_node = next((child for child in head if _local(child.tag) == "title"), None)
+        title = _clean(title_node.text) if title_node is not None else None
+
+    found: dict[str, Subscription] = {}  # keyed by canonical URL, in document order
+    skipped: list[str] = []
+    for outline, folders in _outlines(body, ()):
+        attrs = {_local(key).lower(): value for key, value in outline.attrib.items()}
+        raw_url = _clean(attrs.get("xmlurl"))
+        name = _clean(attrs.get("title")) or _clean(attrs.get("text"))
+        if raw_url is None:
+            continue
+        url = _feed_url(raw_url)
+        key = canonical_url(url) if url else None
+        if url is None or key is None:
+            skipped.append(f"outline {name or raw_url!r}: not an http(s) feed URL: {raw_url!r}")
+            continue
+        folder = [f for f in folders[-1:] if f.casefold() not in DEFAULT_FOLDERS]
+        topics = _unique([*folder, *_categories(attrs.get("category"))])
+        previous = found.get(key)
+        if previous is not None:
+            found[key] = Subscription(
+                previous.url, previous.title, _unique([*previous.topics, *topics]), previous.site_url
+            )
+            continue
+        found[key] = Subscription(
+            url=url,
+            title=name if name and name not in (raw_url, url) else None,
+            topics=topics,
+            site_url=_clean(attrs.get("htmlurl")),
+        )
+    return OpmlDocument(title, tuple(found.values()), tuple(skipped))
+
+
+def render_opml(feeds: Sequence[FeedConfig], *, title: str, now: datetime) -> tuple[str, tuple[str, ...]]:
+    """OPML 2.0 for the http(s) feeds, one folder per topic; and the URLs left out (local files).
+
+    A feed with several topics is listed in each topic's folder, as Feedly does; importing
+    the file merges them back into one feed with every topic.
+    """
+    opml = ET.Element("opml", version="2.0")
+    head = ET.SubElement(opml, "head")
+    ET.SubElement(head, "title").text = title
+    ET.SubElement(head, "dateCreated").text = format_datetime(now, usegmt=True)
+    ET.SubElement(head, "docs").text = "http://opml.org/spec2.opml"
+    body = ET.SubElement(opml, "body")
+    folders: dict[str, ET.Element] = {}
+    left_out: list[str] = []
+    for feed in feeds:
+        if canonical_url(feed.url) is None:
+            left_out.append(feed.url)
+            continue
+        parents = []
+        for topic in feed.topics:
+            if topic not in folders:
+                folders[topic] = ET.SubElement(body, "outline", text=topic, title=topic)
+            parents.append(folders[topic])
+        for parent in parents or [body]:
+            name = feed.title or feed.url
+            ET.SubElement(parent, "outline", type="rss", text=name, title=name, xmlUrl=feed.url)
+    ET.indent(opml, space="  ")
+    text = '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(opml, encoding="unicode") + "\n"
+    return text, tuple(left_out)
+
+
+def import_subscriptions(document: ConfigDocument, subscriptions: Iterable[Subscription]) -> ImportReport:
+    """Add every subscription that is not already configured (same canonical URL) to ``document``.
+
+    Feeds already present are left exactly as they are: importing the same file twice
+    adds nothing and changes nothing.  The caller saves the document.
+    """
+    added: list[str] = []
+    present: list[str] = []
+    for sub in subscriptions:
+        if document.duplicate_of(sub.url) is not None:
+            present.append(sub.url)
+            continue
+        document.add_feed(sub.url, title=sub.title, topics=sub.topics)
+        added.append(sub.url)
+    return ImportReport(tuple(added), tuple(present))
+
+
+def _outlines(node: ET.Element, folders: tuple[str, ...]) -> Iterable[tuple[ET.Element, tuple[str, ...]]]:
+    """Every ``<outline>`` under ``node`` with the names of the folders it sits in."""
+    for child in node:
+        if _local(child.tag) != "outline":
+            continue
+        yield child, folders
+        attrs = {_local(key).lower(): value for key, value in child.attrib.items()}
+        if len(child) and not attrs.get("xmlurl"):
+            name = _clean(attrs.get("title")) or _clean(attrs.get("text"))
+            yield from _outlines(child, (*folders, name) if name else folders)
+
+
+def _categories(value: str | None) -> list[str]:
+    """OPML 2.0 ``category``: comma-separated slash-delimited paths; the last part of each is a topic."""
+    if not value:
+        return []
+    topics = []
+    for path in value.split(","):
+        parts = [part.strip() for part in path.split("/") if part.strip()]
+        if parts:
+            topics.append(parts[-1])
+    return topics
+
+
+def _feed_url(value: str) -> str | None:
+    lowered = value.lower()
+    if lowered.startswith("feed://"):
+        return "http://" + value[len("feed://") :]
+    if lowered.startswith("feed:http"):  # feed:https://example.org/rss
+        return value[len("feed:") :]
+    if lowered.startswith(("http://", "https://")):
+        return value
+    return None
+
+
+def _local(tag: str) -> str:
+    return tag.rsplit("}", 1)[-1] if isinstance(tag, str) else ""
+
+
+def _clean(value: str | None) -> str | None:
+    if value is None:
+        return None
+    text = " ".join(value.split())
+    return text or None
+
+
+def _unique(values: Iterable[str]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(v for v in values if v))
