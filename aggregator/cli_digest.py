@@ -59,7 +59,9 @@ def digest(
                 raise typer.Exit(EXIT_OK)
             if to is not None:
                 result = newsletters.send_test_copy(loaded, store, now, name, to)
-                where = result.detail if result.outcome is Outcome.SENT else f"{result.outcome}: {result.detail}"
+                where = (
+                    result.detail if result.outcome is Outcome.SENT else f"{result.outcome}: {result.detail}"
+                )
                 (out if result.outcome is Outcome.SENT else err).print(
                     f"test copy to {to}: {where}", markup=False, highlight=False
                 )
@@ -97,7 +99,9 @@ def describe(outcome: newsletters.IssueOutcome) -> str:
         parts.append(f"{outcome.failed} failed")
     if outcome.uncertain:
         parts.append(f"{len(outcome.uncertain)} uncertain")
-    more = f" ({outcome.stories - outcome.shown} more in the archive)" if outcome.stories > outcome.shown else ""
+    more = (
+        f" ({outcome.stories - outcome.shown} more in the archive)" if outcome.stories > outcome.shown else ""
+    )
     return (
         f"{outcome.newsletter} #{outcome.number}: {outcome.shown} stories{more}: {', '.join(parts)}; "
         f"archive: {outcome.archive}"

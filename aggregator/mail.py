@@ -155,7 +155,7 @@ DKIM_HEADERS = (
 def dkim_sign(data: bytes, key: DkimKey) -> bytes:
     """``data`` with a DKIM-Signature header prepended (relaxed/relaxed, rsa-sha256)."""
     try:
-        import dkim  # type: ignore[import-not-found,unused-ignore]  # noqa: PLC0415 -- optional
+        import dkim  # type: ignore[import-untyped,import-not-found,unused-ignore]  # noqa: PLC0415 -- optional
     except ImportError as exc:
         raise DeliveryError("DKIM signing: the dkimpy package is not installed: pip install dkimpy") from exc
     signature = dkim.sign(

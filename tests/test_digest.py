@@ -72,9 +72,16 @@ def issue_of(stories: tuple[DigestStory, ...], number: int = 1) -> DigestIssue:
     )
 
 
-def select(entries: list[StoredEntry], stories: list[Story] | None = None, **kwargs: object) -> tuple[DigestStory, ...]:
+def select(
+    entries: list[StoredEntry], stories: list[Story] | None = None, **kwargs: object
+) -> tuple[DigestStory, ...]:
     return select_stories(
-        entries, stories or [], TITLES, window_start=START, window_end=NOW, **kwargs  # type: ignore[arg-type]
+        entries,
+        stories or [],
+        TITLES,
+        window_start=START,
+        window_end=NOW,
+        **kwargs,  # type: ignore[arg-type]
     )
 
 
@@ -165,7 +172,11 @@ def test_rendered_issue_has_what_mail_clients_need() -> None:
 
 def test_large_issue_stays_under_gmail_clipping_and_links_the_rest() -> None:
     entries = [
-        stored(f"e{i:03d}", f"A long enough headline about event {i} " * 2, text="Lorem ipsum dolor sit amet. " * 30)
+        stored(
+            f"e{i:03d}",
+            f"A long enough headline about event {i} " * 2,
+            text="Lorem ipsum dolor sit amet. " * 30,
+        )
         for i in range(300)
     ]
     chosen = select(entries, max_stories=300)
@@ -208,7 +219,7 @@ def test_snapshot_round_trips_through_json() -> None:
 def test_mjml_python_facts_we_rely_on() -> None:
     # The unrelated PyPI package "mjml" installs a module of the same name.
     assert callable(mjml.mjml2html)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="unable to parse"):
         mjml.mjml2html("<mjml><mj-body><mj-text>a < b</mj-text></mj-body></mjml>", fonts={})
     # mjml-python 1.4.2 does NOT inline <mj-style inline="inline">: the templates style
     # elements inline themselves.  If this starts failing, inlining works: simplify them.

@@ -1,0 +1,495 @@
+"""Newsletter runs end to end: due issues, the send log, resuming, the archive, the command.
+
+Real parts: the bundled sample feeds polled into a real SQLite store, the outbox on disk,
+aiosmtpd on 127.0.0.1 with STARTTLS and AUTH, a subprocess killed with SIGKILL mid-issue,
+and headless Chromium for what a reader sees.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from email import policy
+from pathlib import Path
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from aggregator import digest, newsletters, pipeline
+from aggregator.cli_digest import digest as digest_command
+from aggregator.config import LoadedConfig, load_config
+from aggregator.store import Store
+from aggregator.types import Entry, FeedState, FeedStatus
+from tests.conftest import PROJECT_ROOT
+from tests.test_mail import (  # tls_files is a fixture
+    PASSWORD,
+    USER,
+    Handler,
+    SmtpServer,
+    check_message,
+    start_server,
+    tls_files,  # noqa: F401
+)
+
+NOW = datetime(2025, 8, 18, 12, 0, tzinfo=UTC)  # a Monday; the sample's newest items are from the day before
+GOLDEN = Path(__file__).parent / "golden"
+UPDATE_GOLDEN = os.environ.get("AGGREGATOR_UPDATE_GOLDEN") == "1"
+CHROMIUM = Path("/usr/bin/chromium")
+REQUIRE_BROWSER = os.environ.get("AGGREGATOR_REQUIRE_BROWSER") == "1"
+
+
+def make_project(tmp_path: Path, newsletters_yaml: str | None = None, smtp_yaml: str = "") -> Path:
+    """A copy of the bundled feeds.yaml and seeds, optionally with other newsletters or SMTP."""
+    shutil.copytree(PROJECT_ROOT / "seeds", tmp_path / "seeds")
+    text = (PROJECT_ROOT / "feeds.yaml").read_text()
+    if newsletters_yaml is not None:
+        text = text[: text.index("newsletters:")] + newsletters_yaml
+    (tmp_path / "feeds.yaml").write_text(text + smtp_yaml)
+    return tmp_path / "feeds.yaml"
+
+
+def poll(loaded: LoadedConfig, store: Store) -> None:
+    summary = asyncio.run(pipeline.poll_feeds(loaded, store, NOW))
+    assert summary.failed == 0
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[LoadedConfig, Store]]:
+    monkeypatch.setenv("AGGREGATOR_SECRET_KEY", "test-key")
+    loaded = load_config(make_project(tmp_path))
+    with Store.open(loaded.database_url) as store:
+        poll(loaded, store)
+        yield loaded, store
+
+
+def outbox_files(loaded: LoadedConfig) -> list[Path]:
+    folder = newsletters.outbox_dir(loaded)
+    return sorted(folder.glob("*.eml")) if folder.exists() else []
+
+
+def add_entry(store: Store, feed: str, guid: str, title: str, at: datetime) -> None:
+    state = FeedState(url=feed, status=FeedStatus.OK, last_fetch=at, title=None)
+    entry = Entry(
+        guid=guid,
+        url=f"https://news.example/{guid}",
+        canonical_url=None,
+        title=title,
+        published=at,
+        text=f"{title}. The full story.",
+    )
+    store.save_poll(state, [*_existing(store, feed)], at)
+    store.save_poll(state, [*_existing(store, feed), entry], at)
+
+
+def _existing(store: Store, feed: str) -> list[Entry]:
+    return [e.entry for e in store.iter_entries([feed])]
+
+
+# ----------------------------------------------------------------------- outbox runs
+
+
+def test_first_run_leaves_the_first_issue_in_the_outbox_and_archive(
+    project: tuple[LoadedConfig, Store],
+) -> None:
+    loaded, store = project
+    outcomes = newsletters.run_due_newsletters(loaded, store, NOW)
+    assert [(o.newsletter, o.number, o.status, o.sent) for o in outcomes] == [("daily", 1, "done", 1)]
+    [eml] = outbox_files(loaded)
+    msg = email.message_from_bytes(eml.read_bytes(), policy=policy.default)
+    check_message(msg, "reader@example.com")  # type: ignore[arg-type]
+    assert msg["Date"] == "Mon, 18 Aug 2025 12:00:00 +0000"
+    token = str(msg["List-Unsubscribe"]).split("/unsubscribe/")[1].split(">")[0]
+    key = newsletters.secret_key(loaded)
+    assert newsletters.read_unsubscribe_token(key, token) == ("daily", "reader@example.com")
+    assert newsletters.read_unsubscribe_token(key, token[:-2] + "xx") is None
+
+    folder = newsletters.archive_dir(loaded, "daily")
+    assert sorted(p.name for p in folder.iterdir()) == ["0001.html", "0001.txt", "index.html"]
+    for page in folder.iterdir():
+        assert token not in page.read_text()
+        assert "reader@example.com" not in page.read_text()
+    assert "0001.html" in (folder / "index.html").read_text()
+    # The same `now` again: nothing is due, nothing sent twice.
+    assert newsletters.run_due_newsletters(loaded, store, NOW) == []
+    assert len(outbox_files(loaded)) == 1
+
+
+def test_an_issue_with_nothing_new_is_recorded_but_not_sent(project: tuple[LoadedConfig, Store]) -> None:
+    loaded, store = project
+    newsletters.run_due_newsletters(loaded, store, NOW)
+    tomorrow = NOW + timedelta(days=1)  # 07:00 Europe/London has passed
+    [outcome] = newsletters.run_due_newsletters(loaded, store, tomorrow)
+    assert (outcome.number, outcome.status) == (2, "empty")
+    assert len(outbox_files(loaded)) == 1
+    latest = store.latest_issue("daily")
+    assert latest is not None
+    assert latest.window_start == NOW
+    assert latest.window_end == tomorrow
+    assert newsletters.run_due_newsletters(loaded, store, tomorrow + timedelta(hours=1)) == []
+
+
+def test_the_next_issue_holds_only_what_arrived_since_the_last(project: tuple[LoadedConfig, Store]) -> None:
+    loaded, store = project
+    newsletters.run_due_newsletters(loaded, store, NOW)
+    feed = loaded.config.feeds[0].url
+    add_entry(store, feed, "late-1", "Ceasefire talks resume in Geneva", NOW + timedelta(hours=3))
+    early = NOW + timedelta(hours=5)  # before 07:00 tomorrow: not due yet
+    assert newsletters.run_due_newsletters(loaded, store, early) == []
+    [outcome] = newsletters.run_due_newsletters(loaded, store, NOW + timedelta(days=1))
+    assert (outcome.number, outcome.stories, outcome.sent) == (2, 1, 1)
+    text = (newsletters.archive_dir(loaded, "daily") / "0002.txt").read_text()
+    assert "Ceasefire talks resume in Geneva" in text
+    assert text.count("\n* ") == 1
+
+
+def test_recipients_are_the_file_plus_web_subscribers_minus_unsubscribed(
+    project: tuple[LoadedConfig, Store],
+) -> None:
+    loaded, store = project
+    store.set_subscriber("daily", "Web.Reader@Example.com", True, NOW)
+    store.set_subscriber("daily", "reader@example.com", False, NOW)  # unsubscribed via the web
+    [outcome] = newsletters.run_due_newsletters(loaded, store, NOW)
+    assert outcome.sent == 1
+    [eml] = outbox_files(loaded)
+    assert email.message_from_bytes(eml.read_bytes(), policy=policy.default)["To"] == "web.reader@example.com"
+
+
+def test_a_crash_after_the_claim_resumes_without_a_second_copy(
+    project: tuple[LoadedConfig, Store], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    loaded, store = project
+    for address in ("a@example.com", "b@example.com", "c@example.com"):
+        store.set_subscriber("daily", address, True, NOW)
+    outbox = newsletters.default_transport(loaded)
+    real = outbox.deliver
+    delivered: list[str] = []
+
+    def crashing(sender: str, recipient: str, data: bytes, name: str, before_data: object) -> object:
+        if recipient == "b@example.com" and not delivered.count("crashed"):
+            delivered.append("crashed")
+            raise KeyboardInterrupt  # the process dies after claiming b, before writing it
+        delivered.append(recipient)
+        return real(sender, recipient, data, name, before_data)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(outbox, "deliver", crashing)
+    with pytest.raises(KeyboardInterrupt):
+        newsletters.run_due_newsletters(loaded, store, NOW, transport=outbox)
+    states = {d.recipient: d.status for d in store.deliveries("daily", 1)}
+    assert states["a@example.com"] == "sent"
+    assert states["b@example.com"] == "sending"
+    [outcome] = newsletters.run_due_newsletters(loaded, store, NOW + timedelta(minutes=1), transport=outbox)
+    assert outcome.status == "done"
+    assert outcome.sent == 4
+    assert delivered == ["a@example.com", "crashed", "b@example.com", "c@example.com", "reader@example.com"]
+    assert len(outbox_files(loaded)) == 4
+
+
+# ----------------------------------------------------------------------- SMTP runs
+
+
+SMTP_YAML = """
+smtp:
+  host: 127.0.0.1
+  port: {port}
+  security: starttls
+  ca_file: {cafile}
+  rate_per_minute: 60000
+  timeout: 5s
+"""
+
+
+@pytest.fixture
+def smtp_project(
+    tmp_path: Path,
+    tls_files: tuple[Path, Path],  # noqa: F811 -- the fixture imported above
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[tuple[LoadedConfig, Store, SmtpServer]]:
+    server = start_server(Handler(), tls_files)
+    monkeypatch.setenv("AGGREGATOR_SMTP_USERNAME", USER)
+    monkeypatch.setenv("AGGREGATOR_SMTP_PASSWORD", PASSWORD)
+    monkeypatch.setenv("AGGREGATOR_SECRET_KEY", "test-key")
+    loaded = load_config(
+        make_project(tmp_path, smtp_yaml=SMTP_YAML.format(port=server.port, cafile=server.cafile))
+    )
+    try:
+        with Store.open(loaded.database_url) as store:
+            poll(loaded, store)
+            for address in ("a@example.com", "b@example.com", "c@example.com", "d@example.com"):
+                store.set_subscriber("daily", address, True, NOW)
+            yield loaded, store, server
+    finally:
+        server.controller.stop()
+
+
+def received(server: SmtpServer) -> list[str]:
+    return sorted(rcpt for _sender, rcpts, _data in server.handler.messages for rcpt in rcpts)
+
+
+def test_smtp_run_delivers_one_message_per_recipient(
+    smtp_project: tuple[LoadedConfig, Store, SmtpServer],
+) -> None:
+    loaded, store, server = smtp_project
+    [outcome] = newsletters.run_due_newsletters(loaded, store, NOW)
+    assert (outcome.status, outcome.sent) == ("done", 5)
+    assert received(server) == [
+        "a@example.com",
+        "b@example.com",
+        "c@example.com",
+        "d@example.com",
+        "reader@example.com",
+    ]
+    for _sender, rcpts, data in server.handler.messages:
+        check_message(email.message_from_bytes(data, policy=policy.default), rcpts[0])  # type: ignore[arg-type]
+    assert not outbox_files(loaded)
+
+
+def test_451_is_retried_with_backoff_and_550_fails_for_that_subscriber(
+    smtp_project: tuple[LoadedConfig, Store, SmtpServer],
+) -> None:
+    loaded, store, server = smtp_project
+    server.handler.data_replies = ["451 4.7.1 greylisted"]  # the first DATA (a@)
+    server.handler.reject = {"d@example.com"}
+    [first] = newsletters.run_due_newsletters(loaded, store, NOW)
+    assert (first.status, first.sent, first.retrying, first.failed) == ("sending", 3, 1, 1)
+    rows = {d.recipient: d for d in store.deliveries("daily", 1)}
+    assert rows["a@example.com"].status == "retry"
+    assert "451" in (rows["a@example.com"].last_error or "")
+    assert rows["d@example.com"].status == "failed"
+    assert "550" in (rows["d@example.com"].last_error or "")
+    # Too early for the retry: nothing happens.
+    [waiting] = newsletters.run_due_newsletters(loaded, store, NOW + timedelta(minutes=1))
+    assert waiting.retrying == 1
+    [done] = newsletters.run_due_newsletters(loaded, store, NOW + timedelta(minutes=6))
+    assert (done.status, done.sent, done.failed) == ("done", 4, 1)
+    assert received(server).count("a@example.com") == 1
+
+
+def test_retries_stop_when_the_next_issue_is_due(
+    smtp_project: tuple[LoadedConfig, Store, SmtpServer],
+) -> None:
+    loaded, store, server = smtp_project
+    server.handler.data_replies = ["451 4.3.0 busy"]
+    newsletters.run_due_newsletters(loaded, store, NOW)
+    server.handler.data_replies = ["451 4.3.0 busy"] * 10
+    outcomes = newsletters.run_due_newsletters(loaded, store, NOW + timedelta(days=1))
+    assert [(o.number, o.status) for o in outcomes] == [(1, "done"), (2, "empty")]
+    row = next(d for d in store.deliveries("daily", 1) if d.recipient == "a@example.com")
+    assert row.status == "failed"
+    assert (row.last_error or "").startswith("gave up: the next issue is due")
+
+
+def test_a_connection_lost_during_data_is_uncertain_and_never_resent(
+    smtp_project: tuple[LoadedConfig, Store, SmtpServer],
+) -> None:
+    loaded, store, server = smtp_project
+    server.handler.drop_on_data = 2  # b@: the server got it, the client never heard back
+    [outcome] = newsletters.run_due_newsletters(loaded, store, NOW)
+    assert outcome.uncertain == ("b@example.com",)
+    assert (outcome.status, outcome.sent) == ("done", 4)
+    assert newsletters.run_due_newsletters(loaded, store, NOW + timedelta(hours=1)) == []
+    assert "b@example.com" not in received(server)
+
+
+KILL_SCRIPT = """
+import sys
+from datetime import datetime
+from pathlib import Path
+from aggregator import newsletters
+from aggregator.config import load_config
+from aggregator.store import Store
+loaded = load_config(Path(sys.argv[1]))
+with Store.open(loaded.database_url) as store:
+    for outcome in newsletters.run_due_newsletters(loaded, store, datetime.fromisoformat(sys.argv[2])):
+        print(outcome.newsletter, outcome.number, outcome.status, outcome.sent, ",".join(outcome.uncertain))
+"""
+
+
+def test_a_process_killed_mid_issue_and_restarted_sends_nobody_twice(
+    smtp_project: tuple[LoadedConfig, Store, SmtpServer],
+) -> None:
+    loaded, store, server = smtp_project
+    procs: list[subprocess.Popen[str]] = []
+
+    def kill_on_third(count: int) -> None:
+        if count == 3:  # the third message's DATA is in: kill the sender before it hears 250
+            os.kill(procs[0].pid, signal.SIGKILL)
+            procs[0].wait(timeout=10)
+
+    server.handler.on_data = kill_on_third
+    env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT)}
+    args = [sys.executable, "-c", KILL_SCRIPT, str(loaded.path), NOW.isoformat()]
+    procs.append(subprocess.Popen(args, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE))
+    procs[0].communicate(timeout=60)
+    assert procs[0].returncode == -signal.SIGKILL
+    deadline = time.monotonic() + 10
+    while len(server.handler.messages) < 3 and time.monotonic() < deadline:
+        time.sleep(0.02)  # the server finishes the third DATA after the kill
+    assert len(server.handler.messages) == 3
+    server.handler.on_data = None
+
+    restarted = subprocess.run(args, env=env, text=True, capture_output=True, timeout=60, check=True)
+    everyone = ["a@example.com", "b@example.com", "c@example.com", "d@example.com", "reader@example.com"]
+    got = received(server)
+    assert got == everyone  # each exactly once
+    assert restarted.stdout.strip() == "daily 1 done 4 c@example.com"
+    states = {d.recipient: d.status for d in store.deliveries("daily", 1)}
+    assert states["c@example.com"] == "uncertain"
+
+
+# ----------------------------------------------------------------------- the command
+
+
+def command_app(loaded: LoadedConfig) -> typer.Typer:
+    app = typer.Typer()
+
+    class Context:
+        def load(self) -> LoadedConfig:
+            return loaded
+
+    @app.callback()
+    def main(ctx: typer.Context) -> None:
+        ctx.obj = Context()
+
+    app.command("digest")(digest_command)
+    return app
+
+
+def test_digest_command_previews_sends_and_sends_test_copies(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The command reads the clock itself: poll at the real time so the issue has stories.
+    monkeypatch.setenv("AGGREGATOR_SECRET_KEY", "test-key")
+    loaded = load_config(make_project(tmp_path))
+    with Store.open(loaded.database_url) as store:
+        asyncio.run(pipeline.poll_feeds(loaded, store, datetime.now(UTC)))
+    runner = CliRunner()
+    app = command_app(loaded)
+    preview = runner.invoke(app, ["digest", "daily", "--preview"])
+    assert preview.exit_code == 0, preview.output
+    path = Path(preview.stdout.strip())
+    assert path.is_file()
+    assert "The Daily Digest" in path.read_text()
+    assert outbox_files(loaded) == []
+
+    test_copy = runner.invoke(app, ["digest", "daily", "--to", "me@example.com"])
+    assert test_copy.exit_code == 0, test_copy.output
+    [eml] = outbox_files(loaded)
+    assert email.message_from_bytes(eml.read_bytes(), policy=policy.default)["Subject"].startswith("[test] ")
+
+    sent = runner.invoke(app, ["digest", "daily", "--send"])
+    assert sent.exit_code == 0, sent.output
+    assert "daily #1:" in sent.stdout
+    assert "1 sent" in sent.stdout
+    assert len(outbox_files(loaded)) == 2
+
+    unknown = runner.invoke(app, ["digest", "weekly", "--send"])
+    assert unknown.exit_code == 2
+    assert "no newsletter named 'weekly'" in unknown.output
+    assert runner.invoke(app, ["digest", "daily"]).exit_code == 2
+    assert newsletters.archive_dir(loaded, "daily").joinpath("0001.html").is_file()
+
+
+# ----------------------------------------------------------------------- golden files and browser
+
+
+def test_seed_digest_matches_the_golden_files(project: tuple[LoadedConfig, Store]) -> None:
+    loaded, store = project
+    newsletters.run_due_newsletters(loaded, store, NOW)
+    folder = newsletters.archive_dir(loaded, "daily")
+    for name, golden in (("0001.html", "seed-digest.html"), ("0001.txt", "seed-digest.txt")):
+        actual = (folder / name).read_text()
+        if UPDATE_GOLDEN:
+            GOLDEN.mkdir(exist_ok=True)
+            (GOLDEN / golden).write_text(actual)
+        expected = (GOLDEN / golden).read_text()
+        assert actual == expected, f"{golden} changed: rerun with AGGREGATOR_UPDATE_GOLDEN=1 if on purpose"
+
+
+CHECK_SCRIPT = """<script>
+window.addEventListener("load", () => {
+  const results = [...document.querySelectorAll("a")].filter(a => a.dataset.headline !== undefined).map(a => {
+    const r = a.getBoundingClientRect(), s = getComputedStyle(a);
+    const visible = r.width > 0 && r.height > 0 && r.left >= 0 && r.right <= window.innerWidth + 1
+      && s.visibility === "visible" && s.display !== "none" && parseFloat(s.opacity) > 0.5
+      && s.color !== getComputedStyle(document.body).backgroundColor;
+    return {text: a.textContent, visible, right: r.right, width: window.innerWidth};
+  });
+  const out = document.createElement("pre"); out.id = "results";
+  out.textContent = JSON.stringify(results); document.body.appendChild(out);
+});
+</script>"""
+
+
+def _chromium(args: list[str], width: int, url: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [
+            str(CHROMIUM),
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+            "--hide-scrollbars",
+            f"--window-size={width},3000",
+            *args,
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+
+
+def test_every_headline_is_visible_at_phone_and_desktop_widths(
+    project: tuple[LoadedConfig, Store], tmp_path: Path
+) -> None:
+    if not CHROMIUM.exists():
+        if REQUIRE_BROWSER:
+            pytest.fail(f"{CHROMIUM} is missing (AGGREGATOR_REQUIRE_BROWSER=1): apt-get install chromium")
+        pytest.skip(f"{CHROMIUM} is missing: apt-get install chromium (or set AGGREGATOR_REQUIRE_BROWSER=1)")
+    loaded, store = project
+    newsletters.run_due_newsletters(loaded, store, NOW)
+    record = store.latest_issue("daily")
+    assert record is not None
+    issue = digest.issue_from_json(record.snapshot)
+    rendered = digest.render_digest(issue, archive_url="https://example.org/archive/daily/0001.html")
+    assert rendered.omitted == 0
+    headlines = [s.headline for s in issue.stories]
+    # Mark the headline links (the first link of each story block) for the in-page check.
+    html = rendered.html.replace(
+        '<div style="margin:0 0 18px"><a ', '<div style="margin:0 0 18px"><a data-headline '
+    )
+    page = tmp_path / "issue.html"
+    page.write_text(html.replace("</body>", CHECK_SCRIPT + "</body>"))
+    for width in (375, 800):
+        dom = _chromium(["--dump-dom", "--virtual-time-budget=2000"], width, page.as_uri()).stdout
+        results = json.loads(
+            dom.split('<pre id="results">')[1]
+            .split("</pre>")[0]
+            .replace("&quot;", '"')
+            .replace("&amp;", "&")
+            .replace("&lt;", "<")
+            .replace("&gt;", ">")
+        )
+        assert [r["text"] for r in results] == headlines
+        hidden = [r for r in results if not r["visible"]]
+        assert hidden == [], f"at {width}px"
+        shot = tmp_path / f"issue-{width}.png"
+        _chromium([f"--screenshot={shot}"], width, page.as_uri())
+        assert shot.stat().st_size > 10_000
+        with shot.open("rb") as handle:
+            header = handle.read(24)
+        assert int.from_bytes(header[16:20], "big") == width  # the PNG is as wide as the viewport
