@@ -548,10 +548,9 @@ def _append_item(data: CommentedMap, key: str, item: CommentedMap) -> int:
         below = ""
         if token is not None:
             eol, below = _split_tail(str(token.value))
-            if eol.strip():
-                token.value = eol
-            else:
-                entry[2] = None
+            # The comment was placed after "[]": bring it back to two spaces after the key.
+            column = data.lc.key(key)[1] + len(key) + 3 if eol.strip() else 0
+            entry[2] = CommentToken(eol, CommentMark(column), None) if eol.strip() else None
         seq.append(item)
         _set_tail(item, "\n" + below if below else "")
         return 0
