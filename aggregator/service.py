@@ -44,7 +44,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -54,7 +54,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
-from aggregator import pipeline, polling, schedule
+from aggregator import mail, newsletters, pipeline, polling, schedule
 from aggregator.clock import Clock, SystemClock
 from aggregator.config import LoadedConfig, NewsletterConfig, load_config, load_config_text
 from aggregator.errors import AggregatorError, ConfigError, ConfigProblem, StoreError
@@ -85,22 +85,23 @@ WATCH_INTERVAL = 1.0
 
 @dataclass(frozen=True, slots=True)
 class DigestRun:
-    """What one newsletter job did, for its log line."""
+    """What one newsletter job did with one issue, for its log line."""
 
     newsletter: str
     scheduled_for: datetime
-    status: str  # e.g. "sent", "empty", "stopped", "unavailable"
+    status: str  # the issue's: "done", "empty", "sending" (retries left); or "stopped"
     issue: int | None = None
     sent: int = 0
     failed: int = 0
-    remaining: int = 0  # recipients left for a restart (a stop between recipients)
+    remaining: int = 0  # recipients still to try (retries, or left by a stop for the restart)
 
 
 class RunIssue(Protocol):
-    """Runs (or resumes) the issue of one newsletter for its scheduled time.
+    """Runs (or resumes) the issue of one newsletter due at ``scheduled_for``.
 
     ``stop`` is set when the process is stopping: the issue stops after the current
-    recipient, and a later call with the same ``scheduled_for`` finishes it.
+    recipient, and a later call finishes it.  One ``DigestRun`` per issue touched (an
+    unfinished issue is resumed before a new one starts).
     """
 
     async def __call__(
@@ -112,10 +113,37 @@ class RunIssue(Protocol):
         scheduled_for: datetime,
         now: datetime,
         stop: threading.Event,
-    ) -> DigestRun: ...
+    ) -> tuple[DigestRun, ...]: ...
 
 
-async def run_issue_unavailable(
+class DigestStopped(Exception):
+    """Raised by ``StoppableTransport`` instead of starting a message once the process is stopping."""
+
+
+class StoppableTransport(mail.Transport):
+    """Stops a digest between recipients: refuses to start the next message once ``stop`` is set.
+
+    The refusal happens before the delivery's DATA point (``before_data`` is not called),
+    which is the case the newsletters module already recovers from after a crash: the
+    claimed recipient goes back to ``pending`` and the restart sends it exactly once.
+    """
+
+    def __init__(self, inner: mail.Transport, stop: threading.Event) -> None:
+        self.inner = inner
+        self.stop = stop
+
+    def deliver(
+        self, sender: str, recipient: str, data: bytes, name: str, before_data: Callable[[], None]
+    ) -> mail.DeliveryResult:
+        if self.stop.is_set():
+            raise DigestStopped(recipient)
+        return self.inner.deliver(sender, recipient, data, name, before_data)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+async def send_issue(
     loaded: LoadedConfig,
     store: Store,
     newsletter: NewsletterConfig,
@@ -123,15 +151,42 @@ async def run_issue_unavailable(
     scheduled_for: datetime,
     now: datetime,
     stop: threading.Event,
-) -> DigestRun:
-    """Stand-in until aggregator/newsletters.py lands: says so instead of silently skipping."""
-    # TODO(digests): replace with the newsletters module's run function (see run_forever).
-    log.warning(
-        "newsletter %s: issue of %s not sent: digests are not available in this version",
-        newsletter.name,
-        scheduled_for.isoformat(),
+) -> tuple[DigestRun, ...]:
+    """The real ``RunIssue``: ``newsletters.run_due_newsletters`` for one newsletter, in a thread.
+
+    Sending is blocking SMTP, so it runs off the event loop; ``stop`` reaches it through
+    ``StoppableTransport``.
+    """
+
+    def send() -> list[newsletters.IssueOutcome]:
+        with StoppableTransport(newsletters.default_transport(loaded), stop) as transport:
+            return newsletters.run_due_newsletters(
+                loaded, store, now, transport=transport, names=[newsletter.name]
+            )
+
+    try:
+        outcomes = await asyncio.to_thread(send)
+    except DigestStopped:
+        latest = store.latest_issue(newsletter.name)
+        number = latest.number if latest is not None else None
+        left = (
+            0
+            if number is None
+            else sum(d.status in newsletters.OPEN_STATES for d in store.deliveries(newsletter.name, number))
+        )
+        return (DigestRun(newsletter.name, scheduled_for, "stopped", number, remaining=left),)
+    return tuple(
+        DigestRun(
+            newsletter=o.newsletter,
+            scheduled_for=scheduled_for,
+            status=o.status,
+            issue=o.number,
+            sent=o.sent,
+            failed=o.failed + len(o.uncertain),
+            remaining=o.retrying,
+        )
+        for o in outcomes
     )
-    return DigestRun(newsletter.name, scheduled_for, "unavailable")
 
 
 def covered_until(store: Store, newsletter: str) -> tuple[datetime | None, bool]:
@@ -294,7 +349,7 @@ class Service:
         store: Store,
         *,
         clock: Clock | None = None,
-        run_issue: RunIssue = run_issue_unavailable,
+        run_issue: RunIssue = send_issue,
         poll_tick: timedelta = POLL_TICK,
     ) -> None:
         self.loaded = loaded
@@ -346,6 +401,15 @@ class Service:
 
     async def _poll_due(self) -> PollSummary | None:
         loaded, now = self.loaded, self.clock.now()
+        try:
+            waiting = await asyncio.to_thread(_nothing_due, loaded, self.store, now)
+        except StoreError as exc:
+            log.error("poll cycle failed: %s; trying again in %s", exc, self.poll_tick)
+            return None
+        if waiting:
+            # Most ticks: one read, no HTTP client, no log line at INFO.
+            log.debug("poll cycle: nothing due at %s", now.isoformat())
+            return None
         due = 0
 
         def started(count: int) -> None:
@@ -392,11 +456,11 @@ class Service:
         )
         return summary
 
-    async def run_newsletter(self, name: str) -> DigestRun | None:
+    async def run_newsletter(self, name: str) -> tuple[DigestRun, ...]:
         """A newsletter job: send the issue due now, if any (one catch-up at most)."""
         newsletter = next((n for n in self.loaded.config.newsletters if n.name == name), None)
         if newsletter is None:  # removed from feeds.yaml while the job was starting
-            return None
+            return ()
         return await self._run_due(newsletter, first_issue=True)
 
     async def catch_up(self) -> list[DigestRun]:
@@ -404,38 +468,36 @@ class Service:
 
         Newsletters that never ran are left for their next scheduled time, as cron would.
         """
-        done = []
+        done: list[DigestRun] = []
         for newsletter in self.loaded.config.newsletters:
-            run = await self._run_due(newsletter, first_issue=False)
-            if run is not None:
-                done.append(run)
+            done.extend(await self._run_due(newsletter, first_issue=False))
         return done
 
-    async def _run_due(self, newsletter: NewsletterConfig, *, first_issue: bool) -> DigestRun | None:
+    async def _run_due(self, newsletter: NewsletterConfig, *, first_issue: bool) -> tuple[DigestRun, ...]:
         name = newsletter.name
         # The cron job and the catch-up at start may meet: one issue at a time per newsletter.
         async with self._letter_locks.setdefault(name, asyncio.Lock()):
             if self.stopping:
-                return None
+                return ()
             until, sending = await asyncio.to_thread(covered_until, self.store, name)
             if until is None and not first_issue:
-                return None
+                return ()
             now = self.clock.now()
             scheduled_for = schedule.due_issue(schedule.newsletter_trigger(newsletter), until, now)
             if scheduled_for is None and sending and until is not None:
                 scheduled_for = until  # an issue interrupted by a stop or a crash: finish it
             if scheduled_for is None:
                 log.debug("newsletter %s: nothing due at %s", name, now.isoformat())
-                return None
+                return ()
             return await self._send(newsletter, scheduled_for, now)
 
     async def _send(
         self, newsletter: NewsletterConfig, scheduled_for: datetime, now: datetime
-    ) -> DigestRun | None:
+    ) -> tuple[DigestRun, ...]:
         began = time.monotonic()
         with _tracked(self._digests):
             try:
-                run = await self.run_issue(
+                runs = await self.run_issue(
                     self.loaded,
                     self.store,
                     newsletter,
@@ -445,38 +507,16 @@ class Service:
                 )
             except asyncio.CancelledError:
                 log.warning("newsletter %s: cancelled by a second stop signal", newsletter.name)
-                return None
+                return ()
             except (AggregatorError, OSError) as exc:
                 log.error(
                     "newsletter %s: issue of %s failed: %s", newsletter.name, scheduled_for.isoformat(), exc
                 )
-                return None
+                return ()
         seconds = time.monotonic() - began
-        log.info(
-            "digest %s #%s for %s: %s, %d sent, %d failed, %d left, in %.1fs",
-            run.newsletter,
-            run.issue if run.issue is not None else "-",
-            run.scheduled_for.isoformat(),
-            run.status,
-            run.sent,
-            run.failed,
-            run.remaining,
-            seconds,
-            extra={
-                "fields": {
-                    "event": "digest",
-                    "newsletter": run.newsletter,
-                    "issue": run.issue,
-                    "scheduled_for": run.scheduled_for.isoformat(),
-                    "status": run.status,
-                    "sent": run.sent,
-                    "failed": run.failed,
-                    "remaining": run.remaining,
-                    "duration_s": round(seconds, 3),
-                }
-            },
-        )
-        return run
+        for run in runs:
+            _log_digest(run, seconds)
+        return runs
 
     # -- scheduling ---------------------------------------------------------------------
 
@@ -569,6 +609,12 @@ class Service:
         await asyncio.gather(*self._polls, *self._digests, return_exceptions=True)
 
 
+def _nothing_due(loaded: LoadedConfig, store: Store, now: datetime) -> bool:
+    """Whether no enabled feed is due at ``now`` (a feed not in the store yet is due)."""
+    states = store.feed_states([f.url for f in loaded.enabled_feeds])
+    return not any(polling.is_due(s, now) for s in states)
+
+
 @contextlib.contextmanager
 def _tracked(tasks: set[asyncio.Task[Any]]) -> Iterator[None]:
     """Register the running task in ``tasks`` while the block runs (so a stop can find it)."""
@@ -579,6 +625,33 @@ def _tracked(tasks: set[asyncio.Task[Any]]) -> Iterator[None]:
         yield
     finally:
         tasks.discard(task)
+
+
+def _log_digest(run: DigestRun, seconds: float) -> None:
+    log.info(
+        "digest %s #%s for %s: %s, %d sent, %d failed, %d left, in %.1fs",
+        run.newsletter,
+        run.issue if run.issue is not None else "-",
+        run.scheduled_for.isoformat(),
+        run.status,
+        run.sent,
+        run.failed,
+        run.remaining,
+        seconds,
+        extra={
+            "fields": {
+                "event": "digest",
+                "newsletter": run.newsletter,
+                "issue": run.issue,
+                "scheduled_for": run.scheduled_for.isoformat(),
+                "status": run.status,
+                "sent": run.sent,
+                "failed": run.failed,
+                "remaining": run.remaining,
+                "duration_s": round(seconds, 3),
+            }
+        },
+    )
 
 
 def _log_outcome(loaded: LoadedConfig, outcome: PollOutcome) -> None:
@@ -713,7 +786,7 @@ def run_forever(
         return EXIT_USAGE
     try:
         with run_lock(loaded.database_url), Store.open(loaded.database_url) as store:
-            service = Service(loaded, store, run_issue=run_issue or run_issue_unavailable)
+            service = Service(loaded, store, run_issue=run_issue or send_issue)
             asyncio.run(serve(service, watcher))
     except SchedulerAlreadyRunning as exc:
         log.error("%s", exc, extra={"fields": {"event": "already_running"}})

@@ -1,0 +1,456 @@
+"""The long-running scheduler: schedules with a controlled clock, reloads, locks, stops and crashes.
+
+Three kinds of test, all with real parts (a loopback feed server, real SQLite, a real
+aiosmtpd server, real files):
+
+- a simulated day and a half with a ``ManualClock``: the test jumps the clock from one
+  fire time to the next using the very triggers the scheduler installs, and runs the
+  jobs' bodies at those times; no real time passes;
+- the service under a real APScheduler in this process (config edits, sleep catch-up),
+  for a second or two of real time;
+- ``python scheduler.py`` as a real subprocess: a second instance, SIGTERM, ``kill -9``
+  in the middle of a poll and of a digest, then a restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+from aggregator.clock import ManualClock
+from aggregator.config import LoadedConfig, NewsletterConfig, load_config
+from aggregator.runlock import SchedulerAlreadyRunning, run_lock
+from aggregator.schedule import last_fire_time, newsletter_trigger
+from aggregator.service import (
+    NEWSLETTER_JOB_PREFIX,
+    ConfigWatcher,
+    DigestRun,
+    Service,
+    next_runs,
+    serve,
+)
+from aggregator.store import IssueRecord, Store
+from tests.conftest import PROJECT_ROOT
+from tests.feedserver import FeedServer
+from tests.test_mail import PASSWORD, USER, Handler, start_server, tls_files  # noqa: F401 (a fixture)
+
+pytest_plugins = ("tests.feedserver",)
+
+SCHEDULER = PROJECT_ROOT / "scheduler.py"
+
+
+def utc(*args: int) -> datetime:
+    return datetime(*args, tzinfo=UTC)
+
+
+def rss(*items: tuple[str, str]) -> bytes:
+    """An RSS 2.0 document with ``(guid, title)`` items."""
+    body = "".join(
+        f"<item><title>{title}</title><link>http://127.0.0.1/{guid}</link><guid>{guid}</guid>"
+        f"<description>{title}: what happened, in some words.</description></item>"
+        for guid, title in items
+    )
+    return (
+        '<?xml version="1.0" encoding="utf-8"?><rss version="2.0"><channel><title>Loopback</title>'
+        f"<link>http://127.0.0.1/</link><description>d</description>{body}</channel></rss>"
+    ).encode()
+
+
+def write_config(
+    path: Path, feeds: list[str], newsletters: str = "newsletters: []\n", extra: str = ""
+) -> Path:
+    lines = ["feeds:"] + [f"  - url: {url}\n    interval: 1h" for url in feeds]
+    if not feeds:
+        lines = ["feeds: []"]
+    text = "\n".join(lines) + "\n" + newsletters + extra
+    text += f"database: sqlite:///{path.parent / 'data' / 'aggregator.sqlite'}\n"
+    # Replace atomically, as editors do, so the watcher never sees half a file.
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
+    return path
+
+
+class RecordingIssues:
+    """A ``RunIssue`` that records when it was asked for which issue, and stores the issue.
+
+    It stores what the newsletters module stores (an issue per window), so the
+    scheduler's own catch-up rule reads real rows.
+    """
+
+    def __init__(self) -> None:
+        self.runs: list[tuple[str, datetime, datetime]] = []
+
+    async def __call__(
+        self,
+        loaded: LoadedConfig,
+        store: Store,
+        newsletter: NewsletterConfig,
+        *,
+        scheduled_for: datetime,
+        now: datetime,
+        stop: threading.Event,
+    ) -> tuple[DigestRun, ...]:
+        self.runs.append((newsletter.name, scheduled_for, now))
+        latest = store.latest_issue(newsletter.name)
+        if latest is not None and latest.status == "sending":
+            store.finish_issue(newsletter.name, latest.number, now)
+            return (DigestRun(newsletter.name, scheduled_for, "done", latest.number),)
+        number = record_issue(store, newsletter.name, now, status="done")
+        return (DigestRun(newsletter.name, scheduled_for, "done", number),)
+
+
+def record_issue(store: Store, name: str, window_end: datetime, *, status: str = "done") -> int:
+    latest = store.latest_issue(name)
+    number = 1 if latest is None else latest.number + 1
+    start = None if latest is None else latest.window_end
+    issue = IssueRecord(name, number, start, window_end, window_end, status, 0, "{}", None)
+    store.freeze_issue(issue, [], window_end)
+    return number
+
+
+async def simulate(
+    service: Service,
+    clock: ManualClock,
+    until: datetime,
+    events: dict[datetime, Callable[[], None]] | None = None,
+) -> list[tuple[datetime, str]]:
+    """Run the service's jobs at their fire times up to ``until``, jumping the clock between them."""
+    triggers = service.triggers()
+    upcoming = {job: trigger.get_next_fire_time(None, clock.now()) for job, trigger in triggers.items()}
+    pending = sorted((events or {}).items())
+    ran = []
+    while True:
+        job, when = min(((j, w) for j, w in upcoming.items() if w is not None), key=lambda item: item[1])
+        if when > until:
+            return ran
+        while pending and pending[0][0] <= when:
+            pending.pop(0)[1]()
+        clock.set(when)
+        await service.run_job(job)
+        ran.append((when.astimezone(UTC), job))
+        upcoming[job] = triggers[job].get_next_fire_time(when, when)
+
+
+# --------------------------------------------------------------------------- a simulated day
+
+
+@pytest.mark.anyio
+async def test_a_simulated_day_and_a_half_across_the_autumn_clock_change(
+    feed_server: FeedServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="aggregator.service")
+    feed_server.add_feed("/news.xml", rss(("a", "Alpha")), etag='"v1"')
+    newsletters = """newsletters:
+  - name: night
+    title: Night owls
+    schedule: "30 2 * * *"
+    timezone: Europe/Paris
+  - name: paris
+    title: Paris morning
+    schedule: "0 7 * * *"
+    timezone: Europe/Paris
+  - name: newyork
+    title: New York evening
+    schedule: "30 18 * * *"
+    timezone: America/New_York
+"""
+    loaded = load_config(write_config(tmp_path / "feeds.yaml", [feed_server.url("/news.xml")], newsletters))
+    clock = ManualClock(utc(2025, 10, 25))
+    issues = RecordingIssues()
+    published_at = utc(2025, 10, 26, 9, 10)
+
+    def publish() -> None:
+        feed_server.add_feed("/news.xml", rss(("b", "Bravo"), ("a", "Alpha")), etag='"v2"')
+
+    with Store.open(loaded.database_url) as store:
+        service = Service(loaded, store, clock=clock, run_issue=issues, poll_tick=timedelta(minutes=15))
+        await simulate(service, clock, utc(2025, 10, 27), {published_at: publish})
+
+        # Each newsletter at its local time: Paris moves from 05:00 to 06:00 UTC when the
+        # clocks go back; New York (which changes a week later) stays at 22:30 UTC; the
+        # 02:30 issue is sent once although 02:30 happened twice that night.
+        assert [(name, when) for name, when, _ in issues.runs] == [
+            ("night", utc(2025, 10, 25, 0, 30)),
+            ("paris", utc(2025, 10, 25, 5)),
+            ("newyork", utc(2025, 10, 25, 22, 30)),
+            ("night", utc(2025, 10, 26, 0, 30)),
+            ("paris", utc(2025, 10, 26, 6)),
+            ("newyork", utc(2025, 10, 26, 22, 30)),
+        ]
+        assert all(now == when for _, when, now in issues.runs)  # on time, not a tick late
+
+        # The feed was polled at its cadence (1 hour, plus jitter, plus at most one tick).
+        polls = len(feed_server.requests("/news.xml"))
+        assert 35 <= polls <= 48
+        bravo = next(e for e in store.iter_entries() if e.entry.title == "Bravo")
+        assert published_at < bravo.first_seen <= published_at + timedelta(hours=1, minutes=25)
+
+    cycles = [r for r in caplog.records if getattr(r, "fields", {}).get("event") == "poll_cycle"]
+    assert len(cycles) == polls  # one line per cycle that polled something
+    assert sum(r.fields["new_entries"] for r in cycles) == 2  # type: ignore[attr-defined]
+    assert sum(1 for r in caplog.records if getattr(r, "fields", {}).get("event") == "digest") == 6
+
+
+@pytest.mark.anyio
+async def test_at_start_one_missed_issue_is_caught_up_and_an_interrupted_one_finished(
+    tmp_path: Path, now: datetime
+) -> None:
+    newsletters = """newsletters:
+  - {name: daily, title: Daily, schedule: "0 7 * * *"}
+  - {name: interrupted, title: Interrupted, schedule: "0 7 * * *"}
+  - {name: fresh, title: Fresh, schedule: "0 7 * * *"}
+"""
+    loaded = load_config(write_config(tmp_path / "feeds.yaml", [], newsletters))
+    issues = RecordingIssues()
+    with Store.open(loaded.database_url) as store:
+        record_issue(store, "daily", now - timedelta(days=3, hours=5))  # down for three days
+        record_issue(store, "interrupted", now - timedelta(hours=5), status="sending")  # killed mid-send
+        service = Service(loaded, store, clock=ManualClock(now), run_issue=issues)
+        await service.catch_up()
+        await service.catch_up()  # a second start right after sends nothing more
+        assert [(name, when) for name, when, _ in issues.runs] == [
+            ("daily", utc(2025, 8, 18, 7)),  # one issue, the latest, not three
+            ("interrupted", now - timedelta(hours=5)),  # finished, not started afresh
+        ]
+        # "fresh" never ran: its first issue is at its next scheduled time, as with cron.
+        runs = {r.job: r.next_run for r in next_runs(loaded, store, now)}
+        assert runs[NEWSLETTER_JOB_PREFIX + "fresh"] == utc(2025, 8, 19, 7)
+
+
+# --------------------------------------------------------------------------- real APScheduler
+
+
+@pytest.mark.anyio
+async def test_after_the_machine_slept_missed_runs_collapse_into_one_issue(tmp_path: Path) -> None:
+    newsletters = 'newsletters:\n  - {name: daily, title: Daily, schedule: "0 7 * * *"}\n'
+    loaded = load_config(write_config(tmp_path / "feeds.yaml", [], newsletters))
+    issues = RecordingIssues()
+    real_now = datetime.now(UTC)
+    trigger = newsletter_trigger(loaded.config.newsletters[0])
+    latest = last_fire_time(trigger, real_now)
+    assert latest is not None
+    with Store.open(loaded.database_url) as store:
+        record_issue(store, "daily", latest - timedelta(days=3))
+        service = Service(loaded, store, run_issue=issues)
+        scheduler = AsyncIOScheduler(timezone=UTC)
+        service.install(scheduler)
+        scheduler.start(paused=True)
+        job = scheduler.get_job(NEWSLETTER_JOB_PREFIX + "daily")
+        assert (job.coalesce, job.max_instances) == (True, 1)
+        assert job.misfire_grace_time >= 24 * 3600
+        # As if the event loop slept through three scheduled times.
+        scheduler.modify_job(job.id, next_run_time=latest - timedelta(days=2, seconds=1))
+        scheduler.resume()
+        for _ in range(100):
+            await asyncio.sleep(0.02)
+            if issues.runs:
+                break
+        await asyncio.sleep(0.2)
+        scheduler.shutdown(wait=False)
+    assert [(name, when) for name, when, _ in issues.runs] == [("daily", latest)]
+
+
+@pytest.mark.anyio
+async def test_config_edits_take_effect_while_running_and_a_bad_edit_is_survived(
+    feed_server: FeedServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="aggregator.service")
+    for name in ("a", "b", "c"):
+        feed_server.add_feed(f"/{name}.xml", rss((name, name.upper())))
+    a, b, c = (feed_server.url(f"/{n}.xml") for n in "abc")
+    daily = 'newsletters:\n  - {name: daily, title: Daily, schedule: "0 7 * * *"}\n'
+    path = write_config(tmp_path / "feeds.yaml", [a], daily)
+    watcher = ConfigWatcher(path)
+    loaded = watcher.load()
+    stopping = asyncio.Event()
+
+    async def until(predicate: Callable[[], bool], seconds: float = 5.0) -> None:
+        deadline = time.monotonic() + seconds
+        while not predicate():
+            assert time.monotonic() < deadline, "timed out"
+            await asyncio.sleep(0.02)
+
+    with Store.open(loaded.database_url) as store:
+        service = Service(loaded, store, run_issue=RecordingIssues())
+        task = asyncio.create_task(serve(service, watcher, watch_interval=0.1, stopping=stopping))
+        try:
+            await until(lambda: feed_server.count("/a.xml") == 1)
+            assert service.scheduler is not None
+            # Make a due again: only its removal from feeds.yaml should keep it from being polled.
+            moment = datetime.now(UTC)
+            store.save_poll(
+                replace(store.feed_state(a), next_check=moment - timedelta(minutes=1)), [], moment
+            )
+
+            paris = 'newsletters:\n  - {name: daily, title: Daily, schedule: "30 8 * * *", timezone: Europe/Paris}\n'
+            write_config(path, [b], paris)
+            await until(lambda: feed_server.count("/b.xml") == 1)
+            await asyncio.sleep(0.2)
+            assert feed_server.count("/a.xml") == 1  # removed: not polled although due
+            job = service.scheduler.get_job(NEWSLETTER_JOB_PREFIX + "daily")
+            assert str(job.trigger) == "30 8 * * * (Europe/Paris)"
+            assert job.next_run_time.tzinfo is not None
+
+            # A typo: reported with its line, and the process keeps the last good config.
+            path.write_text(path.read_text().replace("interval: 1h", "intervall: 1h"), encoding="utf-8")
+            await until(
+                lambda: any("still running on the last good config" in r.message for r in caplog.records)
+            )
+            problem = next(
+                r for r in caplog.records if getattr(r, "fields", {}).get("event") == "config_problem"
+            )
+            assert f"{path}:3:" in problem.message and "intervall" in problem.message
+            assert [f.url for f in service.loaded.config.feeds] == [b]
+
+            write_config(path, [b, c], paris)  # fixed, and a feed added
+            await until(lambda: feed_server.count("/c.xml") == 1)
+            assert not task.done()
+        finally:
+            stopping.set()
+            await task
+
+
+# --------------------------------------------------------------------------- real processes
+
+
+class Scheduler:
+    """``python scheduler.py --log-format json -v`` in a subprocess; its log events read by a thread."""
+
+    def __init__(self, config: Path, env: dict[str, str] | None = None) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, str(SCHEDULER), "--config", str(config), "--log-format", "json", "-v"],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=config.parent,
+            env={**os.environ, **(env or {})},
+        )
+        self.events: list[dict[str, Any]] = []
+        self._lock = threading.Lock()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stderr is not None
+        with self.proc.stderr:
+            for line in self.proc.stderr:
+                try:
+                    event = json.loads(line)
+                except json.JSONDecodeError:
+                    event = {"event": "not_json", "message": line}
+                with self._lock:
+                    self.events.append(event)
+
+    def seen(self, event: str, **fields: Any) -> list[dict[str, Any]]:
+        with self._lock:
+            return [
+                e
+                for e in self.events
+                if e.get("event") == event and all(e.get(k) == v for k, v in fields.items())
+            ]
+
+    def wait_for(self, predicate: Callable[[], bool], seconds: float = 30.0) -> None:
+        deadline = time.monotonic() + seconds
+        while not predicate():
+            if self.proc.poll() is not None:
+                self._reader.join(2)
+                pytest.fail(f"scheduler exited with {self.proc.returncode}: {self.events}")
+            assert time.monotonic() < deadline, f"timed out; events: {self.events}"
+            time.sleep(0.02)
+
+    def stop(self, signum: int = signal.SIGTERM, seconds: float = 10.0) -> int:
+        self.proc.send_signal(signum)
+        code = self.proc.wait(seconds)
+        self._reader.join(2)
+        return code
+
+    def kill(self) -> None:
+        self.proc.kill()  # SIGKILL: no cleanup of any kind
+        self.proc.wait(10)
+        self._reader.join(2)
+
+
+@pytest.fixture
+def processes() -> Iterator[list[Scheduler]]:
+    started: list[Scheduler] = []
+    yield started
+    for process in started:
+        if process.proc.poll() is None:
+            process.kill()
+
+
+def test_a_second_scheduler_on_the_same_database_says_so_and_exits_non_zero(
+    feed_server: FeedServer, tmp_path: Path, processes: list[Scheduler]
+) -> None:
+    config = write_config(tmp_path / "feeds.yaml", [feed_server.url("/feed.xml")])
+    first = Scheduler(config)
+    processes.append(first)
+    first.wait_for(lambda: bool(first.seen("poll_cycle")))
+    second = subprocess.run(
+        [sys.executable, str(SCHEDULER), "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert second.returncode == 3
+    assert "another scheduler is already running on this database" in second.stderr
+    assert f"pid {first.proc.pid}" in second.stderr
+    assert feed_server.count("/feed.xml") == 1  # the second one polled nothing
+    assert first.stop() == 0
+    assert first.seen("stopped")
+    # In the same process too: the lock is a plain context manager.
+    with run_lock(load_config(config).database_url), pytest.raises(SchedulerAlreadyRunning):
+        with run_lock(load_config(config).database_url):
+            pass
+
+
+def test_kill_9_during_a_poll_loses_nothing_stored_and_sigterm_cancels_a_hanging_fetch(
+    feed_server: FeedServer, tmp_path: Path, processes: list[Scheduler]
+) -> None:
+    fast = []
+    for n in range(6):
+        feed_server.add_feed(f"/f{n}.xml", rss(*((f"f{n}-{i}", f"Story {n}.{i}") for i in range(3))))
+        fast.append(feed_server.url(f"/f{n}.xml"))
+    hanging = feed_server.url("/trickle")  # headers, then a byte every 50 ms: never done
+    config = write_config(tmp_path / "feeds.yaml", [*fast, hanging])
+
+    first = Scheduler(config)
+    processes.append(first)
+    first.wait_for(lambda: len(first.seen("feed_polled", status="ok")) == len(fast))
+    reported = {e["feed"]: e["new_entries"] for e in first.seen("feed_polled", status="ok")}
+    assert feed_server.count("/trickle") == 1  # still in flight
+    first.kill()
+
+    with Store.open(load_config(config).database_url) as store:
+        counts = store.entry_counts()
+        assert all(counts[url] == reported[url] == 3 for url in fast)
+        assert store.feed_state(hanging).last_fetch is None  # never reported, never stored
+
+    second = Scheduler(config)  # the kernel released the lock with the killed process
+    processes.append(second)
+    second.wait_for(lambda: feed_server.count("/trickle") == 2)
+    began = time.monotonic()
+    assert second.stop(signal.SIGTERM) == 0
+    assert time.monotonic() - began < 5  # the hanging fetch was cancelled, not waited for
+    assert second.seen("stopped")
+    assert not any(e["new_entries"] for e in second.seen("feed_polled"))  # nothing stored twice
+    with Store.open(load_config(config).database_url) as store:
+        assert all(store.entry_counts()[url] == 3 for url in fast)
