@@ -298,7 +298,10 @@ async def test_config_edits_take_effect_while_running_and_a_bad_edit_is_survived
                 replace(store.feed_state(a), next_check=moment - timedelta(minutes=1)), [], moment
             )
 
-            paris = 'newsletters:\n  - {name: daily, title: Daily, schedule: "30 8 * * *", timezone: Europe/Paris}\n'
+            paris = (
+                "newsletters:\n"
+                '  - {name: daily, title: Daily, schedule: "30 8 * * *", timezone: Europe/Paris}\n'
+            )
             write_config(path, [b], paris)
             await until(lambda: feed_server.count("/b.xml") == 1)
             await asyncio.sleep(0.2)
@@ -315,7 +318,8 @@ async def test_config_edits_take_effect_while_running_and_a_bad_edit_is_survived
             problem = next(
                 r for r in caplog.records if getattr(r, "fields", {}).get("event") == "config_problem"
             )
-            assert f"{path}:3:" in problem.message and "intervall" in problem.message
+            assert f"{path}:3:" in problem.message
+            assert "intervall" in problem.message
             assert [f.url for f in service.loaded.config.feeds] == [b]
 
             write_config(path, [b, c], paris)  # fixed, and a feed added
@@ -417,9 +421,9 @@ def test_a_second_scheduler_on_the_same_database_says_so_and_exits_non_zero(
     assert first.stop() == 0
     assert first.seen("stopped")
     # In the same process too: the lock is a plain context manager.
-    with run_lock(load_config(config).database_url), pytest.raises(SchedulerAlreadyRunning):
-        with run_lock(load_config(config).database_url):
-            pass
+    url = load_config(config).database_url
+    with run_lock(url), pytest.raises(SchedulerAlreadyRunning), run_lock(url):
+        pass
 
 
 def test_kill_9_during_a_poll_loses_nothing_stored_and_sigterm_cancels_a_hanging_fetch(
