@@ -1,0 +1,354 @@
+"""``aggregator feeds …``: add, remove, change, list, import and export the feeds of feeds.yaml.
+
+In:  the command line, and the config path the main ``aggregator`` callback put in
+     ``ctx.obj.config_path`` (``--config``).
+Out: feeds.yaml changed through ``configedit`` (comments and layout kept, validated, written
+     atomically, refused if the file changed meanwhile), and messages or tables.
+
+Exit codes as for the rest of the CLI: 0 done, 1 the feed could not be fetched or is not a
+feed, or the file changed on disk while we worked (run the command again), 2 bad usage
+(unknown feed, duplicate, a value the config does not accept, a bad OPML file).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from datetime import UTC, datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import click
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from aggregator.config import DEFAULT_CONFIG_NAME, LoadedConfig, parse_duration, resolve_feed_location
+from aggregator.configedit import ConfigDocument, ConflictError, EditError, InvalidEditError, parse_assignment
+from aggregator.discovery import DiscoveryError, FeedChoices, FoundFeed, find_feed
+from aggregator.errors import ConfigError, StoreError
+from aggregator.fetch import Fetcher, FetchSettings, make_client
+from aggregator.opml import OpmlError, import_subscriptions, parse_opml, render_opml
+from aggregator.store import Store
+from aggregator.types import FeedState, FeedStatus
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+feeds_app = typer.Typer(
+    help="Add, remove, change, list, import (OPML) and export the feeds in feeds.yaml.",
+    no_args_is_help=True,
+)
+
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)  # messages are never wrapped: people grep them
+
+
+class ListFormat(StrEnum):
+    TABLE = "table"
+    JSON = "json"
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _config_path(ctx: typer.Context) -> Path:
+    path = getattr(ctx.obj, "config_path", None)
+    return path if isinstance(path, Path) else Path(DEFAULT_CONFIG_NAME).absolute()
+
+
+def _fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
+    err.print(message, markup=False, highlight=False)
+    raise typer.Exit(code)
+
+
+def _read(path: Path) -> tuple[ConfigDocument, LoadedConfig]:
+    """The document to edit, and the config it holds now (which must be valid to edit it)."""
+    try:
+        document = ConfigDocument.read(path)
+    except EditError as exc:
+        _fail(str(exc))
+    try:
+        return document, document.validate()
+    except InvalidEditError as exc:
+        cause = exc.__cause__
+        problems = cause.problems if isinstance(cause, ConfigError) else exc.problems
+        for problem in problems:
+            err.print(str(problem), markup=False, highlight=False)
+        _fail(f"{len(problems)} problem(s) in {path}; fix them first (aggregator config check)")
+
+
+def _save(document: ConfigDocument) -> None:
+    try:
+        document.save()
+    except ConflictError as exc:
+        _fail(str(exc), EXIT_FAILED)
+    except EditError as exc:
+        _fail(str(exc))
+
+
+def _fetch_settings(loaded: LoadedConfig) -> FetchSettings:
+    polling = loaded.config.polling
+    return FetchSettings(
+        max_bytes=polling.max_response_size,
+        connect_timeout=polling.connect_timeout.total_seconds(),
+        read_timeout=polling.read_timeout.total_seconds(),
+        total_timeout=polling.timeout.total_seconds(),
+        max_redirects=polling.max_redirects,
+    )
+
+
+def _chooser(pick: int | None) -> Any:
+    def choose(choices: FeedChoices) -> str:
+        listing = "\n".join(f"  {n}) {url}" for n, url in enumerate(choices.urls, 1))
+        if pick is not None:
+            if not 1 <= pick <= len(choices.urls):
+                raise DiscoveryError(
+                    f"--pick {pick}: {choices.page} advertises {len(choices.urls)} feeds:\n{listing}"
+                )
+            return choices.urls[pick - 1]
+        if not sys.stdin.isatty():
+            raise DiscoveryError(
+                f"{choices.page} advertises {len(choices.urls)} feeds; choose one with --pick N:\n{listing}"
+            )
+        err.print(f"{choices.page} advertises {len(choices.urls)} feeds:\n{listing}", markup=False)
+        number: int = typer.prompt("Which one", type=click.IntRange(1, len(choices.urls)), err=True)
+        return choices.urls[number - 1]
+
+    return choose
+
+
+async def _discover(loaded: LoadedConfig, url: str, pick: int | None) -> FoundFeed:
+    settings = _fetch_settings(loaded)
+    async with make_client(settings) as client:
+        fetcher = Fetcher(client, settings)
+        location = resolve_feed_location(url, loaded.base_dir)
+        return await find_feed(fetcher, url, location, _now(), _chooser(pick))
+
+
+@feeds_app.command("add")
+def add_feed(
+    ctx: typer.Context,
+    url: Annotated[str, typer.Argument(help="A feed URL, or a web page that advertises its feeds.")],
+    *,
+    title: Annotated[str | None, typer.Option(help="Title to show (default: the feed's own).")] = None,
+    topic: Annotated[
+        list[str] | None, typer.Option("--topic", help="A topic for the feed (repeat for several).")
+    ] = None,
+    interval: Annotated[str | None, typer.Option(help="How often to poll it, e.g. 30m or 2h.")] = None,
+    pick: Annotated[
+        int | None, typer.Option(help="Which of the feeds a page advertises to add (1, 2, …).", min=1)
+    ] = None,
+) -> None:
+    """Fetch URL once to prove it is a feed (or find the feeds a page advertises), then add it."""
+    path = _config_path(ctx)
+    document, loaded = _read(path)
+    if interval is not None:
+        try:
+            parse_duration(interval)
+        except ValueError as exc:
+            _fail(f"--interval: {exc}")
+    existing = document.duplicate_of(url)
+    if existing is not None:
+        _fail(f"{path.name}: already subscribed: {existing}")
+    try:
+        found = asyncio.run(_discover(loaded, url, pick))
+    except DiscoveryError as exc:
+        _fail(str(exc), EXIT_FAILED)
+    try:
+        index = document.add_feed(
+            found.url, title=title or found.title or None, topics=topic or (), interval=interval
+        )
+    except EditError as exc:
+        _fail(str(exc))
+    _save(document)
+    if found.page:
+        err.print(f"{found.page} advertises {found.url}", markup=False, highlight=False)
+    if found.moved_from:
+        err.print(f"{found.moved_from} moved permanently to {found.url}", markup=False, highlight=False)
+    out.print(
+        f"{path.name}:{document.line_of_feed(index)}: added {found.url} "
+        f"({found.title or 'untitled'}, {found.format}, "
+        f"{found.entries} {'entry' if found.entries == 1 else 'entries'})",
+        markup=False,
+        highlight=False,
+    )
+
+
+@feeds_app.command("remove")
+def remove_feed(
+    ctx: typer.Context,
+    feed: Annotated[str, typer.Argument(metavar="URL|TITLE", help="The feed's URL or its title.")],
+) -> None:
+    """Remove a feed (and the comment directly above it) from feeds.yaml."""
+    path = _config_path(ctx)
+    document, _ = _read(path)
+    try:
+        url = document.remove_feed(feed)
+    except EditError as exc:
+        _fail(str(exc))
+    _save(document)
+    out.print(f"{path.name}: removed {url}", markup=False, highlight=False)
+
+
+@feeds_app.command("set")
+def set_feed(
+    ctx: typer.Context,
+    feed: Annotated[str, typer.Argument(metavar="URL|TITLE", help="The feed's URL or its title.")],
+    assignments: Annotated[
+        list[str],
+        typer.Argument(
+            metavar="KEY=VALUE...",
+            help="interval=30m, title=…, topics=a,b, priority=1, enabled=false; KEY= removes the key.",
+        ),
+    ],
+) -> None:
+    """Change a feed's interval, title, topics, priority or enabled flag (or its url)."""
+    path = _config_path(ctx)
+    document, _ = _read(path)
+    try:
+        changes = dict(parse_assignment(text) for text in assignments)
+        index = document.set_feed(feed, changes)
+    except EditError as exc:
+        _fail(str(exc))
+    _save(document)
+    shown = ", ".join(assignments)
+    out.print(f"{path.name}:{document.line_of_feed(index)}: {shown}", markup=False, highlight=False)
+
+
+def _health(loaded: LoadedConfig) -> tuple[dict[str, FeedState], dict[str, int]]:
+    """What the store knows about the configured feeds; nothing if there is no database yet."""
+    url = loaded.database_url
+    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():
+        return {}, {}  # listing feeds must not create a database
+    try:
+        with Store.open(url) as store:
+            states = store.feed_states([f.url for f in loaded.config.feeds])
+            counts = store.entry_counts()
+    except StoreError as exc:
+        err.print(f"warning: no health shown: {exc}", markup=False, highlight=False)
+        return {}, {}
+    return {s.url: s for s in states}, counts
+
+
+@feeds_app.command("list")
+def list_feeds(
+    ctx: typer.Context,
+    output: Annotated[ListFormat, typer.Option("--format", help="table or json.")] = ListFormat.TABLE,
+) -> None:
+    """List the configured feeds with their health from the store (status, entries, last fetch)."""
+    _, loaded = _read(_config_path(ctx))
+    states, counts = _health(loaded)
+    rows: list[dict[str, Any]] = []
+    for feed in loaded.config.feeds:
+        state = states.get(feed.url) or FeedState(feed.url)
+        failing = state.status in (FeedStatus.ERROR, FeedStatus.RETIRED)
+        rows.append(
+            {
+                "url": feed.url,
+                "title": feed.title,
+                "topics": list(feed.topics),
+                "interval": int(feed.interval.total_seconds()) if feed.interval else None,
+                "priority": feed.priority,
+                "enabled": feed.enabled,
+                "status": state.status.value,
+                "error": state.last_error if failing else None,
+                "entries": counts.get(feed.url, 0),
+                "last_fetch": state.last_fetch.isoformat() if state.last_fetch else None,
+                "line": loaded.feed_lines.get(feed.url),
+            }
+        )
+    if output is ListFormat.JSON:
+        print(json.dumps(rows, indent=2, ensure_ascii=False))
+        return
+    table = Table(title=f"{len(rows)} feeds in {loaded.path.name}")
+    for column in ("line", "feed", "topics", "every", "status", "entries", "last fetch"):
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        interval = row["interval"]
+        table.add_row(
+            str(row["line"] or ""),
+            (f"{row['title']}\n" if row["title"] else "") + row["url"],
+            ", ".join(row["topics"]),
+            _duration_text(interval) if interval else "default",
+            ("disabled" if not row["enabled"] else row["status"])
+            + (f"\n{row['error']}" if row["error"] else ""),
+            str(row["entries"]),
+            row["last_fetch"][:16].replace("T", " ") if row["last_fetch"] else "-",
+        )
+    out.print(table)
+
+
+def _duration_text(seconds: int) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+@feeds_app.command("import")
+def import_opml(
+    ctx: typer.Context,
+    file: Annotated[Path, typer.Argument(metavar="FILE.opml", help="An OPML export from a feed reader.")],
+) -> None:
+    """Add the feeds of an OPML file (folders become topics); feeds already present are left alone."""
+    path = _config_path(ctx)
+    try:
+        data = file.read_bytes()
+    except OSError as exc:
+        _fail(f"cannot import {file}: {exc.strerror or exc}")
+    try:
+        opml = parse_opml(data, str(file))
+    except OpmlError as exc:
+        _fail(f"{exc}; nothing was imported")
+    document, _ = _read(path)
+    try:
+        report = import_subscriptions(document, opml.subscriptions)
+    except EditError as exc:
+        _fail(f"{exc}; nothing was imported")
+    if report.added:
+        _save(document)
+    for reason in opml.skipped:
+        err.print(f"skipped: {reason}", markup=False, highlight=False)
+    out.print(
+        f"{path.name}: {len(report.added)} feeds added, {len(report.present)} already present, "
+        f"{len(opml.skipped)} skipped",
+        markup=False,
+        highlight=False,
+    )
+
+
+@feeds_app.command("export")
+def export_feeds(
+    ctx: typer.Context,
+    opml: Annotated[
+        bool, typer.Option("--opml", help="OPML 2.0 (for feed readers) instead of JSON.")
+    ] = False,
+) -> None:
+    """Print the feeds: JSON by default, OPML 2.0 with --opml (topics become folders)."""
+    _, loaded = _read(_config_path(ctx))
+    feeds = loaded.config.feeds
+    if not opml:
+        rows = [
+            {
+                "url": f.url,
+                "title": f.title,
+                "topics": list(f.topics),
+                "interval": int(f.interval.total_seconds()) if f.interval else None,
+                "priority": f.priority,
+                "enabled": f.enabled,
+            }
+            for f in feeds
+        ]
+        print(json.dumps(rows, indent=2, ensure_ascii=False))
+        return
+    text, left_out = render_opml(feeds, title=f"Feeds of {loaded.path.name}", now=_now())
+    sys.stdout.write(text)
+    if left_out:
+        err.print(
+            f"{len(left_out)} local feeds left out (OPML readers need http(s) URLs): {', '.join(left_out)}",
+            markup=False,
+            highlight=False,
+        )

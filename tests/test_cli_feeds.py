@@ -1,0 +1,276 @@
+"""``aggregator feeds …`` against a real loopback feed server: every command leaves feeds.yaml
+as a person would (golden files), and every refusal leaves it untouched."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from aggregator import cli
+from aggregator.cli_feeds import feeds_app
+from aggregator.opml import parse_opml
+from tests.feedserver import HTML_PAGE, FeedServer
+
+if not any(group.name == "feeds" for group in cli.app.registered_groups):
+    cli.app.add_typer(feeds_app, name="feeds")  # until aggregator/cli.py registers it
+
+GOLDEN = Path(__file__).parent / "golden" / "config"
+OPML_DIR = Path(__file__).parent / "opml"
+UPDATE = os.environ.get("AGGREGATOR_UPDATE_GOLDEN") == "1"
+
+TWO_FEEDS_PAGE = b"""<!doctype html><html><head><title>Two feeds</title>
+<link rel="alternate" type="application/rss+xml" title="Posts" href="/feed.xml">
+<link rel="alternate" type="application/atom+xml" title="Comments" href="/atom.xml">
+</head><body>hello</body></html>"""
+
+
+def run(config: Path, *args: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(cli.app, ["--config", str(config), *args])
+    if result.exception and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return result.exit_code, result.stdout, result.stderr
+
+
+def config_from(tmp_path: Path, name: str) -> Path:
+    path = tmp_path / "feeds.yaml"
+    shutil.copyfile(GOLDEN / name, path)
+    return path
+
+
+CLI_CASES: dict[str, tuple[str, list[str]]] = {
+    "cli_add": ("base.yaml", ["feeds", "add", "{server}/feed.xml", "--topic", "local", "--interval", "30m"]),
+    "cli_add_from_page": ("empty.yaml", ["feeds", "add", "{server}/page.html"]),
+    "cli_remove_by_title": ("base.yaml", ["feeds", "remove", "The Local Paper"]),
+    "cli_remove_by_url": ("base.yaml", ["feeds", "remove", "https://wire.example.com/rss.xml"]),
+    "cli_set": (
+        "base.yaml",
+        [
+            "feeds",
+            "set",
+            "https://blog.example.net/index.xml",
+            "enabled=true",
+            "interval=2h",
+            "topics=politics",
+        ],
+    ),
+    "cli_set_unset_title": ("base.yaml", ["feeds", "set", "Example Wire", "title="]),
+    "cli_import": ("base.yaml", ["feeds", "import", str(OPML_DIR / "feedly.opml")]),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CLI_CASES))
+def test_command_leaves_feeds_yaml_as_a_person_would(
+    tmp_path: Path, feed_server: FeedServer, name: str
+) -> None:
+    before, args = CLI_CASES[name]
+    path = config_from(tmp_path, before)
+    code, _, stderr = run(path, *(a.replace("{server}", feed_server.base_url) for a in args))
+    assert code == 0, stderr
+    actual = path.read_text(encoding="utf-8").replace(feed_server.base_url, "{server}")
+    golden = GOLDEN / f"{name}.after.yaml"
+    if UPDATE:
+        golden.write_text(actual, encoding="utf-8")
+    assert actual == golden.read_text(encoding="utf-8")
+
+
+def test_add_fetches_the_feed_once_and_says_where_it_went(tmp_path: Path, feed_server: FeedServer) -> None:
+    path = config_from(tmp_path, "base.yaml")
+    code, stdout, _ = run(path, "feeds", "add", feed_server.url("/atom.xml"), "--title", "Mine")
+    assert code == 0
+    assert (
+        stdout.strip()
+        == f"feeds.yaml:23: added {feed_server.url('/atom.xml')} (Loopback Atom, atom10, 1 entry)"
+    )
+    assert feed_server.count("/atom.xml") == 1
+    assert "title: Mine" in path.read_text()
+
+
+def test_add_a_page_with_several_feeds_needs_a_pick(tmp_path: Path, feed_server: FeedServer) -> None:
+    feed_server.add_feed("/two.html", TWO_FEEDS_PAGE, content_type="text/html")
+    path = config_from(tmp_path, "empty.yaml")
+    before = path.read_bytes()
+    code, _, stderr = run(path, "feeds", "add", feed_server.url("/two.html"))
+    assert code == 1
+    assert f"advertises 2 feeds; choose one with --pick N:\n  1) {feed_server.url('/feed.xml')}" in stderr
+    assert f"  2) {feed_server.url('/atom.xml')}" in stderr
+    assert path.read_bytes() == before
+
+    code, _, stderr = run(path, "feeds", "add", feed_server.url("/two.html"), "--pick", "2")
+    assert code == 0, stderr
+    assert f"{feed_server.url('/two.html')} advertises {feed_server.url('/atom.xml')}" in stderr
+    assert f"url: {feed_server.url('/atom.xml')}" in path.read_text()
+
+
+def test_add_follows_a_permanent_redirect(tmp_path: Path, feed_server: FeedServer) -> None:
+    path = config_from(tmp_path, "empty.yaml")
+    code, _, stderr = run(path, "feeds", "add", feed_server.url("/moved"))
+    assert code == 0
+    assert "moved permanently to" in stderr
+    assert f"url: {feed_server.url('/feed.xml')}" in path.read_text()
+
+
+@pytest.mark.parametrize(
+    ("path_on_server", "message"),
+    [
+        ("/missing", "cannot subscribe to {url}: not found (HTTP 404) at {url}\n"),
+        ("/no-feeds.html", "is an HTML page and advertises no feed"),
+    ],
+)
+def test_add_refuses_what_is_not_a_feed(
+    tmp_path: Path, feed_server: FeedServer, path_on_server: str, message: str
+) -> None:
+    feed_server.add_feed("/no-feeds.html", HTML_PAGE.replace(b"<link", b"<meta"), content_type="text/html")
+    path = config_from(tmp_path, "base.yaml")
+    before = path.read_bytes()
+    url = feed_server.url(path_on_server)
+    code, _, stderr = run(path, "feeds", "add", url)
+    assert code == 1
+    assert message.format(url=url) in stderr
+    assert path.read_bytes() == before
+
+
+def test_add_refuses_a_duplicate_without_fetching(tmp_path: Path, feed_server: FeedServer) -> None:
+    path = config_from(tmp_path, "empty.yaml")
+    assert run(path, "feeds", "add", feed_server.url("/feed.xml"))[0] == 0
+    before = path.read_bytes()
+    variant = feed_server.url("/feed.xml").replace("http://", "HTTP://") + "?utm_source=x"
+    code, _, stderr = run(path, "feeds", "add", variant)
+    assert code == 2
+    assert f"feeds.yaml: already subscribed: {feed_server.url('/feed.xml')}" in stderr
+    assert feed_server.count("/feed.xml") == 1
+    assert path.read_bytes() == before
+
+
+def test_add_refuses_a_page_advertising_a_feed_already_there(tmp_path: Path, feed_server: FeedServer) -> None:
+    path = config_from(tmp_path, "empty.yaml")
+    assert run(path, "feeds", "add", feed_server.url("/feed.xml"))[0] == 0
+    code, _, stderr = run(path, "feeds", "add", feed_server.url("/page.html"))
+    assert code == 2
+    assert "already subscribed" in stderr
+
+
+def test_add_checks_the_interval_before_fetching(tmp_path: Path, feed_server: FeedServer) -> None:
+    path = config_from(tmp_path, "base.yaml")
+    code, _, stderr = run(path, "feeds", "add", feed_server.url("/feed.xml"), "--interval", "soon")
+    assert code == 2
+    assert "--interval: bad duration 'soon'" in stderr
+    assert feed_server.count("/feed.xml") == 0
+
+
+def test_remove_and_set_name_what_they_cannot_find(tmp_path: Path) -> None:
+    path = config_from(tmp_path, "base.yaml")
+    before = path.read_bytes()
+    code, _, stderr = run(path, "feeds", "remove", "Nope")
+    assert (code, stderr.strip()) == (2, "feeds.yaml: no feed with the URL or title 'Nope'")
+    code, _, stderr = run(path, "feeds", "set", "Example Wire", "intervall=1h")
+    assert code == 2
+    assert (
+        "cannot set 'intervall' on a feed: use one of url, title, topics, interval, priority, enabled"
+        in stderr
+    )
+    code, _, stderr = run(path, "feeds", "set", "Example Wire", "interval=3 parsecs")
+    assert code == 2
+    assert "not saved: feeds.yaml would be invalid: feeds[0].interval: bad duration '3 parsecs'" in stderr
+    assert path.read_bytes() == before
+
+
+def test_an_invalid_file_is_not_edited(tmp_path: Path) -> None:
+    path = tmp_path / "feeds.yaml"
+    path.write_text("feeds:\n  - url: https://a.example/f\n    intervall: 1h\n")
+    code, _, stderr = run(path, "feeds", "remove", "https://a.example/f")
+    assert code == 2
+    assert "feeds.yaml:3:5: feeds[0].intervall: unknown key 'intervall' (did you mean 'interval'?)" in stderr
+    assert "fix them first" in stderr
+
+
+def test_list_shows_health_from_the_store(tmp_path: Path, feed_server: FeedServer) -> None:
+    path = config_from(tmp_path, "empty.yaml")
+    assert run(path, "feeds", "add", feed_server.url("/feed.xml"), "--topic", "news")[0] == 0
+    assert run(path, "feeds", "add", feed_server.url("/gone"))[0] == 1  # refused: 410
+    code, stdout, _ = run(path, "feeds", "list", "--format", "json")
+    assert code == 0
+    assert not (tmp_path / "data").exists()  # listing does not create a database
+    (row,) = json.loads(stdout)
+    assert row["status"] == "never"
+    assert row["topics"] == ["news"]
+
+    assert run(path, "poll")[0] == 0
+    code, stdout, _ = run(path, "feeds", "list", "--format", "json")
+    (row,) = json.loads(stdout)
+    assert (row["status"], row["entries"], row["title"]) == ("ok", 1, "Loopback News")
+    assert row["last_fetch"] is not None
+
+    code, stdout, _ = run(path, "feeds", "list")
+    assert code == 0
+    assert "Loopback News" in stdout
+    assert "1 feeds in feeds.yaml" in stdout
+
+
+def test_import_twice_adds_nothing_and_reports_it(tmp_path: Path) -> None:
+    path = config_from(tmp_path, "base.yaml")
+    opml = str(OPML_DIR / "freshrss.opml")
+    code, stdout, stderr = run(path, "feeds", "import", opml)
+    assert code == 0
+    assert stdout.strip() == "feeds.yaml: 2 feeds added, 0 already present, 1 skipped"
+    assert "skipped: outline 'Local scraper': not an http(s) feed URL" in stderr
+    after_first = path.read_bytes()
+    code, stdout, _ = run(path, "feeds", "import", opml)
+    assert stdout.strip() == "feeds.yaml: 0 feeds added, 2 already present, 1 skipped"
+    assert path.read_bytes() == after_first
+
+
+def test_import_of_a_malformed_file_changes_nothing(tmp_path: Path) -> None:
+    path = config_from(tmp_path, "base.yaml")
+    before = path.read_bytes()
+    bad = tmp_path / "bad.opml"
+    bad.write_bytes((OPML_DIR / "feedly.opml").read_bytes()[:-40])
+    code, _, stderr = run(path, "feeds", "import", str(bad))
+    assert code == 2
+    assert "not well-formed XML" in stderr
+    assert "nothing was imported" in stderr
+    assert path.read_bytes() == before
+
+
+def test_export_opml_imports_back_to_the_same_feeds(tmp_path: Path) -> None:
+    path = config_from(tmp_path, "base.yaml")
+    code, stdout, _ = run(path, "feeds", "export", "--opml")
+    assert code == 0
+    subscriptions = parse_opml(stdout.encode(), "export.opml").subscriptions
+    assert [(s.url, s.topics) for s in subscriptions] == [
+        ("https://wire.example.com/rss.xml", ()),
+        ("https://paper.example.org/feed.atom", ("local", "politics")),
+        ("https://blog.example.net/index.xml", ()),
+    ]
+    (tmp_path / "other").mkdir()
+    other = config_from(tmp_path / "other", "base.yaml")
+    exported = tmp_path / "export.opml"
+    exported.write_text(stdout)
+    assert run(other, "feeds", "import", str(exported))[1].strip() == (
+        "feeds.yaml: 0 feeds added, 3 already present, 0 skipped"
+    )
+
+
+def test_export_json(tmp_path: Path) -> None:
+    code, stdout, _ = run(config_from(tmp_path, "base.yaml"), "feeds", "export")
+    assert code == 0
+    rows = json.loads(stdout)
+    assert rows[1] == {
+        "url": "https://paper.example.org/feed.atom",
+        "title": "The Local Paper",
+        "topics": ["local", "politics"],
+        "interval": 21600,
+        "priority": 0,
+        "enabled": True,
+    }
+
+
+def test_every_feeds_command_has_help() -> None:
+    for command in ("add", "remove", "list", "set", "import", "export"):
+        result = CliRunner().invoke(cli.app, ["feeds", command, "--help"])
+        assert result.exit_code == 0
+        assert "Usage:" in result.stdout
