@@ -1,0 +1,85 @@
+"""``aggregator serve``: run the web side (feeds, front page, archive, subscriptions) with uvicorn.
+
+In: the CLI's context (the feeds.yaml path), a host and a port.  Out: a running server
+until Ctrl-C; exit 2 for a bad config, an unusable database or a bad environment.
+
+Registered in ``cli.py`` with one line::
+
+    app.command("serve")(cli_serve.serve)
+
+uvicorn's access log is off: unsubscribe, confirmation and private-feed URLs carry
+tokens, and a log is the usual way such tokens leak.  ``--access-log`` turns it on.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated
+
+import typer
+import uvicorn
+
+from aggregator import mail, newsletters, web
+from aggregator.errors import AggregatorError, StoreError
+from aggregator.store import Store
+
+EXIT_USAGE = 2
+log = logging.getLogger(__name__)
+
+
+def serve(
+    ctx: typer.Context,
+    host: Annotated[str, typer.Option("--host", help="The address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="The port to listen on.", min=0, max=65535)] = 8000,
+    access_log: Annotated[
+        bool, typer.Option("--access-log", help="Log every request (URLs with tokens included).")
+    ] = False,
+    forwarded_allow_ips: Annotated[
+        str | None,
+        typer.Option(
+            "--forwarded-allow-ips",
+            help="Proxies whose X-Forwarded-For/-Proto to trust (comma-separated IPs), e.g. 127.0.0.1.",
+        ),
+    ] = None,
+) -> None:
+    """Serve the feeds, the front page, the digest archive and the subscription pages."""
+    loaded = ctx.obj.load()
+    try:
+        settings = web.settings_from_config(loaded)
+    except (ValueError, OSError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(EXIT_USAGE) from exc
+    try:
+        store = Store.open(loaded.database_url)
+    except StoreError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(EXIT_USAGE) from exc
+
+    def transport() -> mail.Transport:
+        return newsletters.default_transport(loaded)
+
+    try:
+        transport().close()  # a missing SMTP password is a startup error, not a failed form later
+    except AggregatorError as exc:
+        store.close()
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(EXIT_USAGE) from exc
+    app = web.create_app(settings, store, transport)
+    typer.echo(
+        f"serving {settings.public_dir} and {settings.archive_dir} on http://{host}:{port}/ "
+        f"(public URL {settings.base_url})",
+        err=True,
+    )
+    try:
+        uvicorn.run(
+            app,
+            host=host,
+            port=port,
+            access_log=access_log,
+            server_header=False,
+            proxy_headers=forwarded_allow_ips is not None,
+            forwarded_allow_ips=forwarded_allow_ips,
+            log_level="info",
+        )
+    finally:
+        store.close()

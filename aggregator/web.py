@@ -1,0 +1,1014 @@
+"""The web side: the published feeds, a front page, the digest archive, (un)subscribing.
+
+In: ``WebSettings`` (where the output and archive folders are, the newsletters, the
+signing key, private feed tokens), an object with the store's two subscriber methods, a
+factory of mail transports and a clock.  Out: a Starlette ASGI application
+(``create_app``) that uvicorn runs; ``aggregator serve`` builds one from feeds.yaml
+with ``settings_from_config``.
+
+What it serves (paths relative to ``output.base_url``)::
+
+    /                              the latest stories by topic, with feed autodiscovery
+    /feed.atom|rss|json            the combined feeds, /topics/<slug>.atom|rss|json per topic
+    /private/<token>/...           the same, when feeds are private (AGGREGATOR_FEED_TOKENS)
+    /archive/                      every newsletter's archive; /archive/<name>/NNNN.html an issue
+    /subscribe                     a form; a confirmation email with a signed link that expires
+    /subscribe/confirm/<token>     GET shows a button, POST confirms (double opt-in)
+    /unsubscribe/<token>           GET shows a button, POST unsubscribes at once (RFC 8058)
+    /unsubscribe?list=<name>       for the archive's generic link: mails the personal link
+
+Files are the publish stage's output, read from disk and cached in memory until their
+modification time changes; each is served with a strong ETag, Last-Modified, a gzip
+variant made once, and a 304 for a matching conditional request.  Nothing of a feed
+request touches the database.
+
+Security: every page is a Jinja2 template with autoescaping; forms carry a CSRF token
+(an HMAC of a random cookie, checked with the Origin header); subscribing is rate limited
+per client and per address; links in emails are built from the configured base URL, never
+from the Host header; no handler redirects to a URL taken from the request; every response
+carries a Content-Security-Policy and friends; errors are a plain page with a 4xx or 500
+status, never a stack trace.  Confirm links are GET-safe: a link scanner fetching them
+changes nothing, because only the POST behind the button acts.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import hmac
+import json
+import logging
+import os
+import re
+import secrets
+from collections import deque
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.utils import format_datetime, make_msgid, parsedate_to_datetime
+from pathlib import Path
+from typing import Any, Protocol
+from urllib.parse import urljoin, urlsplit
+
+import itsdangerous
+import jinja2
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import FormData
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from aggregator import mail, newsletters
+from aggregator.clock import Clock, SystemClock
+from aggregator.config import LoadedConfig
+from aggregator.publish import FEED_FORMATS
+
+log = logging.getLogger(__name__)
+
+TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
+FEED_TOKENS_ENV = "AGGREGATOR_FEED_TOKENS"
+
+CSRF_COOKIE = "aggregator_csrf"
+MAX_FORM_BYTES = 8 * 1024  # an address and a token; anything bigger is not our form
+GZIP_MIN_BYTES = 1024
+
+# Security headers on every response; a handler may set its own Content-Security-Policy.
+PAGE_CSP = (
+    "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
+    "frame-ancestors 'none'; base-uri 'none'"
+)
+# Archived issues are email HTML: inline styles, remote images, never scripts or forms.
+ARCHIVE_CSP = (
+    "default-src 'none'; style-src 'unsafe-inline'; img-src https: data:; form-action 'none'; "
+    "frame-ancestors 'none'; base-uri 'none'; sandbox allow-popups allow-popups-to-escape-sandbox"
+)
+FEED_CSP = "default-src 'none'; frame-ancestors 'none'; sandbox"
+_SECURITY_HEADERS = (
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"no-referrer"),  # tokens live in URLs: never leak them to other sites
+    (b"x-frame-options", b"DENY"),
+    (b"cross-origin-opener-policy", b"same-origin"),
+    (b"permissions-policy", b"interest-cohort=(), camera=(), microphone=(), geolocation=()"),
+)
+
+_ISSUE_FILE = re.compile(r"^[0-9]{4,6}\.(html|txt)$")
+_NEWSLETTER_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+_SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,80}$")
+_EMAIL = re.compile(r"^[^@\s<>()\[\],;:\"\\]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9-]{0,62}\.)+[A-Za-z]{2,63}$")
+
+
+# --------------------------------------------------------------------------- settings
+
+
+@dataclass(frozen=True, slots=True)
+class NewsletterInfo:
+    """What the web side needs of a configured newsletter."""
+
+    name: str
+    title: str
+    sender: str
+    base_url: str  # where its archive and (un)subscribe pages are served, ending in "/"
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimit:
+    """At most ``count`` events per ``window`` for one key."""
+
+    count: int
+    window: timedelta
+
+
+@dataclass(frozen=True, slots=True)
+class WebSettings:
+    public_dir: Path  # the publish stage's output folder
+    archive_dir: Path  # newsletters/archive
+    title: str
+    base_url: str  # the public URL of "/", ending in "/"
+    secret_key: bytes
+    newsletters: tuple[NewsletterInfo, ...] = ()
+    feed_tokens: tuple[str, ...] = ()  # non-empty: feeds and front page only under /private/<token>/
+    feed_max_age: int = 300  # seconds a reader or proxy may reuse a feed without asking
+    confirm_max_age: timedelta = timedelta(hours=48)
+    subscribe_per_client: RateLimit = RateLimit(5, timedelta(minutes=10))
+    mails_per_address: RateLimit = RateLimit(3, timedelta(days=1))
+
+    @property
+    def secure(self) -> bool:
+        return self.base_url.startswith("https://")
+
+    def newsletter(self, name: str) -> NewsletterInfo | None:
+        return next((n for n in self.newsletters if n.name == name), None)
+
+
+def settings_from_config(loaded: LoadedConfig, environ: Mapping[str, str] = os.environ) -> WebSettings:
+    """The web side's settings from feeds.yaml and the environment.
+
+    The signing key is the one the digests sign their unsubscribe links with
+    (``$AGGREGATOR_SECRET_KEY``, else ``data/secret.key``).  ``$AGGREGATOR_FEED_TOKENS``, a
+    comma-separated list of secrets of at least 16 characters, makes the feeds private.
+    """
+    output = loaded.config.output
+    tokens = tuple(t.strip() for t in environ.get(FEED_TOKENS_ENV, "").split(",") if t.strip())
+    short = [t for t in tokens if len(t) < 16]
+    if short:
+        raise ValueError(
+            f"${FEED_TOKENS_ENV}: {len(short)} token(s) shorter than 16 characters; "
+            "use long random strings, e.g. from `python -c 'import secrets; print(secrets.token_urlsafe())'`"
+        )
+    base = output.base_url if output.base_url.endswith("/") else output.base_url + "/"
+    return WebSettings(
+        public_dir=loaded.base_dir / output.dir,
+        archive_dir=loaded.base_dir / "newsletters" / "archive",
+        title=output.title,
+        base_url=base,
+        secret_key=newsletters.secret_key(loaded),
+        newsletters=tuple(
+            NewsletterInfo(n.name, n.title, n.sender, newsletters.base_url(loaded, n))
+            for n in loaded.config.newsletters
+        ),
+        feed_tokens=tokens,
+    )
+
+
+class SubscriberStore(Protocol):
+    """The store's subscriber methods (``store.Store`` has them)."""
+
+    def subscribers(self, newsletter: str) -> dict[str, bool]: ...
+    def set_subscriber(self, newsletter: str, address: str, active: bool, now: datetime) -> None: ...
+
+
+# --------------------------------------------------------------------------- files
+
+
+@dataclass(frozen=True, slots=True)
+class CachedFile:
+    """One file as served: its bytes, a gzip copy, validators and media type."""
+
+    stamp: tuple[int, int, int]  # (inode, size, mtime_ns): a change means reload
+    body: bytes
+    gzipped: bytes | None  # None when compression would not pay
+    etag: str
+    last_modified: str
+    modified: datetime
+    media_type: str
+
+
+class FileCache:
+    """Files read from disk once and kept until they change (checked with one ``stat``).
+
+    The publish stage replaces files by rename, so a new inode or mtime means a new file;
+    a half-written file is never seen.
+    """
+
+    def __init__(self) -> None:
+        self._files: dict[Path, CachedFile] = {}
+
+    def get(self, path: Path, media_type: str) -> CachedFile | None:
+        try:
+            info = path.stat()
+        except (FileNotFoundError, NotADirectoryError):
+            self._files.pop(path, None)
+            return None
+        stamp = (info.st_ino, info.st_size, info.st_mtime_ns)
+        cached = self._files.get(path)
+        if cached is not None and cached.stamp == stamp:
+            return cached
+        try:
+            body = path.read_bytes()
+        except (FileNotFoundError, IsADirectoryError):
+            return None
+        modified = datetime.fromtimestamp(int(info.st_mtime), UTC)
+        packed = gzip.compress(body, compresslevel=6, mtime=0) if len(body) >= GZIP_MIN_BYTES else None
+        cached = CachedFile(
+            stamp=stamp,
+            body=body,
+            gzipped=packed if packed is not None and len(packed) < len(body) else None,
+            etag='"' + hashlib.sha256(body).hexdigest()[:32] + '"',
+            last_modified=format_datetime(modified, usegmt=True),
+            modified=modified,
+            media_type=media_type,
+        )
+        self._files[path] = cached
+        return cached
+
+
+def _accepts_gzip(request: Request) -> bool:
+    accept = request.headers.get("accept-encoding", "")
+    if "gzip" not in accept:
+        return False
+    for part in accept.split(","):
+        name, _, params = part.strip().partition(";")
+        if name.strip() == "gzip":
+            return params.replace(" ", "") not in ("q=0", "q=0.0", "q=0.00", "q=0.000")
+    return False
+
+
+def _not_modified(request: Request, file: CachedFile) -> bool:
+    """RFC 9110 13.2.2: If-None-Match wins; If-Modified-Since only without it."""
+    inm = request.headers.get("if-none-match")
+    if inm is not None:
+        if inm.strip() == "*":
+            return True
+        tags = {t.strip().removeprefix("W/") for t in inm.split(",")}
+        gz_tag = file.etag[:-1] + '-gzip"'
+        return file.etag in tags or gz_tag in tags
+    ims = request.headers.get("if-modified-since")
+    if ims is None:
+        return False
+    try:
+        since = parsedate_to_datetime(ims)
+    except (TypeError, ValueError):
+        return False
+    if since.tzinfo is None:
+        since = since.replace(tzinfo=UTC)
+    return file.modified <= since
+
+
+def file_response(
+    request: Request, file: CachedFile, *, max_age: int, csp: str, extra: Mapping[str, str] | None = None
+) -> Response:
+    """The file, or a 304; with the gzip copy when the client takes it (its own ETag)."""
+    use_gzip = file.gzipped is not None and _accepts_gzip(request)
+    etag = file.etag[:-1] + '-gzip"' if use_gzip else file.etag
+    headers = {
+        "etag": etag,
+        "last-modified": file.last_modified,
+        "cache-control": f"public, max-age={max_age}",
+        "vary": "Accept-Encoding",
+        "content-security-policy": csp,
+        **(extra or {}),
+    }
+    if _not_modified(request, file):
+        return Response(status_code=304, headers=headers)
+    body = file.body
+    if use_gzip and file.gzipped is not None:
+        body = file.gzipped
+        headers["content-encoding"] = "gzip"
+    return Response(body, media_type=file.media_type, headers=headers)
+
+
+# --------------------------------------------------------------------------- front page
+
+
+@dataclass(frozen=True, slots=True)
+class FrontStory:
+    title: str
+    url: str | None
+    outlet: str
+    published: datetime | None
+    also: tuple[tuple[str, str | None], ...]  # (outlet, url) of every other copy
+    topics: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class FrontTopic:
+    name: str
+    slug: str | None  # None for the stories without a topic
+    stories: tuple[FrontStory, ...]
+
+
+def _http_url(value: object) -> str | None:
+    if isinstance(value, str) and urlsplit(value).scheme in ("http", "https"):
+        return value
+    return None
+
+
+def front_topics(document: Mapping[str, Any]) -> tuple[tuple[FrontTopic, ...], dict[str, str]]:
+    """The stories of ``feed.json`` grouped by their first topic, and every topic's slug.
+
+    The front page is built from the published JSON Feed, not the database: it shows
+    exactly what feed readers get, and serving it costs no query.
+    """
+    ext = document.get("_aggregator") or {}
+    slugs = {str(t["name"]): str(t["slug"]) for t in ext.get("topics", []) if "name" in t and "slug" in t}
+    groups: dict[str | None, list[FrontStory]] = {}
+    for item in document.get("items", []):
+        extension = item.get("_aggregator") or {}
+        try:
+            published = datetime.fromisoformat(str(item.get("date_published")).replace("Z", "+00:00"))
+        except ValueError:
+            published = None
+        tags = tuple(str(t) for t in item.get("tags", []))
+        story = FrontStory(
+            title=str(item.get("title") or "(untitled)"),
+            url=_http_url(item.get("url")),
+            outlet=str(extension.get("outlet") or ""),
+            published=published,
+            also=tuple(
+                (str(c.get("outlet") or ""), _http_url(c.get("url")))
+                for c in extension.get("also_reported_by", [])
+            ),
+            topics=tags,
+        )
+        groups.setdefault(tags[0] if tags else None, []).append(story)
+    ordered = sorted((k for k in groups if k is not None), key=lambda t: (-len(groups[t]), t.casefold()))
+    topics = [FrontTopic(name, slugs.get(name), tuple(groups[name])) for name in ordered]
+    if None in groups:
+        topics.append(FrontTopic("Other stories", None, tuple(groups[None])))
+    return tuple(topics), slugs
+
+
+# --------------------------------------------------------------------------- protection
+
+
+class RateLimiter:
+    """Sliding-window counts per key, in memory (one process), bounded in size."""
+
+    def __init__(self, limit: RateLimit, max_keys: int = 10_000) -> None:
+        self.limit = limit
+        self.max_keys = max_keys
+        self._hits: dict[str, deque[datetime]] = {}
+
+    def hit(self, key: str, now: datetime) -> timedelta | None:
+        """Count one event; return how long to wait when over the limit (the event is not counted)."""
+        start = now - self.limit.window
+        hits = self._hits.get(key)
+        if hits is None:
+            if len(self._hits) >= self.max_keys:
+                self._prune(start)
+            hits = self._hits.setdefault(key, deque())
+        while hits and hits[0] <= start:
+            hits.popleft()
+        if len(hits) >= self.limit.count:
+            return hits[0] + self.limit.window - now
+        hits.append(now)
+        return None
+
+    def _prune(self, start: datetime) -> None:
+        for key in [k for k, v in self._hits.items() if not v or v[-1] <= start]:
+            del self._hits[key]
+        while len(self._hits) >= self.max_keys:  # all recent: drop the oldest keys
+            del self._hits[next(iter(self._hits))]
+
+
+class SecurityHeaders:
+    """Pure ASGI middleware adding the security headers (cheaper than BaseHTTPMiddleware)."""
+
+    def __init__(self, app: ASGIApp, *, hsts: bool) -> None:
+        self.app = app
+        self.headers = list(_SECURITY_HEADERS)
+        if hsts:
+            self.headers.append((b"strict-transport-security", b"max-age=31536000"))
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                present = {name for name, _ in headers}
+                headers.extend(h for h in self.headers if h[0] not in present)
+                if b"content-security-policy" not in present:
+                    headers.append((b"content-security-policy", PAGE_CSP.encode()))
+                message["headers"] = headers
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+class _TimestampSigner(itsdangerous.TimestampSigner):
+    """itsdangerous reads ``time.time()``; confirmation links expire by our clock instead."""
+
+    clock: Clock = SystemClock()
+
+    def get_timestamp(self) -> int:
+        return int(self.clock.now().timestamp())
+
+
+# --------------------------------------------------------------------------- the app
+
+
+class _Web:
+    """The handlers and their shared state; ``create_app`` wires them to routes."""
+
+    def __init__(
+        self,
+        settings: WebSettings,
+        store: SubscriberStore,
+        transport: Callable[[], mail.Transport],
+        clock: Clock,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.transport = transport
+        self.clock = clock
+        self.files = FileCache()
+        self.templates = jinja2.Environment(
+            loader=jinja2.FileSystemLoader(TEMPLATES_DIR),
+            # Every page escapes; only the plain-text part of an email does not.
+            autoescape=jinja2.select_autoescape(disabled_extensions=("txt",), default=True),
+            undefined=jinja2.StrictUndefined,
+            trim_blocks=True,
+            lstrip_blocks=True,
+        )
+        signer = type("Signer", (_TimestampSigner,), {"clock": clock})
+        self.confirm_tokens = itsdangerous.URLSafeTimedSerializer(
+            settings.secret_key, salt="aggregator.subscribe.confirm", signer=signer
+        )
+        self.per_client = RateLimiter(settings.subscribe_per_client)
+        self.per_address = RateLimiter(settings.mails_per_address)
+        self._front: dict[tuple[str, tuple[int, int, int] | None], bytes] = {}
+
+    # ----------------------------------------------------------------- rendering
+
+    def page(
+        self,
+        request: Request,
+        template: str,
+        status: int = 200,
+        *,
+        csrf: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        **context: Any,
+    ) -> Response:
+        root = request.scope.get("root_path", "").rstrip("/")
+        html = self.templates.get_template(template).render(
+            site_title=self.settings.title, root=root, csrf=csrf or "", **context
+        )
+        body = html.encode()
+        extra = dict(headers or {})
+        extra.setdefault("cache-control", "no-store" if csrf else "no-cache")
+        if len(body) >= GZIP_MIN_BYTES and _accepts_gzip(request):
+            body = gzip.compress(body, compresslevel=6, mtime=0)
+            extra["content-encoding"] = "gzip"
+            extra["vary"] = "Accept-Encoding"
+        response = Response(body, status_code=status, media_type="text/html; charset=utf-8", headers=extra)
+        if csrf:
+            self._set_csrf_cookie(request, response)
+        return response
+
+    def error(self, request: Request, status: int, title: str, message: str, **headers: str) -> Response:
+        return self.page(request, "message.html", status, title=title, message=message, headers=headers)
+
+    # ----------------------------------------------------------------- CSRF
+
+    def _csrf_for(self, cookie: str) -> str:
+        return hmac.new(self.settings.secret_key, b"csrf\n" + cookie.encode(), hashlib.sha256).hexdigest()
+
+    def csrf_token(self, request: Request) -> str:
+        cookie = request.cookies.get(CSRF_COOKIE)
+        if not cookie or not re.fullmatch(r"[A-Za-z0-9_-]{32,64}", cookie):
+            cookie = secrets.token_urlsafe(32)
+        request.state.csrf_cookie = cookie
+        return self._csrf_for(cookie)
+
+    def _set_csrf_cookie(self, request: Request, response: Response) -> None:
+        cookie = getattr(request.state, "csrf_cookie", None)
+        if cookie and cookie != request.cookies.get(CSRF_COOKIE):
+            response.set_cookie(
+                CSRF_COOKIE,
+                cookie,
+                httponly=True,
+                samesite="strict",
+                # By the scheme the request came in with (X-Forwarded-Proto behind a trusted
+                # proxy): a Secure cookie set over plain http would never come back.
+                secure=request.url.scheme == "https",
+                path=request.scope.get("root_path", "") or "/",
+            )
+
+    def csrf_ok(self, request: Request, form: FormData) -> bool:
+        origin = request.headers.get("origin")
+        if origin is not None and origin != "null":
+            own = f"{request.url.scheme}://{request.url.netloc}"
+            configured = self.settings.base_url.rstrip("/")
+            configured = f"{urlsplit(configured).scheme}://{urlsplit(configured).netloc}"
+            if origin not in (own, configured):
+                return False
+        cookie = request.cookies.get(CSRF_COOKIE)
+        sent = form.get("csrf")
+        if not cookie or not isinstance(sent, str):
+            return False
+        return hmac.compare_digest(self._csrf_for(cookie), sent)
+
+    async def read_form(self, request: Request) -> FormData:
+        length = request.headers.get("content-length")
+        if length is None or not length.isdigit():
+            raise HTTPException(411)
+        if int(length) > MAX_FORM_BYTES:
+            raise HTTPException(413)
+        content_type = request.headers.get("content-type", "").split(";")[0].strip()
+        if content_type != "application/x-www-form-urlencoded":
+            raise HTTPException(415)
+        return await request.form(max_files=0, max_fields=10, max_part_size=MAX_FORM_BYTES)
+
+    # ----------------------------------------------------------------- feeds
+
+    def _private_ok(self, token: str | None) -> bool:
+        tokens = self.settings.feed_tokens
+        if not tokens:
+            return token is None
+        if token is None:
+            return False
+        # Compare against every token, so timing does not tell how many matched.
+        return any([hmac.compare_digest(token.encode(), t.encode()) for t in tokens])  # noqa: C419
+
+    async def feed(self, request: Request) -> Response:
+        params = request.path_params
+        if not self._private_ok(params.get("token")):
+            return self.error(request, 404, "Not found", "There is no feed at this address.")
+        fmt = params["fmt"]
+        slug = params.get("slug")
+        if fmt not in FEED_FORMATS or (slug is not None and not _SLUG.match(slug)):
+            return self.error(request, 404, "Not found", "There is no feed at this address.")
+        relative = f"feed.{fmt}" if slug is None else f"topics/{slug}.{fmt}"
+        file = self.files.get(self.settings.public_dir / relative, FEED_FORMATS[fmt])
+        if file is None:
+            what = "This topic has no feed (any more)." if slug else "The feeds have not been published yet."
+            return self.error(request, 404, "Not found", what)
+        extra = {} if self.settings.feed_tokens else {"access-control-allow-origin": "*"}
+        if self.settings.feed_tokens:
+            extra["cache-control"] = f"private, max-age={self.settings.feed_max_age}"
+            extra["x-robots-tag"] = "noindex"
+        return file_response(request, file, max_age=self.settings.feed_max_age, csp=FEED_CSP, extra=extra)
+
+    async def stylesheet(self, request: Request) -> Response:
+        file = self.files.get(TEMPLATES_DIR / "style.css", "text/css; charset=utf-8")
+        if file is None:
+            raise HTTPException(404)
+        return file_response(request, file, max_age=3600, csp=FEED_CSP)
+
+    # ----------------------------------------------------------------- front page
+
+    async def front(self, request: Request) -> Response:
+        token = request.path_params.get("token")
+        if token is not None and not self._private_ok(token):
+            return self.error(request, 404, "Not found", "There is nothing at this address.")
+        private = bool(self.settings.feed_tokens)
+        show_feeds = not private or token is not None
+        feed_file = self.files.get(self.settings.public_dir / "feed.json", FEED_FORMATS["json"])
+        topics: tuple[FrontTopic, ...] = ()
+        slugs: dict[str, str] = {}
+        if show_feeds and feed_file is not None:
+            try:
+                topics, slugs = front_topics(json.loads(feed_file.body))
+            except (ValueError, TypeError, AttributeError, KeyError):
+                log.exception("front page: %s is not the JSON Feed publish writes", self.settings.public_dir)
+        root = request.scope.get("root_path", "").rstrip("/")
+        prefix = f"{root}/private/{token}" if token else root
+        return self.page(
+            request,
+            "front.html",
+            topics=topics,
+            slugs=slugs,
+            show_feeds=show_feeds,
+            published=feed_file is not None,
+            prefix=prefix,
+            newsletters=self.settings.newsletters,
+            headers={"x-robots-tag": "noindex"} if token else None,
+        )
+
+    # ----------------------------------------------------------------- archive
+
+    async def archive_index(self, request: Request) -> Response:
+        letters = []
+        for letter in self.settings.newsletters:
+            has_issues = (self.settings.archive_dir / letter.name / "index.html").is_file()
+            letters.append((letter, has_issues))
+        return self.page(request, "archive.html", letters=letters)
+
+    async def archive_file(self, request: Request) -> Response:
+        name = request.path_params["name"]
+        filename = request.path_params.get("file", "index.html")
+        if not _NEWSLETTER_NAME.match(name) or not (filename == "index.html" or _ISSUE_FILE.match(filename)):
+            return self.error(request, 404, "Not found", "There is no such issue.")
+        media = "text/plain; charset=utf-8" if filename.endswith(".txt") else "text/html; charset=utf-8"
+        file = self.files.get(self.settings.archive_dir / name / filename, media)
+        if file is None:
+            what = (
+                "This newsletter has no issues yet."
+                if filename == "index.html"
+                else "There is no such issue."
+            )
+            return self.error(request, 404, "Not found", what)
+        return file_response(request, file, max_age=300, csp=ARCHIVE_CSP)
+
+    # ----------------------------------------------------------------- subscribe
+
+    async def subscribe_form(self, request: Request) -> Response:
+        if not self.settings.newsletters:
+            return self.error(request, 404, "No newsletters", "There is no newsletter to subscribe to.")
+        wanted = request.query_params.get("list", "")
+        return self.page(
+            request,
+            "subscribe.html",
+            csrf=self.csrf_token(request),
+            newsletters=self.settings.newsletters,
+            selected=wanted if self.settings.newsletter(wanted) else self.settings.newsletters[0].name,
+            address="",
+            problem=None,
+        )
+
+    async def subscribe(self, request: Request) -> Response:
+        form = await self.read_form(request)
+        if not self.csrf_ok(request, form):
+            return self._csrf_failed(request)
+        now = self.clock.now()
+        name = str(form.get("newsletter", ""))
+        letter = self.settings.newsletter(name)
+        address = str(form.get("email", "")).strip()
+        problem = None
+        if letter is None:
+            problem = "Choose one of the newsletters."
+        elif not valid_address(address):
+            problem = "That does not look like an email address (name@example.org)."
+        if problem is not None:
+            return self.page(
+                request,
+                "subscribe.html",
+                422,
+                csrf=self.csrf_token(request),
+                newsletters=self.settings.newsletters,
+                selected=name,
+                address=address[:254],
+                problem=problem,
+            )
+        assert letter is not None  # noqa: S101 -- narrowed above for the type checker
+        address = address.lower()
+        if wait := self._limited(request, address, now):
+            return wait
+        token = self.confirm_tokens.dumps({"n": letter.name, "a": address})
+        link = urljoin(letter.base_url, f"subscribe/confirm/{token}")
+        hours = int(self.settings.confirm_max_age.total_seconds() // 3600)
+        sent = await self._send(
+            letter,
+            address,
+            subject=f"Confirm your subscription to {letter.title}",
+            template="email_confirm",
+            link=link,
+            hours=hours,
+            now=now,
+        )
+        if not sent:
+            return self._mail_failed(request)
+        return self.page(request, "message.html", title="Check your inbox", message=(
+            f"We sent a confirmation link to {address}. Open it within {hours} hours to start receiving "
+            f"{letter.title}. Nothing is sent until you confirm."
+        ))  # fmt: skip
+
+    def _limited(self, request: Request, address: str, now: datetime) -> Response | None:
+        client = request.client.host if request.client else "unknown"
+        for limiter, key in ((self.per_client, client), (self.per_address, address)):
+            wait = limiter.hit(key, now)
+            if wait is not None:
+                seconds = max(1, int(wait.total_seconds()))
+                return self.error(
+                    request,
+                    429,
+                    "Too many requests",
+                    f"Too many subscription requests; try again in {_duration(seconds)}.",
+                    **{"retry-after": str(seconds)},
+                )
+        return None
+
+    def _read_confirm_token(self, token: str) -> tuple[str, str] | None:
+        try:
+            data = self.confirm_tokens.loads(
+                token, max_age=int(self.settings.confirm_max_age.total_seconds())
+            )
+        except itsdangerous.SignatureExpired:
+            raise
+        except itsdangerous.BadData:
+            return None
+        if (
+            not isinstance(data, dict)
+            or not isinstance(data.get("n"), str)
+            or not isinstance(data.get("a"), str)
+        ):
+            return None
+        return data["n"], data["a"]
+
+    async def _confirm_target(self, request: Request) -> tuple[NewsletterInfo, str] | Response:
+        try:
+            found = self._read_confirm_token(request.path_params["token"])
+        except itsdangerous.SignatureExpired:
+            return self.error(
+                request,
+                410,
+                "This link has expired",
+                "Confirmation links work for a limited time. Subscribe again to get a new one.",
+            )
+        if found is None:
+            return self.error(
+                request, 400, "Invalid link", "This confirmation link is not valid; copy it whole."
+            )
+        letter = self.settings.newsletter(found[0])
+        if letter is None:
+            return self.error(request, 404, "Not found", "This newsletter no longer exists.")
+        return letter, found[1]
+
+    async def confirm_form(self, request: Request) -> Response:
+        target = await self._confirm_target(request)
+        if isinstance(target, Response):
+            return target
+        letter, address = target
+        return self.page(
+            request, "confirm.html", csrf=self.csrf_token(request), letter=letter, address=address
+        )
+
+    async def confirm(self, request: Request) -> Response:
+        form = await self.read_form(request)
+        if not self.csrf_ok(request, form):
+            return self._csrf_failed(request)
+        target = await self._confirm_target(request)
+        if isinstance(target, Response):
+            return target
+        letter, address = target
+        await run_in_threadpool(self.store.set_subscriber, letter.name, address, True, self.clock.now())
+        return self.page(
+            request,
+            "message.html",
+            title="You are subscribed",
+            message=f"{address} will receive {letter.title}. Every issue has a link to unsubscribe.",
+        )
+
+    # ----------------------------------------------------------------- unsubscribe
+
+    def _unsubscribe_target(self, request: Request) -> tuple[str, str] | Response:
+        found = newsletters.read_unsubscribe_token(self.settings.secret_key, request.path_params["token"])
+        if found is None:
+            return self.error(
+                request,
+                400,
+                "Invalid link",
+                "This unsubscribe link is not valid; copy it whole from the email.",
+            )
+        return found
+
+    async def unsubscribe_form(self, request: Request) -> Response:
+        # A GET never unsubscribes: mail scanners fetch every link in a message.
+        target = self._unsubscribe_target(request)
+        if isinstance(target, Response):
+            return target
+        name, address = target
+        letter = self.settings.newsletter(name)
+        return self.page(
+            request,
+            "unsubscribe.html",
+            title=letter.title if letter else name,
+            address=address,
+            headers={"x-robots-tag": "noindex"},
+        )
+
+    async def unsubscribe(self, request: Request) -> Response:
+        """RFC 8058 one-click: the token is the authority (no cookie, no CSRF token), acted on at once."""
+        target = self._unsubscribe_target(request)
+        if isinstance(target, Response):
+            return target
+        name, address = target
+        await run_in_threadpool(self.store.set_subscriber, name, address, False, self.clock.now())
+        letter = self.settings.newsletter(name)
+        return self.page(
+            request,
+            "message.html",
+            title="You are unsubscribed",
+            message=f"{address} will receive no more issues of {letter.title if letter else name}.",
+        )
+
+    async def unsubscribe_help(self, request: Request) -> Response:
+        """The archive's generic link: no personal token, so mail the personal link on request."""
+        if request.method == "GET":
+            wanted = request.query_params.get("list", "")
+            return self.page(
+                request,
+                "unsubscribe_request.html",
+                csrf=self.csrf_token(request),
+                newsletters=self.settings.newsletters,
+                selected=wanted if self.settings.newsletter(wanted) else "",
+                problem=None,
+            )
+        form = await self.read_form(request)
+        if not self.csrf_ok(request, form):
+            return self._csrf_failed(request)
+        letter = self.settings.newsletter(str(form.get("newsletter", "")))
+        address = str(form.get("email", "")).strip().lower()
+        if letter is None or not valid_address(address):
+            return self.page(
+                request,
+                "unsubscribe_request.html",
+                422,
+                csrf=self.csrf_token(request),
+                newsletters=self.settings.newsletters,
+                selected=letter.name if letter else "",
+                problem="Choose a newsletter and enter the address that receives it.",
+            )
+        now = self.clock.now()
+        if wait := self._limited(request, address, now):
+            return wait
+        known = await run_in_threadpool(self.store.subscribers, letter.name)
+        if known.get(address):
+            token = newsletters.make_unsubscribe_token(self.settings.secret_key, letter.name, address)
+            link = urljoin(letter.base_url, f"unsubscribe/{token}")
+            if not await self._send(
+                letter,
+                address,
+                subject=f"Unsubscribe from {letter.title}",
+                template="email_unsubscribe",
+                link=link,
+                hours=0,
+                now=now,
+            ):
+                return self._mail_failed(request)
+        # The same answer either way: the page must not tell who is subscribed.
+        return self.page(request, "message.html", title="Check your inbox", message=(
+            f"If {address} receives {letter.title}, a message with a link to unsubscribe is on its way."
+        ))  # fmt: skip
+
+    # ----------------------------------------------------------------- mail
+
+    async def _send(
+        self,
+        letter: NewsletterInfo,
+        address: str,
+        *,
+        subject: str,
+        template: str,
+        link: str,
+        hours: int,
+        now: datetime,
+    ) -> bool:
+        context = {"title": letter.title, "address": address, "link": link, "hours": hours}
+        text = self.templates.get_template(f"{template}.txt").render(**context)
+        html = self.templates.get_template(f"{template}.html").render(**context)
+        msg = EmailMessage(policy=mail.MAIL_POLICY)
+        msg["From"] = Address(display_name=mail.clean_header(letter.title), addr_spec=letter.sender)
+        msg["To"] = Address(addr_spec=address)
+        msg["Subject"] = mail.clean_header(subject)
+        msg["Date"] = mail.format_date(now)
+        msg["Message-ID"] = make_msgid(domain=mail.domain_of(letter.sender))
+        msg["Auto-Submitted"] = "auto-generated"
+        msg.set_content(text, subtype="plain", charset="utf-8", cte="quoted-printable")
+        msg.add_alternative(html, subtype="html", charset="utf-8", cte="quoted-printable")
+        name = f"{template}-{hashlib.sha256(address.encode()).hexdigest()[:12]}-{secrets.token_hex(4)}"
+
+        def deliver() -> mail.DeliveryResult:
+            with self.transport() as transport:
+                return transport.deliver(letter.sender, address, mail.serialize(msg), name, lambda: None)
+
+        try:
+            result = await run_in_threadpool(deliver)
+        except Exception:
+            log.exception("sending %s to %s failed", template, address)
+            return False
+        if result.outcome is not mail.Outcome.SENT:
+            log.warning("sending %s to %s: %s: %s", template, address, result.outcome, result.detail)
+            return False
+        return True
+
+    def _mail_failed(self, request: Request) -> Response:
+        return self.error(
+            request,
+            503,
+            "Could not send the email",
+            "The message could not be sent just now; please try again in a few minutes.",
+            **{"retry-after": "300"},
+        )
+
+    def _csrf_failed(self, request: Request) -> Response:
+        return self.error(
+            request,
+            403,
+            "Form expired",
+            "This form expired or was sent from another site. Reload the page and try again.",
+        )
+
+    # ----------------------------------------------------------------- errors
+
+    async def http_error(self, request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)  # noqa: S101 -- registered for HTTPException only
+        titles = {
+            404: ("Not found", "There is nothing at this address."),
+            405: ("Method not allowed", "This address does not take that kind of request."),
+            411: ("Length required", "Send the form from the page."),
+            413: ("Too large", "That request is larger than any form on this site."),
+            415: ("Unsupported form", "Send the form from the page."),
+        }
+        title, message = titles.get(exc.status_code, ("Bad request", "The request could not be understood."))
+        return self.error(request, exc.status_code, title, message, **(exc.headers or {}))
+
+    async def server_error(self, request: Request, exc: Exception) -> Response:
+        log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
+        body = (
+            "<!doctype html><meta charset=utf-8><title>Something went wrong</title>"
+            "<h1>Something went wrong</h1><p>The error was logged. Please try again later.</p>"
+        )
+        return Response(body, status_code=500, media_type="text/html; charset=utf-8")
+
+
+def valid_address(address: str) -> bool:
+    """A plausible single mailbox (no display name, no comments, no header tricks)."""
+    if len(address) > 254 or not _EMAIL.match(address):
+        return False
+    try:
+        Address(addr_spec=address)
+    except (ValueError, IndexError):
+        return False
+    return True
+
+
+def _duration(seconds: int) -> str:
+    if seconds < 120:
+        return f"{seconds} seconds"
+    if seconds < 7200:
+        return f"{seconds // 60} minutes"
+    return f"{seconds // 3600} hours"
+
+
+def create_app(
+    settings: WebSettings,
+    store: SubscriberStore,
+    transport: Callable[[], mail.Transport],
+    clock: Clock | None = None,
+) -> Starlette:
+    """The ASGI application.  ``transport`` makes a fresh mail transport per message."""
+    web = _Web(settings, store, transport, clock or SystemClock())
+    handler = Callable[[Request], Awaitable[Response]]
+    feed_routes: Sequence[tuple[str, handler]] = (
+        ("/feed.{fmt}", web.feed),
+        ("/topics/{slug}.{fmt}", web.feed),
+    )
+    routes = [
+        Route("/", web.front, methods=["GET"]),
+        *(Route(path, fn, methods=["GET"]) for path, fn in feed_routes),
+        Route("/private/{token}/", web.front, methods=["GET"]),
+        *(Route("/private/{token}" + path, fn, methods=["GET"]) for path, fn in feed_routes),
+        Route("/style.css", web.stylesheet, methods=["GET"]),
+        Route("/archive/", web.archive_index, methods=["GET"]),
+        Route("/archive/{name}/", web.archive_file, methods=["GET"]),
+        Route("/archive/{name}/{file}", web.archive_file, methods=["GET"]),
+        Route("/subscribe", web.subscribe_form, methods=["GET"]),
+        Route("/subscribe", web.subscribe, methods=["POST"]),
+        Route("/subscribe/confirm/{token}", web.confirm_form, methods=["GET"]),
+        Route("/subscribe/confirm/{token}", web.confirm, methods=["POST"]),
+        Route("/unsubscribe", web.unsubscribe_help, methods=["GET", "POST"]),
+        Route("/unsubscribe/{token}", web.unsubscribe_form, methods=["GET"]),
+        Route("/unsubscribe/{token}", web.unsubscribe, methods=["POST"]),
+    ]
+    app = Starlette(
+        routes=routes,
+        exception_handlers={HTTPException: web.http_error, Exception: web.server_error},
+    )
+    app.add_middleware(SecurityHeaders, hsts=settings.secure)
+    app.state.web = web
+    return app
+
+
+__all__ = [
+    "CachedFile",
+    "FileCache",
+    "NewsletterInfo",
+    "RateLimit",
+    "RateLimiter",
+    "SubscriberStore",
+    "WebSettings",
+    "create_app",
+    "front_topics",
+    "settings_from_config",
+    "valid_address",
+]

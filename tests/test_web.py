@@ -1,0 +1,606 @@
+"""The web side on a real uvicorn (127.0.0.1, port 0), a real SQLite store and the mail outbox."""
+
+from __future__ import annotations
+
+import asyncio
+import email
+import re
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from email.message import EmailMessage
+from email.policy import default as default_policy
+from pathlib import Path
+
+import httpx
+import pytest
+import uvicorn
+from lxml import html as lxml_html
+
+from aggregator import mail, newsletters
+from aggregator.clock import ManualClock
+from aggregator.config import load_config_text
+from aggregator.publish import PublishSettings, publish_feeds
+from aggregator.snapshot import build_snapshot
+from aggregator.store import Store
+from aggregator.types import Entry, StoredEntry
+from aggregator.web import (
+    NewsletterInfo,
+    RateLimit,
+    WebSettings,
+    create_app,
+    settings_from_config,
+    valid_address,
+)
+
+KEY = b"test-key-0123456789abcdef0123456789"
+BASE = "https://news.example/"
+
+
+class LiveServer:
+    """uvicorn serving an app on 127.0.0.1 at a free port, in a thread with its own event loop."""
+
+    def __init__(self, app: object) -> None:
+        self.config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off")  # type: ignore[arg-type]
+        self.server = uvicorn.Server(self.config)
+        self.thread = threading.Thread(target=lambda: asyncio.run(self.server.serve()), daemon=True)
+
+    def __enter__(self) -> str:
+        self.thread.start()
+        deadline = time.monotonic() + 10
+        while not self.server.started:
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                raise RuntimeError("uvicorn did not start")
+            time.sleep(0.01)
+        sock: socket.socket = self.server.servers[0].sockets[0]
+        host, port = sock.getsockname()[:2]
+        return f"http://{host}:{port}"
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+
+def sample_entries() -> list[StoredEntry]:
+    moment = datetime(2025, 8, 15, 9, tzinfo=UTC)
+
+    def one(
+        id: str, feed: str, title: str, story: str, *, topics: tuple[str, ...] = (), dup: str | None = None
+    ) -> StoredEntry:
+        return StoredEntry(
+            id=id,
+            feed_url=feed,
+            entry=Entry(
+                guid=id,
+                url=f"https://{id}.example/a",
+                canonical_url=None,
+                title=title,
+                published=moment,
+                content_html="<p>" + "Text of the article. " * 80 + "</p>",
+            ),
+            first_seen=moment,
+            last_updated=moment,
+            duplicate_of=dup,
+            story=story,
+            topics=topics,
+        )
+
+    return [
+        one("w1", "https://wire.example/feed", "Leaders meet in Alaska", "s1", topics=("Russia",)),
+        one(
+            "l1", "https://ledger.example/feed", "Leaders meet in Alaska", "s1", topics=("Russia",), dup="w1"
+        ),
+        one("d1", "https://dispatch.example/feed", "Why Alaska?", "s1", topics=("Russia",)),
+        one("x1", "https://ledger.example/feed", "<script>alert('x')</script> & markets", "s2"),
+    ]
+
+
+TITLES = {
+    "https://wire.example/feed": "Wire",
+    "https://ledger.example/feed": "The Ledger",
+    "https://dispatch.example/feed": "Dispatch",
+}
+
+
+@pytest.fixture
+def site(tmp_path: Path) -> Path:
+    publish_feeds(
+        build_snapshot(sample_entries(), TITLES, datetime(2025, 8, 18, tzinfo=UTC)),
+        tmp_path / "public",
+        PublishSettings(title="Test News", base_url=BASE),
+    )
+    archive = tmp_path / "archive" / "daily"
+    archive.mkdir(parents=True)
+    (archive / "index.html").write_text("<!doctype html><title>Daily</title><a href='0001.html'>1</a>")
+    (archive / "0001.html").write_text("<!doctype html><title>Issue 1</title><p style='color:red'>Hi</p>")
+    (archive / "0001.txt").write_text("Issue 1\n")
+    return tmp_path
+
+
+@pytest.fixture
+def settings(site: Path) -> WebSettings:
+    return WebSettings(
+        public_dir=site / "public",
+        archive_dir=site / "archive",
+        title="Test News",
+        base_url=BASE,
+        secret_key=KEY,
+        newsletters=(NewsletterInfo("daily", "The Daily", "digest@news.example", BASE),),
+    )
+
+
+@pytest.fixture
+def store(sqlite_url: str) -> Iterator[Store]:
+    with Store.open(sqlite_url) as opened:
+        yield opened
+
+
+@pytest.fixture
+def clock(now: datetime) -> ManualClock:
+    return ManualClock(now)
+
+
+@pytest.fixture
+def outbox(tmp_path: Path) -> Path:
+    return tmp_path / "outbox"
+
+
+def serve(settings: WebSettings, store: Store, outbox: Path, clock: ManualClock) -> LiveServer:
+    return LiveServer(create_app(settings, store, lambda: mail.Outbox(outbox), clock))
+
+
+@pytest.fixture
+def client(settings: WebSettings, store: Store, outbox: Path, clock: ManualClock) -> Iterator[httpx.Client]:
+    with serve(settings, store, outbox, clock) as url, httpx.Client(base_url=url, timeout=10) as http:
+        yield http
+
+
+def messages(outbox: Path) -> list[EmailMessage]:
+    return [
+        email.message_from_bytes(p.read_bytes(), policy=default_policy)  # type: ignore[misc]
+        for p in sorted(outbox.glob("*.eml"), key=lambda p: p.stat().st_mtime_ns)
+    ]
+
+
+def link_in(message: EmailMessage) -> str:
+    body = message.get_body(("plain",))
+    assert body is not None
+    found = re.search(r"https?://\S+", body.get_content())
+    assert found is not None
+    return found.group(0)
+
+
+def csrf_of(page: httpx.Response) -> str:
+    return str(lxml_html.fromstring(page.text).xpath("//input[@name='csrf']/@value")[0])
+
+
+# ------------------------------------------------------------------- feeds
+
+
+@pytest.mark.parametrize(
+    ("path", "media_type"),
+    [
+        ("/feed.atom", "application/atom+xml; charset=utf-8"),
+        ("/feed.rss", "application/rss+xml; charset=utf-8"),
+        ("/feed.json", "application/feed+json; charset=utf-8"),
+        ("/topics/russia.atom", "application/atom+xml; charset=utf-8"),
+    ],
+)
+def test_feeds_are_served_with_their_media_type_and_validators(
+    client: httpx.Client, site: Path, path: str, media_type: str
+) -> None:
+    response = client.get(path, headers={"accept-encoding": "identity"})
+    assert response.status_code == 200
+    assert response.headers["content-type"] == media_type
+    assert response.content == (site / "public" / path.lstrip("/")).read_bytes()
+    assert re.fullmatch(r'"[0-9a-f]{32}"', response.headers["etag"])
+    assert response.headers["last-modified"].endswith(" GMT")
+    assert response.headers["cache-control"] == "public, max-age=300"
+    assert response.headers["access-control-allow-origin"] == "*"
+
+
+def test_a_repeat_request_gets_304_by_etag_or_date_and_a_changed_feed_gets_200(
+    client: httpx.Client, site: Path
+) -> None:
+    first = client.get("/feed.atom", headers={"accept-encoding": "identity"})
+    etag, modified = first.headers["etag"], first.headers["last-modified"]
+    again = client.get("/feed.atom", headers={"if-none-match": etag})
+    assert again.status_code == 304
+    assert again.content == b""
+    assert again.headers["etag"]  # the 304 repeats the validators
+    assert client.get("/feed.atom", headers={"if-modified-since": modified}).status_code == 304
+    assert client.get("/feed.atom", headers={"if-none-match": '"other"'}).status_code == 200
+    # If-None-Match wins over If-Modified-Since (RFC 9110): a stale tag means a full answer.
+    both = client.get("/feed.atom", headers={"if-none-match": '"other"', "if-modified-since": modified})
+    assert both.status_code == 200
+
+    path = site / "public" / "feed.atom"
+    path.write_bytes(path.read_bytes().replace(b"Test News", b"Test News!"))
+    changed = client.get("/feed.atom", headers={"if-none-match": etag})
+    assert changed.status_code == 200
+    assert b"Test News!" in changed.content
+    assert changed.headers["etag"] != etag
+
+
+def test_gzip_is_served_to_clients_that_take_it_with_its_own_etag(client: httpx.Client, site: Path) -> None:
+    raw = client.get("/feed.atom", headers={"accept-encoding": "gzip"})
+    assert raw.headers["content-encoding"] == "gzip"
+    assert raw.headers["vary"] == "Accept-Encoding"
+    assert raw.content == (site / "public" / "feed.atom").read_bytes()  # httpx decoded it
+    assert raw.headers["etag"].endswith('-gzip"')
+    assert int(raw.headers["content-length"]) < len(raw.content) / 3
+    assert client.get("/feed.atom", headers={"if-none-match": raw.headers["etag"]}).status_code == 304
+    refused = client.get("/feed.atom", headers={"accept-encoding": "gzip;q=0, identity"})
+    assert "content-encoding" not in refused.headers
+
+
+def test_head_answers_headers_only(client: httpx.Client) -> None:
+    response = client.head("/feed.rss")
+    assert response.status_code == 200
+    assert response.content == b""
+    assert response.headers["etag"]
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/topics/gone.atom", "/topics/russia.xml", "/feed.html", "/topics/..%2F..%2Fsecret.atom", "/nothing"],
+)
+def test_unknown_feeds_get_a_plain_404_page(client: httpx.Client, path: str) -> None:
+    response = client.get(path)
+    assert response.status_code == 404
+    assert response.headers["content-type"] == "text/html; charset=utf-8"
+    assert "Not found" in response.text
+    assert "Traceback" not in response.text
+
+
+def test_every_response_carries_the_security_headers(client: httpx.Client) -> None:
+    for path in ("/", "/feed.atom", "/nothing", "/subscribe"):
+        headers = client.get(path).headers
+        assert headers["x-content-type-options"] == "nosniff"
+        assert headers["referrer-policy"] == "no-referrer"
+        assert headers["x-frame-options"] == "DENY"
+        assert "frame-ancestors 'none'" in headers["content-security-policy"]
+    assert "script-src" not in client.get("/").headers["content-security-policy"]  # default-src 'none'
+
+
+def test_a_wrong_method_gets_405_and_a_crash_gets_a_page_without_a_trace(
+    settings: WebSettings, outbox: Path, clock: ManualClock
+) -> None:
+    class Broken:
+        def subscribers(self, newsletter: str) -> dict[str, bool]:
+            raise RuntimeError("secret internals")
+
+        def set_subscriber(self, newsletter: str, address: str, active: bool, now: datetime) -> None:
+            raise RuntimeError("secret internals")
+
+    token = newsletters.make_unsubscribe_token(KEY, "daily", "a@b.example")
+    app = create_app(settings, Broken(), lambda: mail.Outbox(outbox), clock)
+    with LiveServer(app) as url, httpx.Client(base_url=url) as http:
+        assert http.delete("/feed.atom").status_code == 405
+        crashed = http.post(f"/unsubscribe/{token}", data={"List-Unsubscribe": "One-Click"})
+    assert crashed.status_code == 500
+    assert "Something went wrong" in crashed.text
+    assert "secret internals" not in crashed.text
+    assert "Traceback" not in crashed.text
+
+
+# ------------------------------------------------------------------- front page & archive
+
+
+def test_the_front_page_lists_stories_by_topic_and_advertises_every_feed(client: httpx.Client) -> None:
+    page = client.get("/", headers={"accept-encoding": "gzip"})
+    assert page.status_code == 200
+    doc = lxml_html.fromstring(page.text)
+    alternates = {(a.get("type"), a.get("href")) for a in doc.xpath("//head/link[@rel='alternate']")}
+    assert alternates == {
+        ("application/atom+xml", "/feed.atom"),
+        ("application/rss+xml", "/feed.rss"),
+        ("application/feed+json", "/feed.json"),
+        ("application/atom+xml", "/topics/russia.atom"),
+        ("application/rss+xml", "/topics/russia.rss"),
+        ("application/feed+json", "/topics/russia.json"),
+    }
+    sections = [s.xpath("string(h2/text())").strip() for s in doc.xpath("//section")]
+    assert sections == ["Russia", "Other stories"]
+    russia = doc.xpath("//section")[0]
+    assert russia.xpath(".//h3/a/text()") == ["Leaders meet in Alaska"]
+    assert sorted(russia.xpath(".//p[@class='also']/a/text()")) == ["Dispatch", "The Ledger"]
+    # Feed titles are data, never markup.
+    assert "<script>alert" not in page.text
+    assert "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; &amp; markets" in page.text
+
+
+def test_the_front_page_says_so_before_anything_is_published(
+    settings: WebSettings, store: Store, outbox: Path, clock: ManualClock, tmp_path: Path
+) -> None:
+    empty = replace(settings, public_dir=tmp_path / "nothing")
+    with serve(empty, store, outbox, clock) as url:
+        page = httpx.get(url + "/")
+        feed = httpx.get(url + "/feed.atom")
+    assert page.status_code == 200
+    assert "Nothing has been published yet" in page.text
+    assert feed.status_code == 404
+    assert "not been published yet" in feed.text
+
+
+def test_the_archive_lists_newsletters_and_serves_issues_under_a_strict_policy(client: httpx.Client) -> None:
+    index = client.get("/archive/")
+    assert index.status_code == 200
+    assert lxml_html.fromstring(index.text).xpath("//ul[@class='archive']//a/@href")[0] == "/archive/daily/"
+    letter = client.get("/archive/daily/")
+    assert letter.status_code == 200
+    assert "0001.html" in letter.text
+    issue = client.get("/archive/daily/0001.html")
+    assert issue.status_code == 200
+    assert issue.headers["content-type"] == "text/html; charset=utf-8"
+    policy = issue.headers["content-security-policy"]
+    assert "sandbox" in policy
+    assert "script-src" not in policy
+    assert client.get("/archive/daily/0001.txt").headers["content-type"] == "text/plain; charset=utf-8"
+    assert (
+        client.get("/archive/daily/0001.html", headers={"if-none-match": issue.headers["etag"]}).status_code
+        == 304
+    )
+    for bad in (
+        "/archive/daily/0002.html",
+        "/archive/daily/..%2F..%2Fpublic%2Ffeed.atom",
+        "/archive/Daily/",
+        "/archive/x/index.php",
+    ):
+        assert client.get(bad).status_code == 404, bad
+
+
+# ------------------------------------------------------------------- subscribe
+
+
+def test_double_opt_in_subscribes_only_after_the_confirmation_post(
+    client: httpx.Client, store: Store, outbox: Path
+) -> None:
+    form = client.get("/subscribe?list=daily")
+    assert form.status_code == 200
+    assert "no-store" in form.headers["cache-control"]
+    cookie = form.headers["set-cookie"]
+    assert "HttpOnly" in cookie
+    assert "SameSite=strict" in cookie
+    assert "Secure" not in cookie  # served over plain http here; Secure comes with https
+    sent = client.post(
+        "/subscribe",
+        data={"csrf": csrf_of(form), "newsletter": "daily", "email": "Reader@Example.org"},
+        headers={"host": "evil.example"},
+    )
+    assert sent.status_code == 200, sent.text
+    assert "Check your inbox" in sent.text
+    assert store.subscribers("daily") == {}  # nothing until confirmed
+
+    (message,) = messages(outbox)
+    assert message["To"] == "reader@example.org"
+    assert message["From"] == "The Daily <digest@news.example>"
+    assert message["Auto-Submitted"] == "auto-generated"
+    link = link_in(message)
+    assert link.startswith(BASE + "subscribe/confirm/")  # from the configured URL, not the Host header
+
+    path = link.removeprefix(BASE.rstrip("/"))
+    page = client.get(path)  # a link scanner does this too
+    assert page.status_code == 200
+    assert "reader@example.org" in page.text
+    assert store.subscribers("daily") == {}
+    done = client.post(path, data={"csrf": csrf_of(page)})
+    assert done.status_code == 200
+    assert "You are subscribed" in done.text
+    assert store.subscribers("daily") == {"reader@example.org": True}
+
+
+def test_a_confirmation_link_expires_and_a_tampered_one_is_refused(
+    client: httpx.Client, store: Store, outbox: Path, clock: ManualClock
+) -> None:
+    form = client.get("/subscribe")
+    client.post("/subscribe", data={"csrf": csrf_of(form), "newsletter": "daily", "email": "a@example.org"})
+    path = link_in(messages(outbox)[0]).removeprefix(BASE.rstrip("/"))
+    tampered = client.get(path[:-3] + ("AAA" if not path.endswith("AAA") else "BBB"))
+    assert tampered.status_code == 400
+    assert "not valid" in tampered.text
+    clock.advance(timedelta(hours=49))
+    expired = client.get(path)
+    assert expired.status_code == 410
+    assert "expired" in expired.text
+    assert client.post(path, data={"csrf": csrf_of(form)}).status_code == 410
+    assert store.subscribers("daily") == {}
+
+
+@pytest.mark.parametrize(
+    ("data", "headers"),
+    [
+        ({"newsletter": "daily", "email": "a@example.org"}, {}),  # no token
+        ({"csrf": "0" * 64, "newsletter": "daily", "email": "a@example.org"}, {}),  # a forged token
+        ("VALID", {"origin": "https://evil.example"}),  # a cross-site form
+    ],
+)
+def test_forms_without_a_valid_csrf_token_or_from_another_origin_are_refused(
+    client: httpx.Client, outbox: Path, data: dict[str, str] | str, headers: dict[str, str]
+) -> None:
+    form = client.get("/subscribe")
+    if data == "VALID":
+        data = {"csrf": csrf_of(form), "newsletter": "daily", "email": "a@example.org"}
+    response = client.post("/subscribe", data=data, headers=headers)
+    assert response.status_code == 403
+    assert "Form expired" in response.text
+    assert messages(outbox) == []
+
+
+def test_a_bad_address_or_newsletter_gets_the_form_again_with_the_problem(
+    client: httpx.Client, outbox: Path
+) -> None:
+    form = client.get("/subscribe")
+    bad = client.post(
+        "/subscribe", data={"csrf": csrf_of(form), "newsletter": "daily", "email": "<b>not an address</b>"}
+    )
+    assert bad.status_code == 422
+    assert "does not look like an email address" in bad.text
+    assert "<b>not an address</b>" not in bad.text  # echoed back escaped
+    other = client.post(
+        "/subscribe", data={"csrf": csrf_of(form), "newsletter": "weekly", "email": "a@example.org"}
+    )
+    assert other.status_code == 422
+    assert messages(outbox) == []
+
+
+def test_subscribing_is_rate_limited_per_client_and_per_address(
+    settings: WebSettings, store: Store, outbox: Path, clock: ManualClock
+) -> None:
+    limited = replace(
+        settings,
+        subscribe_per_client=RateLimit(3, timedelta(minutes=10)),
+        mails_per_address=RateLimit(2, timedelta(days=1)),
+    )
+    with serve(limited, store, outbox, clock) as url, httpx.Client(base_url=url) as http:
+        token = csrf_of(http.get("/subscribe"))
+        codes = [
+            http.post(
+                "/subscribe", data={"csrf": token, "newsletter": "daily", "email": "same@example.org"}
+            ).status_code
+            for _ in range(3)
+        ]
+        assert codes == [200, 200, 429]  # the third mail to the same address is refused
+        fourth = http.post(
+            "/subscribe", data={"csrf": token, "newsletter": "daily", "email": "b@example.org"}
+        )
+        assert fourth.status_code == 429  # the client's fourth request in ten minutes
+        assert 0 < int(fourth.headers["retry-after"]) <= 600
+        clock.advance(timedelta(minutes=11))
+        fifth = http.post("/subscribe", data={"csrf": token, "newsletter": "daily", "email": "b@example.org"})
+        assert fifth.status_code == 200
+    assert len(messages(outbox)) == 3
+
+
+def test_oversized_or_foreign_forms_get_a_4xx(client: httpx.Client) -> None:
+    assert (
+        client.post(
+            "/subscribe", content=b"x" * 10_000, headers={"content-type": "application/x-www-form-urlencoded"}
+        ).status_code
+        == 413
+    )
+    assert client.post("/subscribe", json={"email": "a@example.org"}).status_code == 415
+
+
+# ------------------------------------------------------------------- unsubscribe
+
+
+def test_unsubscribe_get_only_asks_and_the_one_click_post_acts_at_once(
+    client: httpx.Client, store: Store, now: datetime
+) -> None:
+    store.set_subscriber("daily", "reader@example.org", True, now)
+    token = newsletters.make_unsubscribe_token(KEY, "daily", "reader@example.org")
+    page = client.get(f"/unsubscribe/{token}")
+    assert page.status_code == 200
+    assert "reader@example.org" in page.text
+    assert store.subscribers("daily") == {"reader@example.org": True}  # a GET changes nothing
+    # What a mail provider sends (RFC 8058): no cookie, no CSRF token, just this body.
+    fresh = httpx.post(
+        str(client.base_url) + f"/unsubscribe/{token}",
+        content=b"List-Unsubscribe=One-Click",
+        headers={"content-type": "application/x-www-form-urlencoded"},
+    )
+    assert fresh.status_code == 200
+    assert "You are unsubscribed" in fresh.text
+    assert store.subscribers("daily") == {"reader@example.org": False}
+    assert (
+        client.post(f"/unsubscribe/{token[:-2]}xx", data={"List-Unsubscribe": "One-Click"}).status_code == 400
+    )
+
+
+def test_the_generic_unsubscribe_link_mails_the_personal_link_only_to_subscribers(
+    client: httpx.Client, store: Store, outbox: Path, now: datetime
+) -> None:
+    store.set_subscriber("daily", "reader@example.org", True, now)
+    form = client.get("/unsubscribe?list=daily")
+    assert form.status_code == 200
+    answers = [
+        client.post(
+            "/unsubscribe", data={"csrf": csrf_of(form), "newsletter": "daily", "email": address}
+        ).text
+        for address in ("reader@example.org", "stranger@example.org")
+    ]
+    assert all("Check your inbox" in a for a in answers)
+    (message,) = messages(outbox)
+    assert message["To"] == "reader@example.org"
+    link = link_in(message)
+    assert newsletters.read_unsubscribe_token(KEY, link.rsplit("/", 1)[1]) == ("daily", "reader@example.org")
+
+
+# ------------------------------------------------------------------- private feeds & settings
+
+
+def test_private_feeds_are_served_only_under_their_token(
+    settings: WebSettings, store: Store, outbox: Path, clock: ManualClock
+) -> None:
+    token = "s3cret-token-of-32-characters-xx"
+    private = replace(settings, feed_tokens=(token, "another-token-1234"))
+    with serve(private, store, outbox, clock) as url, httpx.Client(base_url=url) as http:
+        assert http.get("/feed.atom").status_code == 404
+        assert http.get("/topics/russia.atom").status_code == 404
+        assert http.get("/private/wrong-token-0000000000/feed.atom").status_code == 404
+        feed = http.get(f"/private/{token}/feed.atom")
+        assert feed.status_code == 200
+        assert feed.headers["cache-control"].startswith("private")
+        assert "access-control-allow-origin" not in feed.headers
+        assert http.get(f"/private/{token}/topics/russia.json").status_code == 200
+        front = http.get("/")
+        assert "private" in front.text
+        assert "feed.atom" not in front.text
+        own = http.get(f"/private/{token}/")
+        hrefs = lxml_html.fromstring(own.text).xpath("//head/link[@rel='alternate']/@href")
+        assert f"/private/{token}/feed.atom" in hrefs
+
+
+def test_settings_come_from_feeds_yaml_and_the_environment(tmp_path: Path) -> None:
+    text = (
+        "feeds: [{url: https://a.example/feed}]\n"
+        "newsletters: [{name: daily, title: Daily, sender: d@news.example}]\n"
+        "output: {base_url: 'https://news.example/sub', dir: out}\n"
+    )
+    loaded = load_config_text(text, tmp_path / "feeds.yaml")
+    env = {
+        "AGGREGATOR_SECRET_KEY": "k" * 40,
+        "AGGREGATOR_FEED_TOKENS": " first-token-123456 , second-token-123456 ",
+    }
+    settings = settings_from_config(loaded, env)
+    assert settings.public_dir == tmp_path / "out"
+    assert settings.archive_dir == tmp_path / "newsletters" / "archive"
+    assert settings.base_url == "https://news.example/sub/"
+    assert settings.feed_tokens == ("first-token-123456", "second-token-123456")
+    assert settings.newsletters[0].base_url == "https://news.example/sub/"
+    with pytest.raises(ValueError, match="shorter than 16 characters"):
+        settings_from_config(loaded, {"AGGREGATOR_FEED_TOKENS": "short"})
+
+
+@pytest.mark.parametrize(
+    ("address", "ok"),
+    [
+        ("reader@example.org", True),
+        ("first.last+tag@sub.example.co.uk", True),
+        ("no-at-sign.example.org", False),
+        ("a@b", False),
+        ("Name <a@example.org>", False),
+        ("a@example.org\r\nBcc: victim@example.org", False),
+        ("a@example.org, b@example.org", False),
+        ("x" * 250 + "@example.org", False),
+    ],
+)
+def test_only_a_single_plain_address_is_accepted(address: str, ok: bool) -> None:
+    assert valid_address(address) is ok
+
+
+def test_outbox_message_is_plain_mime(outbox: Path, client: httpx.Client) -> None:
+    form = client.get("/subscribe")
+    client.post("/subscribe", data={"csrf": csrf_of(form), "newsletter": "daily", "email": "m@example.org"})
+    (path,) = outbox.glob("*.eml")
+    raw = path.read_bytes()
+    assert b"\r\n" in raw  # SMTP line endings
+    message = messages(outbox)[0]
+    assert message.get_content_type() == "multipart/alternative"
+    html_part = message.get_body(("html",))
+    assert html_part is not None
+    assert "Confirm my subscription" in html_part.get_content()
