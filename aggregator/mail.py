@@ -197,6 +197,7 @@ class Outcome(enum.StrEnum):
 class DeliveryResult:
     outcome: Outcome
     detail: str = ""  # the server's reply or the error, for the send log
+    server_down: bool = False  # no session at all (connect, TLS, login): later recipients would fail too
 
 
 class Transport:
@@ -329,7 +330,7 @@ class SmtpTransport(Transport):
         try:
             conn = self._connect()
         except DeliveryError as exc:
-            return DeliveryResult(Outcome.RETRY, str(exc))
+            return DeliveryResult(Outcome.RETRY, str(exc), server_down=True)
         try:
             code, reply = conn.mail(sender)
             if code != 250:

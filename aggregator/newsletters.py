@@ -589,6 +589,11 @@ def _deliver(run: _Run, letter: NewsletterConfig, record: IssueRecord, *, final:
                 run.now,
                 error=None if result.outcome is mail.Outcome.SENT else result.detail,
             )
+        if result.server_down:
+            # Everyone else would wait for the same timeout: leave them for the next run.
+            errors.append(f"{result.detail}; {letter.name} #{record.number} continues on the next run")
+            log.warning("newsletter %s #%d: %s", letter.name, record.number, result.detail)
+            break
         if result.outcome is not mail.Outcome.SENT:
             errors.append(f"{address}: {result.outcome.value}: {result.detail}")
             log.warning(

@@ -133,8 +133,10 @@ def tls_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return cert, key
 
 
-def start_server(handler: Handler, tls_files: tuple[Path, Path] | None) -> SmtpServer:
-    port = free_port()
+def start_server(
+    handler: Handler, tls_files: tuple[Path, Path] | None, port: int | None = None
+) -> SmtpServer:
+    port = port or free_port()
     kwargs: dict[str, Any] = {}
     cafile = None
     if tls_files is not None:

@@ -493,3 +493,21 @@ def test_every_headline_is_visible_at_phone_and_desktop_widths(
         with shot.open("rb") as handle:
             header = handle.read(24)
         assert int.from_bytes(header[16:20], "big") == width  # the PNG is as wide as the viewport
+
+
+def test_an_unreachable_server_stops_the_issue_until_the_next_run(
+    smtp_project: tuple[LoadedConfig, Store, SmtpServer],
+    tls_files: tuple[Path, Path],  # noqa: F811 -- the fixture imported above
+) -> None:
+    loaded, store, server = smtp_project
+    server.controller.stop()
+    [outcome] = newsletters.run_due_newsletters(loaded, store, NOW)
+    assert outcome.status == "sending"
+    assert outcome.retrying == 1  # only the first was tried; the others wait, untouched
+    assert "connecting to 127.0.0.1" in outcome.errors[0]
+    states = sorted(d.status for d in store.deliveries("daily", 1))
+    assert states == ["pending", "pending", "pending", "pending", "retry"]
+    # The same server comes back (aiosmtpd's controller cannot be restarted: a new one).
+    server.controller = start_server(server.handler, tls_files, port=server.port).controller
+    [resumed] = newsletters.run_due_newsletters(loaded, store, NOW + timedelta(minutes=10))
+    assert (resumed.status, resumed.sent) == ("done", 5)
