@@ -513,6 +513,13 @@ class Service:
                     "newsletter %s: issue of %s failed: %s", newsletter.name, scheduled_for.isoformat(), exc
                 )
                 return ()
+            except Exception:  # a bug in one issue must not end a process meant to run for weeks
+                log.exception(
+                    "newsletter %s: issue of %s failed unexpectedly",
+                    newsletter.name,
+                    scheduled_for.isoformat(),
+                )
+                return ()
         seconds = time.monotonic() - began
         for run in runs:
             _log_digest(run, seconds)

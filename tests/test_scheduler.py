@@ -23,6 +23,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -32,8 +33,10 @@ from typing import Any
 import pytest
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
+from aggregator import mail
 from aggregator.clock import ManualClock
 from aggregator.config import LoadedConfig, NewsletterConfig, load_config
+from aggregator.newsletters import run_due_newsletters
 from aggregator.runlock import SchedulerAlreadyRunning, run_lock
 from aggregator.schedule import last_fire_time, newsletter_trigger
 from aggregator.service import (
@@ -44,10 +47,17 @@ from aggregator.service import (
     next_runs,
     serve,
 )
-from aggregator.store import IssueRecord, Store
+from aggregator.store import IssueRecord, Store, entry_id
+from aggregator.types import Entry, FeedState
 from tests.conftest import PROJECT_ROOT
 from tests.feedserver import FeedServer
-from tests.test_mail import PASSWORD, USER, Handler, start_server, tls_files  # noqa: F401 (a fixture)
+from tests.test_mail import (
+    PASSWORD,
+    USER,
+    Handler,
+    start_server,
+    tls_files,  # noqa: F401 -- a fixture
+)
 
 pytest_plugins = ("tests.feedserver",)
 
@@ -458,3 +468,68 @@ def test_kill_9_during_a_poll_loses_nothing_stored_and_sigterm_cancels_a_hanging
     assert not any(e["new_entries"] for e in second.seen("feed_polled"))  # nothing stored twice
     with Store.open(load_config(config).database_url) as store:
         assert all(store.entry_counts()[url] == 3 for url in fast)
+
+
+def test_kill_9_and_sigterm_during_a_digest_then_restart_nobody_gets_a_second_copy(
+    tmp_path: Path,
+    tls_files: tuple[Path, Path],  # noqa: F811 -- the fixture imported above
+    processes: list[Scheduler],
+) -> None:
+    handler = Handler(on_data=lambda count: time.sleep(0.1))  # a slow server: 0.1 s a message
+    smtp = start_server(handler, tls_files)
+    try:
+        subscribers = [f"reader{i:02d}@example.com" for i in range(20)]
+        newsletters = (
+            "newsletters:\n  - name: daily\n    title: Daily\n"
+            f'    schedule: "* * * * *"\n    subscribers: [{", ".join(subscribers)}]\n'
+        )
+        extra = (
+            f"smtp:\n  host: 127.0.0.1\n  port: {smtp.port}\n  ca_file: {smtp.cafile}\n"
+            "  username_env: TEST_SMTP_USER\n  password_env: TEST_SMTP_PASSWORD\n  rate_per_minute: 100000\n"
+        )
+        config = write_config(tmp_path / "feeds.yaml", [], newsletters, extra)
+        env = {"TEST_SMTP_USER": USER, "TEST_SMTP_PASSWORD": PASSWORD, "AGGREGATOR_SECRET_KEY": "k" * 32}
+        moment = datetime.now(UTC)
+        feed = "http://127.0.0.1:9/feed.xml"
+        loaded = load_config(config)
+        with Store.open(loaded.database_url) as store:
+            # It ran before the machine went down (an issue with nothing new: no email).
+            earlier = moment - timedelta(minutes=3)
+            outbox = mail.Outbox(tmp_path / "outbox")
+            assert run_due_newsletters(loaded, store, earlier, transport=outbox)[0].status == "empty"
+            entry = Entry(
+                guid="s1", url="http://127.0.0.1/s1", canonical_url=None, title="Summit", text="Talks."
+            )
+            store.save_poll(FeedState(feed), [entry], moment)
+            store.save_stories([("story-1", "Summit", ())], [(entry_id(feed, "s1"), "story-1")], moment)
+
+        first = Scheduler(config, env)  # catches up the missed issue at start
+        processes.append(first)
+        first.wait_for(lambda: len(handler.messages) >= 5)
+        first.kill()
+
+        second = Scheduler(config, env)
+        processes.append(second)
+        second.wait_for(lambda: len(handler.messages) >= 10)
+        assert second.stop(signal.SIGTERM) == 0  # stops between recipients
+        stopped = second.seen("digest", status="stopped")
+        assert stopped
+        assert stopped[0]["remaining"] > 0
+
+        third = Scheduler(config, env)
+        processes.append(third)
+        third.wait_for(lambda: bool(third.seen("digest", status="done")))
+        assert third.stop() == 0
+
+        received = Counter(rcpt for _, rcpts, _ in handler.messages for rcpt in rcpts)
+        assert max(received.values()) == 1  # nobody got a second copy
+        with Store.open(load_config(config).database_url) as store:
+            number = next(i.number for i in store.issues("daily") if i.stories)
+            rows = {d.recipient: d.status for d in store.deliveries("daily", number)}
+        assert set(rows) == set(subscribers)
+        # Killed during DATA, a message may or may not have arrived: never sent again.
+        assert set(rows.values()) <= {"sent", "uncertain"}
+        assert {r for r, s in rows.items() if s == "sent"} <= set(received)
+        assert len(received) >= len(subscribers) - 1
+    finally:
+        smtp.controller.stop()
