@@ -3,7 +3,8 @@
 In: the plain text of an entry's body (``Entry.text``).  Out: the same text without the
 sentences that say nothing about the article: copyright lines, newsletter sign-ups and
 paywall notices, "This article was first published by X", "The post X appeared first on
-Y", "Read more", agency credits ("(Reuters) -", "— AP", "Reporting by …; Editing by …").
+Y", "Read more", republishing footers, agency credits ("(Reuters) -", "— AP",
+"Reporting by …; Editing by …").
 
 Why: two copies of one article differ mostly in exactly these lines, and two different
 articles from one outlet share mostly these lines.  Left in, the first pair looks less
@@ -12,144 +13,150 @@ miss copies and merge articles that share only a footer.
 
 The rules are deliberately narrow (whole sentences that match a known phrase, and credit
 tokens in known positions): removing a real sentence by mistake costs more than keeping a
-boilerplate one, which the similarity thresholds tolerate.  Pure functions, no I/O.
+boilerplate one, which the similarity thresholds tolerate.  Each rule names the words it
+needs, so a sentence is only searched with the rules whose words it contains: words like
+"read" or "members" are common in news, and searching every sentence with every rule
+would cost more than the rest of near-duplicate detection.  Pure functions, no I/O.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from collections.abc import Set as AbstractSet
 
-__all__ = ["strip_boilerplate"]
+__all__ = ["TRIGGER_WORDS", "may_have_boilerplate", "strip_boilerplate"]
 
-# Cheap pre-check: one of these words (or "©") must occur for any rule below to apply.
-# Most bodies contain none, and a set look-up per word costs far less than the sentence
-# split and regular expressions that follow.
-_TRIGGER_STRINGS = [
-    "copyright",
-    "reserved",
-    "published",
-    "republished",
-    "republish",
-    "appeared",
-    "newsletter",
-    "newsletters",
-    "subscribe",
-    "subscribers",
-    "subscriber",
-    "subscription",
-    "member",
-    "members",
-    "sign",
-    "read",
-    "reading",
-    "click",
-    "follow",
-    "share",
-    "advertisement",
-    "reporting",
-    "contributed",
-    "reached",
-    "become",
-    "support",
-    "supported",
-    "reply",
-    "spot",
-    "reuters",
-    "ap",
-    "afp",
-    "associated",
-    "bloomberg",
-    "dpa",
-    "upi",
-    "pa",
-    "aap",
-    "ansa",
-    "efe",
-]
-# Both forms: callers may hand over words as str or as UTF-8 bytes.
-_TRIGGER_WORDS: frozenset[str | bytes] = frozenset(
-    [*_TRIGGER_STRINGS, *(w.encode() for w in _TRIGGER_STRINGS)]
-)
-_WORD = re.compile(r"\w+")
 
-# A sentence that is boilerplate as a whole when it matches (searched, case-insensitive).
-_SENTENCE = re.compile(
-    r"""
-      ©
-    | \bcopyright\b\s*(?:©|\(c\)|\d{4})
-    | \ball\ rights\ reserved\b
-    | \b(?:this|the)\ (?:article|story|post|piece|report)\ (?:was|is|has\ been)\ (?:first\ |originally\ )?
-        (?:published|republished|posted)\b
-    | \b(?:first|originally)\ published\ (?:by|on|in|at)\b
-    | \bappeared\ first\ on\b
-    | \brepublished\ (?:with\ permission|under\ a\ creative\ commons)
-    | \b(?:sign\ up|sign-up|subscribe)\b.{0,60}\bnewsletters?\b
-    | \bnewsletters?\b.{0,40}\b(?:sign\ up|sign-up|subscribe)\b
-    | \bget\ (?:our|the)\b.{0,40}\b(?:newsletter|briefing)\b.{0,40}\b(?:inbox|email)
-    | \bsubscribe\ (?:now\ |today\ )?(?:to\ (?:continue|keep)\ reading|for\ full\ access|to\ read)
-    | \b(?:only\ )?(?:available|for)\ (?:to\ )?(?:paying\ )?(?:subscribers|members)\ only\b
-    | \bthis\ (?:article|content|story)\ is\ (?:only\ )?(?:available|reserved)\ (?:to|for)
-        \ (?:subscribers|members)
-    | \balready\ a\ (?:subscriber|member)\b
-    | \byou\ have\ reached\ your\ (?:free\ )?(?:article|story)\ limit
-    | ^\s*(?:read\ more|continue\ reading|read\ the\ full\ (?:article|story))\b
-    | ^\s*click\ here\ to\b
-    | ^\s*follow\ us\ on\b
-    | ^\s*share\ this\ (?:article|story)\b
-    | ^\s*advertisement\s*$
-    | \breporting\ by\b.{0,120}\bediting\ by\b
-    | ^\s*\(?(?:additional\ )?reporting\ by\b
-    | \bcontributed\ to\ this\ report\b
-    | \byou\ (?:may|can|are\ free\ to)\ republish\b
-    | \brepublish\ this\ (?:article|story)\b
-    | \bbecome\ a\ (?:member|subscriber|supporter|patron)\b
-    | \bsupport\ (?:our|independent)\ (?:journalism|reporting|work)\b
-    | \breader-(?:supported|funded)\b
-    | \bif\ you\ (?:spot|see|notice)\ an?\ (?:error|mistake|typo)\b
-    | \breply\ to\ this\ (?:email|newsletter)\b
-    """,
-    re.IGNORECASE | re.VERBOSE,
+def _rule(needs: str, pattern: str) -> tuple[frozenset[str], re.Pattern[str]]:
+    return frozenset(needs.split()), re.compile(pattern, re.IGNORECASE | re.VERBOSE)
+
+
+# (words a sentence must all contain, pattern that makes the whole sentence boilerplate)
+_RULES = (
+    _rule("copyright", r"\bcopyright\b\s*(?:©|\(c\)|\d{4})"),
+    _rule("rights reserved", r"\ball\ rights\ reserved\b"),
+    _rule(
+        "published",
+        r"""\b(?:this|the)\ (?:article|story|post|piece|report)\ (?:was|is|has\ been)
+            \ (?:first\ |originally\ )?(?:published|posted)\b
+          | \b(?:first|originally)\ published\ (?:by|on|in|at)\b""",
+    ),
+    _rule("republished", r"\b(?:was|been)\ republished\b|\brepublished\ (?:with\ permission|under\ a)\b"),
+    _rule("appeared first", r"\bappeared\ first\ on\b"),
+    _rule(
+        "newsletter",
+        r"\b(?:sign\ up|sign-up|subscribe|get)\b.{0,60}\bnewsletter\b|\bnewsletter\b.{0,40}\bsign",
+    ),
+    _rule("newsletters", r"\b(?:sign\ up|sign-up|subscribe)\b.{0,60}\bnewsletters\b"),
+    _rule("inbox", r"\b(?:newsletter|briefing|news)\b.{0,40}\binbox\b"),
+    _rule(
+        "subscribe",
+        r"\bsubscribe\ (?:now\ |today\ )?(?:to\ (?:continue|keep)\ reading|for\ full\ access|to\ read)",
+    ),
+    _rule("subscribers", r"\b(?:available|reserved|open)\ (?:only\ )?(?:to|for)\ (?:paying\ )?subscribers\b"),
+    _rule("members only", r"\b(?:for|to)\ members\ only\b"),
+    _rule("subscriber", r"\balready\ a\ subscriber\b"),
+    _rule("already member", r"\balready\ a\ member\b"),
+    _rule("limit", r"\byou\ have\ reached\ your\ (?:free\ )?(?:article|story)\ limit"),
+    _rule("read more", r"^\W*read\ more\b"),
+    _rule("continue reading", r"^\W*continue\ reading\b"),
+    _rule("read full", r"^\W*read\ the\ full\ (?:article|story)\b"),
+    _rule("click", r"^\W*click\ here\b"),
+    _rule("follow us", r"^\W*follow\ us\ on\b"),
+    _rule("share this", r"^\W*share\ this\ (?:article|story)\b"),
+    _rule("advertisement", r"^\W*advertisement\W*$"),
+    _rule("editing", r"\breporting\ by\b.{0,120}\bediting\ by\b"),
+    _rule("reporting by", r"^\W*(?:additional\ )?reporting\ by\b"),
+    _rule("contributed", r"\bcontributed\ to\ this\ report\b"),
+    _rule(
+        "republish", r"\byou\ (?:may|can|are\ free\ to)\ republish\b|\brepublish\ this\ (?:article|story)\b"
+    ),
+    _rule("become", r"\bbecome\ a\ (?:member|subscriber|supporter|patron)\b"),
+    _rule("support our", r"\bsupport\ our\ (?:journalism|reporting|work)\b"),
+    _rule("reader supported", r"\breader-supported\b"),
+    _rule("reader funded", r"\breader-funded\b"),
+    _rule("spot", r"\bif\ you\ (?:spot|see|notice)\ an?\ (?:error|mistake|typo)\b"),
+    _rule("reply email", r"\breply\ to\ this\ email\b"),
 )
 
 # Agency credits inside a sentence: a dateline's "(Reuters) -" or a closing "— AP".
-_AGENCIES = r"(?:Reuters|AP|AFP|Associated\ Press|Agence\ France-Presse|Bloomberg|dpa|UPI|PA|AAP|ANSA|EFE)"
-_CREDIT = re.compile(
-    rf"""
-      \(\s*{_AGENCIES}\s*\)\s*[-–—:]?\s*   # LONDON (Reuters) -
-    | \s*[-–—]\s*{_AGENCIES}\s*$           # … said on Monday. — AP
-    """,
-    re.VERBOSE | re.MULTILINE,
+_AGENCY_WORDS = frozenset(
+    [
+        "reuters",
+        "ap",
+        "afp",
+        "associated",
+        "press",
+        "agence",
+        "france",
+        "bloomberg",
+        "dpa",
+        "upi",
+        "pa",
+        "aap",
+        "ansa",
+        "efe",
+    ]
 )
+_AGENCIES = r"(?:Reuters|AP|AFP|Associated\ Press|Agence\ France-Presse|Bloomberg|dpa|UPI|PA|AAP|ANSA|EFE)"
+_DATELINE_CREDIT = re.compile(rf"\(\s*{_AGENCIES}\s*\)\s*[-–—:]?\s*", re.VERBOSE)  # LONDON (Reuters) -
+_CLOSING_CREDIT = re.compile(rf"[-–—]\s*{_AGENCIES}\s*$", re.VERBOSE)  # … said on Monday. — AP
 
+#: Every word some rule needs.  A text containing none of them (nor "©") has nothing to strip.
+TRIGGER_WORDS: frozenset[str] = frozenset().union(*(needs for needs, _ in _RULES), _AGENCY_WORDS)
+
+_WORD = re.compile(r"\w+")
 # Sentence boundaries: end punctuation (with an optional closing quote or bracket) and
-# spaces, or a line break.  Good enough for prose; boilerplate is rarely subtle prose.
-_SENTENCE_END = re.compile(r"(?<=[.!?…])[\"'”’)\]]?\s+|\n+")
+# spaces.  Good enough for prose; boilerplate is rarely subtle prose.
+_SENTENCE_END = re.compile(r"(?<=[.!?…])[\"'”’)\]]?\s+")
 
 
-def strip_boilerplate(text: str, words: Iterable[str | bytes] | None = None) -> str:
+def may_have_boilerplate(words: AbstractSet[str]) -> bool:
+    """Whether a text with these lower-cased words (its trigger words are enough) could
+    have anything to strip; "©" is checked by ``strip_boilerplate`` itself."""
+    return any(needs <= words for needs, _ in _RULES) or not _AGENCY_WORDS.isdisjoint(words)
+
+
+def strip_boilerplate(text: str, words: Iterable[str] | None = None) -> str:
     """``text`` without boilerplate sentences and agency credits; paragraphs stay on their lines.
 
-    ``words`` are the text's lower-cased words (str or UTF-8 bytes) when the caller has them (saves
-    splitting the text twice).  A text with nothing to strip is returned as is (the same
-    object), so a caller can tell whether to split the result again.
+    ``words`` are the text's lower-cased words (or just those of ``TRIGGER_WORDS`` among
+    them) when the caller has them; they save a pass over the text.  A text with nothing
+    to strip is returned as is (the same object), so a caller can tell whether anything
+    changed.
     """
-    if "©" not in text and _TRIGGER_WORDS.isdisjoint(_WORD.findall(text.lower()) if words is None else words):
+    present = set(_WORD.findall(text.lower()) if words is None else words)
+    if "©" not in text and not may_have_boilerplate(present):
         return text
-    text = _CREDIT.sub(" ", text)
+    lines = text.splitlines()
     kept_lines = []
-    for line in text.splitlines():
+    changed = False
+    for line in lines:
         if not line.strip():
             continue
-        sentences = [s for s in _SENTENCE_END.split(line) if s and s.strip()]
-        kept = [s for s in sentences if not _is_boilerplate(s)]
-        if kept:
-            kept_lines.append(" ".join(kept) if len(kept) != len(sentences) else line)
-    return "\n".join(kept_lines)
+        cleaned = _clean_line(line)
+        changed = changed or cleaned is not line
+        if cleaned:
+            kept_lines.append(cleaned)
+    return "\n".join(kept_lines) if changed else text
+
+
+def _clean_line(line: str) -> str:
+    """The line without boilerplate (the same object when there is none)."""
+    words = set(_WORD.findall(line.lower()))
+    if "©" not in line and not may_have_boilerplate(words):
+        return line
+    if not _AGENCY_WORDS.isdisjoint(words):
+        credited = _CLOSING_CREDIT.sub("", _DATELINE_CREDIT.sub("", line))
+        line = line if credited == line else credited
+    sentences = [s for s in _SENTENCE_END.split(line) if s.strip()]
+    kept = [s for s in sentences if not _is_boilerplate(s)]
+    return line if len(kept) == len(sentences) else " ".join(kept)
 
 
 def _is_boilerplate(sentence: str) -> bool:
-    # The regular expression is slow on long sentences (~30 µs); the word check is not.
-    if "©" not in sentence and _TRIGGER_WORDS.isdisjoint(_WORD.findall(sentence.lower())):
-        return False
-    return _SENTENCE.search(sentence) is not None
+    if "©" in sentence:
+        return True
+    words = set(_WORD.findall(sentence.lower()))
+    return any(needs <= words and pattern.search(sentence) for needs, pattern in _RULES)

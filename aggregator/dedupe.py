@@ -58,7 +58,6 @@ and when a better copy arrives later the whole group is re-rooted onto it.
 from __future__ import annotations
 
 import enum
-import hashlib
 import re
 import struct
 import unicodedata
@@ -70,7 +69,7 @@ from urllib.parse import urlsplit
 import numpy as np
 import numpy.typing as npt
 
-from aggregator.boilerplate import strip_boilerplate
+from aggregator.boilerplate import TRIGGER_WORDS, may_have_boilerplate, strip_boilerplate
 from aggregator.types import StoredEntry
 
 __all__ = [
@@ -84,6 +83,7 @@ __all__ = [
     "find_duplicates",
     "kept_copy_rank",
     "normalize_title",
+    "sign_entries",
     "sign_entry",
 ]
 
@@ -222,23 +222,45 @@ class Signature:
 
 def sign_entry(stored: StoredEntry) -> Signature:
     """The signature of one stored entry (its text is read here and nowhere later)."""
-    entry = stored.entry
-    words = _tokens(entry.text)
-    stripped = strip_boilerplate(entry.text, words)
-    if stripped is not entry.text:
-        words = _tokens(stripped)
-    ordered = _shingle_hashes(words)
-    return Signature(
-        feed_url=stored.feed_url,
-        guid=entry.guid,
-        url=entry.canonical_url or entry.url or "",
-        title=normalize_title(entry.title),
-        date=None if entry.date is None else _micros(entry.date),
-        first_seen=_micros(stored.first_seen),
-        words=len(words),
-        lead=ordered[:LEAD_SHINGLES].copy(),
-        shingles=_unique(ordered),
-    )
+    return sign_entries([stored])[0]
+
+
+def sign_entries(entries: Sequence[StoredEntry]) -> list[Signature]:
+    """The signatures of many entries; hashing is vectorized over the whole batch, which
+    is several times faster than one entry at a time."""
+    signatures: list[Signature] = []
+    for start in range(0, len(entries), _SIGN_CHUNK):
+        chunk = entries[start : start + _SIGN_CHUNK]
+        hashes = _word_hashes([_word_bytes(stored.entry.text) for stored in chunk])
+        # Boilerplate: only texts whose trigger words (found among the hashes, for all texts
+        # at once) could make up a rule, or with a "©", go through the sentence check.
+        triggers = _trigger_words(hashes)
+        for i, stored in enumerate(chunk):
+            text = stored.entry.text
+            present = triggers.get(i, set())
+            if may_have_boilerplate(present) or ("©" in text and not text.isascii()):
+                stripped = strip_boilerplate(text, present)
+                if stripped is not text:
+                    hashes[i] = _word_hashes([_word_bytes(stripped)])[0]
+        for stored, count, ordered in zip(chunk, map(len, hashes), _shingle_hashes(hashes), strict=True):
+            entry = stored.entry
+            signatures.append(
+                Signature(
+                    feed_url=stored.feed_url,
+                    guid=entry.guid,
+                    url=entry.canonical_url or entry.url or "",
+                    title=normalize_title(entry.title),
+                    date=None if entry.date is None else _micros(entry.date),
+                    first_seen=_micros(stored.first_seen),
+                    words=count,
+                    lead=ordered[:LEAD_SHINGLES].copy(),
+                    shingles=_unique(ordered),
+                )
+            )
+    return signatures
+
+
+_SIGN_CHUNK = 2048  # entries hashed together: ~30 MB of temporaries for news-length texts
 
 
 def _unique(values: U32) -> U32:
@@ -286,8 +308,9 @@ _TYPOGRAPHIC = tuple(
 )
 
 
-def _tokens(text: str) -> list[bytes]:
-    """The text's lower-cased words, as UTF-8 bytes."""
+def _word_bytes(text: str) -> bytes:
+    """The text lower-cased, with ASCII punctuation and typographic marks turned into
+    spaces, as UTF-8: its words are the runs of bytes between spaces."""
     if text.isascii():
         data = text.encode()
     else:
@@ -296,27 +319,7 @@ def _tokens(text: str) -> list[bytes]:
         for mark in _TYPOGRAPHIC:
             if mark in data:
                 data = data.replace(mark, b" ")
-    return data.translate(_ASCII_WORDS).split()
-
-
-# Word hashes are memoized: news vocabulary is small, and hashing each word of 100k
-# articles afresh would dominate the cost.  Not observable: the hash is a pure function.
-_WORD_HASHES: dict[bytes, int] = {}
-_WORD_HASHES_MAX = 1_000_000
-
-
-def _word_hashes(words: Sequence[bytes]) -> U64:
-    """Stable 64-bit hashes of the words (not ``hash()``: signatures outlive the process)."""
-    hashes = list(map(_WORD_HASHES.get, words))  # C-speed for words seen before
-    if None in hashes:
-        if len(_WORD_HASHES) >= _WORD_HASHES_MAX:
-            _WORD_HASHES.clear()
-        for i, known in enumerate(hashes):
-            if known is None:
-                word = words[i]
-                digest = hashlib.blake2b(word, digest_size=8).digest()
-                _WORD_HASHES[word] = hashes[i] = int.from_bytes(digest, "little")
-    return np.array(hashes, dtype=np.uint64)
+    return data.translate(_ASCII_WORDS)
 
 
 _K = np.array([0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9, 0xD6E8FEB86659FD93], np.uint64)
@@ -331,18 +334,76 @@ def _mix(x: U64) -> U64:
     return x ^ (x >> np.uint64(31))
 
 
-def _shingle_hashes(words: Sequence[bytes]) -> U32:
-    """32-bit hashes of the word 4-grams, in text order (one shingle for a shorter text)."""
-    if not words:
-        return np.zeros(0, np.uint32)
-    w = _word_hashes(words)
-    if len(w) < SHINGLE_WORDS:
-        w = np.concatenate([w, np.zeros(SHINGLE_WORDS - len(w), np.uint64)])
-    n = len(w) - SHINGLE_WORDS + 1
-    combined = w[:n] * _K[0]
+_WIDTH = 24  # bytes of a word that its hash reads
+_LOW_BYTES = np.array([(1 << (8 * k)) - 1 for k in range(8)] + [2**64 - 1], np.uint64)
+
+
+def _word_hashes(texts: Sequence[bytes]) -> list[U64]:
+    """Stable 64-bit hashes of the words of each ``_word_bytes`` text (not ``hash()``:
+    signatures outlive the process), for all texts at once with no Python code per word.
+
+    A word is hashed from its first 24 bytes, read as three little-endian 64-bit lanes
+    straight out of the joined buffer.  (Words longer than 24 bytes that share those
+    bytes hash alike, which costs nothing measurable.)
+    """
+    buffer = b" ".join(texts) + b" " * (_WIDTH + 8)
+    data = np.frombuffer(buffer, np.uint8)
+    edges = np.diff((data != 32).view(np.int8), prepend=np.int8(0))
+    starts = np.flatnonzero(edges == 1)
+    lengths = np.flatnonzero(edges == -1)[: len(starts)] - starts
+    # Every byte offset as the start of a (possibly unaligned) 64-bit little-endian word.
+    lanes = np.ndarray((len(data) - 7,), dtype="<u8", buffer=buffer, strides=(1,))
+    h = np.full(len(starts), _K[3], np.uint64)
+    for k in range(_WIDTH // 8):
+        lane = lanes[starts + 8 * k] & _LOW_BYTES[np.clip(lengths - 8 * k, 0, 8)]
+        h = _mix(h ^ lane)
+    # Text i owns the words that start inside its stretch of the buffer.
+    ends = np.cumsum([len(t) + 1 for t in texts])
+    return np.split(h, np.searchsorted(starts, ends[:-1]))
+
+
+_TRIGGERS = sorted(TRIGGER_WORDS)
+_TRIGGER_HASHES = _word_hashes([" ".join(_TRIGGERS).encode()])[0]
+_TRIGGER_OF = dict(zip(_TRIGGER_HASHES.tolist(), _TRIGGERS, strict=True))
+
+
+def _trigger_words(hashes: Sequence[U64]) -> dict[int, set[str]]:
+    """For each text (by position) that has any, the boilerplate trigger words it contains."""
+    if not hashes:
+        return {}
+    flat = np.concatenate(hashes)
+    owner = np.repeat(np.arange(len(hashes)), list(map(len, hashes)))
+    hit = np.isin(flat, _TRIGGER_HASHES)
+    found: dict[int, set[str]] = {}
+    for text, value in zip(owner[hit].tolist(), flat[hit].tolist(), strict=True):
+        found.setdefault(text, set()).add(_TRIGGER_OF[value])
+    return found
+
+
+def _shingle_hashes(texts: Sequence[U64]) -> list[U32]:
+    """For each text's word hashes, the 32-bit hashes of its word 4-grams in text order
+    (one shingle for a text of one to three words, none for an empty one), all at once."""
+    padded = [
+        h
+        if len(h) >= SHINGLE_WORDS or not len(h)
+        else np.concatenate([h, np.zeros(SHINGLE_WORDS - len(h), np.uint64)])
+        for h in texts
+    ]
+    counts = [len(h) for h in padded]
+    if not any(counts):
+        return [np.zeros(0, np.uint32) for _ in texts]
+    h = np.concatenate(padded)
+    n = len(h) - SHINGLE_WORDS + 1
+    combined = h[:n] * _K[0]
     for i in range(1, SHINGLE_WORDS):
-        combined = combined + w[i : i + n] * _K[i]
-    return (_mix(combined) >> np.uint64(32)).astype(np.uint32)
+        combined = combined + h[i : i + n] * _K[i]
+    shingles = (_mix(combined) >> np.uint64(32)).astype(np.uint32)
+    # The shingles of text i start where its words start and stop 3 words before its end.
+    out, start = [], 0
+    for count in counts:
+        out.append(shingles[start : start + count - SHINGLE_WORDS + 1] if count else np.zeros(0, np.uint32))
+        start += count
+    return out
 
 
 # ------------------------------------------------------------------------- LSH keys
@@ -405,41 +466,31 @@ def _anchor_keys(leads: Sequence[U32]) -> tuple[U64, npt.NDArray[np.bool_]]:
 
 class _Buckets:
     """LSH buckets: key → rows, as sorted arrays (12 bytes a key, versus ~300 for a dict of
-    sets).  New keys go to a small sorted ``recent`` level that is merged into ``main``
-    when it grows past a quarter of it, so the cost per insert stays logarithmic."""
+    sets).  Keys live in a few sorted runs whose sizes at least double from newest to
+    oldest (an LSM tree in miniature): a batch becomes a new run, and runs of similar size
+    are merged, so each key is re-sorted O(log n) times and a query looks in O(log n) runs.
+    """
 
     def __init__(self) -> None:
-        self.main_keys: U64 = np.zeros(0, np.uint64)
-        self.main_rows: npt.NDArray[np.int32] = np.zeros(0, np.int32)
-        self.recent_keys: U64 = np.zeros(0, np.uint64)
-        self.recent_rows: npt.NDArray[np.int32] = np.zeros(0, np.int32)
+        self.runs: list[tuple[U64, npt.NDArray[np.int32]]] = []
 
-    def query(self, keys: U64, rows: npt.NDArray[np.int32], insert: bool) -> tuple[I64, I64]:
-        """Insert ``keys`` (of ``rows``) when asked, then return every pair (row, other row)
-        sharing a key; inserting first makes rows of one batch find each other."""
-        if not insert:
-            a1, b1 = _gather(self.main_keys, self.main_rows, keys, rows)
-            a2, b2 = _gather(self.recent_keys, self.recent_rows, keys, rows)
-            return np.concatenate([a1, a2]), np.concatenate([b1, b2])
-        self.recent_keys, self.recent_rows = _sorted_union(self.recent_keys, self.recent_rows, keys, rows)
-        if len(self.recent_keys) > max(len(self.main_keys) // 4, 1 << 16):
-            self.main_keys, self.main_rows = _sorted_union(
-                self.main_keys, self.main_rows, self.recent_keys, self.recent_rows
-            )
-            self.recent_keys = np.zeros(0, np.uint64)
-            self.recent_rows = np.zeros(0, np.int32)
-        a1, b1 = _gather(self.main_keys, self.main_rows, keys, rows)
-        a2, b2 = _gather(self.recent_keys, self.recent_rows, keys, rows)
-        return np.concatenate([a1, a2]), np.concatenate([b1, b2])
+    def insert(self, keys: U64, rows: npt.NDArray[np.int32]) -> None:
+        if not len(keys):
+            return
+        order = np.argsort(keys, kind="stable")
+        self.runs.append((keys[order], rows[order]))
+        while len(self.runs) >= 2 and len(self.runs[-2][0]) <= 2 * len(self.runs[-1][0]):
+            (k1, r1), (k2, r2) = self.runs.pop(), self.runs.pop()
+            keys = np.concatenate([k2, k1])
+            order = np.argsort(keys, kind="stable")
+            self.runs.append((keys[order], np.concatenate([r2, r1])[order]))
 
-
-def _sorted_union(
-    k1: U64, r1: npt.NDArray[np.int32], k2: U64, r2: npt.NDArray[np.int32]
-) -> tuple[U64, npt.NDArray[np.int32]]:
-    keys = np.concatenate([k1, k2])
-    rows = np.concatenate([r1, r2])
-    order = np.argsort(keys, kind="stable")
-    return keys[order], rows[order]
+    def query(self, keys: U64, rows: npt.NDArray[np.int32]) -> tuple[I64, I64]:
+        """Every pair (row, other row) sharing a key, ``row`` from ``rows``."""
+        found = [_gather(run_keys, run_rows, keys, rows) for run_keys, run_rows in self.runs]
+        if not found:
+            return np.zeros(0, np.int64), np.zeros(0, np.int64)
+        return np.concatenate([a for a, _ in found]), np.concatenate([b for _, b in found])
 
 
 def _gather(
@@ -680,7 +731,7 @@ class DuplicateIndex:
                 continue
             rows.append(index._append(entry_id, sig))
         index.stale_ids = tuple(stale)
-        index._index_content(rows)
+        index._index_content(rows, query=False)
         for row in rows:
             target = duplicate_of.get(index._ids[row])
             if target is None:
@@ -735,9 +786,11 @@ class DuplicateIndex:
             self._by_title.setdefault(sig.title, []).append(row)
         return row
 
-    def _index_content(self, rows: Sequence[int], insert: bool = True) -> tuple[I64, I64]:
-        """Add the rows' LSH keys (unless ``insert`` is false); return the pairs of rows
-        that share a key with them."""
+    def _index_content(
+        self, rows: Sequence[int], *, insert: bool = True, query: bool = True
+    ) -> tuple[I64, I64]:
+        """Add the rows' LSH keys (if ``insert``); return the pairs of rows that share a key
+        with them (if ``query``)."""
         floor = max(1, self.settings.min_words - SHINGLE_WORDS + 1)
         rows = [r for r in rows if len(self._sigs[r].shingles) >= floor]
         keys, key_rows = [np.zeros(0, np.uint64)], [np.zeros(0, np.int32)]
@@ -749,7 +802,12 @@ class DuplicateIndex:
             row_array = np.asarray(chunk, np.int32)
             keys += [bands.ravel(), anchors[valid]]
             key_rows += [np.repeat(row_array, BANDS), np.repeat(row_array, valid.sum(axis=1))]
-        return self._buckets.query(np.concatenate(keys), np.concatenate(key_rows), insert=insert)
+        all_keys, all_rows = np.concatenate(keys), np.concatenate(key_rows)
+        if insert:  # first, so that the rows of one batch find each other
+            self._buckets.insert(all_keys, all_rows)
+        if not query:
+            return np.zeros(0, np.int64), np.zeros(0, np.int64)
+        return self._buckets.query(all_keys, all_rows)
 
     # -- matching
 
@@ -758,8 +816,8 @@ class DuplicateIndex:
         they touch, and return the verdicts that changed.  See ``find_duplicates``."""
         signatures: dict[str, bytes] = {}
         new_rows: list[int] = []
-        for stored in new_entries:
-            sig = sign_entry(stored)
+        batch = list(new_entries)
+        for stored, sig in zip(batch, sign_entries(batch), strict=True):
             old = self._row_of.get(stored.id)
             if old is not None:
                 self._retire(old)
