@@ -568,8 +568,11 @@ class _Web:
             extra["x-robots-tag"] = "noindex"
         return file_response(request, file, max_age=self.settings.feed_max_age, csp=FEED_CSP, extra=extra)
 
-    async def stylesheet(self, request: Request) -> Response:
-        file = self.files.get(TEMPLATES_DIR / "style.css", "text/css; charset=utf-8")
+    async def asset(self, request: Request) -> Response:
+        """The stylesheet and the icon, from the templates folder."""
+        name = request.url.path.rsplit("/", 1)[-1]
+        media = {"style.css": "text/css; charset=utf-8", "favicon.svg": "image/svg+xml"}[name]
+        file = self.files.get(TEMPLATES_DIR / name, media)
         if file is None:
             raise HTTPException(404)
         return file_response(request, file, max_age=3600, csp=FEED_CSP)
@@ -978,7 +981,8 @@ def create_app(
         *(Route(path, fn, methods=["GET"]) for path, fn in feed_routes),
         Route("/private/{token}/", web.front, methods=["GET"]),
         *(Route("/private/{token}" + path, fn, methods=["GET"]) for path, fn in feed_routes),
-        Route("/style.css", web.stylesheet, methods=["GET"]),
+        Route("/style.css", web.asset, methods=["GET"]),
+        Route("/favicon.svg", web.asset, methods=["GET"]),
         Route("/archive/", web.archive_index, methods=["GET"]),
         Route("/archive/{name}/", web.archive_file, methods=["GET"]),
         Route("/archive/{name}/{file}", web.archive_file, methods=["GET"]),
