@@ -60,7 +60,9 @@ def _head_revision() -> str | None:
 def test_opening_twice_migrates_once_and_schema_matches_the_models(database_url: str) -> None:
     Store.open(database_url).close()
     with Store.open(database_url) as store, store.engine.connect() as conn:
-        assert conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalars().all() == [_head_revision()]
+        assert conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalars().all() == [
+            _head_revision()
+        ]
         context = MigrationContext.configure(conn, opts={"compare_type": True})
         assert compare_metadata(context, metadata) == []
         if conn.dialect.name == "postgresql":
