@@ -23,7 +23,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from aggregator import __version__, pipeline
+from aggregator import __version__, cli_digest, pipeline
 from aggregator.config import DEFAULT_CONFIG_NAME, LoadedConfig, check_config, load_config
 from aggregator.errors import ConfigError, StoreError
 from aggregator.store import Store
@@ -39,6 +39,7 @@ app = typer.Typer(
 )
 config_app = typer.Typer(help="Check or edit feeds.yaml.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
+app.command("digest")(cli_digest.digest)
 
 out = Console()
 err = Console(stderr=True, soft_wrap=True)  # messages are never wrapped: people grep them
@@ -201,6 +202,10 @@ def run(
         f"{report.duplicates} entries collapsed as copies, {report.stories} stories regrouped",
         highlight=False,
     )
+    for issue in report.issues:
+        err.print(cli_digest.describe(issue), markup=False, highlight=False)
+        if issue.failed or issue.uncertain:
+            code = EXIT_FEEDS_FAILED
     raise typer.Exit(code)
 
 

@@ -31,8 +31,9 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from aggregator import fetch, polling
+from aggregator import fetch, newsletters, polling
 from aggregator.config import Config, FeedConfig, LoadedConfig, PollingConfig
+from aggregator.newsletters import IssueOutcome
 from aggregator.parsepool import ParseOutcome, ParsePool
 from aggregator.store import Store
 
@@ -198,6 +199,7 @@ class CycleReport:
     poll: PollSummary
     duplicates: int  # entries whose duplicate_of changed
     stories: int  # stories regrouped this cycle
+    issues: tuple[IssueOutcome, ...] = ()  # digests sent (or found empty) this cycle
 
 
 async def run_cycle(
@@ -208,14 +210,25 @@ async def run_cycle(
     only_due: bool = True,
     on_outcome: Callable[[PollOutcome], None] | None = None,
     on_start: Callable[[int], None] | None = None,
+    digests: bool = True,
 ) -> CycleReport:
-    """One full cycle: poll (the due feeds), collapse copies, group stories and topics."""
+    """One full cycle: poll (the due feeds), collapse copies, group stories and topics, and
+    send every digest that is due.
+
+    The long-running scheduler passes ``digests=False``: it sends each newsletter from a
+    job on that newsletter's own schedule, so that only one place decides when an issue
+    goes out.
+    """
     summary = await poll_feeds(
         loaded, store, now, only_due=only_due, on_outcome=on_outcome, on_start=on_start
     )
     changed = collapse_duplicates(loaded.config, store)
     grouped = group_into_stories(loaded.config, store, now)
-    return CycleReport(summary, changed, grouped)
+    issues: list[IssueOutcome] = []
+    if digests and loaded.config.newsletters:
+        # Synchronous (SMTP, files): off the event loop.
+        issues = await asyncio.to_thread(newsletters.run_due_newsletters, loaded, store, now)
+    return CycleReport(summary, changed, grouped, tuple(issues))
 
 
 def dedupe_settings(config: Config) -> DedupeSettings:
