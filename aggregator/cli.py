@@ -2,7 +2,8 @@
 
 This is where time is read (``datetime.now(UTC)``) and handed to the stages, where errors
 become exit codes, and where results become tables, progress bars or JSON.  Exit codes:
-0 everything fine, 1 some feeds failed, 2 bad usage or a bad ``feeds.yaml``.
+0 everything fine, 1 some feeds failed (or a digest recipient failed), 2 bad usage or a bad
+``feeds.yaml``, 3 another scheduler already runs on the same database.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from aggregator import __version__, cli_digest, pipeline
+from aggregator import __version__, cli_digest, pipeline, service
 from aggregator.config import DEFAULT_CONFIG_NAME, LoadedConfig, check_config, load_config
 from aggregator.errors import ConfigError, StoreError
 from aggregator.store import Store
@@ -54,9 +55,15 @@ class ExportFormat(StrEnum):
     JSONL = "jsonl"
 
 
+class LogFormat(StrEnum):
+    TEXT = "text"
+    JSON = "json"
+
+
 class _Context:
-    def __init__(self, config_path: Path) -> None:
+    def __init__(self, config_path: Path, verbose: bool) -> None:
         self.config_path = config_path
+        self.verbose = verbose
 
     def load(self) -> LoadedConfig:
         try:
@@ -108,7 +115,7 @@ def main_options(
         format="%(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    ctx.obj = _Context(config.absolute())
+    ctx.obj = _Context(config.absolute(), verbose)
 
 
 @contextmanager
@@ -189,12 +196,18 @@ def poll(
 def run(
     ctx: typer.Context,
     once: Annotated[bool, typer.Option("--once", help="Run one full cycle and exit.")] = False,
+    log_format: Annotated[
+        LogFormat, typer.Option("--log-format", help="text, or json (one object a line) for log collectors.")
+    ] = LogFormat.TEXT,
 ) -> None:
-    """Run the aggregator: one full cycle with --once, else until stopped (as scheduler.py does)."""
-    loaded = ctx.obj.load()
+    """Run one full cycle with --once, else run until stopped, as scheduler.py does.
+
+    Exit 3 when another scheduler already runs on the same database.
+    """
     if not once:
-        err.print("the long-running scheduler is not available yet: use `aggregator run --once` from cron")
-        raise typer.Exit(EXIT_USAGE)
+        # run_forever loads and watches the config itself (and keeps the last good one).
+        raise typer.Exit(service.run_forever(ctx.obj.config_path, log_format.value, verbose=ctx.obj.verbose))
+    loaded = ctx.obj.load()
     with _open_store(loaded) as store, _progress_callbacks(err.is_terminal) as callbacks:
         report = asyncio.run(pipeline.run_cycle(loaded, store, _now(), only_due=True, **callbacks))
     code = _report(report.poll, loaded)
@@ -223,6 +236,7 @@ def status(
     with _open_store(loaded) as store:
         states = pipeline.feed_states_for(loaded, store)
         counts = store.entry_counts()
+        jobs = service.next_runs(loaded, store, _now()) if output is OutputFormat.TABLE else []
     rows: list[dict[str, Any]] = [
         {
             "url": s.url,
@@ -254,6 +268,12 @@ def status(
             _short_time(row["next_check"]),
         )
     out.print(table)
+    schedule = Table(title="Scheduler jobs")
+    for column in ("job", "next run (UTC)", "detail"):
+        schedule.add_column(column)
+    for job in jobs:
+        schedule.add_row(job.job, _short_time(_iso(job.next_run)), job.detail)
+    out.print(schedule)
 
 
 def _short_time(iso: str | None) -> str:
