@@ -29,8 +29,9 @@ from aggregator.config import DEFAULT_CONFIG_NAME, LoadedConfig, parse_duration,
 from aggregator.configedit import ConfigDocument, ConflictError, EditError, InvalidEditError, parse_assignment
 from aggregator.discovery import DiscoveryError, FeedChoices, FoundFeed, find_feed
 from aggregator.errors import ConfigError, StoreError
-from aggregator.fetch import Fetcher, FetchSettings, make_client
+from aggregator.fetch import Fetcher, make_client
 from aggregator.opml import OpmlError, import_subscriptions, parse_opml, render_opml
+from aggregator.pipeline import fetch_settings
 from aggregator.store import Store
 from aggregator.types import FeedState, FeedStatus
 
@@ -89,17 +90,6 @@ def _save(document: ConfigDocument) -> None:
         _fail(str(exc))
 
 
-def _fetch_settings(loaded: LoadedConfig) -> FetchSettings:
-    polling = loaded.config.polling
-    return FetchSettings(
-        max_bytes=polling.max_response_size,
-        connect_timeout=polling.connect_timeout.total_seconds(),
-        read_timeout=polling.read_timeout.total_seconds(),
-        total_timeout=polling.timeout.total_seconds(),
-        max_redirects=polling.max_redirects,
-    )
-
-
 def _chooser(pick: int | None) -> Any:
     def choose(choices: FeedChoices) -> str:
         listing = "\n".join(f"  {n}) {url}" for n, url in enumerate(choices.urls, 1))
@@ -121,7 +111,7 @@ def _chooser(pick: int | None) -> Any:
 
 
 async def _discover(loaded: LoadedConfig, url: str, pick: int | None) -> FoundFeed:
-    settings = _fetch_settings(loaded)
+    settings = fetch_settings(loaded.config.polling)
     async with make_client(settings) as client:
         fetcher = Fetcher(client, settings)
         location = resolve_feed_location(url, loaded.base_dir)

@@ -189,6 +189,10 @@ class ConfigDocument:
                 return existing
         return None
 
+    def entries(self, key: str) -> list[dict[str, object]]:
+        """The items under ``feeds`` or ``newsletters`` as written (plain values, for forms)."""
+        return [_plain(item) for item in self._items(key)]
+
     def find_newsletter(self, name: str) -> int:
         for index, item in enumerate(self._items("newsletters")):
             if _str(item.get("name")) == name.strip():
@@ -433,6 +437,14 @@ def _guess_indent(text: str) -> tuple[int, int, int]:
         if key and mapping is None and len(key.group(1)) > base:
             mapping = len(key.group(1)) - base
     return mapping or 2, sequence or 4, 2 if offset is None else offset
+
+
+def _plain(node: object) -> Any:
+    if isinstance(node, Mapping):
+        return {str(key): _plain(value) for key, value in node.items()}
+    if isinstance(node, list):
+        return [_plain(value) for value in node]
+    return node
 
 
 def _str(value: object) -> str:

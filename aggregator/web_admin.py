@@ -1,0 +1,547 @@
+"""The web editor of feeds.yaml: list, add, remove and edit feeds and newsletters.
+
+In:  the path of feeds.yaml and the admin token (``AGGREGATOR_ADMIN_TOKEN``).
+Out: ``admin_routes(config_path)``, a Starlette ``Mount`` to add to the main application::
+
+    app.router.routes.append(admin_routes(config_path))   # serves /admin/
+
+Every change goes through ``configedit.ConfigDocument``, exactly as ``aggregator feeds …``
+does: the same validation (an edit that would make the file invalid is shown back with
+its problems and not written), the same comment-preserving, atomic writes, and the same
+refusal to overwrite a file that changed since it was read.  Here "read" is when the page
+was rendered: each form carries the file's version (its SHA-256), so an edit made on a
+stale page is refused with 409 instead of silently undoing someone else's change.  Adding
+a feed fetches it once first (``discovery``), like the CLI; a page that advertises several
+feeds gets a page to pick one.
+
+Access: without a token of at least 16 characters in the environment the editor is off
+(503).  A person signs in by posting the token to the login form, which sets a signed,
+HttpOnly, SameSite=Strict session cookie limited to the editor's path; a script may send
+``Authorization: Bearer TOKEN`` instead.  The token never travels in a URL and is never
+logged.  Every POST made with the cookie must carry the session's CSRF token (a hidden
+field), and an ``Origin`` header, when present, must be this site.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import os
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import itsdangerous
+import jinja2
+from starlette.datastructures import FormData
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.routing import Mount, Route
+
+from aggregator.config import load_config_text, resolve_feed_location
+from aggregator.configedit import (
+    ConfigDocument,
+    ConflictError,
+    EditError,
+    InvalidEditError,
+    parse_value,
+)
+from aggregator.discovery import DiscoveryError, FeedChoices, FoundFeed, probe_feed
+from aggregator.errors import ConfigError
+from aggregator.fetch import Fetcher, make_client
+from aggregator.pipeline import fetch_settings
+
+log = logging.getLogger(__name__)
+
+TOKEN_ENV = "AGGREGATOR_ADMIN_TOKEN"  # noqa: S105 (the variable's name, not a secret)
+MIN_TOKEN_LENGTH = 16
+COOKIE = "aggregator_admin"
+SESSION_SECONDS = 12 * 3600
+FEED_FIELDS = ("url", "title", "topics", "interval", "priority")
+NEWSLETTER_FIELDS = ("title", "schedule", "timezone", "topics", "max_stories", "sender", "subscribers")
+_TEMPLATES = Path(__file__).parent / "templates" / "admin"
+_HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; "
+    "frame-ancestors 'none'; base-uri 'none'",
+    "Cache-Control": "no-store",
+    "Referrer-Policy": "same-origin",
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+}
+_DONE = {
+    "added": "Added",
+    "removed": "Removed",
+    "saved": "Saved",
+    "signed-in": "Signed in",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class _Session:
+    csrf: str | None  # None when authenticated by the Authorization header (no cookie, no CSRF)
+
+
+class _Refused(Exception):
+    """A request the editor answers with a page and a status instead of doing it."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def admin_routes(config_path: Path, *, path: str = "/admin", token: str | None = None) -> Mount:
+    """The editor's routes under ``path``; the token defaults to ``$AGGREGATOR_ADMIN_TOKEN``."""
+    editor = _Editor(config_path, os.environ.get(TOKEN_ENV) if token is None else token)
+    return Mount(
+        path,
+        routes=[
+            Route("/", editor.index, methods=["GET"]),
+            Route("/login", editor.login_form, methods=["GET"]),
+            Route("/login", editor.login, methods=["POST"]),
+            Route("/logout", editor.logout, methods=["POST"]),
+            Route("/feeds/add", editor.add_feed, methods=["POST"]),
+            Route("/feeds/remove", editor.remove_feed, methods=["POST"]),
+            Route("/feeds/edit", editor.edit_feed_form, methods=["GET"]),
+            Route("/feeds/edit", editor.edit_feed, methods=["POST"]),
+            Route("/newsletters/add", editor.add_newsletter, methods=["POST"]),
+            Route("/newsletters/remove", editor.remove_newsletter, methods=["POST"]),
+            Route("/newsletters/edit", editor.edit_newsletter_form, methods=["GET"]),
+            Route("/newsletters/edit", editor.edit_newsletter, methods=["POST"]),
+        ],
+        name="admin",
+    )
+
+
+class _Editor:
+    def __init__(self, config_path: Path, token: str | None) -> None:
+        self.config_path = config_path
+        self.token = token if token and len(token) >= MIN_TOKEN_LENGTH else None
+        if token and self.token is None:
+            log.warning("web editor off: %s is shorter than %d characters", TOKEN_ENV, MIN_TOKEN_LENGTH)
+        # The signing key derives from the token: changing the token signs everyone out.
+        key = hmac.new((self.token or "").encode(), b"aggregator admin session", hashlib.sha256).digest()
+        self.signer = itsdangerous.URLSafeTimedSerializer(key, salt="aggregator-admin-session")
+        self.templates = jinja2.Environment(
+            loader=jinja2.FileSystemLoader(_TEMPLATES),
+            autoescape=True,
+            undefined=jinja2.StrictUndefined,
+        )
+
+    # -- plumbing ---------------------------------------------------------------------------
+
+    def _base(self, request: Request) -> str:
+        return str(request.scope.get("root_path", "")).rstrip("/")
+
+    def _page(self, request: Request, name: str, status: int = 200, **context: Any) -> HTMLResponse:
+        template = self.templates.get_template(name)
+        session = context.pop("session", None)
+        html = template.render(
+            base=self._base(request),
+            csrf=session.csrf if isinstance(session, _Session) else "",
+            config_name=self.config_path.name,
+            **context,
+        )
+        return HTMLResponse(html, status_code=status, headers=_HEADERS)
+
+    def _message(self, request: Request, status: int, message: str) -> HTMLResponse:
+        return self._page(request, "message.html", status, message=message, session=None)
+
+    def _session(self, request: Request) -> _Session | None:
+        if self.token is None:
+            return None
+        header = request.headers.get("authorization", "")
+        scheme, _, given = header.partition(" ")
+        if scheme.lower() == "bearer" and given:
+            return (
+                _Session(None) if hmac.compare_digest(given.strip().encode(), self.token.encode()) else None
+            )
+        cookie = request.cookies.get(COOKIE)
+        if not cookie:
+            return None
+        try:
+            data = self.signer.loads(cookie, max_age=SESSION_SECONDS)
+        except itsdangerous.BadData:
+            return None
+        csrf = data.get("csrf") if isinstance(data, dict) else None
+        return _Session(csrf) if isinstance(csrf, str) else None
+
+    def _same_origin(self, request: Request) -> bool:
+        origin = request.headers.get("origin")
+        if origin is None or (origin == "null" and request.headers.get("sec-fetch-site") == "same-origin"):
+            return True
+        own = f"{request.url.scheme}://{request.url.netloc}"
+        return origin == own
+
+    async def _checked_form(self, request: Request) -> tuple[_Session, FormData]:
+        """The form of a POST from a signed-in person, with its CSRF token checked."""
+        if self.token is None:
+            raise _Refused(
+                503, f"The editor is off: set {TOKEN_ENV} (at least {MIN_TOKEN_LENGTH} characters)."
+            )
+        session = self._session(request)
+        if session is None:
+            raise _Refused(401, "Sign in first.")
+        form = await request.form()
+        if session.csrf is not None:
+            given = str(form.get("csrf", ""))
+            if not self._same_origin(request) or not hmac.compare_digest(
+                given.encode(), session.csrf.encode()
+            ):
+                raise _Refused(
+                    403, "This form is stale or came from another site; reload the page and try again."
+                )
+        return session, form
+
+    def _document(self, form: FormData) -> ConfigDocument:
+        """The file as it is now, refused if it is not the version the page was rendered from."""
+        try:
+            document = ConfigDocument.read(self.config_path)
+        except EditError as exc:
+            raise _Refused(500, str(exc)) from exc
+        if str(form.get("version", "")) != document.version:
+            raise _Refused(
+                409,
+                f"{self.config_path.name} changed since this page was loaded (edited by hand or in "
+                "another window). Nothing was saved: reload to see the current file, then redo your change.",
+            )
+        return document
+
+    def _redirect(self, request: Request, done: str, item: str = "") -> RedirectResponse:
+        query = urlencode({"done": done, "item": item} if item else {"done": done})
+        return RedirectResponse(f"{self._base(request)}/?{query}", status_code=303, headers=_HEADERS)
+
+    def _refused(self, request: Request, refused: _Refused) -> Response:
+        if refused.status == 401:
+            return RedirectResponse(f"{self._base(request)}/login", status_code=303, headers=_HEADERS)
+        return self._message(request, refused.status, refused.message)
+
+    # -- signing in ---------------------------------------------------------------------------
+
+    async def login_form(self, request: Request) -> Response:
+        if self.token is None:
+            return self._message(
+                request, 503, f"The editor is off: set {TOKEN_ENV} (at least {MIN_TOKEN_LENGTH} characters)."
+            )
+        return self._page(request, "login.html", error=None)
+
+    async def login(self, request: Request) -> Response:
+        if self.token is None:
+            return self._message(request, 503, f"The editor is off: set {TOKEN_ENV}.")
+        form = await request.form()
+        given = str(form.get("token", "")).strip()
+        if not self._same_origin(request):
+            return self._message(request, 403, "This form came from another site.")
+        if not hmac.compare_digest(given.encode(), self.token.encode()):
+            client = request.client.host if request.client else "?"
+            log.warning("web editor: sign-in refused from %s (wrong token)", client)
+            return self._page(request, "login.html", 401, error="Wrong token.")
+        response = self._redirect(request, "signed-in")
+        response.set_cookie(
+            COOKIE,
+            self.signer.dumps({"csrf": secrets.token_urlsafe(24)}),
+            max_age=SESSION_SECONDS,
+            path=self._base(request) or "/",
+            secure=request.url.scheme == "https",
+            httponly=True,
+            samesite="strict",
+        )
+        return response
+
+    async def logout(self, request: Request) -> Response:
+        try:
+            await self._checked_form(request)
+        except _Refused as refused:
+            return self._refused(request, refused)
+        response = RedirectResponse(f"{self._base(request)}/login", status_code=303, headers=_HEADERS)
+        response.delete_cookie(COOKIE, path=self._base(request) or "/")
+        return response
+
+    # -- the list ---------------------------------------------------------------------------
+
+    async def index(self, request: Request) -> Response:
+        if self.token is None:
+            return self._message(
+                request, 503, f"The editor is off: set {TOKEN_ENV} (at least {MIN_TOKEN_LENGTH} characters)."
+            )
+        session = self._session(request)
+        if session is None:
+            return RedirectResponse(f"{self._base(request)}/login", status_code=303, headers=_HEADERS)
+        done = _DONE.get(request.query_params.get("done", ""))
+        notice = f"{done}: {request.query_params.get('item', '')}".rstrip(": ") if done else None
+        return self._index(request, session, notice=notice)
+
+    def _index(
+        self,
+        request: Request,
+        session: _Session,
+        *,
+        status: int = 200,
+        notice: str | None = None,
+        feed_errors: list[str] | None = None,
+        feed_form: Mapping[str, str] | None = None,
+        newsletter_errors: list[str] | None = None,
+        newsletter_form: Mapping[str, str] | None = None,
+    ) -> HTMLResponse:
+        try:
+            document = ConfigDocument.read(self.config_path)
+        except EditError as exc:
+            return self._message(request, 500, str(exc))
+        problems: list[str] = []
+        try:
+            load_config_text(document.original_text, self.config_path)
+        except ConfigError as exc:
+            problems = [str(p) for p in exc.problems]
+        return self._page(
+            request,
+            "index.html",
+            status,
+            session=session,
+            version=document.version,
+            feeds=[_texts(item) for item in document.entries("feeds")],
+            newsletters=[_texts(item) for item in document.entries("newsletters")],
+            problems=problems,
+            notice=notice,
+            feed_errors=feed_errors or [],
+            feed_form=feed_form or {},
+            newsletter_errors=newsletter_errors or [],
+            newsletter_form=newsletter_form or {},
+        )
+
+    # -- feeds ------------------------------------------------------------------------------
+
+    async def add_feed(self, request: Request) -> Response:
+        try:
+            session, form = await self._checked_form(request)
+            document = self._document(form)
+        except _Refused as refused:
+            return self._refused(request, refused)
+        values = {key: str(form.get(key, "")).strip() for key in ("url", "title", "topics", "interval")}
+        url = values["url"]
+        try:
+            if not url:
+                raise EditError("a URL is needed")
+            existing = document.duplicate_of(url)
+            if existing is not None:
+                raise EditError(f"already subscribed: {existing}")
+            title = values["title"] or None
+            if form.get("check") == "on":
+                found = await self._probe(document, url)
+                if isinstance(found, FeedChoices) and len(found.urls) == 1:
+                    found = await self._probe(document, found.urls[0])
+                if isinstance(found, FeedChoices):
+                    return self._page(
+                        request,
+                        "pick.html",
+                        session=session,
+                        version=document.version,
+                        choices=found,
+                        form=values,
+                    )
+                url = found.url
+                title = title or found.title or None
+                existing = document.duplicate_of(url)
+                if existing is not None:
+                    raise EditError(f"already subscribed: {existing}")
+            topics = parse_value("topics", values["topics"])
+            document.add_feed(
+                url,
+                title=title,
+                topics=topics if isinstance(topics, tuple) else (),
+                interval=values["interval"] or None,
+            )
+            document.save()
+        except ConflictError as exc:
+            return self._message(request, 409, str(exc))
+        except InvalidEditError as exc:
+            errors = [_problem_text(p) for p in exc.problems]
+            return self._index(request, session, status=400, feed_errors=errors, feed_form=values)
+        except (EditError, DiscoveryError) as exc:
+            return self._index(request, session, status=400, feed_errors=[str(exc)], feed_form=values)
+        return self._redirect(request, "added", url)
+
+    async def _probe(self, document: ConfigDocument, url: str) -> FoundFeed | FeedChoices:
+        loaded = document.validate()
+        settings = fetch_settings(loaded.config.polling)
+        async with make_client(settings) as client:
+            fetcher = Fetcher(client, settings)
+            location = resolve_feed_location(url, document.base_dir)
+            return await probe_feed(fetcher, url, location, datetime.now(UTC))
+
+    async def remove_feed(self, request: Request) -> Response:
+        try:
+            _, form = await self._checked_form(request)
+            document = self._document(form)
+            url = document.remove_feed(str(form.get("url", "")))
+            document.save()
+        except _Refused as refused:
+            return self._refused(request, refused)
+        except ConflictError as exc:
+            return self._message(request, 409, str(exc))
+        except EditError as exc:
+            return self._message(request, 400, str(exc))
+        return self._redirect(request, "removed", url)
+
+    async def edit_feed_form(self, request: Request) -> Response:
+        session = self._session(request)
+        if session is None or self.token is None:
+            return RedirectResponse(f"{self._base(request)}/login", status_code=303, headers=_HEADERS)
+        try:
+            document = ConfigDocument.read(self.config_path)
+            index = document.find_feed(request.query_params.get("url", ""))
+        except EditError as exc:
+            return self._message(request, 404, str(exc))
+        values = _texts(document.entries("feeds")[index])
+        return self._page(
+            request,
+            "feed_form.html",
+            session=session,
+            version=document.version,
+            original=values["url"],
+            form=values,
+            errors=[],
+        )
+
+    async def edit_feed(self, request: Request) -> Response:
+        try:
+            session, form = await self._checked_form(request)
+            document = self._document(form)
+        except _Refused as refused:
+            return self._refused(request, refused)
+        original = str(form.get("original", ""))
+        values = {key: str(form.get(key, "")).strip() for key in FEED_FIELDS}
+        values["enabled"] = "true" if form.get("enabled") == "on" else "false"
+        try:
+            index = document.find_feed(original)
+            current = _texts(document.entries("feeds")[index])
+            changes = {
+                key: parse_value(key, value)
+                for key, value in values.items()
+                if value != current.get(key, "true" if key == "enabled" else "")
+            }
+            document.set_feed(original, changes)
+            document.save()
+        except ConflictError as exc:
+            return self._message(request, 409, str(exc))
+        except EditError as exc:
+            errors = (
+                [_problem_text(p) for p in exc.problems] if isinstance(exc, InvalidEditError) else [str(exc)]
+            )
+            return self._page(
+                request,
+                "feed_form.html",
+                400,
+                session=session,
+                version=document.version,
+                original=original,
+                form=values,
+                errors=errors,
+            )
+        return self._redirect(request, "saved", values["url"] or original)
+
+    # -- newsletters --------------------------------------------------------------------------
+
+    async def add_newsletter(self, request: Request) -> Response:
+        try:
+            session, form = await self._checked_form(request)
+            document = self._document(form)
+        except _Refused as refused:
+            return self._refused(request, refused)
+        values = {key: str(form.get(key, "")).strip() for key in ("name", *NEWSLETTER_FIELDS)}
+        try:
+            if not values["name"]:
+                raise EditError("a name is needed (lower-case letters, digits, - and _)")
+            document.add_newsletter({key: parse_value(key, value) for key, value in values.items()})
+            document.save()
+        except ConflictError as exc:
+            return self._message(request, 409, str(exc))
+        except EditError as exc:
+            errors = (
+                [_problem_text(p) for p in exc.problems] if isinstance(exc, InvalidEditError) else [str(exc)]
+            )
+            return self._index(request, session, status=400, newsletter_errors=errors, newsletter_form=values)
+        return self._redirect(request, "added", values["name"])
+
+    async def remove_newsletter(self, request: Request) -> Response:
+        try:
+            _, form = await self._checked_form(request)
+            document = self._document(form)
+            name = str(form.get("name", ""))
+            document.remove_newsletter(name)
+            document.save()
+        except _Refused as refused:
+            return self._refused(request, refused)
+        except ConflictError as exc:
+            return self._message(request, 409, str(exc))
+        except EditError as exc:
+            return self._message(request, 400, str(exc))
+        return self._redirect(request, "removed", name)
+
+    async def edit_newsletter_form(self, request: Request) -> Response:
+        session = self._session(request)
+        if session is None or self.token is None:
+            return RedirectResponse(f"{self._base(request)}/login", status_code=303, headers=_HEADERS)
+        try:
+            document = ConfigDocument.read(self.config_path)
+            index = document.find_newsletter(request.query_params.get("name", ""))
+        except EditError as exc:
+            return self._message(request, 404, str(exc))
+        values = _texts(document.entries("newsletters")[index])
+        return self._page(
+            request, "newsletter_form.html", session=session, version=document.version, form=values, errors=[]
+        )
+
+    async def edit_newsletter(self, request: Request) -> Response:
+        try:
+            session, form = await self._checked_form(request)
+            document = self._document(form)
+        except _Refused as refused:
+            return self._refused(request, refused)
+        name = str(form.get("name", ""))
+        values = {key: str(form.get(key, "")).strip() for key in NEWSLETTER_FIELDS}
+        try:
+            index = document.find_newsletter(name)
+            current = _texts(document.entries("newsletters")[index])
+            changes = {
+                key: parse_value(key, value) for key, value in values.items() if value != current.get(key, "")
+            }
+            document.set_newsletter(name, changes)
+            document.save()
+        except ConflictError as exc:
+            return self._message(request, 409, str(exc))
+        except EditError as exc:
+            errors = (
+                [_problem_text(p) for p in exc.problems] if isinstance(exc, InvalidEditError) else [str(exc)]
+            )
+            return self._page(
+                request,
+                "newsletter_form.html",
+                400,
+                session=session,
+                version=document.version,
+                form={"name": name, **values},
+                errors=errors,
+            )
+        return self._redirect(request, "saved", name)
+
+
+def _text(value: object) -> str:
+    if isinstance(value, list | tuple):
+        return ", ".join(str(v) for v in value)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return "" if value is None else str(value)
+
+
+def _texts(item: Mapping[str, object]) -> dict[str, str]:
+    return {key: _text(value) for key, value in item.items()}
+
+
+def _problem_text(problem: Any) -> str:
+    text = f"{problem.location}: {problem.message}" if problem.location else str(problem.message)
+    return f"{text} ({problem.hint})" if problem.hint else text

@@ -1,0 +1,390 @@
+"""The web editor of feeds.yaml: only with the token, CSRF-checked, the same validation and the
+same comment-preserving writes as the CLI, stale pages refused; and a real browser adds a feed."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import re
+import shutil
+import socket
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import uvicorn
+from starlette.applications import Starlette
+
+from aggregator.config import load_config
+from aggregator.web_admin import admin_routes
+from tests.feedserver import FeedServer
+
+try:
+    from playwright.sync_api import sync_playwright
+except ImportError:  # the browser test says why it skips
+    sync_playwright = None  # type: ignore[assignment]
+
+TOKEN = "correct-horse-battery-staple-42"
+GOLDEN = Path(__file__).parent / "golden" / "config"
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Path:
+    path = tmp_path / "feeds.yaml"
+    shutil.copyfile(GOLDEN / "base.yaml", path)
+    return path
+
+
+def make_app(config: Path, token: str | None = TOKEN) -> Starlette:
+    return Starlette(routes=[admin_routes(config, token=token)])
+
+
+class _Server(uvicorn.Server):
+    def install_signal_handlers(self) -> None:  # running in a thread
+        pass
+
+
+@contextlib.contextmanager
+def serve(app: Starlette) -> Iterator[str]:
+    """uvicorn on 127.0.0.1, port 0, in a thread; yields its base URL."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    server = _Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
+    thread = threading.Thread(target=lambda: asyncio.run(server.serve(sockets=[sock])), daemon=True)
+    thread.start()
+    while not server.started:
+        if not thread.is_alive():
+            pytest.fail("uvicorn did not start")
+        threading.Event().wait(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(5)
+        sock.close()
+
+
+@pytest.fixture
+def live(config: Path) -> Iterator[str]:
+    with serve(make_app(config)) as base_url:
+        yield base_url
+
+
+@pytest.fixture
+def client(live: str) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=live, follow_redirects=False) as http:
+        yield http
+
+
+def sign_in(client: httpx.Client) -> None:
+    response = client.post("/admin/login", data={"token": TOKEN})
+    assert response.status_code == 303
+
+
+def form_fields(client: httpx.Client, page: str = "/admin/") -> dict[str, str]:
+    html = client.get(page).text
+    return {
+        "csrf": re.search(r'name="csrf" value="([^"]*)"', html).group(1),  # type: ignore[union-attr]
+        "version": re.search(r'name="version" value="([^"]*)"', html).group(1),  # type: ignore[union-attr]
+    }
+
+
+def test_the_editor_is_off_without_a_long_enough_token(config: Path) -> None:
+    for token in ("", "short"):
+        with serve(make_app(config, token=token)) as base_url:
+            response = httpx.get(f"{base_url}/admin/")
+            assert response.status_code == 503
+            assert "set AGGREGATOR_ADMIN_TOKEN" in response.text
+
+
+def test_pages_need_signing_in(client: httpx.Client) -> None:
+    response = client.get("/admin/")
+    assert (response.status_code, response.headers["location"]) == (303, "/admin/login")
+    assert client.post("/admin/feeds/remove", data={"url": "x"}).headers["location"] == "/admin/login"
+    assert client.get("/admin/feeds/edit?url=x").status_code == 303
+
+
+def test_sign_in_sets_a_strict_httponly_cookie_and_never_shows_the_token(
+    client: httpx.Client, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    wrong = client.post("/admin/login", data={"token": "not-the-token-at-all"})
+    assert wrong.status_code == 401
+    assert "Wrong token." in wrong.text
+    response = client.post("/admin/login", data={"token": TOKEN})
+    assert response.status_code == 303
+    assert response.headers["location"] == "/admin/?done=signed-in"
+    cookie = response.headers["set-cookie"]
+    assert "HttpOnly" in cookie
+    assert "SameSite=strict" in cookie
+    assert "Path=/admin" in cookie
+    page = client.get(response.headers["location"])
+    assert page.status_code == 200
+    assert "Signed in" in page.text
+    assert "Example Wire" in page.text
+    assert page.headers["cache-control"] == "no-store"
+    assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
+    for text in (cookie, page.text, response.headers["location"], caplog.text):
+        assert TOKEN not in text
+    assert "sign-in refused from 127.0.0.1" in caplog.text
+
+
+def test_add_a_feed_without_fetching_keeps_the_file_as_a_person_would(
+    client: httpx.Client, config: Path
+) -> None:
+    sign_in(client)
+    fields = form_fields(client)
+    response = client.post(
+        "/admin/feeds/add",
+        data={
+            **fields,
+            "url": "https://new.example.com/feed",
+            "title": "New",
+            "topics": "local",
+            "interval": "30m",
+        },
+    )
+    assert response.status_code == 303, response.text
+    assert config.read_text() == (GOLDEN / "add_feed.after.yaml").read_text()
+    assert "Added: https://new.example.com/feed" in client.get(response.headers["location"]).text
+
+
+def test_add_a_feed_fetches_it_first(client: httpx.Client, config: Path, feed_server: FeedServer) -> None:
+    sign_in(client)
+    response = client.post(
+        "/admin/feeds/add", data={**form_fields(client), "url": feed_server.url("/page.html"), "check": "on"}
+    )
+    assert response.status_code == 303, response.text
+    feed = load_config(config).config.feeds[-1]
+    assert (feed.url, feed.title) == (feed_server.url("/feed.xml"), "Loopback News")
+
+    response = client.post(
+        "/admin/feeds/add", data={**form_fields(client), "url": feed_server.url("/missing"), "check": "on"}
+    )
+    assert response.status_code == 400
+    assert "not found (HTTP 404)" in response.text
+    assert feed_server.url("/missing") in response.text  # the form keeps what was typed
+
+
+def test_a_page_with_several_feeds_asks_which_one(
+    client: httpx.Client, config: Path, feed_server: FeedServer
+) -> None:
+    feed_server.add_feed(
+        "/two.html",
+        b'<html><head><link rel="alternate" type="application/rss+xml" href="/feed.xml">'
+        b'<link rel="alternate" type="application/atom+xml" href="/atom.xml"></head></html>',
+        content_type="text/html",
+    )
+    sign_in(client)
+    response = client.post(
+        "/admin/feeds/add",
+        data={**form_fields(client), "url": feed_server.url("/two.html"), "check": "on", "topics": "local"},
+    )
+    assert response.status_code == 200
+    assert "advertises 2 feeds" in response.text
+    fields = {
+        "csrf": re.search(r'name="csrf" value="([^"]*)"', response.text).group(1),  # type: ignore[union-attr]
+        "version": re.search(r'name="version" value="([^"]*)"', response.text).group(1),  # type: ignore[union-attr]
+    }
+    response = client.post(
+        "/admin/feeds/add",
+        data={**fields, "url": feed_server.url("/atom.xml"), "check": "on", "topics": "local"},
+    )
+    assert response.status_code == 303
+    feed = load_config(config).config.feeds[-1]
+    assert (feed.url, feed.topics) == (feed_server.url("/atom.xml"), ("local",))
+
+
+def test_posts_without_the_csrf_token_or_from_another_site_are_refused(
+    client: httpx.Client, config: Path
+) -> None:
+    sign_in(client)
+    before = config.read_bytes()
+    fields = form_fields(client)
+    data = {"version": fields["version"], "url": "https://wire.example.com/rss.xml"}
+    assert client.post("/admin/feeds/remove", data=data).status_code == 403
+    assert client.post("/admin/feeds/remove", data={**data, "csrf": "forged"}).status_code == 403
+    response = client.post(
+        "/admin/feeds/remove",
+        data={**data, "csrf": fields["csrf"]},
+        headers={"Origin": "https://evil.example"},
+    )
+    assert response.status_code == 403
+    assert config.read_bytes() == before
+    same_site = client.post(
+        "/admin/feeds/remove",
+        data={**data, "csrf": fields["csrf"]},
+        headers={"Origin": str(client.base_url).rstrip("/")},
+    )
+    assert same_site.status_code == 303
+    assert "wire.example.com" not in config.read_text()
+
+
+def test_a_bearer_token_works_for_scripts_without_csrf(live: str, config: Path) -> None:
+    with httpx.Client(base_url=live, follow_redirects=False) as client:
+        headers = {"Authorization": f"Bearer {TOKEN}"}
+        version = re.search(r'name="version" value="([^"]*)"', client.get("/admin/", headers=headers).text)
+        assert version is not None
+        response = client.post(
+            "/admin/feeds/remove",
+            data={"version": version.group(1), "url": "The Local Paper"},
+            headers=headers,
+        )
+        assert response.status_code == 303
+        assert config.read_text() == (GOLDEN / "remove_middle_feed.after.yaml").read_text()
+        wrong = client.get("/admin/", headers={"Authorization": "Bearer nope-nope-nope-nope"})
+        assert wrong.status_code == 303
+
+
+def test_an_edit_from_a_stale_page_is_refused(client: httpx.Client, config: Path) -> None:
+    sign_in(client)
+    fields = form_fields(client)
+    hand_edit = config.read_text().replace("concurrency: 8", "concurrency: 9")
+    config.write_text(hand_edit)
+    response = client.post("/admin/feeds/add", data={**fields, "url": "https://new.example.com/feed"})
+    assert response.status_code == 409
+    assert "changed since this page was loaded" in response.text
+    assert config.read_text() == hand_edit
+
+
+def test_invalid_values_are_shown_back_and_not_written(client: httpx.Client, config: Path) -> None:
+    sign_in(client)
+    before = config.read_bytes()
+    response = client.post(
+        "/admin/feeds/add",
+        data={**form_fields(client), "url": "https://new.example.com/feed", "interval": "soon"},
+    )
+    assert response.status_code == 400
+    assert "feeds[3].interval: bad duration &#39;soon&#39;" in response.text
+    response = client.post(
+        "/admin/feeds/add", data={**form_fields(client), "url": "https://wire.example.com/rss.xml"}
+    )
+    assert response.status_code == 400
+    assert "already subscribed: https://wire.example.com/rss.xml" in response.text
+    response = client.post(
+        "/admin/newsletters/add",
+        data={**form_fields(client), "name": "evening", "title": "Evening", "topics": "politcs"},
+    )
+    assert response.status_code == 400
+    assert "no topic named &#39;politcs&#39; (did you mean &#39;politics&#39;?)" in response.text
+    assert config.read_bytes() == before
+
+
+def test_edit_a_feed_changes_only_what_changed(client: httpx.Client, config: Path) -> None:
+    sign_in(client)
+    page = client.get("/admin/feeds/edit", params={"url": "https://wire.example.com/rss.xml"})
+    assert page.status_code == 200
+    assert 'value="Example Wire"' in page.text
+    fields = form_fields(client, "/admin/feeds/edit?url=https://wire.example.com/rss.xml")
+    response = client.post(
+        "/admin/feeds/edit",
+        data={
+            **fields,
+            "original": "https://wire.example.com/rss.xml",
+            "url": "https://wire.example.com/rss.xml",
+            "title": "Wire",
+            "topics": "",
+            "interval": "15m",
+            "priority": "",
+            "enabled": "on",
+        },
+    )
+    assert response.status_code == 303, response.text
+    assert config.read_text() == (GOLDEN / "set_feed_keys.after.yaml").read_text()
+
+
+def test_newsletters_are_added_edited_and_removed(client: httpx.Client, config: Path) -> None:
+    sign_in(client)
+    response = client.post(
+        "/admin/newsletters/add",
+        data={
+            **form_fields(client),
+            "name": "evening",
+            "title": "Evening Digest",
+            "schedule": "0 18 * * 1-5",
+            "topics": "local",
+        },
+    )
+    assert response.status_code == 303, response.text
+    assert config.read_text() == (GOLDEN / "add_newsletter.after.yaml").read_text()
+
+    fields = form_fields(client, "/admin/newsletters/edit?name=evening")
+    response = client.post(
+        "/admin/newsletters/edit",
+        data={**fields, "name": "evening", "title": "Evening", "schedule": "0 18 * * 1-5", "topics": "local"},
+    )
+    assert response.status_code == 303, response.text
+    letters = {n.name: n for n in load_config(config).config.newsletters}
+    assert letters["evening"].title == "Evening"
+
+    response = client.post("/admin/newsletters/remove", data={**form_fields(client), "name": "evening"})
+    assert response.status_code == 303
+    assert config.read_text() == (GOLDEN / "base.yaml").read_text()
+
+
+def test_what_the_file_holds_is_escaped(client: httpx.Client, config: Path) -> None:
+    config.write_text(config.read_text().replace("title: Example Wire", "title: <script>alert(1)</script>"))
+    sign_in(client)
+    page = client.get("/admin/").text
+    assert "<script>" not in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+
+
+# -- a real browser ----------------------------------------------------------------------------
+
+
+def test_a_person_adds_a_feed_in_a_real_browser(live: str, config: Path, feed_server: FeedServer) -> None:
+    if not CHROMIUM.exists():
+        if os.environ.get("AGGREGATOR_REQUIRE_BROWSER") == "1":
+            pytest.fail(f"{CHROMIUM} is missing (AGGREGATOR_REQUIRE_BROWSER=1)")
+        pytest.skip(f"{CHROMIUM} is missing: apt-get install chromium to run the browser test")
+    if sync_playwright is None:
+        if os.environ.get("AGGREGATOR_REQUIRE_BROWSER") == "1":
+            pytest.fail("playwright is not installed (AGGREGATOR_REQUIRE_BROWSER=1)")
+        pytest.skip("playwright is not installed: pip install playwright (never `playwright install`)")
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=str(CHROMIUM),
+            headless=True,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+            ],
+        )
+        try:
+            page = browser.new_page()
+            page.goto(f"{live}/admin/")
+            assert page.url == f"{live}/admin/login"
+            page.fill("input[name=token]", TOKEN)
+            page.click("button[type=submit]")
+            page.wait_for_url(f"{live}/admin/?done=signed-in")
+            assert TOKEN not in page.url
+
+            form = page.locator("#add-feed")
+            form.locator("input[name=url]").fill(feed_server.url("/feed.xml"))
+            form.locator("input[name=topics]").fill("local, world")
+            form.locator("button[type=submit]").click()
+            page.wait_for_url(re.compile(r".*done=added.*"))
+            assert page.locator(".notice").inner_text() == f"Added: {feed_server.url('/feed.xml')}"
+            assert page.locator("#feeds").get_by_text("Loopback News").count() == 1
+        finally:
+            browser.close()
+
+    feed = load_config(config).config.feeds[-1]
+    assert (feed.url, feed.title, feed.topics) == (
+        feed_server.url("/feed.xml"),
+        "Loopback News",
+        ("local", "world"),
+    )
+    assert "# Wire services first." in config.read_text()  # the person's comments survive
