@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import email
+import os
 import re
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -37,6 +40,14 @@ from aggregator.web import (
 )
 
 KEY = b"test-key-0123456789abcdef0123456789"
+# The CLI with ``serve`` registered the way cli.py does it (one line).
+SERVE_SCRIPT = """
+from aggregator.cli import app, main
+from aggregator import cli_serve
+if "serve" not in [c.name for c in app.registered_commands]:
+    app.command("serve")(cli_serve.serve)
+main()
+"""
 BASE = "https://news.example/"
 
 
@@ -604,3 +615,55 @@ def test_outbox_message_is_plain_mime(outbox: Path, client: httpx.Client) -> Non
     html_part = message.get_body(("html",))
     assert html_part is not None
     assert "Confirm my subscription" in html_part.get_content()
+
+
+def test_the_serve_command_runs_the_site_from_feeds_yaml(tmp_path: Path, site: Path) -> None:
+    """``serve`` as the CLI registers it, in its own process, on a port of its choosing."""
+    config = tmp_path / "feeds.yaml"
+    config.write_text(
+        "feeds: [{url: https://a.example/feed}]\nnewsletters: []\noutput: {dir: public, title: Test News}\n",
+        encoding="utf-8",
+    )
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "AGGREGATOR_SECRET_KEY": "k" * 40}
+    process = subprocess.Popen(
+        [sys.executable, "-c", SERVE_SCRIPT, "--config", str(config), "serve", "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                response = httpx.get(f"http://127.0.0.1:{port}/feed.atom", timeout=2)
+                break
+            except httpx.TransportError:
+                assert process.poll() is None, process.stderr.read().decode() if process.stderr else ""
+                assert time.monotonic() < deadline, "serve did not start"
+                time.sleep(0.1)
+        assert response.status_code == 200
+        assert response.content == (site / "public" / "feed.atom").read_bytes()
+    finally:
+        process.terminate()
+        _, err = process.communicate(timeout=10)
+    assert b"Traceback" not in err
+    assert "/feed.atom" not in err.decode()  # no access log: URLs may carry tokens
+
+
+def test_the_serve_command_refuses_short_feed_tokens(tmp_path: Path) -> None:
+    config = tmp_path / "feeds.yaml"
+    config.write_text("feeds: [{url: https://a.example/feed}]\nnewsletters: []\n", encoding="utf-8")
+    env = {**os.environ, "AGGREGATOR_SECRET_KEY": "k" * 40, "AGGREGATOR_FEED_TOKENS": "short"}
+    done = subprocess.run(
+        [sys.executable, "-c", SERVE_SCRIPT, "--config", str(config), "serve", "--port", "1"],
+        capture_output=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert b"shorter than 16 characters" in done.stderr
+    assert b"Traceback" not in done.stderr
