@@ -44,11 +44,10 @@ from pathlib import Path
 from urllib.parse import quote, urljoin
 from zoneinfo import ZoneInfo
 
-from apscheduler.triggers.cron import CronTrigger
-
 from aggregator import digest, mail
 from aggregator.config import LoadedConfig, NewsletterConfig
 from aggregator.errors import AggregatorError, DeliveryError
+from aggregator.schedule import newsletter_trigger
 from aggregator.store import IssueRecord, Store
 
 log = logging.getLogger(__name__)
@@ -131,7 +130,9 @@ def is_due(letter: NewsletterConfig, latest: IssueRecord | None, now: datetime) 
 
 
 def next_issue_time(letter: NewsletterConfig, after: datetime) -> datetime:
-    trigger = CronTrigger.from_crontab(letter.schedule, timezone=ZoneInfo(letter.timezone))
+    # The scheduler's own trigger: on the night clocks go back, 02:30 happens twice and a
+    # plain CronTrigger would fire on both.
+    trigger = newsletter_trigger(letter)
     # +1 s: an issue frozen exactly on a fire time must not be due again at once.
     fire: datetime | None = trigger.get_next_fire_time(None, after + timedelta(seconds=1))
     if fire is None:  # a crontab always fires again; this is for the type checker

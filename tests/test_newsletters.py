@@ -27,7 +27,7 @@ from typer.testing import CliRunner
 
 from aggregator import digest, newsletters, pipeline
 from aggregator.cli_digest import digest as digest_command
-from aggregator.config import LoadedConfig, load_config
+from aggregator.config import LoadedConfig, NewsletterConfig, load_config
 from aggregator.store import Store
 from aggregator.types import Entry, FeedState, FeedStatus
 from tests.conftest import PROJECT_ROOT
@@ -511,3 +511,12 @@ def test_an_unreachable_server_stops_the_issue_until_the_next_run(
     server.controller = start_server(server.handler, tls_files, port=server.port).controller
     [resumed] = newsletters.run_due_newsletters(loaded, store, NOW + timedelta(minutes=10))
     assert (resumed.status, resumed.sent) == ("done", 5)
+
+
+def test_a_0230_issue_is_due_once_on_the_night_the_clocks_go_back() -> None:
+    # Europe/Paris, 26 Oct 2025: 02:30 happens at 00:30 UTC (summer time) and again at 01:30 UTC.
+    letter = NewsletterConfig(name="night", title="Night", schedule="30 2 * * *", timezone="Europe/Paris")
+    first = newsletters.next_issue_time(letter, datetime(2025, 10, 25, 12, 0, tzinfo=UTC))
+    assert first == datetime(2025, 10, 26, 0, 30, tzinfo=UTC)
+    # After the issue sent at the first 02:30, the next one is the following night, not an hour later.
+    assert newsletters.next_issue_time(letter, first) == datetime(2025, 10, 27, 1, 30, tzinfo=UTC)
