@@ -1,4 +1,4 @@
-"""``aggregator serve``: run the web side (feeds, front page, archive, subscriptions) with uvicorn.
+"""``aggregator serve``: run the web side (feeds, front page, archive, subscriptions, editor) with uvicorn.
 
 In: the CLI's context (the feeds.yaml path), a host and a port.  Out: a running server
 until Ctrl-C; exit 2 for a bad config, an unusable database or a bad environment.
@@ -19,7 +19,7 @@ from typing import Annotated
 import typer
 import uvicorn
 
-from aggregator import mail, newsletters, web
+from aggregator import mail, newsletters, web, web_admin
 from aggregator.errors import AggregatorError, StoreError
 from aggregator.store import Store
 
@@ -65,6 +65,8 @@ def serve(
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(EXIT_USAGE) from exc
     app = web.create_app(settings, store, transport)
+    # The feeds.yaml editor under /admin/ (off, with a 503, until $AGGREGATOR_ADMIN_TOKEN is set).
+    app.router.routes.append(web_admin.admin_routes(loaded.path))
     typer.echo(
         f"serving {settings.public_dir} and {settings.archive_dir} on http://{host}:{port}/ "
         f"(public URL {settings.base_url})",

@@ -628,6 +628,7 @@ def test_the_serve_command_runs_the_site_from_feeds_yaml(tmp_path: Path, site: P
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     env = {**os.environ, "AGGREGATOR_SECRET_KEY": "k" * 40}
+    env.pop("AGGREGATOR_ADMIN_TOKEN", None)
     process = subprocess.Popen(
         [sys.executable, "-c", SERVE_SCRIPT, "--config", str(config), "serve", "--port", str(port)],
         stdout=subprocess.PIPE,
@@ -646,6 +647,8 @@ def test_the_serve_command_runs_the_site_from_feeds_yaml(tmp_path: Path, site: P
                 time.sleep(0.1)
         assert response.status_code == 200
         assert response.content == (site / "public" / "feed.atom").read_bytes()
+        editor = httpx.get(f"http://127.0.0.1:{port}/admin/", timeout=5)
+        assert editor.status_code == 503  # mounted, and off without $AGGREGATOR_ADMIN_TOKEN
     finally:
         process.terminate()
         _, err = process.communicate(timeout=10)
