@@ -462,28 +462,29 @@ class Service:
         newsletter = next((n for n in self.loaded.config.newsletters if n.name == name), None)
         if newsletter is None:  # removed from feeds.yaml while the job was starting
             return ()
-        return await self._run_due(newsletter, first_issue=True)
+        return await self._run_due(newsletter, at_start=False)
 
     async def catch_up(self) -> list[DigestRun]:
         """At start: finish interrupted issues and send one issue missed while the process was down.
 
-        Newsletters that never ran are left for their next scheduled time, as cron would.
+        A newsletter that was never sent is due at once, as with ``aggregator run --once``:
+        a fresh install shows its first issue without waiting for the schedule.
         """
         done: list[DigestRun] = []
         for newsletter in self.loaded.config.newsletters:
-            done.extend(await self._run_due(newsletter, first_issue=False))
+            done.extend(await self._run_due(newsletter, at_start=True))
         return done
 
-    async def _run_due(self, newsletter: NewsletterConfig, *, first_issue: bool) -> tuple[DigestRun, ...]:
+    async def _run_due(self, newsletter: NewsletterConfig, *, at_start: bool) -> tuple[DigestRun, ...]:
         name = newsletter.name
         # The cron job and the catch-up at start may meet: one issue at a time per newsletter.
         async with self._letter_locks.setdefault(name, asyncio.Lock()):
             if self.stopping:
                 return ()
             until, sending = await asyncio.to_thread(covered_until, self.store, name)
-            if until is None and not first_issue:
-                return ()
             now = self.clock.now()
+            if until is None and at_start:
+                return await self._send(newsletter, now, now)
             scheduled_for = schedule.due_issue(schedule.newsletter_trigger(newsletter), until, now)
             if scheduled_for is None and sending and until is not None:
                 scheduled_for = until  # an issue interrupted by a stop or a crash: finish it

@@ -237,8 +237,9 @@ async def test_at_start_one_missed_issue_is_caught_up_and_an_interrupted_one_fin
         assert [(name, when) for name, when, _ in issues.runs] == [
             ("daily", utc(2025, 8, 18, 7)),  # one issue, the latest, not three
             ("interrupted", now - timedelta(hours=5)),  # finished, not started afresh
+            ("fresh", now),  # never sent: due at once, as with `run --once`
         ]
-        # "fresh" never ran: its first issue is at its next scheduled time, as with cron.
+        # After that, "fresh" follows its schedule.
         runs = {r.job: r.next_run for r in next_runs(loaded, store, now)}
         assert runs[NEWSLETTER_JOB_PREFIX + "fresh"] == utc(2025, 8, 19, 7)
 
