@@ -24,7 +24,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from aggregator import __version__, cli_digest, pipeline, service
+from aggregator import __version__, cli_digest, cli_serve, pipeline, service
+from aggregator.cli_feeds import feeds_app
 from aggregator.config import DEFAULT_CONFIG_NAME, LoadedConfig, check_config, load_config
 from aggregator.errors import ConfigError, StoreError
 from aggregator.store import Store
@@ -41,6 +42,8 @@ app = typer.Typer(
 config_app = typer.Typer(help="Check or edit feeds.yaml.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
 app.command("digest")(cli_digest.digest)
+app.command("serve")(cli_serve.serve)
+app.add_typer(feeds_app, name="feeds")
 
 out = Console()
 err = Console(stderr=True, soft_wrap=True)  # messages are never wrapped: people grep them
