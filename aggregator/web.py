@@ -301,7 +301,7 @@ class FrontStory:
     url: str | None
     outlet: str
     published: datetime | None
-    also: tuple[tuple[str, str | None], ...]  # (outlet, url) of every other copy
+    also: tuple[tuple[str, str | None], ...]  # (outlet, url of its first copy), each outlet once
     topics: tuple[str, ...]
 
 
@@ -316,6 +316,16 @@ def _http_url(value: object) -> str | None:
     if isinstance(value, str) and urlsplit(value).scheme in ("http", "https"):
         return value
     return None
+
+
+def _outlets_once(coverage: Sequence[Mapping[str, Any]], lead: str) -> tuple[tuple[str, str | None], ...]:
+    """Each other outlet once, linked to its first copy: a person reads names, not a copy count."""
+    first: dict[str, str | None] = {}
+    for copy in coverage:
+        outlet = str(copy.get("outlet") or "")
+        if outlet and outlet != lead and (outlet not in first or first[outlet] is None):
+            first[outlet] = _http_url(copy.get("url"))
+    return tuple(first.items())
 
 
 def front_topics(document: Mapping[str, Any]) -> tuple[tuple[FrontTopic, ...], dict[str, str]]:
@@ -339,10 +349,7 @@ def front_topics(document: Mapping[str, Any]) -> tuple[tuple[FrontTopic, ...], d
             url=_http_url(item.get("url")),
             outlet=str(extension.get("outlet") or ""),
             published=published,
-            also=tuple(
-                (str(c.get("outlet") or ""), _http_url(c.get("url")))
-                for c in extension.get("also_reported_by", [])
-            ),
+            also=_outlets_once(extension.get("also_reported_by", []), str(extension.get("outlet") or "")),
             topics=tags,
         )
         groups.setdefault(tags[0] if tags else None, []).append(story)

@@ -670,3 +670,27 @@ def test_the_serve_command_refuses_short_feed_tokens(tmp_path: Path) -> None:
     assert done.returncode == 2
     assert b"shorter than 16 characters" in done.stderr
     assert b"Traceback" not in done.stderr
+
+
+def test_the_front_page_names_each_other_outlet_once() -> None:
+    from aggregator.web import front_topics  # noqa: PLC0415
+
+    copies = [
+        {"outlet": "Wire", "url": None},
+        {"outlet": "Ledger", "url": "https://ledger.example/1"},
+        {"outlet": "Wire", "url": "https://wire.example/2"},
+        {"outlet": "Ledger", "url": "https://ledger.example/3"},
+        {"outlet": "Dispatch", "url": "javascript:alert(1)"},
+    ]
+    document = {
+        "items": [
+            {"id": "x", "title": "T", "_aggregator": {"outlet": "Dispatch", "also_reported_by": copies}}
+        ]
+    }
+    (topic,), slugs = front_topics(document)
+    assert slugs == {}
+    assert topic.name == "Other stories"
+    assert topic.stories[0].also == (
+        ("Wire", "https://wire.example/2"),
+        ("Ledger", "https://ledger.example/1"),
+    )
