@@ -35,6 +35,7 @@ from aggregator.web import (
     RateLimit,
     WebSettings,
     create_app,
+    front_topics,
     settings_from_config,
     valid_address,
 )
@@ -673,8 +674,6 @@ def test_the_serve_command_refuses_short_feed_tokens(tmp_path: Path) -> None:
 
 
 def test_the_front_page_names_each_other_outlet_once() -> None:
-    from aggregator.web import front_topics  # noqa: PLC0415
-
     copies = [
         {"outlet": "Wire", "url": None},
         {"outlet": "Ledger", "url": "https://ledger.example/1"},
