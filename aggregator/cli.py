@@ -215,7 +215,9 @@ def run(
         report = asyncio.run(pipeline.run_cycle(loaded, store, _now(), only_due=True, **callbacks))
     code = _report(report.poll, loaded)
     err.print(
-        f"{report.duplicates} entries collapsed as copies, {report.stories} stories regrouped",
+        f"{report.duplicates} entries collapsed as copies, {report.stories} stories regrouped; "
+        f"combined feeds in {loaded.base_dir / loaded.config.output.dir} "
+        f"({len(report.published.changed)} of {len(report.published.files)} files changed)",
         highlight=False,
     )
     for issue in report.issues:

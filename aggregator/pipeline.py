@@ -35,6 +35,8 @@ from aggregator import fetch, newsletters, polling
 from aggregator.config import Config, FeedConfig, LoadedConfig, PollingConfig
 from aggregator.newsletters import IssueOutcome
 from aggregator.parsepool import ParseOutcome, ParsePool
+from aggregator.publish import PublishResult, PublishSettings, publish_feeds
+from aggregator.snapshot import read_snapshot
 from aggregator.store import Store
 
 if TYPE_CHECKING:
@@ -199,6 +201,7 @@ class CycleReport:
     poll: PollSummary
     duplicates: int  # entries whose duplicate_of changed
     stories: int  # stories regrouped this cycle
+    published: PublishResult  # the combined feeds written (whole and per topic)
     issues: tuple[IssueOutcome, ...] = ()  # digests sent (or found empty) this cycle
 
 
@@ -212,8 +215,8 @@ async def run_cycle(
     on_start: Callable[[int], None] | None = None,
     digests: bool = True,
 ) -> CycleReport:
-    """One full cycle: poll (the due feeds), collapse copies, group stories and topics, and
-    send every digest that is due.
+    """One full cycle: poll (the due feeds), collapse copies, group stories and topics, write
+    the combined feeds, and send every digest that is due.
 
     The long-running scheduler passes ``digests=False``: it sends each newsletter from a
     job on that newsletter's own schedule, so that only one place decides when an issue
@@ -224,11 +227,22 @@ async def run_cycle(
     )
     changed = collapse_duplicates(loaded.config, store)
     grouped = group_into_stories(loaded.config, store, now)
+    published = publish_output(loaded, store, now)
     issues: list[IssueOutcome] = []
     if digests and loaded.config.newsletters:
         # Synchronous (SMTP, files): off the event loop.
         issues = await asyncio.to_thread(newsletters.run_due_newsletters, loaded, store, now)
-    return CycleReport(summary, changed, grouped, tuple(issues))
+    return CycleReport(summary, changed, grouped, published, tuple(issues))
+
+
+def publish_output(loaded: LoadedConfig, store: Store, now: datetime) -> PublishResult:
+    """Write the combined feeds (Atom, RSS, JSON Feed; whole and per topic) from the stored stories."""
+    titles = store.feed_titles()
+    titles.update({f.url: f.title for f in loaded.config.feeds if f.title})
+    output = loaded.config.output
+    snapshot = read_snapshot(store, titles, now, at_least=output.max_stories)
+    settings = PublishSettings(output.title, output.base_url, output.max_stories)
+    return publish_feeds(snapshot, loaded.base_dir / output.dir, settings)
 
 
 def dedupe_settings(config: Config) -> DedupeSettings:
