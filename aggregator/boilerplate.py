@@ -28,56 +28,72 @@ from collections.abc import Set as AbstractSet
 __all__ = ["TRIGGER_WORDS", "may_have_boilerplate", "strip_boilerplate"]
 
 
-def _rule(needs: str, pattern: str) -> tuple[frozenset[str], re.Pattern[str]]:
-    return frozenset(needs.split()), re.compile(pattern, re.IGNORECASE | re.VERBOSE)
+def _rule(needs: str, hints: str, pattern: str) -> tuple[frozenset[str], tuple[str, ...], re.Pattern[str]]:
+    return frozenset(needs.split()), tuple(hints.split("|")), re.compile(pattern, re.IGNORECASE | re.VERBOSE)
 
 
-# (words a sentence must all contain, pattern that makes the whole sentence boilerplate)
+# (words a sentence must all contain, lower-case phrases one of which it must contain,
+#  pattern that makes the whole sentence boilerplate).  The words and phrases are cheap
+# filters; only a sentence that passes both is searched with the pattern.
 _RULES = (
-    _rule("copyright", r"\bcopyright\b\s*(?:©|\(c\)|\d{4})"),
-    _rule("rights reserved", r"\ball\ rights\ reserved\b"),
+    _rule("copyright", "copyright", r"\bcopyright\b\s*(?:©|\(c\)|\d{4})"),
+    _rule("rights reserved", "rights reserved", r"\ball\ rights\ reserved\b"),
     _rule(
         "published",
+        "first published|originally published|was published|been published|is published"
+        "|was posted|is posted|been posted",
         r"""\b(?:this|the)\ (?:article|story|post|piece|report)\ (?:was|is|has\ been)
             \ (?:first\ |originally\ )?(?:published|posted)\b
           | \b(?:first|originally)\ published\ (?:by|on|in|at)\b""",
     ),
-    _rule("republished", r"\b(?:was|been)\ republished\b|\brepublished\ (?:with\ permission|under\ a)\b"),
-    _rule("appeared first", r"\bappeared\ first\ on\b"),
     _rule(
+        "republished",
+        "republished",
+        r"\b(?:was|been)\ republished\b|\brepublished\ (?:with\ permission|under\ a)\b",
+    ),
+    _rule("appeared first", "appeared first", r"\bappeared\ first\ on\b"),
+    _rule(
+        "newsletter",
         "newsletter",
         r"\b(?:sign\ up|sign-up|subscribe|get)\b.{0,60}\bnewsletter\b|\bnewsletter\b.{0,40}\bsign",
     ),
-    _rule("newsletters", r"\b(?:sign\ up|sign-up|subscribe)\b.{0,60}\bnewsletters\b"),
-    _rule("inbox", r"\b(?:newsletter|briefing|news)\b.{0,40}\binbox\b"),
+    _rule("newsletters", "newsletters", r"\b(?:sign\ up|sign-up|subscribe)\b.{0,60}\bnewsletters\b"),
+    _rule("inbox", "inbox", r"\b(?:newsletter|briefing|news)\b.{0,40}\binbox\b"),
     _rule(
+        "subscribe",
         "subscribe",
         r"\bsubscribe\ (?:now\ |today\ )?(?:to\ (?:continue|keep)\ reading|for\ full\ access|to\ read)",
     ),
-    _rule("subscribers", r"\b(?:available|reserved|open)\ (?:only\ )?(?:to|for)\ (?:paying\ )?subscribers\b"),
-    _rule("members only", r"\b(?:for|to)\ members\ only\b"),
-    _rule("subscriber", r"\balready\ a\ subscriber\b"),
-    _rule("already member", r"\balready\ a\ member\b"),
-    _rule("limit", r"\byou\ have\ reached\ your\ (?:free\ )?(?:article|story)\ limit"),
-    _rule("read more", r"^\W*read\ more\b"),
-    _rule("continue reading", r"^\W*continue\ reading\b"),
-    _rule("read full", r"^\W*read\ the\ full\ (?:article|story)\b"),
-    _rule("click", r"^\W*click\ here\b"),
-    _rule("follow us", r"^\W*follow\ us\ on\b"),
-    _rule("share this", r"^\W*share\ this\ (?:article|story)\b"),
-    _rule("advertisement", r"^\W*advertisement\W*$"),
-    _rule("editing", r"\breporting\ by\b.{0,120}\bediting\ by\b"),
-    _rule("reporting by", r"^\W*(?:additional\ )?reporting\ by\b"),
-    _rule("contributed", r"\bcontributed\ to\ this\ report\b"),
     _rule(
-        "republish", r"\byou\ (?:may|can|are\ free\ to)\ republish\b|\brepublish\ this\ (?:article|story)\b"
+        "subscribers",
+        "subscribers",
+        r"\b(?:available|reserved|open)\ (?:only\ )?(?:to|for)\ (?:paying\ )?subscribers\b",
     ),
-    _rule("become", r"\bbecome\ a\ (?:member|subscriber|supporter|patron)\b"),
-    _rule("support our", r"\bsupport\ our\ (?:journalism|reporting|work)\b"),
-    _rule("reader supported", r"\breader-supported\b"),
-    _rule("reader funded", r"\breader-funded\b"),
-    _rule("spot", r"\bif\ you\ (?:spot|see|notice)\ an?\ (?:error|mistake|typo)\b"),
-    _rule("reply email", r"\breply\ to\ this\ email\b"),
+    _rule("members only", "members only", r"\b(?:for|to)\ members\ only\b"),
+    _rule("subscriber", "already a subscriber", r"\balready\ a\ subscriber\b"),
+    _rule("already member", "already a member", r"\balready\ a\ member\b"),
+    _rule("limit", "reached your", r"\byou\ have\ reached\ your\ (?:free\ )?(?:article|story)\ limit"),
+    _rule("read more", "read more", r"^\W*read\ more\b"),
+    _rule("continue reading", "continue reading", r"^\W*continue\ reading\b"),
+    _rule("read full", "read the full", r"^\W*read\ the\ full\ (?:article|story)\b"),
+    _rule("click", "click here", r"^\W*click\ here\b"),
+    _rule("follow us", "follow us on", r"^\W*follow\ us\ on\b"),
+    _rule("share this", "share this", r"^\W*share\ this\ (?:article|story)\b"),
+    _rule("advertisement", "advertisement", r"^\W*advertisement\W*$"),
+    _rule("editing", "editing by", r"\breporting\ by\b.{0,120}\bediting\ by\b"),
+    _rule("reporting by", "reporting by", r"^\W*(?:additional\ )?reporting\ by\b"),
+    _rule("contributed", "contributed to this report", r"\bcontributed\ to\ this\ report\b"),
+    _rule(
+        "republish",
+        "republish",
+        r"\byou\ (?:may|can|are\ free\ to)\ republish\b|\brepublish\ this\ (?:article|story)\b",
+    ),
+    _rule("become", "become a", r"\bbecome\ a\ (?:member|subscriber|supporter|patron)\b"),
+    _rule("support our", "support our", r"\bsupport\ our\ (?:journalism|reporting|work)\b"),
+    _rule("reader supported", "reader-supported", r"\breader-supported\b"),
+    _rule("reader funded", "reader-funded", r"\breader-funded\b"),
+    _rule("spot", "if you", r"\bif\ you\ (?:spot|see|notice)\ an?\ (?:error|mistake|typo)\b"),
+    _rule("reply email", "reply to this email", r"\breply\ to\ this\ email\b"),
 )
 
 # Agency credits inside a sentence: a dateline's "(Reuters) -" or a closing "— AP".
@@ -104,7 +120,7 @@ _DATELINE_CREDIT = re.compile(rf"\(\s*{_AGENCIES}\s*\)\s*[-–—:]?\s*", re.VER
 _CLOSING_CREDIT = re.compile(rf"[-–—]\s*{_AGENCIES}\s*$", re.VERBOSE)  # … said on Monday. — AP
 
 #: Every word some rule needs.  A text containing none of them (nor "©") has nothing to strip.
-TRIGGER_WORDS: frozenset[str] = frozenset().union(*(needs for needs, _ in _RULES), _AGENCY_WORDS)
+TRIGGER_WORDS: frozenset[str] = frozenset().union(*(needs for needs, _, _ in _RULES), _AGENCY_WORDS)
 
 _WORD = re.compile(r"\w+")
 # Sentence boundaries: end punctuation (with an optional closing quote or bracket) and
@@ -115,7 +131,7 @@ _SENTENCE_END = re.compile(r"(?<=[.!?…])[\"'”’)\]]?\s+")
 def may_have_boilerplate(words: AbstractSet[str]) -> bool:
     """Whether a text with these lower-cased words (its trigger words are enough) could
     have anything to strip; "©" is checked by ``strip_boilerplate`` itself."""
-    return any(needs <= words for needs, _ in _RULES) or not _AGENCY_WORDS.isdisjoint(words)
+    return any(needs <= words for needs, _, _ in _RULES) or not _AGENCY_WORDS.isdisjoint(words)
 
 
 def strip_boilerplate(text: str, words: Iterable[str] | None = None) -> str:
@@ -144,19 +160,28 @@ def strip_boilerplate(text: str, words: Iterable[str] | None = None) -> str:
 
 def _clean_line(line: str) -> str:
     """The line without boilerplate (the same object when there is none)."""
-    words = set(_WORD.findall(line.lower()))
-    if "©" not in line and not may_have_boilerplate(words):
-        return line
+    lowered = line.lower()
+    words = set(_WORD.findall(lowered))
     if not _AGENCY_WORDS.isdisjoint(words):
         credited = _CLOSING_CREDIT.sub("", _DATELINE_CREDIT.sub("", line))
         line = line if credited == line else credited
+    if "©" not in line and not _may_match(lowered, words):
+        return line
     sentences = [s for s in _SENTENCE_END.split(line) if s.strip()]
     kept = [s for s in sentences if not _is_boilerplate(s)]
     return line if len(kept) == len(sentences) else " ".join(kept)
 
 
+def _may_match(lowered: str, words: AbstractSet[str]) -> bool:
+    return any(needs <= words and any(h in lowered for h in hints) for needs, hints, _ in _RULES)
+
+
 def _is_boilerplate(sentence: str) -> bool:
     if "©" in sentence:
         return True
-    words = set(_WORD.findall(sentence.lower()))
-    return any(needs <= words and pattern.search(sentence) for needs, pattern in _RULES)
+    lowered = sentence.lower()
+    words = set(_WORD.findall(lowered))
+    return any(
+        needs <= words and any(h in lowered for h in hints) and pattern.search(sentence)
+        for needs, hints, pattern in _RULES
+    )

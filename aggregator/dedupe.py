@@ -376,8 +376,10 @@ def _trigger_words(hashes: Sequence[U64]) -> dict[int, set[str]]:
     flat = np.concatenate(hashes)
     owner = np.repeat(np.arange(len(hashes)), list(map(len, hashes)))
     hit = np.isin(flat, _TRIGGER_HASHES)
+    # One (text, word) pair per distinct trigger word of a text, not per occurrence.
+    pairs = np.unique(np.stack([owner[hit].astype(np.uint64), flat[hit]]), axis=1)
     found: dict[int, set[str]] = {}
-    for text, value in zip(owner[hit].tolist(), flat[hit].tolist(), strict=True):
+    for text, value in zip(pairs[0].tolist(), pairs[1].tolist(), strict=True):
         found.setdefault(text, set()).add(_TRIGGER_OF[value])
     return found
 
@@ -489,6 +491,9 @@ class _Buckets:
 
     def query(self, keys: U64, rows: npt.NDArray[np.int32]) -> tuple[I64, I64]:
         """Every pair (row, other row) sharing a key, ``row`` from ``rows``."""
+        # Sorted queries walk each run in order: several times faster than random probes.
+        order = np.argsort(keys)
+        keys, rows = keys[order], rows[order]
         found = [_gather(run_keys, run_rows, keys, rows) for run_keys, run_rows in self.runs]
         if not found:
             return np.zeros(0, np.int64), np.zeros(0, np.int64)
