@@ -20,7 +20,7 @@ import sqlalchemy as sa
 POSTGRES_URL = os.environ.get(
     "AGGREGATOR_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
-pytest_plugins = ("tests.feedserver",)
+pytest_plugins = ("tests.feedserver", "tests.browser")
 
 REQUIRE_POSTGRES = os.environ.get("AGGREGATOR_REQUIRE_POSTGRES") == "1"
 PROJECT_ROOT = Path(__file__).resolve().parent.parent

@@ -5,9 +5,8 @@ real aiosmtpd server (a throwaway certificate made with openssl, verified by the
 the link in it is opened and confirmed, the store shows the subscriber, and the personal
 unsubscribe link unsubscribes with one click.  A screenshot of the front page is saved.
 
-Skipped with the reason when /usr/bin/chromium or Playwright is missing, unless
-AGGREGATOR_REQUIRE_BROWSER=1 (CI), which makes that a failure.  Playwright's own browser
-download is never used.
+The ``browser`` fixture (tests/browser.py) skips with the reason when Chromium or
+Playwright is missing, unless AGGREGATOR_REQUIRE_BROWSER=1 (CI) makes that a failure.
 """
 
 from __future__ import annotations
@@ -41,30 +40,7 @@ from aggregator.store import Store
 from aggregator.web import NewsletterInfo, WebSettings, create_app
 from tests.test_web import TITLES, sample_entries
 
-CHROMIUM = Path("/usr/bin/chromium")
-REQUIRE = os.environ.get("AGGREGATOR_REQUIRE_BROWSER") == "1"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 KEY = b"browser-test-key-0123456789abcdef"
-
-
-def _missing() -> str | None:
-    if not CHROMIUM.exists():
-        return f"{CHROMIUM} is not installed (apt-get install chromium)"
-    try:
-        import playwright.sync_api  # noqa: F401, PLC0415 -- only to know whether it is there
-    except ImportError:
-        return "the playwright Python package is not installed"
-    return None
-
-
-_REASON = _missing()
 
 
 # ------------------------------------------------------------------- a real SMTP server with STARTTLS
@@ -170,24 +146,6 @@ def site(
             server.should_exit = True
             thread.join(timeout=10)
             sock.close()
-
-
-@pytest.fixture
-def browser() -> Iterator[Any]:
-    if _REASON is not None:
-        if REQUIRE:
-            pytest.fail(f"{_REASON} (AGGREGATOR_REQUIRE_BROWSER=1)")
-        pytest.skip(_REASON)
-    from playwright.sync_api import sync_playwright  # noqa: PLC0415 -- absent when skipped
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
-        )
-        try:
-            yield chromium
-        finally:
-            chromium.close()
 
 
 def _link(message: EmailMessage) -> str:
