@@ -124,13 +124,11 @@ _TEXT_CLEANER = nh3.Cleaner(tags=set(), clean_content_tags=set(_DROP_WITH_CONTEN
 # Unicode line/paragraph separators (they break JSON-in-JS and many terminals) and bidi
 # embeddings/overrides/isolates (they can make a title display as something else).
 _CONTROL_RE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ufffe\uffff]")
-# A block element starts a new line in the text form.
+# In sanitized HTML (see ``_text_of``): a block element's tag, which starts a new line, and any tag.
 _BLOCK_TAG_RE = re.compile(
-    r"</?(?:p|div|br|hr|li|dt|dd|h[1-6]|blockquote|pre|tr|table|ul|ol|dl|figure|figcaption|section|article)\b",
-    re.IGNORECASE,
+    r"</?(?:p|div|br|hr|li|dt|dd|h[1-6]|blockquote|pre|tr|table|ul|ol|dl|figure|figcaption)\b[^>]*>"
 )
-_SPACES_RE = re.compile(r"[^\S\n]+")
-_NEWLINES_RE = re.compile(r"\s*\n\s*")
+_TAG_RE = re.compile(r"<[^>]*>")
 _WHITESPACE_RE = re.compile(r"\s+")
 
 
@@ -145,14 +143,20 @@ def sanitize_html(fragment: str, base: str) -> str:
     return _clean_str(_cleaner(base).clean(_clean_str(fragment))).strip()
 
 
-def html_to_text(fragment: str) -> str:
-    """Plain text of an HTML fragment: one block a line, whitespace collapsed, entities decoded."""
-    if not fragment:
+def _text_of(sanitized: str) -> str:
+    """Plain text of ``sanitize_html`` output: one block a line, whitespace collapsed, entities decoded.
+
+    Two C-level regex passes and a split, not a second HTML parse: the sanitizer's serializer
+    escapes every ``<``, ``>`` and ``&`` in text *and* attribute values, so in its output each
+    ``<`` opens a tag and each ``>`` closes one, and the only entities are its own escapes.
+    Elements dropped with their content (``<script>``…) are already gone, and so are control
+    characters (``sanitize_html`` removed them; tags and those escapes cannot bring any back).
+    """
+    if not sanitized:
         return ""
-    marked = _BLOCK_TAG_RE.sub("\n\\g<0>", fragment)
-    text = html.unescape(_TEXT_CLEANER.clean(marked)).replace("\xa0", " ")
-    text = _SPACES_RE.sub(" ", _clean_str(text))
-    return _NEWLINES_RE.sub("\n", text).strip()
+    text = html.unescape(_TAG_RE.sub("", _BLOCK_TAG_RE.sub("\n", sanitized)))
+    # Per line, ``split()`` collapses every run of whitespace (U+00A0 included) and trims.
+    return "\n".join(filter(None, (" ".join(line.split()) for line in text.split("\n"))))
 
 
 def _clean_title(value: str | None) -> str:
@@ -277,7 +281,7 @@ def _normalize_entry(raw: _RawEntry) -> Entry:
     if summary and raw.content and summary.value.strip() == raw.content.value.strip():
         summary = None  # feedparser copies content into an absent summary; that is not a summary
     summary_html = _body_html(summary)
-    text = html_to_text(content_html or summary_html)
+    text = _text_of(content_html or summary_html)
     if not content_html and len(text) > FULL_TEXT_MIN_CHARS:
         content_html, summary_html = summary_html, ""  # a description this long is the article
     title = _clean_title(raw.title)
