@@ -1,18 +1,18 @@
 """What one newsletter issue contains, and its HTML (MJML) and plain-text renderings.
 
-In: stored entries and stories (any objects with the fields used here), feed titles, and
-the issue's window.  Out: a frozen ``DigestIssue`` (the snapshot the email and the archive
-page are both rendered from; it round-trips through JSON so a resumed send renders the
-very same issue) and a ``RenderedDigest`` (subject, preheader, HTML, text).  Pure: no
-clock, no files except the bundled templates, no network.
+In: a ``Snapshot`` of stories (``aggregator.snapshot``: the same one the output feeds are
+rendered from, so a story has the same headline, link, outlets and topics in both) and
+the issue's window and filters.  Out: a frozen ``DigestIssue`` (the selection the email
+and the archive page are both rendered from; it round-trips through JSON so a resumed
+send renders the very same issue) and a ``RenderedDigest`` (subject, preheader, HTML,
+text).  Pure: no clock, no files except the bundled templates, no network.
 
-- A story is in the issue when its *earliest* entry was first seen inside the window
+- A story is in the issue when it was first seen (its earliest copy) inside the window
   ``(start, end]``: windows follow each other, so nothing is missed and a story that
-  gains a new outlet later is not sent twice.  Without stored stories (before the story
-  stage ran), each kept entry (``duplicate_of`` None) is a story of its own, with its
-  duplicates as the other outlets.
+  gains a new outlet later is not sent twice.  What a story is, which copy leads it and
+  which outlets carried it is the snapshot's business, not this module's.
 - Every string from a feed is cleaned (control, line-separator and bidi characters
-  dropped) when the snapshot is built, and HTML-escaped when rendered: mjml-python
+  dropped) when the issue is frozen, and HTML-escaped when rendered: mjml-python
   escapes nothing and fails on a stray ``<``.  A story whose link is not an absolute
   http(s) URL is dropped with a warning; if MJML still rejects the document, the stories
   it rejects are found one by one and dropped, so one bad item never loses the issue.
@@ -30,19 +30,18 @@ import json
 import logging
 import re
 import unicodedata
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
 from string import Template
-from typing import Any, Protocol
-from urllib.parse import urlsplit
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from mjml import mjml2html
 
-from aggregator.types import StoredEntry
+from aggregator.snapshot import Snapshot, SnapshotStory
 
 log = logging.getLogger(__name__)
 
@@ -69,25 +68,15 @@ _SPACE = re.compile(r"\s+")
 _TAG = re.compile(r"<[^>]*>")
 
 
-class StoryLike(Protocol):
-    """What ``select_stories`` needs of a stored story (``aggregator.store.StoredStory`` fits)."""
-
-    @property
-    def id(self) -> str: ...
-    @property
-    def label(self) -> str: ...
-    @property
-    def topics(self) -> tuple[str, ...]: ...
-
-
 @dataclass(frozen=True, slots=True)
 class DigestStory:
     """One story as the issue shows it; every string is clean plain text (not yet escaped)."""
 
-    id: str
+    id: str  # the snapshot's public id (``urn:uuid:…``, as in the output feeds); issues frozen
+    # before the snapshot was shared hold the story's key here instead: it is only compared
     headline: str
-    url: str  # absolute http(s): the kept copy's canonical link (tracking parameters removed)
-    outlets: tuple[str, ...]  # the kept copy's outlet first, then the others that carried it
+    url: str  # absolute http(s): the lead copy's canonical link (tracking parameters removed)
+    outlets: tuple[str, ...]  # the lead copy's outlet first, then the others that carried it
     time: datetime  # when it was first reported (UTC)
     excerpt: str
     topics: tuple[str, ...]
@@ -142,47 +131,17 @@ def clean_text(value: str, limit: int | None = None) -> str:
     return text
 
 
-def is_web_url(url: str | None) -> bool:
-    """An absolute http(s) URL with a host and nothing that could break out of an attribute."""
-    if not url or _UNSAFE.search(url) or any(c in url for c in ' "<>`\\'):
-        return False
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return False
-    return parts.scheme in ("http", "https") and bool(parts.hostname)
-
-
 def excerpt_of(text: str, summary_html: str = "", limit: int = EXCERPT_CHARS) -> str:
     """A short lead from the plain text, else from the summary with its tags removed."""
     source = text or html.unescape(_TAG.sub(" ", summary_html))
     return clean_text(source, limit)
 
 
-# ----------------------------------------------------------------------- snapshot
-
-
-def _entry_time(stored: StoredEntry) -> datetime:
-    # The feed's date, but never later than when we first saw it (a future date is a mistake).
-    date = stored.entry.date
-    return stored.first_seen if date is None or date > stored.first_seen else date
-
-
-def _kept_copy(stored: StoredEntry, by_id: Mapping[str, StoredEntry]) -> StoredEntry:
-    seen = {stored.id}
-    current = stored
-    while current.duplicate_of is not None and current.duplicate_of in by_id:
-        if current.duplicate_of in seen:
-            break
-        seen.add(current.duplicate_of)
-        current = by_id[current.duplicate_of]
-    return current
+# ----------------------------------------------------------------------- selection
 
 
 def select_stories(
-    entries: Sequence[StoredEntry],
-    stories: Iterable[StoryLike],
-    feed_titles: Mapping[str, str],
+    snapshot: Snapshot,
     *,
     window_start: datetime | None,
     window_end: datetime,
@@ -190,85 +149,43 @@ def select_stories(
     feeds: Sequence[str] = (),
     max_stories: int = 30,
 ) -> tuple[DigestStory, ...]:
-    """The stories of one issue, in display order (sections, then newest first).
+    """The stories of one issue, taken from ``snapshot``, in display order (sections, then newest first).
 
-    ``entries`` must hold every member of the stories touched in the window (older ones
-    too: they decide when a story was first seen).  ``topics``/``feeds`` restrict the
-    issue to stories in one of those topics or carried by one of those feeds (by URL as
-    configured).  The ``max_stories`` most widely carried stories are kept.
+    A story is in the issue when it was first seen inside ``(window_start, window_end]``
+    (the snapshot must hold every story touched by the window whole: ``read_snapshot``
+    with ``since=window_start`` does).  ``topics``/``feeds`` restrict the issue to stories
+    in one of those topics or carried by one of those feeds (by URL as configured).  The
+    ``max_stories`` most widely carried stories are kept.
     """
-    known = {s.id: s for s in stories}
-    by_id = {e.id: e for e in entries}
-    groups: dict[str, list[StoredEntry]] = {}
-    for stored in entries:
-        kept = _kept_copy(stored, by_id)
-        if stored.story in known:
-            key = stored.story
-        elif kept.story in known:
-            key = kept.story
-        else:
-            key = kept.id
-        groups.setdefault(key, []).append(stored)
-
     wanted_topics, wanted_feeds = set(topics), set(feeds)
     chosen: list[DigestStory] = []
-    for key, members in groups.items():
-        first_seen = min(m.first_seen for m in members)
-        if first_seen > window_end or (window_start is not None and first_seen <= window_start):
+    for story in snapshot.first_seen_in(window_start, window_end):
+        if wanted_topics and not wanted_topics.intersection(story.topics):
             continue
-        story = known.get(key)
-        story_topics = tuple(story.topics) if story else _first_topics(members)
-        if wanted_topics and not wanted_topics.intersection(story_topics):
+        if wanted_feeds and not wanted_feeds.intersection(story.feed_urls):
             continue
-        if wanted_feeds and not wanted_feeds.intersection(m.feed_url for m in members):
-            continue
-        built = _digest_story(key, story, members, by_id, feed_titles, story_topics)
+        built = digest_story(story)
         if built is not None:
             chosen.append(built)
-
-    chosen.sort(key=lambda s: (-len(s.outlets), -s.time.timestamp(), s.id))
-    chosen = chosen[:max_stories]
-    return _arrange(chosen, topics)
+    chosen.sort(key=lambda s: (-len(s.outlets), -s.time.timestamp(), s.headline.casefold(), s.id))
+    return _arrange(chosen[:max_stories], topics)
 
 
-def _first_topics(members: Sequence[StoredEntry]) -> tuple[str, ...]:
-    for member in members:
-        if member.topics:
-            return member.topics
-    return ()
-
-
-def _digest_story(  # noqa: PLR0917 -- private, called once
-    key: str,
-    story: StoryLike | None,
-    members: Sequence[StoredEntry],
-    by_id: Mapping[str, StoredEntry],
-    feed_titles: Mapping[str, str],
-    topics: tuple[str, ...],
-) -> DigestStory | None:
-    ordered = sorted(members, key=lambda m: (_entry_time(m), m.id))
-    linkable = [m for m in ordered if is_web_url(m.entry.canonical_url or m.entry.url)]
-    if not linkable:
-        log.warning("digest: story %s dropped: none of its entries has an http(s) link", key)
+def digest_story(story: SnapshotStory) -> DigestStory | None:
+    """How a snapshot story reads in an issue: every string cleaned; None when it has no http(s) link."""
+    if story.url is None:
+        log.warning("digest: story %s dropped: none of its entries has an http(s) link", story.key)
         return None
-    kept = [m for m in linkable if _kept_copy(m, by_id) is m] or linkable
-    label = clean_text(story.label) if story else ""
-    # The copy whose headline is the story's label says it best; else the earliest kept copy.
-    lead = next((m for m in kept if clean_text(m.entry.title) == label), kept[0])
-    headline = label or clean_text(lead.entry.title) or clean_text(lead.entry.url or "")
-    outlets: list[str] = []
-    for member in [lead, *ordered]:
-        outlet = clean_text(feed_titles.get(member.feed_url) or urlsplit(member.feed_url).hostname or "")
-        if outlet and outlet not in outlets:
-            outlets.append(outlet)
+    lead = story.lead.entry
+    outlets = (clean_text(name) for name in story.outlets)
     return DigestStory(
-        id=key,
-        headline=headline,
-        url=str(lead.entry.canonical_url or lead.entry.url),
-        outlets=tuple(outlets),
-        time=min(_entry_time(m) for m in members).astimezone(UTC),
-        excerpt=excerpt_of(lead.entry.text, lead.entry.summary_html),
-        topics=tuple(clean_text(t) for t in topics),
+        id=story.id,
+        headline=clean_text(story.headline) or story.url,
+        url=story.url,
+        outlets=tuple(dict.fromkeys(name for name in outlets if name)),
+        time=story.published.astimezone(UTC),
+        excerpt=excerpt_of(lead.text, lead.summary_html),
+        topics=tuple(clean_text(t) for t in story.topics),
         section="",
     )
 
@@ -288,7 +205,10 @@ def _arrange(stories: Sequence[DigestStory], wanted: Sequence[str]) -> tuple[Dig
     else:
         order = sorted(counts, key=lambda n: (n == OTHER_SECTION, -counts[n], n))
     position = {name: index for index, name in enumerate(order)}
-    placed.sort(key=lambda s: (position[s.section], -s.time.timestamp(), s.id))
+    # Newest first; among stories reported at the same minute, the more widely carried first.
+    placed.sort(
+        key=lambda s: (position[s.section], -s.time.timestamp(), -len(s.outlets), s.headline.casefold(), s.id)
+    )
     return tuple(placed)
 
 
@@ -497,10 +417,12 @@ def render_digest(
     ``unsubscribe_url`` defaults to ``UNSUBSCRIBE_MARK`` for ``mail`` to replace per
     recipient; the archive passes a URL without any personal token.
     """
-    stories = list(issue.stories)
     dropped: list[str] = []
-    html_text = _render_dropping_bad(issue, stories, 0, archive_url, unsubscribe_url, dropped)
-    stories = [s for s in stories if s.id not in dropped]
+    html_text = _render_dropping_bad(issue, archive_url, unsubscribe_url, dropped)
+    if dropped:
+        # A story MJML rejects is in no part of the message: not the subject, not the preheader.
+        issue = replace(issue, stories=tuple(s for s in issue.stories if s.id not in dropped))
+    stories = list(issue.stories)
     shown = len(stories)
     if max_bytes is not None:
         budget = max_bytes - PER_RECIPIENT_MARGIN
@@ -527,19 +449,14 @@ def render_digest(
     )
 
 
-def _render_dropping_bad(  # noqa: PLR0917 -- private, called once
-    issue: DigestIssue,
-    stories: list[DigestStory],
-    omitted: int,
-    archive_url: str,
-    unsubscribe_url: str,
-    dropped: list[str],
+def _render_dropping_bad(
+    issue: DigestIssue, archive_url: str, unsubscribe_url: str, dropped: list[str]
 ) -> str:
     try:
-        return _mjml(_document(issue, stories, omitted, archive_url, unsubscribe_url))
+        return _mjml(_document(issue, issue.stories, 0, archive_url, unsubscribe_url))
     except ValueError as exc:
         # Find the stories MJML rejects on their own, drop them, and render the rest.
-        for story in stories:
+        for story in issue.stories:
             try:
                 _mjml(_document(issue, [story], 0, archive_url, unsubscribe_url))
             except ValueError as story_exc:
@@ -551,7 +468,7 @@ def _render_dropping_bad(  # noqa: PLR0917 -- private, called once
                     story_exc,
                 )
                 dropped.append(story.id)
-        remaining = [s for s in stories if s.id not in dropped]
-        if len(remaining) == len(stories):
+        remaining = tuple(s for s in issue.stories if s.id not in dropped)
+        if len(remaining) == len(issue.stories):
             raise ValueError(f"rendering digest {issue.newsletter} #{issue.number}: {exc}") from exc
-        return _mjml(_document(issue, remaining, omitted, archive_url, unsubscribe_url))
+        return _mjml(_document(replace(issue, stories=remaining), remaining, 0, archive_url, unsubscribe_url))

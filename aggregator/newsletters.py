@@ -9,8 +9,10 @@ One issue is ``(newsletter, window)``: its window runs from the end of the previ
 that, when its cron schedule (in its time zone) has fired since the last issue.  Issue
 by issue:
 
-1. Freeze: select the stories (``digest.select_stories``), and in one transaction store
-   the issue with its JSON snapshot and one ``pending`` delivery per recipient.  Nothing
+1. Freeze: read the snapshot of stories first seen in the window (``snapshot.read_snapshot``,
+   the builder the output feeds use), select the issue's stories from it
+   (``digest.select_stories``), and in one transaction store the issue with its JSON
+   and one ``pending`` delivery per recipient.  Nothing
    new → the issue is stored as ``empty`` (no email) and the next window starts after it.
 2. Archive: the snapshot rendered without any personal token, plus an index page.
 3. Deliver, one message per recipient, each recorded in the store before it is
@@ -48,6 +50,7 @@ from aggregator import digest, mail
 from aggregator.config import LoadedConfig, NewsletterConfig
 from aggregator.errors import AggregatorError, DeliveryError
 from aggregator.schedule import newsletter_trigger
+from aggregator.snapshot import read_snapshot
 from aggregator.store import IssueRecord, Store
 
 log = logging.getLogger(__name__)
@@ -143,7 +146,7 @@ def next_issue_time(letter: NewsletterConfig, after: datetime) -> datetime:
 def preview_issue(loaded: LoadedConfig, store: Store, now: datetime, name: str) -> Path:
     """Render the issue that would be frozen at ``now`` (nothing recorded) and write its HTML."""
     letter = _select(loaded, [name])[0]
-    issue = _snapshot(loaded, store, letter, store.latest_issue(letter.name), now)
+    issue = compose_issue(loaded, store, letter, store.latest_issue(letter.name), now)
     rendered = digest.render_digest(issue, archive_url=archive_url(loaded, letter, issue.number))
     path = outbox_dir(loaded) / f"preview-{letter.name}.html"
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -169,7 +172,7 @@ def send_test_copy(
     if latest is not None and latest.status != "empty":
         issue = digest.issue_from_json(latest.snapshot)
     else:
-        issue = _snapshot(loaded, store, letter, latest, now)
+        issue = compose_issue(loaded, store, letter, latest, now)
     issue = replace(issue, frozen_at=now)
     own = transport or default_transport(loaded)
     try:
@@ -366,7 +369,7 @@ def _run_newsletter(run: _Run, letter: NewsletterConfig, *, force: bool) -> None
             return
     if not force and not is_due(letter, latest, run.now):
         return
-    issue = _snapshot(run.loaded, run.store, letter, latest, run.now)
+    issue = compose_issue(run.loaded, run.store, letter, latest, run.now)
     if not issue.stories:
         record = IssueRecord(
             letter.name,
@@ -405,21 +408,19 @@ def recipients(letter: NewsletterConfig, store: Store) -> list[str]:
     return sorted(a for a in wanted if known.get(a, True))
 
 
-def _snapshot(
+def compose_issue(
     loaded: LoadedConfig, store: Store, letter: NewsletterConfig, latest: IssueRecord | None, now: datetime
 ) -> digest.DigestIssue:
+    """The issue of ``letter`` that would be frozen at ``now``, after ``latest`` (nothing recorded).
+
+    Its window runs from the end of the previous issue (or ``first_issue_lookback`` ago)
+    to ``now``; its stories come from the same snapshot builder as the output feeds.
+    """
     start = latest.window_end if latest is not None else now - letter.first_issue_lookback
-    recent = store.entries_first_seen_since(start)
-    touched = {e.story for e in recent if e.story}
-    stories = [s for s in store.iter_stories() if s.id in touched]
-    have = {e.id for e in recent}
-    older = store.get_entries(eid for s in stories for eid in s.entry_ids if eid not in have)
-    titles = store.feed_titles()
-    titles.update({f.url: f.title for f in loaded.config.feeds if f.title})
+    titles = {f.url: f.title for f in loaded.config.feeds if f.title}
+    snapshot = read_snapshot(store, {**store.feed_titles(), **titles}, now, since=start)
     chosen = digest.select_stories(
-        [*older, *recent],
-        stories,
-        titles,
+        snapshot,
         window_start=start,
         window_end=now,
         topics=letter.topics,

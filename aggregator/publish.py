@@ -6,7 +6,8 @@ In: a ``Snapshot`` of stories (``aggregator.snapshot``), the folder to write to 
 folder, and a ``PublishResult`` naming them.  The ``render_*`` functions are pure (a
 snapshot in, bytes out); only ``publish_feeds`` and ``write_atomic`` touch the disk.
 
-One entry per story, not per copy: the lead copy's title and content, then a visible "Also
+One entry per story, not per copy: the snapshot's headline and link and the lead copy's
+content (the same story, lead and outlets a digest issue shows), then a visible "Also
 reported by" list of every other outlet that carried it; in Atom each of those is also a
 ``link rel="related"``, in JSON Feed an ``_aggregator.also_reported_by`` list.  Topics are
 categories (tags).  Ids are the snapshot's ``urn:uuid:`` ids, stable across runs.  The
@@ -16,7 +17,7 @@ and readers polling with validators get 304s.
 
 Every string from a feed is hostile: HTML is sanitized again with nh3 (the parse stage
 already did; this stage must not trust that), characters XML 1.0 forbids are dropped,
-and only absolute http(s) URLs are linked.
+and only absolute http(s) URLs are linked (``snapshot.web_link``).
 """
 
 from __future__ import annotations
@@ -33,11 +34,11 @@ from datetime import UTC, datetime
 from email.utils import format_datetime
 from html import escape
 from pathlib import Path
-from urllib.parse import quote, urljoin, urlsplit
+from urllib.parse import urljoin
 
 import nh3
 
-from aggregator.snapshot import Snapshot, SnapshotStory
+from aggregator.snapshot import Snapshot, SnapshotStory, web_link
 
 __all__ = [
     "FEED_FORMATS",
@@ -72,8 +73,6 @@ FEED_FORMATS = {
 # Characters XML 1.0 does not allow anywhere, even escaped (C0 controls but tab, CR, LF;
 # surrogates; U+FFFE and U+FFFF).  Feeds do contain them.
 _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
-# What a URL may hold unescaped (RFC 3986 reserved and unreserved, plus % of existing escapes).
-_URL_SAFE = ":/?#[]@!$&'()*+,;=%-._~"
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,17 +158,6 @@ def _line(value: str) -> str:
     return " ".join(_text(value).split())
 
 
-def _url(value: str | None) -> str | None:
-    """An absolute http(s) URL safe to put in an attribute, or None."""
-    if not value:
-        return None
-    value = _text(value).strip()
-    parts = urlsplit(value)
-    if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
-        return None
-    return quote(value, safe=_URL_SAFE)
-
-
 def _date(value: datetime) -> datetime:
     return value.astimezone(UTC)
 
@@ -198,7 +186,7 @@ def _body_html(story: SnapshotStory) -> str:
 def story_html(story: SnapshotStory) -> str:
     """The content of a story's entry: the lead's sanitized HTML, then "Also reported by"."""
     parts = [_body_html(story)]
-    source = _url(story.url)
+    source = story.url
     outlet = escape(_line(story.outlet))
     parts.append(
         f'<p>Source: <a href="{escape(source)}">{outlet}</a></p>' if source else f"<p>Source: {outlet}</p>"
@@ -208,7 +196,7 @@ def story_html(story: SnapshotStory) -> str:
         for copy in story.coverage:
             name = escape(_line(copy.outlet))
             title = escape(_line(copy.title))
-            link = _url(copy.url)
+            link = copy.url
             label = f'<a href="{escape(link)}">{name}</a>' if link else name
             items.append(f"<li>{label}: {title}</li>" if title else f"<li>{label}</li>")
         parts.append("<p>Also reported by:</p><ul>" + "".join(items) + "</ul>")
@@ -217,10 +205,10 @@ def story_html(story: SnapshotStory) -> str:
 
 def _related(story: SnapshotStory) -> list[tuple[str, str]]:
     """``(url, title)`` of every other copy worth linking, each URL once, never the lead's own."""
-    seen = {_url(story.url)}
+    seen = {story.url}
     links = []
     for copy in story.coverage:
-        link = _url(copy.url)
+        link = copy.url
         if link and link not in seen:
             seen.add(link)
             links.append((link, _line(f"{copy.outlet}: {copy.title}")))
@@ -265,12 +253,12 @@ def render_atom(stories: Sequence[SnapshotStory], meta: FeedMeta, snapshot: Snap
     for story in stories:
         entry = _sub(feed, "entry")
         _sub(entry, "id", story.id)
-        _sub(entry, "title", _line(story.title) or "(untitled)", type="text")
+        _sub(entry, "title", _line(story.headline) or "(untitled)", type="text")
         _sub(entry, "published", _rfc3339(story.published))
         _sub(entry, "updated", _rfc3339(story.updated))
         for name in _authors(story):
             _sub(_sub(entry, "author"), "name", name)
-        if link := _url(story.url):
+        if link := story.url:
             _sub(entry, "link", rel="alternate", type="text/html", href=link)
         for href, title in _related(story):
             _sub(entry, "link", rel="related", type="text/html", href=href, title=title)
@@ -295,8 +283,8 @@ def render_rss(stories: Sequence[SnapshotStory], meta: FeedMeta, snapshot: Snaps
         _sub(channel, "category", _line(meta.topic))
     for story in stories:
         item = _sub(channel, "item")
-        _sub(item, "title", _line(story.title) or "(untitled)")
-        if link := _url(story.url):
+        _sub(item, "title", _line(story.headline) or "(untitled)")
+        if link := story.url:
             _sub(item, "link", link)
         _sub(item, "description", story_html(story))
         # <author> must be an email address; names go in dc:creator.
@@ -306,7 +294,7 @@ def render_rss(stories: Sequence[SnapshotStory], meta: FeedMeta, snapshot: Snaps
             _sub(item, "category", _line(topic))
         _sub(item, "guid", story.id, isPermaLink="false")
         _sub(item, "pubDate", format_datetime(_date(story.published), usegmt=True))
-        if source := _url(story.lead.feed_url):
+        if source := web_link(story.lead.feed_url):
             _sub(item, "source", _line(story.outlet), url=source)
     return _xml(rss)
 
@@ -322,9 +310,9 @@ def render_json(
     items = []
     for story in stories:
         item: dict[str, object] = {"id": story.id}
-        if link := _url(story.url):
+        if link := story.url:
             item["url"] = link
-        item["title"] = _line(story.title) or "(untitled)"
+        item["title"] = _line(story.headline) or "(untitled)"
         item["content_html"] = story_html(story)
         item["date_published"] = _rfc3339(story.published)
         item["date_modified"] = _rfc3339(story.updated)
@@ -337,7 +325,7 @@ def render_json(
             "also_reported_by": [
                 {
                     "outlet": _line(c.outlet),
-                    "url": _url(c.url),
+                    "url": c.url,
                     "title": _line(c.title),
                     "date_published": _rfc3339(c.date),
                 }

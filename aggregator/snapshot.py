@@ -1,46 +1,65 @@
-"""A frozen snapshot of stories: what the output feeds (and the digests) are built from.
+"""What a story looks like to a reader, frozen at one moment: the one source of every output.
 
-In: ``StoredEntry`` records (the dedupe and story verdicts already on them), the
-``StoredStory`` records of the story stage when there are any, each feed's title, and
-``now``.  Out: a ``Snapshot``: ``SnapshotStory`` records, newest first, each holding the
-copy kept (``lead``) and every outlet that carried the story (``coverage``).  Pure: no
-database, no clock; ``read_snapshot`` is the one helper that reads a ``Store``.
+In: ``StoredEntry`` records (the dedupe and story verdicts already on them), the stored
+stories (``StoryRecord``: label, topics, members) when the story stage has run, each
+feed's title, and ``now``.  Out: a ``Snapshot`` of ``SnapshotStory`` records, newest
+first.  ``publish`` renders the output feeds from it and ``digest`` selects and renders a
+newsletter issue from it, so the email and the feed say the same thing about a story:
+the same id, headline, link, outlets, topics and dates.  Pure: no database, no clock;
+``read_snapshot`` is the one function that reads a ``Store``.
 
 What a story is here:
 
 - entries that share ``entries.story`` form one story (the story stage's verdict);
 - an entry with no story yet follows the copy it duplicates (``duplicate_of``), and a
-  kept entry with no story is a story of its own, so the output feed works before (and
+  kept entry with no story is a story of its own, so the outputs work before (and
   without) the story stage;
-- the lead, whose title and content the story shows, is a kept copy (``duplicate_of`` is
-  None): the one whose headline the story stage chose as the story's label, else the one
-  carried by the most outlets, then one with full text, then the earliest, then the
-  smallest id.  The same input always gives the same lead.
+- the lead, whose headline, link, content and authors the story shows, is chosen in this
+  order: a copy with an http(s) link (a reader must be able to click through), a kept copy
+  (``duplicate_of`` None) rather than a syndicated one, the copy whose headline the story
+  stage chose as the story's label, the copy carried by the most outlets, one with full
+  text, the earliest, the smallest id.  The same input always gives the same lead.
+- the headline is the lead's title (the words the linked article carries), else the label;
 - links are the canonical URLs the parse stage derived (tracking parameters removed),
-  else the links as given.
+  else the links as given, and only absolute http(s) URLs are links (``web_link``);
+- an outlet is named by its feed's title, else the feed URL's host, else the URL.
 
-The id of a story in the output is ``urn:uuid:`` + a UUID5 of the story id (or, before
+The id of a story in every output is ``urn:uuid:`` + a UUID5 of the story id (or, before
 the story stage runs, of the lead's entry id): stable across runs and independent of where
-the feed is served from (``output.base_url`` may change; an Atom id must not).
+the feeds are served from (``output.base_url`` may change; an Atom id must not).
 """
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Protocol
+from urllib.parse import quote, urlsplit
 
 from aggregator.types import StoredEntry
 
 # Namespace of the UUID5 story ids; fixed forever, or every reader sees every story again.
 STORY_NAMESPACE = uuid.UUID("6f1c1f0e-6a55-4c0e-9a53-3c1d6c0b7a11")
 
-# How far back ``read_snapshot`` looks first; it reads everything only when that window
-# holds fewer stories than asked for (a quiet instance must not publish an empty feed).
+# How far back ``read_snapshot`` looks first; it looks further back (twice as far each
+# time) only while that window holds fewer stories than asked for.
 RECENT_WINDOW = timedelta(days=14)
+# No entry is first seen before this (``first_seen`` is when this program saw it): a window
+# reaching back here holds everything, whatever the counts say.
+_BEFORE_ANY_ENTRY = datetime(1970, 1, 1, tzinfo=UTC)
+
+# Never part of a link: C0/C1 controls, surrogates and non-characters (XML forbids them),
+# line separators and bidi controls (they make a link read as something it is not).
+_NOT_IN_LINK = re.compile(
+    "[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069\ufeff"
+    "\ud800-\udfff\ufffe\uffff]"
+)
+# What a link may hold unescaped (RFC 3986 reserved and unreserved, plus % of existing escapes).
+_URL_SAFE = ":/?#[]@!$&'()*+,;=%-._~"
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,8 +68,8 @@ class Coverage:
 
     entry_id: str
     feed_url: str
-    outlet: str  # the feed's title, else its URL
-    url: str | None
+    outlet: str  # the feed's title, else its host, else its URL
+    url: str | None  # an absolute http(s) link (``web_link``), or None
     title: str
     date: datetime
     duplicate: bool  # a near-identical copy of another entry (syndication), not its own article
@@ -58,35 +77,40 @@ class Coverage:
 
 @dataclass(frozen=True, slots=True)
 class SnapshotStory:
-    """One story as the outputs show it."""
+    """One story as every output shows it."""
 
     key: str  # the story id, or ``entry:<lead id>`` before the story stage ran
     id: str  # the public id: ``urn:uuid:…``, stable across runs
-    lead: StoredEntry  # the copy whose title and content are shown
+    headline: str  # the lead's title (whitespace collapsed), else the story's label
+    label: str | None  # the story stage's label, None before it ran
+    lead: StoredEntry  # the copy whose headline, link, content and authors are shown
     outlet: str  # the lead's outlet
     coverage: tuple[Coverage, ...]  # every other copy, earliest first (the lead excluded)
     topics: tuple[str, ...]
-    published: datetime  # the earliest date among the copies
+    published: datetime  # the earliest date among the copies: when it was first reported
     updated: datetime  # the last time anything shown about it changed
     latest: datetime  # the latest date among the copies: the order of the feed
-
-    @property
-    def title(self) -> str:
-        return self.lead.entry.title
+    first_seen: datetime  # when we first saw any copy: the digest windows go by this
 
     @property
     def url(self) -> str | None:
-        return _link(self.lead)
+        """The lead's link, an absolute http(s) URL, or None."""
+        return web_link(_link(self.lead))
 
     @property
     def outlets(self) -> tuple[str, ...]:
-        """Every outlet that carried the story, the lead's first, each once."""
+        """Every outlet that carried the story, the lead's first, then by date, each once."""
         return tuple(dict.fromkeys([self.outlet, *(c.outlet for c in self.coverage)]))
+
+    @property
+    def feed_urls(self) -> tuple[str, ...]:
+        """Every feed (as configured) that carried the story, the lead's first, each once."""
+        return tuple(dict.fromkeys([self.lead.feed_url, *(c.feed_url for c in self.coverage)]))
 
 
 @dataclass(frozen=True, slots=True)
 class Snapshot:
-    """The stories at one moment, newest first."""
+    """The stories at one moment, newest first (by ``latest``, then id)."""
 
     taken: datetime
     stories: tuple[SnapshotStory, ...]
@@ -102,6 +126,12 @@ class Snapshot:
 
     def in_topic(self, topic: str) -> tuple[SnapshotStory, ...]:
         return tuple(s for s in self.stories if topic in s.topics)
+
+    def first_seen_in(self, start: datetime | None, end: datetime) -> tuple[SnapshotStory, ...]:
+        """Stories first seen inside ``(start, end]``: a story that gains coverage later is not new again."""
+        return tuple(
+            s for s in self.stories if s.first_seen <= end and (start is None or s.first_seen > start)
+        )
 
 
 class StoryRecord(Protocol):
@@ -130,6 +160,24 @@ def entry_time(stored: StoredEntry) -> datetime:
     if date is None or date > stored.first_seen:
         return stored.first_seen
     return date
+
+
+def web_link(value: str | None) -> str | None:
+    """``value`` as a link safe to put in any attribute, or None when it is not absolute http(s).
+
+    Characters that could change how the link reads are dropped; anything else outside
+    RFC 3986 is percent-escaped (``https://x.example/ü path`` → ``…/%C3%BC%20path``).
+    """
+    if not value:
+        return None
+    value = _NOT_IN_LINK.sub("", value.strip())
+    try:
+        parts = urlsplit(value)
+    except ValueError:  # e.g. an unbalanced "[" in the host
+        return None
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        return None
+    return quote(value, safe=_URL_SAFE)
 
 
 def build_snapshot(
@@ -168,17 +216,23 @@ def _group_key(stored: StoredEntry, by_id: Mapping[str, StoredEntry]) -> str:
     return kept.story if kept.story is not None else f"entry:{kept.id}"
 
 
+def _headline(title: str) -> str:
+    return " ".join(title.split())
+
+
 def _story(
     key: str, members: Sequence[StoredEntry], record: StoryRecord | None, feed_titles: Mapping[str, str]
 ) -> SnapshotStory:
     in_story = {m.id: m for m in members}
+    # How many copies each kept copy stands for; a copy that is someone's duplicate counts 0.
     carried = Counter(_kept_copy(m, in_story).id for m in members)
-    candidates = [m for m in members if carried[m.id]]
-    label = record.label if record is not None else None
+    label = _headline(record.label) if record is not None else None
     lead = min(
-        candidates,
+        members,
         key=lambda m: (
-            m.entry.title != label,
+            web_link(_link(m)) is None,
+            not carried[m.id],
+            _headline(m.entry.title) != label,
             -carried[m.id],
             not m.entry.has_full_text,
             entry_time(m),
@@ -193,8 +247,8 @@ def _story(
         Coverage(
             entry_id=m.id,
             feed_url=m.feed_url,
-            outlet=_outlet(m.feed_url, feed_titles),
-            url=_link(m),
+            outlet=outlet_name(m.feed_url, feed_titles),
+            url=web_link(_link(m)),
             title=m.entry.title,
             date=entry_time(m),
             duplicate=m.duplicate_of is not None,
@@ -209,13 +263,16 @@ def _story(
     return SnapshotStory(
         key=key,
         id=public_id(key),
+        headline=_headline(lead.entry.title) or label or "",
+        label=label,
         lead=lead,
-        outlet=_outlet(lead.feed_url, feed_titles),
+        outlet=outlet_name(lead.feed_url, feed_titles),
         coverage=coverage,
         topics=topics,
         published=min(dates),
         updated=updated,
         latest=max(dates),
+        first_seen=min(m.first_seen for m in members),
     )
 
 
@@ -224,39 +281,85 @@ def _link(stored: StoredEntry) -> str | None:
     return stored.entry.canonical_url or stored.entry.url
 
 
-def _outlet(feed_url: str, feed_titles: Mapping[str, str]) -> str:
-    return feed_titles.get(feed_url) or feed_url
+def outlet_name(feed_url: str, feed_titles: Mapping[str, str]) -> str:
+    """How a reader knows a feed: its title, else the host it comes from, else its URL."""
+    title = feed_titles.get(feed_url)
+    if title and title.strip():
+        return title
+    try:
+        host = urlsplit(feed_url).hostname
+    except ValueError:
+        host = None
+    return host or feed_url
+
+
+# ----------------------------------------------------------------------- reading a store
 
 
 class SnapshotSource(Protocol):
     """The reads ``read_snapshot`` makes (``store.Store`` has them)."""
 
     def entries_first_seen_since(self, since: datetime) -> list[StoredEntry]: ...
-    def iter_entries(self, feed_urls: Sequence[str] | None = None) -> Iterable[StoredEntry]: ...
+    def get_entries(self, ids: Iterable[str]) -> list[StoredEntry]: ...
+    def entry_counts(self) -> dict[str, int]: ...
     def iter_stories(self) -> Iterable[StoryRecord]: ...
 
 
 def read_snapshot(
-    store: SnapshotSource, feed_titles: Mapping[str, str], now: datetime, *, at_least: int
+    store: SnapshotSource,
+    feed_titles: Mapping[str, str],
+    now: datetime,
+    *,
+    at_least: int = 0,
+    since: datetime | None = None,
 ) -> Snapshot:
-    """The snapshot of the stored entries: recent ones, or all of them when that is not enough.
+    """The snapshot of the stored entries first seen since ``since`` (default: the last two weeks).
 
-    ``at_least`` is how many stories the caller shows (``output.max_stories``).  The recent
-    window is used only when it holds that many stories and every one of them is whole (no
-    member, and no kept copy of a member, older than the window); otherwise every entry is
-    read, so that a quiet instance never publishes a short feed or a story without its coverage.
+    Every story touched by the window is read whole (its older members and the copies its
+    duplicates point to, by id), so a story's lead, coverage and first-seen time are the
+    same whatever window it was read through: the digest selects by first-seen time.
+
+    ``at_least`` is how many stories the caller shows (``output.max_stories``).  While the
+    window holds fewer stories than that which are certainly newer than everything outside
+    it, it reaches twice as far back, until it holds every entry: a quiet instance still
+    publishes a full feed, and a busy one never reads its whole history.
     """
-    stories = list(store.iter_stories())
-    recent = store.entries_first_seen_since(now - RECENT_WINDOW)
-    ids = {e.id for e in recent}
-    members = {s.id: s.entry_ids for s in stories}
-    whole = all(
-        (e.duplicate_of is None or e.duplicate_of in ids)
-        and (e.story is None or all(m in ids for m in members.get(e.story, ())))
-        for e in recent
-    )
-    if whole:
-        snapshot = build_snapshot(recent, feed_titles, now, stories)
-        if len(snapshot.stories) >= at_least:
+    records = list(store.iter_stories())
+    members = {s.id: s.entry_ids for s in records}
+    start = since if since is not None else now - RECENT_WINDOW
+    reach = max(now - start, RECENT_WINDOW)
+    total: int | None = None
+    while True:
+        recent = store.entries_first_seen_since(start)
+        snapshot = build_snapshot(_whole_stories(store, recent, members), feed_titles, now, records)
+        # Stories outside the window have every date before ``start`` (an entry's date is never
+        # after its first sighting), so those dated at or after it are the true newest.
+        if at_least <= 0 or sum(1 for s in snapshot.stories if s.latest >= start) >= at_least:
             return snapshot
-    return build_snapshot(store.iter_entries(), feed_titles, now, stories)
+        if total is None:
+            total = sum(store.entry_counts().values())
+        if len(recent) >= total or start <= _BEFORE_ANY_ENTRY:
+            return snapshot  # the window holds every entry: this is all there is
+        reach *= 2
+        start = now - reach
+
+
+def _whole_stories(
+    store: SnapshotSource, entries: list[StoredEntry], members: Mapping[str, Sequence[str]]
+) -> list[StoredEntry]:
+    """``entries`` plus every entry their stories and duplicate links lead to, read by id."""
+    have = {e.id: e for e in entries}
+    fresh = entries
+    while fresh:
+        wanted: set[str] = set()
+        for stored in fresh:
+            if stored.duplicate_of is not None:
+                wanted.add(stored.duplicate_of)
+            if stored.story is not None:
+                wanted.update(members.get(stored.story, ()))
+        wanted.difference_update(have)
+        if not wanted:
+            break
+        fresh = [e for e in store.get_entries(sorted(wanted)) if e.id not in have]
+        have.update((e.id, e) for e in fresh)
+    return list(have.values())

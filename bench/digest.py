@@ -72,7 +72,7 @@ def main() -> None:
             for n in range(args.recipients):
                 store.set_subscriber("bench", f"reader{n:05d}@example.com", True, NOW)
 
-            record_issue = newsletters._snapshot(loaded, store, loaded.config.newsletters[0], None, NOW)
+            record_issue = newsletters.compose_issue(loaded, store, loaded.config.newsletters[0], None, NOW)
             started = time.perf_counter()
             rendered = digest.render_digest(
                 record_issue, archive_url="https://example.org/archive/bench/0001.html"

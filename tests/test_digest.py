@@ -12,6 +12,7 @@ import pytest
 
 from aggregator import digest
 from aggregator.digest import DigestIssue, DigestStory, render_digest, select_stories
+from aggregator.snapshot import build_snapshot
 from aggregator.types import Entry, StoredEntry
 
 NOW = datetime(2025, 8, 18, 12, 0, tzinfo=UTC)
@@ -21,9 +22,13 @@ TITLES = {"https://a.example/feed": "Outlet A", "https://b.example/feed": "Outle
 
 @dataclass(frozen=True)
 class Story:
+    """A stored story as the snapshot reads it (``store.StoredStory`` has the same fields)."""
+
     id: str
     label: str
     topics: tuple[str, ...]
+    updated: datetime = NOW - timedelta(hours=1)
+    entry_ids: tuple[str, ...] = ()
 
 
 def stored(
@@ -75,10 +80,9 @@ def issue_of(stories: tuple[DigestStory, ...], number: int = 1) -> DigestIssue:
 def select(
     entries: list[StoredEntry], stories: list[Story] | None = None, **kwargs: object
 ) -> tuple[DigestStory, ...]:
+    snapshot = build_snapshot(entries, TITLES, NOW, stories or [])
     return select_stories(
-        entries,
-        stories or [],
-        TITLES,
+        snapshot,
         window_start=START,
         window_end=NOW,
         **kwargs,  # type: ignore[arg-type]
@@ -199,12 +203,12 @@ def test_a_story_mjml_rejects_is_dropped_and_the_issue_survives(
 
     def broken(story: DigestStory, timezone: str) -> str:
         html = original(story, timezone)
-        return html + "<" if story.id == "bad" else html
+        return html + "<" if story.headline == "Bad story" else html
 
     monkeypatch.setattr(digest, "_story_html", broken)
     with caplog.at_level(logging.WARNING):
         rendered = render_digest(issue_of(chosen), archive_url="https://example.org/a.html")
-    assert rendered.dropped == ("bad",)
+    assert rendered.dropped == tuple(s.id for s in chosen if s.headline == "Bad story")
     assert "Good story" in rendered.html
     assert "Bad story" not in rendered.html
     assert "story dropped: 'Bad story'" in caplog.text
@@ -214,6 +218,52 @@ def test_snapshot_round_trips_through_json() -> None:
     chosen = select([stored("e1", "Héadline ✓", story="s1")], [Story("s1", "Héadline ✓", ("Wörld",))])
     issue = issue_of(chosen, number=7)
     assert digest.issue_from_json(digest.issue_to_json(issue)) == issue
+
+
+def test_the_issue_shows_each_story_as_the_snapshot_does() -> None:
+    entries = [
+        stored("e1", "Talks  in\nAlaska", story="s1", topics=("Diplomacy",)),
+        stored("e2", "Talks in Alaska", feed="https://b.example/feed", duplicate_of="e1", story="s1"),
+    ]
+    snapshot = build_snapshot(entries, TITLES, NOW, [Story("s1", "Talks in Alaska", ("Diplomacy",))])
+    [story] = snapshot.stories
+    [shown] = select_stories(snapshot, window_start=START, window_end=NOW)
+    # The id, headline, link and outlets an output feed gives the same story.
+    assert shown.id == story.id
+    assert shown.id.startswith("urn:uuid:")
+    assert (
+        (shown.headline, shown.url)
+        == (story.headline, story.url)
+        == ("Talks in Alaska", "https://news.example/e1")
+    )
+    assert shown.outlets == story.outlets == ("Outlet A", "Outlet B")
+    assert shown.time == story.published
+
+
+def test_a_story_whose_kept_copy_has_no_link_is_led_by_a_copy_that_has_one() -> None:
+    entries = [
+        stored("e1", "Summit ends", url="javascript:alert(1)"),
+        stored("e2", "Summit ends", feed="https://b.example/feed", duplicate_of="e1"),
+    ]
+    [chosen] = select(entries)
+    assert chosen.url == "https://news.example/e2"
+    assert chosen.outlets == ("Outlet B", "Outlet A")
+
+
+def test_an_issue_frozen_before_the_shared_snapshot_still_renders() -> None:
+    # Issue JSON as stored by earlier versions (story keys as ids): a resumed issue must render.
+    frozen = (
+        '{"frozen_at": "2025-08-18T12:00:00+00:00", "lang": "en", "newsletter": "daily", "number": 3, '
+        '"stories": [{"excerpt": "Body.", "headline": "Old story", "id": "e1", "outlets": ["Outlet A"], '
+        '"section": "More stories", "time": "2025-08-18T10:30:00+00:00", "topics": [], '
+        '"url": "https://news.example/e1"}], "timezone": "Europe/London", "title": "The Daily Digest", '
+        '"window_end": "2025-08-18T12:00:00+00:00", "window_start": "2025-08-17T12:00:00+00:00"}'
+    )
+    issue = digest.issue_from_json(frozen)
+    assert digest.issue_to_json(issue) == frozen
+    rendered = render_digest(issue, archive_url="https://example.org/archive/daily/0003.html")
+    assert "Old story" in rendered.text
+    assert rendered.shown == 1
 
 
 def test_mjml_python_facts_we_rely_on() -> None:

@@ -402,9 +402,21 @@ def test_digest_command_previews_sends_and_sends_test_copies(
 # ----------------------------------------------------------------------- golden files and browser
 
 
-def test_seed_digest_matches_the_golden_files(project: tuple[LoadedConfig, Store]) -> None:
-    loaded, store = project
-    newsletters.run_due_newsletters(loaded, store, NOW)
+@pytest.fixture
+def cycled(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[LoadedConfig, Store]]:
+    """The seeds after one full cycle, as ``aggregator run --once`` leaves them on a fresh clone."""
+    monkeypatch.setenv("AGGREGATOR_SECRET_KEY", "test-key")
+    loaded = load_config(make_project(tmp_path))
+    with Store.open(loaded.database_url) as store:
+        report = asyncio.run(pipeline.run_cycle(loaded, store, NOW, only_due=False))
+        assert [(o.newsletter, o.number, o.status) for o in report.issues] == [("daily", 1, "done")]
+        yield loaded, store
+
+
+def test_seed_digest_matches_the_golden_files(cycled: tuple[LoadedConfig, Store]) -> None:
+    """Refresh on purpose only: ``AGGREGATOR_UPDATE_GOLDEN=1 .venv/bin/python -m pytest
+    tests/test_newsletters.py tests/test_publish.py``, then read the diff."""
+    loaded, _store = cycled
     folder = newsletters.archive_dir(loaded, "daily")
     for name, golden in (("0001.html", "seed-digest.html"), ("0001.txt", "seed-digest.txt")):
         actual = (folder / name).read_text()
@@ -413,6 +425,27 @@ def test_seed_digest_matches_the_golden_files(project: tuple[LoadedConfig, Store
             (GOLDEN / golden).write_text(actual)
         expected = (GOLDEN / golden).read_text()
         assert actual == expected, f"{golden} changed: rerun with AGGREGATOR_UPDATE_GOLDEN=1 if on purpose"
+
+
+def test_the_email_and_the_output_feed_show_each_story_alike(cycled: tuple[LoadedConfig, Store]) -> None:
+    loaded, store = cycled
+    record = store.latest_issue("daily")
+    assert record is not None
+    issue = digest.issue_from_json(record.snapshot)
+    feed = json.loads((loaded.base_dir / loaded.config.output.dir / "feed.json").read_text())
+    items = {item["id"]: item for item in feed["items"]}
+    assert issue.stories
+    assert len(issue.stories) == len(items)  # the seeds fit in both: the same stories
+    for story in issue.stories:
+        item = items[story.id]
+        extension = item["_aggregator"]
+        outlets = dict.fromkeys([extension["outlet"], *(c["outlet"] for c in extension["also_reported_by"])])
+        assert (story.headline, story.url) == (item["title"], item["url"])
+        assert story.outlets == tuple(outlets)
+        assert story.topics == tuple(item.get("tags", ()))
+        assert story.time == datetime.fromisoformat(item["date_published"])
+    # One entry per story, not per copy: a story several outlets carried is one item in both.
+    assert any(len(s.outlets) > 1 for s in issue.stories)
 
 
 CHECK_SCRIPT = """<script>

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
 import threading
 from dataclasses import replace
@@ -31,11 +32,13 @@ from aggregator.publish import (
     topic_slugs,
     write_atomic,
 )
-from aggregator.snapshot import Snapshot, build_snapshot, public_id, read_snapshot
-from aggregator.store import Store, StoredStory
-from aggregator.types import Entry, StoredEntry
+from aggregator.snapshot import RECENT_WINDOW, Snapshot, build_snapshot, public_id, read_snapshot
+from aggregator.store import Store, StoredStory, entry_id
+from aggregator.types import Entry, FeedState, FeedStatus, StoredEntry
 
 SCHEMAS = Path(__file__).parent / "schemas"
+GOLDEN = Path(__file__).parent / "golden"
+UPDATE_GOLDEN = os.environ.get("AGGREGATOR_UPDATE_GOLDEN") == "1"
 ATOM = "{http://www.w3.org/2005/Atom}"
 LEDGER, WIRE, DISPATCH = "https://ledger.example/rss", "https://wire.example/atom", "seeds/dispatch.rdf"
 TITLES = {LEDGER: "The Ledger", WIRE: "Wire & Co", DISPATCH: "Dispatch"}
@@ -271,7 +274,7 @@ def test_rss_and_json_feed_carry_the_same_stories(
 
 def test_before_the_story_stage_a_story_is_a_kept_entry_with_its_copies(entries: list[StoredEntry]) -> None:
     snapshot = snapshot_of(entries)
-    assert [s.title for s in snapshot.stories] == [
+    assert [s.headline for s in snapshot.stories] == [
         "Briefing: <markets> & more",
         "Why Alaska?",
         "Leaders meet in Alaska",
@@ -493,31 +496,68 @@ def test_the_seed_feeds_publish_valid_feeds_from_the_store(tmp_path: Path, now: 
         assert all(e.title and e.id.startswith("urn:uuid:") for e in parsed.entries)
 
 
-def test_read_snapshot_reads_everything_when_the_recent_window_is_not_enough(
+class CountingStore:
+    """A real store that remembers which windows and ids ``read_snapshot`` asked it for."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.windows: list[datetime] = []
+        self.by_id: list[str] = []
+
+    def entries_first_seen_since(self, since: datetime) -> list[StoredEntry]:
+        self.windows.append(since)
+        return self.store.entries_first_seen_since(since)
+
+    def get_entries(self, ids: Any) -> list[StoredEntry]:
+        ids = list(ids)
+        self.by_id += ids
+        return self.store.get_entries(ids)
+
+    def entry_counts(self) -> dict[str, int]:
+        return self.store.entry_counts()
+
+    def iter_stories(self) -> list[StoredStory]:
+        return list(self.store.iter_stories())
+
+
+def test_read_snapshot_reads_a_recent_window_and_reaches_back_only_as_far_as_needed(
     sqlite_url: str, now: datetime
 ) -> None:
-    class Recorder:
-        def __init__(self, recent: list[StoredEntry], everything: list[StoredEntry]) -> None:
-            self.recent, self.everything, self.full_reads = recent, everything, 0
+    with Store.open(sqlite_url) as store:
+        store.sync_feeds(list(TITLES.items()))
+        saved: dict[str, list[Entry]] = {}
 
-        def entries_first_seen_since(self, since: datetime) -> list[StoredEntry]:
-            return self.recent
+        def save(item: StoredEntry) -> str:
+            saved.setdefault(item.feed_url, []).append(item.entry)
+            state = FeedState(url=item.feed_url, status=FeedStatus.OK, last_fetch=item.first_seen)
+            store.save_poll(state, saved[item.feed_url], item.first_seen)
+            return entry_id(item.feed_url, item.entry.guid)
 
-        def iter_entries(self, feed_urls: Any = None) -> list[StoredEntry]:
-            self.full_reads += 1
-            return self.everything
+        ancient = save(stored("ancient", DISPATCH, title="Ancient", day=1, seen=now - timedelta(days=40)))
+        old = save(stored("old", WIRE, title="Old", day=1))
+        copy = save(stored("copy", LEDGER, title="Old", day=17))
+        save(stored("new", WIRE, title="New", day=17))
+        store.save_duplicates([(copy, old, "exact", 1.0)])
+        source = CountingStore(store)
 
-        def iter_stories(self) -> list[StoredStory]:
-            return []
+        snapshot = read_snapshot(source, TITLES, now, at_least=2)
+        assert [s.headline for s in snapshot.stories] == ["New", "Old"]
+        assert source.windows == [now - RECENT_WINDOW]  # two stories in two weeks: enough
+        assert source.by_id == [old]  # the kept copy of a recent duplicate, read by id
+        story = snapshot.stories[1]
+        assert (story.lead.id, [c.entry_id for c in story.coverage]) == (old, [copy])
+        assert story.first_seen == datetime(2025, 8, 1, 9, 5, tzinfo=UTC)  # the old copy's
 
-    old = stored("old", WIRE, title="Old", day=1)
-    copy = stored("copy", LEDGER, title="Old", day=17, duplicate_of="old")
-    fresh = stored("new", WIRE, title="New", day=17)
-    source = Recorder([fresh], [old, copy, fresh])
-    assert [s.title for s in read_snapshot(source, TITLES, now, at_least=1).stories] == ["New"]
-    assert source.full_reads == 0
-    assert len(read_snapshot(source, TITLES, now, at_least=2).stories) == 2  # too few: read all
-    source = Recorder([copy, fresh], [old, copy, fresh])
-    snapshot = read_snapshot(source, TITLES, now, at_least=1)  # a copy of an old entry: read all
-    assert source.full_reads == 1
-    assert [c.entry_id for c in snapshot.stories[1].coverage] == ["copy"]
+        source = CountingStore(store)
+        snapshot = read_snapshot(source, TITLES, now, at_least=3)
+        assert [s.headline for s in snapshot.stories] == ["New", "Old", "Ancient"]
+        assert source.windows == [now - RECENT_WINDOW * n for n in (1, 2, 4)]  # 14, 28, 56 days back
+
+        source = CountingStore(store)
+        assert len(read_snapshot(source, TITLES, now, at_least=50).stories) == 3
+        assert len(source.windows) == 3  # the 56-day window held every entry: no further
+
+        # A digest's window: only what was first seen since, with its stories whole.
+        snapshot = read_snapshot(store, TITLES, now, since=now - timedelta(days=2))
+        assert [s.headline for s in snapshot.stories] == ["New", "Old"]
+        assert ancient not in {s.lead.id for s in snapshot.stories}
