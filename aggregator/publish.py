@@ -112,7 +112,13 @@ class PublishResult:
 
 
 def _slugify(name: str) -> str:
-    ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
+    # Dashes of every kind (Unicode Pd: en and em dashes, hyphens…) and separators (Z*)
+    # part words before the ASCII folding drops them: "US–Russia" is "us-russia", not "usrussia".
+    parted = "".join(
+        " " if unicodedata.category(c) == "Pd" or unicodedata.category(c).startswith("Z") else c
+        for c in unicodedata.normalize("NFKC", name)
+    )
+    ascii_name = unicodedata.normalize("NFKD", parted).encode("ascii", "ignore").decode()
     return re.sub(r"[^a-z0-9]+", "-", ascii_name.lower()).strip("-")[:60].strip("-") or "topic"
 
 

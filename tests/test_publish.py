@@ -331,6 +331,22 @@ def test_topic_slugs_are_readable_unique_and_depend_only_on_the_names() -> None:
     assert {slugs["!!!"], slugs["???"]} == {"topic", "topic-2"}
 
 
+@pytest.mark.parametrize(
+    ("name", "slug"),
+    [
+        ("US–Russia diplomacy", "us-russia-diplomacy"),  # en dash
+        ("War—and peace", "war-and-peace"),  # em dash
+        ("Left\u2010right", "left-right"),  # the Unicode hyphen
+        ("North\u2011South", "north-south"),  # a non-breaking hyphen
+        ("Sea\u00a0ice", "sea-ice"),  # a no-break space
+        ("Line\u2028break", "line-break"),  # a line separator
+        ("Économie – Europe", "economie-europe"),
+    ],
+)
+def test_dashes_and_separators_of_every_kind_part_the_words_of_a_slug(name: str, slug: str) -> None:
+    assert topic_slugs([name]) == {name: slug}
+
+
 def test_newest_n_stories_by_latest_coverage(entries: list[StoredEntry]) -> None:
     files = render_feeds(snapshot_of(entries), replace(SETTINGS, max_stories=2))
     titles = [e.title for e in feedparser.parse(files["feed.atom"]).entries]
