@@ -11,6 +11,7 @@ import asyncio
 import json
 import os
 import re
+import shutil
 import threading
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -510,6 +511,32 @@ def test_the_seed_feeds_publish_valid_feeds_from_the_store(tmp_path: Path, now: 
         assert not parsed.bozo
         assert len(parsed.entries) == count
         assert all(e.title and e.id.startswith("urn:uuid:") for e in parsed.entries)
+
+
+def test_the_seed_output_feeds_match_the_golden_files(tmp_path: Path, now: datetime) -> None:
+    """What ``aggregator run --once`` writes to public/ on a fresh clone, byte for byte.
+
+    Refresh on purpose only: ``AGGREGATOR_UPDATE_GOLDEN=1 .venv/bin/python -m pytest
+    tests/test_publish.py tests/test_newsletters.py``, then read the diff.
+    """
+    root = Path(__file__).resolve().parent.parent
+    shutil.copytree(root / "seeds", tmp_path / "seeds")
+    shutil.copy(root / "feeds.yaml", tmp_path / "feeds.yaml")
+    loaded = load_config(tmp_path / "feeds.yaml")
+    with Store.open(loaded.database_url) as store:
+        report = asyncio.run(pipeline.run_cycle(loaded, store, now, only_due=False, digests=False))
+    assert report.duplicates > 0  # the golden files show syndicated copies folded into stories
+    public = tmp_path / loaded.config.output.dir
+    for name in ("feed.atom", "feed.rss", "feed.json"):
+        actual = (public / name).read_bytes()
+        if UPDATE_GOLDEN:
+            (GOLDEN / name).write_bytes(actual)
+        assert actual == (GOLDEN / name).read_bytes(), (
+            f"{name} changed: rerun with AGGREGATOR_UPDATE_GOLDEN=1 if on purpose"
+        )
+    assert_valid_atom((GOLDEN / "feed.atom").read_bytes())
+    assert_valid_rss((GOLDEN / "feed.rss").read_bytes())
+    assert_valid_json_feed((GOLDEN / "feed.json").read_bytes())
 
 
 class CountingStore:
