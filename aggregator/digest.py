@@ -72,8 +72,9 @@ _TAG = re.compile(r"<[^>]*>")
 class DigestStory:
     """One story as the issue shows it; every string is clean plain text (not yet escaped)."""
 
-    id: str  # the snapshot's public id (``urn:uuid:…``, as in the output feeds); issues frozen
-    # before the snapshot was shared hold the story's key here instead: it is only compared
+    # The snapshot's public id (``urn:uuid:…``, as in the output feeds).  Issues frozen by
+    # earlier versions hold the story's key here instead: ids are compared, never shown.
+    id: str
     headline: str
     url: str  # absolute http(s): the lead copy's canonical link (tracking parameters removed)
     outlets: tuple[str, ...]  # the lead copy's outlet first, then the others that carried it

@@ -564,9 +564,9 @@ class CountingStore:
 
 
 def test_read_snapshot_reads_a_recent_window_and_reaches_back_only_as_far_as_needed(
-    sqlite_url: str, now: datetime
+    database_url: str, now: datetime
 ) -> None:
-    with Store.open(sqlite_url) as store:
+    with Store.open(database_url) as store:
         store.sync_feeds(list(TITLES.items()))
         saved: dict[str, list[Entry]] = {}
 
