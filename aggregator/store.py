@@ -9,10 +9,18 @@ leaves this module.
 ``Store.open(url)`` creates the database if needed and migrates it to the newest
 schema with alembic (the revisions live in ``aggregator/migrations/versions``), so
 opening the same database twice, or from the scheduler and the CLI at once, is safe.
+A database already at the newest revision is opened without importing alembic: every
+``aggregator poll`` from cron would otherwise pay for it.
 
 Identity: a feed is its URL as configured; an entry is ``(feed url, guid)`` and its
 project id is ``entry_id(feed_url, guid)``.  Every write is one transaction: a poll of
-one feed either lands completely (state and entries) or not at all.
+one feed either lands completely (state and entries) or not at all.  ``save_polls`` puts
+several feeds' polls in one transaction with a savepoint each, so that a poll of many
+feeds pays for one commit per batch while each feed still lands whole or not at all.
+
+New entries are inserted with the driver's ``executemany``, their values converted by
+each column type's own bind processor: SQLAlchemy's per-row statement machinery cost
+more than SQLite itself (about 60 µs an entry), and the values sent are the same.
 
 SQLite runs in WAL mode with ``synchronous=NORMAL`` (durable across application
 crashes, at most the last commits lost on power failure) and a busy timeout, so a
@@ -25,23 +33,23 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 import sqlalchemy as sa
-from alembic import command
-from alembic.config import Config
-from alembic.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from alembic.util.exc import CommandError
 
 from aggregator.errors import StoreError
 from aggregator.types import Enclosure, Entry, FeedState, FeedStatus, StoredEntry
+
+if TYPE_CHECKING:
+    from alembic.config import Config
+
+# _ALEMBIC: alembic is imported only to migrate (about 0.1 s and 8 MB); see _migrate.
 
 __all__ = [
     "MIGRATIONS_DIR",
@@ -331,6 +339,8 @@ def migration_config(url: str | sa.URL) -> Config:
 
         command.revision(migration_config("sqlite:///dev.sqlite"), "add x", autogenerate=True)
     """
+    from alembic.config import Config  # noqa: PLC0415 -- see _ALEMBIC
+
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
     if isinstance(url, sa.URL):
@@ -407,7 +417,50 @@ def _safe_url(url: str) -> str:
         return re.sub(r"(://[^:/@]*:)[^@/]*@", r"\1***@", url)
 
 
+_REVISION_LINE = re.compile(r"^revision\b[^=\n]*=\s*[\"']([^\"']+)[\"']\s*$", re.MULTILINE)
+_DOWN_REVISION_LINE = re.compile(r"^down_revision\b[^=\n]*=\s*(?:None|[\"']([^\"']+)[\"'])\s*$", re.MULTILINE)
+
+
+def _script_head() -> str | None:
+    """The newest revision under ``migrations/versions``, read from each file's
+    ``revision = "..."`` and ``down_revision = "..."`` lines without importing alembic.
+
+    None when any file is not that plain (a merge, a branch, an unusual spelling): then
+    alembic itself decides, so this shortcut can skip a migration only when it is sure.
+    """
+    parents: dict[str, str | None] = {}
+    for path in (MIGRATIONS_DIR / "versions").glob("*.py"):
+        text = path.read_text(encoding="utf-8")
+        revisions, downs = _REVISION_LINE.findall(text), _DOWN_REVISION_LINE.findall(text)
+        if len(revisions) != 1 or len(downs) != 1:
+            return None
+        parents[revisions[0]] = downs[0] or None
+    heads = set(parents) - set(parents.values())
+    return heads.pop() if len(heads) == 1 else None
+
+
+def _at_head(engine: sa.Engine) -> bool:
+    """Whether the database records exactly the newest revision (so nothing to migrate)."""
+    head = _script_head()
+    if head is None:
+        return False
+    try:
+        with engine.connect() as conn:
+            current = conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalars().all()
+    except sa.exc.DBAPIError:
+        return False  # no such table yet, or unreachable: the full path says which
+    return current == [head]
+
+
 def _migrate(engine: sa.Engine, url: sa.URL) -> None:
+    if _at_head(engine):
+        return
+    # See _ALEMBIC.
+    from alembic import command  # noqa: PLC0415
+    from alembic.migration import MigrationContext  # noqa: PLC0415
+    from alembic.script import ScriptDirectory  # noqa: PLC0415
+    from alembic.util.exc import CommandError  # noqa: PLC0415
+
     cfg = migration_config(url)
     with engine.connect() as conn:
         conn.execution_options(aggregator_write=True)
@@ -425,7 +478,34 @@ def _migrate(engine: sa.Engine, url: sa.URL) -> None:
                     " newer version: upgrade the aggregator"
                 )
             cfg.attributes["connection"] = conn
-            command.upgrade(cfg, "head")
+            try:
+                command.upgrade(cfg, "head")
+            except CommandError as exc:  # Store.open names ValueError's message
+                raise ValueError(str(exc)) from exc
+
+
+@dataclass(frozen=True, slots=True)
+class _InsertPlan:
+    """An ``INSERT`` of every column of a table in the driver's own SQL, and the bind
+    processor of each column for the dialect (None where the value goes as it is)."""
+
+    sql: str | None  # None: a parameter style we do not write by hand; use SQLAlchemy
+    columns: tuple[str, ...]
+    processors: tuple[Callable[[Any], Any] | None, ...]
+
+    @classmethod
+    def of(cls, table: sa.Table, dialect: sa.Dialect) -> _InsertPlan:
+        columns = tuple(c.name for c in table.columns)
+        # The composed processor SQLAlchemy itself applies: TypeDecorator then its impl.
+        processors = tuple(c.type.dialect_impl(dialect).bind_processor(dialect) for c in table.columns)
+        mark = {"qmark": "?", "format": "%s", "pyformat": "%s"}.get(dialect.paramstyle)
+        if mark is None:
+            return cls(None, columns, processors)
+        quote = dialect.identifier_preparer.quote
+        names, marks = ", ".join(quote(c) for c in columns), ", ".join([mark] * len(columns))
+        # Names from our own metadata, quoted; every value is a parameter.
+        sql = f"INSERT INTO {quote(table.name)} ({names}) VALUES ({marks})"  # noqa: S608
+        return cls(sql, columns, processors)
 
 
 # --------------------------------------------------------------------------- the store
@@ -441,6 +521,7 @@ class Store:
     def __init__(self, engine: sa.Engine, url: str) -> None:
         self._engine = engine
         self.url = url  # password hidden; for messages
+        self._insert_plans: dict[str, _InsertPlan] = {}
 
     @classmethod
     def open(cls, url: str) -> Store:
@@ -455,7 +536,7 @@ class Store:
             parsed = sa.make_url(url)
             engine = _create_engine(parsed)
             _migrate(engine, parsed)
-        except (sa.exc.SQLAlchemyError, CommandError, ImportError, OSError, ValueError) as exc:
+        except (sa.exc.SQLAlchemyError, ImportError, OSError, ValueError) as exc:
             if engine is not None:
                 engine.dispose()
             raise StoreError(f"opening database: {shown}: {_why(exc)}") from exc
@@ -544,60 +625,108 @@ class Store:
         repeats a guid, its first occurrence wins.  On any failure nothing of this
         poll is written and ``StoreError`` is raised.
         """
+        with self._transaction(f"saving poll of {state.url}", write=True) as conn:
+            return self._write_poll(conn, state, entries, now)
+
+    def save_polls(
+        self, polls: Sequence[tuple[FeedState, Sequence[Entry]]], now: datetime
+    ) -> list[SaveCounts | StoreError]:
+        """Store several feeds' polls in one transaction, each in a savepoint of its own.
+
+        Each feed is saved as ``save_poll`` would, and the results come back in order:
+        a feed whose write fails is rolled back to its savepoint and gets a ``StoreError``
+        in its place while the others are kept.  If the transaction itself fails (it
+        cannot begin or commit), nothing is written and every place holds that error.
+        So each feed's poll still lands whole or not at all; the batch only shares the
+        cost of one commit (about 0.3 ms on SQLite, most of a 304's write).
+        """
+        results: list[SaveCounts | StoreError] = []
+        try:
+            with self._transaction(f"saving polls of {len(polls)} feeds", write=True) as conn:
+                for state, entries in polls:
+                    try:
+                        with conn.begin_nested():
+                            results.append(self._write_poll(conn, state, entries, now))
+                    except (sa.exc.SQLAlchemyError, ValueError) as exc:
+                        failed = StoreError(f"saving poll of {state.url}: {self.url}: {_why(exc)}")
+                        failed.__cause__ = exc
+                        results.append(failed)
+        except StoreError as exc:
+            return [exc] * len(polls)
+        return results
+
+    def _write_poll(
+        self, conn: sa.Connection, state: FeedState, entries: Sequence[Entry], now: datetime
+    ) -> SaveCounts:
         # One SELECT of what we have, then at most one bulk INSERT and one bulk UPDATE.
         incoming: dict[str, Entry] = {}
         for entry in map(_without_nul, entries):
             incoming.setdefault(entry.guid, entry)
-        with self._transaction(f"saving poll of {state.url}", write=True) as conn:
-            _write_feed_state(conn, state)
-            if not incoming:
-                return SaveCounts()
-            existing = dict(
-                conn.execute(
-                    sa.select(entries_table.c.guid, entries_table.c.content_hash).where(
-                        entries_table.c.feed_url == state.url
-                    )
-                ).all()
-            )
-            inserts: list[dict[str, Any]] = []
-            updates: list[dict[str, Any]] = []
-            for guid, entry in incoming.items():
-                digest = content_hash(entry)
-                old = existing.get(guid)
-                if old is None:
-                    row = _entry_row(entry, digest, now)
-                    row.update(
-                        id=entry_id(state.url, guid),
-                        feed_url=state.url,
-                        first_seen=now,
-                        duplicate_of=None,
-                        duplicate_stage=None,
-                        duplicate_score=None,
-                        story=None,
-                        topics=[],
-                    )
-                    inserts.append(row)
-                elif old != digest:
-                    row = _entry_row(entry, digest, now)
-                    row["b_id"] = entry_id(state.url, guid)
-                    updates.append(row)
-            if inserts:
-                conn.execute(entries_table.insert(), inserts)
-            if updates:
-                conn.execute(
-                    entries_table.update().where(entries_table.c.id == sa.bindparam("b_id")), updates
+        _write_feed_state(conn, state)
+        if not incoming:
+            return SaveCounts()
+        existing = dict(conn.execute(_ENTRY_HASHES, {"b_feed_url": state.url}).all())
+        inserts: list[dict[str, Any]] = []
+        updates: list[dict[str, Any]] = []
+        for guid, entry in incoming.items():
+            digest = content_hash(entry)
+            old = existing.get(guid)
+            if old is None:
+                row = _entry_row(entry, digest, now)
+                row.update(
+                    id=entry_id(state.url, guid),
+                    feed_url=state.url,
+                    first_seen=now,
+                    duplicate_of=None,
+                    duplicate_stage=None,
+                    duplicate_score=None,
+                    story=None,
+                    topics=[],
                 )
-                ids = [row["b_id"] for row in updates]
-                for chunk in _chunks(ids):
-                    conn.execute(signatures_table.delete().where(signatures_table.c.entry_id.in_(chunk)))
-            return SaveCounts(new=len(inserts), updated=len(updates))
+                inserts.append(row)
+            elif old != digest:
+                row = _entry_row(entry, digest, now)
+                row["b_id"] = entry_id(state.url, guid)
+                updates.append(row)
+        if inserts:
+            self._insert_many(conn, entries_table, inserts)
+        if updates:
+            conn.execute(entries_table.update().where(entries_table.c.id == sa.bindparam("b_id")), updates)
+            ids = [row["b_id"] for row in updates]
+            for chunk in _chunks(ids):
+                conn.execute(signatures_table.delete().where(signatures_table.c.entry_id.in_(chunk)))
+        return SaveCounts(new=len(inserts), updated=len(updates))
+
+    def _insert_many(self, conn: sa.Connection, table: sa.Table, rows: Sequence[dict[str, Any]]) -> None:
+        """``INSERT`` ``rows`` (every column given) with the driver's ``executemany``.
+
+        Each value goes through its column type's bind processor for this dialect, as in
+        ``conn.execute(table.insert(), rows)``, which costs several times more per row.
+        """
+        plan = self._insert_plans.get(table.name)
+        if plan is None:
+            plan = self._insert_plans[table.name] = _InsertPlan.of(table, conn.dialect)
+        if plan.sql is None:
+            conn.execute(table.insert(), rows)
+            return
+        columns, processors = plan.columns, plan.processors
+        params = [
+            tuple(
+                value if process is None else process(value)
+                for value, process in zip([row[c] for c in columns], processors, strict=True)
+            )
+            for row in rows
+        ]
+        conn.exec_driver_sql(plan.sql, params)
 
     # ---------------------------------------------------------------- entries
 
     def entry_counts(self) -> dict[str, int]:
         """How many entries are stored per feed URL (0 for a feed with none)."""
         query = (
-            sa.select(feeds_table.c.url, sa.func.count(entries_table.c.id))
+            # guid, not id: (feed_url, guid) is an index that covers the count, so the
+            # entries' rows (kilobytes of HTML each) are never read.
+            sa.select(feeds_table.c.url, sa.func.count(entries_table.c.guid))
             .select_from(feeds_table.outerjoin(entries_table, entries_table.c.feed_url == feeds_table.c.url))
             .group_by(feeds_table.c.url)
         )
@@ -1038,14 +1167,23 @@ def _feed_row(state: FeedState) -> dict[str, Any]:
     }
 
 
+# Statements with bound parameters instead of values: built once, compiled once (SQLAlchemy
+# caches the compiled form), where ``.values(...)`` would build and key a new statement per
+# feed, which cost more than the write itself.
+_UPDATE_FEED = feeds_table.update().where(feeds_table.c.url == sa.bindparam("b_url"))
+_ENTRY_HASHES = sa.select(entries_table.c.guid, entries_table.c.content_hash).where(
+    entries_table.c.feed_url == sa.bindparam("b_feed_url")
+)
+
+
 def _write_feed_state(conn: sa.Connection, state: FeedState) -> None:
     row = _feed_row(state)
     if state.title is None:
         del row["title"]  # a poll that learned no title keeps the configured one
-    del row["url"]
-    result = conn.execute(feeds_table.update().where(feeds_table.c.url == state.url).values(row))
+    row["b_url"] = row.pop("url")
+    result = conn.execute(_UPDATE_FEED, row)
     if result.rowcount == 0:
-        conn.execute(feeds_table.insert().values(_feed_row(state)))
+        conn.execute(feeds_table.insert(), _feed_row(state))
 
 
 def _feed_state(row: sa.RowMapping) -> FeedState:
