@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from aggregator.errors import ParseError
-from aggregator.parse import FULL_TEXT_MIN_CHARS, parse_feed
+from aggregator.parse import FULL_TEXT_MIN_CHARS, _read_fast, parse_feed
 from aggregator.types import ParsedFeed
 
 FEEDS = Path(__file__).parent / "feeds"
@@ -45,6 +45,8 @@ FIXTURES: dict[str, tuple[dict[str, str], str]] = {
     "malformed.xml": ({"content-type": "application/rss+xml"}, "https://sloppy.example/rss"),
     "billion_laughs.xml": ({"content-type": "application/rss+xml"}, "https://lol.example/rss"),
     "external_entity.xml": ({"content-type": "application/rss+xml"}, "https://xxe.example/rss"),
+    "atom_xml_base.xml": ({"content-type": "application/atom+xml"}, "https://feeds.example/bases.atom"),
+    "rss_xml_base.xml": ({"content-type": "application/rss+xml"}, "https://feeds.example/bases.rss"),
 }
 
 
@@ -373,9 +375,155 @@ def test_valid_feed_without_items_parses_with_a_warning() -> None:
 
 
 def test_fast_and_feedparser_paths_agree_on_fixtures() -> None:
-    for name in ("rss20.xml", "atom10.xml", "xss.xml", "latin1.xml", "windows1251.xml", "malformed.xml"):
+    for name in (
+        *("rss20.xml", "atom10.xml", "xss.xml", "latin1.xml", "windows1251.xml", "malformed.xml"),
+        *("atom_xml_base.xml", "rss_xml_base.xml"),
+    ):
         fast, slow = parse_fixture(name), parse_fixture(name, fast=False)
         assert fast.entries == slow.entries, name
+
+
+# --- xml:base, and what the fast path leaves to feedparser -------------------------------
+
+
+@pytest.mark.parametrize("name", ["atom_xml_base.xml", "rss_xml_base.xml"])
+def test_xml_base_is_followed_on_the_fast_path_exactly_as_feedparser_does(name: str) -> None:
+    headers, url = FIXTURES[name]
+    body = (FEEDS / name).read_bytes()
+    assert _read_fast(body, headers["content-type"], url) is not None  # not declined
+    assert parse_feed(body, headers, url) == parse_feed(body, headers, url, fast=False)
+
+
+def test_atom_links_resolve_against_the_base_in_scope() -> None:
+    feed = parse_fixture("atom_xml_base.xml")
+    assert feed.link == "https://base.example/blog/"
+    first, second, third = feed.entries
+    # the entry's base (relative, joined to the feed's) for its links and enclosures
+    assert first.url == "https://base.example/blog/2025/08/first.html"
+    assert first.enclosures[0].url == "https://base.example/blog/audio/first.mp3"
+    assert first.enclosures[0].length == 1234
+    # the content's own relative base, joined to the entry's
+    for href in (
+        "https://base.example/blog/2025/08/about.html",
+        "https://base.example/top",
+        "https://other.example/x",
+        "https://base.example/blog/2025/08/pics/#note",
+        "https://base.example/blog/2025/08/pics/?page=2",
+        "https://base.example/blog/2025/08/pics/pen.png",
+    ):
+        assert f'"{href}"' in first.content_html, href
+    assert 'href="https://base.example/summaries/first-summary.html"' in first.summary_html
+    # absolute bases replace the outer ones
+    assert second.url == "https://cdn.example/articles/second"
+    assert 'src="https://images.example/a/b/c.png"' in second.content_html
+    assert 'href="https://images.example/a/d/"' in second.content_html
+    # a javascript: base is not a safe URI: feedparser keeps the outer base, and so do we
+    assert third.url == "https://base.example/blog/third.html"
+    assert 'href="https://base.example/blog/fourth.html"' in third.content_html
+
+
+def test_rss_links_resolve_against_the_base_in_scope() -> None:
+    feed = parse_fixture("rss_xml_base.xml")
+    assert feed.link == "https://rss-base.example/news/index.html"
+    first, second = feed.entries
+    assert first.url == "https://rss-base.example/news/2025/story.html"
+    assert 'href="https://static.example/2025/index.html"' in first.content_html
+    assert 'src="https://static.example/2025/08/photo.jpg"' in first.content_html
+    assert 'href="https://rss-base.example/news/2025/short.html"' in first.summary_html
+    # feedparser leaves <enclosure url> alone, so it resolves against the document URL
+    assert first.enclosures[0].url == "https://feeds.example/media/story.mp3"
+    assert second.url == "https://rss-base.example/other/story.html"
+    assert 'href="https://rss-base.example/news/archive/"' in second.summary_html
+
+
+ATOM_HEAD = '<feed xmlns="http://www.w3.org/2005/Atom"><title>t</title>'
+
+
+def atom_entry(inner: str, entry_attrs: str = "") -> bytes:
+    return (
+        f"{ATOM_HEAD}<entry{entry_attrs}><title>e</title><id>tag:x,2025:1</id>"
+        f'<updated>2025-08-18T08:00:00Z</updated><link href="p.html"/>{inner}</entry></feed>'
+    ).encode()
+
+
+CONTENT = '<content type="html">&lt;a href="rel.html"&gt;x&lt;/a&gt;</content>'
+
+
+@pytest.mark.parametrize(
+    ("why", "body"),
+    [
+        ("xml:base on a link", atom_entry(f'<link rel="related" xml:base="/l/" href="r.html"/>{CONTENT}')),
+        ("xml:base on an author", atom_entry(f'<author xml:base="/a/"><name>n</name></author>{CONTENT}')),
+        ("a bare base attribute", atom_entry(CONTENT.replace("<content", '<content base="/b/"'))),
+        ("xml:base in another case", atom_entry(CONTENT.replace("<content", '<content xml:BASE="/c/"'))),
+        (
+            "xml:base inside XHTML content",
+            atom_entry(
+                '<content type="xhtml"><div xmlns="http://www.w3.org/1999/xhtml">'
+                '<p xml:base="/p/"><a href="rel.html">x</a></p></div></content>'
+            ),
+        ),
+        (
+            "an XHTML title",
+            atom_entry(
+                CONTENT.replace(
+                    "<content",
+                    '<summary type="xhtml"><div xmlns="http://www.w3.org/1999/xhtml">'
+                    "<b>s</b></div></summary><content",
+                )
+            ),
+        ),
+        (
+            "an itunes:summary",
+            atom_entry(f"<itunes:summary xmlns:itunes='urn:i'>s</itunes:summary>{CONTENT}"),
+        ),
+        (
+            "two authors",
+            atom_entry(f"<author><name>a</name></author><author><name>b</name></author>{CONTENT}"),
+        ),
+    ],
+)
+def test_what_the_fast_path_cannot_read_exactly_goes_to_feedparser(why: str, body: bytes) -> None:
+    url = "https://d.example/feeds/atom"
+    assert _read_fast(body, "", url) is None, why
+    assert parse_feed(body, {}, url).entries == parse_feed(body, {}, url, fast=False).entries
+
+
+def test_the_fast_path_reads_rss_authors_and_atom_enclosure_lengths_like_feedparser() -> None:
+    items = "".join(
+        f"<item><title>i{i}</title><link>https://a.example/{i}</link><author>{author}</author></item>"
+        for i, author in enumerate(
+            [
+                "jo@a.example.com (Jo Doe)",
+                "jo@a.example.com",
+                "Jo Doe &lt;jo@a.example.com&gt;",
+                "Just A Name",
+            ]
+        )
+    )
+    rss = f'<rss version="2.0"><channel><title>a</title>{items}</channel></rss>'.encode()
+    atom = atom_entry(
+        '<link rel="enclosure" type="audio/mpeg" length="4321" href="a.mp3"/>'
+        "<link rel='enclosure' href='b.mp3'/>"
+        '<link rel="enclosure" href="c.mp3" length=" 12 "/>'
+    )
+    for body in (rss, atom):
+        assert _read_fast(body, "", "https://a.example/feed") is not None
+    fast = parse_feed(rss, {}, "https://a.example/feed")
+    assert [e.authors for e in fast.entries] == [
+        ("Jo Doe",),
+        ("jo@a.example.com",),
+        ("Jo Doe",),
+        ("Just A Name",),
+    ]
+    assert fast == parse_feed(rss, {}, "https://a.example/feed", fast=False)
+    (entry,) = parse_feed(atom, {}, "https://a.example/feed").entries
+    assert [(e.url, e.length) for e in entry.enclosures] == [
+        ("https://a.example/a.mp3", 4321),
+        ("https://a.example/b.mp3", None),
+        ("https://a.example/c.mp3", 12),
+    ]
+    assert (entry,) == parse_feed(atom, {}, "https://a.example/feed", fast=False).entries
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
