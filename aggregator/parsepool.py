@@ -1,27 +1,55 @@
-"""Parsing on every core: ``parse_feed`` in worker processes that import nothing else.
+"""Parsing on every core: ``parse_feed`` in child processes that import nothing else.
 
 In: feed bytes, response headers and the final URL.  Out: a ``ParseOutcome`` (the parsed feed,
 or the message of why the bytes are not a feed).  Parsing is the CPU-bound part of a poll
 (feedparser is pure Python), so a poll of many feeds spreads it over worker processes.
 
-The workers are *spawned*, not forked: a forked worker would start with a copy of
-everything the parent imported (the HTTP client, SQLAlchemy, pydantic…), so each would
-cost as much memory as the parent.  A spawned worker imports this module, which imports
-only the parser.  (The console script's module, ``aggregator.__main__``, is kept tiny for
-the same reason: a spawned worker runs it first.)
+The workers are fresh interpreters (``python -c``) that import only the parser, talking to
+the event loop over their stdin and stdout: one length-prefixed pickle in (body, headers,
+URL), one out (the outcome).  Not ``multiprocessing``: a forked worker starts with a copy of
+everything the parent imported (the HTTP client, SQLAlchemy, pydantic…), and a spawned
+``ProcessPoolExecutor`` starts a resource-tracker process, a manager thread and queue
+threads besides, before it is known whether anything needs parsing.  Here:
+
+- nothing starts until the first body arrives (a poll where every feed answers 304 starts
+  no process), unless the caller expects bodies and calls ``start()`` early, so that the
+  workers' imports overlap the first fetches;
+- a worker that crashes or hangs costs one feed, not the poll: that feed gets an error
+  outcome (a hang after ``PARSE_TIMEOUT_S``), the worker is replaced, the others go on;
+- a worker exits when its stdin closes, so none outlives the poll, even when the parent
+  is killed.
 """
 
 from __future__ import annotations
 
 import asyncio
-import multiprocessing
+import contextlib
+import json
+import logging
+import os
+import pickle
+import signal
+import struct
+import sys
 from collections.abc import Mapping
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, BinaryIO
 
 from aggregator.errors import ParseError
-from aggregator.parse import parse_feed
-from aggregator.types import ParsedFeed
+
+if TYPE_CHECKING:
+    from aggregator.types import ParsedFeed
+
+log = logging.getLogger(__name__)
+
+# Generous: a 10 MB feed through feedparser takes seconds on a busy machine.  A worker that
+# takes longer is stuck (a pathological document) and is killed.
+PARSE_TIMEOUT_S = 120.0
+
+_HEADER = struct.Struct("!Q")  # the length of the pickle that follows
+# The worker's first lines: the parent's sys.path (as multiprocessing's spawn does), so that
+# the child imports the same aggregator package however the parent found it.
+_BOOT = "import json, sys; sys.path[:] = json.loads(sys.argv[1]); import aggregator.parsepool as p; p.serve()"
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +60,9 @@ class ParseOutcome:
 
 def parse_safely(body: bytes, headers: Mapping[str, str], url: str) -> ParseOutcome:
     """``parse_feed`` with every failure turned into a message: one feed must not stop the others."""
+    # Imported here: the parent of a pool never parses, so it never pays for feedparser.
+    from aggregator.parse import parse_feed  # noqa: PLC0415
+
     try:
         return ParseOutcome(parse_feed(body, headers, url), None)
     except ParseError as exc:
@@ -40,28 +71,177 @@ def parse_safely(body: bytes, headers: Mapping[str, str], url: str) -> ParseOutc
         return ParseOutcome(None, f"parser failed unexpectedly: {type(exc).__name__}: {exc}")
 
 
+# ------------------------------------------------------------------------- the worker side
+
+
+def serve(requests: BinaryIO | None = None, replies: BinaryIO | None = None) -> None:
+    """The worker's loop: read a request, parse it, write the outcome, until stdin closes."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    if requests is None or replies is None:
+        requests = sys.stdin.buffer
+        # The protocol owns the real stdout; a stray print() goes to stderr instead.
+        replies = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
+        sys.stdout = sys.stderr
+    from aggregator import parse  # noqa: F401, PLC0415 -- import before the first request arrives
+
+    while True:
+        head = requests.read(_HEADER.size)
+        if len(head) < _HEADER.size:
+            return  # the parent closed our stdin: the poll is over
+        body, headers, url = pickle.loads(requests.read(_HEADER.unpack(head)[0]))  # noqa: S301 -- our parent
+        reply = pickle.dumps(parse_safely(body, headers, url), protocol=pickle.HIGHEST_PROTOCOL)
+        replies.write(_HEADER.pack(len(reply)) + reply)
+        replies.flush()
+
+
+# ------------------------------------------------------------------------- the parent side
+
+
+class _Worker:
+    def __init__(self, process: asyncio.subprocess.Process) -> None:
+        self.process = process
+
+    @classmethod
+    async def start(cls) -> _Worker:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-c",
+            _BOOT,
+            json.dumps(sys.path),
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+        )
+        return cls(process)
+
+    async def call(self, request: bytes) -> ParseOutcome:
+        stdin, stdout = self.process.stdin, self.process.stdout
+        assert stdin is not None  # noqa: S101 -- PIPE was asked for
+        assert stdout is not None  # noqa: S101
+        stdin.write(_HEADER.pack(len(request)) + request)
+        await stdin.drain()
+        size = _HEADER.unpack(await stdout.readexactly(_HEADER.size))[0]
+        outcome = pickle.loads(await stdout.readexactly(size))  # noqa: S301 -- our own child
+        assert isinstance(outcome, ParseOutcome)  # noqa: S101
+        return outcome
+
+    async def close(self) -> None:
+        if self.process.stdin is not None and not self.process.stdin.is_closing():
+            self.process.stdin.close()  # the worker's cue to exit
+        try:
+            await asyncio.wait_for(self.process.wait(), timeout=5)
+        except TimeoutError:
+            self.kill()
+            await self.process.wait()
+
+    def kill(self) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            self.process.kill()
+
+
 class ParsePool:
-    """``parse_safely`` on ``workers`` spawned processes; ``workers=0`` parses in the caller."""
+    """``parse_safely`` in up to ``workers`` child processes; ``workers=0`` parses in the caller.
+
+    Use inside one running event loop: ``async with ParsePool(n) as pool: await pool.parse(...)``.
+    """
 
     def __init__(self, workers: int) -> None:
-        self._executor = (
-            ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
-            if workers > 0
-            else None
-        )
+        self._size = workers
+        self._idle: list[_Worker] = []
+        self._all: set[_Worker] = set()
+        self._starting = 0
+        self._waiters: list[asyncio.Future[_Worker]] = []
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def start(self) -> None:
+        """Start every worker now, in the background (their imports overlap what comes next)."""
+        while self._size and len(self._all) + self._starting < self._size:
+            self._starting += 1
+            task = asyncio.get_running_loop().create_task(self._add_worker())
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
 
     async def parse(self, body: bytes, headers: Mapping[str, str], url: str) -> ParseOutcome:
-        if self._executor is None:
+        if self._size == 0:
             return parse_safely(body, headers, url)
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, parse_safely, body, dict(headers), url)
+        request = pickle.dumps((body, dict(headers), url), protocol=pickle.HIGHEST_PROTOCOL)
+        worker = await self._acquire()
+        if worker is None:  # no process could be started: parse here rather than not at all
+            return parse_safely(body, headers, url)
+        try:
+            async with asyncio.timeout(PARSE_TIMEOUT_S):
+                outcome = await worker.call(request)
+        except TimeoutError:
+            await self._discard(worker)
+            return ParseOutcome(
+                None, f"parser gave up after {PARSE_TIMEOUT_S:g} s: the document is pathological"
+            )
+        except (asyncio.IncompleteReadError, ConnectionError) as exc:
+            await self._discard(worker)
+            code = worker.process.returncode
+            return ParseOutcome(None, f"parser process died (exit status {code}) while parsing: {exc}")
+        except BaseException:
+            # Cancelled mid-message: the worker's stream is out of step; never reuse it.
+            await asyncio.shield(self._discard(worker))
+            raise
+        self._release(worker)
+        return outcome
 
-    def close(self) -> None:
-        if self._executor is not None:
-            self._executor.shutdown(wait=True, cancel_futures=True)
+    async def _acquire(self) -> _Worker | None:
+        if self._idle:
+            return self._idle.pop()
+        if len(self._all) + self._starting < self._size:
+            self.start()
+        waiter: asyncio.Future[_Worker] = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            return await waiter
+        except _NoWorkers:
+            return None
 
-    def __enter__(self) -> ParsePool:
+    def _release(self, worker: _Worker) -> None:
+        while self._waiters:
+            waiter = self._waiters.pop(0)
+            if not waiter.done():
+                waiter.set_result(worker)
+                return
+        self._idle.append(worker)
+
+    async def _add_worker(self) -> None:
+        try:
+            worker = await _Worker.start()
+        except OSError as exc:
+            self._starting -= 1
+            log.warning("cannot start a parser process (%s): parsing in the main process", exc)
+            self._size = 0
+            for waiter in self._waiters:
+                if not waiter.done():
+                    waiter.set_exception(_NoWorkers())
+            self._waiters.clear()
+            return
+        self._starting -= 1
+        self._all.add(worker)
+        self._release(worker)
+
+    async def _discard(self, worker: _Worker) -> None:
+        self._all.discard(worker)
+        worker.kill()
+        await worker.process.wait()
+        if self._waiters:
+            self.start()  # a replacement for whoever waits
+
+    async def aclose(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        workers, self._all, self._idle = list(self._all), set(), []
+        await asyncio.gather(*(w.close() for w in workers))
+
+    async def __aenter__(self) -> ParsePool:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+
+class _NoWorkers(Exception):
+    """No worker process could be started; the waiting parse runs in the caller."""

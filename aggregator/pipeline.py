@@ -21,28 +21,31 @@ Publishing the combined feed and sending digests join ``run_cycle`` as they land
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import random
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import Executor, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from aggregator import fetch, newsletters, polling
 from aggregator.config import Config, FeedConfig, LoadedConfig, PollingConfig
+from aggregator.errors import StoreError
 from aggregator.newsletters import IssueOutcome
 from aggregator.parsepool import ParseOutcome, ParsePool
 from aggregator.publish import PublishResult, PublishSettings, publish_feeds
 from aggregator.snapshot import read_snapshot
-from aggregator.store import Store
+from aggregator.store import SaveCounts, Store
 
 if TYPE_CHECKING:
     from aggregator.dedupe import DedupeSettings
 
 from aggregator.types import (
+    Entry,
     FeedState,
     FeedStatus,
     PollOutcome,
@@ -55,6 +58,8 @@ log = logging.getLogger(__name__)
 # Below this many feeds to parse, starting worker processes costs more than it saves.
 PARALLEL_PARSE_THRESHOLD = 16
 PARSE_WORKERS = max(1, min(2, os.cpu_count() or 1))
+# Feeds with a body between fetched and stored, per parser: enough to keep each one busy.
+PARSE_BACKLOG_PER_WORKER = 4
 
 
 def fetch_settings(polling_config: PollingConfig) -> fetch.FetchSettings:
@@ -104,25 +109,32 @@ async def poll_feeds(
     # Fetching is much faster than parsing: without a bound, nearly every body would wait
     # in the parse queue at once.  A feed holds its slot from fetch to stored.
     in_flight = asyncio.Semaphore(settings.concurrency)
-    writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store-writer")
+    # And of those, only a few may hold a body on its way through parse and store: a parsed
+    # feed weighs about ten times its body, and the parsers set the pace anyway.
+    backlog = asyncio.Semaphore(PARSE_BACKLOG_PER_WORKER * max(workers, 1))
+    writer = _StoreWriter(store, now)
     try:
-        with ParsePool(workers) as parser:
-            async with fetch.make_client(settings) as client:
-                fetcher = fetch.Fetcher(client, settings)
+        async with ParsePool(workers) as parser, fetch.make_client(settings) as client:
+            # Feeds without validators always send a body: start the parsers now, so that
+            # their imports overlap the first fetches.  Otherwise (a poll where most feeds
+            # answer 304) they start with the first body, if any comes.
+            if sum(1 for f in selected if _sends_a_body(states[f.url])) >= PARALLEL_PARSE_THRESHOLD:
+                parser.start()
+            fetcher = fetch.Fetcher(client, settings)
 
-                async def poll_one(feed: FeedConfig) -> PollOutcome:
-                    async with in_flight:
-                        return await _poll_one(
-                            loaded, feed, states[feed.url], fetcher, parser, writer, store, now, rng
-                        )
+            async def poll_one(feed: FeedConfig) -> PollOutcome:
+                async with in_flight:
+                    return await _poll_one(
+                        loaded, feed, states[feed.url], fetcher, parser, backlog, writer, now, rng
+                    )
 
-                for next_done in asyncio.as_completed([poll_one(f) for f in selected]):
-                    outcome = await next_done
-                    outcomes.append(outcome)
-                    if on_outcome is not None:
-                        on_outcome(outcome)
+            for next_done in asyncio.as_completed([poll_one(f) for f in selected]):
+                outcome = await next_done
+                outcomes.append(outcome)
+                if on_outcome is not None:
+                    on_outcome(outcome)
     finally:
-        writer.shutdown(wait=True)
+        writer.close()
     order = {f.url: i for i, f in enumerate(feeds)}
     outcomes.sort(key=lambda o: order[o.url])
     finished = now + timedelta(seconds=time.monotonic() - clock)
@@ -135,8 +147,8 @@ async def _poll_one(  # noqa: PLR0917 -- private; the pieces of one poll cycle
     state: FeedState,
     fetcher: fetch.Fetcher,
     parser: ParsePool,
-    writer: Executor,
-    store: Store,
+    backlog: asyncio.Semaphore,
+    writer: _StoreWriter,
     now: datetime,
     rng: random.Random,
 ) -> PollOutcome:
@@ -146,20 +158,25 @@ async def _poll_one(  # noqa: PLR0917 -- private; the pieces of one poll cycle
     result = await fetcher.fetch(
         state, location, now, unconditional=polling.wants_unconditional(state, now, policy)
     )
-    parsed = ParseOutcome(None, None)
-    if result.body is not None:
-        parsed = await parser.parse(result.body, result.headers, result.final_url)
-    if parsed.feed is not None:
-        for warning in parsed.feed.warnings:
-            log.warning("%s: %s: %s", loaded.where(feed.url), feed.url, warning)
-    new_state = polling.advance_state(
-        state, result, parsed.feed.ttl if parsed.feed else None, policy, now, rng, parse_error=parsed.error
-    )
-    if parsed.feed is not None and parsed.feed.title and not new_state.title:
-        new_state = replace(new_state, title=parsed.feed.title)
-    entries = parsed.feed.entries if parsed.feed else ()
-    loop = asyncio.get_running_loop()
-    counts = await loop.run_in_executor(writer, store.save_poll, new_state, entries, now)
+    async with contextlib.nullcontext() if result.body is None else backlog:
+        parsed = ParseOutcome(None, None)
+        if result.body is not None:
+            parsed = await parser.parse(result.body, result.headers, result.final_url)
+        if parsed.feed is not None:
+            for warning in parsed.feed.warnings:
+                log.warning("%s: %s: %s", loaded.where(feed.url), feed.url, warning)
+        new_state = polling.advance_state(
+            state,
+            result,
+            parsed.feed.ttl if parsed.feed else None,
+            policy,
+            now,
+            rng,
+            parse_error=parsed.error,
+        )
+        if parsed.feed is not None and parsed.feed.title and not new_state.title:
+            new_state = replace(new_state, title=parsed.feed.title)
+        counts = await writer.save(new_state, parsed.feed.entries if parsed.feed else ())
     return PollOutcome(
         url=feed.url,
         status=new_state.status,
@@ -171,6 +188,75 @@ async def _poll_one(  # noqa: PLR0917 -- private; the pieces of one poll cycle
 
 
 _FAILED = (FeedStatus.ERROR, FeedStatus.RETIRED)
+
+
+def _sends_a_body(state: FeedState) -> bool:
+    """Whether this feed's next fetch will surely bring a body: it has no validators to send."""
+    return not (state.etag or state.last_modified)
+
+
+class _StoreWriter:
+    """The one thread that writes polls, so the event loop never waits on the database.
+
+    Polls that finish while it writes go together into its next transaction
+    (``Store.save_polls``: a savepoint per feed, so each feed still lands whole or not at
+    all, and a feed whose write fails fails alone).  That is one commit per batch instead
+    of one per feed.  A poll cancelled before its batch starts is not written; a batch
+    being written when the cycle stops is finished (``close`` waits for it).
+    """
+
+    MAX_BATCH_ENTRIES = 5000  # bounds one transaction's size and how long it holds the lock
+
+    def __init__(self, store: Store, now: datetime) -> None:
+        self._store = store
+        self._now = now
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store-writer")
+        self._queue: list[tuple[FeedState, Sequence[Entry], asyncio.Future[SaveCounts]]] = []
+        self._drain_task: asyncio.Task[None] | None = None
+
+    async def save(self, state: FeedState, entries: Sequence[Entry]) -> SaveCounts:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[SaveCounts] = loop.create_future()
+        self._queue.append((state, entries, future))
+        if self._drain_task is None or self._drain_task.done():
+            self._drain_task = loop.create_task(self._drain())
+        return await future
+
+    def _next_batch(self) -> list[tuple[FeedState, Sequence[Entry], asyncio.Future[SaveCounts]]]:
+        batch: list[tuple[FeedState, Sequence[Entry], asyncio.Future[SaveCounts]]] = []
+        size = 0
+        while self._queue and (not batch or size + len(self._queue[0][1]) <= self.MAX_BATCH_ENTRIES):
+            item = self._queue.pop(0)
+            if not item[2].cancelled():
+                batch.append(item)
+                size += len(item[1])
+        return batch
+
+    async def _drain(self) -> None:
+        loop = asyncio.get_running_loop()
+        while batch := self._next_batch():
+            polls = [(state, entries) for state, entries, _ in batch]
+            try:
+                results: list[SaveCounts | StoreError] = await loop.run_in_executor(
+                    self._thread, self._store.save_polls, polls, self._now
+                )
+            except Exception as exc:  # not a feed's failure: every poll of the batch gets it
+                results = [exc] * len(batch)  # type: ignore[list-item]
+            for (_, _, future), result in zip(batch, results, strict=True):
+                if future.done():
+                    continue
+                if isinstance(result, BaseException):
+                    future.set_exception(result)
+                else:
+                    future.set_result(result)
+
+    def close(self) -> None:
+        if self._drain_task is not None:
+            self._drain_task.cancel()
+        for _, _, future in self._queue:
+            future.cancel()
+        self._queue.clear()
+        self._thread.shutdown(wait=True)  # a write in progress completes
 
 
 def _redirect_notice(loaded: LoadedConfig, url: str, old: FeedState, new: FeedState) -> str | None:
