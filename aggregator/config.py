@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from apscheduler.triggers.cron import CronTrigger
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
@@ -188,6 +187,10 @@ class NewsletterConfig(_Strict):
     @field_validator("schedule")
     @classmethod
     def _check_schedule(cls, value: str) -> str:
+        # Imported here, only when a newsletter has a schedule to check: APScheduler costs
+        # about 0.1 s at start-up, which `aggregator poll` from cron would pay on every run.
+        from apscheduler.triggers.cron import CronTrigger  # noqa: PLC0415
+
         try:
             CronTrigger.from_crontab(value)
         except ValueError as exc:
