@@ -41,6 +41,7 @@ import asyncio
 import contextlib
 import importlib.util
 import mimetypes
+import re
 import socket
 import ssl
 import time
@@ -76,6 +77,8 @@ REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 PERMANENT_REDIRECT_STATUSES = frozenset({301, 308})
 _MAX_VALIDATOR_LENGTH = 1024  # a longer ETag is not worth storing or sending back
 _MAX_HEADER_SECONDS = 2**31  # RFC 9111: a delta-seconds this large means "infinity"
+# Control characters, and anything beyond Latin-1, which a header value cannot carry back.
+_UNSAFE_IN_HEADER = re.compile("[\x00-\x1f\x7f-\x9f\u0100-\U0010ffff]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -805,9 +808,7 @@ def _clean_validator(value: str | None) -> str | None:
     if value is None:
         return None
     value = value.strip()
-    if not value or len(value) > _MAX_VALIDATOR_LENGTH:
-        return None
-    if any(ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0 or ord(c) > 0xFF for c in value):
+    if not value or len(value) > _MAX_VALIDATOR_LENGTH or _UNSAFE_IN_HEADER.search(value):
         return None
     return value
 
