@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import operator
 import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -104,17 +105,20 @@ def content_hash(entry: Entry) -> str:
         entry.url,
         entry.canonical_url,
         entry.title,
-        list(entry.authors),
+        entry.authors,  # tuples encode as JSON arrays, the same text as lists
         _iso(entry.published),
         _iso(entry.updated),
         entry.content_html,
         entry.summary_html,
         entry.text,
         [[e.url, e.type, e.length] for e in entry.enclosures],
-        list(entry.categories),
+        entry.categories,
     ]
-    text = json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
-    return hashlib.sha256(text.encode()).hexdigest()
+    return hashlib.sha256(_HASH_JSON.encode(payload).encode()).hexdigest()
+
+
+# What json.dumps(payload, ensure_ascii=False, separators=(",", ":")) uses, made once.
+_HASH_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -502,10 +506,36 @@ class _InsertPlan:
         if mark is None:
             return cls(None, columns, processors)
         quote = dialect.identifier_preparer.quote
-        names, marks = ", ".join(quote(c) for c in columns), ", ".join([mark] * len(columns))
+        names, marks = ", ".join(map(quote, columns)), ", ".join([mark] * len(columns))
         # Names from our own metadata, quoted; every value is a parameter.
         sql = f"INSERT INTO {quote(table.name)} ({names}) VALUES ({marks})"  # noqa: S608
         return cls(sql, columns, processors)
+
+    def params(self, rows: Sequence[dict[str, Any]]) -> list[tuple[Any, ...]]:
+        """Each row's values in column order, converted by the column's processor.
+
+        A value that is the very object the previous row had in that column (``now``,
+        None, an empty tuple) is converted once: processors are pure functions.
+        """
+        get = operator.itemgetter(*self.columns)
+        converting = [(i, p) for i, p in enumerate(self.processors) if p is not None]
+        seen: list[object] = [_UNSEEN] * len(self.columns)
+        done: list[object] = [None] * len(self.columns)
+        params = []
+        for row in rows:
+            values = list(get(row))
+            for i, process in converting:
+                value = values[i]
+                if value is seen[i]:
+                    values[i] = done[i]
+                else:
+                    seen[i], values[i] = value, process(value)
+                    done[i] = values[i]
+            params.append(tuple(values))
+        return params
+
+
+_UNSEEN = object()
 
 
 # --------------------------------------------------------------------------- the store
@@ -681,7 +711,7 @@ class Store:
                     duplicate_stage=None,
                     duplicate_score=None,
                     story=None,
-                    topics=[],
+                    topics=(),
                 )
                 inserts.append(row)
             elif old != digest:
@@ -709,15 +739,7 @@ class Store:
         if plan.sql is None:
             conn.execute(table.insert(), rows)
             return
-        columns, processors = plan.columns, plan.processors
-        params = [
-            tuple(
-                value if process is None else process(value)
-                for value, process in zip([row[c] for c in columns], processors, strict=True)
-            )
-            for row in rows
-        ]
-        conn.exec_driver_sql(plan.sql, params)
+        conn.exec_driver_sql(plan.sql, plan.params(rows))
 
     # ---------------------------------------------------------------- entries
 
@@ -1228,14 +1250,16 @@ def _entry_row(entry: Entry, digest: str, now: datetime) -> dict[str, Any]:
         "url": entry.url,
         "canonical_url": entry.canonical_url,
         "title": entry.title,
-        "authors": list(entry.authors),
+        # Tuples, not lists: stored as the same JSON arrays, and an empty one is always the
+        # same object, which _InsertPlan.params converts once per batch.
+        "authors": entry.authors,
         "published": entry.published,
         "updated": entry.updated,
         "content_html": entry.content_html,
         "summary_html": entry.summary_html,
         "text": entry.text,
-        "enclosures": [{"url": e.url, "type": e.type, "length": e.length} for e in entry.enclosures],
-        "categories": list(entry.categories),
+        "enclosures": tuple({"url": e.url, "type": e.type, "length": e.length} for e in entry.enclosures),
+        "categories": entry.categories,
         "content_hash": digest,
         "last_updated": now,
     }
