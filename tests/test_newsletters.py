@@ -30,6 +30,7 @@ from aggregator.cli_digest import digest as digest_command
 from aggregator.config import LoadedConfig, NewsletterConfig, load_config
 from aggregator.store import Store
 from aggregator.types import Entry, FeedState, FeedStatus
+from tests.browser import CHROMIUM_ARGS
 from tests.conftest import PROJECT_ROOT
 from tests.test_mail import (  # tls_files is a fixture
     PASSWORD,
@@ -44,8 +45,6 @@ from tests.test_mail import (  # tls_files is a fixture
 NOW = datetime(2025, 8, 18, 12, 0, tzinfo=UTC)  # a Monday; the sample's newest items are from the day before
 GOLDEN = Path(__file__).parent / "golden"
 UPDATE_GOLDEN = os.environ.get("AGGREGATOR_UPDATE_GOLDEN") == "1"
-CHROMIUM = Path("/usr/bin/chromium")
-REQUIRE_BROWSER = os.environ.get("AGGREGATOR_REQUIRE_BROWSER") == "1"
 
 
 def make_project(tmp_path: Path, newsletters_yaml: str | None = None, smtp_yaml: str = "") -> Path:
@@ -463,17 +462,12 @@ window.addEventListener("load", () => {
 </script>"""
 
 
-def _chromium(args: list[str], width: int, url: str) -> subprocess.CompletedProcess[str]:
+def _chromium(chromium: Path, args: list[str], width: int, url: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [
-            str(CHROMIUM),
+            str(chromium),
             "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--no-first-run",
+            *CHROMIUM_ARGS,
             "--hide-scrollbars",
             f"--window-size={width},3000",
             *args,
@@ -487,12 +481,8 @@ def _chromium(args: list[str], width: int, url: str) -> subprocess.CompletedProc
 
 
 def test_every_headline_is_visible_at_phone_and_desktop_widths(
-    project: tuple[LoadedConfig, Store], tmp_path: Path
+    project: tuple[LoadedConfig, Store], tmp_path: Path, chromium: Path
 ) -> None:
-    if not CHROMIUM.exists():
-        if REQUIRE_BROWSER:
-            pytest.fail(f"{CHROMIUM} is missing (AGGREGATOR_REQUIRE_BROWSER=1): apt-get install chromium")
-        pytest.skip(f"{CHROMIUM} is missing: apt-get install chromium (or set AGGREGATOR_REQUIRE_BROWSER=1)")
     loaded, store = project
     newsletters.run_due_newsletters(loaded, store, NOW)
     record = store.latest_issue("daily")
@@ -508,7 +498,7 @@ def test_every_headline_is_visible_at_phone_and_desktop_widths(
     page = tmp_path / "issue.html"
     page.write_text(html.replace("</body>", CHECK_SCRIPT + "</body>"))
     for width in (375, 800):
-        dom = _chromium(["--dump-dom", "--virtual-time-budget=2000"], width, page.as_uri()).stdout
+        dom = _chromium(chromium, ["--dump-dom", "--virtual-time-budget=2000"], width, page.as_uri()).stdout
         results = json.loads(
             dom.split('<pre id="results">')[1]
             .split("</pre>")[0]
@@ -521,7 +511,7 @@ def test_every_headline_is_visible_at_phone_and_desktop_widths(
         hidden = [r for r in results if not r["visible"]]
         assert hidden == [], f"at {width}px"
         shot = tmp_path / f"issue-{width}.png"
-        _chromium([f"--screenshot={shot}"], width, page.as_uri())
+        _chromium(chromium, [f"--screenshot={shot}"], width, page.as_uri())
         assert shot.stat().st_size > 10_000
         with shot.open("rb") as handle:
             header = handle.read(24)
