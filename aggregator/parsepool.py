@@ -134,8 +134,11 @@ class _Worker:
             await self.process.wait()
 
     def kill(self) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            self.process.kill()
+        # os.kill, not Process.kill: that polls first and may reap a dead worker itself,
+        # leaving asyncio's child watcher to log "Unknown child process" and exit status 255.
+        if self.process.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.process.pid, signal.SIGKILL)
 
 
 class ParsePool:
@@ -175,10 +178,13 @@ class ParsePool:
             return ParseOutcome(
                 None, f"parser gave up after {PARSE_TIMEOUT_S:g} s: the document is pathological"
             )
-        except (asyncio.IncompleteReadError, ConnectionError) as exc:
+        except (asyncio.IncompleteReadError, ConnectionError):
             await self._discard(worker)
-            code = worker.process.returncode
-            return ParseOutcome(None, f"parser process died (exit status {code}) while parsing: {exc}")
+            code = worker.process.returncode or 0
+            how = f"killed by signal {-code}" if code < 0 else f"exit status {code}"
+            return ParseOutcome(
+                None, f"parser process died ({how}) while parsing this feed; it was restarted"
+            )
         except BaseException:
             # Cancelled mid-message: the worker's stream is out of step; never reuse it.
             await asyncio.shield(self._discard(worker))
