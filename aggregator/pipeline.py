@@ -26,7 +26,7 @@ import logging
 import os
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -45,6 +45,7 @@ if TYPE_CHECKING:
     from aggregator.dedupe import DedupeSettings
 
 from aggregator.types import (
+    DuplicateEvidence,
     Entry,
     FeedState,
     FeedStatus,
@@ -360,13 +361,18 @@ def collapse_duplicates(config: Config, store: Store) -> int:
     from aggregator import dedupe  # noqa: PLC0415 -- see _GROUPING_IMPORTS
 
     fresh = store.entries_without_signature()
+    duplicate_of = store.duplicate_map()
+    # A pin added to feeds.yaml since the last run must take effect although nothing is new:
+    # the pinned entries are matched again.
+    fresh_ids = {e.id for e in fresh}
+    unsettled = _unsettled_pins(config, duplicate_of) - fresh_ids
+    fresh += store.get_entries(sorted(unsettled))
     if not fresh:
         return 0
     fresh_ids = {e.id for e in fresh}
-    duplicate_of = {e.id: e.duplicate_of for e in store.iter_entries() if e.id not in fresh_ids}
     index = dedupe.DuplicateIndex.from_stored(
         (pair for pair in store.iter_signatures() if pair[0] not in fresh_ids),
-        duplicate_of,
+        {eid: dup for eid, dup in duplicate_of.items() if eid not in fresh_ids},
         dedupe_settings(config),
     )
     if index.stale_ids:
@@ -374,10 +380,34 @@ def collapse_duplicates(config: Config, store: Store) -> int:
     result = dedupe.find_duplicates(fresh, index)
     store.save_signatures(result.signatures.items())
     store.save_duplicates(
-        (v.entry_id, v.duplicate_of, v.stage.value if v.stage else None, v.score if v.stage else None)
+        DuplicateEvidence(
+            v.entry_id,
+            v.duplicate_of,
+            v.stage.value if v.stage else None,
+            v.score if v.stage else None,
+            v.matched if v.stage else None,
+            v.jaccard,
+            v.containment,
+        )
         for v in result.verdicts
     )
     return sum(1 for v in result.verdicts if v.duplicate_of is not None)
+
+
+def _unsettled_pins(config: Config, duplicate_of: Mapping[str, str | None]) -> set[str]:
+    """Entries named by a pin that the stored groups do not honour yet (unknown ids are ignored)."""
+
+    def kept(entry_id: str) -> str:
+        return duplicate_of.get(entry_id) or entry_id
+
+    unsettled: set[str] = set()
+    for a, b in config.dedupe.pin_together:
+        if a in duplicate_of and b in duplicate_of and kept(a) != kept(b):
+            unsettled |= {a, b}
+    for a, b in config.dedupe.pin_apart:
+        if a in duplicate_of and b in duplicate_of and kept(a) == kept(b):
+            unsettled |= {a, b}
+    return unsettled
 
 
 def group_into_stories(config: Config, store: Store, now: datetime) -> int:

@@ -45,7 +45,7 @@ from typing import TYPE_CHECKING, Any, Self
 import sqlalchemy as sa
 
 from aggregator.errors import StoreError
-from aggregator.types import Enclosure, Entry, FeedState, FeedStatus, StoredEntry
+from aggregator.types import DuplicateEvidence, Enclosure, Entry, FeedState, FeedStatus, StoredEntry
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -275,11 +275,15 @@ entries_table = sa.Table(
     sa.Column("duplicate_of", sa.String(16), sa.ForeignKey("entries.id", ondelete="SET NULL")),
     sa.Column("duplicate_stage", sa.String(32)),
     sa.Column("duplicate_score", sa.Float),
+    sa.Column("duplicate_matched", sa.String(16)),  # the entry whose match made it a copy
+    sa.Column("duplicate_jaccard", sa.Float),
+    sa.Column("duplicate_containment", sa.Float),
     # Written by the story stage; topics are the story's, copied for export and filtering.
     sa.Column("story", sa.String(64), sa.ForeignKey("stories.id", ondelete="SET NULL"), index=True),
     sa.Column("topics", sa.JSON, nullable=False),
     sa.UniqueConstraint("feed_url", "guid"),
     sa.Index(None, "first_seen", "id"),
+    sa.Index("ix_entries_duplicate_of", "duplicate_of"),
 )
 
 signatures_table = sa.Table(
@@ -710,6 +714,9 @@ class Store:
                     duplicate_of=None,
                     duplicate_stage=None,
                     duplicate_score=None,
+                    duplicate_matched=None,
+                    duplicate_jaccard=None,
+                    duplicate_containment=None,
                     story=None,
                     topics=(),
                 )
@@ -807,19 +814,62 @@ class Store:
 
     # ------------------------------------------------------------ dedupe stage
 
-    def save_duplicates(self, verdicts: Iterable[tuple[str, str | None, str | None, float | None]]) -> None:
-        """Record dedupe verdicts ``(entry id, duplicate_of, stage, score)`` in one transaction.
+    def save_duplicates(self, verdicts: Iterable[DuplicateEvidence]) -> None:
+        """Record dedupe verdicts, with their evidence, in one transaction.
 
         ``duplicate_of`` None marks an entry as an original (clearing an earlier verdict).
         """
         rows = [
-            {"b_id": eid, "duplicate_of": dup, "duplicate_stage": stage, "duplicate_score": score}
-            for eid, dup, stage, score in verdicts
+            {
+                "b_id": v.entry_id,
+                "duplicate_of": v.duplicate_of,
+                "duplicate_stage": v.stage,
+                "duplicate_score": v.score,
+                "duplicate_matched": v.matched,
+                "duplicate_jaccard": v.jaccard,
+                "duplicate_containment": v.containment,
+            }
+            for v in verdicts
         ]
         if not rows:
             return
         with self._transaction("saving duplicate verdicts", write=True) as conn:
             conn.execute(entries_table.update().where(entries_table.c.id == sa.bindparam("b_id")), rows)
+
+    def duplicate_evidence(self, entry_id: str) -> DuplicateEvidence | None:
+        """What the dedupe stage found for one entry; None for an unknown id."""
+        c = entries_table.c
+        query = sa.select(
+            c.duplicate_of,
+            c.duplicate_stage,
+            c.duplicate_score,
+            c.duplicate_matched,
+            c.duplicate_jaccard,
+            c.duplicate_containment,
+        ).where(c.id == entry_id)
+        with self._transaction("reading duplicate evidence", write=False) as conn:
+            row = conn.execute(query).first()
+        if row is None:
+            return None
+        return DuplicateEvidence(entry_id, *row)
+
+    def duplicate_map(self) -> dict[str, str | None]:
+        """Every entry id → the id of its kept copy (None for kept entries): what dedupe starts from."""
+        query = sa.select(entries_table.c.id, entries_table.c.duplicate_of)
+        with self._transaction("reading duplicate verdicts", write=False) as conn:
+            rows = conn.execute(query).all()
+        return {eid: dup for eid, dup in rows}  # noqa: C416 -- Row pairs, unpacked
+
+    def alternates_of(self, entry_id: str) -> list[StoredEntry]:
+        """The entries whose kept copy is ``entry_id`` (the other outlets that carried it)."""
+        query = (
+            sa.select(entries_table)
+            .where(entries_table.c.duplicate_of == entry_id)
+            .order_by(entries_table.c.first_seen, entries_table.c.id)
+        )
+        with self._transaction("reading alternate copies", write=False) as conn:
+            rows = conn.execute(query).mappings().all()
+        return [_stored_entry(row) for row in rows]
 
     def save_signatures(self, items: Iterable[tuple[str, bytes]]) -> None:
         """Store near-duplicate signatures ``(entry id, bytes)``, replacing earlier ones."""

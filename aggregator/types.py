@@ -170,3 +170,22 @@ class PollSummary:
     @property
     def failed(self) -> int:
         return self.count(FeedStatus.ERROR) + self.count(FeedStatus.RETIRED)
+
+
+@dataclass(frozen=True, slots=True)
+class DuplicateEvidence:
+    """Why an entry is (or is not) an alternate copy: what the dedupe stage found, as stored.
+
+    ``duplicate_of`` is the kept copy (None: the entry is kept or stands alone); ``matched``
+    the entry whose match put it in the group (often the kept copy itself); ``stage`` the
+    evidence (``url``, ``guid``, ``title``, ``content`` or ``pinned``) and ``score`` its
+    strength; ``jaccard`` and ``containment`` the body similarities when they were measured.
+    """
+
+    entry_id: str
+    duplicate_of: str | None
+    stage: str | None = None
+    score: float | None = None
+    matched: str | None = None
+    jaccard: float | None = None
+    containment: float | None = None

@@ -35,7 +35,7 @@ from aggregator.publish import (
 )
 from aggregator.snapshot import RECENT_WINDOW, Snapshot, build_snapshot, public_id, read_snapshot
 from aggregator.store import Store, StoredStory, entry_id
-from aggregator.types import Entry, FeedState, FeedStatus, StoredEntry
+from aggregator.types import DuplicateEvidence, Entry, FeedState, FeedStatus, StoredEntry
 
 SCHEMAS = Path(__file__).parent / "schemas"
 GOLDEN = Path(__file__).parent / "golden"
@@ -580,7 +580,7 @@ def test_read_snapshot_reads_a_recent_window_and_reaches_back_only_as_far_as_nee
         old = save(stored("old", WIRE, title="Old", day=1))
         copy = save(stored("copy", LEDGER, title="Old", day=17))
         save(stored("new", WIRE, title="New", day=17))
-        store.save_duplicates([(copy, old, "exact", 1.0)])
+        store.save_duplicates([DuplicateEvidence(copy, old, "url", 1.0)])
         source = CountingStore(store)
 
         snapshot = read_snapshot(source, TITLES, now, at_least=2)

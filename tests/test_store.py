@@ -21,7 +21,7 @@ from alembic.script import ScriptDirectory
 
 from aggregator.errors import StoreError
 from aggregator.store import SaveCounts, Store, entry_id, metadata, migration_config
-from aggregator.types import Enclosure, Entry, FeedState, FeedStatus
+from aggregator.types import DuplicateEvidence, Enclosure, Entry, FeedState, FeedStatus
 
 FEED = "https://example.com/feed.xml"
 OTHER = "https://example.org/rss"
@@ -364,17 +364,19 @@ def test_duplicate_verdicts_are_saved_and_cleared(store: Store, now: datetime) -
     store.save_poll(polled(OTHER, now), [make_entry("a")], now)
     kept, copy = entry_id(FEED, "a"), entry_id(OTHER, "a")
 
-    store.save_duplicates([(copy, kept, "minhash", 0.93), (kept, None, None, None)])
+    store.save_duplicates(
+        [DuplicateEvidence(copy, kept, "content", 0.93, kept, 0.7, 0.95), DuplicateEvidence(kept, None)]
+    )
     stored = store.get_entry(copy)
     assert stored is not None
     assert stored.duplicate_of == kept
-    with store.engine.connect() as conn:
-        row = conn.execute(
-            sa.text(f"SELECT duplicate_stage, duplicate_score FROM entries WHERE id = '{copy}'")
-        )
-        assert row.one() == ("minhash", pytest.approx(0.93))
+    assert store.duplicate_evidence(copy) == DuplicateEvidence(copy, kept, "content", 0.93, kept, 0.7, 0.95)
+    assert store.duplicate_evidence(kept) == DuplicateEvidence(kept, None)
+    assert store.duplicate_evidence("0000000000000000") is None
+    assert store.duplicate_map() == {kept: None, copy: kept}
+    assert [e.id for e in store.alternates_of(kept)] == [copy]
 
-    store.save_duplicates([(copy, None, None, None)])
+    store.save_duplicates([DuplicateEvidence(copy, None)])
     stored = store.get_entry(copy)
     assert stored is not None
     assert stored.duplicate_of is None
@@ -384,7 +386,7 @@ def test_duplicate_verdicts_are_saved_and_cleared(store: Store, now: datetime) -
 def test_a_verdict_naming_an_unknown_entry_is_refused(store: Store, now: datetime) -> None:
     store.save_poll(polled(FEED, now), [make_entry("a")], now)
     with pytest.raises(StoreError, match="saving duplicate verdicts"):
-        store.save_duplicates([(entry_id(FEED, "a"), "ffffffffffffffff", "exact", 1.0)])
+        store.save_duplicates([DuplicateEvidence(entry_id(FEED, "a"), "ffffffffffffffff", "url", 1.0)])
 
 
 def test_signatures_round_trip_replace_and_filter(store: Store, now: datetime) -> None:
