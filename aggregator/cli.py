@@ -29,7 +29,7 @@ from aggregator.cli_feeds import feeds_app
 from aggregator.config import DEFAULT_CONFIG_NAME, LoadedConfig, check_config, load_config
 from aggregator.errors import ConfigError, StoreError
 from aggregator.store import Store
-from aggregator.types import FeedStatus, PollOutcome, PollSummary
+from aggregator.types import FeedStatus, PollOutcome, PollSummary, StoredEntry
 
 EXIT_OK, EXIT_FEEDS_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -45,7 +45,7 @@ app.command("digest")(cli_digest.digest)
 app.command("serve")(cli_serve.serve)
 app.add_typer(feeds_app, name="feeds")
 
-out = Console()
+out = Console(soft_wrap=True)  # lines are copied and grepped: never wrapped
 err = Console(stderr=True, soft_wrap=True)  # messages are never wrapped: people grep them
 
 
@@ -313,6 +313,68 @@ def export(
                 "topics": list(stored.topics),
             }
             sys.stdout.write(json.dumps(record, ensure_ascii=False) + "\n")
+
+
+@app.command()
+def explain(
+    ctx: typer.Context,
+    entry_id: Annotated[str, typer.Argument(help="An entry id, as `aggregator export` prints it.")],
+) -> None:
+    """Say why an entry is or is not a copy of another (which stage, which score, of which entry)."""
+    from aggregator.dedupe import MatchStage, Verdict  # noqa: PLC0415 -- NumPy, for this command only
+
+    loaded = ctx.obj.load()
+    with _open_store(loaded) as store:
+        stored = store.get_entry(entry_id)
+        if stored is None:
+            err.print(f"no entry with id {entry_id!r}: the ids are in `aggregator export`", markup=False)
+            raise typer.Exit(EXIT_USAGE)
+        evidence = store.duplicate_evidence(entry_id)
+        kept_id = stored.duplicate_of or stored.id
+        kept = store.get_entry(kept_id) if stored.duplicate_of else stored
+        group = [kept] if kept is not None else []
+        group += store.alternates_of(kept_id)
+        story = next((s for s in store.iter_stories() if s.id == stored.story), None)
+    titles = {f.url: f.title for f in loaded.config.feeds if f.title}
+
+    def line(entry: StoredEntry) -> str:
+        return f"{entry.id}  {entry.entry.title!r}  ({titles.get(entry.feed_url, entry.feed_url)})"
+
+    out.print(line(stored), markup=False, highlight=False)
+    if evidence is not None and evidence.duplicate_of is not None and evidence.stage is not None:
+        verdict = Verdict(
+            entry_id,
+            evidence.duplicate_of,
+            MatchStage(evidence.stage),
+            evidence.score or 0.0,
+            evidence.matched or evidence.duplicate_of,
+            evidence.jaccard,
+            evidence.containment,
+        )
+        out.print(f"  a copy: {verdict.describe()}", markup=False, highlight=False)
+    else:
+        out.print("  kept: not a copy of another entry", markup=False, highlight=False)
+    if len(group) > 1:
+        out.print("  the copies of this article (the first is the one kept):", markup=False)
+        for entry in group:
+            out.print(f"    {line(entry)}", markup=False, highlight=False)
+    if story is not None:
+        topics = f"; topics: {', '.join(story.topics)}" if story.topics else ""
+        out.print(f"  story {story.id}: {story.label!r}{topics}", markup=False, highlight=False)
+    if stored.duplicate_of:
+        out.print(
+            "  to keep these two apart, add to feeds.yaml:\n"
+            f"    dedupe:\n      pin_apart:\n        - [{stored.id}, {stored.duplicate_of}]",
+            markup=False,
+            highlight=False,
+        )
+    else:
+        out.print(
+            "  to make another entry a copy of this one, add to feeds.yaml:\n"
+            f"    dedupe:\n      pin_together:\n        - [{stored.id}, OTHER_ENTRY_ID]",
+            markup=False,
+            highlight=False,
+        )
 
 
 @config_app.command("check")

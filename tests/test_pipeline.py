@@ -223,3 +223,32 @@ def test_bundled_sample_run_once_collapses_every_copy_and_groups_the_summit(tmp_
     # a second run changes nothing
     assert cli(config, "run", "--once").exit_code == 0
     assert {(e["feed"], e["guid"]): e for e in export_of(config)} == exported
+
+
+def test_explain_says_why_and_a_pin_in_feeds_yaml_takes_effect(tmp_path: Path) -> None:
+    config = copy_bundled_sample(tmp_path)
+    assert cli(config, "run", "--once").exit_code == 0
+    labels = json.loads((Path(__file__).parent / "seed_labels.json").read_text(encoding="utf-8"))
+    exported = {(e["feed"], e["guid"]): e for e in export_of(config)}
+    retitled = next(label for label in labels["entries"] if "retitled" in label["variations"])
+    copy = exported[(retitled["feed"], retitled["guid"])]
+    original = exported[(retitled["copy_of"]["feed"], retitled["copy_of"]["guid"])]
+    assert copy["duplicate_of"] == original["id"]
+
+    explained = cli(config, "explain", copy["id"])
+    assert explained.exit_code == 0
+    assert f"a copy: a near-identical copy of {original['id']} (content: containment" in explained.stdout
+    assert f"- [{copy['id']}, {original['id']}]" in explained.stdout  # how to pin them apart
+    kept = cli(config, "explain", original["id"])
+    assert "kept: not a copy of another entry" in kept.stdout
+    assert copy["id"] in kept.stdout  # listed among the copies
+    assert cli(config, "explain", "0123456789abcdef").exit_code == 2
+
+    text = config.read_text(encoding="utf-8")
+    config.write_text(
+        text + f"dedupe:\n  pin_apart:\n    - [{copy['id']}, {original['id']}]\n", encoding="utf-8"
+    )
+    assert cli(config, "run", "--once").exit_code == 0
+    after = {e["id"]: e for e in export_of(config)}
+    assert after[copy["id"]]["duplicate_of"] is None
+    assert after[original["id"]]["duplicate_of"] is None
