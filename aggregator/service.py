@@ -360,6 +360,7 @@ class Service:
         self.scheduler: AsyncIOScheduler | None = None
         self.digest_stop = threading.Event()
         self._polls: set[asyncio.Task[Any]] = set()
+        self._polling = False
         self._digests: set[asyncio.Task[Any]] = set()
         self._schedules: dict[str, tuple[str, str]] = {}  # newsletter → (schedule, timezone) installed
         self._letter_locks: dict[str, asyncio.Lock] = {}
@@ -392,12 +393,19 @@ class Service:
         """The poll job: fetch and store the feeds that are due now; one log line."""
         if self.stopping:
             return None
+        if self._polling:
+            # The poll at start (before the catch-up) may still run when the job first fires.
+            log.debug("poll cycle: the previous one is still running; skipped")
+            return None
+        self._polling = True
         with _tracked(self._polls):
             try:
                 return await self._poll_due()
             except asyncio.CancelledError:
                 log.info("poll cycle cancelled: stopping")
                 return None
+            finally:
+                self._polling = False
 
     async def _poll_due(self) -> PollSummary | None:
         loaded, now = self.loaded, self.clock.now()
@@ -464,6 +472,12 @@ class Service:
             return ()
         return await self._run_due(newsletter, at_start=False)
 
+    async def start(self) -> list[DigestRun]:
+        """At start: poll what is due, then catch up on the newsletters (in that order, so that
+        a newsletter's first issue holds what the first poll found)."""
+        await self.poll_due()
+        return await self.catch_up()
+
     async def catch_up(self) -> list[DigestRun]:
         """At start: finish interrupted issues and send one issue missed while the process was down.
 
@@ -529,9 +543,14 @@ class Service:
 
     # -- scheduling ---------------------------------------------------------------------
 
-    def install(self, scheduler: AsyncIOScheduler) -> None:
-        """Add the poll job and one job per newsletter to ``scheduler`` (not started here)."""
+    def install(self, scheduler: AsyncIOScheduler, *, poll_now: bool = True) -> None:
+        """Add the poll job and one job per newsletter to ``scheduler`` (not started here).
+
+        ``poll_now=False`` leaves the first poll to the caller (``start`` does it before the
+        catch-up, so that a first issue holds what that poll found).
+        """
         self.scheduler = scheduler
+        first_poll = self.clock.now() if poll_now else self.clock.now() + self.poll_tick
         scheduler.add_job(
             self.poll_due,
             self._poll_trigger(),
@@ -540,7 +559,7 @@ class Service:
             coalesce=True,
             max_instances=1,
             misfire_grace_time=int(POLL_MISFIRE_GRACE.total_seconds()),
-            next_run_time=self.clock.now(),  # poll what is due straight away
+            next_run_time=first_poll,
             replace_existing=True,
         )
         self._install_newsletters()
@@ -723,9 +742,9 @@ async def serve(
             installed.append(signum)
 
     scheduler = AsyncIOScheduler(timezone=UTC)
-    service.install(scheduler)
+    service.install(scheduler, poll_now=False)
     scheduler.start()
-    catch_up = loop.create_task(service.catch_up())
+    catch_up = loop.create_task(service.start())
     _log_started(service)
 
     async def watch(watcher: ConfigWatcher) -> None:

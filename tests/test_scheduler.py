@@ -244,6 +244,23 @@ async def test_at_start_one_missed_issue_is_caught_up_and_an_interrupted_one_fin
         assert runs[NEWSLETTER_JOB_PREFIX + "fresh"] == utc(2025, 8, 19, 7)
 
 
+@pytest.mark.anyio
+async def test_at_start_the_first_poll_comes_before_a_first_issue(
+    feed_server: FeedServer, tmp_path: Path
+) -> None:
+    feed_server.add_feed("/news.xml", rss(("a", "Alpha"), ("b", "Bravo")), etag='"v1"')
+    newsletters = (
+        'newsletters:\n  - {name: daily, title: Daily, schedule: "0 7 * * *", subscribers: [a@example.org]}\n'
+    )
+    loaded = load_config(write_config(tmp_path / "feeds.yaml", [feed_server.url("/news.xml")], newsletters))
+    with Store.open(loaded.database_url) as store:
+        service = Service(loaded, store, clock=ManualClock(datetime.now(UTC)))
+        [run] = await service.start()
+        assert run.status == "done"  # not "empty": the issue holds what the first poll found
+        assert run.sent == 1
+    assert len(list((tmp_path / "newsletters" / "outbox").glob("*.eml"))) == 1
+
+
 # --------------------------------------------------------------------------- real APScheduler
 
 
