@@ -149,12 +149,22 @@ def test_hostile_feeds_are_stored_sanitized(tmp_path: Path, feed_server: FeedSer
     feed_server.add_feed("/xss", (FEEDS / "xss.xml").read_bytes())
     feed_server.add_feed("/xxe", (FEEDS / "external_entity.xml").read_bytes())
     feed_server.add_feed("/cp1251", (FEEDS / "windows1251.xml").read_bytes())
-    config = write_config(tmp_path, [feed_server.url(p) for p in ("/xss", "/xxe", "/cp1251")])
+    feed_server.add_feed("/latin1", (FEEDS / "latin1.xml").read_bytes(), content_type="application/rss+xml")
+    feed_server.add_feed("/laughs", (FEEDS / "billion_laughs.xml").read_bytes())
+    paths = ("/xss", "/xxe", "/cp1251", "/latin1", "/laughs", "/big-feed.xml")
+    config = write_config(tmp_path, [feed_server.url(p) for p in paths])
     result = cli(config, "poll")
     assert result.exit_code == 0, result.output
-    titles = {e["title"] for e in export_of(config)}
+    assert {row["status"] for row in status_of(config).values()} == {"ok"}
+    exported = export_of(config)
+    titles = {e["title"] for e in exported}
     assert "Привет, мир!" in titles
-    dump = json.dumps(export_of(config))
+    assert "Crème brûlée © ½" in titles
+    laughs = [e for e in exported if e["feed"] == feed_server.url("/laughs")]
+    assert len(laughs) == 1
+    assert "lollol" not in json.dumps(laughs)  # the entities were never expanded
+    assert status_of(config)[feed_server.url("/big-feed.xml")]["entries"] > 0  # 5 MB is within the cap
+    dump = json.dumps(exported)
     assert "root:" not in dump  # /etc/passwd was never read
     assert "<script" not in dump
 
