@@ -24,7 +24,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from aggregator import __version__, cli_digest, cli_serve, pipeline, service
+from aggregator import __version__, cli_digest, cli_serve, pipeline
 from aggregator.cli_feeds import feeds_app
 from aggregator.config import DEFAULT_CONFIG_NAME, LoadedConfig, check_config, load_config
 from aggregator.errors import ConfigError, StoreError
@@ -207,6 +207,10 @@ def run(
 
     Exit 3 when another scheduler already runs on the same database.
     """
+    # Imported here: the scheduler (APScheduler, the newsletters and mail stack) is this
+    # command's and status's alone; `aggregator poll` from cron should not load it.
+    from aggregator import service  # noqa: PLC0415 -- APScheduler and newsletters, for run/status only
+
     if not once:
         # run_forever loads and watches the config itself (and keeps the last good one).
         raise typer.Exit(service.run_forever(ctx.obj.config_path, log_format.value, verbose=ctx.obj.verbose))
@@ -237,6 +241,8 @@ def status(
     output: Annotated[OutputFormat, typer.Option("--format", help="table or json.")] = OutputFormat.TABLE,
 ) -> None:
     """Show the health of every configured feed: last fetch, HTTP status, entries, errors, next check."""
+    from aggregator import service  # noqa: PLC0415 -- APScheduler and newsletters: see run()
+
     loaded = ctx.obj.load()
     with _open_store(loaded) as store:
         states = pipeline.feed_states_for(loaded, store)

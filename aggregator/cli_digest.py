@@ -9,16 +9,17 @@ recipients failed or are uncertain, 2 bad usage or config.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Protocol
+from typing import TYPE_CHECKING, Annotated, Protocol
 
 import typer
 from rich.console import Console
 
-from aggregator import newsletters
 from aggregator.config import LoadedConfig
 from aggregator.errors import AggregatorError
-from aggregator.mail import Outcome
 from aggregator.store import Store
+
+if TYPE_CHECKING:
+    from aggregator import newsletters
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -45,6 +46,11 @@ def digest(
     ] = None,
 ) -> None:
     """Preview a newsletter issue, send it, or send a test copy."""
+    # Imported here: newsletters pulls in MJML rendering and the mail stack, which every
+    # other command (`aggregator poll` above all) would otherwise load at start-up.
+    from aggregator import newsletters  # noqa: PLC0415 -- MJML and mail, for this command only
+    from aggregator.mail import Outcome  # noqa: PLC0415 -- see above
+
     if sum((preview, send, to is not None)) != 1:
         err.print("digest: give exactly one of --preview, --send or --to ADDRESS")
         raise typer.Exit(EXIT_USAGE)

@@ -14,14 +14,15 @@ tokens, and a log is the usual way such tokens leak.  ``--access-log`` turns it 
 from __future__ import annotations
 
 import logging
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-import uvicorn
 
-from aggregator import mail, newsletters, web, web_admin
 from aggregator.errors import AggregatorError, StoreError
 from aggregator.store import Store
+
+if TYPE_CHECKING:
+    from aggregator import mail
 
 EXIT_USAGE = 2
 log = logging.getLogger(__name__)
@@ -43,6 +44,12 @@ def serve(
     ] = None,
 ) -> None:
     """Serve the feeds, the front page, the digest archive and the subscription pages."""
+    # Imported here: uvicorn, Starlette, Jinja2 and the mail stack are the web side's alone;
+    # every other command (`aggregator poll` from cron above all) would pay for them at start-up.
+    import uvicorn  # noqa: PLC0415 -- the web side's server, for this command only
+
+    from aggregator import newsletters, web, web_admin  # noqa: PLC0415 -- Starlette, Jinja2, mail
+
     loaded = ctx.obj.load()
     try:
         settings = web.settings_from_config(loaded)

@@ -20,7 +20,6 @@ from datetime import datetime
 
 from aggregator.errors import AggregatorError, ParseError
 from aggregator.fetch import Fetcher
-from aggregator.parse import parse_feed
 from aggregator.types import FeedState, FeedStatus
 
 
@@ -55,6 +54,10 @@ async def probe_feed(fetcher: Fetcher, url: str, location: str, now: datetime) -
         # fetch's advice to fix feeds.yaml does not apply to a URL that is not in it yet.
         why = (result.error or "no content").removesuffix(": check the url in feeds.yaml")
         raise DiscoveryError(f"cannot subscribe to {url}: {why}")
+    # Imported here: feedparser, lxml and nh3 cost ~25 MB and 0.2 s, which every command
+    # importing the CLI (`aggregator poll` above all) would otherwise pay without parsing here.
+    from aggregator.parse import parse_feed  # noqa: PLC0415 -- feedparser/lxml/nh3 only when probing
+
     try:
         parsed = parse_feed(result.body, result.headers, result.final_url)
     except ParseError as exc:

@@ -32,17 +32,16 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from aggregator import fetch, newsletters, polling
+from aggregator import fetch, polling
 from aggregator.config import Config, FeedConfig, LoadedConfig, PollingConfig
 from aggregator.errors import StoreError
-from aggregator.newsletters import IssueOutcome
 from aggregator.parsepool import ParseOutcome, ParsePool
-from aggregator.publish import PublishResult, PublishSettings, publish_feeds
-from aggregator.snapshot import read_snapshot
 from aggregator.store import SaveCounts, Store
 
 if TYPE_CHECKING:
     from aggregator.dedupe import DedupeSettings
+    from aggregator.newsletters import IssueOutcome
+    from aggregator.publish import PublishResult
 
 from aggregator.types import (
     DuplicateEvidence,
@@ -324,6 +323,8 @@ async def run_cycle(
     published = publish_output(loaded, store, now)
     issues: list[IssueOutcome] = []
     if digests and loaded.config.newsletters:
+        from aggregator import newsletters  # noqa: PLC0415 -- MJML and mail, only when there are digests
+
         # Synchronous (SMTP, files): off the event loop.
         issues = await asyncio.to_thread(newsletters.run_due_newsletters, loaded, store, now)
     return CycleReport(summary, changed, grouped, published, tuple(issues))
@@ -331,6 +332,10 @@ async def run_cycle(
 
 def publish_output(loaded: LoadedConfig, store: Store, now: datetime) -> PublishResult:
     """Write the combined feeds (Atom, RSS, JSON Feed; whole and per topic) from the stored stories."""
+    # Imported here: publish sanitizes with nh3, which `aggregator poll` never needs.
+    from aggregator.publish import PublishSettings, publish_feeds  # noqa: PLC0415 -- nh3, for publishing only
+    from aggregator.snapshot import read_snapshot  # noqa: PLC0415 -- goes with publish
+
     titles = store.feed_titles()
     titles.update({f.url: f.title for f in loaded.config.feeds if f.title})
     output = loaded.config.output
