@@ -1,7 +1,9 @@
 """Parsing on every core: ``parse_feed`` in child processes that import nothing else.
 
 In: feed bytes, response headers and the final URL.  Out: a ``ParseOutcome`` (the parsed feed,
-or the message of why the bytes are not a feed).  Parsing is the CPU-bound part of a poll
+or the message of why the bytes are not a feed; from a worker, also the entries' content
+hashes, so that the parent's writer thread, which shares a core with the event loop, does
+not compute them).  Parsing is the CPU-bound part of a poll
 (feedparser is pure Python), so a poll of many feeds spreads it over worker processes.
 
 The workers are fresh interpreters (``python -c``) that import only the parser, talking to
@@ -56,6 +58,8 @@ _BOOT = "import json, sys; sys.path[:] = json.loads(sys.argv[1]); import aggrega
 class ParseOutcome:
     feed: ParsedFeed | None
     error: str | None
+    # identity.entry_hashes(feed.entries), when a worker computed them; else the store does.
+    hashes: tuple[str, ...] | None = None
 
 
 def parse_safely(body: bytes, headers: Mapping[str, str], url: str) -> ParseOutcome:
@@ -83,13 +87,17 @@ def serve(requests: BinaryIO | None = None, replies: BinaryIO | None = None) -> 
         replies = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
         sys.stdout = sys.stderr
     from aggregator import parse  # noqa: F401, PLC0415 -- import before the first request arrives
+    from aggregator.identity import entry_hashes  # noqa: PLC0415 -- the worker's, not the parent's
 
     while True:
         head = requests.read(_HEADER.size)
         if len(head) < _HEADER.size:
             return  # the parent closed our stdin: the poll is over
         body, headers, url = pickle.loads(requests.read(_HEADER.unpack(head)[0]))  # noqa: S301 -- our parent
-        reply = pickle.dumps(parse_safely(body, headers, url), protocol=pickle.HIGHEST_PROTOCOL)
+        outcome = parse_safely(body, headers, url)
+        if outcome.feed is not None:
+            outcome = ParseOutcome(outcome.feed, None, entry_hashes(outcome.feed.entries))
+        reply = pickle.dumps(outcome, protocol=pickle.HIGHEST_PROTOCOL)
         replies.write(_HEADER.pack(len(reply)) + reply)
         replies.flush()
 

@@ -183,7 +183,7 @@ async def _poll_one(  # noqa: PLR0917 -- private; the pieces of one poll cycle
         )
         if parsed.feed is not None and parsed.feed.title and not new_state.title:
             new_state = replace(new_state, title=parsed.feed.title)
-        counts = await writer.save(new_state, parsed.feed.entries if parsed.feed else ())
+        counts = await writer.save(new_state, parsed.feed.entries if parsed.feed else (), parsed.hashes)
     return PollOutcome(
         url=feed.url,
         status=new_state.status,
@@ -202,6 +202,16 @@ def _sends_a_body(state: FeedState) -> bool:
     return not (state.etag or state.last_modified)
 
 
+@dataclass(slots=True)
+class _Pending:
+    """A poll waiting for the writer thread."""
+
+    state: FeedState
+    entries: Sequence[Entry]
+    hashes: Sequence[str] | None  # precomputed by a parse worker, or None
+    future: asyncio.Future[SaveCounts]
+
+
 class _StoreWriter:
     """The one thread that writes polls, so the event loop never waits on the database.
 
@@ -218,38 +228,41 @@ class _StoreWriter:
         self._store = store
         self._now = now
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store-writer")
-        self._queue: list[tuple[FeedState, Sequence[Entry], asyncio.Future[SaveCounts]]] = []
+        self._queue: list[_Pending] = []
         self._drain_task: asyncio.Task[None] | None = None
 
-    async def save(self, state: FeedState, entries: Sequence[Entry]) -> SaveCounts:
+    async def save(
+        self, state: FeedState, entries: Sequence[Entry], hashes: Sequence[str] | None = None
+    ) -> SaveCounts:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[SaveCounts] = loop.create_future()
-        self._queue.append((state, entries, future))
+        self._queue.append(_Pending(state, entries, hashes, future))
         if self._drain_task is None or self._drain_task.done():
             self._drain_task = loop.create_task(self._drain())
         return await future
 
-    def _next_batch(self) -> list[tuple[FeedState, Sequence[Entry], asyncio.Future[SaveCounts]]]:
-        batch: list[tuple[FeedState, Sequence[Entry], asyncio.Future[SaveCounts]]] = []
+    def _next_batch(self) -> list[_Pending]:
+        batch: list[_Pending] = []
         size = 0
-        while self._queue and (not batch or size + len(self._queue[0][1]) <= self.MAX_BATCH_ENTRIES):
+        while self._queue and (not batch or size + len(self._queue[0].entries) <= self.MAX_BATCH_ENTRIES):
             item = self._queue.pop(0)
-            if not item[2].cancelled():
+            if not item.future.cancelled():
                 batch.append(item)
-                size += len(item[1])
+                size += len(item.entries)
         return batch
 
     async def _drain(self) -> None:
         loop = asyncio.get_running_loop()
         while batch := self._next_batch():
-            polls = [(state, entries) for state, entries, _ in batch]
+            polls = [(item.state, item.entries) for item in batch]
+            hashes = [item.hashes for item in batch]
             try:
                 results: list[SaveCounts | StoreError] = await loop.run_in_executor(
-                    self._thread, self._store.save_polls, polls, self._now
+                    self._thread, self._store.save_polls, polls, self._now, hashes
                 )
             except Exception as exc:  # not a feed's failure: every poll of the batch gets it
                 results = [exc] * len(batch)  # type: ignore[list-item]
-            for (_, _, future), result in zip(batch, results, strict=True):
+            for future, result in zip((item.future for item in batch), results, strict=True):
                 if future.done():
                     continue
                 if isinstance(result, BaseException):
@@ -260,8 +273,8 @@ class _StoreWriter:
     def close(self) -> None:
         if self._drain_task is not None:
             self._drain_task.cancel()
-        for _, _, future in self._queue:
-            future.cancel()
+        for item in self._queue:
+            item.future.cancel()
         self._queue.clear()
         self._thread.shutdown(wait=True)  # a write in progress completes
 

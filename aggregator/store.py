@@ -30,13 +30,11 @@ IMMEDIATE`` so that they wait for the lock up front instead of failing halfway.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import operator
 import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
@@ -45,6 +43,7 @@ from typing import TYPE_CHECKING, Any, Self
 import sqlalchemy as sa
 
 from aggregator.errors import StoreError
+from aggregator.identity import content_hash, entry_id, without_nul  # the first two re-exported
 from aggregator.types import DuplicateEvidence, Enclosure, Entry, FeedState, FeedStatus, StoredEntry
 
 if TYPE_CHECKING:
@@ -81,44 +80,6 @@ IN_CHUNK = 500
 
 # A fixed key for PostgreSQL's advisory lock that serializes concurrent migrations.
 _PG_MIGRATION_LOCK = 0x61676772  # "aggr"
-
-
-def entry_id(feed_url: str, guid: str) -> str:
-    """The project's id of an entry: 16 hex digits of SHA-256 over ``feed_url``, NUL, ``guid``.
-
-    Stable across runs, machines and databases (it is what ``export`` prints as ``id``).
-    The NUL separator keeps ``("a", "bc")`` and ``("ab", "c")`` apart; 64 bits make an
-    accidental collision negligible at any realistic number of entries.
-    """
-    digest = hashlib.sha256(f"{feed_url}\0{guid}".encode())
-    return digest.hexdigest()[:16]
-
-
-def content_hash(entry: Entry) -> str:
-    """A digest of everything a feed said about an entry; a change means the entry was updated.
-
-    Every field of ``Entry`` takes part, so the stored row always equals the latest
-    version the feed served.
-    """
-    payload = [
-        entry.guid,
-        entry.url,
-        entry.canonical_url,
-        entry.title,
-        entry.authors,  # tuples encode as JSON arrays, the same text as lists
-        _iso(entry.published),
-        _iso(entry.updated),
-        entry.content_html,
-        entry.summary_html,
-        entry.text,
-        [[e.url, e.type, e.length] for e in entry.enclosures],
-        entry.categories,
-    ]
-    return hashlib.sha256(_HASH_JSON.encode(payload).encode()).hexdigest()
-
-
-# What json.dumps(payload, ensure_ascii=False, separators=(",", ":")) uses, made once.
-_HASH_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -649,7 +610,13 @@ class Store:
 
     # ------------------------------------------------------------------ polls
 
-    def save_poll(self, state: FeedState, entries: Sequence[Entry], now: datetime) -> SaveCounts:
+    def save_poll(
+        self,
+        state: FeedState,
+        entries: Sequence[Entry],
+        now: datetime,
+        hashes: Sequence[str] | None = None,
+    ) -> SaveCounts:
         """Store one feed's poll in one transaction: its new state and its entries.
 
         Entries are matched by ``(feed url, guid)``: a new one is inserted with
@@ -658,12 +625,18 @@ class Store:
         near-duplicate signature); an unchanged one is not written.  When a feed
         repeats a guid, its first occurrence wins.  On any failure nothing of this
         poll is written and ``StoreError`` is raised.
+
+        ``hashes``, when given, are the entries' ``identity.entry_hashes`` computed
+        elsewhere (by the parse workers), one per entry in order; else they are computed here.
         """
         with self._transaction(f"saving poll of {state.url}", write=True) as conn:
-            return self._write_poll(conn, state, entries, now)
+            return self._write_poll(conn, state, entries, now, hashes)
 
     def save_polls(
-        self, polls: Sequence[tuple[FeedState, Sequence[Entry]]], now: datetime
+        self,
+        polls: Sequence[tuple[FeedState, Sequence[Entry]]],
+        now: datetime,
+        hashes: Sequence[Sequence[str] | None] | None = None,
     ) -> list[SaveCounts | StoreError]:
         """Store several feeds' polls in one transaction, each in a savepoint of its own.
 
@@ -673,14 +646,18 @@ class Store:
         cannot begin or commit), nothing is written and every place holds that error.
         So each feed's poll still lands whole or not at all; the batch only shares the
         cost of one commit (about 0.3 ms on SQLite, most of a 304's write).
+        ``hashes`` holds each poll's precomputed hashes (or None), as ``save_poll`` takes them.
         """
+        if hashes is not None and len(hashes) != len(polls):
+            raise ValueError(f"save_polls: {len(hashes)} lists of hashes for {len(polls)} polls")
         results: list[SaveCounts | StoreError] = []
         try:
             with self._transaction(f"saving polls of {len(polls)} feeds", write=True) as conn:
-                for state, entries in polls:
+                for index, (state, entries) in enumerate(polls):
                     try:
                         with conn.begin_nested():
-                            results.append(self._write_poll(conn, state, entries, now))
+                            digests = hashes[index] if hashes is not None else None
+                            results.append(self._write_poll(conn, state, entries, now, digests))
                     except (sa.exc.SQLAlchemyError, ValueError) as exc:
                         failed = StoreError(f"saving poll of {state.url}: {self.url}: {_why(exc)}")
                         failed.__cause__ = exc
@@ -690,20 +667,27 @@ class Store:
         return results
 
     def _write_poll(
-        self, conn: sa.Connection, state: FeedState, entries: Sequence[Entry], now: datetime
+        self,
+        conn: sa.Connection,
+        state: FeedState,
+        entries: Sequence[Entry],
+        now: datetime,
+        hashes: Sequence[str] | None = None,
     ) -> SaveCounts:
         # One SELECT of what we have, then at most one bulk INSERT and one bulk UPDATE.
-        incoming: dict[str, Entry] = {}
-        for entry in map(_without_nul, entries):
-            incoming.setdefault(entry.guid, entry)
+        if hashes is not None and len(hashes) != len(entries):
+            raise ValueError(f"saving poll of {state.url}: {len(hashes)} hashes for {len(entries)} entries")
+        incoming: dict[str, tuple[Entry, str | None]] = {}
+        for index, entry in enumerate(map(without_nul, entries)):
+            incoming.setdefault(entry.guid, (entry, hashes[index] if hashes is not None else None))
         _write_feed_state(conn, state)
         if not incoming:
             return SaveCounts()
         existing = dict(conn.execute(_ENTRY_HASHES, {"b_feed_url": state.url}).all())
         inserts: list[dict[str, Any]] = []
         updates: list[dict[str, Any]] = []
-        for guid, entry in incoming.items():
-            digest = content_hash(entry)
+        for guid, (entry, known) in incoming.items():
+            digest = known or content_hash(entry)
             old = existing.get(guid)
             if old is None:
                 row = _entry_row(entry, digest, now)
@@ -1211,10 +1195,6 @@ def _delivery(row: sa.RowMapping) -> DeliveryRecord:
     )
 
 
-def _iso(value: datetime | None) -> str | None:
-    return None if value is None else value.astimezone(UTC).isoformat()
-
-
 def _chunks(items: list[str], size: int = IN_CHUNK) -> Iterator[list[str]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
@@ -1275,23 +1255,6 @@ def _feed_state(row: sa.RowMapping) -> FeedState:
         redirect_count=row["redirect_count"],
         title=row["title"],
     )
-
-
-_TEXT_FIELDS = ("guid", "url", "canonical_url", "title", "content_html", "summary_html", "text")
-
-
-def _without_nul(entry: Entry) -> Entry:
-    """The entry without NUL characters, which PostgreSQL text cannot hold.
-
-    Feeds do contain them (feedparser lets them through).  Dropped on every backend,
-    before the id and content hash are computed, so both backends store the same thing.
-    """
-    changes = {
-        name: value.replace("\0", "")
-        for name in _TEXT_FIELDS
-        if (value := getattr(entry, name)) is not None and "\0" in value
-    }
-    return replace(entry, **changes) if changes else entry
 
 
 def _entry_row(entry: Entry, digest: str, now: datetime) -> dict[str, Any]:
