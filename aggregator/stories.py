@@ -37,9 +37,11 @@ can replace TF-IDF; the default thresholds are tuned for the lexical one.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 import re
+import sys
 import unicodedata
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
@@ -92,6 +94,7 @@ _NAME, _WORD_, _UNSURE = 1, 0, -1
 
 _WORD = re.compile(r"[^\W_]+(?:[’'.&\-][^\W_]+)*", re.UNICODE)
 _SENTENCE_END = re.compile(r"(?<=[.!?:;])\s+|\n+")
+_DIGIT = re.compile(r"\d")
 
 
 def _tokens(text: str) -> list[tuple[str, int]]:
@@ -109,7 +112,11 @@ def tokens_with_forms(text: str) -> list[tuple[str, str]]:
     return [(token, form) for token, _kind, form in _scan(text)]
 
 
-def _scan(text: str) -> list[tuple[str, int, str]]:
+# Tokenizing is most of the cost of regrouping, and every poll regroups mostly the same
+# texts: the last few thousand are remembered (pure function of the text, so this changes
+# no result).  Tokens are interned so that the cache holds each distinct word once.
+@functools.lru_cache(maxsize=16384)
+def _scan(text: str) -> tuple[tuple[str, int, str], ...]:
     out: list[tuple[str, int, str]] = []
     title_case = _is_title_case(text)
     for sentence in _SENTENCE_END.split(text):
@@ -118,7 +125,7 @@ def _scan(text: str) -> list[tuple[str, int, str]]:
             if word.lower().endswith("'s"):
                 word = word[:-2]
             # "U.S." and "US" are one token; "7.4" stays as it is.
-            has_digit = any(c.isdigit() for c in word)
+            has_digit = _DIGIT.search(word) is not None
             if not has_digit:
                 word = word.replace(".", "")
             lower = word.lower()
@@ -134,8 +141,8 @@ def _scan(text: str) -> list[tuple[str, int, str]]:
             parts = (word,) if has_digit else tuple(word.split("-"))
             for part in parts:
                 if len(part) >= 2 or part.isdigit():
-                    out.append((_stem(part.lower()), kind, part))
-    return out
+                    out.append((sys.intern(_stem(part.lower())), kind, sys.intern(part)))
+    return tuple(out)
 
 
 def _is_title_case(text: str) -> bool:
@@ -365,9 +372,14 @@ def _fade(entries: Sequence[StoredEntry], settings: StorySettings) -> Any:
     grace = settings.grace.total_seconds()
     if seconds.max() - seconds.min() <= grace:
         return None
-    apart = np.abs(seconds[:, None] - seconds[None, :])
-    beyond = np.maximum(apart - grace, 0.0) / max(settings.half_life.total_seconds(), 1.0)
-    return np.power(0.5, beyond).astype(np.float32)
+    # In half-lives since the earliest entry, float32: n × n of these is the big allocation.
+    half_lives = ((seconds - seconds.min()) / max(settings.half_life.total_seconds(), 1.0)).astype(np.float32)
+    grace_half_lives = np.float32(grace / max(settings.half_life.total_seconds(), 1.0))
+    beyond = np.abs(half_lives[:, None] - half_lives[None, :])
+    beyond -= grace_half_lives
+    np.maximum(beyond, 0.0, out=beyond)
+    np.negative(beyond, out=beyond)
+    return np.exp2(beyond, out=beyond)
 
 
 def _expand(vectors: Matrix, similarity: Any, settings: StorySettings) -> Matrix:
