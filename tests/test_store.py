@@ -20,6 +20,7 @@ from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
 from aggregator.errors import StoreError
+from aggregator.identity import entry_hashes
 from aggregator.store import SaveCounts, Store, entry_id, metadata, migration_config
 from aggregator.types import DuplicateEvidence, Enclosure, Entry, FeedState, FeedStatus
 
@@ -444,3 +445,22 @@ def test_stories_and_their_members(store: Store, now: datetime) -> None:
     # A story whose entries all moved elsewhere is no longer listed.
     store.save_stories([("s1", "Floods in the north", ("weather", "europe"))], [(b, "s1")], later)
     assert [s.id for s in store.iter_stories()] == ["s1"]
+
+
+def test_hashes_computed_elsewhere_store_the_same_rows(
+    store: Store, database_url: str, now: datetime
+) -> None:
+    entries = [make_entry("a"), make_entry("b", title="With a NUL\x00 inside")]
+    store.save_poll(polled(FEED, now), entries, now, hashes=entry_hashes(entries))
+    store.save_poll(polled(OTHER, now), entries, now)  # hashed by the store itself
+    with store.engine.connect() as conn:
+        rows = conn.execute(
+            sa.text("SELECT feed_url, guid, content_hash FROM entries ORDER BY guid, feed_url")
+        )
+        by_feed: dict[str, dict[str, str]] = {}
+        for feed, guid, digest in rows:
+            by_feed.setdefault(feed, {})[guid] = digest
+    assert by_feed[FEED] == by_feed[OTHER]
+    # Polled again with the worker's hashes: nothing changed, nothing written.
+    again = store.save_poll(polled(FEED, now), entries, now, hashes=entry_hashes(entries))
+    assert again == SaveCounts(new=0, updated=0)
