@@ -3,19 +3,21 @@
 One cycle (``run_cycle``)::
 
     poll_feeds:   LoadedConfig ─▶ store.feed_states ─▶ polling.is_due ─▶ fetch.Fetcher.fetch
-                  ─▶ parse.parse_feed ─▶ polling.advance_state ─▶ store.save_poll (a transaction per feed)
+                  ─▶ parse.parse_feed (parse workers) ─▶ polling.advance_state ─▶ store.save_polls
     collapse_duplicates: store.entries_without_signature ─▶ dedupe.find_duplicates (against the
                   index of stored signatures) ─▶ store.save_signatures + store.save_duplicates
     group_into_stories:  recent entries ─▶ stories.group_stories ─▶ topics.assign_topics
                   ─▶ store.save_stories
+    publish_output:      snapshot.read_snapshot ─▶ publish.publish_feeds (public/feed.*)
+    digests:             newsletters.run_due_newsletters (the same snapshot builder)
 
 Fetches run concurrently on one event loop (the fetcher enforces the global and per-host
-limits); parsing is CPU-bound, so with many feeds it runs in a process pool to use both
-cores; writes go through one worker thread so that the event loop never waits on the
-database and the database sees one writer.  A feed that fails becomes a ``PollOutcome``
-with an error: nothing here lets one feed's problem stop the others.
-
-Publishing the combined feed and sending digests join ``run_cycle`` as they land.
+limits); parsing is CPU-bound, so with many feeds it runs in worker processes
+(``parsepool``) to use both cores; writes go through one writer thread, which batches the
+polls that finish together into one transaction with a savepoint per feed, so each feed's
+results land whole or not at all and the event loop never waits on the database.  A feed
+that fails becomes a ``PollOutcome`` with an error: nothing here lets one feed's problem
+stop the others.
 """
 
 from __future__ import annotations
