@@ -125,7 +125,8 @@ def test_stories_keep_their_ids_when_new_entries_arrive() -> None:
 
 def test_a_story_split_in_two_keeps_its_id_on_the_larger_part() -> None:
     entries = two_events()
-    previous = {e.id: "story-old" for e in entries}  # a bad earlier grouping: everything in one
+    # A bad earlier grouping of the first few: most of the window is new, so it is all regrouped.
+    previous = {e.id: "story-old" for e in entries if e.id in {"v0", "v1", "v2", "r0"}}
 
     grouping = group_stories(entries, previous, now=NOW)
 
@@ -134,6 +135,34 @@ def test_a_story_split_in_two_keeps_its_id_on_the_larger_part() -> None:
     assert "story-old" in ids
     # The other part gets a fresh id, never the old one again.
     assert len(ids - {"story-old"}) == 1
+
+
+def test_a_few_new_entries_join_their_story_and_the_rest_stays_put() -> None:
+    entries = two_events()
+    first = group_stories([e for e in entries if e.id != "v5"], {}, now=NOW - timedelta(hours=1))
+    previous = dict(first.assignments)
+    newcomer = stored("q0", "Earthquake of magnitude 6 shakes northern Japan", hours_ago=0.5)
+
+    # Two new entries in a window of thirteen: the existing stories are kept and reached.
+    second = group_stories([*entries, newcomer], previous, now=NOW)
+
+    for entry_id, story in previous.items():
+        assert second.assignments[entry_id] == story
+    assert second.assignments["v5"] == previous["v0"]
+    assert second.assignments["q0"] == story_id_for("q0")
+    volcano = next(s for s in second.stories if s.id == previous["v0"])
+    assert volcano.entry_ids[-1] == "v5"
+
+
+def test_nothing_new_changes_nothing() -> None:
+    entries = two_events()
+    first = group_stories(entries, {}, now=NOW)
+    # Even a grouping the batch path would not make stays: only new entries are placed.
+    previous = {**first.assignments, "r5": first.assignments["v0"]}
+
+    again = group_stories(entries, previous, now=NOW)
+
+    assert dict(again.assignments) == previous
 
 
 def test_duplicates_follow_their_kept_copy() -> None:
