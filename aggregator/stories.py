@@ -174,7 +174,8 @@ def entry_text(entry: Entry, lead_words: int = 60) -> str:
     The lead is where news writing puts who, what and where; the rest of a long article
     wanders and would make every two articles look alike.
     """
-    body = " ".join(entry.text.split()[:lead_words])
+    # maxsplit: the first words without splitting a long article all the way.
+    body = " ".join(entry.text.split(maxsplit=lead_words)[:lead_words])
     title = unicodedata.normalize("NFKC", entry.title).strip()
     return f"{title}\n{body}" if body else title
 
@@ -333,13 +334,25 @@ def _cluster(entries: Sequence[StoredEntry], vectors: Matrix, settings: StorySet
         return [[0]]
     fade = _fade(entries, settings)
     apart = _series_pairs(entries)
-    similarity = _dense(vectors @ vectors.T)
-    if fade is not None:
-        similarity *= fade
+    gram = _dense(vectors @ vectors.T)
+    similarity = gram * fade if fade is not None else gram.copy()
     similarity[apart] = 0.0
     np.fill_diagonal(similarity, 0.0)
-    expanded = _expand(vectors, similarity, settings)
-    similarity = _dense(expanded @ expanded.T)
+    weights = _neighbour_weights(similarity, settings)
+    del similarity
+    if weights is None:
+        similarity = gram
+    else:
+        # The expanded vectors are (I + W) V, row-normalized, so their similarities are
+        # (I + W) G (I + W)ᵀ scaled by the norms, with G = V Vᵀ already at hand: two sparse ×
+        # dense products instead of a sparse × sparse one that comes out nearly dense.
+        mix = sparse.identity(n, dtype=np.float32, format="csr") + weights
+        similarity = np.asarray(mix @ np.asarray(mix @ gram).T, dtype=np.float32)
+        del gram
+        norms = np.sqrt(np.maximum(np.diagonal(similarity).copy(), 0.0))
+        norms[norms == 0.0] = 1.0
+        similarity /= norms[:, None]
+        similarity /= norms[None, :]
     if fade is not None:
         similarity *= fade
     similarity[apart] = 0.0
@@ -448,10 +461,14 @@ def _series_pairs(entries: Sequence[StoredEntry]) -> tuple[Any, Any]:
     for members in series.values():
         for a in members:
             for b in members:
-                if a != b and entries[a].entry.text.split()[:60] != entries[b].entry.text.split()[:60]:
+                if a != b and _lead(entries[a]) != _lead(entries[b]):
                     rows.append(a)
                     cols.append(b)
     return (np.array(rows, dtype=np.intp), np.array(cols, dtype=np.intp))
+
+
+def _lead(stored: StoredEntry) -> list[str]:
+    return stored.entry.text.split(maxsplit=60)[:60]
 
 
 def _dense(matrix: Matrix) -> Any:
@@ -497,10 +514,19 @@ def _expand(
     """
     if candidates is None:
         candidates = vectors
+    weights = _neighbour_weights(similarity, settings)
+    if weights is None:
+        return vectors
+    expanded = vectors + weights @ candidates
+    return normalize(sparse.csr_matrix(expanded) if sparse.issparse(expanded) else np.asarray(expanded))
+
+
+def _neighbour_weights(similarity: Any, settings: StorySettings) -> Any:
+    """Sparse row × candidate weights of each row's nearest neighbours, or None for no expansion."""
     n, m = similarity.shape
     k = min(settings.neighbors, m - 1)
     if k <= 0 or settings.neighbor_weight <= 0:
-        return vectors
+        return None
     # argpartition picks the k largest in no particular order; ties do not matter here
     # because every neighbour's weight is its similarity, not its rank.
     nearest = np.argpartition(-similarity, k - 1, axis=1)[:, :k]
@@ -508,11 +534,9 @@ def _expand(
     cols = nearest.ravel()
     values = similarity[rows, cols]
     keep = values >= settings.neighbor_min_similarity
-    weights = sparse.csr_matrix(
+    return sparse.csr_matrix(
         (values[keep] * settings.neighbor_weight, (rows[keep], cols[keep])), shape=(n, m), dtype=np.float32
     )
-    expanded = vectors + weights @ candidates
-    return normalize(sparse.csr_matrix(expanded) if sparse.issparse(expanded) else np.asarray(expanded))
 
 
 def _new_id(entry_id: str, taken: set[str]) -> str:
