@@ -133,7 +133,11 @@ def _automatic_topics(
         for text in texts:
             for token, form in tokens_with_forms(text):
                 doc.append(token)
-                forms.setdefault(token, Counter())[form] += 1
+                # Not setdefault(token, Counter()): that builds a Counter per token.
+                counts = forms.get(token)
+                if counts is None:
+                    counts = forms[token] = Counter()
+                counts[form] += 1
         docs.append(doc)
     if sum(1 for doc in docs if doc) < settings.min_stories:
         return {}
