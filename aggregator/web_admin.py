@@ -29,7 +29,7 @@ import hmac
 import logging
 import os
 import secrets
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -374,10 +374,16 @@ class _Editor:
             return await probe_feed(fetcher, url, location, datetime.now(UTC))
 
     async def remove_feed(self, request: Request) -> Response:
+        return await self._remove(
+            request, lambda document, form: document.remove_feed(str(form.get("url", "")))
+        )
+
+    async def _remove(self, request: Request, remove: Callable[[ConfigDocument, FormData], str]) -> Response:
+        """A checked form that removes one thing (a feed, a newsletter) and saves the file."""
         try:
             _, form = await self._checked_form(request)
             document = self._document(form)
-            url = document.remove_feed(str(form.get("url", "")))
+            removed = remove(document, form)
             document.save()
         except _Refused as refused:
             return self._refused(request, refused)
@@ -385,7 +391,7 @@ class _Editor:
             return self._message(request, 409, str(exc))
         except EditError as exc:
             return self._message(request, 400, str(exc))
-        return self._redirect(request, "removed", url)
+        return self._redirect(request, "removed", removed)
 
     async def edit_feed_form(self, request: Request) -> Response:
         session = self._session(request)
@@ -468,19 +474,12 @@ class _Editor:
         return self._redirect(request, "added", values["name"])
 
     async def remove_newsletter(self, request: Request) -> Response:
-        try:
-            _, form = await self._checked_form(request)
-            document = self._document(form)
+        def remove(document: ConfigDocument, form: FormData) -> str:
             name = str(form.get("name", ""))
             document.remove_newsletter(name)
-            document.save()
-        except _Refused as refused:
-            return self._refused(request, refused)
-        except ConflictError as exc:
-            return self._message(request, 409, str(exc))
-        except EditError as exc:
-            return self._message(request, 400, str(exc))
-        return self._redirect(request, "removed", name)
+            return name
+
+        return await self._remove(request, remove)
 
     async def edit_newsletter_form(self, request: Request) -> Response:
         session = self._session(request)
