@@ -435,9 +435,7 @@ class _Editor:
         except ConflictError as exc:
             return self._message(request, 409, str(exc))
         except EditError as exc:
-            errors = (
-                [_problem_text(p) for p in exc.problems] if isinstance(exc, InvalidEditError) else [str(exc)]
-            )
+            errors = _error_texts(exc)
             return self._page(
                 request,
                 "feed_form.html",
@@ -467,9 +465,7 @@ class _Editor:
         except ConflictError as exc:
             return self._message(request, 409, str(exc))
         except EditError as exc:
-            errors = (
-                [_problem_text(p) for p in exc.problems] if isinstance(exc, InvalidEditError) else [str(exc)]
-            )
+            errors = _error_texts(exc)
             return self._index(request, session, status=400, newsletter_errors=errors, newsletter_form=values)
         return self._redirect(request, "added", values["name"])
 
@@ -514,9 +510,7 @@ class _Editor:
         except ConflictError as exc:
             return self._message(request, 409, str(exc))
         except EditError as exc:
-            errors = (
-                [_problem_text(p) for p in exc.problems] if isinstance(exc, InvalidEditError) else [str(exc)]
-            )
+            errors = _error_texts(exc)
             return self._page(
                 request,
                 "newsletter_form.html",
@@ -539,6 +533,13 @@ def _text(value: object) -> str:
 
 def _texts(item: Mapping[str, object]) -> dict[str, str]:
     return {key: _text(value) for key, value in item.items()}
+
+
+def _error_texts(exc: EditError) -> list[str]:
+    """What a refused edit shows on the form: each problem of an invalid result, else the reason."""
+    if isinstance(exc, InvalidEditError):
+        return [_problem_text(p) for p in exc.problems]
+    return [str(exc)]
 
 
 def _problem_text(problem: Any) -> str:
