@@ -381,6 +381,9 @@ def collapse_duplicates(config: Config, store: Store) -> int:
     from aggregator import dedupe  # noqa: PLC0415 -- see _GROUPING_IMPORTS
 
     fresh = store.entries_without_signature()
+    pins = config.dedupe.pin_together or config.dedupe.pin_apart
+    if not fresh and not pins:
+        return 0  # the usual quiet cycle: nothing to sign, no pin to check
     duplicate_of = store.duplicate_map()
     # A pin added to feeds.yaml since the last run must take effect although nothing is new:
     # the pinned entries are matched again.
@@ -436,8 +439,9 @@ def group_into_stories(config: Config, store: Store, now: datetime) -> int:
 
     settings = stories.StorySettings()
     since = now - settings.window
+    # An entry's time is never later than its first sighting, so the store can narrow it down.
     candidates: list[StoredEntry] = [
-        e for e in store.iter_entries() if e.story is None or stories.entry_time(e) >= since
+        e for e in store.entries_to_group(since) if e.story is None or stories.entry_time(e) >= since
     ]
     if not candidates:
         return 0

@@ -769,6 +769,12 @@ class Store:
         """Entries first seen at or after ``since``, ordered by ``(first_seen, id)``."""
         return list(self._paged_entries([entries_table.c.first_seen >= since], "reading recent entries"))
 
+    def entries_to_group(self, since: datetime) -> list[StoredEntry]:
+        """Entries first seen at or after ``since``, or with no story yet: what the story stage
+        may regroup (older entries that have a story keep it), ordered by ``(first_seen, id)``."""
+        where = [sa.or_(entries_table.c.first_seen >= since, entries_table.c.story.is_(None))]
+        return list(self._paged_entries(where, "reading entries to group"))
+
     def _paged_entries(self, where: Sequence[sa.ColumnElement[bool]], what: str) -> Iterator[StoredEntry]:
         for row in self._paged(sa.select(entries_table), where, what):
             yield _stored_entry(row)

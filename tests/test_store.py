@@ -464,3 +464,12 @@ def test_hashes_computed_elsewhere_store_the_same_rows(
     # Polled again with the worker's hashes: nothing changed, nothing written.
     again = store.save_poll(polled(FEED, now), entries, now, hashes=entry_hashes(entries))
     assert again == SaveCounts(new=0, updated=0)
+
+
+def test_entries_to_group_are_the_recent_ones_and_those_without_a_story(store: Store, now: datetime) -> None:
+    earlier = now - timedelta(days=10)
+    store.save_poll(polled(FEED, earlier), [make_entry("old-grouped"), make_entry("old-alone")], earlier)
+    store.save_poll(polled(OTHER, now), [make_entry("new")], now)
+    store.save_stories([("s1", "Old news", ())], [(entry_id(FEED, "old-grouped"), "s1")], now)
+    chosen = [e.entry.guid for e in store.entries_to_group(now - timedelta(days=3))]
+    assert chosen == ["old-alone", "new"]  # ordered by first seen
