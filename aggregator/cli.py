@@ -340,7 +340,7 @@ def explain(
         kept = store.get_entry(kept_id) if stored.duplicate_of else stored
         group = [kept] if kept is not None else []
         group += store.alternates_of(kept_id)
-        story = next((s for s in store.iter_stories() if s.id == stored.story), None)
+        story = next(store.iter_stories([stored.story]), None) if stored.story else None
     titles = {f.url: f.title for f in loaded.config.feeds if f.title}
 
     def line(entry: StoredEntry) -> str:

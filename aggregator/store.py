@@ -967,8 +967,9 @@ class Store:
                     entries_table.update().where(entries_table.c.id == sa.bindparam("b_id")), entry_rows
                 )
 
-    def iter_stories(self) -> Iterator[StoredStory]:
-        """Every story that has entries, with them, ordered by ``(first_seen, id)``.
+    def iter_stories(self, ids: Sequence[str] | None = None) -> Iterator[StoredStory]:
+        """Every story that has entries (or only those of ``ids``, a few), with them, ordered
+        by ``(first_seen, id)``.
 
         A story whose entries all moved to other stories stays in the table (its id
         is never reused) but is not listed.
@@ -980,11 +981,13 @@ class Store:
                 .where(entries_table.c.story.is_not(None))
                 .order_by(entries_table.c.first_seen, entries_table.c.id)
             )
+            stories_query = sa.select(stories_table).order_by(stories_table.c.first_seen, stories_table.c.id)
+            if ids is not None:
+                query = query.where(entries_table.c.story.in_(ids))
+                stories_query = stories_query.where(stories_table.c.id.in_(ids))
             for sid, eid in conn.execute(query):
                 members.setdefault(sid, []).append(eid)
-            rows = conn.execute(
-                sa.select(stories_table).order_by(stories_table.c.first_seen, stories_table.c.id)
-            ).mappings()
+            rows = conn.execute(stories_query).mappings()
             result = [
                 StoredStory(
                     id=row["id"],

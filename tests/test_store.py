@@ -473,3 +473,12 @@ def test_entries_to_group_are_the_recent_ones_and_those_without_a_story(store: S
     store.save_stories([("s1", "Old news", ())], [(entry_id(FEED, "old-grouped"), "s1")], now)
     chosen = [e.entry.guid for e in store.entries_to_group(now - timedelta(days=3))]
     assert chosen == ["old-alone", "new"]  # ordered by first seen
+
+
+def test_stories_can_be_read_by_id(store: Store, now: datetime) -> None:
+    store.save_poll(polled(FEED, now), [make_entry("a"), make_entry("b")], now)
+    a, b = entry_id(FEED, "a"), entry_id(FEED, "b")
+    store.save_stories([("s1", "One", ()), ("s2", "Two", ())], [(a, "s1"), (b, "s2")], now)
+    [story] = store.iter_stories(["s2"])
+    assert (story.id, story.label, story.entry_ids) == ("s2", "Two", (b,))
+    assert list(store.iter_stories(["missing"])) == []
