@@ -20,7 +20,11 @@ of the whole process tree (bench/proctree.py), since it parses in a process pool
 3.26 runs in its own virtualenv (made on first use under ~/.cache/aggregator-bench/, so its
 feedparser and requests never mix with ours) through its public API (bench/peer_reader.py),
 once per ``workers`` setting; each phase takes the best setting.  Its times exclude start-up
-and ``add_feed``, so the comparison leans in reader's favour.  With ``--repeat N`` the tools
+and ``add_feed``, so the comparison leans in reader's favour; the verdicts are judged that
+way, as the shared reference harness measures.  A second table gives the ratios measured
+alike on both sides: reader's phase plus its start-up (a process importing reader and
+opening a database, timed from outside) against the whole CLI run, and reader's phase
+against the project's own "polled in" time.  With ``--repeat N`` the tools
 run interleaved N times and medians are compared.  Before each tool the server puts every feed
 back to its first version, so all of them see the same feeds.
 
@@ -229,6 +233,16 @@ def run_project(server: FeedServer, workdir: Path, concurrency: int, timeout: fl
     return run
 
 
+def reader_startup_s(python: Path) -> float | None:
+    """Wall time of a process that imports reader and opens a database: what reader's phase
+    times leave out and the project's include (interpreter start-up, imports, opening)."""
+    code = "import os, sys, reader; reader.make_reader(os.path.join(sys.argv[1], 'r.sqlite')).close()"
+    with tempfile.TemporaryDirectory() as tmp:
+        out, err = Path(tmp) / "out", Path(tmp) / "err"
+        measured = run_measured([str(python), "-c", code, tmp], timeout=120, stdout=out, stderr=err)
+    return measured.wall_s if measured.returncode == 0 else None
+
+
 def cli_startup_s() -> float | None:
     """Wall time of ``aggregator --version``: the import cost every phase pays once."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -398,6 +412,49 @@ def render_table(rows: Sequence[Row]) -> str:
     return "\n".join(out)
 
 
+def like_for_like(
+    rows: Sequence[Row], project_runs: Sequence[dict[str, Any]], reader_startup: float | None
+) -> list[tuple[str, float | None, float | None, float | None, float | None]]:
+    """Per phase: speed-ups measured the same way on both sides.
+
+    The table above compares reader's in-process phase time with the project's whole CLI
+    run (as the shared reference harness does).  Here: reader plus its own start-up
+    against the whole CLI run, and reader's phase against the project's own "polled in"
+    time (both in-process, both without start-up).
+    """
+    out: list[tuple[str, float | None, float | None, float | None, float | None]] = []
+    for row in rows:
+        if row.phase not in PHASES:
+            continue
+        inner = _median(
+            [
+                ph["inner_s"]
+                for r in project_runs
+                for ph in r["phases"]
+                if ph["phase"] == row.phase and ph.get("inner_s")
+            ]
+        )
+        whole_reader = (
+            None if row.reader_s is None or reader_startup is None else row.reader_s + reader_startup
+        )
+        whole = None if whole_reader is None or not row.project_s else round(whole_reader / row.project_s, 2)
+        inside = None if row.reader_s is None or not inner else round(row.reader_s / inner, 2)
+        out.append((row.phase, whole_reader, whole, inner, inside))
+    return out
+
+
+def render_like_for_like(
+    rows: Sequence[tuple[str, float | None, float | None, float | None, float | None]],
+) -> str:
+    lines = ["like for like: both whole processes | both in-process (no start-up)"]
+    for phase, whole_reader, whole, inner, inside in rows:
+        lines.append(
+            f"  {phase:5}  reader + start-up {_fmt(whole_reader, ' s')} -> {_fmt(whole)}x"
+            f"  |  project polled in {_fmt(inner, ' s')} -> {_fmt(inside)}x"
+        )
+    return "\n".join(lines)
+
+
 # ---------------------------------------------------------------------------- driver
 
 
@@ -465,6 +522,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "python": platform.python_version(),
     }
     startup = None if args.no_project else cli_startup_s()
+    reader_startup = None if python is None else reader_startup_s(python)
     runs: list[dict[str, Any]] = []
     # Generous caps: every process ends by itself even if this one is killed.
     reader_timeout = max(1800.0, args.feeds * 0.6)
@@ -493,6 +551,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 **context,
                 "repeat": args.repeat,
                 "cli_startup_s": startup,
+                "reader_startup_s": reader_startup,
                 "rows": [asdict(row) for row in rows],
                 "notes": notes,
             }
@@ -516,6 +575,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             "project's own 'polled in' times (last repeat): "
             + ", ".join(f"{k} {v}s" for k, v in inner.items())
         )
+        print()
+        print(render_like_for_like(like_for_like(rows, project_runs, reader_startup)))
     for note in notes:
         print(f"note: {note}")
     print(f"results appended to {args.results}")

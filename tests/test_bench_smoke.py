@@ -138,3 +138,15 @@ def test_summary_without_reader_judges_only_absolute_targets() -> None:
     assert rows["cold"].passed is None
     assert rows["warm"].passed is False  # over 1 s
     assert rows["peak memory"].passed is False
+
+
+def test_like_for_like_adds_readers_start_up_and_compares_in_process_times() -> None:
+    runs = [_run("reader:16", (50.0, 3.0, 10.0)), _run("project", (10.0, 1.5, 2.0))]
+    for phase, inner in zip(runs[1]["phases"], (9.0, 1.0, 1.25), strict=True):
+        phase["inner_s"] = inner
+    rows = poll.summarize(runs)
+    table = {phase: rest for phase, *rest in poll.like_for_like(rows, [runs[1]], reader_startup=0.5)}
+    # Whole processes: (3.0 + 0.5) / 1.5; in-process: 3.0 / 1.0.
+    assert table["warm"] == [3.5, 2.33, 1.0, 3.0]
+    assert table["bump"] == [10.5, 5.25, 1.25, 8.0]
+    assert poll.like_for_like(rows, [runs[1]], reader_startup=None)[0][1:3] == (None, None)
