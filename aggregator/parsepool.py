@@ -8,10 +8,11 @@ not compute them).  Parsing is the CPU-bound part of a poll
 
 The workers are fresh interpreters (``python -c``) that import only the parser, talking to
 the event loop over their stdin and stdout: one length-prefixed pickle in (body, headers,
-URL), one out (the outcome).  Not ``multiprocessing``: a forked worker starts with a copy of
-everything the parent imported (the HTTP client, SQLAlchemy, pydantic…), and a spawned
-``ProcessPoolExecutor`` starts a resource-tracker process, a manager thread and queue
-threads besides, before it is known whether anything needs parsing.  Here:
+URL, the feed's known source keys), one out (the outcome).  Not ``multiprocessing``: a
+forked worker starts with a copy of everything the parent imported (the HTTP client,
+SQLAlchemy, pydantic…), and a spawned ``ProcessPoolExecutor`` starts a resource-tracker
+process, a manager thread and queue threads besides, before it is known whether anything
+needs parsing.  Here:
 
 - nothing starts until the first body arrives (a poll where every feed answers 304 starts
   no process), unless the caller expects bodies and calls ``start()`` early, so that the
@@ -62,13 +63,18 @@ class ParseOutcome:
     hashes: tuple[str, ...] | None = None
 
 
-def parse_safely(body: bytes, headers: Mapping[str, str], url: str) -> ParseOutcome:
-    """``parse_feed`` with every failure turned into a message: one feed must not stop the others."""
+def parse_safely(
+    body: bytes, headers: Mapping[str, str], url: str, known: Mapping[str, str] | None = None
+) -> ParseOutcome:
+    """``parse_feed`` with every failure turned into a message: one feed must not stop the others.
+
+    ``known``: the source keys stored for the feed, as ``parse_feed`` takes them.
+    """
     # Imported here: the parent of a pool never parses, so it never pays for feedparser.
     from aggregator.parse import parse_feed  # noqa: PLC0415
 
     try:
-        return ParseOutcome(parse_feed(body, headers, url), None)
+        return ParseOutcome(parse_feed(body, headers, url, known=known), None)
     except ParseError as exc:
         return ParseOutcome(None, str(exc))
     except Exception as exc:  # a parser bug must not take the other feeds down
@@ -93,8 +99,9 @@ def serve(requests: BinaryIO | None = None, replies: BinaryIO | None = None) -> 
         head = requests.read(_HEADER.size)
         if len(head) < _HEADER.size:
             return  # the parent closed our stdin: the poll is over
-        body, headers, url = pickle.loads(requests.read(_HEADER.unpack(head)[0]))  # noqa: S301 -- our parent
-        outcome = parse_safely(body, headers, url)
+        request = requests.read(_HEADER.unpack(head)[0])
+        body, headers, url, known = pickle.loads(request)  # noqa: S301 -- our parent
+        outcome = parse_safely(body, headers, url, known)
         if outcome.feed is not None:
             outcome = ParseOutcome(outcome.feed, None, entry_hashes(outcome.feed.entries))
         reply = pickle.dumps(outcome, protocol=pickle.HIGHEST_PROTOCOL)
@@ -163,21 +170,27 @@ class ParsePool:
         self._waiters: list[asyncio.Future[_Worker]] = []
         self._tasks: set[asyncio.Task[None]] = set()
 
-    def start(self) -> None:
-        """Start every worker now, in the background (their imports overlap what comes next)."""
-        while self._size and len(self._all) + self._starting < self._size:
+    def start(self, count: int | None = None) -> None:
+        """Start ``count`` workers (default: all) now, in the background: their imports
+        overlap what comes next.  More start when parses wait, up to the pool's size."""
+        limit = self._size if count is None else min(self._size, count)
+        while limit and len(self._all) + self._starting < limit:
             self._starting += 1
             task = asyncio.get_running_loop().create_task(self._add_worker())
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
-    async def parse(self, body: bytes, headers: Mapping[str, str], url: str) -> ParseOutcome:
+    async def parse(
+        self, body: bytes, headers: Mapping[str, str], url: str, known: Mapping[str, str] | None = None
+    ) -> ParseOutcome:
+        """``parse_safely`` in a worker; ``known`` as ``parse_feed`` takes it."""
         if self._size == 0:
-            return parse_safely(body, headers, url)
-        request = pickle.dumps((body, dict(headers), url), protocol=pickle.HIGHEST_PROTOCOL)
+            return parse_safely(body, headers, url, known)
+        known = dict(known) if known else None
+        request = pickle.dumps((body, dict(headers), url, known), protocol=pickle.HIGHEST_PROTOCOL)
         worker = await self._acquire()
         if worker is None:  # no process could be started: parse here rather than not at all
-            return parse_safely(body, headers, url)
+            return parse_safely(body, headers, url, known)
         try:
             async with asyncio.timeout(PARSE_TIMEOUT_S):
                 outcome = await worker.call(request)

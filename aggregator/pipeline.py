@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import random
@@ -123,9 +124,13 @@ async def poll_feeds(
         async with ParsePool(workers) as parser, fetch.make_client(settings) as client:
             # Feeds without validators always send a body: start the parsers now, so that
             # their imports overlap the first fetches.  Otherwise (a poll where most feeds
-            # answer 304) they start with the first body, if any comes.
+            # answer 304) start one, on the core the event loop leaves idle: of many feeds
+            # some have usually changed, and their first body then finds a parser ready.
+            # The others start with the first body, if any comes.
             if sum(1 for f in selected if _sends_a_body(states[f.url])) >= PARALLEL_PARSE_THRESHOLD:
                 parser.start()
+            elif workers:
+                parser.start(1)
             fetcher = fetch.Fetcher(client, settings)
 
             async def poll_one(feed: FeedConfig) -> PollOutcome:
@@ -170,7 +175,9 @@ async def _poll_one(  # noqa: PLR0917 -- private; the pieces of one poll cycle
     async with contextlib.nullcontext() if result.body is None else backlog:
         parsed = ParseOutcome(None, None)
         if result.body is not None:
-            parsed = await parser.parse(result.body, result.headers, result.final_url)
+            # What is stored already need not be cleaned again (parse's module docstring).
+            known = await writer.source_keys(feed.url) if state.last_fetch is not None else None
+            parsed = await parser.parse(result.body, result.headers, result.final_url, known)
         if parsed.feed is not None:
             for warning in parsed.feed.warnings:
                 log.warning("%s: %s: %s", loaded.where(feed.url), feed.url, warning)
@@ -185,7 +192,12 @@ async def _poll_one(  # noqa: PLR0917 -- private; the pieces of one poll cycle
         )
         if parsed.feed is not None and parsed.feed.title and not new_state.title:
             new_state = replace(new_state, title=parsed.feed.title)
-        counts = await writer.save(new_state, parsed.feed.entries if parsed.feed else (), parsed.hashes)
+        counts = await writer.save(
+            new_state,
+            parsed.feed.entries if parsed.feed else (),
+            parsed.hashes,
+            parsed.feed.source_keys if parsed.feed else None,
+        )
     return PollOutcome(
         url=feed.url,
         status=new_state.status,
@@ -211,6 +223,7 @@ class _Pending:
     state: FeedState
     entries: Sequence[Entry]
     hashes: Sequence[str] | None  # precomputed by a parse worker, or None
+    source_keys: Sequence[str] | None  # ParsedFeed.source_keys, or None
     future: asyncio.Future[SaveCounts]
 
 
@@ -234,11 +247,15 @@ class _StoreWriter:
         self._drain_task: asyncio.Task[None] | None = None
 
     async def save(
-        self, state: FeedState, entries: Sequence[Entry], hashes: Sequence[str] | None = None
+        self,
+        state: FeedState,
+        entries: Sequence[Entry],
+        hashes: Sequence[str] | None = None,
+        source_keys: Sequence[str] | None = None,
     ) -> SaveCounts:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[SaveCounts] = loop.create_future()
-        self._queue.append(_Pending(state, entries, hashes, future))
+        self._queue.append(_Pending(state, entries, hashes, source_keys, future))
         if self._drain_task is None or self._drain_task.done():
             self._drain_task = loop.create_task(self._drain())
         return await future
@@ -258,9 +275,10 @@ class _StoreWriter:
         while batch := self._next_batch():
             polls = [(item.state, item.entries) for item in batch]
             hashes = [item.hashes for item in batch]
+            keys = [item.source_keys for item in batch]
             try:
                 results: list[SaveCounts | StoreError] = await loop.run_in_executor(
-                    self._thread, self._store.save_polls, polls, self._now, hashes
+                    self._thread, functools.partial(self._store.save_polls, polls, self._now, hashes, keys)
                 )
             except Exception as exc:  # not a feed's failure: every poll of the batch gets it
                 results = [exc] * len(batch)  # type: ignore[list-item]
@@ -271,6 +289,14 @@ class _StoreWriter:
                     future.set_exception(result)
                 else:
                     future.set_result(result)
+
+    async def source_keys(self, feed_url: str) -> dict[str, str]:
+        """``Store.source_keys`` off the event loop, and not queued behind the writes: a read."""
+        try:
+            return await asyncio.get_running_loop().run_in_executor(None, self._store.source_keys, feed_url)
+        except StoreError as exc:  # only a cost: the feed's entries are all cleaned again
+            log.warning("%s", exc)
+            return {}
 
     def close(self) -> None:
         if self._drain_task is not None:

@@ -230,6 +230,9 @@ entries_table = sa.Table(
     sa.Column("enclosures", sa.JSON, nullable=False),  # list of {"url", "type", "length"}
     sa.Column("categories", sa.JSON, nullable=False),  # list of terms
     sa.Column("content_hash", sa.String(64), nullable=False),
+    # parse.source_key of the raw entry this row was cleaned from: an entry the feed still
+    # writes the same way is not cleaned again (see parse's module docstring).
+    sa.Column("source_key", sa.String(32)),
     sa.Column("first_seen", UTCDateTime, nullable=False),
     sa.Column("last_updated", UTCDateTime, nullable=False),
     # Written by the dedupe stage: the id of the copy kept, how it was found, how close.
@@ -616,6 +619,7 @@ class Store:
         entries: Sequence[Entry],
         now: datetime,
         hashes: Sequence[str] | None = None,
+        source_keys: Sequence[str] | None = None,
     ) -> SaveCounts:
         """Store one feed's poll in one transaction: its new state and its entries.
 
@@ -628,15 +632,18 @@ class Store:
 
         ``hashes``, when given, are the entries' ``identity.entry_hashes`` computed
         elsewhere (by the parse workers), one per entry in order; else they are computed here.
+        ``source_keys``, when given, are the entries' ``ParsedFeed.source_keys``, kept for
+        ``source_keys()``.  Entries the parser left out as unchanged need not be passed.
         """
         with self._transaction(f"saving poll of {state.url}", write=True) as conn:
-            return self._write_poll(conn, state, entries, now, hashes)
+            return self._write_poll(conn, state, entries, now, hashes=hashes, source_keys=source_keys)
 
     def save_polls(
         self,
         polls: Sequence[tuple[FeedState, Sequence[Entry]]],
         now: datetime,
         hashes: Sequence[Sequence[str] | None] | None = None,
+        source_keys: Sequence[Sequence[str] | None] | None = None,
     ) -> list[SaveCounts | StoreError]:
         """Store several feeds' polls in one transaction, each in a savepoint of its own.
 
@@ -646,10 +653,11 @@ class Store:
         cannot begin or commit), nothing is written and every place holds that error.
         So each feed's poll still lands whole or not at all; the batch only shares the
         cost of one commit (about 0.3 ms on SQLite, most of a 304's write).
-        ``hashes`` holds each poll's precomputed hashes (or None), as ``save_poll`` takes them.
+        ``hashes`` and ``source_keys`` hold each poll's (or None), as ``save_poll`` takes them.
         """
-        if hashes is not None and len(hashes) != len(polls):
-            raise ValueError(f"save_polls: {len(hashes)} lists of hashes for {len(polls)} polls")
+        for name, given in (("hashes", hashes), ("source keys", source_keys)):
+            if given is not None and len(given) != len(polls):
+                raise ValueError(f"save_polls: {len(given)} lists of {name} for {len(polls)} polls")
         results: list[SaveCounts | StoreError] = []
         try:
             with self._transaction(f"saving polls of {len(polls)} feeds", write=True) as conn:
@@ -657,7 +665,10 @@ class Store:
                     try:
                         with conn.begin_nested():
                             digests = hashes[index] if hashes is not None else None
-                            results.append(self._write_poll(conn, state, entries, now, digests))
+                            keys = source_keys[index] if source_keys is not None else None
+                            results.append(
+                                self._write_poll(conn, state, entries, now, hashes=digests, source_keys=keys)
+                            )
                     except (sa.exc.SQLAlchemyError, ValueError) as exc:
                         failed = StoreError(f"saving poll of {state.url}: {self.url}: {_why(exc)}")
                         failed.__cause__ = exc
@@ -672,25 +683,41 @@ class Store:
         state: FeedState,
         entries: Sequence[Entry],
         now: datetime,
+        *,
         hashes: Sequence[str] | None = None,
+        source_keys: Sequence[str] | None = None,
     ) -> SaveCounts:
-        # One SELECT of what we have, then at most one bulk INSERT and one bulk UPDATE.
-        if hashes is not None and len(hashes) != len(entries):
-            raise ValueError(f"saving poll of {state.url}: {len(hashes)} hashes for {len(entries)} entries")
-        incoming: dict[str, tuple[Entry, str | None]] = {}
+        # One SELECT of what we have, then at most one bulk INSERT and two bulk UPDATEs.
+        for name, given in (("hashes", hashes), ("source keys", source_keys)):
+            if given is not None and len(given) != len(entries):
+                raise ValueError(
+                    f"saving poll of {state.url}: {len(given)} {name} for {len(entries)} entries"
+                )
+        incoming: dict[str, tuple[Entry, str | None, str | None]] = {}
         for index, entry in enumerate(map(without_nul, entries)):
-            incoming.setdefault(entry.guid, (entry, hashes[index] if hashes is not None else None))
+            incoming.setdefault(
+                entry.guid,
+                (
+                    entry,
+                    hashes[index] if hashes is not None else None,
+                    source_keys[index] if source_keys is not None else None,
+                ),
+            )
         _write_feed_state(conn, state)
         if not incoming:
             return SaveCounts()
-        existing = dict(conn.execute(_ENTRY_HASHES, {"b_feed_url": state.url}).all())
+        existing = {
+            guid: (digest, key)
+            for guid, digest, key in conn.execute(_ENTRY_HASHES, {"b_feed_url": state.url})
+        }
         inserts: list[dict[str, Any]] = []
         updates: list[dict[str, Any]] = []
-        for guid, (entry, known) in incoming.items():
+        rekeyed: list[dict[str, Any]] = []
+        for guid, (entry, known, key) in incoming.items():
             digest = known or content_hash(entry)
-            old = existing.get(guid)
+            old, old_key = existing.get(guid, (None, None))
             if old is None:
-                row = _entry_row(entry, digest, now)
+                row = _entry_row(entry, digest, now, key)
                 row.update(
                     id=entry_id(state.url, guid),
                     feed_url=state.url,
@@ -706,11 +733,17 @@ class Store:
                 )
                 inserts.append(row)
             elif old != digest:
-                row = _entry_row(entry, digest, now)
+                row = _entry_row(entry, digest, now, key)
                 row["b_id"] = entry_id(state.url, guid)
                 updates.append(row)
+            elif key is not None and key != old_key:
+                # The same entry, written differently (or stored before keys were kept):
+                # remember how, so that the next poll need not clean it again.
+                rekeyed.append({"b_id": entry_id(state.url, guid), "source_key": key})
         if inserts:
             self._insert_many(conn, entries_table, inserts)
+        if rekeyed:
+            conn.execute(_SET_SOURCE_KEY, rekeyed)
         if updates:
             conn.execute(entries_table.update().where(entries_table.c.id == sa.bindparam("b_id")), updates)
             ids = [row["b_id"] for row in updates]
@@ -731,6 +764,11 @@ class Store:
             conn.execute(table.insert(), rows)
             return
         conn.exec_driver_sql(plan.sql, plan.params(rows))
+
+    def source_keys(self, feed_url: str) -> dict[str, str]:
+        """The source keys of ``feed_url``'s stored entries and their guids, for ``parse_feed(known=...)``."""
+        with self._transaction(f"reading source keys of {feed_url}", write=False) as conn:
+            return dict(conn.execute(_SOURCE_KEYS, {"b_feed_url": feed_url}).all())
 
     # ---------------------------------------------------------------- entries
 
@@ -1232,8 +1270,16 @@ def _feed_row(state: FeedState) -> dict[str, Any]:
 # caches the compiled form), where ``.values(...)`` would build and key a new statement per
 # feed, which cost more than the write itself.
 _UPDATE_FEED = feeds_table.update().where(feeds_table.c.url == sa.bindparam("b_url"))
-_ENTRY_HASHES = sa.select(entries_table.c.guid, entries_table.c.content_hash).where(
-    entries_table.c.feed_url == sa.bindparam("b_feed_url")
+_ENTRY_HASHES = sa.select(
+    entries_table.c.guid, entries_table.c.content_hash, entries_table.c.source_key
+).where(entries_table.c.feed_url == sa.bindparam("b_feed_url"))
+_SET_SOURCE_KEY = (
+    entries_table.update()
+    .where(entries_table.c.id == sa.bindparam("b_id"))
+    .values(source_key=sa.bindparam("source_key"))
+)
+_SOURCE_KEYS = sa.select(entries_table.c.source_key, entries_table.c.guid).where(
+    entries_table.c.feed_url == sa.bindparam("b_feed_url"), entries_table.c.source_key.is_not(None)
 )
 
 
@@ -1266,7 +1312,7 @@ def _feed_state(row: sa.RowMapping) -> FeedState:
     )
 
 
-def _entry_row(entry: Entry, digest: str, now: datetime) -> dict[str, Any]:
+def _entry_row(entry: Entry, digest: str, now: datetime, source_key: str | None = None) -> dict[str, Any]:
     return {
         "guid": entry.guid,
         "url": entry.url,
@@ -1283,6 +1329,7 @@ def _entry_row(entry: Entry, digest: str, now: datetime) -> dict[str, Any]:
         "enclosures": tuple({"url": e.url, "type": e.type, "length": e.length} for e in entry.enclosures),
         "categories": entry.categories,
         "content_hash": digest,
+        "source_key": source_key,
         "last_updated": now,
     }
 

@@ -76,6 +76,13 @@ class ParsedFeed:
     entries: tuple[Entry, ...]
     ttl: timedelta | None = None  # RSS <ttl>
     warnings: tuple[str, ...] = ()  # e.g. "not well-formed XML (line 3): ..." for a feed still accepted
+    # One per entry, in order: a digest of the entry as the feed wrote it, before cleaning
+    # (``parse.source_key``).  The store keeps it, so that the next parse of the feed can
+    # skip normalizing an entry the feed still writes the same way.
+    source_keys: tuple[str, ...] = ()
+    # Guids of the entries left out of ``entries`` because their source key was among the
+    # ``known`` ones given to ``parse_feed``: stored already, exactly as they would come out.
+    unchanged: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -262,3 +262,35 @@ def test_explain_says_why_and_a_pin_in_feeds_yaml_takes_effect(tmp_path: Path) -
     after = {e["id"]: e for e in export_of(config)}
     assert after[copy["id"]]["duplicate_of"] is None
     assert after[original["id"]]["duplicate_of"] is None
+
+
+def test_a_feed_that_edits_one_entry_updates_that_entry_alone(
+    tmp_path: Path, feed_server: FeedServer
+) -> None:
+    # Enough feeds for the parse worker processes, which skip cleaning what is stored already.
+    paths = [f"/many/{i}" for i in range(20)]
+    for path in paths:
+        feed_server.add_feed(path, GOOD_RSS.replace(b"example", f"feed{path[6:]}.example".encode()))
+    config = write_config(tmp_path, [feed_server.url(p) for p in paths])
+    assert cli(config, "poll").exit_code == 0
+    before = {e["id"]: e for e in export_of(config)}
+
+    edited_feed = feed_server.url(paths[3])
+    feed_server.add_feed(
+        paths[3],
+        GOOD_RSS.replace(b"example", b"feed3.example").replace(
+            b"Market day moved", b"Market day moved to Friday"
+        ),
+    )
+    second = cli(config, "poll", "--json")
+    assert second.exit_code == 0, second.output
+    summary = json.loads(second.stdout.strip().splitlines()[-1])
+    assert (summary["new"], summary["updated"], summary["failed"]) == (0, 1, 0)
+
+    after = {e["id"]: e for e in export_of(config)}
+    changed = [i for i in after if after[i] != before[i]]
+    assert [(after[i]["feed"], after[i]["title"]) for i in changed] == [
+        (edited_feed, "Market day moved to Friday")
+    ]
+    third = cli(config, "poll", "--json")  # the same bytes again: nothing to do
+    assert json.loads(third.stdout.strip().splitlines()[-1])["updated"] == 0

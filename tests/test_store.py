@@ -482,3 +482,24 @@ def test_stories_can_be_read_by_id(store: Store, now: datetime) -> None:
     [story] = store.iter_stories(["s2"])
     assert (story.id, story.label, story.entry_ids) == ("s2", "Two", (b,))
     assert list(store.iter_stories(["missing"])) == []
+
+
+def test_source_keys_are_kept_and_a_rewritten_but_equal_entry_gets_its_new_key(
+    store: Store, now: datetime
+) -> None:
+    a, b = make_entry("a"), make_entry("b")
+    store.save_poll(polled(FEED, now), [a, b], now, source_keys=["key-a", "key-b"])
+    assert store.source_keys(FEED) == {"key-a": "a", "key-b": "b"}
+    assert store.source_keys(OTHER) == {}
+
+    # The feed writes "a" differently but it cleans up to the same entry: not an update,
+    # but the new key is what the next poll will see.  Entries left out (unchanged) stay.
+    later = now + timedelta(hours=1)
+    assert store.save_poll(polled(FEED, later), [a], later, source_keys=["key-a2"]) == SaveCounts()
+    assert store.source_keys(FEED) == {"key-a2": "a", "key-b": "b"}
+    stored = store.get_entry(entry_id(FEED, "a"))
+    assert stored is not None
+    assert stored.last_updated == now
+
+    with pytest.raises(StoreError, match="1 source keys for 2 entries"):
+        store.save_poll(polled(FEED, later), [a, b], later, source_keys=["only-one"])
