@@ -148,6 +148,26 @@ class DedupeConfig(_Strict):
     pin_apart: tuple[tuple[str, str], ...] = ()
 
 
+class StoriesConfig(_Strict):
+    """How entries are grouped into stories."""
+
+    # lexical: TF-IDF with names weighted up (the default install).  embeddings: joined with
+    # sentence embeddings (better on real news, slower; the optional extra aggregator[embeddings]).
+    method: Literal["lexical", "embeddings"] = "lexical"
+
+    @field_validator("method")
+    @classmethod
+    def _check_extra(cls, value: str) -> str:
+        if value == "embeddings":
+            # Only looks for the modules (no import of torch): cheap enough for every load.
+            from aggregator.embeddings import missing_extra  # noqa: PLC0415 -- only when asked for
+
+            problem = missing_extra()
+            if problem is not None:
+                raise ValueError(f"'embeddings' {problem}")
+        return value
+
+
 class OutputConfig(_Strict):
     """The combined output feed."""
 
@@ -227,6 +247,7 @@ class Config(_Strict):
     topics: tuple[TopicConfig, ...] = ()
     polling: PollingConfig = PollingConfig()
     dedupe: DedupeConfig = DedupeConfig()
+    stories: StoriesConfig = StoriesConfig()
     output: OutputConfig = OutputConfig()
     smtp: SmtpConfig | None = None
     database: str | None = None  # SQLAlchemy URL; default: SQLite under data/

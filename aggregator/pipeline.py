@@ -45,6 +45,7 @@ if TYPE_CHECKING:
     from aggregator.dedupe import DedupeSettings
     from aggregator.newsletters import IssueOutcome
     from aggregator.publish import PublishResult
+    from aggregator.stories import StorySettings
 
 from aggregator.types import (
     DuplicateEvidence,
@@ -459,11 +460,22 @@ def _unsettled_pins(config: Config, duplicate_of: Mapping[str, str | None]) -> s
     return unsettled
 
 
+def story_settings(config: Config) -> StorySettings:
+    """How to group, from ``stories.method``: lexical (the default), or joined with embeddings."""
+    from aggregator import stories  # noqa: PLC0415 -- see _GROUPING_IMPORTS
+
+    if config.stories.method == "embeddings":
+        from aggregator import embeddings  # noqa: PLC0415 -- torch, only when asked for
+
+        return embeddings.story_settings()
+    return stories.StorySettings()
+
+
 def group_into_stories(config: Config, store: Store, now: datetime) -> int:
     """Regroup the recent entries (and any without a story) into stories with topics."""
     from aggregator import stories, topics  # noqa: PLC0415 -- see _GROUPING_IMPORTS
 
-    settings = stories.StorySettings()
+    settings = story_settings(config)
     since = now - settings.window
     # An entry's time is never later than its first sighting, so the store can narrow it down.
     candidates: list[StoredEntry] = [
