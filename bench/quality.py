@@ -1,6 +1,6 @@
 """How well the project groups real news into stories: B-cubed scores on labelled headlines.
 
-    .venv/bin/python bench/quality.py [--seed N] [--batches N] [--feeds N] [--halves N]
+    .venv/bin/python bench/quality.py [--seed N] [--batches N] [--feeds N] [--halves N] [--embeddings]
 
 The data (bench/data/, see its README) is one day of the UCI News Aggregator data set:
 3,907 headlines from ~1,600 sites, each labelled with the story the aggregator it came
@@ -26,6 +26,11 @@ copy.  Headline-only copies with different headlines cannot be told apart here.
 ``--halves N`` also estimates how the default settings generalize: the stories are split
 in random halves N times, and each half is grouped and scored on its own (each half is an
 unseen mix of stories; nothing is tuned on it).
+
+``--embeddings`` runs all of the above a second time with the settings of
+``stories: {method: embeddings}`` (``aggregator.embeddings``, the optional extra), after
+embedding every entry once on its own to report what that costs (model load, time per
+entry, peak memory), and ends with both methods' scores side by side.
 """
 
 from __future__ import annotations
@@ -35,11 +40,14 @@ import hashlib
 import json
 import random
 import re
+import resource
+import statistics
 import sys
 import tempfile
 import time
 from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import format_datetime
 from pathlib import Path
@@ -50,7 +58,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from aggregator import dedupe
 from aggregator.parse import parse_feed
-from aggregator.stories import StorySettings, bcubed, group_stories
+from aggregator.stories import StoryGrouping, StorySettings, bcubed, group_stories
 from aggregator.topics import assign_topics
 from aggregator.types import StoredEntry
 
@@ -223,6 +231,166 @@ def _with_duplicate(stored: StoredEntry, duplicate_of: str | None) -> StoredEntr
     )
 
 
+@dataclass
+class Evaluation:
+    """One grouping method's scores on the day: streamed, in one go, and on held-out halves."""
+
+    name: str
+    incremental: tuple[float, float, float]
+    incremental_stories: int
+    incremental_time: float
+    batch: tuple[float, float, float]
+    batch_stories: int
+    batch_time: float
+    halves: list[float] = field(default_factory=list)
+
+
+def evaluate(
+    name: str,
+    settings: StorySettings,
+    *,
+    order: Sequence[str],
+    stored: Mapping[str, StoredEntry],
+    gold: Mapping[str, str],
+    args: argparse.Namespace,
+) -> tuple[Evaluation, Deduper, list[StoredEntry], StoryGrouping]:
+    """Score ``settings`` streamed in polls and in one go; print the poll log and the scores."""
+    final, deduper, log, elapsed = run_stream(order, stored, args.batches, settings)
+    print(
+        f"\n[{name}] incremental: {args.batches} polls of the shuffled stream (seed {args.seed}), dedupe on"
+    )
+    print("\n".join(log))
+    incremental = bcubed(final, gold)
+    n_stories = len(set(final.values()))
+    print(score_line("stories, incremental", incremental, f"  ({n_stories} stories, {elapsed:.1f} s in all)"))
+
+    started = time.perf_counter()
+    everything = [_with_duplicate(stored[i], deduper.duplicate_of.get(i)) for i in order]
+    batch = group_stories(everything, {}, settings, now=POLL_TIME)
+    batch_time = time.perf_counter() - started
+    batch_scores = bcubed(batch.assignments, gold)
+    print(score_line("stories, batch", batch_scores, f"  ({len(batch.stories)} stories, {batch_time:.1f} s)"))
+    result = Evaluation(name, incremental, n_stories, elapsed, batch_scores, len(batch.stories), batch_time)
+    return result, deduper, everything, batch
+
+
+def score_halves(
+    settings: StorySettings, everything: Sequence[StoredEntry], gold: Mapping[str, str], splits: int
+) -> list[float]:
+    """B-cubed F1 of each half of ``splits`` random splits of the gold stories, grouped alone."""
+    results = []
+    stories = sorted(set(gold.values()))
+    for split in range(splits):
+        chosen = set(random.Random(1000 + split).sample(stories, len(stories) // 2))
+        for half in (chosen, set(stories) - chosen):
+            subset = [e for e in everything if gold[e.id] in half]
+            grouping = group_stories(subset, {}, settings, now=POLL_TIME)
+            results.append(bcubed(grouping.assignments, {e.id: gold[e.id] for e in subset})[2])
+    return results
+
+
+def print_duplicates(deduper: Deduper, rows: Sequence[Mapping[str, Any]], gold: Mapping[str, str]) -> None:
+    predicted = predicted_duplicate_pairs(deduper.duplicate_of)
+    truth = gold_duplicate_pairs([r for r in rows if r["id"] in deduper.duplicate_of])
+    hits = len(predicted & truth)
+    precision = hits / len(predicted) if predicted else float("nan")
+    recall = hits / len(truth) if truth else float("nan")
+    purity = sum(gold[a] == gold[b] for a, b in predicted) / len(predicted) if predicted else float("nan")
+    print(
+        f"\nduplicates: {len(predicted)} pairs predicted, {len(truth)} gold pairs"
+        f" (same story, same normalized title): pairwise P {precision:.3f}  R {recall:.3f};"
+        f" predicted pairs within one gold story: {purity:.3f}"
+    )
+
+
+def print_topics_and_stories(
+    name: str, batch: StoryGrouping, everything: Sequence[StoredEntry], rows: Sequence[Mapping[str, Any]]
+) -> None:
+    started = time.perf_counter()
+    with_topics = assign_topics(batch.stories, everything)
+    category = {r["id"]: r["category"] for r in rows}
+    members: dict[str, list[str]] = defaultdict(list)
+    for story in with_topics:
+        for topic in story.topics:
+            members[topic].extend(story.entry_ids)
+    pure = sum(Counter(category[i] for i in ids).most_common(1)[0][1] for ids in members.values())
+    total = sum(len(ids) for ids in members.values())
+    print(
+        f"\n[{name}] topics (automatic, batch stories): {len(members)} topics over"
+        f" {sum(1 for s in with_topics if s.topics)} of {len(with_topics)} stories;"
+        f" purity against the data set's 4 categories {pure / total if total else float('nan'):.3f}"
+        f" ({time.perf_counter() - started:.2f} s)"
+    )
+    for topic, ids in sorted(members.items(), key=lambda item: -len(item[1]))[:8]:
+        print(f"  {len(ids):>4} entries  {topic}")
+    print(f"\n[{name}] largest stories (batch): size, label")
+    for story in sorted(batch.stories, key=lambda s: (-len(s.entry_ids), s.id))[:8]:
+        print(f"  {len(story.entry_ids):>4}  {story.label}")
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+
+
+def embedding_settings(entries: Sequence[StoredEntry]) -> StorySettings | None:
+    """The embeddings method's settings with every entry already embedded, and what that cost.
+
+    Embedding first, apart from grouping, so that the cost is measured on its own (the
+    grouping runs after it find every text in the cache, as a long-running process would
+    after its first cycle).  None, with the reason printed, when the extra is missing.
+    """
+    from aggregator import embeddings  # noqa: PLC0415 -- the optional extra
+
+    try:
+        settings = embeddings.story_settings()
+    except embeddings.EmbeddingsUnavailable as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return None
+    encoder = embeddings.shared_encoder()
+    before = peak_rss_mb()
+    started = time.perf_counter()
+    encoder.load()
+    loaded = time.perf_counter() - started
+    after_load = peak_rss_mb()
+    texts = [embeddings.embedding_text(s.entry) for s in entries]
+    started = time.perf_counter()
+    encoder.encode(texts)
+    took = time.perf_counter() - started
+    print(
+        f"\nembeddings: model loaded in {loaded:.1f} s (peak RSS {before:.0f} -> {after_load:.0f} MB);"
+        f" {len(texts)} entries embedded in {took:.1f} s ({1000 * took / max(len(texts), 1):.1f} ms each,"
+        f" {torch_threads()} threads), peak RSS {peak_rss_mb():.0f} MB"
+    )
+    return settings
+
+
+def torch_threads() -> int:
+    import torch  # noqa: PLC0415 -- the optional extra
+
+    return int(torch.get_num_threads())
+
+
+def print_comparison(results: Sequence[Evaluation]) -> None:
+    print("\nside by side (B-cubed F1; precision / recall in brackets)")
+    print(f"  {'':<22}" + "".join(f"{r.name:>26}" for r in results))
+
+    def line(label: str, cells: Sequence[str]) -> None:
+        print(f"  {label:<22}" + "".join(f"{cell:>26}" for cell in cells))
+
+    line(
+        "incremental",
+        [f"{r.incremental[2]:.3f} ({r.incremental[0]:.3f}/{r.incremental[1]:.3f})" for r in results],
+    )
+    line("batch", [f"{r.batch[2]:.3f} ({r.batch[0]:.3f}/{r.batch[1]:.3f})" for r in results])
+    line("stories (incr./batch)", [f"{r.incremental_stories} / {r.batch_stories}" for r in results])
+    line("grouping s (incr./batch)", [f"{r.incremental_time:.1f} / {r.batch_time:.1f}" for r in results])
+    if all(r.halves for r in results):
+        line(
+            f"halves ({len(results[0].halves)}): mean (min)",
+            [f"{statistics.mean(r.halves):.3f} ({min(r.halves):.3f})" for r in results],
+        )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seed", type=int, default=1, help="shuffles the arrival order (default 1)")
@@ -230,11 +398,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--feeds", type=int, default=24, help="feed files the publishers are spread over")
     parser.add_argument("--halves", type=int, default=0, help="also score N random halves of the stories")
     parser.add_argument("--data", type=Path, default=DATA, help="labelled JSON lines (default: bench/data)")
+    parser.add_argument(
+        "--embeddings",
+        action="store_true",
+        help="also group with sentence embeddings (needs aggregator[embeddings]) and compare",
+    )
     args = parser.parse_args(argv)
 
     rows = load_rows(args.data)
     gold = {r["id"]: r["cluster"] for r in rows}
-    settings = StorySettings()
     print(f"data: {args.data.name}: {len(rows)} headlines, {len(set(gold.values()))} gold stories")
 
     with tempfile.TemporaryDirectory(prefix="aggregator-quality-") as tmp:
@@ -249,78 +421,34 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     order = sorted(stored)
     random.Random(args.seed).shuffle(order)
-    final, deduper, log, elapsed = run_stream(order, stored, args.batches, settings)
-    print(f"\nincremental: {args.batches} polls of the shuffled stream (seed {args.seed}), dedupe on")
-    print("\n".join(log))
-    n_stories = len(set(final.values()))
-    print(
-        score_line(
-            "stories, incremental", bcubed(final, gold), f"  ({n_stories} stories, {elapsed:.1f} s in all)"
-        )
-    )
+    methods: list[tuple[str, StorySettings]] = [("lexical", StorySettings())]
+    if args.embeddings:
+        settings = embedding_settings([stored[i] for i in order])
+        if settings is None:
+            return 2
+        methods.append(("embeddings", settings))
 
-    started = time.perf_counter()
-    everything = [_with_duplicate(stored[i], deduper.duplicate_of.get(i)) for i in order]
-    batch = group_stories(everything, {}, settings, now=POLL_TIME)
-    batch_time = time.perf_counter() - started
-    print(
-        score_line(
-            "stories, batch",
-            bcubed(batch.assignments, gold),
-            f"  ({len(batch.stories)} stories, {batch_time:.1f} s)",
+    results = []
+    for number, (name, settings) in enumerate(methods):
+        result, deduper, everything, batch = evaluate(
+            name, settings, order=order, stored=stored, gold=gold, args=args
         )
-    )
-
-    predicted = predicted_duplicate_pairs(deduper.duplicate_of)
-    truth = gold_duplicate_pairs([r for r in rows if r["id"] in stored])
-    hits = len(predicted & truth)
-    precision = hits / len(predicted) if predicted else float("nan")
-    recall = hits / len(truth) if truth else float("nan")
-    purity = sum(gold[a] == gold[b] for a, b in predicted) / len(predicted) if predicted else float("nan")
-    print(
-        f"\nduplicates: {len(predicted)} pairs predicted, {len(truth)} gold pairs"
-        f" (same story, same normalized title): pairwise P {precision:.3f}  R {recall:.3f};"
-        f" predicted pairs within one gold story: {purity:.3f}"
-    )
-
-    started = time.perf_counter()
-    with_topics = assign_topics(batch.stories, everything)
-    category = {r["id"]: r["category"] for r in rows}
-    members: dict[str, list[str]] = defaultdict(list)
-    for story in with_topics:
-        for name in story.topics:
-            members[name].extend(story.entry_ids)
-    pure = sum(Counter(category[i] for i in ids).most_common(1)[0][1] for ids in members.values())
-    total = sum(len(ids) for ids in members.values())
-    print(
-        f"\ntopics (automatic, batch stories): {len(members)} topics over"
-        f" {sum(1 for s in with_topics if s.topics)} of {len(with_topics)} stories;"
-        f" purity against the data set's 4 categories {pure / total if total else float('nan'):.3f}"
-        f" ({time.perf_counter() - started:.2f} s)"
-    )
-    for name, ids in sorted(members.items(), key=lambda item: -len(item[1]))[:8]:
-        print(f"  {len(ids):>4} entries  {name}")
-    print("\nlargest stories (batch): size, label")
-    for story in sorted(batch.stories, key=lambda s: (-len(s.entry_ids), s.id))[:8]:
-        print(f"  {len(story.entry_ids):>4}  {story.label}")
-
-    if args.halves:
-        print(
-            f"\ngeneralization: {args.halves} random splits of the gold stories in halves,"
-            " each half grouped alone"
-        )
-        results = []
-        stories = sorted(set(gold.values()))
-        for split in range(args.halves):
-            chosen = set(random.Random(1000 + split).sample(stories, len(stories) // 2))
-            for half in (chosen, set(stories) - chosen):
-                subset = [e for e in everything if gold[e.id] in half]
-                grouping = group_stories(subset, {}, settings, now=POLL_TIME)
-                results.append(bcubed(grouping.assignments, {e.id: gold[e.id] for e in subset})[2])
-        print(
-            f"  F1 over {len(results)} halves: mean {sum(results) / len(results):.3f},"
-            f" min {min(results):.3f}, max {max(results):.3f}"
-        )
+        if number == 0:
+            print_duplicates(deduper, rows, gold)  # dedupe does not depend on the grouping method
+        print_topics_and_stories(name, batch, everything, rows)
+        if args.halves:
+            result.halves = score_halves(settings, everything, gold, args.halves)
+            print(
+                f"\n[{name}] generalization: {args.halves} random splits of the gold stories in halves,"
+                " each half grouped alone"
+            )
+            print(
+                f"  F1 over {len(result.halves)} halves: mean {statistics.mean(result.halves):.3f},"
+                f" min {min(result.halves):.3f}, max {max(result.halves):.3f}"
+            )
+        results.append(result)
+    if len(results) > 1:
+        print_comparison(results)
     return 0
 
 
