@@ -313,16 +313,19 @@ def written_forms(texts: Sequence[TextTerms], terms: Sequence[str]) -> dict[str,
 
     Ties go to the form seen first (texts in the order given, words in text order).
     """
-    wanted = {_TERM_NUMBERS[term] for term in terms if term in _TERM_NUMBERS}
+    wanted = [_TERM_NUMBERS[term] for term in set(terms) if term in _TERM_NUMBERS]
     rows = np.concatenate([t.forms for t in texts] or [np.zeros((0, 3), dtype=np.int64)])
-    rows = rows[np.isin(rows[:, 0], list(wanted))]
-    counts: dict[int, Counter[int]] = {}
-    for term, form, count in rows.tolist():
-        counter = counts.get(term)
-        if counter is None:
-            counter = counts[term] = Counter()
-        counter[form] += count
-    return {_TERMS[term]: _FORMS[counter.most_common(1)[0][0]] for term, counter in counts.items()}
+    rows = rows[np.isin(rows[:, 0], wanted)]
+    if not len(rows):
+        return {}
+    pairs, first, which = np.unique(
+        rows[:, 0] * (len(_FORMS) + 1) + rows[:, 1], return_index=True, return_inverse=True
+    )
+    totals = np.bincount(which.ravel(), weights=rows[:, 2])
+    term, form = np.divmod(pairs, len(_FORMS) + 1)
+    order = np.lexsort((first, -totals, term))
+    best = order[np.r_[0, np.flatnonzero(np.diff(term[order])) + 1]]
+    return {_TERMS[int(term[i])]: _FORMS[int(form[i])] for i in best.tolist()}
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,6 +18,7 @@ Out: the same stories with ``topics`` filled in.  Pure and deterministic.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -88,20 +89,20 @@ def assign_topics(
     configured_names = [rule.name for rule in rules]
     feed_topics = feed_topics or {}
 
+    order = {name: index for index, name in enumerate(configured_names)}
     topics: list[list[str]] = []
     for story in stories:
-        members = [by_id[i] for i in story.entry_ids if i in by_id]
         names: list[str] = []
-        for name, pattern in patterns:
-            if pattern is not None and any(
-                pattern.search(f"{m.entry.title}\n{m.entry.text}") for m in members
-            ):
-                names.append(name)
-        for member in members:
-            names.extend(feed_topics.get(member.feed_url, ()))
-        order = {name: index for index, name in enumerate(configured_names)}
-        unique = sorted(set(names), key=lambda name: (order.get(name, len(order)), name))
-        topics.append(unique)
+        if patterns or feed_topics:
+            members = [by_id[i] for i in story.entry_ids if i in by_id]
+            for name, pattern in patterns:
+                if pattern is not None and any(
+                    _mentions(pattern, m.entry.title, m.entry.text) for m in members
+                ):
+                    names.append(name)
+            for member in members:
+                names.extend(feed_topics.get(member.feed_url, ()))
+        topics.append(sorted(set(names), key=lambda name: (order.get(name, len(order)), name)))
 
     if settings.automatic and len(stories) >= settings.min_stories:
         taken = set(configured_names) | {name for names in topics for name in names}
@@ -111,6 +112,12 @@ def assign_topics(
     return tuple(
         dataclasses.replace(story, topics=tuple(names)) for story, names in zip(stories, topics, strict=True)
     )
+
+
+# Every poll asks again about mostly the same texts (a pure function, so remembered).
+@functools.lru_cache(maxsize=65536)
+def _mentions(pattern: re.Pattern[str], title: str, text: str) -> bool:
+    return pattern.search(f"{title}\n{text}") is not None
 
 
 def _automatic_topics(
@@ -136,7 +143,7 @@ def _automatic_topics(
         rows = matrix[members]
         return (rows @ rows.T).toarray()
 
-    named: list[tuple[list[int], list[str]]] = []
+    candidates: list[list[int]] = []
     groups = average_link(
         len(stories), (edge_rows, edge_columns), settings.threshold, pair_dots(matrix), block
     )
@@ -147,9 +154,14 @@ def _automatic_topics(
         # Stories that already share a configured topic need no second name for it.
         if set.intersection(*(set(configured[i]) for i in members)):
             continue
-        chosen = _shared_terms(matrix, members, terms, settings)
-        if chosen:
-            named.append((members, chosen))
+        candidates.append(members)
+    named = [
+        (members, chosen)
+        for members, chosen in zip(
+            candidates, _shared_terms(matrix, candidates, terms, settings), strict=True
+        )
+        if chosen
+    ]
     # Each term as the stories most often write it ("Galaxy", "iPhone"); ties: the form seen first.
     forms = written_forms(
         [text_terms(text) for texts in texts_of for text in texts], [t for _, chosen in named for t in chosen]
@@ -192,18 +204,39 @@ def _story_vectors(texts_of: Sequence[Sequence[str]]) -> tuple[Any, list[str]]:
 
 
 def _shared_terms(
-    matrix: Any, members: Sequence[int], terms: Sequence[str], settings: TopicSettings
-) -> list[str]:
-    """The group's strongest shared terms, strongest first; none when they share too little.
+    matrix: Any, groups: Sequence[Sequence[int]], terms: Sequence[str], settings: TopicSettings
+) -> list[list[str]]:
+    """Each group's strongest shared terms, strongest first; none when they share too little.
 
     A term counts as shared when at least two stories and half of the group use it: a
     name must say what the stories have in common, not what the biggest one is about.
+    Ties go to the term that sorts first (columns are in term order).
     """
-    block = matrix[list(members)]
-    weight = np.asarray(block.sum(axis=0)).ravel()
-    shared = np.asarray((block > 0).sum(axis=0)).ravel()
-    common = [int(i) for i in np.flatnonzero(weight) if shared[i] >= 2 and shared[i] * 2 >= len(members)]
-    if len(common) < settings.min_shared_terms:
+    if not groups:
         return []
-    order = sorted(common, key=lambda i: (-round(float(weight[i]), 6), terms[i]))
-    return [terms[i] for i in order[: settings.terms]]
+    sizes = np.array([len(group) for group in groups])
+    membership = sparse.csr_matrix(
+        (
+            np.ones(int(sizes.sum()), dtype=np.float32),
+            (np.repeat(np.arange(len(groups)), sizes), np.concatenate(groups)),
+        ),
+        shape=(len(groups), matrix.shape[0]),
+    )
+    present = matrix.copy()
+    present.data[:] = 1.0
+    weight = sparse.csr_matrix(membership @ matrix)
+    shared = sparse.csr_matrix(membership @ present)
+    weight.sort_indices()
+    shared.sort_indices()
+    group = np.repeat(np.arange(len(groups)), np.diff(weight.indptr))
+    common = (weight.data > 0) & (shared.data >= 2) & (shared.data * 2 >= sizes[group])
+    group, column, strength = group[common], weight.indices[common], weight.data[common]
+    rounded = np.array([round(value, 6) for value in strength.tolist()])
+    order = np.lexsort((column, -rounded, group))
+    counts = np.bincount(group, minlength=len(groups))
+    chosen: list[list[str]] = [[] for _ in groups]
+    for position in order.tolist():
+        number = int(group[position])
+        if counts[number] >= settings.min_shared_terms and len(chosen[number]) < settings.terms:
+            chosen[number].append(terms[int(column[position])])
+    return chosen
