@@ -217,7 +217,9 @@ class JoinedVectorizer:
     Row i is ``[√(1-w) · lexical_i, √w · embedding_i]``, so the dot product of two rows is
     ``(1-w) · lexical cosine + w · embedding cosine``.  Entries with no text get no
     embedding (a zero block): the embedding of an empty string would make every empty
-    entry alike.
+    entry alike.  The 384 embedding columns are dense: a product that multiplies them as a
+    dense block is ~40x faster than scipy's sparse one (the labelled day's 3,907 × 3,907
+    similarities: 0.25 s against 9.6 s).
     """
 
     weight: float = EMBEDDING_WEIGHT
