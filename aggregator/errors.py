@@ -6,7 +6,9 @@
     ├── ConfigError                 feeds.yaml is missing, unreadable or invalid (carries every problem)
     ├── ParseError                  bytes that are not a feed (carries the feeds an HTML page advertises)
     ├── StoreError                  the database cannot be opened or migrated
-    └── DeliveryError               a message could not be delivered
+    ├── DeliveryError               a message could not be delivered
+    └── EmbeddingsUnavailable       stories.method is embeddings, but the extra is missing
+                                    (defined in aggregator.embeddings, which imports torch lazily)
 
 Messages read ``what failed: where: why`` so that a person knows what to do, and the
 original exception is kept as ``__cause__`` (``raise ... from``).  A feed that fails to
