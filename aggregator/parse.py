@@ -325,25 +325,31 @@ def _normalize(raw: _RawFeed, url: str, known: Mapping[str, str]) -> ParsedFeed:
 def source_key(raw: _RawEntry) -> str:
     """32 hex digits over everything ``_normalize_entry`` reads from ``raw``, and the version.
 
-    Fields are joined with a separator no feed text can hold after parsing (U+0000 is
-    dropped by every reader here, and a key only has to tell versions of one feed apart).
+    Each field goes in with its length in front, so no text inside a field (a NUL, a
+    separator) can pass for a boundary between two fields; None is told from "" by a
+    length of -1.
     """
-    fields = (
+    digest = hashlib.blake2b(digest_size=16)
+    parts = [
         NORMALIZER_VERSION,
         raw.id,
         raw.link,
         raw.title,
-        "\x1f".join(raw.authors),
-        None if raw.published is None else raw.published.isoformat(),
-        None if raw.updated is None else raw.updated.isoformat(),
         *_body_fields(raw.content),
         *_body_fields(raw.summary),
-        "\x1f".join(f"{href}\x1e{kind}\x1e{length}" for href, kind, length in raw.enclosures),
-        "\x1f".join(raw.categories),
         raw.base,
-    )
-    text = "\0".join("\x18" if value is None else value for value in fields)
-    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
+        None if raw.published is None else raw.published.isoformat(),
+        None if raw.updated is None else raw.updated.isoformat(),
+        str(len(raw.authors)),
+        *raw.authors,
+        str(len(raw.categories)),
+        *raw.categories,
+    ]
+    for href, kind, length in raw.enclosures:
+        parts += (href, kind, None if length is None else str(length))
+    text = "".join("-1:" if part is None else f"{len(part)}:{part}" for part in parts)
+    digest.update(text.encode("utf-8", "surrogatepass"))
+    return digest.hexdigest()
 
 
 def _body_fields(body: _Body | None) -> tuple[str | None, str | None, str | None]:
