@@ -34,6 +34,14 @@ Matrix = Any
 EDGE_MARGIN = 1e-4
 # Dense blocks are computed this many cells at a time, so memory stays flat.
 BLOCK_CELLS = 8_000_000
+# Columns at least this share of the rows have (and at least MIN_FREQUENT_DF rows) are the
+# frequent ones ``CosineIndex.pairs_reaching`` bounds instead of multiplying (2% was the
+# fastest of 1-10% on bench/dedupe.py windows, with 1.35x the true pairs as candidates).
+FREQUENT_SHARE = 0.02
+MIN_FREQUENT_DF = 8
+# When more than this share of all pairs would have to be looked at anyway, one dense
+# product is cheaper.
+DENSE_SHARE_OF_PAIRS = 0.15
 
 
 def as_rows(matrix: Matrix) -> Matrix:
@@ -56,11 +64,6 @@ def row_dots(left: Matrix, right: Matrix) -> Any:
     return np.einsum("ij,ij->i", np.asarray(left, dtype=np.float64), np.asarray(right, dtype=np.float64))
 
 
-def pair_dots(matrix: Matrix) -> Callable[[Any, Any], Any]:
-    """``pairs`` for ``average_link``: dot products of rows of ``matrix``."""
-    return lambda first, second: row_dots(take_rows(matrix, first), take_rows(matrix, second))
-
-
 def chunks(count: int, width: int) -> list[tuple[int, int]]:
     """Row ranges such that each range × ``width`` cells stays under ``BLOCK_CELLS``."""
     step = max(1, BLOCK_CELLS // max(width, 1))
@@ -68,19 +71,101 @@ def chunks(count: int, width: int) -> list[tuple[int, int]]:
 
 
 class CosineIndex:
-    """Dot products of any rows (in the same column space) with the rows of one matrix."""
+    """Dot products of any rows (in the same column space) with the rows of one matrix.
+
+    ``pairs_reaching`` finds the pairs whose dot product reaches a threshold without
+    computing the others: the frequent columns (words most texts share) make almost every
+    product nonzero, but they carry little weight.  A dot product is its rare-column part
+    plus its frequent-column part, and the latter is at most the product of the two rows'
+    frequent-column norms (Cauchy–Schwarz), so only pairs whose rare parts come close to
+    the threshold, or whose frequent norms alone could reach it, are looked at.  On a
+    5,000-entry window of bench/dedupe.py: 0.18 s → 0.02 s for 4,000 rows × 5,000.
+    """
 
     def __init__(self, matrix: Matrix) -> None:
         self.matrix = as_rows(matrix)
         self.count = self.matrix.shape[0]
         # Transposed once, not on every product.
         self.transposed = self.matrix.T.tocsr() if sparse.issparse(self.matrix) else self.matrix.T
+        if not sparse.issparse(self.matrix):
+            return
+        df = np.bincount(self.matrix.indices, minlength=self.matrix.shape[1])
+        self.frequent = np.flatnonzero(df >= max(MIN_FREQUENT_DF, FREQUENT_SHARE * self.count))
+        self.position = np.full(self.matrix.shape[1], -1, dtype=np.intp)
+        self.position[self.frequent] = np.arange(len(self.frequent))
+        rare, self.head, self.norms = self._split(self.matrix)
+        self.rare_transposed = rare.T.tocsr()
+        self.by_norm = np.argsort(-self.norms, kind="stable")
+
+    def _split(self, rows: Any) -> tuple[Any, Any, Any]:
+        """``rows`` as (CSR of the rare columns, dense frequent columns, norms of the latter)."""
+        position = self.position[rows.indices]
+        frequent = position >= 0
+        row_of = np.repeat(np.arange(rows.shape[0]), np.diff(rows.indptr))
+        head = np.zeros((rows.shape[0], len(self.frequent)), dtype=np.float32)
+        head[row_of[frequent], position[frequent]] = rows.data[frequent]
+        indptr = np.zeros(rows.shape[0] + 1, dtype=np.int64)
+        np.cumsum(np.bincount(row_of[~frequent], minlength=rows.shape[0]), out=indptr[1:])
+        rare = sparse.csr_matrix((rows.data[~frequent], rows.indices[~frequent], indptr), shape=rows.shape)
+        return rare, head, np.sqrt(np.einsum("ij,ij->i", head, head, dtype=np.float64))
 
     def dots(self, rows: Matrix) -> Any:
         """A dense float32 block: ``rows`` × this index's rows."""
         rows = as_rows(rows)
         product = rows @ self.transposed
         return np.asarray(product.toarray() if sparse.issparse(product) else product, dtype=np.float32)
+
+    def pairs_reaching(self, rows: Matrix, least: float) -> tuple[Any, Any, Any]:
+        """Every (row of ``rows``, row of the index, dot product) whose dot product is ≥ ``least``."""
+        rows = as_rows(rows)
+        found: list[tuple[Any, Any, Any]] = []
+        if not sparse.issparse(self.matrix) or not sparse.issparse(rows) or least <= 0:
+            for start, stop in chunks(rows.shape[0], self.count):
+                block = self.dots(take_rows(rows, np.arange(start, stop)))
+                r, c = np.nonzero(block >= least)
+                found.append((r + start, c, block[r, c]))
+            return _joined(found)
+        rare, head, norms = self._split(rows)
+        for start, stop in chunks(rows.shape[0], self.count // 8 + 1):
+            # Pairs whose frequent parts alone may reach ``least`` (not in the rare product
+            # when they share no rare column): all of them, by the sorted norms.
+            reach = np.searchsorted(
+                -self.norms[self.by_norm], -least / np.maximum(norms[start:stop], 1e-12), "right"
+            )
+            product = (rare[start:stop] @ self.rare_transposed).tocoo()
+            if int(reach.sum()) + product.nnz > DENSE_SHARE_OF_PAIRS * (stop - start) * self.count:
+                # The bounds prune little here (frequent words carry much of these rows):
+                # the frequent columns as one dense product, the rare ones added.
+                block = head[start:stop] @ self.head.T
+                block[product.row, product.col] += product.data
+                r, c = np.nonzero(block >= least)
+                found.append((r + start, c, block[r, c]))
+                continue
+            r, c, values = product.row, product.col, product.data
+            extra_r = np.repeat(np.arange(stop - start), reach)
+            extra_c = self.by_norm[np.arange(len(extra_r)) - np.repeat(np.cumsum(reach) - reach, reach)]
+            candidate = values + norms[start + r] * self.norms[c] >= least
+            r, c, values = r[candidate], c[candidate], values[candidate]
+            if len(extra_r):
+                keys = r * self.count + c
+                extra = ~np.isin(extra_r * self.count + extra_c, keys)
+                r = np.concatenate([r, extra_r[extra]])
+                c = np.concatenate([c, extra_c[extra]])
+                values = np.concatenate([values, np.zeros(int(extra.sum()), dtype=np.float32)])
+            values = values + np.einsum("ij,ij->i", head[start + r], self.head[c])
+            keep = values >= least
+            found.append((r[keep] + start, c[keep], values[keep].astype(np.float32)))
+        return _joined(found)
+
+
+def _joined(parts: Sequence[tuple[Any, Any, Any]]) -> tuple[Any, Any, Any]:
+    if not parts:
+        return (np.zeros(0, dtype=np.intp), np.zeros(0, dtype=np.intp), np.zeros(0, dtype=np.float32))
+    return (
+        np.concatenate([p[0] for p in parts]).astype(np.intp),
+        np.concatenate([p[1] for p in parts]).astype(np.intp),
+        np.concatenate([p[2] for p in parts]).astype(np.float32),
+    )
 
 
 def top_per_row(rows: Any, columns: Any, values: Any, k: int) -> Any:
@@ -97,61 +182,51 @@ def average_link(
     count: int,
     edges: tuple[Any, Any],
     threshold: float,
-    pairs: Callable[[Any, Any], Any],
     block: Callable[[Any], Any],
 ) -> list[list[int]]:
     """Average-link clusters of ``count`` items cut where the mean similarity falls below ``threshold``.
 
     ``edges`` are index pairs holding every pair whose similarity reaches ``threshold`` (more
-    pairs only cost time).  ``pairs(first, second)`` returns the similarities of the pairs
-    (first[i], second[i]); ``block(members)`` the dense similarity matrix among the given
-    items (its diagonal is ignored), for components too big to go pair by pair.  Groups come
-    out as sorted index lists ordered by their first member.
+    pairs only cost time).  ``block(members)`` returns the dense similarity matrix among the
+    given items (its diagonal is ignored).  Groups come out as sorted index lists ordered by
+    their first member.
     """
     if count == 0:
         return []
     rows, columns = edges
     graph = sparse.csr_matrix((np.ones(len(rows), dtype=np.int8), (rows, columns)), shape=(count, count))
     _number, component = connected_components(graph, directed=False)
-    return cluster_parts(split_by_label(component), threshold, pairs, block)
-
-
-def cluster_parts(
-    parts: Sequence[Any],
-    threshold: float,
-    pairs: Callable[[Any, Any], Any],
-    block: Callable[[Any], Any],
-) -> list[list[int]]:
-    """Average-link clusters within each of ``parts`` (index arrays); no cluster spans two parts.
-
-    Most parts are a handful of items: their pairs' similarities are asked for all at once.
-    """
     groups: list[list[int]] = []
-    small = [part for part in parts if 1 < len(part) <= SMALL_BLOCK]
-    first: list[Any] = []
-    second: list[Any] = []
-    for part in small:
-        upper_rows, upper_columns = np.triu_indices(len(part), 1)
-        first.append(part[upper_rows])
-        second.append(part[upper_columns])
-    values = pairs(np.concatenate(first), np.concatenate(second)) if small else np.zeros(0)
-    start = 0
-    for part in small:
-        size = len(part)
-        upper_rows, upper_columns = np.triu_indices(size, 1)
-        similarity = np.zeros((size, size), dtype=np.float32)
-        similarity[upper_rows, upper_columns] = values[start : start + len(upper_rows)]
-        similarity[upper_columns, upper_rows] = similarity[upper_rows, upper_columns]
-        start += len(upper_rows)
-        groups.extend([int(part[i]) for i in group] for group in _small_average_link(similarity, threshold))
-    for part in parts:
-        if len(part) == 1:
-            groups.append([int(part[0])])
-        elif len(part) > SMALL_BLOCK:
-            labels = _linkage_labels(block(part), threshold)
-            groups.extend(sorted(int(i) for i in part[members]) for members in split_by_label(labels))
+    for members in split_by_label(component):
+        if len(members) == 1:
+            groups.append([int(members[0])])
+        else:
+            groups.extend(
+                [int(members[i]) for i in group] for group in _one_linkage(block(members), threshold)
+            )
     groups.sort(key=lambda group: group[0])
     return groups
+
+
+def cluster_block(similarity: Any, threshold: float) -> list[list[int]]:
+    """Average-link clusters of the items of a dense similarity matrix (diagonal ignored).
+
+    Big blocks are cut into the connected components of their pairs that reach the
+    threshold first (the same clusters, see the module docstring).
+    """
+    count = len(similarity)
+    if count > SPLIT_BLOCK:
+        rows, columns = np.nonzero(np.triu(similarity >= threshold - EDGE_MARGIN, 1))
+        return average_link(count, (rows, columns), threshold, lambda m: similarity[np.ix_(m, m)])
+    return _one_linkage(similarity, threshold)
+
+
+def _one_linkage(similarity: Any, threshold: float) -> list[list[int]]:
+    """Average-link clusters of all the items of a dense similarity matrix, in one tree."""
+    if len(similarity) <= SMALL_BLOCK:
+        return _small_average_link(similarity, threshold)
+    labels = _linkage_labels(similarity, threshold)
+    return sorted((group.tolist() for group in split_by_label(labels)), key=lambda group: group[0])
 
 
 def split_by_label(labels: Any) -> list[Any]:
@@ -160,8 +235,10 @@ def split_by_label(labels: Any) -> list[Any]:
     return np.split(order, np.flatnonzero(np.diff(labels[order])) + 1)
 
 
-# Up to this many items, average link is run here (the cost of calling scipy is most of it).
+# Up to this many items, average link is run here (the cost of calling scipy is most of it);
+# blocks of more than SPLIT_BLOCK are cut into components first.
 SMALL_BLOCK = 24
+SPLIT_BLOCK = 512
 
 
 def _small_average_link(similarity: Any, threshold: float) -> list[list[int]]:
@@ -172,6 +249,12 @@ def _small_average_link(similarity: Any, threshold: float) -> list[list[int]]:
     """
     distance = _distances(similarity)
     limit = 1.0 - threshold
+    # Every pair within the cut: every mean is, so all merge; none: nothing merges.
+    off_diagonal = distance[~np.eye(len(distance), dtype=bool)]
+    if off_diagonal.max() <= limit:
+        return [list(range(len(distance)))]
+    if off_diagonal.min() > limit:
+        return [[i] for i in range(len(distance))]
     totals = distance.tolist()  # summed distances between clusters, by cluster
     members = [[i] for i in range(len(totals))]
     alive = list(range(len(totals)))
@@ -219,26 +302,12 @@ def threshold_edges(
     kept apart).  With ``upper`` only pairs with row < column are returned (``rows`` being the
     index's own rows).
     """
-    found_rows: list[Any] = []
-    found_columns: list[Any] = []
-    found_values: list[Any] = []
-    for start, stop in chunks(rows.shape[0], index.count):
-        block = index.dots(take_rows(rows, np.arange(start, stop)))
-        r, c = np.nonzero(block >= least)
-        values = block[r, c]
-        r = r + start
-        if upper:
-            keep = r < c
-            r, c, values = r[keep], c[keep], values[keep]
-        if weigh is not None:
-            values = weigh(r, c, values)
-            keep = values >= least
-            r, c, values = r[keep], c[keep], values[keep]
-        found_rows.append(r)
-        found_columns.append(c)
-        found_values.append(values)
-    return (
-        np.concatenate(found_rows) if found_rows else np.zeros(0, dtype=np.intp),
-        np.concatenate(found_columns) if found_columns else np.zeros(0, dtype=np.intp),
-        np.concatenate(found_values) if found_values else np.zeros(0, dtype=np.float32),
-    )
+    r, c, values = index.pairs_reaching(rows, least)
+    if upper:
+        keep = r < c
+        r, c, values = r[keep], c[keep], values[keep]
+    if weigh is not None:
+        values = weigh(r, c, values)
+        keep = values >= least
+        r, c, values = r[keep], c[keep], values[keep]
+    return r, c, values

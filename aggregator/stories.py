@@ -66,13 +66,10 @@ from sklearn.preprocessing import normalize
 
 from aggregator.clustering import (
     EDGE_MARGIN,
-    SMALL_BLOCK,
     CosineIndex,
     as_rows,
     average_link,
-    chunks,
-    cluster_parts,
-    pair_dots,
+    cluster_block,
     row_dots,
     split_by_label,
     take_rows,
@@ -85,6 +82,9 @@ from aggregator.types import Entry, StoredEntry
 Matrix = Any
 Vectorizer = Callable[[Sequence[Entry]], Matrix]
 
+# A new entry's similarities with a story's members are looked up only down to this; the
+# rest bound the mean (see ``_reached_stories``).
+REACH_FLOOR = 0.1
 # Up to this many rows are clustered from one dense similarity matrix (64 MB of float32);
 # more are cut into blocks (see ``aggregator.clustering``).
 DENSE_ROWS = 4096
@@ -229,9 +229,15 @@ def entry_text(entry: Entry, lead_words: int = 60) -> str:
     The lead is where news writing puts who, what and where; the rest of a long article
     wanders and would make every two articles look alike.
     """
+    return _entry_text(entry.title, entry.text, lead_words)
+
+
+# Every poll asks again for mostly the same entries' texts (a pure function, so remembered).
+@functools.lru_cache(maxsize=32768)
+def _entry_text(title: str, text: str, lead_words: int) -> str:
     # maxsplit: the first words without splitting a long article all the way.
-    body = " ".join(entry.text.split(maxsplit=lead_words)[:lead_words])
-    title = unicodedata.normalize("NFKC", entry.title).strip()
+    body = " ".join(text.split(maxsplit=lead_words)[:lead_words])
+    title = unicodedata.normalize("NFKC", title).strip()
     return f"{title}\n{body}" if body else title
 
 
@@ -453,11 +459,12 @@ def group_stories(
         previous = {s.id: s.story for s in entries if s.story is not None}
     by_id = {s.id: s for s in entries}
     kept_of = {s.id: _kept_copy(s.id, by_id) for s in entries}
-    kept = sorted((s for s in entries if kept_of[s.id] == s.id), key=lambda s: (entry_time(s), s.id))
+    when = {s.id: entry_time(s) for s in entries}
+    kept = sorted((s for s in entries if kept_of[s.id] == s.id), key=lambda s: (when[s.id], s.id))
 
     # Recent entries are regrouped on every run; older ones keep their story, except those
     # never grouped (a first run over a feed's archive, the sample data on a fresh clone).
-    in_window = [s for s in kept if now - entry_time(s) <= settings.window or s.id not in previous]
+    in_window = [s for s in kept if now - when[s.id] <= settings.window or s.id not in previous]
     if len(in_window) > settings.max_entries:
         in_window = in_window[-settings.max_entries :]
     window_ids = {s.id for s in in_window}
@@ -487,7 +494,7 @@ def group_stories(
 
     return StoryGrouping(
         assignments=assignments,
-        stories=_build_stories(entries, assignments, window),
+        stories=_build_stories(entries, assignments, window, when),
     )
 
 
@@ -521,6 +528,8 @@ class _Window:
         self.half_life = max(settings.half_life.total_seconds(), 1.0)
         self.apart_rows, self.apart_columns = _series_pairs(entries)
         self.apart = np.sort(self.apart_rows * len(entries) + self.apart_columns)
+        self.in_series = np.zeros(len(entries), dtype=bool)
+        self.in_series[self.apart_rows] = True
 
     def weigh(self, rows: Any, columns: Any, values: Any) -> Any:
         """``values`` of the pairs (rows[i], columns[i]) faded by time, and 0 for series issues."""
@@ -536,7 +545,7 @@ class _Window:
         fade = _fade_between(self.seconds[rows], self.seconds[rows], self.grace, self.half_life)
         if fade is not None:
             block *= fade
-        if len(self.apart):
+        if len(self.apart) and self.in_series[rows].any():
             inside = np.isin(self.apart_rows, rows) & np.isin(self.apart_columns, rows)
             block[
                 np.searchsorted(rows, self.apart_rows[inside]),
@@ -559,16 +568,10 @@ class _Window:
         if k <= 0 or settings.neighbor_weight <= 0 or not len(rows):
             return empty
         least = settings.neighbor_min_similarity
-        found_rows, found_columns, found_values = [], [], []
-        for start, stop in chunks(len(rows), count):
-            block = self.index.dots(take_rows(self.vectors, rows[start:stop]))
-            r, c = np.nonzero(block >= least) if least > 0 else np.nonzero(np.ones_like(block, dtype=bool))
-            values = self.weigh(rows[start:stop][r], c, block[r, c])
-            keep = (values >= least) & (rows[start:stop][r] != c)
-            found_rows.append(r[keep] + start)
-            found_columns.append(c[keep])
-            found_values.append(values[keep])
-        r, c, values = (np.concatenate(parts) for parts in (found_rows, found_columns, found_values))
+        r, c, values = self.index.pairs_reaching(take_rows(self.vectors, rows), least)
+        values = self.weigh(rows[r], c, values)
+        keep = (values >= least) & (rows[r] != c)
+        r, c, values = r[keep], c[keep], values[keep]
         keep = top_per_row(r, c, values, k)
         return sparse.csr_matrix(
             (values[keep] * np.float32(settings.neighbor_weight), (r[keep], c[keep])),
@@ -587,61 +590,59 @@ class _Window:
     def cluster(self, parts: Sequence[Any], weights: Any = None) -> list[list[int]]:
         """Average-link groups within each of ``parts`` (arrays of ascending window row numbers).
 
-        Each part is clustered on its own (groups never span two parts), exactly: per
-        connected component of the pairs reaching the threshold (see ``aggregator.clustering``).
+        Each part is clustered on its own (groups never span two parts), exactly.
         ``weights``: the neighbour weights of all the parts' rows, in ascending row order,
         when already at hand.  Groups come out as sorted lists of row numbers.
         """
-        rows = np.sort(np.concatenate(parts)) if parts else np.zeros(0, dtype=np.intp)
+        if not parts:
+            return []
+        order = np.concatenate(parts)  # part after part, so that each part is a slice
         if weights is None:
-            weights = self.neighbour_weights(rows)
-        vectors = self.expanded(rows, weights)
-        small = [np.searchsorted(rows, part) for part in parts if len(part) <= SMALL_BLOCK]
-        groups = [
-            [int(rows[i]) for i in group] for group in cluster_parts(small, *self._similarity(rows, vectors))
-        ]
+            weights = self.neighbour_weights(order)
+        else:
+            weights = weights[np.searchsorted(np.sort(order), order)]
+        vectors = self.expanded(order, weights)
+        groups: list[list[int]] = []
+        start = 0
         for part in parts:
-            if len(part) > SMALL_BLOCK:
-                part_vectors = take_rows(vectors, np.searchsorted(rows, part))
-                groups.extend(
-                    [int(part[i]) for i in group] for group in self._cluster_part(part, part_vectors)
-                )
+            groups.extend(self._cluster_part(part, vectors[start : start + len(part)]))
+            start += len(part)
         return groups
 
-    def _similarity(
-        self, rows: Any, vectors: Matrix
-    ) -> tuple[float, Callable[[Any, Any], Any], Callable[[Any], Any]]:
-        """(threshold, pairs, block) for ``cluster_parts``/``average_link`` over positions in ``rows``."""
-
-        def pairs(first: Any, second: Any) -> Any:
-            return self.weigh(rows[first], rows[second], pair_dots(vectors)(first, second))
+    def _cluster_part(self, rows: Any, vectors: Matrix) -> list[list[int]]:
+        """Average-link groups of one part (ascending row numbers), from its expanded vectors."""
+        if len(rows) == 1:
+            return [[int(rows[0])]]
+        threshold = self.settings.threshold
+        if len(rows) <= DENSE_ROWS:
+            similarity = self.weigh_block(rows, _gram(vectors))
+            return [[int(rows[i]) for i in group] for group in cluster_block(similarity, threshold)]
+        index = CosineIndex(vectors)
+        edge_rows, edge_columns, _ = threshold_edges(
+            index, vectors, threshold - EDGE_MARGIN, lambda r, c, v: self.weigh(rows[r], rows[c], v)
+        )
 
         def block(members: Any) -> Any:
-            member_vectors = take_rows(vectors, members)
-            return self.weigh_block(rows[members], CosineIndex(member_vectors).dots(member_vectors))
+            return self.weigh_block(rows[members], _gram(take_rows(vectors, members)))
 
-        return self.settings.threshold, pairs, block
+        groups = average_link(len(rows), (edge_rows, edge_columns), threshold, block)
+        return [[int(rows[i]) for i in group] for group in groups]
 
-    def _cluster_part(self, rows: Any, vectors: Matrix) -> list[list[int]]:
-        """Average-link groups of one part (positions in ``rows``), from its expanded vectors."""
-        index = CosineIndex(vectors)
-        threshold, pairs, block = self._similarity(rows, vectors)
-        least = threshold - EDGE_MARGIN
-        if len(rows) <= DENSE_ROWS:
-            # Small enough to hold every pair at once: one product, blocks cut out of it.
-            similarity = self.weigh_block(rows, index.dots(vectors))
-            edge_rows, edge_columns = np.nonzero(np.triu(similarity >= least, 1))
-            return average_link(
-                len(rows),
-                (edge_rows, edge_columns),
-                threshold,
-                lambda first, second: similarity[first, second],
-                lambda m: similarity[np.ix_(m, m)],
-            )
-        edge_rows, edge_columns, _ = threshold_edges(
-            index, vectors, least, lambda r, c, v: self.weigh(rows[r], rows[c], v)
-        )
-        return average_link(len(rows), (edge_rows, edge_columns), threshold, pairs, block)
+
+def _gram(vectors: Matrix) -> Any:
+    """The dot products of every two rows, dense float32.
+
+    A few sparse rows: their columns are numbered afresh and the product taken densely
+    (transposing them whole would build a row per column of the window's vocabulary).
+    """
+    if not sparse.issparse(vectors):
+        return np.asarray(vectors @ vectors.T, dtype=np.float32)
+    used, columns = np.unique(vectors.indices, return_inverse=True)
+    compact = sparse.csr_matrix(
+        (vectors.data, columns.ravel(), vectors.indptr), shape=(vectors.shape[0], len(used))
+    )
+    dense = compact.toarray()
+    return np.asarray(dense @ dense.T, dtype=np.float32)
 
 
 def _regroup_around(window: _Window, previous: Mapping[str, str], new_rows: Sequence[int]) -> list[list[int]]:
@@ -713,35 +714,59 @@ def _regroup_around(window: _Window, previous: Mapping[str, str], new_rows: Sequ
 def _reached_stories(window: _Window, new: Any, expanded: Matrix, story_of: Any) -> tuple[Any, Any]:
     """(new row position, story number) pairs whose mean similarity reaches the threshold.
 
-    ``expanded``: the new rows' neighbour-expanded vectors.  A mean reaches the threshold
-    only if some member's similarity does, so means are computed only for the (new row,
-    story) pairs with such a member.
+    ``expanded``: the new rows' neighbour-expanded vectors.  The similarities that reach
+    ``REACH_FLOOR`` are found (``CosineIndex.pairs_reaching``); every other member of a
+    story is below it, which bounds each mean from both sides.  Only the (new row, story)
+    pairs these bounds leave undecided are computed member by member.
     """
     none = (np.zeros(0, dtype=np.intp), np.zeros(0, dtype=np.intp))
     stories = int(story_of.max()) + 1
     if not len(new) or stories <= 0:
         return none
     threshold = window.settings.threshold
-    new_r, columns, _ = threshold_edges(window.index, expanded, threshold - EDGE_MARGIN, upper=False)
+    floor = min(REACH_FLOOR, threshold - EDGE_MARGIN)
+    new_r, columns, values = window.index.pairs_reaching(expanded, floor)
     old = story_of[columns] >= 0
-    pairs = np.unique(new_r[old] * stories + story_of[columns[old]])
+    new_r, columns, values = (
+        new_r[old],
+        columns[old],
+        window.weigh(new[new_r[old]], columns[old], values[old]),
+    )
+    pairs, which = np.unique(new_r * stories + story_of[columns], return_inverse=True)
     if not len(pairs):
         return none
     pair_new, pair_story = np.divmod(pairs, stories)
-    # Every member of every candidate story, against that pair's new row.
+    sizes = np.bincount(story_of[story_of >= 0], minlength=stories)[pair_story]
+    known = np.bincount(which.ravel(), weights=values, minlength=len(pairs))
+    counted = np.bincount(which.ravel(), minlength=len(pairs))
+    low = known / sizes
+    high = (known + (sizes - counted) * floor) / sizes
+    keep = low >= threshold
+    undecided = np.flatnonzero(~keep & (high >= threshold))
+    if len(undecided):
+        means = _mean_similarity(
+            window, new, expanded, story_of, pair_new=pair_new[undecided], pair_story=pair_story[undecided]
+        )
+        keep[undecided] = means >= threshold
+    return pair_new[keep], pair_story[keep]
+
+
+def _mean_similarity(
+    window: _Window, new: Any, expanded: Matrix, story_of: Any, *, pair_new: Any, pair_story: Any
+) -> Any:
+    """The mean similarity of each (new row position, story number) pair, member by member."""
+    stories = int(story_of.max()) + 1
     by_story = np.argsort(story_of, kind="stable")
     by_story = by_story[story_of[by_story] >= 0]
     starts = np.searchsorted(story_of[by_story], np.arange(stories + 1))
     sizes = starts[pair_story + 1] - starts[pair_story]
-    pair_of = np.repeat(np.arange(len(pairs)), sizes)
+    pair_of = np.repeat(np.arange(len(pair_new)), sizes)
     offsets = np.arange(len(pair_of)) - np.repeat(np.cumsum(sizes) - sizes, sizes)
     members = by_story[starts[pair_story][pair_of] + offsets]
     rows_new = pair_new[pair_of]
     similarity = row_dots(take_rows(expanded, rows_new), take_rows(window.vectors, members))
     similarity = window.weigh(new[rows_new], members, similarity)
-    means = np.bincount(pair_of, weights=similarity, minlength=len(pairs)) / sizes
-    keep = means >= threshold
-    return pair_new[keep], pair_story[keep]
+    return np.bincount(pair_of, weights=similarity, minlength=len(pair_new)) / sizes
 
 
 def _series_pairs(entries: Sequence[StoredEntry]) -> tuple[Any, Any]:
@@ -761,9 +786,10 @@ def _series_pairs(entries: Sequence[StoredEntry]) -> tuple[Any, Any]:
     for members in series.values():
         if len(members) < 2:
             continue
+        leads = {a: _lead(entries[a]) for a in members}
         for a in members:
             for b in members:
-                if a != b and _lead(entries[a]) != _lead(entries[b]):
+                if a != b and leads[a] != leads[b]:
                     rows.append(a)
                     cols.append(b)
     return (np.array(rows, dtype=np.int64), np.array(cols, dtype=np.int64))
@@ -841,24 +867,26 @@ def _carry_over(
 
 
 def _build_stories(
-    entries: Sequence[StoredEntry], assignments: Mapping[str, str], window: _Window | None
+    entries: Sequence[StoredEntry],
+    assignments: Mapping[str, str],
+    window: _Window | None,
+    when: Mapping[str, datetime],
 ) -> tuple[Story, ...]:
+    """The ``Story`` records (``when``: each entry's ``entry_time``), newest first."""
     members: dict[str, list[StoredEntry]] = {}
-    for stored in entries:
+    for stored in sorted(entries, key=lambda s: (when[s.id], s.id)):
         members.setdefault(assignments[stored.id], []).append(stored)
     labels = _labels(window, assignments) if window is not None else {}
-    stories = []
-    for story_id, group in members.items():
-        group.sort(key=lambda s: (entry_time(s), s.id))
-        stories.append(
-            Story(
-                id=story_id,
-                label=labels.get(story_id) or _clean_title(group[0].entry.title),
-                entry_ids=tuple(s.id for s in group),
-                first=entry_time(group[0]),
-                last=max(entry_time(s) for s in group),
-            )
+    stories = [
+        Story(
+            id=story_id,
+            label=labels.get(story_id) or _clean_title(group[0].entry.title),
+            entry_ids=tuple(s.id for s in group),
+            first=when[group[0].id],
+            last=when[group[-1].id],
         )
+        for story_id, group in members.items()
+    ]
     stories.sort(key=lambda s: (-s.last.timestamp(), s.id))
     return tuple(stories)
 

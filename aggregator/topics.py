@@ -28,7 +28,7 @@ import numpy as np
 from scipy import sparse
 from sklearn.preprocessing import normalize
 
-from aggregator.clustering import EDGE_MARGIN, CosineIndex, average_link, pair_dots, threshold_edges
+from aggregator.clustering import EDGE_MARGIN, CosineIndex, average_link, threshold_edges
 from aggregator.stories import Story, entry_text, term_columns, text_terms, written_forms
 from aggregator.types import StoredEntry
 
@@ -144,9 +144,7 @@ def _automatic_topics(
         return (rows @ rows.T).toarray()
 
     candidates: list[list[int]] = []
-    groups = average_link(
-        len(stories), (edge_rows, edge_columns), settings.threshold, pair_dots(matrix), block
-    )
+    groups = average_link(len(stories), (edge_rows, edge_columns), settings.threshold, block)
     for group in groups:
         members = [story for story in group if has_terms[story]]
         if len(members) < settings.min_stories:

@@ -20,7 +20,7 @@ from scipy.spatial.distance import squareform
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.preprocessing import normalize
 
-from aggregator.clustering import CosineIndex, average_link, pair_dots, threshold_edges
+from aggregator.clustering import CosineIndex, average_link, cluster_block, threshold_edges
 from aggregator.stories import _tokens, entry_text, vectorize_lexical
 from aggregator.types import Entry
 
@@ -51,7 +51,7 @@ def groups_by_component(rows: Any, threshold: float) -> list[list[int]]:
     def block(members: Any) -> Any:
         return index.dots(rows[members])[:, members]
 
-    return average_link(rows.shape[0], (edge_rows, edge_columns), threshold, pair_dots(rows), block)
+    return average_link(rows.shape[0], (edge_rows, edge_columns), threshold, block)
 
 
 @settings(max_examples=60, deadline=None)
@@ -135,3 +135,56 @@ def test_story_vectors_are_scikit_learns_tfidf_with_names_weighted_up(boost: flo
 
     assert actual.shape == expected.shape
     assert np.allclose(actual.toarray(), expected.toarray(), atol=1e-6)
+
+
+def test_a_block_bigger_than_the_split_size_is_cut_into_components_and_agrees() -> None:
+    # 800 items: 650 around two close centres (one component over the split size, two
+    # clusters at the higher threshold) and 150 around a third.
+    rng = np.random.default_rng(3)
+    centres = rng.random((3, 30)) ** 3
+    centres[1] = centres[0] + 0.3 * rng.random(30)
+    rows = centres[np.r_[rng.integers(0, 2, 650), np.full(150, 2)]] + 0.15 * rng.random((800, 30))
+    matrix = sparse.csr_matrix(normalize(rows).astype(np.float32))
+    similarity = (matrix @ matrix.T).toarray()
+
+    for threshold in (0.9, 0.97):
+        assert cluster_block(similarity, threshold) == scipy_groups(matrix, threshold)
+
+
+def news_like_rows(count: int, *, common_only_every: int) -> Any:
+    """TF-IDF-like rows of news: words of one of 100 events plus Zipf-distributed common words,
+    weighted by IDF, so that a few columns are in most rows (nearly every product is
+    nonzero) but weigh little; every ``common_only_every``-th row has only common words."""
+    rng = np.random.default_rng(4)
+    vocabulary = 20000
+    weights = 1 / np.arange(1, 1001) ** 1.05
+    events = [rng.choice(np.arange(1000, vocabulary), size=60, replace=False) for _ in range(100)]
+    rows, columns = [], []
+    for row in range(count):
+        words = rng.choice(1000, size=15, p=weights / weights.sum())
+        if row % common_only_every:
+            words = np.concatenate([words, rng.choice(events[rng.integers(0, 100)], size=15)])
+        rows.extend([row] * len(words))
+        columns.extend(words.tolist())
+    counts = sparse.csr_matrix((np.ones(len(rows)), (rows, columns)), shape=(count, vocabulary))
+    df = np.bincount(counts.indices, minlength=vocabulary)
+    idf = np.log((1 + count) / (1 + df)) + 1
+    return sparse.csr_matrix(normalize(counts @ sparse.diags(idf)).astype(np.float32))
+
+
+@pytest.mark.parametrize("least", [0.05, 0.15, 0.3])
+@pytest.mark.parametrize("common_only_every", [7, 1000])
+def test_pairs_reaching_a_threshold_are_all_found_and_only_those(
+    least: float, common_only_every: int
+) -> None:
+    matrix = news_like_rows(1000, common_only_every=common_only_every)
+    expected = (matrix @ matrix.T).toarray()[:400]
+
+    found_rows, found_columns, values = CosineIndex(matrix).pairs_reaching(matrix[:400], least)
+
+    found = set(zip(found_rows.tolist(), found_columns.tolist(), strict=True))
+    # Pairs within float rounding of the threshold may go either way.
+    clear = np.abs(expected - least) > 1e-5
+    assert {(i, j) for i, j in zip(*np.nonzero((expected >= least) & clear), strict=True)} <= found
+    assert not found & {(i, j) for i, j in zip(*np.nonzero((expected < least) & clear), strict=True)}
+    assert np.allclose(values, expected[found_rows, found_columns], atol=1e-5)
