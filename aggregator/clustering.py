@@ -16,6 +16,7 @@ by block, so memory stays flat.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -62,6 +63,49 @@ def row_dots(left: Matrix, right: Matrix) -> Any:
     if sparse.issparse(left):
         return np.asarray(left.multiply(right).sum(axis=1), dtype=np.float64).ravel()
     return np.einsum("ij,ij->i", np.asarray(left, dtype=np.float64), np.asarray(right, dtype=np.float64))
+
+
+def gram(matrix: Matrix) -> Any:
+    """The dot products of every two rows, dense float32.
+
+    Sparse rows: their columns are numbered afresh first (transposing them as they are
+    would build a row for every column of the whole vocabulary).
+    """
+    if not sparse.issparse(matrix):
+        dense = np.asarray(matrix, dtype=np.float32)
+        return dense @ dense.T
+    rows = sparse.csr_matrix(matrix)
+    used, columns = np.unique(rows.indices, return_inverse=True)
+    compact = sparse.csr_matrix((rows.data, columns.ravel(), rows.indptr), shape=(rows.shape[0], len(used)))
+    return np.asarray((compact @ compact.T.tocsr()).toarray(), dtype=np.float32)
+
+
+def gram_blocks(matrix: Matrix, sizes: Sequence[int]) -> list[Any]:
+    """The dot products within each run of ``sizes`` consecutive rows, as dense float32 blocks.
+
+    A small sparse run is made dense over only the columns it uses (numbered through a
+    scratch table, no sort), so each block is one small BLAS product.
+    """
+    bounds = np.concatenate([[0], np.cumsum(sizes)]).astype(np.intp).tolist()
+    blocks: list[Any] = []
+    if sparse.issparse(matrix):
+        rows = sparse.csr_matrix(matrix)
+        indptr, indices, data = rows.indptr, rows.indices, rows.data
+        slot = np.zeros(rows.shape[1], dtype=np.intp)
+        for a, b in itertools.pairwise(bounds):
+            low, high = int(indptr[a]), int(indptr[b])
+            if (b - a) * (high - low) > BLOCK_CELLS // 8:
+                blocks.append(gram(rows[a:b]))  # a big run: its product stays sparse until the end
+                continue
+            columns = indices[low:high]
+            slot[columns] = np.arange(high - low)
+            dense = np.zeros((b - a, high - low), dtype=np.float32)
+            dense[np.repeat(np.arange(b - a), np.diff(indptr[a : b + 1])), slot[columns]] = data[low:high]
+            blocks.append(dense @ dense.T)
+    else:
+        dense = np.asarray(matrix, dtype=np.float32)
+        blocks = [dense[a:b] @ dense[a:b].T for a, b in itertools.pairwise(bounds)]
+    return blocks
 
 
 def chunks(count: int, width: int) -> list[tuple[int, int]]:
@@ -247,6 +291,8 @@ def _small_average_link(similarity: Any, threshold: float) -> list[list[int]]:
     Average link is reducible, so merging the globally closest pair each time gives the
     same tree as scipy's nearest-neighbour chain, and the same flat clusters at the cut.
     """
+    if len(similarity) <= 1:
+        return [[0]] if len(similarity) else []
     distance = _distances(similarity)
     limit = 1.0 - threshold
     # Every pair within the cut: every mean is, so all merge; none: nothing merges.

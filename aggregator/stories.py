@@ -70,6 +70,8 @@ from aggregator.clustering import (
     as_rows,
     average_link,
     cluster_block,
+    gram,
+    gram_blocks,
     row_dots,
     split_by_label,
     take_rows,
@@ -85,6 +87,8 @@ Vectorizer = Callable[[Sequence[Entry]], Matrix]
 # A new entry's similarities with a story's members are looked up only down to this; the
 # rest bound the mean (see ``_reached_stories``).
 REACH_FLOOR = 0.1
+# Parts of up to this many rows have their similarities faded all together, pair by pair.
+SMALL_PART = 64
 # Up to this many rows are clustered from one dense similarity matrix (64 MB of float32);
 # more are cut into blocks (see ``aggregator.clustering``).
 DENSE_ROWS = 4096
@@ -362,12 +366,16 @@ def term_columns(texts: Sequence[TextTerms]) -> TermColumns:
     np.cumsum(lengths, out=indptr[1:])
     if not indptr[-1]:
         return TermColumns(indptr, np.zeros(0, dtype=np.int64), [])
-    present, inverse = np.unique(np.concatenate([t.terms for t in texts]), return_inverse=True)
+    numbers = np.concatenate([t.terms for t in texts])
+    # Term numbers are small integers: a table from number to column, no sort of all of them.
+    seen = np.zeros(len(_TERMS), dtype=bool)
+    seen[numbers] = True
+    present = np.flatnonzero(seen)
     names = [_TERMS[number] for number in present.tolist()]
     order = sorted(range(len(names)), key=names.__getitem__)
-    rank = np.empty(len(names), dtype=np.int64)
-    rank[order] = np.arange(len(names))
-    return TermColumns(indptr, rank[inverse], [names[i] for i in order])
+    column = np.empty(len(_TERMS), dtype=np.int64)
+    column[present[order]] = np.arange(len(names))
+    return TermColumns(indptr, column[numbers], [names[i] for i in order])
 
 
 def vectorize_lexical(entries: Sequence[Entry], *, entity_boost: float = 0.5, lead_words: int = 60) -> Matrix:
@@ -554,6 +562,24 @@ class _Window:
         np.fill_diagonal(block, 0.0)
         return block
 
+    def _weigh_blocks(self, parts: Sequence[Any], blocks: Sequence[Any]) -> Sequence[Any]:
+        """``weigh_block`` on each (part, block), in place; the many small ones in one pass."""
+        small = [n for n, part in enumerate(parts) if len(part) <= SMALL_PART]
+        if small:
+            first = np.concatenate([np.repeat(parts[n], len(parts[n])) for n in small])
+            second = np.concatenate([np.tile(parts[n], len(parts[n])) for n in small])
+            weighed = self.weigh(first, second, np.concatenate([blocks[n].ravel() for n in small]))
+            start = 0
+            for n in small:
+                block = blocks[n]
+                block[:] = weighed[start : start + block.size].reshape(block.shape)
+                np.fill_diagonal(block, 0.0)
+                start += block.size
+        for n, part in enumerate(parts):
+            if len(part) > SMALL_PART:
+                self.weigh_block(part, blocks[n])
+        return blocks
+
     def neighbour_weights(self, rows: Any) -> Any:
         """CSR rows × window: ``neighbor_weight`` × similarity of each row's nearest neighbours.
 
@@ -585,7 +611,9 @@ class _Window:
         if not weights.nnz:
             return own
         mixed = own + weights @ self.vectors
-        return as_rows(normalize(sparse.csr_matrix(mixed) if sparse.issparse(mixed) else np.asarray(mixed)))
+        if sparse.issparse(mixed):
+            return sparse.csr_matrix(normalize(sparse.csr_matrix(mixed)), dtype=np.float32)
+        return np.ascontiguousarray(normalize(np.asarray(mixed)), dtype=np.float32)
 
     def cluster(self, parts: Sequence[Any], weights: Any = None) -> list[list[int]]:
         """Average-link groups within each of ``parts`` (arrays of ascending window row numbers).
@@ -602,47 +630,41 @@ class _Window:
         else:
             weights = weights[np.searchsorted(np.sort(order), order)]
         vectors = self.expanded(order, weights)
+        sizes = [len(part) for part in parts]
+        bounds = np.concatenate([[0], np.cumsum(sizes)]).astype(np.intp)
+        big = [n for n, size in enumerate(sizes) if size > DENSE_ROWS]
+        if big:
+            keep = np.concatenate(
+                [np.arange(bounds[n], bounds[n + 1]) for n in range(len(parts)) if n not in big]
+            )
+            small_parts = [part for n, part in enumerate(parts) if n not in big]
+            small_vectors = take_rows(vectors, keep)
+        else:
+            small_parts, small_vectors = list(parts), vectors
+        blocks = self._weigh_blocks(
+            small_parts, gram_blocks(small_vectors, [len(part) for part in small_parts])
+        )
+        threshold = self.settings.threshold
         groups: list[list[int]] = []
-        start = 0
-        for part in parts:
-            groups.extend(self._cluster_part(part, vectors[start : start + len(part)]))
-            start += len(part)
+        for part, block in zip(small_parts, blocks, strict=True):
+            groups.extend([int(part[i]) for i in group] for group in cluster_block(block, threshold))
+        for n in big:
+            groups.extend(self._cluster_part(parts[n], vectors[bounds[n] : bounds[n + 1]]))
         return groups
 
     def _cluster_part(self, rows: Any, vectors: Matrix) -> list[list[int]]:
-        """Average-link groups of one part (ascending row numbers), from its expanded vectors."""
-        if len(rows) == 1:
-            return [[int(rows[0])]]
+        """Average-link groups of a big part (ascending row numbers), from its expanded vectors."""
         threshold = self.settings.threshold
-        if len(rows) <= DENSE_ROWS:
-            similarity = self.weigh_block(rows, _gram(vectors))
-            return [[int(rows[i]) for i in group] for group in cluster_block(similarity, threshold)]
         index = CosineIndex(vectors)
         edge_rows, edge_columns, _ = threshold_edges(
             index, vectors, threshold - EDGE_MARGIN, lambda r, c, v: self.weigh(rows[r], rows[c], v)
         )
 
         def block(members: Any) -> Any:
-            return self.weigh_block(rows[members], _gram(take_rows(vectors, members)))
+            return self.weigh_block(rows[members], gram(take_rows(vectors, members)))
 
         groups = average_link(len(rows), (edge_rows, edge_columns), threshold, block)
         return [[int(rows[i]) for i in group] for group in groups]
-
-
-def _gram(vectors: Matrix) -> Any:
-    """The dot products of every two rows, dense float32.
-
-    A few sparse rows: their columns are numbered afresh and the product taken densely
-    (transposing them whole would build a row per column of the window's vocabulary).
-    """
-    if not sparse.issparse(vectors):
-        return np.asarray(vectors @ vectors.T, dtype=np.float32)
-    used, columns = np.unique(vectors.indices, return_inverse=True)
-    compact = sparse.csr_matrix(
-        (vectors.data, columns.ravel(), vectors.indptr), shape=(vectors.shape[0], len(used))
-    )
-    dense = compact.toarray()
-    return np.asarray(dense @ dense.T, dtype=np.float32)
 
 
 def _regroup_around(window: _Window, previous: Mapping[str, str], new_rows: Sequence[int]) -> list[list[int]]:
