@@ -40,9 +40,12 @@ BLOCK_CELLS = 8_000_000
 # fastest of 1-10% on bench/dedupe.py windows, with 1.35x the true pairs as candidates).
 FREQUENT_SHARE = 0.02
 MIN_FREQUENT_DF = 8
-# When more than this share of all pairs would have to be looked at anyway, one dense
-# product is cheaper.
-DENSE_SHARE_OF_PAIRS = 0.15
+# At most this many (the most frequent): the dense products over them stay small.
+MAX_FREQUENT_COLUMNS = 128
+# Checking a candidate pair costs about F gathered floats (F frequent columns); a cell of
+# one dense product about DENSE_CELL_COST * F flops plus a scan: past that many candidates
+# per cell the dense product is cheaper.
+DENSE_CELL_COST = 0.1
 
 
 def as_rows(matrix: Matrix) -> Matrix:
@@ -78,6 +81,13 @@ def gram(matrix: Matrix) -> Any:
     used, columns = np.unique(rows.indices, return_inverse=True)
     compact = sparse.csr_matrix((rows.data, columns.ravel(), rows.indptr), shape=(rows.shape[0], len(used)))
     return np.asarray((compact @ compact.T.tocsr()).toarray(), dtype=np.float32)
+
+
+def row_gram_blocks(matrix: Matrix) -> Callable[[Sequence[Any]], Sequence[Any]]:
+    """``blocks`` for ``average_link``: dot products of rows of ``matrix``."""
+    return lambda components: gram_blocks(
+        take_rows(matrix, np.concatenate(components)), [len(members) for members in components]
+    )
 
 
 def gram_blocks(matrix: Matrix, sizes: Sequence[int]) -> list[Any]:
@@ -134,7 +144,8 @@ class CosineIndex:
         if not sparse.issparse(self.matrix):
             return
         df = np.bincount(self.matrix.indices, minlength=self.matrix.shape[1])
-        self.frequent = np.flatnonzero(df >= max(MIN_FREQUENT_DF, FREQUENT_SHARE * self.count))
+        by_df = np.argsort(-df, kind="stable")[:MAX_FREQUENT_COLUMNS]
+        self.frequent = np.sort(by_df[df[by_df] >= max(MIN_FREQUENT_DF, FREQUENT_SHARE * self.count)])
         self.position = np.full(self.matrix.shape[1], -1, dtype=np.intp)
         self.position[self.frequent] = np.arange(len(self.frequent))
         rare, self.head, self.norms = self._split(self.matrix)
@@ -177,18 +188,20 @@ class CosineIndex:
                 -self.norms[self.by_norm], -least / np.maximum(norms[start:stop], 1e-12), "right"
             )
             product = (rare[start:stop] @ self.rare_transposed).tocoo()
-            if int(reach.sum()) + product.nnz > DENSE_SHARE_OF_PAIRS * (stop - start) * self.count:
-                # The bounds prune little here (frequent words carry much of these rows):
+            r, c, values = product.row, product.col, product.data
+            candidate = values + norms[start + r] * self.norms[c] >= least
+            cells = (stop - start) * self.count
+            frequent = max(len(self.frequent), 1)
+            if (int(candidate.sum()) + int(reach.sum())) > cells * (DENSE_CELL_COST + 1 / frequent):
+                # The bounds prune too little here (frequent words carry much of these rows):
                 # the frequent columns as one dense product, the rare ones added.
                 block = head[start:stop] @ self.head.T
-                block[product.row, product.col] += product.data
+                block[r, c] += values
                 r, c = np.nonzero(block >= least)
                 found.append((r + start, c, block[r, c]))
                 continue
-            r, c, values = product.row, product.col, product.data
             extra_r = np.repeat(np.arange(stop - start), reach)
             extra_c = self.by_norm[np.arange(len(extra_r)) - np.repeat(np.cumsum(reach) - reach, reach)]
-            candidate = values + norms[start + r] * self.norms[c] >= least
             r, c, values = r[candidate], c[candidate], values[candidate]
             if len(extra_r):
                 keys = r * self.count + c
@@ -226,28 +239,26 @@ def average_link(
     count: int,
     edges: tuple[Any, Any],
     threshold: float,
-    block: Callable[[Any], Any],
+    blocks: Callable[[Sequence[Any]], Sequence[Any]],
 ) -> list[list[int]]:
     """Average-link clusters of ``count`` items cut where the mean similarity falls below ``threshold``.
 
     ``edges`` are index pairs holding every pair whose similarity reaches ``threshold`` (more
-    pairs only cost time).  ``block(members)`` returns the dense similarity matrix among the
-    given items (its diagonal is ignored).  Groups come out as sorted index lists ordered by
-    their first member.
+    pairs only cost time).  ``blocks(memberships)`` returns, for each array of item indexes,
+    the dense similarity matrix among those items (diagonals are ignored); it is asked once,
+    for every component of more than one item.  Groups come out as sorted index lists
+    ordered by their first member.
     """
     if count == 0:
         return []
     rows, columns = edges
     graph = sparse.csr_matrix((np.ones(len(rows), dtype=np.int8), (rows, columns)), shape=(count, count))
     _number, component = connected_components(graph, directed=False)
-    groups: list[list[int]] = []
-    for members in split_by_label(component):
-        if len(members) == 1:
-            groups.append([int(members[0])])
-        else:
-            groups.extend(
-                [int(members[i]) for i in group] for group in _one_linkage(block(members), threshold)
-            )
+    components = split_by_label(component)
+    groups: list[list[int]] = [[int(members[0])] for members in components if len(members) == 1]
+    several = [members for members in components if len(members) > 1]
+    for members, block in zip(several, blocks(several) if several else [], strict=True):
+        groups.extend([int(members[i]) for i in group] for group in _one_linkage(block, threshold))
     groups.sort(key=lambda group: group[0])
     return groups
 
@@ -261,7 +272,12 @@ def cluster_block(similarity: Any, threshold: float) -> list[list[int]]:
     count = len(similarity)
     if count > SPLIT_BLOCK:
         rows, columns = np.nonzero(np.triu(similarity >= threshold - EDGE_MARGIN, 1))
-        return average_link(count, (rows, columns), threshold, lambda m: similarity[np.ix_(m, m)])
+        return average_link(
+            count,
+            (rows, columns),
+            threshold,
+            lambda components: [similarity[np.ix_(m, m)] for m in components],
+        )
     return _one_linkage(similarity, threshold)
 
 

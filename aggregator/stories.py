@@ -70,9 +70,9 @@ from aggregator.clustering import (
     as_rows,
     average_link,
     cluster_block,
-    gram,
     gram_blocks,
     row_dots,
+    row_gram_blocks,
     split_by_label,
     take_rows,
     threshold_edges,
@@ -272,13 +272,15 @@ class TextTerms:
     forms: Any  # int64, shape (n, 3)
 
 
-def text_terms(text: str) -> TextTerms:
-    """The term counts of ``text`` (tokens as ``_tokens`` finds them), remembered for recent texts."""
+def text_terms(texts: Sequence[str]) -> list[TextTerms]:
+    """The term counts of each of ``texts`` (tokens as ``_tokens`` finds them), remembered for
+    recent texts.  Records from one call share one term table (use them together only)."""
     if len(_TERMS) > MAX_TERMS or len(_FORMS) > MAX_TERMS:
         for table in (_TERM_NUMBERS, _TERMS, _FORM_NUMBERS, _FORMS, _WORD_FORMS):
             table.clear()
         _text_terms.cache_clear()
-    return _text_terms(text)
+    analyse = _text_terms
+    return [analyse(text) for text in texts]
 
 
 def _number(key: str, numbers: dict[str, int], keys: list[str]) -> int:
@@ -387,7 +389,7 @@ def vectorize_lexical(entries: Sequence[Entry], *, entity_boost: float = 0.5, le
     occurrences (see ``_tokens``) that were capitalized or numeric; tokens never seen in an
     informative position get ``r = 0.5``.  Rows are L2-normalized again.
     """
-    texts = [text_terms(entry_text(e, lead_words)) for e in entries]
+    texts = text_terms([entry_text(e, lead_words) for e in entries])
     where = term_columns(texts)
     if not where.names:
         return sparse.csr_matrix((len(entries), 1), dtype=np.float32)
@@ -660,10 +662,11 @@ class _Window:
             index, vectors, threshold - EDGE_MARGIN, lambda r, c, v: self.weigh(rows[r], rows[c], v)
         )
 
-        def block(members: Any) -> Any:
-            return self.weigh_block(rows[members], gram(take_rows(vectors, members)))
+        def blocks(components: Sequence[Any]) -> Sequence[Any]:
+            products = row_gram_blocks(vectors)(components)
+            return self._weigh_blocks([rows[members] for members in components], products)
 
-        groups = average_link(len(rows), (edge_rows, edge_columns), threshold, block)
+        groups = average_link(len(rows), (edge_rows, edge_columns), threshold, blocks)
         return [[int(rows[i]) for i in group] for group in groups]
 
 

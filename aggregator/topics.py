@@ -28,8 +28,8 @@ import numpy as np
 from scipy import sparse
 from sklearn.preprocessing import normalize
 
-from aggregator.clustering import EDGE_MARGIN, CosineIndex, average_link, threshold_edges
-from aggregator.stories import Story, entry_text, term_columns, text_terms, written_forms
+from aggregator.clustering import EDGE_MARGIN, CosineIndex, average_link, row_gram_blocks, threshold_edges
+from aggregator.stories import Story, TextTerms, entry_text, term_columns, text_terms, written_forms
 from aggregator.types import StoredEntry
 
 
@@ -132,19 +132,18 @@ def _automatic_topics(
         sorted({entry_text(by_id[i].entry, settings.lead_words) for i in story.entry_ids if i in by_id})
         for story in stories
     ]
-    matrix, terms = _story_vectors(texts_of)
+    analysed = dict(zip(*_distinct(texts_of), strict=True))
+    matrix, terms = _story_vectors(texts_of, analysed)
     has_terms = np.diff(matrix.indptr) > 0
     if int(has_terms.sum()) < settings.min_stories:
         return {}
     cosines = CosineIndex(matrix)
     edge_rows, edge_columns, _ = threshold_edges(cosines, matrix, settings.threshold - EDGE_MARGIN)
 
-    def block(members: Any) -> Any:
-        rows = matrix[members]
-        return (rows @ rows.T).toarray()
-
     candidates: list[list[int]] = []
-    groups = average_link(len(stories), (edge_rows, edge_columns), settings.threshold, block)
+    groups = average_link(
+        len(stories), (edge_rows, edge_columns), settings.threshold, row_gram_blocks(matrix)
+    )
     for group in groups:
         members = [story for story in group if has_terms[story]]
         if len(members) < settings.min_stories:
@@ -162,7 +161,7 @@ def _automatic_topics(
     ]
     # Each term as the stories most often write it ("Galaxy", "iPhone"); ties: the form seen first.
     forms = written_forms(
-        [text_terms(text) for texts in texts_of for text in texts], [t for _, chosen in named for t in chosen]
+        [analysed[text] for texts in texts_of for text in texts], [t for _, chosen in named for t in chosen]
     )
     result: dict[int, str] = {}
     for members, chosen in named:
@@ -175,24 +174,27 @@ def _automatic_topics(
     return result
 
 
-def _story_vectors(texts_of: Sequence[Sequence[str]]) -> tuple[Any, list[str]]:
+def _distinct(texts_of: Sequence[Sequence[str]]) -> tuple[list[str], list[TextTerms]]:
+    """Every text once, in order of appearance, with its term counts."""
+    texts = list(dict.fromkeys(text for texts in texts_of for text in texts))
+    return texts, text_terms(texts)
+
+
+def _story_vectors(
+    texts_of: Sequence[Sequence[str]], analysed: Mapping[str, TextTerms]
+) -> tuple[Any, list[str]]:
     """TF-IDF rows (sublinear tf, as ``TfidfVectorizer``), one per story, and the column terms.
 
     One document per story: each distinct member text once, so that a story with fifty
     syndicated copies does not outweigh one with five original reports.
     """
-    distinct: dict[str, int] = {}
-    rows: list[int] = []
-    columns: list[int] = []
-    for row, texts in enumerate(texts_of):
-        for text in texts:
-            rows.append(row)
-            columns.append(distinct.setdefault(text, len(distinct)))
-    where = term_columns([text_terms(text) for text in distinct])
-    counts = where.matrix(np.concatenate([text_terms(text).counts for text in distinct] or [np.zeros(0)]))
-    membership = sparse.csr_matrix(
-        (np.ones(len(rows)), (rows, columns)), shape=(len(texts_of), len(distinct))
-    )
+    number = {text: n for n, text in enumerate(analysed)}
+    rows = [row for row, texts in enumerate(texts_of) for _ in texts]
+    columns = [number[text] for texts in texts_of for text in texts]
+    records = list(analysed.values())
+    where = term_columns(records)
+    counts = where.matrix(np.concatenate([t.counts for t in records] or [np.zeros(0)]))
+    membership = sparse.csr_matrix((np.ones(len(rows)), (rows, columns)), shape=(len(texts_of), len(records)))
     story_counts = sparse.csr_matrix(membership @ counts)
     story_counts.eliminate_zeros()
     df = np.bincount(story_counts.indices, minlength=story_counts.shape[1])
