@@ -20,7 +20,7 @@ from scipy.spatial.distance import squareform
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.preprocessing import normalize
 
-from aggregator.clustering import CosineIndex, average_link, cluster_block, threshold_edges
+from aggregator.clustering import CosineIndex, average_link, cluster_block, row_gram_blocks, threshold_edges
 from aggregator.stories import _tokens, entry_text, vectorize_lexical
 from aggregator.types import Entry
 
@@ -48,10 +48,7 @@ def groups_by_component(rows: Any, threshold: float) -> list[list[int]]:
     index = CosineIndex(rows)
     edge_rows, edge_columns, _ = threshold_edges(index, rows, threshold - 1e-4)
 
-    def block(members: Any) -> Any:
-        return index.dots(rows[members])[:, members]
-
-    return average_link(rows.shape[0], (edge_rows, edge_columns), threshold, block)
+    return average_link(rows.shape[0], (edge_rows, edge_columns), threshold, row_gram_blocks(rows))
 
 
 @settings(max_examples=60, deadline=None)
