@@ -152,26 +152,44 @@ def _words(text: str) -> list[tuple[_Parts, int]]:
     """The content words of ``text`` in order: (their tokens, their kind), stop words left out."""
     out: list[tuple[_Parts, int]] = []
     title_case = _is_title_case(text)
-    forms = _WORD_FORMS
-    first = True  # at the start of a sentence
-    for end, word in _PIECE.findall(text):
-        if end:
-            first = True
-            continue
-        form = forms.get(word)
-        if form is None:
-            form = _word_form(word)
-        parts, fixed, capitalized = form
-        if parts:
-            if fixed is not None:
-                kind = fixed
-            elif first or title_case:
-                kind = _UNSURE
-            else:
-                kind = _NAME if capitalized else _WORD_
-            out.append((parts, kind))
-        first = False
+    chunks = _CHUNKS
+    # A word never spans white space, so the text is read chunk by chunk (split on white
+    # space, as ``\s`` does), each chunk's pieces looked up: the same chunks come back in
+    # every text.  A line break always ends a sentence.
+    for line in text.split("\n"):
+        first = True  # at the start of a sentence
+        for chunk in line.split():
+            pieces = chunks.get(chunk)
+            if pieces is None:
+                pieces = _chunk_pieces(chunk)
+            for form in pieces:
+                if form is None:
+                    first = True
+                    continue
+                parts, fixed, capitalized = form
+                if parts:
+                    if fixed is not None:
+                        kind = fixed
+                    elif first or title_case:
+                        kind = _UNSURE
+                    else:
+                        kind = _NAME if capitalized else _WORD_
+                    out.append((parts, kind))
+                first = False
     return out
+
+
+def _chunk_pieces(chunk: str) -> tuple[_WordForm | None, ...]:
+    """The pieces of a chunk of text between white space: words' forms, None for a sentence end."""
+    if len(_CHUNKS) > MAX_TERMS:
+        _CHUNKS.clear()
+    # Followed by white space, as every chunk but a text's last is (where an end changes nothing).
+    pieces = tuple(
+        None if end else _WORD_FORMS.get(word) or _word_form(word)
+        for end, word in _PIECE.findall(chunk + " ")
+    )
+    _CHUNKS[chunk] = pieces
+    return pieces
 
 
 # What a word as written comes to, by the word: the same few thousand words make up most
@@ -180,6 +198,7 @@ def _words(text: str) -> list[tuple[_Parts, int]]:
 _Parts = tuple[tuple[str, str, int, int], ...]
 _WordForm = tuple[_Parts, int | None, bool]
 _WORD_FORMS: dict[str, _WordForm] = {}
+_CHUNKS: dict[str, tuple[_WordForm | None, ...]] = {}  # see ``_words``
 
 
 def _word_form(word: str) -> _WordForm:
@@ -276,7 +295,7 @@ def text_terms(texts: Sequence[str]) -> list[TextTerms]:
     """The term counts of each of ``texts`` (tokens as ``_tokens`` finds them), remembered for
     recent texts.  Records from one call share one term table (use them together only)."""
     if len(_TERMS) > MAX_TERMS or len(_FORMS) > MAX_TERMS:
-        for table in (_TERM_NUMBERS, _TERMS, _FORM_NUMBERS, _FORMS, _WORD_FORMS):
+        for table in (_TERM_NUMBERS, _TERMS, _FORM_NUMBERS, _FORMS, _WORD_FORMS, _CHUNKS):
             table.clear()
         _text_terms.cache_clear()
     analyse = _text_terms

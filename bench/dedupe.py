@@ -410,8 +410,9 @@ class Grouper:
     """Story grouping as ``pipeline.group_into_stories`` does it, after every poll.
 
     The pipeline hands ``group_stories`` every entry without a story or dated within the
-    window, then ``assign_topics`` the stories, and stores each entry's story; the next
-    poll's entries carry it in ``StoredEntry.story``.  Entries arrive nearly in date order
+    window, then ``assign_topics`` the stories, and stores each entry's story and its
+    story's topics; the next poll's entries carry them in ``StoredEntry.story`` and
+    ``StoredEntry.topics``.  Entries arrive nearly in date order
     (copies up to a day late), so the candidates are found from a moving start instead of
     scanning everything, as the store's date index would.  Entries behind that start can
     never be candidates again and are let go: the pipeline reads candidates from the store
@@ -455,11 +456,13 @@ class Grouper:
         self.seconds += time.perf_counter() - started
         self.stories = len(labelled)
         self.regrouped.append(len(candidates))
-        for entry_id, story in grouping.assignments.items():
+        # As Store.save_stories: each entry takes its story and its story's topics.
+        topics = {story.id: story.topics for story in labelled}
+        for entry_id, story_id in grouping.assignments.items():
             at = self.position[entry_id]
             current = self.entries[at]
-            if current is not None and current.story != story:
-                self.entries[at] = replace(current, story=story)
+            if current is not None and (current.story, current.topics) != (story_id, topics[story_id]):
+                self.entries[at] = replace(current, story=story_id, topics=topics[story_id])
 
 
 def run_one(size: int, events: str) -> dict[str, object]:
