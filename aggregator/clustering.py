@@ -42,6 +42,10 @@ FREQUENT_SHARE = 0.02
 MIN_FREQUENT_DF = 8
 # At most this many (the most frequent): the dense products over them stay small.
 MAX_FREQUENT_COLUMNS = 128
+# Columns in at least this share of the rows are frequent beyond that cap: the dense
+# dimensions of sentence embeddings (stories.method embeddings: 384 of them, in every row),
+# which as sparse columns made grouping the UCI day 20x slower.  No word is that common.
+DENSE_COLUMN_SHARE = 0.5
 # Checking a candidate pair costs about F gathered floats (F frequent columns); a cell of
 # one dense product about DENSE_CELL_COST * F flops plus a scan: past that many candidates
 # per cell the dense product is cheaper.
@@ -145,7 +149,9 @@ class CosineIndex:
             return
         df = np.bincount(self.matrix.indices, minlength=self.matrix.shape[1])
         by_df = np.argsort(-df, kind="stable")[:MAX_FREQUENT_COLUMNS]
-        self.frequent = np.sort(by_df[df[by_df] >= max(MIN_FREQUENT_DF, FREQUENT_SHARE * self.count)])
+        common = by_df[df[by_df] >= max(MIN_FREQUENT_DF, FREQUENT_SHARE * self.count)]
+        dense = np.flatnonzero(df >= max(MIN_FREQUENT_DF, DENSE_COLUMN_SHARE * self.count))
+        self.frequent = np.union1d(common, dense)
         self.position = np.full(self.matrix.shape[1], -1, dtype=np.intp)
         self.position[self.frequent] = np.arange(len(self.frequent))
         rare, self.head, self.norms = self._split(self.matrix)
