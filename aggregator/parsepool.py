@@ -236,7 +236,7 @@ class ParsePool:
     async def _add_worker(self) -> None:
         try:
             worker = await _Worker.start()
-        except OSError as exc:
+        except Exception as exc:  # any failure: waiters must not hang, the feeds parse here
             self._starting -= 1
             log.warning("cannot start a parser process (%s): parsing in the main process", exc)
             self._size = 0

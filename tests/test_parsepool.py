@@ -1,0 +1,50 @@
+"""The parse worker pool when its processes cannot start: feeds still parse, in the caller."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from aggregator import parsepool
+from aggregator.parsepool import ParsePool
+
+RSS = (Path(__file__).parent / "feeds" / "rss20.xml").read_bytes()
+HEADERS = {"content-type": "application/rss+xml"}
+
+
+@pytest.mark.parametrize("failure", [OSError("fork failed"), RuntimeError("unexpected")])
+def test_a_worker_that_cannot_start_leaves_no_parse_waiting(
+    monkeypatch: pytest.MonkeyPatch, failure: Exception
+) -> None:
+    async def refuse() -> parsepool._Worker:
+        raise failure
+
+    monkeypatch.setattr(parsepool._Worker, "start", staticmethod(refuse))
+
+    async def parse_two() -> list[parsepool.ParseOutcome]:
+        async with ParsePool(2) as pool:
+            return await asyncio.wait_for(
+                asyncio.gather(*(pool.parse(RSS, HEADERS, "https://example.com/feed") for _ in range(2))),
+                timeout=10,
+            )
+
+    outcomes = asyncio.run(parse_two())
+    assert all(o.feed is not None and o.feed.entries for o in outcomes)
+
+
+def test_known_source_keys_reach_the_worker_process() -> None:
+    async def parse_twice() -> tuple[parsepool.ParseOutcome, parsepool.ParseOutcome]:
+        async with ParsePool(1) as pool:
+            first = await pool.parse(RSS, HEADERS, "https://example.com/feed")
+            assert first.feed is not None
+            known = dict(zip(first.feed.source_keys, (e.guid for e in first.feed.entries), strict=True))
+            return first, await pool.parse(RSS, HEADERS, "https://example.com/feed", known)
+
+    first, again = asyncio.run(parse_twice())
+    assert first.feed is not None
+    assert again.feed is not None
+    assert again.feed.entries == ()
+    assert again.feed.unchanged == tuple(e.guid for e in first.feed.entries)
+    assert again.hashes == ()
