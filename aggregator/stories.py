@@ -823,7 +823,8 @@ def _series_pairs(entries: Sequence[StoredEntry]) -> tuple[Any, Any]:
     """
     series: dict[tuple[str, str], list[int]] = {}
     for index, stored in enumerate(entries):
-        if stored.entry.text.strip():
+        text = stored.entry.text
+        if text and not text.isspace():  # not text.strip(): that copies every body
             series.setdefault((stored.feed_url, _series_title(stored.entry.title)), []).append(index)
     rows: list[int] = []
     cols: list[int] = []

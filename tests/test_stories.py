@@ -153,6 +153,26 @@ def test_a_few_new_entries_join_their_story_and_the_rest_stays_put() -> None:
     assert volcano.entry_ids[-1] == "v5"
 
 
+def test_a_story_split_by_mistake_is_mended_when_new_coverage_reaches_both_halves() -> None:
+    entries = two_events()
+    # An earlier run split the volcano story in two; the rates story is right.
+    previous = {
+        e.id: ("story-a" if e.id in {"v0", "v1", "v2"} else "story-b") for e in entries if e.id[0] == "v"
+    }
+    previous |= {e.id: "story-r" for e in entries if e.id[0] == "r"}
+    unrelated = stored("q0", "Earthquake of magnitude 6 shakes northern Japan", hours_ago=0.5)
+    bridge = stored("v9", "Iceland volcano erupts again, flights grounded across Europe", hours_ago=0.5)
+
+    # Nothing new about the volcano: its two halves stay as they were.
+    kept = group_stories([*entries, unrelated], previous, now=NOW)
+    # A new article about it reaches both halves: they are clustered again together.
+    mended = group_stories([*entries, bridge], previous, now=NOW)
+
+    assert {kept.assignments[f"v{i}"] for i in range(6)} == {"story-a", "story-b"}
+    assert len({mended.assignments[f"v{i}"] for i in (*range(6), 9)}) == 1
+    assert {mended.assignments[f"r{i}"] for i in range(6)} == {"story-r"}
+
+
 def test_nothing_new_changes_nothing() -> None:
     entries = two_events()
     first = group_stories(entries, {}, now=NOW)
