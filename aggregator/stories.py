@@ -29,13 +29,16 @@ How entries are grouped (a method measured on real news headlines, see bench/qua
    entries dated within ``settings.window`` of ``now`` and any entry never grouped before.
    When more than ``regroup_share`` of it has no story yet (a fresh store, the sample data
    on a fresh clone) the whole window is clustered.  Otherwise (a poll's worth of new
-   entries) each new entry is compared with the existing stories by the same average link,
-   and only the stories some new entry reaches are clustered again, together with the new
-   entries; the other stories stay as they are.  Everything then costs in proportion to the
-   new entries and the stories they reach (new × window dot products, and the clustering of
-   the reached stories), and keeps batch quality (bench/quality.py).  Story ids are carried
-   over by overlap with ``previous``: each old story id goes to the new group holding most
-   of its entries, so ongoing stories keep their id.  A new group's id is derived from its
+   entries) each new entry is compared with the existing stories by the same average link;
+   the new entries, linked to the stories they reach and to each other, fall into parts,
+   and each part (its new entries and the reached stories' entries) is clustered again on
+   its own; the other stories stay as they are, and two old stories merge only through new
+   entries that reach both.  A poll then costs the new entries' tokens, the window's
+   vectors (each text's term counts are remembered), new × window similarities (only the
+   pairs that can matter, see ``aggregator.clustering.CosineIndex.pairs_reaching``) and the
+   clustering of the reached stories; it keeps batch quality (bench/quality.py).  Story
+   ids are carried over by overlap with ``previous``: each old story id goes to the new
+   group holding most of its entries, so ongoing stories keep their id.  A new group's id is derived from its
    earliest member's id, so the same input gives the same ids.  Entries may move between
    stories when later articles make the picture clearer; the id of a story that goes on
    does not change.
@@ -137,11 +140,6 @@ def _tokens(text: str) -> list[tuple[str, int]]:
     ("7.4", "Q1", "35m") count as names: they pin down which report, which quarter.
     """
     return [(token, kind) for token, kind, _form in _scan(text)]
-
-
-def tokens_with_forms(text: str) -> list[tuple[str, str]]:
-    """Words of ``text`` as (normalized token, the word as written) pairs, for naming things."""
-    return [(token, form) for token, _kind, form in _scan(text)]
 
 
 def _scan(text: str) -> list[tuple[str, int, str]]:
