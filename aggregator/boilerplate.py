@@ -143,7 +143,18 @@ def strip_boilerplate(text: str, words: Iterable[str] | None = None) -> str:
     changed.
     """
     present = set(_WORD.findall(text.lower()) if words is None else words)
-    if "©" not in text and not may_have_boilerplate(present):
+    has_sign = "©" in text
+    if not has_sign and not may_have_boilerplate(present):
+        return text
+    # Lines are looked at only for what the whole text could match: a rule whose words the
+    # text has and one of whose phrases it contains, an agency credit, a "©".  Words like
+    # "read" and "more" are in most texts, the phrase "read more" in few.
+    lowered = text.lower()
+    hints = tuple(
+        hint for needs, rule_hints, _ in _RULES if needs <= present for hint in rule_hints if hint in lowered
+    )
+    every_line = has_sign or not _AGENCY_WORDS.isdisjoint(present)
+    if not hints and not every_line:
         return text
     lines = text.splitlines()
     kept_lines = []
@@ -151,8 +162,11 @@ def strip_boilerplate(text: str, words: Iterable[str] | None = None) -> str:
     for line in lines:
         if not line.strip():
             continue
-        cleaned = _clean_line(line)
-        changed = changed or cleaned is not line
+        if every_line or any(hint in line.lower() for hint in hints):
+            cleaned = _clean_line(line)
+            changed = changed or cleaned is not line
+        else:
+            cleaned = line
         if cleaned:
             kept_lines.append(cleaned)
     return "\n".join(kept_lines) if changed else text

@@ -237,13 +237,17 @@ def sign_entries(entries: Sequence[StoredEntry]) -> list[Signature]:
         # Boilerplate: only texts whose trigger words (found among the hashes, for all texts
         # at once) could make up a rule, or with a "©", go through the sentence check.
         triggers = _trigger_words(hashes)
+        stripped: dict[int, bytes] = {}
         for i, stored in enumerate(chunk):
             text = stored.entry.text
             present = triggers.get(i, set())
             if may_have_boilerplate(present) or ("©" in text and not text.isascii()):
-                stripped = strip_boilerplate(text, present)
-                if stripped is not text:
-                    hashes[i] = _word_hashes([_word_bytes(stripped)])[0]
+                without = strip_boilerplate(text, present)
+                if without is not text:
+                    stripped[i] = _word_bytes(without)
+        if stripped:
+            for i, rehashed in zip(stripped, _word_hashes(list(stripped.values())), strict=True):
+                hashes[i] = rehashed
         for stored, count, ordered in zip(chunk, map(len, hashes), _shingle_hashes(hashes), strict=True):
             entry = stored.entry
             signatures.append(

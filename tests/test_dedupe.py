@@ -14,6 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from aggregator import boilerplate
 from aggregator.boilerplate import strip_boilerplate
 from aggregator.dedupe import (
     DedupeSettings,
@@ -163,6 +164,32 @@ def test_boilerplate_keeps_sentences_that_only_mention_the_words() -> None:
         "She said she would follow the advice and sign the treaty."
     )
     assert strip_boilerplate(text) == text
+
+
+_LINES = [
+    "The central bank raised rates on Thursday.",
+    "Members of the committee read more than 400 letters.",
+    "Read more: https://example.com/rates",
+    "Sign up for our Morning newsletter here.",
+    "© 2025 Example Media. All rights reserved.",
+    "LONDON (Reuters) - Prices rose 3%. — AP",
+    "She will share this view, she said. Share this article",
+    "Press officers in France said the AP story was wrong.",
+    "",
+    "   ",
+    "Reporting by Jane Doe; Editing by John Smith.",
+]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.sampled_from(_LINES), max_size=8).map("\n".join))
+def test_boilerplate_is_what_each_line_alone_loses(text: str) -> None:
+    # The whole-text filters only skip work: the result is each line cleaned on its own.
+    lines = [line for line in text.splitlines() if line.strip()]
+    cleaned = [boilerplate._clean_line(line) for line in lines]
+    changed = any(new is not old for new, old in zip(cleaned, lines, strict=True))
+    expected = "\n".join(line for line in cleaned if line) if changed else text
+    assert strip_boilerplate(text) == expected
 
 
 # ---------------------------------------------------------------------------- stage 1: url, guid
