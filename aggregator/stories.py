@@ -55,11 +55,11 @@ import math
 import re
 import sys
 import unicodedata
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from scipy import sparse
@@ -178,16 +178,20 @@ def _words(text: str) -> list[tuple[_Parts, int]]:
 
 
 def _chunk_pieces(chunk: str) -> tuple[_WordForm | None, ...]:
-    """The pieces of a chunk of text between white space: words' forms, None for a sentence end."""
+    """The pieces of a chunk of text between white space, remembered (see ``_pieces_of``)."""
     if len(_CHUNKS) > MAX_TERMS:
         _CHUNKS.clear()
+    pieces = _CHUNKS[chunk] = _pieces_of(chunk)
+    return pieces
+
+
+def _pieces_of(chunk: str) -> tuple[_WordForm | None, ...]:
+    """The pieces of a chunk of text between white space: words' forms, None for a sentence end."""
     # Followed by white space, as every chunk but a text's last is (where an end changes nothing).
-    pieces = tuple(
+    return tuple(
         None if end else _WORD_FORMS.get(word) or _word_form(word)
         for end, word in _PIECE.findall(chunk + " ")
     )
-    _CHUNKS[chunk] = pieces
-    return pieces
 
 
 # What a word as written comes to, by the word: the same few thousand words make up most
@@ -229,10 +233,28 @@ def _word_form(word: str) -> _WordForm:
 
 def _is_title_case(text: str) -> bool:
     """Whether most content words start with a capital, as in "Twitter Shares Soar On Deal"."""
-    words = [w for w in _WORD.findall(text[:300]) if w[0].isalpha() and w.lower() not in ENGLISH_STOP_WORDS]
-    if len(words) < 3:
+    words = _WORD.findall(text[:300])
+    codes = list(map(_TITLE_CODES.get, words))  # the same words come back: each looked at once
+    if None in codes:
+        codes = [_title_code(word) if code is None else code for word, code in zip(words, codes, strict=True)]
+    capitalized = codes.count(2)
+    content = codes.count(1) + capitalized
+    if content < 3:
         return True  # too short to tell: trust nothing
-    return bool(sum(w[0].isupper() for w in words) / len(words) > 0.6)
+    return capitalized / content > 0.6
+
+
+def _title_code(word: str) -> int:
+    """0 for a stop word or one not starting with a letter, else 2 if capitalized, 1 if not."""
+    if len(_TITLE_CODES) > MAX_TERMS:
+        _TITLE_CODES.clear()
+    code = _TITLE_CODES[word] = (
+        0 if not word[0].isalpha() or word.lower() in ENGLISH_STOP_WORDS else 2 if word[0].isupper() else 1
+    )
+    return code
+
+
+_TITLE_CODES: dict[str, int] = {}
 
 
 def _stem(word: str) -> str:
@@ -295,9 +317,25 @@ def text_terms(texts: Sequence[str]) -> list[TextTerms]:
     if len(_TERMS) > MAX_TERMS or len(_FORMS) > MAX_TERMS:
         for table in (_TERM_NUMBERS, _TERMS, _FORM_NUMBERS, _FORMS, _WORD_FORMS, _CHUNKS):
             table.clear()
-        _text_terms.cache_clear()
-    analyse = _text_terms
-    return [analyse(text) for text in texts]
+        _CHUNK_TABLE.clear()
+        _ANALYSED.clear()
+    analysed = _ANALYSED
+    missing = [text for text in dict.fromkeys(texts) if text not in analysed]
+    for start in range(0, len(missing), _ANALYSE_BATCH):
+        batch = missing[start : start + _ANALYSE_BATCH]
+        analysed.update(zip(batch, _analyse(batch), strict=True))
+    found = []
+    for text in texts:
+        found.append(analysed[text])
+        analysed.move_to_end(text)
+    while len(analysed) > _ANALYSED_MAX:
+        analysed.popitem(last=False)
+    return found
+
+
+_ANALYSED: OrderedDict[str, TextTerms] = OrderedDict()  # the most recently asked for last
+_ANALYSED_MAX = 16384
+_ANALYSE_BATCH = 2048
 
 
 def _number(key: str, numbers: dict[str, int], keys: list[str]) -> int:
@@ -308,33 +346,159 @@ def _number(key: str, numbers: dict[str, int], keys: list[str]) -> int:
     return number
 
 
-@functools.lru_cache(maxsize=16384)
-def _text_terms(text: str) -> TextTerms:
-    tallies: dict[int, list[int]] = {}
-    forms: dict[tuple[int, int], list[int]] = {}
-    for parts, kind in _words(text):
-        informative = kind != _UNSURE
-        for _token, _written, term, form in parts:
-            tally = tallies.get(term)
-            if tally is None:
-                tally = tallies[term] = [0, 0, 0]
-            tally[0] += 1
-            written = forms.get((term, form))
-            if written is None:
-                written = forms[(term, form)] = [term, form, 0]
-            written[2] += 1
-            if informative:
-                tally[1] += kind
-                tally[2] += 1
-    terms = sorted(tallies)
-    table = np.array([tallies[t] for t in terms], dtype=np.float64).reshape(-1, 3)
-    return TextTerms(
-        np.array(terms, dtype=np.int64),
-        table[:, 0],
-        table[:, 1],
-        table[:, 2],
-        np.array(list(forms.values()), dtype=np.int64).reshape(-1, 3),
+# What a chunk's words make the next chunk: a sentence's start or inside one (or, for a
+# chunk with no words, nothing: the next is where this one was).  Also the row of each
+# context's kinds in ``_ChunkTable.arrays``.
+_AT_START, _INSIDE, _IN_TITLE_CASE, _AS_BEFORE = 0, 1, 2, -1
+
+
+class _ChunkTable:
+    """Every chunk of text (the text between white space) met so far, as ``_analyse`` reads it.
+
+    A chunk is numbered once; its occurrences (term and form numbers, and their kind, see
+    ``_tokens``, at a sentence's start, inside a sentence and in a title-cased text) are
+    kept in columns, so that a batch of texts is turned into occurrences by indexing, with
+    no Python code per word.  Built from ``_pieces_of``, so it tokenizes as ``_words`` does.
+    """
+
+    numbers: dict[str, int]
+    _arrays: list[Any]  # first, length, then (per chunk); term, form, kinds (per occurrence)
+    _pending: tuple[list[int], ...]  # the same for chunks numbered since, kinds flattened
+
+    def __init__(self) -> None:
+        self.clear()
+
+    def clear(self) -> None:
+        self.numbers = {}
+        self._arrays = [np.zeros(0, dtype=np.int64) for _ in range(5)] + [np.zeros((3, 0), dtype=np.int64)]
+        self._pending = ([], [], [], [], [], [], [], [])
+
+    def number(self, chunk: str) -> int:
+        known = self.numbers.get(chunk)  # a new chunk can come twice in one line
+        if known is not None:
+            return known
+        pieces = _pieces_of(chunk)
+        first, length, then, term, form, *kinds = self._pending
+        start = len(self._arrays[3]) + len(term)
+        for context, kind_column in enumerate(kinds):
+            at_start, title_case = context != _INSIDE, context == _IN_TITLE_CASE
+            for piece in pieces:  # as ``_words`` reads the pieces
+                if piece is None:
+                    at_start = True
+                    continue
+                parts, fixed, capitalized = piece
+                if fixed is not None:
+                    kind = fixed
+                elif at_start or title_case:
+                    kind = _UNSURE
+                else:
+                    kind = _NAME if capitalized else _WORD_
+                kind_column.extend([kind] * len(parts))
+                at_start = False
+        for piece in pieces:
+            if piece is not None:
+                term.extend([t for _, _, t, _ in piece[0]])
+                form.extend([f for _, _, _, f in piece[0]])
+        first.append(start)
+        length.append(len(self._arrays[3]) + len(term) - start)
+        then.append(_AS_BEFORE if not pieces else _AT_START if pieces[-1] is None else _INSIDE)
+        number = self.numbers[chunk] = len(self.numbers)
+        return number
+
+    def arrays(self) -> list[Any]:
+        """[first, length, then, term, form, kinds (3 × occurrences)] of every chunk numbered."""
+        pending = self._pending
+        if pending[0]:
+            new = [np.array(column, dtype=np.int64) for column in pending[:5]]
+            new.append(np.array(pending[5:], dtype=np.int64).reshape(3, -1))
+            self._arrays = [
+                np.concatenate([old, more], axis=-1) for old, more in zip(self._arrays, new, strict=True)
+            ]
+            for column in pending:
+                column.clear()
+        return self._arrays
+
+
+_CHUNK_TABLE = _ChunkTable()
+
+
+def _analyse(texts: Sequence[str]) -> list[TextTerms]:
+    """``TextTerms`` of each of ``texts``: each text as the numbers of its chunks (the same
+    chunks come back in every text), then its words found and counted for all texts at once."""
+    table = _CHUNK_TABLE
+    if len(table.numbers) > MAX_TERMS:
+        table.clear()
+    known = table.numbers.get
+    chunks: list[int] = []
+    line_starts: list[int] = []
+    chunk_counts: list[int] = []
+    title_case: list[bool] = []
+    for text in texts:
+        before = len(chunks)
+        for line in text.split("\n"):  # a line break always ends a sentence
+            found = list(map(known, line.split()))
+            numbers = (
+                [table.number(c) if n is None else n for c, n in zip(line.split(), found, strict=True)]
+                if None in found
+                else cast(list[int], found)
+            )
+            if numbers:
+                line_starts.append(len(chunks))
+                chunks.extend(numbers)
+        chunk_counts.append(len(chunks) - before)
+        title_case.append(_is_title_case(text))
+    first, length, then, term_of, form_of, kinds = table.arrays()
+    chunk = np.array(chunks, dtype=np.int64)
+    # Each chunk's context: what the nearest chunk before it on its line made it (a line's
+    # first chunk starts a sentence); every chunk of a title-cased text is read as such.
+    made = np.full(len(chunk), _AS_BEFORE, dtype=np.int64)
+    made[1:] = then[chunk[:-1]]
+    made[line_starts] = _AT_START
+    set_at = np.where(made != _AS_BEFORE, np.arange(len(chunk)), 0)
+    context = made[np.maximum.accumulate(set_at)] if len(chunk) else made
+    chunk_owner = np.repeat(np.arange(len(texts), dtype=np.int64), chunk_counts)
+    context[np.asarray(title_case, dtype=bool)[chunk_owner]] = _IN_TITLE_CASE
+
+    sizes = length[chunk]
+    ends = np.cumsum(sizes)
+    occurrence = np.repeat(first[chunk] - (ends - sizes), sizes) + np.arange(
+        int(ends[-1]) if len(ends) else 0
     )
+    term = term_of[occurrence]
+    form = form_of[occurrence]
+    kind = kinds[np.repeat(context, sizes), occurrence]
+    owner = np.repeat(chunk_owner, sizes)
+
+    # Each text's distinct terms, ascending: (text, term) pairs in sorted order.
+    span = len(_TERMS) + 1
+    pairs, which = np.unique(owner * span + term, return_inverse=True)
+    which = which.ravel()
+    counts = np.bincount(which, minlength=len(pairs)).astype(np.float64)
+    informative = kind != _UNSURE
+    capitalized = np.bincount(which, weights=informative & (kind == _NAME), minlength=len(pairs))
+    informed = np.bincount(which, weights=informative, minlength=len(pairs))
+    term_bounds = np.searchsorted(pairs // span, np.arange(len(texts) + 1))
+
+    # Each text's (term, form) rows in order of first occurrence, with their counts: the
+    # (text, term, form) triples numbered through their (text, term) pair.
+    _, first_seen, occurrences = np.unique(
+        which * (len(_FORMS) + 1) + form, return_index=True, return_counts=True
+    )
+    by_position = np.argsort(first_seen)  # the texts' stretches are in text order
+    first_seen = first_seen[by_position]
+    rows = np.stack([term[first_seen], form[first_seen], occurrences[by_position]], axis=1)
+    form_bounds = np.searchsorted(owner[first_seen], np.arange(len(texts) + 1))
+
+    return [
+        TextTerms(
+            pairs[term_bounds[i] : term_bounds[i + 1]] % span,
+            counts[term_bounds[i] : term_bounds[i + 1]],
+            capitalized[term_bounds[i] : term_bounds[i + 1]],
+            informed[term_bounds[i] : term_bounds[i + 1]],
+            rows[form_bounds[i] : form_bounds[i + 1]],
+        )
+        for i in range(len(texts))
+    ]
 
 
 def written_forms(texts: Sequence[TextTerms], terms: Sequence[str]) -> dict[str, str]:

@@ -20,8 +20,9 @@ from scipy.spatial.distance import squareform
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.preprocessing import normalize
 
+from aggregator import stories
 from aggregator.clustering import CosineIndex, average_link, cluster_block, row_gram_blocks, threshold_edges
-from aggregator.stories import _tokens, entry_text, vectorize_lexical
+from aggregator.stories import _tokens, entry_text, text_terms, vectorize_lexical
 from aggregator.types import Entry
 
 
@@ -132,6 +133,90 @@ def test_story_vectors_are_scikit_learns_tfidf_with_names_weighted_up(boost: flo
 
     assert actual.shape == expected.shape
     assert np.allclose(actual.toarray(), expected.toarray(), atol=1e-6)
+
+
+# Words that exercise the tokenizer: names, stop words, numbers, hyphens, possessives,
+# "U.S."-style abbreviations, sentence ends, and characters that are no word at all.
+_PIECES = [
+    "Putin",
+    "putin",
+    "Trump's",
+    "the",
+    "The",
+    "and",
+    "U.S.",
+    "US",
+    "it",
+    "IT",
+    "7.4%",
+    "Q1",
+    "summit.",
+    "summit,",
+    "cease-fire",
+    "Cease-Fire",
+    "talks?",
+    "said:",
+    "—",
+    "(AP)",
+    "café",
+    "Anchorage;",
+    "x",
+    "2025",
+    "Talks",
+    "talks",
+    "of",
+    "On",
+    "ceasefire!",
+    "’s",
+    "-",
+    "...",
+]
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(
+        st.lists(st.lists(st.sampled_from(_PIECES), max_size=12), max_size=4).map(
+            lambda lines: "\n".join(" ".join(words) for words in lines)
+        ),
+        min_size=1,
+        max_size=6,
+    )
+)
+def test_term_counts_of_a_batch_are_those_of_each_text_token_by_token(texts: list[str]) -> None:
+    # ``text_terms`` counts a whole batch at once from remembered chunks; the reference
+    # counts each text's tokens one by one, as ``_words`` reads them.
+    for text, found in zip(texts, text_terms(texts), strict=True):
+        counts: dict[str, list[int]] = {}
+        forms: dict[tuple[str, str], int] = {}
+        for parts, kind in stories._words(text):
+            for token, written, _term, _form in parts:
+                tally = counts.setdefault(token, [0, 0, 0])
+                tally[0] += 1
+                if kind != stories._UNSURE:
+                    tally[1] += kind
+                    tally[2] += 1
+                forms[(token, written)] = forms.get((token, written), 0) + 1
+        names = [stories._TERMS[t] for t in found.terms.tolist()]
+        assert names == sorted(counts, key=lambda token: stories._TERM_NUMBERS[token])
+        assert [
+            [a, b, c] for a, b, c in zip(found.counts, found.capitalized, found.informative, strict=True)
+        ] == [counts[name] for name in names]
+        assert [(stories._TERMS[t], stories._FORMS[f], n) for t, f, n in found.forms.tolist()] == [
+            (token, written, n) for (token, written), n in forms.items()
+        ]
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.sampled_from(_PIECES), max_size=80).map(" ".join))
+def test_title_case_is_most_content_words_capitalized(text: str) -> None:
+    words = [
+        w
+        for w in stories._WORD.findall(text[:300])
+        if w[0].isalpha() and w.lower() not in stories.ENGLISH_STOP_WORDS
+    ]
+    expected = len(words) < 3 or sum(w[0].isupper() for w in words) / len(words) > 0.6
+    assert stories._is_title_case(text) == expected
 
 
 def test_a_block_bigger_than_the_split_size_is_cut_into_components_and_agrees() -> None:
