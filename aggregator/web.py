@@ -10,7 +10,8 @@ What it serves (paths relative to ``output.base_url``)::
 
     /                              the latest stories by topic, with feed autodiscovery
     /feed.atom|rss|json            the combined feeds, /topics/<slug>.atom|rss|json per topic
-    /private/<token>/...           the same, when feeds are private (AGGREGATOR_FEED_TOKENS)
+    /private/<token>/...           the same, when feeds are private (AGGREGATOR_FEED_TOKENS); their
+                                   links to themselves and the front page lead back under the token
     /archive/                      every newsletter's archive; /archive/<name>/NNNN.html an issue
     /subscribe                     a form; a confirmation email with a signed link that expires
     /subscribe/confirm/<token>     GET shows a button, POST confirms (double opt-in)
@@ -50,7 +51,8 @@ from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid, parsedate_to_datetime
 from pathlib import Path
 from typing import Any, Protocol
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import quote, urljoin, urlsplit
+from xml.sax.saxutils import escape as xml_escape
 
 import itsdangerous
 import jinja2
@@ -66,7 +68,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from aggregator import mail, newsletters
 from aggregator.clock import Clock, SystemClock
 from aggregator.config import LoadedConfig
-from aggregator.publish import FEED_FORMATS
+from aggregator.publish import FEED_FORMATS, feed_path
 
 log = logging.getLogger(__name__)
 
@@ -207,6 +209,7 @@ class FileCache:
 
     def __init__(self) -> None:
         self._files: dict[Path, CachedFile] = {}
+        self._variants: dict[tuple[Path, str], CachedFile] = {}
 
     def get(self, path: Path, media_type: str) -> CachedFile | None:
         try:
@@ -234,6 +237,32 @@ class FileCache:
             media_type=media_type,
         )
         self._files[path] = cached
+        return cached
+
+    def variant(
+        self, path: Path, media_type: str, key: str, rewrite: Callable[[bytes], bytes]
+    ) -> CachedFile | None:
+        """The file with ``rewrite`` applied to its bytes (its own gzip copy and ETag), kept
+        under ``key`` until the file changes."""
+        original = self.get(path, media_type)
+        if original is None:
+            self._variants.pop((path, key), None)
+            return None
+        cached = self._variants.get((path, key))
+        if cached is not None and cached.stamp == original.stamp:
+            return cached
+        body = rewrite(original.body)
+        packed = gzip.compress(body, compresslevel=6, mtime=0) if len(body) >= GZIP_MIN_BYTES else None
+        cached = CachedFile(
+            stamp=original.stamp,
+            body=body,
+            gzipped=packed if packed is not None and len(packed) < len(body) else None,
+            etag='"' + hashlib.sha256(body).hexdigest()[:32] + '"',
+            last_modified=original.last_modified,
+            modified=original.modified,
+            media_type=media_type,
+        )
+        self._variants[(path, key)] = cached
         return cached
 
 
@@ -290,6 +319,30 @@ def file_response(
         body = file.gzipped
         headers["content-encoding"] = "gzip"
     return Response(body, media_type=file.media_type, headers=headers)
+
+
+def private_feed_links(body: bytes, fmt: str, base: str, private: str, slug: str | None) -> bytes:
+    """A published feed's own links (itself in each format, the front page) moved from
+    ``base`` to ``private``; other links, such as the articles', stay as they are.
+
+    Only whole values are replaced (between quotes or tags, as publish writes them), each
+    as that format escapes it.
+    """
+    moved = {urljoin(base, feed_path(f, slug)): urljoin(private, feed_path(f, slug)) for f in FEED_FORMATS}
+    moved[base] = private
+
+    def written(url: str) -> str:
+        if fmt == "json":
+            return json.dumps(url, ensure_ascii=False)[1:-1]
+        return xml_escape(url, {'"': "&quot;"})
+
+    table = {written(old).encode(): written(new).encode() for old, new in moved.items()}
+    pattern = re.compile(
+        rb"(?<=[\"'>])("
+        + b"|".join(re.escape(old) for old in sorted(table, key=len, reverse=True))
+        + rb")(?=[\"'<])"
+    )
+    return pattern.sub(lambda match: table[match.group(1)], body)
 
 
 # --------------------------------------------------------------------------- front page
@@ -565,7 +618,22 @@ class _Web:
         if fmt not in FEED_FORMATS or (slug is not None and not _SLUG.match(slug)):
             return self.error(request, 404, "Not found", "There is no feed at this address.")
         relative = f"feed.{fmt}" if slug is None else f"topics/{slug}.{fmt}"
-        file = self.files.get(self.settings.public_dir / relative, FEED_FORMATS[fmt])
+        token = params.get("token")
+        if token is None:
+            file = self.files.get(self.settings.public_dir / relative, FEED_FORMATS[fmt])
+        else:
+            # Its links to itself, its other formats and the front page lead back under the
+            # token: a reader that follows a feed's self link must not land on a 404.
+            base, private = (
+                self.settings.base_url,
+                f"{self.settings.base_url}private/{quote(token, safe='')}/",
+            )
+            file = self.files.variant(
+                self.settings.public_dir / relative,
+                FEED_FORMATS[fmt],
+                token,
+                lambda body: private_feed_links(body, fmt, base, private, slug),
+            )
         if file is None:
             what = "This topic has no feed (any more)." if slug else "The feeds have not been published yet."
             return self.error(request, 404, "Not found", what)

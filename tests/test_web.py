@@ -567,6 +567,45 @@ def test_private_feeds_are_served_only_under_their_token(
         assert f"/private/{token}/feed.atom" in hrefs
 
 
+def test_a_private_feed_links_to_itself_under_its_token(
+    settings: WebSettings, store: Store, outbox: Path, clock: ManualClock
+) -> None:
+    # A reader that follows a private feed's self link (or its other formats, or its home
+    # page) must stay under the token; the articles' links stay as the outlets wrote them.
+    token = "s3cret-token-of-32-characters-xx"
+    private = replace(settings, feed_tokens=(token,))
+    under = f"{BASE}private/{token}/"
+    with serve(settings, store, outbox, clock) as url, httpx.Client(base_url=url) as http:
+        public_atom = http.get("/feed.atom").text
+    with serve(private, store, outbox, clock) as url, httpx.Client(base_url=url) as http:
+        atom = lxml_html.etree.fromstring(http.get(f"/private/{token}/feed.atom").content)
+        ns = {"a": "http://www.w3.org/2005/Atom"}
+        assert atom.xpath("a:link[@rel='self']/@href", namespaces=ns) == [f"{under}feed.atom"]
+        assert set(atom.xpath("a:link[@rel='alternate']/@href", namespaces=ns)) == {
+            under,
+            f"{under}feed.json",
+        }
+        entry_links = atom.xpath("a:entry/a:link/@href", namespaces=ns)
+        assert entry_links
+        assert not any("/private/" in link for link in entry_links)
+        assert entry_links == lxml_html.etree.fromstring(public_atom.encode()).xpath(
+            "a:entry/a:link/@href", namespaces=ns
+        )
+
+        rss = lxml_html.etree.fromstring(http.get(f"/private/{token}/topics/russia.rss").content)
+        assert rss.xpath("channel/*[local-name()='link' and @rel='self']/@href") == [
+            f"{under}topics/russia.rss"
+        ]
+        assert rss.xpath("channel/link/text()") == [under]
+
+        response = http.get(f"/private/{token}/feed.json")
+        document = response.json()
+        assert (document["feed_url"], document["home_page_url"]) == (f"{under}feed.json", under)
+        # The rewritten body has validators of its own, and they work.
+        again = http.get(f"/private/{token}/feed.json", headers={"if-none-match": response.headers["etag"]})
+        assert again.status_code == 304
+
+
 def test_settings_come_from_feeds_yaml_and_the_environment(tmp_path: Path) -> None:
     text = (
         "feeds: [{url: https://a.example/feed}]\n"
