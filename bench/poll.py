@@ -222,6 +222,7 @@ def run_project(server: FeedServer, workdir: Path, concurrency: int, timeout: fl
             "tree_peak_sampled_mb": measured.tree_peak_mb,
             "tree_pss_peak_mb": measured.tree_pss_peak_mb,
             "processes": measured.processes,
+            "process_peaks_mb": measured.process_peaks_mb,
             "inner_s": float(polled_in.group(1)) if polled_in else None,
             "server": {k: stats[k] for k in ("requests", "s200", "s304", "bytes_out", "server_cpu_s")},
             **_last_json_line(out.read_text(errors="replace")),

@@ -8,7 +8,10 @@ Why the tree: the project parses in a process pool, so the peak RSS of the paren
 
 * ``sum_of_peaks_mb``: the sum over every process ever seen of its last known VmHWM, an
   upper bound of the tree's peak (peaks that never coincided are added up), and the figure
-  the benchmark judges, to be on the safe side;
+  the benchmark judges, to be on the safe side.  The last known, not the largest seen: a
+  child sampled between its fork and its exec reports its parent's memory (it shares it),
+  and its VmHWM starts again at the exec; keeping that early sample counted the parent
+  twice (a cold poll once measured 224 MB instead of 184: a worker "peaked" at 82 MB);
 * ``tree_peak_mb``: the largest sum of VmRSS seen in one sample, closer to the truth but a
   sample can miss a short spike;
 * ``tree_pss_peak_mb``: the largest sum of PSS (/proc/PID/smaps_rollup) seen in one sample,
@@ -44,6 +47,8 @@ class TreeRun:
     tree_peak_mb: float
     tree_pss_peak_mb: float
     processes: int  # how many processes the tree had in all
+    # Each process's own peak (VmHWM), the command first, then the others as first seen.
+    process_peaks_mb: tuple[float, ...] = ()
 
 
 def _children(pid: int) -> list[int]:
@@ -126,7 +131,7 @@ def run_measured(
             mem = _memory_kib(p)
             if mem is not None:
                 total += mem[0]
-                peaks[p] = max(peaks.get(p, 0), mem[1])
+                peaks[p] = mem[1]  # the last known: VmHWM starts again at an exec
         tree_peak = max(tree_peak, total)
         if samples % pss_every == 0:
             pss_peak = max(pss_peak, sum(_pss_kib(p) for p in tree))
@@ -139,6 +144,7 @@ def run_measured(
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
     peaks[proc.pid] = max(peaks.get(proc.pid, 0), usage.ru_maxrss)
+    own_first = [peaks[proc.pid], *(kib for p, kib in peaks.items() if p != proc.pid)]
     return TreeRun(
         returncode=returncode,
         wall_s=round(wall, 3),
@@ -147,4 +153,5 @@ def run_measured(
         tree_peak_mb=round(max(tree_peak, peaks[proc.pid]) / 1024, 1),
         tree_pss_peak_mb=round(pss_peak / 1024, 1),
         processes=len(peaks),
+        process_peaks_mb=tuple(round(kib / 1024, 1) for kib in own_first),
     )
