@@ -116,11 +116,13 @@ _LINK_REL = "noopener noreferrer nofollow"
 _DROP_WITH_CONTENT = frozenset({"script", "style", "template", "noscript", "iframe", "object", "svg", "math"})
 
 
-@lru_cache(maxsize=256)
+@lru_cache(maxsize=16)
 def _cleaner(base: str) -> nh3.Cleaner:
     """A sanitizer that also makes relative links absolute against ``base``.
 
     One per base URL (a feed's entries nearly always share one; building costs ~6 µs).
+    Few are kept: each holds about 12 KB outside Python's heap, and the base changes
+    with every feed, so 256 of them (3 MB a parse worker) bought nothing but memory.
     A base that is not http(s), e.g. a ``file:`` feed, must not leak local paths into
     published HTML, so relative links are removed there instead.
     """

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -48,3 +51,19 @@ def test_known_source_keys_reach_the_worker_process() -> None:
     assert again.feed.entries == ()
     assert again.feed.unchanged == tuple(e.guid for e in first.feed.entries)
     assert again.hashes == ()
+
+
+def test_a_worker_process_imports_the_parser_but_not_the_pools_asyncio() -> None:
+    # A worker's memory is what it imports: the parent side of the module must not come along.
+    assert parsepool._BOOT.endswith("; p.serve()")
+    report = "from aggregator import parse; print(json.dumps(sorted(set(sys.modules) & set(sys.argv[2:]))))"
+    code = parsepool._BOOT.replace("p.serve()", report)
+    watched = ["asyncio", "logging", "aggregator.parse"]
+    done = subprocess.run(
+        [sys.executable, "-c", code, json.dumps(sys.path), *watched],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    assert json.loads(done.stdout) == ["aggregator.parse"]
