@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import re
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -503,3 +505,19 @@ def test_source_keys_are_kept_and_a_rewritten_but_equal_entry_gets_its_new_key(
 
     with pytest.raises(StoreError, match="1 source keys for 2 entries"):
         store.save_poll(polled(FEED, later), [a, b], later, source_keys=["only-one"])
+
+
+def test_migrating_a_new_database_leaves_pygments_out(tmp_path: Path) -> None:
+    # mako (alembic's) would import its Pygments plugin: 5 MB of the first poll, for nothing.
+    code = (
+        "import sys; from aggregator.store import Store; Store.open(sys.argv[1]).close();"
+        " print('pygments' in sys.modules); import mako.ext.pygmentplugin"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, f"sqlite:///{tmp_path / 'new.sqlite'}"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    assert done.stdout.split() == ["False"]
