@@ -23,13 +23,14 @@ stop the others.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import functools
 import logging
 import os
 import random
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -117,9 +118,10 @@ async def poll_feeds(
     in_flight: asyncio.Queue[None] = asyncio.Queue()
     for _ in range(settings.concurrency):
         in_flight.put_nowait(None)
-    # And of those, only a few may hold a body on its way through parse and store: a parsed
-    # feed weighs about ten times its body, and the parsers set the pace anyway.
-    backlog = asyncio.Semaphore(PARSE_BACKLOG_PER_WORKER * max(workers, 1))
+    # And of those, only a few may hold a body on its way through parse and store (a parsed
+    # feed weighs about ten times its body, and the parsers set the pace anyway), and feeds
+    # that surely send a body start their fetch only while few bodies wait (_BodyFlow).
+    flow = _BodyFlow(PARSE_BACKLOG_PER_WORKER * max(workers, 1), most=settings.concurrency)
     writer = _StoreWriter(store, now)
     try:
         async with ParsePool(workers) as parser, fetch.make_client(settings) as client:
@@ -135,13 +137,14 @@ async def poll_feeds(
             fetcher = fetch.Fetcher(client, settings)
 
             async def poll_one(feed: FeedConfig) -> PollOutcome:
-                await in_flight.get()
-                try:
-                    return await _poll_one(
-                        loaded, feed, states[feed.url], fetcher, parser, backlog, writer, now, rng
-                    )
-                finally:
-                    in_flight.put_nowait(None)
+                async with flow.body_expected(_sends_a_body(states[feed.url])):
+                    await in_flight.get()
+                    try:
+                        return await _poll_one(
+                            loaded, feed, states[feed.url], fetcher, parser, flow, writer, now, rng
+                        )
+                    finally:
+                        in_flight.put_nowait(None)
 
             for next_done in asyncio.as_completed([poll_one(f) for f in selected]):
                 outcome = await next_done
@@ -162,7 +165,7 @@ async def _poll_one(  # noqa: PLR0917 -- private; the pieces of one poll cycle
     state: FeedState,
     fetcher: fetch.Fetcher,
     parser: ParsePool,
-    backlog: asyncio.Semaphore,
+    flow: _BodyFlow,
     writer: _StoreWriter,
     now: datetime,
     rng: random.Random,
@@ -173,7 +176,7 @@ async def _poll_one(  # noqa: PLR0917 -- private; the pieces of one poll cycle
     result = await fetcher.fetch(
         state, location, now, unconditional=polling.wants_unconditional(state, now, policy)
     )
-    async with contextlib.nullcontext() if result.body is None else backlog:
+    async with contextlib.nullcontext() if result.body is None else flow.parse_slot():
         parsed = ParseOutcome(None, None)
         if result.body is not None:
             # What is stored already need not be cleaned again (parse's module docstring).
@@ -215,6 +218,77 @@ _FAILED = (FeedStatus.ERROR, FeedStatus.RETIRED)
 def _sends_a_body(state: FeedState) -> bool:
     """Whether this feed's next fetch will surely bring a body: it has no validators to send."""
     return not (state.etag or state.last_modified)
+
+
+class _BodyFlow:
+    """How many bodies a poll holds at once: ``backlog`` of them on their way through parse
+    and store, and the feeds that surely send one (no validators) fetching meanwhile.
+
+    ``parse_slot()`` is one of the ``backlog`` places from parse to stored.  A feed that
+    surely sends a body enters ``body_expected()`` before its fetch and leaves when stored;
+    at first ``2 * backlog`` may be inside, one more each time a body finds a parse slot
+    free (the parsers wait for the network, so more fetches should overlap), up to
+    ``most`` (the requests in flight).  On a fast network the parsers set the pace, and a
+    cold poll holds about twice the backlog in bodies instead of one per request in flight
+    (each ~100 KB: about 5 MB of a thousand-feed poll's peak); on a slow one the limit
+    doubles about every round trip until the fetches keep the parsers busy.
+
+    The waiting feeds are futures in a deque, woken in order (see ``in_flight`` in
+    ``poll_feeds`` for why not a Semaphore).
+    """
+
+    def __init__(self, backlog: int, most: int) -> None:
+        self._backlog = asyncio.Semaphore(backlog)
+        self._limit = min(2 * backlog, most)
+        self._most = max(most, self._limit)
+        self._inside = 0
+        self._waiting: collections.deque[asyncio.Future[None]] = collections.deque()
+
+    @contextlib.asynccontextmanager
+    async def parse_slot(self) -> AsyncIterator[None]:
+        if not self._backlog.locked():
+            self._widen()
+        async with self._backlog:
+            yield
+
+    @contextlib.asynccontextmanager
+    async def body_expected(self, expected: bool) -> AsyncIterator[None]:
+        if not expected:
+            yield
+            return
+        await self._enter()
+        try:
+            yield
+        finally:
+            self._inside -= 1
+            self._wake()
+
+    async def _enter(self) -> None:
+        if self._inside < self._limit and not self._waiting:
+            self._inside += 1
+            return
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiting.append(waiter)
+        self._wake()  # those ahead may all have been cancelled
+        try:
+            await waiter  # _wake counted us in
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():  # let in, then cancelled: give it back
+                self._inside -= 1
+                self._wake()
+            raise
+
+    def _widen(self) -> None:
+        if self._limit < self._most:
+            self._limit += 1
+            self._wake()
+
+    def _wake(self) -> None:
+        while self._waiting and self._inside < self._limit:
+            waiter = self._waiting.popleft()
+            if not waiter.done():
+                self._inside += 1
+                waiter.set_result(None)
 
 
 @dataclass(slots=True)
