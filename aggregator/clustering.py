@@ -111,10 +111,19 @@ def gram_blocks(matrix: Matrix, sizes: Sequence[int]) -> list[Any]:
             if (b - a) * (high - low) > BLOCK_CELLS // 8:
                 blocks.append(gram(rows[a:b]))  # a big run: its product stays sparse until the end
                 continue
+            # One dense column per column the run uses: each nonzero finds its column's last
+            # nonzero through the table, and those are numbered in order.  (A column per
+            # nonzero, as before, made the product rows² × nonzeros: 2-3x the time.)
             columns = indices[low:high]
             slot[columns] = np.arange(high - low)
-            dense = np.zeros((b - a, high - low), dtype=np.float32)
-            dense[np.repeat(np.arange(b - a), np.diff(indptr[a : b + 1])), slot[columns]] = data[low:high]
+            representative = slot[columns]
+            used = np.zeros(high - low, dtype=bool)
+            used[representative] = True
+            number = np.cumsum(used) - 1
+            dense = np.zeros((b - a, int(used.sum())), dtype=np.float32)
+            dense[np.repeat(np.arange(b - a), np.diff(indptr[a : b + 1])), number[representative]] = data[
+                low:high
+            ]
             blocks.append(dense @ dense.T)
     else:
         dense = np.asarray(matrix, dtype=np.float32)
