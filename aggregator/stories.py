@@ -651,7 +651,8 @@ def group_stories(
     by_id = {s.id: s for s in entries}
     kept_of = {s.id: _kept_copy(s.id, by_id) for s in entries}
     when = {s.id: entry_time(s) for s in entries}
-    kept = sorted((s for s in entries if kept_of[s.id] == s.id), key=lambda s: (when[s.id], s.id))
+    ordered = sorted(entries, key=lambda s: (when[s.id], s.id))
+    kept = [s for s in ordered if kept_of[s.id] == s.id]
 
     # Recent entries are regrouped on every run; older ones keep their story, except those
     # never grouped (a first run over a feed's archive, the sample data on a fresh clone).
@@ -685,7 +686,7 @@ def group_stories(
 
     return StoryGrouping(
         assignments=assignments,
-        stories=_build_stories(entries, assignments, window, when),
+        stories=_build_stories(ordered, assignments, window, when),
     )
 
 
@@ -1079,9 +1080,9 @@ def _build_stories(
     window: _Window | None,
     when: Mapping[str, datetime],
 ) -> tuple[Story, ...]:
-    """The ``Story`` records (``when``: each entry's ``entry_time``), newest first."""
+    """The ``Story`` records (``entries`` by ``when``, each entry's ``entry_time``, then id), newest first."""
     members: dict[str, list[StoredEntry]] = {}
-    for stored in sorted(entries, key=lambda s: (when[s.id], s.id)):
+    for stored in entries:
         members.setdefault(assignments[stored.id], []).append(stored)
     labels = _labels(window, assignments) if window is not None else {}
     stories = [
