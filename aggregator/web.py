@@ -439,6 +439,16 @@ class RateLimiter:
         hits.append(now)
         return None
 
+    def waiting(self, key: str, now: datetime) -> timedelta | None:
+        """How long ``key`` must wait before its next event counts, without counting one."""
+        hits = self._hits.get(key)
+        start = now - self.limit.window
+        while hits and hits[0] <= start:
+            hits.popleft()
+        if hits is not None and len(hits) >= self.limit.count:
+            return hits[0] + self.limit.window - now
+        return None
+
     def _prune(self, start: datetime) -> None:
         for key in [k for k, v in self._hits.items() if not v or v[-1] <= start]:
             del self._hits[key]

@@ -19,7 +19,10 @@ Access: without a token of at least 16 characters in the environment the editor 
 HttpOnly, SameSite=Strict session cookie limited to the editor's path; a script may send
 ``Authorization: Bearer TOKEN`` instead.  The token never travels in a URL and is never
 logged.  Every POST made with the cookie must carry the session's CSRF token (a hidden
-field), and an ``Origin`` header, when present, must be this site.
+field), and an ``Origin`` header, when present, must be this site.  After
+``SIGN_IN_FAILURES.count`` wrong tokens from one client address (sign-in form or bearer)
+within ``SIGN_IN_FAILURES.window``, that address is refused (429, Retry-After) without its
+token being looked at, the right one included, until the window has passed.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ import os
 import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -55,6 +58,7 @@ from aggregator.discovery import DiscoveryError, FeedChoices, FoundFeed, probe_f
 from aggregator.errors import ConfigError
 from aggregator.fetch import Fetcher, make_client
 from aggregator.pipeline import fetch_settings
+from aggregator.web import RateLimit, RateLimiter
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +66,9 @@ TOKEN_ENV = "AGGREGATOR_ADMIN_TOKEN"  # noqa: S105 (the variable's name, not a s
 MIN_TOKEN_LENGTH = 16
 COOKIE = "aggregator_admin"
 SESSION_SECONDS = 12 * 3600
+# A token of 16+ characters cannot be guessed at this pace; the limit keeps logs and the
+# server quiet when someone tries.
+SIGN_IN_FAILURES = RateLimit(10, timedelta(minutes=15))
 FEED_FIELDS = ("url", "title", "topics", "interval", "priority")
 NEWSLETTER_FIELDS = ("title", "schedule", "timezone", "topics", "max_stories", "sender", "subscribers")
 _TEMPLATES = Path(__file__).parent / "templates" / "admin"
@@ -127,6 +134,7 @@ class _Editor:
         # The signing key derives from the token: changing the token signs everyone out.
         key = hmac.new((self.token or "").encode(), b"aggregator admin session", hashlib.sha256).digest()
         self.signer = itsdangerous.URLSafeTimedSerializer(key, salt="aggregator-admin-session")
+        self.failures = RateLimiter(SIGN_IN_FAILURES)  # wrong tokens per client address
         self.templates = jinja2.Environment(
             loader=jinja2.FileSystemLoader(_TEMPLATES),
             autoescape=True,
@@ -158,9 +166,7 @@ class _Editor:
         header = request.headers.get("authorization", "")
         scheme, _, given = header.partition(" ")
         if scheme.lower() == "bearer" and given:
-            return (
-                _Session(None) if hmac.compare_digest(given.strip().encode(), self.token.encode()) else None
-            )
+            return _Session(None) if self._token_ok(request, given) else None
         cookie = request.cookies.get(COOKIE)
         if not cookie:
             return None
@@ -170,6 +176,20 @@ class _Editor:
             return None
         csrf = data.get("csrf") if isinstance(data, dict) else None
         return _Session(csrf) if isinstance(csrf, str) else None
+
+    def _token_ok(self, request: Request, given: str) -> bool:
+        """Whether ``given`` is the token; a wrong one counts against the client's address,
+        and an address over ``SIGN_IN_FAILURES`` is not asked (see ``_blocked``)."""
+        if self.token is None or self._blocked(request) is not None:
+            return False
+        if hmac.compare_digest(given.strip().encode(), self.token.encode()):
+            return True
+        self.failures.hit(_client(request), datetime.now(UTC))
+        return False
+
+    def _blocked(self, request: Request) -> timedelta | None:
+        """How long the client's address must wait after too many wrong tokens, if it must."""
+        return self.failures.waiting(_client(request), datetime.now(UTC))
 
     def _same_origin(self, request: Request) -> bool:
         origin = request.headers.get("origin")
@@ -237,9 +257,17 @@ class _Editor:
         given = str(form.get("token", "")).strip()
         if not self._same_origin(request):
             return self._message(request, 403, "This form came from another site.")
-        if not hmac.compare_digest(given.encode(), self.token.encode()):
-            client = request.client.host if request.client else "?"
-            log.warning("web editor: sign-in refused from %s (wrong token)", client)
+        wait = self._blocked(request)
+        if wait is not None:
+            minutes = max(1, -(-int(wait.total_seconds()) // 60))
+            log.warning("web editor: sign-in from %s refused (too many wrong tokens)", _client(request))
+            refused = self._message(
+                request, 429, f"Too many wrong tokens from your address. Try again in {minutes} minutes."
+            )
+            refused.headers["retry-after"] = str(max(1, int(wait.total_seconds() + 0.999)))
+            return refused
+        if not self._token_ok(request, given):
+            log.warning("web editor: sign-in refused from %s (wrong token)", _client(request))
             return self._page(request, "login.html", 401, error="Wrong token.")
         response = self._redirect(request, "signed-in")
         response.set_cookie(
@@ -521,6 +549,10 @@ class _Editor:
                 errors=errors,
             )
         return self._redirect(request, "saved", name)
+
+
+def _client(request: Request) -> str:
+    return request.client.host if request.client else "?"
 
 
 def _text(value: object) -> str:

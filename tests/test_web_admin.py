@@ -19,6 +19,7 @@ import pytest
 import uvicorn
 from starlette.applications import Starlette
 
+from aggregator import web_admin
 from aggregator.config import load_config
 from aggregator.web_admin import admin_routes
 from tests.feedserver import FeedServer
@@ -234,6 +235,20 @@ def test_a_bearer_token_works_for_scripts_without_csrf(live: str, config: Path) 
         assert config.read_text() == (GOLDEN / "remove_middle_feed.after.yaml").read_text()
         wrong = client.get("/admin/", headers={"Authorization": "Bearer nope-nope-nope-nope"})
         assert wrong.status_code == 303
+
+
+def test_too_many_wrong_tokens_lock_the_address_out_even_with_the_right_one(client: httpx.Client) -> None:
+    for _ in range(web_admin.SIGN_IN_FAILURES.count - 1):
+        assert client.post("/admin/login", data={"token": "not-the-token-at-all"}).status_code == 401
+    wrong_bearer = client.get("/admin/", headers={"Authorization": "Bearer nope-nope-nope-nope"})
+    assert wrong_bearer.status_code == 303  # the last wrong token allowed, as a script sends it
+    locked = client.post("/admin/login", data={"token": TOKEN})
+    assert locked.status_code == 429
+    assert "Too many wrong tokens" in locked.text
+    assert 0 < int(locked.headers["retry-after"]) <= web_admin.SIGN_IN_FAILURES.window.total_seconds()
+    assert "set-cookie" not in locked.headers
+    # The bearer way is shut as well: the right token gets no page.
+    assert client.get("/admin/", headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 303
 
 
 def test_an_edit_from_a_stale_page_is_refused(client: httpx.Client, config: Path) -> None:
