@@ -138,12 +138,11 @@ def _tokens(text: str) -> list[tuple[str, int]]:
     Capitalization only says "this is a name" where the writer did not have to
     capitalize: not at a sentence start, not in a title-cased headline.  Numbers
     ("7.4", "Q1", "35m") count as names: they pin down which report, which quarter.
+
+    This and ``_words`` read one text word by word: they define the tokens, and the tests
+    hold ``text_terms`` (which reads many texts at once, see ``_analyse``) to them.
     """
-    return [(token, kind) for token, kind, _form in _scan(text)]
-
-
-def _scan(text: str) -> list[tuple[str, int, str]]:
-    return [(token, kind, written) for parts, kind in _words(text) for token, written, _term, _form in parts]
+    return [(token, kind) for parts, kind in _words(text) for token, _written, _term, _form in parts]
 
 
 def _words(text: str) -> list[tuple[_Parts, int]]:
