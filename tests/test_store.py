@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -17,6 +18,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
@@ -77,6 +79,63 @@ def test_opening_twice_migrates_once_and_schema_matches_the_models(database_url:
                 )
             ).all()
             assert len(schemas) == 1
+
+
+def test_the_migrations_build_the_schema_of_the_models(database_url: str) -> None:
+    # Store.open gives a new SQLite file the models' schema directly (store._create_new), so
+    # the migrations are run here by alembic itself, and must build the same.
+    command.upgrade(migration_config(database_url), "head")
+    engine = sa.create_engine(database_url)
+    try:
+        with engine.connect() as conn:
+            context = MigrationContext.configure(
+                conn, opts={"compare_type": True, "compare_server_default": True}
+            )
+            assert compare_metadata(context, metadata) == []
+    finally:
+        engine.dispose()
+
+
+def _sqlite_schema(path: Path) -> dict[str, list[str]]:
+    """Each table's and index's SQL in ``sqlite_master``, its parts sorted: the columns that
+    migrations added come last in a migrated table (ALTER TABLE ADD COLUMN)."""
+    with sqlite3.connect(path) as conn:
+        rows = conn.execute("SELECT name, sql FROM sqlite_master WHERE sql IS NOT NULL").fetchall()
+    schema = {}
+    for name, sql in rows:
+        head, _, body = sql.partition("(")
+        parts, depth, part = [], 0, ""
+        for char in body.rstrip().removesuffix(")"):
+            depth += {"(": 1, ")": -1}.get(char, 0)
+            if char == "," and depth == 0:
+                parts.append(part.strip())
+                part = ""
+            else:
+                part += char
+        schema[name] = [head.strip(), *sorted([*parts, part.strip()])]
+    return schema
+
+
+def test_a_new_sqlite_database_gets_the_schema_the_migrations_build(tmp_path: Path) -> None:
+    Store.open(f"sqlite:///{tmp_path / 'new.sqlite'}").close()
+    command.upgrade(migration_config(f"sqlite:///{tmp_path / 'migrated.sqlite'}"), "head")
+    new, migrated = _sqlite_schema(tmp_path / "new.sqlite"), _sqlite_schema(tmp_path / "migrated.sqlite")
+    assert new == migrated
+    assert "alembic_version" in new
+    with Store.open(f"sqlite:///{tmp_path / 'new.sqlite'}") as store, store.engine.connect() as conn:
+        assert MigrationContext.configure(conn).get_current_heads() == (_head_revision(),)
+
+
+def test_a_new_sqlite_database_is_made_without_importing_alembic(tmp_path: Path) -> None:
+    code = (
+        "import sys; from aggregator.store import Store; Store.open(sys.argv[1]).close();"
+        " print('alembic' in sys.modules)"
+    )
+    url = f"sqlite:///{tmp_path / 'new.sqlite'}"
+    done = subprocess.run(
+        [sys.executable, "-c", code, url], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert done.stdout.split() == ["False"]
 
 
 def test_sqlite_file_gets_its_folder_and_safe_settings(tmp_path: Path) -> None:
@@ -507,14 +566,16 @@ def test_source_keys_are_kept_and_a_rewritten_but_equal_entry_gets_its_new_key(
         store.save_poll(polled(FEED, later), [a, b], later, source_keys=["only-one"])
 
 
-def test_migrating_a_new_database_leaves_pygments_out(tmp_path: Path) -> None:
+def test_migrating_leaves_pygments_out(tmp_path: Path) -> None:
     # mako (alembic's) would import its Pygments plugin: 5 MB of the first poll, for nothing.
+    url = f"sqlite:///{tmp_path / 'old.sqlite'}"
+    command.upgrade(migration_config(url), "0003")  # a database from before the newest revision
     code = (
         "import sys; from aggregator.store import Store; Store.open(sys.argv[1]).close();"
         " print('pygments' in sys.modules); import mako.ext.pygmentplugin"
     )
     done = subprocess.run(
-        [sys.executable, "-c", code, f"sqlite:///{tmp_path / 'new.sqlite'}"],
+        [sys.executable, "-c", code, url],
         capture_output=True,
         text=True,
         check=True,
