@@ -94,21 +94,31 @@ def serve(requests: BinaryIO | None = None, replies: BinaryIO | None = None) -> 
         # The protocol owns the real stdout; a stray print() goes to stderr instead.
         replies = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
         sys.stdout = sys.stderr
-    from aggregator import parse  # noqa: F401, PLC0415 -- import before the first request arrives
-    from aggregator.identity import entry_hashes  # noqa: PLC0415 -- the worker's, not the parent's
+    from aggregator import identity, parse  # noqa: F401, PLC0415 -- import before the first request arrives
 
     while True:
         head = requests.read(_HEADER.size)
         if len(head) < _HEADER.size:
             return  # the parent closed our stdin: the poll is over
-        request = requests.read(_HEADER.unpack(head)[0])
-        body, headers, url, known = pickle.loads(request)  # noqa: S301 -- our parent
-        outcome = parse_safely(body, headers, url, known)
-        if outcome.feed is not None:
-            outcome = ParseOutcome(outcome.feed, None, entry_hashes(outcome.feed.entries))
-        reply = pickle.dumps(outcome, protocol=pickle.HIGHEST_PROTOCOL)
-        replies.write(_HEADER.pack(len(reply)) + reply)
+        reply = _answer(requests.read(_HEADER.unpack(head)[0]))
+        replies.write(_HEADER.pack(len(reply)))
+        replies.write(reply)  # not joined to the header: a copy of the whole reply
         replies.flush()
+        del reply  # the next parse need not share the memory with this one's reply
+
+
+def _answer(request: bytes) -> bytes:
+    """One request to one reply, in a function of its own so that nothing of this parse
+    (request, body, parsed feed) is still referenced while the worker waits for the next."""
+    from aggregator.identity import entry_hashes  # noqa: PLC0415 -- the worker's, not the parent's
+
+    body, headers, url, known = pickle.loads(request)  # noqa: S301 -- our parent
+    del request
+    outcome = parse_safely(body, headers, url, known)
+    del body
+    if outcome.feed is not None:
+        outcome = ParseOutcome(outcome.feed, None, entry_hashes(outcome.feed.entries))
+    return pickle.dumps(outcome, protocol=pickle.HIGHEST_PROTOCOL)
 
 
 # ------------------------------------------------------------------------- the parent side
@@ -136,7 +146,9 @@ class _Worker:
         stdin, stdout = self.process.stdin, self.process.stdout
         assert stdin is not None  # noqa: S101 -- PIPE was asked for
         assert stdout is not None  # noqa: S101
-        stdin.write(_HEADER.pack(len(request)) + request)
+        stdin.write(_HEADER.pack(len(request)))
+        stdin.write(request)  # not joined to the header: a copy of the whole request
+        del request  # what the pipe did not take at once, the transport has copied
         await stdin.drain()
         size = _HEADER.unpack(await stdout.readexactly(_HEADER.size))[0]
         outcome = pickle.loads(await stdout.readexactly(size))  # noqa: S301 -- our own child
@@ -197,13 +209,14 @@ class ParsePool:
         if self._size == 0:
             return parse_safely(body, headers, url, known)
         known = dict(known) if known else None
-        request = pickle.dumps((body, dict(headers), url, known), protocol=pickle.HIGHEST_PROTOCOL)
         worker = await self._acquire()
         if worker is None:  # no process could be started: parse here rather than not at all
             return parse_safely(body, headers, url, known)
         try:
             async with asyncio.timeout(PARSE_TIMEOUT_S):
-                outcome = await worker.call(request)
+                # Pickled once a worker is ours: a parse waiting for one holds no copy of its body.
+                request = (body, dict(headers), url, known)
+                outcome = await worker.call(pickle.dumps(request, protocol=pickle.HIGHEST_PROTOCOL))
         except TimeoutError:
             await self._discard(worker)
             return ParseOutcome(
