@@ -52,9 +52,19 @@ if TYPE_CHECKING:
 PARSE_TIMEOUT_S = 120.0
 
 _HEADER = struct.Struct("!Q")  # the length of the pickle that follows
-# The worker's first lines: the parent's sys.path (as multiprocessing's spawn does), so that
-# the child imports the same aggregator package however the parent found it.
-_BOOT = "import json, sys; sys.path[:] = json.loads(sys.argv[1]); import aggregator.parsepool as p; p.serve()"
+# The worker's first lines: ssl marked absent (below), then the parent's sys.path (as
+# multiprocessing's spawn does), so that the child imports the same aggregator package
+# however the parent found it.
+#
+# ssl: feedparser and fastfeedparser import urllib.request (for fetching, which a worker is
+# never asked to do: it gets bytes), and with it http.client and ssl, which both treat ssl as
+# optional (a Python built without it).  A None entry in sys.modules makes "import ssl" fail,
+# as in such a build: 2 MB less in each worker (the module and libssl), and no way to open
+# an https connection from a process that must not touch the network anyway.
+_BOOT = (
+    "import json, sys; sys.modules['ssl'] = None; sys.path[:] = json.loads(sys.argv[1]);"
+    " import aggregator.parsepool as p; p.serve()"
+)
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,6 +12,7 @@ import pytest
 
 from aggregator import parsepool
 from aggregator.parsepool import ParsePool
+from tests.test_parse import FEEDS, FIXTURES
 
 RSS = (Path(__file__).parent / "feeds" / "rss20.xml").read_bytes()
 HEADERS = {"content-type": "application/rss+xml"}
@@ -54,11 +55,14 @@ def test_known_source_keys_reach_the_worker_process() -> None:
 
 
 def test_a_worker_process_imports_the_parser_but_not_the_pools_asyncio() -> None:
-    # A worker's memory is what it imports: the parent side of the module must not come along.
+    # A worker's memory is what it imports: the parent side of the module must not come along,
+    # nor ssl (parsepool._BOOT says why).
     assert parsepool._BOOT.endswith("; p.serve()")
-    report = "from aggregator import parse; print(json.dumps(sorted(set(sys.modules) & set(sys.argv[2:]))))"
+    report = (
+        "from aggregator import parse; print(json.dumps([m for m in sys.argv[2:] if sys.modules.get(m)]))"
+    )
     code = parsepool._BOOT.replace("p.serve()", report)
-    watched = ["asyncio", "logging", "aggregator.parse"]
+    watched = ["asyncio", "logging", "ssl", "aggregator.parse"]
     done = subprocess.run(
         [sys.executable, "-c", code, json.dumps(sys.path), *watched],
         capture_output=True,
@@ -67,3 +71,19 @@ def test_a_worker_process_imports_the_parser_but_not_the_pools_asyncio() -> None
         timeout=60,
     )
     assert json.loads(done.stdout) == ["aggregator.parse"]
+
+
+def test_every_fixture_parses_in_a_worker_as_in_the_caller() -> None:
+    # The worker runs without ssl (parsepool._BOOT): every reader (fast path, feedparser, JSON
+    # Feed), every charset path and every refusal must come out the same as in this process.
+    async def parse_all() -> list[parsepool.ParseOutcome]:
+        async with ParsePool(1) as pool:
+            return [
+                await pool.parse((FEEDS / name).read_bytes(), headers, url)
+                for name, (headers, url) in FIXTURES.items()
+            ]
+
+    in_workers = asyncio.run(parse_all())
+    here = [parsepool.parse_safely((FEEDS / n).read_bytes(), h, u) for n, (h, u) in FIXTURES.items()]
+    assert [(o.feed, o.error) for o in in_workers] == [(o.feed, o.error) for o in here]
+    assert sum(o.feed is not None for o in here) >= len(FIXTURES) - 3  # not all refusals
