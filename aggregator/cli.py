@@ -21,11 +21,10 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from typer.core import TyperGroup
 
 from aggregator import __version__, cli_digest, cli_serve, pipeline
-from aggregator.cli_feeds import feeds_app
 from aggregator.config import DEFAULT_CONFIG_NAME, LoadedConfig, check_config, load_config
 from aggregator.errors import ConfigError, StoreError
 from aggregator.store import Store
@@ -33,7 +32,39 @@ from aggregator.types import FeedStatus, PollOutcome, PollSummary, StoredEntry
 
 EXIT_OK, EXIT_FEEDS_FAILED, EXIT_USAGE = 0, 1, 2
 
+
+class _Commands(TyperGroup):
+    """The top-level commands, ``feeds`` added when first looked for: its module (the
+    feeds.yaml editor, OPML, feed discovery; about 2 MB) is not imported by ``poll``, ``run``
+    or ``status``.  Listing the commands (help, completion) or a name that is not one of
+    them (to suggest the nearest) adds it first, so every listing and suggestion is as if
+    it had been registered with the others, last."""
+
+    def _add_feeds(self) -> None:
+        if "feeds" not in self.commands:
+            from aggregator.cli_feeds import feeds_app  # noqa: PLC0415 -- see the docstring
+
+            group = typer.main.get_group(feeds_app)
+            group.name = "feeds"  # as add_typer(feeds_app, name="feeds") names it
+            self.add_command(group)
+
+    def list_commands(self, ctx: typer.Context) -> list[str]:  # type: ignore[override]
+        self._add_feeds()
+        return super().list_commands(ctx)
+
+    def get_command(self, ctx: typer.Context, cmd_name: str) -> Any:  # type: ignore[override]
+        if cmd_name == "feeds":
+            self._add_feeds()
+        return super().get_command(ctx, cmd_name)
+
+    def resolve_command(self, ctx: typer.Context, args: list[str]) -> Any:  # type: ignore[override]
+        if args and args[0] not in self.commands:
+            self._add_feeds()
+        return super().resolve_command(ctx, args)
+
+
 app = typer.Typer(
+    cls=_Commands,
     help="Poll feeds, collapse near-identical copies, group stories, publish a combined feed and digests.",
     no_args_is_help=True,
     add_completion=False,
@@ -43,7 +74,6 @@ config_app = typer.Typer(help="Check or edit feeds.yaml.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
 app.command("digest")(cli_digest.digest)
 app.command("serve")(cli_serve.serve)
-app.add_typer(feeds_app, name="feeds")
 
 out = Console(soft_wrap=True)  # lines are copied and grepped: never wrapped
 err = Console(stderr=True, soft_wrap=True)  # messages are never wrapped: people grep them
@@ -127,6 +157,15 @@ def _progress_callbacks(show: bool) -> Iterator[dict[str, Any]]:
     if not show:
         yield {}
         return
+    # Only on a terminal: a poll from cron or a script does not import it (0.7 MB).
+    from rich.progress import (  # noqa: PLC0415
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
     with Progress(
         TextColumn("[progress.description]{task.description}"),
         BarColumn(),

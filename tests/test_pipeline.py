@@ -7,7 +7,11 @@ work starts misbehaving, and that nothing already stored is lost or changed.
 from __future__ import annotations
 
 import json
+import os
+import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -294,3 +298,24 @@ def test_a_feed_that_edits_one_entry_updates_that_entry_alone(
     ]
     third = cli(config, "poll", "--json")  # the same bytes again: nothing to do
     assert json.loads(third.stdout.strip().splitlines()[-1])["updated"] == 0
+
+
+def test_poll_leaves_the_feeds_commands_unimported_and_help_still_lists_them(tmp_path: Path) -> None:
+    # In a process of its own: tests/test_cli_feeds.py registers the feeds commands on import.
+    config = write_config(tmp_path, [])
+    code = (
+        "import sys; from aggregator import cli; sys.argv[0] = 'aggregator'\n"
+        "try:\n    cli.main()\nexcept SystemExit:\n    pass\n"
+        "print('imported' if 'aggregator.cli_feeds' in sys.modules else 'not imported')"
+    )
+
+    def run(*args: str) -> str:
+        argv = [sys.executable, "-c", code, "--config", str(config), *args]
+        env = {**os.environ, "COLUMNS": "100"}
+        return subprocess.run(argv, capture_output=True, text=True, timeout=60, env=env, check=False).stdout
+
+    assert run("poll", "--json").splitlines()[-1] == "not imported"
+    listed = run("--help")
+    assert re.search(r"feeds +Add, remove, change, list, import \(OPML\)", listed)
+    assert listed.splitlines()[-1] == "imported"
+    assert "Usage: aggregator feeds add [OPTIONS]" in run("feeds", "add", "--help")
