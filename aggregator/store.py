@@ -18,7 +18,8 @@ Identity: a feed is its URL as configured; an entry is ``(feed url, guid)`` and 
 project id is ``entry_id(feed_url, guid)``.  Every write is one transaction: a poll of
 one feed either lands completely (state and entries) or not at all.  ``save_polls`` puts
 several feeds' polls in one transaction with a savepoint each, so that a poll of many
-feeds pays for one commit per batch while each feed still lands whole or not at all.
+feeds pays for one commit per batch while each feed still lands whole or not at all; the
+polls that bring no entries (304s, errors) share one savepoint and one ``executemany``.
 
 New entries are inserted with the driver's ``executemany``, their values converted by
 each column type's own bind processor: SQLAlchemy's per-row statement machinery cost
@@ -706,24 +707,34 @@ class Store:
         for name, given in (("hashes", hashes), ("source keys", source_keys)):
             if given is not None and len(given) != len(polls):
                 raise ValueError(f"save_polls: {len(given)} lists of {name} for {len(polls)} polls")
-        results: list[SaveCounts | StoreError] = []
+        results: list[SaveCounts | StoreError | None] = [None] * len(polls)
         try:
             with self._transaction(f"saving polls of {len(polls)} feeds", write=True) as conn:
+                # Polls that bring no entries (a 304, an error: most of a poll) write one row
+                # each: all of them as one statement in one savepoint, not three statements
+                # apiece.  Should that fail, each is written alone below, so that the one at
+                # fault is named and the others kept.
+                bare = [index for index, (_, entries) in enumerate(polls) if not entries]
+                if len(bare) > 1 and _write_feed_states(conn, [polls[index][0] for index in bare]):
+                    for index in bare:
+                        results[index] = SaveCounts()
                 for index, (state, entries) in enumerate(polls):
+                    if results[index] is not None:
+                        continue
                     try:
                         with conn.begin_nested():
                             digests = hashes[index] if hashes is not None else None
                             keys = source_keys[index] if source_keys is not None else None
-                            results.append(
-                                self._write_poll(conn, state, entries, now, hashes=digests, source_keys=keys)
+                            results[index] = self._write_poll(
+                                conn, state, entries, now, hashes=digests, source_keys=keys
                             )
                     except (sa.exc.SQLAlchemyError, ValueError) as exc:
                         failed = StoreError(f"saving poll of {state.url}: {self.url}: {_why(exc)}")
                         failed.__cause__ = exc
-                        results.append(failed)
+                        results[index] = failed
         except StoreError as exc:
             return [exc] * len(polls)
-        return results
+        return [result for result in results if result is not None]
 
     def _write_poll(
         self,
@@ -1339,6 +1350,32 @@ def _write_feed_state(conn: sa.Connection, state: FeedState) -> None:
     result = conn.execute(_UPDATE_FEED, row)
     if result.rowcount == 0:
         conn.execute(feeds_table.insert(), _feed_row(state))
+
+
+def _write_feed_states(conn: sa.Connection, states: Sequence[FeedState]) -> bool:
+    """Update many feeds' rows at once, in a savepoint; False (and nothing written) when a
+    row is missing, the driver cannot count the rows of a batch, or the database refuses."""
+    if not conn.dialect.supports_sane_multi_rowcount:
+        return False
+    batches: dict[bool, list[dict[str, Any]]] = {}
+    for state in states:
+        row = _feed_row(state)
+        if state.title is None:
+            del row["title"]  # as _write_feed_state: a poll that learned no title keeps the configured one
+        row["b_url"] = row.pop("url")
+        batches.setdefault(state.title is None, []).append(row)
+    try:
+        with conn.begin_nested():
+            for rows in batches.values():
+                if conn.execute(_UPDATE_FEED, rows).rowcount != len(rows):
+                    raise _RowsMissing
+    except (_RowsMissing, sa.exc.SQLAlchemyError):
+        return False
+    return True
+
+
+class _RowsMissing(Exception):
+    """A batch of feed updates found fewer rows than feeds (see ``_write_feed_states``)."""
 
 
 def _feed_state(row: sa.RowMapping) -> FeedState:

@@ -255,6 +255,42 @@ def test_configured_title_is_kept_by_a_poll_without_one(store: Store, now: datet
     assert store.feed_state(FEED).title == "Renamed"
 
 
+def test_polls_without_entries_are_saved_together_and_each_keeps_its_state(
+    store: Store, now: datetime
+) -> None:
+    # A poll's 304s are written as one batch; a feed the table does not hold yet sends the
+    # batch back to one feed at a time, and a feed with entries is saved as before.
+    urls = [f"https://feeds{n}.example/rss" for n in range(4)]
+    store.sync_feeds([(urls[0], "Configured"), (urls[1], None), (urls[2], None)])
+    later = now + timedelta(minutes=30)
+    states = [
+        replace(polled(urls[0], later), etag='"a1"', http_status=304),  # no title: keeps "Configured"
+        replace(polled(urls[1], later), etag='"b1"', http_status=304, title="Learned"),
+        replace(polled(urls[2], later), status=FeedStatus.ERROR, error_count=2, last_error="HTTP 503"),
+    ]
+    updates: list[bool] = []
+
+    def count(_conn: Any, _cursor: Any, statement: str, _params: Any, _context: Any, many: bool) -> None:
+        if statement.lstrip().upper().startswith("UPDATE FEEDS"):
+            updates.append(many)
+
+    sa.event.listen(store.engine, "before_cursor_execute", count)
+    try:
+        assert store.save_polls([(state, []) for state in states], later) == [SaveCounts()] * 3
+    finally:
+        sa.event.remove(store.engine, "before_cursor_execute", count)
+    assert len(updates) == 2  # three feeds: those with a title and those without, one statement each
+    assert store.feed_states(urls[:3]) == [replace(states[0], title="Configured"), states[1], states[2]]
+
+    unknown = replace(polled(urls[3], later), etag='"d1"')
+    with_entries = replace(polled(urls[2], later), etag='"c2"')
+    results = store.save_polls([(states[0], []), (unknown, []), (with_entries, [make_entry("x")])], later)
+    assert results == [SaveCounts(), SaveCounts(), SaveCounts(new=1)]
+    assert store.feed_state(urls[3]) == unknown
+    assert store.feed_state(urls[2]) == with_entries
+    assert store.entry_counts() == {urls[0]: 0, urls[1]: 0, urls[2]: 1, urls[3]: 0}
+
+
 # ---------------------------------------------------------------------------- entries
 
 
