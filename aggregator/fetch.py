@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import http.cookiejar
 import importlib.util
 import mimetypes
 import re
@@ -109,6 +110,7 @@ def make_client(settings: FetchSettings | None = None) -> httpx.AsyncClient:
     settings = settings or FetchSettings()
     return httpx.AsyncClient(
         follow_redirects=False,  # followed in Fetcher, see the module docstring
+        cookies=_CookieJar(),
         transport=AiohttpTransport(max_connections=settings.concurrency),
         timeout=httpx.Timeout(
             connect=settings.connect_timeout,
@@ -122,6 +124,24 @@ def make_client(settings: FetchSettings | None = None) -> httpx.AsyncClient:
             "Accept-Encoding": ACCEPT_ENCODING,
         },
     )
+
+
+class _CookieJar(http.cookiejar.CookieJar):
+    """httpx's cookie jar, minus its cost on the responses that set no cookie (nearly all).
+
+    httpx hands every response to ``extract_cookies``, which copies all its headers into an
+    ``email.message.Message`` to look for Set-Cookie: about 60 µs a response, 4% of a poll
+    of 1,000 unchanged feeds.  A response without a Set-Cookie header is let go at once;
+    the others go through the standard library as before (Set-Cookie2, RFC 2965, is off in
+    its default policy, so nothing else could be read from them).
+    """
+
+    def extract_cookies(self, response: Any, request: Any) -> None:
+        # ``response`` is httpx's adapter of its Response for http.cookiejar.
+        headers = getattr(getattr(response, "response", None), "headers", None)
+        if isinstance(headers, httpx.Headers) and "set-cookie" not in headers:
+            return
+        super().extract_cookies(response, request)
 
 
 class AiohttpTransport(httpx.AsyncBaseTransport):

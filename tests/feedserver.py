@@ -45,6 +45,8 @@ Paths (``add_feed`` adds more, with ETag/Last-Modified and 304s like ``/feed.xml
 ``/unavailable``            503 with ``Retry-After`` an HTTP date one hour after its ``Date``
 ``/error``                  500
 ``/hang-up``                closes the connection without answering
+``/cookie-gate``            302 to ``/cookie-gate/feed`` with ``Set-Cookie``, which serves RSS
+                            only to a request that sends that cookie (403 otherwise)
 ==========================  ===============================================================
 
 PYTEST_DONT_REWRITE: test modules import this module before pytest loads it as a plugin,
@@ -276,6 +278,8 @@ class FeedServer:
             "/unavailable": self._unavailable,
             "/error": lambda h, r: h.respond(r, 500, b"oops", {"Content-Type": "text/plain"}),
             "/hang-up": self._hang_up,
+            "/cookie-gate": self._cookie_gate,
+            "/cookie-gate/feed": self._cookie_gated_feed,
         }
         self._ssl_context = ssl_context
         self._lock = threading.Lock()
@@ -444,6 +448,21 @@ class FeedServer:
         delay = float(parse_qs(request.query).get("delay", ["0.2"])[0])
         self._stopping.wait(delay)
         handler.respond(request, 200, RSS, {"Content-Type": RSS_TYPE})
+
+    def _cookie_gate(self, handler: _Handler, request: RecordedRequest) -> None:
+        # As consent and anti-bot pages do: a cookie, then on to the feed, which wants it.
+        headers = {
+            "Location": "/cookie-gate/feed",
+            "Set-Cookie": "gate=open; Path=/",
+            "Content-Type": "text/plain",
+        }
+        handler.respond(request, 302, b"one moment", headers)
+
+    def _cookie_gated_feed(self, handler: _Handler, request: RecordedRequest) -> None:
+        if "gate=open" in request.headers.get("cookie", ""):
+            handler.respond(request, 200, RSS, {"Content-Type": RSS_TYPE})
+        else:
+            handler.respond(request, 403, b"no cookie, no feed", {"Content-Type": "text/plain"})
 
     def _unavailable(self, handler: _Handler, request: RecordedRequest) -> None:
         now = int(time.time())

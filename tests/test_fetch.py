@@ -202,6 +202,13 @@ async def test_temporary_redirect_is_followed_but_not_reported_as_a_move(feed_se
     assert result.permanent_redirect is None
 
 
+async def test_a_cookie_set_on_the_way_is_sent_back(feed_server: FeedServer) -> None:
+    # Consent and anti-bot pages set a cookie on a redirect that the feed then asks for.
+    result = await fetch(feed_server.url("/cookie-gate"))
+    assert result.status is FeedStatus.OK
+    assert feed_server.last("/cookie-gate/feed").headers.get("cookie") == "gate=open"
+
+
 async def test_a_move_is_only_as_far_as_the_permanent_hops_go(feed_server: FeedServer) -> None:
     result = await fetch(feed_server.url("/moved-then-temporary"))
     assert result.status is FeedStatus.OK
