@@ -325,8 +325,9 @@ def private_feed_links(body: bytes, fmt: str, base: str, private: str, slug: str
     """A published feed's own links (itself in each format, the front page) moved from
     ``base`` to ``private``; other links, such as the articles', stay as they are.
 
-    Only whole values are replaced (between quotes or tags, as publish writes them), each
-    as that format escapes it.
+    Only whole values are replaced (attribute and JSON strings, and RSS's ``<link>``), each
+    as that format escapes it.  Atom's ``<id>`` stays: it names the feed and is not a
+    place to go, so a reader keeps it whichever address it uses.
     """
     moved = {urljoin(base, feed_path(f, slug)): urljoin(private, feed_path(f, slug)) for f in FEED_FORMATS}
     moved[base] = private
@@ -338,7 +339,7 @@ def private_feed_links(body: bytes, fmt: str, base: str, private: str, slug: str
 
     table = {written(old).encode(): written(new).encode() for old, new in moved.items()}
     pattern = re.compile(
-        rb"(?<=[\"'>])("
+        rb"(?:(?<=[\"'])|(?<=<link>))("
         + b"|".join(re.escape(old) for old in sorted(table, key=len, reverse=True))
         + rb")(?=[\"'<])"
     )

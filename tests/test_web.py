@@ -581,6 +581,7 @@ def test_a_private_feed_links_to_itself_under_its_token(
         atom = lxml_html.etree.fromstring(http.get(f"/private/{token}/feed.atom").content)
         ns = {"a": "http://www.w3.org/2005/Atom"}
         assert atom.xpath("a:link[@rel='self']/@href", namespaces=ns) == [f"{under}feed.atom"]
+        assert atom.xpath("a:id/text()", namespaces=ns) == [f"{BASE}feed.atom"]  # a name, not a place
         assert set(atom.xpath("a:link[@rel='alternate']/@href", namespaces=ns)) == {
             under,
             f"{under}feed.json",
