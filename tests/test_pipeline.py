@@ -300,6 +300,23 @@ def test_a_feed_that_edits_one_entry_updates_that_entry_alone(
     assert json.loads(third.stdout.strip().splitlines()[-1])["updated"] == 0
 
 
+def test_the_console_script_prints_everything_and_exits_with_the_commands_code(tmp_path: Path) -> None:
+    # ``aggregator.__main__`` skips the interpreter's last garbage collection: what the
+    # command printed and its exit code must still come out whole.
+    config = write_config(tmp_path, [str(FEEDS / "rss20.xml")])
+    argv = [sys.executable, "-m", "aggregator", "--config", str(config)]
+    polled = subprocess.run(
+        [*argv, "poll", "--json"], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert polled.returncode == 0, polled.stderr
+    assert json.loads(polled.stdout.strip().splitlines()[-1])["failed"] == 0
+    assert "polled in" in polled.stderr
+    missing = subprocess.run(
+        [*argv, "export", "--format", "nope"], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert missing.returncode == 2
+
+
 def test_poll_leaves_the_feeds_commands_unimported_and_help_still_lists_them(tmp_path: Path) -> None:
     # In a process of its own: tests/test_cli_feeds.py registers the feeds commands on import.
     config = write_config(tmp_path, [])
