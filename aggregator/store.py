@@ -1342,12 +1342,17 @@ _SOURCE_KEYS = sa.select(entries_table.c.source_key, entries_table.c.guid).where
 )
 
 
-def _write_feed_state(conn: sa.Connection, state: FeedState) -> None:
+def _feed_update(state: FeedState) -> dict[str, Any]:
+    """``state`` as parameters of ``_UPDATE_FEED``."""
     row = _feed_row(state)
     if state.title is None:
         del row["title"]  # a poll that learned no title keeps the configured one
     row["b_url"] = row.pop("url")
-    result = conn.execute(_UPDATE_FEED, row)
+    return row
+
+
+def _write_feed_state(conn: sa.Connection, state: FeedState) -> None:
+    result = conn.execute(_UPDATE_FEED, _feed_update(state))
     if result.rowcount == 0:
         conn.execute(feeds_table.insert(), _feed_row(state))
 
@@ -1358,12 +1363,8 @@ def _write_feed_states(conn: sa.Connection, states: Sequence[FeedState]) -> bool
     if not conn.dialect.supports_sane_multi_rowcount:
         return False
     batches: dict[bool, list[dict[str, Any]]] = {}
-    for state in states:
-        row = _feed_row(state)
-        if state.title is None:
-            del row["title"]  # as _write_feed_state: a poll that learned no title keeps the configured one
-        row["b_url"] = row.pop("url")
-        batches.setdefault(state.title is None, []).append(row)
+    for state in states:  # one statement per set of columns: with a title, and without
+        batches.setdefault(state.title is None, []).append(_feed_update(state))
     try:
         with conn.begin_nested():
             for rows in batches.values():

@@ -165,15 +165,20 @@ def _words(text: str) -> list[tuple[_Parts, int]]:
                     continue
                 parts, fixed, capitalized = form
                 if parts:
-                    if fixed is not None:
-                        kind = fixed
-                    elif first or title_case:
-                        kind = _UNSURE
-                    else:
-                        kind = _NAME if capitalized else _WORD_
-                    out.append((parts, kind))
+                    out.append((parts, _kind(fixed, capitalized, at_start=first or title_case)))
                 first = False
     return out
+
+
+def _kind(fixed: int | None, capitalized: bool, *, at_start: bool) -> int:
+    """What capitalization says of a word (see ``_tokens``): its fixed kind (numbers are
+    names), else nothing where the writer had to capitalize (``at_start``: a sentence's
+    start, or anywhere in a title-cased text), else whether it is capitalized."""
+    if fixed is not None:
+        return fixed
+    if at_start:
+        return _UNSURE
+    return _NAME if capitalized else _WORD_
 
 
 def _chunk_pieces(chunk: str) -> tuple[_WordForm | None, ...]:
@@ -386,12 +391,7 @@ class _ChunkTable:
                     at_start = True
                     continue
                 parts, fixed, capitalized = piece
-                if fixed is not None:
-                    kind = fixed
-                elif at_start or title_case:
-                    kind = _UNSURE
-                else:
-                    kind = _NAME if capitalized else _WORD_
+                kind = _kind(fixed, capitalized, at_start=at_start or title_case)
                 kind_column.extend([kind] * len(parts))
                 at_start = False
         for piece in pieces:
