@@ -6,8 +6,9 @@ hashes, so that the parent's writer thread, which shares a core with the event l
 not compute them).  Parsing is the CPU-bound part of a poll
 (feedparser is pure Python), so a poll of many feeds spreads it over worker processes.
 
-The workers are fresh interpreters (``python -c``) that import only the parser, talking to
-the event loop over their stdin and stdout: one length-prefixed pickle in (body, headers,
+The workers are fresh interpreters (``python -c``) that import only the parser (and
+``aggregator.parseworker``, their side of the protocol), talking to the event loop over
+their stdin and stdout: one length-prefixed pickle in (body, headers,
 URL, the feed's known source keys), one out (the outcome).  Not ``multiprocessing``: a
 forked worker starts with a copy of everything the parent imported (the HTTP client,
 SQLAlchemy, pydantic…), and a spawned ``ProcessPoolExecutor`` starts a resource-tracker
@@ -25,33 +26,26 @@ needs parsing.  Here:
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
+import logging
 import os
 import pickle
 import signal
-import struct
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, BinaryIO
 
-from aggregator.errors import ParseError
+from aggregator.parseworker import HEADER, ParseOutcome, parse_safely
 
-if TYPE_CHECKING:
-    import asyncio
+__all__ = ["PARSE_TIMEOUT_S", "ParseOutcome", "ParsePool", "parse_safely"]
 
-    from aggregator.types import ParsedFeed
-
-# _WORKER_IMPORTS: a worker imports this module for ``serve``, so the parent side's asyncio
-# and logging are imported where they are used (in the parent they are there already): in a
-# worker, asyncio alone was 2.3 MB of the 35 MB the process held before its first parse.
+log = logging.getLogger(__name__)
 
 # Generous: a 10 MB feed through feedparser takes seconds on a busy machine.  A worker that
 # takes longer is stuck (a pathological document) and is killed.
 PARSE_TIMEOUT_S = 120.0
 
-_HEADER = struct.Struct("!Q")  # the length of the pickle that follows
 # The worker's first lines: ssl marked absent (below), then the parent's sys.path (as
 # multiprocessing's spawn does), so that the child imports the same aggregator package
 # however the parent found it.
@@ -63,75 +57,8 @@ _HEADER = struct.Struct("!Q")  # the length of the pickle that follows
 # an https connection from a process that must not touch the network anyway.
 _BOOT = (
     "import json, sys; sys.modules['ssl'] = None; sys.path[:] = json.loads(sys.argv[1]);"
-    " import aggregator.parsepool as p; p.serve()"
+    " import aggregator.parseworker as p; p.serve()"
 )
-
-
-@dataclass(frozen=True, slots=True)
-class ParseOutcome:
-    feed: ParsedFeed | None
-    error: str | None
-    # identity.entry_hashes(feed.entries), when a worker computed them; else the store does.
-    hashes: tuple[str, ...] | None = None
-
-
-def parse_safely(
-    body: bytes, headers: Mapping[str, str], url: str, known: Mapping[str, str] | None = None
-) -> ParseOutcome:
-    """``parse_feed`` with every failure turned into a message: one feed must not stop the others.
-
-    ``known``: the source keys stored for the feed, as ``parse_feed`` takes them.
-    """
-    # Imported here: the parent of a pool never parses, so it never pays for feedparser.
-    from aggregator.parse import parse_feed  # noqa: PLC0415
-
-    try:
-        return ParseOutcome(parse_feed(body, headers, url, known=known), None)
-    except ParseError as exc:
-        return ParseOutcome(None, str(exc))
-    except Exception as exc:  # a parser bug must not take the other feeds down
-        return ParseOutcome(None, f"parser failed unexpectedly: {type(exc).__name__}: {exc}")
-
-
-# ------------------------------------------------------------------------- the worker side
-
-
-def serve(requests: BinaryIO | None = None, replies: BinaryIO | None = None) -> None:
-    """The worker's loop: read a request, parse it, write the outcome, until stdin closes."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
-    if requests is None or replies is None:
-        requests = sys.stdin.buffer
-        # The protocol owns the real stdout; a stray print() goes to stderr instead.
-        replies = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
-        sys.stdout = sys.stderr
-    from aggregator import identity, parse  # noqa: F401, PLC0415 -- import before the first request arrives
-
-    while True:
-        head = requests.read(_HEADER.size)
-        if len(head) < _HEADER.size:
-            return  # the parent closed our stdin: the poll is over
-        reply = _answer(requests.read(_HEADER.unpack(head)[0]))
-        replies.write(_HEADER.pack(len(reply)))
-        replies.write(reply)  # not joined to the header: a copy of the whole reply
-        replies.flush()
-        del reply  # the next parse need not share the memory with this one's reply
-
-
-def _answer(request: bytes) -> bytes:
-    """One request to one reply, in a function of its own so that nothing of this parse
-    (request, body, parsed feed) is still referenced while the worker waits for the next."""
-    from aggregator.identity import entry_hashes  # noqa: PLC0415 -- the worker's, not the parent's
-
-    body, headers, url, known = pickle.loads(request)  # noqa: S301 -- our parent
-    del request
-    outcome = parse_safely(body, headers, url, known)
-    del body
-    if outcome.feed is not None:
-        outcome = ParseOutcome(outcome.feed, None, entry_hashes(outcome.feed.entries))
-    return pickle.dumps(outcome, protocol=pickle.HIGHEST_PROTOCOL)
-
-
-# ------------------------------------------------------------------------- the parent side
 
 
 class _Worker:
@@ -140,8 +67,6 @@ class _Worker:
 
     @classmethod
     async def start(cls) -> _Worker:
-        import asyncio  # noqa: PLC0415 -- see _WORKER_IMPORTS
-
         process = await asyncio.create_subprocess_exec(
             sys.executable,
             "-c",
@@ -156,18 +81,16 @@ class _Worker:
         stdin, stdout = self.process.stdin, self.process.stdout
         assert stdin is not None  # noqa: S101 -- PIPE was asked for
         assert stdout is not None  # noqa: S101
-        stdin.write(_HEADER.pack(len(request)))
+        stdin.write(HEADER.pack(len(request)))
         stdin.write(request)  # not joined to the header: a copy of the whole request
         del request  # what the pipe did not take at once, the transport has copied
         await stdin.drain()
-        size = _HEADER.unpack(await stdout.readexactly(_HEADER.size))[0]
+        size = HEADER.unpack(await stdout.readexactly(HEADER.size))[0]
         outcome = pickle.loads(await stdout.readexactly(size))  # noqa: S301 -- our own child
         assert isinstance(outcome, ParseOutcome)  # noqa: S101
         return outcome
 
     async def close(self) -> None:
-        import asyncio  # noqa: PLC0415 -- see _WORKER_IMPORTS
-
         if self.process.stdin is not None and not self.process.stdin.is_closing():
             self.process.stdin.close()  # the worker's cue to exit
         try:
@@ -201,8 +124,6 @@ class ParsePool:
     def start(self, count: int | None = None) -> None:
         """Start ``count`` workers (default: all) now, in the background: their imports
         overlap what comes next.  More start when parses wait, up to the pool's size."""
-        import asyncio  # noqa: PLC0415 -- see _WORKER_IMPORTS
-
         limit = self._size if count is None else min(self._size, count)
         while limit and len(self._all) + self._starting < limit:
             self._starting += 1
@@ -214,8 +135,6 @@ class ParsePool:
         self, body: bytes, headers: Mapping[str, str], url: str, known: Mapping[str, str] | None = None
     ) -> ParseOutcome:
         """``parse_safely`` in a worker; ``known`` as ``parse_feed`` takes it."""
-        import asyncio  # noqa: PLC0415 -- see _WORKER_IMPORTS
-
         if self._size == 0:
             return parse_safely(body, headers, url, known)
         known = dict(known) if known else None
@@ -247,8 +166,6 @@ class ParsePool:
         return outcome
 
     async def _acquire(self) -> _Worker | None:
-        import asyncio  # noqa: PLC0415 -- see _WORKER_IMPORTS
-
         if self._idle:
             return self._idle.pop()
         if len(self._all) + self._starting < self._size:
@@ -272,12 +189,8 @@ class ParsePool:
         try:
             worker = await _Worker.start()
         except Exception as exc:  # any failure: waiters must not hang, the feeds parse here
-            import logging  # noqa: PLC0415 -- see _WORKER_IMPORTS
-
             self._starting -= 1
-            logging.getLogger(__name__).warning(
-                "cannot start a parser process (%s): parsing in the main process", exc
-            )
+            log.warning("cannot start a parser process (%s): parsing in the main process", exc)
             self._size = 0
             for waiter in self._waiters:
                 if not waiter.done():
@@ -296,8 +209,6 @@ class ParsePool:
             self.start()  # a replacement for whoever waits
 
     async def aclose(self) -> None:
-        import asyncio  # noqa: PLC0415 -- see _WORKER_IMPORTS
-
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
