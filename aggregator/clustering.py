@@ -46,6 +46,9 @@ MAX_FREQUENT_COLUMNS = 128
 # dimensions of sentence embeddings (stories.method embeddings: 384 of them, in every row),
 # which as sparse columns made grouping the UCI day 20x slower.  No word is that common.
 DENSE_COLUMN_SHARE = 0.5
+# How much lower than the threshold a pair's float32 upper bound may be and the pair still
+# be checked: float32 rounding of values near 1 is below 1e-6.
+BOUND_SLACK = 1e-5
 # Checking a candidate pair costs about F gathered floats (F frequent columns); a cell of
 # one dense product about DENSE_CELL_COST * F flops plus a scan: past that many candidates
 # per cell the dense product is cheaper.
@@ -165,6 +168,7 @@ class CosineIndex:
         self.position[self.frequent] = np.arange(len(self.frequent))
         rare, self.head, self.norms = self._split(self.matrix)
         self.rare_transposed = rare.T.tocsr()
+        self.norms32 = self.norms.astype(np.float32)
         self.by_norm = np.argsort(-self.norms, kind="stable")
 
     def _split(self, rows: Any) -> tuple[Any, Any, Any]:
@@ -196,15 +200,23 @@ class CosineIndex:
                 found.append((r + start, c, block[r, c]))
             return _joined(found)
         rare, head, norms = self._split(rows)
+        norms32 = norms.astype(np.float32)
         for start, stop in chunks(rows.shape[0], self.count // 8 + 1):
             # Pairs whose frequent parts alone may reach ``least`` (not in the rare product
             # when they share no rare column): all of them, by the sorted norms.
             reach = np.searchsorted(
                 -self.norms[self.by_norm], -least / np.maximum(norms[start:stop], 1e-12), "right"
             )
-            product = (rare[start:stop] @ self.rare_transposed).tocoo()
-            r, c, values = product.row, product.col, product.data
-            candidate = values + norms[start + r] * self.norms[c] >= least
+            product = sparse.csr_matrix(rare[start:stop] @ self.rare_transposed)
+            c, values = product.indices, product.data
+            r = np.repeat(np.arange(stop - start), np.diff(product.indptr))
+            # The bound in float32 (half the memory traffic of float64 over these millions of
+            # pairs), loosened by far more than its rounding: a pair kept needlessly is checked
+            # exactly below, while one dropped wrongly would be lost.
+            bound = norms32[start:stop][r]
+            bound *= self.norms32[c]
+            bound += values
+            candidate = bound >= least - BOUND_SLACK
             cells = (stop - start) * self.count
             frequent = max(len(self.frequent), 1)
             if (int(candidate.sum()) + int(reach.sum())) > cells * (DENSE_CELL_COST + 1 / frequent):
