@@ -237,15 +237,35 @@ def _word_form(word: str) -> _WordForm:
 
 def _is_title_case(text: str) -> bool:
     """Whether most content words start with a capital, as in "Twitter Shares Soar On Deal"."""
-    words = _WORD.findall(text[:300])
-    codes = list(map(_TITLE_CODES.get, words))  # the same words come back: each looked at once
-    if None in codes:
-        codes = [_title_code(word) if code is None else code for word, code in zip(words, codes, strict=True)]
-    capitalized = codes.count(2)
-    content = codes.count(1) + capitalized
+    # Read chunk by chunk (the text between white space): a word never spans white space, so
+    # the words of the first 300 characters are those of its chunks, and the same chunks come
+    # back in every text, each counted once.
+    chunks = text[:300].split()
+    found = list(map(_TITLE_CHUNKS.get, chunks))
+    counts = (
+        [_title_chunk(chunk) if n is None else n for chunk, n in zip(chunks, found, strict=True)]
+        if None in found
+        else cast(list[int], found)
+    )
+    capitalized, content = divmod(sum(counts), _TITLE_PACK)
     if content < 3:
         return True  # too short to tell: trust nothing
     return capitalized / content > 0.6
+
+
+# A chunk's counts as one number, capitalized × _TITLE_PACK + content words, so that a text's
+# are one sum; 300 characters hold far fewer than _TITLE_PACK words.
+_TITLE_PACK = 1 << 16
+
+
+def _title_chunk(chunk: str) -> int:
+    """The packed (capitalized, content) word counts of one chunk (see ``_title_code``)."""
+    if len(_TITLE_CHUNKS) > MAX_TERMS:
+        _TITLE_CHUNKS.clear()
+    codes = [_title_code(word) for word in _WORD.findall(chunk)]
+    capitalized = codes.count(2)
+    packed = _TITLE_CHUNKS[chunk] = capitalized * _TITLE_PACK + codes.count(1) + capitalized
+    return packed
 
 
 def _title_code(word: str) -> int:
@@ -258,6 +278,7 @@ def _title_code(word: str) -> int:
     return code
 
 
+_TITLE_CHUNKS: dict[str, int] = {}
 _TITLE_CODES: dict[str, int] = {}
 
 
@@ -322,6 +343,7 @@ def text_terms(texts: Sequence[str]) -> list[TextTerms]:
         for table in (_TERM_NUMBERS, _TERMS, _FORM_NUMBERS, _FORMS, _WORD_FORMS, _CHUNKS):
             table.clear()
         _CHUNK_TABLE.clear()
+        _TERM_ORDER.clear()
         _ANALYSED.clear()
     analysed = _ANALYSED
     missing = [text for text in dict.fromkeys(texts) if text not in analysed]
@@ -520,18 +542,63 @@ def written_forms(texts: Sequence[TextTerms], terms: Sequence[str]) -> dict[str,
     return {_TERMS[int(term[i])]: _FORMS[int(form[i])] for i in best.tolist()}
 
 
+class _TermOrder:
+    """Every numbered term's place in alphabetical order, brought up to date as terms are numbered.
+
+    Columns are in term order (so that ties between terms and the order in which products
+    add up do not depend on which texts came first); sorting every poll's tens of thousands
+    of term strings again cost more than the rest of ``term_columns``.  Only the terms
+    numbered since the last call are sorted and merged in.
+    """
+
+    def __init__(self) -> None:
+        self.clear()
+
+    def clear(self) -> None:
+        self.names = np.zeros(0, dtype=object)  # every term, ascending
+        self.numbers = np.zeros(0, dtype=np.int64)  # the term number of each of ``names``
+        self.rank = np.zeros(0, dtype=np.int64)  # term number → place in ``names``
+
+    def ranks(self) -> Any:
+        """Term number → alphabetical place, for every term numbered so far."""
+        known = len(self.rank)
+        if known < len(_TERMS):
+            new = sorted(range(known, len(_TERMS)), key=_TERMS.__getitem__)
+            new_names = np.empty(len(new), dtype=object)
+            new_names[:] = [_TERMS[number] for number in new]
+            at = np.searchsorted(self.names, new_names)  # terms are distinct: no ties
+            self.names = np.insert(self.names, at, new_names)
+            self.numbers = np.insert(self.numbers, at, new)
+            self.rank = np.empty(len(_TERMS), dtype=np.int64)
+            self.rank[self.numbers] = np.arange(len(_TERMS))
+        return self.rank
+
+
+_TERM_ORDER = _TermOrder()
+
+
+def term_name(number: int) -> str:
+    """The term a ``TextTerms``/``TermColumns`` term number stands for."""
+    return _TERMS[number]
+
+
 @dataclass(frozen=True, slots=True)
 class TermColumns:
     """Where the terms of several texts go in a matrix: one row per text, one column per term."""
 
     indptr: Any  # row starts, as in CSR
     columns: Any  # the column of each (text, term) pair, texts' arrays concatenated
-    names: list[str]  # the term of each column; columns are in term order
+    terms: Any  # int64: the term number of each column; columns are in term order
+
+    @property
+    def names(self) -> list[str]:
+        """The term of each column."""
+        return [_TERMS[number] for number in self.terms.tolist()]
 
     def matrix(self, values: Any) -> Any:
         """CSR float64 with ``values`` (one per (text, term) pair) at their places."""
         matrix = sparse.csr_matrix(
-            (values, self.columns, self.indptr), shape=(len(self.indptr) - 1, len(self.names))
+            (values, self.columns, self.indptr), shape=(len(self.indptr) - 1, len(self.terms))
         )
         matrix.has_sorted_indices = False
         matrix.sort_indices()
@@ -539,7 +606,7 @@ class TermColumns:
 
     def totals(self, values: Any) -> Any:
         """The sum of ``values`` per column."""
-        return np.bincount(self.columns, weights=values, minlength=len(self.names))
+        return np.bincount(self.columns, weights=values, minlength=len(self.terms))
 
 
 def term_columns(texts: Sequence[TextTerms]) -> TermColumns:
@@ -547,17 +614,16 @@ def term_columns(texts: Sequence[TextTerms]) -> TermColumns:
     indptr = np.zeros(len(texts) + 1, dtype=np.int64)
     np.cumsum(lengths, out=indptr[1:])
     if not indptr[-1]:
-        return TermColumns(indptr, np.zeros(0, dtype=np.int64), [])
+        return TermColumns(indptr, np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64))
     numbers = np.concatenate([t.terms for t in texts])
     # Term numbers are small integers: a table from number to column, no sort of all of them.
     seen = np.zeros(len(_TERMS), dtype=bool)
     seen[numbers] = True
     present = np.flatnonzero(seen)
-    names = [_TERMS[number] for number in present.tolist()]
-    order = sorted(range(len(names)), key=names.__getitem__)
+    in_order = present[np.argsort(_TERM_ORDER.ranks()[present])]
     column = np.empty(len(_TERMS), dtype=np.int64)
-    column[present[order]] = np.arange(len(names))
-    return TermColumns(indptr, column[numbers], [names[i] for i in order])
+    column[in_order] = np.arange(len(in_order))
+    return TermColumns(indptr, column[numbers], in_order)
 
 
 def vectorize_lexical(entries: Sequence[Entry], *, entity_boost: float = 0.5, lead_words: int = 60) -> Matrix:
@@ -571,12 +637,12 @@ def vectorize_lexical(entries: Sequence[Entry], *, entity_boost: float = 0.5, le
     """
     texts = text_terms([entry_text(e, lead_words) for e in entries])
     where = term_columns(texts)
-    if not where.names:
+    if not len(where.terms):
         return sparse.csr_matrix((len(entries), 1), dtype=np.float32)
     counts = np.concatenate([t.counts for t in texts])
     capitalized = where.totals(np.concatenate([t.capitalized for t in texts]))
     informative = where.totals(np.concatenate([t.informative for t in texts]))
-    df = np.bincount(where.columns, minlength=len(where.names))
+    df = np.bincount(where.columns, minlength=len(where.terms))
     idf = np.log((1 + len(texts)) / (1 + df)) + 1.0
     share = np.divide(capitalized, informative, out=np.full(len(df), 0.5), where=informative > 0)
     tfidf = where.matrix((np.log(counts) + 1.0) * idf[where.columns])
@@ -648,7 +714,7 @@ def group_stories(
     if previous is None:
         previous = {s.id: s.story for s in entries if s.story is not None}
     by_id = {s.id: s for s in entries}
-    kept_of = {s.id: _kept_copy(s.id, by_id) for s in entries}
+    kept_of = {s.id: s.id if s.duplicate_of is None else _kept_copy(s.id, by_id) for s in entries}
     when = {s.id: entry_time(s) for s in entries}
     ordered = sorted(entries, key=lambda s: (when[s.id], s.id))
     kept = [s for s in ordered if kept_of[s.id] == s.id]

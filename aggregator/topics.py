@@ -29,7 +29,15 @@ from scipy import sparse
 from sklearn.preprocessing import normalize
 
 from aggregator.clustering import EDGE_MARGIN, CosineIndex, average_link, row_gram_blocks, threshold_edges
-from aggregator.stories import Story, TextTerms, entry_text, term_columns, text_terms, written_forms
+from aggregator.stories import (
+    Story,
+    TextTerms,
+    entry_text,
+    term_columns,
+    term_name,
+    text_terms,
+    written_forms,
+)
 from aggregator.types import StoredEntry
 
 
@@ -180,10 +188,8 @@ def _distinct(texts_of: Sequence[Sequence[str]]) -> tuple[list[str], list[TextTe
     return texts, text_terms(texts)
 
 
-def _story_vectors(
-    texts_of: Sequence[Sequence[str]], analysed: Mapping[str, TextTerms]
-) -> tuple[Any, list[str]]:
-    """TF-IDF rows (sublinear tf, as ``TfidfVectorizer``), one per story, and the column terms.
+def _story_vectors(texts_of: Sequence[Sequence[str]], analysed: Mapping[str, TextTerms]) -> tuple[Any, Any]:
+    """TF-IDF rows (sublinear tf, as ``TfidfVectorizer``), one per story, and each column's term number.
 
     One document per story: each distinct member text once, so that a story with fifty
     syndicated copies does not outweigh one with five original reports.
@@ -200,11 +206,11 @@ def _story_vectors(
     df = np.bincount(story_counts.indices, minlength=story_counts.shape[1])
     idf = np.log((1 + len(texts_of)) / (1 + df)) + 1.0
     story_counts.data = (np.log(story_counts.data) + 1.0) * idf[story_counts.indices]
-    return normalize(story_counts).astype(np.float32), where.names
+    return normalize(story_counts).astype(np.float32), where.terms
 
 
 def _shared_terms(
-    matrix: Any, groups: Sequence[Sequence[int]], terms: Sequence[str], settings: TopicSettings
+    matrix: Any, groups: Sequence[Sequence[int]], terms: Any, settings: TopicSettings
 ) -> list[list[str]]:
     """Each group's strongest shared terms, strongest first; none when they share too little.
 
@@ -238,5 +244,5 @@ def _shared_terms(
     for position in order.tolist():
         number = int(group[position])
         if counts[number] >= settings.min_shared_terms and len(chosen[number]) < settings.terms:
-            chosen[number].append(terms[int(column[position])])
+            chosen[number].append(term_name(int(terms[int(column[position])])))
     return chosen

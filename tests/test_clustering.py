@@ -207,8 +207,31 @@ def test_term_counts_of_a_batch_are_those_of_each_text_token_by_token(texts: lis
         ]
 
 
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(st.lists(st.sampled_from(_PIECES), max_size=12).map(" ".join), min_size=1, max_size=4),
+    st.integers(0, 3),
+)
+def test_term_columns_are_in_term_order_while_new_terms_keep_coming(texts: list[str], fresh: int) -> None:
+    # New terms are numbered after the ones seen before (here: made-up words, new to the
+    # table), and the column order must still be the terms' own order.
+    made_up = [f"zz{n}{len(stories._TERMS)}qq aa{n}{len(stories._TERMS)}" for n in range(fresh)]
+    records = text_terms(texts) + text_terms(made_up)
+    columns = stories.term_columns(records)
+    expected = sorted({stories._TERMS[t] for record in records for t in record.terms.tolist()})
+    assert columns.names == expected
+    for record, start in zip(records, columns.indptr, strict=False):
+        where = columns.columns[start : start + len(record.terms)]
+        assert [expected[c] for c in where.tolist()] == [stories._TERMS[t] for t in record.terms.tolist()]
+
+
 @settings(max_examples=150, deadline=None)
-@given(st.lists(st.sampled_from(_PIECES), max_size=80).map(" ".join))
+@given(
+    # Any white space between pieces, and often past 300 characters, where a word is cut.
+    st.lists(
+        st.tuples(st.sampled_from(_PIECES), st.sampled_from([" ", "\n", "\t", "\u00a0", "  "])), max_size=80
+    ).map(lambda pairs: "".join(piece + space for piece, space in pairs))
+)
 def test_title_case_is_most_content_words_capitalized(text: str) -> None:
     words = [
         w
