@@ -706,9 +706,12 @@ class DuplicateIndex:
         self._row_of: dict[str, int] = {}
         self._kept: list[int] = []  # the kept row of each row's group (itself when kept)
         self._members: dict[int, list[int]] = {}  # kept row → rows, for groups of two or more
-        self._by_url: dict[str, list[int]] = {}
-        self._by_guid: dict[str, list[int]] = {}
-        self._by_title: dict[str, list[int]] = {}
+        # Rows by key as tuples, not lists: a tuple of ints is dropped from the garbage
+        # collector's watch, and these are most of the index's objects (three per entry):
+        # every full collection in a process that keeps the index walked them all.
+        self._by_url: dict[str, tuple[int, ...]] = {}
+        self._by_guid: dict[str, tuple[int, ...]] = {}
+        self._by_title: dict[str, tuple[int, ...]] = {}
         self._buckets = _Buckets()
         self._dirty: set[int] = set()  # rows whose stored group must be settled again
         self._reroot: set[int] = set()  # kept rows of stored groups that have a better copy
@@ -790,11 +793,11 @@ class DuplicateIndex:
         self._kept.append(row)
         self._row_of[entry_id] = row
         if _is_article_url(sig.url):
-            self._by_url.setdefault(sig.url, []).append(row)
+            self._by_url[sig.url] = (*self._by_url.get(sig.url, ()), row)
         if _is_global_guid(sig.guid):
-            self._by_guid.setdefault(sig.guid, []).append(row)
+            self._by_guid[sig.guid] = (*self._by_guid.get(sig.guid, ()), row)
         if _is_telling_title(sig.title):
-            self._by_title.setdefault(sig.title, []).append(row)
+            self._by_title[sig.title] = (*self._by_title.get(sig.title, ()), row)
         return row
 
     def _index_content(
