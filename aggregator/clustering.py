@@ -16,6 +16,7 @@ by block, so memory stays flat.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 from collections.abc import Callable, Sequence
@@ -155,8 +156,6 @@ class CosineIndex:
     def __init__(self, matrix: Matrix) -> None:
         self.matrix = as_rows(matrix)
         self.count = self.matrix.shape[0]
-        # Transposed once, not on every product.
-        self.transposed = self.matrix.T.tocsr() if sparse.issparse(self.matrix) else self.matrix.T
         if not sparse.issparse(self.matrix):
             return
         df = np.bincount(self.matrix.indices, minlength=self.matrix.shape[1])
@@ -182,6 +181,12 @@ class CosineIndex:
         np.cumsum(np.bincount(row_of[~frequent], minlength=rows.shape[0]), out=indptr[1:])
         rare = sparse.csr_matrix((rows.data[~frequent], rows.indices[~frequent], indptr), shape=rows.shape)
         return rare, head, np.sqrt(np.einsum("ij,ij->i", head, head, dtype=np.float64))
+
+    @functools.cached_property
+    def transposed(self) -> Matrix:
+        """The matrix transposed, made once on first use (``pairs_reaching`` on sparse rows
+        never needs it: it multiplies by the rare columns only)."""
+        return self.matrix.T.tocsr() if sparse.issparse(self.matrix) else self.matrix.T
 
     def dots(self, rows: Matrix) -> Any:
         """A dense float32 block: ``rows`` × this index's rows."""
