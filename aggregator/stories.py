@@ -344,6 +344,7 @@ def text_terms(texts: Sequence[str]) -> list[TextTerms]:
             table.clear()
         _CHUNK_TABLE.clear()
         _TERM_ORDER.clear()
+        _TABLE_EPOCH[0] += 1
         _ANALYSED.clear()
     analysed = _ANALYSED
     missing = [text for text in dict.fromkeys(texts) if text not in analysed]
@@ -357,6 +358,16 @@ def text_terms(texts: Sequence[str]) -> list[TextTerms]:
     while len(analysed) > _ANALYSED_MAX:
         analysed.popitem(last=False)
     return found
+
+
+# How many times the term table was forgotten: term numbers kept elsewhere are only
+# valid within one epoch.
+_TABLE_EPOCH = [0]
+
+
+def term_table_epoch() -> int:
+    """Changes whenever term numbers are reassigned (see ``MAX_TERMS``)."""
+    return _TABLE_EPOCH[0]
 
 
 _ANALYSED: OrderedDict[str, TextTerms] = OrderedDict()  # the most recently asked for last
@@ -610,12 +621,17 @@ class TermColumns:
 
 
 def term_columns(texts: Sequence[TextTerms]) -> TermColumns:
-    lengths = np.array([len(t.terms) for t in texts], dtype=np.int64)
-    indptr = np.zeros(len(texts) + 1, dtype=np.int64)
+    return columns_of([t.terms for t in texts])
+
+
+def columns_of(term_arrays: Sequence[Any]) -> TermColumns:
+    """``TermColumns`` of rows given as arrays of distinct term numbers (as ``TextTerms.terms``)."""
+    lengths = np.array([len(terms) for terms in term_arrays], dtype=np.int64)
+    indptr = np.zeros(len(term_arrays) + 1, dtype=np.int64)
     np.cumsum(lengths, out=indptr[1:])
     if not indptr[-1]:
         return TermColumns(indptr, np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64))
-    numbers = np.concatenate([t.terms for t in texts])
+    numbers = np.concatenate(term_arrays)
     # Term numbers are small integers: a table from number to column, no sort of all of them.
     seen = np.zeros(len(_TERMS), dtype=bool)
     seen[numbers] = True

@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import re
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -32,9 +33,10 @@ from aggregator.clustering import EDGE_MARGIN, CosineIndex, average_link, row_gr
 from aggregator.stories import (
     Story,
     TextTerms,
+    columns_of,
     entry_text,
-    term_columns,
     term_name,
+    term_table_epoch,
     text_terms,
     written_forms,
 )
@@ -194,19 +196,40 @@ def _story_vectors(texts_of: Sequence[Sequence[str]], analysed: Mapping[str, Tex
     One document per story: each distinct member text once, so that a story with fifty
     syndicated copies does not outweigh one with five original reports.
     """
-    number = {text: n for n, text in enumerate(analysed)}
-    rows = [row for row, texts in enumerate(texts_of) for _ in texts]
-    columns = [number[text] for texts in texts_of for text in texts]
-    records = list(analysed.values())
-    where = term_columns(records)
-    counts = where.matrix(np.concatenate([t.counts for t in records] or [np.zeros(0)]))
-    membership = sparse.csr_matrix((np.ones(len(rows)), (rows, columns)), shape=(len(texts_of), len(records)))
-    story_counts = sparse.csr_matrix(membership @ counts)
-    story_counts.eliminate_zeros()
+    summed = [_summed_terms(texts, analysed) for texts in texts_of]
+    while len(_SUMMED) > _SUMMED_MAX:
+        _SUMMED.popitem(last=False)
+    where = columns_of([terms for terms, _ in summed])
+    story_counts = where.matrix(np.concatenate([counts for _, counts in summed] or [np.zeros(0)]))
     df = np.bincount(story_counts.indices, minlength=story_counts.shape[1])
     idf = np.log((1 + len(texts_of)) / (1 + df)) + 1.0
     story_counts.data = (np.log(story_counts.data) + 1.0) * idf[story_counts.indices]
     return normalize(story_counts).astype(np.float32), where.terms
+
+
+# A story's summed term counts by its distinct texts: most stories are the same from one poll
+# to the next (only those the new entries joined change), so each is summed once.
+_SUMMED: OrderedDict[tuple[str, ...], tuple[int, Any, Any]] = OrderedDict()
+_SUMMED_MAX = 16384
+
+
+def _summed_terms(texts: Sequence[str], analysed: Mapping[str, TextTerms]) -> tuple[Any, Any]:
+    """(distinct term numbers ascending, their counts summed over ``texts``)."""
+    key, epoch = tuple(texts), term_table_epoch()
+    known = _SUMMED.get(key)
+    if known is not None and known[0] == epoch:
+        _SUMMED.move_to_end(key)
+        return known[1], known[2]
+    records = [analysed[text] for text in texts]
+    terms: Any
+    counts: Any
+    if records:
+        terms, which = np.unique(np.concatenate([r.terms for r in records]), return_inverse=True)
+        counts = np.bincount(which.ravel(), weights=np.concatenate([r.counts for r in records]))
+    else:
+        terms, counts = np.zeros(0, dtype=np.int64), np.zeros(0)
+    _SUMMED[key] = (epoch, terms, counts)
+    return terms, counts
 
 
 def _shared_terms(

@@ -17,8 +17,9 @@ from pathlib import Path
 
 import pytest
 
+from aggregator import stories as stories_module
 from aggregator.parse import parse_feed
-from aggregator.stories import Story, StorySettings, bcubed, group_stories, story_id_for
+from aggregator.stories import Story, StorySettings, bcubed, group_stories, story_id_for, text_terms
 from aggregator.topics import TopicRule, TopicSettings, assign_topics, keyword_pattern
 from aggregator.types import Entry, StoredEntry
 
@@ -355,6 +356,30 @@ def test_automatic_topics_are_named_by_shared_terms() -> None:
     assert with_topics["storm"] == ()
     # Stable: the same stories, the same name.
     assert {s.id: s.topics for s in assign_topics(stories, entries)} == with_topics
+
+
+def test_automatic_topics_survive_the_term_table_being_forgotten(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Each story's summed term counts are remembered by term number; when a long-running
+    # process forgets the term table (past MAX_TERMS), the numbers are reassigned and the
+    # remembered sums must not be used with the new numbers.
+    entries = [
+        stored("g1", "Samsung Galaxy S5 goes on sale worldwide", hours_ago=40),
+        stored("g2", "Samsung Galaxy S5 sales start strong", hours_ago=39),
+        stored("n1", "Samsung Galaxy Note 4 to get a new design", hours_ago=10),
+        stored("n2", "Samsung confirms Galaxy Note 4 redesign", hours_ago=9),
+    ]
+    stories = (
+        Story("s5", "S5", ("g1", "g2"), NOW, NOW),
+        Story("note", "Note", ("n1", "n2"), NOW, NOW),
+    )
+    before = {s.id: s.topics for s in assign_topics(stories, entries)}
+    assert before["s5"]
+    assert before["s5"] == before["note"]
+    monkeypatch.setattr(stories_module, "MAX_TERMS", 0)
+    # Words met first this time get the low numbers the Samsung terms had.
+    text_terms(["Zebra crossings return to Quito while llamas graze nearby"])
+    monkeypatch.undo()
+    assert {s.id: s.topics for s in assign_topics(stories, entries)} == before
 
 
 # --- quality on real news ---------------------------------------------------------------
