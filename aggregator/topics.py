@@ -208,9 +208,10 @@ def _story_vectors(texts_of: Sequence[Sequence[str]], analysed: Mapping[str, Tex
 
 
 # A story's summed term counts by its distinct texts: most stories are the same from one poll
-# to the next (only those the new entries joined change), so each is summed once.
+# to the next (only those the new entries joined change), so each is summed once.  Bounded to
+# a few polls' stories (a story's arrays are a few KB; the texts are shared with other caches).
 _SUMMED: OrderedDict[tuple[str, ...], tuple[int, Any, Any]] = OrderedDict()
-_SUMMED_MAX = 16384
+_SUMMED_MAX = 4096
 
 
 def _summed_terms(texts: Sequence[str], analysed: Mapping[str, TextTerms]) -> tuple[Any, Any]:
