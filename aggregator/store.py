@@ -42,7 +42,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any, Self, cast
 
 import sqlalchemy as sa
 
@@ -734,7 +734,7 @@ class Store:
                         results[index] = failed
         except StoreError as exc:
             return [exc] * len(polls)
-        return [result for result in results if result is not None]
+        return cast(list[SaveCounts | StoreError], results)  # every poll has its result now
 
     def _write_poll(
         self,

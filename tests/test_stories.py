@@ -332,20 +332,26 @@ def test_configured_topics_come_first_in_rule_order_then_feed_topics() -> None:
     assert by_first["r0"][:2] == ("Economy", "World")
 
 
-def test_automatic_topics_are_named_by_shared_terms() -> None:
+def galaxy_stories() -> tuple[list[StoredEntry], tuple[Story, ...]]:
+    """Two stories about Samsung Galaxy phones: what an automatic topic should join and name."""
     entries = [
         stored("g1", "Samsung Galaxy S5 goes on sale worldwide", hours_ago=40),
         stored("g2", "Samsung Galaxy S5 sales start strong", hours_ago=39),
         stored("n1", "Samsung Galaxy Note 4 to get a new design", hours_ago=10),
         stored("n2", "Samsung confirms Galaxy Note 4 redesign", hours_ago=9),
+    ]
+    stories = (Story("s5", "S5", ("g1", "g2"), NOW, NOW), Story("note", "Note", ("n1", "n2"), NOW, NOW))
+    return entries, stories
+
+
+def test_automatic_topics_are_named_by_shared_terms() -> None:
+    galaxy_entries, galaxy = galaxy_stories()
+    entries = [
+        *galaxy_entries,
         stored("t1", "Storm floods coastal towns", hours_ago=5),
         stored("t2", "Coastal towns flooded after storm", hours_ago=4),
     ]
-    stories = (
-        Story("s5", "S5", ("g1", "g2"), NOW, NOW),
-        Story("note", "Note", ("n1", "n2"), NOW, NOW),
-        Story("storm", "Storm", ("t1", "t2"), NOW, NOW),
-    )
+    stories = (*galaxy, Story("storm", "Storm", ("t1", "t2"), NOW, NOW))
 
     with_topics = {s.id: s.topics for s in assign_topics(stories, entries)}
 
@@ -362,16 +368,7 @@ def test_automatic_topics_survive_the_term_table_being_forgotten(monkeypatch: py
     # Each story's summed term counts are remembered by term number; when a long-running
     # process forgets the term table (past MAX_TERMS), the numbers are reassigned and the
     # remembered sums must not be used with the new numbers.
-    entries = [
-        stored("g1", "Samsung Galaxy S5 goes on sale worldwide", hours_ago=40),
-        stored("g2", "Samsung Galaxy S5 sales start strong", hours_ago=39),
-        stored("n1", "Samsung Galaxy Note 4 to get a new design", hours_ago=10),
-        stored("n2", "Samsung confirms Galaxy Note 4 redesign", hours_ago=9),
-    ]
-    stories = (
-        Story("s5", "S5", ("g1", "g2"), NOW, NOW),
-        Story("note", "Note", ("n1", "n2"), NOW, NOW),
-    )
+    entries, stories = galaxy_stories()
     before = {s.id: s.topics for s in assign_topics(stories, entries)}
     assert before["s5"]
     assert before["s5"] == before["note"]
