@@ -41,7 +41,7 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from email.utils import format_datetime, parsedate_to_datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from urllib.parse import parse_qs, urlsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -134,8 +134,9 @@ class HTTPProtocol(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # A stream transport, but not always an asyncio.Transport subclass: uvloop's
+        # TCPTransport is not one (an isinstance check stopped every connection under uvloop).
+        self.transport = cast(asyncio.Transport, transport)
         self.state.stats["connections"] += 1
 
     def connection_lost(self, exc: Exception | None) -> None:
