@@ -209,6 +209,20 @@ async def test_a_cookie_set_on_the_way_is_sent_back(feed_server: FeedServer) -> 
     assert feed_server.last("/cookie-gate/feed").headers.get("cookie") == "gate=open"
 
 
+async def test_no_feed_is_sent_the_cookies_another_feed_was_given(feed_server: FeedServer) -> None:
+    # One client for the whole poll, yet a cookie lives only as long as the fetch that got
+    # it: a server never learns what it set while another feed was being fetched, and the
+    # poll does not pile up a jar that every later request would carry and search.
+    async with open_fetcher(FAST) as fetcher:
+        gated = await fetcher.fetch(FeedState(url="gated"), feed_server.url("/cookie-gate"), NOW)
+        plain = await fetcher.fetch(FeedState(url="plain"), feed_server.url("/feed.xml"), NOW)
+        again = await fetcher.fetch(FeedState(url="gated"), feed_server.url("/cookie-gate"), NOW)
+    assert (gated.status, plain.status, again.status) == (FeedStatus.OK,) * 3
+    assert "cookie" not in feed_server.last("/feed.xml").headers
+    assert "cookie" not in feed_server.last("/cookie-gate").headers  # the second visit starts afresh
+    assert feed_server.last("/cookie-gate/feed").headers.get("cookie") == "gate=open"
+
+
 async def test_a_move_is_only_as_far_as_the_permanent_hops_go(feed_server: FeedServer) -> None:
     result = await fetch(feed_server.url("/moved-then-temporary"))
     assert result.status is FeedStatus.OK
