@@ -396,12 +396,12 @@ class Fetcher:
                     if progress.cookies:
                         progress.cookies.set_cookie_header(request)
                     response = await self._client.send(request, stream=True)
-                    if "set-cookie" in response.headers:
-                        progress.cookies.extract_cookies(response)
                     try:
                         if response.status_code not in REDIRECT_STATUSES:
                             return await self._finish(state, response, progress, now, bool(validators))
                         target = _redirect_target(response, progress.url)
+                        if "set-cookie" in response.headers:  # for the next hop
+                            progress.cookies.extract_cookies(response)
                     finally:
                         await response.aclose()
 
