@@ -291,6 +291,45 @@ def test_polls_without_entries_are_saved_together_and_each_keeps_its_state(
     assert store.entry_counts() == {urls[0]: 0, urls[1]: 0, urls[2]: 1, urls[3]: 0}
 
 
+def test_a_feed_whose_write_fails_in_a_batch_fails_alone(store: Store, now: datetime) -> None:
+    # Feeds of one batch are written without savepoints; the first failure sends the whole
+    # batch back to be written again, each feed in a savepoint, so only the culprit is lost.
+    urls = [f"https://feeds{n}.example/rss" for n in range(3)]
+    for url in urls:
+        store.save_poll(polled(url, now), [make_entry(f"{url}-old")], now)
+    later = now + timedelta(hours=1)
+    naive = make_entry("naive", published=datetime(2025, 8, 18, 12, 0))  # refused mid-write
+    polls = [
+        (replace(polled(urls[0], later), etag='"a2"'), [make_entry("a")]),
+        (replace(polled(urls[1], later), etag='"b2"'), [make_entry("b"), naive]),
+        (replace(polled(urls[2], later), etag='"c2"'), [make_entry("c")]),
+    ]
+    statements: list[str] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, _params: Any, _context: Any, _many: bool) -> None:
+        statements.append(statement.lstrip().upper())
+
+    sa.event.listen(store.engine, "before_cursor_execute", record)
+    try:
+        good = store.save_polls([polls[0], polls[2]], later)
+        assert good == [SaveCounts(new=1), SaveCounts(new=1)]
+        assert not [s for s in statements if s.startswith("SAVEPOINT")]  # none when all goes well
+        results = store.save_polls(polls, later)
+    finally:
+        sa.event.remove(store.engine, "before_cursor_execute", record)
+
+    assert results[0] == SaveCounts() and results[2] == SaveCounts()  # already stored, unchanged
+    failed = results[1]
+    assert isinstance(failed, StoreError)
+    assert f"saving poll of {urls[1]}: " in str(failed) and "naive datetime" in str(failed)
+    # Nothing of the failed feed's poll was written, not even its new state or its good entry.
+    assert store.feed_state(urls[1]) == polled(urls[1], now)
+    assert store.feed_states([urls[0], urls[2]]) == [polls[0][0], polls[2][0]]
+    assert sorted(e.entry.guid for e in store.iter_entries()) == sorted(
+        [f"{url}-old" for url in urls] + ["a", "c"]
+    )
+
+
 # ---------------------------------------------------------------------------- entries
 
 
