@@ -14,8 +14,8 @@ One cycle (``run_cycle``)::
 Fetches run concurrently on one event loop (the fetcher enforces the global and per-host
 limits); parsing is CPU-bound, so with many feeds it runs in worker processes
 (``parsepool``) to use both cores; writes go through one writer thread, which batches the
-polls that finish together into one transaction with a savepoint per feed, so each feed's
-results land whole or not at all and the event loop never waits on the database.  A feed
+polls that finish together into one transaction (``Store.save_polls``), in which each
+feed's results still land whole or not at all, and the event loop never waits on the database.  A feed
 that fails becomes a ``PollOutcome`` with an error: nothing here lets one feed's problem
 stop the others.
 """
@@ -306,8 +306,8 @@ class _StoreWriter:
     """The one thread that writes polls, so the event loop never waits on the database.
 
     Polls that finish while it writes go together into its next transaction
-    (``Store.save_polls``: a savepoint per feed, so each feed still lands whole or not at
-    all, and a feed whose write fails fails alone).  That is one commit per batch instead
+    (``Store.save_polls``: each feed still lands whole or not at all, and a feed whose
+    write fails fails alone).  That is one commit per batch instead
     of one per feed.  A poll cancelled before its batch starts is not written; a batch
     being written when the cycle stops is finished (``close`` waits for it).
     """

@@ -17,9 +17,10 @@ tests check that the migrations build the same schema).
 Identity: a feed is its URL as configured; an entry is ``(feed url, guid)`` and its
 project id is ``entry_id(feed_url, guid)``.  Every write is one transaction: a poll of
 one feed either lands completely (state and entries) or not at all.  ``save_polls`` puts
-several feeds' polls in one transaction with a savepoint each, so that a poll of many
-feeds pays for one commit per batch while each feed still lands whole or not at all; the
-polls that bring no entries (304s, errors) share one savepoint and one ``executemany``.
+several feeds' polls in one transaction, so that a poll of many feeds pays for one commit
+per batch while each feed still lands whole or not at all (should one feed's write fail,
+the batch is written again with a savepoint per feed); the polls that bring no entries
+(304s, errors) share one savepoint and one ``executemany``.
 
 New entries are inserted with the driver's ``executemany``, their values converted by
 each column type's own bind processor: SQLAlchemy's per-row statement machinery cost
