@@ -297,29 +297,34 @@ def test_a_feed_whose_write_fails_in_a_batch_fails_alone(store: Store, now: date
     urls = [f"https://feeds{n}.example/rss" for n in range(3)]
     for url in urls:
         store.save_poll(polled(url, now), [make_entry(f"{url}-old")], now)
-    later = now + timedelta(hours=1)
-    naive = make_entry("naive", published=datetime(2025, 8, 18, 12, 0))  # refused mid-write
-    polls = [
-        (replace(polled(urls[0], later), etag='"a2"'), [make_entry("a")]),
-        (replace(polled(urls[1], later), etag='"b2"'), [make_entry("b"), naive]),
-        (replace(polled(urls[2], later), etag='"c2"'), [make_entry("c")]),
-    ]
     statements: list[str] = []
 
     def record(_conn: Any, _cursor: Any, statement: str, _params: Any, _context: Any, _many: bool) -> None:
         statements.append(statement.lstrip().upper())
 
+    later = now + timedelta(hours=1)
+    good = [
+        (replace(polled(urls[0], later), etag='"a1"'), [make_entry("a1")]),
+        (replace(polled(urls[2], later), etag='"c1"'), [make_entry("c1")]),
+    ]
     sa.event.listen(store.engine, "before_cursor_execute", record)
     try:
-        good = store.save_polls([polls[0], polls[2]], later)
-        assert good == [SaveCounts(new=1), SaveCounts(new=1)]
-        assert not [s for s in statements if s.startswith("SAVEPOINT")]  # none when all goes well
-        results = store.save_polls(polls, later)
+        assert store.save_polls(good, later) == [SaveCounts(new=1), SaveCounts(new=1)]
     finally:
         sa.event.remove(store.engine, "before_cursor_execute", record)
+    assert not [s for s in statements if s.startswith("SAVEPOINT")]  # none when all goes well
 
-    assert results[0] == SaveCounts()  # already stored by the first batch: unchanged
-    assert results[2] == SaveCounts()
+    latest = later + timedelta(hours=1)
+    naive = make_entry("naive", published=datetime(2025, 8, 18, 12, 0))  # refused mid-write
+    polls = [
+        (replace(polled(urls[0], latest), etag='"a2"'), [make_entry("a1"), make_entry("a2")]),
+        (replace(polled(urls[1], latest), etag='"b2"'), [make_entry("b2"), naive]),
+        (replace(polled(urls[2], latest), etag='"c2"'), [make_entry("c2")]),
+    ]
+    results = store.save_polls(polls, latest)
+
+    assert results[0] == SaveCounts(new=1)  # the feeds around the failed one are kept
+    assert results[2] == SaveCounts(new=1)
     failed = results[1]
     assert isinstance(failed, StoreError)
     assert f"saving poll of {urls[1]}: " in str(failed)
@@ -328,7 +333,7 @@ def test_a_feed_whose_write_fails_in_a_batch_fails_alone(store: Store, now: date
     assert store.feed_state(urls[1]) == polled(urls[1], now)
     assert store.feed_states([urls[0], urls[2]]) == [polls[0][0], polls[2][0]]
     assert sorted(e.entry.guid for e in store.iter_entries()) == sorted(
-        [f"{url}-old" for url in urls] + ["a", "c"]
+        [f"{url}-old" for url in urls] + ["a1", "a2", "c1", "c2"]
     )
 
 
