@@ -35,13 +35,17 @@ Rules a reader of the output should know:
 - An entry repeated in one feed (the same guid twice) counts once: its first occurrence.
 
 Periodic polls mostly see entries they have already stored.  Each raw entry therefore gets
-a ``source_key``, a digest of everything the normalizer reads from it (its fields, its base
-URL, and ``NORMALIZER_VERSION``), and ``parse_feed(..., known=...)`` takes the keys stored
-for the feed: an entry whose key is known is not cleaned again but listed in
-``ParsedFeed.unchanged``.  Cleaning (sanitizing, plain text, URLs, hashing) is most of the
-cost of a parse, so a feed that gained two entries costs two entries' cleaning, not forty.
+a source key, and ``parse_feed(..., known=...)`` takes the keys stored for the feed: an
+entry whose key is known is not cleaned again but listed in ``ParsedFeed.unchanged``.
+Cleaning (sanitizing, plain text, URLs, hashing) is most of the cost of a parse, so a feed
+that gained two entries costs two entries' cleaning, not forty.  On feedparser's path the
+key (``source_key``) is a digest of everything the normalizer reads from the raw entry (its
+fields, its base URL, and ``NORMALIZER_VERSION``).  On the fast path it is a digest of the
+item's bytes and of what their reading depends on (``_item_keys``), so that a known item
+is not even read: half the cost of a changed feed whose other items are known.
 Bump ``NORMALIZER_VERSION`` whenever the normalizer's output changes for the same input
-(a new sanitizer rule, say), so that every stored entry is cleaned again on its next poll.
+(a new sanitizer rule, or a fast-path reader that reads an item differently), so that
+every stored entry is cleaned again on its next poll.
 """
 
 from __future__ import annotations
@@ -52,7 +56,7 @@ import html
 import io
 import re
 import xml.parsers.expat
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
@@ -222,6 +226,16 @@ class _RawEntry:
     enclosures: tuple[tuple[str, str | None, str | int | None], ...]  # (href, type, length)
     categories: tuple[str, ...]
     base: str
+    # The fast path's source key (``_item_keys``): a digest of the item's bytes, not of
+    # these fields.  None: ``source_key`` of the fields.
+    key: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _KnownItem:
+    """An item the fast path found among the known source keys, so did not read at all."""
+
+    key: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -230,7 +244,7 @@ class _RawFeed:
     title: str | None
     link: str | None
     ttl: str | None
-    entries: tuple[_RawEntry, ...]
+    entries: tuple[_RawEntry | _KnownItem, ...]
     warnings: tuple[str, ...]
 
 
@@ -264,7 +278,8 @@ def parse_feed(
     if _looks_like_json(body, content_type):
         raw = _from_json_feed(read_json_feed(body, url), url)
     else:
-        raw = (_read_fast(body, content_type, url) if fast else None) or _read_feedparser(
+        known = known or {}
+        raw = (_read_fast(body, content_type, url, known) if fast else None) or _read_feedparser(
             body, content_type, url
         )
     return _normalize(raw, url, known or {})
@@ -289,15 +304,20 @@ def _normalize(raw: _RawFeed, url: str, known: Mapping[str, str]) -> ParsedFeed:
     unchanged: list[str] = []
     seen: set[str] = set()
     for raw_entry in raw.entries:
-        key = source_key(raw_entry)
-        guid = known.get(key)
-        if guid is None:
-            entry = _normalize_entry(raw_entry)
-            if entry.guid not in seen:
-                entries.append(entry)
-                keys.append(key)
-            guid = entry.guid
-        elif guid not in seen:
+        if isinstance(raw_entry, _KnownItem):  # found in known by the fast path, so not read
+            guid = known[raw_entry.key]
+        else:
+            key = raw_entry.key or source_key(raw_entry)
+            stored = known.get(key)
+            if stored is None:
+                entry = _normalize_entry(raw_entry)
+                if entry.guid not in seen:
+                    entries.append(entry)
+                    keys.append(key)
+                seen.add(entry.guid)
+                continue
+            guid = stored
+        if guid not in seen:
             unchanged.append(guid)
         seen.add(guid)
     if not raw.entries:
@@ -690,7 +710,9 @@ class _Decline(Exception):
     """The fast path would not read this document the way feedparser does."""
 
 
-def _read_fast(body: bytes, content_type: str, url: str) -> _RawFeed | None:
+def _read_fast(
+    body: bytes, content_type: str, url: str, known: Mapping[str, str] | None = None
+) -> _RawFeed | None:
     """Read the document with fastfeedparser, or return None to let feedparser do it.
 
     It declines (returns None) unless everything below holds, because each is a case
@@ -721,9 +743,8 @@ def _read_fast(body: bytes, content_type: str, url: str) -> _RawFeed | None:
     try:
         root, bases = _check_document(body, content_type, url)
         parsed = fastfeedparser.parse(body)
-        if root == f"{_ATOM_NS} feed":
-            return _fast_feed(parsed, body, "atom10", url, bases)
-        return _fast_feed(parsed, body, "rss20", url, bases)
+        fmt = "atom10" if root == f"{_ATOM_NS} feed" else "rss20"
+        return _fast_feed(parsed, body, fmt, url, bases, known or {})
     except _Decline:
         return None
     except Exception:  # fastfeedparser raises on ~5% of real feeds; feedparser reads those
@@ -858,11 +879,11 @@ def _python_codec_name(charset: str) -> str:
     return codecs.lookup(charset).name
 
 
-def _fast_feed(parsed: Any, body: bytes, fmt: str, url: str, scope: _BaseScope | None) -> _RawFeed:
-    if fmt == "atom10":
-        items = _chunks(body, _ATOM_ENTRY_START_RE, _ATOM_ENTRY_END_RE)
-    else:
-        items = _chunks(body, _RSS_ITEM_START_RE, _RSS_ITEM_END_RE)
+def _fast_feed(  # noqa: PLR0917 -- private; the pieces _read_fast has at hand
+    parsed: Any, body: bytes, fmt: str, url: str, scope: _BaseScope | None, known: Mapping[str, str]
+) -> _RawFeed:
+    start = _ATOM_ENTRY_START_RE if fmt == "atom10" else _RSS_ITEM_START_RE
+    items = _chunks(body, start, _ATOM_ENTRY_END_RE if fmt == "atom10" else _RSS_ITEM_END_RE)
     entries = list(parsed.get("entries") or [])
     if len(items) != len(entries):
         raise _Decline("item count differs")
@@ -873,6 +894,7 @@ def _fast_feed(parsed: Any, body: bytes, fmt: str, url: str, scope: _BaseScope |
     else:
         raise _Decline("entry count differs from expat's")
     read = _fast_atom_entry if fmt == "atom10" else _fast_rss_entry
+    keys = _item_keys(body, fmt, url, start, items, bases)
     feed = parsed.get("feed") or {}
     ttl = None
     if fmt == "rss20":
@@ -883,9 +905,68 @@ def _fast_feed(parsed: Any, body: bytes, fmt: str, url: str, scope: _BaseScope |
         title=_opt_str(feed.get("title")),
         link=_resolve(_opt_str(feed.get("link")), scope.feed if scope else url),
         ttl=ttl,
-        entries=tuple(read(e, chunk, url, b) for e, chunk, b in zip(entries, items, bases, strict=True)),
+        entries=tuple(
+            _KnownItem(key) if key in known else read(e, chunk, url, b, key)
+            for e, chunk, b, key in zip(entries, items, bases, keys, strict=True)
+        ),
         warnings=(),
     )
+
+
+# Namespace declarations, which give an item's prefixes their meaning from outside it.
+_XMLNS_RE = re.compile(rb"""\sxmlns(?::[\w.-]+)?\s*=\s*(?:"[^"]*"|'[^']*')""")
+_FASTFEEDPARSER_VERSION = str(getattr(fastfeedparser, "__version__", ""))
+
+
+def _item_keys(  # noqa: PLR0917 -- private; the pieces _fast_feed has at hand
+    body: bytes, fmt: str, url: str, start: re.Pattern[bytes], items: list[bytes], bases: list[_EntryBases]
+) -> list[str]:
+    """The fast path's source key of each item: a digest of its bytes and of what else its
+    reading depends on, so that a known item need not be read at all (``_KnownItem``).
+
+    Reading an item (fastfeedparser's fields, then ``_fast_rss_entry``/``_fast_atom_entry``)
+    depends on nothing but the item's bytes and: the format, the namespace declarations
+    around it (in the document before the first item; those inside it are in its bytes),
+    the declared encoding, the document URL and the xml:base bases of the item and of its
+    content and summary, fastfeedparser's version and ``NORMALIZER_VERSION``.  The feed's
+    own elements (title, dates) are left out: they change whenever an item is added, and
+    fastfeedparser reads items without them.  Keys from feedparser's path (``source_key``)
+    are digests of fields instead, so a feed that switches paths has its entries cleaned
+    once more, nothing worse.
+    """
+    first = start.search(body)
+    head = body[: first.start()] if first else body
+    declared = _XML_ENCODING_RE.match(body)
+    context = [
+        "fast",
+        NORMALIZER_VERSION,
+        _FASTFEEDPARSER_VERSION,
+        fmt,
+        url,
+        declared.group(1).decode("ascii").lower() if declared else "",
+        *sorted({d.strip().decode("utf-8", "surrogateescape") for d in _XMLNS_RE.findall(head)}),
+    ]
+    document = hashlib.blake2b(_length_prefixed(context).encode("utf-8", "surrogatepass"), digest_size=16)
+    keys = []
+    for chunk, item_bases in zip(items, bases, strict=True):
+        digest = document.copy()
+        digest.update(
+            _length_prefixed([item_bases.entry, *_flat(sorted(item_bases.bodies.items()))]).encode()
+        )
+        digest.update(b"%d:" % len(chunk))
+        digest.update(chunk)
+        keys.append(digest.hexdigest())
+    return keys
+
+
+def _length_prefixed(parts: Iterable[str]) -> str:
+    return "".join(f"{len(part)}:{part}" for part in parts)
+
+
+def _flat(pairs: Iterable[tuple[str, str]]) -> Iterator[str]:
+    for name, value in pairs:
+        yield name
+        yield value
 
 
 def _chunks(body: bytes, start: re.Pattern[bytes], end: re.Pattern[bytes]) -> list[bytes]:
@@ -1001,7 +1082,7 @@ def _check_prefixed_summary(chunk: bytes) -> None:
         raise _Decline("itunes:summary, media:description or the like")
 
 
-def _fast_rss_entry(e: Any, chunk: bytes, url: str, bases: _EntryBases) -> _RawEntry:
+def _fast_rss_entry(e: Any, chunk: bytes, url: str, bases: _EntryBases, key: str) -> _RawEntry:
     _check_prefixed_summary(chunk)
     dates = _fast_dates(e, chunk, _RSS_DATES)
     has_guid = re.search(rb"<guid[\s>]", chunk) is not None
@@ -1033,6 +1114,7 @@ def _fast_rss_entry(e: Any, chunk: bytes, url: str, bases: _EntryBases) -> _RawE
             if (href := _opt_str(enc.get("url")) or _opt_str(enc.get("href")))
         ),
         base=url,
+        key=key,
         **_fast_common(e, chunk, _RSS_AUTHOR_RE),
     )
 
@@ -1046,7 +1128,7 @@ def _atom_text_type(chunk: bytes, element: bytes) -> str | None:
     return declared.group(1).decode("ascii", "replace").lower() if declared else "text"
 
 
-def _fast_atom_entry(e: Any, chunk: bytes, url: str, bases: _EntryBases) -> _RawEntry:
+def _fast_atom_entry(e: Any, chunk: bytes, url: str, bases: _EntryBases, key: str) -> _RawEntry:
     _check_prefixed_summary(chunk)
     dates = _fast_dates(e, chunk, _ATOM_DATES)
     entry_id = _opt_str(e.get("id")) if re.search(rb"<id[\s>]", chunk) else None
@@ -1084,6 +1166,7 @@ def _fast_atom_entry(e: Any, chunk: bytes, url: str, bases: _EntryBases) -> _Raw
             if _opt_str(link.get("href"))
         ),
         base=url,
+        key=key,
         **_fast_common(e, chunk, _ATOM_AUTHOR_RE),
     )
 

@@ -521,7 +521,8 @@ def test_the_fast_path_reads_rss_authors_and_atom_enclosure_lengths_like_feedpar
         ("Jo Doe",),
         ("Just A Name",),
     ]
-    assert fast == parse_feed(rss, {}, "https://a.example/feed", fast=False)
+    slow = parse_feed(rss, {}, "https://a.example/feed", fast=False)
+    assert replace(fast, source_keys=()) == replace(slow, source_keys=())  # keys: each path its own
     (entry,) = parse_feed(atom, {}, "https://a.example/feed").entries
     assert [(e.url, e.length) for e in entry.enclosures] == [
         ("https://a.example/a.mp3", 4321),
@@ -594,6 +595,66 @@ def test_known_entries_are_not_cleaned_again_and_changed_ones_are() -> None:
     assert edited.entries[0].title == "A corrected headline"
     assert edited.source_keys[0] not in known
     assert edited.unchanged == tuple(e.guid for e in first.entries[1:])
+
+
+def test_the_fast_path_does_not_read_the_items_it_already_knows(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A periodic poll of a feed that gained two items should cost two items' reading.
+    from aggregator import parse  # noqa: PLC0415 -- the module whose reader is watched
+
+    headers, url = FIXTURES["rss20.xml"]
+    body = (FEEDS / "rss20.xml").read_bytes()
+    assert _read_fast(body, headers["content-type"], url) is not None  # the fast path's feed
+    first = parse_feed(body, headers, url)
+    known = {key: entry.guid for key, entry in zip(first.source_keys, first.entries, strict=True)}
+    read: list[bytes] = []
+    real_reader = parse._fast_rss_entry
+
+    def watched(e: Any, chunk: bytes, *args: Any) -> Any:
+        read.append(chunk)
+        return real_reader(e, chunk, *args)
+
+    monkeypatch.setattr(parse, "_fast_rss_entry", watched)
+    assert parse_feed(body, headers, url, known=known).unchanged == tuple(e.guid for e in first.entries)
+    assert read == []
+    edited = parse_feed(
+        body.replace(first.entries[0].title.encode(), b"Corrected", 1), headers, url, known=known
+    )
+    assert [e.title for e in edited.entries] == ["Corrected"]
+    assert len(read) == 1
+
+
+_NAMESPACED_ITEM = (
+    b'<?xml version="1.0" encoding="utf-8"?>\n'
+    b'<rss version="2.0" xmlns:content="http://purl.org/rss/1.0/modules/content/"><channel>'
+    b"<title>t</title>"
+    b"<item><guid>https://a.example/1</guid><title>One</title><description>Short.</description>"
+    b"<content:encoded><![CDATA[<p>The whole article.</p>]]></content:encoded></item>"
+    b"</channel></rss>"
+)
+
+
+@pytest.mark.parametrize(
+    "changed",
+    [
+        # The same item bytes mean something else once its prefix is bound to another namespace,
+        _NAMESPACED_ITEM.replace(b"http://purl.org/rss/1.0/modules/content/", b"https://other.example/ns"),
+        # or could, once the document declares another encoding for them.
+        _NAMESPACED_ITEM.replace(b'encoding="utf-8"', b'encoding="us-ascii"'),
+    ],
+    ids=["namespace", "encoding"],
+)
+def test_a_known_item_is_read_again_when_what_surrounds_it_changes(changed: bytes) -> None:
+    url, headers = "https://a.example/feed", {"content-type": "application/rss+xml"}
+    for document in (_NAMESPACED_ITEM, changed):
+        assert _read_fast(document, "", url) is not None  # both on the fast path
+    first = parse_feed(_NAMESPACED_ITEM, headers, url)
+    assert first.entries[0].content_html == "<p>The whole article.</p>"
+    known = dict(zip(first.source_keys, (e.guid for e in first.entries), strict=True))
+    again = parse_feed(changed, headers, url, known=known)
+    assert again.unchanged == ()
+    assert [e.guid for e in again.entries] == ["https://a.example/1"]
+    assert set(again.source_keys).isdisjoint(known)
+    assert again.entries[0] == parse_feed(changed, headers, url).entries[0]
 
 
 def test_a_source_key_changes_with_the_base_url_links_resolve_against() -> None:
