@@ -275,14 +275,14 @@ def parse_feed(
         # A blank line before the XML declaration (a stray newline in a PHP template) is the
         # commonest way real feeds are malformed; it hides nothing, so repair it silently.
         body = stripped
+    known = known or {}
     if _looks_like_json(body, content_type):
         raw = _from_json_feed(read_json_feed(body, url), url)
     else:
-        known = known or {}
         raw = (_read_fast(body, content_type, url, known) if fast else None) or _read_feedparser(
             body, content_type, url
         )
-    return _normalize(raw, url, known or {})
+    return _normalize(raw, url, known)
 
 
 def _looks_like_json(body: bytes, content_type: str) -> bool:

@@ -15,9 +15,9 @@ Fetches run concurrently on one event loop (the fetcher enforces the global and 
 limits); parsing is CPU-bound, so with many feeds it runs in worker processes
 (``parsepool``) to use both cores; writes go through one writer thread, which batches the
 polls that finish together into one transaction (``Store.save_polls``), in which each
-feed's results still land whole or not at all, and the event loop never waits on the database.  A feed
-that fails becomes a ``PollOutcome`` with an error: nothing here lets one feed's problem
-stop the others.
+feed's results still land whole or not at all, and the event loop never waits on the
+database.  A feed that fails becomes a ``PollOutcome`` with an error: nothing here lets
+one feed's problem stop the others.
 """
 
 from __future__ import annotations
@@ -307,9 +307,9 @@ class _StoreWriter:
 
     Polls that finish while it writes go together into its next transaction
     (``Store.save_polls``: each feed still lands whole or not at all, and a feed whose
-    write fails fails alone).  That is one commit per batch instead
-    of one per feed.  A poll cancelled before its batch starts is not written; a batch
-    being written when the cycle stops is finished (``close`` waits for it).
+    write fails fails alone).  That is one commit per batch instead of one per feed.  A
+    poll cancelled before its batch starts is not written; a batch being written when the
+    cycle stops is finished (``close`` waits for it).
     """
 
     MAX_BATCH_ENTRIES = 5000  # bounds one transaction's size and how long it holds the lock
