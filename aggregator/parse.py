@@ -56,11 +56,12 @@ import html
 import io
 import re
 import xml.parsers.expat
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from html.parser import HTMLParser
+from itertools import chain
 from typing import Any, Literal
 from urllib.parse import urljoin, urlsplit
 
@@ -369,9 +370,14 @@ def source_key(raw: _RawEntry) -> str:
     ]
     for href, kind, length in raw.enclosures:
         parts += (href, kind, None if length is None else str(length))
-    text = "".join("-1:" if part is None else f"{len(part)}:{part}" for part in parts)
-    digest.update(text.encode("utf-8", "surrogatepass"))
+    digest.update(_length_prefixed(parts).encode("utf-8", "surrogatepass"))
     return digest.hexdigest()
+
+
+def _length_prefixed(parts: Iterable[str | None]) -> str:
+    """Each part with its length in front, so no text inside a part can pass for a boundary
+    between two; None is told from "" by a length of -1."""
+    return "".join("-1:" if part is None else f"{len(part)}:{part}" for part in parts)
 
 
 def _body_fields(body: _Body | None) -> tuple[str | None, str | None, str | None]:
@@ -950,23 +956,12 @@ def _item_keys(  # noqa: PLR0917 -- private; the pieces _fast_feed has at hand
     keys = []
     for chunk, item_bases in zip(items, bases, strict=True):
         digest = document.copy()
-        digest.update(
-            _length_prefixed([item_bases.entry, *_flat(sorted(item_bases.bodies.items()))]).encode()
-        )
+        bodies = chain.from_iterable(sorted(item_bases.bodies.items()))
+        digest.update(_length_prefixed([item_bases.entry, *bodies]).encode("utf-8", "surrogatepass"))
         digest.update(b"%d:" % len(chunk))
         digest.update(chunk)
         keys.append(digest.hexdigest())
     return keys
-
-
-def _length_prefixed(parts: Iterable[str]) -> str:
-    return "".join(f"{len(part)}:{part}" for part in parts)
-
-
-def _flat(pairs: Iterable[tuple[str, str]]) -> Iterator[str]:
-    for name, value in pairs:
-        yield name
-        yield value
 
 
 def _chunks(body: bytes, start: re.Pattern[bytes], end: re.Pattern[bytes]) -> list[bytes]:
