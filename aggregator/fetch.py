@@ -58,12 +58,11 @@ from typing import Any
 from urllib.parse import urlsplit
 from urllib.request import url2pathname
 
-import aiohttp
-import aiohttp.http_exceptions
 import httpx
 from yarl import URL
 
 from aggregator import USER_AGENT
+from aggregator._aiohttp import aiohttp
 from aggregator.types import FeedState, FeedStatus, FetchResult
 
 ACCEPT = (

@@ -469,7 +469,8 @@ async def test_server_hanging_up(feed_server: FeedServer) -> None:
 
 
 @pytest.fixture
-def self_signed(tmp_path: Path) -> ssl.SSLContext:
+def certificate(tmp_path: Path) -> Path:
+    """A self-signed certificate for 127.0.0.1 (its key beside it, as key.pem)."""
     if shutil.which("openssl") is None:
         pytest.skip("openssl command not found: cannot make a self-signed certificate")
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
@@ -477,12 +478,18 @@ def self_signed(tmp_path: Path) -> ssl.SSLContext:
         [
             *("openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"),
             *("-nodes", "-keyout", str(key), "-out", str(cert), "-days", "1", "-subj", "/CN=127.0.0.1"),
+            *("-addext", "subjectAltName=IP:127.0.0.1"),
         ],
         check=True,
         capture_output=True,
     )
+    return cert
+
+
+@pytest.fixture
+def self_signed(certificate: Path) -> ssl.SSLContext:
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(cert, key)
+    context.load_cert_chain(certificate, certificate.with_name("key.pem"))
     return context
 
 
@@ -492,6 +499,21 @@ async def test_tls_certificate_verify_failed(self_signed: ssl.SSLContext) -> Non
     assert result.status is FeedStatus.ERROR
     assert result.error is not None
     assert result.error.startswith(f"TLS certificate verify failed for {server.host()}: self")  # -signed
+
+
+async def test_https_is_verified_against_the_ca_bundle_named_by_ssl_cert_file(
+    certificate: Path, self_signed: ssl.SSLContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # SSL_CERT_FILE is how a site with its own CA makes it trusted (httpx reads it when the
+    # first https request makes the client's context).  This also fails if a request went
+    # out with aiohttp's default context, which aggregator._aiohttp leaves with no CA at all.
+    monkeypatch.setenv("SSL_CERT_FILE", str(certificate))
+    with FeedServer(ssl_context=self_signed) as server:
+        result = await fetch(server.url("/feed.xml"))
+    assert result.error is None
+    assert result.status is FeedStatus.OK
+    assert result.body is not None
+    assert b"<rss" in result.body
 
 
 async def test_dns_failure_is_explained() -> None:
