@@ -6,19 +6,26 @@ work starts misbehaving, and that nothing already stored is lost or changed.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
 import shutil
 import subprocess
 import sys
+import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 from typer.testing import CliRunner
 
+from aggregator import pipeline
 from aggregator.cli import app
+from aggregator.config import load_config
+from aggregator.store import Store
+from aggregator.types import FeedStatus
 from tests.feedserver import FeedServer
 
 FEEDS = Path(__file__).parent / "feeds"
@@ -147,6 +154,39 @@ def test_conditional_get_and_304_cost_no_parse(tmp_path: Path, feed_server: Feed
     second = feed_server.last("/feed.xml")
     assert second.headers.get("if-none-match") == '"feed-v1"'
     assert status_of(config)[feed_server.url("/feed.xml")]["status"] == "not_modified"
+
+
+def test_a_slow_database_write_does_not_hold_back_the_next_fetch(
+    tmp_path: Path, feed_server: FeedServer
+) -> None:
+    # One request at a time, two feeds that answer 304.  The first one's new state goes to
+    # a write that waits until the server has seen the second feed's request: that comes
+    # only if the first feed gave its request slot back before its state was stored.
+    feed_server.add_feed("/second.xml", GOOD_RSS, etag='"second-v1"')
+    urls = [feed_server.url("/feed.xml"), feed_server.url("/second.xml")]
+    config = write_config(tmp_path, urls, polling="  concurrency: 1\n  per_host: 1")
+    assert cli(config, "poll").exit_code == 0  # now both have validators
+    loaded = load_config(config)
+    store = Store.open(loaded.database_url)
+    save_polls = store.save_polls
+    waits: list[bool] = []
+
+    def save_once_the_second_feed_is_requested(*args: Any, **kwargs: Any) -> Any:
+        if not waits:
+            deadline = time.monotonic() + 5
+            while feed_server.count("/second.xml") < 2 and time.monotonic() < deadline:
+                time.sleep(0.01)
+            waits.append(feed_server.count("/second.xml") == 2)
+        return save_polls(*args, **kwargs)
+
+    store.save_polls = save_once_the_second_feed_is_requested  # type: ignore[method-assign]
+    try:
+        summary = asyncio.run(pipeline.poll_feeds(loaded, store, datetime.now(UTC)))
+    finally:
+        store.close()
+    assert [o.status for o in summary.outcomes] == [FeedStatus.NOT_MODIFIED] * 2
+    assert waits == [True]
+    assert status_of(config)[urls[0]]["status"] == "not_modified"  # and the held write landed
 
 
 def test_hostile_feeds_are_stored_sanitized(tmp_path: Path, feed_server: FeedServer) -> None:
