@@ -20,11 +20,10 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.table import Table
 from typer.core import TyperGroup
 
 from aggregator import __version__, cli_digest, cli_serve, pipeline
+from aggregator.cli_console import echo, lazy_console
 from aggregator.config import DEFAULT_CONFIG_NAME, LoadedConfig, check_config, load_config
 from aggregator.errors import ConfigError, StoreError
 from aggregator.store import Store
@@ -75,8 +74,10 @@ app.add_typer(config_app, name="config")
 app.command("digest")(cli_digest.digest)
 app.command("serve")(cli_serve.serve)
 
-out = Console(soft_wrap=True)  # lines are copied and grepped: never wrapped
-err = Console(stderr=True, soft_wrap=True)  # messages are never wrapped: people grep them
+# Lines of text go out through cli_console.echo, as they are; these draw tables and the
+# progress bar (and import rich when they first do).
+out = lazy_console(soft_wrap=True)
+err = lazy_console(stderr=True, soft_wrap=True)
 
 
 class OutputFormat(StrEnum):
@@ -103,8 +104,8 @@ class _Context:
             return load_config(self.config_path)
         except ConfigError as exc:
             for problem in exc.problems:
-                err.print(str(problem), markup=False, highlight=False)
-            err.print(f"{len(exc.problems)} problem(s) in {self.config_path}; nothing was done.")
+                echo(str(problem), err=True)
+            echo(f"{len(exc.problems)} problem(s) in {self.config_path}; nothing was done.", err=True)
             raise typer.Exit(EXIT_USAGE) from exc
 
 
@@ -118,7 +119,7 @@ def _open_store(loaded: LoadedConfig) -> Iterator[Store]:
     try:
         store = Store.open(loaded.database_url)
     except StoreError as exc:
-        err.print(f"error: {exc}", markup=False)
+        echo(f"error: {exc}", err=True)
         raise typer.Exit(EXIT_USAGE) from exc
     try:
         yield store
@@ -128,7 +129,7 @@ def _open_store(loaded: LoadedConfig) -> Iterator[Store]:
 
 def _version(value: bool) -> None:
     if value:
-        out.print(f"aggregator {__version__}")
+        echo(f"aggregator {__version__}")
         raise typer.Exit()
 
 
@@ -188,17 +189,15 @@ def _progress_callbacks(show: bool) -> Iterator[dict[str, Any]]:
 def _report(summary: PollSummary, loaded: LoadedConfig) -> int:
     for outcome in summary.outcomes:
         if outcome.notice:
-            err.print(f"notice: {outcome.notice}", markup=False, highlight=False)
+            echo(f"notice: {outcome.notice}", err=True)
         if outcome.error:
-            err.print(
-                f"{loaded.where(outcome.url)}: {outcome.url}: {outcome.error}", markup=False, highlight=False
-            )
+            echo(f"{loaded.where(outcome.url)}: {outcome.url}: {outcome.error}", err=True)
     seconds = (summary.finished - summary.started).total_seconds()
-    err.print(
+    echo(
         f"{len(summary.outcomes)} feeds polled in {seconds:.1f}s: {summary.new_entries} new, "
         f"{summary.updated_entries} updated, {summary.count(FeedStatus.NOT_MODIFIED)} not modified, "
         f"{summary.failed} failed",
-        highlight=False,
+        err=True,
     )
     return EXIT_FEEDS_FAILED if summary.failed else EXIT_OK
 
@@ -214,7 +213,7 @@ def poll(
     """Fetch every enabled feed and store new and changed entries. Exit 1 if some feeds failed."""
     loaded = ctx.obj.load()
     with _open_store(loaded) as store:
-        with _progress_callbacks(err.is_terminal) as callbacks:
+        with _progress_callbacks(sys.stderr.isatty()) as callbacks:
             summary = asyncio.run(pipeline.poll_feeds(loaded, store, _now(), only_due=due, **callbacks))
         code = _report(summary, loaded)
         if summary_json:
@@ -254,17 +253,17 @@ def run(
         # run_forever loads and watches the config itself (and keeps the last good one).
         raise typer.Exit(service.run_forever(ctx.obj.config_path, log_format.value, verbose=ctx.obj.verbose))
     loaded = ctx.obj.load()
-    with _open_store(loaded) as store, _progress_callbacks(err.is_terminal) as callbacks:
+    with _open_store(loaded) as store, _progress_callbacks(sys.stderr.isatty()) as callbacks:
         report = asyncio.run(pipeline.run_cycle(loaded, store, _now(), only_due=True, **callbacks))
     code = _report(report.poll, loaded)
-    err.print(
+    echo(
         f"{report.duplicates} entries collapsed as copies, {report.stories} stories regrouped; "
         f"combined feeds in {loaded.base_dir / loaded.config.output.dir} "
         f"({len(report.published.changed)} of {len(report.published.files)} files changed)",
-        highlight=False,
+        err=True,
     )
     for issue in report.issues:
-        err.print(cli_digest.describe(issue), markup=False, highlight=False)
+        echo(cli_digest.describe(issue), err=True)
         if issue.failed or issue.uncertain:
             code = EXIT_FEEDS_FAILED
     raise typer.Exit(code)
@@ -304,6 +303,8 @@ def status(
     if output is OutputFormat.JSON:
         print(json.dumps(rows, indent=2, ensure_ascii=False))
         return
+    from rich.table import Table  # noqa: PLC0415 -- rich only where it draws (see cli_console)
+
     table = Table(title=f"Feeds in {loaded.path.name}")
     for column in ("feed", "status", "last fetch", "HTTP", "entries", "errors", "next check"):
         table.add_column(column, overflow="fold")
@@ -372,7 +373,7 @@ def explain(
     with _open_store(loaded) as store:
         stored = store.get_entry(entry_id)
         if stored is None:
-            err.print(f"no entry with id {entry_id!r}: the ids are in `aggregator export`", markup=False)
+            echo(f"no entry with id {entry_id!r}: the ids are in `aggregator export`", err=True)
             raise typer.Exit(EXIT_USAGE)
         evidence = store.duplicate_evidence(entry_id)
         kept_id = stored.duplicate_of or stored.id
@@ -385,7 +386,7 @@ def explain(
     def line(entry: StoredEntry) -> str:
         return f"{entry.id}  {entry.entry.title!r}  ({titles.get(entry.feed_url, entry.feed_url)})"
 
-    out.print(line(stored), markup=False, highlight=False)
+    echo(line(stored))
     if evidence is not None and evidence.duplicate_of is not None and evidence.stage is not None:
         verdict = Verdict(
             entry_id,
@@ -396,29 +397,25 @@ def explain(
             evidence.jaccard,
             evidence.containment,
         )
-        out.print(f"  a copy: {verdict.describe()}", markup=False, highlight=False)
+        echo(f"  a copy: {verdict.describe()}")
     else:
-        out.print("  kept: not a copy of another entry", markup=False, highlight=False)
+        echo("  kept: not a copy of another entry")
     if len(group) > 1:
-        out.print("  the copies of this article (the first is the one kept):", markup=False)
+        echo("  the copies of this article (the first is the one kept):")
         for entry in group:
-            out.print(f"    {line(entry)}", markup=False, highlight=False)
+            echo(f"    {line(entry)}")
     if story is not None:
         topics = f"; topics: {', '.join(story.topics)}" if story.topics else ""
-        out.print(f"  story {story.id}: {story.label!r}{topics}", markup=False, highlight=False)
+        echo(f"  story {story.id}: {story.label!r}{topics}")
     if stored.duplicate_of:
-        out.print(
+        echo(
             "  to keep these two apart, add to feeds.yaml:\n"
-            f"    dedupe:\n      pin_apart:\n        - [{stored.id}, {stored.duplicate_of}]",
-            markup=False,
-            highlight=False,
+            f"    dedupe:\n      pin_apart:\n        - [{stored.id}, {stored.duplicate_of}]"
         )
     else:
-        out.print(
+        echo(
             "  to make another entry a copy of this one, add to feeds.yaml:\n"
-            f"    dedupe:\n      pin_together:\n        - [{stored.id}, OTHER_ENTRY_ID]",
-            markup=False,
-            highlight=False,
+            f"    dedupe:\n      pin_together:\n        - [{stored.id}, OTHER_ENTRY_ID]"
         )
 
 
@@ -428,11 +425,11 @@ def config_check(ctx: typer.Context) -> None:
     path: Path = ctx.obj.config_path
     problems = check_config(path)
     for problem in problems:
-        err.print(str(problem), markup=False, highlight=False)
+        echo(str(problem), err=True)
     if problems:
-        err.print(f"{len(problems)} problem(s) in {path}")
+        echo(f"{len(problems)} problem(s) in {path}", err=True)
         raise typer.Exit(EXIT_USAGE)
-    out.print(f"{path}: ok")
+    echo(f"{path}: ok")
 
 
 def main() -> None:

@@ -12,8 +12,8 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Protocol
 
 import typer
-from rich.console import Console
 
+from aggregator.cli_console import echo
 from aggregator.config import LoadedConfig
 from aggregator.errors import AggregatorError
 from aggregator.store import Store
@@ -22,9 +22,6 @@ if TYPE_CHECKING:
     from aggregator import newsletters
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
-
-out = Console()
-err = Console(stderr=True)
 
 
 class _Loads(Protocol):
@@ -52,7 +49,7 @@ def digest(
     from aggregator.mail import Outcome  # noqa: PLC0415 -- see above
 
     if sum((preview, send, to is not None)) != 1:
-        err.print("digest: give exactly one of --preview, --send or --to ADDRESS")
+        echo("digest: give exactly one of --preview, --send or --to ADDRESS", err=True)
         raise typer.Exit(EXIT_USAGE)
     context: _Loads = ctx.obj
     loaded = context.load()
@@ -61,33 +58,30 @@ def digest(
         with Store.open(loaded.database_url) as store:
             if preview:
                 path = newsletters.preview_issue(loaded, store, now, name)
-                out.print(str(path), markup=False, highlight=False, soft_wrap=True)
+                echo(str(path))
                 raise typer.Exit(EXIT_OK)
             if to is not None:
                 result = newsletters.send_test_copy(loaded, store, now, name, to)
                 where = (
                     result.detail if result.outcome is Outcome.SENT else f"{result.outcome}: {result.detail}"
                 )
-                (out if result.outcome is Outcome.SENT else err).print(
-                    f"test copy to {to}: {where}", markup=False, highlight=False
-                )
+                echo(f"test copy to {to}: {where}", err=result.outcome is not Outcome.SENT)
                 raise typer.Exit(EXIT_OK if result.outcome is Outcome.SENT else EXIT_FAILED)
             outcomes = newsletters.run_due_newsletters(loaded, store, now, names=[name], force=True)
     except AggregatorError as exc:
-        err.print(f"error: {exc}", markup=False, highlight=False)
+        echo(f"error: {exc}", err=True)
         raise typer.Exit(EXIT_USAGE) from exc
     if not outcomes:
-        err.print(f"{name}: another process is sending right now; try again later")
+        echo(f"{name}: another process is sending right now; try again later", err=True)
         raise typer.Exit(EXIT_FAILED)
     code = EXIT_OK
     for outcome in outcomes:
-        out.print(describe(outcome), markup=False, highlight=False)
+        echo(describe(outcome))
         for recipient in outcome.uncertain:
-            err.print(
+            echo(
                 f"  uncertain: {recipient}: the connection broke during DATA; it may have arrived and "
                 "will not be sent again",
-                markup=False,
-                highlight=False,
+                err=True,
             )
         if outcome.failed or outcome.uncertain:
             code = EXIT_FAILED

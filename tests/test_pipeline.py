@@ -357,6 +357,27 @@ def test_the_console_script_prints_everything_and_exits_with_the_commands_code(t
     assert missing.returncode == 2
 
 
+def test_poll_prints_plain_lines_to_a_pipe_and_leaves_rich_unimported(
+    tmp_path: Path, feed_server: FeedServer
+) -> None:
+    # People grep these lines, so they come out as they are: rich would have turned the
+    # ":fire:" in this URL into an emoji.  And a poll from cron or a script need not import
+    # rich at all (tables and progress bars are for terminals).
+    url = feed_server.url("/news/:fire:/feed.xml")  # not served: 404
+    config = write_config(tmp_path, [feed_server.url("/feed.xml"), url])
+    code = (
+        "import sys; from aggregator import cli; sys.argv[0] = 'aggregator'\n"
+        "try:\n    cli.main()\nexcept SystemExit:\n    pass\n"
+        "print(sorted(name for name in sys.modules if name.split('.')[0] == 'rich'))"
+    )
+    argv = [sys.executable, "-c", code, "--config", str(config), "poll"]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
+    assert f"feeds.yaml:3: {url}: " in done.stderr
+    assert "404" in done.stderr
+    assert "2 feeds polled in " in done.stderr
+    assert done.stdout.splitlines()[-1] == "[]"
+
+
 def test_poll_leaves_the_feeds_commands_unimported_and_help_still_lists_them(tmp_path: Path) -> None:
     # In a process of its own: tests/test_cli_feeds.py registers the feeds commands on import.
     config = write_config(tmp_path, [])
