@@ -22,9 +22,9 @@ from typing import Annotated, Any, NoReturn
 
 import click
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from aggregator.cli_console import echo, lazy_console
 from aggregator.config import DEFAULT_CONFIG_NAME, LoadedConfig, parse_duration, resolve_feed_location
 from aggregator.configedit import ConfigDocument, ConflictError, EditError, InvalidEditError, parse_assignment
 from aggregator.discovery import DiscoveryError, FeedChoices, FoundFeed, find_feed
@@ -42,8 +42,7 @@ feeds_app = typer.Typer(
     no_args_is_help=True,
 )
 
-out = Console(soft_wrap=True)
-err = Console(stderr=True, soft_wrap=True)  # messages are never wrapped: people grep them
+out = lazy_console(soft_wrap=True)  # tables; lines of text go out through echo, as they are
 
 
 class ListFormat(StrEnum):
@@ -61,7 +60,7 @@ def _config_path(ctx: typer.Context) -> Path:
 
 
 def _fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
-    err.print(message, markup=False, highlight=False)
+    echo(message, err=True)
     raise typer.Exit(code)
 
 
@@ -77,7 +76,7 @@ def _read(path: Path) -> tuple[ConfigDocument, LoadedConfig]:
         cause = exc.__cause__
         problems = cause.problems if isinstance(cause, ConfigError) else exc.problems
         for problem in problems:
-            err.print(str(problem), markup=False, highlight=False)
+            echo(str(problem), err=True)
         _fail(f"{len(problems)} problem(s) in {path}; fix them first (aggregator config check)")
 
 
@@ -103,7 +102,7 @@ def _chooser(pick: int | None) -> Any:
             raise DiscoveryError(
                 f"{choices.page} advertises {len(choices.urls)} feeds; choose one with --pick N:\n{listing}"
             )
-        err.print(f"{choices.page} advertises {len(choices.urls)} feeds:\n{listing}", markup=False)
+        echo(f"{choices.page} advertises {len(choices.urls)} feeds:\n{listing}", err=True)
         number: int = typer.prompt("Which one", type=click.IntRange(1, len(choices.urls)), err=True)
         return choices.urls[number - 1]
 
@@ -155,15 +154,13 @@ def add_feed(
         _fail(str(exc))
     _save(document)
     if found.page:
-        err.print(f"{found.page} advertises {found.url}", markup=False, highlight=False)
+        echo(f"{found.page} advertises {found.url}", err=True)
     if found.moved_from:
-        err.print(f"{found.moved_from} moved permanently to {found.url}", markup=False, highlight=False)
-    out.print(
+        echo(f"{found.moved_from} moved permanently to {found.url}", err=True)
+    echo(
         f"{path.name}:{document.line_of_feed(index)}: added {found.url} "
         f"({found.title or 'untitled'}, {found.format}, "
-        f"{found.entries} {'entry' if found.entries == 1 else 'entries'})",
-        markup=False,
-        highlight=False,
+        f"{found.entries} {'entry' if found.entries == 1 else 'entries'})"
     )
 
 
@@ -180,7 +177,7 @@ def remove_feed(
     except EditError as exc:
         _fail(str(exc))
     _save(document)
-    out.print(f"{path.name}: removed {url}", markup=False, highlight=False)
+    echo(f"{path.name}: removed {url}")
 
 
 @feeds_app.command("set")
@@ -205,7 +202,7 @@ def set_feed(
         _fail(str(exc))
     _save(document)
     shown = ", ".join(assignments)
-    out.print(f"{path.name}:{document.line_of_feed(index)}: {shown}", markup=False, highlight=False)
+    echo(f"{path.name}:{document.line_of_feed(index)}: {shown}")
 
 
 def _health(loaded: LoadedConfig) -> tuple[dict[str, FeedState], dict[str, int]]:
@@ -218,7 +215,7 @@ def _health(loaded: LoadedConfig) -> tuple[dict[str, FeedState], dict[str, int]]
             states = store.feed_states([f.url for f in loaded.config.feeds])
             counts = store.entry_counts()
     except StoreError as exc:
-        err.print(f"warning: no health shown: {exc}", markup=False, highlight=False)
+        echo(f"warning: no health shown: {exc}", err=True)
         return {}, {}
     return {s.url: s for s in states}, counts
 
@@ -301,12 +298,10 @@ def import_opml(
     if report.added:
         _save(document)
     for reason in opml.skipped:
-        err.print(f"skipped: {reason}", markup=False, highlight=False)
-    out.print(
+        echo(f"skipped: {reason}", err=True)
+    echo(
         f"{path.name}: {len(report.added)} feeds added, {len(report.present)} already present, "
-        f"{len(opml.skipped)} skipped",
-        markup=False,
-        highlight=False,
+        f"{len(opml.skipped)} skipped"
     )
 
 
@@ -337,8 +332,7 @@ def export_feeds(
     text, left_out = render_opml(feeds, title=f"Feeds of {loaded.path.name}", now=_now())
     sys.stdout.write(text)
     if left_out:
-        err.print(
+        echo(
             f"{len(left_out)} local feeds left out (OPML readers need http(s) URLs): {', '.join(left_out)}",
-            markup=False,
-            highlight=False,
+            err=True,
         )
