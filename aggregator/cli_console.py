@@ -36,7 +36,16 @@ def lazy_console(**options: Any) -> Console:
     return cast("Console", _LazyConsole(options))
 
 
+# Control characters other than newline and tab, shown as escapes: messages carry text that
+# servers and feeds chose (URLs, error details), and a terminal obeys what it is sent (ESC
+# sequences recolour, move or clear it; a carriage return hides what came before).
+_CONTROL_ESCAPES = {
+    code: f"\\x{code:02x}" for code in (*range(0x20), 0x7F, *range(0x80, 0xA0)) if chr(code) not in "\n\t"
+}
+
+
 def echo(text: str, *, err: bool = False) -> None:
-    """One line of plain text, printed as it is: no markup, no highlighting, no emoji codes
-    (rich would turn ``:smile:`` in a feed's URL or error message into a picture)."""
-    typer.echo(text, err=err)
+    """One line of plain text, word for word: no markup, no highlighting, no emoji codes
+    (rich would turn ``:smile:`` in a feed's URL or error message into a picture), and
+    control characters shown as escapes (``\\x1b``) rather than obeyed by the terminal."""
+    typer.echo(text.translate(_CONTROL_ESCAPES), err=err)
