@@ -23,7 +23,7 @@ import typer
 from typer.core import TyperGroup
 
 from aggregator import __version__, cli_digest, cli_serve, pipeline
-from aggregator.cli_console import echo, lazy_console
+from aggregator.cli_console import cell, echo, lazy_console
 from aggregator.config import DEFAULT_CONFIG_NAME, LoadedConfig, check_config, load_config
 from aggregator.errors import ConfigError, StoreError
 from aggregator.store import Store
@@ -310,8 +310,8 @@ def status(
         table.add_column(column, overflow="fold")
     for row in rows:
         table.add_row(
-            row["title"] or row["url"],
-            row["status"] + (f"\n{row['error']}" if row["error"] else ""),
+            cell(row["title"] or row["url"]),
+            cell(row["status"] + (f"\n{row['error']}" if row["error"] else "")),
             _short_time(row["last_fetch"]),
             str(row["http_status"] or ""),
             str(row["entries"]),
@@ -323,7 +323,7 @@ def status(
     for column in ("job", "next run (UTC)", "detail"):
         schedule.add_column(column)
     for job in jobs:
-        schedule.add_row(job.job, _short_time(_iso(job.next_run)), job.detail)
+        schedule.add_row(job.job, _short_time(_iso(job.next_run)), cell(job.detail))
     out.print(schedule)
 
 

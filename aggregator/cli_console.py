@@ -13,8 +13,9 @@ import typer
 
 if TYPE_CHECKING:
     from rich.console import Console
+    from rich.text import Text
 
-__all__ = ["echo", "lazy_console"]
+__all__ = ["cell", "echo", "lazy_console", "shown"]
 
 
 class _LazyConsole:
@@ -44,8 +45,21 @@ _CONTROL_ESCAPES = {
 }
 
 
+def shown(text: str) -> str:
+    """``text`` with its control characters as escapes (see ``_CONTROL_ESCAPES``)."""
+    return text.translate(_CONTROL_ESCAPES)
+
+
+def cell(text: str) -> Text:
+    """A table cell holding ``text`` word for word: a feed's title is not rich markup (it
+    could style the table, or show a link that goes somewhere else), nor emoji codes."""
+    from rich.text import Text  # noqa: PLC0415 -- only where a table is drawn, rich already is
+
+    return Text(shown(text))
+
+
 def echo(text: str, *, err: bool = False) -> None:
     """One line of plain text, word for word: no markup, no highlighting, no emoji codes
     (rich would turn ``:smile:`` in a feed's URL or error message into a picture), and
     control characters shown as escapes (``\\x1b``) rather than obeyed by the terminal."""
-    typer.echo(text.translate(_CONTROL_ESCAPES), err=err)
+    typer.echo(shown(text), err=err)

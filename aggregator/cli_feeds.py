@@ -24,7 +24,7 @@ import click
 import typer
 from rich.table import Table
 
-from aggregator.cli_console import echo, lazy_console
+from aggregator.cli_console import cell, echo, lazy_console
 from aggregator.config import DEFAULT_CONFIG_NAME, LoadedConfig, parse_duration, resolve_feed_location
 from aggregator.configedit import ConfigDocument, ConflictError, EditError, InvalidEditError, parse_assignment
 from aggregator.discovery import DiscoveryError, FeedChoices, FoundFeed, find_feed
@@ -257,11 +257,13 @@ def list_feeds(
         interval = row["interval"]
         table.add_row(
             str(row["line"] or ""),
-            (f"{row['title']}\n" if row["title"] else "") + row["url"],
-            ", ".join(row["topics"]),
+            cell((f"{row['title']}\n" if row["title"] else "") + row["url"]),
+            cell(", ".join(row["topics"])),
             _duration_text(interval) if interval else "default",
-            ("disabled" if not row["enabled"] else row["status"])
-            + (f"\n{row['error']}" if row["error"] else ""),
+            cell(
+                ("disabled" if not row["enabled"] else row["status"])
+                + (f"\n{row['error']}" if row["error"] else "")
+            ),
             str(row["entries"]),
             row["last_fetch"][:16].replace("T", " ") if row["last_fetch"] else "-",
         )

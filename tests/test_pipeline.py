@@ -147,6 +147,18 @@ def test_status_json_has_the_contract_keys(tmp_path: Path, feed_server: FeedServ
     assert "404" in broken["error"]
 
 
+def test_status_table_shows_a_feeds_own_title_word_for_word(tmp_path: Path, feed_server: FeedServer) -> None:
+    # A feed names itself: rich markup in its title must not style the table or make a
+    # link to somewhere else in a person's terminal, nor an emoji code become a picture.
+    title = "[link=https://evil.example/]Your Bank[/link] :fire: [b]News[/b]"
+    feed_server.add_feed("/named.xml", GOOD_RSS.replace(b"Harbour  &amp; Hill   News", title.encode()))
+    config = write_config(tmp_path, [feed_server.url("/named.xml")])
+    assert cli(config, "poll").exit_code == 0
+    shown = CliRunner().invoke(app, ["--config", str(config), "status"], env={"COLUMNS": "250"})
+    assert shown.exit_code == 0, shown.output
+    assert title in shown.stdout
+
+
 def test_conditional_get_and_304_cost_no_parse(tmp_path: Path, feed_server: FeedServer) -> None:
     config = write_config(tmp_path, [feed_server.url("/feed.xml")])
     assert cli(config, "poll").exit_code == 0
