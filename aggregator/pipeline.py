@@ -117,9 +117,9 @@ async def poll_feeds(
     # that got none (a 304, an error) gives it back as soon as its fetch is done, since its
     # state waiting for the writer holds nothing worth bounding.  The writer then finds many
     # of those states waiting at once and writes them in a few large transactions rather
-    # than many small ones (a poll of 1,000 feeds answering 304: about 90 transactions -> 15,
-    # writer thread CPU 100-120 -> 65-70 ms, and it shares the interpreter with the event
-    # loop).  The slots are tokens in a queue rather than a Semaphore, whose acquire()
+    # than many small ones (a poll of 1,000 feeds answering 304: 86-104 transactions ->
+    # 12-44, writer thread CPU 100-120 -> 65-70 ms, and it shares the interpreter with the
+    # event loop).  The slots are tokens in a queue rather than a Semaphore, whose acquire()
     # looks at every waiter (CPython 3.11): with a thousand feeds waiting that cost more
     # than their 304s.
     in_flight: asyncio.Queue[None] = asyncio.Queue()
