@@ -19,8 +19,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from rich.console import Console
 from typer.testing import CliRunner
 
+import aggregator.cli
 from aggregator import pipeline
 from aggregator.cli import app
 from aggregator.config import load_config
@@ -147,14 +149,18 @@ def test_status_json_has_the_contract_keys(tmp_path: Path, feed_server: FeedServ
     assert "404" in broken["error"]
 
 
-def test_status_table_shows_a_feeds_own_title_word_for_word(tmp_path: Path, feed_server: FeedServer) -> None:
+def test_status_table_shows_a_feeds_own_title_word_for_word(
+    tmp_path: Path, feed_server: FeedServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # A feed names itself: rich markup in its title must not style the table or make a
     # link to somewhere else in a person's terminal, nor an emoji code become a picture.
     title = "[link=https://evil.example/]Your Bank[/link] :fire: [b]News[/b]"
     feed_server.add_feed("/named.xml", GOOD_RSS.replace(b"Harbour  &amp; Hill   News", title.encode()))
     config = write_config(tmp_path, [feed_server.url("/named.xml")])
     assert cli(config, "poll").exit_code == 0
-    shown = CliRunner().invoke(app, ["--config", str(config), "status"], env={"COLUMNS": "250"})
+    # Wide enough that the title is not folded, whatever width an earlier test left.
+    monkeypatch.setattr(aggregator.cli, "out", Console(width=250, soft_wrap=True))
+    shown = CliRunner().invoke(app, ["--config", str(config), "status"])
     assert shown.exit_code == 0, shown.output
     assert title in shown.stdout
 
