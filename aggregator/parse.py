@@ -888,8 +888,12 @@ def _python_codec_name(charset: str) -> str:
 def _fast_feed(  # noqa: PLR0917 -- private; the pieces _read_fast has at hand
     parsed: Any, body: bytes, fmt: str, url: str, scope: _BaseScope | None, known: Mapping[str, str]
 ) -> _RawFeed:
-    start = _ATOM_ENTRY_START_RE if fmt == "atom10" else _RSS_ITEM_START_RE
-    items = _chunks(body, start, _ATOM_ENTRY_END_RE if fmt == "atom10" else _RSS_ITEM_END_RE)
+    start, end, read = (
+        (_ATOM_ENTRY_START_RE, _ATOM_ENTRY_END_RE, _fast_atom_entry)
+        if fmt == "atom10"
+        else (_RSS_ITEM_START_RE, _RSS_ITEM_END_RE, _fast_rss_entry)
+    )
+    items = _chunks(body, start, end)
     entries = list(parsed.get("entries") or [])
     if len(items) != len(entries):
         raise _Decline("item count differs")
@@ -899,7 +903,6 @@ def _fast_feed(  # noqa: PLR0917 -- private; the pieces _read_fast has at hand
         bases = scope.entries
     else:
         raise _Decline("entry count differs from expat's")
-    read = _fast_atom_entry if fmt == "atom10" else _fast_rss_entry
     keys = _item_keys(body, fmt, url, start, items, bases)
     feed = parsed.get("feed") or {}
     ttl = None

@@ -145,15 +145,18 @@ async def poll_feeds(
 
             async def poll_one(feed: FeedConfig) -> PollOutcome:
                 state = states[feed.url]
+                policy = polling_policy(loaded.config.polling, feed)
                 async with flow.body_expected(_sends_a_body(state)):
                     await in_flight.get()
                     holding = True
                     try:
-                        result = await _fetch_one(loaded, feed, state, fetcher, now)
+                        result = await _fetch_one(loaded, feed, state, policy, fetcher, now)
                         if result.body is None:  # nothing to hold on to while it is stored
                             in_flight.put_nowait(None)
                             holding = False
-                        return await _store_one(loaded, feed, state, result, parser, flow, writer, now, rng)
+                        return await _store_one(
+                            loaded, feed, state, policy, result, parser, flow, writer, now, rng
+                        )
                     finally:
                         if holding:
                             in_flight.put_nowait(None)
@@ -171,11 +174,15 @@ async def poll_feeds(
     return PollSummary(tuple(outcomes), started=now, finished=finished)
 
 
-async def _fetch_one(
-    loaded: LoadedConfig, feed: FeedConfig, state: FeedState, fetcher: fetch.Fetcher, now: datetime
+async def _fetch_one(  # noqa: PLR0917 -- private; the pieces of one poll cycle
+    loaded: LoadedConfig,
+    feed: FeedConfig,
+    state: FeedState,
+    policy: polling.PollingPolicy,
+    fetcher: fetch.Fetcher,
+    now: datetime,
 ) -> FetchResult:
     """Fetch one feed: conditionally, unless its policy wants an unconditional fetch now."""
-    policy = polling_policy(loaded.config.polling, feed)
     location = state.fetch_url or loaded.feed_location(feed.url)
     return await fetcher.fetch(
         state, location, now, unconditional=polling.wants_unconditional(state, now, policy)
@@ -186,6 +193,7 @@ async def _store_one(  # noqa: PLR0917 -- private; the pieces of one poll cycle
     loaded: LoadedConfig,
     feed: FeedConfig,
     state: FeedState,
+    policy: polling.PollingPolicy,
     result: FetchResult,
     parser: ParsePool,
     flow: _BodyFlow,
@@ -195,7 +203,6 @@ async def _store_one(  # noqa: PLR0917 -- private; the pieces of one poll cycle
 ) -> PollOutcome:
     """Parse (if a body came) and store what one fetch brought; every failure ends up in
     the outcome, never raised."""
-    policy = polling_policy(loaded.config.polling, feed)
     async with contextlib.nullcontext() if result.body is None else flow.parse_slot():
         parsed = ParseOutcome(None, None)
         if result.body is not None:
