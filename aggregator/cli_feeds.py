@@ -236,6 +236,8 @@ def list_feeds(
             {
                 "url": feed.url,
                 "title": feed.title,
+                # What the digests and the output feed call it: configured, else the feed's own.
+                "known_title": feed.title or state.title,
                 "topics": list(feed.topics),
                 "interval": int(feed.interval.total_seconds()) if feed.interval else None,
                 "priority": feed.priority,
@@ -257,7 +259,7 @@ def list_feeds(
         interval = row["interval"]
         table.add_row(
             str(row["line"] or ""),
-            cell((f"{row['title']}\n" if row["title"] else "") + row["url"]),
+            cell((f"{row['known_title']}\n" if row["known_title"] else "") + row["url"]),
             cell(", ".join(row["topics"])),
             _duration_text(interval) if interval else "default",
             cell(

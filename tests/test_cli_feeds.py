@@ -211,6 +211,22 @@ def test_list_shows_health_from_the_store(tmp_path: Path, feed_server: FeedServe
     assert "1 feeds in feeds.yaml" in stdout
 
 
+def test_list_names_an_untitled_feed_by_its_own_title(tmp_path: Path, feed_server: FeedServer) -> None:
+    # feeds.yaml promises that a feed without a `title` is called by its own title.
+    path = config_from(tmp_path, "empty.yaml")
+    path.write_text(
+        path.read_text().replace("feeds: []", f"feeds: [{{url: '{feed_server.url('/feed.xml')}'}}]")
+    )
+    assert run(path, "poll")[0] == 0
+
+    code, stdout, _ = run(path, "feeds", "list", "--format", "json")
+    (row,) = json.loads(stdout)
+    assert (row["title"], row["known_title"]) == (None, "Loopback News")
+    code, stdout, _ = run(path, "feeds", "list")
+    assert code == 0
+    assert "Loopback News" in stdout
+
+
 def test_import_twice_adds_nothing_and_reports_it(tmp_path: Path) -> None:
     path = config_from(tmp_path, "base.yaml")
     opml = str(OPML_DIR / "freshrss.opml")
