@@ -56,10 +56,22 @@ _HEADER_UNSAFE = re.compile(f"[\x00-\x1f\x7f-\x9f\u2028\u2029\u0085\ufeff{_BIDI}
 _SPACE = re.compile(r"\s+")
 
 
+# "=?" opens an RFC 2047 encoded-word.  Python's email package (before 3.11.10, see
+# CVE-2024-6923) decodes one found in a header value it is given and writes what it decodes
+# as is, CR/LF included: a feed titled "=?utf-8?b?<base64 of 'x\r\nBcc: ...'>?=" would add
+# headers to the digest.  A word joiner (invisible, U+2060) between the two characters leaves
+# the text as the reader sees it but no longer an encoded-word.
+_ENCODED_WORD_START = "=?"
+_NOT_ENCODED_WORD = "=\u2060?"
+
+
 def clean_header(value: str, limit: int = 200) -> str:
-    """Header-safe text: controls, CR/LF, line separators and bidi characters removed, one line."""
+    """Header-safe text: controls, CR/LF, line separators and bidi characters removed, one
+    line, and nothing the email package would decode as an encoded-word."""
     text = _SPACE.sub(" ", _HEADER_UNSAFE.sub(" ", value)).strip()
-    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+    if len(text) > limit:
+        text = text[: limit - 1].rstrip() + "…"
+    return text.replace(_ENCODED_WORD_START, _NOT_ENCODED_WORD)
 
 
 def message_id(newsletter: str, number: int | str, recipient: str, domain: str) -> str:
@@ -124,7 +136,19 @@ def build_message(spec: MessageSpec, recipient: Recipient) -> EmailMessage:
     # pure-Python encoders cost several milliseconds per 90 KB message.  Quoted-printable
     # keeps the text readable in raw form; base64 suits the long lines of the HTML.
     msg.set_payload([_text_part(text, "plain", "quoted-printable"), _text_part(html, "html", "base64")])
+    check_headers(msg)
     return msg
+
+
+def check_headers(msg: EmailMessage) -> None:
+    """Raise ``DeliveryError`` if a header's value holds a line break: a header would then
+    write more headers (or end them) on the wire.  The values set above are cleaned, so this
+    is the net under them, as Python 3.11.10's ``verify_generated_headers`` is."""
+    for name, value in msg.items():
+        if "\r" in str(value) or "\n" in str(value):
+            raise DeliveryError(
+                f"building message: the {name} header would hold a line break: {str(value)!r}"
+            )
 
 
 def _text_part(content: str, subtype: str, cte: str) -> MIMEPart:

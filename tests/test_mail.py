@@ -12,7 +12,7 @@ import ssl
 import subprocess
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from email import policy
 from email.message import EmailMessage
 from pathlib import Path
@@ -228,6 +228,30 @@ def test_message_has_both_parts_every_header_and_clean_header_text() -> None:
     assert "https://example.org/unsubscribe/" in text
     assert 'href="https://example.org/unsubscribe/' in html
     assert "Hello ✓" in html
+
+
+# A feed's title whose encoded-word hides CR/LF and two headers (CVE-2024-6923 in Python
+# before 3.11.10: the email package decoded it and wrote the line breaks as they were).
+HIDDEN_HEADERS = base64.b64encode(b"hi\r\nBcc: victim@evil.example\r\nX-Injected: yes").decode()
+ENCODED_WORD_TITLE = f"Daily: News =?utf-8?b?{HIDDEN_HEADERS}?= today"
+
+
+def test_an_encoded_word_in_a_title_adds_no_header_and_reads_as_written() -> None:
+    data = mail.serialize(mail.build_message(replace(SPEC, subject=ENCODED_WORD_TITLE), recipient()))
+    msg = parse(data)
+    assert "Bcc" not in msg
+    assert "X-Injected" not in msg
+    check_message(msg)  # the body is still both parts, not pushed into the headers
+    # The reader sees the title's characters (with an invisible word joiner after "=").
+    assert msg["Subject"].replace("\u2060", "") == ENCODED_WORD_TITLE
+    assert data.split(b"\r\n\r\n")[0].count(b"\r\nSubject:") == 1
+
+
+def test_a_header_that_would_hold_a_line_break_is_refused() -> None:
+    msg = EmailMessage(policy=mail.MAIL_POLICY)
+    msg["Subject"] = ENCODED_WORD_TITLE  # not through clean_header
+    with pytest.raises(mail.DeliveryError, match="Subject header would hold a line break"):
+        mail.check_headers(msg)
 
 
 def test_long_unsubscribe_header_stays_on_one_line_and_messages_are_reproducible() -> None:
