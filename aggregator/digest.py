@@ -41,6 +41,7 @@ from zoneinfo import ZoneInfo
 
 from mjml import mjml2html
 
+from aggregator import mail
 from aggregator.snapshot import Snapshot, SnapshotStory
 
 log = logging.getLogger(__name__)
@@ -53,8 +54,9 @@ MAX_HTML_BYTES = 90 * 1024
 PER_RECIPIENT_MARGIN = 1024
 
 # Rendered in place of the per-recipient unsubscribe URL; ``mail`` substitutes the real one
-# in the HTML and the text, so the costly MJML rendering happens once per issue.
-UNSUBSCRIBE_MARK = "https://unsubscribe.invalid/UNSUBSCRIBE-TOKEN"
+# in the HTML and the text, so the costly MJML rendering happens once per issue.  (Random:
+# see ``mail.UNSUBSCRIBE_MARK``.)
+UNSUBSCRIBE_MARK = mail.UNSUBSCRIBE_MARK
 
 EXCERPT_CHARS = 240
 OTHER_SECTION = "More stories"

@@ -29,6 +29,7 @@ import enum
 import hashlib
 import os
 import re
+import secrets
 import smtplib
 import ssl
 import tempfile
@@ -49,7 +50,12 @@ from aggregator.errors import DeliveryError
 # policy.SMTP folds at 78 columns, and folds a long List-Unsubscribe into encoded-words.
 MAIL_POLICY = policy.SMTP.clone(max_line_length=998)
 
-UNSUBSCRIBE_MARK = "https://unsubscribe.invalid/UNSUBSCRIBE-TOKEN"  # == digest.UNSUBSCRIBE_MARK
+# What a digest is rendered with in place of each reader's unsubscribe URL, replaced per
+# recipient in ``build_message``.  Random per process: the replacement runs over the whole
+# message, feed text included, and a fixed placeholder let a feed put it in a story's link
+# and so receive every reader's address and unsubscribe token.  Always the same length, so
+# that a resumed send still builds byte-identical messages.
+UNSUBSCRIBE_MARK = f"https://unsubscribe.invalid/{secrets.token_hex(16)}"
 
 _BIDI = "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
 _HEADER_UNSAFE = re.compile(f"[\x00-\x1f\x7f-\x9f\u2028\u2029\u0085\ufeff{_BIDI}]")

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import logging
 import re
+import subprocess
+import sys
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import mjml
 import pytest
 
-from aggregator import digest
+from aggregator import digest, mail
 from aggregator.digest import DigestIssue, DigestStory, render_digest, select_stories
 from aggregator.snapshot import build_snapshot
 from aggregator.types import Entry, StoredEntry
@@ -280,3 +282,45 @@ def test_mjml_python_facts_we_rely_on() -> None:
         fonts={},
     )
     assert '<p class="x">' in html
+
+
+# What the footer's unsubscribe link was rendered with until it became random: anyone could
+# read it in the source and put it in a feed.
+OLD_FIXED_MARK = "https://unsubscribe.invalid/UNSUBSCRIBE-TOKEN"
+
+
+def test_a_feed_cannot_make_the_digest_carry_a_readers_unsubscribe_token() -> None:
+    lure = f"https://evil.example/r?u={OLD_FIXED_MARK}"
+    chosen = select([stored("e1", f"Read {OLD_FIXED_MARK}", url=lure, text=f"See {OLD_FIXED_MARK}")])
+    rendered = render_digest(issue_of(chosen), archive_url="https://example.org/archive/daily/0001.html")
+    spec = mail.MessageSpec(
+        sender="digest@example.org",
+        sender_name="The Daily Digest",
+        reply_to=None,
+        subject=rendered.subject,
+        html=rendered.html,
+        text=rendered.text,
+        date="Mon, 18 Aug 2025 12:00:00 +0000",
+        list_id="The Daily Digest <daily.example.org>",
+    )
+    reader = mail.Recipient(
+        address="reader@example.com",
+        message_id="<daily.1.abc@example.org>",
+        unsubscribe_url="https://example.org/unsubscribe/READERS-OWN-TOKEN",
+        unsubscribe_mailto="mailto:digest@example.org?subject=unsubscribe%20READERS-OWN-TOKEN",
+    )
+    msg = mail.build_message(spec, reader)
+    text, html = (part.get_payload(decode=True).decode() for part in msg.iter_parts())
+    assert lure in html  # the story's link is as the feed gave it ...
+    assert html.count("READERS-OWN-TOKEN") == 1  # ... and the token is in the footer only
+    assert text.count("READERS-OWN-TOKEN") == 1
+
+
+def test_the_unsubscribe_placeholder_differs_in_every_process() -> None:
+    code = "from aggregator import digest; print(digest.UNSUBSCRIBE_MARK)"
+    marks = {
+        subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+        for _ in range(2)
+    }
+    assert len(marks) == 2
+    assert OLD_FIXED_MARK not in marks
