@@ -13,6 +13,7 @@ where guessing would be wrong (no ``version``: it may be any JSON at all).
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -172,9 +173,14 @@ def _date(value: object) -> datetime | None:
         return None
 
 
+# JSON may escape half of a surrogate pair alone (\ud800 in the text): a string Python holds but no
+# UTF-8 can encode, so storing it fails.  Such a half reads as U+FFFD, as a decoder shows it.
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 def _str(value: object) -> str | None:
     if isinstance(value, str):
-        value = value.strip()
+        value = _LONE_SURROGATE.sub("\ufffd", value.strip())
         return value or None
     return None
 

@@ -223,12 +223,20 @@ async def _store_one(  # noqa: PLR0917 -- private; the pieces of one poll cycle
         )
         if parsed.feed is not None and parsed.feed.title and not new_state.title:
             new_state = replace(new_state, title=parsed.feed.title)
-        counts = await writer.save(
-            new_state,
-            parsed.feed.entries if parsed.feed else (),
-            parsed.hashes,
-            parsed.feed.source_keys if parsed.feed else None,
-        )
+        entries = parsed.feed.entries if parsed.feed else ()
+        try:
+            counts = await writer.save(
+                new_state, entries, parsed.hashes, parsed.feed.source_keys if parsed.feed else None
+            )
+        except StoreError as exc:
+            if not entries:
+                raise  # a feed's state alone: the database itself is failing, not this feed
+            # The database refused what this feed brought (text it cannot store, say): the
+            # feed fails, with the reason in its state, and the other feeds go on.
+            new_state = polling.advance_state(
+                state, result, None, policy, now, rng, parse_error=f"its entries could not be stored: {exc}"
+            )
+            counts = await writer.save(new_state, ())
     return PollOutcome(
         url=feed.url,
         status=new_state.status,

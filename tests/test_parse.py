@@ -177,6 +177,25 @@ def test_json_feed_11_and_10() -> None:
     assert old.entries[0].authors == ("Item Author",)
 
 
+def test_json_feed_halves_of_surrogate_pairs_read_as_replacement_characters() -> None:
+    # JSON can escape half a surrogate pair alone; UTF-8 cannot hold it, so a store of it
+    # failed.  Every string field of a JSON Feed goes through the same reading.
+    body = r"""{"version": "https://jsonfeed.org/version/1.1", "title": "Title \ud800",
+      "items": [{"id": "id-\ud800", "url": "https://j.example/a\ud800", "title": "Half \ud800 pair",
+                 "tags": ["tag\ud800"], "authors": [{"name": "Ann \ud800"}], "content_text": "Body."}]}"""
+    feed = parse_feed(body.encode(), {"content-type": "application/feed+json"}, "https://j.example/feed.json")
+    (entry,) = feed.entries
+    assert feed.title == "Title \ufffd"
+    assert (entry.guid, entry.title, entry.authors, entry.categories) == (
+        "id-\ufffd",
+        "Half \ufffd pair",
+        ("Ann \ufffd",),
+        ("tag\ufffd",),
+    )
+    assert entry.url is not None
+    entry.url.encode()  # storable, as the fields above are
+
+
 @pytest.mark.parametrize(
     ("body", "message"),
     [

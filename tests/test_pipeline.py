@@ -11,6 +11,7 @@ import json
 import os
 import re
 import shutil
+import sqlite3
 import subprocess
 import sys
 import time
@@ -118,6 +119,37 @@ def test_a_feed_that_breaks_keeps_what_was_stored(
     assert row["entries"] == sum(1 for e in before if e["feed"] == url)
     assert export_of(config) == before  # nothing already stored changed
     assert status_of(config)[feed_server.url("/atom.xml")]["status"] == "not_modified"
+
+
+def test_a_feed_whose_entries_the_database_refuses_fails_alone(
+    tmp_path: Path, feed_server: FeedServer
+) -> None:
+    feed_server.add_feed("/f", GOOD_RSS)
+    refused, other = feed_server.url("/f"), feed_server.url("/atom.xml")
+    config = write_config(tmp_path, [refused, other])
+    database = load_config(config).database_url
+    Store.open(database).close()  # the schema, so that the database can be told to refuse
+    with sqlite3.connect(database.removeprefix("sqlite:///")) as conn:
+        conn.execute(
+            "CREATE TRIGGER refuse BEFORE INSERT ON entries WHEN NEW.feed_url = ?"
+            " BEGIN SELECT RAISE(ABORT, 'refused on purpose'); END".replace("?", f"'{refused}'")
+        )
+
+    first = cli(config, "poll")
+    assert first.exit_code == 1, first.output  # one feed failed; the poll went on
+    rows = status_of(config)
+    assert rows[refused]["status"] == "error"
+    assert "its entries could not be stored" in rows[refused]["error"]
+    assert "refused on purpose" in rows[refused]["error"]
+    assert f"feeds.yaml:2: {refused}:" in first.stderr
+    assert (rows[other]["status"], rows[other]["entries"] > 0) == ("ok", True)
+
+    with sqlite3.connect(database.removeprefix("sqlite:///")) as conn:
+        conn.execute("DROP TRIGGER refuse")
+    second = cli(config, "poll")  # fetched in full again (no validators kept), stored this time
+    assert second.exit_code == 0, second.output
+    rows = status_of(config)
+    assert (rows[refused]["status"], rows[refused]["entries"] > 0) == ("ok", True)
 
 
 def test_seed_feeds_run_once_then_nothing_is_stored_twice(tmp_path: Path) -> None:
