@@ -291,7 +291,7 @@ def _not_modified(request: Request, file: CachedFile) -> bool:
         return False
     try:
         since = parsedate_to_datetime(ims)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # a year or offset too large for datetime
         return False
     if since.tzinfo is None:
         since = since.replace(tzinfo=UTC)
@@ -457,14 +457,20 @@ class RateLimiter:
             del self._hits[next(iter(self._hits))]
 
 
+def security_headers(*, hsts: bool) -> list[tuple[bytes, bytes]]:
+    """What every response carries (a page's own Content-Security-Policy aside)."""
+    headers = list(_SECURITY_HEADERS)
+    if hsts:
+        headers.append((b"strict-transport-security", b"max-age=31536000"))
+    return headers
+
+
 class SecurityHeaders:
     """Pure ASGI middleware adding the security headers (cheaper than BaseHTTPMiddleware)."""
 
     def __init__(self, app: ASGIApp, *, hsts: bool) -> None:
         self.app = app
-        self.headers = list(_SECURITY_HEADERS)
-        if hsts:
-            self.headers.append((b"strict-transport-security", b"max-age=31536000"))
+        self.headers = security_headers(hsts=hsts)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -596,7 +602,8 @@ class _Web:
         sent = form.get("csrf")
         if not cookie or not isinstance(sent, str):
             return False
-        return hmac.compare_digest(self._csrf_for(cookie), sent)
+        # As bytes: compare_digest refuses str with non-ASCII characters (TypeError, a 500).
+        return hmac.compare_digest(self._csrf_for(cookie).encode(), sent.encode())
 
     async def read_form(self, request: Request) -> FormData:
         length = request.headers.get("content-length")
@@ -1027,7 +1034,10 @@ class _Web:
             "<!doctype html><meta charset=utf-8><title>Something went wrong</title>"
             "<h1>Something went wrong</h1><p>The error was logged. Please try again later.</p>"
         )
-        return Response(body, status_code=500, media_type="text/html; charset=utf-8")
+        # Starlette answers from outside every middleware here, SecurityHeaders included.
+        headers = {k.decode(): v.decode() for k, v in security_headers(hsts=self.settings.secure)}
+        headers["content-security-policy"] = PAGE_CSP
+        return Response(body, status_code=500, media_type="text/html; charset=utf-8", headers=headers)
 
 
 def valid_address(address: str) -> bool:

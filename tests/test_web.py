@@ -237,6 +237,21 @@ def test_a_repeat_request_gets_304_by_etag_or_date_and_a_changed_feed_gets_200(
     assert changed.headers["etag"] != etag
 
 
+@pytest.mark.parametrize(
+    "since",
+    [
+        "Mon, 01 Jan 2024 00:00:00 +99999999999999999999",  # an offset no datetime can hold
+        "Mon, 01 Jan 99999999999999999999 00:00:00 GMT",  # nor a year
+        "yesterday",
+    ],
+)
+@pytest.mark.parametrize("path", ["/feed.atom", "/style.css"])
+def test_an_if_modified_since_that_is_no_date_is_ignored(client: httpx.Client, path: str, since: str) -> None:
+    response = client.get(path, headers={"if-modified-since": since})
+    assert response.status_code == 200
+    assert response.headers["etag"]
+
+
 def test_gzip_is_served_to_clients_that_take_it_with_its_own_etag(client: httpx.Client, site: Path) -> None:
     raw = client.get("/feed.atom", headers={"accept-encoding": "gzip"})
     assert raw.headers["content-encoding"] == "gzip"
@@ -295,6 +310,9 @@ def test_a_wrong_method_gets_405_and_a_crash_gets_a_page_without_a_trace(
         crashed = http.post(f"/unsubscribe/{token}", data={"List-Unsubscribe": "One-Click"})
     assert crashed.status_code == 500
     assert "Something went wrong" in crashed.text
+    # The crash page comes from outside the middleware, yet carries the same headers.
+    assert crashed.headers["x-content-type-options"] == "nosniff"
+    assert "frame-ancestors 'none'" in crashed.headers["content-security-policy"]
     assert "secret internals" not in crashed.text
     assert "Traceback" not in crashed.text
 
@@ -427,6 +445,7 @@ def test_a_confirmation_link_expires_and_a_tampered_one_is_refused(
     [
         ({"newsletter": "daily", "email": "a@example.org"}, {}),  # no token
         ({"csrf": "0" * 64, "newsletter": "daily", "email": "a@example.org"}, {}),  # a forged token
+        ({"csrf": "\xff" * 64, "newsletter": "daily", "email": "a@example.org"}, {}),  # not even ASCII
         ("VALID", {"origin": "https://evil.example"}),  # a cross-site form
     ],
 )
