@@ -57,6 +57,7 @@ from xml.sax.saxutils import escape as xml_escape
 import itsdangerous
 import jinja2
 from starlette.applications import Starlette
+from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 from starlette.exceptions import HTTPException
@@ -115,6 +116,8 @@ class NewsletterInfo:
     title: str
     sender: str
     base_url: str  # where its archive and (un)subscribe pages are served, ending in "/"
+    # feeds.yaml's ``subscribers:`` (lower-cased): they receive it too, unless unsubscribed.
+    subscribers: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,7 +173,13 @@ def settings_from_config(loaded: LoadedConfig, environ: Mapping[str, str] = os.e
         base_url=base,
         secret_key=newsletters.secret_key(loaded),
         newsletters=tuple(
-            NewsletterInfo(n.name, n.title, n.sender, newsletters.base_url(loaded, n))
+            NewsletterInfo(
+                n.name,
+                n.title,
+                n.sender,
+                newsletters.base_url(loaded, n),
+                frozenset(a.strip().lower() for a in n.subscribers if a.strip()),
+            )
             for n in loaded.config.newsletters
         ),
         feed_tokens=tokens,
@@ -938,23 +947,25 @@ class _Web:
         if wait := self._limited(request, address, now):
             return wait
         known = await run_in_threadpool(self.store.subscribers, letter.name)
-        if known.get(address):
+        # The same answer at the same time either way: the page must not tell who is
+        # subscribed.  So the mail goes out after the answer, and a failure to send it is
+        # only logged (a 503 for subscribers alone, or a slower answer, would tell).
+        answer = self.page(request, "message.html", title="Check your inbox", message=(
+            f"If {address} receives {letter.title}, a message with a link to unsubscribe is on its way."
+        ))  # fmt: skip
+        if known.get(address, address in letter.subscribers):  # as newsletters.recipients()
             token = newsletters.make_unsubscribe_token(self.settings.secret_key, letter.name, address)
-            link = urljoin(letter.base_url, f"unsubscribe/{token}")
-            if not await self._send(
+            answer.background = BackgroundTask(
+                self._send,
                 letter,
                 address,
                 subject=f"Unsubscribe from {letter.title}",
                 template="email_unsubscribe",
-                link=link,
+                link=urljoin(letter.base_url, f"unsubscribe/{token}"),
                 hours=0,
                 now=now,
-            ):
-                return self._mail_failed(request)
-        # The same answer either way: the page must not tell who is subscribed.
-        return self.page(request, "message.html", title="Check your inbox", message=(
-            f"If {address} receives {letter.title}, a message with a link to unsubscribe is on its way."
-        ))  # fmt: skip
+            )
+        return answer
 
     # ----------------------------------------------------------------- mail
 

@@ -177,6 +177,14 @@ def messages(outbox: Path) -> list[EmailMessage]:
     ]
 
 
+def messages_soon(outbox: Path, count: int, timeout: float = 5.0) -> list[EmailMessage]:
+    """The outbox once it holds ``count`` messages (mail sent after the answer arrives late)."""
+    deadline = time.monotonic() + timeout
+    while len(found := messages(outbox)) < count and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return found
+
+
 def link_in(message: EmailMessage) -> str:
     body = message.get_body(("plain",))
     assert body is not None
@@ -555,10 +563,39 @@ def test_the_generic_unsubscribe_link_mails_the_personal_link_only_to_subscriber
         for address in ("reader@example.org", "stranger@example.org")
     ]
     assert all("Check your inbox" in a for a in answers)
-    (message,) = messages(outbox)
+    (message,) = messages_soon(outbox, 1)  # sent after the answer
     assert message["To"] == "reader@example.org"
     link = link_in(message)
     assert newsletters.read_unsubscribe_token(KEY, link.rsplit("/", 1)[1]) == ("daily", "reader@example.org")
+
+
+def test_the_generic_unsubscribe_link_reaches_subscribers_listed_in_feeds_yaml(
+    settings: WebSettings, store: Store, outbox: Path, clock: ManualClock
+) -> None:
+    (daily,) = settings.newsletters
+    listed = replace(settings, newsletters=(replace(daily, subscribers=frozenset({"listed@example.org"})),))
+    with serve(listed, store, outbox, clock) as url, httpx.Client(base_url=url, timeout=10) as http:
+        form = http.get("/unsubscribe?list=daily")
+        sent = {"csrf": csrf_of(form), "newsletter": "daily", "email": "Listed@example.org"}
+        assert "Check your inbox" in http.post("/unsubscribe", data=sent).text
+    (message,) = messages_soon(outbox, 1)
+    assert message["To"] == "listed@example.org"
+
+
+def test_asking_for_an_unsubscribe_link_tells_nothing_even_when_mail_fails(
+    settings: WebSettings, store: Store, tmp_path: Path, clock: ManualClock, now: datetime
+) -> None:
+    store.set_subscriber("daily", "reader@example.org", True, now)
+    broken = tmp_path / "not-a-folder"
+    broken.write_text("a file where the outbox folder should be: every delivery fails")
+    with serve(settings, store, broken, clock) as url, httpx.Client(base_url=url, timeout=10) as http:
+        form = http.get("/unsubscribe?list=daily")
+        answers = [
+            http.post("/unsubscribe", data={"csrf": csrf_of(form), "newsletter": "daily", "email": address})
+            for address in ("reader@example.org", "stranger@example.org")
+        ]
+    assert [a.status_code for a in answers] == [200, 200]
+    assert answers[0].text.replace("reader@", "stranger@") == answers[1].text
 
 
 # ------------------------------------------------------------------- private feeds & settings
@@ -629,7 +666,8 @@ def test_a_private_feed_links_to_itself_under_its_token(
 def test_settings_come_from_feeds_yaml_and_the_environment(tmp_path: Path) -> None:
     text = (
         "feeds: [{url: https://a.example/feed}]\n"
-        "newsletters: [{name: daily, title: Daily, sender: d@news.example}]\n"
+        "newsletters: [{name: daily, title: Daily, sender: d@news.example,\n"
+        "               subscribers: [' Ed@news.example']}]\n"
         "output: {base_url: 'https://news.example/sub', dir: out}\n"
     )
     loaded = load_config_text(text, tmp_path / "feeds.yaml")
@@ -643,6 +681,7 @@ def test_settings_come_from_feeds_yaml_and_the_environment(tmp_path: Path) -> No
     assert settings.base_url == "https://news.example/sub/"
     assert settings.feed_tokens == ("first-token-123456", "second-token-123456")
     assert settings.newsletters[0].base_url == "https://news.example/sub/"
+    assert settings.newsletters[0].subscribers == {"ed@news.example"}
     with pytest.raises(ValueError, match="shorter than 16 characters"):
         settings_from_config(loaded, {"AGGREGATOR_FEED_TOKENS": "short"})
 
