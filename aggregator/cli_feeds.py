@@ -139,7 +139,10 @@ def add_feed(
             parse_duration(interval)
         except ValueError as exc:
             _fail(f"--interval: {exc}")
-    existing = document.duplicate_of(url)
+    try:
+        existing = document.duplicate_of(url)
+    except EditError as exc:
+        _fail(str(exc))
     if existing is not None:
         _fail(f"{path.name}: already subscribed: {existing}")
     try:

@@ -100,8 +100,14 @@ def file_version(data: bytes) -> str:
 
 
 def feed_key(url: str, base_dir: Path) -> str:
-    """Two feed URLs are the same feed when their keys are equal (canonical http(s) URL or file)."""
-    return canonical_url(url) or resolve_feed_location(url.strip(), base_dir)
+    """Two feed URLs are the same feed when their keys are equal (canonical http(s) URL or file).
+
+    Raises ``EditError`` for text that is no URL at all (``http://[x``: urlsplit refuses it).
+    """
+    try:
+        return canonical_url(url) or resolve_feed_location(url.strip(), base_dir)
+    except ValueError as exc:
+        raise EditError(f"not a valid feed URL: {url!r}: {exc}") from exc
 
 
 class ConfigDocument:

@@ -146,6 +146,16 @@ def test_add_refuses_a_duplicate_without_fetching(tmp_path: Path, feed_server: F
     assert path.read_bytes() == before
 
 
+@pytest.mark.parametrize("command", ["add", "remove", "set"])
+def test_text_that_is_no_url_is_refused_with_a_message(tmp_path: Path, command: str) -> None:
+    path = config_from(tmp_path, "base.yaml")
+    before = path.read_bytes()
+    code, _, stderr = run(path, "feeds", command, "http://[x", *(["interval=1h"] if command == "set" else []))
+    assert code == 2
+    assert "not a valid feed URL: 'http://[x': Invalid IPv6 URL" in stderr
+    assert path.read_bytes() == before
+
+
 def test_add_refuses_a_page_advertising_a_feed_already_there(tmp_path: Path, feed_server: FeedServer) -> None:
     path = config_from(tmp_path, "empty.yaml")
     assert run(path, "feeds", "add", feed_server.url("/feed.xml"))[0] == 0

@@ -282,6 +282,11 @@ def test_invalid_values_are_shown_back_and_not_written(client: httpx.Client, con
     )
     assert response.status_code == 400
     assert "no topic named &#39;politcs&#39; (did you mean &#39;politics&#39;?)" in response.text
+    for page, field in (("/admin/feeds/add", "url"), ("/admin/feeds/remove", "url")):
+        response = client.post(page, data={**form_fields(client), field: "http://[x"})
+        assert response.status_code == 400, page  # not a 500: urlsplit refuses the text
+        assert "not a valid feed URL: &#39;http://[x&#39;" in response.text
+    assert client.get("/admin/feeds/edit", params={"url": "http://[x"}).status_code == 404
     assert config.read_bytes() == before
 
 
