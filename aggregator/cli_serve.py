@@ -73,7 +73,7 @@ def serve(
         raise typer.Exit(EXIT_USAGE) from exc
     app = web.create_app(settings, store, transport)
     # The feeds.yaml editor under /admin/ (off, with a 503, until $AGGREGATOR_ADMIN_TOKEN is set).
-    app.router.routes.append(web_admin.admin_routes(loaded.path))
+    app.router.routes.append(web_admin.admin_routes(loaded.path, public_url=settings.base_url))
     typer.echo(
         f"serving {settings.public_dir} and {settings.archive_dir} on http://{host}:{port}/ "
         f"(public URL {settings.base_url})",

@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 import itsdangerous
 import jinja2
@@ -102,9 +102,19 @@ class _Refused(Exception):
         self.message = message
 
 
-def admin_routes(config_path: Path, *, path: str = "/admin", token: str | None = None) -> Mount:
-    """The editor's routes under ``path``; the token defaults to ``$AGGREGATOR_ADMIN_TOKEN``."""
+def admin_routes(
+    config_path: Path, *, path: str = "/admin", token: str | None = None, public_url: str | None = None
+) -> Mount:
+    """The editor's routes under ``path``; the token defaults to ``$AGGREGATOR_ADMIN_TOKEN``.
+
+    ``public_url``: the site's address as readers see it (``output.base_url``).  Forms posted
+    from its origin are the site's own, as on the public side: behind a reverse proxy the
+    request's own scheme and host are often not those the browser used.
+    """
     editor = _Editor(config_path, os.environ.get(TOKEN_ENV) if token is None else token)
+    if public_url:
+        parts = urlsplit(public_url)
+        editor.public_origin = f"{parts.scheme}://{parts.netloc}"
     return Mount(
         path,
         routes=[
@@ -128,6 +138,7 @@ def admin_routes(config_path: Path, *, path: str = "/admin", token: str | None =
 class _Editor:
     def __init__(self, config_path: Path, token: str | None) -> None:
         self.config_path = config_path
+        self.public_origin: str | None = None  # see admin_routes
         self.token = token if token and len(token) >= MIN_TOKEN_LENGTH else None
         if token and self.token is None:
             log.warning("web editor off: %s is shorter than %d characters", TOKEN_ENV, MIN_TOKEN_LENGTH)
@@ -196,7 +207,7 @@ class _Editor:
         if origin is None or (origin == "null" and request.headers.get("sec-fetch-site") == "same-origin"):
             return True
         own = f"{request.url.scheme}://{request.url.netloc}"
-        return origin == own
+        return origin in (own, self.public_origin)
 
     async def _checked_form(self, request: Request) -> tuple[_Session, FormData]:
         """The form of a POST from a signed-in person, with its CSRF token checked."""

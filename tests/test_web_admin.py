@@ -221,6 +221,21 @@ def test_posts_without_the_csrf_token_or_from_another_site_are_refused(
     assert "wire.example.com" not in config.read_text()
 
 
+def test_behind_a_proxy_forms_from_the_public_address_are_the_sites_own(config: Path) -> None:
+    # A TLS proxy in front: the browser posts from https://news.example, while the request
+    # the app sees is plain http to 127.0.0.1.
+    app = Starlette(routes=[admin_routes(config, token=TOKEN, public_url="https://news.example/")])
+    with serve(app) as live, httpx.Client(base_url=live, follow_redirects=False) as client:
+        public = {"Origin": "https://news.example"}
+        assert client.post("/admin/login", data={"token": TOKEN}, headers=public).status_code == 303
+        evil = {"Origin": "https://evil.example"}
+        fields = form_fields(client)
+        data = {**fields, "url": "https://wire.example.com/rss.xml"}
+        assert client.post("/admin/feeds/remove", data=data, headers=evil).status_code == 403
+        assert client.post("/admin/feeds/remove", data=data, headers=public).status_code == 303
+    assert "wire.example.com" not in config.read_text()
+
+
 def test_a_bearer_token_works_for_scripts_without_csrf(live: str, config: Path) -> None:
     with httpx.Client(base_url=live, follow_redirects=False) as client:
         headers = {"Authorization": f"Bearer {TOKEN}"}
