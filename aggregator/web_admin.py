@@ -111,10 +111,11 @@ def admin_routes(
     from its origin are the site's own, as on the public side: behind a reverse proxy the
     request's own scheme and host are often not those the browser used.
     """
-    editor = _Editor(config_path, os.environ.get(TOKEN_ENV) if token is None else token)
+    public_origin = None
     if public_url:
         parts = urlsplit(public_url)
-        editor.public_origin = f"{parts.scheme}://{parts.netloc}"
+        public_origin = f"{parts.scheme}://{parts.netloc}"
+    editor = _Editor(config_path, os.environ.get(TOKEN_ENV) if token is None else token, public_origin)
     return Mount(
         path,
         routes=[
@@ -136,9 +137,9 @@ def admin_routes(
 
 
 class _Editor:
-    def __init__(self, config_path: Path, token: str | None) -> None:
+    def __init__(self, config_path: Path, token: str | None, public_origin: str | None = None) -> None:
         self.config_path = config_path
-        self.public_origin: str | None = None  # see admin_routes
+        self.public_origin = public_origin  # see admin_routes
         self.token = token if token and len(token) >= MIN_TOKEN_LENGTH else None
         if token and self.token is None:
             log.warning("web editor off: %s is shorter than %d characters", TOKEN_ENV, MIN_TOKEN_LENGTH)
