@@ -214,8 +214,10 @@ class NewsletterConfig(_Strict):
         # about 0.1 s at start-up, which `aggregator poll` from cron would pay on every run.
         from apscheduler.triggers.cron import CronTrigger  # noqa: PLC0415
 
+        from aggregator.crontab import for_apscheduler  # noqa: PLC0415 -- beside its user
+
         try:
-            CronTrigger.from_crontab(value)
+            CronTrigger.from_crontab(for_apscheduler(value))
         except ValueError as exc:
             raise ValueError(f"bad cron expression {value!r}: {exc}") from exc
         return value

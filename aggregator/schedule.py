@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.cron import CronTrigger
 
+from aggregator import crontab
 from aggregator.config import NewsletterConfig
 
 # A newsletter issue later than this is not sent at all: the next regular issue starts
@@ -40,7 +41,7 @@ class NewsletterTrigger(BaseTrigger):  # type: ignore[misc]  # APScheduler ships
     def __init__(self, schedule: str, timezone: str) -> None:
         self.schedule = schedule
         self.timezone = zoneinfo.ZoneInfo(timezone)
-        self.cron = CronTrigger.from_crontab(schedule, timezone=self.timezone)
+        self.cron = CronTrigger.from_crontab(crontab.for_apscheduler(schedule), timezone=self.timezone)
         hour = next(f for f in self.cron.fields if f.name == "hour")
         self.skip_repeated = str(hour) != "*"
 

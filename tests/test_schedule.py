@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
+import pytest
+
+from aggregator.config import load_config_text
+from aggregator.errors import ConfigError
 from aggregator.schedule import NewsletterTrigger, due_issue, last_fire_time
 
 
@@ -71,3 +76,50 @@ def test_many_missed_issues_give_one_catch_up_of_the_latest() -> None:
     assert due_issue(daily, None, now) == utc(2025, 8, 20, 7)
     # Down for longer than the grace: the next regular issue picks up from the last one.
     assert due_issue(daily, utc(2025, 8, 1, 7), now, lookback=timedelta(hours=2)) is None
+
+
+# Weekday numbers as cron reads them: 0 and 7 are Sunday, 1 is Monday (APScheduler 3 alone
+# would read 0 as Monday and fire "1-5" from Tuesday to Saturday).
+@pytest.mark.parametrize(
+    ("schedule", "weekdays"),
+    [
+        ("0 9 * * 1-5", ["Mon", "Tue", "Wed", "Thu", "Fri"]),
+        ("0 9 * * 1", ["Mon"]),
+        ("0 9 * * 0", ["Sun"]),
+        ("0 9 * * 7", ["Sun"]),
+        ("0 9 * * 5-7", ["Sun", "Fri", "Sat"]),
+        ("0 9 * * */2", ["Sun", "Tue", "Thu", "Sat"]),
+        ("0 9 * * 1,3,5", ["Mon", "Wed", "Fri"]),
+        ("0 9 * * MON-fri", ["Mon", "Tue", "Wed", "Thu", "Fri"]),
+        ("0 9 * * sun", ["Sun"]),
+    ],
+)
+def test_weekdays_are_the_days_cron_would_run(schedule: str, weekdays: list[str]) -> None:
+    # 2026-12-06 is a Sunday: two weeks of fires, in London (UTC in winter).
+    found = fires(NewsletterTrigger(schedule, "Europe/London"), utc(2026, 12, 6), utc(2026, 12, 19, 23))
+    assert [f.strftime("%a") for f in found] == weekdays * 2
+    assert all(f.hour == 9 for f in found)
+
+
+@pytest.mark.parametrize(
+    ("schedule", "words"),
+    [
+        ("0 9 * * 8", "'8' is not a day"),
+        ("0 9 * * fri-mon", "a range must run forwards"),
+        ("0 9 * * 1/0", "the step after '/' must be a positive number"),
+        ("0 9 1 * 1", "cron runs on either"),
+        ("0 9 * *", "5 fields"),
+    ],
+)
+def test_a_schedule_cron_and_this_scheduler_would_read_differently_is_refused(
+    tmp_path: Path, schedule: str, words: str
+) -> None:
+    text = f'feeds: []\nnewsletters: [{{name: w, title: W, sender: w@example.org, schedule: "{schedule}"}}]'
+    with pytest.raises(ConfigError) as raised:
+        load_config_text(text, tmp_path / "feeds.yaml")
+    assert words in str(raised.value)
+
+
+def test_sunday_as_7_is_accepted_as_cron_accepts_it(tmp_path: Path) -> None:
+    text = 'feeds: []\nnewsletters: [{name: w, title: W, sender: w@example.org, schedule: "0 9 * * 7"}]'
+    assert load_config_text(text, tmp_path / "feeds.yaml").config.newsletters[0].schedule == "0 9 * * 7"
