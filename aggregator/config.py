@@ -56,17 +56,21 @@ def parse_duration(value: object) -> timedelta:
     if isinstance(value, bool):
         raise ValueError("expected a duration such as 30m, 1h or 2d")
     if isinstance(value, int | float):
-        return timedelta(seconds=value)
-    if not isinstance(value, str):
+        seconds = float(value)
+    elif isinstance(value, str):
+        text = value.strip()
+        parts = list(_DURATION_PART.finditer(text))
+        if not parts or "".join(p.group(0) for p in parts).replace(" ", "") != text.replace(" ", ""):
+            raise ValueError(
+                f"bad duration {value!r}: use a number and a unit (s, m, h, d, w), e.g. 30m or 1h30m"
+            )
+        seconds = sum(float(p.group(1)) * _DURATION_UNITS[p.group(2).lower()] for p in parts)
+    else:
         raise ValueError("expected a duration such as 30m, 1h or 2d")
-    text = value.strip()
-    parts = list(_DURATION_PART.finditer(text))
-    if not parts or "".join(p.group(0) for p in parts).replace(" ", "") != text.replace(" ", ""):
-        raise ValueError(
-            f"bad duration {value!r}: use a number and a unit (s, m, h, d, w), e.g. 30m or 1h30m"
-        )
-    seconds = sum(float(p.group(1)) * _DURATION_UNITS[p.group(2).lower()] for p in parts)
-    return timedelta(seconds=seconds)
+    try:
+        return timedelta(seconds=seconds)
+    except (OverflowError, ValueError) as exc:  # .inf, .nan, or beyond 999,999,999 days
+        raise ValueError(f"bad duration {value!r}: not a length of time this program can keep") from exc
 
 
 def parse_size(value: object) -> int:
@@ -78,7 +82,10 @@ def parse_size(value: object) -> int:
     match = _SIZE.match(str(value))
     if not match:
         raise ValueError(f"bad size {value!r}: use a number and a unit (B, KB, KiB, MB, MiB, GB, GiB)")
-    return int(float(match.group(1)) * _SIZE_UNITS[(match.group(2) or "b").lower()])
+    try:
+        return int(float(match.group(1)) * _SIZE_UNITS[(match.group(2) or "b").lower()])
+    except OverflowError as exc:  # more digits than a float holds
+        raise ValueError(f"bad size {value!r}: too large") from exc
 
 
 Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
@@ -321,6 +328,21 @@ def load_config(path: Path) -> LoadedConfig:
 
 
 def load_config_text(text: str, path: Path) -> LoadedConfig:
+    try:
+        return _load_config_text(text, path)
+    except RecursionError as exc:  # from the YAML loaders or the checks walking the data
+        problem = ConfigProblem(
+            str(path),
+            0,
+            0,
+            "",
+            "nested too deeply, or an alias (*name) used inside its own anchor (&name)",
+            "write the value out without the self-reference or the deep nesting",
+        )
+        raise ConfigError([problem]) from exc
+
+
+def _load_config_text(text: str, path: Path) -> LoadedConfig:
     name = str(path)
     try:
         data = _fast_load(text)

@@ -750,9 +750,16 @@ async def serve(
     async def watch(watcher: ConfigWatcher) -> None:
         while True:
             await asyncio.sleep(watch_interval)
-            loaded = watcher.check()
-            if loaded is not None:
-                service.apply_config(loaded)
+            try:
+                loaded = watcher.check()
+                if loaded is not None:
+                    service.apply_config(loaded)
+            except Exception:  # whatever an edit does, watching goes on: the next edit may fix it
+                log.exception(
+                    "%s: reloading failed; still running on the last good config",
+                    watcher.path,
+                    extra={"fields": {"event": "config_reload_failed"}},
+                )
 
     watching = loop.create_task(watch(watcher)) if watcher is not None else None
     try:

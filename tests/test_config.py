@@ -129,8 +129,10 @@ def test_durations(text: str | int, expected: timedelta) -> None:
     assert parse_duration(text) == expected
 
 
-@pytest.mark.parametrize("text", ["", "soon", "3 parsecs", "1h soon"])
-def test_bad_durations(text: str) -> None:
+@pytest.mark.parametrize(
+    "text", ["", "soon", "3 parsecs", "1h soon", "99999999999h", float("inf"), float("nan")]
+)
+def test_bad_durations(text: str | float) -> None:
     with pytest.raises(ValueError, match="bad duration"):
         parse_duration(text)
 
@@ -140,3 +142,22 @@ def test_sizes() -> None:
     assert parse_size("500 KB") == 500_000
     with pytest.raises(ValueError, match="bad size"):
         parse_size("big")
+    with pytest.raises(ValueError, match="too large"):
+        parse_size("9" * 400 + " MiB")
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        (
+            "feeds:\n  - url: https://a.example/f\n    interval: 99999999999h\n",
+            "feeds.yaml:3:5: feeds[0].interval",
+        ),
+        ("feeds:\n  - url: https://a.example/f\n    interval: .inf\n", "feeds.yaml:3:5: feeds[0].interval"),
+        ("feeds: &a [*a]\n", "an alias (*name) used inside its own anchor"),
+        ("feeds: []\nx: " + "[" * 3000 + "]" * 3000 + "\n", "nested too deeply"),
+    ],
+)
+def test_values_no_program_could_keep_are_problems_not_crashes(tmp_path: Path, text: str, words: str) -> None:
+    (problem,) = problems_of(write(tmp_path, text))
+    assert words in problem

@@ -350,6 +350,17 @@ async def test_config_edits_take_effect_while_running_and_a_bad_edit_is_survived
             assert "intervall" in problem.message
             assert [f.url for f in service.loaded.config.feeds] == [b]
 
+            # A duration too large to keep: it raised OverflowError, which ended the watching
+            # silently, so that no later edit was ever applied.
+            caplog.clear()
+            path.write_text(
+                path.read_text().replace("intervall: 1h", "interval: 99999999999h"), encoding="utf-8"
+            )
+            await until(
+                lambda: any("still running on the last good config" in r.message for r in caplog.records)
+            )
+            assert any("bad duration '99999999999h'" in r.message for r in caplog.records)
+
             write_config(path, [b, c], paris)  # fixed, and a feed added
             await until(lambda: feed_server.count("/c.xml") == 1)
             assert not task.done()
