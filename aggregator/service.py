@@ -9,9 +9,14 @@ The jobs (APScheduler 3.11, ``AsyncIOScheduler``, in-memory job store)::
     poll                 interval, every POLL_TICK: asks the store which feeds are due and
                          polls those (a feed's cadence is data in the store, not a job)
     newsletter:NAME      cron, one per newsletter, in the newsletter's own time zone
+    newsletter-retries   interval, every POLL_TICK: sends what is waiting, with one read per
+                         newsletter when nothing is: deliveries whose retry time has come (a
+                         4xx, a server down), and an issue whose time passed unsent (another
+                         process held the sending lock then)
 
-Both kinds have ``coalesce=True`` and ``max_instances=1``: after the machine slept, every
-missed run of a job collapses into one.  The newsletter job then asks the store what its
+One issue is sent at a time in the process, whichever job asks.  All kinds have
+``coalesce=True`` and ``max_instances=1``: after the machine slept, every missed run of a
+job collapses into one.  The newsletter job then asks the store what its
 latest issue covered and sends at most the one issue of the latest scheduled time
 (``schedule.due_issue``), so a restart, a sleep, a manual ``run --once`` and the scheduler all
 agree, and nobody gets a burst of stale issues.  At start the same rule catches up an
@@ -68,6 +73,7 @@ EXIT_OK, EXIT_USAGE, EXIT_ALREADY_RUNNING = 0, 2, 3
 
 POLL_JOB_ID = "poll"
 NEWSLETTER_JOB_PREFIX = "newsletter:"
+RETRY_JOB_ID = "newsletter-retries"
 
 # How often the poll job asks the store what is due.  One indexed query; feeds are due
 # at most this much after their next check (the minimum polling interval is minutes).
@@ -186,6 +192,23 @@ async def send_issue(
             remaining=o.retrying,
         )
         for o in outcomes
+    )
+
+
+def _waiting(store: Store, newsletter: NewsletterConfig, now: datetime) -> bool:
+    """Whether ``newsletter`` has mail to send at ``now`` outside its cron job: deliveries of
+    the issue still sending that are due (new, or whose retry time has come), or an issue
+    whose scheduled time passed without one.  A newsletter never sent waits for its first
+    time (or the start of the process), as before."""
+    latest = store.latest_issue(newsletter.name)
+    if latest is None:
+        return False
+    if latest.status != "sending":
+        return schedule.due_issue(schedule.newsletter_trigger(newsletter), latest.window_end, now) is not None
+    return any(
+        row.status == "pending"
+        or (row.status == "retry" and (row.next_attempt is None or row.next_attempt <= now))
+        for row in store.deliveries(newsletter.name, latest.number)
     )
 
 
@@ -363,7 +386,10 @@ class Service:
         self._polling = False
         self._digests: set[asyncio.Task[Any]] = set()
         self._schedules: dict[str, tuple[str, str]] = {}  # newsletter → (schedule, timezone) installed
-        self._letter_locks: dict[str, asyncio.Lock] = {}
+        # One issue at a time, whichever newsletter: each send takes the sending lock
+        # (newsletters._sending_lock, a file lock), and a second job of this process asking
+        # for it at the same moment would find it held and skip its issue.
+        self._sending = asyncio.Lock()
         self._stopper: asyncio.Task[None] | None = None
         self.stopping = False
 
@@ -371,7 +397,7 @@ class Service:
 
     def triggers(self) -> dict[str, BaseTrigger]:
         """Every job's trigger by job id, as ``install`` schedules them."""
-        jobs: dict[str, BaseTrigger] = {POLL_JOB_ID: self._poll_trigger()}
+        jobs: dict[str, BaseTrigger] = {POLL_JOB_ID: self._poll_trigger(), RETRY_JOB_ID: self._poll_trigger()}
         for newsletter in self.loaded.config.newsletters:
             jobs[NEWSLETTER_JOB_PREFIX + newsletter.name] = schedule.newsletter_trigger(newsletter)
         return jobs
@@ -386,6 +412,8 @@ class Service:
         """Run one job by id, as the scheduler would (used by simulations)."""
         if job_id == POLL_JOB_ID:
             await self.poll_due()
+        elif job_id == RETRY_JOB_ID:
+            await self.send_waiting()
         else:
             await self.run_newsletter(job_id.removeprefix(NEWSLETTER_JOB_PREFIX))
 
@@ -472,6 +500,22 @@ class Service:
             return ()
         return await self._run_due(newsletter, at_start=False)
 
+    async def send_waiting(self) -> list[DigestRun]:
+        """The retry job: for each newsletter with something waiting (``_waiting``), what
+        its cron job would send now: the issue due, or the rest of the one still sending."""
+        done: list[DigestRun] = []
+        for newsletter in self.loaded.config.newsletters:
+            if self.stopping:
+                break
+            try:
+                waiting = await asyncio.to_thread(_waiting, self.store, newsletter, self.clock.now())
+            except StoreError as exc:
+                log.error("newsletter %s: %s; trying again in %s", newsletter.name, exc, self.poll_tick)
+                continue
+            if waiting:
+                done.extend(await self._run_due(newsletter, at_start=False))
+        return done
+
     async def start(self) -> list[DigestRun]:
         """At start: poll what is due, then catch up on the newsletters (in that order, so that
         a newsletter's first issue holds what the first poll found)."""
@@ -491,8 +535,8 @@ class Service:
 
     async def _run_due(self, newsletter: NewsletterConfig, *, at_start: bool) -> tuple[DigestRun, ...]:
         name = newsletter.name
-        # The cron job and the catch-up at start may meet: one issue at a time per newsletter.
-        async with self._letter_locks.setdefault(name, asyncio.Lock()):
+        # The jobs and the catch-up at start may meet: one issue at a time (see __init__).
+        async with self._sending:
             if self.stopping:
                 return ()
             until, sending = await asyncio.to_thread(covered_until, self.store, name)
@@ -560,6 +604,17 @@ class Service:
             max_instances=1,
             misfire_grace_time=int(POLL_MISFIRE_GRACE.total_seconds()),
             next_run_time=first_poll,
+            replace_existing=True,
+        )
+        scheduler.add_job(
+            self.send_waiting,
+            self._poll_trigger(),
+            id=RETRY_JOB_ID,
+            name="send what waits: retries, and an issue whose time passed unsent",
+            coalesce=True,
+            max_instances=1,
+            misfire_grace_time=int(POLL_MISFIRE_GRACE.total_seconds()),
+            next_run_time=self.clock.now() + self.poll_tick,  # the catch-up at start comes first
             replace_existing=True,
         )
         self._install_newsletters()

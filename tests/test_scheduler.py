@@ -15,6 +15,7 @@ aiosmtpd server, real files):
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -33,7 +34,7 @@ from typing import Any
 import pytest
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from aggregator import mail
+from aggregator import mail, newsletters
 from aggregator.clock import ManualClock
 from aggregator.config import LoadedConfig, NewsletterConfig, load_config
 from aggregator.newsletters import run_due_newsletters
@@ -41,6 +42,7 @@ from aggregator.runlock import SchedulerAlreadyRunning, run_lock
 from aggregator.schedule import last_fire_time, newsletter_trigger
 from aggregator.service import (
     NEWSLETTER_JOB_PREFIX,
+    RETRY_JOB_ID,
     ConfigWatcher,
     DigestRun,
     Service,
@@ -562,3 +564,110 @@ def test_kill_9_and_sigterm_during_a_digest_then_restart_nobody_gets_a_second_co
         assert len(received) >= len(subscribers) - 1
     finally:
         smtp.controller.stop()
+
+
+# --------------------------------------------------------------------------- sending, retries
+
+
+@contextlib.contextmanager
+def digest_setup(
+    tmp_path: Path,
+    tls_files: tuple[Path, Path],  # noqa: F811 -- the fixture's value, passed on
+    monkeypatch: pytest.MonkeyPatch,
+    handler: Handler,
+    names: tuple[str, ...] = ("daily",),
+) -> Iterator[tuple[Service, ManualClock, Store]]:
+    """Newsletters at 07:00 UTC, each with one reader, that ran before, a story to send, a real
+    SMTP server; the clock at 07:00, the fire time."""
+    smtp = start_server(handler, tls_files)
+    monkeypatch.setenv("TEST_SMTP_USER", USER)
+    monkeypatch.setenv("TEST_SMTP_PASSWORD", PASSWORD)
+    monkeypatch.setenv("AGGREGATOR_SECRET_KEY", "k" * 32)
+    letters = "newsletters:\n" + "".join(
+        f'  - {{name: {n}, title: {n.title()}, schedule: "0 7 * * *", timezone: UTC,'
+        f" subscribers: [{n}@example.com]}}\n"
+        for n in names
+    )
+    extra = (
+        f"smtp:\n  host: 127.0.0.1\n  port: {smtp.port}\n  ca_file: {smtp.cafile}\n"
+        "  username_env: TEST_SMTP_USER\n  password_env: TEST_SMTP_PASSWORD\n  rate_per_minute: 100000\n"
+    )
+    loaded = load_config(write_config(tmp_path / "feeds.yaml", [], letters, extra))
+    fire = utc(2026, 12, 7, 7)
+    feed = "http://127.0.0.1:9/feed.xml"
+    try:
+        with Store.open(loaded.database_url) as store:
+            outbox = mail.Outbox(tmp_path / "outbox")
+            # Each ran the day before (nothing new then: no email), so 07:00 today is due.
+            assert {
+                o.status
+                for o in run_due_newsletters(loaded, store, fire - timedelta(days=1), transport=outbox)
+            } == {"empty"}
+            entry = Entry(
+                guid="s1", url="http://127.0.0.1/s1", canonical_url=None, title="Summit", text="Talks."
+            )
+            store.save_poll(FeedState(feed), [entry], fire - timedelta(hours=1))
+            store.save_stories([("story-1", "Summit", ())], [(entry_id(feed, "s1"), "story-1")], fire)
+            clock = ManualClock(fire)
+            yield Service(loaded, store, clock=clock), clock, store
+    finally:
+        smtp.controller.stop()
+
+
+def delivery_status(store: Store, name: str) -> str:
+    latest = store.latest_issue(name)
+    assert latest is not None
+    (row,) = store.deliveries(name, latest.number)
+    return row.status
+
+
+@pytest.mark.anyio
+async def test_a_delivery_the_server_put_off_is_retried_when_its_time_comes(
+    tmp_path: Path,
+    tls_files: tuple[Path, Path],  # noqa: F811 -- the fixture imported above
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    handler = Handler(data_replies=["451 4.3.0 try again later"])
+    with digest_setup(tmp_path, tls_files, monkeypatch, handler) as (service, clock, store):
+        await service.run_newsletter("daily")
+        assert delivery_status(store, "daily") == "retry"
+        clock.advance(timedelta(minutes=2))
+        await service.run_job(RETRY_JOB_ID)  # not yet: the first retry waits 5 minutes
+        assert (delivery_status(store, "daily"), len(handler.messages)) == ("retry", 0)
+        clock.advance(timedelta(minutes=4))
+        await service.run_job(RETRY_JOB_ID)  # not the next day's issue: now
+        assert (delivery_status(store, "daily"), len(handler.messages)) == ("sent", 1)
+
+
+@pytest.mark.anyio
+async def test_two_newsletters_due_at_the_same_minute_are_both_sent(
+    tmp_path: Path,
+    tls_files: tuple[Path, Path],  # noqa: F811 -- the fixture imported above
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    handler = Handler(on_data=lambda count: time.sleep(0.3))  # slow: the two jobs overlap
+    with digest_setup(tmp_path, tls_files, monkeypatch, handler, ("daily", "morning")) as (service, _, store):
+        await asyncio.gather(service.run_newsletter("daily"), service.run_newsletter("morning"))
+        assert (delivery_status(store, "daily"), delivery_status(store, "morning")) == ("sent", "sent")
+    assert sorted(r for _, rcpts, _ in handler.messages for r in rcpts) == [
+        "daily@example.com",
+        "morning@example.com",
+    ]
+
+
+@pytest.mark.anyio
+async def test_an_issue_skipped_while_another_process_sent_goes_out_at_the_next_tick(
+    tmp_path: Path,
+    tls_files: tuple[Path, Path],  # noqa: F811 -- the fixture imported above
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    handler = Handler()
+    with digest_setup(tmp_path, tls_files, monkeypatch, handler) as (service, clock, store):
+        with newsletters._sending_lock(service.loaded) as held:  # as `aggregator digest --send` would
+            assert held
+            await service.run_newsletter("daily")  # its cron job: the lock is taken, so skipped
+        assert handler.messages == []
+        clock.advance(timedelta(minutes=1))
+        await service.run_job(RETRY_JOB_ID)
+        assert delivery_status(store, "daily") == "sent"
+    assert len(handler.messages) == 1
