@@ -432,6 +432,9 @@ class Service:
             except asyncio.CancelledError:
                 log.info("poll cycle cancelled: stopping")
                 return None
+            except Exception:  # a bug in one cycle must not end the catch-up at start, nor the next tick
+                log.exception("poll cycle failed unexpectedly; trying again in %s", self.poll_tick)
+                return None
             finally:
                 self._polling = False
 
@@ -465,7 +468,7 @@ class Service:
                 digests=False,
             )
             summary = report.poll
-        except StoreError as exc:
+        except (AggregatorError, OSError) as exc:  # the store, or a stage's files (publish: disk full…)
             log.error("poll cycle failed: %s; trying again in %s", exc, self.poll_tick)
             return None
         seconds = time.monotonic() - began
@@ -800,6 +803,7 @@ async def serve(
     service.install(scheduler, poll_now=False)
     scheduler.start()
     catch_up = loop.create_task(service.start())
+    catch_up.add_done_callback(_log_failure("the catch-up at start"))
     _log_started(service)
 
     async def watch(watcher: ConfigWatcher) -> None:
@@ -828,6 +832,16 @@ async def serve(
         for signum in installed:
             loop.remove_signal_handler(signum)
         log.info("scheduler stopped", extra={"fields": {"event": "stopped"}})
+
+
+def _log_failure(what: str) -> Callable[[asyncio.Task[Any]], None]:
+    """A done-callback that logs the task's exception: nobody awaits it in time to see it."""
+
+    def log_it(task: asyncio.Task[Any]) -> None:
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            log.error("%s failed: %s", what, exc, exc_info=exc)
+
+    return log_it
 
 
 def _log_started(service: Service) -> None:

@@ -263,6 +263,25 @@ async def test_at_start_the_first_poll_comes_before_a_first_issue(
     assert len(list((tmp_path / "newsletters" / "outbox").glob("*.eml"))) == 1
 
 
+@pytest.mark.anyio
+async def test_at_start_a_failing_publish_is_reported_and_the_issue_still_goes_out(
+    feed_server: FeedServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    feed_server.add_feed("/news.xml", rss(("a", "Alpha")))
+    newsletters = 'newsletters:\n  - {name: daily, title: Daily, schedule: "0 7 * * *"}\n'
+    loaded = load_config(write_config(tmp_path / "feeds.yaml", [feed_server.url("/news.xml")], newsletters))
+    (tmp_path / "public").write_text("a file where the output folder should be")
+    issues = RecordingIssues()
+    with Store.open(loaded.database_url) as store:
+        service = Service(loaded, store, clock=ManualClock(datetime.now(UTC)), run_issue=issues)
+        await service.start()
+        assert store.entry_counts()[feed_server.url("/news.xml")] == 1  # the poll's work is kept
+    failed = [r.getMessage() for r in caplog.records if r.getMessage().startswith("poll cycle failed")]
+    assert failed
+    assert "public" in failed[0]
+    assert [name for name, _, _ in issues.runs] == ["daily"]  # the catch-up after it still ran
+
+
 # --------------------------------------------------------------------------- real APScheduler
 
 
