@@ -25,7 +25,7 @@ from typer.core import TyperGroup
 from aggregator import __version__, cli_digest, cli_serve, pipeline
 from aggregator.cli_console import cell, echo, lazy_console
 from aggregator.config import DEFAULT_CONFIG_NAME, LoadedConfig, check_config, load_config
-from aggregator.errors import ConfigError, StoreError
+from aggregator.errors import AggregatorError, ConfigError, StoreError
 from aggregator.store import Store
 from aggregator.types import FeedStatus, PollOutcome, PollSummary, StoredEntry
 
@@ -253,8 +253,15 @@ def run(
         # run_forever loads and watches the config itself (and keeps the last good one).
         raise typer.Exit(service.run_forever(ctx.obj.config_path, log_format.value, verbose=ctx.obj.verbose))
     loaded = ctx.obj.load()
-    with _open_store(loaded) as store, _progress_callbacks(sys.stderr.isatty()) as callbacks:
-        report = asyncio.run(pipeline.run_cycle(loaded, store, _now(), only_due=True, **callbacks))
+    try:
+        with _open_store(loaded) as store, _progress_callbacks(sys.stderr.isatty()) as callbacks:
+            report = asyncio.run(pipeline.run_cycle(loaded, store, _now(), only_due=True, **callbacks))
+    except OSError as exc:  # a stage's files: publish into a folder that is a file, a full disk
+        echo(f"error: {exc}; what was polled is stored", err=True)
+        raise typer.Exit(EXIT_FEEDS_FAILED) from exc
+    except (AggregatorError, StoreError) as exc:  # e.g. an SMTP password that is not set
+        echo(f"error: {exc}", err=True)
+        raise typer.Exit(EXIT_USAGE) from exc
     code = _report(report.poll, loaded)
     echo(
         f"{report.duplicates} entries collapsed as copies, {report.stories} stories regrouped; "

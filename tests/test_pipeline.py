@@ -152,6 +152,18 @@ def test_a_feed_whose_entries_the_database_refuses_fails_alone(
     assert (rows[refused]["status"], rows[refused]["entries"] > 0) == ("ok", True)
 
 
+def test_run_once_says_which_file_publishing_failed_on_and_keeps_what_it_polled(
+    tmp_path: Path, feed_server: FeedServer
+) -> None:
+    config = write_config(tmp_path, [feed_server.url("/atom.xml")])
+    (tmp_path / "public").write_text("a file where the output folder should be")
+    result = cli(config, "run", "--once")
+    assert result.exit_code == 1
+    assert f"error: [Errno 20] Not a directory: '{tmp_path / 'public' / 'feed.atom'}'" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert export_of(config)  # what was polled is stored
+
+
 def test_seed_feeds_run_once_then_nothing_is_stored_twice(tmp_path: Path) -> None:
     config = write_config(tmp_path, [str(FEEDS / "rss20.xml"), str(FEEDS / "jsonfeed11.json")])
     first = cli(config, "run", "--once")
