@@ -21,7 +21,7 @@ external references forbidden (an OPML file needs none of them), and a size limi
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from email.utils import format_datetime
@@ -87,6 +87,10 @@ def parse_opml(data: bytes, source: str) -> OpmlDocument:
     except ET.ParseError as exc:
         line, column = exc.position
         raise OpmlError(f"cannot import {source}:{line}:{column + 1}: not well-formed XML: {exc}") from exc
+    except LookupError as exc:  # <?xml encoding="x-bogus"?>
+        raise OpmlError(
+            f"cannot import {source}: it declares an encoding Python does not know: {exc}"
+        ) from exc
     if _local(root.tag) != "opml":
         raise OpmlError(f"cannot import {source}: the document is <{_local(root.tag)}>, not <opml>")
     body = next((child for child in root if _local(child.tag) == "body"), None)
@@ -165,27 +169,27 @@ def import_subscriptions(document: ConfigDocument, subscriptions: Iterable[Subsc
     Feeds already present are left exactly as they are: importing the same file twice
     adds nothing and changes nothing.  The caller saves the document.
     """
-    added: list[str] = []
-    present: list[str] = []
-    for sub in subscriptions:
-        if document.duplicate_of(sub.url) is not None:
-            present.append(sub.url)
-            continue
-        document.add_feed(sub.url, title=sub.title, topics=sub.topics)
-        added.append(sub.url)
+    added, present = document.add_feeds((sub.url, sub.title, sub.topics) for sub in subscriptions)
     return ImportReport(tuple(added), tuple(present))
 
 
 def _outlines(node: ET.Element, folders: tuple[str, ...]) -> Iterable[tuple[ET.Element, tuple[str, ...]]]:
-    """Every ``<outline>`` under ``node`` with the names of the folders it sits in."""
-    for child in node:
+    """Every ``<outline>`` under ``node`` with the names of the folders it sits in, in
+    document order.  A stack, not recursion: folders nested thousands deep are no error."""
+    stack: list[tuple[Iterator[ET.Element], tuple[str, ...]]] = [(iter(node), folders)]
+    while stack:
+        children, inside = stack[-1]
+        child = next(children, None)
+        if child is None:
+            stack.pop()
+            continue
         if _local(child.tag) != "outline":
             continue
-        yield child, folders
+        yield child, inside
         attrs = {_local(key).lower(): value for key, value in child.attrib.items()}
         if len(child) and not attrs.get("xmlurl"):
             name = _clean(attrs.get("title")) or _clean(attrs.get("text"))
-            yield from _outlines(child, (*folders, name) if name else folders)
+            stack.append((iter(child), (*inside, name) if name else inside))
 
 
 def _categories(value: str | None) -> list[str]:

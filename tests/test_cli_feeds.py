@@ -300,3 +300,26 @@ def test_every_feeds_command_has_help() -> None:
         result = CliRunner().invoke(cli.app, ["feeds", command, "--help"])
         assert result.exit_code == 0
         assert "Usage:" in result.stdout
+
+
+def test_a_file_that_cannot_be_written_is_reported_and_left_as_it_was(tmp_path: Path) -> None:
+    # A name so long that the temporary file beside it cannot be made (ENAMETOOLONG): a
+    # real failure to write, as a full disk or a read-only folder would be.
+    path = tmp_path / ("f" * 245 + ".yaml")
+    shutil.copyfile(GOLDEN / "base.yaml", path)
+    before = path.read_bytes()
+    code, _, stderr = run(path, "feeds", "set", "https://wire.example.com/rss.xml", "interval=2h")
+    assert code == 2
+    assert "not saved: cannot write next to" in stderr
+    assert "the file is unchanged" in stderr
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]  # no temporary file left
+
+
+def test_a_file_nested_too_deeply_is_refused_by_every_command(tmp_path: Path) -> None:
+    path = tmp_path / "feeds.yaml"
+    path.write_text("feeds: []\nx: " + "[" * 400 + "]" * 400 + "\n")
+    for command in (["list"], ["export"], ["remove", "https://a.example/f"]):
+        code, _, stderr = run(path, "feeds", *command)
+        assert code == 2, command
+        assert "nested too deeply" in stderr

@@ -130,6 +130,7 @@ def test_importing_the_same_file_twice_adds_nothing(tmp_path: Path) -> None:
             b'<opml><body><outline text="&lol2;" xmlUrl="https://a.example/f"/></body></opml>',
             "refused: it declares a DTD or entities",
         ),
+        (b'<?xml version="1.0" encoding="x-bogus"?><opml/>', "declares an encoding Python does not know"),
     ],
 )
 def test_broken_or_hostile_files_are_refused_with_a_clear_error(data: bytes, message: str) -> None:
@@ -141,3 +142,36 @@ def test_broken_or_hostile_files_are_refused_with_a_clear_error(data: bytes, mes
 def test_a_parse_error_names_the_line() -> None:
     with pytest.raises(OpmlError, match=r"bad\.opml:3:\d+: not well-formed XML"):
         parse_opml(b'<opml version="2.0">\n<body>\n<outline text="a" xmlUrl="x"></body>\n</opml>', "bad.opml")
+
+
+def test_folders_nested_thousands_deep_are_read_like_any_other() -> None:
+    depth = 3000  # far beyond Python's recursion limit
+    data = (
+        '<opml version="2.0"><head/><body>'
+        + '<outline text="News">' * depth
+        + '<outline text="Deep" xmlUrl="https://deep.example/feed"/>'
+        + "</outline>" * depth
+        + "</body></opml>"
+    ).encode()
+    (sub,) = parse_opml(data, "deep.opml").subscriptions
+    assert (sub.url, sub.title, sub.topics) == ("https://deep.example/feed", "Deep", ("News",))
+
+
+def test_adding_many_feeds_adds_each_once(tmp_path: Path) -> None:
+    path = tmp_path / "feeds.yaml"
+    shutil.copyfile(Path(__file__).parent / "golden" / "config" / "base.yaml", path)
+    document = ConfigDocument.read(path)
+    added, present = document.add_feeds(
+        [
+            ("https://new.example/feed", "New", ("news",)),
+            ("https://NEW.example/feed?utm_source=x", "New again", ()),  # the same feed
+            ("https://wire.example.com/rss.xml", "Wire", ()),  # listed already
+        ]
+    )
+    assert added == ["https://new.example/feed"]
+    assert present == ["https://NEW.example/feed?utm_source=x", "https://wire.example.com/rss.xml"]
+    document.save()
+    feeds = load_config(path).config.feeds
+    assert [(f.url, f.title, f.topics) for f in feeds if "new.example" in f.url] == [
+        ("https://new.example/feed", "New", ("news",))
+    ]
