@@ -41,6 +41,7 @@ from typing import Any
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import CommentMark, MarkedYAMLError
+from ruamel.yaml.scalarstring import SingleQuotedScalarString
 from ruamel.yaml.tokens import CommentToken
 
 from aggregator.config import (
@@ -493,9 +494,18 @@ def _str(value: object) -> str:
 
 
 def _flow_list(values: Sequence[str]) -> CommentedSeq:
-    seq = CommentedSeq(values)
+    seq = CommentedSeq(_flow_safe(v) for v in values)
     seq.fa.set_flow_style()
     return seq
+
+
+def _flow_safe(value: str) -> str:
+    """``value`` quoted where ruamel would write it plain inside ``[...]`` and it would read
+    back as something else: ``[?Misc]`` is a mapping, ``[a:b]`` and ``[: )]`` no YAML at all."""
+    if value[:1] in ("?", ":") or ":" in value:
+        quoted: str = SingleQuotedScalarString(value)
+        return quoted
+    return value
 
 
 def _yaml_value(value: object) -> object:

@@ -264,3 +264,18 @@ def test_assignments_are_read_as_the_key_wants(text: str, expected: tuple[str, o
 def test_bad_assignments_say_what_is_expected(text: str) -> None:
     with pytest.raises(EditError):
         parse_assignment(text)
+
+
+def test_topics_that_look_like_yaml_syntax_are_written_so_they_read_back(tmp_path: Path) -> None:
+    # In a flow list ruamel wrote these plain: [?Misc] reads back as a mapping, [a:b] and [: )]
+    # not at all, so the edit was refused (one OPML folder named "?Misc" failed a whole import).
+    path = tmp_path / "feeds.yaml"
+    shutil.copyfile(GOLDEN / "base.yaml", path)
+    topics = ("?Misc", "a:b", ": )", "plain")
+    document = ConfigDocument.read(path)
+    document.set_feed("https://wire.example.com/rss.xml", {"topics": topics})
+    document.add_feed("https://new.example/feed", topics=topics)
+    document.save()
+    feeds = {f.url: f.topics for f in load_config(path).config.feeds}
+    assert feeds["https://wire.example.com/rss.xml"] == topics
+    assert feeds["https://new.example/feed"] == topics
