@@ -26,7 +26,15 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+)
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError
@@ -91,6 +99,21 @@ def parse_size(value: object) -> int:
 Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
 Size = Annotated[int, BeforeValidator(parse_size)]
 
+# What no title, topic or URL may hold: control characters (YAML's "\f" escapes write them),
+# which the OPML export and terminals cannot carry, and halves of surrogate pairs ("\ud800"),
+# which no UTF-8 file, page or database can.
+_UNWRITABLE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
+
+
+def check_text(value: str) -> str:
+    if found := _UNWRITABLE.search(value):
+        what = "half a surrogate pair" if "\ud800" <= found.group() <= "\udfff" else "a control character"
+        raise ValueError(f"{what} (U+{ord(found.group()):04X}) in {value!r}: remove it")
+    return value
+
+
+Text = Annotated[str, AfterValidator(check_text)]
+
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -99,9 +122,9 @@ class _Strict(BaseModel):
 class FeedConfig(_Strict):
     """One feed to poll."""
 
-    url: str
-    title: str | None = None
-    topics: tuple[str, ...] = ()
+    url: Text
+    title: Text | None = None
+    topics: tuple[Text, ...] = ()
     interval: Duration | None = None
     priority: int = 0  # breaks ties when choosing which copy of a story to keep (higher wins)
     enabled: bool = True
@@ -141,8 +164,8 @@ class PollingConfig(_Strict):
 class TopicConfig(_Strict):
     """A named topic: stories matching any keyword (a word or phrase, case-insensitive) belong to it."""
 
-    name: str
-    keywords: tuple[str, ...] = ()
+    name: Text
+    keywords: tuple[Text, ...] = ()
 
 
 class DedupeConfig(_Strict):
@@ -188,7 +211,7 @@ class NewsletterConfig(_Strict):
     """A periodic digest email."""
 
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")
-    title: str
+    title: Text
     schedule: str = "0 7 * * *"  # cron: minute hour day month weekday
     timezone: str = "UTC"
     topics: tuple[str, ...] = ()

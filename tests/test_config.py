@@ -155,6 +155,14 @@ def test_sizes() -> None:
         ),
         ("feeds:\n  - url: https://a.example/f\n    interval: .inf\n", "feeds.yaml:3:5: feeds[0].interval"),
         ("feeds: &a [*a]\n", "an alias (*name) used inside its own anchor"),
+        (
+            'feeds:\n  - url: https://a.example/f\n    title: "a\\fb"\n',
+            "feeds.yaml:3:5: feeds[0].title: a control",
+        ),
+        (
+            'feeds:\n  - {url: https://a.example/f, topics: ["x\\ud800"]}\n',
+            "topics[0]: half a surrogate pair",
+        ),
         ("feeds: []\nx: " + "[" * 3000 + "]" * 3000 + "\n", "nested too deeply"),
     ],
 )
