@@ -5,9 +5,10 @@ its newest stored issue ends, and ``now``.  Out: an APScheduler trigger
 (``NewsletterTrigger``), the latest scheduled time at or before ``now``
 (``last_fire_time``) and the scheduled time whose issue should go out now (``due_issue``).
 
-The scheduler, a restart, a wake-up from sleep and ``aggregator run --once`` all ask
-``due_issue``, so they agree: at most one issue, of the latest scheduled time, however
-many were missed.
+The scheduler, a restart and a wake-up from sleep ask ``due_issue``, so they agree: at most
+one issue, of the latest scheduled time, however many were missed.  ``aggregator run --once``
+asks ``newsletters.is_due`` (has the schedule fired since the last issue?): the same answer,
+but for an issue more than ``MISFIRE_GRACE`` late, which it still sends.
 """
 
 from __future__ import annotations
