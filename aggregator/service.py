@@ -508,7 +508,9 @@ class Service:
         its cron job would send now: the issue due, or the rest of the one still sending."""
         done: list[DigestRun] = []
         for newsletter in self.loaded.config.newsletters:
-            if self.stopping:
+            if self.stopping or self._sending.locked():
+                # An issue is going out: what waits now is most likely its own next recipients.
+                # Waiting for it here would hold this job past its next ticks; they look again.
                 break
             try:
                 waiting = await asyncio.to_thread(_waiting, self.store, newsletter, self.clock.now())
