@@ -46,8 +46,11 @@ def _days(part: str) -> set[int]:
     elif "-" in base:
         start, _, end = base.partition("-")
         first, last = _day(start, part), _day(end, part)
-        if last == 0 and end.strip() == "7":
-            last = 7  # "5-7": Friday to Sunday
+        # 7 is Sunday at the end of the week: "5-7" is Friday to Sunday, "7-7" Sunday alone.
+        if end.strip() == "7":
+            last = 7
+        if start.strip() == "7":
+            first = 7
         if first > last:
             raise ValueError(f"weekday {part!r}: a range must run forwards (0 or 7 is Sunday)")
     else:

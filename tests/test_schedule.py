@@ -88,6 +88,7 @@ def test_many_missed_issues_give_one_catch_up_of_the_latest() -> None:
         ("0 9 * * 0", ["Sun"]),
         ("0 9 * * 7", ["Sun"]),
         ("0 9 * * 5-7", ["Sun", "Fri", "Sat"]),
+        ("0 9 * * 7-7", ["Sun"]),
         ("0 9 * * */2", ["Sun", "Tue", "Thu", "Sat"]),
         ("0 9 * * 1,3,5", ["Mon", "Wed", "Fri"]),
         ("0 9 * * MON-fri", ["Mon", "Tue", "Wed", "Thu", "Fri"]),
