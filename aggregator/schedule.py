@@ -26,6 +26,7 @@ from aggregator.config import NewsletterConfig
 # where the last one ended, so its stories are not lost, only not sent as stale news.
 # A week covers a weekly newsletter whose machine was off over the weekend.
 MISFIRE_GRACE = timedelta(days=7)
+_TICK = timedelta(microseconds=1)
 
 
 class NewsletterTrigger(BaseTrigger):  # type: ignore[misc]  # APScheduler ships no type hints
@@ -37,20 +38,42 @@ class NewsletterTrigger(BaseTrigger):  # type: ignore[misc]  # APScheduler ships
     the clocks skip in spring (02:30 that never happens) fires once, an hour later.
     """
 
-    __slots__ = ("cron", "schedule", "skip_repeated", "timezone")
+    __slots__ = ("cron", "schedule", "skip_repeated", "timezone", "wall_clock")
 
     def __init__(self, schedule: str, timezone: str) -> None:
         self.schedule = schedule
         self.timezone = zoneinfo.ZoneInfo(timezone)
-        self.cron = CronTrigger.from_crontab(crontab.for_apscheduler(schedule), timezone=self.timezone)
+        line = crontab.for_apscheduler(schedule)
+        self.cron = CronTrigger.from_crontab(line, timezone=self.timezone)
+        # The same schedule over wall-clock times, which never skip or repeat (read as UTC).
+        # For a fixed hour the fires are computed on it and then placed in the zone:
+        # APScheduler's zone-aware trigger drops a whole day at a time change, at midnight
+        # the day after the clocks go forward in Paris or New York (2026-03-30, 2026-03-09),
+        # and on the day itself where they change at midnight (Santiago, Havana).
+        self.wall_clock = CronTrigger.from_crontab(line, timezone=UTC)
         hour = next(f for f in self.cron.fields if f.name == "hour")
         self.skip_repeated = str(hour) != "*"
 
     def get_next_fire_time(self, previous_fire_time: datetime | None, now: datetime) -> datetime | None:
-        fire: datetime | None = self.cron.get_next_fire_time(previous_fire_time, now)
-        while fire is not None and self.skip_repeated and _repeated_wall_time(fire, self.timezone):
-            fire = self.cron.get_next_fire_time(fire, fire)
-        return fire
+        if not self.skip_repeated:  # "*" in the hour field: every real hour counts
+            fire: datetime | None = self.cron.get_next_fire_time(previous_fire_time, now)
+            return fire
+        # As APScheduler's triggers do: the first fire at or after ``start``.
+        start = now
+        if previous_fire_time is not None:
+            start = min(now, previous_fire_time + _TICK)
+            if start == previous_fire_time:
+                start += _TICK
+        wall: datetime | None = self.wall_clock.get_next_fire_time(None, _as_wall(start, self.timezone))
+        while wall is not None:
+            # fold=0: a wall time that happens twice fires the first time only; one that never
+            # happens (the clocks skip it) lands as many minutes after the change as it was
+            # after the hour the clocks left (00:00 at -04:00 is 01:00 at -03:00).
+            instant = wall.replace(tzinfo=self.timezone, fold=0).astimezone(UTC)
+            if instant >= start:
+                return instant.astimezone(self.timezone)
+            wall = self.wall_clock.get_next_fire_time(wall, wall)
+        return None
 
     def __str__(self) -> str:
         return f"{self.schedule} ({self.timezone.key})"
@@ -59,10 +82,9 @@ class NewsletterTrigger(BaseTrigger):  # type: ignore[misc]  # APScheduler ships
         return f"NewsletterTrigger({self.schedule!r}, {self.timezone.key!r})"
 
 
-def _repeated_wall_time(when: datetime, tz: zoneinfo.ZoneInfo) -> bool:
-    """Whether ``when`` is the second occurrence of a wall-clock time (the hour repeated in autumn)."""
-    local = when.astimezone(tz)
-    return local.fold == 1 and local.replace(fold=0).utcoffset() != local.utcoffset()
+def _as_wall(when: datetime, tz: zoneinfo.ZoneInfo) -> datetime:
+    """``when``'s wall-clock time in ``tz``, labelled UTC (for ``NewsletterTrigger.wall_clock``)."""
+    return when.astimezone(tz).replace(tzinfo=UTC, fold=0)  # fold would ride along into the search
 
 
 def newsletter_trigger(newsletter: NewsletterConfig) -> NewsletterTrigger:

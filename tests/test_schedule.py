@@ -124,3 +124,34 @@ def test_a_schedule_cron_and_this_scheduler_would_read_differently_is_refused(
 def test_sunday_as_7_is_accepted_as_cron_accepts_it(tmp_path: Path) -> None:
     text = 'feeds: []\nnewsletters: [{name: w, title: W, sender: w@example.org, schedule: "0 9 * * 7"}]'
     assert load_config_text(text, tmp_path / "feeds.yaml").config.newsletters[0].schedule == "0 9 * * 7"
+
+
+def test_a_midnight_issue_goes_out_every_day_across_the_spring_change() -> None:
+    # APScheduler alone drops 30 March in Paris (the day after the clocks go forward) and
+    # 9 March in New York: a whole day without its issue.
+    paris = NewsletterTrigger("0 0 * * *", "Europe/Paris")
+    found = fires(paris, utc(2026, 3, 27, 12), utc(2026, 4, 1, 12))
+    days = [f.astimezone(paris.timezone).strftime("%m-%d") for f in found]
+    assert days == ["03-28", "03-29", "03-30", "03-31", "04-01"]
+    new_york = NewsletterTrigger("0 0 * * *", "America/New_York")
+    days = [
+        f.astimezone(new_york.timezone).strftime("%m-%d")
+        for f in fires(new_york, utc(2026, 3, 6, 12), utc(2026, 3, 11, 12))
+    ]
+    assert days == ["03-07", "03-08", "03-09", "03-10", "03-11"]
+
+
+def test_where_the_clocks_skip_midnight_that_days_issue_comes_an_hour_later() -> None:
+    # America/Santiago goes from 00:00 to 01:00 on 6 September 2026.
+    santiago = NewsletterTrigger("0 0 * * *", "America/Santiago")
+    found = fires(santiago, utc(2026, 9, 4, 12), utc(2026, 9, 8, 12))
+    assert [f.astimezone(santiago.timezone).strftime("%m-%d %H:%M") for f in found] == [
+        "09-05 00:00", "09-06 01:00", "09-07 00:00", "09-08 00:00",
+    ]  # fmt: skip
+
+
+def test_in_the_repeated_hour_the_issue_already_sent_is_not_due_again() -> None:
+    night = NewsletterTrigger("30 2 * * *", "Europe/Paris")  # 02:30 happens twice on 26 October 2025
+    first = utc(2025, 10, 26, 0, 30)
+    for minutes in range(0, 180, 15):
+        assert due_issue(night, first, first + timedelta(minutes=minutes)) is None
