@@ -42,6 +42,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib.util
+import logging
 import mimetypes
 import re
 import socket
@@ -65,6 +66,8 @@ from aggregator import USER_AGENT
 from aggregator._aiohttp import aiohttp
 from aggregator.types import FeedState, FeedStatus, FetchResult
 
+log = logging.getLogger(__name__)
+
 ACCEPT = (
     "application/atom+xml, application/rss+xml, application/rdf+xml, application/feed+json, "
     "application/xml;q=0.9, text/xml;q=0.9, application/json;q=0.8, */*;q=0.1"
@@ -78,8 +81,12 @@ REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 PERMANENT_REDIRECT_STATUSES = frozenset({301, 308})
 _MAX_VALIDATOR_LENGTH = 1024  # a longer ETag is not worth storing or sending back
 _MAX_HEADER_SECONDS = 2**31  # RFC 9111: a delta-seconds this large means "infinity"
-# Control characters, and anything beyond Latin-1, which a header value cannot carry back.
-_UNSAFE_IN_HEADER = re.compile("[\x00-\x1f\x7f-\x9f\u0100-\U0010ffff]")
+# Anything but printable ASCII: httpx sends header values as ASCII, and a stored ETag of
+# "café" made every later poll of every feed fail with UnicodeEncodeError.
+_UNSAFE_IN_HEADER = re.compile("[^\x20-\x7e]")
+# Delta-seconds (Retry-After, max-age): ASCII digits only ("²".isdigit() is True, int() refuses
+# it), and at most ten of them: more is "infinity" (RFC 9111), and int() refuses 4,300+ digits.
+_DELTA_SECONDS = re.compile("[0-9]+")
 
 
 @dataclass(frozen=True, slots=True)
@@ -373,6 +380,10 @@ class Fetcher:
         except (httpx.HTTPError, httpx.InvalidURL) as exc:
             broken = _Failed(_describe_transport_error(exc, progress.url, self._settings))
             return self._failed(state, location, progress, now, broken, conditional=conditional)
+        except Exception as exc:  # a server found a case not handled above: its feed fails, not the poll
+            log.exception("fetching %s failed unexpectedly", progress.url)
+            odd = _Failed(f"fetching {progress.url} failed unexpectedly: {type(exc).__name__}: {exc}")
+            return self._failed(state, location, progress, now, odd, conditional=conditional)
 
     # -- HTTP ---------------------------------------------------------------------------
 
@@ -674,9 +685,17 @@ class _Inflater:
         if self._zlib is None:
             return b""
         try:
-            return self._zlib.flush()
+            tail = self._zlib.flush()
         except zlib.error as exc:
             raise _Failed(f"cannot decompress the {self._encoding} response from {self._url}: {exc}") from exc
+        if not self._first and not self._zlib.eof:
+            # Cut off in transfer (no Content-Length to tell): storing what came would keep
+            # the rest of the feed out until the validators change.
+            raise _Failed(
+                f"the {self._encoding} response from {self._url} ended before its compressed data "
+                "did: it was cut off on the way; the next poll tries again"
+            )
+        return tail
 
 
 # -- small pure helpers ---------------------------------------------------------------------
@@ -848,9 +867,15 @@ def _parse_http_date(value: str | None) -> datetime | None:
         return None
     try:
         parsed = parsedate_to_datetime(value.strip())
-    except (TypeError, ValueError, IndexError):
+        return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    except (TypeError, ValueError, IndexError, OverflowError):  # year 9999 at -01:00 is past datetime
         return None
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+
+
+def _delta_seconds(value: str) -> timedelta | None:
+    if not _DELTA_SECONDS.fullmatch(value):
+        return None
+    return timedelta(seconds=_MAX_HEADER_SECONDS if len(value) > 10 else min(int(value), _MAX_HEADER_SECONDS))
 
 
 def _retry_after(headers: Mapping[str, str], now: datetime) -> datetime | None:
@@ -862,13 +887,13 @@ def _retry_after(headers: Mapping[str, str], now: datetime) -> datetime | None:
     value = headers.get("retry-after", "").strip()
     if not value:
         return None
-    if value.isdigit():
-        return now + timedelta(seconds=min(int(value), _MAX_HEADER_SECONDS))
+    if (delta := _delta_seconds(value)) is not None:
+        return now + delta
     when = _parse_http_date(value)
     if when is None:
         return None
     server_now = _parse_http_date(headers.get("date")) or now
-    return now + max(when - server_now, timedelta(0))
+    return now + min(max(when - server_now, timedelta(0)), timedelta(seconds=_MAX_HEADER_SECONDS))
 
 
 def _cache_max_age(headers: Mapping[str, str], now: datetime) -> timedelta | None:
@@ -879,16 +904,15 @@ def _cache_max_age(headers: Mapping[str, str], now: datetime) -> timedelta | Non
         name, _, value = part.partition("=")
         directives[name.strip().lower()] = value.strip().strip('"')
     for name in ("max-age", "s-maxage"):
-        value = directives.get(name, "")
-        if value.isdigit():
-            return timedelta(seconds=min(int(value), _MAX_HEADER_SECONDS))
+        if (delta := _delta_seconds(directives.get(name, ""))) is not None:
+            return delta
     if "expires" not in headers:
         return None
     expires = _parse_http_date(headers["expires"])
     if expires is None:
         return timedelta(0)  # RFC 9111: an invalid Expires ("0", "-1") means already expired
     date = _parse_http_date(headers.get("date")) or now
-    return max(expires - date, timedelta(0))
+    return min(max(expires - date, timedelta(0)), timedelta(seconds=_MAX_HEADER_SECONDS))
 
 
 def _elapsed(progress: _Progress) -> timedelta:

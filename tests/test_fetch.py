@@ -8,6 +8,7 @@ second or two; nothing here sleeps except the server.
 from __future__ import annotations
 
 import contextlib
+import gzip
 import os
 import random
 import shutil
@@ -19,13 +20,14 @@ import tracemalloc
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import anyio
 import httpx
 import pytest
 
 from aggregator import USER_AGENT
-from aggregator.fetch import Fetcher, FetchJob, FetchSettings, fetch_feeds, make_client
+from aggregator.fetch import Fetcher, FetchJob, FetchSettings, _retry_after, fetch_feeds, make_client
 from aggregator.polling import PollingPolicy, advance_state, is_due, wants_unconditional
 from aggregator.types import FeedState, FeedStatus, FetchResult
 from tests.feedserver import (
@@ -631,3 +633,77 @@ async def test_fetch_and_polling_together_give_a_304_on_the_next_poll(feed_serve
     assert state.status is FeedStatus.NOT_MODIFIED
     assert (state.etag, state.last_modified) == (FEED_ETAG, FEED_LAST_MODIFIED)
     assert state.last_unconditional_fetch == NOW
+
+
+# -- headers a server may send that Python cannot take as they are ---------------------------
+
+
+async def test_an_etag_that_cannot_be_sent_back_is_not_kept(feed_server: FeedServer) -> None:
+    # Kept, "café" made every later poll fail with UnicodeEncodeError: httpx sends ASCII only.
+    feed_server.add_feed("/latin1.xml", RSS, etag='"caf\u00e9"', last_modified="lundi, 1 ao\u00fbt")
+    url = feed_server.url("/latin1.xml")
+    result = await fetch(url)
+    assert result.status is FeedStatus.OK
+    assert (result.etag, result.last_modified) == (None, None)
+    # One stored before this check is left out of the request rather than failing it.
+    again = await fetch(url, state=FeedState(url=url, etag='"caf\u00e9"'))
+    assert again.status is FeedStatus.OK
+    assert "if-none-match" not in feed_server.last("/latin1.xml").headers
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Cache-Control": "max-age=\u00b2"},  # "²".isdigit() is True; int() refuses it
+        {"Cache-Control": "max-age=" + "9" * 5000},  # more digits than int() reads
+        {"Expires": "Fri, 31 Dec 9999 23:59:59 -0100"},  # beyond datetime once in UTC
+    ],
+    ids=["superscript", "5000-digits", "expires-9999"],
+)
+async def test_odd_freshness_headers_are_read_as_far_as_they_make_sense(
+    feed_server: FeedServer, headers: dict[str, str]
+) -> None:
+    feed_server.add_feed("/odd.xml", RSS, headers=headers)
+    result = await fetch(feed_server.url("/odd.xml"))
+    assert result.status is FeedStatus.OK, result.error
+    assert result.cache_max_age is None or result.cache_max_age <= timedelta(seconds=2**31)
+    # And the next check can be computed from it (it overflowed before).
+    advance_state(FeedState(url=result.url), result, None, PollingPolicy(), NOW, random.Random(1))
+
+
+async def test_a_gzip_body_cut_off_on_the_way_is_not_taken_for_the_feed(feed_server: FeedServer) -> None:
+    compressed = gzip.compress(RSS)
+
+    def cut_off(handler: Any, request: Any) -> None:
+        # No Content-Length, so only the gzip data itself can tell that the end is missing.
+        handler.send_response_only(200)
+        for name, value in (("Content-Type", "application/rss+xml"), ("Content-Encoding", "gzip"),
+                            ("ETag", '"t1"'), ("Connection", "close")):  # fmt: skip
+            handler.send_header(name, value)
+        handler.end_headers()
+        handler.wfile.write(compressed[: len(compressed) * 3 // 4])
+        handler.wfile.flush()
+        handler.close_connection = True
+
+    feed_server._specials["/cut.xml"] = cut_off
+    result = await fetch(feed_server.url("/cut.xml"))
+    assert result.status is FeedStatus.ERROR
+    assert result.error is not None
+    assert "cut off on the way" in result.error
+    assert result.etag is None  # nothing that would make the server answer 304 next time
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("\u00b2", None),  # not a number, though str.isdigit() says it is
+        ("9" * 5000, NOW + timedelta(seconds=2**31)),  # "infinity": capped
+        (
+            "Fri, 31 Dec 9999 23:59:59 GMT",
+            NOW + timedelta(seconds=2**31),
+        ),  # 8,000 years from the server's 1970
+    ],
+)
+async def test_retry_after_beyond_reason_is_capped_or_ignored(value: str, expected: datetime | None) -> None:
+    headers = {"retry-after": value, "date": "Thu, 01 Jan 1970 00:00:00 GMT"}
+    assert _retry_after(headers, NOW) == expected
