@@ -169,7 +169,10 @@ def _date(value: datetime) -> datetime:
 
 
 def _rfc3339(value: datetime) -> str:
-    return _date(value).strftime("%Y-%m-%dT%H:%M:%SZ")
+    # The year by hand: strftime("%Y") gives "1" for year 1 (Hugo's zero date) on Linux,
+    # and "1-01-01T00:00:00Z" is no RFC 3339 date for any reader.
+    when = _date(value)
+    return f"{when.year:04d}-{when:%m-%dT%H:%M:%SZ}"
 
 
 def _authors(story: SnapshotStory) -> tuple[str, ...]:
@@ -221,9 +224,14 @@ def _related(story: SnapshotStory) -> list[tuple[str, str]]:
     return links
 
 
-def _feed_updated(stories: Sequence[SnapshotStory], snapshot: Snapshot) -> datetime:
+# What an empty feed says it was updated: a fixed time, so that it too keeps its bytes (and
+# its ETag) from one cycle to the next.
+_NEVER = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _feed_updated(stories: Sequence[SnapshotStory]) -> datetime:
     # From the stories, not the clock: the same stories give the same bytes.
-    return max((s.updated for s in stories), default=snapshot.taken)
+    return max((s.updated for s in stories), default=_NEVER)
 
 
 # --------------------------------------------------------------------------- renderers
@@ -247,7 +255,7 @@ def render_atom(stories: Sequence[SnapshotStory], meta: FeedMeta, snapshot: Snap
     feed = ET.Element("feed", {"xmlns": ATOM_NS})
     _sub(feed, "id", meta.urls["atom"])
     _sub(feed, "title", _line(meta.title), type="text")
-    _sub(feed, "updated", _rfc3339(_feed_updated(stories, snapshot)))
+    _sub(feed, "updated", _rfc3339(_feed_updated(stories)))
     _sub(feed, "link", rel="self", type="application/atom+xml", href=meta.urls["atom"])
     _sub(feed, "link", rel="alternate", type="text/html", href=meta.home_url)
     _sub(feed, "link", rel="alternate", type="application/feed+json", href=meta.urls["json"])
@@ -282,7 +290,7 @@ def render_rss(stories: Sequence[SnapshotStory], meta: FeedMeta, snapshot: Snaps
     _sub(channel, "link", meta.home_url)
     _sub(channel, "description", _line(meta.title))
     _sub(channel, "atom:link", rel="self", type="application/rss+xml", href=meta.urls["rss"])
-    _sub(channel, "lastBuildDate", format_datetime(_date(_feed_updated(stories, snapshot)), usegmt=True))
+    _sub(channel, "lastBuildDate", format_datetime(_date(_feed_updated(stories)), usegmt=True))
     _sub(channel, "generator", GENERATOR)
     _sub(channel, "docs", "https://www.rssboard.org/rss-specification")
     if meta.topic is not None:
@@ -350,7 +358,7 @@ def render_json(
     if topics is not None:
         document["_aggregator"] = {
             "about": EXTENSION_ABOUT,
-            "updated": _rfc3339(_feed_updated(stories, snapshot)),
+            "updated": _rfc3339(_feed_updated(stories)),
             "topics": [{"name": name, "slug": slug} for name, slug in topics.items()],
         }
     return (json.dumps(document, ensure_ascii=False, indent=2) + "\n").encode()

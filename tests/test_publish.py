@@ -604,3 +604,23 @@ def test_read_snapshot_reads_a_recent_window_and_reaches_back_only_as_far_as_nee
         snapshot = read_snapshot(store, TITLES, now, since=now - timedelta(days=2))
         assert [s.headline for s in snapshot.stories] == ["New", "Old"]
         assert ancient not in {s.lead.id for s in snapshot.stories}
+
+
+def test_a_date_before_the_year_1000_is_still_an_rfc_3339_date() -> None:
+    # A JSON Feed with Hugo's zero date (0001-01-01): strftime("%Y") wrote "1-01-01T00:00:00Z".
+    zero = datetime(1, 1, 1, tzinfo=UTC)
+    entry = replace(
+        stored("z", LEDGER, title="Zero", day=18), first_seen=datetime(2025, 8, 18, 9, 5, tzinfo=UTC)
+    )
+    entry = replace(entry, entry=replace(entry.entry, published=zero))
+    files = render_feeds(build_snapshot([entry], TITLES, datetime(2025, 8, 18, 12, tzinfo=UTC), []), SETTINGS)
+    item = json.loads(files["feed.json"])["items"][0]
+    assert item["date_published"] == "0001-01-01T00:00:00Z"
+    parsed = feedparser.parse(files["feed.atom"])
+    assert parsed.entries[0].published_parsed is not None
+
+
+def test_an_empty_feed_keeps_its_bytes_from_one_cycle_to_the_next() -> None:
+    first = render_feeds(build_snapshot([], TITLES, datetime(2025, 8, 18, 12, tzinfo=UTC), []), SETTINGS)
+    later = render_feeds(build_snapshot([], TITLES, datetime(2025, 8, 19, 12, tzinfo=UTC), []), SETTINGS)
+    assert first == later
