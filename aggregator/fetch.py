@@ -327,10 +327,17 @@ class _Progress:
     # Set along the redirect chain and sent back on the next hops (consent and anti-bot
     # pages set one, then redirect to the feed, which asks for it); gone with the fetch.
     cookies: httpx.Cookies = field(default_factory=httpx.Cookies)
+    # Each hop as (URL, the cookies held when it was requested): coming back to a URL with a
+    # cookie it did not have is the consent pattern (/feed -> /consent sets one -> /feed),
+    # not a loop; coming back with the same cookies is.
+    visited: set[tuple[str, str]] = field(default_factory=set)
 
     @property
     def url(self) -> str:
         return self.chain[-1]
+
+    def cookie_state(self) -> str:
+        return "; ".join(sorted(f"{c.domain}{c.path}:{c.name}={c.value}" for c in self.cookies.jar))
 
 
 class Fetcher:
@@ -396,6 +403,7 @@ class Fetcher:
         permanent_so_far = True  # every hop so far was a 301/308
         while True:
             url = _http_url(progress.url)
+            progress.visited.add((progress.url, progress.cookie_state()))
             async with self._slot(url):
                 if deadline is None:
                     # The clock starts when we hold a slot: waiting for one is not the server's fault.
@@ -419,7 +427,7 @@ class Fetcher:
                 progress.permanent_redirect = target
             else:
                 permanent_so_far = False
-            if target in progress.chain:
+            if (target, progress.cookie_state()) in progress.visited:
                 raise _Failed(f"redirect loop: {' -> '.join([*progress.chain, target])}")
             progress.chain.append(target)
             if len(progress.chain) - 1 > self._settings.max_redirects:

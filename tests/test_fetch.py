@@ -707,3 +707,30 @@ async def test_a_gzip_body_cut_off_on_the_way_is_not_taken_for_the_feed(feed_ser
 async def test_retry_after_beyond_reason_is_capped_or_ignored(value: str, expected: datetime | None) -> None:
     headers = {"retry-after": value, "date": "Thu, 01 Jan 1970 00:00:00 GMT"}
     assert _retry_after(headers, NOW) == expected
+
+
+async def test_a_consent_page_that_sends_back_to_the_feed_with_a_cookie_is_no_loop(
+    feed_server: FeedServer,
+) -> None:
+    # /gated -> /consent (sets a cookie) -> /gated, which now serves the feed: a common gate.
+    def gated(handler: Any, request: Any) -> None:
+        if "seen=1" in request.headers.get("cookie", ""):
+            handler.respond(request, 200, RSS, {"Content-Type": "application/rss+xml"})
+        else:
+            handler.respond(request, 302, b"", {"Location": "/consent"})
+
+    def consent(handler: Any, request: Any) -> None:
+        handler.respond(request, 302, b"", {"Location": "/gated", "Set-Cookie": "seen=1; Path=/"})
+
+    feed_server._specials.update({"/gated": gated, "/consent": consent})
+    result = await fetch(feed_server.url("/gated"))
+    assert result.status is FeedStatus.OK, result.error
+    assert result.body == RSS
+    # A gate that sets its cookie and still sends back is a loop all the same, named as one.
+    feed_server._specials["/gated"] = lambda handler, request: handler.respond(
+        request, 302, b"", {"Location": "/consent"}
+    )
+    looped = await fetch(feed_server.url("/gated"))
+    assert looped.status is FeedStatus.ERROR
+    assert looped.error is not None
+    assert looped.error.startswith("redirect loop: ")
