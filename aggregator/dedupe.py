@@ -638,7 +638,9 @@ class _Matcher:
 
     def _exact_stage(self, a: Signature, b: Signature, bodies: bool) -> MatchStage | None:
         """URL, guid or title, once the bodies (if both have one) are known to agree."""
-        if a.url == b.url and _is_article_url(a.url):
+        # One link for two items of one feed, with no bodies to compare, is more likely the
+        # page they all point at (a podcast's show page, changelog#v1.2) than one article.
+        if a.url == b.url and _is_article_url(a.url) and (bodies or a.feed_url != b.feed_url):
             return MatchStage.URL
         if a.guid == b.guid and _is_global_guid(a.guid):
             return MatchStage.GUID

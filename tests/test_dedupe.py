@@ -226,6 +226,29 @@ def test_same_url_with_disagreeing_bodies_stays_apart() -> None:
     assert v["b"].duplicate_of is None
 
 
+def test_items_of_one_feed_sharing_a_link_without_bodies_stay_apart() -> None:
+    # Podcast episodes that link to the show's page, release notes to changelog#v1.1: with no
+    # body to compare, one shared link is no evidence that they are one article.
+    show, changelog = "https://pod.example/show", "https://app.example/changelog"
+    index = run(
+        [
+            stored("ep1", "", url=show, guid="ep-1", title="Episode 1: the summit"),
+            stored(
+                "ep2",
+                "",
+                url=show,
+                guid="ep-2",
+                title="Episode 2: the talks",
+                published=T0 + timedelta(days=7),
+            ),
+            stored("v10", "", url=changelog, guid="v1.0", title="Version 1.0 released today"),
+            stored("v11", "", url=changelog, guid="v1.1", title="Version 1.1 fixes the sync"),
+        ]
+    )
+    assert not together(index, "ep1", "ep2")
+    assert not together(index, "v10", "v11")
+
+
 def test_same_global_guid_across_feeds_matches_but_sequence_numbers_do_not() -> None:
     guid = "tag:wire.example,2025-08-15:rates"
     v = verdicts(
