@@ -210,10 +210,13 @@ def _kept_copy(stored: StoredEntry, by_id: Mapping[str, StoredEntry]) -> StoredE
 
 
 def _group_key(stored: StoredEntry, by_id: Mapping[str, StoredEntry]) -> str:
-    if stored.story is not None:
-        return stored.story
+    # A copy goes where its kept copy is: the story stage may have given a late copy (its kept
+    # copy older than the stage's window) a story of its own, and the feed would then carry
+    # the one article twice.
     kept = _kept_copy(stored, by_id)
-    return kept.story if kept.story is not None else f"entry:{kept.id}"
+    if kept.story is not None:
+        return kept.story
+    return stored.story if stored.story is not None else f"entry:{kept.id}"
 
 
 def _headline(title: str) -> str:

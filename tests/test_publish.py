@@ -624,3 +624,20 @@ def test_an_empty_feed_keeps_its_bytes_from_one_cycle_to_the_next() -> None:
     first = render_feeds(build_snapshot([], TITLES, datetime(2025, 8, 18, 12, tzinfo=UTC), []), SETTINGS)
     later = render_feeds(build_snapshot([], TITLES, datetime(2025, 8, 19, 12, tzinfo=UTC), []), SETTINGS)
     assert first == later
+
+
+def test_a_late_copy_given_a_story_of_its_own_is_still_one_entry_with_its_original() -> None:
+    # The story stage sees only recent entries: a copy whose original is older than its
+    # window got a new story, and the combined feed carried the one article twice.
+    moment = datetime(2025, 8, 10, tzinfo=UTC)
+    original = stored("orig", WIRE, title="Leaders meet in Alaska", day=10, story="s-old")
+    copy = stored("copy", LEDGER, title="Leaders meet in Alaska", day=16, duplicate_of="orig", story="s-new")
+    stories = [
+        StoredStory("s-old", "Leaders meet in Alaska", (), moment, moment, ("orig",)),
+        StoredStory("s-new", "Leaders meet in Alaska", (), moment, moment, ("copy",)),
+    ]
+    snapshot = snapshot_of([original, copy], stories)
+    (story,) = snapshot.stories
+    assert {story.lead.id, *(c.entry_id for c in story.coverage)} == {"orig", "copy"}
+    atom = etree.fromstring(render_feeds(snapshot, SETTINGS)["feed.atom"])
+    assert len(atom.findall("{http://www.w3.org/2005/Atom}entry")) == 1
