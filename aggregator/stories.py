@@ -759,7 +759,12 @@ def group_stories(
         story = previous.get(stored.id) or _new_id(stored.id, taken)
         taken.add(story)
         assignments[stored.id] = story
-    for group, story in zip(groups, _carry_over(groups, in_window, previous, taken), strict=True):
+    copies: dict[str, list[str]] = {}
+    for stored in entries:
+        if kept_of[stored.id] != stored.id:
+            copies.setdefault(kept_of[stored.id], []).append(stored.id)
+    carried = _carry_over(groups, in_window, previous, taken, copies)
+    for group, story in zip(groups, carried, strict=True):
         for index in group:
             assignments[in_window[index].id] = story
     for stored in entries:
@@ -1124,19 +1129,24 @@ def _carry_over(
     entries: Sequence[StoredEntry],
     previous: Mapping[str, str],
     taken: set[str],
+    copies: Mapping[str, Sequence[str]],
 ) -> list[str]:
     """One story id per group: an old id by largest overlap (one group per id), else a new one.
 
     Greedy by overlap size is what people expect: the group holding most of a story's
     entries *is* that story.  Ties go to the smaller id and the earlier group, so the
-    outcome does not depend on dictionary order.
+    outcome does not depend on dictionary order.  A kept entry counts with its ``copies``
+    (kept id -> copy ids): when the original of a story arrives after a copy of it, the copy
+    steps back and the original, new and in no story yet, takes over; the story keeps its id.
     """
     overlaps: Counter[tuple[str, int]] = Counter()
     for number, group in enumerate(groups):
         for index in group:
-            old = previous.get(entries[index].id)
-            if old is not None:
-                overlaps[(old, number)] += 1
+            kept = entries[index].id
+            for member in (kept, *copies.get(kept, ())):
+                old = previous.get(member)
+                if old is not None:
+                    overlaps[(old, number)] += 1
     chosen: dict[int, str] = {}
     used: set[str] = set()
     for (old, number), _count in sorted(

@@ -197,6 +197,24 @@ def test_duplicates_follow_their_kept_copy() -> None:
     assert story.label != "Latest news"
 
 
+def test_a_story_keeps_its_id_when_its_original_arrives_after_a_copy() -> None:
+    # The copy came first and made the story; then the wire original arrived and dedupe
+    # made it the kept copy.  A new id would show subscribers the same story twice.
+    copy = stored(
+        "copy", "Leaders meet in Alaska for the summit", hours_ago=2, feed="https://paper.example/feed"
+    )
+    first = group_stories([copy], {}, now=NOW)
+    original = stored(
+        "orig", "Leaders meet in Alaska for the summit", hours_ago=3, feed="https://wire.example/feed"
+    )
+    stepped_back = replace(copy, duplicate_of="orig")
+
+    second = group_stories([original, stepped_back], first.assignments, now=NOW)
+
+    assert second.assignments["orig"] == first.assignments["copy"]
+    assert second.assignments["copy"] == first.assignments["copy"]
+
+
 def test_old_entries_keep_their_story_and_new_ones_are_grouped() -> None:
     old = stored("old", "Volcano erupts in Iceland, flights grounded", hours_ago=24 * 10)
     entries = [old, *two_events()]
