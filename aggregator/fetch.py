@@ -448,7 +448,11 @@ class Fetcher:
         code = response.status_code
         url = progress.url
         headers = dict(response.headers.items())  # lower-cased names, repeated headers joined
-        if code == 304 or 200 <= code < 300:
+        # A date cannot be joined like ETags can: of two Last-Modified, send back the first.
+        modified = response.headers.get_list("last-modified")
+        # 200 and 203 (from a proxy) carry the feed; 204 carries none and a 206 only part of
+        # it (nothing asked for a range): those, and the other 2xx, are errors to retry.
+        if code in (200, 203, 304):
             body = await self._read_body(response, url) if code != 304 else None
             return FetchResult(
                 url=state.url,
@@ -460,7 +464,7 @@ class Fetcher:
                 body=body,
                 headers=headers,
                 etag=_clean_validator(headers.get("etag")),
-                last_modified=_clean_validator(headers.get("last-modified")),
+                last_modified=_clean_validator(modified[0] if modified else None),
                 conditional=conditional,
                 permanent_redirect=progress.permanent_redirect,
                 cache_max_age=_cache_max_age(headers, now),
@@ -775,6 +779,13 @@ def _describe_status(code: int, url: str, retry_after: datetime | None) -> str: 
         return f"server error (HTTP {code} {phrase}) at {url}: a problem on the site's side; will retry later"
     if 400 <= code < 500:
         return f"request refused (HTTP {code} {phrase}) at {url}: check the url in feeds.yaml"
+    if code == 206:
+        return (
+            f"partial content (HTTP 206) at {url}: part of the feed, though no part was asked for; "
+            "will retry later"
+        )
+    if 200 <= code < 300:
+        return f"no feed in the response (HTTP {code} {phrase}) at {url}: will retry later"
     return f"unexpected response (HTTP {code} {phrase}) at {url}: expected a feed"
 
 

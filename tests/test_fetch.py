@@ -734,3 +734,39 @@ async def test_a_consent_page_that_sends_back_to_the_feed_with_a_cookie_is_no_lo
     assert looped.status is FeedStatus.ERROR
     assert looped.error is not None
     assert looped.error.startswith("redirect loop: ")
+
+
+@pytest.mark.parametrize(
+    ("code", "words"),
+    [(204, "no feed in the response (HTTP 204 No Content)"), (206, "partial content (HTTP 206)")],
+)
+async def test_a_2xx_without_a_whole_feed_is_an_error_to_retry(
+    feed_server: FeedServer, code: int, words: str
+) -> None:
+    def answer(handler: Any, request: Any) -> None:
+        handler.respond(
+            request, code, RSS[:100] if code == 206 else b"", {"Content-Type": "application/rss+xml"}
+        )
+
+    feed_server._specials["/odd-2xx"] = answer
+    result = await fetch(feed_server.url("/odd-2xx"))
+    assert result.status is FeedStatus.ERROR
+    assert result.error is not None
+    assert words in result.error
+    assert result.body is None
+
+
+async def test_of_two_last_modified_headers_the_first_is_sent_back(feed_server: FeedServer) -> None:
+    first, second = "Mon, 18 Aug 2025 08:00:00 GMT", "Mon, 18 Aug 2025 09:00:00 GMT"
+
+    def answer(handler: Any, request: Any) -> None:
+        handler.send_response_only(200)
+        for name, value in (("Content-Type", "application/rss+xml"), ("Last-Modified", first),
+                            ("Last-Modified", second), ("Content-Length", str(len(RSS)))):  # fmt: skip
+            handler.send_header(name, value)
+        handler.end_headers()
+        handler.wfile.write(RSS)
+
+    feed_server._specials["/two-dates"] = answer
+    result = await fetch(feed_server.url("/two-dates"))
+    assert result.last_modified == first  # not "first, second", which no server reads as a date
