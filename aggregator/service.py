@@ -74,6 +74,10 @@ EXIT_OK, EXIT_USAGE, EXIT_ALREADY_RUNNING = 0, 2, 3
 POLL_JOB_ID = "poll"
 NEWSLETTER_JOB_PREFIX = "newsletter:"
 RETRY_JOB_ID = "newsletter-retries"
+# After an issue failed as a whole (not one reader: the transport, the files), the retry
+# job leaves its newsletter alone this long, so that a broken setting is one error line in
+# a quarter of an hour, not one a minute.
+FAILED_ISSUE_PAUSE = timedelta(minutes=15)
 
 # How often the poll job asks the store what is due.  One indexed query; feeds are due
 # at most this much after their next check (the minimum polling interval is minutes).
@@ -390,6 +394,7 @@ class Service:
         # (newsletters._sending_lock, a file lock), and a second job of this process asking
         # for it at the same moment would find it held and skip its issue.
         self._sending = asyncio.Lock()
+        self._failed_at: dict[str, datetime] = {}  # newsletter -> when its last issue failed as a whole
         self._stopper: asyncio.Task[None] | None = None
         self.stopping = False
 
@@ -512,6 +517,9 @@ class Service:
                 # An issue is going out: what waits now is most likely its own next recipients.
                 # Waiting for it here would hold this job past its next ticks; they look again.
                 break
+            failed = self._failed_at.get(newsletter.name)
+            if failed is not None and self.clock.now() - failed < FAILED_ISSUE_PAUSE:
+                continue  # it failed as a whole (no SMTP password, say): not again every minute
             try:
                 waiting = await asyncio.to_thread(_waiting, self.store, newsletter, self.clock.now())
             except StoreError as exc:
@@ -574,17 +582,24 @@ class Service:
                 log.warning("newsletter %s: cancelled by a second stop signal", newsletter.name)
                 return ()
             except (AggregatorError, OSError) as exc:
+                self._failed_at[newsletter.name] = now
                 log.error(
-                    "newsletter %s: issue of %s failed: %s", newsletter.name, scheduled_for.isoformat(), exc
+                    "newsletter %s: issue of %s failed: %s; the retry job tries again in %s",
+                    newsletter.name,
+                    scheduled_for.isoformat(),
+                    exc,
+                    FAILED_ISSUE_PAUSE,
                 )
                 return ()
             except Exception:  # a bug in one issue must not end a process meant to run for weeks
+                self._failed_at[newsletter.name] = now
                 log.exception(
                     "newsletter %s: issue of %s failed unexpectedly",
                     newsletter.name,
                     scheduled_for.isoformat(),
                 )
                 return ()
+        self._failed_at.pop(newsletter.name, None)
         seconds = time.monotonic() - began
         for run in runs:
             _log_digest(run, seconds)

@@ -37,6 +37,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from aggregator import mail, newsletters
 from aggregator.clock import ManualClock
 from aggregator.config import LoadedConfig, NewsletterConfig, load_config
+from aggregator.errors import AggregatorError
 from aggregator.newsletters import run_due_newsletters
 from aggregator.runlock import SchedulerAlreadyRunning, run_lock
 from aggregator.schedule import last_fire_time, newsletter_trigger
@@ -690,3 +691,26 @@ async def test_an_issue_skipped_while_another_process_sent_goes_out_at_the_next_
         await service.run_job(RETRY_JOB_ID)
         assert delivery_status(store, "daily") == "sent"
     assert len(handler.messages) == 1
+
+
+@pytest.mark.anyio
+async def test_an_issue_that_fails_as_a_whole_is_retried_every_quarter_hour_not_every_minute(
+    tmp_path: Path,
+) -> None:
+    newsletters = 'newsletters:\n  - {name: daily, title: Daily, schedule: "0 7 * * *", timezone: UTC}\n'
+    loaded = load_config(write_config(tmp_path / "feeds.yaml", [], newsletters))
+    attempts: list[datetime] = []
+
+    async def broken(*args: Any, now: datetime, **kwargs: Any) -> tuple[DigestRun, ...]:
+        attempts.append(now)
+        raise AggregatorError("SMTP password not set: AGGREGATOR_SMTP_PASSWORD")
+
+    clock = ManualClock(utc(2026, 12, 7, 7))
+    with Store.open(loaded.database_url) as store:
+        record_issue(store, "daily", utc(2026, 12, 6, 7))  # sent yesterday: today's is due
+        service = Service(loaded, store, clock=clock, run_issue=broken)
+        await service.run_newsletter("daily")  # the cron job: fails
+        for _ in range(20):  # twenty retry ticks, a minute apart
+            clock.advance(timedelta(minutes=1))
+            await service.run_job(RETRY_JOB_ID)
+    assert attempts == [utc(2026, 12, 7, 7), utc(2026, 12, 7, 7, 15)]
