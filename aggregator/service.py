@@ -584,7 +584,7 @@ class Service:
             except (AggregatorError, OSError) as exc:
                 self._failed_at[newsletter.name] = now
                 log.error(
-                    "newsletter %s: issue of %s failed: %s; the retry job tries again in %s",
+                    "newsletter %s: issue of %s failed: %s; not tried again for %s",
                     newsletter.name,
                     scheduled_for.isoformat(),
                     exc,
