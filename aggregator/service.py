@@ -608,35 +608,41 @@ class Service:
     # -- scheduling ---------------------------------------------------------------------
 
     def install(self, scheduler: AsyncIOScheduler, *, poll_now: bool = True) -> None:
-        """Add the poll job and one job per newsletter to ``scheduler`` (not started here).
+        """Add the poll job, the retry job and one job per newsletter to ``scheduler`` (not
+        started here).
 
         ``poll_now=False`` leaves the first poll to the caller (``start`` does it before the
         catch-up, so that a first issue holds what that poll found).
         """
         self.scheduler = scheduler
-        first_poll = self.clock.now() if poll_now else self.clock.now() + self.poll_tick
-        scheduler.add_job(
-            self.poll_due,
-            self._poll_trigger(),
-            id=POLL_JOB_ID,
-            name="poll the feeds that are due",
-            coalesce=True,
-            max_instances=1,
-            misfire_grace_time=int(POLL_MISFIRE_GRACE.total_seconds()),
-            next_run_time=first_poll,
-            replace_existing=True,
+        next_tick = self.clock.now() + self.poll_tick
+        ticking = (
+            (
+                self.poll_due,
+                POLL_JOB_ID,
+                "poll the feeds that are due",
+                self.clock.now() if poll_now else next_tick,
+            ),
+            # Its first run a tick away: the catch-up at start comes first.
+            (
+                self.send_waiting,
+                RETRY_JOB_ID,
+                "send what waits: retries, an issue whose time passed unsent",
+                next_tick,
+            ),
         )
-        scheduler.add_job(
-            self.send_waiting,
-            self._poll_trigger(),
-            id=RETRY_JOB_ID,
-            name="send what waits: retries, and an issue whose time passed unsent",
-            coalesce=True,
-            max_instances=1,
-            misfire_grace_time=int(POLL_MISFIRE_GRACE.total_seconds()),
-            next_run_time=self.clock.now() + self.poll_tick,  # the catch-up at start comes first
-            replace_existing=True,
-        )
+        for job, job_id, name, first_run in ticking:
+            scheduler.add_job(
+                job,
+                self._poll_trigger(),
+                id=job_id,
+                name=name,
+                coalesce=True,
+                max_instances=1,
+                misfire_grace_time=int(POLL_MISFIRE_GRACE.total_seconds()),
+                next_run_time=first_run,
+                replace_existing=True,
+            )
         self._install_newsletters()
 
     def _install_newsletters(self) -> None:
