@@ -46,7 +46,7 @@ if TYPE_CHECKING:
     from aggregator.dedupe import DedupeSettings
     from aggregator.newsletters import IssueOutcome
     from aggregator.publish import PublishResult
-    from aggregator.stories import StorySettings
+    from aggregator.stories import Story, StorySettings
 
 from aggregator.types import (
     DuplicateEvidence,
@@ -599,9 +599,37 @@ def group_into_stories(config: Config, store: Store, now: datetime) -> int:
     ]
     if not candidates:
         return 0
-    grouping = stories.group_stories(candidates, settings=settings, now=now)
-    rules = tuple(topics.TopicRule(t.name, t.keywords) for t in config.topics)
-    feed_topics = {f.url: f.topics for f in config.feeds if f.topics}
-    labelled = topics.assign_topics(grouping.stories, candidates, rules, feed_topics=feed_topics)
-    store.save_stories(((s.id, s.label, s.topics) for s in labelled), grouping.assignments.items(), now)
+    late = _late_copies(store, candidates)
+    candidates = [e for e in candidates if e.id not in late]
+    labelled: tuple[Story, ...] = ()
+    assignments = dict(late)
+    if candidates:
+        grouping = stories.group_stories(candidates, settings=settings, now=now)
+        rules = tuple(topics.TopicRule(t.name, t.keywords) for t in config.topics)
+        feed_topics = {f.url: f.topics for f in config.feeds if f.topics}
+        labelled = topics.assign_topics(grouping.stories, candidates, rules, feed_topics=feed_topics)
+        assignments.update(grouping.assignments)
+    store.save_stories(((s.id, s.label, s.topics) for s in labelled), assignments.items(), now)
     return len(labelled)
+
+
+def _late_copies(store: Store, candidates: Sequence[StoredEntry]) -> dict[str, str]:
+    """Copies among ``candidates`` whose kept copy is not one of them: entry id → the kept
+    copy's stored story.
+
+    The story stage regroups only recent entries; a copy that arrives after its kept copy
+    left that window would otherwise start a story of its own, and ``export`` would show
+    one article in two stories.
+    """
+    given = {e.id for e in candidates}
+    outside = {
+        e.duplicate_of for e in candidates if e.duplicate_of is not None and e.duplicate_of not in given
+    }
+    if not outside:
+        return {}
+    story_of = {e.id: e.story for e in store.get_entries(outside) if e.story is not None}
+    return {
+        e.id: story_of[e.duplicate_of]
+        for e in candidates
+        if e.duplicate_of is not None and e.duplicate_of in story_of
+    }

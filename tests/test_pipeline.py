@@ -15,7 +15,7 @@ import sqlite3
 import subprocess
 import sys
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -27,8 +27,8 @@ import aggregator.cli
 from aggregator import pipeline
 from aggregator.cli import app
 from aggregator.config import load_config
-from aggregator.store import Store
-from aggregator.types import FeedStatus
+from aggregator.store import Store, entry_id
+from aggregator.types import DuplicateEvidence, Entry, FeedState, FeedStatus
 from tests.feedserver import FeedServer
 
 FEEDS = Path(__file__).parent / "feeds"
@@ -459,3 +459,42 @@ def test_poll_leaves_the_feeds_commands_unimported_and_help_still_lists_them(tmp
     assert re.search(r"feeds +Add, remove, change, list, import \(OPML\)", listed)
     assert listed.splitlines()[-1] == "imported"
     assert "Usage: aggregator feeds add [OPTIONS]" in run("feeds", "add", "--help")
+
+
+def test_a_copy_arriving_after_its_original_left_the_story_window_joins_its_story(tmp_path: Path) -> None:
+    # The story stage regroups only the last few days; a syndicated copy that turns up a week
+    # after its original was grouped must not start a story of its own in `export`.
+    wire, ledger = "https://wire.example/feed.xml", "https://ledger.example/rss"
+    loaded = load_config(write_config(tmp_path, [wire, ledger]))
+    then, now = datetime(2025, 8, 1, tzinfo=UTC), datetime(2025, 8, 10, tzinfo=UTC)
+    body = "Leaders met in Anchorage on Friday for talks that ended without a ceasefire agreement."
+
+    def article(guid: str, when: datetime) -> Entry:
+        return Entry(
+            guid=guid,
+            url=f"https://x.example/{guid}",
+            canonical_url=f"https://x.example/{guid}",
+            title="Leaders meet in Alaska",
+            published=when,
+            content_html=f"<p>{body}</p>",
+            text=body,
+        )
+
+    def polled(url: str, when: datetime) -> FeedState:
+        return FeedState(url=url, status=FeedStatus.OK, last_fetch=when, next_check=when + timedelta(hours=1))
+
+    with Store.open(loaded.database_url) as store:
+        store.save_poll(polled(wire, then), [article("original", then)], then)
+        assert pipeline.group_into_stories(loaded.config, store, then) == 1
+        original, copy = entry_id(wire, "original"), entry_id(ledger, "copy")
+        [first] = store.get_entries([original])
+        assert first.story is not None
+
+        store.save_poll(polled(ledger, now), [article("copy", now)], now)
+        store.save_duplicates(
+            [DuplicateEvidence(copy, original, stage="content", score=1.0, matched=original)]
+        )
+        pipeline.group_into_stories(loaded.config, store, now)
+        stored = {e.id: e.story for e in store.get_entries([original, copy])}
+    assert stored == {original: first.story, copy: first.story}
+    assert {row["story"] for row in export_of(write_config(tmp_path, [wire, ledger]))} == {first.story}
