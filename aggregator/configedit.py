@@ -285,7 +285,7 @@ class ConfigDocument:
                 other = self.duplicate_of(value)
                 if other is not None and other != _str(item.get("url")):
                     raise DuplicateError(f"{self.path.name}: already subscribed: {other}")
-            _set_key(item, key, _yaml_value(value))
+            _set_key(item, key, _yaml_value(value), where=self._where(item))
         return index
 
     # -- newsletters --------------------------------------------------------------------------
@@ -313,7 +313,7 @@ class ConfigDocument:
             taken = {_str(other.get("name")) for other in self._items("newsletters")}
             if key == "name" and value != name and value in taken:
                 raise DuplicateError(f"{self.path.name}: a newsletter named {value!r} already exists")
-            _set_key(item, key, _yaml_value(value))
+            _set_key(item, key, _yaml_value(value), where=self._where(item))
         return index
 
     # -- writing ------------------------------------------------------------------------------
@@ -330,6 +330,11 @@ class ConfigDocument:
         write_atomically(self.path, data, expected_version=self.version)
         self.version = file_version(data)
         return self.version
+
+    def _where(self, item: CommentedMap) -> str:
+        """``feeds.yaml:LINE`` of a list item, for messages (the line as read)."""
+        line = item.lc.line  # None for an item added since the file was read
+        return f"{self.path.name}:{line + 1}" if line is not None else self.path.name
 
     def _items(self, key: str) -> list[CommentedMap]:
         value = self._data.get(key)
@@ -690,8 +695,18 @@ def _remove_item(data: CommentedMap, key: str, index: int) -> None:
         entry[2] = CommentToken("\n" + _join_below(lead_stays, below), CommentMark(0), None)
 
 
-def _set_key(item: CommentedMap, key: str, value: object) -> None:
-    """Set or (value None) remove ``key`` of a list item, keeping the comment that follows the item."""
+def _set_key(item: CommentedMap, key: str, value: object, *, where: str) -> None:
+    """Set or (value None) remove ``key`` of a list item, keeping the comment that follows the item.
+
+    A key the item takes from a ``<<:`` merge cannot be removed here: deleting it would leave
+    the merged value in force while the edit reported success.  Setting one adds the item's
+    own key, which YAML lets override the merge.
+    """
+    if value is None and key in item and key not in dict(item.non_merged_items()):
+        raise EditError(
+            f"{where}: cannot remove {key!r}: its value comes from a '<<:' merge; "
+            "change the merged mapping, or set a value here to override it"
+        )
     tail = _get_tail(item)
     eol, below = _split_tail(tail)
     if key in item:

@@ -279,3 +279,29 @@ def test_topics_that_look_like_yaml_syntax_are_written_so_they_read_back(tmp_pat
     feeds = {f.url: f.topics for f in load_config(path).config.feeds}
     assert feeds["https://wire.example.com/rss.xml"] == topics
     assert feeds["https://new.example/feed"] == topics
+
+
+def test_a_key_taken_from_a_yaml_merge_is_overridden_but_never_silently_kept(tmp_path: Path) -> None:
+    path = tmp_path / "feeds.yaml"
+    path.write_text(
+        "feeds:\n"
+        "  - url: https://a.example/feed\n"
+        "    topics: &common [politics]\n"
+        "  - url: https://b.example/feed\n"
+        "    <<: {topics: *common}\n"
+        "newsletters: []\n",
+        encoding="utf-8",
+    )
+    before = path.read_bytes()
+    document = ConfigDocument.read(path)
+    # Removing it would leave the merged value in force while reporting success.
+    with pytest.raises(
+        EditError, match=r"feeds.yaml:4: cannot remove 'topics': its value comes from a '<<:' merge"
+    ):
+        document.set_feed("https://b.example/feed", {"topics": None})
+    assert path.read_bytes() == before
+
+    document.set_feed("https://b.example/feed", {"topics": ["economy"]})
+    document.save()
+    feeds = load_config(path).config.feeds
+    assert [f.topics for f in feeds] == [("politics",), ("economy",)]
