@@ -16,7 +16,8 @@ feeds gets a page to pick one.
 
 Access: without a token of at least 16 characters in the environment the editor is off
 (503).  A person signs in by posting the token to the login form, which sets a signed,
-HttpOnly, SameSite=Strict session cookie limited to the editor's path; a script may send
+HttpOnly, SameSite=Strict session cookie limited to the editor's path (the server keeps
+the session's id, so signing out ends it even for a copied cookie); a script may send
 ``Authorization: Bearer TOKEN`` instead.  The token never travels in a URL and is never
 logged.  Every POST made with the cookie must carry the session's CSRF token (a hidden
 field), and an ``Origin`` header, when present, must be this site.  After
@@ -91,6 +92,33 @@ _DONE = {
 @dataclass(frozen=True, slots=True)
 class _Session:
     csrf: str | None  # None when authenticated by the Authorization header (no cookie, no CSRF)
+    id: str | None = None  # the cookie's session, which signing out ends
+
+
+class _LiveSessions:
+    """The cookie sessions this process started and that have not ended.
+
+    A signed cookie alone would stay good until it expires, so signing out could not stop
+    a copied cookie; the server keeps the ids it handed out and forgets one on sign-out.
+    They live in memory: a restart signs everyone out, which only asks for the token again.
+    """
+
+    def __init__(self, lifetime: timedelta) -> None:
+        self.lifetime = lifetime
+        self._until: dict[str, datetime] = {}
+
+    def start(self, now: datetime) -> str:
+        self._until = {sid: until for sid, until in self._until.items() if until > now}
+        sid = secrets.token_urlsafe(24)
+        self._until[sid] = now + self.lifetime
+        return sid
+
+    def alive(self, sid: str, now: datetime) -> bool:
+        until = self._until.get(sid)
+        return until is not None and until > now
+
+    def end(self, sid: str) -> None:
+        self._until.pop(sid, None)
 
 
 class _Refused(Exception):
@@ -147,6 +175,7 @@ class _Editor:
         key = hmac.new((self.token or "").encode(), b"aggregator admin session", hashlib.sha256).digest()
         self.signer = itsdangerous.URLSafeTimedSerializer(key, salt="aggregator-admin-session")
         self.failures = RateLimiter(SIGN_IN_FAILURES)  # wrong tokens per client address
+        self.sessions = _LiveSessions(timedelta(seconds=SESSION_SECONDS))
         self.templates = jinja2.Environment(
             loader=jinja2.FileSystemLoader(_TEMPLATES),
             autoescape=True,
@@ -180,14 +209,22 @@ class _Editor:
         if scheme.lower() == "bearer" and given:
             return _Session(None) if self._token_ok(request, given) else None
         cookie = request.cookies.get(COOKIE)
-        if not cookie:
-            return None
+        return self._cookie_session(cookie) if cookie else None
+
+    def _cookie_session(self, cookie: str) -> _Session | None:
+        """The session a cookie names, if it is ours, unexpired and not signed out."""
         try:
             data = self.signer.loads(cookie, max_age=SESSION_SECONDS)
         except itsdangerous.BadData:
             return None
-        csrf = data.get("csrf") if isinstance(data, dict) else None
-        return _Session(csrf) if isinstance(csrf, str) else None
+        csrf, sid = (data.get("csrf"), data.get("sid")) if isinstance(data, dict) else (None, None)
+        if (
+            not isinstance(csrf, str)
+            or not isinstance(sid, str)
+            or not self.sessions.alive(sid, datetime.now(UTC))
+        ):
+            return None
+        return _Session(csrf, sid)
 
     def _token_ok(self, request: Request, given: str) -> bool:
         """Whether ``given`` is the token; a wrong one counts against the client's address,
@@ -284,7 +321,9 @@ class _Editor:
         response = self._redirect(request, "signed-in")
         response.set_cookie(
             COOKIE,
-            self.signer.dumps({"csrf": secrets.token_urlsafe(24)}),
+            self.signer.dumps(
+                {"csrf": secrets.token_urlsafe(24), "sid": self.sessions.start(datetime.now(UTC))}
+            ),
             max_age=SESSION_SECONDS,
             path=self._base(request) or "/",
             secure=request.url.scheme == "https",
@@ -295,9 +334,11 @@ class _Editor:
 
     async def logout(self, request: Request) -> Response:
         try:
-            await self._checked_form(request)
+            session, _ = await self._checked_form(request)
         except _Refused as refused:
             return self._refused(request, refused)
+        if session.id is not None:
+            self.sessions.end(session.id)  # a copy of the cookie is worth nothing from now on
         response = RedirectResponse(f"{self._base(request)}/login", status_code=303, headers=_HEADERS)
         response.delete_cookie(COOKIE, path=self._base(request) or "/")
         return response

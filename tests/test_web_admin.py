@@ -394,3 +394,18 @@ def test_a_person_adds_a_feed_in_a_real_browser(
         ("local", "world"),
     )
     assert "# Wire services first." in config.read_text()  # the person's comments survive
+
+
+def test_signing_out_ends_the_session_even_for_a_copied_cookie(client: httpx.Client, live: str) -> None:
+    sign_in(client)
+    copied = dict(client.cookies)
+    fields = form_fields(client)
+    response = client.post("/admin/logout", data={"csrf": fields["csrf"]})
+    assert (response.status_code, response.headers["location"]) == (303, "/admin/login")
+    # Someone who copied the cookie before the sign-out gets nothing from it.
+    with httpx.Client(base_url=live, cookies=copied, follow_redirects=False) as thief:
+        assert thief.get("/admin/").headers.get("location") == "/admin/login"
+        refused = thief.post("/admin/feeds/remove", data={"url": "Example Wire", **fields})
+        assert refused.headers.get("location") == "/admin/login"
+    sign_in(client)  # signing in again works
+    assert client.get("/admin/").status_code == 200
