@@ -1285,6 +1285,16 @@ class Store:
         with self._transaction(f"reading subscribers of {newsletter}", write=False) as conn:
             return {address: bool(active) for address, active in conn.execute(query)}
 
+    def subscriber(self, newsletter: str, address: str) -> tuple[bool, datetime] | None:
+        """``(active, when it last changed)`` for one address of ``newsletter``, None if unknown."""
+        table = subscribers_table
+        query = sa.select(table.c.active, table.c.changed).where(
+            table.c.newsletter == newsletter, table.c.address == address.strip().lower()
+        )
+        with self._transaction(f"reading subscriber {address}", write=False) as conn:
+            row = conn.execute(query).first()
+        return None if row is None else (bool(row.active), row.changed)
+
     def set_subscriber(self, newsletter: str, address: str, active: bool, now: datetime) -> None:
         """Subscribe (``active``) or unsubscribe ``address``; an unsubscribe also overrides feeds.yaml."""
         address = address.strip().lower()

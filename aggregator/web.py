@@ -190,6 +190,7 @@ class SubscriberStore(Protocol):
     """The store's subscriber methods (``store.Store`` has them)."""
 
     def subscribers(self, newsletter: str) -> dict[str, bool]: ...
+    def subscriber(self, newsletter: str, address: str) -> tuple[bool, datetime] | None: ...
     def set_subscriber(self, newsletter: str, address: str, active: bool, now: datetime) -> None: ...
 
 
@@ -812,10 +813,11 @@ class _Web:
                 )
         return None
 
-    def _read_confirm_token(self, token: str) -> tuple[str, str] | None:
+    def _read_confirm_token(self, token: str) -> tuple[str, str, datetime] | None:
+        """``(newsletter, address, when the link was made)`` of a valid link, else None."""
         try:
-            data = self.confirm_tokens.loads(
-                token, max_age=int(self.settings.confirm_max_age.total_seconds())
+            data, issued = self.confirm_tokens.loads(
+                token, max_age=int(self.settings.confirm_max_age.total_seconds()), return_timestamp=True
             )
         except itsdangerous.SignatureExpired:
             raise
@@ -827,7 +829,7 @@ class _Web:
             or not isinstance(data.get("a"), str)
         ):
             return None
-        return data["n"], data["a"]
+        return data["n"], data["a"], issued
 
     async def _confirm_target(self, request: Request) -> tuple[NewsletterInfo, str] | Response:
         try:
@@ -843,10 +845,21 @@ class _Web:
             return self.error(
                 request, 400, "Invalid link", "This confirmation link is not valid; copy it whole."
             )
-        letter = self.settings.newsletter(found[0])
+        name, address, issued = found
+        letter = self.settings.newsletter(name)
         if letter is None:
             return self.error(request, 404, "Not found", "This newsletter no longer exists.")
-        return letter, found[1]
+        # An unsubscribe outranks every confirmation link sent before it: the link left in
+        # the mailbox must not sign the address up again.
+        known = await run_in_threadpool(self.store.subscriber, name, address)
+        if known is not None and not known[0] and known[1] > issued:
+            return self.error(
+                request,
+                410,
+                "This link was sent before you unsubscribed",
+                "It no longer subscribes you. To receive this newsletter again, subscribe again.",
+            )
+        return letter, address
 
     async def confirm_form(self, request: Request) -> Response:
         target = await self._confirm_target(request)

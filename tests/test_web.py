@@ -308,6 +308,9 @@ def test_a_wrong_method_gets_405_and_a_crash_gets_a_page_without_a_trace(
         def subscribers(self, newsletter: str) -> dict[str, bool]:
             raise RuntimeError("secret internals")
 
+        def subscriber(self, newsletter: str, address: str) -> tuple[bool, datetime] | None:
+            raise RuntimeError("secret internals")
+
         def set_subscriber(self, newsletter: str, address: str, active: bool, now: datetime) -> None:
             raise RuntimeError("secret internals")
 
@@ -446,6 +449,31 @@ def test_a_confirmation_link_expires_and_a_tampered_one_is_refused(
     assert "expired" in expired.text
     assert client.post(path, data={"csrf": csrf_of(form)}).status_code == 410
     assert store.subscribers("daily") == {}
+
+
+def test_a_confirmation_link_sent_before_an_unsubscribe_does_not_subscribe_again(
+    client: httpx.Client, store: Store, outbox: Path, clock: ManualClock
+) -> None:
+    form = client.get("/subscribe")
+    client.post("/subscribe", data={"csrf": csrf_of(form), "newsletter": "daily", "email": "a@example.org"})
+    path = link_in(messages(outbox)[0]).removeprefix(BASE.rstrip("/"))
+    assert client.post(path, data={"csrf": csrf_of(client.get(path))}).status_code == 200
+    clock.advance(timedelta(hours=1))
+    token = newsletters.make_unsubscribe_token(KEY, "daily", "a@example.org")
+    assert client.post(f"/unsubscribe/{token}", data={"List-Unsubscribe": "One-Click"}).status_code == 200
+    clock.advance(timedelta(hours=1))
+    # The old link, still within its 48 hours, is opened again from the mailbox.
+    replay = client.get(path)
+    assert replay.status_code == 410
+    assert "before you unsubscribed" in replay.text
+    assert client.post(path, data={"csrf": csrf_of(form)}).status_code == 410
+    assert store.subscribers("daily") == {"a@example.org": False}
+
+    # Subscribing again sends a new link, and that one works.
+    client.post("/subscribe", data={"csrf": csrf_of(form), "newsletter": "daily", "email": "a@example.org"})
+    fresh = link_in(messages(outbox)[-1]).removeprefix(BASE.rstrip("/"))
+    assert client.post(fresh, data={"csrf": csrf_of(client.get(fresh))}).status_code == 200
+    assert store.subscribers("daily") == {"a@example.org": True}
 
 
 @pytest.mark.parametrize(
