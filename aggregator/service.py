@@ -931,7 +931,7 @@ def run_forever(
 class NextRun:
     """When a job of the scheduler runs next, for ``aggregator status``."""
 
-    job: str  # "poll" or "newsletter:NAME"
+    job: str  # "poll", "newsletter:NAME" or "newsletter-retries"
     next_run: datetime | None  # UTC; None: never (no feeds to poll, nothing scheduled)
     detail: str
 
@@ -941,6 +941,7 @@ def next_runs(loaded: LoadedConfig, store: Store, now: datetime) -> list[NextRun
 
     Polling: the earliest next check of an enabled feed (a never-polled feed is due now);
     the scheduler picks it up within ``POLL_TICK``.  Newsletters: their next scheduled time.
+    Retries: when the first delivery waiting to be retried (or an issue left unsent) is due.
     """
     feeds = loaded.enabled_feeds
     states = store.feed_states([f.url for f in feeds])
@@ -964,4 +965,35 @@ def next_runs(loaded: LoadedConfig, store: Store, now: datetime) -> list[NextRun
                 str(trigger),
             )
         )
+    runs.append(_retry_run(loaded, store, now))
     return runs
+
+
+def _retry_run(loaded: LoadedConfig, store: Store, now: datetime) -> NextRun:
+    """What the retry job has waiting (see ``_waiting``): the earliest time, and for whom."""
+    times: list[datetime] = []
+    details: list[str] = []
+    for newsletter in loaded.config.newsletters:
+        latest = store.latest_issue(newsletter.name)
+        if latest is None:
+            continue
+        if latest.status != "sending":
+            if (
+                schedule.due_issue(schedule.newsletter_trigger(newsletter), latest.window_end, now)
+                is not None
+            ):
+                times.append(now)
+                details.append(f"{newsletter.name}: an issue is due")
+            continue
+        waiting = [
+            max(now, row.next_attempt) if row.status == "retry" and row.next_attempt is not None else now
+            for row in store.deliveries(newsletter.name, latest.number)
+            if row.status in ("pending", "retry")
+        ]
+        if waiting:
+            times.append(min(waiting))
+            noun = "delivery" if len(waiting) == 1 else "deliveries"
+            details.append(f"{newsletter.name} #{latest.number}: {len(waiting)} {noun} waiting")
+    if not times:
+        return NextRun(RETRY_JOB_ID, None, "nothing to retry")
+    return NextRun(RETRY_JOB_ID, min(times), "; ".join(details))

@@ -46,6 +46,7 @@ from aggregator.service import (
     RETRY_JOB_ID,
     ConfigWatcher,
     DigestRun,
+    NextRun,
     Service,
     next_runs,
     serve,
@@ -245,6 +246,25 @@ async def test_at_start_one_missed_issue_is_caught_up_and_an_interrupted_one_fin
         # After that, "fresh" follows its schedule.
         runs = {r.job: r.next_run for r in next_runs(loaded, store, now)}
         assert runs[NEWSLETTER_JOB_PREFIX + "fresh"] == utc(2025, 8, 19, 7)
+
+
+def test_status_lists_the_retry_job_with_what_waits_and_when(tmp_path: Path, now: datetime) -> None:
+    newsletters = """newsletters:
+  - {name: daily, title: Daily, schedule: "0 7 * * *"}
+  - {name: weekly, title: Weekly, schedule: "0 7 * * 1"}
+"""
+    loaded = load_config(write_config(tmp_path / "feeds.yaml", [], newsletters))
+    with Store.open(loaded.database_url) as store:
+        assert next_runs(loaded, store, now)[-1] == NextRun(RETRY_JOB_ID, None, "nothing to retry")
+
+        issue = IssueRecord("daily", 1, None, now, now, "sending", 0, "{}", None)
+        store.freeze_issue(issue, ["a@example.org", "b@example.org", "c@example.org"], now)
+        later = now + timedelta(minutes=10)
+        store.set_delivery("daily", 1, "a@example.org", "retry", now, error="451 busy", next_attempt=later)
+        store.set_delivery("daily", 1, "b@example.org", "sent", now)
+        store.set_delivery("daily", 1, "c@example.org", "failed", now, error="550 no such user")
+        expected = NextRun(RETRY_JOB_ID, later, "daily #1: 1 delivery waiting")
+        assert next_runs(loaded, store, now)[-1] == expected
 
 
 @pytest.mark.anyio
