@@ -521,7 +521,9 @@ def _read_feedparser(body: bytes, content_type: str, url: str) -> _RawFeed:
     raw_entries = list(result.get("entries") or [])
     problem = _bozo_message(result)
     if not raw_entries and not version:
-        raise ParseError(_not_a_feed_message(body, content_type, url, problem), _advertised(body, url))
+        raise ParseError(
+            _not_a_feed_message(body, content_type, url, problem), _advertised(body, content_type, url)
+        )
     warnings = [problem] if problem else []
     if not version:
         warnings.append(f"unrecognized feed format; read {len(raw_entries)} entries anyway")
@@ -632,7 +634,7 @@ def _looks_like_html(body: bytes, content_type: str) -> bool:
 
 def _not_a_feed_message(body: bytes, content_type: str, url: str, problem: str | None) -> str:
     if _looks_like_html(body, content_type):
-        advertised = _advertised(body, url)
+        advertised = _advertised(body, content_type, url)
         if advertised:
             return f"not a feed: {url} is an HTML page; it advertises these feeds: {', '.join(advertised)}"
         return f"not a feed: {url} is an HTML page and advertises no feed (no <link rel=alternate>)"
@@ -671,19 +673,41 @@ class _FeedLinkFinder(HTMLParser):
     handle_startendtag = handle_starttag
 
 
-def _advertised(body: bytes, url: str) -> tuple[str, ...]:
+def _advertised(body: bytes, content_type: str, url: str) -> tuple[str, ...]:
     """The feed URLs an HTML page advertises, absolute, in page order."""
     if b"<link" not in body and b"<LINK" not in body:
         return ()
     finder = _FeedLinkFinder()
+    head = body[: 512 * 1024]
     try:
-        finder.feed(body[: 512 * 1024].decode("utf-8", "replace"))
+        finder.feed(head.decode(_html_charset(head, content_type), "replace"))
         finder.close()
     except Exception:  # html.parser is lenient, but a hostile page must not crash a poll
         return ()
     base = _absolute_http(finder.base, url) or url
     links = (_absolute_http(h, base) for h in finder.hrefs)
     return tuple(dict.fromkeys(link for link in links if link))
+
+
+_META_CHARSET_RE = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?([A-Za-z0-9._:-]+)""", re.IGNORECASE)
+
+
+def _html_charset(body: bytes, content_type: str) -> str:
+    """The page's encoding as HTML says to find it: a byte order mark, the HTTP charset, a
+    ``<meta charset>`` (or ``http-equiv``) in the first 1024 bytes, else UTF-8."""
+    if body.startswith(b"\xef\xbb\xbf"):
+        return "utf-8"
+    if body.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return "utf-16"
+    http = re.search(r"charset\s*=\s*[\"']?([\w.:-]+)", content_type, re.IGNORECASE)
+    meta = _META_CHARSET_RE.search(body[:1024])
+    for found in (http.group(1) if http else None, meta.group(1).decode("ascii") if meta else None):
+        if found:
+            try:
+                return codecs.lookup(found).name
+            except LookupError:
+                continue  # a charset Python does not know: try the next clue
+    return "utf-8"
 
 
 # --- the fast path ------------------------------------------------------------------------

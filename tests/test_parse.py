@@ -273,6 +273,30 @@ def test_html_page_names_the_feeds_it_advertises() -> None:
     )
 
 
+@pytest.mark.parametrize(
+    ("headers", "declared"),
+    [
+        ({"content-type": "text/html; charset=windows-1251"}, b""),  # said by the server
+        ({"content-type": "text/html"}, b'<meta charset="windows-1251">'),  # said by the page
+        (
+            {"content-type": "text/html"},
+            b'<meta http-equiv="Content-Type" content="text/html; charset=cp1251">',
+        ),
+    ],
+)
+def test_an_html_page_in_its_own_charset_advertises_its_feeds_word_for_word(
+    headers: dict[str, str], declared: bytes
+) -> None:
+    page = (
+        b"<!doctype html><html><head>" + declared + b"<title>\xcd\xee\xe2\xee\xf1\xf2\xe8</title>"
+        b'<link rel="alternate" type="application/rss+xml" href="/\xeb\xe5\xed\xf2\xe0.xml">'
+        b"</head><body></body></html>"
+    )
+    with pytest.raises(ParseError) as caught:
+        parse_feed(page, headers, "https://x.example/")
+    assert caught.value.advertised == ("https://x.example/лента.xml",)
+
+
 def test_malformed_but_recoverable_feed_is_accepted_with_a_warning() -> None:
     feed = parse_fixture("malformed.xml")
     assert [e.title for e in feed.entries] == ["Café opens today", "Second item"]
