@@ -77,6 +77,8 @@ ACCEPT = (
 ACCEPT_ENCODING = "gzip, deflate" + (
     ", br" if importlib.util.find_spec("brotli") or importlib.util.find_spec("brotlicffi") else ""
 )
+# Content codings a response may use: what we ask for, and the no-op ones.
+_DECODABLE = frozenset({"identity", "x-gzip", *(e.strip() for e in ACCEPT_ENCODING.split(","))})
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 PERMANENT_REDIRECT_STATUSES = frozenset({301, 308})
 _MAX_VALIDATOR_LENGTH = 1024  # a longer ETag is not worth storing or sending back
@@ -504,6 +506,15 @@ class Fetcher:
     async def _decoded(self, response: httpx.Response, url: str) -> AsyncIterator[bytes]:
         """The body, decoded, in pieces of at most ``_Inflater.PIECE`` bytes for gzip and deflate."""
         encoding = response.headers.get("content-encoding", "").strip().lower()
+        unknown = [e for e in (part.strip() for part in encoding.split(",")) if e and e not in _DECODABLE]
+        if unknown:
+            # httpx would pass such a body on as it came, and the parser would call it broken XML.
+            named = ", ".join(e[:40] for e in unknown)
+            raise _Failed(
+                f"{url} sent the feed compressed as {named}, which was not asked for "
+                f"(Accept-Encoding: {ACCEPT_ENCODING}) and cannot be decoded here; the site must fix "
+                "its server"
+            )
         if encoding not in _Inflater.ENCODINGS:
             # Encodings we do not inflate ourselves (br when installed): httpx decodes, we count.
             async for data in response.aiter_bytes():

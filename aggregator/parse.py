@@ -633,6 +633,11 @@ def _looks_like_html(body: bytes, content_type: str) -> bool:
 
 
 def _not_a_feed_message(body: bytes, content_type: str, url: str, problem: str | None) -> str:
+    if body.startswith(b"\x1f\x8b"):
+        return (
+            f"not a feed: {url}: the body is still gzip-compressed after decoding (compressed twice, "
+            "or a .gz file served without Content-Encoding: gzip); the site must fix its server"
+        )
     if _looks_like_html(body, content_type):
         advertised = _advertised(body, content_type, url)
         if advertised:

@@ -770,3 +770,20 @@ async def test_of_two_last_modified_headers_the_first_is_sent_back(feed_server: 
     feed_server._specials["/two-dates"] = answer
     result = await fetch(feed_server.url("/two-dates"))
     assert result.last_modified == first  # not "first, second", which no server reads as a date
+
+
+@pytest.mark.parametrize("encoding", ["br", "zstd", "gzip, br"])
+async def test_a_body_compressed_in_a_way_not_asked_for_is_named_not_called_broken_xml(
+    feed_server: FeedServer, encoding: str
+) -> None:
+    feed_server.add_feed(
+        "/odd.xml", b"\x8b\x03\x80<rss>not really</rss>\x03", headers={"Content-Encoding": encoding}
+    )
+    result = await fetch(feed_server.url("/odd.xml"))
+    assert result.status is FeedStatus.ERROR
+    assert result.error is not None
+    assert (
+        f"sent the feed compressed as {encoding.removeprefix('gzip, ')}, which was not asked for"
+        in result.error
+    )
+    assert "Accept-Encoding: gzip, deflate" in result.error

@@ -7,6 +7,7 @@ the ParseError it must raise.  After a deliberate change of behaviour, rewrite t
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import re
@@ -718,3 +719,11 @@ def test_a_guid_repeated_in_one_feed_counts_once_even_when_its_first_copy_is_kno
     assert [e.title for e in parsed.entries] == ["first"]
     again = parse_feed(feed, headers, "https://example.com/feed", known={parsed.source_keys[0]: "x"})
     assert (again.entries, again.unchanged) == ((), ("x",))
+
+
+def test_a_body_still_gzipped_after_decoding_is_named_as_such() -> None:
+    twice = gzip.compress((FEEDS / "rss20.xml").read_bytes())  # what is left after one gunzip
+    with pytest.raises(
+        ParseError, match=r"the body is still gzip-compressed after decoding \(compressed twice"
+    ):
+        parse_feed(twice, {"content-type": "application/rss+xml"}, "https://x.example/feed.xml")
