@@ -561,7 +561,43 @@ def _cross_checks(
                         hint,
                     )
                 )
+        for f_index, wanted in enumerate(letter.feeds):
+            problem = _unknown_feed_problem(wanted, config, base_dir)
+            if problem is not None:
+                message, hint = problem
+                line, col = position(("newsletters", index, "feeds", f_index))
+                where = f"newsletters[{index}].feeds[{f_index}]"
+                problems.append(ConfigProblem(name, line, col, where, message, hint))
     return problems
+
+
+def _unknown_feed_problem(wanted: str, config: Config, base_dir: Path) -> tuple[str, str] | None:
+    """``(message, hint)`` when a newsletter's ``feeds`` entry is not a URL exactly as listed
+    under ``feeds:`` (stories are matched by that string: anything else would silently leave
+    every issue empty), else None."""
+    listed = {f.url for f in config.feeds}
+    if wanted in listed:
+        return None
+    try:
+        target: str | None = resolve_feed_location(wanted, base_dir)
+    except (ValueError, OSError):  # a NUL byte, a name too long for a path
+        target = None
+    same = next(
+        (
+            f.url
+            for f in config.feeds
+            if wanted == f.title or target == resolve_feed_location(f.url, base_dir)
+        ),
+        None,
+    )
+    close = difflib.get_close_matches(wanted, sorted(listed), n=1)
+    if same is not None:
+        hint = f"write it as listed under 'feeds:': {same!r}"
+    elif close:
+        hint = f"did you mean {close[0]!r}?"
+    else:
+        hint = "list the feed under 'feeds:' first, then name it here by its URL"
+    return f"no feed with URL {wanted!r}", hint
 
 
 def _feed_lines(data: Any) -> dict[str, int]:

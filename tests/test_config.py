@@ -96,6 +96,28 @@ def test_newsletter_schedule_timezone_and_topic_are_checked(tmp_path: Path) -> N
     ]
 
 
+def test_a_newsletter_naming_a_feed_not_listed_is_refused_with_what_to_write(tmp_path: Path) -> None:
+    # Stories are matched by the feed's URL as listed: anything else would leave every issue
+    # empty, silently, day after day.
+    path = write(
+        tmp_path,
+        "feeds:\n  - url: seeds/ledger.xml\n    title: The Northern Ledger\n  - url: https://wire.example/feed\n"
+        "newsletters:\n  - name: daily\n    title: Daily\n"
+        "    feeds: [The Northern Ledger, ./seeds/ledger.xml, https://wire.example/fed, other.xml,"
+        " seeds/ledger.xml]\n",
+    )
+    assert problems_of(path) == [
+        f"{path}:8:13: newsletters[0].feeds[0]: no feed with URL 'The Northern Ledger'"
+        " (write it as listed under 'feeds:': 'seeds/ledger.xml')",
+        f"{path}:8:34: newsletters[0].feeds[1]: no feed with URL './seeds/ledger.xml'"
+        " (write it as listed under 'feeds:': 'seeds/ledger.xml')",
+        f"{path}:8:54: newsletters[0].feeds[2]: no feed with URL 'https://wire.example/fed'"
+        " (did you mean 'https://wire.example/feed'?)",
+        f"{path}:8:80: newsletters[0].feeds[3]: no feed with URL 'other.xml'"
+        " (list the feed under 'feeds:' first, then name it here by its URL)",
+    ]
+
+
 def test_duplicate_feeds_are_refused(tmp_path: Path) -> None:
     path = write(tmp_path, "feeds:\n  - url: seeds/a.xml\n  - url: ./seeds/a.xml\n")
     [problem] = problems_of(path)
