@@ -102,12 +102,23 @@ Size = Annotated[int, BeforeValidator(parse_size)]
 # What no title, topic or URL may hold: control characters (YAML's "\f" escapes write them),
 # which the OPML export and terminals cannot carry, and halves of surrogate pairs ("\ud800"),
 # which no UTF-8 file, page or database can.
-_UNWRITABLE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
+# Nor noncharacters (U+FFFE, U+FDD0...): not meant for interchange, and MJML refuses them.
+_UNWRITABLE = re.compile(
+    "[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff\ufdd0-\ufdef"
+    + "".join(chr(plane + 0xFFFE) + chr(plane + 0xFFFF) for plane in range(0, 0x110000, 0x10000))
+    + "]"
+)
 
 
 def check_text(value: str) -> str:
     if found := _UNWRITABLE.search(value):
-        what = "half a surrogate pair" if "\ud800" <= found.group() <= "\udfff" else "a control character"
+        char = found.group()
+        if "\ud800" <= char <= "\udfff":
+            what = "half a surrogate pair"
+        elif ord(char) < 0xA0:
+            what = "a control character"
+        else:
+            what = "a noncharacter"
         raise ValueError(f"{what} (U+{ord(found.group()):04X}) in {value!r}: remove it")
     return value
 

@@ -59,13 +59,19 @@ PER_RECIPIENT_MARGIN = 1024
 UNSUBSCRIBE_MARK = mail.UNSUBSCRIBE_MARK
 
 EXCERPT_CHARS = 240
+HEADLINE_CHARS = 300  # a feed's title may be any length; one must not crowd out the issue
 OTHER_SECTION = "More stories"
 
 # Characters that must never reach a template or a header: C0/C1 controls, line and
 # paragraph separators, and bidi embeddings/overrides/isolates (which can make a title
 # read differently from what it is).
 _BIDI = "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
-_UNSAFE = re.compile(f"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u2028\u2029\ufeff{_BIDI}]")
+# Noncharacters (U+FDD0..U+FDEF and the last two code points of every plane): MJML refuses
+# them, so one in a title would cost its story its place in the email.
+_NONCHARACTERS = "\ufdd0-\ufdef" + "".join(
+    chr(plane + 0xFFFE) + chr(plane + 0xFFFF) for plane in range(0, 0x110000, 0x10000)
+)
+_UNSAFE = re.compile(f"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u2028\u2029\ufeff{_BIDI}{_NONCHARACTERS}]")
 _SPACE = re.compile(r"\s+")
 _TAG = re.compile(r"<[^>]*>")
 
@@ -183,7 +189,7 @@ def digest_story(story: SnapshotStory) -> DigestStory | None:
     outlets = (clean_text(name) for name in story.outlets)
     return DigestStory(
         id=story.id,
-        headline=clean_text(story.headline) or story.url,
+        headline=clean_text(story.headline, HEADLINE_CHARS) or story.url,
         url=story.url,
         outlets=tuple(dict.fromkeys(name for name in outlets if name)),
         time=story.published.astimezone(UTC),

@@ -369,7 +369,7 @@ def _run_newsletter(run: _Run, letter: NewsletterConfig, *, force: bool) -> None
             return
     if not force and not is_due(letter, latest, run.now):
         return
-    issue = compose_issue(run.loaded, run.store, letter, latest, run.now)
+    issue = _showable(run.loaded, letter, compose_issue(run.loaded, run.store, letter, latest, run.now))
     if not issue.stories:
         record = IssueRecord(
             letter.name,
@@ -398,6 +398,28 @@ def _run_newsletter(run: _Run, letter: NewsletterConfig, *, force: bool) -> None
     )
     run.store.freeze_issue(record, recipients(letter, run.store), run.now)
     run.outcomes.append(_deliver(run, letter, record, final=False))
+
+
+def _showable(
+    loaded: LoadedConfig, letter: NewsletterConfig, issue: digest.DigestIssue
+) -> digest.DigestIssue:
+    """``issue`` without the stories its email could not show, rendered once to know: those
+    MJML refuses, or all of them when not even one fits the size limit.  Frozen that way, an
+    issue never goes out as an email with no story in it."""
+    if not issue.stories:
+        return issue
+    rendered = _render(loaded, letter, issue)
+    if rendered.shown == 0:
+        log.warning(
+            "newsletter %s #%d: none of its %d stories fits in an email; no email",
+            letter.name,
+            issue.number,
+            len(issue.stories),
+        )
+        return replace(issue, stories=())
+    if rendered.dropped:
+        return replace(issue, stories=tuple(s for s in issue.stories if s.id not in rendered.dropped))
+    return issue
 
 
 def recipients(letter: NewsletterConfig, store: Store) -> list[str]:

@@ -216,6 +216,24 @@ def test_a_story_mjml_rejects_is_dropped_and_the_issue_survives(
     assert "story dropped: 'Bad story'" in caplog.text
 
 
+def test_a_noncharacter_or_a_huge_title_costs_no_story_its_place() -> None:
+    # MJML refuses U+FFFE: the story was dropped.  A 95 KB title filled the size budget alone,
+    # and the email went out with no story in it.
+    titles = {"https://a.example/feed": "Outlet\ufffe A", "https://b.example/feed": "Outlet B"}
+    entries = [
+        stored("odd", "Talks \ufdd0resume\U0001ffff in Geneva"),
+        stored("huge", "Leaders meet " + "again and again " * 6000, feed="https://b.example/feed"),
+    ]
+    chosen = select_stories(build_snapshot(entries, titles, NOW, []), window_start=START, window_end=NOW)
+    rendered = render_digest(issue_of(chosen), archive_url="https://example.org/archive/daily/0001.html")
+    assert (rendered.shown, rendered.omitted, rendered.dropped) == (2, 0, ())
+    assert "Talks resume in Geneva" in rendered.text
+    assert "Outlet A" in rendered.text
+    [huge] = [s for s in chosen if "Geneva" not in s.headline]
+    assert len(huge.headline) <= digest.HEADLINE_CHARS + 1
+    assert huge.headline.endswith("…")
+
+
 def test_snapshot_round_trips_through_json() -> None:
     chosen = select([stored("e1", "Héadline ✓", story="s1")], [Story("s1", "Héadline ✓", ("Wörld",))])
     issue = issue_of(chosen, number=7)

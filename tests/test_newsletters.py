@@ -137,6 +137,20 @@ def test_an_issue_with_nothing_new_is_recorded_but_not_sent(project: tuple[Loade
     assert newsletters.run_due_newsletters(loaded, store, tomorrow + timedelta(hours=1)) == []
 
 
+def test_an_issue_whose_email_could_show_no_story_sends_no_email(
+    project: tuple[LoadedConfig, Store], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    loaded, store = project
+    original = digest._story_html
+    monkeypatch.setattr(digest, "_story_html", lambda story, timezone: original(story, timezone) + "<")
+    [outcome] = newsletters.run_due_newsletters(loaded, store, NOW)
+    assert (outcome.number, outcome.status, outcome.sent) == (1, "empty", 0)
+    assert outbox_files(loaded) == []
+    latest = store.latest_issue("daily")
+    assert latest is not None
+    assert (latest.status, latest.stories) == ("empty", 0)
+
+
 def test_the_next_issue_holds_only_what_arrived_since_the_last(project: tuple[LoadedConfig, Store]) -> None:
     loaded, store = project
     newsletters.run_due_newsletters(loaded, store, NOW)
