@@ -727,3 +727,67 @@ def test_a_body_still_gzipped_after_decoding_is_named_as_such() -> None:
         ParseError, match=r"the body is still gzip-compressed after decoding \(compressed twice"
     ):
         parse_feed(twice, {"content-type": "application/rss+xml"}, "https://x.example/feed.xml")
+
+
+def _rss(items: str) -> bytes:
+    return (
+        '<?xml version="1.0" encoding="utf-8"?><rss version="2.0" xmlns:atom="http://www.w3.org/2005/Atom"'
+        ' xmlns:content="http://purl.org/rss/1.0/modules/content/"><channel><title>t</title>'
+        f"<link>https://ex.example/</link>{items}</channel></rss>"
+    ).encode()
+
+
+def _item(
+    inner: str, title: str = "<title>i</title>", guid: str = '<guid isPermaLink="false">x</guid>'
+) -> str:
+    return f"<item>{title}{guid}{inner}</item>"
+
+
+_READ_ALIKE = {
+    # Markup written as XML inside a text element: fastfeedparser kept only the text before it.
+    "br in description": _rss(
+        _item("<description>The 7:10 ferry moves to 7:25.<br/>See the timetable.</description>")
+    ),
+    "p in description": _rss(_item("<description><p>Paragraph one.</p><p>Paragraph two.</p></description>")),
+    "comment in content": _rss(
+        _item("<content:encoded>Start <!-- ad slot --> rest of it.</content:encoded>")
+    ),
+    "comment in title": _rss(
+        _item("", title="<title>Budget passes <!-- updated --> after late vote</title>")
+    ),
+    # A quoted </item> inside CDATA ended the item early: its guid, date and body were lost.
+    "item end in CDATA": _rss(
+        "<item><title>How to</title><link>https://dev.example/a?utm_source=rss</link>"
+        "<description><![CDATA[<p>Close every entry with <code></item></code>.</p>]]></description>"
+        '<guid isPermaLink="false">post-1001</guid><pubDate>Mon, 18 Aug 2025 09:30:00 GMT</pubDate>'
+        "<content:encoded><![CDATA[<p>Full article body.</p>]]></content:encoded></item>"
+    ),
+    # Two links or guids (each parser takes another), an atom:link, an upper-case scheme.
+    "two links": _rss(_item("<link>https://ex.example/a</link><link>https://ex.example/a?amp=1</link>")),
+    "two guids": _rss(_item("", guid="<guid>https://ex.example/1</guid><guid>https://ex.example/2</guid>")),
+    "atom link in item": _rss(_item('<atom:link href="https://ex.example/b" rel="alternate"/>', guid="")),
+    "upper-case guid scheme": _rss(_item("", guid="<guid>HTTPS://ex.example/p/1</guid>")),
+    # Dates fastfeedparser reads otherwise than feedparser.
+    **{
+        f"date {date}": _rss(_item(f"<pubDate>{date}</pubDate>"))
+        for date in (
+            "Mon, 18 Aug 2025 09:30:00 -08:00",
+            "Mon, 18 Aug 2025 09:30:00 +05",
+            "Mon, 18 Aug 2025 09:30:00 CEST",
+            "Mon, 18 Aug 2025 09:30:00",
+            "Mon, 18 Aug 2025 09:30:00 -0800",
+            "Mon, 18 Aug 2025 09:30:00 GMT",
+            "18 Aug 2025 09:30 UT",
+        )
+    },
+}
+
+
+@pytest.mark.parametrize("case", _READ_ALIKE)
+def test_the_fast_path_reads_what_feedparser_reads_or_leaves_it_to_feedparser(case: str) -> None:
+    body = _READ_ALIKE[case]
+    fast = parse_feed(body, {}, "https://ex.example/feed")
+    slow = parse_feed(body, {}, "https://ex.example/feed", fast=False)
+    assert fast.entries == slow.entries
+    if case.endswith(("-0800", "GMT", "UT")):  # forms both parsers read alike stay on the fast path
+        assert _read_fast(body, "", "https://ex.example/feed") is not None
