@@ -45,7 +45,7 @@ def digest(
     """Preview a newsletter issue, send it, or send a test copy."""
     # Imported here: newsletters pulls in MJML rendering and the mail stack, which every
     # other command (`aggregator poll` above all) would otherwise load at start-up.
-    from aggregator import newsletters  # noqa: PLC0415 -- MJML and mail, for this command only
+    from aggregator import newsletters, pipeline  # noqa: PLC0415 -- MJML and mail, for this command only
     from aggregator.mail import Outcome  # noqa: PLC0415 -- see above
 
     if sum((preview, send, to is not None)) != 1:
@@ -56,6 +56,11 @@ def digest(
     now = datetime.now(UTC)
     try:
         with Store.open(loaded.database_url) as store:
+            # What `aggregator poll` stored may not be deduplicated and grouped yet (`run`
+            # does both after every poll): an issue built before that would carry every
+            # copy of an article as a story of its own.
+            pipeline.collapse_duplicates(loaded.config, store)
+            pipeline.group_into_stories(loaded.config, store, now)
             if preview:
                 path = newsletters.preview_issue(loaded, store, now, name)
                 echo(str(path))

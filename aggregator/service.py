@@ -394,6 +394,11 @@ class Service:
         # (newsletters._sending_lock, a file lock), and a second job of this process asking
         # for it at the same moment would find it held and skip its issue.
         self._sending = asyncio.Lock()
+        # Held by a poll cycle from its start (its clock reading, which dates what it stores)
+        # until its stories are grouped.  An issue waits for it before reading the clock: else
+        # it could be frozen while a cycle that began earlier is still fetching, and what that
+        # cycle stores, dated before the issue's end, would never be in any issue.
+        self._cycle = asyncio.Lock()
         self._failed_at: dict[str, datetime] = {}  # newsletter -> when its last issue failed as a whole
         self._stopper: asyncio.Task[None] | None = None
         self.stopping = False
@@ -433,7 +438,8 @@ class Service:
         self._polling = True
         with _tracked(self._polls):
             try:
-                return await self._poll_due()
+                async with self._cycle:
+                    return await self._poll_due()
             except asyncio.CancelledError:
                 log.info("poll cycle cancelled: stopping")
                 return None
@@ -552,8 +558,9 @@ class Service:
         async with self._sending:
             if self.stopping:
                 return ()
+            async with self._cycle:  # a poll cycle in progress first stores and groups what it found
+                now = self.clock.now()
             until, sending = await asyncio.to_thread(covered_until, self.store, name)
-            now = self.clock.now()
             if until is None and at_start:
                 return await self._send(newsletter, now, now)
             scheduled_for = schedule.due_issue(schedule.newsletter_trigger(newsletter), until, now)

@@ -412,6 +412,25 @@ def test_digest_command_previews_sends_and_sends_test_copies(
     assert newsletters.archive_dir(loaded, "daily").joinpath("0001.html").is_file()
 
 
+def test_a_digest_sent_after_a_bare_poll_holds_each_story_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `aggregator poll` then `aggregator digest daily --send`, both from cron: the poll
+    # stores without deduplicating or grouping, and the issue must not show the copies.
+    monkeypatch.setenv("AGGREGATOR_SECRET_KEY", "test-key")
+    loaded = load_config(make_project(tmp_path))
+    with Store.open(loaded.database_url) as store:
+        asyncio.run(pipeline.poll_feeds(loaded, store, datetime.now(UTC)))
+    sent = CliRunner().invoke(command_app(loaded), ["digest", "daily", "--send"])
+    assert sent.exit_code == 0, sent.output
+    headlines = [
+        line
+        for line in newsletters.archive_dir(loaded, "daily").joinpath("0001.txt").read_text().splitlines()
+        if line.startswith("* ")
+    ]
+    assert len(headlines) == 6  # as `run --once` groups the seeds (a bare poll made 15)
+
+
 # ----------------------------------------------------------------------- golden files and browser
 
 

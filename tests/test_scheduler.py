@@ -43,6 +43,7 @@ from aggregator.runlock import SchedulerAlreadyRunning, run_lock
 from aggregator.schedule import last_fire_time, newsletter_trigger
 from aggregator.service import (
     NEWSLETTER_JOB_PREFIX,
+    POLL_JOB_ID,
     RETRY_JOB_ID,
     ConfigWatcher,
     DigestRun,
@@ -265,6 +266,35 @@ def test_status_lists_the_retry_job_with_what_waits_and_when(tmp_path: Path, now
         store.set_delivery("daily", 1, "c@example.org", "failed", now, error="550 no such user")
         expected = NextRun(RETRY_JOB_ID, later, "daily #1: 1 delivery waiting")
         assert next_runs(loaded, store, now)[-1] == expected
+
+
+@pytest.mark.anyio
+async def test_an_issue_due_while_a_poll_is_fetching_waits_for_what_that_poll_stores(
+    feed_server: FeedServer, tmp_path: Path
+) -> None:
+    # The poll starts at 06:59:45 (it dates what it stores by then); the 07:00 issue fires
+    # while it is still fetching.  Frozen at once, the issue would miss those entries, and
+    # so would every later one: they are dated before its end.
+    newsletters = (
+        'newsletters:\n  - {name: daily, title: Daily, schedule: "0 7 * * *", subscribers: [a@example.org]}\n'
+    )
+    loaded = load_config(
+        write_config(tmp_path / "feeds.yaml", [feed_server.url("/slow?delay=1.5")], newsletters)
+    )
+    clock = ManualClock(utc(2025, 8, 19, 6, 59, 45))
+    with Store.open(loaded.database_url) as store:
+        record_issue(store, "daily", utc(2025, 8, 18, 7), status="empty")
+        service = Service(loaded, store, clock=clock)
+        polling = asyncio.create_task(service.run_job(POLL_JOB_ID))
+        await asyncio.sleep(0.5)  # the fetch is under way
+        clock.advance(timedelta(seconds=30))
+        await service.run_job(NEWSLETTER_JOB_PREFIX + "daily")
+        await polling
+        latest = store.latest_issue("daily")
+        assert latest is not None
+        assert (latest.number, latest.status, latest.stories) == (2, "done", 1)
+    [eml] = (tmp_path / "newsletters" / "outbox").glob("*.eml")
+    assert "First story" in eml.read_text(encoding="utf-8")
 
 
 @pytest.mark.anyio
