@@ -614,22 +614,26 @@ def group_into_stories(config: Config, store: Store, now: datetime) -> int:
 
 
 def _late_copies(store: Store, candidates: Sequence[StoredEntry]) -> dict[str, str]:
-    """Copies among ``candidates`` whose kept copy is not one of them: entry id → the kept
-    copy's stored story.
+    """Entries among ``candidates`` that belong to a story grouped before the window:
+    entry id → that story.
 
-    The story stage regroups only recent entries; a copy that arrives after its kept copy
-    left that window would otherwise start a story of its own, and ``export`` would show
-    one article in two stories.
+    The story stage regroups only recent entries, so one article could otherwise be in two
+    stories (in ``export``, and sent again in a digest): a copy that arrives after its kept
+    copy left the window takes the kept copy's story, and a kept copy that arrives after
+    its copies (the wire's feed was down) takes theirs, with its other copies.
     """
     given = {e.id for e in candidates}
+    assigned: dict[str, str] = {}
+    for copy in store.copies_of(e.id for e in candidates if e.duplicate_of is None):
+        if copy.id not in given and copy.story is not None and copy.duplicate_of is not None:
+            assigned.setdefault(copy.duplicate_of, copy.story)  # the earliest copy's story
     outside = {
         e.duplicate_of for e in candidates if e.duplicate_of is not None and e.duplicate_of not in given
     }
-    if not outside:
-        return {}
-    story_of = {e.id: e.story for e in store.get_entries(outside) if e.story is not None}
-    return {
-        e.id: story_of[e.duplicate_of]
-        for e in candidates
-        if e.duplicate_of is not None and e.duplicate_of in story_of
-    }
+    story_of = {e.id: e.story for e in store.get_entries(outside) if e.story is not None} if outside else {}
+    for e in candidates:
+        if e.duplicate_of is not None and (
+            story := assigned.get(e.duplicate_of) or story_of.get(e.duplicate_of)
+        ):
+            assigned[e.id] = story
+    return assigned

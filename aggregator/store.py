@@ -988,6 +988,17 @@ class Store:
             rows = conn.execute(query).mappings().all()
         return [_stored_entry(row) for row in rows]
 
+    def copies_of(self, ids: Iterable[str]) -> list[StoredEntry]:
+        """The entries whose kept copy is one of ``ids``, by ``(first_seen, id)``."""
+        wanted = list(dict.fromkeys(ids))
+        found: list[StoredEntry] = []
+        with self._transaction("reading alternate copies", write=False) as conn:
+            for chunk in _chunks(wanted):
+                rows = conn.execute(sa.select(entries_table).where(entries_table.c.duplicate_of.in_(chunk)))
+                found.extend(_stored_entry(row) for row in rows.mappings())
+        found.sort(key=lambda e: (e.first_seen, e.id))
+        return found
+
     def save_signatures(self, items: Iterable[tuple[str, bytes]]) -> None:
         """Store near-duplicate signatures ``(entry id, bytes)``, replacing earlier ones."""
         rows = {eid: bytes(sig) for eid, sig in items}

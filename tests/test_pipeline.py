@@ -498,3 +498,37 @@ def test_a_copy_arriving_after_its_original_left_the_story_window_joins_its_stor
         stored = {e.id: e.story for e in store.get_entries([original, copy])}
     assert stored == {original: first.story, copy: first.story}
     assert {row["story"] for row in export_of(write_config(tmp_path, [wire, ledger]))} == {first.story}
+
+
+def test_an_original_arriving_after_its_copy_left_the_story_window_joins_the_copys_story(
+    tmp_path: Path,
+) -> None:
+    # The wire's feed was down for a week: its original turns up long after a paper's copy
+    # was grouped (and sent).  It must not start a story of its own, which a digest would
+    # send again as news.
+    wire, paper = "https://wire.example/feed.xml", "https://paper.example/rss"
+    loaded = load_config(write_config(tmp_path, [wire, paper]))
+    then, now = datetime(2025, 8, 1, tzinfo=UTC), datetime(2025, 8, 10, tzinfo=UTC)
+    body = "Leaders met in Anchorage on Friday for talks that ended without a ceasefire agreement."
+
+    def article(guid: str, when: datetime) -> Entry:
+        url = f"https://x.example/{guid}"
+        return Entry(guid=guid, url=url, canonical_url=url, title="Leaders meet in Alaska", published=when,
+                     content_html=f"<p>{body}</p>", text=body)  # fmt: skip
+
+    def polled(url: str, when: datetime) -> FeedState:
+        return FeedState(url=url, status=FeedStatus.OK, last_fetch=when, next_check=when + timedelta(hours=1))
+
+    with Store.open(loaded.database_url) as store:
+        store.save_poll(polled(paper, then), [article("copy", then)], then)
+        pipeline.group_into_stories(loaded.config, store, then)
+        copy, original = entry_id(paper, "copy"), entry_id(wire, "original")
+        [grouped] = store.get_entries([copy])
+
+        store.save_poll(polled(wire, now), [article("original", now)], now)
+        store.save_duplicates(
+            [DuplicateEvidence(copy, original, stage="content", score=1.0, matched=original)]
+        )
+        pipeline.group_into_stories(loaded.config, store, now)
+        stored = {e.id: e.story for e in store.get_entries([original, copy])}
+    assert stored == {original: grouped.story, copy: grouped.story}
