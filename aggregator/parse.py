@@ -215,12 +215,23 @@ def _text_of(sanitized: str) -> str:
     return "\n".join(filter(None, (" ".join(line.split()) for line in text.split("\n"))))
 
 
+# In a title, a "<" that opens a whole tag (up to its ">") of an element found in titles, an
+# element dropped with its content (<script>) or a comment is HTML; any other "<" is text:
+# "Vec<T>", "a<b is fine", "std::vector<int>".
+_TITLE_TAG_RE = re.compile(
+    r"<(?!/?(?:a|abbr|b|big|br|cite|code|del|dfn|em|font|i|img|ins|kbd|mark|p|q|s|samp|small|span|strike"
+    r"|strong|sub|sup|time|tt|u|var|wbr|" + "|".join(_DROP_WITH_CONTENT) + r")\b[^<>]*>|!--)",
+    re.IGNORECASE,
+)
+
+
 def _clean_title(value: str | None) -> str:
-    """Titles are treated as HTML whatever the feed says: feeds double-escape them freely."""
+    """Titles are treated as HTML whatever the feed says (feeds double-escape them freely),
+    except that a ``<`` that opens no tag found in titles stays text."""
     if not value:
         return ""
     if "<" in value or "&" in value:
-        value = html.unescape(_TEXT_CLEANER.clean(value))
+        value = html.unescape(_TEXT_CLEANER.clean(_TITLE_TAG_RE.sub("&lt;", value)))
     return _WHITESPACE_RE.sub(" ", _clean_str(value)).strip()
 
 

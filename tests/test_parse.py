@@ -819,3 +819,22 @@ def test_an_article_with_a_few_tags_left_open_keeps_its_markup() -> None:
     sanitized = sanitize_html(fragment, "https://x.example/")
     assert '<a href="https://x.example/a399"' in sanitized
     assert "<b>" in sanitized
+
+
+@pytest.mark.parametrize(
+    ("title", "expected"),
+    [
+        ("Using Vec&lt;T&gt; in Rust", "Using Vec<T> in Rust"),
+        ("Why a&lt;b is fine", "Why a<b is fine"),
+        ("std::vector&lt;int&gt; vs std::array", "std::vector<int> vs std::array"),
+        ("The &lt;canvas&gt; element", "The <canvas> element"),
+        # Markup a title carries is still markup, and scripts still go with their content.
+        ("&lt;b&gt;Budget&lt;/b&gt; passes", "Budget passes"),
+        ("Vote &lt;script&gt;alert(1)&lt;/script&gt;today", "Vote today"),
+        ("Leaders &lt;!-- draft --&gt;meet", "Leaders meet"),
+    ],
+)
+def test_a_less_than_sign_that_opens_no_tag_stays_in_the_title(title: str, expected: str) -> None:
+    body = _rss(_item("", title=f"<title>{title}</title>"))
+    for fast in (True, False):
+        assert parse_feed(body, {}, "https://ex.example/feed", fast=fast).entries[0].title == expected
