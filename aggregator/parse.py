@@ -535,6 +535,52 @@ def _from_json_feed(doc: JsonFeed, url: str) -> _RawFeed:
 # --- feedparser ---------------------------------------------------------------------------
 
 
+def _feedparser_parse(body: bytes, response_headers: dict[str, str]) -> Any:
+    return feedparser.parse(
+        io.BytesIO(body),  # never the bytes: feedparser would try them as a file name
+        response_headers=response_headers,
+        sanitize_html=False,  # nh3 does it, ~10x faster
+        resolve_relative_uris=False,  # nh3 does it while sanitizing
+    )
+
+
+_CHAR_REF_RE = re.compile(rb"&#(?:[xX]([0-9a-fA-F]+)|([0-9]+));")
+
+
+def _repair_char_refs(body: bytes) -> bytes:
+    """Numeric character references as Python can read them: a UTF-16 pair of references
+    becomes the one character it encodes, and a lone half or a number past U+10FFFF
+    becomes U+FFFD.  Other references are left as they are."""
+    out: list[bytes] = []
+    position = 0
+    pending: tuple[int, re.Match[bytes]] | None = None  # a high half waiting for its low half
+
+    for found in _CHAR_REF_RE.finditer(body):
+        digits = found.group(1) or found.group(2)
+        number = int(digits, 16 if found.group(1) else 10) if len(digits) <= 12 else 0x110000
+        if pending is not None and found.start() == pending[1].end() and 0xDC00 <= number <= 0xDFFF:
+            combined = 0x10000 + ((pending[0] - 0xD800) << 10) + (number - 0xDC00)
+            out.append(b"&#x%X;" % combined)
+            pending = None
+            position = found.end()
+            continue
+        if pending is not None:
+            out.append(b"&#xFFFD;")  # a high half with no low half after it
+            pending = None
+        out.append(body[position : found.start()])
+        position = found.end()
+        if 0xD800 <= number <= 0xDBFF:
+            pending = (number, found)
+        elif 0xDC00 <= number <= 0xDFFF or number > 0x10FFFF:
+            out.append(b"&#xFFFD;")
+        else:
+            out.append(found.group())
+    if pending is not None:
+        out.append(b"&#xFFFD;")
+    out.append(body[position:])
+    return b"".join(out)
+
+
 def _read_feedparser(body: bytes, content_type: str, url: str) -> _RawFeed:
     # Without a content type feedparser warns "no Content-type specified" (every file: feed
     # would); application/xml makes it read the XML declaration, as it would for a server.
@@ -548,12 +594,20 @@ def _read_feedparser(body: bytes, content_type: str, url: str) -> _RawFeed:
             content_type = "application/xml"
         response_headers["content-type"] = content_type
     try:
-        result = feedparser.parse(
-            io.BytesIO(body),  # never the bytes: feedparser would try them as a file name
-            response_headers=response_headers,
-            sanitize_html=False,  # nh3 does it, ~10x faster
-            resolve_relative_uris=False,  # nh3 does it while sanitizing
-        )
+        result = _feedparser_parse(body, response_headers)
+    except (UnicodeError, ValueError, OverflowError) as exc:
+        # A character reference Python cannot turn into a character fails the whole feed
+        # inside feedparser: UTF-16 halves (&#55357;&#56832;, as some CMSs write an emoji),
+        # or numbers past U+10FFFF.  Read it again with those references repaired.
+        repaired = _repair_char_refs(body)
+        if repaired == body:
+            raise ParseError(f"not a feed: {url}: the parser failed: {type(exc).__name__}: {exc}") from exc
+        try:
+            result = _feedparser_parse(repaired, response_headers)
+        except Exception as again:
+            raise ParseError(
+                f"not a feed: {url}: the parser failed: {type(again).__name__}: {again}"
+            ) from again
     except Exception as exc:  # feedparser is a large, loose parser; no input may crash a poll
         raise ParseError(f"not a feed: {url}: the parser failed: {type(exc).__name__}: {exc}") from exc
     version = str(result.get("version") or "")

@@ -838,3 +838,23 @@ def test_a_less_than_sign_that_opens_no_tag_stays_in_the_title(title: str, expec
     body = _rss(_item("", title=f"<title>{title}</title>"))
     for fast in (True, False):
         assert parse_feed(body, {}, "https://ex.example/feed", fast=fast).entries[0].title == expected
+
+
+@pytest.mark.parametrize(
+    ("ref", "expected"),
+    [
+        ("&#55357;&#56832;", "Good news \U0001f600"),  # an emoji as two UTF-16 halves (Java, JavaScript CMSs)
+        ("&#xD83D;&#xDE00;", "Good news \U0001f600"),
+        ("&#55357;", "Good news \ufffd"),  # a lone half
+        ("&#x110000;", "Good news \ufffd"),  # past the last code point
+        ("&#99999999999999999999;", "Good news \ufffd"),
+    ],
+)
+def test_a_character_reference_python_cannot_read_costs_one_character_not_the_feed(
+    ref: str, expected: str
+) -> None:
+    body = _rss(
+        _item("", title=f"<title>Good news {ref}</title>") + _item("", title="<title>Other</title>", guid="")
+    )
+    feed = parse_feed(body, {}, "https://ex.example/feed")
+    assert [e.title for e in feed.entries] == [expected, "Other"]
