@@ -13,6 +13,7 @@ where guessing would be wrong (no ``version``: it may be any JSON at all).
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -67,7 +68,7 @@ def read_json_feed(body: bytes, where: str) -> JsonFeed:
     except UnicodeDecodeError as exc:
         raise ParseError(f"not a JSON feed: {where}: not UTF-8 ({exc.reason} at byte {exc.start})") from exc
     try:
-        doc = json.loads(text)
+        doc = json.loads(text, parse_constant=_no_value, parse_float=_finite, parse_int=_bounded_int)
     except json.JSONDecodeError as exc:
         raise ParseError(
             f"not a JSON feed: {where}: invalid JSON (line {exc.lineno}, column {exc.colno}): {exc.msg}"
@@ -104,6 +105,22 @@ def read_json_feed(body: bytes, where: str) -> JsonFeed:
         items=tuple(items),
         warnings=tuple(warnings),
     )
+
+
+# JSON has no NaN or Infinity, though Python reads them (and 1e999 as infinity): ids such as
+# "nan" would make distinct items one.  Nor may one long number, in an extension field the
+# feed never needed, fail the whole feed (Python refuses to read over 4,300 digits).
+def _no_value(name: str) -> None:
+    return None
+
+
+def _finite(text: str) -> float | None:
+    number = float(text)
+    return number if math.isfinite(number) else None
+
+
+def _bounded_int(text: str) -> int | None:
+    return int(text) if len(text) <= 4000 else None
 
 
 def _read_item(raw: dict[str, Any]) -> JsonItem:

@@ -510,7 +510,8 @@ def _from_json_feed(doc: JsonFeed, url: str) -> _RawFeed:
         entries.append(
             _RawEntry(
                 id=item.id,
-                link=item.url or item.external_url,
+                # The item's own URL, else its external URL (also when the own one is no link).
+                link=next((u for u in (item.url, item.external_url) if _absolute_http(u, url)), item.url),
                 title=item.title,
                 authors=item.authors,
                 published=item.date_published,

@@ -858,3 +858,20 @@ def test_a_character_reference_python_cannot_read_costs_one_character_not_the_fe
     )
     feed = parse_feed(body, {}, "https://ex.example/feed")
     assert [e.title for e in feed.entries] == [expected, "Other"]
+
+
+def test_json_feed_values_json_does_not_have_cost_no_item_and_no_feed() -> None:
+    items = [
+        '{"id": NaN, "title": "one", "content_text": "1"}',
+        '{"id": NaN, "title": "two", "content_text": "2"}',  # was the same guid "nan" as one
+        '{"id": 1e999, "title": "three", "content_text": "3"}',
+        '{"id": "a", "title": "four", "_ext": {"n": ' + "9" * 4301 + "}}",  # failed the whole feed
+        '{"id": "b", "title": "five", "url": "javascript:alert(1)", "external_url": "https://other.example/s"}',
+    ]
+    body = (
+        '{"version": "https://jsonfeed.org/version/1.1", "title": "J", "items": [' + ",".join(items) + "]}"
+    ).encode()
+    feed = parse_feed(body, {"content-type": "application/feed+json"}, "https://j.example/feed.json")
+    assert [e.title for e in feed.entries] == ["one", "two", "three", "four", "five"]
+    assert len({e.guid for e in feed.entries}) == 5
+    assert feed.entries[4].url == "https://other.example/s"
