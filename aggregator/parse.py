@@ -1264,6 +1264,10 @@ _AUTHOR_EMAIL_RE = re.compile(
 
 def _rss_author_name(author: str) -> str | None:
     """An RSS author as feedparser reads it: ``jo@x.example (Jo)`` is Jo; an e-mail alone is itself."""
+    if "@" not in author:
+        return author  # no e-mail address to find (and the search takes quadratic time)
+    if len(author) > 1024:
+        raise _Decline("an author too long for the e-mail search")  # feedparser, in a worker
     found = _AUTHOR_EMAIL_RE.search(author)
     if not found:
         return author

@@ -61,7 +61,9 @@ from aggregator.types import (
 
 log = logging.getLogger(__name__)
 
-# Below this many feeds to parse, starting worker processes costs more than it saves.
+# Below this many feeds to parse, a second worker costs more than it saves.  There is always
+# one: a feed the parser chokes on (quadratic time, a crash) then costs that feed, after
+# PARSE_TIMEOUT_S, not the whole poll, and a large feed never blocks the event loop.
 PARALLEL_PARSE_THRESHOLD = 16
 PARSE_WORKERS = max(1, min(2, os.cpu_count() or 1))
 # Feeds with a body between fetched and stored, per parser: enough to keep each one busy.
@@ -111,7 +113,7 @@ async def poll_feeds(
     settings = fetch_settings(loaded.config.polling)
     outcomes: list[PollOutcome] = []
     clock = time.monotonic()
-    workers = PARSE_WORKERS if len(selected) >= PARALLEL_PARSE_THRESHOLD else 0
+    workers = PARSE_WORKERS if len(selected) >= PARALLEL_PARSE_THRESHOLD else 1
     # Fetching is much faster than parsing: without a bound, nearly every body would wait
     # in the parse queue at once.  A feed that got a body holds its slot until stored; one
     # that got none (a 304, an error) gives it back as soon as its fetch is done, since its

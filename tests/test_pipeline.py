@@ -24,7 +24,7 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 import aggregator.cli
-from aggregator import pipeline
+from aggregator import parsepool, pipeline
 from aggregator.cli import app
 from aggregator.config import load_config
 from aggregator.store import Store, entry_id
@@ -532,3 +532,23 @@ def test_an_original_arriving_after_its_copy_left_the_story_window_joins_the_cop
         pipeline.group_into_stories(loaded.config, store, now)
         stored = {e.id: e.story for e in store.get_entries([original, copy])}
     assert stored == {original: grouped.story, copy: grouped.story}
+
+
+def test_a_feed_the_parser_chokes_on_fails_alone_even_in_a_small_poll(
+    tmp_path: Path, feed_server: FeedServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # An <author> of 40,000 letters takes feedparser's e-mail search seconds (quadratic); a
+    # poll of two feeds parsed in the main process waited for it with everything else.
+    monkeypatch.setattr(parsepool, "PARSE_TIMEOUT_S", 1.0)
+    hostile = GOOD_RSS.replace(b"<item>", b"<item><author>" + b"a" * 40_000 + b"@x</author>", 1)
+    feed_server.add_feed("/good.xml", GOOD_RSS)
+    feed_server.add_feed("/hostile.xml", hostile)
+    config = write_config(tmp_path, [feed_server.url("/good.xml"), feed_server.url("/hostile.xml")])
+    loaded = load_config(config)
+    with Store.open(loaded.database_url) as store:
+        summary = asyncio.run(pipeline.poll_feeds(loaded, store, datetime.now(UTC)))
+    outcome = {o.url: o for o in summary.outcomes}
+    assert outcome[feed_server.url("/good.xml")].status is FeedStatus.OK
+    failed = outcome[feed_server.url("/hostile.xml")]
+    assert failed.status is FeedStatus.ERROR
+    assert "parser gave up after 1 s" in (failed.error or "")
