@@ -157,8 +157,12 @@ def select_stories(
     topics: Sequence[str] = (),
     feeds: Sequence[str] = (),
     max_stories: int = 30,
+    reported_after: datetime | None = None,
 ) -> tuple[DigestStory, ...]:
     """The stories of one issue, taken from ``snapshot``, in display order (sections, then newest first).
+
+    With ``reported_after``, a story none of whose copies is dated after it is left out,
+    however recently we first saw it: a feed added today brings its archive, which is not news.
 
     A story is in the issue when it was first seen inside ``(window_start, window_end]``
     (the snapshot must hold every story touched by the window whole: ``read_snapshot``
@@ -169,6 +173,8 @@ def select_stories(
     wanted_topics, wanted_feeds = set(topics), set(feeds)
     chosen: list[DigestStory] = []
     for story in snapshot.first_seen_in(window_start, window_end):
+        if reported_after is not None and story.latest < reported_after:
+            continue
         if wanted_topics and not wanted_topics.intersection(story.topics):
             continue
         if wanted_feeds and not wanted_feeds.intersection(story.feed_urls):

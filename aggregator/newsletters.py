@@ -430,6 +430,11 @@ def recipients(letter: NewsletterConfig, store: Store) -> list[str]:
     return sorted(a for a in wanted if known.get(a, True))
 
 
+# How long before an issue's window an article may be dated and still be news (a feed that
+# was down, or dates its items late).  Older ones first seen in the window are an archive.
+ARCHIVE_AGE = timedelta(days=7)
+
+
 def compose_issue(
     loaded: LoadedConfig, store: Store, letter: NewsletterConfig, latest: IssueRecord | None, now: datetime
 ) -> digest.DigestIssue:
@@ -448,6 +453,10 @@ def compose_issue(
         topics=letter.topics,
         feeds=letter.feeds,
         max_stories=letter.max_stories,
+        # After the first issue, an article dated long before the window is a feed's
+        # archive (a feed just added), not news.  The first issue, on a fresh store, shows
+        # what the feeds hold, whatever its dates.
+        reported_after=start - ARCHIVE_AGE if latest is not None else None,
     )
     return digest.DigestIssue(
         newsletter=letter.name,

@@ -165,6 +165,29 @@ def test_the_next_issue_holds_only_what_arrived_since_the_last(project: tuple[Lo
     assert text.count("\n* ") == 1
 
 
+def test_a_feed_added_with_its_archive_sends_its_news_not_its_archive(
+    project: tuple[LoadedConfig, Store],
+) -> None:
+    loaded, store = project
+    newsletters.run_due_newsletters(loaded, store, NOW)
+    added = NOW + timedelta(hours=20)  # a feed added before the next issue, with its old items
+    state = FeedState(url="https://new.example/feed", status=FeedStatus.OK, last_fetch=added)
+    items = [
+        Entry(guid="old", url="https://new.example/2019/harbour", canonical_url=None,
+              title="Harbour bridge opens to traffic", published=datetime(2019, 3, 1, tzinfo=UTC),
+              text="The new harbour bridge opened to traffic this morning."),
+        Entry(guid="new", url="https://new.example/today/council", canonical_url=None,
+              title="City council passes budget", published=added - timedelta(hours=2),
+              text="The council passed next year's budget late on Monday."),
+    ]  # fmt: skip
+    store.save_poll(state, items, added)
+    [outcome] = newsletters.run_due_newsletters(loaded, store, NOW + timedelta(days=1))
+    text = (newsletters.archive_dir(loaded, "daily") / "0002.txt").read_text()
+    assert "City council passes budget" in text
+    assert "Harbour bridge" not in text
+    assert outcome.stories == 1
+
+
 def test_recipients_are_the_file_plus_web_subscribers_minus_unsubscribed(
     project: tuple[LoadedConfig, Store],
 ) -> None:
