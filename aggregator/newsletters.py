@@ -38,6 +38,7 @@ import hmac
 import html
 import logging
 import os
+import re
 import secrets
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
@@ -282,6 +283,23 @@ def archive_dir(loaded: LoadedConfig, name: str) -> Path:
     return loaded.base_dir / "newsletters" / "archive" / name
 
 
+_ARCHIVED_ISSUE_RE = re.compile(r"(\d{4,})\.html")
+
+
+def _first_number(loaded: LoadedConfig, letter: NewsletterConfig) -> int:
+    """The number of a newsletter's first issue in this database: 1, or the one after the
+    last issue archived, when the archive outlived the database it came from (a new
+    database, a move to PostgreSQL).  Restarting at 1 would overwrite archived issues that
+    readers' "view in a browser" links point to, and repeat their Message-IDs."""
+    folder = archive_dir(loaded, letter.name)
+    try:
+        names = [entry.name for entry in folder.iterdir()] if folder.is_dir() else []
+    except OSError:
+        names = []
+    numbers = [int(found.group(1)) for name in names if (found := _ARCHIVED_ISSUE_RE.fullmatch(name))]
+    return max(numbers, default=0) + 1
+
+
 def default_transport(loaded: LoadedConfig) -> mail.Transport:
     """SMTP when ``smtp:`` is configured (credentials from the environment), else the outbox."""
     smtp = loaded.config.smtp
@@ -461,7 +479,7 @@ def compose_issue(
     return digest.DigestIssue(
         newsletter=letter.name,
         title=letter.title,
-        number=(latest.number + 1) if latest is not None else 1,
+        number=(latest.number + 1) if latest is not None else _first_number(loaded, letter),
         window_start=start,
         window_end=now,
         frozen_at=now,

@@ -188,6 +188,24 @@ def test_a_feed_added_with_its_archive_sends_its_news_not_its_archive(
     assert outcome.stories == 1
 
 
+def test_a_new_database_continues_the_archives_numbering_instead_of_overwriting_it(
+    project: tuple[LoadedConfig, Store],
+) -> None:
+    # The archive outlived its database (a new file, a move to PostgreSQL): issue 1 again
+    # would overwrite the page readers' links point to and repeat its Message-ID.
+    loaded, store = project
+    folder = newsletters.archive_dir(loaded, "daily")
+    folder.mkdir(parents=True)
+    for number in (1, 2, 7):
+        (folder / f"{number:04d}.html").write_text(f"issue {number} as sent", encoding="utf-8")
+    [outcome] = newsletters.run_due_newsletters(loaded, store, NOW)
+    assert (outcome.number, outcome.status) == (8, "done")
+    assert (folder / "0001.html").read_text(encoding="utf-8") == "issue 1 as sent"
+    assert (folder / "0008.html").is_file()
+    [eml] = outbox_files(loaded)
+    assert ".8." in email.message_from_bytes(eml.read_bytes(), policy=policy.default)["Message-ID"]
+
+
 def test_recipients_are_the_file_plus_web_subscribers_minus_unsubscribed(
     project: tuple[LoadedConfig, Store],
 ) -> None:
