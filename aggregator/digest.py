@@ -26,6 +26,7 @@ text).  Pure: no clock, no files except the bundled templates, no network.
 from __future__ import annotations
 
 import html
+import importlib.resources
 import json
 import logging
 import re
@@ -34,6 +35,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from functools import cache
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from string import Template
 from typing import Any
@@ -46,7 +48,14 @@ from aggregator.snapshot import Snapshot, SnapshotStory
 
 log = logging.getLogger(__name__)
 
-TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "newsletters"
+# The MJML templates live in the project's newsletters/ folder; an installed copy carries
+# them as the package aggregator.newsletter_templates (see pyproject.toml).
+_CHECKOUT_TEMPLATES = Path(__file__).resolve().parent.parent / "newsletters"
+TEMPLATES: Traversable = (
+    _CHECKOUT_TEMPLATES
+    if (_CHECKOUT_TEMPLATES / "digest.mjml").is_file()
+    else importlib.resources.files("aggregator.newsletter_templates")
+)
 
 # Gmail clips a message whose HTML exceeds about 102 KB; stay well below it.
 MAX_HTML_BYTES = 90 * 1024
@@ -302,7 +311,7 @@ def _required_iso(value: str) -> datetime:
 
 @cache
 def _template(name: str) -> Template:
-    return Template((TEMPLATES_DIR / name).read_text(encoding="utf-8"))
+    return Template(TEMPLATES.joinpath(name).read_text(encoding="utf-8"))
 
 
 def _e(text: str) -> str:

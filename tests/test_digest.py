@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import logging
+import os
 import re
 import subprocess
 import sys
+import zipfile
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import mjml
 import pytest
@@ -16,6 +19,7 @@ from aggregator import digest, mail
 from aggregator.digest import DigestIssue, DigestStory, render_digest, select_stories
 from aggregator.snapshot import build_snapshot
 from aggregator.types import Entry, StoredEntry
+from tests.conftest import PROJECT_ROOT
 
 NOW = datetime(2025, 8, 18, 12, 0, tzinfo=UTC)
 START = NOW - timedelta(days=1)
@@ -342,3 +346,32 @@ def test_the_unsubscribe_placeholder_differs_in_every_process() -> None:
     }
     assert len(marks) == 2
     assert OLD_FIXED_MARK not in marks
+
+
+def test_an_installed_copy_carries_the_digest_templates(tmp_path: Path) -> None:
+    # The templates live in newsletters/, outside the package directory: a wheel without them
+    # polled and stored, then failed at every digest.
+    built = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path),
+         "."],
+        cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert built.returncode == 0, built.stderr
+    [wheel] = tmp_path.glob("aggregator-*.whl")
+    installed = tmp_path / "site"
+    with zipfile.ZipFile(wheel) as archive:
+        archive.extractall(installed)
+    script = (
+        "from aggregator import digest; import datetime as d;"
+        "issue = digest.DigestIssue('daily', 'Daily', 1, None, d.datetime(2025, 8, 18, tzinfo=d.UTC),"
+        " d.datetime(2025, 8, 18, tzinfo=d.UTC), 'UTC', 'en', ());"
+        "print(digest.TEMPLATES); print(len(digest.render_digest(issue, archive_url='https://x.example/1').html))"
+    )
+    rendered = subprocess.run(
+        [sys.executable, "-c", script], cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(installed)},
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert rendered.returncode == 0, rendered.stderr
+    where, size = rendered.stdout.split()
+    assert str(installed) in where
+    assert int(size) > 1000
