@@ -46,8 +46,14 @@ def run_lock(database_url: str) -> Iterator[None]:
         yield
         return
     lock_path = Path(database).absolute().with_name(Path(database).name + ".lock")
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        lock_path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise StoreError(
+            f"starting the scheduler: cannot open its lock file {lock_path}: {exc.strerror or exc};"
+            " the database's folder must be writable"
+        ) from exc
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
