@@ -296,6 +296,10 @@ class Config(_Strict):
     database: str | None = None  # SQLAlchemy URL; default: SQLite under data/
 
 
+# sqlite:///data/x.sqlite (relative; an absolute path has a fourth slash), with its query.
+_RELATIVE_SQLITE_RE = re.compile(r"(?P<prefix>sqlite(?:\+\w+)?:///)(?P<path>[^/?][^?]*)(?P<query>\?.*)?")
+
+
 @dataclass(frozen=True, slots=True)
 class LoadedConfig:
     """A validated config and where it came from."""
@@ -324,9 +328,14 @@ class LoadedConfig:
 
     @property
     def database_url(self) -> str:
-        if self.config.database:
+        """The SQLAlchemy URL; a relative SQLite path is relative to this file's folder, as
+        feed paths are (not to wherever the command runs: cron, a service)."""
+        if not self.config.database:
+            return f"sqlite:///{self.base_dir / 'data' / 'aggregator.sqlite'}"
+        relative = _RELATIVE_SQLITE_RE.match(self.config.database)
+        if relative is None or relative["path"] == ":memory:" or "uri=true" in (relative["query"] or ""):
             return self.config.database
-        return f"sqlite:///{self.base_dir / 'data' / 'aggregator.sqlite'}"
+        return f"{relative['prefix']}{self.base_dir.resolve() / relative['path']}{relative['query'] or ''}"
 
     @property
     def enabled_feeds(self) -> tuple[FeedConfig, ...]:

@@ -191,3 +191,15 @@ def test_sizes() -> None:
 def test_values_no_program_could_keep_are_problems_not_crashes(tmp_path: Path, text: str, words: str) -> None:
     (problem,) = problems_of(write(tmp_path, text))
     assert words in problem
+
+
+def test_a_relative_sqlite_path_is_relative_to_the_config_file_not_the_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The README's own example; from cron or a service the working directory is elsewhere,
+    # and a second, empty database appeared there.
+    path = write(tmp_path, "feeds: []\nnewsletters: []\ndatabase: sqlite:///data/aggregator.sqlite\n")
+    monkeypatch.chdir(tmp_path.parent)
+    assert load_config(path).database_url == f"sqlite:///{tmp_path.resolve()}/data/aggregator.sqlite"
+    absolute = write(tmp_path, "feeds: []\nnewsletters: []\ndatabase: sqlite:////srv/db.sqlite?timeout=5\n")
+    assert load_config(absolute).database_url == "sqlite:////srv/db.sqlite?timeout=5"
