@@ -637,7 +637,8 @@ class Store:
                 if u in known and t is not None and known[u] != t
             ]
             if new:
-                conn.execute(feeds_table.insert(), new)
+                # Another process may add the same feeds between our read and this insert.
+                _insert_missing(conn, feeds_table, new)
             if retitled:
                 conn.execute(
                     feeds_table.update().where(feeds_table.c.url == sa.bindparam("b_url")),
@@ -1317,9 +1318,13 @@ class Store:
                 .values(active=active, changed=now)
             )
             if result.rowcount == 0:
-                conn.execute(
-                    table.insert().values(newsletter=newsletter, address=address, active=active, changed=now)
-                )
+                row = {"newsletter": newsletter, "address": address, "active": active, "changed": now}
+                if _insert_missing(conn, table, [row]) == 0:  # subscribed meanwhile by another request
+                    conn.execute(
+                        table.update()
+                        .where(table.c.newsletter == newsletter, table.c.address == address)
+                        .values(active=active, changed=now)
+                    )
 
 
 # ------------------------------------------------------------------ row <-> record
@@ -1404,8 +1409,24 @@ def _feed_update(state: FeedState) -> dict[str, Any]:
 
 def _write_feed_state(conn: sa.Connection, state: FeedState) -> None:
     result = conn.execute(_UPDATE_FEED, _feed_update(state))
-    if result.rowcount == 0:
-        conn.execute(feeds_table.insert(), _feed_row(state))
+    if result.rowcount == 0 and _insert_missing(conn, feeds_table, [_feed_row(state)]) == 0:
+        conn.execute(_UPDATE_FEED, _feed_update(state))  # another process inserted it meanwhile
+
+
+def _insert_missing(conn: sa.Connection, table: sa.Table, rows: Sequence[dict[str, Any]]) -> int:
+    """Insert ``rows``, skipping those whose primary key exists (also when another
+    transaction inserted it since we looked); how many were inserted (-1: unknown)."""
+    keys = list(table.primary_key.columns)
+    statement: sa.Insert
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects import postgresql  # noqa: PLC0415 -- only with PostgreSQL
+
+        statement = postgresql.insert(table).on_conflict_do_nothing(index_elements=keys)
+    else:
+        from sqlalchemy.dialects import sqlite  # noqa: PLC0415 -- the same for SQLite
+
+        statement = sqlite.insert(table).on_conflict_do_nothing(index_elements=keys)
+    return int(conn.execute(statement, list(rows)).rowcount)
 
 
 def _write_feed_states(conn: sa.Connection, states: Sequence[FeedState]) -> bool:

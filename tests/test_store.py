@@ -664,3 +664,34 @@ def test_migrating_leaves_pygments_out(tmp_path: Path) -> None:
         timeout=60,
     )
     assert done.stdout.split() == ["False"]
+
+
+def test_two_processes_adding_the_same_new_feeds_at_once_both_succeed(database_url: str) -> None:
+    # Two `aggregator poll` started together on a config with feeds the database has not
+    # seen: both read "missing" and insert. PostgreSQL refused the second (duplicate key).
+    urls = [(f"https://feeds.example/{n}.xml", None) for n in range(3000)]
+    stores = [Store.open(database_url) for _ in range(2)]
+    barrier = threading.Barrier(2)
+    errors: list[BaseException] = []
+
+    def sync(store: Store) -> None:
+        barrier.wait()
+        try:
+            store.sync_feeds(urls)
+        except BaseException as exc:  # reported by the assertion below
+            errors.append(exc)
+
+    try:
+        for _ in range(3):
+            threads = [threading.Thread(target=sync, args=(store,)) for store in stores]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            assert errors == []
+            assert len(stores[0].feed_states()) == 3000
+            with stores[0].engine.begin() as conn:
+                conn.execute(sa.text("DELETE FROM feeds"))
+    finally:
+        for store in stores:
+            store.close()
