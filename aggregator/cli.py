@@ -9,6 +9,7 @@ become exit codes, and where results become tables, progress bars or JSON.  Exit
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import sys
@@ -123,6 +124,9 @@ def _open_store(loaded: LoadedConfig) -> Iterator[Store]:
         raise typer.Exit(EXIT_USAGE) from exc
     try:
         yield store
+    except StoreError as exc:  # the database failed mid-command (locked, full, damaged)
+        echo(f"error: {exc}", err=True)
+        raise typer.Exit(EXIT_USAGE) from exc
     finally:
         store.close()
 
@@ -347,6 +351,15 @@ def export(
 ) -> None:
     """Write every stored entry as JSON lines: id, guid, feed, url, title, published, story, topics…"""
     loaded = ctx.obj.load()
+    try:
+        _export_jsonl(loaded)
+    except OSError as exc:  # stdout is a full disk, a closed pipe…
+        with contextlib.suppress(OSError):
+            echo(f"error: writing the export: {exc.strerror or exc}", err=True)
+        raise typer.Exit(EXIT_USAGE) from exc
+
+
+def _export_jsonl(loaded: LoadedConfig) -> None:
     with _open_store(loaded) as store:
         for stored in store.iter_entries():
             entry = stored.entry

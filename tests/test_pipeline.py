@@ -552,3 +552,39 @@ def test_a_feed_the_parser_chokes_on_fails_alone_even_in_a_small_poll(
     failed = outcome[feed_server.url("/hostile.xml")]
     assert failed.status is FeedStatus.ERROR
     assert "parser gave up after 1 s" in (failed.error or "")
+
+
+def test_a_database_that_fails_mid_command_gets_one_error_line_and_exit_2(
+    tmp_path: Path, feed_server: FeedServer
+) -> None:
+    feed_server.add_feed("/good.xml", GOOD_RSS)
+    config = write_config(tmp_path, [feed_server.url("/good.xml")])
+    assert cli(config, "poll").exit_code == 0
+    database = Path(load_config(config).database_url.removeprefix("sqlite:///"))
+    with sqlite3.connect(database) as conn:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    data = bytearray(database.read_bytes())
+    data[4096:] = b"\xa5" * (len(data) - 4096)  # every page but the first (header and schema)
+    database.write_bytes(bytes(data))
+    for command in (["status", "--format", "json"], ["export"]):
+        result = subprocess.run(
+            [sys.executable, "-m", "aggregator", "--config", str(config), *command],
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        assert result.returncode == 2, result.stderr
+        assert "Traceback" not in result.stderr
+        assert result.stderr.startswith("error: ")
+        assert "malformed" in result.stderr
+
+
+def test_an_export_to_a_full_disk_says_so(tmp_path: Path) -> None:
+    config = copy_bundled_sample(tmp_path)
+    assert cli(config, "poll").exit_code == 0
+    with open("/dev/full", "w") as full:  # a device that is always full
+        result = subprocess.run(
+            [sys.executable, "-m", "aggregator", "--config", str(config), "export"],
+            stdout=full, stderr=subprocess.PIPE, text=True, timeout=60, check=False,
+        )  # fmt: skip
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert "error: writing the export: No space left on device" in result.stderr
