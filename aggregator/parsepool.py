@@ -120,10 +120,13 @@ class ParsePool:
         self._starting = 0
         self._waiters: list[asyncio.Future[_Worker]] = []
         self._tasks: set[asyncio.Task[None]] = set()
+        self._closed = False
 
     def start(self, count: int | None = None) -> None:
         """Start ``count`` workers (default: all) now, in the background: their imports
         overlap what comes next.  More start when parses wait, up to the pool's size."""
+        if self._closed:
+            return  # a parse that outlived the pool (a stopped poll) starts nothing
         limit = self._size if count is None else min(self._size, count)
         while limit and len(self._all) + self._starting < limit:
             self._starting += 1
@@ -198,6 +201,9 @@ class ParsePool:
             self._waiters.clear()
             return
         self._starting -= 1
+        if self._closed:  # the pool closed while this one started
+            await worker.close()
+            return
         self._all.add(worker)
         self._release(worker)
 
@@ -209,6 +215,7 @@ class ParsePool:
             self.start()  # a replacement for whoever waits
 
     async def aclose(self) -> None:
+        self._closed = True
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)

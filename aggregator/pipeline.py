@@ -30,11 +30,11 @@ import logging
 import os
 import random
 import time
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from aggregator import fetch, polling
 from aggregator.config import Config, FeedConfig, LoadedConfig, PollingConfig
@@ -163,17 +163,39 @@ async def poll_feeds(
                         if holding:
                             in_flight.put_nowait(None)
 
-            for next_done in asyncio.as_completed([poll_one(f) for f in selected]):
-                outcome = await next_done
-                outcomes.append(outcome)
-                if on_outcome is not None:
-                    on_outcome(outcome)
+            await _poll_all([poll_one(f) for f in selected], outcomes, on_outcome)
     finally:
         writer.close()
     order = {f.url: i for i, f in enumerate(feeds)}
     outcomes.sort(key=lambda o: order[o.url])
     finished = now + timedelta(seconds=time.monotonic() - clock)
     return PollSummary(tuple(outcomes), started=now, finished=finished)
+
+
+async def _poll_all(
+    polls: Sequence[Coroutine[Any, Any, PollOutcome]],
+    outcomes: list[PollOutcome],
+    on_outcome: Callable[[PollOutcome], None] | None,
+) -> None:
+    """Run ``polls`` at once, collecting their outcomes as they finish.
+
+    Stopped (Ctrl-C, a stop signal, an error), the feeds still in flight end here, before
+    the caller closes the HTTP client and the parsers under them: else each would be
+    recorded as failed ("the client has been closed") and backed off.
+    """
+    tasks = [asyncio.ensure_future(poll) for poll in polls]
+    try:
+        for next_done in asyncio.as_completed(tasks):
+            outcome = await next_done
+            outcomes.append(outcome)
+            if on_outcome is not None:
+                on_outcome(outcome)
+    finally:
+        pending = [task for task in tasks if not task.done()]
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.gather(*pending, return_exceptions=True)
 
 
 async def _fetch_one(  # noqa: PLR0917 -- private; the pieces of one poll cycle

@@ -7,6 +7,7 @@ work starts misbehaving, and that nothing already stored is lost or changed.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import re
@@ -590,3 +591,25 @@ def test_an_export_to_a_full_disk_says_so(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     assert "error: writing the export: No space left on device" in result.stderr
+
+
+def test_a_poll_stopped_midway_records_no_failure_for_the_feeds_in_flight(
+    tmp_path: Path, feed_server: FeedServer
+) -> None:
+    # Ctrl-C (or a stop signal) during a poll: the client and the parsers closed under the
+    # fetches still running, and each was stored as failed and backed off.
+    feed_server.add_feed("/fast.xml", GOOD_RSS)
+    slow = [feed_server.url(f"/slow?delay=3&n={n}") for n in range(12)]
+    loaded = load_config(write_config(tmp_path, [feed_server.url("/fast.xml"), *slow]))
+
+    async def stopped_poll(store: Store) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(pipeline.poll_feeds(loaded, store, datetime.now(UTC)), timeout=1.0)
+        await asyncio.sleep(0.5)  # anything left running would go on now
+
+    with Store.open(loaded.database_url) as store:
+        asyncio.run(stopped_poll(store))
+        states = {s.url: s for s in store.feed_states([f.url for f in loaded.config.feeds])}
+    assert states[feed_server.url("/fast.xml")].status is FeedStatus.OK
+    assert {states[url].status for url in slow} == {FeedStatus.NEVER}
+    assert all(states[url].error_count == 0 for url in slow)
