@@ -245,7 +245,9 @@ async def _store_one(  # noqa: PLR0917 -- private; the pieces of one poll cycle
             rng,
             parse_error=parsed.error,
         )
-        if parsed.feed is not None and parsed.feed.title and not new_state.title:
+        if parsed.feed is not None and parsed.feed.title and feed.title is None:
+            # Without a title in feeds.yaml, the feed's own, as it now calls itself (also
+            # after a configured title was removed: sync_feeds keeps a stored one until then).
             new_state = replace(new_state, title=parsed.feed.title)
         entries = parsed.feed.entries if parsed.feed else ()
         try:

@@ -613,3 +613,22 @@ def test_a_poll_stopped_midway_records_no_failure_for_the_feeds_in_flight(
     assert states[feed_server.url("/fast.xml")].status is FeedStatus.OK
     assert {states[url].status for url in slow} == {FeedStatus.NEVER}
     assert all(states[url].error_count == 0 for url in slow)
+
+
+def test_a_feed_without_a_configured_title_shows_its_own_as_it_changes(
+    tmp_path: Path, feed_server: FeedServer
+) -> None:
+    url = feed_server.url("/news.xml")
+    feed_server.add_feed("/news.xml", GOOD_RSS)
+    config = write_config(tmp_path, [url])
+    config.write_text(config.read_text().replace(f"url: {url}", f"url: {url}\n    title: My Custom Name"))
+    assert cli(config, "poll").exit_code == 0
+    assert status_of(config)[url]["title"] == "My Custom Name"
+    # The title removed from feeds.yaml, and the feed renamed: its own new name is shown.
+    write_config(tmp_path, [url])
+    feed_server.add_feed(
+        "/news.xml",
+        GOOD_RSS.replace(b"<title>Harbour  &amp; Hill   News</title>", b"<title>Harbour Times</title>", 1),
+    )
+    assert cli(config, "poll").exit_code == 0
+    assert status_of(config)[url]["title"] == "Harbour Times"
