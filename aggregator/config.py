@@ -130,6 +130,9 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+MAX_URL_BYTES = 1024  # feeds.url is indexed with each entry's guid (see parse.MAX_INDEXED_BYTES)
+
+
 class FeedConfig(_Strict):
     """One feed to poll."""
 
@@ -146,6 +149,10 @@ class FeedConfig(_Strict):
         value = value.strip()
         if not value:
             raise ValueError("empty url")
+        if len(value.encode()) > MAX_URL_BYTES:
+            raise ValueError(
+                f"url longer than {MAX_URL_BYTES} bytes: no feed needs one, and the database indexes it"
+            )
         scheme = urlsplit(value).scheme.lower()
         # A one-letter "scheme" is a Windows drive letter, i.e. a path.
         if scheme and len(scheme) > 1 and scheme not in ("http", "https", "file"):
@@ -221,7 +228,7 @@ class OutputConfig(_Strict):
 class NewsletterConfig(_Strict):
     """A periodic digest email."""
 
-    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$", max_length=64)  # the database keeps 64
     title: Text
     schedule: str = "0 7 * * *"  # cron: minute hour day month weekday
     timezone: str = "UTC"

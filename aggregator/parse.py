@@ -81,6 +81,11 @@ from aggregator.urls import canonical_url
 
 __all__ = ["FULL_TEXT_MIN_CHARS", "NORMALIZER_VERSION", "parse_feed", "source_key"]
 
+# Guids (with the feed's URL, which feeds.yaml keeps under the same bound) and canonical URLs
+# are indexed; PostgreSQL refuses an index entry over about 2,700 bytes, so a longer guid
+# is stored as its hash (as stable as the guid itself).
+MAX_INDEXED_BYTES = 1024
+
 # Part of every source key: bump it when the normalizer's output changes for the same input.
 NORMALIZER_VERSION = "2"
 
@@ -439,10 +444,17 @@ def _normalize_entry(raw: _RawEntry) -> Entry:
     guid = _clean_str(raw.id or "").strip() or link
     if not guid:
         guid = "sha256:" + hashlib.sha256(f"{title}\n{text}".encode()).hexdigest()
+    elif len(guid.encode("utf-8", "surrogatepass")) > MAX_INDEXED_BYTES:
+        guid = "sha256:" + hashlib.sha256(guid.encode("utf-8", "surrogatepass")).hexdigest()
+    canonical = canonical_url(link) if link else None
     return Entry(
         guid=guid,
         url=link,
-        canonical_url=canonical_url(link) if link else None,
+        # An index entry has a size limit (PostgreSQL: about 2,700 bytes); such a URL is no
+        # article's, and matching copies by it is not worth failing the feed's write for.
+        canonical_url=canonical
+        if canonical is None or len(canonical.encode()) <= MAX_INDEXED_BYTES
+        else None,
         title=title,
         authors=_unique_texts(raw.authors),
         published=raw.published,

@@ -203,3 +203,14 @@ def test_a_relative_sqlite_path_is_relative_to_the_config_file_not_the_working_d
     assert load_config(path).database_url == f"sqlite:///{tmp_path.resolve()}/data/aggregator.sqlite"
     absolute = write(tmp_path, "feeds: []\nnewsletters: []\ndatabase: sqlite:////srv/db.sqlite?timeout=5\n")
     assert load_config(absolute).database_url == "sqlite:////srv/db.sqlite?timeout=5"
+
+
+def test_a_feed_url_or_newsletter_name_the_database_cannot_hold_is_a_config_problem(tmp_path: Path) -> None:
+    long_url = "https://x.example/" + "a" * 1100
+    path = write(
+        tmp_path,
+        f"feeds:\n  - url: {long_url}\nnewsletters:\n  - name: {'n' * 65}\n    title: T\n",
+    )
+    problems = problems_of(path)
+    assert any("feeds[0].url: url longer than 1024 bytes" in p for p in problems), problems
+    assert any("newsletters[0].name" in p and "at most 64 characters" in p for p in problems), problems

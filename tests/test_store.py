@@ -25,6 +25,7 @@ from alembic.script import ScriptDirectory
 
 from aggregator.errors import StoreError
 from aggregator.identity import entry_hashes
+from aggregator.parse import parse_feed
 from aggregator.store import SaveCounts, Store, entry_id, metadata, migration_config
 from aggregator.types import DuplicateEvidence, Enclosure, Entry, FeedState, FeedStatus
 
@@ -695,3 +696,24 @@ def test_two_processes_adding_the_same_new_feeds_at_once_both_succeed(database_u
     finally:
         for store in stores:
             store.close()
+
+
+def test_an_entry_with_a_guid_and_link_longer_than_an_index_allows_is_stored(
+    database_url: str, now: datetime
+) -> None:
+    # PostgreSQL refuses an index entry over about 2,700 bytes: the feed's whole write failed,
+    # its ordinary entries with it.  SQLite took them.
+    noise = "".join(f"{n:x}" for n in range(1, 800))  # long and not compressible
+    body = (
+        '<?xml version="1.0"?><rss version="2.0"><channel><title>t</title>'
+        f"<item><title>Long</title><guid>https://x.example/p?{noise}</guid></item>"
+        f"<item><title>Linked</title><link>https://x.example/a?{noise}</link></item>"
+        '<item><title>Plain</title><guid isPermaLink="false">plain-1</guid></item>'
+        "</channel></rss>"
+    ).encode()
+    entries = parse_feed(body, {}, FEED).entries
+    assert [len(e.guid) <= 100 for e in entries] == [True, True, True]
+    with Store.open(database_url) as store:
+        assert store.save_poll(polled(FEED, now), entries, now) == SaveCounts(new=3, updated=0)
+        again = parse_feed(body, {}, FEED).entries
+        assert store.save_poll(polled(FEED, now), again, now) == SaveCounts(new=0, updated=0)
