@@ -256,10 +256,21 @@ def run(
     if not once:
         # run_forever loads and watches the config itself (and keeps the last good one).
         raise typer.Exit(service.run_forever(ctx.obj.config_path, log_format.value, verbose=ctx.obj.verbose))
+    from aggregator.runlock import SchedulerAlreadyRunning, run_lock  # noqa: PLC0415 -- with service
+
     loaded = ctx.obj.load()
     try:
-        with _open_store(loaded) as store, _progress_callbacks(sys.stderr.isatty()) as callbacks:
+        # The scheduler's lock: a cycle from cron that overlaps the previous one, or a
+        # running `aggregator run`, would poll and send at the same time as it.
+        with (
+            run_lock(loaded.database_url),
+            _open_store(loaded) as store,
+            _progress_callbacks(sys.stderr.isatty()) as callbacks,
+        ):
             report = asyncio.run(pipeline.run_cycle(loaded, store, _now(), only_due=True, **callbacks))
+    except SchedulerAlreadyRunning as exc:
+        echo(f"error: {exc}", err=True)
+        raise typer.Exit(service.EXIT_ALREADY_RUNNING) from exc
     except OSError as exc:  # a stage's files: publish into a folder that is a file, a full disk
         echo(f"error: {exc}; what was polled is stored", err=True)
         raise typer.Exit(EXIT_FEEDS_FAILED) from exc

@@ -28,6 +28,7 @@ import aggregator.cli
 from aggregator import parsepool, pipeline
 from aggregator.cli import app
 from aggregator.config import load_config
+from aggregator.runlock import run_lock
 from aggregator.store import Store, entry_id
 from aggregator.types import DuplicateEvidence, Entry, FeedState, FeedStatus
 from tests.feedserver import FeedServer
@@ -632,3 +633,14 @@ def test_a_feed_without_a_configured_title_shows_its_own_as_it_changes(
     )
     assert cli(config, "poll").exit_code == 0
     assert status_of(config)[url]["title"] == "Harbour Times"
+
+
+def test_run_once_is_refused_while_another_scheduler_holds_the_database(tmp_path: Path) -> None:
+    # A cycle from cron that overlaps the previous one (or a running `aggregator run`) would
+    # poll and send at the same time as it.
+    config = copy_bundled_sample(tmp_path)
+    with run_lock(load_config(config).database_url):
+        refused = cli(config, "run", "--once")
+    assert refused.exit_code == 3
+    assert "another scheduler is already running" in refused.output
+    assert cli(config, "run", "--once").exit_code == 0
