@@ -77,7 +77,10 @@ ACCEPT = (
 ACCEPT_ENCODING = "gzip, deflate" + (
     ", br" if importlib.util.find_spec("brotli") or importlib.util.find_spec("brotlicffi") else ""
 )
-# Content codings a response may use: what we ask for, and the no-op ones.
+# Compressions a server may apply without being asked (we decode only what ACCEPT_ENCODING
+# names).  Other values ("none", "utf-8", "binary": misconfigured servers) compress nothing,
+# and httpx passes such a body through as it is, which is right.
+_COMPRESSIONS = frozenset({"br", "zstd", "compress", "x-compress", "bzip2", "x-bzip2", "lzma", "xz"})
 _DECODABLE = frozenset({"identity", "x-gzip", *(e.strip() for e in ACCEPT_ENCODING.split(","))})
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 PERMANENT_REDIRECT_STATUSES = frozenset({301, 308})
@@ -506,7 +509,8 @@ class Fetcher:
     async def _decoded(self, response: httpx.Response, url: str) -> AsyncIterator[bytes]:
         """The body, decoded, in pieces of at most ``_Inflater.PIECE`` bytes for gzip and deflate."""
         encoding = response.headers.get("content-encoding", "").strip().lower()
-        unknown = [e for e in (part.strip() for part in encoding.split(",")) if e and e not in _DECODABLE]
+        codings = (part.strip() for part in encoding.split(","))
+        unknown = [e for e in codings if e in _COMPRESSIONS and e not in _DECODABLE]
         if unknown:
             # httpx would pass such a body on as it came, and the parser would call it broken XML.
             named = ", ".join(e[:40] for e in unknown)

@@ -787,3 +787,14 @@ async def test_a_body_compressed_in_a_way_not_asked_for_is_named_not_called_brok
         in result.error
     )
     assert "Accept-Encoding: gzip, deflate" in result.error
+
+
+@pytest.mark.parametrize("encoding", ["none", "utf-8", "UTF8", "binary", "8bit"])
+async def test_a_content_encoding_that_compresses_nothing_leaves_the_body_as_it_came(
+    feed_server: FeedServer, encoding: str
+) -> None:
+    # Misconfigured servers send these; the body is the plain feed, and it used to be read.
+    feed_server.add_feed("/odd.xml", RSS, headers={"Content-Encoding": encoding})
+    result = await fetch(feed_server.url("/odd.xml"))
+    assert result.status is FeedStatus.OK, result.error
+    assert result.body == RSS
