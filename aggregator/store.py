@@ -1415,7 +1415,7 @@ def _write_feed_state(conn: sa.Connection, state: FeedState) -> None:
 
 def _insert_missing(conn: sa.Connection, table: sa.Table, rows: Sequence[dict[str, Any]]) -> int:
     """Insert ``rows``, skipping those whose primary key exists (also when another
-    transaction inserted it since we looked); how many were inserted (-1: unknown)."""
+    transaction inserted it since we looked); how many were inserted."""
     keys = list(table.primary_key.columns)
     statement: sa.Insert
     if conn.dialect.name == "postgresql":
@@ -1426,7 +1426,8 @@ def _insert_missing(conn: sa.Connection, table: sa.Table, rows: Sequence[dict[st
         from sqlalchemy.dialects import sqlite  # noqa: PLC0415 -- the same for SQLite
 
         statement = sqlite.insert(table).on_conflict_do_nothing(index_elements=keys)
-    return int(conn.execute(statement, list(rows)).rowcount)
+    # rowcount of a multi-row insert is -1 on psycopg: count the keys returned instead.
+    return len(conn.execute(statement.returning(*keys), list(rows)).all())
 
 
 def _write_feed_states(conn: sa.Connection, states: Sequence[FeedState]) -> bool:

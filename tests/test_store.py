@@ -23,6 +23,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
+from aggregator import store as store_module
 from aggregator.errors import StoreError
 from aggregator.identity import entry_hashes
 from aggregator.parse import parse_feed
@@ -717,3 +718,27 @@ def test_an_entry_with_a_guid_and_link_longer_than_an_index_allows_is_stored(
         assert store.save_poll(polled(FEED, now), entries, now) == SaveCounts(new=3, updated=0)
         again = parse_feed(body, {}, FEED).entries
         assert store.save_poll(polled(FEED, now), again, now) == SaveCounts(new=0, updated=0)
+
+
+def test_an_unsubscribe_racing_a_subscribe_of_the_same_address_is_kept(
+    database_url: str, monkeypatch: pytest.MonkeyPatch, now: datetime
+) -> None:
+    # Our UPDATE finds no row; another request inserts it before our INSERT.  The insert then
+    # does nothing, and the unsubscribe must still be written (it was lost on PostgreSQL).
+    real = store_module._insert_missing
+    with Store.open(database_url) as store:
+
+        def racing(conn: sa.Connection, table: sa.Table, rows: Any) -> int:
+            if table is store_module.subscribers_table and conn.dialect.name == "postgresql":
+                with store.engine.begin() as other:  # the other request commits first
+                    other.execute(
+                        table.insert().values(
+                            newsletter="daily", address="c@example.org", active=True, changed=now
+                        )
+                    )
+            return real(conn, table, rows)
+
+        monkeypatch.setattr(store_module, "_insert_missing", racing)
+        store.set_subscriber("daily", "c@example.org", False, now + timedelta(hours=1))
+        monkeypatch.setattr(store_module, "_insert_missing", real)
+        assert store.subscriber("daily", "c@example.org") == (False, now + timedelta(hours=1))
