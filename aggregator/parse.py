@@ -220,12 +220,21 @@ def _text_of(sanitized: str) -> str:
     return "\n".join(filter(None, (" ".join(line.split()) for line in text.split("\n"))))
 
 
-# In a title, a "<" that opens a whole tag (up to its ">") of an element found in titles, an
-# element dropped with its content (<script>) or a comment is HTML; any other "<" is text:
-# "Vec<T>", "a<b is fine", "std::vector<int>".
+# In a title, a "<" that opens a tag of an HTML element (a whole tag, up to its ">"), a
+# namespaced or custom one (Word's <o:p>, <x-card>), a comment, a declaration or a PI is
+# markup; any other "<" is text: "Vec<T>", "a<b is fine", "std::vector<int>", "<3".
+_HTML_ELEMENTS = (
+    "a|abbr|acronym|address|applet|area|article|aside|audio|b|base|basefont|bdi|bdo|bgsound|big|blink"
+    "|blockquote|body|br|button|canvas|caption|center|cite|code|col|colgroup|data|datalist|dd|del"
+    "|details|dfn|dialog|dir|div|dl|dt|em|embed|fieldset|figcaption|figure|font|footer|form|frame"
+    "|frameset|h[1-6]|head|header|hgroup|hr|html|i|iframe|img|input|ins|kbd|label|legend|li|link|main"
+    "|map|mark|marquee|math|menu|meta|meter|nav|nobr|noembed|noframes|noscript|object|ol|optgroup"
+    "|option|output|p|param|picture|plaintext|pre|progress|q|rb|rp|rt|rtc|ruby|s|samp|script|search"
+    "|section|select|slot|small|source|span|strike|strong|style|sub|summary|sup|svg|table|tbody|td"
+    "|template|textarea|tfoot|th|thead|time|title|tr|track|tt|u|ul|var|video|wbr|xmp"
+)
 _TITLE_TAG_RE = re.compile(
-    r"<(?!/?(?:a|abbr|b|big|br|cite|code|del|dfn|em|font|i|img|ins|kbd|mark|p|q|s|samp|small|span|strike"
-    r"|strong|sub|sup|time|tt|u|var|wbr|" + "|".join(_DROP_WITH_CONTENT) + r")\b[^<>]*>|!--)",
+    rf"<(?!/?(?:{_HTML_ELEMENTS})\b[^<>]*>|/?[A-Za-z][\w.]*[:-][\w.:-]+\b[^<>]*>|!|\?)",
     re.IGNORECASE,
 )
 

@@ -827,11 +827,15 @@ def test_an_article_with_a_few_tags_left_open_keeps_its_markup() -> None:
         ("Using Vec&lt;T&gt; in Rust", "Using Vec<T> in Rust"),
         ("Why a&lt;b is fine", "Why a<b is fine"),
         ("std::vector&lt;int&gt; vs std::array", "std::vector<int> vs std::array"),
-        ("The &lt;canvas&gt; element", "The <canvas> element"),
+        ("I &lt;3 Rust", "I <3 Rust"),
         # Markup a title carries is still markup, and scripts still go with their content.
         ("&lt;b&gt;Budget&lt;/b&gt; passes", "Budget passes"),
         ("Vote &lt;script&gt;alert(1)&lt;/script&gt;today", "Vote today"),
         ("Leaders &lt;!-- draft --&gt;meet", "Leaders meet"),
+        ("&lt;h1&gt;Headline&lt;/h1&gt;", "Headline"),  # any HTML element, not only those seen in titles
+        ("&lt;div&gt;Wrapped&lt;/div&gt;", "Wrapped"),
+        ("Paris&lt;o:p&gt;&lt;/o:p&gt;", "Paris"),  # Word's namespaced tags
+        ("&lt;x-card&gt;Custom&lt;/x-card&gt;", "Custom"),
     ],
 )
 def test_a_less_than_sign_that_opens_no_tag_stays_in_the_title(title: str, expected: str) -> None:
