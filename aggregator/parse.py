@@ -1124,7 +1124,7 @@ class _Markup:
     # instruction: fastfeedparser reads only the text before it.  Matched outside CDATA.
     text_child: re.Pattern[bytes]
     # An element feedparser reads and fastfeedparser does not, found by its literal part first.
-    other: tuple[bytes, re.Pattern[bytes]]
+    other: tuple[bytes, re.Pattern[bytes]] | None
     once: tuple[re.Pattern[bytes], ...]  # elements that must not appear twice: each parser takes another
 
 
@@ -1135,7 +1135,7 @@ _RSS_MARKUP = _Markup(
 )
 _ATOM_MARKUP = _Markup(
     text_child=re.compile(rb"<(?:title|summary|content)(?:\s[^>]*)?(?<!/)>[^<]*<(?!/)"),
-    other=(b"self", re.compile(rb"""\srel\s*=\s*["']self["']""")),  # may be taken for the link
+    other=None,  # links: see _check_atom_links
     once=(),
 )
 
@@ -1168,7 +1168,7 @@ def _check_item_markup(chunk: bytes, markup: _Markup) -> None:
         raise _Decline("an item end tag inside a comment")
     if markup.text_child.search(text):
         raise _Decline("markup inside a text element")
-    if markup.other[0] in text and markup.other[1].search(text):
+    if markup.other is not None and markup.other[0] in text and markup.other[1].search(text):
         raise _Decline("an element only feedparser reads")
     for element in markup.once:
         found = element.search(text)
@@ -1197,11 +1197,11 @@ def _resolve(link: str | None, base: str) -> str | None:
 
 
 # The date forms both parsers read alike (checked against feedparser on the corpus and in
-# tests): RFC 822 with a numeric or a UTC zone, ISO 8601 with ``Z`` or ``±hh:mm``.  Any other
+# tests): RFC 822 with a numeric, UTC or US zone, ISO 8601 with ``Z`` or ``±hh:mm``.  Any other
 # (``-08:00`` in an RFC 822 date, zone names, no zone) goes to feedparser, whose reading
 # is the reference even where it is wrong (it reads ``CEST`` as UTC).
 _PLAIN_DATE_RE = re.compile(
-    rb"\s*(?:(?:[A-Za-z]{3},\s*)?\d{1,2}\s+[A-Za-z]{3}\s+\d{4}\s+\d{2}:\d{2}(?::\d{2})?\s+(?:[+-]\d{4}|GMT|UTC|UT|Z)"
+    rb"\s*(?:(?:[A-Za-z]{3},\s*)?\d{1,2}\s+[A-Za-z]{3}\s+\d{4}\s+\d{2}:\d{2}(?::\d{2})?\s+(?:[+-]\d{4}|GMT|UTC|UT|Z|[ECMP][SD]T)"
     rb"|\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?(?:Z|[+-]\d{2}:\d{2}))\s*"
 )
 
@@ -1357,8 +1357,24 @@ def _atom_text_type(chunk: bytes, element: bytes) -> str | None:
     return declared.group(1).decode("ascii", "replace").lower() if declared else "text"
 
 
+_ATOM_LINK_RE = re.compile(rb"<link\b([^>]*)>")
+_REL_RE = re.compile(rb"""\srel\s*=\s*["']\s*([^"']*?)\s*["']""")
+
+
+def _check_atom_links(chunk: bytes) -> None:
+    """feedparser takes an entry's link only from a ``rel="alternate"`` link (or one without
+    ``rel``); fastfeedparser, lacking one, takes another (``edit``, ``replies``, ``enclosure``)."""
+    links = _ATOM_LINK_RE.findall(chunk)
+    if links and not any(
+        (rel := _REL_RE.search(attributes)) is None or rel.group(1).lower() == b"alternate"
+        for attributes in links
+    ):
+        raise _Decline("an entry with links but none rel=alternate")
+
+
 def _fast_atom_entry(e: Any, chunk: bytes, url: str, bases: _EntryBases, key: str) -> _RawEntry:
     _check_prefixed_summary(chunk)
+    _check_atom_links(chunk)
     dates = _fast_dates(e, chunk, _ATOM_DATES)
     entry_id = _opt_str(e.get("id")) if re.search(rb"<id[\s>]", chunk) else None
     if entry_id:

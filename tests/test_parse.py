@@ -778,6 +778,8 @@ _READ_ALIKE = {
             "Mon, 18 Aug 2025 09:30:00 -0800",
             "Mon, 18 Aug 2025 09:30:00 GMT",
             "18 Aug 2025 09:30 UT",
+            "Mon, 18 Aug 2025 09:30:00 EST",
+            "Mon, 18 Aug 2025 09:30:00 PDT",
         )
     },
 }
@@ -789,7 +791,8 @@ def test_the_fast_path_reads_what_feedparser_reads_or_leaves_it_to_feedparser(ca
     fast = parse_feed(body, {}, "https://ex.example/feed")
     slow = parse_feed(body, {}, "https://ex.example/feed", fast=False)
     assert fast.entries == slow.entries
-    if case.endswith(("-0800", "GMT", "UT")):  # forms both parsers read alike stay on the fast path
+    if case.rsplit(maxsplit=1)[-1] in {"-0800", "GMT", "UT", "EST", "PDT"}:
+        # The forms both parsers read alike stay on the fast path.
         assert _read_fast(body, "", "https://ex.example/feed") is not None
 
 
@@ -879,3 +882,33 @@ def test_json_feed_values_json_does_not_have_cost_no_item_and_no_feed() -> None:
     assert [e.title for e in feed.entries] == ["one", "two", "three", "four", "five"]
     assert len({e.guid for e in feed.entries}) == 5
     assert feed.entries[4].url == "https://other.example/s"
+
+
+def _atom_entry(links: str) -> bytes:
+    return (
+        '<?xml version="1.0" encoding="utf-8"?><feed xmlns="http://www.w3.org/2005/Atom"><title>t</title>'
+        "<id>tag:ex.example,2020:feed</id><updated>2025-08-18T09:30:00Z</updated><entry><title>e</title>"
+        f"<id>tag:ex.example,2020:1</id><updated>2025-08-18T09:30:00Z</updated>{links}</entry></feed>"
+    ).encode()
+
+
+@pytest.mark.parametrize(
+    ("links", "fast_path"),
+    [
+        # Blogger: self, edit and replies beside the alternate; both parsers take the alternate.
+        (
+            "<link rel='replies' href='https://b.example/c'/><link rel='edit' href='https://b.example/e'/>"
+            "<link rel='self' href='https://b.example/s'/><link rel='alternate' href='https://b.example/p.html'/>",
+            True,
+        ),
+        ("<link href='https://b.example/p.html'/>", True),
+        # No alternate: feedparser gives no link, fastfeedparser took the edit or replies link.
+        ("<link rel='edit' href='https://b.example/e'/>", False),
+        ("<link rel='replies' href='https://b.example/c'/>", False),
+    ],
+)
+def test_atom_entry_links_are_read_as_feedparser_reads_them(links: str, fast_path: bool) -> None:
+    body = _atom_entry(links)
+    url = "https://ex.example/feed"
+    assert parse_feed(body, {}, url).entries == parse_feed(body, {}, url, fast=False).entries
+    assert (_read_fast(body, "", url) is not None) is fast_path
