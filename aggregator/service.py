@@ -558,8 +558,11 @@ class Service:
         async with self._sending:
             if self.stopping:
                 return ()
-            async with self._cycle:  # a poll cycle in progress first stores and groups what it found
-                now = self.clock.now()
+            with _tracked(self._digests):  # a stop waits for this wait to end
+                async with self._cycle:  # a poll cycle in progress first stores and groups what it found
+                    now = self.clock.now()
+            if self._stop_requested():  # meanwhile: the cancelled cycle stored only part of its feeds
+                return ()
             until, sending = await asyncio.to_thread(covered_until, self.store, name)
             if until is None and at_start:
                 return await self._send(newsletter, now, now)
@@ -713,6 +716,10 @@ class Service:
                 }
             },
         )
+
+    def _stop_requested(self) -> bool:
+        # A method, not the attribute: a check after an await must read it again.
+        return self.stopping
 
     async def stop(self, *, force: bool = False) -> None:
         """Cancel polls, let a digest finish its current recipient (cancel it too with ``force``)."""

@@ -298,6 +298,33 @@ async def test_an_issue_due_while_a_poll_is_fetching_waits_for_what_that_poll_st
 
 
 @pytest.mark.anyio
+async def test_a_stop_while_an_issue_waits_for_a_poll_freezes_no_issue(
+    feed_server: FeedServer, tmp_path: Path
+) -> None:
+    newsletters = (
+        'newsletters:\n  - {name: daily, title: Daily, schedule: "0 7 * * *", subscribers: [a@example.org]}\n'
+    )
+    loaded = load_config(
+        write_config(tmp_path / "feeds.yaml", [feed_server.url("/slow?delay=1.5")], newsletters)
+    )
+    clock = ManualClock(utc(2025, 8, 19, 6, 59, 45))
+    with Store.open(loaded.database_url) as store:
+        record_issue(store, "daily", utc(2025, 8, 18, 7), status="empty")
+        service = Service(loaded, store, clock=clock)
+        polling = asyncio.create_task(service.run_job(POLL_JOB_ID))
+        await asyncio.sleep(0.5)  # the fetch is under way
+        clock.advance(timedelta(seconds=30))
+        issue_job = asyncio.create_task(service.run_job(NEWSLETTER_JOB_PREFIX + "daily"))
+        await asyncio.sleep(0.1)  # the issue waits for the poll
+        await service.stop()  # SIGTERM
+        assert issue_job.done()  # the stop waited for it
+        await asyncio.gather(polling, issue_job, return_exceptions=True)
+        latest = store.latest_issue("daily")
+        assert latest is not None
+        assert latest.number == 1  # nothing frozen from a poll cut short
+
+
+@pytest.mark.anyio
 async def test_at_start_the_first_poll_comes_before_a_first_issue(
     feed_server: FeedServer, tmp_path: Path
 ) -> None:
