@@ -179,9 +179,19 @@ _FORMATTING_END_RE = re.compile(rf"</(?:{_FORMATTING_TAGS})\s*>", re.IGNORECASE)
 # to re-open them MAX_REOPENED_ELEMENTS times, is kept as text: real articles leave a few open.
 MAX_LEFT_OPEN = 64
 MAX_REOPENED_ELEMENTS = 100_000
-# Past this many tags, nesting alone can make the parse quadratic (5,000 nested lists: 0.3 s,
-# 16,000: 4 s), so the fragment is kept as text too; 20,000 tags is some 400 kB of HTML.
-MAX_TAGS = 20_000
+# Nesting deeper than this makes the parse quadratic (5,000 nested lists: 0.3 s, 16,000:
+# 4 s), so such a fragment is kept as text too; real articles nest a few dozen levels.  It
+# is measured only on fragments with more than DEPTH_CHECK_TAGS tags (a Python loop).
+MAX_DEPTH = 1_000
+DEPTH_CHECK_TAGS = 5_000
+_TAG_TOKEN_RE = re.compile(r"<(/?)([A-Za-z][\w:-]*)[^<>]*?(/?)>")
+# Elements that never hold others open: void ones, and those a parser closes by itself
+# when the next one starts (an unclosed <p> or <li> per paragraph nests nothing).
+_NOT_NESTING = frozenset({
+    "area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "param", "source", "track",
+    "wbr", "p", "li", "dt", "dd", "tr", "td", "th", "thead", "tbody", "tfoot", "option", "optgroup", "rb",
+    "rt", "rp", "colgroup", "caption",
+})  # fmt: skip
 
 
 def sanitize_html(fragment: str, base: str) -> str:
@@ -196,12 +206,26 @@ def sanitize_html(fragment: str, base: str) -> str:
 
 def _amplifies(fragment: str) -> bool:
     tags = fragment.count("<")  # a C-level count; the regexes below run on the rare large ones
-    if tags > MAX_TAGS:
-        return True
     if tags <= MAX_LEFT_OPEN or tags * tags <= MAX_REOPENED_ELEMENTS:
         return False
     left_open = len(_FORMATTING_START_RE.findall(fragment)) - len(_FORMATTING_END_RE.findall(fragment))
-    return left_open > MAX_LEFT_OPEN and left_open * tags > MAX_REOPENED_ELEMENTS
+    if left_open > MAX_LEFT_OPEN and left_open * tags > MAX_REOPENED_ELEMENTS:
+        return True
+    return tags > DEPTH_CHECK_TAGS and _nesting_depth(fragment) > MAX_DEPTH
+
+
+def _nesting_depth(fragment: str) -> int:
+    """How deep the elements of ``fragment`` nest at most, as written (end tags counted)."""
+    depth = deepest = 0
+    for closing, name, self_closing in _TAG_TOKEN_RE.findall(fragment):
+        if self_closing or name.lower() in _NOT_NESTING:
+            continue
+        if closing:
+            depth = max(0, depth - 1)
+        else:
+            depth += 1
+            deepest = max(deepest, depth)
+    return deepest
 
 
 def _text_of(sanitized: str) -> str:
