@@ -141,8 +141,8 @@ async def poll_feeds(
             # The others start with the first body, if any comes.
             if sum(1 for f in selected if _sends_a_body(states[f.url])) >= PARALLEL_PARSE_THRESHOLD:
                 parser.start()
-            elif workers:
-                parser.start(1)
+            elif len(selected) >= PARALLEL_PARSE_THRESHOLD:
+                parser.start(1)  # a small poll starts its one worker with its first body, if any
             fetcher = fetch.Fetcher(client, settings)
 
             async def poll_one(feed: FeedConfig) -> PollOutcome:

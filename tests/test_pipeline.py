@@ -644,3 +644,24 @@ def test_run_once_is_refused_while_another_scheduler_holds_the_database(tmp_path
     assert refused.exit_code == 3
     assert "another scheduler is already running" in refused.output
     assert cli(config, "run", "--once").exit_code == 0
+
+
+def test_a_small_poll_where_every_feed_answers_304_starts_no_parser_process(
+    tmp_path: Path, feed_server: FeedServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    feed_server.add_feed("/news.xml", GOOD_RSS, etag='"v1"')
+    config = write_config(tmp_path, [feed_server.url("/news.xml")])
+    assert cli(config, "poll").exit_code == 0
+    started: list[object] = []
+    real_start = parsepool._Worker.start
+
+    async def counted() -> object:
+        started.append(None)
+        return await real_start()
+
+    monkeypatch.setattr(parsepool._Worker, "start", staticmethod(counted))
+    assert cli(config, "poll").exit_code == 0  # 304: nothing to parse
+    assert started == []
+    feed_server.add_feed("/news.xml", GOOD_RSS.replace(b"Ferry", b"Bus"), etag='"v2"')
+    assert cli(config, "poll").exit_code == 0  # a body: one worker parses it
+    assert len(started) == 1
