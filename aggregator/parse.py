@@ -265,7 +265,7 @@ _TITLE_TAG_RE = re.compile(
 
 def _clean_title(value: str | None) -> str:
     """Titles are treated as HTML whatever the feed says (feeds double-escape them freely),
-    except that a ``<`` that opens no tag found in titles stays text."""
+    except that a ``<`` that opens no tag (``_TITLE_TAG_RE``) stays text."""
     if not value:
         return ""
     if "<" in value or "&" in value:
