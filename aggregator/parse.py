@@ -184,9 +184,10 @@ MAX_REOPENED_ELEMENTS = 100_000
 # is measured only on fragments with more than DEPTH_CHECK_TAGS tags (a Python loop).
 MAX_DEPTH = 1_000
 DEPTH_CHECK_TAGS = 5_000
-_TAG_TOKEN_RE = re.compile(r"<(/?)([A-Za-z][\w:-]*)[^<>]*?(/?)>")
+_TAG_TOKEN_RE = re.compile(r"<(/?)([A-Za-z][\w:-]*)")
 # Elements that never hold others open: void ones, and those a parser closes by itself
-# when the next one starts (an unclosed <p> or <li> per paragraph nests nothing).
+# when the next one starts (an unclosed <p> or <li> per paragraph nests nothing).  A "/>"
+# closes nothing in HTML (<div/> opens a div), so it is not looked at.
 _NOT_NESTING = frozenset({
     "area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "param", "source", "track",
     "wbr", "p", "li", "dt", "dd", "tr", "td", "th", "thead", "tbody", "tfoot", "option", "optgroup", "rb",
@@ -215,16 +216,21 @@ def _amplifies(fragment: str) -> bool:
 
 
 def _nesting_depth(fragment: str) -> int:
-    """How deep the elements of ``fragment`` nest at most, as written (end tags counted)."""
+    """How deep the elements of ``fragment`` nest at most, as written: an end tag closes an
+    element only when one of its name is open (a stray ``</span>`` closes nothing)."""
+    open_by_name: dict[str, int] = {}
     depth = deepest = 0
-    for closing, name, self_closing in _TAG_TOKEN_RE.findall(fragment):
-        if self_closing or name.lower() in _NOT_NESTING:
+    for closing, tag in _TAG_TOKEN_RE.findall(fragment):
+        name = tag.lower()
+        if name in _NOT_NESTING:
             continue
-        if closing:
-            depth = max(0, depth - 1)
-        else:
+        if not closing:
+            open_by_name[name] = open_by_name.get(name, 0) + 1
             depth += 1
             deepest = max(deepest, depth)
+        elif open_by_name.get(name):
+            open_by_name[name] -= 1
+            depth -= 1
     return deepest
 
 
@@ -246,7 +252,7 @@ def _text_of(sanitized: str) -> str:
 
 # In a title, a "<" that opens a tag of an HTML element (a whole tag, up to its ">"), a
 # namespaced or custom one (Word's <o:p>, <x-card>), a comment, a declaration or a PI is
-# markup; any other "<" is text: "Vec<T>", "a<b is fine", "std::vector<int>", "<3".
+# markup; any other "<" is text: "Vec<T>", "a<b is fine", "Option<std::string>", "<3".
 _HTML_ELEMENTS = (
     "a|abbr|acronym|address|applet|area|article|aside|audio|b|base|basefont|bdi|bdo|bgsound|big|blink"
     "|blockquote|body|br|button|canvas|caption|center|cite|code|col|colgroup|data|datalist|dd|del"
@@ -258,7 +264,7 @@ _HTML_ELEMENTS = (
     "|template|textarea|tfoot|th|thead|time|title|tr|track|tt|u|ul|var|video|wbr|xmp"
 )
 _TITLE_TAG_RE = re.compile(
-    rf"<(?!/?(?:{_HTML_ELEMENTS})\b[^<>]*>|/?[A-Za-z][\w.]*[:-][\w.:-]+\b[^<>]*>|!|\?)",
+    rf"<(?!/?(?:{_HTML_ELEMENTS})\b[^<>]*>|/?[A-Za-z][\w.]*(?:-[\w.-]*|:(?!:)[\w.-]+)(?![\w.:-])[^<>]*>|!|\?)",
     re.IGNORECASE,
 )
 
@@ -1385,15 +1391,24 @@ _ATOM_LINK_RE = re.compile(rb"<link\b([^>]*)>")
 _REL_RE = re.compile(rb"""\srel\s*=\s*["']\s*([^"']*?)\s*["']""")
 
 
+_TYPE_RE = re.compile(rb"""\stype\s*=\s*["']\s*([^"']*?)\s*["']""")
+
+
 def _check_atom_links(chunk: bytes) -> None:
-    """feedparser takes an entry's link only from a ``rel="alternate"`` link (or one without
-    ``rel``); fastfeedparser, lacking one, takes another (``edit``, ``replies``, ``enclosure``)."""
+    """The two parsers pick an entry's link alike only when it is plain: one link that is
+    ``rel="alternate"`` (a web page) or has no ``rel`` (then first), beside links with a
+    ``rel`` of their own (Blogger's self, edit, replies; enclosures).  Otherwise (none, two,
+    a ``rel``-less link after others, an alternate PDF) they differ: feedparser reads it."""
     links = _ATOM_LINK_RE.findall(chunk)
-    if links and not any(
-        (rel := _REL_RE.search(attributes)) is None or rel.group(1).lower() == b"alternate"
-        for attributes in links
-    ):
-        raise _Decline("an entry with links but none rel=alternate")
+    if not links:
+        return
+    rels = [rel.group(1).lower() if (rel := _REL_RE.search(attributes)) else None for attributes in links]
+    candidates = [index for index, rel in enumerate(rels) if rel in (None, b"alternate")]
+    if len(candidates) != 1 or (rels[candidates[0]] is None and candidates[0] != 0):
+        raise _Decline("entry links the parsers pick from differently")
+    kind = _TYPE_RE.search(links[candidates[0]])
+    if kind is not None and kind.group(1).lower() not in (b"text/html", b"application/xhtml+xml"):
+        raise _Decline("an alternate link that is no web page")
 
 
 def _fast_atom_entry(e: Any, chunk: bytes, url: str, bases: _EntryBases, key: str) -> _RawEntry:

@@ -802,10 +802,13 @@ def test_the_fast_path_reads_what_feedparser_reads_or_leaves_it_to_feedparser(ca
         # 1,000 formatting elements left open, then 1,000 paragraphs: the parser re-opens all of
         # them in each (a million elements from 40 kB; 2,000 of each made a 1.2 GB process).
         "<p>" + "".join(f'<b title="{i}">' for i in range(1000)) + "</p>" + "<p>x</p>" * 1000,
-        # Nesting deep enough to make the parse quadratic.
+        # Nesting deep enough to make the parse quadratic, however it is written: a "/>" on a
+        # div closes nothing, nor does an end tag of an element that is not open.
         "<ul><li>" * 12000 + "x" + "</li></ul>" * 12000,
+        "<div/>x" * 12000,
+        "<div></span>x" * 12000,
     ],
-    ids=["reopened-formatting", "deep-lists"],
+    ids=["reopened-formatting", "deep-lists", "self-closed-divs", "stray-end-tags"],
 )
 def test_html_that_would_amplify_is_kept_as_text_at_its_own_size(fragment: str) -> None:
     sanitized = sanitize_html(fragment, "https://x.example/")
@@ -831,6 +834,8 @@ def test_an_article_with_a_few_tags_left_open_keeps_its_markup() -> None:
         ("Why a&lt;b is fine", "Why a<b is fine"),
         ("std::vector&lt;int&gt; vs std::array", "std::vector<int> vs std::array"),
         ("I &lt;3 Rust", "I <3 Rust"),
+        ("Option&lt;std::string&gt; in C++", "Option<std::string> in C++"),
+        ("Result&lt;io::Error&gt; explained", "Result<io::Error> explained"),
         # Markup a title carries is still markup, and scripts still go with their content.
         ("&lt;b&gt;Budget&lt;/b&gt; passes", "Budget passes"),
         ("Vote &lt;script&gt;alert(1)&lt;/script&gt;today", "Vote today"),
@@ -905,6 +910,17 @@ def _atom_entry(links: str) -> bytes:
         # No alternate: feedparser gives no link, fastfeedparser took the edit or replies link.
         ("<link rel='edit' href='https://b.example/e'/>", False),
         ("<link rel='replies' href='https://b.example/c'/>", False),
+        # Two candidates: fastfeedparser took the first, feedparser the alternate or the last.
+        ("<link rel='edit' href='https://b.example/e'/><link href='https://b.example/p.html'/>", False),
+        (
+            "<link rel='alternate' href='https://b.example/1'/><link rel='alternate' href='https://b.example/2'/>",
+            False,
+        ),
+        (
+            "<link rel='alternate' type='application/pdf' href='https://b.example/p.pdf'/>"
+            "<link rel='self' href='https://b.example/s'/>",
+            False,
+        ),
     ],
 )
 def test_atom_entry_links_are_read_as_feedparser_reads_them(links: str, fast_path: bool) -> None:
