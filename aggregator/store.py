@@ -1426,6 +1426,8 @@ def _insert_missing(conn: sa.Connection, table: sa.Table, rows: Sequence[dict[st
         from sqlalchemy.dialects import sqlite  # noqa: PLC0415 -- the same for SQLite
 
         statement = sqlite.insert(table).on_conflict_do_nothing(index_elements=keys)
+    if not conn.dialect.insert_returning:  # SQLite before 3.35, whose rowcount is right
+        return int(conn.execute(statement, list(rows)).rowcount)
     # rowcount of a multi-row insert is -1 on psycopg: count the keys returned instead.
     return len(conn.execute(statement.returning(*keys), list(rows)).all())
 

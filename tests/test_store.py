@@ -742,3 +742,16 @@ def test_an_unsubscribe_racing_a_subscribe_of_the_same_address_is_kept(
         store.set_subscriber("daily", "c@example.org", False, now + timedelta(hours=1))
         monkeypatch.setattr(store_module, "_insert_missing", real)
         assert store.subscriber("daily", "c@example.org") == (False, now + timedelta(hours=1))
+
+
+def test_feeds_and_subscribers_are_inserted_on_sqlite_without_returning(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, now: datetime
+) -> None:
+    # SQLite before 3.35 (Debian 11, Ubuntu 20.04, RHEL 8) has no INSERT ... RETURNING.
+    with Store.open(f"sqlite:///{tmp_path}/old.sqlite") as store:
+        monkeypatch.setattr(store.engine.dialect, "insert_returning", False)
+        store.sync_feeds([(FEED, "One"), (OTHER, None)])
+        store.set_subscriber("daily", "a@example.org", True, now)
+        store.save_poll(polled("https://new.example/feed", now), [make_entry("a")], now)
+        assert {s.url for s in store.feed_states()} == {FEED, OTHER, "https://new.example/feed"}
+        assert store.subscribers("daily") == {"a@example.org": True}
