@@ -142,7 +142,8 @@ async def poll_feeds(
             if sum(1 for f in selected if _sends_a_body(states[f.url])) >= PARALLEL_PARSE_THRESHOLD:
                 parser.start()
             elif len(selected) >= PARALLEL_PARSE_THRESHOLD:
-                parser.start(1)  # a small poll starts its one worker with its first body, if any
+                parser.start(1)
+            # (A smaller poll starts its one worker with its first body, if any comes.)
             fetcher = fetch.Fetcher(client, settings)
 
             async def poll_one(feed: FeedConfig) -> PollOutcome:
