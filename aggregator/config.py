@@ -620,10 +620,11 @@ def _unknown_feed_problem(wanted: str, config: Config, base_dir: Path) -> tuple[
     close = difflib.get_close_matches(wanted, sorted(listed), n=1)
     if same is not None:
         hint = f"write it as listed under 'feeds:': {same!r}"
-    elif close:
-        hint = f"did you mean {close[0]!r}?"
     else:
-        hint = "list the feed under 'feeds:' first, then name it here by its URL"
+        # A feed just removed from feeds: is the usual cause: say both ways out.
+        hint = "list the feed under 'feeds:', or take it out of this newsletter's feeds"
+        if close:
+            hint = f"did you mean {close[0]!r}? Else {hint}"
     return f"no feed with URL {wanted!r}", hint
 
 

@@ -112,9 +112,10 @@ def test_a_newsletter_naming_a_feed_not_listed_is_refused_with_what_to_write(tmp
         f"{path}:8:34: newsletters[0].feeds[1]: no feed with URL './seeds/ledger.xml'"
         " (write it as listed under 'feeds:': 'seeds/ledger.xml')",
         f"{path}:8:54: newsletters[0].feeds[2]: no feed with URL 'https://wire.example/fed'"
-        " (did you mean 'https://wire.example/feed'?)",
+        " (did you mean 'https://wire.example/feed'? Else list the feed under 'feeds:', or take it out"
+        " of this newsletter's feeds)",
         f"{path}:8:80: newsletters[0].feeds[3]: no feed with URL 'other.xml'"
-        " (list the feed under 'feeds:' first, then name it here by its URL)",
+        " (list the feed under 'feeds:', or take it out of this newsletter's feeds)",
     ]
 
 

@@ -305,3 +305,16 @@ def test_a_key_taken_from_a_yaml_merge_is_overridden_but_never_silently_kept(tmp
     document.save()
     feeds = load_config(path).config.feeds
     assert [f.topics for f in feeds] == [("politics",), ("economy",)]
+
+
+def test_removing_a_feed_a_newsletter_names_says_to_take_it_out_there_too(tmp_path: Path) -> None:
+    path = tmp_path / "feeds.yaml"
+    path.write_text(
+        "feeds:\n  - url: https://a.example/feed.xml\n  - url: https://b.example/feed.xml\n"
+        "newsletters:\n  - name: daily\n    title: Daily\n    feeds: [https://a.example/feed.xml]\n",
+        encoding="utf-8",
+    )
+    document = ConfigDocument.read(path)
+    document.remove_feed("https://a.example/feed.xml")
+    with pytest.raises(InvalidEditError, match=r"or take it out of this newsletter's feeds"):
+        document.save()
