@@ -418,14 +418,20 @@ def command_app(loaded: LoadedConfig) -> typer.Typer:
     return app
 
 
-def test_digest_command_previews_sends_and_sends_test_copies(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # The command reads the clock itself: poll at the real time so the issue has stories.
+def polled_just_now(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> LoadedConfig:
+    """The seeds polled at the real time (no dedupe, no stories), as ``aggregator poll`` leaves
+    them: the digest command reads the clock itself, and its issue must have stories."""
     monkeypatch.setenv("AGGREGATOR_SECRET_KEY", "test-key")
     loaded = load_config(make_project(tmp_path))
     with Store.open(loaded.database_url) as store:
         asyncio.run(pipeline.poll_feeds(loaded, store, datetime.now(UTC)))
+    return loaded
+
+
+def test_digest_command_previews_sends_and_sends_test_copies(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    loaded = polled_just_now(tmp_path, monkeypatch)
     runner = CliRunner()
     app = command_app(loaded)
     preview = runner.invoke(app, ["digest", "daily", "--preview"])
@@ -458,10 +464,7 @@ def test_a_digest_sent_after_a_bare_poll_holds_each_story_once(
 ) -> None:
     # `aggregator poll` then `aggregator digest daily --send`, both from cron: the poll
     # stores without deduplicating or grouping, and the issue must not show the copies.
-    monkeypatch.setenv("AGGREGATOR_SECRET_KEY", "test-key")
-    loaded = load_config(make_project(tmp_path))
-    with Store.open(loaded.database_url) as store:
-        asyncio.run(pipeline.poll_feeds(loaded, store, datetime.now(UTC)))
+    loaded = polled_just_now(tmp_path, monkeypatch)
     sent = CliRunner().invoke(command_app(loaded), ["digest", "daily", "--send"])
     assert sent.exit_code == 0, sent.output
     headlines = [

@@ -463,40 +463,40 @@ def test_poll_leaves_the_feeds_commands_unimported_and_help_still_lists_them(tmp
     assert "Usage: aggregator feeds add [OPTIONS]" in run("feeds", "add", "--help")
 
 
+SUMMIT = "Leaders met in Anchorage on Friday for talks that ended without a ceasefire agreement."
+THEN, NOW = datetime(2025, 8, 1, tzinfo=UTC), datetime(2025, 8, 10, tzinfo=UTC)  # 9 days: past the window
+
+
+def summit_article(guid: str, when: datetime) -> Entry:
+    """The same syndicated article as each outlet carries it."""
+    url = f"https://x.example/{guid}"
+    return Entry(guid=guid, url=url, canonical_url=url, title="Leaders meet in Alaska", published=when,
+                 content_html=f"<p>{SUMMIT}</p>", text=SUMMIT)  # fmt: skip
+
+
+def polled_ok(url: str, when: datetime) -> FeedState:
+    return FeedState(url=url, status=FeedStatus.OK, last_fetch=when, next_check=when + timedelta(hours=1))
+
+
+def store_copy(store: Store, copy: str, original: str) -> None:
+    store.save_duplicates([DuplicateEvidence(copy, original, stage="content", score=1.0, matched=original)])
+
+
 def test_a_copy_arriving_after_its_original_left_the_story_window_joins_its_story(tmp_path: Path) -> None:
     # The story stage regroups only the last few days; a syndicated copy that turns up a week
     # after its original was grouped must not start a story of its own in `export`.
     wire, ledger = "https://wire.example/feed.xml", "https://ledger.example/rss"
     loaded = load_config(write_config(tmp_path, [wire, ledger]))
-    then, now = datetime(2025, 8, 1, tzinfo=UTC), datetime(2025, 8, 10, tzinfo=UTC)
-    body = "Leaders met in Anchorage on Friday for talks that ended without a ceasefire agreement."
-
-    def article(guid: str, when: datetime) -> Entry:
-        return Entry(
-            guid=guid,
-            url=f"https://x.example/{guid}",
-            canonical_url=f"https://x.example/{guid}",
-            title="Leaders meet in Alaska",
-            published=when,
-            content_html=f"<p>{body}</p>",
-            text=body,
-        )
-
-    def polled(url: str, when: datetime) -> FeedState:
-        return FeedState(url=url, status=FeedStatus.OK, last_fetch=when, next_check=when + timedelta(hours=1))
-
     with Store.open(loaded.database_url) as store:
-        store.save_poll(polled(wire, then), [article("original", then)], then)
-        assert pipeline.group_into_stories(loaded.config, store, then) == 1
+        store.save_poll(polled_ok(wire, THEN), [summit_article("original", THEN)], THEN)
+        assert pipeline.group_into_stories(loaded.config, store, THEN) == 1
         original, copy = entry_id(wire, "original"), entry_id(ledger, "copy")
         [first] = store.get_entries([original])
         assert first.story is not None
 
-        store.save_poll(polled(ledger, now), [article("copy", now)], now)
-        store.save_duplicates(
-            [DuplicateEvidence(copy, original, stage="content", score=1.0, matched=original)]
-        )
-        pipeline.group_into_stories(loaded.config, store, now)
+        store.save_poll(polled_ok(ledger, NOW), [summit_article("copy", NOW)], NOW)
+        store_copy(store, copy, original)
+        pipeline.group_into_stories(loaded.config, store, NOW)
         stored = {e.id: e.story for e in store.get_entries([original, copy])}
     assert stored == {original: first.story, copy: first.story}
     assert {row["story"] for row in export_of(write_config(tmp_path, [wire, ledger]))} == {first.story}
@@ -510,28 +510,15 @@ def test_an_original_arriving_after_its_copy_left_the_story_window_joins_the_cop
     # send again as news.
     wire, paper = "https://wire.example/feed.xml", "https://paper.example/rss"
     loaded = load_config(write_config(tmp_path, [wire, paper]))
-    then, now = datetime(2025, 8, 1, tzinfo=UTC), datetime(2025, 8, 10, tzinfo=UTC)
-    body = "Leaders met in Anchorage on Friday for talks that ended without a ceasefire agreement."
-
-    def article(guid: str, when: datetime) -> Entry:
-        url = f"https://x.example/{guid}"
-        return Entry(guid=guid, url=url, canonical_url=url, title="Leaders meet in Alaska", published=when,
-                     content_html=f"<p>{body}</p>", text=body)  # fmt: skip
-
-    def polled(url: str, when: datetime) -> FeedState:
-        return FeedState(url=url, status=FeedStatus.OK, last_fetch=when, next_check=when + timedelta(hours=1))
-
     with Store.open(loaded.database_url) as store:
-        store.save_poll(polled(paper, then), [article("copy", then)], then)
-        pipeline.group_into_stories(loaded.config, store, then)
+        store.save_poll(polled_ok(paper, THEN), [summit_article("copy", THEN)], THEN)
+        pipeline.group_into_stories(loaded.config, store, THEN)
         copy, original = entry_id(paper, "copy"), entry_id(wire, "original")
         [grouped] = store.get_entries([copy])
 
-        store.save_poll(polled(wire, now), [article("original", now)], now)
-        store.save_duplicates(
-            [DuplicateEvidence(copy, original, stage="content", score=1.0, matched=original)]
-        )
-        pipeline.group_into_stories(loaded.config, store, now)
+        store.save_poll(polled_ok(wire, NOW), [summit_article("original", NOW)], NOW)
+        store_copy(store, copy, original)
+        pipeline.group_into_stories(loaded.config, store, NOW)
         stored = {e.id: e.story for e in store.get_entries([original, copy])}
     assert stored == {original: grouped.story, copy: grouped.story}
 

@@ -25,7 +25,7 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -268,13 +268,12 @@ def test_status_lists_the_retry_job_with_what_waits_and_when(tmp_path: Path, now
         assert next_runs(loaded, store, now)[-1] == expected
 
 
-@pytest.mark.anyio
-async def test_an_issue_due_while_a_poll_is_fetching_waits_for_what_that_poll_stores(
+@contextlib.asynccontextmanager
+async def issue_due_during_a_poll(
     feed_server: FeedServer, tmp_path: Path
-) -> None:
-    # The poll starts at 06:59:45 (it dates what it stores by then); the 07:00 issue fires
-    # while it is still fetching.  Frozen at once, the issue would miss those entries, and
-    # so would every later one: they are dated before its end.
+) -> AsyncIterator[tuple[Service, Store, asyncio.Task[Any]]]:
+    """A poll of a slow feed started at 06:59:45 (it dates what it stores by then), and the
+    clock past 07:00, when issue #2 of ``daily`` is due, while the poll still fetches."""
     newsletters = (
         'newsletters:\n  - {name: daily, title: Daily, schedule: "0 7 * * *", subscribers: [a@example.org]}\n'
     )
@@ -288,6 +287,16 @@ async def test_an_issue_due_while_a_poll_is_fetching_waits_for_what_that_poll_st
         polling = asyncio.create_task(service.run_job(POLL_JOB_ID))
         await asyncio.sleep(0.5)  # the fetch is under way
         clock.advance(timedelta(seconds=30))
+        yield service, store, polling
+
+
+@pytest.mark.anyio
+async def test_an_issue_due_while_a_poll_is_fetching_waits_for_what_that_poll_stores(
+    feed_server: FeedServer, tmp_path: Path
+) -> None:
+    # Frozen at once, the issue would miss what the poll stores, and so would every later
+    # one: it is dated before the issue's end.
+    async with issue_due_during_a_poll(feed_server, tmp_path) as (service, store, polling):
         await service.run_job(NEWSLETTER_JOB_PREFIX + "daily")
         await polling
         latest = store.latest_issue("daily")
@@ -301,19 +310,7 @@ async def test_an_issue_due_while_a_poll_is_fetching_waits_for_what_that_poll_st
 async def test_a_stop_while_an_issue_waits_for_a_poll_freezes_no_issue(
     feed_server: FeedServer, tmp_path: Path
 ) -> None:
-    newsletters = (
-        'newsletters:\n  - {name: daily, title: Daily, schedule: "0 7 * * *", subscribers: [a@example.org]}\n'
-    )
-    loaded = load_config(
-        write_config(tmp_path / "feeds.yaml", [feed_server.url("/slow?delay=1.5")], newsletters)
-    )
-    clock = ManualClock(utc(2025, 8, 19, 6, 59, 45))
-    with Store.open(loaded.database_url) as store:
-        record_issue(store, "daily", utc(2025, 8, 18, 7), status="empty")
-        service = Service(loaded, store, clock=clock)
-        polling = asyncio.create_task(service.run_job(POLL_JOB_ID))
-        await asyncio.sleep(0.5)  # the fetch is under way
-        clock.advance(timedelta(seconds=30))
+    async with issue_due_during_a_poll(feed_server, tmp_path) as (service, store, polling):
         issue_job = asyncio.create_task(service.run_job(NEWSLETTER_JOB_PREFIX + "daily"))
         await asyncio.sleep(0.1)  # the issue waits for the poll
         await service.stop()  # SIGTERM

@@ -434,12 +434,22 @@ def test_double_opt_in_subscribes_only_after_the_confirmation_post(
     assert store.subscribers("daily") == {"reader@example.org": True}
 
 
+def confirmation_path(client: httpx.Client, form: httpx.Response, outbox: Path, address: str) -> str:
+    """Subscribe ``address`` to daily with the page ``form``; the path of the link mailed."""
+    client.post("/subscribe", data={"csrf": csrf_of(form), "newsletter": "daily", "email": address})
+    return link_in(messages(outbox)[-1]).removeprefix(BASE.rstrip("/"))
+
+
+def one_click_unsubscribe(client: httpx.Client, address: str) -> None:
+    token = newsletters.make_unsubscribe_token(KEY, "daily", address)
+    assert client.post(f"/unsubscribe/{token}", data={"List-Unsubscribe": "One-Click"}).status_code == 200
+
+
 def test_a_confirmation_link_expires_and_a_tampered_one_is_refused(
     client: httpx.Client, store: Store, outbox: Path, clock: ManualClock
 ) -> None:
     form = client.get("/subscribe")
-    client.post("/subscribe", data={"csrf": csrf_of(form), "newsletter": "daily", "email": "a@example.org"})
-    path = link_in(messages(outbox)[0]).removeprefix(BASE.rstrip("/"))
+    path = confirmation_path(client, form, outbox, "a@example.org")
     tampered = client.get(path[:-3] + ("AAA" if not path.endswith("AAA") else "BBB"))
     assert tampered.status_code == 400
     assert "not valid" in tampered.text
@@ -455,12 +465,10 @@ def test_a_confirmation_link_sent_before_an_unsubscribe_does_not_subscribe_again
     client: httpx.Client, store: Store, outbox: Path, clock: ManualClock
 ) -> None:
     form = client.get("/subscribe")
-    client.post("/subscribe", data={"csrf": csrf_of(form), "newsletter": "daily", "email": "a@example.org"})
-    path = link_in(messages(outbox)[0]).removeprefix(BASE.rstrip("/"))
+    path = confirmation_path(client, form, outbox, "a@example.org")
     assert client.post(path, data={"csrf": csrf_of(client.get(path))}).status_code == 200
     clock.advance(timedelta(hours=1))
-    token = newsletters.make_unsubscribe_token(KEY, "daily", "a@example.org")
-    assert client.post(f"/unsubscribe/{token}", data={"List-Unsubscribe": "One-Click"}).status_code == 200
+    one_click_unsubscribe(client, "a@example.org")
     clock.advance(timedelta(hours=1))
     # The old link, still within its 48 hours, is opened again from the mailbox.
     replay = client.get(path)
@@ -471,11 +479,9 @@ def test_a_confirmation_link_sent_before_an_unsubscribe_does_not_subscribe_again
 
     # Subscribing again, within the same second, sends a new link, and that one works.
     clock.advance(timedelta(milliseconds=300))
-    token = newsletters.make_unsubscribe_token(KEY, "daily", "a@example.org")
-    assert client.post(f"/unsubscribe/{token}", data={"List-Unsubscribe": "One-Click"}).status_code == 200
+    one_click_unsubscribe(client, "a@example.org")
     clock.advance(timedelta(milliseconds=500))
-    client.post("/subscribe", data={"csrf": csrf_of(form), "newsletter": "daily", "email": "a@example.org"})
-    fresh = link_in(messages(outbox)[-1]).removeprefix(BASE.rstrip("/"))
+    fresh = confirmation_path(client, form, outbox, "a@example.org")
     assert client.post(fresh, data={"csrf": csrf_of(client.get(fresh))}).status_code == 200
     assert store.subscribers("daily") == {"a@example.org": True}
 
