@@ -103,11 +103,11 @@ Size = Annotated[int, BeforeValidator(parse_size)]
 # which the OPML export and terminals cannot carry, and halves of surrogate pairs ("\ud800"),
 # which no UTF-8 file, page or database can.
 # Nor noncharacters (U+FFFE, U+FDD0...): not meant for interchange, and MJML refuses them.
-_UNWRITABLE = re.compile(
-    "[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff\ufdd0-\ufdef"
-    + "".join(chr(plane + 0xFFFE) + chr(plane + 0xFFFF) for plane in range(0, 0x110000, 0x10000))
-    + "]"
+# (A regex class body: U+FDD0..U+FDEF and the last two code points of every plane.)
+NONCHARACTERS = "\ufdd0-\ufdef" + "".join(
+    chr(plane + 0xFFFE) + chr(plane + 0xFFFF) for plane in range(0, 0x110000, 0x10000)
 )
+_UNWRITABLE = re.compile(f"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff{NONCHARACTERS}]")
 
 
 def check_text(value: str) -> str:
@@ -119,7 +119,7 @@ def check_text(value: str) -> str:
             what = "a control character"
         else:
             what = "a noncharacter"
-        raise ValueError(f"{what} (U+{ord(found.group()):04X}) in {value!r}: remove it")
+        raise ValueError(f"{what} (U+{ord(char):04X}) in {value!r}: remove it")
     return value
 
 

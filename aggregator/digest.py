@@ -44,6 +44,7 @@ from zoneinfo import ZoneInfo
 from mjml import mjml2html
 
 from aggregator import mail
+from aggregator.config import NONCHARACTERS
 from aggregator.snapshot import Snapshot, SnapshotStory
 
 log = logging.getLogger(__name__)
@@ -77,10 +78,7 @@ OTHER_SECTION = "More stories"
 _BIDI = "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
 # Noncharacters (U+FDD0..U+FDEF and the last two code points of every plane): MJML refuses
 # them, so one in a title would cost its story its place in the email.
-_NONCHARACTERS = "\ufdd0-\ufdef" + "".join(
-    chr(plane + 0xFFFE) + chr(plane + 0xFFFF) for plane in range(0, 0x110000, 0x10000)
-)
-_UNSAFE = re.compile(f"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u2028\u2029\ufeff{_BIDI}{_NONCHARACTERS}]")
+_UNSAFE = re.compile(f"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u2028\u2029\ufeff{_BIDI}{NONCHARACTERS}]")
 _SPACE = re.compile(r"\s+")
 _TAG = re.compile(r"<[^>]*>")
 

@@ -483,8 +483,8 @@ def _normalize_entry(raw: _RawEntry) -> Entry:
     guid = _clean_str(raw.id or "").strip() or link
     if not guid:
         guid = "sha256:" + hashlib.sha256(f"{title}\n{text}".encode()).hexdigest()
-    elif len(guid.encode("utf-8", "surrogatepass")) > MAX_INDEXED_BYTES:
-        guid = "sha256:" + hashlib.sha256(guid.encode("utf-8", "surrogatepass")).hexdigest()
+    elif len(encoded := guid.encode("utf-8", "surrogatepass")) > MAX_INDEXED_BYTES:
+        guid = "sha256:" + hashlib.sha256(encoded).hexdigest()
     canonical = canonical_url(link) if link else None
     return Entry(
         guid=guid,
@@ -596,6 +596,10 @@ def _feedparser_parse(body: bytes, response_headers: dict[str, str]) -> Any:
     )
 
 
+def _parser_failed(url: str, exc: Exception) -> ParseError:
+    return ParseError(f"not a feed: {url}: the parser failed: {type(exc).__name__}: {exc}")
+
+
 _CHAR_REF_RE = re.compile(rb"&#(?:[xX]([0-9a-fA-F]+)|([0-9]+));")
 
 
@@ -605,12 +609,12 @@ def _repair_char_refs(body: bytes) -> bytes:
     becomes U+FFFD.  Other references are left as they are."""
     out: list[bytes] = []
     position = 0
-    pending: tuple[int, re.Match[bytes]] | None = None  # a high half waiting for its low half
+    pending: tuple[int, int] | None = None  # a high half waiting for its low half: (number, end)
 
     for found in _CHAR_REF_RE.finditer(body):
         digits = found.group(1) or found.group(2)
         number = int(digits, 16 if found.group(1) else 10) if len(digits) <= 12 else 0x110000
-        if pending is not None and found.start() == pending[1].end() and 0xDC00 <= number <= 0xDFFF:
+        if pending is not None and found.start() == pending[1] and 0xDC00 <= number <= 0xDFFF:
             combined = 0x10000 + ((pending[0] - 0xD800) << 10) + (number - 0xDC00)
             out.append(b"&#x%X;" % combined)
             pending = None
@@ -622,7 +626,7 @@ def _repair_char_refs(body: bytes) -> bytes:
         out.append(body[position : found.start()])
         position = found.end()
         if 0xD800 <= number <= 0xDBFF:
-            pending = (number, found)
+            pending = (number, found.end())
         elif 0xDC00 <= number <= 0xDFFF or number > 0x10FFFF:
             out.append(b"&#xFFFD;")
         else:
@@ -653,15 +657,13 @@ def _read_feedparser(body: bytes, content_type: str, url: str) -> _RawFeed:
         # or numbers past U+10FFFF.  Read it again with those references repaired.
         repaired = _repair_char_refs(body)
         if repaired == body:
-            raise ParseError(f"not a feed: {url}: the parser failed: {type(exc).__name__}: {exc}") from exc
+            raise _parser_failed(url, exc) from exc
         try:
             result = _feedparser_parse(repaired, response_headers)
         except Exception as again:
-            raise ParseError(
-                f"not a feed: {url}: the parser failed: {type(again).__name__}: {again}"
-            ) from again
+            raise _parser_failed(url, again) from again
     except Exception as exc:  # feedparser is a large, loose parser; no input may crash a poll
-        raise ParseError(f"not a feed: {url}: the parser failed: {type(exc).__name__}: {exc}") from exc
+        raise _parser_failed(url, exc) from exc
     version = str(result.get("version") or "")
     raw_entries = list(result.get("entries") or [])
     problem = _bozo_message(result)
@@ -839,6 +841,7 @@ def _advertised(body: bytes, content_type: str, url: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(link for link in links if link))
 
 
+_HTTP_CHARSET_RE = re.compile(r"charset\s*=\s*[\"']?([\w.:-]+)", re.IGNORECASE)  # in Content-Type
 _META_CHARSET_RE = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?([A-Za-z0-9._:-]+)""", re.IGNORECASE)
 
 
@@ -849,7 +852,7 @@ def _html_charset(body: bytes, content_type: str) -> str:
         return "utf-8"
     if body.startswith((b"\xff\xfe", b"\xfe\xff")):
         return "utf-16"
-    http = re.search(r"charset\s*=\s*[\"']?([\w.:-]+)", content_type, re.IGNORECASE)
+    http = _HTTP_CHARSET_RE.search(content_type)
     meta = _META_CHARSET_RE.search(body[:1024])
     for found in (http.group(1) if http else None, meta.group(1).decode("ascii") if meta else None):
         if found:
@@ -941,7 +944,7 @@ def _check_document(body: bytes, content_type: str, url: str) -> tuple[str, _Bas
         raise _Decline("C1 controls, which feedparser maps to their Windows-1252 characters")
     declared = _XML_ENCODING_RE.match(body)
     declared_charset = declared.group(1).decode().lower() if declared else "utf-8"
-    http_charset = re.search(r"charset\s*=\s*[\"']?([\w.:-]+)", content_type, re.IGNORECASE)
+    http_charset = _HTTP_CHARSET_RE.search(content_type)
     if http_charset and _codec(http_charset.group(1)) != _codec(declared_charset):
         raise _Decline("HTTP charset overrides the XML declaration")
     lowered = body.lower()
@@ -1389,8 +1392,6 @@ def _atom_text_type(chunk: bytes, element: bytes) -> str | None:
 
 _ATOM_LINK_RE = re.compile(rb"<link\b([^>]*)>")
 _REL_RE = re.compile(rb"""\srel\s*=\s*["']\s*([^"']*?)\s*["']""")
-
-
 _TYPE_RE = re.compile(rb"""\stype\s*=\s*["']\s*([^"']*?)\s*["']""")
 
 

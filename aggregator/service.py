@@ -200,20 +200,32 @@ async def send_issue(
 
 
 def _waiting(store: Store, newsletter: NewsletterConfig, now: datetime) -> bool:
-    """Whether ``newsletter`` has mail to send at ``now`` outside its cron job: deliveries of
-    the issue still sending that are due (new, or whose retry time has come), or an issue
-    whose scheduled time passed without one.  A newsletter never sent waits for its first
-    time (or the start of the process), as before."""
+    """Whether ``newsletter`` has mail to send at ``now`` outside its cron job (see
+    ``_next_waiting``).  A newsletter never sent waits for its first time (or the start of the
+    process), as before."""
+    found = _next_waiting(store, newsletter, now)
+    return found is not None and found[0] <= now
+
+
+def _next_waiting(store: Store, newsletter: NewsletterConfig, now: datetime) -> tuple[datetime, str] | None:
+    """When the retry job next has mail of ``newsletter`` to send, and what: deliveries of the
+    issue still sending (new ones now, a retry at its time), or an issue whose scheduled time
+    passed without one (now); None when nothing waits."""
     latest = store.latest_issue(newsletter.name)
     if latest is None:
-        return False
+        return None
     if latest.status != "sending":
-        return schedule.due_issue(schedule.newsletter_trigger(newsletter), latest.window_end, now) is not None
-    return any(
-        row.status == "pending"
-        or (row.status == "retry" and (row.next_attempt is None or row.next_attempt <= now))
+        due = schedule.due_issue(schedule.newsletter_trigger(newsletter), latest.window_end, now)
+        return None if due is None else (now, f"{newsletter.name}: an issue is due")
+    waiting = [
+        max(now, row.next_attempt) if row.status == "retry" and row.next_attempt is not None else now
         for row in store.deliveries(newsletter.name, latest.number)
-    )
+        if row.status in ("pending", "retry")
+    ]
+    if not waiting:
+        return None
+    noun = "delivery" if len(waiting) == 1 else "deliveries"
+    return min(waiting), f"{newsletter.name} #{latest.number}: {len(waiting)} {noun} waiting"
 
 
 def covered_until(store: Store, newsletter: str) -> tuple[datetime | None, bool]:
@@ -984,30 +996,10 @@ def next_runs(loaded: LoadedConfig, store: Store, now: datetime) -> list[NextRun
 
 
 def _retry_run(loaded: LoadedConfig, store: Store, now: datetime) -> NextRun:
-    """What the retry job has waiting (see ``_waiting``): the earliest time, and for whom."""
-    times: list[datetime] = []
-    details: list[str] = []
-    for newsletter in loaded.config.newsletters:
-        latest = store.latest_issue(newsletter.name)
-        if latest is None:
-            continue
-        if latest.status != "sending":
-            if (
-                schedule.due_issue(schedule.newsletter_trigger(newsletter), latest.window_end, now)
-                is not None
-            ):
-                times.append(now)
-                details.append(f"{newsletter.name}: an issue is due")
-            continue
-        waiting = [
-            max(now, row.next_attempt) if row.status == "retry" and row.next_attempt is not None else now
-            for row in store.deliveries(newsletter.name, latest.number)
-            if row.status in ("pending", "retry")
-        ]
-        if waiting:
-            times.append(min(waiting))
-            noun = "delivery" if len(waiting) == 1 else "deliveries"
-            details.append(f"{newsletter.name} #{latest.number}: {len(waiting)} {noun} waiting")
-    if not times:
+    """What the retry job has waiting (see ``_next_waiting``): the earliest time, and for whom."""
+    found = [
+        w for letter in loaded.config.newsletters if (w := _next_waiting(store, letter, now)) is not None
+    ]
+    if not found:
         return NextRun(RETRY_JOB_ID, None, "nothing to retry")
-    return NextRun(RETRY_JOB_ID, min(times), "; ".join(details))
+    return NextRun(RETRY_JOB_ID, min(when for when, _ in found), "; ".join(what for _, what in found))

@@ -991,12 +991,16 @@ class Store:
 
     def copies_of(self, ids: Iterable[str]) -> list[StoredEntry]:
         """The entries whose kept copy is one of ``ids``, by ``(first_seen, id)``."""
-        wanted = list(dict.fromkeys(ids))
+        return self._entries_in(entries_table.c.duplicate_of, ids, "reading alternate copies")
+
+    def _entries_in(self, column: sa.Column[Any], values: Iterable[str], what: str) -> list[StoredEntry]:
+        """The entries whose ``column`` is one of ``values``, by ``(first_seen, id)``."""
+        wanted = list(dict.fromkeys(values))
         found: list[StoredEntry] = []
-        with self._transaction("reading alternate copies", write=False) as conn:
+        with self._transaction(what, write=False) as conn:
             for chunk in _chunks(wanted):
-                rows = conn.execute(sa.select(entries_table).where(entries_table.c.duplicate_of.in_(chunk)))
-                found.extend(_stored_entry(row) for row in rows.mappings())
+                rows = conn.execute(sa.select(entries_table).where(column.in_(chunk))).mappings()
+                found.extend(_stored_entry(row) for row in rows)
         found.sort(key=lambda e: (e.first_seen, e.id))
         return found
 
@@ -1145,14 +1149,7 @@ class Store:
 
     def get_entries(self, ids: Iterable[str]) -> list[StoredEntry]:
         """The entries with these project ids (unknown ids are skipped), by ``(first_seen, id)``."""
-        wanted = list(dict.fromkeys(ids))
-        found: list[StoredEntry] = []
-        with self._transaction("reading entries by id", write=False) as conn:
-            for chunk in _chunks(wanted):
-                rows = conn.execute(sa.select(entries_table).where(entries_table.c.id.in_(chunk))).mappings()
-                found.extend(_stored_entry(row) for row in rows)
-        found.sort(key=lambda e: (e.first_seen, e.id))
-        return found
+        return self._entries_in(entries_table.c.id, ids, "reading entries by id")
 
     def feed_titles(self) -> dict[str, str]:
         """Feed URL (as configured) → the title we know for it (configured, else the feed's own)."""
@@ -1311,20 +1308,15 @@ class Store:
         """Subscribe (``active``) or unsubscribe ``address``; an unsubscribe also overrides feeds.yaml."""
         address = address.strip().lower()
         table = subscribers_table
+        update = (
+            table.update()
+            .where(table.c.newsletter == newsletter, table.c.address == address)
+            .values(active=active, changed=now)
+        )
+        row = {"newsletter": newsletter, "address": address, "active": active, "changed": now}
         with self._transaction(f"recording subscriber {address}", write=True) as conn:
-            result = conn.execute(
-                table.update()
-                .where(table.c.newsletter == newsletter, table.c.address == address)
-                .values(active=active, changed=now)
-            )
-            if result.rowcount == 0:
-                row = {"newsletter": newsletter, "address": address, "active": active, "changed": now}
-                if _insert_missing(conn, table, [row]) == 0:  # subscribed meanwhile by another request
-                    conn.execute(
-                        table.update()
-                        .where(table.c.newsletter == newsletter, table.c.address == address)
-                        .values(active=active, changed=now)
-                    )
+            if conn.execute(update).rowcount == 0 and _insert_missing(conn, table, [row]) == 0:
+                conn.execute(update)  # subscribed meanwhile by another request
 
 
 # ------------------------------------------------------------------ row <-> record
