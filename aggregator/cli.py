@@ -27,6 +27,7 @@ from aggregator import __version__, cli_digest, cli_serve, pipeline
 from aggregator.cli_console import cell, echo, lazy_console
 from aggregator.config import DEFAULT_CONFIG_NAME, LoadedConfig, check_config, load_config
 from aggregator.errors import AggregatorError, ConfigError, StoreError
+from aggregator.runlock import ingest_lock
 from aggregator.store import Store
 from aggregator.types import FeedStatus, PollOutcome, PollSummary, StoredEntry
 
@@ -217,7 +218,11 @@ def poll(
     """Fetch every enabled feed and store new and changed entries. Exit 1 if some feeds failed."""
     loaded = ctx.obj.load()
     with _open_store(loaded) as store:
-        with _progress_callbacks(sys.stderr.isatty()) as callbacks:
+        # Taken before the clock is read: see runlock.ingest_lock.
+        with (
+            _progress_callbacks(sys.stderr.isatty()) as callbacks,
+            ingest_lock(loaded.database_url, exclusive=False),
+        ):
             summary = asyncio.run(pipeline.poll_feeds(loaded, store, _now(), only_due=due, **callbacks))
         code = _report(summary, loaded)
         if summary_json:
@@ -251,7 +256,7 @@ def run(
     """
     # Imported here: the scheduler (APScheduler, the newsletters and mail stack) is this
     # command's and status's alone; `aggregator poll` from cron should not load it.
-    from aggregator import service  # noqa: PLC0415 -- APScheduler and newsletters, for run/status only
+    from aggregator import newsletters, service  # noqa: PLC0415 -- APScheduler, MJML, mail: run/status only
 
     if not once:
         # run_forever loads and watches the config itself (and keeps the last good one).
@@ -259,6 +264,7 @@ def run(
     from aggregator.runlock import SchedulerAlreadyRunning, run_lock  # noqa: PLC0415 -- with service
 
     loaded = ctx.obj.load()
+    issues: list[newsletters.IssueOutcome] = []
     try:
         # The scheduler's lock: a cycle from cron that overlaps the previous one, or a
         # running `aggregator run`, would poll and send at the same time as it.
@@ -267,7 +273,11 @@ def run(
             _open_store(loaded) as store,
             _progress_callbacks(sys.stderr.isatty()) as callbacks,
         ):
-            report = asyncio.run(pipeline.run_cycle(loaded, store, _now(), only_due=True, **callbacks))
+            with ingest_lock(loaded.database_url, exclusive=False):  # before the clock: see runlock
+                now = _now()
+                report = asyncio.run(pipeline.run_cycle(loaded, store, now, only_due=True, **callbacks))
+            if loaded.config.newsletters:
+                issues = newsletters.run_due_newsletters(loaded, store, now)
     except SchedulerAlreadyRunning as exc:
         echo(f"error: {exc}", err=True)
         raise typer.Exit(service.EXIT_ALREADY_RUNNING) from exc
@@ -284,7 +294,7 @@ def run(
         f"({len(report.published.changed)} of {len(report.published.files)} files changed)",
         err=True,
     )
-    for issue in report.issues:
+    for issue in issues:
         echo(cli_digest.describe(issue), err=True)
         if issue.failed or issue.uncertain:
             code = EXIT_FEEDS_FAILED

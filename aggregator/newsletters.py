@@ -23,7 +23,8 @@ by issue:
    nobody gets a second copy.  With the outbox the file itself settles it.
 
 One process at a time sends (a lock file under ``data/``); a second one skips newsletters
-with a warning rather than risk a double send.  The email and the archive are rendered
+with a warning rather than risk a double send.  Polls in other processes are kept out
+while an issue's window is read (``runlock.ingest_lock``).  The email and the archive are rendered
 from the same frozen snapshot, and a resumed issue renders byte-identical messages.
 """
 
@@ -50,6 +51,7 @@ from zoneinfo import ZoneInfo
 from aggregator import digest, mail
 from aggregator.config import LoadedConfig, NewsletterConfig
 from aggregator.errors import AggregatorError, DeliveryError
+from aggregator.runlock import ingest_lock
 from aggregator.schedule import newsletter_trigger
 from aggregator.snapshot import read_snapshot
 from aggregator.store import IssueRecord, Store
@@ -387,7 +389,12 @@ def _run_newsletter(run: _Run, letter: NewsletterConfig, *, force: bool) -> None
             return
     if not force and not is_due(letter, latest, run.now):
         return
-    issue = _showable(run.loaded, letter, compose_issue(run.loaded, run.store, letter, latest, run.now))
+    # Alone against polls in other processes while the window is read: a poll stamps what it
+    # stores with its own clock reading, so one still storing could hold entries dated
+    # inside this window that the read would miss, and the next window starts after it.
+    with ingest_lock(run.loaded.database_url, exclusive=True):
+        composed = compose_issue(run.loaded, run.store, letter, latest, run.now)
+    issue = _showable(run.loaded, letter, composed)
     if not issue.stories:
         record = IssueRecord(
             letter.name,

@@ -9,7 +9,9 @@ One cycle (``run_cycle``)::
     group_into_stories:  recent entries ─▶ stories.group_stories ─▶ topics.assign_topics
                   ─▶ store.save_stories
     publish_output:      snapshot.read_snapshot ─▶ publish.publish_feeds (public/feed.*)
-    digests:             newsletters.run_due_newsletters (the same snapshot builder)
+
+Digests follow a cycle, outside it (``newsletters.run_due_newsletters``, from the same
+snapshot builder): see ``run_cycle``.
 
 Fetches run concurrently on one event loop (the fetcher enforces the global and per-host
 limits); parsing is CPU-bound, so with many feeds it runs in worker processes
@@ -44,7 +46,6 @@ from aggregator.store import SaveCounts, Store
 
 if TYPE_CHECKING:
     from aggregator.dedupe import DedupeSettings
-    from aggregator.newsletters import IssueOutcome
     from aggregator.publish import PublishResult
     from aggregator.stories import Story, StorySettings
 
@@ -474,13 +475,12 @@ def feed_states_for(loaded: LoadedConfig, store: Store) -> Sequence[FeedState]:
 
 @dataclass(frozen=True, slots=True)
 class CycleReport:
-    """What one full cycle did, for the CLI summary and the scheduler's log line."""
+    """What one cycle did, for the CLI summary and the scheduler's log line."""
 
     poll: PollSummary
     duplicates: int  # entries whose duplicate_of changed
     stories: int  # stories regrouped this cycle
     published: PublishResult  # the combined feeds written (whole and per topic)
-    issues: tuple[IssueOutcome, ...] = ()  # digests sent (or found empty) this cycle
 
 
 async def run_cycle(
@@ -491,14 +491,14 @@ async def run_cycle(
     only_due: bool = True,
     on_outcome: Callable[[PollOutcome], None] | None = None,
     on_start: Callable[[int], None] | None = None,
-    digests: bool = True,
 ) -> CycleReport:
-    """One full cycle: poll (the due feeds), collapse copies, group stories and topics, write
-    the combined feeds, and send every digest that is due.
+    """One cycle: poll (the due feeds), collapse copies, group stories and topics, and write
+    the combined feeds.
 
-    The long-running scheduler passes ``digests=False``: it sends each newsletter from a
-    job on that newsletter's own schedule, so that only one place decides when an issue
-    goes out.
+    Digests are not part of it: the caller holds the ingest lock shared around a cycle
+    (``runlock.ingest_lock``, from before it reads ``now``), and freezing an issue takes
+    that lock alone, so ``aggregator run --once`` sends them after the cycle and the
+    scheduler from each newsletter's own job.
     """
     summary = await poll_feeds(
         loaded, store, now, only_due=only_due, on_outcome=on_outcome, on_start=on_start
@@ -506,13 +506,7 @@ async def run_cycle(
     changed = collapse_duplicates(loaded.config, store)
     grouped = group_into_stories(loaded.config, store, now)
     published = publish_output(loaded, store, now)
-    issues: list[IssueOutcome] = []
-    if digests and loaded.config.newsletters:
-        from aggregator import newsletters  # noqa: PLC0415 -- MJML and mail, only when there are digests
-
-        # Synchronous (SMTP, files): off the event loop.
-        issues = await asyncio.to_thread(newsletters.run_due_newsletters, loaded, store, now)
-    return CycleReport(summary, changed, grouped, published, tuple(issues))
+    return CycleReport(summary, changed, grouped, published)
 
 
 def publish_output(loaded: LoadedConfig, store: Store, now: datetime) -> PublishResult:

@@ -1,14 +1,22 @@
-"""The run lock: one scheduler per database.
+"""The database's two process locks: one scheduler per database, and polls against issues.
 
-In: a database URL.  Out: a context manager that holds the lock while the scheduler runs,
-or ``SchedulerAlreadyRunning`` naming who holds it.
+In: a database URL.  Out: context managers.  ``run_lock`` holds the scheduler's lock while
+it runs, or raises ``SchedulerAlreadyRunning`` naming who holds it.  ``ingest_lock`` is a
+readers-writer lock between processes: every poll holds it shared from before it reads
+the clock (the time it stamps on what it finds) until what it found is stored, and
+freezing a newsletter issue holds it alone.  Without it an ``aggregator poll`` from cron
+and an ``aggregator digest NAME --send`` started at the same minute could freeze the issue
+while the poll was still storing entries dated before the issue's end: the next issue
+starts after that end, so those entries would be in no issue at all.  With it, a poll's
+entries are either stored before the freeze or dated after it.
 
-SQLite: ``flock`` on ``<database>.lock`` beside the file; the kernel releases it when the
-process dies (even by ``kill -9``), so there is never a stale lock to clean up.
-PostgreSQL: a session advisory lock named after the schema, held by a connection of its
-own.  An in-memory database is private to its process and needs no lock.
+SQLite: ``flock`` on ``<database>.lock`` (and ``<database>.ingest.lock``) beside the file;
+the kernel releases it when the process dies (even by ``kill -9``), so there is never a
+stale lock to clean up.  PostgreSQL: session advisory locks named after the schema, each
+held by a connection of its own.  An in-memory database is private to its process and
+needs no lock.
 
-One lock per database is the single-machine rule.  Sharing the work across machines on
+One scheduler per database is the single-machine rule.  Sharing the work across machines on
 PostgreSQL would replace it with per-feed claims (``SELECT … FOR UPDATE SKIP LOCKED`` on
 the due feeds) in this module; nothing else assumes a single scheduler.
 """
@@ -17,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import logging
 import os
 import socket
 from collections.abc import Iterator
@@ -26,6 +35,8 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from aggregator.errors import AggregatorError, StoreError
+
+log = logging.getLogger(__name__)
 
 
 class SchedulerAlreadyRunning(AggregatorError):
@@ -42,18 +53,11 @@ def run_lock(database_url: str) -> Iterator[None]:
             yield
         return
     database = url.database or ""
-    if backend != "sqlite" or database in ("", ":memory:") or url.query.get("uri"):
+    lock_path = _lock_file(url, ".lock")
+    if lock_path is None:
         yield
         return
-    lock_path = Path(database).absolute().with_name(Path(database).name + ".lock")
-    try:
-        lock_path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
-    except OSError as exc:
-        raise StoreError(
-            f"starting the scheduler: cannot open its lock file {lock_path}: {exc.strerror or exc};"
-            " the database's folder must be writable"
-        ) from exc
+    fd = _open_lock_file(lock_path, "starting the scheduler")
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -73,11 +77,94 @@ def run_lock(database_url: str) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def _postgres_lock(url: sa.URL) -> Iterator[None]:
+def ingest_lock(database_url: str, *, exclusive: bool) -> Iterator[None]:
+    """Hold the lock between polls (``exclusive=False``, shared among them) and the freezing
+    of a newsletter issue (``exclusive=True``), waiting as long as it takes.
+
+    A poll takes it before reading the clock; an issue may read the clock first, since what
+    matters is that no poll is between its clock reading and its last write while the issue
+    is frozen.  Polls end (every fetch has a total timeout), so the wait does too.
+    """
+    url = sa.make_url(database_url)
+    what = "freezing a newsletter issue" if exclusive else "polling"
+    if url.get_backend_name() == "postgresql":
+        with _postgres_ingest_lock(url, exclusive=exclusive, what=what):
+            yield
+        return
+    lock_path = _lock_file(url, ".ingest.lock")
+    if lock_path is None:
+        yield
+        return
+    fd = _open_lock_file(lock_path, what)
+    mode = fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH
+    try:
+        try:
+            fcntl.flock(fd, mode | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log.warning("%s: %s", what, _waiting_for(exclusive, f"lock file {lock_path}"))
+            fcntl.flock(fd, mode)
+        yield
+    finally:
+        os.close(fd)  # releases the flock
+
+
+def _waiting_for(exclusive: bool, where: str) -> str:
+    if exclusive:
+        return f"waiting for a poll in progress to store what it fetched ({where})"
+    return f"waiting for a newsletter issue being frozen by another process ({where})"
+
+
+def _lock_file(url: sa.URL, suffix: str) -> Path | None:
+    """The lock file beside a SQLite database file; None when no other process can open it."""
+    database = url.database or ""
+    if url.get_backend_name() != "sqlite" or database in ("", ":memory:") or url.query.get("uri"):
+        return None
+    return Path(database).absolute().with_name(Path(database).name + suffix)
+
+
+def _open_lock_file(lock_path: Path, what: str) -> int:
+    try:
+        lock_path.parent.mkdir(parents=True, exist_ok=True)
+        return os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise StoreError(
+            f"{what}: cannot open the lock file {lock_path}: {exc.strerror or exc};"
+            " the database's folder must be writable"
+        ) from exc
+
+
+def _postgres_engine(url: sa.URL) -> tuple[sa.Engine, str]:
     if url.drivername == "postgresql":
         url = url.set(drivername="postgresql+psycopg")  # as Store.open does
-    shown = url.render_as_string(hide_password=True)
-    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+    return sa.create_engine(url, poolclass=sa.pool.NullPool), url.render_as_string(hide_password=True)
+
+
+@contextlib.contextmanager
+def _postgres_ingest_lock(url: sa.URL, *, exclusive: bool, what: str) -> Iterator[None]:
+    engine, shown = _postgres_engine(url)
+    key = sa.func.hashtext(sa.literal("aggregator ingest ") + sa.func.current_schema())
+    if exclusive:
+        try_lock, lock = sa.func.pg_try_advisory_lock(key), sa.func.pg_advisory_lock(key)
+    else:
+        try_lock, lock = sa.func.pg_try_advisory_lock_shared(key), sa.func.pg_advisory_lock_shared(key)
+    try:
+        try:
+            conn = engine.connect()
+            if not conn.execute(sa.select(try_lock)).scalar():
+                log.warning("%s: %s", what, _waiting_for(exclusive, f"advisory lock on {shown}"))
+                conn.execute(sa.select(lock))
+            conn.commit()
+        except sa.exc.SQLAlchemyError as exc:
+            raise StoreError(f"{what}: taking the ingest lock: {shown}: {exc}") from exc
+        with conn:
+            yield  # held by this connection's session until it closes (or the process dies)
+    finally:
+        engine.dispose()
+
+
+@contextlib.contextmanager
+def _postgres_lock(url: sa.URL) -> Iterator[None]:
+    engine, shown = _postgres_engine(url)
     key = sa.func.hashtext(sa.literal("aggregator scheduler ") + sa.func.current_schema())
     try:
         try:

@@ -49,7 +49,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -63,7 +63,7 @@ from aggregator import mail, newsletters, pipeline, polling, schedule
 from aggregator.clock import Clock, SystemClock
 from aggregator.config import LoadedConfig, NewsletterConfig, load_config, load_config_text
 from aggregator.errors import AggregatorError, ConfigError, ConfigProblem, StoreError
-from aggregator.runlock import SchedulerAlreadyRunning, run_lock
+from aggregator.runlock import SchedulerAlreadyRunning, ingest_lock, run_lock
 from aggregator.store import Store
 from aggregator.types import FeedStatus, PollOutcome, PollSummary
 
@@ -480,16 +480,18 @@ class Service:
 
         began = time.monotonic()  # a stopwatch for the log line, not a clock reading
         try:
-            # Digests are sent by their own cron jobs, not by the poll tick.
-            report = await pipeline.run_cycle(
-                loaded,
-                self.store,
-                now,
-                only_due=True,
-                on_start=started,
-                on_outcome=lambda outcome: _log_outcome(loaded, outcome),
-                digests=False,
-            )
+            # Digests are sent by their own cron jobs, not by the poll tick.  The ingest lock
+            # keeps an issue frozen by another process (`aggregator digest NAME --send`) out
+            # of the cycle; the cycle's clock is read once it is held (see runlock).
+            async with _held_from_thread(ingest_lock(loaded.database_url, exclusive=False)):
+                report = await pipeline.run_cycle(
+                    loaded,
+                    self.store,
+                    self.clock.now(),
+                    only_due=True,
+                    on_start=started,
+                    on_outcome=lambda outcome: _log_outcome(loaded, outcome),
+                )
             summary = report.poll
         except (AggregatorError, OSError) as exc:  # the store, or a stage's files (publish: disk full…)
             log.error("poll cycle failed: %s; trying again in %s", exc, self.poll_tick)
@@ -748,6 +750,27 @@ def _nothing_due(loaded: LoadedConfig, store: Store, now: datetime) -> bool:
     """Whether no enabled feed is due at ``now`` (a feed not in the store yet is due)."""
     states = store.feed_states([f.url for f in loaded.enabled_feeds])
     return not any(polling.is_due(s, now) for s in states)
+
+
+@contextlib.asynccontextmanager
+async def _held_from_thread(lock: contextlib.AbstractContextManager[None]) -> AsyncIterator[None]:
+    """Hold ``lock``, waiting for it in a thread: the event loop goes on meanwhile.
+
+    Cancelled while it waits, the thread still gets the lock in the end; it is then let go
+    at once, not kept by a task that is gone (every issue would wait on it forever).
+    """
+    entering = asyncio.ensure_future(asyncio.to_thread(lock.__enter__))
+    try:
+        await asyncio.shield(entering)
+    except asyncio.CancelledError:
+        entering.add_done_callback(
+            lambda done: None if done.cancelled() or done.exception() else lock.__exit__(None, None, None)
+        )
+        raise
+    try:
+        yield
+    finally:
+        lock.__exit__(None, None, None)
 
 
 @contextlib.contextmanager

@@ -32,6 +32,7 @@ from aggregator.store import Store
 from aggregator.types import Entry, FeedState, FeedStatus
 from tests.browser import CHROMIUM_ARGS
 from tests.conftest import PROJECT_ROOT
+from tests.feedserver import FeedServer
 from tests.test_mail import (  # tls_files is a fixture
     PASSWORD,
     USER,
@@ -475,6 +476,43 @@ def test_a_digest_sent_after_a_bare_poll_holds_each_story_once(
     assert len(headlines) == 6  # as `run --once` groups the seeds (a bare poll made 15)
 
 
+def test_an_issue_sent_while_another_process_polls_waits_for_what_it_stores(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, feed_server: FeedServer
+) -> None:
+    # `aggregator poll` and `aggregator digest daily --send` from cron at the same minute.
+    # The poll dates what it stores by its start; an issue frozen before the poll has
+    # stored would miss those entries, and the next issue starts after this one's end: no
+    # issue would ever carry them.  The issue waits for the poll instead.
+    monkeypatch.setenv("AGGREGATOR_SECRET_KEY", "test-key")
+    config = tmp_path / "feeds.yaml"
+    config.write_text(
+        f"feeds:\n  - url: {feed_server.url('/slow?delay=1.5')}\n"
+        "newsletters:\n  - name: daily\n    title: Daily\n    schedule: '0 7 * * *'\n"
+        "    sender: digest@example.com\n    subscribers: [reader@example.com]\n"
+    )
+    polling = subprocess.Popen(
+        [sys.executable, "-m", "aggregator", "--config", str(config), "poll"],
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while feed_server.count("/slow") == 0:  # the poll has read its clock and is fetching
+            assert polling.poll() is None, polling.communicate()
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        loaded = load_config(config)
+        with Store.open(loaded.database_url) as store:
+            [outcome] = newsletters.run_due_newsletters(loaded, store, datetime.now(UTC))
+    finally:
+        _out, err = polling.communicate(timeout=60)
+    assert polling.returncode == 0, err
+    assert (outcome.number, outcome.status) == (1, "done")
+    text = newsletters.archive_dir(loaded, "daily").joinpath("0001.txt").read_text()
+    assert "First story" in text
+
+
 # ----------------------------------------------------------------------- golden files and browser
 
 
@@ -484,8 +522,9 @@ def cycled(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Lo
     monkeypatch.setenv("AGGREGATOR_SECRET_KEY", "test-key")
     loaded = load_config(make_project(tmp_path))
     with Store.open(loaded.database_url) as store:
-        report = asyncio.run(pipeline.run_cycle(loaded, store, NOW, only_due=False))
-        assert [(o.newsletter, o.number, o.status) for o in report.issues] == [("daily", 1, "done")]
+        asyncio.run(pipeline.run_cycle(loaded, store, NOW, only_due=False))
+        issues = newsletters.run_due_newsletters(loaded, store, NOW)
+        assert [(o.newsletter, o.number, o.status) for o in issues] == [("daily", 1, "done")]
         yield loaded, store
 
 

@@ -1,13 +1,18 @@
-"""The run lock: one scheduler per database, on SQLite and PostgreSQL (each in its own schema)."""
+"""The database's process locks, on SQLite and PostgreSQL (each in its own schema): the run
+lock (one scheduler per database) and the ingest lock (polls against issues being frozen)."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import threading
 from pathlib import Path
 
 import pytest
 
 from aggregator.errors import StoreError
-from aggregator.runlock import SchedulerAlreadyRunning, run_lock
+from aggregator.runlock import SchedulerAlreadyRunning, ingest_lock, run_lock
+from aggregator.service import _held_from_thread
 
 
 def test_a_second_holder_is_refused_until_the_first_lets_go(database_url: str) -> None:
@@ -31,5 +36,68 @@ def test_a_lock_file_that_cannot_be_made_is_a_store_error_naming_it(tmp_path: Pa
     # Its folder cannot exist (a file is in the way), as with a read-only disk: no traceback.
     (tmp_path / "data").write_text("not a folder", encoding="utf-8")
     lock = run_lock(f"sqlite:///{tmp_path}/data/db.sqlite")
-    with pytest.raises(StoreError, match=r"cannot open its lock file .*data/db\.sqlite\.lock"), lock:
+    with (
+        pytest.raises(
+            StoreError, match=r"starting the scheduler: cannot open the lock file .*data/db\.sqlite\.lock"
+        ),
+        lock,
+    ):
         pass
+
+
+# ----------------------------------------------------------------------- the ingest lock
+
+
+def _in_thread(database_url: str, *, exclusive: bool, release: threading.Event) -> threading.Event:
+    """Take the ingest lock in a thread (its own connection or file handle, as another
+    process would) and hold it until ``release`` is set; returns the event set once held."""
+    held = threading.Event()
+
+    def hold() -> None:
+        with ingest_lock(database_url, exclusive=exclusive):
+            held.set()
+            release.wait(10)
+
+    threading.Thread(target=hold, daemon=True).start()
+    return held
+
+
+def test_polls_share_the_ingest_lock_and_an_issue_waits_for_all_of_them(database_url: str) -> None:
+    first_done, second_done, issue_done = threading.Event(), threading.Event(), threading.Event()
+    assert _in_thread(database_url, exclusive=False, release=first_done).wait(5)
+    assert _in_thread(database_url, exclusive=False, release=second_done).wait(5)  # polls overlap
+    issue = _in_thread(database_url, exclusive=True, release=issue_done)
+    assert not issue.wait(0.3)  # two polls are storing: the issue waits
+    first_done.set()
+    assert not issue.wait(0.3)  # one is still storing
+    second_done.set()
+    assert issue.wait(5)
+    poll = _in_thread(database_url, exclusive=False, release=threading.Event())
+    assert not poll.wait(0.3)  # and a poll waits for the issue being frozen
+    issue_done.set()
+    assert poll.wait(5)
+
+
+def test_a_wait_for_the_ingest_lock_cancelled_lets_it_go_once_it_comes(sqlite_url: str) -> None:
+    # The scheduler waits for the lock in a thread; a stop cancels the poll meanwhile.  The
+    # thread still gets the lock in the end, and must not keep it: issues would wait forever.
+    issue_done = threading.Event()
+    assert _in_thread(sqlite_url, exclusive=True, release=issue_done).wait(5)
+    lock = ingest_lock(sqlite_url, exclusive=False)  # still referenced: only an exit lets it go
+
+    async def cancelled_poll() -> None:
+        waiting = asyncio.create_task(_hold(lock))
+        await asyncio.sleep(0.2)
+        waiting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        issue_done.set()
+        await asyncio.sleep(0.5)  # the thread gets the lock now, and lets it go
+
+    asyncio.run(cancelled_poll())
+    assert _in_thread(sqlite_url, exclusive=True, release=threading.Event()).wait(5)
+
+
+async def _hold(lock: contextlib.AbstractContextManager[None]) -> None:
+    async with _held_from_thread(lock):
+        raise AssertionError("the issue holds the lock: this poll cannot have it yet")
