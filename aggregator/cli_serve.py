@@ -9,6 +9,10 @@ Registered in ``cli.py`` with one line::
 
 uvicorn's access log is off: unsubscribe, confirmation and private-feed URLs carry
 tokens, and a log is the usual way such tokens leak.  ``--access-log`` turns it on.
+
+The site follows feeds.yaml while it runs (newsletters, titles, folders; see
+``web.SettingsFile``), as edits in /admin/ take effect at once; the signing key, the
+database and the mail settings are those read at start.
 """
 
 from __future__ import annotations
@@ -71,7 +75,8 @@ def serve(
         store.close()
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(EXIT_USAGE) from exc
-    app = web.create_app(settings, store, transport)
+    # The editor below rewrites feeds.yaml: the site reads it again when it changes.
+    app = web.create_app(settings, store, transport, config_path=loaded.path)
     # The feeds.yaml editor under /admin/ (off, with a 503, until $AGGREGATOR_ADMIN_TOKEN is set).
     app.router.routes.append(web_admin.admin_routes(loaded.path, public_url=settings.base_url))
     typer.echo(

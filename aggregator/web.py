@@ -23,13 +23,20 @@ modification time changes; each is served with a strong ETag, Last-Modified, a g
 variant made once, and a 304 for a matching conditional request.  Nothing of a feed
 request touches the database.
 
+``create_app(..., config_path=)`` follows feeds.yaml: when the file changes (one ``stat``
+per request), its part of the settings (newsletters, title, folders) is read again, and a
+file that no longer loads leaves the last good settings in force.
+
 Security: every page is a Jinja2 template with autoescaping; forms carry a CSRF token
-(an HMAC of a random cookie, checked with the Origin header); subscribing is rate limited
-per client and per address; links in emails are built from the configured base URL, never
-from the Host header; no handler redirects to a URL taken from the request; every response
-carries a Content-Security-Policy and friends; errors are a plain page with a 4xx or 500
-status, never a stack trace.  Confirm links are GET-safe: a link scanner fetching them
-changes nothing, because only the POST behind the button acts.
+(an HMAC of a random cookie, checked with the Origin header) and are read only when
+small and url-encoded; subscribing is rate limited per client (an IPv6 one by its /64),
+per address (a ``+tag`` does not make a new one) and for the whole site; links in emails
+are built from the configured base URL, never from the Host header; no handler redirects
+to a URL taken from the request; every response carries a Content-Security-Policy and
+friends; errors are a plain page with a 4xx or 500 status, never a stack trace, and a
+failure's log names the route (``/unsubscribe/{token}``), not the path with its token.
+Confirm links are GET-safe: a link scanner fetching them changes nothing, because only
+the POST behind the button acts.
 """
 
 from __future__ import annotations
@@ -37,6 +44,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import hmac
+import ipaddress
 import json
 import logging
 import os
@@ -44,7 +52,7 @@ import re
 import secrets
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from email.headerregistry import Address
 from email.message import EmailMessage
@@ -68,7 +76,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from aggregator import mail, newsletters
 from aggregator.clock import Clock, SystemClock
-from aggregator.config import LoadedConfig
+from aggregator.config import LoadedConfig, load_config
+from aggregator.errors import ConfigError
 from aggregator.publish import FEED_FORMATS, feed_path
 
 log = logging.getLogger(__name__)
@@ -78,6 +87,10 @@ FEED_TOKENS_ENV = "AGGREGATOR_FEED_TOKENS"
 
 CSRF_COOKIE = "aggregator_csrf"
 MAX_FORM_BYTES = 8 * 1024  # an address and a token; anything bigger is not our form
+MAX_FORM_FIELDS = 10
+# Confirmation mails the whole site sends per hour: addresses and clients are many, a
+# mailbox and the sender's reputation one.
+CONFIRM_MAILS_PER_HOUR = 100
 GZIP_MIN_BYTES = 1024
 
 # Security headers on every response; a handler may set its own Content-Security-Policy.
@@ -139,8 +152,9 @@ class WebSettings:
     feed_tokens: tuple[str, ...] = ()  # non-empty: feeds and front page only under /private/<token>/
     feed_max_age: int = 300  # seconds a reader or proxy may reuse a feed without asking
     confirm_max_age: timedelta = timedelta(hours=48)
-    subscribe_per_client: RateLimit = RateLimit(5, timedelta(minutes=10))
-    mails_per_address: RateLimit = RateLimit(3, timedelta(days=1))
+    subscribe_per_client: RateLimit = RateLimit(5, timedelta(minutes=10))  # an IPv6 client is its /64
+    mails_per_address: RateLimit = RateLimit(3, timedelta(days=1))  # a +tag is the same mailbox
+    confirm_mails: RateLimit = RateLimit(CONFIRM_MAILS_PER_HOUR, timedelta(hours=1))  # the whole site
 
     @property
     def secure(self) -> bool:
@@ -150,11 +164,14 @@ class WebSettings:
         return next((n for n in self.newsletters if n.name == name), None)
 
 
-def settings_from_config(loaded: LoadedConfig, environ: Mapping[str, str] = os.environ) -> WebSettings:
+def settings_from_config(
+    loaded: LoadedConfig, environ: Mapping[str, str] = os.environ, *, secret_key: bytes | None = None
+) -> WebSettings:
     """The web side's settings from feeds.yaml and the environment.
 
     The signing key is the one the digests sign their unsubscribe links with
-    (``$AGGREGATOR_SECRET_KEY``, else ``data/secret.key``).  ``$AGGREGATOR_FEED_TOKENS``, a
+    (``$AGGREGATOR_SECRET_KEY``, else ``data/secret.key``), unless ``secret_key`` is given
+    (a reload keeps the key the server started with).  ``$AGGREGATOR_FEED_TOKENS``, a
     comma-separated list of secrets of at least 16 characters, makes the feeds private.
     """
     output = loaded.config.output
@@ -171,7 +188,7 @@ def settings_from_config(loaded: LoadedConfig, environ: Mapping[str, str] = os.e
         archive_dir=loaded.base_dir / "newsletters" / "archive",
         title=output.title,
         base_url=base,
-        secret_key=newsletters.secret_key(loaded),
+        secret_key=newsletters.secret_key(loaded) if secret_key is None else secret_key,
         newsletters=tuple(
             NewsletterInfo(
                 n.name,
@@ -184,6 +201,53 @@ def settings_from_config(loaded: LoadedConfig, environ: Mapping[str, str] = os.e
         ),
         feed_tokens=tokens,
     )
+
+
+# What feeds.yaml decides.  The rest (the signing key, the limits, the environment's feed
+# tokens) stays as the server started: links already mailed must keep working.
+_CONFIG_FIELDS = ("public_dir", "archive_dir", "title", "base_url", "newsletters")
+
+
+class SettingsFile:
+    """``WebSettings`` that follow feeds.yaml while the server runs.
+
+    The web editor (or a person, or ``aggregator feeds``) rewrites the file: a removed
+    newsletter must stop taking subscriptions, a new one start, without a restart.
+    ``current()`` costs one ``stat`` when nothing changed (the editor replaces the file by
+    rename, a new inode; a hand edit changes the mtime or size).  A file that no longer
+    loads leaves the last good settings in force, with one warning per change.
+    """
+
+    def __init__(
+        self, path: Path, settings: WebSettings, load: Callable[[Path, bytes], WebSettings] | None = None
+    ) -> None:
+        self.path = path
+        self.settings = settings
+        self._load = load or (lambda p, key: settings_from_config(load_config(p), secret_key=key))
+        self._stamp = self._stat()
+
+    def _stat(self) -> tuple[int, int, int] | None:
+        try:
+            info = self.path.stat()
+        except OSError:
+            return None
+        return (info.st_ino, info.st_size, info.st_mtime_ns)
+
+    def current(self) -> WebSettings:
+        stamp = self._stat()
+        if stamp == self._stamp:
+            return self.settings
+        self._stamp = stamp  # a broken file is reported once, not on every request
+        try:
+            loaded = self._load(self.path, self.settings.secret_key)
+        except (ConfigError, ValueError, OSError) as exc:
+            log.warning(
+                "%s changed but cannot be used; keeping the settings loaded before: %s", self.path, exc
+            )
+            return self.settings
+        self.settings = replace(self.settings, **{name: getattr(loaded, name) for name in _CONFIG_FIELDS})
+        log.info("%s changed: web settings reloaded", self.path)
+        return self.settings
 
 
 class SubscriberStore(Protocol):
@@ -467,6 +531,25 @@ class RateLimiter:
             del self._hits[next(iter(self._hits))]
 
 
+async def read_small_form(request: Request, *, max_bytes: int, max_fields: int) -> FormData:
+    """A url-encoded form of at most ``max_bytes`` and ``max_fields``, else an ``HTTPException``.
+
+    411 without a Content-Length, 413 when it is larger, 415 for any other encoding
+    (uploads included), 400 for too many fields.  The length is checked before a byte of
+    the body is read, and the parser keeps no field longer than ``max_bytes`` either: a
+    request cannot make the server hold more than a form's worth.
+    """
+    length = request.headers.get("content-length")
+    if length is None or not length.isdigit():
+        raise HTTPException(411)
+    if int(length) > max_bytes:
+        raise HTTPException(413)
+    content_type = request.headers.get("content-type", "").split(";")[0].strip()
+    if content_type != "application/x-www-form-urlencoded":
+        raise HTTPException(415)
+    return await request.form(max_files=0, max_fields=max_fields, max_part_size=max_bytes)
+
+
 def security_headers(*, hsts: bool) -> list[tuple[bytes, bytes]]:
     """What every response carries (a page's own Content-Security-Policy aside)."""
     headers = list(_SECURITY_HEADERS)
@@ -498,6 +581,20 @@ class SecurityHeaders:
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+
+
+class FollowSettings:
+    """Pure ASGI middleware: the app's settings brought up to date with feeds.yaml, once per request."""
+
+    def __init__(self, app: ASGIApp, *, source: SettingsFile, web: _Web) -> None:
+        self.app = app
+        self.source = source
+        self.web = web
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            self.web.settings = self.source.current()
+        await self.app(scope, receive, send)
 
 
 class _TimestampSigner(itsdangerous.TimestampSigner):
@@ -541,6 +638,7 @@ class _Web:
         )
         self.per_client = RateLimiter(settings.subscribe_per_client)
         self.per_address = RateLimiter(settings.mails_per_address)
+        self.confirm_mails = RateLimiter(settings.confirm_mails)
         self._front: dict[tuple[str, tuple[int, int, int] | None], bytes] = {}
 
     # ----------------------------------------------------------------- rendering
@@ -616,15 +714,7 @@ class _Web:
         return hmac.compare_digest(self._csrf_for(cookie).encode(), sent.encode())
 
     async def read_form(self, request: Request) -> FormData:
-        length = request.headers.get("content-length")
-        if length is None or not length.isdigit():
-            raise HTTPException(411)
-        if int(length) > MAX_FORM_BYTES:
-            raise HTTPException(413)
-        content_type = request.headers.get("content-type", "").split(";")[0].strip()
-        if content_type != "application/x-www-form-urlencoded":
-            raise HTTPException(415)
-        return await request.form(max_files=0, max_fields=10, max_part_size=MAX_FORM_BYTES)
+        return await read_small_form(request, max_bytes=MAX_FORM_BYTES, max_fields=MAX_FORM_FIELDS)
 
     # ----------------------------------------------------------------- feeds
 
@@ -779,6 +869,8 @@ class _Web:
         address = address.lower()
         if wait := self._limited(request, address, now):
             return wait
+        if wait := self._site_limited(request, now):
+            return wait
         token = self.confirm_tokens.dumps({"n": letter.name, "a": address})
         link = urljoin(letter.base_url, f"subscribe/confirm/{token}")
         hours = int(self.settings.confirm_max_age.total_seconds() // 3600)
@@ -799,8 +891,8 @@ class _Web:
         ))  # fmt: skip
 
     def _limited(self, request: Request, address: str, now: datetime) -> Response | None:
-        client = request.client.host if request.client else "unknown"
-        for limiter, key in ((self.per_client, client), (self.per_address, address)):
+        client = client_key(request.client.host) if request.client else "unknown"
+        for limiter, key in ((self.per_client, client), (self.per_address, mailbox_key(address))):
             wait = limiter.hit(key, now)
             if wait is not None:
                 seconds = max(1, int(wait.total_seconds()))
@@ -812,6 +904,22 @@ class _Web:
                     **{"retry-after": str(seconds)},
                 )
         return None
+
+    def _site_limited(self, request: Request, now: datetime) -> Response | None:
+        """The cap on confirmation mails of the whole site: the last line when an attacker has
+        many networks and many addresses of one victim."""
+        wait = self.confirm_mails.hit("site", now)
+        if wait is None:
+            return None
+        seconds = max(1, int(wait.total_seconds()))
+        return self.error(
+            request,
+            429,
+            "Too many requests",
+            "This site has sent as many confirmation emails as it may in an hour; "
+            f"try again in {_duration(seconds)}.",
+            **{"retry-after": str(seconds)},
+        )
 
     def _read_confirm_token(self, token: str) -> tuple[str, str, datetime] | None:
         """``(newsletter, address, when the link was made)`` of a valid link, else None."""
@@ -1055,7 +1163,7 @@ class _Web:
         return self.error(request, exc.status_code, title, message, **(exc.headers or {}))
 
     async def server_error(self, request: Request, exc: Exception) -> Response:
-        log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
+        log.error("%s %s failed", request.method, loggable_path(request), exc_info=exc)
         body = (
             "<!doctype html><meta charset=utf-8><title>Something went wrong</title>"
             "<h1>Something went wrong</h1><p>The error was logged. Please try again later.</p>"
@@ -1064,6 +1172,30 @@ class _Web:
         headers = {k.decode(): v.decode() for k, v in security_headers(hsts=self.settings.secure)}
         headers["content-security-policy"] = PAGE_CSP
         return Response(body, status_code=500, media_type="text/html; charset=utf-8", headers=headers)
+
+
+# Path segments after which every segment is a secret (or may be): unsubscribe and
+# confirmation tokens, private feed tokens.
+_TOKEN_PREFIXES = frozenset({"private", "confirm", "unsubscribe"})
+
+
+def loggable_path(request: Request) -> str:
+    """The request's path as a log may show it: the matched route's pattern
+    (``/unsubscribe/{token}``), never the token the real path carries.
+
+    A request that failed before routing shows its path with every segment after a token
+    prefix hidden.
+    """
+    route = request.scope.get("route")
+    if isinstance(route, Route):
+        # A Mount (the editor) leaves its own literal prefix in root_path; it has no parameters.
+        return str(request.scope.get("root_path", "")).rstrip("/") + route.path
+    segments = request.url.path.split("/")
+    for index, segment in enumerate(segments):
+        if segment in _TOKEN_PREFIXES:
+            segments[index + 1 :] = ["{redacted}" if part else part for part in segments[index + 1 :]]
+            break
+    return "/".join(segments)
 
 
 def valid_address(address: str) -> bool:
@@ -1075,6 +1207,29 @@ def valid_address(address: str) -> bool:
     except (ValueError, IndexError):
         return False
     return True
+
+
+def mailbox_key(address: str) -> str:
+    """The rate limits' key of an address: without a ``+tag``, which reaches the same mailbox
+    (victim+1@, victim+2@ ... must not each count as new).  Only the key: mail goes to the
+    address as typed."""
+    local, at, domain = address.lower().rpartition("@")
+    base = local.split("+", 1)[0]
+    return f"{base or local}{at}{domain}"
+
+
+def client_key(host: str) -> str:
+    """The rate limits' key of a client: an IPv6 address by its /64, which one subscriber
+    line or server usually holds whole (each of its addresses is not a new client)."""
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return host
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip, 64), strict=False))
+    return str(ip)
 
 
 def _duration(seconds: int) -> str:
@@ -1090,8 +1245,14 @@ def create_app(
     store: SubscriberStore,
     transport: Callable[[], mail.Transport],
     clock: Clock | None = None,
+    *,
+    config_path: Path | None = None,
 ) -> Starlette:
-    """The ASGI application.  ``transport`` makes a fresh mail transport per message."""
+    """The ASGI application.  ``transport`` makes a fresh mail transport per message.
+
+    ``config_path``: the feeds.yaml ``settings`` came from; when it changes, its part of
+    the settings is read again (``SettingsFile``).
+    """
     web = _Web(settings, store, transport, clock or SystemClock())
     handler = Callable[[Request], Awaitable[Response]]
     feed_routes: Sequence[tuple[str, handler]] = (
@@ -1121,6 +1282,8 @@ def create_app(
         exception_handlers={HTTPException: web.http_error, Exception: web.server_error},
     )
     app.add_middleware(SecurityHeaders, hsts=settings.secure)
+    if config_path is not None:
+        app.add_middleware(FollowSettings, source=SettingsFile(config_path, settings), web=web)
     app.state.web = web
     return app
 
@@ -1128,13 +1291,19 @@ def create_app(
 __all__ = [
     "CachedFile",
     "FileCache",
+    "FollowSettings",
     "NewsletterInfo",
     "RateLimit",
     "RateLimiter",
+    "SettingsFile",
     "SubscriberStore",
     "WebSettings",
+    "client_key",
     "create_app",
     "front_topics",
+    "loggable_path",
+    "mailbox_key",
+    "read_small_form",
     "settings_from_config",
     "valid_address",
 ]

@@ -12,7 +12,9 @@ refusal to overwrite a file that changed since it was read.  Here "read" is when
 was rendered: each form carries the file's version (its SHA-256), so an edit made on a
 stale page is refused with 409 instead of silently undoing someone else's change.  Adding
 a feed fetches it once first (``discovery``), like the CLI; a page that advertises several
-feeds gets a page to pick one.
+feeds gets a page to pick one.  An edit changes only the fields the form carries (an
+empty one clears its key), so a script may send just what it changes; the page's
+checkbox sends ``enabled=off`` when unticked.
 
 Access: without a token of at least 16 characters in the environment the editor is off
 (503).  A person signs in by posting the token to the login form, which sets a signed,
@@ -23,7 +25,10 @@ logged.  Every POST made with the cookie must carry the session's CSRF token (a 
 field), and an ``Origin`` header, when present, must be this site.  After
 ``SIGN_IN_FAILURES.count`` wrong tokens from one client address (sign-in form or bearer)
 within ``SIGN_IN_FAILURES.window``, that address is refused (429, Retry-After) without its
-token being looked at, the right one included, until the window has passed.
+token being looked at, the right one included, until the window has passed.  Forms are
+read as on the public side (``web.read_small_form``): url-encoded only (else 415), at most
+``MAX_FORM_BYTES`` (else 413), and only after the checks that need no body (the sign-in
+form's Origin and lockout, a POST's session), so an unauthenticated request costs nothing.
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ from urllib.parse import urlencode, urlsplit
 import itsdangerous
 import jinja2
 from starlette.datastructures import FormData
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
@@ -59,7 +65,7 @@ from aggregator.discovery import DiscoveryError, FeedChoices, FoundFeed, probe_f
 from aggregator.errors import ConfigError
 from aggregator.fetch import Fetcher, make_client
 from aggregator.pipeline import fetch_settings
-from aggregator.web import RateLimit, RateLimiter
+from aggregator.web import RateLimit, RateLimiter, read_small_form
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +76,16 @@ SESSION_SECONDS = 12 * 3600
 # A token of 16+ characters cannot be guessed at this pace; the limit keeps logs and the
 # server quiet when someone tries.
 SIGN_IN_FAILURES = RateLimit(10, timedelta(minutes=15))
+# The editor's forms, as the public side's (``web.read_small_form``): url-encoded only, and
+# sized for a long subscriber list, not for whatever a client sends (it is read before the
+# token of a sign-in is known to be right).
+MAX_FORM_BYTES = 64 * 1024
+MAX_FORM_FIELDS = 20
+_FORM_REFUSALS = {
+    411: "Send the form from the editor's page (the request gave no Content-Length).",
+    413: f"That form is larger than any form of the editor ({MAX_FORM_BYTES // 1024} KB at most).",
+    415: "The editor takes forms as application/x-www-form-urlencoded only, as its pages send them.",
+}
 FEED_FIELDS = ("url", "title", "topics", "interval", "priority")
 NEWSLETTER_FIELDS = ("title", "schedule", "timezone", "topics", "max_stories", "sender", "subscribers")
 _TEMPLATES = Path(__file__).parent / "templates" / "admin"
@@ -247,8 +263,19 @@ class _Editor:
         own = f"{request.url.scheme}://{request.url.netloc}"
         return origin in (own, self.public_origin)
 
+    async def _read_form(self, request: Request) -> FormData:
+        """The request's form within the editor's limits, else ``_Refused`` (411, 413, 415, 400)."""
+        try:
+            return await read_small_form(request, max_bytes=MAX_FORM_BYTES, max_fields=MAX_FORM_FIELDS)
+        except HTTPException as exc:
+            raise _Refused(exc.status_code, _FORM_REFUSALS.get(exc.status_code, str(exc.detail))) from exc
+
     async def _checked_form(self, request: Request) -> tuple[_Session, FormData]:
-        """The form of a POST from a signed-in person, with its CSRF token checked."""
+        """The form of a POST from a signed-in person, with its CSRF token checked.
+
+        The session (and so the sign-in lockout of a bearer token) and the Origin are checked
+        before the body is read, and the body only within ``MAX_FORM_BYTES``.
+        """
         if self.token is None:
             raise _Refused(
                 503, f"The editor is off: set {TOKEN_ENV} (at least {MIN_TOKEN_LENGTH} characters)."
@@ -256,15 +283,14 @@ class _Editor:
         session = self._session(request)
         if session is None:
             raise _Refused(401, "Sign in first.")
-        form = await request.form()
+        stale = _Refused(403, "This form is stale or came from another site; reload the page and try again.")
+        if session.csrf is not None and not self._same_origin(request):
+            raise stale  # known from the headers: the body need not be read
+        form = await self._read_form(request)
         if session.csrf is not None:
             given = str(form.get("csrf", ""))
-            if not self._same_origin(request) or not hmac.compare_digest(
-                given.encode(), session.csrf.encode()
-            ):
-                raise _Refused(
-                    403, "This form is stale or came from another site; reload the page and try again."
-                )
+            if not hmac.compare_digest(given.encode(), session.csrf.encode()):
+                raise stale
         return session, form
 
     def _document(self, form: FormData) -> ConfigDocument:
@@ -300,10 +326,10 @@ class _Editor:
         return self._page(request, "login.html", error=None)
 
     async def login(self, request: Request) -> Response:
+        # Everything that needs no body is checked before the body is read: anyone may post
+        # here, and a locked-out or cross-site request must cost the server nothing.
         if self.token is None:
             return self._message(request, 503, f"The editor is off: set {TOKEN_ENV}.")
-        form = await request.form()
-        given = str(form.get("token", "")).strip()
         if not self._same_origin(request):
             return self._message(request, 403, "This form came from another site.")
         wait = self._blocked(request)
@@ -315,6 +341,11 @@ class _Editor:
             )
             refused.headers["retry-after"] = str(max(1, int(wait.total_seconds() + 0.999)))
             return refused
+        try:
+            form = await self._read_form(request)
+        except _Refused as refused:
+            return self._refused(request, refused)
+        given = str(form.get("token", "")).strip()
         if not self._token_ok(request, given):
             log.warning("web editor: sign-in refused from %s (wrong token)", _client(request))
             return self._page(request, "login.html", 401, error="Wrong token.")
@@ -501,8 +532,10 @@ class _Editor:
         except _Refused as refused:
             return self._refused(request, refused)
         original = str(form.get("original", ""))
-        values = {key: str(form.get(key, "")).strip() for key in FEED_FIELDS}
-        values["enabled"] = "true" if form.get("enabled") == "on" else "false"
+        values = _sent(form, (*FEED_FIELDS, "enabled"))
+        if "enabled" in values:
+            values["enabled"] = _flag_text(values["enabled"])
+        current: dict[str, str] = {}
         try:
             index = document.find_feed(original)
             current = _texts(document.entries("feeds")[index])
@@ -524,10 +557,10 @@ class _Editor:
                 session=session,
                 version=document.version,
                 original=original,
-                form=values,
+                form={**current, **values},
                 errors=errors,
             )
-        return self._redirect(request, "saved", values["url"] or original)
+        return self._redirect(request, "saved", values.get("url") or original)
 
     # -- newsletters --------------------------------------------------------------------------
 
@@ -579,7 +612,8 @@ class _Editor:
         except _Refused as refused:
             return self._refused(request, refused)
         name = str(form.get("name", ""))
-        values = {key: str(form.get(key, "")).strip() for key in NEWSLETTER_FIELDS}
+        values = _sent(form, NEWSLETTER_FIELDS)
+        current: dict[str, str] = {}
         try:
             index = document.find_newsletter(name)
             current = _texts(document.entries("newsletters")[index])
@@ -598,10 +632,25 @@ class _Editor:
                 400,
                 session=session,
                 version=document.version,
-                form={"name": name, **values},
+                form={**current, "name": name, **values},
                 errors=errors,
             )
         return self._redirect(request, "saved", name)
+
+
+def _sent(form: FormData, keys: tuple[str, ...]) -> dict[str, str]:
+    """The fields of ``keys`` the form carries, stripped.  An edit changes only these: a
+    script that sends what it changes must not clear the rest (an empty field clears)."""
+    return {key: str(form.get(key, "")).strip() for key in keys if key in form}
+
+
+def _flag_text(value: str) -> str:
+    """A checkbox's ``on``/``off`` (or a script's true/false, yes/no, 1/0) as the file's
+    ``true``/``false``; anything else as sent, for ``parse_value`` to refuse."""
+    try:
+        return _text(parse_value("enabled", value))
+    except EditError:
+        return value
 
 
 def _client(request: Request) -> str:

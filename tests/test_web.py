@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import email
+import logging
 import os
 import re
 import socket
@@ -23,9 +24,9 @@ import pytest
 import uvicorn
 from lxml import html as lxml_html
 
-from aggregator import mail, newsletters
+from aggregator import mail, newsletters, web
 from aggregator.clock import ManualClock
-from aggregator.config import load_config_text
+from aggregator.config import load_config, load_config_text
 from aggregator.publish import PublishSettings, publish_feeds
 from aggregator.snapshot import build_snapshot
 from aggregator.store import Store
@@ -328,6 +329,54 @@ def test_a_wrong_method_gets_405_and_a_crash_gets_a_page_without_a_trace(
     assert "Traceback" not in crashed.text
 
 
+def test_a_crash_is_logged_with_its_route_never_the_token_in_its_path(
+    settings: WebSettings, outbox: Path, clock: ManualClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    class Broken:  # the database is down for a moment
+        def subscribers(self, newsletter: str) -> dict[str, bool]:
+            raise RuntimeError("db down")
+
+        def subscriber(self, newsletter: str, address: str) -> tuple[bool, datetime] | None:
+            raise RuntimeError("db down")
+
+        def set_subscriber(self, newsletter: str, address: str, active: bool, now: datetime) -> None:
+            raise RuntimeError("db down")
+
+    app = create_app(settings, Broken(), lambda: mail.Outbox(outbox), clock)
+    unsubscribe = newsletters.make_unsubscribe_token(KEY, "daily", "alice@example.org")
+    confirm = app.state.web.confirm_tokens.dumps({"n": "daily", "a": "bob@example.org"})
+
+    async def crash() -> list[int]:
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url=BASE) as http:
+            return [
+                (await http.post(f"/unsubscribe/{unsubscribe}")).status_code,
+                (await http.get(f"/subscribe/confirm/{confirm}")).status_code,
+            ]
+
+    caplog.set_level(logging.ERROR, logger="aggregator.web")
+    assert asyncio.run(crash()) == [500, 500]
+    assert "POST /unsubscribe/{token} failed" in caplog.text
+    assert "GET /subscribe/confirm/{token} failed" in caplog.text
+    # The path is the credential: whoever reads the log could unsubscribe alice or confirm bob.
+    assert unsubscribe not in caplog.text
+    assert confirm not in caplog.text
+
+    class FailsBeforeRouting:  # no route matched yet: the path is all there is
+        def __init__(self, app: object) -> None:
+            self.app = app
+
+        async def __call__(self, scope: object, receive: object, send: object) -> None:
+            raise RuntimeError("broken middleware")
+
+    app = create_app(settings, Broken(), lambda: mail.Outbox(outbox), clock)
+    app.add_middleware(FailsBeforeRouting)
+    caplog.clear()
+    assert asyncio.run(crash()) == [500, 500]
+    assert "POST /unsubscribe/{redacted} failed" in caplog.text
+    assert unsubscribe not in caplog.text
+
+
 # ------------------------------------------------------------------- front page & archive
 
 
@@ -552,6 +601,68 @@ def test_subscribing_is_rate_limited_per_client_and_per_address(
     assert len(messages(outbox)) == 3
 
 
+def subscribe_from(app: object, client: str, address: str) -> httpx.Response:
+    """One subscription request from the client address ``client``, over ASGI."""
+
+    async def go() -> httpx.Response:
+        transport = httpx.ASGITransport(app=app, client=(client, 40000))  # type: ignore[arg-type]
+        async with httpx.AsyncClient(transport=transport, base_url=BASE) as http:
+            token = csrf_of(await http.get("/subscribe"))
+            return await http.post(
+                "/subscribe", data={"csrf": token, "newsletter": "daily", "email": address}
+            )
+
+    return asyncio.run(go())
+
+
+def test_sub_addresses_count_as_their_mailbox_and_get_the_mail_as_typed(
+    settings: WebSettings, store: Store, outbox: Path, clock: ManualClock
+) -> None:
+    limited = replace(settings, mails_per_address=RateLimit(2, timedelta(days=1)))
+    app = create_app(limited, store, lambda: mail.Outbox(outbox), clock)
+    codes = [
+        subscribe_from(app, f"192.0.2.{n}", address).status_code
+        for n, address in enumerate(["victim+1@example.org", "Victim+2@example.org", "victim@example.org"])
+    ]
+    assert codes == [200, 200, 429]  # one mailbox, whatever the +tag
+    assert subscribe_from(app, "192.0.2.9", "other+1@example.org").status_code == 200
+    assert [m["To"] for m in messages(outbox)] == [
+        "victim+1@example.org",
+        "victim+2@example.org",
+        "other+1@example.org",
+    ]
+
+
+def test_an_ipv6_client_is_its_64_network(
+    settings: WebSettings, store: Store, outbox: Path, clock: ManualClock
+) -> None:
+    limited = replace(settings, subscribe_per_client=RateLimit(3, timedelta(minutes=10)))
+    app = create_app(limited, store, lambda: mail.Outbox(outbox), clock)
+    codes = [
+        subscribe_from(app, f"2001:db8:1:2::{n:x}", f"a{n}@example.org").status_code for n in range(1, 5)
+    ]
+    assert codes == [200, 200, 200, 429]  # four addresses of one /64: one client
+    assert subscribe_from(app, "2001:db8:1:3::1", "b@example.org").status_code == 200  # the next /64
+    assert subscribe_from(app, "192.0.2.1", "c@example.org").status_code == 200
+
+
+def test_the_site_sends_at_most_so_many_confirmation_mails_an_hour(
+    settings: WebSettings, store: Store, outbox: Path, clock: ManualClock
+) -> None:
+    assert settings.confirm_mails == RateLimit(web.CONFIRM_MAILS_PER_HOUR, timedelta(hours=1))
+    limited = replace(settings, confirm_mails=RateLimit(3, timedelta(hours=1)))
+    app = create_app(limited, store, lambda: mail.Outbox(outbox), clock)
+    codes = [subscribe_from(app, f"2001:db8:{n}::1", f"x{n}@example.org").status_code for n in range(3)]
+    assert codes == [200, 200, 200]
+    refused = subscribe_from(app, "2001:db8:9::1", "y@example.org")
+    assert refused.status_code == 429
+    assert "as many confirmation emails as it may in an hour" in refused.text
+    assert 0 < int(refused.headers["retry-after"]) <= 3600
+    assert len(messages(outbox)) == 3
+    clock.advance(timedelta(hours=1))
+    assert subscribe_from(app, "2001:db8:9::1", "y@example.org").status_code == 200
+
+
 def test_oversized_or_foreign_forms_get_a_4xx(client: httpx.Client) -> None:
     assert (
         client.post(
@@ -724,6 +835,51 @@ def test_settings_come_from_feeds_yaml_and_the_environment(tmp_path: Path) -> No
         settings_from_config(loaded, {"AGGREGATOR_FEED_TOKENS": "short"})
 
 
+FOLLOWED_CONFIG = (
+    "feeds: [{url: https://a.example/feed}]\n"
+    "output: {base_url: 'https://news.example/', dir: public, title: Test News}\n"
+    "newsletters:\n"
+)
+
+
+def letter_yaml(name: str, title: str) -> str:
+    return f"  - {{name: {name}, title: {title}, sender: d@news.example}}\n"
+
+
+def test_the_site_follows_feeds_yaml_while_it_runs(
+    site: Path, store: Store, outbox: Path, clock: ManualClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    config = site / "feeds.yaml"
+    config.write_text(FOLLOWED_CONFIG + letter_yaml("morning", "Morning Digest"), encoding="utf-8")
+    settings = settings_from_config(load_config(config), secret_key=KEY)
+    app = create_app(settings, store, lambda: mail.Outbox(outbox), clock, config_path=config)
+    with LiveServer(app) as url, httpx.Client(base_url=url) as http:
+        assert "Morning Digest" in http.get("/subscribe").text
+        # The editor (or a person) swaps the newsletter for another one.
+        config.write_text(FOLLOWED_CONFIG + letter_yaml("evening", "Evening Digest"), encoding="utf-8")
+        page = http.get("/subscribe")
+        assert "Evening Digest" in page.text
+        assert "Morning Digest" not in page.text
+        gone = http.post(
+            "/subscribe", data={"csrf": csrf_of(page), "newsletter": "morning", "email": "a@example.org"}
+        )
+        assert gone.status_code == 422
+        added = http.post(
+            "/subscribe", data={"csrf": csrf_of(page), "newsletter": "evening", "email": "a@example.org"}
+        )
+        assert added.status_code == 200
+        (message,) = messages(outbox)
+        # The signing key is the one the server started with: links already mailed keep working.
+        path = link_in(message).removeprefix(BASE.rstrip("/"))
+        assert http.get(path).status_code == 200
+
+        # A file that no longer loads leaves the last good settings in force, and says so.
+        config.write_text(FOLLOWED_CONFIG + "  - {name: Not A Name}\n", encoding="utf-8")
+        caplog.set_level(logging.WARNING, logger="aggregator.web")
+        assert "Evening Digest" in http.get("/subscribe").text
+        assert "keeping the settings loaded before" in caplog.text
+
+
 @pytest.mark.parametrize(
     ("address", "ok"),
     [
@@ -786,6 +942,14 @@ def test_the_serve_command_runs_the_site_from_feeds_yaml(tmp_path: Path, site: P
         assert response.content == (site / "public" / "feed.atom").read_bytes()
         editor = httpx.get(f"http://127.0.0.1:{port}/admin/", timeout=5)
         assert editor.status_code == 503  # mounted, and off without $AGGREGATOR_ADMIN_TOKEN
+        assert httpx.get(f"http://127.0.0.1:{port}/subscribe", timeout=5).status_code == 404
+        config.write_text(  # as the editor would: a newsletter is added while the site runs
+            config.read_text().replace(
+                "newsletters: []", "newsletters: [{name: daily, title: Fresh Daily, sender: d@news.example}]"
+            ),
+            encoding="utf-8",
+        )
+        assert "Fresh Daily" in httpx.get(f"http://127.0.0.1:{port}/subscribe", timeout=5).text
     finally:
         process.terminate()
         _, err = process.communicate(timeout=10)

@@ -5,22 +5,27 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import difflib
 import logging
 import re
 import shutil
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import httpx
 import pytest
 import uvicorn
+from lxml import html as lxml_html
 from starlette.applications import Starlette
 
 from aggregator import web_admin
 from aggregator.config import load_config
+from aggregator.configedit import file_version
 from aggregator.web_admin import admin_routes
 from tests.feedserver import FeedServer
 
@@ -264,6 +269,144 @@ def test_too_many_wrong_tokens_lock_the_address_out_even_with_the_right_one(clie
     assert "set-cookie" not in locked.headers
     # The bearer way is shut as well: the right token gets no page.
     assert client.get("/admin/", headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 303
+
+
+def test_forms_are_small_and_url_encoded_or_refused_unread(client: httpx.Client, config: Path) -> None:
+    upload = client.post("/admin/login", files={"token": (None, TOKEN)})  # multipart/form-data
+    assert upload.status_code == 415
+    padded = urlencode({"token": TOKEN, "pad": "x" * web_admin.MAX_FORM_BYTES})
+    large = client.post(
+        "/admin/login", content=padded, headers={"content-type": "application/x-www-form-urlencoded"}
+    )
+    assert large.status_code == 413
+    assert "larger than any form of the editor" in large.text
+    for refused in (upload, large):
+        assert "set-cookie" not in refused.headers  # the token inside did not sign anyone in
+
+    sign_in(client)
+    before = config.read_bytes()
+    fields = form_fields(client)
+    data = {**fields, "url": "https://wire.example.com/rss.xml"}
+    assert client.post("/admin/feeds/remove", data=data, files={"f": ("a.txt", b"x")}).status_code == 415
+    big = client.post("/admin/feeds/remove", data={**data, "pad": "x" * web_admin.MAX_FORM_BYTES})
+    assert big.status_code == 413
+    assert config.read_bytes() == before
+
+
+def test_a_locked_out_address_is_refused_before_its_form_is_read(config: Path) -> None:
+    app = make_app(config)
+    read: list[bytes] = []
+
+    async def body() -> AsyncIterator[bytes]:
+        read.append(b"token=")  # the server asked for the body
+        yield b"token=" + TOKEN.encode()
+
+    async def go() -> httpx.Response:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+            for _ in range(web_admin.SIGN_IN_FAILURES.count):
+                await http.post("/admin/login", data={"token": "not-the-token-at-all"})
+            length = str(len("token=" + TOKEN))
+            headers = {"content-type": "application/x-www-form-urlencoded", "content-length": length}
+            return await http.post("/admin/login", content=body(), headers=headers)
+
+    locked = asyncio.run(go())
+    assert locked.status_code == 429
+    assert read == []
+
+
+def test_an_edit_changes_only_the_fields_it_sends(live: str, config: Path) -> None:
+    """A script (the documented bearer access) sends only what it changes."""
+    before = config.read_text()
+    with httpx.Client(base_url=live, headers={"Authorization": f"Bearer {TOKEN}"}) as script:
+        renamed = script.post(
+            "/admin/feeds/edit",
+            data={
+                "version": file_version(config.read_bytes()),
+                "original": "https://paper.example.org/feed.atom",
+                "title": "The Local Paper (renamed)",
+            },
+        )
+        assert renamed.status_code == 303, renamed.text
+        rescheduled = script.post(
+            "/admin/newsletters/edit",
+            data={"version": file_version(config.read_bytes()), "name": "morning", "schedule": "0 6 * * *"},
+        )
+        assert rescheduled.status_code == 303, rescheduled.text
+        disabled = script.post(
+            "/admin/feeds/edit",
+            data={
+                "version": file_version(config.read_bytes()),
+                "original": "Example Wire",
+                "enabled": "false",
+            },
+        )
+        assert disabled.status_code == 303, disabled.text
+    changed = [
+        line
+        for line in difflib.unified_diff(before.splitlines(), config.read_text().splitlines(), lineterm="")
+        if line[:1] in "+-" and line[:3] not in ("+++", "---")
+    ]
+    assert changed == [
+        "+    enabled: false",
+        "-    title: The Local Paper",
+        "+    title: The Local Paper (renamed)",
+        '-    schedule: "0 7 * * *"',
+        '+    schedule: "0 6 * * *"',
+    ]
+    loaded = load_config(config).config
+    paper = next(f for f in loaded.feeds if f.title == "The Local Paper (renamed)")
+    assert (paper.enabled, paper.topics, paper.interval) == (True, ("local", "politics"), timedelta(hours=6))
+    assert loaded.newsletters[0].subscribers == ("reader@example.com",)
+
+
+def submit_as_a_browser(
+    client: httpx.Client, page: str, *, fill: dict[str, str], tick: bool | None = None
+) -> httpx.Response:
+    """The edit page's form sent as a browser sends it: every field in page order, a checkbox
+    only when ticked, with ``fill`` typed over the text fields and the box set to ``tick``."""
+    (form,) = lxml_html.fromstring(client.get(page).text).xpath("//form[@method='post']")
+    pairs = []
+    for field in form.xpath(".//input|.//textarea"):
+        name = field.get("name")
+        if field.get("type") == "checkbox":
+            if tick if tick is not None else field.get("checked") is not None:
+                pairs.append((name, field.get("value", "on")))
+        elif field.tag == "textarea":
+            pairs.append((name, fill.get(name, field.text or "")))
+        else:
+            pairs.append((name, fill.get(name, field.get("value", ""))))
+    return client.post(
+        form.get("action"),
+        content=urlencode(pairs),
+        headers={"content-type": "application/x-www-form-urlencoded"},
+    )
+
+
+def test_the_edit_page_still_unticks_enabled_and_clears_emptied_fields(
+    client: httpx.Client, config: Path
+) -> None:
+    sign_in(client)
+    paper = "/admin/feeds/edit?url=https://paper.example.org/feed.atom"
+    response = submit_as_a_browser(client, paper, fill={"interval": ""}, tick=False)
+    assert response.status_code == 303, response.text
+    feed = next(f for f in load_config(config).config.feeds if f.title == "The Local Paper")
+    assert (feed.enabled, feed.interval) == (False, None)  # unticked: disabled; emptied: back to default
+    box = lxml_html.fromstring(client.get(paper).text).xpath("//input[@type='checkbox']")[0]
+    assert box.get("checked") is None  # the page shows it unticked
+
+    response = submit_as_a_browser(client, paper, fill={}, tick=True)
+    assert response.status_code == 303, response.text
+    feed = next(f for f in load_config(config).config.feeds if f.title == "The Local Paper")
+    assert feed.enabled
+
+    before = config.read_bytes()  # saved unchanged: the file stays as it is
+    assert submit_as_a_browser(client, "/admin/newsletters/edit?name=morning", fill={}).status_code == 303
+    assert submit_as_a_browser(client, paper, fill={}).status_code == 303
+    assert config.read_bytes() == before
+    emptied = submit_as_a_browser(client, "/admin/newsletters/edit?name=morning", fill={"subscribers": ""})
+    assert emptied.status_code == 303
+    assert load_config(config).config.newsletters[0].subscribers == ()
 
 
 def test_an_edit_from_a_stale_page_is_refused(client: httpx.Client, config: Path) -> None:
