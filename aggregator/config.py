@@ -126,6 +126,27 @@ def check_text(value: str) -> str:
 Text = Annotated[str, AfterValidator(check_text)]
 
 
+def check_base_url(value: str) -> str:
+    """An absolute http(s) URL with a host: feed ids, self links and every emailed link are
+    built on it, and relative ones mean nothing to a feed reader or a mail client."""
+    value = value.strip()
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 -- raises ValueError for a port that is no number
+        absolute = parts.scheme.lower() in ("http", "https") and bool(parts.hostname)
+    except ValueError:  # an unbalanced "[", a port out of range
+        absolute = False
+    if not absolute:
+        raise ValueError(
+            f"not an absolute http(s) URL with a host: {value!r}; write where the site is served,"
+            " e.g. https://news.example.com/feeds/"
+        )
+    return value
+
+
+BaseUrl = Annotated[str, AfterValidator(check_text), AfterValidator(check_base_url)]
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -221,7 +242,7 @@ class OutputConfig(_Strict):
 
     dir: str = "public"
     title: str = "Aggregated stories"
-    base_url: str = "http://localhost:8000/"
+    base_url: BaseUrl = "http://localhost:8000/"
     max_stories: int = Field(default=50, ge=1)
 
 
@@ -239,7 +260,7 @@ class NewsletterConfig(_Strict):
     reply_to: str | None = None
     subscribers: tuple[str, ...] = ()
     # Where the web side serves the archive and the unsubscribe page; default: output.base_url.
-    base_url: str | None = None
+    base_url: BaseUrl | None = None
     lang: str = "en"
     # The List-Id (RFC 2919) identifier; default: NAME.list.<the sender's domain>.
     list_id: str | None = None

@@ -518,7 +518,8 @@ def publish_output(loaded: LoadedConfig, store: Store, now: datetime) -> Publish
     titles = store.feed_titles()
     titles.update({f.url: f.title for f in loaded.config.feeds if f.title})
     output = loaded.config.output
-    snapshot = read_snapshot(store, titles, now, at_least=output.max_stories)
+    # per_topic: a quiet topic's feed shows its older stories too, and is not removed.
+    snapshot = read_snapshot(store, titles, now, at_least=output.max_stories, per_topic=output.max_stories)
     settings = PublishSettings(output.title, output.base_url, output.max_stories)
     return publish_feeds(snapshot, loaded.base_dir / output.dir, settings)
 

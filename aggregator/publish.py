@@ -3,25 +3,33 @@
 In: a ``Snapshot`` of stories (``aggregator.snapshot``), the folder to write to and
 ``PublishSettings`` (title, the URL the folder is served at, how many stories).  Out:
 ``feed.atom``, ``feed.rss``, ``feed.json`` and ``topics/<slug>.atom|.rss|.json`` in that
-folder, and a ``PublishResult`` naming them.  The ``render_*`` functions are pure (a
-snapshot in, bytes out); only ``publish_feeds`` and ``write_atomic`` touch the disk.
+folder, and a ``PublishResult`` naming them.  A topic's slug depends on its name alone
+(``topic_slugs``), so ``topics/c.atom`` never changes from one topic to another.  The
+``render_*`` functions are pure (a snapshot in, bytes out); only ``publish_feeds`` and
+``write_atomic`` touch the disk.
 
 One entry per story, not per copy: the snapshot's headline and link and the lead copy's
 content (the same story, lead and outlets a digest issue shows), then a visible "Also
-reported by" list of every other outlet that carried it; in Atom each of those is also a
-``link rel="related"``, in JSON Feed an ``_aggregator.also_reported_by`` list.  Topics are
-categories (tags).  Ids are the snapshot's ``urn:uuid:`` ids, stable across runs.  The
-output depends only on the snapshot (no clock), so an unchanged snapshot gives
-byte-identical files, which are then not rewritten: their ETag and Last-Modified stay put
-and readers polling with validators get 304s.
+reported by" list of every other outlet that carried it (never the lead again: a copy
+from its feed with its link); in Atom each of those is also a ``link rel="related"``, in
+JSON Feed an ``_aggregator.also_reported_by`` list.  The lead's enclosures (podcast
+audio, video) are Atom ``link rel="enclosure"``, JSON Feed ``attachments`` and, RSS
+allowing one, the first as ``<enclosure>``.  Topics are categories (tags).  Ids are the
+snapshot's ``urn:uuid:`` ids, stable across runs.  The output depends only on the
+snapshot (no clock), so an unchanged snapshot gives byte-identical files, which are then
+not rewritten: their ETag and Last-Modified stay put and readers polling with validators
+get 304s.
 
 Every string from a feed is hostile: HTML is sanitized again with nh3 (the parse stage
 already did; this stage must not trust that), characters XML 1.0 forbids are dropped,
-and only absolute http(s) URLs are linked (``snapshot.web_link``).
+and only absolute http(s) URLs are linked (``snapshot.web_link``).  A feed URL as
+configured may hold secrets: RSS ``<source>`` names it without its user and password,
+and not at all when its query looks like it carries a key or token.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -30,15 +38,16 @@ import unicodedata
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from html import escape
 from pathlib import Path
-from urllib.parse import urljoin
+from urllib.parse import unquote_plus, urljoin, urlsplit, urlunsplit
 
 import nh3
 
-from aggregator.snapshot import Snapshot, SnapshotStory, web_link
+from aggregator.snapshot import Coverage, Snapshot, SnapshotStory, web_link
+from aggregator.types import Enclosure
 
 __all__ = [
     "FEED_FORMATS",
@@ -101,7 +110,8 @@ class FeedMeta:
 
 @dataclass(frozen=True, slots=True)
 class PublishResult:
-    """What ``publish_feeds`` did: every file of the output, those rewritten, stale ones removed."""
+    """What ``publish_feeds`` did: every file of the output, those rewritten, stale ones removed
+    (feeds of topics gone, temporary files a crash left)."""
 
     files: tuple[Path, ...]
     changed: tuple[Path, ...]
@@ -111,7 +121,14 @@ class PublishResult:
 # --------------------------------------------------------------------------- names
 
 
+# Punctuation that only parts words, as spaces and dashes do: a slug without it loses nothing
+# a reader of the name needs ("Russia / Ukraine" is russia-ukraine).  "#", "+" and "&" are
+# not here: "C#" and "C++" are different topics.
+_PARTING_PUNCTUATION = frozenset("/,.:;|()[]'\"\u2018\u2019\u201c\u201d!?\u2026")
+
+
 def _slugify(name: str) -> str:
+    """The readable part of a slug: lower-case ASCII words joined by "-", maybe empty."""
     # Dashes of every kind (Unicode Pd: en and em dashes, hyphens…) and separators (Z*)
     # part words before the ASCII folding drops them: "US–Russia" is "us-russia", not "usrussia".
     parted = "".join(
@@ -119,19 +136,50 @@ def _slugify(name: str) -> str:
         for c in unicodedata.normalize("NFKC", name)
     )
     ascii_name = unicodedata.normalize("NFKD", parted).encode("ascii", "ignore").decode()
-    return re.sub(r"[^a-z0-9]+", "-", ascii_name.lower()).strip("-")[:60].strip("-") or "topic"
+    return re.sub(r"[^a-z0-9]+", "-", ascii_name.lower()).strip("-")[:60].strip("-")
+
+
+def _folds_to_ascii(name: str) -> bool:
+    """Whether ``_slugify`` keeps every letter and digit of ``name`` (accents aside).
+
+    Such a slug tells the name from every other but for case and punctuation; any other
+    character (a "#", "+", "&", a Cyrillic or Han letter) would be dropped.
+    """
+    for c in unicodedata.normalize("NFKD", name):
+        category = unicodedata.category(c)
+        if c.isascii() and c.isalnum():
+            continue
+        if category.startswith(("M", "Z")) or category == "Pd" or c in _PARTING_PUNCTUATION:
+            continue
+        return False
+    return True
+
+
+def _slug(name: str) -> str:
+    """The slug of ``name`` alone: readable, plus a short hash of the name when folding lost some of it."""
+    readable = _slugify(name)
+    if readable and _folds_to_ascii(name):
+        return readable
+    # Without the hash "C#" and "C++" (or every Cyrillic name) would make the same slug and
+    # be told apart by the order of whichever names this cycle has: a subscriber's feed
+    # would change topic when another topic comes or goes.
+    digest = hashlib.sha256(unicodedata.normalize("NFC", name).encode()).hexdigest()[:6]
+    return f"{readable or 'topic'}-{digest}"
 
 
 def topic_slugs(topics: Iterable[str]) -> dict[str, str]:
     """Topic name → the file name of its feeds: ``"Russia / Ukraine"`` → ``russia-ukraine``.
 
-    Names that make the same slug are told apart by ``-2``, ``-3``… in sorted order, so the
-    mapping depends only on the set of names.
+    A name whose letters and digits all fold to ASCII keeps its readable slug; any other
+    gets a short hash of the name after it (``"C#"`` → ``c-`` and six hex digits,
+    ``"Россия"`` → ``topic-`` and six), so a slug depends on its name alone.  Names that
+    still make the same slug (they differ only in case or punctuation: ``"AI"``, ``"ai"``)
+    are told apart by ``-2``, ``-3``… in sorted order.
     """
     slugs: dict[str, str] = {}
     used: set[str] = set()
     for name in sorted(set(topics), key=lambda t: (t.casefold(), t)):
-        base = _slugify(name)
+        base = _slug(name)
         slug, n = base, 1
         while slug in used:
             n += 1
@@ -181,15 +229,31 @@ def _authors(story: SnapshotStory) -> tuple[str, ...]:
     return names or (_line(story.outlet),)
 
 
+def _clean_html(html: str) -> str:
+    # Stripped after cleaning too: nh3 decodes character references, so "&#1;" or "&#xFFFE;"
+    # come out of it as the very characters XML forbids.
+    return _text(nh3.clean(_text(html)))
+
+
 def _body_html(story: SnapshotStory) -> str:
     entry = story.lead.entry
     if entry.content_html.strip():
-        return nh3.clean(_text(entry.content_html))
+        return _clean_html(entry.content_html)
     if entry.summary_html.strip():
-        return nh3.clean(_text(entry.summary_html))
+        return _clean_html(entry.summary_html)
     if entry.text.strip():
         return "".join(f"<p>{escape(p.strip())}</p>" for p in _text(entry.text).split("\n\n") if p.strip())
     return ""
+
+
+def _other_copies(story: SnapshotStory) -> tuple[Coverage, ...]:
+    """The copies worth an "Also reported by" line, in every format: not the lead again.
+
+    A copy from the lead's own feed with the lead's link (the feed re-issued the article
+    under a new guid) showed the Source line's outlet and link a second time.  Another
+    article of that feed on the story (its own link) stays.
+    """
+    return tuple(c for c in story.coverage if not (c.feed_url == story.lead.feed_url and c.url == story.url))
 
 
 def story_html(story: SnapshotStory) -> str:
@@ -200,12 +264,14 @@ def story_html(story: SnapshotStory) -> str:
     parts.append(
         f'<p>Source: <a href="{escape(source)}">{outlet}</a></p>' if source else f"<p>Source: {outlet}</p>"
     )
-    if story.coverage:
+    if others := _other_copies(story):
         items = []
-        for copy in story.coverage:
+        for copy in others:
             name = escape(_line(copy.outlet))
             title = escape(_line(copy.title))
-            link = copy.url
+            # Another outlet carrying the lead's very link is named, not linked: the Source
+            # line links it already.
+            link = copy.url if copy.url != source else None
             label = f'<a href="{escape(link)}">{name}</a>' if link else name
             items.append(f"<li>{label}: {title}</li>" if title else f"<li>{label}</li>")
         parts.append("<p>Also reported by:</p><ul>" + "".join(items) + "</ul>")
@@ -216,12 +282,57 @@ def _related(story: SnapshotStory) -> list[tuple[str, str]]:
     """``(url, title)`` of every other copy worth linking, each URL once, never the lead's own."""
     seen = {story.url}
     links = []
-    for copy in story.coverage:
+    for copy in _other_copies(story):
         link = copy.url
         if link and link not in seen:
             seen.add(link)
             links.append((link, _line(f"{copy.outlet}: {copy.title}")))
     return links
+
+
+# A media type as RFC 6838 spells one, without parameters ("audio/mpeg").
+_MEDIA_TYPE = re.compile(r"[a-z0-9][a-z0-9!#$&^_.+-]*/[a-z0-9][a-z0-9!#$&^_.+-]*")
+# What JSON Feed and RSS say when the feed did not give a type; both require one.
+_UNKNOWN_MEDIA_TYPE = "application/octet-stream"
+
+
+def _enclosures(story: SnapshotStory) -> tuple[Enclosure, ...]:
+    """The lead's enclosures that can be linked (absolute http(s)), each URL once, cleaned:
+    a type only when it reads as a media type, a length only when positive."""
+    found: dict[str, Enclosure] = {}
+    for enclosure in story.lead.entry.enclosures:
+        url = web_link(enclosure.url)
+        if url is None or url in found:
+            continue
+        media = (enclosure.type or "").split(";")[0].strip().lower()
+        length = enclosure.length if enclosure.length is not None and enclosure.length > 0 else None
+        found[url] = Enclosure(url, media if _MEDIA_TYPE.fullmatch(media) else None, length)
+    return tuple(found.values())
+
+
+# Query parameters whose names say they carry a credential (?token=, ?api_key=, ?sig=…).
+_SECRET_PARAMETER = re.compile(
+    r"token|key|secret|pass|auth|sig|session|sid|credential|private", re.IGNORECASE
+)
+
+
+def _public_feed_url(feed_url: str) -> str | None:
+    """A feed URL as configured, fit to publish: no user or password, and None when its
+    query looks like it carries a credential (a private or paid feed's access key).
+
+    Ordinary queries stay: WordPress feeds are ``/?feed=rss2``.
+    """
+    link = web_link(feed_url)
+    if link is None:
+        return None
+    parts = urlsplit(link)
+    names = (unquote_plus(p.partition("=")[0]) for p in re.split("[&;]", parts.query))
+    if any(_SECRET_PARAMETER.search(name) for name in names):
+        return None
+    if "@" not in parts.netloc:
+        return link
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=host))
 
 
 # What an empty feed says it was updated: a fixed time, so that it too keeps its bytes (and
@@ -276,6 +387,10 @@ def render_atom(stories: Sequence[SnapshotStory], meta: FeedMeta, snapshot: Snap
             _sub(entry, "link", rel="alternate", type="text/html", href=link)
         for href, title in _related(story):
             _sub(entry, "link", rel="related", type="text/html", href=href, title=title)
+        for enclosure in _enclosures(story):
+            media = {"type": enclosure.type} if enclosure.type else {}
+            size = {"length": str(enclosure.length)} if enclosure.length else {}
+            _sub(entry, "link", rel="enclosure", href=enclosure.url, **media, **size)
         for topic in story.topics:
             _sub(entry, "category", term=_line(topic))
         _sub(entry, "content", story_html(story), type="html")
@@ -308,7 +423,12 @@ def render_rss(stories: Sequence[SnapshotStory], meta: FeedMeta, snapshot: Snaps
             _sub(item, "category", _line(topic))
         _sub(item, "guid", story.id, isPermaLink="false")
         _sub(item, "pubDate", format_datetime(_date(story.published), usegmt=True))
-        if source := web_link(story.lead.feed_url):
+        if enclosures := _enclosures(story):
+            # RSS 2.0 allows one enclosure an item, and requires its length ("0": unknown) and type.
+            first = enclosures[0]
+            length, media = str(first.length or 0), first.type or _UNKNOWN_MEDIA_TYPE
+            _sub(item, "enclosure", url=first.url, length=length, type=media)
+        if source := _public_feed_url(story.lead.feed_url):
             _sub(item, "source", _line(story.outlet), url=source)
     return _xml(rss)
 
@@ -333,6 +453,8 @@ def render_json(
         item["authors"] = [{"name": n} for n in _authors(story)]
         if story.topics:
             item["tags"] = [_line(t) for t in story.topics]
+        if enclosures := _enclosures(story):
+            item["attachments"] = [_attachment(e) for e in enclosures]
         item["_aggregator"] = {
             "about": EXTENSION_ABOUT,
             "outlet": _line(story.outlet),
@@ -343,7 +465,7 @@ def render_json(
                     "title": _line(c.title),
                     "date_published": _rfc3339(c.date),
                 }
-                for c in story.coverage
+                for c in _other_copies(story)
             ],
         }
         items.append(item)
@@ -362,6 +484,14 @@ def render_json(
             "topics": [{"name": name, "slug": slug} for name, slug in topics.items()],
         }
     return (json.dumps(document, ensure_ascii=False, indent=2) + "\n").encode()
+
+
+def _attachment(enclosure: Enclosure) -> dict[str, object]:
+    # JSON Feed 1.1 requires mime_type; size_in_bytes is optional.
+    attachment: dict[str, object] = {"url": enclosure.url, "mime_type": enclosure.type or _UNKNOWN_MEDIA_TYPE}
+    if enclosure.length:
+        attachment["size_in_bytes"] = enclosure.length
+    return attachment
 
 
 # --------------------------------------------------------------------------- writing
@@ -425,12 +555,40 @@ def render_feeds(snapshot: Snapshot, settings: PublishSettings) -> dict[str, byt
     return files
 
 
+# The temporary files of ``write_atomic``: ``.feed.atom.k3j_9x2a.tmp`` (mkstemp's random part).
+_TEMPORARY = re.compile(r"\..+\.(?:" + "|".join(FEED_FORMATS) + r")\.[a-z0-9_]+\.tmp")
+# How old a temporary file must be to be a crash's leftover rather than another process's
+# write in progress (which takes well under a second).
+_LEFTOVER_AGE = timedelta(minutes=10)
+
+
+def _remove_leftovers(output_dir: Path, now: datetime) -> list[Path]:
+    """Remove the temporary files a crash left between ``mkstemp`` and the rename; return them."""
+    removed = []
+    before = (now - _LEFTOVER_AGE).timestamp()
+    for folder in (output_dir, output_dir / "topics"):
+        if not folder.is_dir():
+            continue
+        for path in sorted(folder.iterdir()):
+            try:
+                if _TEMPORARY.fullmatch(path.name) and path.is_file() and path.stat().st_mtime < before:
+                    path.unlink()
+                    removed.append(path)
+            except FileNotFoundError:  # another publish removed it first
+                continue
+    return removed
+
+
 def publish_feeds(snapshot: Snapshot, output_dir: Path, settings: PublishSettings) -> PublishResult:
     """Render every feed of ``snapshot`` and write each atomically under ``output_dir``.
 
     Topic feeds of topics no longer in the snapshot are removed (a reader gets a 404
-    rather than a feed frozen forever).  Files that did not change are not rewritten.
+    rather than a feed frozen forever); ``read_snapshot(per_topic=...)`` puts the newest
+    stories of every stored topic in it, so those are the topics with no story left.
+    Files that did not change are not rewritten.  Temporary files older than ten minutes
+    (by ``snapshot.taken``), left by a process that died while writing, are removed.
     """
+    removed = _remove_leftovers(output_dir, snapshot.taken)
     files = render_feeds(snapshot, settings)
     written, changed = [], []
     for relative, data in files.items():
@@ -438,7 +596,6 @@ def publish_feeds(snapshot: Snapshot, output_dir: Path, settings: PublishSetting
         if write_atomic(path, data):
             changed.append(path)
         written.append(path)
-    removed = []
     topics_dir = output_dir / "topics"
     if topics_dir.is_dir():
         keep = {p.name for p in written if p.parent == topics_dir}

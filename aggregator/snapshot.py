@@ -22,7 +22,11 @@ What a story is here:
 - the headline is the lead's title (the words the linked article carries), else the label;
 - links are the canonical URLs the parse stage derived (tracking parameters removed),
   else the links as given, and only absolute http(s) URLs are links (``web_link``);
-- an outlet is named by its feed's title, else the feed URL's host, else the URL.
+- an outlet is named by its feed's title, else the feed URL's host, else (a local file)
+  the file's name without its extension: a local path is never published;
+- an entry's date is the one its feed gave, but never after we first saw it (a future
+  date is a mistake) nor before 1970 (0001-01-01 is Hugo's "no date"): those are when we
+  first saw it.
 
 The id of a story in every output is ``urn:uuid:`` + a UUID5 of the story id (or, before
 the story stage runs, of the lead's entry id): stable across runs and independent of where
@@ -38,7 +42,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 from aggregator.types import StoredEntry
 
@@ -51,6 +55,11 @@ RECENT_WINDOW = timedelta(days=14)
 # No entry is first seen before this (``first_seen`` is when this program saw it): a window
 # reaching back here holds everything, whatever the counts say.
 _BEFORE_ANY_ENTRY = datetime(1970, 1, 1, tzinfo=UTC)
+# No news article is dated before this: an earlier date is a placeholder for none (Hugo
+# writes 0001-01-01), and taken as given it would sink a new article below every other.
+_EARLIEST_DATE = datetime(1970, 1, 1, tzinfo=UTC)
+# What a local feed with no title and no usable file name is called.
+LOCAL_FEED = "Local feed"
 
 # Never part of a link: C0/C1 controls, surrogates and non-characters (XML forbids them),
 # line separators and bidi controls (they make a link read as something it is not).
@@ -155,9 +164,10 @@ def public_id(key: str) -> str:
 
 
 def entry_time(stored: StoredEntry) -> datetime:
-    """An entry's date, but never later than when we first saw it (future dates are mistakes)."""
+    """An entry's date, but never later than when we first saw it (future dates are mistakes)
+    nor before 1970 (placeholders for no date): for those, when we first saw it."""
     date = stored.entry.date
-    if date is None or date > stored.first_seen:
+    if date is None or date > stored.first_seen or date < _EARLIEST_DATE:
         return stored.first_seen
     return date
 
@@ -285,18 +295,36 @@ def _link(stored: StoredEntry) -> str | None:
 
 
 def outlet_name(feed_url: str, feed_titles: Mapping[str, str]) -> str:
-    """How a reader knows a feed: its title, else the host it comes from, else its URL."""
+    """How a reader knows a feed: its title, else the host it comes from, else its file's name.
+
+    A local feed (a ``file:`` URL or a path) is named by its file name without the
+    extension (``seeds/dispatch.rdf`` → ``dispatch``), never by its path: the outlet is
+    published, and ``/home/alice/private/…`` is nobody's business.
+    """
     title = feed_titles.get(feed_url)
     if title and title.strip():
         return title
     try:
-        host = urlsplit(feed_url).hostname
+        parts = urlsplit(feed_url)
+        host = parts.hostname
     except ValueError:
-        host = None
-    return host or feed_url
+        return LOCAL_FEED
+    if host:
+        return host
+    # Both separators: a Windows path ("C:\\feeds\\x.xml") reads as scheme "c" and a path.
+    file_name = re.split(r"[/\\]", unquote(parts.path))[-1]
+    stem = file_name.rpartition(".")[0] if "." in file_name else file_name
+    return stem.strip() or LOCAL_FEED
 
 
 # ----------------------------------------------------------------------- reading a store
+
+
+class StoredStoryRecord(StoryRecord, Protocol):
+    """A stored story as ``read_snapshot`` reads it (``store.StoredStory`` is one)."""
+
+    @property
+    def first_seen(self) -> datetime: ...
 
 
 class SnapshotSource(Protocol):
@@ -305,7 +333,7 @@ class SnapshotSource(Protocol):
     def entries_first_seen_since(self, since: datetime) -> list[StoredEntry]: ...
     def get_entries(self, ids: Iterable[str]) -> list[StoredEntry]: ...
     def entry_counts(self) -> dict[str, int]: ...
-    def iter_stories(self) -> Iterable[StoryRecord]: ...
+    def iter_stories(self) -> Iterable[StoredStoryRecord]: ...
 
 
 def read_snapshot(
@@ -315,6 +343,7 @@ def read_snapshot(
     *,
     at_least: int = 0,
     since: datetime | None = None,
+    per_topic: int = 0,
 ) -> Snapshot:
     """The snapshot of the stored entries first seen since ``since`` (default: the last two weeks).
 
@@ -326,6 +355,12 @@ def read_snapshot(
     window holds fewer stories than that which are certainly newer than everything outside
     it, it reaches twice as far back, until it holds every entry: a quiet instance still
     publishes a full feed, and a busy one never reads its whole history.
+
+    ``per_topic`` is how many stories a topic feed shows.  A topic with fewer in the window
+    gets its newest other stories (by when each was first seen) read by id, up to that many
+    in all: a quiet topic's feed keeps its older stories, and every topic that still has
+    stories is in the snapshot.  Those stories are all older than the window, so the
+    newest ``at_least`` are still the newest.
     """
     records = list(store.iter_stories())
     members = {s.id: s.entry_ids for s in records}
@@ -334,17 +369,46 @@ def read_snapshot(
     total: int | None = None
     while True:
         recent = store.entries_first_seen_since(start)
-        snapshot = build_snapshot(_whole_stories(store, recent, members), feed_titles, now, records)
+        entries = _whole_stories(store, recent, members)
+        snapshot = build_snapshot(entries, feed_titles, now, records)
         # Stories outside the window have every date before ``start`` (an entry's date is never
         # after its first sighting), so those dated at or after it are the true newest.
         if at_least <= 0 or sum(1 for s in snapshot.stories if s.latest >= start) >= at_least:
-            return snapshot
+            break
         if total is None:
             total = sum(store.entry_counts().values())
         if len(recent) >= total or start <= _BEFORE_ANY_ENTRY:
-            return snapshot  # the window holds every entry: this is all there is
+            break  # the window holds every entry: this is all there is
         reach *= 2
         start = now - reach
+    if per_topic > 0 and (older := _quiet_topic_entries(store, snapshot, records, per_topic)):
+        snapshot = build_snapshot(_whole_stories(store, entries + older, members), feed_titles, now, records)
+    return snapshot
+
+
+def _quiet_topic_entries(
+    store: SnapshotSource, snapshot: Snapshot, records: Sequence[StoredStoryRecord], per_topic: int
+) -> list[StoredEntry]:
+    """The entries of the stories each topic lacks in ``snapshot`` to show ``per_topic``:
+    its newest stored stories by first sighting, read by id (at most ``per_topic`` a topic)."""
+    wanting = dict.fromkeys((t for r in records for t in r.topics), per_topic)
+    for story in snapshot.stories:
+        for topic in set(story.topics) & wanting.keys():
+            wanting[topic] -= 1
+    hungry = {t for t, n in wanting.items() if n > 0}
+    shown = {s.key for s in snapshot.stories}
+    ids: list[str] = []
+    for record in sorted(records, key=lambda r: (r.first_seen, r.id), reverse=True):
+        if not hungry:
+            break
+        if record.id in shown or hungry.isdisjoint(record.topics):
+            continue
+        ids += record.entry_ids
+        for topic in set(record.topics):
+            wanting[topic] -= 1
+            if wanting[topic] <= 0:
+                hungry.discard(topic)
+    return store.get_entries(ids) if ids else []
 
 
 def _whole_stories(

@@ -215,3 +215,23 @@ def test_a_feed_url_or_newsletter_name_the_database_cannot_hold_is_a_config_prob
     problems = problems_of(path)
     assert any("feeds[0].url: url longer than 1024 bytes" in p for p in problems), problems
     assert any("newsletters[0].name" in p and "at most 64 characters" in p for p in problems), problems
+
+
+def test_a_base_url_must_be_an_absolute_http_url(tmp_path: Path) -> None:
+    # Without a scheme every feed id and self link was relative ("news.example.com/feeds/feed.atom").
+    path = write(
+        tmp_path,
+        "feeds: []\n"
+        "newsletters:\n  - name: daily\n    title: Daily\n    base_url: /archive/\n"
+        "output:\n  base_url: news.example.com/feeds\n",
+    )
+    example = "write where the site is served, e.g. https://news.example.com/feeds/"
+    assert problems_of(path) == [
+        f"{path}:5:5: newsletters[0].base_url: not an absolute http(s) URL with a host:"
+        f" '/archive/'; {example}",
+        f"{path}:7:3: output.base_url: not an absolute http(s) URL with a host:"
+        f" 'news.example.com/feeds'; {example}",
+    ]
+    for good in ("https://news.example.com/feeds/", "http://localhost:8000"):
+        path = write(tmp_path, f"feeds: []\noutput:\n  base_url: {good}\n")
+        assert load_config(path).config.output.base_url == good

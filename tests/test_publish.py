@@ -35,7 +35,7 @@ from aggregator.publish import (
 )
 from aggregator.snapshot import RECENT_WINDOW, Snapshot, build_snapshot, public_id, read_snapshot
 from aggregator.store import Store, StoredStory, entry_id
-from aggregator.types import DuplicateEvidence, Entry, FeedState, FeedStatus, StoredEntry
+from aggregator.types import DuplicateEvidence, Enclosure, Entry, FeedState, FeedStatus, StoredEntry
 
 SCHEMAS = Path(__file__).parent / "schemas"
 GOLDEN = Path(__file__).parent / "golden"
@@ -44,6 +44,7 @@ ATOM = "{http://www.w3.org/2005/Atom}"
 LEDGER, WIRE, DISPATCH = "https://ledger.example/rss", "https://wire.example/atom", "seeds/dispatch.rdf"
 TITLES = {LEDGER: "The Ledger", WIRE: "Wire & Co", DISPATCH: "Dispatch"}
 SETTINGS = PublishSettings(title="Test <news>", base_url="https://news.example/out", max_stories=50)
+NOW = datetime(2025, 8, 18, 12, tzinfo=UTC)
 
 
 def stored(
@@ -323,13 +324,43 @@ def test_topic_feeds_hold_only_their_stories_and_validate(
 
 
 def test_topic_slugs_are_readable_unique_and_depend_only_on_the_names() -> None:
-    names = ["Russia / Ukraine", "AI", "ai", "Économie", "!!!", "???"]
+    names = ["Russia / Ukraine", "AI", "ai", "Économie", "!!!", "???", "C#", "C++", "R&D", "Россия", "中国"]
     slugs = topic_slugs(names)
     assert slugs == topic_slugs(reversed(names))
     assert slugs["Russia / Ukraine"] == "russia-ukraine"
     assert slugs["Économie"] == "economie"
-    assert {slugs["AI"], slugs["ai"]} == {"ai", "ai-2"}
-    assert {slugs["!!!"], slugs["???"]} == {"topic", "topic-2"}
+    assert {slugs["AI"], slugs["ai"]} == {"ai", "ai-2"}  # only case or punctuation tells them apart
+    # What folding to ASCII would lose is kept as a short hash of the name.
+    assert re.fullmatch(r"c-[0-9a-f]{6}", slugs["C#"])
+    assert re.fullmatch(r"c-[0-9a-f]{6}", slugs["C++"])
+    assert re.fullmatch(r"r-d-[0-9a-f]{6}", slugs["R&D"])
+    for name in ("!!!", "???", "Россия", "中国"):
+        assert re.fullmatch(r"topic-[0-9a-f]{6}", slugs[name]), name
+    assert len(set(slugs.values())) == len(names)
+
+
+def test_a_topics_feed_keeps_its_address_when_other_topics_come_and_go() -> None:
+    # topics/c.atom was C++ until a C# story arrived; then it was C#, and C++ moved to c-2.
+    cpp = stored("cpp", WIRE, title="C++26 ships", day=14, topics=("C++",))
+    csharp = stored("cs", WIRE, title="C# 14 ships", day=15, topics=("C#",))
+    russia = stored("ru", LEDGER, title="Moscow news", day=14, topics=("Россия",))
+    china = stored("cn", LEDGER, title="Beijing news", day=15, topics=("中国",))
+
+    def topic_feeds(entries: list[StoredEntry]) -> dict[str, list[str]]:
+        files = render_feeds(snapshot_of(entries), SETTINGS)
+        return {
+            name: [e.title for e in feedparser.parse(data).entries]
+            for name, data in files.items()
+            if name.startswith("topics/") and name.endswith(".atom")
+        }
+
+    before = topic_feeds([cpp, russia])
+    after = topic_feeds([cpp, csharp, russia, china])
+    for name, titles in before.items():
+        assert after[name] == titles, name
+    assert len(after) == 4
+    for name in ("C++", "Россия", "Économie", "AI"):
+        assert topic_slugs([name]) == {name: topic_slugs([name, "C#", "中国", "Ελλάδα", "R&D"])[name]}
 
 
 @pytest.mark.parametrize(
@@ -370,6 +401,144 @@ def test_content_is_sanitized_and_stripped_of_characters_xml_forbids(entries: li
     assert "\x0b" not in html
     doc = assert_valid_json_feed(files["feed.json"])
     assert doc["items"][0]["title"] == "Briefing: <markets> & more"
+
+
+def test_character_references_to_characters_xml_forbids_do_not_come_back_from_sanitizing() -> None:
+    # nh3 decodes "&#1;" and "&#xFFFE;" into the very characters; every reader refused the feed.
+    entry = stored("a", WIRE, title="Hello", day=14, content="<p>Tab&#1;le &#xFFFE; end</p>")
+    files = render_feeds(snapshot_of([entry]), SETTINGS)
+    assert_valid_atom(files["feed.atom"])
+    assert_valid_rss(files["feed.rss"])
+    for name in ("feed.atom", "feed.rss"):
+        parsed = feedparser.parse(files[name])
+        assert not parsed.bozo, parsed.get("bozo_exception")
+    content = assert_valid_json_feed(files["feed.json"])["items"][0]["content_html"]
+    assert "<p>Table  end</p>" in content
+
+
+@pytest.mark.parametrize(
+    ("feed", "source"),
+    [
+        ("https://alice:s3cret@private.example/feed", "https://private.example/feed"),
+        ("https://alice@private.example:8443/feed?feed=rss2", "https://private.example:8443/feed?feed=rss2"),
+        ("https://private.example/feed?token=ghp_SECRET123", None),
+        ("https://private.example/feed?format=rss&API_Key=SECRET123", None),
+        ("https://private.example/feed?x=1;my%5Fpassword=SECRET123", None),
+        ("https://blog.example/?feed=rss2", "https://blog.example/?feed=rss2"),
+    ],
+)
+def test_rss_source_never_publishes_the_credentials_of_a_feed_url(feed: str, source: str | None) -> None:
+    files = render_feeds(
+        build_snapshot([stored("a", feed, title="Hello", day=14)], {feed: "Private"}, NOW), SETTINGS
+    )
+    item = assert_valid_rss(files["feed.rss"]).find("channel/item")
+    assert item is not None
+    found = item.find("source")
+    assert (found.get("url") if found is not None else None) == source
+    for name, data in files.items():
+        assert b"SECRET123" not in data, name
+        assert b"s3cret" not in data, name
+
+
+@pytest.mark.parametrize(
+    ("feed", "outlet"),
+    [
+        ("file:///home/alice/private/drafts/feed.xml", "feed"),
+        ("seeds/dispatch.rdf", "dispatch"),
+        ("file:///x/seeds/my%20dispatch.rdf", "my dispatch"),
+        ("file:///home/alice/private/", "Local feed"),
+    ],
+)
+def test_a_local_feed_with_no_title_is_named_by_its_file_not_its_path(feed: str, outlet: str) -> None:
+    files = render_feeds(
+        build_snapshot([stored("a", feed, title="Hello", day=14)], {feed: ""}, NOW), SETTINGS
+    )
+    assert feedparser.parse(files["feed.atom"]).entries[0].author == outlet
+    assert assert_valid_json_feed(files["feed.json"])["items"][0]["_aggregator"]["outlet"] == outlet
+    for name, data in files.items():
+        assert b"/home/alice" not in data, name
+        assert b"seeds/" not in data, name
+
+
+def test_enclosures_are_published_in_every_format() -> None:
+    episode = stored(
+        "ep1",
+        WIRE,
+        title="Episode 1",
+        day=14,
+        enclosures=(
+            Enclosure("javascript:alert(1)", "audio/mpeg", 1),
+            Enclosure("https://cdn.example/ep1.mp3", "audio/mpeg", 12_345_678),
+            Enclosure("https://cdn.example/ep1.mp4", "not a type", -1),
+        ),
+    )
+    bare = stored(
+        "ep2", LEDGER, title="Episode 2", day=13, enclosures=(Enclosure("https://cdn.example/ep2"),)
+    )
+    files = render_feeds(snapshot_of([episode, bare]), SETTINGS)
+
+    atom = assert_valid_atom(files["feed.atom"])
+    links = [
+        [dict(lk.attrib) for lk in entry.iter(f"{ATOM}link") if lk.get("rel") == "enclosure"]
+        for entry in atom.iter(f"{ATOM}entry")
+    ]
+    assert links == [
+        [
+            {
+                "rel": "enclosure",
+                "href": "https://cdn.example/ep1.mp3",
+                "type": "audio/mpeg",
+                "length": "12345678",
+            },
+            {"rel": "enclosure", "href": "https://cdn.example/ep1.mp4"},
+        ],
+        [{"rel": "enclosure", "href": "https://cdn.example/ep2"}],
+    ]
+
+    rss = assert_valid_rss(files["feed.rss"])
+    # One enclosure an item (RSS 2.0), with the length and type the spec requires.
+    assert [[dict(e.attrib) for e in item.iter("enclosure")] for item in rss.iter("item")] == [
+        [{"url": "https://cdn.example/ep1.mp3", "length": "12345678", "type": "audio/mpeg"}],
+        [{"url": "https://cdn.example/ep2", "length": "0", "type": "application/octet-stream"}],
+    ]
+    parsed = feedparser.parse(files["feed.rss"])
+    assert not parsed.bozo, parsed.get("bozo_exception")
+    assert parsed.entries[0].enclosures[0].href == "https://cdn.example/ep1.mp3"
+
+    items = assert_valid_json_feed(files["feed.json"])["items"]
+    assert [i["attachments"] for i in items] == [
+        [
+            {"url": "https://cdn.example/ep1.mp3", "mime_type": "audio/mpeg", "size_in_bytes": 12_345_678},
+            {"url": "https://cdn.example/ep1.mp4", "mime_type": "application/octet-stream"},
+        ],
+        [{"url": "https://cdn.example/ep2", "mime_type": "application/octet-stream"}],
+    ]
+
+
+def test_also_reported_by_never_lists_the_lead_again() -> None:
+    # The Ledger re-issued its article under a new guid: "Also reported by" showed the
+    # outlet and link the Source line shows.
+    lead = stored("k", LEDGER, title="Summit", day=14, url="https://ledger.example/a")
+    reissued = stored("c", LEDGER, title="Summit", day=14, url="https://ledger.example/a", duplicate_of="k")
+    # Another outlet carried it under the Ledger's link: named, not linked a second time.
+    wired = stored("w", WIRE, title="Summit (wire)", day=15, url="https://ledger.example/a", duplicate_of="k")
+    # Another article of the Ledger on the story, with a link of its own, stays.
+    sequel = stored(
+        "s", LEDGER, title="Summit, day two", day=16, url="https://ledger.example/b", duplicate_of="k"
+    )
+    snapshot = snapshot_of([lead, reissued, wired, sequel])
+    html = story_html(snapshot.stories[0])
+    assert html.count('href="https://ledger.example/a"') == 1  # the Source line's
+    assert html.endswith(
+        "<p>Also reported by:</p><ul><li>Wire &amp; Co: Summit (wire)</li>"
+        '<li><a href="https://ledger.example/b">The Ledger</a>: Summit, day two</li></ul>'
+    )
+    files = render_feeds(snapshot, SETTINGS)
+    item = assert_valid_json_feed(files["feed.json"])["items"][0]
+    assert [c["outlet"] for c in item["_aggregator"]["also_reported_by"]] == ["Wire & Co", "The Ledger"]
+    atom = assert_valid_atom(files["feed.atom"])
+    related = [lk.get("href") for lk in atom.iter(f"{ATOM}link") if lk.get("rel") == "related"]
+    assert related == ["https://ledger.example/b"]
 
 
 def test_only_http_links_are_published() -> None:
@@ -474,6 +643,30 @@ def test_a_reader_never_sees_half_a_file(tmp_path: Path) -> None:
         reader.join()
     assert seen <= set(versions)
     assert not [p for p in tmp_path.iterdir() if p.name != "feed.atom"]
+
+
+def test_temporary_files_a_crash_left_are_removed_once_no_writer_can_own_them(
+    tmp_path: Path, entries: list[StoredEntry]
+) -> None:
+    # A process killed between mkstemp and the rename left .feed.atom.XXXX.tmp for ever.
+    snapshot = snapshot_of(entries)
+    (tmp_path / "topics").mkdir()
+    old = [tmp_path / ".feed.atom.k3j_9x2a.tmp", tmp_path / "topics" / ".russia.json.abcd1234.tmp"]
+    fresh = tmp_path / ".feed.rss.zzzz9999.tmp"  # another process may be writing it now
+    other = tmp_path / ".notes.txt.abcd1234.tmp"  # not ours
+    for path, age in [
+        *((p, timedelta(hours=1)) for p in old),
+        (fresh, timedelta(minutes=1)),
+        (other, timedelta(days=1)),
+    ]:
+        path.write_bytes(b"half a feed")
+        when = (snapshot.taken - age).timestamp()
+        os.utime(path, (when, when))
+    result = publish_feeds(snapshot, tmp_path, SETTINGS)
+    assert set(old) <= set(result.removed)
+    assert not any(p.exists() for p in old)
+    assert fresh.exists()
+    assert other.exists()
 
 
 def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path: Path) -> None:
@@ -606,18 +799,66 @@ def test_read_snapshot_reads_a_recent_window_and_reaches_back_only_as_far_as_nee
         assert ancient not in {s.lead.id for s in snapshot.stories}
 
 
-def test_a_date_before_the_year_1000_is_still_an_rfc_3339_date() -> None:
-    # A JSON Feed with Hugo's zero date (0001-01-01): strftime("%Y") wrote "1-01-01T00:00:00Z".
+def test_a_date_before_1970_is_a_placeholder_and_the_story_is_dated_when_first_seen() -> None:
+    # Hugo's zero date (0001-01-01) means "no date": taken as given, a new article showed
+    # "published 0001" and sank below every other story, out of the newest 50 for good.
     zero = datetime(1, 1, 1, tzinfo=UTC)
     entry = replace(
         stored("z", LEDGER, title="Zero", day=18), first_seen=datetime(2025, 8, 18, 9, 5, tzinfo=UTC)
     )
     entry = replace(entry, entry=replace(entry.entry, published=zero))
-    files = render_feeds(build_snapshot([entry], TITLES, datetime(2025, 8, 18, 12, tzinfo=UTC), []), SETTINGS)
+    files = render_feeds(build_snapshot([entry], TITLES, NOW, []), SETTINGS)
     item = json.loads(files["feed.json"])["items"][0]
-    assert item["date_published"] == "0001-01-01T00:00:00Z"
-    parsed = feedparser.parse(files["feed.atom"])
-    assert parsed.entries[0].published_parsed is not None
+    assert item["date_published"] == "2025-08-18T09:05:00Z"
+    assert feedparser.parse(files["feed.atom"]).entries[0].published == "2025-08-18T09:05:00Z"
+    assert feedparser.parse(files["feed.rss"]).entries[0].published == "Mon, 18 Aug 2025 09:05:00 GMT"
+
+    older = [stored(f"o{i}", WIRE, title=f"Older {i}", day=1 + i % 10) for i in range(3)]
+    files = render_feeds(build_snapshot([*older, entry], TITLES, NOW, []), replace(SETTINGS, max_stories=2))
+    assert [e.title for e in feedparser.parse(files["feed.atom"]).entries] == ["Zero", "Older 2"]
+
+
+def test_a_quiet_topic_keeps_its_feed_and_its_older_stories(tmp_path: Path, now: datetime) -> None:
+    # The stories read cover the newest max_stories of the whole feed (14 days on a busy
+    # instance): a topic quiet for longer lost its feed (404) though it still has stories.
+    config = tmp_path / "feeds.yaml"
+    config.write_text(
+        f"feeds:\n  - url: {WIRE}\n    title: Wire\nnewsletters: []\noutput:\n  max_stories: 3\n",
+        encoding="utf-8",
+    )
+    loaded = load_config(config)
+    arctic = tmp_path / "public" / "topics" / "arctic.atom"
+
+    def arctic_titles() -> list[str]:
+        return [e.title for e in feedparser.parse(arctic.read_bytes()).entries]
+
+    with Store.open(loaded.database_url) as store:
+        store.sync_feeds([(WIRE, "Wire")])
+
+        def save(guid: str, title: str, seen: datetime, topic: str | None = None) -> None:
+            url = f"https://wire.example/{guid}"
+            entry = Entry(guid, url, None, title, published=seen, content_html=f"<p>{title}</p>")
+            store.save_poll(FeedState(url=WIRE, status=FeedStatus.OK, last_fetch=seen), [entry], seen)
+            if topic is not None:
+                store.save_stories(
+                    [(f"s-{guid}", title, (topic,))], [(entry_id(WIRE, guid), f"s-{guid}")], seen
+                )
+
+        for days in (40, 30, 20, 3):
+            save(f"arctic{days}", f"Arctic, {days} days ago", now - timedelta(days=days), "Arctic")
+        for hours in range(5):
+            save(f"news{hours}", f"News, {hours} hours ago", now - timedelta(hours=hours))
+        pipeline.publish_output(loaded, store, now)
+        assert arctic_titles() == ["Arctic, 3 days ago", "Arctic, 20 days ago", "Arctic, 30 days ago"]
+        whole = feedparser.parse((tmp_path / "public" / "feed.atom").read_bytes())
+        assert [e.title for e in whole.entries] == [f"News, {h} hours ago" for h in range(3)]
+
+        later = now + timedelta(days=12)  # busy days, and nothing new about the Arctic
+        for hours in range(5):
+            save(f"more{hours}", f"More, {hours} hours ago", later - timedelta(hours=hours))
+        result = pipeline.publish_output(loaded, store, later)
+    assert result.removed == ()
+    assert arctic_titles() == ["Arctic, 3 days ago", "Arctic, 20 days ago", "Arctic, 30 days ago"]
 
 
 def test_an_empty_feed_keeps_its_bytes_from_one_cycle_to_the_next() -> None:
