@@ -15,8 +15,8 @@ of ``policy.SMTP`` turns a long ``List-Unsubscribe`` into encoded-words that mai
 providers do not read.
 
 Delivery outcomes follow SMTP: 2xx sent; 4xx retry later; 5xx permanent; a connection
-lost after DATA began is *uncertain* (the server may have accepted the message), and the
-caller must never send that message again.  The caller records its claim on a recipient
+lost once the server took DATA (354) is *uncertain* (the server may have accepted the
+message), and the caller must never send that message again.  The caller records its claim on a recipient
 before DATA through the ``before_data`` callback; see ``aggregator.newsletters``.
 """
 
@@ -113,14 +113,42 @@ class Recipient:
     unsubscribe_mailto: str  # mailto:...?subject=...
 
 
+class SenderError(DeliveryError):
+    """A problem with the sender or the signing key, not with one recipient: every message of
+    the issue would fail alike, so the issue stops and waits for the configuration to be fixed."""
+
+
+def wire_address(address: str) -> str:
+    """``address`` as it travels in RCPT TO and the To header: an internationalized domain in
+    its ASCII (IDNA) form.  Raises ``DeliveryError`` for a non-ASCII local part, which needs
+    SMTPUTF8 end to end (not supported here), or a domain IDNA cannot encode."""
+    local, at, domain = address.strip().rpartition("@")
+    if not at or not local:
+        raise DeliveryError(f"{address}: bad address: no local part and domain")
+    if not local.isascii():
+        raise DeliveryError(
+            f"{address}: bad address: non-ASCII characters before the @ need SMTPUTF8, which this"
+            " sender does not use"
+        )
+    if domain.isascii():
+        return address.strip()
+    try:
+        return f"{local}@{domain.encode('idna').decode('ascii')}"
+    except UnicodeError as exc:
+        raise DeliveryError(f"{address}: bad address: the domain cannot be encoded: {exc}") from exc
+
+
 def build_message(spec: MessageSpec, recipient: Recipient) -> EmailMessage:
     """One recipient's message.  Raises ``DeliveryError`` for an address that cannot be used."""
     msg = EmailMessage(policy=MAIL_POLICY)
     try:
         msg["From"] = Address(display_name=clean_header(spec.sender_name), addr_spec=spec.sender)
-        msg["To"] = Address(addr_spec=recipient.address)
         if spec.reply_to:
             msg["Reply-To"] = Address(addr_spec=spec.reply_to)
+    except (ValueError, IndexError) as exc:
+        raise SenderError(f"building message: the sender {spec.sender!r}: bad address: {exc}") from exc
+    try:
+        msg["To"] = Address(addr_spec=wire_address(recipient.address))
     except (ValueError, IndexError) as exc:
         raise DeliveryError(f"building message: {recipient.address}: bad address: {exc}") from exc
     msg["Subject"] = clean_header(spec.subject, 250)
@@ -202,14 +230,19 @@ def dkim_sign(data: bytes, key: DkimKey) -> bytes:
         import dkim  # type: ignore[import-untyped,import-not-found,unused-ignore]  # noqa: PLC0415 -- optional
     except ImportError as exc:
         raise DeliveryError("DKIM signing: the dkimpy package is not installed: pip install dkimpy") from exc
-    signature = dkim.sign(
-        data,
-        key.selector.encode(),
-        key.domain.encode(),
-        key.private_key,
-        canonicalize=(b"relaxed", b"relaxed"),
-        include_headers=list(DKIM_HEADERS),
-    )
+    try:
+        signature = dkim.sign(
+            data,
+            key.selector.encode(),
+            key.domain.encode(),
+            key.private_key,
+            canonicalize=(b"relaxed", b"relaxed"),
+            include_headers=list(DKIM_HEADERS),
+        )
+    except (dkim.DKIMException, ValueError, UnicodeError) as exc:  # KeyFormatError is a DKIMException
+        raise SenderError(
+            f"DKIM signing as {key.selector}._domainkey.{key.domain}: {exc}; check smtp.dkim_key_file"
+        ) from exc
     return bytes(signature) + data
 
 
@@ -230,6 +263,12 @@ class DeliveryResult:
     server_down: bool = False  # no session at all (connect, TLS, login): later recipients would fail too
 
 
+class TransportStopped(Exception):
+    """A transport that refuses to start another message (the process is stopping).  It
+    passes through the delivery loop untouched: the claimed recipient is recovered as
+    never attempted."""
+
+
 class Transport:
     """Where messages go.  ``deliver`` calls ``before_data`` right before the point of no return."""
 
@@ -237,6 +276,12 @@ class Transport:
         self, sender: str, recipient: str, data: bytes, name: str, before_data: Callable[[], None]
     ) -> DeliveryResult:
         raise NotImplementedError
+
+    def delivered(self, name: str) -> bool | None:
+        """Whether the message ``name``, claimed by a run that crashed, got through: True or
+        False when this transport can tell (the outbox: the file is there or not), None when
+        it cannot (SMTP)."""
+        return None
 
     def close(self) -> None:
         """Release connections; the transport may be used again afterwards."""
@@ -265,6 +310,9 @@ class Outbox(Transport):
 
     def exists(self, name: str) -> bool:
         return self.path_for(name).exists()
+
+    def delivered(self, name: str) -> bool | None:
+        return self.exists(name)  # written atomically: there whole, or not at all
 
     def deliver(
         self, sender: str, recipient: str, data: bytes, name: str, before_data: Callable[[], None]
@@ -298,12 +346,18 @@ class SmtpSettings:
     ssl_context: ssl.SSLContext
 
 
+# What ``SmtpTransport._envelope`` returns when the session itself broke.
+_LOST = DeliveryResult(Outcome.RETRY, "the connection failed before DATA", server_down=True)
+
+
 class SmtpTransport(Transport):
     """SMTP with verified TLS, AUTH when credentials are given, one connection reused.
 
-    Each message is MAIL FROM, RCPT TO, then DATA; ``before_data`` runs after the
-    recipient was accepted and before DATA, so a crash can lose at most the knowledge of
-    whether one message arrived, never send one twice.
+    Each message is MAIL FROM, RCPT TO, then DATA; ``before_data`` runs once the server
+    answered DATA with 354 and before the first byte of the message, so a crash can lose at
+    most the knowledge of whether one message arrived, never send one twice.  A refused
+    sender or a session that cannot be had (twice in a row) is ``server_down``: the other
+    recipients would meet the same, so the caller stops and tries again on its next run.
     """
 
     def __init__(self, settings: SmtpSettings, *, clock: Callable[[], float] = time.monotonic) -> None:
@@ -338,10 +392,22 @@ class SmtpTransport(Transport):
                 conn.login(s.username, s.password)
         except smtplib.SMTPAuthenticationError as exc:
             raise DeliveryError(f"logging in to {self._where()}: {_reply(exc)}") from exc
+        except ssl.SSLCertVerificationError as exc:
+            why = exc.verify_message or exc.reason or exc
+            raise DeliveryError(
+                f"TLS with {self._where()}: the server's certificate is not trusted: {why}"
+                " (for a private CA, set smtp.ca_file)"
+            ) from exc
         except ssl.SSLError as exc:
-            raise DeliveryError(f"TLS with {self._where()}: {exc.reason or exc}") from exc
+            hint = ""
+            if exc.reason == "WRONG_VERSION_NUMBER" and s.security == "tls":
+                hint = " (the server does not speak TLS at once on this port: use security: starttls)"
+            raise DeliveryError(f"TLS with {self._where()}: {exc.reason or exc}{hint}") from exc
         except (OSError, smtplib.SMTPException) as exc:
-            raise DeliveryError(f"connecting to {self._where()}: {exc}") from exc
+            hint = ""
+            if isinstance(exc, TimeoutError) and s.security == "starttls":
+                hint = " (no SMTP greeting: a port that starts with TLS, such as 465, needs security: tls)"
+            raise DeliveryError(f"connecting to {self._where()}: {exc}{hint}") from exc
         self._conn = conn
         return conn
 
@@ -353,10 +419,31 @@ class SmtpTransport(Transport):
                 time.sleep(wait)
         self._last_send = self._clock()
 
-    def deliver(  # noqa: PLR0911 -- one return per SMTP outcome reads best
+    def deliver(
         self, sender: str, recipient: str, data: bytes, name: str, before_data: Callable[[], None]
     ) -> DeliveryResult:
         self._pace()
+        try:
+            address = wire_address(recipient)
+        except DeliveryError as exc:
+            return DeliveryResult(Outcome.FAILED, str(exc))
+        reused = self._conn is not None
+        result = self._envelope(sender, address)
+        if result is _LOST and reused:
+            # A kept connection the server closed while idle (its timeout, or our pacing):
+            # one fresh session before deciding anything about this recipient.
+            result = self._envelope(sender, address)
+        if result is _LOST:
+            return DeliveryResult(
+                Outcome.RETRY, f"{self._where()}: the connection failed before DATA", server_down=True
+            )
+        if result is not None:
+            return result
+        return self._data(data, before_data)
+
+    def _envelope(self, sender: str, address: str) -> DeliveryResult | None:
+        """MAIL FROM and RCPT TO on a session; None when both were accepted, ``_LOST`` when
+        the session broke (connect, TLS, login, or a dropped connection)."""
         try:
             conn = self._connect()
         except DeliveryError as exc:
@@ -365,32 +452,65 @@ class SmtpTransport(Transport):
             code, reply = conn.mail(sender)
             if code != 250:
                 self._reset(conn)
-                return _classify(code, reply, "MAIL FROM")
-            code, reply = conn.rcpt(recipient)
+                # The sender is refused (authentication required, a domain it may not send
+                # for, a rate limit): every recipient would be, so the issue waits.
+                refused = _classify(code, reply, "MAIL FROM")
+                login = (
+                    "logged in" if self.settings.username else "no login: the username variable is not set"
+                )
+                return DeliveryResult(
+                    Outcome.RETRY,
+                    f"{refused.detail}: the server refuses the sender {sender} ({login}); check smtp:"
+                    " and the newsletter's sender in feeds.yaml, and the credentials' environment"
+                    " variables; the issue waits until then",
+                    server_down=True,
+                )
+            code, reply = conn.rcpt(address)
             if code not in (250, 251):
                 self._reset(conn)
                 return _classify(code, reply, "RCPT TO")
+        except (OSError, smtplib.SMTPException):
+            self._drop()
+            return _LOST
+        return None
+
+    def _data(self, data: bytes, before_data: Callable[[], None]) -> DeliveryResult:
+        """DATA in two steps (smtplib's ``data`` in one cannot tell them apart): until the
+        server answers 354 no byte of the message has left, and a failure is a plain retry;
+        after it, a lost connection is uncertain."""
+        conn = self._conn
+        assert conn is not None  # _envelope left it open  # noqa: S101
+        try:
+            conn.putcmd("data")
+            code, reply = conn.getreply()
         except (OSError, smtplib.SMTPException) as exc:
             self._drop()
-            return DeliveryResult(Outcome.RETRY, f"before DATA: {exc}")
-        before_data()
-        try:
-            code, reply = conn.data(data)
-        except smtplib.SMTPDataError as exc:
-            return _classify(exc.smtp_code, exc.smtp_error, "DATA")
-        except smtplib.SMTPResponseException as exc:
-            if exc.smtp_code == 354 or exc.smtp_code < 400:
+            return DeliveryResult(Outcome.RETRY, f"DATA: the connection failed before 354: {exc}")
+        if code != 354:
+            if code == 421:  # the server is closing the session
                 self._drop()
-                return DeliveryResult(Outcome.UNCERTAIN, f"DATA: {_reply(exc)}")
-            self._drop()
-            return _classify(exc.smtp_code, exc.smtp_error, "DATA")
+            else:
+                self._reset(conn)  # else the next MAIL FROM meets "503 nested MAIL command"
+            return _classify(code, reply, "DATA")
+        before_data()
+        body = re.sub(rb"(?m)^\.", b"..", data)  # dot-stuffing (RFC 5321 4.5.2), as smtplib does
+        if not body.endswith(b"\r\n"):
+            body += b"\r\n"
+        try:
+            conn.send(body + b".\r\n")
+            code, reply = conn.getreply()
         except (OSError, smtplib.SMTPException) as exc:
             # The message may or may not have been accepted: never send it again.
             self._drop()
             return DeliveryResult(Outcome.UNCERTAIN, f"connection lost during DATA: {exc}")
-        if code != 250:  # smtplib's data() returns the final reply without raising
-            return _classify(code, reply, "DATA")
-        return DeliveryResult(Outcome.SENT, f"{code} {_text(reply)}")
+        if code == 250:
+            return DeliveryResult(Outcome.SENT, f"{code} {_text(reply)}")
+        if not 400 <= code < 600:  # the body was sent and the answer makes no sense: it may be there
+            self._drop()
+            return DeliveryResult(Outcome.UNCERTAIN, f"DATA: {code} {_text(reply)}")
+        if code == 421:
+            self._drop()
+        return _classify(code, reply, "DATA")
 
     def _reset(self, conn: smtplib.SMTP) -> None:
         try:
@@ -447,9 +567,11 @@ __all__ = [
     "Outbox",
     "Outcome",
     "Recipient",
+    "SenderError",
     "SmtpSettings",
     "SmtpTransport",
     "Transport",
+    "TransportStopped",
     "build_message",
     "clean_header",
     "dkim_sign",
@@ -458,4 +580,5 @@ __all__ = [
     "message_id",
     "serialize",
     "smtp_ssl_context",
+    "wire_address",
 ]

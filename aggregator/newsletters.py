@@ -22,8 +22,8 @@ by issue:
    back to ``pending`` (DATA never started) and ``in_data`` rows become ``uncertain``:
    nobody gets a second copy.  With the outbox the file itself settles it.
 
-One process at a time sends (a lock file under ``data/``); a second one skips newsletters
-with a warning rather than risk a double send.  Polls in other processes are kept out
+One process at a time sends a database's newsletters (``runlock.sending_lock``); a second
+one skips them with a warning rather than risk a double send.  Polls in other processes are kept out
 while an issue's window is read (``runlock.ingest_lock``).  The email and the archive are rendered
 from the same frozen snapshot, and a resumed issue renders byte-identical messages.
 """
@@ -32,8 +32,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import contextlib
-import fcntl
 import hashlib
 import hmac
 import html
@@ -41,7 +39,8 @@ import logging
 import os
 import re
 import secrets
-from collections.abc import Iterator, Sequence
+import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -51,7 +50,7 @@ from zoneinfo import ZoneInfo
 from aggregator import digest, mail
 from aggregator.config import LoadedConfig, NewsletterConfig
 from aggregator.errors import AggregatorError, DeliveryError
-from aggregator.runlock import ingest_lock
+from aggregator.runlock import ingest_lock, sending_lock
 from aggregator.schedule import newsletter_trigger
 from aggregator.snapshot import read_snapshot
 from aggregator.store import IssueRecord, Store
@@ -114,7 +113,7 @@ def run_due_newsletters(
     SMTP password missing); delivery failures are recorded per recipient.
     """
     letters = _select(loaded, names)
-    with _sending_lock(loaded) as locked:
+    with sending_lock(loaded.database_url) as locked:
         if not locked:
             log.warning("newsletters: another process is sending; skipped this time")
             return []
@@ -253,25 +252,51 @@ def secret_key(loaded: LoadedConfig) -> bytes:
 
     The local key is created once (mode 0600) so tokens in sent mail keep working; a
     deployment with several machines must set the variable to the same value everywhere.
+    Raises ``AggregatorError`` for a key too short to sign with: with an empty one, anyone
+    could forge an unsubscribe or a confirmation link.
     """
     from_env = os.environ.get(SECRET_ENV)
-    if from_env:
-        return from_env.encode()
+    if from_env is not None:
+        return _long_enough(from_env.strip().encode(), f"${SECRET_ENV}")
     path = loaded.base_dir / "data" / "secret.key"
     try:
-        return path.read_bytes().strip()
+        return _long_enough(path.read_bytes().strip(), str(path))
     except FileNotFoundError:
         pass
     path.parent.mkdir(parents=True, exist_ok=True)
-    value = secrets.token_hex(32).encode()
+    # Written whole under another name, then linked into place: a process starting at the
+    # same moment finds no file or the whole key, never an empty one (O_EXCL then write
+    # left that window, and a crash in it an empty key for good).
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".secret.", suffix=".tmp")
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return path.read_bytes().strip()  # another process created it first
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(value)
-    log.warning("%s is not set: unsubscribe links are signed with a key created in %s", SECRET_ENV, path)
-    return value
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(secrets.token_hex(32).encode())
+            handle.flush()
+            os.fsync(handle.fileno())
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            pass  # another process's key came first: everyone uses that one
+        else:
+            log.warning(
+                "%s is not set: unsubscribe links are signed with a key created in %s", SECRET_ENV, path
+            )
+    finally:
+        os.unlink(tmp)
+    return _long_enough(path.read_bytes().strip(), str(path))
+
+
+MIN_SECRET_BYTES = 32
+
+
+def _long_enough(key: bytes, where: str) -> bytes:
+    if len(key) < MIN_SECRET_BYTES:
+        raise AggregatorError(
+            f"the key that signs unsubscribe and confirmation links ({where}) has {len(key)} bytes;"
+            f" it needs at least {MIN_SECRET_BYTES}: set {SECRET_ENV} to e.g. the output of"
+            " `python -c 'import secrets; print(secrets.token_hex(32))'`, or delete an empty key file"
+        )
+    return key
 
 
 # ----------------------------------------------------------------------- transports
@@ -344,23 +369,12 @@ def dkim_key(loaded: LoadedConfig) -> mail.DkimKey | None:
     domain = smtp.dkim_domain or mail.domain_of(
         loaded.config.newsletters[0].sender if loaded.config.newsletters else ""
     )
-    return mail.DkimKey(key, smtp.dkim_selector, domain)
-
-
-@contextlib.contextmanager
-def _sending_lock(loaded: LoadedConfig) -> Iterator[bool]:
-    path = loaded.base_dir / "data" / "newsletters.lock"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            yield False
-            return
-        try:
-            yield True
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    found = mail.DkimKey(key, smtp.dkim_selector, domain)
+    try:  # a key that cannot sign is found now, not as every reader's failure
+        mail.dkim_sign(b"From: check@example.invalid\r\n\r\n", found)
+    except DeliveryError as exc:
+        raise AggregatorError(f"reading the DKIM key: {path}: {exc}") from exc
+    return found
 
 
 # ----------------------------------------------------------------------- one newsletter
@@ -557,14 +571,12 @@ def _backoff(attempts: int) -> timedelta:
 
 def _recover(run: _Run, letter: NewsletterConfig, record: IssueRecord) -> None:
     """Settle rows a crashed run left behind (the lock says no one else is sending)."""
-    outbox = run.transport if isinstance(run.transport, mail.Outbox) else None
     for row in run.store.deliveries(letter.name, record.number):
         if row.status not in ("sending", "in_data"):
             continue
-        name = _message_name(letter, record.number, row.recipient)
-        if outbox is not None:
-            # The outbox writes atomically: the file is there or it was never written.
-            status = "sent" if outbox.exists(name) else "pending"
+        delivered = run.transport.delivered(_message_name(letter, record.number, row.recipient))
+        if delivered is not None:  # the outbox can tell
+            status = "sent" if delivered else "pending"
             run.store.set_delivery(
                 letter.name, record.number, row.recipient, status, run.now, only_from=[row.status]
             )
@@ -590,8 +602,15 @@ def _deliver(run: _Run, letter: NewsletterConfig, record: IssueRecord, *, final:
     archive = write_archive(run.loaded, run.store, letter, issue)
     _recover(run, letter, record)
     errors: list[str] = []
+    # Frozen with the issue, but someone who unsubscribed since gets nothing more.
+    known = run.store.subscribers(letter.name)
     for row in run.store.deliveries(letter.name, record.number):
         if row.status not in ("pending", "retry"):
+            continue
+        if known.get(row.recipient) is False:
+            run.store.set_delivery(
+                letter.name, record.number, row.recipient, "unsubscribed", run.now, only_from=[row.status]
+            )
             continue
         if (
             row.status == "retry"
@@ -612,21 +631,8 @@ def _deliver(run: _Run, letter: NewsletterConfig, record: IssueRecord, *, final:
             continue
         if not run.store.claim_delivery(letter.name, record.number, row.recipient, run.now):
             continue
+        result = _deliver_one(run, letter, record, issue, rendered, row.recipient)
         address = row.recipient
-
-        def before_data(address: str = address) -> None:
-            run.store.set_delivery(
-                letter.name, record.number, address, "in_data", run.now, only_from=["sending"]
-            )
-
-        try:
-            data = _message_bytes(run.loaded, letter, issue, rendered, address, run.key, run.dkim)
-            result = run.transport.deliver(
-                letter.sender, address, data, _message_name(letter, record.number, address), before_data
-            )
-        except DeliveryError as exc:
-            # A message that cannot be built (a bad address) fails for that recipient only.
-            result = mail.DeliveryResult(mail.Outcome.FAILED, str(exc))
         if result.outcome is mail.Outcome.RETRY:
             next_at = run.now + _backoff(row.attempts + 1)
             run.store.set_delivery(
@@ -679,6 +685,44 @@ def _deliver(run: _Run, letter: NewsletterConfig, record: IssueRecord, *, final:
         errors=tuple(errors),
         archive=archive,
     )
+
+
+def _deliver_one(  # noqa: PLR0917 -- private
+    run: _Run,
+    letter: NewsletterConfig,
+    record: IssueRecord,
+    issue: digest.DigestIssue,
+    rendered: digest.RenderedDigest,
+    address: str,
+) -> mail.DeliveryResult:
+    """Build and deliver one claimed recipient's message; every failure becomes a result."""
+    data_began = False
+
+    def before_data() -> None:
+        nonlocal data_began
+        run.store.set_delivery(letter.name, record.number, address, "in_data", run.now, only_from=["sending"])
+        data_began = True
+
+    try:
+        data = _message_bytes(run.loaded, letter, issue, rendered, address, run.key, run.dkim)
+        return run.transport.deliver(
+            letter.sender, address, data, _message_name(letter, record.number, address), before_data
+        )
+    except mail.SenderError as exc:
+        # The sender or the signing key: every message would fail alike.  Not this
+        # recipient's fault; the issue waits for the configuration to be fixed.
+        return mail.DeliveryResult(mail.Outcome.RETRY, str(exc), server_down=True)
+    except DeliveryError as exc:
+        # A message that cannot be built (a bad address) fails for that recipient only.
+        return mail.DeliveryResult(mail.Outcome.FAILED, str(exc))
+    except mail.TransportStopped:
+        raise
+    except Exception as exc:  # a bug or an error nobody foresaw: recorded, not a crash at every run
+        log.exception("newsletter %s #%d: %s: unexpected error", letter.name, record.number, address)
+        detail = f"{address}: unexpected error: {type(exc).__name__}: {exc}"
+        if data_began:  # it may have arrived: never send it again
+            return mail.DeliveryResult(mail.Outcome.UNCERTAIN, detail)
+        return mail.DeliveryResult(mail.Outcome.FAILED, detail)
 
 
 # ----------------------------------------------------------------------- archive

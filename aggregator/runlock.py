@@ -10,7 +10,9 @@ while the poll was still storing entries dated before the issue's end: the next 
 starts after that end, so those entries would be in no issue at all.  With it, a poll's
 entries are either stored before the freeze or dated after it.
 
-SQLite: ``flock`` on ``<database>.lock`` (and ``<database>.ingest.lock``) beside the file;
+``sending_lock`` lets one process at a time send a database's newsletters.
+
+SQLite: ``flock`` on ``<database>.lock`` (``.ingest.lock``, ``.send.lock``) beside the file;
 the kernel releases it when the process dies (even by ``kill -9``), so there is never a
 stale lock to clean up.  PostgreSQL: session advisory locks named after the schema, each
 held by a connection of its own.  An in-memory database is private to its process and
@@ -106,6 +108,47 @@ def ingest_lock(database_url: str, *, exclusive: bool) -> Iterator[None]:
         yield
     finally:
         os.close(fd)  # releases the flock
+
+
+@contextlib.contextmanager
+def sending_lock(database_url: str) -> Iterator[bool]:
+    """One process at a time sends the newsletters of a database: yields True when this one
+    holds the lock, False at once when another does.
+
+    Keyed to the database, not to a folder: two senders on one database (two checkouts, two
+    hosts on PostgreSQL) would each settle the other's claimed recipients as left over by a
+    crash, and send them again.
+    """
+    url = sa.make_url(database_url)
+    if url.get_backend_name() == "postgresql":
+        engine, shown = _postgres_engine(url)
+        key = sa.func.hashtext(sa.literal("aggregator send ") + sa.func.current_schema())
+        try:
+            try:
+                conn = engine.connect()
+                held = bool(conn.execute(sa.select(sa.func.pg_try_advisory_lock(key))).scalar())
+                conn.commit()
+            except sa.exc.SQLAlchemyError as exc:
+                raise StoreError(f"sending newsletters: taking the sending lock: {shown}: {exc}") from exc
+            with conn:
+                yield held
+        finally:
+            engine.dispose()
+        return
+    lock_path = _lock_file(url, ".send.lock")
+    if lock_path is None:
+        yield True
+        return
+    fd = _open_lock_file(lock_path, "sending newsletters")
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        yield True
+    finally:
+        os.close(fd)
 
 
 def _waiting_for(exclusive: bool, where: str) -> str:

@@ -126,7 +126,7 @@ class RunIssue(Protocol):
     ) -> tuple[DigestRun, ...]: ...
 
 
-class DigestStopped(Exception):
+class DigestStopped(mail.TransportStopped):
     """Raised by ``StoppableTransport`` instead of starting a message once the process is stopping."""
 
 
@@ -148,6 +148,9 @@ class StoppableTransport(mail.Transport):
         if self.stop.is_set():
             raise DigestStopped(recipient)
         return self.inner.deliver(sender, recipient, data, name, before_data)
+
+    def delivered(self, name: str) -> bool | None:
+        return self.inner.delivered(name)
 
     def close(self) -> None:
         self.inner.close()
@@ -400,10 +403,11 @@ class Service:
         self.digest_stop = threading.Event()
         self._polls: set[asyncio.Task[Any]] = set()
         self._polling = False
+        self._poll_again = False  # a poll was asked for while one ran
         self._digests: set[asyncio.Task[Any]] = set()
         self._schedules: dict[str, tuple[str, str]] = {}  # newsletter → (schedule, timezone) installed
         # One issue at a time, whichever newsletter: each send takes the sending lock
-        # (newsletters._sending_lock, a file lock), and a second job of this process asking
+        # (runlock.sending_lock, one per database), and a second job of this process asking
         # for it at the same moment would find it held and skip its issue.
         self._sending = asyncio.Lock()
         # Held by a poll cycle from its start (its clock reading, which dates what it stores)
@@ -444,10 +448,14 @@ class Service:
         if self.stopping:
             return None
         if self._polling:
-            # The poll at start (before the catch-up) may still run when the job first fires.
-            log.debug("poll cycle: the previous one is still running; skipped")
+            # The poll at start (before the catch-up) may still run when the job first fires,
+            # or a config edit asks for a poll while one runs: it runs again once that ends,
+            # else a feed just added would wait for the next tick.
+            log.debug("poll cycle: the previous one is still running; again when it ends")
+            self._poll_again = True
             return None
         self._polling = True
+        self._poll_again = False
         with _tracked(self._polls):
             try:
                 async with self._cycle:
@@ -460,6 +468,8 @@ class Service:
                 return None
             finally:
                 self._polling = False
+                if self._poll_again and self.scheduler is not None and not self.stopping:
+                    self.scheduler.modify_job(POLL_JOB_ID, next_run_time=self.clock.now())
 
     async def _poll_due(self) -> PollSummary | None:
         loaded, now = self.loaded, self.clock.now()

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import email
 import socket
@@ -20,7 +21,7 @@ from typing import Any
 
 import pytest
 from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import AuthResult, LoginPassword
+from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
 
 from aggregator import mail
 from aggregator.mail import DeliveryResult, Outcome, SmtpSettings, SmtpTransport
@@ -36,7 +37,12 @@ def free_port() -> int:
 
 @dataclass
 class Handler:
-    """Records accepted messages; ``data_replies`` scripts the replies to DATA, in order."""
+    """Records accepted messages; ``data_replies`` scripts the replies to DATA, in order.
+
+    ``mail_replies`` scripts the replies to MAIL FROM (a "250" accepts), ``mail_delay``
+    makes MAIL FROM hang that many seconds, and ``data_command`` scripts the answer to the
+    DATA command itself, before 354: a reply line, or "drop" to close the connection.
+    """
 
     messages: list[tuple[str, list[str], bytes]] = field(default_factory=list)
     data_replies: list[str] = field(default_factory=list)
@@ -45,6 +51,20 @@ class Handler:
     on_data: Callable[[int], None] | None = None
     data_count: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
+    mail_replies: list[str] = field(default_factory=list)
+    mail_delay: float = 0.0
+    mail_count: int = 0
+    data_command: list[str] = field(default_factory=list)
+
+    async def handle_MAIL(self, server: Any, session: Any, envelope: Any, address: str, options: Any) -> str:
+        self.mail_count += 1
+        if self.mail_delay:
+            await asyncio.sleep(self.mail_delay)
+        if self.mail_replies and not (reply := self.mail_replies.pop(0)).startswith("250"):
+            return reply
+        envelope.mail_from = address
+        envelope.mail_options.extend(options)
+        return "250 OK"
 
     async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str, options: Any) -> str:
         if address in self.reject:
@@ -67,6 +87,27 @@ class Handler:
                 return reply
         self.messages.append((envelope.mail_from, list(envelope.rcpt_tos), envelope.content))
         return "250 OK queued"
+
+
+class ScriptedSMTP(SMTP):
+    """aiosmtpd's SMTP, answering the DATA command as ``Handler.data_command`` says."""
+
+    async def smtp_DATA(self, arg: str) -> None:
+        script = self.event_handler.data_command
+        if script and self.envelope is not None and self.envelope.rcpt_tos:
+            reply = script.pop(0)
+            if reply == "drop":
+                assert self.transport is not None
+                self.transport.close()
+                return
+            await self.push(reply)  # refused before 354: the transaction stays open (RFC 5321)
+            return
+        await super().smtp_DATA(arg)
+
+
+class _Controller(Controller):
+    def factory(self) -> SMTP:
+        return ScriptedSMTP(self.handler, **self.SMTP_kwargs)
 
 
 def _authenticate(server: Any, session: Any, envelope: Any, mechanism: str, auth_data: Any) -> AuthResult:
@@ -150,7 +191,7 @@ def start_server(
             "auth_required": True,
         }
         cafile = cert
-    controller = Controller(handler, hostname="127.0.0.1", port=port, **kwargs)
+    controller = _Controller(handler, hostname="127.0.0.1", port=port, **kwargs)
     controller.start()
     return SmtpServer(handler, port, cafile, controller)
 
@@ -353,6 +394,73 @@ def test_connection_dropped_during_data_is_uncertain_and_the_next_message_reconn
     assert [m[1] for m in smtp_server.handler.messages] == [["b@example.com"]]
 
 
+def test_a_refused_data_command_is_reset_and_the_next_message_still_goes_out(smtp_server: SmtpServer) -> None:
+    # Refused before 354, the transaction stays open: without RSET the next MAIL FROM met
+    # "503 nested MAIL command" and that reader was failed for good.
+    smtp_server.handler.data_command = ["451 4.7.1 greylisted"]
+    with SmtpTransport(smtp_server.settings()) as transport:
+        first = _send(transport, "a@example.com")
+        second = _send(transport, "b@example.com")
+    assert first == DeliveryResult(Outcome.RETRY, "DATA: 451 4.7.1 greylisted")
+    assert second.outcome is Outcome.SENT
+    assert [m[1] for m in smtp_server.handler.messages] == [["b@example.com"]]
+
+
+def test_a_connection_dropped_before_354_is_a_retry_not_uncertain(smtp_server: SmtpServer) -> None:
+    # No byte of the message left: "uncertain" would mean that reader never gets the issue.
+    smtp_server.handler.data_command = ["drop"]
+    calls: list[str] = []
+    with SmtpTransport(smtp_server.settings()) as transport:
+        dropped = _send(transport, "a@example.com", calls)
+        again = _send(transport, "a@example.com", calls)
+    assert dropped.outcome is Outcome.RETRY
+    assert "before 354" in dropped.detail
+    assert again.outcome is Outcome.SENT
+    assert calls == ["a@example.com"]  # the point of no return was reached once
+
+
+def test_a_refused_sender_stops_the_issue_instead_of_failing_each_reader(smtp_server: SmtpServer) -> None:
+    smtp_server.handler.mail_replies = ["530 5.7.0 Authentication required"]
+    with SmtpTransport(smtp_server.settings()) as transport:
+        result = _send(transport, "a@example.com")
+    assert result.outcome is Outcome.RETRY
+    assert result.server_down  # the caller stops: every reader would meet the same
+    assert "530 5.7.0 Authentication required" in result.detail
+    assert "refuses the sender digest@example.com" in result.detail
+
+
+def test_a_server_that_hangs_after_its_greeting_is_down_for_everyone(smtp_server: SmtpServer) -> None:
+    # Else each reader of a long list waits out the timeout in turn.
+    smtp_server.handler.mail_delay = 3.0
+    with SmtpTransport(smtp_server.settings(timeout=0.5)) as transport:
+        result = _send(transport, "a@example.com")
+    assert result.outcome is Outcome.RETRY
+    assert result.server_down
+    assert smtp_server.handler.mail_count == 1
+
+
+def test_an_international_domain_goes_out_in_ascii_and_a_non_ascii_local_part_fails_alone(
+    smtp_server: SmtpServer,
+) -> None:
+    with SmtpTransport(smtp_server.settings()) as transport:
+        idn = _send(transport, "user@bücher.de")
+        local = transport.deliver("digest@example.com", "jörg@example.com", b"x", "x", lambda: None)
+    assert idn.outcome is Outcome.SENT
+    [(_sender, rcpts, data)] = smtp_server.handler.messages
+    assert rcpts == ["user@xn--bcher-kva.de"]
+    assert parse(data)["To"] == "user@xn--bcher-kva.de"
+    assert local.outcome is Outcome.FAILED
+    assert "jörg@example.com" in local.detail
+    assert "SMTPUTF8" in local.detail
+
+
+def test_implicit_tls_against_a_starttls_port_says_which_setting_to_use(smtp_server: SmtpServer) -> None:
+    with SmtpTransport(smtp_server.settings(security="tls", timeout=2.0)) as transport:
+        result = _send(transport, "a@example.com")
+    assert result.server_down
+    assert "use security: starttls" in result.detail
+
+
 def test_rate_limit_spaces_messages(smtp_server: SmtpServer) -> None:
     now = [0.0]
     slept: list[float] = []
@@ -403,3 +511,12 @@ def test_dkim_signature_covers_the_unsubscribe_headers(tmp_path: Path) -> None:
     signed_headers = {h.strip().lower() for h in tags["h"].replace(" ", "").split(":")}
     assert {"list-unsubscribe", "list-unsubscribe-post", "from", "subject"} <= signed_headers
     assert dkim.verify(signed, dnsfunc=lambda name, timeout=5: record)
+
+
+def test_a_key_that_cannot_sign_is_a_sender_error_not_a_readers_failure() -> None:
+    pytest.importorskip("dkim", reason="dkimpy is not installed")
+    data = mail.serialize(mail.build_message(SPEC, recipient()))
+    with pytest.raises(
+        mail.SenderError, match=r"DKIM signing as sel\._domainkey\.example\.com: .*dkim_key_file"
+    ):
+        mail.dkim_sign(data, mail.DkimKey(b"not a key", "sel", "example.com"))

@@ -15,8 +15,9 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from email import policy
 from pathlib import Path
@@ -25,9 +26,12 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from aggregator import digest, newsletters, pipeline
+from aggregator import digest, mail, newsletters, pipeline
 from aggregator.cli_digest import digest as digest_command
 from aggregator.config import LoadedConfig, NewsletterConfig, load_config
+from aggregator.errors import AggregatorError
+from aggregator.runlock import sending_lock
+from aggregator.service import StoppableTransport
 from aggregator.store import Store
 from aggregator.types import Entry, FeedState, FeedStatus
 from tests.browser import CHROMIUM_ARGS
@@ -46,6 +50,7 @@ from tests.test_mail import (  # tls_files is a fixture
 NOW = datetime(2025, 8, 18, 12, 0, tzinfo=UTC)  # a Monday; the sample's newest items are from the day before
 GOLDEN = Path(__file__).parent / "golden"
 UPDATE_GOLDEN = os.environ.get("AGGREGATOR_UPDATE_GOLDEN") == "1"
+TEST_KEY = "test-key-" + "0" * 32  # a key of at least 32 bytes, as secret_key requires
 
 
 def make_project(tmp_path: Path, newsletters_yaml: str | None = None, smtp_yaml: str = "") -> Path:
@@ -65,7 +70,7 @@ def poll(loaded: LoadedConfig, store: Store) -> None:
 
 @pytest.fixture
 def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[LoadedConfig, Store]]:
-    monkeypatch.setenv("AGGREGATOR_SECRET_KEY", "test-key")
+    monkeypatch.setenv("AGGREGATOR_SECRET_KEY", TEST_KEY)
     loaded = load_config(make_project(tmp_path))
     with Store.open(loaded.database_url) as store:
         poll(loaded, store)
@@ -272,7 +277,7 @@ def smtp_project(
     server = start_server(Handler(), tls_files)
     monkeypatch.setenv("AGGREGATOR_SMTP_USERNAME", USER)
     monkeypatch.setenv("AGGREGATOR_SMTP_PASSWORD", PASSWORD)
-    monkeypatch.setenv("AGGREGATOR_SECRET_KEY", "test-key")
+    monkeypatch.setenv("AGGREGATOR_SECRET_KEY", TEST_KEY)
     loaded = load_config(
         make_project(tmp_path, smtp_yaml=SMTP_YAML.format(port=server.port, cafile=server.cafile))
     )
@@ -355,6 +360,147 @@ def test_a_connection_lost_during_data_is_uncertain_and_never_resent(
     assert "b@example.com" not in received(server)
 
 
+def test_a_sender_the_server_refuses_leaves_the_issue_waiting_and_fails_nobody(
+    smtp_project: tuple[LoadedConfig, Store, SmtpServer],
+) -> None:
+    # As when cron lacks the credentials' variables: the server refuses MAIL FROM.  Each
+    # reader was recorded as failed for good, so fixing the setup sent nothing.
+    loaded, store, server = smtp_project
+    server.handler.mail_replies = ["530 5.7.0 Authentication required"]
+    [first] = newsletters.run_due_newsletters(loaded, store, NOW)
+    assert (first.status, first.sent, first.failed) == ("sending", 0, 0)
+    assert "refuses the sender digest@example.com" in first.errors[0]
+    assert server.handler.mail_count == 1  # nobody else was tried
+    [fixed] = newsletters.run_due_newsletters(loaded, store, NOW + timedelta(minutes=6))
+    assert (fixed.status, fixed.sent, fixed.failed) == ("done", 5, 0)
+
+
+def test_a_reader_who_unsubscribed_after_the_freeze_gets_nothing(
+    smtp_project: tuple[LoadedConfig, Store, SmtpServer],
+) -> None:
+    loaded, store, server = smtp_project
+    server.handler.data_replies = ["451 4.7.1 greylisted"]  # a@ waits for a retry
+    [first] = newsletters.run_due_newsletters(loaded, store, NOW)
+    assert first.retrying == 1
+    store.set_subscriber("daily", "a@example.com", False, NOW + timedelta(minutes=1))
+    [later] = newsletters.run_due_newsletters(loaded, store, NOW + timedelta(minutes=6))
+    assert later.status == "done"
+    assert "a@example.com" not in received(server)
+    row = next(d for d in store.deliveries("daily", 1) if d.recipient == "a@example.com")
+    assert row.status == "unsubscribed"
+
+
+def test_an_unforeseen_error_for_one_reader_is_recorded_and_the_others_get_the_issue(
+    project: tuple[LoadedConfig, Store],
+) -> None:
+    # It crashed the run, and every later run again at the same reader: nobody after it got mail.
+    loaded, store = project
+    store.set_subscriber("daily", "a@example.com", True, NOW)
+    outbox = newsletters.default_transport(loaded)
+
+    class Flaky(mail.Transport):
+        def deliver(
+            self, sender: str, recipient: str, data: bytes, name: str, before_data: Callable[[], None]
+        ) -> mail.DeliveryResult:
+            if recipient == "a@example.com":
+                raise RuntimeError("something nobody foresaw")
+            return outbox.deliver(sender, recipient, data, name, before_data)
+
+    [outcome] = newsletters.run_due_newsletters(loaded, store, NOW, transport=Flaky())
+    assert (outcome.status, outcome.sent, outcome.failed) == ("done", 1, 1)
+    row = next(d for d in store.deliveries("daily", 1) if d.recipient == "a@example.com")
+    assert "RuntimeError: something nobody foresaw" in (row.last_error or "")
+
+
+def test_a_crash_while_writing_to_the_outbox_is_settled_through_a_wrapping_transport(
+    project: tuple[LoadedConfig, Store],
+) -> None:
+    # The scheduler wraps the outbox (to stop between readers); recovery asked the wrapper
+    # whether it was an outbox, got no, and called a written message uncertain.
+    loaded, store = project
+    newsletters.run_due_newsletters(loaded, store, NOW)
+    name = f"daily-0001-{newsletters._short('reader@example.com')}"
+    assert outbox_files(loaded)[0].name == f"{name}.eml"
+    store.set_delivery("daily", 1, "reader@example.com", "in_data", NOW)  # as a crash mid-write leaves it
+    record = store.latest_issue("daily")
+    assert record is not None
+    run = newsletters._Run(
+        loaded,
+        store,
+        NOW,
+        StoppableTransport(newsletters.default_transport(loaded), threading.Event()),
+        b"k" * 32,
+        None,
+    )
+    newsletters._recover(run, loaded.config.newsletters[0], record)
+    row = next(d for d in store.deliveries("daily", 1) if d.recipient == "reader@example.com")
+    assert row.status == "sent"
+
+
+def test_two_folders_sending_from_one_database_never_send_together(
+    project: tuple[LoadedConfig, Store], tmp_path: Path
+) -> None:
+    # The lock lived under each folder's data/: a second checkout on the same database
+    # settled the first one's claimed readers as left by a crash, and sent them again.
+    loaded, store = project
+    other = tmp_path / "other"
+    shutil.copytree(loaded.base_dir / "seeds", other / "seeds")
+    (other / "feeds.yaml").write_text(
+        loaded.path.read_text().replace("newsletters:", f'database: "{loaded.database_url}"\nnewsletters:', 1)
+    )
+    elsewhere = load_config(other / "feeds.yaml")
+    assert elsewhere.database_url == loaded.database_url
+    with sending_lock(loaded.database_url) as held:
+        assert held
+        assert newsletters.run_due_newsletters(elsewhere, store, NOW) == []  # skipped, not sent
+    assert not outbox_files(elsewhere)
+
+
+def test_a_signing_key_too_short_to_trust_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    loaded = load_config(make_project(tmp_path))
+    monkeypatch.setenv("AGGREGATOR_SECRET_KEY", " ")
+    with pytest.raises(AggregatorError, match=r"\$AGGREGATOR_SECRET_KEY\) has 0 bytes; it needs at least 32"):
+        newsletters.secret_key(loaded)
+    monkeypatch.delenv("AGGREGATOR_SECRET_KEY")
+    key_file = tmp_path / "data" / "secret.key"
+    key_file.parent.mkdir()
+    key_file.write_bytes(b"")  # a crash between creating the file and writing the key
+    with pytest.raises(AggregatorError, match=r"secret\.key\) has 0 bytes"):
+        newsletters.secret_key(loaded)
+
+
+def test_processes_starting_together_all_get_the_same_whole_key(tmp_path: Path) -> None:
+    # The key file was created empty and written after: a process starting at that moment
+    # read b"" and signed every link with it (anyone could forge them).
+    loaded = load_config(make_project(tmp_path))
+    env = {k: v for k, v in os.environ.items() if k != "AGGREGATOR_SECRET_KEY"}
+    script = (
+        "import sys; from pathlib import Path; from aggregator import newsletters; "
+        "from aggregator.config import load_config; "
+        "print(newsletters.secret_key(load_config(Path(sys.argv[1]))).decode())"
+    )
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", script, str(loaded.path)], env=env, text=True, stdout=subprocess.PIPE
+        )
+        for _ in range(4)
+    ]
+    keys = {proc.communicate(timeout=60)[0].strip() for proc in procs}
+    assert len(keys) == 1
+    assert len(keys.pop()) == 64
+
+
+def test_a_dkim_key_that_cannot_sign_is_reported_before_any_reader_is_tried(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("dkim", reason="dkimpy is not installed")
+    smtp = "\nsmtp:\n  host: 127.0.0.1\n  dkim_key_file: dkim.pem\n  dkim_selector: sel\n"
+    loaded = load_config(make_project(tmp_path, smtp_yaml=smtp))
+    (tmp_path / "dkim.pem").write_text("-----BEGIN PRIVATE KEY-----\nbroken\n-----END PRIVATE KEY-----\n")
+    with pytest.raises(AggregatorError, match=r"reading the DKIM key: .*dkim\.pem: DKIM signing as sel\."):
+        newsletters.dkim_key(loaded)
+
+
 KILL_SCRIPT = """
 import sys
 from datetime import datetime
@@ -422,7 +568,7 @@ def command_app(loaded: LoadedConfig) -> typer.Typer:
 def polled_just_now(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> LoadedConfig:
     """The seeds polled at the real time (no dedupe, no stories), as ``aggregator poll`` leaves
     them: the digest command reads the clock itself, and its issue must have stories."""
-    monkeypatch.setenv("AGGREGATOR_SECRET_KEY", "test-key")
+    monkeypatch.setenv("AGGREGATOR_SECRET_KEY", TEST_KEY)
     loaded = load_config(make_project(tmp_path))
     with Store.open(loaded.database_url) as store:
         asyncio.run(pipeline.poll_feeds(loaded, store, datetime.now(UTC)))
@@ -483,7 +629,7 @@ def test_an_issue_sent_while_another_process_polls_waits_for_what_it_stores(
     # The poll dates what it stores by its start; an issue frozen before the poll has
     # stored would miss those entries, and the next issue starts after this one's end: no
     # issue would ever carry them.  The issue waits for the poll instead.
-    monkeypatch.setenv("AGGREGATOR_SECRET_KEY", "test-key")
+    monkeypatch.setenv("AGGREGATOR_SECRET_KEY", TEST_KEY)
     config = tmp_path / "feeds.yaml"
     config.write_text(
         f"feeds:\n  - url: {feed_server.url('/slow?delay=1.5')}\n"
@@ -519,7 +665,7 @@ def test_an_issue_sent_while_another_process_polls_waits_for_what_it_stores(
 @pytest.fixture
 def cycled(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[LoadedConfig, Store]]:
     """The seeds after one full cycle, as ``aggregator run --once`` leaves them on a fresh clone."""
-    monkeypatch.setenv("AGGREGATOR_SECRET_KEY", "test-key")
+    monkeypatch.setenv("AGGREGATOR_SECRET_KEY", TEST_KEY)
     loaded = load_config(make_project(tmp_path))
     with Store.open(loaded.database_url) as store:
         asyncio.run(pipeline.run_cycle(loaded, store, NOW, only_due=False))

@@ -34,12 +34,12 @@ from typing import Any
 import pytest
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from aggregator import mail, newsletters
+from aggregator import mail
 from aggregator.clock import ManualClock
 from aggregator.config import LoadedConfig, NewsletterConfig, load_config
 from aggregator.errors import AggregatorError
 from aggregator.newsletters import run_due_newsletters
-from aggregator.runlock import SchedulerAlreadyRunning, run_lock
+from aggregator.runlock import SchedulerAlreadyRunning, run_lock, sending_lock
 from aggregator.schedule import last_fire_time, newsletter_trigger
 from aggregator.service import (
     NEWSLETTER_JOB_PREFIX,
@@ -757,7 +757,7 @@ async def test_an_issue_skipped_while_another_process_sent_goes_out_at_the_next_
 ) -> None:
     handler = Handler()
     with digest_setup(tmp_path, tls_files, monkeypatch, handler) as (service, clock, store):
-        with newsletters._sending_lock(service.loaded) as held:  # as `aggregator digest --send` would
+        with sending_lock(service.loaded.database_url) as held:  # as `aggregator digest --send` would
             assert held
             await service.run_newsletter("daily")  # its cron job: the lock is taken, so skipped
         assert handler.messages == []
