@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from pydantic import (
     AfterValidator,
@@ -380,9 +380,17 @@ class LoadedConfig:
 
 
 def resolve_feed_location(url: str, base_dir: Path) -> str:
-    scheme = urlsplit(url).scheme.lower()
-    if scheme in ("http", "https", "file"):
+    """Where a feed is fetched from: http(s) as given; a path, or a ``file:`` URL with a
+    relative path (``file:feeds/x.xml``), against the folder of feeds.yaml, never the
+    working directory (under cron, the home folder)."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    if scheme in ("http", "https"):
         return url
+    if scheme == "file":
+        if parts.netloc or parts.path.startswith("/"):
+            return url
+        return (base_dir / unquote(parts.path)).resolve().as_uri()
     return (base_dir / url).resolve().as_uri()
 
 

@@ -44,7 +44,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
-from urllib.parse import quote, urljoin
+from urllib.parse import quote, urljoin, urlsplit
 from zoneinfo import ZoneInfo
 
 from aggregator import digest, mail
@@ -113,6 +113,8 @@ def run_due_newsletters(
     SMTP password missing); delivery failures are recorded per recipient.
     """
     letters = _select(loaded, names)
+    if loaded.config.smtp is not None:
+        _warn_about_local_links(loaded, letters)
     with sending_lock(loaded.database_url) as locked:
         if not locked:
             log.warning("newsletters: another process is sending; skipped this time")
@@ -127,6 +129,25 @@ def run_due_newsletters(
             if transport is None:
                 run.transport.close()
     return run.outcomes
+
+
+_THIS_MACHINE = frozenset({"localhost", "127.0.0.1", "::1", "0.0.0.0"})  # noqa: S104 -- names, not a bind
+
+
+def _warn_about_local_links(loaded: LoadedConfig, letters: Sequence[NewsletterConfig]) -> None:
+    """Real mail whose unsubscribe and archive links point at this machine (the default
+    ``output.base_url``) leaves readers no way to unsubscribe: say so, once per run."""
+    for letter in letters:
+        url = base_url(loaded, letter)
+        if (urlsplit(url).hostname or "") in _THIS_MACHINE:
+            log.warning(
+                "newsletter %s: its unsubscribe and archive links point at %s, which readers"
+                " cannot reach; set output.base_url (or the newsletter's base_url) in %s to"
+                " where `aggregator serve` is reachable, over https",
+                letter.name,
+                url,
+                loaded.path.name,
+            )
 
 
 def is_due(letter: NewsletterConfig, latest: IssueRecord | None, now: datetime) -> bool:

@@ -39,6 +39,17 @@ def test_relative_paths_resolve_against_the_config_folder(tmp_path: Path) -> Non
     assert loaded.feed_location("https://x.example/f") == "https://x.example/f"
 
 
+def test_a_relative_file_url_resolves_against_the_config_folder_too(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `file:feeds/x.xml` worked only when run from the config's folder (under cron: $HOME).
+    monkeypatch.chdir(tmp_path.parent)
+    config = "feeds:\n  - url: file:feeds/x%20y.xml\n  - url: file:///srv/a.xml\n"
+    loaded = load_config(write(tmp_path, config))
+    assert loaded.feed_location("file:feeds/x%20y.xml") == (tmp_path / "feeds" / "x y.xml").as_uri()
+    assert loaded.feed_location("file:///srv/a.xml") == "file:///srv/a.xml"
+
+
 def test_every_problem_is_reported_at_once_with_line_and_hint(tmp_path: Path) -> None:
     path = write(
         tmp_path,

@@ -375,6 +375,17 @@ def test_a_sender_the_server_refuses_leaves_the_issue_waiting_and_fails_nobody(
     assert (fixed.status, fixed.sent, fixed.failed) == ("done", 5, 0)
 
 
+def test_real_mail_with_links_to_localhost_is_warned_about(
+    smtp_project: tuple[LoadedConfig, Store, SmtpServer], caplog: pytest.LogCaptureFixture
+) -> None:
+    # The default output.base_url is http://localhost:8000/: readers could not unsubscribe.
+    loaded, store, _server = smtp_project
+    newsletters.run_due_newsletters(loaded, store, NOW)
+    assert any(
+        "unsubscribe and archive links point at http://localhost:8000/" in r.message for r in caplog.records
+    )
+
+
 def test_a_reader_who_unsubscribed_after_the_freeze_gets_nothing(
     smtp_project: tuple[LoadedConfig, Store, SmtpServer],
 ) -> None:
