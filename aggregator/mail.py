@@ -325,6 +325,10 @@ class Outbox(Transport):
             try:
                 with os.fdopen(fd, "wb") as handle:
                     handle.write(data)
+                    handle.flush()
+                    # On disk before the rename: after a power cut the file is there whole
+                    # or not at all, and "there" is what recovery reads as sent.
+                    os.fsync(handle.fileno())
                 os.replace(tmp, target)
             except BaseException:
                 Path(tmp).unlink(missing_ok=True)
