@@ -14,11 +14,19 @@ Everything from the network is hostile until proven otherwise:
   feed forever;
 - a size cap on *decompressed* bytes, applied while streaming: gzip and deflate are
   inflated here with a bounded output (``zlib``'s ``max_length``), so a 50 MB gzip bomb
-  costs at most the cap in memory, not 50 MB at once; a Content-Length above the cap is
-  refused before reading;
+  costs at most the cap in memory, not 50 MB at once, also when codings are stacked
+  (``Content-Encoding: gzip, gzip``: one bounded inflater per coding, each held to the
+  cap); a Content-Length above the cap is refused before reading;
 - redirects are followed here, not by httpx, to know whether the *first* hop was
   permanent (301/308: the caller may move the subscription), to name the URLs of a loop,
-  and to refuse a redirect to anything but http(s) (never to ``file:``);
+  and to refuse a redirect to anything but http(s) (never to ``file:``), naming the
+  unusable Location rather than blaming the feed's own URL;
+- a 304 is "not modified" only when validators were sent: to a request without any it
+  means a misconfigured server or proxy, and is an error (else the feed would never get
+  its first body);
+- credentials in a feed URL (``https://user:password@host/feed``) go out as an
+  Authorization header (httpx makes it), never to aiohttp in the URL, and never into an
+  error message or a log: there the password reads ``***``;
 - cookies live as long as one fetch: set along a redirect chain, they are sent back on its
   next hops (consent and anti-bot pages work so), but no fetch sends what another was given;
 - a global limit on requests in flight, and a per-host one (host:port): httpx spends more
@@ -120,7 +128,7 @@ class FetchSettings:
 def make_client(settings: FetchSettings | None = None) -> httpx.AsyncClient:
     """The one AsyncClient a poll cycle shares; the caller closes it (``async with``)."""
     settings = settings or FetchSettings()
-    client = httpx.AsyncClient(
+    client = _FeedClient(
         follow_redirects=False,  # followed in Fetcher, see the module docstring
         transport=AiohttpTransport(max_connections=settings.concurrency),
         timeout=httpx.Timeout(
@@ -157,6 +165,20 @@ def _keep_no_cookies(cookies: httpx.Cookies) -> None:
         return None
 
     cookies.extract_cookies = extract_cookies  # type: ignore[method-assign]
+
+
+class _FeedClient(httpx.AsyncClient):
+    """httpx's AsyncClient, minus the redirect request it builds for every 3xx response.
+
+    Even with ``follow_redirects=False`` httpx parses each Location to build the next
+    request, and raises when it cannot: a redirect to ``mailto:`` or ``data:``, or to a
+    broken URL, then failed the fetch as if the *feed's* URL were invalid, without naming
+    the Location.  The Fetcher reads the Location itself (``_redirect_target``) and says
+    what is wrong with it; httpx's request would be thrown away anyway.
+    """
+
+    def _build_redirect_request(self, request: httpx.Request, response: httpx.Response) -> httpx.Request:
+        return request  # only ever stored as response.next_request, which nothing reads
 
 
 class AiohttpTransport(httpx.AsyncBaseTransport):
@@ -205,10 +227,15 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         session = self._open()
         timeout = request.extensions.get("timeout", {})
         url = str(request.url)
+        target = URL(url, encoded=True)  # exactly the bytes httpx built, not requoted
+        if "@" in url and request.url.userinfo:
+            # httpx has turned the credentials into an Authorization header; aiohttp refuses
+            # a request that has both ("Cannot combine AUTHORIZATION header with ...").
+            target = target.with_user(None)
         try:
             response = await session.request(
                 request.method,
-                URL(url, encoded=True),  # exactly the bytes httpx built, not requoted
+                target,
                 headers=[(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.headers.raw],
                 data=await request.aread() or None,
                 allow_redirects=False,
@@ -393,7 +420,7 @@ class Fetcher:
             broken = _Failed(_describe_transport_error(exc, progress.url, self._settings))
             return self._failed(state, location, progress, now, broken, conditional=conditional)
         except Exception as exc:  # a server found a case not handled above: its feed fails, not the poll
-            log.exception("fetching %s failed unexpectedly", progress.url)
+            log.exception("fetching %s failed unexpectedly", _without_password(progress.url))
             odd = _Failed(f"fetching {progress.url} failed unexpectedly: {type(exc).__name__}: {exc}")
             return self._failed(state, location, progress, now, odd, conditional=conditional)
 
@@ -433,12 +460,14 @@ class Fetcher:
             else:
                 permanent_so_far = False
             if (target, progress.cookie_state()) in progress.visited:
-                raise _Failed(f"redirect loop: {' -> '.join([*progress.chain, target])}")
+                raise _Failed(
+                    f"redirect loop: {' -> '.join([*progress.chain, target])}: {_SEE_WHERE_IT_WENT}"
+                )
             progress.chain.append(target)
             if len(progress.chain) - 1 > self._settings.max_redirects:
                 raise _Failed(
                     f"too many redirects (more than {self._settings.max_redirects}): "
-                    f"{' -> '.join(progress.chain)}"
+                    f"{' -> '.join(progress.chain)}: {_SEE_WHERE_IT_WENT}"
                 )
 
     async def _finish(
@@ -455,6 +484,15 @@ class Fetcher:
         headers = dict(response.headers.items())  # lower-cased names, repeated headers joined
         # A date cannot be joined like ETags can: of two Last-Modified, send back the first.
         modified = response.headers.get_list("last-modified")
+        if code == 304 and not conditional:
+            # Not modified since *what*?  Taken as NOT_MODIFIED, a feed never polled would never
+            # get a body, and the weekly unconditional fetch would never count as done.
+            raise _Failed(
+                f"{url} answered 304 Not Modified to a request without validators: the server or a "
+                "proxy in between is misconfigured; will retry later",
+                http_status=code,
+                headers=headers,
+            )
         # 200 and 203 (from a proxy) carry the feed; 204 carries none and a 206 only part of
         # it (nothing asked for a range): those, and the other 2xx, are errors to retry.
         if code in (200, 203, 304):
@@ -477,7 +515,7 @@ class Fetcher:
             )
         retry_after = _retry_after(headers, now) if code in (429, 503) else None
         raise _Failed(
-            _describe_status(code, url, retry_after),
+            _describe_status(code, url),
             status=FeedStatus.RETIRED if code == 410 else FeedStatus.ERROR,
             http_status=code,
             retry_after=retry_after,
@@ -490,45 +528,41 @@ class Fetcher:
         if length.isdigit() and int(length) > limit:
             raise _Failed(
                 f"response larger than {_size(limit)} at {url}: "
-                f"Content-Length is {int(length)} bytes, not downloaded",
+                f"Content-Length is {int(length)} bytes, not downloaded; {_RAISE_THE_CAP}",
                 http_status=response.status_code,
             )
-        too_large = _Failed(
-            f"response larger than {_size(limit)} at {url}: stopped reading",
-            http_status=response.status_code,
-        )
+        too_large = _too_large(limit, url, response.status_code)
         chunks: list[bytes] = []
         total = 0
-        async for data in self._decoded(response, url):
+        async for data in self._decoded(response, url, too_large):
             total += len(data)
             if total > limit:
                 raise too_large
             chunks.append(data)
         return b"".join(chunks)
 
-    async def _decoded(self, response: httpx.Response, url: str) -> AsyncIterator[bytes]:
+    async def _decoded(self, response: httpx.Response, url: str, too_large: _Failed) -> AsyncIterator[bytes]:
         """The body, decoded, in pieces of at most ``_Inflater.PIECE`` bytes for gzip and deflate."""
         encoding = response.headers.get("content-encoding", "").strip().lower()
-        codings = (part.strip() for part in encoding.split(","))
-        unknown = [e for e in codings if e in _COMPRESSIONS and e not in _DECODABLE]
-        if unknown:
-            # httpx would pass such a body on as it came, and the parser would call it broken XML.
-            named = ", ".join(e[:40] for e in unknown)
-            raise _Failed(
-                f"{url} sent the feed compressed as {named}, which was not asked for "
-                f"(Accept-Encoding: {ACCEPT_ENCODING}) and cannot be decoded here; the site must fix "
-                "its server"
-            )
-        if encoding not in _Inflater.ENCODINGS:
-            # Encodings we do not inflate ourselves (br when installed): httpx decodes, we count.
+        if not encoding:  # the common case, as cheap as it can be
+            async for raw in response.aiter_raw():
+                yield raw
+            return
+        codings = _content_codings(encoding, url)
+        if codings is None:
+            # A coding we do not inflate ourselves (br when installed), or one that compresses
+            # nothing ("none", "utf-8": misconfigured servers): httpx decodes or passes it on.
             async for data in response.aiter_bytes():
                 yield data
             return
-        inflater = _Inflater(encoding, url)
+        # Applied in the order listed, so undone in reverse; each held to the cap, since an
+        # outer layer's output is an inner one's input and costs as much to make.
+        inflaters = [_Inflater(c, url, self._settings.max_bytes, too_large) for c in reversed(codings)]
         async for raw in response.aiter_raw():
-            for data in inflater.decode(raw):
+            for data in _inflate(inflaters, raw):
                 yield data
-        yield inflater.flush()
+        for data in _flush(inflaters):
+            yield data
 
     @contextlib.asynccontextmanager
     async def _slot(self, url: httpx.URL) -> AsyncIterator[None]:
@@ -596,17 +630,20 @@ class Fetcher:
                     elapsed=timedelta(seconds=time.monotonic() - started),
                 )
             if stat.st_size > limit:
-                raise _Failed(f"file larger than {_size(limit)}: {path}: not read")
+                raise _Failed(f"file larger than {_size(limit)}: {path}: not read; {_RAISE_THE_CAP}")
             with path.open("rb") as file:
                 body = file.read(limit + 1)
         except FileNotFoundError as exc:
-            raise _Failed(f"file not found: {path}") from exc
+            raise _Failed(
+                f"file not found: {path}: fix the path in feeds.yaml (a relative path is taken from "
+                "the folder feeds.yaml is in)"
+            ) from exc
         except PermissionError as exc:
             raise _Failed(f"cannot read file: {path}: permission denied") from exc
         except OSError as exc:
             raise _Failed(f"cannot read file: {path}: {exc.strerror or exc}") from exc
         if len(body) > limit:  # it grew since stat()
-            raise _Failed(f"file larger than {_size(limit)}: {path}: stopped reading")
+            raise _Failed(f"file larger than {_size(limit)}: {path}: stopped reading; {_RAISE_THE_CAP}")
         headers["content-length"] = str(len(body))
         return FetchResult(
             url=state.url,
@@ -642,7 +679,7 @@ class Fetcher:
             fetched_at=now,
             http_status=failure.http_status,
             headers=failure.headers,
-            error=failure.message,
+            error=_without_password(failure.message),
             conditional=conditional and bool(state.etag or state.last_modified),
             permanent_redirect=progress.permanent_redirect,
             retry_after=failure.retry_after,
@@ -665,70 +702,196 @@ async def fetch_feeds(fetcher: Fetcher, jobs: Iterable[FetchJob], now: datetime)
 
 
 class _Inflater:
-    """gzip/deflate decoding in bounded pieces (zlib's ``max_length``).
+    """One gzip or deflate layer of a body, inflated in bounded pieces (zlib's ``max_length``).
 
     httpx's own decoders inflate a whole network read at once: 64 KiB of gzipped zeros
-    is 64 MiB in one allocation.  Here no piece is larger than ``PIECE``, so the caller
-    can stop at its size cap having held at most the cap plus one piece.
+    is 64 MiB in one allocation.  Here no piece is larger than ``PIECE``, and a layer
+    that has put out more than ``limit`` bytes raises ``too_large``, so the caller holds
+    at most the cap plus one piece, however many layers are stacked.
+
+    A gzip body may hold several members one after the other (RFC 1952: ``gzip -c a b``,
+    streaming compressors): each is inflated in turn, after any zero padding, as Python's
+    ``gzip`` module does; it used to stop after the first and store a truncated feed.
+    Bytes after the last member that do not begin another are ignored, as they always
+    were.  "deflate" is meant to be zlib-wrapped, but many servers send raw deflate: the
+    first two bytes say which, so they are held until both have come (a network read can
+    be one byte long).
     """
 
-    ENCODINGS = frozenset({"", "identity", "gzip", "x-gzip", "deflate"})
+    CODINGS = frozenset({"identity", "gzip", "x-gzip", "deflate"})
     PIECE = 64 * 1024
+    _GZIP_MAGIC = b"\x1f\x8b"
 
-    def __init__(self, encoding: str, url: str) -> None:
-        self._encoding = encoding
+    def __init__(self, coding: str, url: str, limit: int, too_large: _Failed) -> None:
+        self._coding = coding
         self._url = url
-        self._first = True
+        self._limit = limit
+        self._too_large = too_large
+        self._inflated = 0
+        # None before the first bytes, and between two gzip members.
         self._zlib: zlib._Decompress | None = None
-        if encoding in ("gzip", "x-gzip"):
-            self._zlib = zlib.decompressobj(zlib.MAX_WBITS | 16)
-        elif encoding == "deflate":
-            self._zlib = zlib.decompressobj()
+        self._held = b""  # bytes too few yet to tell what comes
+        self._started = 0  # gzip members (or the one deflate stream) begun
+        self._ended = False  # past the end of the compressed data: the rest is ignored
 
     def decode(self, data: bytes) -> Iterator[bytes]:
-        if self._zlib is None:
-            yield data
-            return
-        pending = data
-        while pending:
+        pending = self._held + data
+        self._held = b""
+        while pending and not self._ended:
+            if self._zlib is None:
+                pending = self._begin(pending)
+                if self._zlib is None:  # too few bytes to tell yet, or the end
+                    self._held = pending
+                    return
             try:
                 out = self._zlib.decompress(pending, self.PIECE)
             except zlib.error as exc:
-                if self._encoding == "deflate" and self._first:
-                    # "deflate" is meant to be zlib-wrapped, but many servers send raw deflate.
-                    self._first = False
-                    self._zlib = zlib.decompressobj(-zlib.MAX_WBITS)
-                    continue
-                raise _Failed(
-                    f"cannot decompress the {self._encoding} response from {self._url}: {exc}"
-                ) from exc
-            self._first = False
-            # Input left over because the piece was full; an empty tail means all consumed.
-            pending = self._zlib.unconsumed_tail
+                raise self._broken(exc) from exc
+            if self._zlib.eof:
+                pending = self._zlib.unused_data  # another gzip member, padding, or trailing bytes
+                self._zlib = None
+            else:
+                # Input left over because the piece was full; an empty tail means all consumed.
+                pending = self._zlib.unconsumed_tail
             if out:
-                yield out
+                yield self._counted(out)
 
     def flush(self) -> bytes:
         if self._zlib is None:
-            return b""
+            if self._held and self._coding == "deflate":  # a single byte of deflate
+                raise self._cut_off()
+            return b""  # nothing came, or the body ended after a whole gzip member
         try:
             tail = self._zlib.flush()
         except zlib.error as exc:
-            raise _Failed(f"cannot decompress the {self._encoding} response from {self._url}: {exc}") from exc
-        if not self._first and not self._zlib.eof:
+            raise self._broken(exc) from exc
+        if not self._zlib.eof:
             # Cut off in transfer (no Content-Length to tell): storing what came would keep
             # the rest of the feed out until the validators change.
-            raise _Failed(
-                f"the {self._encoding} response from {self._url} ended before its compressed data "
-                "did: it was cut off on the way; the next poll tries again"
-            )
-        return tail
+            raise self._cut_off()
+        return self._counted(tail)
+
+    def _begin(self, data: bytes) -> bytes:
+        """Start the decompressor ``data`` asks for; without one, ``data`` is to be held or dropped."""
+        if self._coding == "deflate":
+            if self._started:  # one stream per body: what follows it was always ignored
+                self._ended = True
+                return b""
+            if len(data) < 2:
+                return data
+            # RFC 1950: compression method 8, and the first two bytes a multiple of 31.  Raw
+            # deflate passes this only if it begins with a non-final stored block, 1 in 31.
+            zlib_wrapped = (data[0] & 0x0F) == 8 and ((data[0] << 8) | data[1]) % 31 == 0
+            self._zlib = zlib.decompressobj(zlib.MAX_WBITS if zlib_wrapped else -zlib.MAX_WBITS)
+        elif not self._started:
+            self._zlib = zlib.decompressobj(zlib.MAX_WBITS | 16)  # zlib itself says if it is no gzip
+        else:
+            data = data.lstrip(b"\0")
+            if len(data) < 2:
+                return data
+            if not data.startswith(self._GZIP_MAGIC):
+                self._ended = True
+                return b""
+            self._zlib = zlib.decompressobj(zlib.MAX_WBITS | 16)
+        self._started += 1
+        return data
+
+    def _counted(self, out: bytes) -> bytes:
+        self._inflated += len(out)
+        if self._inflated > self._limit:
+            raise self._too_large
+        return out
+
+    def _broken(self, exc: zlib.error) -> _Failed:
+        return _Failed(f"cannot decompress the {self._coding} response from {self._url}: {exc}")
+
+    def _cut_off(self) -> _Failed:
+        return _Failed(
+            f"the {self._coding} response from {self._url} ended before its compressed data "
+            "did: it was cut off on the way; the next poll tries again"
+        )
+
+
+def _inflate(inflaters: list[_Inflater], data: bytes, start: int = 0) -> Iterator[bytes]:
+    """``data`` through ``inflaters[start:]``, the outermost coding first."""
+    if start == len(inflaters):
+        if data:
+            yield data
+        return
+    for piece in inflaters[start].decode(data):
+        yield from _inflate(inflaters, piece, start + 1)
+
+
+def _flush(inflaters: list[_Inflater]) -> Iterator[bytes]:
+    """What each inflater still holds at the end of the body, through the ones inside it."""
+    for i, inflater in enumerate(inflaters):
+        yield from _inflate(inflaters, inflater.flush(), i + 1)
 
 
 # -- small pure helpers ---------------------------------------------------------------------
 
 
+# What to do about a response over the size cap, and about redirects that lead nowhere.
+_RAISE_THE_CAP = "if the feed really is that large, raise polling.max_response_size in feeds.yaml"
+_SEE_WHERE_IT_WENT = "open the url in a browser to see where the feed is now, and update it in feeds.yaml"
+# A URL's userinfo ("user:password@", "token@"): after "//" (not the "///" of file: URLs),
+# up to the last "@" before the path.
+_USERINFO = re.compile(r"(?<!/)//([^/?#\s'\"]*)@")
+
+
+def _without_password(text: str) -> str:
+    """``text`` with the password of every URL in it masked (``user:***@``); a lone user name,
+    which is then the whole credential (a token), is masked too (``***@``)."""
+    if "@" not in text:
+        return text
+    return _USERINFO.sub(_mask_userinfo, text)
+
+
+def _mask_userinfo(match: re.Match[str]) -> str:
+    user, colon, _ = match[1].partition(":")
+    return f"//{user}:***@" if colon else "//***@"
+
+
+def _too_large(limit: int, url: str, http_status: int) -> _Failed:
+    return _Failed(
+        f"response larger than {_size(limit)} at {url}: stopped reading; {_RAISE_THE_CAP}",
+        http_status=http_status,
+    )
+
+
+def _content_codings(encoding: str, url: str) -> list[str] | None:
+    """The codings of a (lower-cased) Content-Encoding to inflate here, in the order applied;
+    None when httpx is to handle it; ``_Failed`` when nobody can.
+
+    Repeated Content-Encoding headers come joined (``gzip, gzip``), as a list does.
+    """
+    codings = [part.strip() for part in encoding.split(",") if part.strip()]
+    unknown = [c for c in codings if c in _COMPRESSIONS and c not in _DECODABLE]
+    if unknown:
+        # httpx would pass such a body on as it came, and the parser would call it broken XML.
+        named = ", ".join(c[:40] for c in unknown)
+        raise _Failed(
+            f"{url} sent the feed compressed as {named}, which was not asked for "
+            f"(Accept-Encoding: {ACCEPT_ENCODING}) and cannot be decoded here; the site must fix "
+            "its server"
+        )
+    if all(c in _Inflater.CODINGS for c in codings):
+        return [c for c in codings if c != "identity"]
+    if len(codings) == 1:
+        return None
+    # httpx would inflate the gzip layers of such a stack without a bound: a 1 KB body of
+    # gzip in gzip took 1 GiB of memory.
+    odd = next(c for c in codings if c not in _Inflater.CODINGS)
+    raise _Failed(
+        f"cannot decode the response from {url}: unsupported content coding {odd[:40]!r} in "
+        f"Content-Encoding {encoding[:200]!r}: only gzip, deflate and identity can be stacked; "
+        "the site must fix its server"
+    )
+
+
 def _redirect_target(response: httpx.Response, url: str) -> str:
+    """Where a redirect from ``url`` leads, as an absolute http(s) URL; else ``_Failed`` naming
+    the Location (not ``url``, which is fine: only the server's answer is wrong)."""
     location = response.headers.get("location", "").strip()
     code = response.status_code
     if not location:
@@ -736,17 +899,22 @@ def _redirect_target(response: httpx.Response, url: str) -> str:
     try:
         target = httpx.URL(url).join(location).copy_with(fragment=None)
     except httpx.InvalidURL as exc:
-        raise _Failed(f"redirect (HTTP {code}) to an invalid URL {location!r} at {url}") from exc
+        raise _unusable_location(code, url, location, str(exc)) from exc
     if target.scheme not in ("http", "https"):
         # Never let a web server point us at file:///etc/passwd or the like.
-        raise _Failed(
-            f"redirect (HTTP {code}) from {url} to {location} refused: only http and https are followed",
-            http_status=code,
-        )
+        raise _unusable_location(code, url, location, "only http and https are followed")
     try:
         return str(_http_url(str(target)))
     except _Failed as exc:
-        raise _Failed(f"redirect (HTTP {code}) from {url}: {exc.message}", http_status=code) from exc
+        raise _unusable_location(code, url, location, exc.message) from exc
+
+
+def _unusable_location(code: int, url: str, location: str, why: str) -> _Failed:
+    shown = location if len(location) <= 200 else location[:200] + "..."
+    return _Failed(
+        f"redirect (HTTP {code}) from {url} to an unusable Location {shown!r}: {why}; {_SEE_WHERE_IT_WENT}",
+        http_status=code,
+    )
 
 
 def _scheme(text: str) -> str:
@@ -773,10 +941,11 @@ def _http_url(text: str) -> httpx.URL:
     return url
 
 
-def _describe_status(code: int, url: str, retry_after: datetime | None) -> str:  # noqa: PLR0911
-    # One sentence per case: a flat list reads better than a lookup table with holes.
+def _describe_status(code: int, url: str) -> str:  # noqa: PLR0911
+    # One sentence per case: a flat list reads better than a lookup table with holes.  No
+    # time for a 429 or 503: polling decides when to come back (it caps a Retry-After, and
+    # never comes back sooner than the interval after a 429) and says so in the state.
     phrase = _reason(code)
-    when = f"after {retry_after.isoformat()}" if retry_after else "later"
     if code == 404:
         return f"not found (HTTP 404) at {url}: check the url in feeds.yaml"
     if code == 410:
@@ -787,9 +956,9 @@ def _describe_status(code: int, url: str, retry_after: datetime | None) -> str: 
             "a login; check the url in feeds.yaml"
         )
     if code == 429:
-        return f"rate limited (HTTP 429) at {url}: the server asks us to poll less often; will retry {when}"
+        return f"rate limited (HTTP 429) at {url}: the server asks us to poll less often"
     if code == 503:
-        return f"service unavailable (HTTP 503) at {url}: the server is down or overloaded; will retry {when}"
+        return f"service unavailable (HTTP 503) at {url}: the server is down or overloaded"
     if 500 <= code < 600:
         return f"server error (HTTP {code} {phrase}) at {url}: a problem on the site's side; will retry later"
     if 400 <= code < 500:

@@ -17,7 +17,13 @@ The rules, in the order a reader of ``aggregator status`` would ask about them:
   those is the publisher asking us not to come back sooner.
 - A failing feed backs off exponentially (``backoff_base`` doubling per consecutive
   error, capped at ``backoff_cap``), but never sooner than a Retry-After; a server that
-  said "too many requests" (429) is also never asked sooner than the normal interval.
+  said "too many requests" (429) is also never asked sooner than the normal interval,
+  and one that answered with a server error (5xx) never sooner than the interval or
+  ``backoff_cap``, whichever is shorter: a struggling server is not polled *more* often
+  than a healthy one.  Other errors (connection refused, a timeout, a parse error)
+  keep the fast first retries.
+- After a 429 or 503, the recorded error ends with the time of the next try
+  ("next try at ..."): the fetch's message cannot know it, since it is decided here.
 - Jitter only ever *adds* time (up to ``jitter`` x the delay), so it never makes us
   earlier than a server asked, and it spreads feeds that started together.
 - A 410 Gone retires the feed: it is never due again (the user should remove it).
@@ -128,6 +134,11 @@ def advance_state(  # noqa: PLR0917 -- the signature the pipeline calls, all pos
         delay = _error_delay(error_count, result, policy, now, rng)
     else:
         delay = _success_delay(result, ttl, policy, now, rng)
+    next_check = now + delay
+    if not fetched and error is not None and result.http_status in (429, 503):
+        # The server asked us to wait; say for how long we do (the Retry-After capped, or
+        # raised to the interval), as ``aggregator status`` shows it.
+        error = f"{error}; next try at {next_check.isoformat(timespec='seconds')}"
 
     return replace(
         state,
@@ -140,7 +151,7 @@ def advance_state(  # noqa: PLR0917 -- the signature the pipeline calls, all pos
             if result.status is FeedStatus.OK and not result.conditional and not parse_error
             else state.last_unconditional_fetch
         ),
-        next_check=now + delay,
+        next_check=next_check,
         http_status=result.http_status,
         error_count=error_count,
         last_error=error if failed else None,
@@ -174,13 +185,30 @@ def _success_delay(
 def _error_delay(
     error_count: int, result: FetchResult, policy: PollingPolicy, now: datetime, rng: random.Random
 ) -> timedelta:
-    delay = _with_jitter(backoff_delay(error_count, policy), policy, rng)
+    delay = _with_jitter(max(backoff_delay(error_count, policy), _error_floor(result, policy)), policy, rng)
     retry_after = _retry_after_delay(result, policy, now)
     if retry_after is not None:
         delay = max(delay, retry_after)
-    if result.http_status == 429:
-        delay = max(delay, policy.interval)
     return _clamp(delay, policy)
+
+
+def _error_floor(result: FetchResult, policy: PollingPolicy) -> timedelta:
+    """The shortest delay after an error the server itself reported.
+
+    A 429 asks us to poll less often: never sooner than the interval.  A 5xx means the
+    server is down or overloaded: coming back sooner than we would to a healthy server
+    (a weekly feed retried after 16 minutes, then 32...) adds load when it can least take
+    it, for entries its publisher did not expect us to look for that soon.  So not before
+    the interval, or ``backoff_cap`` when that is shorter (a weekly feed is still tried
+    daily while its server is down).  A feed polled every few minutes keeps its fast
+    first retries: there the backoff is the longer one anyway.
+    """
+    status = result.http_status
+    if status == 429:
+        return policy.interval
+    if status is not None and 500 <= status < 600:
+        return min(policy.interval, policy.backoff_cap)
+    return timedelta(0)
 
 
 def _retry_after_delay(result: FetchResult, policy: PollingPolicy, now: datetime) -> timedelta | None:

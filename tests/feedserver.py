@@ -47,6 +47,15 @@ Paths (``add_feed`` adds more, with ETag/Last-Modified and 304s like ``/feed.xml
 ``/hang-up``                closes the connection without answering
 ``/cookie-gate``            302 to ``/cookie-gate/feed`` with ``Set-Cookie``, which serves RSS
                             only to a request that sends that cookie (403 otherwise)
+``/gzip-members.xml``       the RSS gzip-encoded in two members, one after the other
+``/raw-deflate-split.xml``  the RSS raw deflate, its first byte alone, then the rest 50 ms later
+``/gzip-gzip-bomb``         the gzip bomb gzipped again (~1 KB), ``Content-Encoding: gzip, gzip``;
+                            ``/gzip-twice-bomb`` the same in two Content-Encoding headers;
+                            ``/identity-gzip-bomb`` the gzip bomb as ``identity, gzip``
+``/private.xml``            RSS for Basic auth ``reader:s3cret`` (``PRIVATE_USER``), else 401
+``/always-304``             304 Not Modified, validators or not
+``/redirect-to-data``       302 to ``data:text/xml,<rss/>``; ``/redirect-to-mailto`` to a
+                            ``mailto:``, ``/redirect-to-broken`` to ``http://[::1/x``
 ==========================  ===============================================================
 
 PYTEST_DONT_REWRITE: test modules import this module before pytest loads it as a plugin,
@@ -55,6 +64,7 @@ too late for assertion rewriting; that marker keeps pytest from warning about it
 
 from __future__ import annotations
 
+import base64
 import functools
 import gzip
 import socket
@@ -79,6 +89,7 @@ RSS_TYPE = "application/rss+xml; charset=utf-8"
 GZIP_BOMB_SIZE = 50 * 1024 * 1024
 BIG_FEED_SIZE = 5 * 1024 * 1024
 CLAIMED_LENGTH = 100 * 1024 * 1024
+PRIVATE_USER = "reader:s3cret"  # user:password that /private.xml wants
 
 RSS = b"""<?xml version="1.0" encoding="utf-8"?>
 <rss version="2.0">
@@ -146,6 +157,12 @@ def gzip_bomb() -> bytes:
     parts = [packer.compress(zeros) for _ in range(GZIP_BOMB_SIZE // len(zeros))]
     parts.append(packer.flush())
     return b"".join(parts)
+
+
+@functools.cache
+def gzip_gzip_bomb() -> bytes:
+    """The gzip bomb gzipped once more: about 1 KB that inflates to 50 KB, then to 50 MB."""
+    return gzip.compress(gzip_bomb())
 
 
 def _raw_deflate(data: bytes) -> bytes:
@@ -254,6 +271,9 @@ class FeedServer:
             "/gzip.xml": Resource(gzip.compress(RSS), headers={"Content-Encoding": "gzip"}),
             "/deflate.xml": Resource(zlib.compress(RSS), headers={"Content-Encoding": "deflate"}),
             "/raw-deflate.xml": Resource(_raw_deflate(RSS), headers={"Content-Encoding": "deflate"}),
+            "/gzip-members.xml": Resource(
+                gzip.compress(RSS[:200]) + gzip.compress(RSS[200:]), headers={"Content-Encoding": "gzip"}
+            ),
         }
         self.redirects: dict[str, tuple[int, str]] = {
             "/moved": (301, "/feed.xml"),
@@ -264,6 +284,9 @@ class FeedServer:
             "/redirect-loop": (302, "/redirect-loop-2"),
             "/redirect-loop-2": (302, "/redirect-loop"),
             "/redirect-to-file": (302, "file:///etc/passwd"),
+            "/redirect-to-data": (302, "data:text/xml,<rss/>"),
+            "/redirect-to-mailto": (302, "mailto:feeds@example.org"),
+            "/redirect-to-broken": (302, "http://[::1/x"),
         }
         self._specials: dict[str, Callable[[_Handler, RecordedRequest], None]] = {
             "/big-feed.xml": self._big_feed,
@@ -280,6 +303,12 @@ class FeedServer:
             "/hang-up": self._hang_up,
             "/cookie-gate": self._cookie_gate,
             "/cookie-gate/feed": self._cookie_gated_feed,
+            "/raw-deflate-split.xml": self._raw_deflate_split,
+            "/gzip-gzip-bomb": self._stacked_gzip_bomb,
+            "/gzip-twice-bomb": self._stacked_gzip_bomb,
+            "/identity-gzip-bomb": self._stacked_gzip_bomb,
+            "/private.xml": self._private,
+            "/always-304": lambda h, r: h.respond(r, 304, b"", {"ETag": '"always"'}),
         }
         self._ssl_context = ssl_context
         self._lock = threading.Lock()
@@ -498,6 +527,39 @@ class FeedServer:
     def _gzip_bomb(self, handler: _Handler, request: RecordedRequest) -> None:
         headers = {"Content-Type": RSS_TYPE, "Content-Encoding": "gzip"}
         handler.respond(request, 200, gzip_bomb(), headers)
+
+    def _raw_deflate_split(self, handler: _Handler, request: RecordedRequest) -> None:
+        # A network read can be one byte long: too short to tell zlib from raw deflate.
+        body = _raw_deflate(RSS)
+        handler.send_response_only(200)
+        for name, value in (("Content-Type", RSS_TYPE), ("Content-Encoding", "deflate"),
+                            ("Content-Length", str(len(body)))):  # fmt: skip
+            handler.send_header(name, value)
+        handler.end_headers()
+        handler.write(request.path, body[:1])
+        self._stopping.wait(0.05)
+        handler.write(request.path, body[1:])
+
+    def _stacked_gzip_bomb(self, handler: _Handler, request: RecordedRequest) -> None:
+        codings = {
+            "/gzip-gzip-bomb": [("Content-Encoding", "gzip, gzip")],
+            "/gzip-twice-bomb": [("Content-Encoding", "gzip"), ("Content-Encoding", "gzip")],
+            "/identity-gzip-bomb": [("Content-Encoding", "identity, gzip")],
+        }[request.path]
+        body = gzip_bomb() if request.path == "/identity-gzip-bomb" else gzip_gzip_bomb()
+        handler.send_response_only(200)
+        for name, value in [("Content-Type", RSS_TYPE), ("Content-Length", str(len(body))), *codings]:
+            handler.send_header(name, value)
+        handler.end_headers()
+        handler.write(request.path, body)
+
+    def _private(self, handler: _Handler, request: RecordedRequest) -> None:
+        expected = "Basic " + base64.b64encode(PRIVATE_USER.encode()).decode()
+        if request.headers.get("authorization") == expected:
+            handler.respond(request, 200, RSS, {"Content-Type": RSS_TYPE})
+        else:
+            headers = {"WWW-Authenticate": 'Basic realm="feeds"', "Content-Type": "text/plain"}
+            handler.respond(request, 401, b"who are you?", headers)
 
     def _hang_up(self, handler: _Handler, request: RecordedRequest) -> None:
         handler.close_connection = True

@@ -17,6 +17,7 @@ import ssl
 import subprocess
 import time
 import tracemalloc
+import zlib
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -35,10 +36,12 @@ from tests.feedserver import (
     CLAIMED_LENGTH,
     FEED_ETAG,
     FEED_LAST_MODIFIED,
+    PRIVATE_USER,
     RSS,
     FeedServer,
     big_feed,
     gzip_bomb,
+    gzip_gzip_bomb,
     unused_port,
 )
 
@@ -48,6 +51,8 @@ pytestmark = pytest.mark.anyio
 NOW = datetime(2025, 8, 18, 12, 0, tzinfo=UTC)
 FAST = FetchSettings(connect_timeout=2, read_timeout=2, total_timeout=2)
 MiB = 1024 * 1024
+RAISE_THE_CAP = "if the feed really is that large, raise polling.max_response_size in feeds.yaml"
+SEE_WHERE_IT_WENT = "open the url in a browser to see where the feed is now, and update it in feeds.yaml"
 
 
 @contextlib.asynccontextmanager
@@ -127,6 +132,25 @@ async def test_a_stale_etag_gets_the_new_body(feed_server: FeedServer) -> None:
     assert result.etag == '"atom-v1"'
 
 
+async def test_a_304_to_a_request_without_validators_is_an_error(feed_server: FeedServer) -> None:
+    # Taken as "not modified", a new feed behind such a server never got its first body,
+    # and its weekly unconditional fetch never counted as done.
+    url = feed_server.url("/always-304")
+    result = await fetch(url)
+    assert result.status is FeedStatus.ERROR
+    assert result.http_status == 304
+    message = (
+        f"{url} answered 304 Not Modified to a request without validators: the server or a proxy "
+        "in between is misconfigured; will retry later"
+    )
+    assert result.error == message
+    state = advance_state(FeedState(url=url), result, None, PollingPolicy(), NOW, random.Random(1))
+    assert (state.status, state.error_count, state.last_error) == (FeedStatus.ERROR, 1, message)
+    # With validators sent, the same answer is the ordinary 304.
+    again = await fetch(url, state=FeedState(url=url, etag='"always"'))
+    assert again.status is FeedStatus.NOT_MODIFIED
+
+
 async def test_unconditional_fetch_leaves_validators_out(feed_server: FeedServer) -> None:
     url = feed_server.url("/feed.xml")
     state = FeedState(url=url, etag=FEED_ETAG, last_modified=FEED_LAST_MODIFIED)
@@ -149,8 +173,12 @@ async def test_unsafe_stored_validators_are_not_sent(feed_server: FeedServer) ->
     assert "if-modified-since" not in sent
 
 
-@pytest.mark.parametrize("path", ["/gzip.xml", "/deflate.xml", "/raw-deflate.xml"])
+@pytest.mark.parametrize(
+    "path", ["/gzip.xml", "/deflate.xml", "/raw-deflate.xml", "/gzip-members.xml", "/raw-deflate-split.xml"]
+)
 async def test_compressed_responses_are_decoded(feed_server: FeedServer, path: str) -> None:
+    # gzip-members: two gzip members one after the other; the feed was cut after the first.
+    # raw-deflate-split: a first read of one byte, too short to tell zlib from raw deflate.
     result = await fetch(feed_server.url(path))
     assert result.status is FeedStatus.OK
     assert result.body == RSS
@@ -252,7 +280,7 @@ async def test_redirect_loop_names_the_urls(feed_server: FeedServer) -> None:
     a, b = feed_server.url("/redirect-loop"), feed_server.url("/redirect-loop-2")
     result = await fetch(a)
     assert result.status is FeedStatus.ERROR
-    assert result.error == f"redirect loop: {a} -> {b} -> {a}"
+    assert result.error == f"redirect loop: {a} -> {b} -> {a}: {SEE_WHERE_IT_WENT}"
     assert feed_server.count("/redirect-loop") == 1
     assert feed_server.count("/redirect-loop-2") == 1
 
@@ -265,6 +293,7 @@ async def test_five_redirects_are_followed_and_six_are_too_many(feed_server: Fee
     assert result.status is FeedStatus.ERROR
     assert result.error is not None
     assert result.error.startswith("too many redirects (more than 5): ")
+    assert result.error.endswith(f"{feed_server.url('/feed.xml')}: {SEE_WHERE_IT_WENT}")
     assert feed_server.url("/redirect-chain/5") in result.error
     assert feed_server.url("/feed.xml") in result.error
     assert feed_server.count("/redirect-chain/0") == 1
@@ -276,7 +305,30 @@ async def test_redirect_to_a_file_url_is_refused(feed_server: FeedServer) -> Non
     assert result.status is FeedStatus.ERROR
     assert result.body is None
     assert result.error is not None
-    assert "file:///etc/passwd refused: only http and https are followed" in result.error
+    assert "Location 'file:///etc/passwd': only http and https are followed" in result.error
+
+
+@pytest.mark.parametrize(
+    ("path", "location", "why"),
+    [
+        ("/redirect-to-data", "data:text/xml,<rss/>", "only http and https are followed"),
+        ("/redirect-to-mailto", "mailto:feeds@example.org", "only http and https are followed"),
+        ("/redirect-to-broken", "http://[::1/x", "Invalid port: ':1'"),
+    ],
+)
+async def test_an_unusable_redirect_location_is_named_not_the_feeds_url(
+    feed_server: FeedServer, path: str, location: str, why: str
+) -> None:
+    # httpx parsed the Location itself and failed the fetch as "not a valid URL: <the feed>",
+    # which sent the user to fix a line of feeds.yaml that was right.
+    url = feed_server.url(path)
+    result = await fetch(url)
+    assert result.status is FeedStatus.ERROR
+    assert result.http_status == 302
+    assert result.final_url == url
+    assert result.error == (
+        f"redirect (HTTP 302) from {url} to an unusable Location {location!r}: {why}; {SEE_WHERE_IT_WENT}"
+    )
 
 
 # -- status codes --------------------------------------------------------------------------
@@ -314,13 +366,16 @@ async def test_500_is_an_error_to_retry(feed_server: FeedServer) -> None:
 
 
 async def test_429_retry_after_seconds(feed_server: FeedServer) -> None:
-    result = await fetch(feed_server.url("/rate-limited"))
+    url = feed_server.url("/rate-limited")
+    result = await fetch(url)
     assert result.status is FeedStatus.ERROR
     assert result.http_status == 429
     assert result.retry_after == NOW + timedelta(seconds=120)
-    assert result.error is not None
-    assert result.error.startswith("rate limited (HTTP 429)")
-    assert "will retry after 2025-08-18T12:02:00+00:00" in result.error
+    # No time: polling decides when (here: not before the interval) and records it.
+    assert result.error == f"rate limited (HTTP 429) at {url}: the server asks us to poll less often"
+    state = advance_state(FeedState(url=url), result, None, PollingPolicy(jitter=0), NOW, random.Random(1))
+    assert state.next_check == NOW + timedelta(hours=1)
+    assert state.last_error == f"{result.error}; next try at 2025-08-18T13:00:00+00:00"
 
 
 async def test_503_retry_after_date_is_taken_relative_to_the_servers_clock(feed_server: FeedServer) -> None:
@@ -329,8 +384,10 @@ async def test_503_retry_after_date_is_taken_relative_to_the_servers_clock(feed_
     assert result.status is FeedStatus.ERROR
     assert result.http_status == 503
     assert result.retry_after == NOW + timedelta(hours=1)
-    assert result.error is not None
-    assert result.error.startswith("service unavailable (HTTP 503)")
+    assert result.error == (
+        f"service unavailable (HTTP 503) at {feed_server.url('/unavailable')}: "
+        "the server is down or overloaded"
+    )
 
 
 # -- limits: size and time -----------------------------------------------------------------
@@ -346,17 +403,59 @@ async def test_gzip_bomb_is_stopped_without_inflating_it(feed_server: FeedServer
     finally:
         tracemalloc.stop()
     assert result.status is FeedStatus.ERROR
-    assert result.error == f"response larger than 10 MiB at {feed_server.url('/gzip-bomb')}: stopped reading"
+    assert result.error == (
+        f"response larger than 10 MiB at {feed_server.url('/gzip-bomb')}: stopped reading; {RAISE_THE_CAP}"
+    )
     assert time.monotonic() - started < 3
     assert peak < 12 * MiB  # the bomb is 50 MiB inflated; we held the cap and a little more
     assert feed_server.bytes_sent("/gzip-bomb") <= len(gzip_bomb()) + 1024
+
+
+@pytest.mark.parametrize("path", ["/gzip-gzip-bomb", "/gzip-twice-bomb", "/identity-gzip-bomb"])
+async def test_a_gzip_bomb_behind_stacked_codings_is_stopped_too(feed_server: FeedServer, path: str) -> None:
+    # "gzip, gzip", two Content-Encoding headers, "identity, gzip": httpx inflated these
+    # a network read at a time, whole (980 bytes of gzip in gzip took 1 GiB).
+    gzip_bomb(), gzip_gzip_bomb()  # built before measuring: the server's copy is not ours
+    tracemalloc.start()
+    try:
+        result = await fetch(feed_server.url(path), settings=FetchSettings())
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 12 * MiB  # the cap and a little more, not 50 MiB at once
+    assert result.status is FeedStatus.ERROR
+    assert result.error == (
+        f"response larger than 10 MiB at {feed_server.url(path)}: stopped reading; {RAISE_THE_CAP}"
+    )
+
+
+async def test_stacked_codings_are_undone_in_reverse_order(feed_server: FeedServer) -> None:
+    feed_server.add_feed(
+        "/twice.xml", gzip.compress(zlib.compress(RSS)), headers={"Content-Encoding": "deflate, gzip"}
+    )
+    result = await fetch(feed_server.url("/twice.xml"))
+    assert result.status is FeedStatus.OK, result.error
+    assert result.body == RSS
+
+
+async def test_a_stack_with_a_coding_not_decoded_here_is_named(feed_server: FeedServer) -> None:
+    feed_server.add_feed("/odd-stack.xml", gzip.compress(RSS), headers={"Content-Encoding": "gzip, utf-8"})
+    url = feed_server.url("/odd-stack.xml")
+    result = await fetch(url)
+    assert result.status is FeedStatus.ERROR
+    assert result.error == (
+        f"cannot decode the response from {url}: unsupported content coding 'utf-8' in Content-Encoding "
+        "'gzip, utf-8': only gzip, deflate and identity can be stacked; the site must fix its server"
+    )
 
 
 async def test_endless_body_is_cut_at_the_limit(feed_server: FeedServer) -> None:
     started = time.monotonic()
     result = await fetch(feed_server.url("/endless"), settings=FetchSettings(max_bytes=MiB))
     assert result.status is FeedStatus.ERROR
-    assert result.error == f"response larger than 1 MiB at {feed_server.url('/endless')}: stopped reading"
+    assert result.error == (
+        f"response larger than 1 MiB at {feed_server.url('/endless')}: stopped reading; {RAISE_THE_CAP}"
+    )
     assert time.monotonic() - started < 2
 
 
@@ -366,7 +465,7 @@ async def test_too_big_content_length_is_refused_before_reading(feed_server: Fee
     assert result.status is FeedStatus.ERROR
     assert result.error == (
         f"response larger than 10 MiB at {feed_server.url('/big-length')}: "
-        f"Content-Length is {CLAIMED_LENGTH} bytes, not downloaded"
+        f"Content-Length is {CLAIMED_LENGTH} bytes, not downloaded; {RAISE_THE_CAP}"
     )
     assert time.monotonic() - started < 1
 
@@ -518,6 +617,39 @@ async def test_https_is_verified_against_the_ca_bundle_named_by_ssl_cert_file(
     assert b"<rss" in result.body
 
 
+async def test_a_url_with_credentials_logs_in_and_no_message_shows_the_password(
+    feed_server: FeedServer,
+) -> None:
+    # aiohttp refused the URL that still held the credentials httpx had already made an
+    # Authorization header of, and the error stored the password.
+    url = feed_server.url("/private.xml").replace("//", f"//{PRIVATE_USER}@")
+    result = await fetch(url)
+    assert result.status is FeedStatus.OK, result.error
+    assert result.body == RSS
+    assert feed_server.last("/private.xml").headers["authorization"].startswith("Basic ")
+
+    wrong = feed_server.url("/private.xml").replace("//", "//reader:wrong-password@")
+    denied = await fetch(wrong)
+    assert denied.http_status == 401
+    masked = feed_server.url("/private.xml").replace("//", "//reader:***@")
+    assert denied.error == (
+        f"access denied (HTTP 401 Unauthorized) at {masked}: the server refuses feed readers or wants "
+        "a login; check the url in feeds.yaml"
+    )
+
+
+async def test_a_failure_never_shows_the_password_of_a_url(tmp_path: Path) -> None:
+    port = unused_port()
+    result = await fetch(f"http://reader:s3cret@127.0.0.1:{port}/feed.xml")
+    assert (
+        result.error
+        == f"connection refused by 127.0.0.1:{port}: is the server running and is the port right?"
+    )
+    token = await fetch("http://s3cret-token@127.0.0.1:99999/feed")
+    assert token.error is not None
+    assert token.error.startswith("not a valid URL: 'http://***@127.0.0.1:99999/feed'")
+
+
 async def test_dns_failure_is_explained() -> None:
     # No real DNS in tests: inject the error the way httpcore raises it.
     def refuse(request: httpx.Request) -> httpx.Response:
@@ -589,7 +721,10 @@ async def test_missing_file(tmp_path: Path) -> None:
     path = tmp_path / "nope.xml"
     result = await fetch(path.as_uri())
     assert result.status is FeedStatus.ERROR
-    assert result.error == f"file not found: {path}"
+    assert result.error == (
+        f"file not found: {path}: fix the path in feeds.yaml (a relative path is taken from the folder "
+        "feeds.yaml is in)"
+    )
 
 
 async def test_directory_is_not_a_feed(tmp_path: Path) -> None:
@@ -603,7 +738,7 @@ async def test_file_over_the_limit(tmp_path: Path) -> None:
     path.write_bytes(b" " * 2048)
     result = await fetch(path.as_uri(), settings=FetchSettings(max_bytes=1024))
     assert result.status is FeedStatus.ERROR
-    assert result.error == f"file larger than 1 KiB: {path}: not read"
+    assert result.error == f"file larger than 1 KiB: {path}: not read; {RAISE_THE_CAP}"
 
 
 async def test_a_slow_feed_does_not_hold_up_the_others(feed_server: FeedServer) -> None:

@@ -166,15 +166,63 @@ def test_error_counts_keeps_validators_and_records_the_message() -> None:
 
 
 def test_consecutive_errors_back_off_exponentially_up_to_the_cap() -> None:
+    # No HTTP status: the server was not reached (refused, timed out), so nothing asks us to wait.
     state = fresh()
     delays = []
     for _ in range(10):
-        state = advance(state, result(FeedStatus.ERROR))
+        state = advance(state, result(FeedStatus.ERROR, http_status=None, error="connection refused"))
         assert state.next_check is not None
         delays.append(state.next_check - NOW)
     minutes = [int(d.total_seconds() // 60) for d in delays]
     assert minutes == [15, 30, 60, 120, 240, 480, 960, 1440, 1440, 1440]
     assert state.error_count == 10
+
+
+@pytest.mark.parametrize("code", [500, 502, 503])
+def test_a_server_error_is_never_retried_sooner_than_a_healthy_feed_is_polled(code: int) -> None:
+    # A weekly feed whose server answered 503 came back after 15 minutes, then 30...: more
+    # often than when it worked.  Not before the interval, or the backoff cap if shorter.
+    for interval, floor in ((timedelta(days=7), timedelta(days=1)), (timedelta(hours=6), timedelta(hours=6))):
+        policy = PollingPolicy(interval=interval, jitter=0)
+        state = fresh()
+        delays = []
+        for _ in range(8):
+            state = advance(state, result(FeedStatus.ERROR, http_status=code), policy=policy)
+            assert state.next_check is not None
+            delays.append(state.next_check - NOW)
+        assert min(delays) == floor, interval
+        assert delays == sorted(delays)
+
+
+def test_a_feed_polled_often_keeps_its_fast_first_retries_after_a_server_error() -> None:
+    policy = PollingPolicy(interval=timedelta(minutes=5), jitter=0)
+    state = advance(fresh(), result(FeedStatus.ERROR, http_status=503), policy=policy)
+    assert state.next_check == NOW + policy.backoff_base
+
+
+@pytest.mark.parametrize(
+    ("code", "retry_after", "expected"),
+    [
+        (503, timedelta(days=7), timedelta(days=2)),  # capped at max_retry_after
+        (503, None, timedelta(hours=1)),  # no Retry-After: the interval
+        (429, timedelta(seconds=60), timedelta(hours=1)),  # never sooner than the interval
+    ],
+)
+def test_a_429_or_503_records_when_the_next_try_really_is(
+    code: int, retry_after: timedelta | None, expected: timedelta
+) -> None:
+    # The fetch's message said "will retry after <Retry-After>", and polling then came back
+    # at another time.  Now the recorded error says the time that was stored.
+    message = "service unavailable (HTTP 503) at https://example.org/feed.xml: the server is down"
+    res = result(
+        FeedStatus.ERROR,
+        http_status=code,
+        error=message,
+        retry_after=None if retry_after is None else NOW + retry_after,
+    )
+    new = advance(fresh(), res)
+    assert new.next_check == NOW + expected
+    assert new.last_error == f"{message}; next try at {(NOW + expected).isoformat()}"
 
 
 def test_success_after_errors_resets_backoff() -> None:
