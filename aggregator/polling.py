@@ -97,7 +97,8 @@ def advance_state(  # noqa: PLR0917 -- the signature the pipeline calls, all pos
     *,
     parse_error: str | None = None,
 ) -> FeedState:
-    """The state to store after ``result``.  ``ttl`` is the RSS ``<ttl>`` when the body parsed.
+    """The state to store after ``result``.  ``ttl`` is the RSS ``<ttl>`` when the body parsed;
+    after a 304 the stored one (``state.ttl``) counts, since the body is the one stored.
 
     ``parse_error`` is the parser's message when a 200 body was not a feed: the fetch
     worked but the feed did not, so it counts as an error.
@@ -129,6 +130,9 @@ def advance_state(  # noqa: PLR0917 -- the signature the pipeline calls, all pos
     else:
         etag, last_modified = state.etag, state.last_modified
 
+    # A body that parsed says what its <ttl> is now (None: it has none any more); a 304 means
+    # the body is the one stored, and so is its <ttl>.
+    ttl = ttl if result.status is FeedStatus.OK and not parse_error else state.ttl
     error_count = state.error_count + 1 if failed else 0
     if failed:
         delay = _error_delay(error_count, result, policy, now, rng)
@@ -155,6 +159,7 @@ def advance_state(  # noqa: PLR0917 -- the signature the pipeline calls, all pos
         http_status=result.http_status,
         error_count=error_count,
         last_error=error if failed else None,
+        ttl=ttl,
     )
 
 

@@ -40,7 +40,7 @@ import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self, cast
@@ -210,6 +210,7 @@ feeds_table = sa.Table(
     sa.Column("last_error", sa.Text),
     sa.Column("redirect_target", sa.Text),
     sa.Column("redirect_count", sa.Integer, nullable=False),
+    sa.Column("ttl_seconds", sa.Integer),  # the RSS <ttl> of the last body parsed
 )
 
 stories_table = sa.Table(
@@ -1370,6 +1371,8 @@ def _feed_row(state: FeedState) -> dict[str, Any]:
         "last_error": state.last_error,
         "redirect_target": state.redirect_target,
         "redirect_count": state.redirect_count,
+        # Capped to a 32-bit INTEGER (68 years): polling clamps every delay far below that.
+        "ttl_seconds": None if state.ttl is None else min(int(state.ttl.total_seconds()), 2**31 - 1),
     }
 
 
@@ -1470,6 +1473,7 @@ def _feed_state(row: sa.RowMapping) -> FeedState:
         redirect_target=row["redirect_target"],
         redirect_count=row["redirect_count"],
         title=row["title"],
+        ttl=None if row["ttl_seconds"] is None else timedelta(seconds=row["ttl_seconds"]),
     )
 
 

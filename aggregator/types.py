@@ -103,6 +103,7 @@ class FeedState:
     redirect_target: str | None = None  # a permanent redirect seen but not yet confirmed
     redirect_count: int = 0  # consecutive polls that saw the same permanent redirect
     title: str | None = None
+    ttl: timedelta | None = None  # the RSS <ttl> of the last body parsed: a 304 has none of its own
 
 
 @dataclass(frozen=True, slots=True)

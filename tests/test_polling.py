@@ -137,6 +137,19 @@ def test_next_check_is_the_largest_of_interval_ttl_cache_and_retry_after(
     assert new.next_check == NOW + expected
 
 
+def test_a_feeds_ttl_still_counts_after_a_304_and_goes_when_the_feed_drops_it() -> None:
+    # A 304 carries no body and so no <ttl>: a daily feed was polled hourly from its first 304.
+    daily = timedelta(days=1)
+    first = advance(fresh(), result(), ttl=daily)
+    assert (first.next_check, first.ttl) == (NOW + daily, daily)
+    unchanged = advance(first, result(FeedStatus.NOT_MODIFIED))
+    assert (unchanged.next_check, unchanged.ttl) == (NOW + daily, daily)
+    failed = advance(unchanged, result(FeedStatus.ERROR))
+    assert failed.ttl == daily  # an error says nothing about it
+    dropped = advance(failed, result())  # a new body without <ttl>
+    assert (dropped.next_check, dropped.ttl) == (NOW + EXACT.interval, None)
+
+
 def test_interval_below_min_interval_is_raised_to_it() -> None:
     policy = PollingPolicy(interval=timedelta(seconds=10), jitter=0)
     assert advance(fresh(), result(), policy=policy).next_check == NOW + policy.min_interval

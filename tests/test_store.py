@@ -229,6 +229,7 @@ def test_feed_state_round_trips_every_field(store: Store, now: datetime) -> None
         redirect_target="https://example.com/moved.xml",
         redirect_count=2,
         title="Exämple — news",
+        ttl=timedelta(minutes=1440),
     )
     store.save_poll(state, [], now)
     back = store.feed_state(FEED)
