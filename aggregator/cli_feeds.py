@@ -7,7 +7,8 @@ Out: feeds.yaml changed through ``configedit`` (comments and layout kept, valida
 
 Exit codes as for the rest of the CLI: 0 done, 1 the feed could not be fetched or is not a
 feed, or the file changed on disk while we worked (run the command again), 2 bad usage
-(unknown feed, duplicate, a value the config does not accept, a bad OPML file).
+(unknown feed, duplicate, a value the config does not accept, a bad OPML file, a page that
+advertises several feeds and no valid ``--pick`` to choose one, a read-only feeds.yaml).
 """
 
 from __future__ import annotations
@@ -87,6 +88,13 @@ def _save(document: ConfigDocument) -> None:
         _fail(str(exc), EXIT_FAILED)
     except EditError as exc:
         _fail(str(exc))
+    for note in document.notes:  # what was changed besides the edit (a tab before a comment)
+        echo(note, err=True)
+
+
+class PickError(Exception):
+    """The page advertises several feeds and none was (validly) chosen: a usage error, not a
+    feed that failed; the message lists the choices."""
 
 
 def _chooser(pick: int | None) -> Any:
@@ -94,12 +102,12 @@ def _chooser(pick: int | None) -> Any:
         listing = "\n".join(f"  {n}) {url}" for n, url in enumerate(choices.urls, 1))
         if pick is not None:
             if not 1 <= pick <= len(choices.urls):
-                raise DiscoveryError(
+                raise PickError(
                     f"--pick {pick}: {choices.page} advertises {len(choices.urls)} feeds:\n{listing}"
                 )
             return choices.urls[pick - 1]
         if not sys.stdin.isatty():
-            raise DiscoveryError(
+            raise PickError(
                 f"{choices.page} advertises {len(choices.urls)} feeds; choose one with --pick N:\n{listing}"
             )
         echo(f"{choices.page} advertises {len(choices.urls)} feeds:\n{listing}", err=True)
@@ -147,6 +155,8 @@ def add_feed(
         _fail(f"{path.name}: already subscribed: {existing}")
     try:
         found = asyncio.run(_discover(loaded, url, pick))
+    except PickError as exc:
+        _fail(str(exc), EXIT_USAGE)
     except DiscoveryError as exc:
         _fail(str(exc), EXIT_FAILED)
     try:

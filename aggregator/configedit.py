@@ -8,13 +8,23 @@ Out: the same file, changed only where the edit says, written atomically, or an
 keeps comments, key order, quoting and flow/block style; the edit methods change that tree;
 ``save()`` then
 
-1. dumps the tree and validates the text with ``config.load_config_text``, so that an edit
-   that would make the file invalid never reaches the disk (``InvalidEditError``);
+1. dumps the tree once and validates that text with ``config.load_config_text``, so that an
+   edit that would make the file invalid never reaches the disk (``InvalidEditError``); the
+   text validated is the text written (a second dump of a tree ruamel has emitted may differ);
 2. takes an advisory lock on the file (``flock``: two of our own writers never interleave);
 3. refuses to write if the file on disk is not the one that was read (its SHA-256 differs:
-   someone edited it by hand, or another tool saved in between) with ``ConflictError``;
-4. writes a temporary file in the same folder, fsyncs it, renames it over the file and
-   fsyncs the folder: a crash leaves the old file or the new one, never half of one.
+   someone edited it by hand, or another tool saved in between) with ``ConflictError``, and
+   refuses a file that is read-only for us or has other hard links (renaming a new file over
+   it would ignore the one and break the other);
+4. writes a temporary file in the same folder with the old file's mode, owner and group,
+   fsyncs it, renames it over the file and fsyncs the folder: a crash leaves the old file or
+   the new one, never half of one.
+
+What ruamel does not keep is put back around its dump: an explicit document start (``---``)
+with whatever precedes it (comments, ``%YAML``), an end marker (``...``) with whatever
+follows it, a BOM, and CRLF line ends when most lines had them.  A tab before a comment
+(valid YAML that the round-trip loader refuses) is read as spaces, and written so, when that
+changes no value; else the error names the line.
 
 Comments need care because ruamel attaches a comment to the node *before* it: the comment
 block above feed 3 is stored as the tail of feed 2.  The rule used here: a comment block
@@ -27,6 +37,7 @@ introduces the next section), and is separated by a blank line when the other it
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import io
 import itertools
@@ -39,7 +50,7 @@ from pathlib import Path
 from typing import Any
 
 from ruamel.yaml import YAML
-from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.comments import CommentedMap, CommentedSeq, merge_attrib
 from ruamel.yaml.error import CommentMark, MarkedYAMLError
 from ruamel.yaml.scalarstring import SingleQuotedScalarString
 from ruamel.yaml.tokens import CommentToken
@@ -83,6 +94,10 @@ class DuplicateError(EditError):
     """The feed or newsletter is already in the file."""
 
 
+class NotReplaceableError(EditError):
+    """feeds.yaml is read-only for us, or has other hard links: replacing it is refused."""
+
+
 class InvalidEditError(EditError):
     """The edit would make feeds.yaml invalid; ``problems`` says why (lines are of the edited text)."""
 
@@ -122,19 +137,56 @@ class ConfigDocument:
         except UnicodeDecodeError as exc:
             raise EditError(f"cannot edit {path}: not UTF-8 text: {exc}") from exc
         self._bom = text.startswith("\ufeff")
-        self._crlf = "\r\n" in text
-        text = text.removeprefix("\ufeff").replace("\r\n", "\n")
+        text = text.removeprefix("\ufeff")
+        # The line end most lines have: one line pasted from Windows must not turn them all to CRLF.
+        self._crlf = text.count("\r\n") * 2 > text.count("\n")
+        text = text.replace("\r\n", "\n")
+        self.original_text = text
+        self.notes: list[str] = []  # what the editor had to change besides the edit, for the user
+        self._head, self._foot = _document_frame(text)
         self._yaml = _round_trip_yaml(text)
-        try:
-            data = self._yaml.load(text)
-        except MarkedYAMLError as exc:
-            raise EditError(f"cannot edit {path}: not valid YAML: {exc}") from exc
-        except RecursionError as exc:
-            raise EditError(f"cannot edit {path}: nested too deeply (aggregator config check)") from exc
+        data = self._load(text)
         if not isinstance(data, CommentedMap):
             raise EditError(f"cannot edit {path}: expected a mapping with a 'feeds:' list")
+        _drop_head_comments(data, self._head.count("\n"))
         self._data = data
-        self.original_text = text
+
+    def _load(self, text: str) -> Any:
+        """The round-trip tree of ``text``; ``EditError`` naming the line when it cannot be read."""
+        try:
+            return self._yaml.load(text)
+        except MarkedYAMLError as exc:
+            mark = exc.problem_mark
+            readable, values = _safe_load(text)
+            if mark is None or not readable or not _is_tab_before_comment(text, mark.line, mark.column):
+                raise EditError(f"cannot edit {self.path}: not valid YAML: {exc}") from exc
+            # YAML allows a tab before a comment (the aggregator reads the file) but ruamel's
+            # round-trip scanner does not: read it as spaces, if that changes no value.
+            spaced = _tabs_before_comments_as_spaces(text)
+            data = self._load_spaced(spaced, values) if spaced != text else None
+            if data is None:
+                raise EditError(
+                    f"cannot edit {self.path}: line {mark.line + 1}: a tab before a comment, which "
+                    "the editor cannot read (the aggregator can); replace the tab with spaces"
+                ) from exc
+            changed = zip(text.split("\n"), spaced.split("\n"), strict=True)  # tabs → spaces only
+            lines = ", ".join(str(n) for n, (a, b) in enumerate(changed, 1) if a != b)
+            self.notes.append(
+                f"{self.path.name}: the tab before the comment on line(s) {lines} "
+                "is written as spaces (the editor cannot keep it)"
+            )
+            return data
+        except RecursionError as exc:
+            raise EditError(f"cannot edit {self.path}: nested too deeply (aggregator config check)") from exc
+
+    def _load_spaced(self, spaced: str, values: object) -> Any:
+        """The tree of ``spaced`` if it holds ``values`` (those of the text as read), else None."""
+        if _safe_load(spaced) != (True, values):
+            return None
+        try:
+            return self._yaml.load(spaced)
+        except MarkedYAMLError:
+            return None
 
     @classmethod
     def read(cls, path: Path) -> ConfigDocument:
@@ -151,15 +203,21 @@ class ConfigDocument:
         return self.path.parent
 
     def text(self) -> str:
-        """The document as it would be written (with LF line ends)."""
+        """The document as it would be written (with LF line ends), document markers included."""
         buffer = io.StringIO()
         self._yaml.dump(self._data, buffer)
-        return buffer.getvalue()
+        body = buffer.getvalue()
+        if self._head:  # ours, verbatim, instead of the "%YAML…\n---" ruamel may write itself
+            body = _without_document_start(body)
+        return self._head + body + self._foot
 
     def validate(self) -> LoadedConfig:
         """The edited document, validated; ``InvalidEditError`` if it is not a valid config."""
+        return self._validated(self.text())
+
+    def _validated(self, text: str) -> LoadedConfig:
         try:
-            return load_config_text(self.text(), self.path)
+            return load_config_text(text, self.path)
         except ConfigError as exc:
             raise InvalidEditError(self.path, exc.problems) from exc
 
@@ -275,9 +333,14 @@ class ConfigDocument:
         return url
 
     def set_feed(self, query: str, changes: Mapping[str, object]) -> int:
-        """Change keys of one feed; a value of ``None`` removes the key (back to its default)."""
+        """Change keys of one feed; a value of ``None`` removes the key (back to its default).
+
+        Refused when other feeds take the key from this one through ``<<: *anchor``: the
+        change would reach them too, unannounced.
+        """
         index = self.find_feed(query)
-        item = self._items("feeds")[index]
+        items = self._items("feeds")
+        item = items[index]
         for key, value in changes.items():
             if key not in FEED_KEYS:
                 raise EditError(f"cannot set {key!r} on a feed: use one of {', '.join(FEED_KEYS)}")
@@ -285,6 +348,9 @@ class ConfigDocument:
                 other = self.duplicate_of(value)
                 if other is not None and other != _str(item.get("url")):
                     raise DuplicateError(f"{self.path.name}: already subscribed: {other}")
+            takers = [_str(other.get("url")) for other in _merging(items, item, key)]
+            if takers:
+                raise EditError(_merge_spread_message(self._where(item), item, key, "feeds", takers))
             _set_key(item, key, _yaml_value(value), where=self._where(item))
         return index
 
@@ -305,14 +371,18 @@ class ConfigDocument:
 
     def set_newsletter(self, name: str, changes: Mapping[str, object]) -> int:
         index = self.find_newsletter(name)
-        item = self._items("newsletters")[index]
+        items = self._items("newsletters")
+        item = items[index]
         for key, value in changes.items():
             if key not in NewsletterConfig.model_fields:
                 valid = ", ".join(NewsletterConfig.model_fields)
                 raise EditError(f"cannot set {key!r} on a newsletter: use one of {valid}")
-            taken = {_str(other.get("name")) for other in self._items("newsletters")}
+            taken = {_str(other.get("name")) for other in items}
             if key == "name" and value != name and value in taken:
                 raise DuplicateError(f"{self.path.name}: a newsletter named {value!r} already exists")
+            takers = [_str(other.get("name")) for other in _merging(items, item, key)]
+            if takers:
+                raise EditError(_merge_spread_message(self._where(item), item, key, "newsletters", takers))
             _set_key(item, key, _yaml_value(value), where=self._where(item))
         return index
 
@@ -320,8 +390,8 @@ class ConfigDocument:
 
     def save(self) -> str:
         """Validate, then write atomically unless the file changed on disk; return the new version."""
-        self.validate()
-        text = self.text()
+        text = self.text()  # once: the text validated is the one written
+        self._validated(text)
         if self._crlf:
             text = text.replace("\n", "\r\n")
         if self._bom:
@@ -348,6 +418,9 @@ def write_atomically(path: Path, data: bytes, *, expected_version: str | None) -
 
     With ``expected_version``, refuse (``ConflictError``) unless the file on disk still has
     that version.  A symbolic link is followed: its target is replaced, the link is kept.
+    The new file gets the old one's mode, owner and group (the owner only when we may set
+    it: as root, or when it is us).  ``NotReplaceableError`` for a file that is read-only for
+    us or has other hard links: the rename would go through, but against what they mean.
     """
     target = path.resolve()
     with _locked(target):
@@ -362,9 +435,11 @@ def write_atomically(path: Path, data: bytes, *, expected_version: str | None) -
                     "(edited by hand or by another tool); read it again and redo the change"
                 )
         try:
-            mode = stat.S_IMODE(target.stat().st_mode)
+            old: os.stat_result | None = target.stat()
         except FileNotFoundError:
-            mode = 0o644
+            old = None
+        if old is not None:
+            _check_replaceable(path, target, old)
         try:
             fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
         except OSError as exc:
@@ -375,7 +450,8 @@ def write_atomically(path: Path, data: bytes, *, expected_version: str | None) -
                 file.write(data)
                 file.flush()
                 os.fsync(file.fileno())
-            os.chmod(tmp, mode)
+            _copy_owner(tmp, old)  # before the mode: chown may clear set-id bits
+            os.chmod(tmp, stat.S_IMODE(old.st_mode) if old is not None else 0o644)
             os.replace(tmp, target)
         except OSError as exc:  # a full disk, a folder made read-only
             tmp.unlink(missing_ok=True)
@@ -384,6 +460,30 @@ def write_atomically(path: Path, data: bytes, *, expected_version: str | None) -
             tmp.unlink(missing_ok=True)
             raise
         _fsync_dir(target.parent)
+
+
+def _check_replaceable(path: Path, target: Path, old: os.stat_result) -> None:
+    """Refuse (``NotReplaceableError``) to replace a file that is read-only for us or has other
+    hard links: a rename ignores the first (the folder is what is written) and breaks the second."""
+    if not os.access(target, os.W_OK):
+        raise NotReplaceableError(
+            f"not saved: {path} is read-only: make it writable (chmod u+w {path}) and run the "
+            "command again, or edit it by hand; the file is unchanged"
+        )
+    if old.st_nlink > 1:
+        raise NotReplaceableError(
+            f"not saved: {path} has {old.st_nlink} hard links: saving writes a new file in its place, "
+            f"and the other {old.st_nlink - 1} name(s) would keep the old text; edit it by hand, or "
+            "make the other names symbolic links; the file is unchanged"
+        )
+
+
+def _copy_owner(tmp: Path, old: os.stat_result | None) -> None:
+    # The file keeps its owner and group (a service account's file edited with sudo stays its).
+    # Only root may give a file away; anyone else keeps what the temporary file got.
+    if old is not None:
+        with contextlib.suppress(PermissionError):
+            os.chown(tmp, old.st_uid, old.st_gid)
 
 
 def _not_written(path: Path, exc: OSError) -> EditError:
@@ -651,13 +751,21 @@ def _leading_tokens(data: CommentedMap, key: str) -> list[Any] | None:
 
 
 def _set_leading(data: CommentedMap, key: str, seq: CommentedSeq, text: str) -> None:
+    """Make ``text`` the lines between ``key:`` and the first item of ``seq``.
+
+    ruamel keeps them in two places, as its loader does: the parent's entry for the key and
+    the sequence's own comment slot.  Without the second, the dumper writes the item on the
+    key's line (``feeds:   -``, no YAML) and marks the comment written, so that a second
+    dump differs again.  Each place gets its own list: ruamel edits them in place.
+    """
     tokens = [CommentToken(text, CommentMark(0), None)] if text else None
     entry = data.ca.items.setdefault(key, [None, None, None, None])
     while len(entry) < 4:
         entry.append(None)
     entry[3] = tokens
-    if seq.ca.comment is not None:
-        seq.ca.comment[1] = tokens
+    if seq.ca.comment is None:
+        seq.ca.comment = [None, None]
+    seq.ca.comment[1] = list(tokens) if tokens else None
 
 
 def _indented(token: Any) -> str:
@@ -682,6 +790,7 @@ def _remove_item(data: CommentedMap, key: str, index: int) -> None:
     lead_stays = ""
     if leading:
         lead_stays, _owned = _split_below("".join(_indented(t) for t in leading))
+    key_eol = _drop_owned_from_key_line(data, key)
     del seq[0]
     if len(seq):
         # The old first item's tail held the lines above the new first item.
@@ -690,9 +799,33 @@ def _remove_item(data: CommentedMap, key: str, index: int) -> None:
     # The list is now empty: "feeds: []", followed by whatever followed the removed item.
     seq.fa.set_flow_style()
     _set_leading(data, key, seq, "")
-    if lead_stays.strip() or below:
+    if key_eol is not None:  # "feeds: []  # my feeds", then the lines that stay
+        column = data.lc.key(key)[1] + len(key) + 6  # two spaces after "feeds: []"
+        text = key_eol.value + _join_below(key_eol.below, below)
+        data.ca.items[key][2] = CommentToken(text, CommentMark(column), None)
+    elif lead_stays.strip() or below:
         entry = data.ca.items.setdefault(key, [None, None, None, None])
         entry[2] = CommentToken("\n" + _join_below(lead_stays, below), CommentMark(0), None)
+
+
+@dataclasses.dataclass
+class _KeyLine:
+    value: str  # the comment on the key's line, with its line end
+    below: str  # the lines below it that stay
+
+
+def _drop_owned_from_key_line(data: CommentedMap, key: str) -> _KeyLine | None:
+    """With a comment on ``key:``'s own line, ruamel keeps the lines below it, down to the first
+    item, in the same token: take from it the comment directly above the first item (which goes
+    with that item).  Returns what is left, or None when the key's line has no comment."""
+    entry = data.ca.items.get(key)
+    token = entry[2] if entry and len(entry) > 2 else None
+    if token is None:
+        return None
+    eol, below = _split_tail(str(token.value))
+    stays, _owned = _split_below(below)
+    token.value = eol + stays
+    return _KeyLine(eol, stays)
 
 
 def _set_key(item: CommentedMap, key: str, value: object, *, where: str) -> None:
@@ -729,3 +862,127 @@ def _set_key(item: CommentedMap, key: str, value: object, *, where: str) -> None
     _set_tail(item, eol)
     item[key] = value
     _set_tail(item, "\n" + below if below else "")
+
+
+# -- what ruamel does not keep ---------------------------------------------------------------
+
+_DOC_START = re.compile(r"---(?:[ \t]+#.*)?[ \t]*")  # a "---" line, maybe with a comment
+_DOC_END = re.compile(r"\.\.\.(?:[ \t]+#.*)?[ \t]*")
+_PREAMBLE = re.compile(r"[ \t]*(?:#.*)?|%.*")  # blank, comment or directive (%YAML)
+
+
+def _document_frame(text: str) -> tuple[str, str]:
+    """(head, foot): the text up to and including an explicit ``---`` line, and from a ``...``
+    line to the end; empty when the file has none.  ruamel drops both and what they frame."""
+    lines = text.splitlines(keepends=True)
+    head_lines = 0
+    for number, line in enumerate(lines):
+        if _DOC_START.fullmatch(line.rstrip("\n")):
+            head_lines = number + 1
+            break
+        if not _PREAMBLE.fullmatch(line.rstrip("\n")):
+            break
+    foot_from = len(lines)
+    for number in range(len(lines) - 1, head_lines - 1, -1):
+        line = lines[number].rstrip("\n")
+        if _DOC_END.fullmatch(line):
+            foot_from = number
+            break
+        if line.strip() and not line.lstrip().startswith("#"):
+            break
+    return "".join(lines[:head_lines]), "".join(lines[foot_from:])
+
+
+def _drop_head_comments(data: CommentedMap, head_lines: int) -> None:
+    """Remove from the tree the comments read from the head (a comment on the ``---`` line
+    becomes the document's first comment): the head is written back verbatim instead."""
+    comment = data.ca.comment
+    if not head_lines or not comment or len(comment) < 2 or not comment[1]:
+        return
+    kept = []
+    for token in comment[1]:
+        line = getattr(token.start_mark, "line", None)  # None for a token made here, not read
+        if line is not None and line < head_lines:
+            below = str(token.value).partition("\n")[2]  # blank lines after the "---" line
+            if below:
+                kept.append(CommentToken(below, CommentMark(0), None))
+            continue
+        kept.append(token)
+    comment[1] = kept or None
+
+
+def _without_document_start(body: str) -> str:
+    """A dump without the directives and ``---`` ruamel wrote itself (a ``%YAML`` it read)."""
+    if not body.startswith(("%", "---")):
+        return body
+    lines = body.splitlines(keepends=True)
+    for number, line in enumerate(lines):
+        if line.startswith("---"):
+            return "".join(lines[number + 1 :])
+    return body
+
+
+_TAB_BEFORE_COMMENT = re.compile(r"(?:(?<=\S)|^)[ \t]*\t[ \t]*(?=#)", re.MULTILINE)
+
+
+def _is_tab_before_comment(text: str, line: int, column: int) -> bool:
+    """Whether the character at (line, column), 0-based, is a tab in the blanks before a ``#``."""
+    lines = text.split("\n")
+    if line >= len(lines):
+        return False
+    rest = lines[line][column:]
+    return rest.startswith("\t") and rest.lstrip(" \t").startswith("#")
+
+
+def _tabs_before_comments_as_spaces(text: str) -> str:
+    """``text`` with the blanks before a ``#`` that hold a tab made spaces, the ``#`` staying in
+    its column (tab stops every 8).  May touch a "#" inside a value: the caller checks."""
+
+    def spaces(match: re.Match[str]) -> str:
+        line_start = text.rfind("\n", 0, match.start()) + 1
+        before = text[line_start : match.start()]
+        width = len((before + match.group()).expandtabs(8)) - len(before.expandtabs(8))
+        return " " * max(width, 1)
+
+    return _TAB_BEFORE_COMMENT.sub(spaces, text)
+
+
+def _safe_load(text: str) -> tuple[bool, Any]:
+    """(whether the aggregator's loader reads ``text``, the values it reads)."""
+    try:
+        return True, YAML(typ="safe").load(text)
+    except Exception:  # whatever it is: not readable
+        return False, None
+
+
+def _merges(node: CommentedMap) -> list[Any]:
+    """The mappings ``node`` merges with ``<<:``, first (winning) first."""
+    return [m for m in getattr(node, merge_attrib, None) or () if isinstance(m, CommentedMap)]
+
+
+def _takes_from(node: CommentedMap, source: CommentedMap, key: str, depth: int = 0) -> bool | None:
+    """Whether ``node`` takes ``key`` from ``source`` through ``<<:`` (or would, once ``source``
+    has it): True, False (it has its own, or another merge gives it), None (no merge gives it)."""
+    if node is source:
+        return True
+    if key in dict(node.non_merged_items()) or depth > 100:  # an anchor merging itself
+        return False
+    for merged in _merges(node):
+        found = _takes_from(merged, source, key, depth + 1)
+        if found is not None:
+            return found
+    return None
+
+
+def _merging(items: Sequence[CommentedMap], item: CommentedMap, key: str) -> list[CommentedMap]:
+    """The other list items whose ``key`` a change of ``item``'s would change (``<<: *item``)."""
+    return [other for other in items if other is not item and _takes_from(other, item, key)]
+
+
+def _merge_spread_message(where: str, item: CommentedMap, key: str, what: str, takers: list[str]) -> str:
+    anchor = item.yaml_anchor().value if item.yaml_anchor() is not None else "its anchor"
+    return (
+        f"{where}: cannot set {key!r} here: {what} {', '.join(takers)} take it from this one through "
+        f"'<<: *{anchor}' and would change too; set it on each of them instead, "
+        f"or edit the anchor &{anchor} by hand"
+    )

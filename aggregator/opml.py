@@ -12,7 +12,13 @@ attribute (``"/News/World,/Tech"``: the last part of each path is a topic) is us
 few, titles are in ``title`` or only in ``text``, attribute names vary in case, and one
 feed may appear in several folders (Feedly): those are merged into one subscription with
 every topic.  A reader's default folder (Miniflux "All", FreshRSS "Uncategorized")
-is no topic.  ``feed://`` URLs are read as ``http://``.
+is no topic.  ``feed://`` URLs are read as ``http://``.  Outlines nested inside a feed's
+outline are feeds too, in the same folders (a feed's title names no topic).
+
+One bad outline must not sink the import of the others: a URL feeds.yaml would refuse (over
+``config.MAX_URL_BYTES``, a control character) is skipped with the reason, and the characters
+it refuses in a title or topic (control characters, noncharacters: ``config.check_text``)
+are removed from them.
 
 The file comes from elsewhere and is parsed as hostile: defusedxml with DTDs, entities and
 external references forbidden (an OPML file needs none of them), and a size limit.
@@ -29,8 +35,9 @@ from typing import TYPE_CHECKING
 
 import defusedxml.ElementTree as SafeET
 from defusedxml import DefusedXmlException
+from pydantic import ValidationError
 
-from aggregator.config import FeedConfig
+from aggregator.config import FeedConfig, check_text
 from aggregator.errors import AggregatorError
 from aggregator.urls import canonical_url
 
@@ -96,24 +103,24 @@ def parse_opml(data: bytes, source: str) -> OpmlDocument:
     body = next((child for child in root if _local(child.tag) == "body"), None)
     if body is None:
         raise OpmlError(f"cannot import {source}: no <body> in the <opml> document")
-    head = next((child for child in root if _local(child.tag) == "head"), None)
-    title = None
-    if head is not None:
-        title_node = next((child for child in head if _local(child.tag) == "title"), None)
-        title = _clean(title_node.text) if title_node is not None else None
+    title = _head_title(root)
 
     found: dict[str, Subscription] = {}  # keyed by canonical URL, in document order
     skipped: list[str] = []
     for outline, folders in _outlines(body, ()):
         attrs = {_local(key).lower(): value for key, value in outline.attrib.items()}
         raw_url = _clean(attrs.get("xmlurl"))
-        name = _clean(attrs.get("title")) or _clean(attrs.get("text"))
+        name = _label(attrs.get("title")) or _label(attrs.get("text"))
         if raw_url is None:
             continue
         url = _feed_url(raw_url)
         key = canonical_url(url) if url else None
         if url is None or key is None:
             skipped.append(f"outline {name or raw_url!r}: not an http(s) feed URL: {raw_url!r}")
+            continue
+        refused = _url_problem(url)
+        if refused is not None:
+            skipped.append(f"outline {name or 'without a title'!r}: {refused}")
             continue
         folder = [f for f in folders[-1:] if f.casefold() not in DEFAULT_FOLDERS]
         topics = _unique([*folder, *_categories(attrs.get("category"))])
@@ -130,6 +137,14 @@ def parse_opml(data: bytes, source: str) -> OpmlDocument:
             site_url=_clean(attrs.get("htmlurl")),
         )
     return OpmlDocument(title, tuple(found.values()), tuple(skipped))
+
+
+def _head_title(root: ET.Element) -> str | None:
+    head = next((child for child in root if _local(child.tag) == "head"), None)
+    if head is None:
+        return None
+    title_node = next((child for child in head if _local(child.tag) == "title"), None)
+    return _label(title_node.text) if title_node is not None else None
 
 
 def render_opml(feeds: Sequence[FeedConfig], *, title: str, now: datetime) -> tuple[str, tuple[str, ...]]:
@@ -175,7 +190,8 @@ def import_subscriptions(document: ConfigDocument, subscriptions: Iterable[Subsc
 
 def _outlines(node: ET.Element, folders: tuple[str, ...]) -> Iterable[tuple[ET.Element, tuple[str, ...]]]:
     """Every ``<outline>`` under ``node`` with the names of the folders it sits in, in
-    document order.  A stack, not recursion: folders nested thousands deep are no error."""
+    document order, including those nested inside a feed's outline (which names no folder).
+    A stack, not recursion: folders nested thousands deep are no error."""
     stack: list[tuple[Iterator[ET.Element], tuple[str, ...]]] = [(iter(node), folders)]
     while stack:
         children, inside = stack[-1]
@@ -186,10 +202,14 @@ def _outlines(node: ET.Element, folders: tuple[str, ...]) -> Iterable[tuple[ET.E
         if _local(child.tag) != "outline":
             continue
         yield child, inside
+        if not len(child):
+            continue
         attrs = {_local(key).lower(): value for key, value in child.attrib.items()}
-        if len(child) and not attrs.get("xmlurl"):
-            name = _clean(attrs.get("title")) or _clean(attrs.get("text"))
-            stack.append((iter(child), (*inside, name) if name else inside))
+        if attrs.get("xmlurl"):  # outlines inside a feed's: feeds too, in the same folders
+            stack.append((iter(child), inside))
+            continue
+        name = _label(attrs.get("title")) or _label(attrs.get("text"))
+        stack.append((iter(child), (*inside, name) if name else inside))
 
 
 def _categories(value: str | None) -> list[str]:
@@ -199,9 +219,38 @@ def _categories(value: str | None) -> list[str]:
     topics = []
     for path in value.split(","):
         parts = [part.strip() for part in path.split("/") if part.strip()]
-        if parts:
-            topics.append(parts[-1])
+        if parts and (topic := _label(parts[-1])):
+            topics.append(topic)
     return topics
+
+
+def _url_problem(url: str) -> str | None:
+    """Why feeds.yaml would refuse ``url`` (too long, a control character…), or None: the
+    config's own checks, so that one such outline is skipped instead of failing the import."""
+    try:
+        FeedConfig(url=url)
+    except ValidationError as exc:
+        return "; ".join(str(error["msg"]).removeprefix("Value error, ") for error in exc.errors())
+    return None
+
+
+def _label(value: str | None) -> str | None:
+    """A title or folder name as feeds.yaml accepts it: blanks collapsed, and the characters
+    ``config.check_text`` refuses (control characters, noncharacters) removed."""
+    text = _clean(value)  # first: NEL (U+0085) is a line break, so a blank, not a character to drop
+    try:
+        check_text(text or "")
+    except ValueError:
+        text = _clean("".join(char for char in text or "" if _writable(char)))
+    return text
+
+
+def _writable(char: str) -> bool:
+    try:
+        check_text(char)
+    except ValueError:
+        return False
+    return True
 
 
 def _feed_url(value: str) -> str | None:

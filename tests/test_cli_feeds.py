@@ -95,8 +95,14 @@ def test_add_a_page_with_several_feeds_needs_a_pick(tmp_path: Path, feed_server:
     path = config_from(tmp_path, "empty.yaml")
     before = path.read_bytes()
     code, _, stderr = run(path, "feeds", "add", feed_server.url("/two.html"))
-    assert code == 1
+    assert code == 2  # a usage error (choose with --pick), not a feed that failed (1)
     assert f"advertises 2 feeds; choose one with --pick N:\n  1) {feed_server.url('/feed.xml')}" in stderr
+    assert f"  2) {feed_server.url('/atom.xml')}" in stderr
+    assert path.read_bytes() == before
+
+    code, _, stderr = run(path, "feeds", "add", feed_server.url("/two.html"), "--pick", "3")
+    assert code == 2
+    assert f"--pick 3: {feed_server.url('/two.html')} advertises 2 feeds:\n  1) " in stderr
     assert f"  2) {feed_server.url('/atom.xml')}" in stderr
     assert path.read_bytes() == before
 
@@ -323,3 +329,56 @@ def test_a_file_nested_too_deeply_is_refused_by_every_command(tmp_path: Path) ->
         code, _, stderr = run(path, "feeds", *command)
         assert code == 2, command
         assert "nested too deeply" in stderr
+
+
+def test_import_skips_an_unusable_outline_and_imports_the_others(tmp_path: Path) -> None:
+    path = config_from(tmp_path, "base.yaml")
+    opml = tmp_path / "subs.opml"
+    good = "".join(f'<outline text="Good {n}" xmlUrl="https://good{n}.example/feed"/>' for n in range(3))
+    long_url = "https://long.example/" + "x" * 1100
+    opml.write_text(
+        f'<opml version="2.0"><head/><body>{good}'
+        '<outline text="Caf&#x81; News" xmlUrl="https://cafe.example/feed"/>'
+        f'<outline text="Long" xmlUrl="{long_url}"/></body></opml>'
+    )
+    code, stdout, stderr = run(path, "feeds", "import", str(opml))
+    assert code == 0, stderr
+    assert stdout.strip() == "feeds.yaml: 4 feeds added, 0 already present, 1 skipped"
+    assert "skipped: outline 'Long': url longer than 1024 bytes" in stderr
+    assert "title: Caf News" in path.read_text()
+
+
+def test_a_tab_before_a_comment_is_edited_and_said(tmp_path: Path) -> None:
+    path = tmp_path / "feeds.yaml"
+    path.write_text("feeds:\n  - url: https://a.example/feed\t# my main feed\n")
+    code, _, stderr = run(path, "feeds", "set", "https://a.example/feed", "interval=2h")
+    assert code == 0, stderr
+    assert path.read_text() == "feeds:\n  - url: https://a.example/feed # my main feed\n    interval: 2h\n"
+    assert "feeds.yaml: the tab before the comment on line(s) 2 is written as spaces" in stderr
+
+
+def test_removing_the_first_feed_writes_a_file_that_loads(tmp_path: Path) -> None:
+    path = tmp_path / "feeds.yaml"
+    path.write_text(
+        "feeds:\n  - url: https://wire.example.com/rss.xml\n    title: Example Wire\n\n"
+        "  # Local paper; slow, so poll less often.\n  - url: https://paper.example.org/feed.atom\n"
+        "    interval: 6h\n"
+    )
+    code, _, stderr = run(path, "feeds", "remove", "Example Wire")
+    assert code == 0, stderr
+    assert path.read_text() == (
+        "feeds:\n  # Local paper; slow, so poll less often.\n"
+        "  - url: https://paper.example.org/feed.atom\n    interval: 6h\n"
+    )
+    assert run(path, "feeds", "list", "--format", "json")[0] == 0
+
+
+def test_a_file_with_another_hard_link_is_refused_with_what_to_do(tmp_path: Path) -> None:
+    path = config_from(tmp_path, "base.yaml")
+    os.link(path, tmp_path / "backup.yaml")
+    before = path.read_bytes()
+    code, _, stderr = run(path, "feeds", "set", "Example Wire", "interval=2h")
+    assert code == 2
+    assert f"not saved: {path} has 2 hard links" in stderr
+    assert path.read_bytes() == before
+    assert os.path.samefile(path, tmp_path / "backup.yaml")

@@ -3,10 +3,12 @@ edit made on a file that changed since it was read is refused."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import tempfile
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -19,6 +21,7 @@ from aggregator.configedit import (
     EditError,
     InvalidEditError,
     NotFoundError,
+    NotReplaceableError,
     parse_assignment,
     write_atomically,
 )
@@ -318,3 +321,226 @@ def test_removing_a_feed_a_newsletter_names_says_to_take_it_out_there_too(tmp_pa
     document.remove_feed("https://a.example/feed.xml")
     with pytest.raises(InvalidEditError, match=r"or take it out of this newsletter's feeds"):
         document.save()
+
+
+# (first feed commented, the others commented, blank lines between, a comment on "feeds:")
+LAYOUTS = [
+    (first, others, blank, key)
+    for first, others in [(False, True), (True, True), (False, False)]
+    for blank in (False, True)
+    for key in (False, True)
+]
+
+
+def _layout(first: bool, others: bool, blank: bool, key: bool) -> str:
+    text = "feeds:" + ("  # my feeds" if key else "") + "\n"
+    for n in range(3):
+        if n and blank:
+            text += "\n"
+        if (n == 0 and first) or (n and others):
+            text += f"  # about {n}\n"
+        text += f"  - url: https://f{n}.example/feed\n    title: T{n}\n"
+    return text + "\n# topics\ntopics:\n  - name: x\n"
+
+
+@pytest.mark.parametrize("layout", LAYOUTS, ids=lambda layout: "-".join("ny"[flag] for flag in layout))
+@pytest.mark.parametrize("add_after", [False, True], ids=["remove", "remove-add"])
+def test_removing_the_first_feed_writes_yaml_that_keeps_the_other_comments(
+    tmp_path: Path, layout: tuple[bool, bool, bool, bool], add_after: bool
+) -> None:
+    # With no comment above the first feed, one above the second and none on "feeds:", the
+    # file written was "feeds:   -" (no YAML), the comment lost, and the command said done:
+    # save() validated one dump of the tree and wrote a second, different one.  With a
+    # comment on "feeds:", the comment above the first feed stayed when the feed went.
+    text = _layout(*layout)
+    path = tmp_path / "feeds.yaml"
+    path.write_text(text)
+    document = ConfigDocument.read(path)
+    document.remove_feed("https://f0.example/feed")
+    if add_after:
+        document.add_feed("https://new.example/feed")
+    document.save()
+    written = path.read_text()
+    feeds = [f.url for f in load_config(path).config.feeds]
+    assert feeds == ["https://f1.example/feed", "https://f2.example/feed"] + (
+        ["https://new.example/feed"] if add_after else []
+    )
+    comments = [line.strip() for line in text.splitlines() if "#" in line and "about 0" not in line]
+    assert [line.strip() for line in written.splitlines() if "#" in line] == comments
+    assert document.text() == written  # and a second dump is the same text
+    assert ConfigDocument.read(path).text() == written
+
+
+def test_removing_the_only_feed_keeps_the_comment_on_the_key(tmp_path: Path) -> None:
+    path = tmp_path / "feeds.yaml"
+    path.write_text("feeds:  # mine\n  - url: https://a.example/feed\n\n# topics\ntopics: []\n")
+    document = ConfigDocument.read(path)
+    document.remove_feed("https://a.example/feed")
+    document.save()
+    assert path.read_text() == "feeds: []  # mine\n\n# topics\ntopics: []\n"
+
+
+def test_a_file_owned_by_someone_else_keeps_its_owner_and_group(tmp_path: Path) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("only root can give a file to another user")
+    path = copy_to(tmp_path, "base.yaml")
+    os.chown(path, 1000, 1000)
+    path.chmod(0o640)
+    document = ConfigDocument.read(path)
+    document.set_feed("Example Wire", {"interval": "2h"})
+    document.save()
+    status = path.stat()
+    assert (status.st_uid, status.st_gid, status.st_mode & 0o777) == (1000, 1000, 0o640)
+    assert "interval: 2h" in path.read_text()
+
+
+def test_a_file_with_another_hard_link_is_not_replaced(tmp_path: Path) -> None:
+    path = copy_to(tmp_path, "base.yaml")
+    os.link(path, tmp_path / "backup.yaml")
+    before = path.read_bytes()
+    document = ConfigDocument.read(path)
+    document.set_feed("Example Wire", {"interval": "2h"})
+    with pytest.raises(NotReplaceableError, match=r"feeds\.yaml has 2 hard links: .* edit it by hand"):
+        document.save()
+    assert path.read_bytes() == before
+    assert os.path.samefile(path, tmp_path / "backup.yaml")  # the link is not broken
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["backup.yaml", "feeds.yaml"]
+
+
+@contextlib.contextmanager
+def _as_user(uid: int) -> Iterator[None]:
+    """Run the block as ``uid`` (real and effective) and come back to root after it: the saved
+    user id stays root, which is what lets a process return."""
+    os.setresuid(uid, uid, 0)
+    try:
+        yield
+    finally:
+        os.setresuid(0, 0, 0)
+
+
+def test_a_read_only_file_is_not_replaced() -> None:
+    # A rename replaces a file made read-only (chmod 444) as if it were not: the folder is
+    # what is written.  Root may write any file, so as root the save is run as user 1000,
+    # the owner of the file and of its folder (the rename would succeed).
+    root = os.geteuid() == 0
+    folder = Path(tempfile.mkdtemp(prefix="readonly-"))  # tmp_path is in a folder only root may enter
+    try:
+        folder.chmod(0o755)
+        path = folder / "feeds.yaml"
+        path.write_text("feeds:\n  - url: https://a.example/feed\n")
+        before = path.read_bytes()
+        path.chmod(0o444)
+        if root:
+            os.chown(folder, 1000, 1000)
+            os.chown(path, 1000, 1000)
+        document = ConfigDocument.read(path)
+        document.set_feed("https://a.example/feed", {"interval": "2h"})
+        with _as_user(1000) if root else contextlib.nullcontext(), pytest.raises(NotReplaceableError) as info:
+            document.save()
+        assert str(info.value) == (
+            f"not saved: {path} is read-only: make it writable (chmod u+w {path}) and run the "
+            "command again, or edit it by hand; the file is unchanged"
+        )
+        assert path.read_bytes() == before
+        assert path.stat().st_mode & 0o777 == 0o444
+        assert [p.name for p in folder.iterdir()] == ["feeds.yaml"]
+    finally:
+        shutil.rmtree(folder)
+
+
+@pytest.mark.parametrize(
+    ("head", "foot"),
+    [
+        ("# My feeds\n---\n", ""),
+        ("---\n", ""),
+        ("%YAML 1.2\n---\n", ""),
+        ("# My feeds\n\n--- # the only document\n\n", ""),
+        ("", "...\n"),
+        ("---\n", "...\n# written by hand\n"),
+    ],
+)
+def test_document_markers_and_what_is_above_them_are_kept(tmp_path: Path, head: str, foot: str) -> None:
+    path = tmp_path / "feeds.yaml"
+    body = "# the feeds\nfeeds:\n  - url: https://a.example/feed\n"
+    path.write_text(head + body + foot)
+    document = ConfigDocument.read(path)
+    document.set_feed("https://a.example/feed", {"interval": "2h"})
+    document.save()
+    assert path.read_text() == head + body + "    interval: 2h\n" + foot
+    assert document.line_of_feed(0) == head.count("\n") + 3
+    load_config(path)
+
+
+def test_a_key_other_feeds_merge_from_this_one_is_not_changed_behind_their_back(tmp_path: Path) -> None:
+    path = tmp_path / "feeds.yaml"
+    path.write_text(
+        "feeds:\n"
+        "  - &base\n    url: https://a.example/feed\n    interval: 2h\n"
+        "  - <<: *base\n    url: https://b.example/feed\n"
+        "  - <<: *base\n    url: https://c.example/feed\n"
+        "  - <<: *base\n    url: https://d.example/feed\n    interval: 6h\n"
+    )
+    before = path.read_bytes()
+    document = ConfigDocument.read(path)
+    with pytest.raises(
+        EditError,
+        match=r"^feeds\.yaml:2: cannot set 'interval' here: feeds https://b\.example/feed, "
+        r"https://c\.example/feed take it from this one through '<<: \*base' and would change too; "
+        r"set it on each of them instead, or edit the anchor &base by hand$",
+    ):
+        document.set_feed("https://a.example/feed", {"interval": "30m"})
+    with pytest.raises(EditError, match="cannot set 'title' here: feeds https://b"):  # a key new to all
+        document.set_feed("https://a.example/feed", {"title": "A"})
+    with pytest.raises(EditError, match="cannot set 'interval' here"):  # removing it changes them too
+        document.set_feed("https://a.example/feed", {"interval": None})
+    assert document.text().encode() == before
+    # A feed that overrides the key itself is not affected; setting it on the others works.
+    document.set_feed("https://b.example/feed", {"interval": "30m"})
+    document.save()
+    intervals = {f.url: f.interval for f in load_config(path).config.feeds}
+    assert [str(intervals[f"https://{x}.example/feed"]) for x in "abcd"] == [
+        "2:00:00",
+        "0:30:00",
+        "2:00:00",
+        "6:00:00",
+    ]
+
+
+def test_a_tab_before_a_comment_is_read_and_written_as_spaces(tmp_path: Path) -> None:
+    # Valid YAML the aggregator loads; ruamel's round-trip scanner refused it ("not valid YAML").
+    path = tmp_path / "feeds.yaml"
+    path.write_text("feeds:\n  - url: https://a.example/feed\t# my main feed\n  - url: https://b.example/f\n")
+    document = ConfigDocument.read(path)
+    document.set_feed("https://b.example/f", {"interval": "2h"})
+    document.save()
+    assert path.read_text() == (
+        "feeds:\n  - url: https://a.example/feed # my main feed\n"
+        "  - url: https://b.example/f\n    interval: 2h\n"
+    )
+    assert document.notes == [
+        "feeds.yaml: the tab before the comment on line(s) 2 is written as spaces (the editor cannot keep it)"
+    ]
+
+
+def test_a_tab_before_a_comment_that_cannot_be_made_a_space_names_the_line(tmp_path: Path) -> None:
+    path = tmp_path / "feeds.yaml"
+    # Here the second "\t#" is inside a quoted title: spaces would change the title.
+    path.write_text('feeds:\n  - url: https://a.example/feed\n    title: "A\t# B"\t# note\n')
+    with pytest.raises(
+        EditError,
+        match=r"feeds\.yaml: line 3: a tab before a comment, which the editor cannot read "
+        r"\(the aggregator can\); replace the tab with spaces$",
+    ):
+        ConfigDocument.read(path)
+    load_config(path)  # the aggregator does read it
+
+
+def test_one_crlf_line_does_not_turn_the_whole_file_to_crlf(tmp_path: Path) -> None:
+    path = tmp_path / "feeds.yaml"
+    path.write_bytes(b"# mine\nfeeds:\n  - url: https://a.example/f\r\n  - url: https://b.example/f\n")
+    document = ConfigDocument.read(path)
+    document.set_feed("https://b.example/f", {"interval": "2h"})
+    document.save()
+    assert path.read_bytes() == (
+        b"# mine\nfeeds:\n  - url: https://a.example/f\n  - url: https://b.example/f\n    interval: 2h\n"
+    )

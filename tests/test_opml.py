@@ -175,3 +175,67 @@ def test_adding_many_feeds_adds_each_once(tmp_path: Path) -> None:
     assert [(f.url, f.title, f.topics) for f in feeds if "new.example" in f.url] == [
         ("https://new.example/feed", "New", ("news",))
     ]
+
+
+def test_one_unusable_outline_is_skipped_or_cleaned_and_the_others_are_imported() -> None:
+    # A C1 control character in a title (legal XML) or a URL over 1024 bytes made the whole
+    # import fail with "feeds[51].title: …", a place in no file the user has.
+    long_url = "https://long.example/" + "x" * 1100
+    data = f"""<?xml version="1.0"?><opml version="2.0"><head/><body>
+      <outline text="Caf&#x81;&#x9f; News&#xFDD0;" xmlUrl="https://cafe.example/feed"/>
+      <outline text="Folder&#x85;&#x9b;Name"><outline text="In" xmlUrl="https://in.example/feed"/></outline>
+      <outline text="Long" xmlUrl="{long_url}"/>
+      <outline text="Bell" xmlUrl="https://bell.example/&#x80;feed"/>
+      <outline text="Good" xmlUrl="https://good.example/feed" category="/A&#x80;B"/>
+    </body></opml>""".encode()
+    document = parse_opml(data, "x.opml")
+    assert [(s.url, s.title, s.topics) for s in document.subscriptions] == [
+        ("https://cafe.example/feed", "Caf News", ()),
+        ("https://in.example/feed", "In", ("Folder Name",)),
+        ("https://good.example/feed", "Good", ("AB",)),
+    ]
+    assert document.skipped == (
+        "outline 'Long': url longer than 1024 bytes: no feed needs one, and the database indexes it",
+        "outline 'Bell': not an http(s) feed URL: 'https://bell.example/\\x80feed'",
+    )
+
+
+def test_importing_a_file_with_an_unusable_outline_saves_the_others(tmp_path: Path) -> None:
+    path = tmp_path / "feeds.yaml"
+    path.write_text("feeds:\n  - url: https://a.example/feed\n")
+    data = (
+        b"""<opml version="2.0"><head/><body>
+      <outline text="Caf&#x81; News" xmlUrl="https://cafe.example/feed"/>
+      <outline text="Long" xmlUrl="https://long.example/"""
+        + b"x" * 1100
+        + b""""/>
+    </body></opml>"""
+    )
+    document = ConfigDocument.read(path)
+    report = import_subscriptions(document, parse_opml(data, "x.opml").subscriptions)
+    document.save()
+    assert report.added == ("https://cafe.example/feed",)
+    assert [(f.url, f.title) for f in load_config(path).config.feeds] == [
+        ("https://a.example/feed", None),
+        ("https://cafe.example/feed", "Caf News"),
+    ]
+
+
+def test_feeds_nested_inside_a_feed_outline_are_imported_in_the_same_folder() -> None:
+    # They were dropped: neither imported nor skipped.
+    data = b"""<opml version="2.0"><head/><body><outline text="Tech">
+      <outline text="Main" type="rss" xmlUrl="https://tech.example/feed">
+        <outline type="rss" text="Child A" xmlUrl="https://a.example/feed"/>
+        <outline type="rss" text="Child B" xmlUrl="https://b.example/feed">
+          <outline type="rss" text="Grandchild" xmlUrl="https://c.example/feed"/>
+        </outline>
+      </outline>
+    </outline></body></opml>"""
+    document = parse_opml(data, "nested.opml")
+    assert [(s.url, s.title, s.topics) for s in document.subscriptions] == [
+        ("https://tech.example/feed", "Main", ("Tech",)),
+        ("https://a.example/feed", "Child A", ("Tech",)),
+        ("https://b.example/feed", "Child B", ("Tech",)),
+        ("https://c.example/feed", "Grandchild", ("Tech",)),
+    ]
+    assert document.skipped == ()
