@@ -150,9 +150,23 @@ def _warn_about_local_links(loaded: LoadedConfig, letters: Sequence[NewsletterCo
             )
 
 
-def is_due(letter: NewsletterConfig, latest: IssueRecord | None, now: datetime) -> bool:
-    """Never sent → due; else due once the schedule has fired after the last issue's window."""
-    return latest is None or next_issue_time(letter, latest.window_end) <= now
+def is_due(letter: NewsletterConfig, counted_from: datetime | None, now: datetime) -> bool:
+    """Never sent (``counted_from`` None) → due; else due once the schedule has fired after
+    ``counted_from`` (``schedule_counted_from``)."""
+    return counted_from is None or next_issue_time(letter, counted_from) <= now
+
+
+def schedule_counted_from(
+    store: Store, letter: NewsletterConfig, latest: IssueRecord | None, now: datetime
+) -> datetime | None:
+    """After what moment a scheduled time of ``letter`` calls for a new issue: the end of
+    its newest issue, or when its schedule last changed if that came later (a time of the
+    new schedule before the change is no issue missed: moving 07:00 to 09:00 at 10:00 would
+    send a second issue at once).  None when it has no issue yet."""
+    since = store.schedule_since(letter.name, letter.schedule, letter.timezone, now)
+    if latest is None:
+        return None
+    return latest.window_end if since is None else max(latest.window_end, since)
 
 
 def next_issue_time(letter: NewsletterConfig, after: datetime) -> datetime:
@@ -417,12 +431,13 @@ def _run_newsletter(run: _Run, letter: NewsletterConfig, *, force: bool) -> None
     latest = run.store.latest_issue(letter.name)
     if latest is not None and latest.status == "sending":
         # Retries run until the next issue is due; then whatever is left fails.
-        final = next_issue_time(letter, latest.window_end) <= run.now
+        counted_from = schedule_counted_from(run.store, letter, latest, run.now)
+        final = counted_from is not None and next_issue_time(letter, counted_from) <= run.now
         run.outcomes.append(_deliver(run, letter, latest, final=final))
         latest = run.store.latest_issue(letter.name)
         if latest is not None and latest.status == "sending":
             return
-    if not force and not is_due(letter, latest, run.now):
+    if not force and not is_due(letter, schedule_counted_from(run.store, letter, latest, run.now), run.now):
         return
     # Alone against polls in other processes while the window is read: a poll stamps what it
     # stores with its own clock reading, so one still storing could hold entries dated

@@ -27,6 +27,8 @@ from aggregator.config import NewsletterConfig
 # A week covers a weekly newsletter whose machine was off over the weekend.
 MISFIRE_GRACE = timedelta(days=7)
 _TICK = timedelta(microseconds=1)
+# More than any clock change moves wall time (one hour almost everywhere, two at most).
+_LONGEST_CLOCK_CHANGE = timedelta(hours=3)
 
 
 class NewsletterTrigger(BaseTrigger):  # type: ignore[misc]  # APScheduler ships no type hints
@@ -64,7 +66,12 @@ class NewsletterTrigger(BaseTrigger):  # type: ignore[misc]  # APScheduler ships
             start = min(now, previous_fire_time + _TICK)
             if start == previous_fire_time:
                 start += _TICK
-        wall: datetime | None = self.wall_clock.get_next_fire_time(None, _as_wall(start, self.timezone))
+        # The search starts some hours of wall time early: a wall time the clocks skipped
+        # (02:30 on the spring night) lands after the change, so it may come after ``start``
+        # although its wall time is before ``start``'s (03:10); the filter below drops
+        # what is really earlier.
+        early = _as_wall(start - _LONGEST_CLOCK_CHANGE, self.timezone)
+        wall: datetime | None = self.wall_clock.get_next_fire_time(None, early)
         while wall is not None:
             # fold=0: a wall time that happens twice fires the first time only; one that never
             # happens (the clocks skip it) lands as many minutes after the change as it was

@@ -20,21 +20,27 @@ job collapses into one.  The newsletter job then asks the store what its
 latest issue covered and sends at most the one issue of the latest scheduled time
 (``schedule.due_issue``), so a restart, a sleep, a manual ``run --once`` and the scheduler all
 agree, and nobody gets a burst of stale issues.  At start the same rule catches up an
-issue missed while the process was down (only for newsletters that have run before: a
-new newsletter starts at its next scheduled time, as with cron).
+issue missed while the process was down; a newsletter that has never sent an issue sends
+its first at start (as ``run --once`` does), while one added to feeds.yaml as the process
+runs starts at its next scheduled time.  A scheduled time of a *changed* schedule that
+came before the change is not missed (``newsletters.schedule_counted_from``): moving a
+07:00 newsletter to 09:00 at 10:00 sends the next issue tomorrow at 09:00, not a second
+one today.
 
 A daylight-saving change that repeats an hour would make a cron trigger fire twice at
 ``02:30``; ``schedule.NewsletterTrigger`` skips the second occurrence of a repeated wall time
 (for schedules with a fixed hour; hourly ``*`` schedules run by real time), like Vixie cron.
 
-A config watcher re-reads ``feeds.yaml`` every ``WATCH_INTERVAL``: a valid edit replaces the
-config and the newsletter jobs and polls soon (a new feed is due at once); an invalid one
-is logged with its line numbers and the process keeps the last good config.
+A config watcher re-reads ``feeds.yaml`` every ``WATCH_INTERVAL`` (and at once on SIGHUP):
+a valid edit replaces the config and the newsletter jobs and polls soon (a new feed is due
+at once); an invalid one is logged with its line numbers and the process keeps the last
+good config.
 
 The run lock (``aggregator.runlock``) keeps a second scheduler off the same database.  Stopping:
 the first SIGTERM/SIGINT cancels in-flight fetches (a database write in progress
 completes: it runs in the pipeline's writer thread) and asks a digest in progress to stop
-after the current recipient; a second signal cancels everything.
+after the current recipient; a second signal cancels everything.  Once stopped, further
+signals are ignored while the process ends (its exit status stays 0).
 """
 
 from __future__ import annotations
@@ -218,7 +224,8 @@ def _next_waiting(store: Store, newsletter: NewsletterConfig, now: datetime) -> 
     if latest is None:
         return None
     if latest.status != "sending":
-        due = schedule.due_issue(schedule.newsletter_trigger(newsletter), latest.window_end, now)
+        counted_from = newsletters.schedule_counted_from(store, newsletter, latest, now)
+        due = schedule.due_issue(schedule.newsletter_trigger(newsletter), counted_from, now)
         return None if due is None else (now, f"{newsletter.name}: an issue is due")
     waiting = [
         max(now, row.next_attempt) if row.status == "retry" and row.next_attempt is not None else now
@@ -231,12 +238,13 @@ def _next_waiting(store: Store, newsletter: NewsletterConfig, now: datetime) -> 
     return min(waiting), f"{newsletter.name} #{latest.number}: {len(waiting)} {noun} waiting"
 
 
-def covered_until(store: Store, newsletter: str) -> tuple[datetime | None, bool]:
-    """Where the newest stored issue of ``newsletter`` ends, and whether it is still being sent."""
-    latest = store.latest_issue(newsletter)
-    if latest is None:
-        return None, False
-    return latest.window_end, latest.status == "sending"
+def covered_until(store: Store, newsletter: NewsletterConfig, now: datetime) -> tuple[datetime | None, bool]:
+    """After what moment a scheduled time of ``newsletter`` calls for an issue (the end of
+    its newest issue, or a later change of its schedule: ``newsletters.schedule_counted_from``),
+    and whether that issue is still being sent."""
+    latest = store.latest_issue(newsletter.name)
+    counted_from = newsletters.schedule_counted_from(store, newsletter, latest, now)
+    return counted_from, latest is not None and latest.status == "sending"
 
 
 # --------------------------------------------------------------------------- logging
@@ -259,13 +267,14 @@ class JsonFormatter(logging.Formatter):
 
 
 class _QuietPollSkips(logging.Filter):
-    """A poll cycle longer than the tick makes APScheduler warn at every tick; that is expected."""
+    """A poll cycle longer than the tick makes APScheduler warn at every tick, for the poll job
+    and for the retry job (which waits for the cycle); that is expected, not a warning."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         if "maximum number of running instances" not in str(record.msg) or not record.args:
             return True
         job = record.args[0] if isinstance(record.args, tuple) else None
-        return getattr(job, "id", None) != POLL_JOB_ID
+        return getattr(job, "id", None) not in (POLL_JOB_ID, RETRY_JOB_ID)
 
 
 def configure_logging(log_format: Literal["text", "json"] = "text", *, verbose: bool = False) -> None:
@@ -337,11 +346,14 @@ class ConfigWatcher:
     def check(self) -> LoadedConfig | None:
         """A newly edited, valid config; None when nothing changed (or the edit is invalid, logged)."""
         data, digest = self._read_digest()
+        seen = digest or _MISSING  # a missing file is a state to confirm like any other
         if digest == self._applied:
             self._pending = None
             return None
-        if digest != self._pending:
-            self._pending = digest  # look once more before acting: the editor may be mid-write
+        if seen != self._pending:
+            # Look once more before acting: the editor may be mid-write, or (renaming the old
+            # file away first) between the two files.
+            self._pending = seen
             return None
         self._applied, self._pending = digest, None
         if data is None:
@@ -369,6 +381,9 @@ class ConfigWatcher:
             extra={"fields": {"event": "config_rejected", "problems": len(problems)}},
         )
         return None
+
+
+_MISSING = "missing"  # what ConfigWatcher saw when the file could not be read (no digest looks so)
 
 
 def _digest(data: bytes) -> str:
@@ -587,7 +602,7 @@ class Service:
                     now = self.clock.now()
             if self._stop_requested():  # meanwhile: the cancelled cycle stored only part of its feeds
                 return ()
-            until, sending = await asyncio.to_thread(covered_until, self.store, name)
+            until, sending = await asyncio.to_thread(covered_until, self.store, newsletter, now)
             if until is None and at_start:
                 return await self._send(newsletter, now, now)
             scheduled_for = schedule.due_issue(schedule.newsletter_trigger(newsletter), until, now)
@@ -858,8 +873,11 @@ async def serve(
     *,
     watch_interval: float = WATCH_INTERVAL,
     stopping: asyncio.Event | None = None,
+    last_in_process: bool = False,
 ) -> None:
-    """Run ``service`` under an APScheduler until ``stopping`` is set (SIGTERM/SIGINT set it)."""
+    """Run ``service`` under an APScheduler until ``stopping`` is set (SIGTERM/SIGINT set it;
+    SIGHUP reads feeds.yaml at once).  ``last_in_process``: the process ends after this, so
+    further signals are ignored once stopped, rather than given back their default action."""
     loop = asyncio.get_running_loop()
     stopping = stopping or asyncio.Event()
     signals = 0
@@ -875,11 +893,15 @@ async def serve(
             log.warning("%s again: stopping now", name)
             service._stopper = loop.create_task(service.stop(force=True))
 
-    installed = []
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        with contextlib.suppress(ValueError, RuntimeError):  # not the main thread (tests)
-            loop.add_signal_handler(signum, on_signal, signum)
-            installed.append(signum)
+    reload_now = asyncio.Event()
+
+    def on_hangup() -> None:
+        # `systemctl reload`, `kill -HUP`: read feeds.yaml now (it was the default action,
+        # which ends the process mid-poll or mid-send).
+        log.info("SIGHUP: reading %s now", watcher.path if watcher is not None else "the config")
+        reload_now.set()
+
+    installed = _install_signal_handlers(loop, on_signal, on_hangup)
 
     scheduler = AsyncIOScheduler(timezone=UTC)
     service.install(scheduler, poll_now=False)
@@ -888,21 +910,11 @@ async def serve(
     catch_up.add_done_callback(_log_failure("the catch-up at start"))
     _log_started(service)
 
-    async def watch(watcher: ConfigWatcher) -> None:
-        while True:
-            await asyncio.sleep(watch_interval)
-            try:
-                loaded = watcher.check()
-                if loaded is not None:
-                    service.apply_config(loaded)
-            except Exception:  # whatever an edit does, watching goes on: the next edit may fix it
-                log.exception(
-                    "%s: reloading failed; still running on the last good config",
-                    watcher.path,
-                    extra={"fields": {"event": "config_reload_failed"}},
-                )
-
-    watching = loop.create_task(watch(watcher)) if watcher is not None else None
+    watching = (
+        loop.create_task(_watch(watcher, service, reload_now, watch_interval))
+        if watcher is not None
+        else None
+    )
     try:
         await stopping.wait()
     finally:
@@ -913,7 +925,50 @@ async def serve(
         scheduler.shutdown(wait=False)
         for signum in installed:
             loop.remove_signal_handler(signum)
+            if last_in_process:
+                # Stopped: a further signal must not kill the process with the default
+                # action (exit 143 or 130) while asyncio.run and the interpreter wind down.
+                signal.signal(signum, signal.SIG_IGN)
         log.info("scheduler stopped", extra={"fields": {"event": "stopped"}})
+
+
+async def _watch(
+    watcher: ConfigWatcher, service: Service, reload_now: asyncio.Event, interval: float
+) -> None:
+    """Apply each valid edit of feeds.yaml: looked at every ``interval``, and at once on ``reload_now``."""
+    while True:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(reload_now.wait(), interval)
+        try:
+            forced = reload_now.is_set()
+            reload_now.clear()
+            loaded = watcher.check()
+            if loaded is None and forced:
+                loaded = watcher.check()  # a signal asks for now: no second look to wait for
+            if loaded is not None:
+                service.apply_config(loaded)
+        except Exception:  # whatever an edit does, watching goes on: the next edit may fix it
+            log.exception(
+                "%s: reloading failed; still running on the last good config",
+                watcher.path,
+                extra={"fields": {"event": "config_reload_failed"}},
+            )
+
+
+def _install_signal_handlers(
+    loop: asyncio.AbstractEventLoop, on_stop: Callable[[int], None], on_hangup: Callable[[], None]
+) -> list[signal.Signals]:
+    """SIGTERM and SIGINT stop, SIGHUP reloads; the signals installed (none outside the main thread)."""
+    installed = []
+    for signum, handler, args in (
+        (signal.SIGTERM, on_stop, (signal.SIGTERM,)),
+        (signal.SIGINT, on_stop, (signal.SIGINT,)),
+        (signal.SIGHUP, on_hangup, ()),
+    ):
+        with contextlib.suppress(ValueError, RuntimeError):  # not the main thread (tests)
+            loop.add_signal_handler(signum, handler, *args)
+            installed.append(signum)
+    return installed
 
 
 def _log_failure(what: str) -> Callable[[asyncio.Task[Any]], None]:
@@ -973,7 +1028,7 @@ def run_forever(
     try:
         with run_lock(loaded.database_url), Store.open(loaded.database_url) as store:
             service = Service(loaded, store, run_issue=run_issue or send_issue)
-            asyncio.run(serve(service, watcher))
+            asyncio.run(serve(service, watcher, last_in_process=True))
     except SchedulerAlreadyRunning as exc:
         log.error("%s", exc, extra={"fields": {"event": "already_running"}})
         return EXIT_ALREADY_RUNNING

@@ -312,6 +312,16 @@ subscribers_table = sa.Table(
 )
 
 
+schedules_table = sa.Table(
+    "newsletter_schedules",
+    metadata,
+    sa.Column("newsletter", sa.String(64), primary_key=True),
+    sa.Column("schedule", sa.Text, nullable=False),  # crontab, as in feeds.yaml
+    sa.Column("timezone", sa.Text, nullable=False),
+    sa.Column("since", UTCDateTime),  # when it last changed; None: as first seen here
+)
+
+
 # ------------------------------------------------------------------- engine & migrations
 
 
@@ -1318,6 +1328,29 @@ class Store:
         with self._transaction(f"recording subscriber {address}", write=True) as conn:
             if conn.execute(update).rowcount == 0 and _insert_missing(conn, table, [row]) == 0:
                 conn.execute(update)  # subscribed meanwhile by another request
+
+    def schedule_since(self, newsletter: str, schedule: str, timezone: str, now: datetime) -> datetime | None:
+        """Since when ``newsletter`` has had this ``schedule`` in ``timezone``: ``now`` when
+        it differs from the one recorded (which it then replaces), the recorded time of the
+        last change otherwise, and None when it has not changed since it was first seen.
+
+        A scheduled time of a new schedule before it was set is no issue missed: without
+        this, moving a 07:00 newsletter to 09:00 at 10:00 sent a second issue at once.
+        """
+        table = schedules_table
+        key = table.c.newsletter == newsletter
+        query = sa.select(table.c.schedule, table.c.timezone, table.c.since).where(key)
+        with self._transaction(f"reading the schedule of {newsletter}", write=False) as conn:
+            row = conn.execute(query).first()
+        if row is not None and (row.schedule, row.timezone) == (schedule, timezone):
+            return cast("datetime | None", row.since)  # the answer almost every time: a read
+        with self._transaction(f"recording the schedule of {newsletter}", write=True) as conn:
+            if row is None:
+                first = {"newsletter": newsletter, "schedule": schedule, "timezone": timezone, "since": None}
+                _insert_missing(conn, table, [first])
+                return None
+            conn.execute(table.update().where(key).values(schedule=schedule, timezone=timezone, since=now))
+            return now
 
 
 # ------------------------------------------------------------------ row <-> record

@@ -56,6 +56,20 @@ def test_the_skipped_hour_in_spring_still_sends_that_day() -> None:
     assert got[0].date() == datetime(2025, 3, 30).date()
 
 
+def test_every_time_in_the_skipped_hour_fires_even_when_asked_from_inside_it() -> None:
+    # 02:00 and 02:30 do not exist in Paris on 2026-03-29: they fire at 03:00 and 03:30 CEST.
+    # The search began at the wall time after the change, so asked at 03:10 CEST (a start,
+    # a reload, or after the 03:00 fire) it skipped 03:30 and said tomorrow.
+    twice = NewsletterTrigger("0,30 2 * * *", "Europe/Paris")
+    assert fires(twice, utc(2026, 3, 28, 12), utc(2026, 3, 29, 12)) == [
+        utc(2026, 3, 29, 1),
+        utc(2026, 3, 29, 1, 30),
+    ]
+    night = NewsletterTrigger("30 2 * * *", "Europe/Paris")
+    assert night.get_next_fire_time(None, utc(2026, 3, 29, 1, 10)) == utc(2026, 3, 29, 1, 30)
+    assert last_fire_time(night, utc(2026, 3, 29, 1, 40)) == utc(2026, 3, 29, 1, 30)
+
+
 def test_last_fire_time_looks_back_across_days_and_stops_at_the_lookback() -> None:
     weekly = NewsletterTrigger("0 9 * * mon", "America/New_York")
     now = utc(2025, 8, 20, 12)  # a Wednesday

@@ -49,6 +49,7 @@ from aggregator.service import (
     DigestRun,
     NextRun,
     Service,
+    _QuietPollSkips,
     next_runs,
     serve,
 )
@@ -361,6 +362,74 @@ async def test_at_start_a_failing_publish_is_reported_and_the_issue_still_goes_o
 
 
 @pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("new_schedule", "edited", "next_issue"),
+    [
+        (
+            'schedule: "0 9 * * *"',
+            datetime(2025, 8, 19, 10, tzinfo=UTC),
+            datetime(2025, 8, 20, 9, tzinfo=UTC),
+        ),
+        (  # the commonest edit: a time zone added to a schedule that was in UTC
+            'schedule: "0 7 * * *", timezone: America/New_York',
+            datetime(2025, 8, 19, 12, tzinfo=UTC),
+            datetime(2025, 8, 20, 11, tzinfo=UTC),
+        ),
+    ],
+)
+async def test_a_schedule_changed_after_todays_issue_sends_no_second_one_today(
+    tmp_path: Path, new_schedule: str, edited: datetime, next_issue: datetime
+) -> None:
+    # The new schedule's time earlier today counted as missed: a second issue within a
+    # minute of the edit, while running and after a restart alike.
+    config = tmp_path / "feeds.yaml"
+    loaded = load_config(
+        write_config(config, [], 'newsletters:\n  - {name: daily, title: D, schedule: "0 7 * * *"}\n')
+    )
+    clock = ManualClock(datetime(2025, 8, 18, 6, tzinfo=UTC))
+    issues = RecordingIssues()
+    with Store.open(loaded.database_url) as store:
+        service = Service(loaded, store, clock=clock, run_issue=issues)
+        await service.catch_up()  # the first issue, at start
+        clock.set(datetime(2025, 8, 19, 7, tzinfo=UTC))
+        await service.run_job(NEWSLETTER_JOB_PREFIX + "daily")  # today's
+        clock.set(edited)
+        service.apply_config(
+            load_config(
+                write_config(config, [], f"newsletters:\n  - {{name: daily, title: D, {new_schedule}}}\n")
+            )
+        )
+        clock.advance(timedelta(minutes=1))
+        await service.run_job(RETRY_JOB_ID)
+        restarted = Service(service.loaded, store, clock=clock, run_issue=issues)
+        await restarted.catch_up()
+        assert [when for _name, _for, when in issues.runs] == [
+            datetime(2025, 8, 18, 6, tzinfo=UTC),
+            datetime(2025, 8, 19, 7, tzinfo=UTC),
+        ]
+        clock.set(next_issue)  # the new schedule's first time after the edit
+        await restarted.run_job(NEWSLETTER_JOB_PREFIX + "daily")
+        assert issues.runs[-1][2] == next_issue
+
+
+def test_run_once_after_a_schedule_change_waits_for_the_new_schedule(tmp_path: Path) -> None:
+    # `aggregator run --once` from cron asks the newsletters module: the same rule.
+    config = tmp_path / "feeds.yaml"
+    daily = 'newsletters:\n  - {name: daily, title: D, schedule: "%s", subscribers: [a@example.org]}\n'
+    loaded = load_config(write_config(config, [], daily % "0 7 * * *"))
+    outbox = mail.Outbox(tmp_path / "outbox")
+    with Store.open(loaded.database_url) as store:
+        morning = datetime(2025, 8, 19, 7, 1, tzinfo=UTC)
+        assert [o.number for o in run_due_newsletters(loaded, store, morning, transport=outbox)] == [1]
+        moved = load_config(write_config(config, [], daily % "0 9 * * *"))
+        assert (
+            run_due_newsletters(moved, store, datetime(2025, 8, 19, 10, tzinfo=UTC), transport=outbox) == []
+        )
+        later = run_due_newsletters(moved, store, datetime(2025, 8, 20, 9, 1, tzinfo=UTC), transport=outbox)
+        assert [o.number for o in later] == [2]
+
+
+@pytest.mark.anyio
 async def test_after_the_machine_slept_missed_runs_collapse_into_one_issue(tmp_path: Path) -> None:
     newsletters = 'newsletters:\n  - {name: daily, title: Daily, schedule: "0 7 * * *"}\n'
     loaded = load_config(write_config(tmp_path / "feeds.yaml", [], newsletters))
@@ -559,6 +628,64 @@ def test_a_second_scheduler_on_the_same_database_says_so_and_exits_non_zero(
     url = load_config(config).database_url
     with run_lock(url), pytest.raises(SchedulerAlreadyRunning), run_lock(url):
         pass
+
+
+def test_sighup_reads_feeds_yaml_at_once_and_a_second_sigterm_while_stopping_still_exits_0(
+    feed_server: FeedServer, tmp_path: Path, processes: list[Scheduler]
+) -> None:
+    # SIGHUP (`systemctl reload`) had its default action: the process died mid-poll.  And a
+    # second SIGTERM that came once the handlers were gone killed it with status 143.
+    feed_server.add_feed("/b.xml", rss(("b", "Bravo")))
+    config = write_config(tmp_path / "feeds.yaml", [feed_server.url("/feed.xml")])
+    first = Scheduler(config)
+    processes.append(first)
+    first.wait_for(lambda: bool(first.seen("poll_cycle")))
+    write_config(config, [feed_server.url("/feed.xml"), feed_server.url("/b.xml")])
+    first.proc.send_signal(signal.SIGHUP)
+    first.wait_for(lambda: feed_server.count("/b.xml") == 1, seconds=10)
+    assert first.proc.poll() is None
+    assert first.seen("config_reloaded")
+    first.proc.send_signal(signal.SIGTERM)
+    time.sleep(0.05)
+    assert first.stop(signal.SIGTERM) == 0
+    assert first.seen("stopped")
+
+
+def test_a_feeds_yaml_missing_for_a_moment_is_looked_at_twice_like_any_change(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Editors that move the old file away before writing the new one made a spurious ERROR
+    # and a reload of the same config.
+    path = write_config(tmp_path / "feeds.yaml", ["https://example.org/feed.xml"])
+    watcher = ConfigWatcher(path)
+    watcher.load()
+    text = path.read_text()
+    path.unlink()
+    assert watcher.check() is None  # gone for one look: maybe mid-save
+    path.write_text(text)
+    assert watcher.check() is None  # back, unchanged: nothing to do
+    assert watcher.check() is None
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+    path.unlink()
+    watcher.check()
+    watcher.check()  # still gone at the second look: that is worth saying
+    assert any("cannot read the config" in r.message for r in caplog.records)
+
+
+def test_the_retry_job_waiting_behind_a_long_poll_is_not_a_warning() -> None:
+    quiet = _QuietPollSkips()
+    for job_id in (POLL_JOB_ID, RETRY_JOB_ID):
+        job = type("Job", (), {"id": job_id})()
+        record = logging.LogRecord(
+            "apscheduler",
+            logging.WARNING,
+            __file__,
+            1,
+            'Execution of job "%s" skipped: maximum number of running instances reached (1)',
+            (job,),
+            None,
+        )
+        assert not quiet.filter(record), job_id
 
 
 def test_kill_9_during_a_poll_loses_nothing_stored_and_sigterm_cancels_a_hanging_fetch(
