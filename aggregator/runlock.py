@@ -30,7 +30,7 @@ import fcntl
 import logging
 import os
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -45,19 +45,28 @@ class SchedulerAlreadyRunning(AggregatorError):
     """Another scheduler holds the run lock of this database."""
 
 
+def _always() -> bool:
+    return True
+
+
 @contextlib.contextmanager
-def run_lock(database_url: str) -> Iterator[None]:
-    """Hold the scheduler's lock on the database at ``database_url``, or raise ``SchedulerAlreadyRunning``."""
+def run_lock(database_url: str) -> Iterator[Callable[[], bool]]:
+    """Hold the scheduler's lock on the database at ``database_url``, or raise ``SchedulerAlreadyRunning``.
+
+    Yields a probe: whether the lock is still held.  A file lock is held until the process
+    lets it go; PostgreSQL drops a session's advisory lock with the session, when the server
+    restarts or the connection breaks, and then a second scheduler could start.
+    """
     url = sa.make_url(database_url)
     backend = url.get_backend_name()
     if backend == "postgresql":
-        with _postgres_lock(url):
-            yield
+        with _postgres_lock(url) as still_held:
+            yield still_held
         return
     database = url.database or ""
     lock_path = _lock_file(url, ".lock")
     if lock_path is None:
-        yield
+        yield _always
         return
     fd = _open_lock_file(lock_path, "starting the scheduler")
     try:
@@ -73,7 +82,7 @@ def run_lock(database_url: str) -> Iterator[None]:
         holder = f"pid {os.getpid()} on {socket.gethostname()} since {datetime.now(UTC):%Y-%m-%d %H:%M:%SZ}"
         os.ftruncate(fd, 0)
         os.pwrite(fd, holder.encode(), 0)
-        yield
+        yield _always
     finally:
         os.close(fd)  # releases the flock; the file stays (unlinking it would race a newcomer)
 
@@ -205,8 +214,14 @@ def _postgres_ingest_lock(url: sa.URL, *, exclusive: bool, what: str) -> Iterato
         engine.dispose()
 
 
+# The advisory locks this session holds (the scheduler's connection holds no other).
+_OWN_ADVISORY_LOCKS = sa.text(
+    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid() AND granted"
+)
+
+
 @contextlib.contextmanager
-def _postgres_lock(url: sa.URL) -> Iterator[None]:
+def _postgres_lock(url: sa.URL) -> Iterator[Callable[[], bool]]:
     engine, shown = _postgres_engine(url)
     key = sa.func.hashtext(sa.literal("aggregator scheduler ") + sa.func.current_schema())
     try:
@@ -216,6 +231,15 @@ def _postgres_lock(url: sa.URL) -> Iterator[None]:
             conn.commit()
         except sa.exc.SQLAlchemyError as exc:
             raise StoreError(f"taking the scheduler lock: {shown}: {exc}") from exc
+
+        def still_held() -> bool:
+            try:
+                count = conn.execute(_OWN_ADVISORY_LOCKS).scalar()
+                conn.commit()  # no transaction left open on the idle lock session
+            except sa.exc.SQLAlchemyError:
+                return False  # the session is gone (a restart, a broken connection): so is its lock
+            return bool(count)
+
         with conn:
             if not held:
                 raise SchedulerAlreadyRunning(
@@ -223,6 +247,6 @@ def _postgres_lock(url: sa.URL) -> Iterator[None]:
                     " database; stop it first"
                 )
             # Held by this connection's session until it closes (or the process dies).
-            yield
+            yield still_held
     finally:
         engine.dispose()

@@ -75,7 +75,7 @@ from aggregator.types import FeedStatus, PollOutcome, PollSummary
 
 log = logging.getLogger(__name__)
 
-EXIT_OK, EXIT_USAGE, EXIT_ALREADY_RUNNING = 0, 2, 3
+EXIT_OK, EXIT_USAGE, EXIT_ALREADY_RUNNING, EXIT_LOCK_LOST = 0, 2, 3, 4
 
 POLL_JOB_ID = "poll"
 NEWSLETTER_JOB_PREFIX = "newsletter:"
@@ -408,9 +408,14 @@ class Service:
         clock: Clock | None = None,
         run_issue: RunIssue = send_issue,
         poll_tick: timedelta = POLL_TICK,
+        lock_held: Callable[[], bool] | None = None,
     ) -> None:
         self.loaded = loaded
         self.store = store
+        # Whether the run lock is still ours (runlock.run_lock's probe), asked every poll tick.
+        self.lock_held = lock_held
+        self.lock_lost = False
+        self.stop_requested = asyncio.Event()  # serve stops when it is set (as by SIGTERM)
         self.clock = clock or SystemClock()
         self.run_issue = run_issue
         self.poll_tick = poll_tick
@@ -461,6 +466,20 @@ class Service:
     async def poll_due(self) -> PollSummary | None:
         """The poll job: fetch and store the feeds that are due now; one log line."""
         if self.stopping:
+            return None
+        if self.lock_held is not None and not await asyncio.to_thread(self.lock_held):
+            # PostgreSQL dropped the session that held the lock (a restart): a second
+            # scheduler may start now and poll and send alongside.  Exit non-zero, so that
+            # the supervisor starts the process again and it takes the lock anew (or finds
+            # the other one and says so).
+            log.error(
+                "the scheduler lock on %s was lost (the database restarted, or the connection"
+                " broke); stopping so that a restart takes it again",
+                self.store.url,
+                extra={"fields": {"event": "lock_lost"}},
+            )
+            self.lock_lost = True
+            self.stop_requested.set()
             return None
         if self._polling:
             # The poll at start (before the catch-up) may still run when the job first fires,
@@ -916,7 +935,10 @@ async def serve(
         else None
     )
     try:
-        await stopping.wait()
+        stopped = (loop.create_task(stopping.wait()), loop.create_task(service.stop_requested.wait()))
+        await asyncio.wait(stopped, return_when=asyncio.FIRST_COMPLETED)
+        for waiter in stopped:
+            waiter.cancel()
     finally:
         if watching is not None:
             watching.cancel()
@@ -1012,7 +1034,8 @@ def run_forever(
     """The long-running process (``python scheduler.py``, ``aggregator run``): returns an exit code.
 
     0 after a clean stop, 2 for a bad config or an unusable database, 3 when another
-    scheduler already runs on the same database.
+    scheduler already runs on the same database, 4 when the run lock was lost while running
+    (PostgreSQL restarted): a supervisor restarting it on failure then takes it again.
     """
     configure_logging(log_format, verbose=verbose)
     watcher = ConfigWatcher(config_path.absolute())
@@ -1026,9 +1049,11 @@ def run_forever(
         log.error("%d problem(s) in %s; not started", len(exc.problems), watcher.path)
         return EXIT_USAGE
     try:
-        with run_lock(loaded.database_url), Store.open(loaded.database_url) as store:
-            service = Service(loaded, store, run_issue=run_issue or send_issue)
+        with run_lock(loaded.database_url) as lock_held, Store.open(loaded.database_url) as store:
+            service = Service(loaded, store, run_issue=run_issue or send_issue, lock_held=lock_held)
             asyncio.run(serve(service, watcher, last_in_process=True))
+        if service.lock_lost:
+            return EXIT_LOCK_LOST
     except SchedulerAlreadyRunning as exc:
         log.error("%s", exc, extra={"fields": {"event": "already_running"}})
         return EXIT_ALREADY_RUNNING

@@ -9,6 +9,7 @@ import threading
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 from aggregator.errors import StoreError
 from aggregator.runlock import SchedulerAlreadyRunning, ingest_lock, run_lock
@@ -101,3 +102,28 @@ def test_a_wait_for_the_ingest_lock_cancelled_lets_it_go_once_it_comes(sqlite_ur
 async def _hold(lock: contextlib.AbstractContextManager[None]) -> None:
     async with _held_from_thread(lock):
         raise AssertionError("the issue holds the lock: this poll cannot have it yet")
+
+
+def test_the_run_lock_says_when_postgresql_dropped_it(database_url: str) -> None:
+    # A PostgreSQL restart ends the session that held the advisory lock; nothing noticed,
+    # and a second scheduler could start on the same database.
+    if not database_url.startswith("postgresql"):
+        with run_lock(database_url) as still_held:
+            assert still_held()  # a file lock is held until the process lets it go
+        return
+    with run_lock(database_url) as still_held:
+        assert still_held()
+        engine = sa.create_engine(sa.make_url(database_url).set(drivername="postgresql+psycopg"))
+        try:
+            with engine.begin() as conn:  # what a restart does to every session
+                conn.execute(
+                    sa.text(
+                        "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory'"
+                        " AND granted AND pid <> pg_backend_pid()"
+                    )
+                )
+        finally:
+            engine.dispose()
+        assert not still_held()
+        with run_lock(database_url):  # free for a new scheduler: the old one must know
+            pass

@@ -651,6 +651,20 @@ def test_sighup_reads_feeds_yaml_at_once_and_a_second_sigterm_while_stopping_sti
     assert first.seen("stopped")
 
 
+@pytest.mark.anyio
+async def test_a_scheduler_that_lost_its_lock_stops_and_says_so(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # (The lock's probe is tested against PostgreSQL in test_runlock.) Running on without it,
+    # a second scheduler would poll and send alongside; stopping lets the supervisor restart it.
+    loaded = load_config(write_config(tmp_path / "feeds.yaml", []))
+    with Store.open(loaded.database_url) as store:
+        service = Service(loaded, store, lock_held=lambda: False)
+        await asyncio.wait_for(serve(service, None, stopping=asyncio.Event()), timeout=10)
+    assert service.lock_lost
+    assert any("scheduler lock" in r.message and "was lost" in r.message for r in caplog.records)
+
+
 def test_a_feeds_yaml_missing_for_a_moment_is_looked_at_twice_like_any_change(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
