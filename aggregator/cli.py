@@ -30,6 +30,7 @@ from aggregator.errors import AggregatorError, ConfigError, StoreError
 from aggregator.runlock import ingest_lock
 from aggregator.store import Store
 from aggregator.types import FeedStatus, PollOutcome, PollSummary, StoredEntry
+from aggregator.urls import without_password
 
 EXIT_OK, EXIT_FEEDS_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -196,7 +197,7 @@ def _report(summary: PollSummary, loaded: LoadedConfig) -> int:
         if outcome.notice:
             echo(f"notice: {outcome.notice}", err=True)
         if outcome.error:
-            echo(f"{loaded.where(outcome.url)}: {outcome.url}: {outcome.error}", err=True)
+            echo(f"{loaded.where(outcome.url)}: {without_password(outcome.url)}: {outcome.error}", err=True)
     seconds = (summary.finished - summary.started).total_seconds()
     echo(
         f"{len(summary.outcomes)} feeds polled in {seconds:.1f}s: {summary.new_entries} new, "
@@ -342,7 +343,7 @@ def status(
         table.add_column(column, overflow="fold")
     for row in rows:
         table.add_row(
-            cell(row["title"] or row["url"]),
+            cell(row["title"] or without_password(row["url"])),
             cell(row["status"] + (f"\n{row['error']}" if row["error"] else "")),
             _short_time(row["last_fetch"]),
             str(row["http_status"] or ""),

@@ -73,6 +73,7 @@ from yarl import URL
 from aggregator import USER_AGENT
 from aggregator._aiohttp import aiohttp
 from aggregator.types import FeedState, FeedStatus, FetchResult
+from aggregator.urls import without_password
 
 log = logging.getLogger(__name__)
 
@@ -420,7 +421,7 @@ class Fetcher:
             broken = _Failed(_describe_transport_error(exc, progress.url, self._settings))
             return self._failed(state, location, progress, now, broken, conditional=conditional)
         except Exception as exc:  # a server found a case not handled above: its feed fails, not the poll
-            log.exception("fetching %s failed unexpectedly", _without_password(progress.url))
+            log.exception("fetching %s failed unexpectedly", without_password(progress.url))
             odd = _Failed(f"fetching {progress.url} failed unexpectedly: {type(exc).__name__}: {exc}")
             return self._failed(state, location, progress, now, odd, conditional=conditional)
 
@@ -679,7 +680,7 @@ class Fetcher:
             fetched_at=now,
             http_status=failure.http_status,
             headers=failure.headers,
-            error=_without_password(failure.message),
+            error=without_password(failure.message),
             conditional=conditional and bool(state.etag or state.last_modified),
             permanent_redirect=progress.permanent_redirect,
             retry_after=failure.retry_after,
@@ -834,24 +835,10 @@ def _flush(inflaters: list[_Inflater]) -> Iterator[bytes]:
 # What to do about a response over the size cap, and about redirects that lead nowhere.
 _RAISE_THE_CAP = "if the feed really is that large, raise polling.max_response_size in feeds.yaml"
 _SEE_WHERE_IT_WENT = "open the url in a browser to see where the feed is now, and update it in feeds.yaml"
+
+
 # A URL's userinfo ("user:password@", "token@"): after "//" (not the "///" of file: URLs),
 # up to the last "@" before the path.
-_USERINFO = re.compile(r"(?<!/)//([^/?#\s'\"]*)@")
-
-
-def _without_password(text: str) -> str:
-    """``text`` with the password of every URL in it masked (``user:***@``); a lone user name,
-    which is then the whole credential (a token), is masked too (``***@``)."""
-    if "@" not in text:
-        return text
-    return _USERINFO.sub(_mask_userinfo, text)
-
-
-def _mask_userinfo(match: re.Match[str]) -> str:
-    user, colon, _ = match[1].partition(":")
-    return f"//{user}:***@" if colon else "//***@"
-
-
 def _too_large(limit: int, url: str, http_status: int) -> _Failed:
     return _Failed(
         f"response larger than {_size(limit)} at {url}: stopped reading; {_RAISE_THE_CAP}",
@@ -866,6 +853,10 @@ def _content_codings(encoding: str, url: str) -> list[str] | None:
     Repeated Content-Encoding headers come joined (``gzip, gzip``), as a list does.
     """
     codings = [part.strip() for part in encoding.split(",") if part.strip()]
+    if len(codings) > 1:
+        # A token that names no compression ("utf-8", "none": misconfigured servers) changes
+        # nothing, alone or in a stack; httpx skips it too.
+        codings = [c for c in codings if c in _COMPRESSIONS or c in _Inflater.CODINGS] or ["identity"]
     unknown = [c for c in codings if c in _COMPRESSIONS and c not in _DECODABLE]
     if unknown:
         # httpx would pass such a body on as it came, and the parser would call it broken XML.

@@ -43,6 +43,7 @@ from aggregator.config import Config, FeedConfig, LoadedConfig, PollingConfig
 from aggregator.errors import StoreError
 from aggregator.parsepool import ParseOutcome, ParsePool
 from aggregator.store import SaveCounts, Store
+from aggregator.urls import without_password
 
 if TYPE_CHECKING:
     from aggregator.dedupe import DedupeSettings
@@ -237,7 +238,7 @@ async def _store_one(  # noqa: PLR0917 -- private; the pieces of one poll cycle
             parsed = await parser.parse(result.body, result.headers, result.final_url, known)
         if parsed.feed is not None:
             for warning in parsed.feed.warnings:
-                log.warning("%s: %s: %s", loaded.where(feed.url), feed.url, warning)
+                log.warning("%s: %s: %s", loaded.where(feed.url), without_password(feed.url), warning)
         new_state = polling.advance_state(
             state,
             result,
@@ -455,8 +456,9 @@ class _StoreWriter:
 def _redirect_notice(loaded: LoadedConfig, url: str, old: FeedState, new: FeedState) -> str | None:
     if new.fetch_url and new.fetch_url != old.fetch_url:
         return (
-            f"{loaded.where(url)}: {url} has moved permanently to {new.fetch_url}; "
-            "polling the new address from now on: update the url in feeds.yaml"
+            f"{loaded.where(url)}: {without_password(url)} has moved permanently to"
+            f" {without_password(new.fetch_url)}; polling the new address from now on: update the url"
+            " in feeds.yaml"
         )
     return None
 
@@ -518,8 +520,11 @@ def publish_output(loaded: LoadedConfig, store: Store, now: datetime) -> Publish
     titles = store.feed_titles()
     titles.update({f.url: f.title for f in loaded.config.feeds if f.title})
     output = loaded.config.output
-    # per_topic: a quiet topic's feed shows its older stories too, and is not removed.
-    snapshot = read_snapshot(store, titles, now, at_least=output.max_stories, per_topic=output.max_stories)
+    # per_topic: a quiet configured topic's feed shows its older stories too, and is not removed.
+    configured = {t.name for t in loaded.config.topics} | {t for f in loaded.config.feeds for t in f.topics}
+    snapshot = read_snapshot(
+        store, titles, now, at_least=output.max_stories, per_topic=output.max_stories, kept_topics=configured
+    )
     settings = PublishSettings(output.title, output.base_url, output.max_stories)
     return publish_feeds(snapshot, loaded.base_dir / output.dir, settings)
 

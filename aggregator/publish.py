@@ -121,12 +121,6 @@ class PublishResult:
 # --------------------------------------------------------------------------- names
 
 
-# Punctuation that only parts words, as spaces and dashes do: a slug without it loses nothing
-# a reader of the name needs ("Russia / Ukraine" is russia-ukraine).  "#", "+" and "&" are
-# not here: "C#" and "C++" are different topics.
-_PARTING_PUNCTUATION = frozenset("/,.:;|()[]'\"\u2018\u2019\u201c\u201d!?\u2026")
-
-
 def _slugify(name: str) -> str:
     """The readable part of a slug: lower-case ASCII words joined by "-", maybe empty."""
     # Dashes of every kind (Unicode Pd: en and em dashes, hyphens…) and separators (Z*)
@@ -139,30 +133,26 @@ def _slugify(name: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", ascii_name.lower()).strip("-")[:60].strip("-")
 
 
-def _folds_to_ascii(name: str) -> bool:
-    """Whether ``_slugify`` keeps every letter and digit of ``name`` (accents aside).
-
-    Such a slug tells the name from every other but for case and punctuation; any other
-    character (a "#", "+", "&", a Cyrillic or Han letter) would be dropped.
-    """
-    for c in unicodedata.normalize("NFKD", name):
-        category = unicodedata.category(c)
-        if c.isascii() and c.isalnum():
-            continue
-        if category.startswith(("M", "Z")) or category == "Pd" or c in _PARTING_PUNCTUATION:
-            continue
-        return False
-    return True
+def _loses_letters(name: str) -> bool:
+    """Whether folding ``name`` to ASCII drops a letter or digit (a Cyrillic, Greek or Han
+    one; accents are kept as their base letter)."""
+    return any(
+        not c.isascii() and unicodedata.category(c)[0] in "LN" for c in unicodedata.normalize("NFKD", name)
+    )
 
 
 def _slug(name: str) -> str:
-    """The slug of ``name`` alone: readable, plus a short hash of the name when folding lost some of it."""
+    """The slug of ``name``: readable, plus a short hash of the name when folding to ASCII
+    drops letters or leaves nothing.
+
+    Without the hash every Cyrillic or Chinese name would be ``topic`` (or the digits in it),
+    told apart by ``-2``, ``-3`` in the order of whichever names a cycle has: a subscriber's
+    feed would change topic as other topics come and go.  Symbols are not letters: "R&D"
+    stays ``r-d``, as it always was (a new hash would move every such feed).
+    """
     readable = _slugify(name)
-    if readable and _folds_to_ascii(name):
+    if readable and not _loses_letters(name):
         return readable
-    # Without the hash "C#" and "C++" (or every Cyrillic name) would make the same slug and
-    # be told apart by the order of whichever names this cycle has: a subscriber's feed
-    # would change topic when another topic comes or goes.
     digest = hashlib.sha256(unicodedata.normalize("NFC", name).encode()).hexdigest()[:6]
     return f"{readable or 'topic'}-{digest}"
 
@@ -170,11 +160,11 @@ def _slug(name: str) -> str:
 def topic_slugs(topics: Iterable[str]) -> dict[str, str]:
     """Topic name → the file name of its feeds: ``"Russia / Ukraine"`` → ``russia-ukraine``.
 
-    A name whose letters and digits all fold to ASCII keeps its readable slug; any other
-    gets a short hash of the name after it (``"C#"`` → ``c-`` and six hex digits,
-    ``"Россия"`` → ``topic-`` and six), so a slug depends on its name alone.  Names that
-    still make the same slug (they differ only in case or punctuation: ``"AI"``, ``"ai"``)
-    are told apart by ``-2``, ``-3``… in sorted order.
+    A name whose letters and digits all fold to ASCII keeps its readable slug; one that
+    loses letters gets a short hash of the name after it (``"Россия"`` → ``topic-`` and six
+    hex digits), so its slug depends on its name alone.  Names that still make the same
+    slug (they differ only in case, punctuation or symbols: ``"AI"`` and ``"ai"``, ``"C#"``
+    and ``"C++"``) are told apart by ``-2``, ``-3``… in sorted order.
     """
     slugs: dict[str, str] = {}
     used: set[str] = set()
@@ -583,8 +573,9 @@ def publish_feeds(snapshot: Snapshot, output_dir: Path, settings: PublishSetting
     """Render every feed of ``snapshot`` and write each atomically under ``output_dir``.
 
     Topic feeds of topics no longer in the snapshot are removed (a reader gets a 404
-    rather than a feed frozen forever); ``read_snapshot(per_topic=...)`` puts the newest
-    stories of every stored topic in it, so those are the topics with no story left.
+    rather than a feed frozen forever); ``read_snapshot(per_topic=..., kept_topics=...)``
+    puts the newest stories of every configured topic in it, so those are the configured
+    topics with no story left and automatic topics with no recent story.
     Files that did not change are not rewritten.  Temporary files older than ten minutes
     (by ``snapshot.taken``), left by a process that died while writing, are removed.
     """

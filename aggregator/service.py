@@ -72,6 +72,7 @@ from aggregator.errors import AggregatorError, ConfigError, ConfigProblem, Store
 from aggregator.runlock import SchedulerAlreadyRunning, ingest_lock, run_lock
 from aggregator.store import Store
 from aggregator.types import FeedStatus, PollOutcome, PollSummary
+from aggregator.urls import without_password
 
 log = logging.getLogger(__name__)
 
@@ -861,21 +862,22 @@ def _log_outcome(loaded: LoadedConfig, outcome: PollOutcome) -> None:
     where = loaded.where(outcome.url)
     if outcome.notice:
         log.warning("notice: %s", outcome.notice)
+    shown = without_password(outcome.url)  # logs travel to collectors: no feed's password
     fields = {
         "event": "feed_polled",
-        "feed": outcome.url,
+        "feed": shown,
         "status": outcome.status.value,
         "new_entries": outcome.new_entries,
         "updated_entries": outcome.updated_entries,
         "error": outcome.error,
     }
     if outcome.error:
-        log.warning("%s: %s: %s", where, outcome.url, outcome.error, extra={"fields": fields})
+        log.warning("%s: %s: %s", where, shown, outcome.error, extra={"fields": fields})
     else:
         log.debug(
             "%s: %s: %s, %d new, %d updated: stored",
             where,
-            outcome.url,
+            shown,
             outcome.status.value,
             outcome.new_entries,
             outcome.updated_entries,

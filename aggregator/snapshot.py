@@ -38,7 +38,7 @@ from __future__ import annotations
 import re
 import uuid
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
@@ -344,6 +344,7 @@ def read_snapshot(
     at_least: int = 0,
     since: datetime | None = None,
     per_topic: int = 0,
+    kept_topics: Collection[str] = (),
 ) -> Snapshot:
     """The snapshot of the stored entries first seen since ``since`` (default: the last two weeks).
 
@@ -356,11 +357,13 @@ def read_snapshot(
     it, it reaches twice as far back, until it holds every entry: a quiet instance still
     publishes a full feed, and a busy one never reads its whole history.
 
-    ``per_topic`` is how many stories a topic feed shows.  A topic with fewer in the window
-    gets its newest other stories (by when each was first seen) read by id, up to that many
-    in all: a quiet topic's feed keeps its older stories, and every topic that still has
-    stories is in the snapshot.  Those stories are all older than the window, so the
-    newest ``at_least`` are still the newest.
+    ``per_topic`` is how many stories a topic feed shows.  A topic in the window with fewer
+    than that, and a topic of ``kept_topics`` (the configured ones) with fewer or none, get
+    their newest other stories (by when each was first seen) read by id, up to that many in
+    all: a quiet configured topic keeps its feed and its older stories.  An automatic topic
+    with no story in the window is left out (its feed goes): they come and go with the
+    news, and filling every one ever named read the whole history at every publish.  The
+    stories added are all older than the window, so the newest ``at_least`` stay the newest.
     """
     records = list(store.iter_stories())
     members = {s.id: s.entry_ids for s in records}
@@ -381,17 +384,22 @@ def read_snapshot(
             break  # the window holds every entry: this is all there is
         reach *= 2
         start = now - reach
-    if per_topic > 0 and (older := _quiet_topic_entries(store, snapshot, records, per_topic)):
+    if per_topic > 0 and (older := _quiet_topic_entries(store, snapshot, records, per_topic, kept_topics)):
         snapshot = build_snapshot(_whole_stories(store, entries + older, members), feed_titles, now, records)
     return snapshot
 
 
 def _quiet_topic_entries(
-    store: SnapshotSource, snapshot: Snapshot, records: Sequence[StoredStoryRecord], per_topic: int
+    store: SnapshotSource,
+    snapshot: Snapshot,
+    records: Sequence[StoredStoryRecord],
+    per_topic: int,
+    kept_topics: Collection[str],
 ) -> list[StoredEntry]:
-    """The entries of the stories each topic lacks in ``snapshot`` to show ``per_topic``:
-    its newest stored stories by first sighting, read by id (at most ``per_topic`` a topic)."""
-    wanting = dict.fromkeys((t for r in records for t in r.topics), per_topic)
+    """The entries of the stories each topic in ``snapshot`` or in ``kept_topics`` lacks to
+    show ``per_topic``: its newest stored stories by first sighting, read by id (at most
+    ``per_topic`` a topic)."""
+    wanting = dict.fromkeys({*snapshot.topics, *kept_topics}, per_topic)
     for story in snapshot.stories:
         for topic in set(story.topics) & wanting.keys():
             wanting[topic] -= 1

@@ -17,6 +17,10 @@ What changes and why:
   sites identify the article there (``?p=123``, ``storyid=``).
 
 The function is idempotent: ``canonical_url(canonical_url(u)) == canonical_url(u)``.
+
+``without_password`` is the other way a URL is shown: a feed URL may carry credentials
+(``https://user:password@host/feed``), and wherever one is printed or logged its password
+reads ``***``.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from __future__ import annotations
 import re
 from urllib.parse import urlsplit
 
-__all__ = ["TRACKING_PARAMETERS", "canonical_url"]
+__all__ = ["TRACKING_PARAMETERS", "canonical_url", "without_password"]
 
 # Parameters that only say how a reader arrived (campaign, ad click, newsletter),
 # never which article is served.  Compared case-insensitively.
@@ -127,3 +131,21 @@ def _strip_tracking(query: str) -> str:
             continue
         kept.append(pair)
     return "&".join(kept)
+
+
+# From "//" to the last "@" before the authority ends (a "/" or whitespace): a password may
+# hold "'", "#" or "?" (valid or mistyped), and must be masked all the same.
+_USERINFO = re.compile(r"(?<!/)//([^/\s]*)@")
+
+
+def without_password(text: str) -> str:
+    """``text`` with the password of every URL in it masked (``user:***@``); a lone user name,
+    which is then the whole credential (a token), is masked too (``***@``)."""
+    if "@" not in text:
+        return text
+    return _USERINFO.sub(_mask_userinfo, text)
+
+
+def _mask_userinfo(match: re.Match[str]) -> str:
+    user, colon, _ = match[1].partition(":")
+    return f"//{user}:***@" if colon else "//***@"

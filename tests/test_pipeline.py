@@ -25,12 +25,13 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 import aggregator.cli
-from aggregator import parsepool, pipeline
+from aggregator import parsepool, pipeline, service
 from aggregator.cli import app
 from aggregator.config import load_config
 from aggregator.runlock import run_lock
 from aggregator.store import Store, entry_id
-from aggregator.types import DuplicateEvidence, Entry, FeedState, FeedStatus
+from aggregator.types import DuplicateEvidence, Entry, FeedState, FeedStatus, PollOutcome
+from aggregator.urls import without_password
 from tests.feedserver import FeedServer
 
 FEEDS = Path(__file__).parent / "feeds"
@@ -652,3 +653,33 @@ def test_a_small_poll_where_every_feed_answers_304_starts_no_parser_process(
     feed_server.add_feed("/news.xml", GOOD_RSS.replace(b"Ferry", b"Bus"), etag='"v2"')
     assert cli(config, "poll").exit_code == 0  # a body: one worker parses it
     assert len(started) == 1
+
+
+def test_no_output_or_log_line_shows_the_password_of_a_feed_url(
+    feed_server: FeedServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The fetch's error was masked, but the CLI's line, the scheduler's log and the moved
+    # notice printed the feed URL as configured, password and all.
+    failing = feed_server.url("/error").replace("//", "//reader:it's-s3cret@")
+    moved = feed_server.url("/moved").replace("//", "//reader:it's-s3cret@")
+    config = write_config(tmp_path, [failing, moved])
+    for _ in range(3):  # a permanent redirect is followed once it was seen three times
+        result = cli(config, "poll")
+    service._log_outcome(load_config(config), PollOutcome(failing, FeedStatus.ERROR, error="x"))
+    shown = result.output + "".join(r.getMessage() + str(getattr(r, "fields", "")) for r in caplog.records)
+    assert "reader:***@" in result.output
+    assert "s3cret" not in shown
+
+
+@pytest.mark.parametrize(
+    ("text", "masked"),
+    [
+        ("http://u:p@h/x", "http://u:***@h/x"),
+        ("at http://reader:it's@127.0.0.1:8/error: no", "at http://reader:***@127.0.0.1:8/error: no"),
+        ("not a valid URL: 'http://reader:p#w0rd@h/f'", "not a valid URL: 'http://reader:***@h/f'"),
+        ("https://token@h/f and http://x/y@z", "https://***@h/f and http://x/y@z"),
+        ("a@b.example wrote", "a@b.example wrote"),
+    ],
+)
+def test_every_password_in_a_url_is_masked_whatever_it_holds(text: str, masked: str) -> None:
+    assert without_password(text) == masked
