@@ -3,10 +3,12 @@
 The composition root of the long-running process, with no logic of its own: it reads the
 command line and hands over to ``aggregator.service.run_forever``, which polls the feeds
 that are due, sends each newsletter on its schedule, reloads ``feeds.yaml`` when it is
-edited, and stops cleanly on SIGTERM or Ctrl-C.  ``aggregator run`` does the same.
+edited (at once on SIGHUP), and stops cleanly on SIGTERM or Ctrl-C.  ``aggregator run``
+does the same.
 
 Exit codes: 0 after a clean stop, 2 for a bad ``feeds.yaml`` or an unusable database,
-3 when another scheduler already runs on the same database.
+3 when another scheduler already runs on the same database, 4 when its lock on a
+PostgreSQL database was lost while running (a database restart): restart it.
 """
 
 from __future__ import annotations

@@ -104,6 +104,8 @@ def describe(outcome: newsletters.IssueOutcome) -> str:
         parts.append(f"{outcome.failed} failed")
     if outcome.uncertain:
         parts.append(f"{len(outcome.uncertain)} uncertain")
+    if outcome.unsubscribed:
+        parts.append(f"{outcome.unsubscribed} unsubscribed since it was frozen")
     more = (
         f" ({outcome.stories - outcome.shown} more in the archive)" if outcome.stories > outcome.shown else ""
     )

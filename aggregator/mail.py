@@ -455,28 +455,33 @@ class SmtpTransport(Transport):
         try:
             code, reply = conn.mail(sender)
             if code != 250:
-                self._reset(conn)
-                # The sender is refused (authentication required, a domain it may not send
-                # for, a rate limit): every recipient would be, so the issue waits.
-                refused = _classify(code, reply, "MAIL FROM")
-                login = (
-                    "logged in" if self.settings.username else "no login: the username variable is not set"
-                )
-                return DeliveryResult(
-                    Outcome.RETRY,
-                    f"{refused.detail}: the server refuses the sender {sender} ({login}); check smtp:"
-                    " and the newsletter's sender in feeds.yaml, and the credentials' environment"
-                    " variables; the issue waits until then",
-                    server_down=True,
-                )
+                return self._refused(conn, code, reply, "MAIL FROM", sender)
             code, reply = conn.rcpt(address)
             if code not in (250, 251):
-                self._reset(conn)
-                return _classify(code, reply, "RCPT TO")
+                return self._refused(conn, code, reply, "RCPT TO", sender)
         except (OSError, smtplib.SMTPException):
             self._drop()
             return _LOST
         return None
+
+    def _refused(self, conn: smtplib.SMTP, code: int, reply: bytes, step: str, sender: str) -> DeliveryResult:
+        if code == 421:  # the server closes the session (an idle one timed out): not a refusal
+            self._drop()
+            return _LOST
+        self._reset(conn)
+        refused = _classify(code, reply, step)
+        if step != "MAIL FROM":
+            return refused
+        # The sender is refused (authentication required, a domain it may not send for, a
+        # rate limit): every recipient would be, so the issue waits.
+        login = "logged in" if self.settings.username else "no login: the username variable is not set"
+        return DeliveryResult(
+            Outcome.RETRY,
+            f"{refused.detail}: the server refuses the sender {sender} ({login}); check smtp: and the"
+            " newsletter's sender in feeds.yaml, and the credentials' environment variables; the"
+            " issue waits until then",
+            server_down=True,
+        )
 
     def _data(self, data: bytes, before_data: Callable[[], None]) -> DeliveryResult:
         """DATA in two steps (smtplib's ``data`` in one cannot tell them apart): until the
@@ -496,7 +501,13 @@ class SmtpTransport(Transport):
             else:
                 self._reset(conn)  # else the next MAIL FROM meets "503 nested MAIL command"
             return _classify(code, reply, "DATA")
-        before_data()
+        try:
+            before_data()
+        except BaseException:
+            # The server now waits for the message: this session is of no further use (the
+            # next MAIL FROM would be read as message text).  Nothing was sent.
+            self._drop()
+            raise
         body = re.sub(rb"(?m)^\.", b"..", data)  # dot-stuffing (RFC 5321 4.5.2), as smtplib does
         if not body.endswith(b"\r\n"):
             body += b"\r\n"

@@ -16,9 +16,10 @@ by issue:
    new → the issue is stored as ``empty`` (no email) and the next window starts after it.
 2. Archive: the snapshot rendered without any personal token, plus an index page.
 3. Deliver, one message per recipient, each recorded in the store before it is
-   attempted: ``pending`` → ``sending`` (claimed) → ``in_data`` (DATA begun) → ``sent``,
+   attempted: ``pending`` → ``sending`` (claimed) → ``in_data`` (the server took DATA) → ``sent``,
    ``retry`` (4xx; backoff until the next issue is due), ``failed`` (5xx) or
-   ``uncertain`` (the connection broke during DATA).  After a crash, ``sending`` rows go
+   ``uncertain`` (the connection broke during DATA), or ``unsubscribed`` (the reader left
+   after the freeze: not sent).  After a crash, ``sending`` rows go
    back to ``pending`` (DATA never started) and ``in_data`` rows become ``uncertain``:
    nobody gets a second copy.  With the outbox the file itself settles it.
 
@@ -40,9 +41,10 @@ import os
 import re
 import secrets
 import tempfile
+import zoneinfo
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import quote, urljoin, urlsplit
 from zoneinfo import ZoneInfo
@@ -51,7 +53,7 @@ from aggregator import digest, mail
 from aggregator.config import LoadedConfig, NewsletterConfig
 from aggregator.errors import AggregatorError, DeliveryError
 from aggregator.runlock import ingest_lock, sending_lock
-from aggregator.schedule import newsletter_trigger
+from aggregator.schedule import NewsletterTrigger, newsletter_trigger
 from aggregator.snapshot import read_snapshot
 from aggregator.store import IssueRecord, Store
 
@@ -77,6 +79,7 @@ class IssueOutcome:
     sent: int = 0
     retrying: int = 0
     failed: int = 0
+    unsubscribed: int = 0  # recipients who unsubscribed after the issue was frozen: not sent
     uncertain: tuple[str, ...] = ()  # recipients who may or may not have received it
     errors: tuple[str, ...] = ()
     archive: Path | None = None
@@ -157,16 +160,59 @@ def is_due(letter: NewsletterConfig, counted_from: datetime | None, now: datetim
 
 
 def schedule_counted_from(
-    store: Store, letter: NewsletterConfig, latest: IssueRecord | None, now: datetime
+    store: Store,
+    letter: NewsletterConfig,
+    latest: IssueRecord | None,
+    now: datetime,
+    *,
+    edited: datetime | None = None,
+    record: bool = True,
 ) -> datetime | None:
-    """After what moment a scheduled time of ``letter`` calls for a new issue: the end of
-    its newest issue, or when its schedule last changed if that came later (a time of the
-    new schedule before the change is no issue missed: moving 07:00 to 09:00 at 10:00 would
-    send a second issue at once).  None when it has no issue yet."""
-    since = store.schedule_since(letter.name, letter.schedule, letter.timezone, now)
+    """After what moment a scheduled time of ``letter`` calls for a new issue; None when it
+    has no issue yet.
+
+    That is the end of its newest issue, or when its schedule changed if that came later:
+    a time of the new schedule before the change is no issue missed (moving 07:00 to 09:00
+    at 10:00 would send a second issue at once).  The change is dated when it is first seen
+    here, or when feeds.yaml was last written (``edited``) if earlier: a change read only
+    after the new time (an hourly ``run --once``) still sends that day's issue.  And if the
+    old schedule had an issue due by then that never went out, the change holds nothing
+    back: that issue still goes.  ``record=False`` (``aggregator status``) writes nothing.
+    """
+    known = store.newsletter_schedule(letter.name)
+    if known is not None and known[:2] == (letter.schedule, letter.timezone):
+        since = known[2]
+    else:
+        changed = min(now, edited) if edited is not None else now
+        since = None if known is None else _change_counts_from(known[0], known[1], latest, changed)
+        if record:
+            store.record_newsletter_schedule(letter.name, letter.schedule, letter.timezone, since)
     if latest is None:
         return None
     return latest.window_end if since is None else max(latest.window_end, since)
+
+
+def config_written(loaded: LoadedConfig) -> datetime | None:
+    """When feeds.yaml was last written (its modification time), None when unreadable."""
+    try:
+        return datetime.fromtimestamp(loaded.path.stat().st_mtime, UTC)
+    except OSError:
+        return None
+
+
+def _change_counts_from(
+    old_schedule: str, old_timezone: str, latest: IssueRecord | None, changed: datetime
+) -> datetime | None:
+    """When a schedule change at ``changed`` starts to count; None when it holds nothing back
+    (no issue yet, or the old schedule had one due after the last that never went out)."""
+    if latest is None:
+        return None
+    try:
+        old = NewsletterTrigger(old_schedule, old_timezone)
+    except (ValueError, KeyError, zoneinfo.ZoneInfoNotFoundError):
+        return changed  # an old schedule this version cannot read: date the change, no more
+    missed = old.get_next_fire_time(None, latest.window_end + timedelta(seconds=1))
+    return None if missed is not None and missed <= changed else changed
 
 
 def next_issue_time(letter: NewsletterConfig, after: datetime) -> datetime:
@@ -290,9 +336,9 @@ def secret_key(loaded: LoadedConfig) -> bytes:
     Raises ``AggregatorError`` for a key too short to sign with: with an empty one, anyone
     could forge an unsubscribe or a confirmation link.
     """
-    from_env = os.environ.get(SECRET_ENV)
-    if from_env is not None:
-        return _long_enough(from_env.strip().encode(), f"${SECRET_ENV}")
+    from_env = os.environ.get(SECRET_ENV, "").strip()
+    if from_env:  # set but empty (docker-compose's ${VAR:-}) means unset, as it always did
+        return _long_enough(from_env.encode(), f"${SECRET_ENV}")
     path = loaded.base_dir / "data" / "secret.key"
     try:
         return _long_enough(path.read_bytes().strip(), str(path))
@@ -431,13 +477,18 @@ def _run_newsletter(run: _Run, letter: NewsletterConfig, *, force: bool) -> None
     latest = run.store.latest_issue(letter.name)
     if latest is not None and latest.status == "sending":
         # Retries run until the next issue is due; then whatever is left fails.
-        counted_from = schedule_counted_from(run.store, letter, latest, run.now)
+        counted_from = schedule_counted_from(
+            run.store, letter, latest, run.now, edited=config_written(run.loaded)
+        )
         final = counted_from is not None and next_issue_time(letter, counted_from) <= run.now
         run.outcomes.append(_deliver(run, letter, latest, final=final))
         latest = run.store.latest_issue(letter.name)
         if latest is not None and latest.status == "sending":
             return
-    if not force and not is_due(letter, schedule_counted_from(run.store, letter, latest, run.now), run.now):
+    counted_from = schedule_counted_from(
+        run.store, letter, latest, run.now, edited=config_written(run.loaded)
+    )
+    if not force and not is_due(letter, counted_from, run.now):
         return
     # Alone against polls in other processes while the window is read: a poll stamps what it
     # stores with its own clock reading, so one still storing could hold entries dated
@@ -717,6 +768,7 @@ def _deliver(run: _Run, letter: NewsletterConfig, record: IssueRecord, *, final:
         sent=sum(r.status == "sent" for r in rows),
         retrying=sum(r.status == "retry" for r in rows),
         failed=sum(r.status == "failed" for r in rows),
+        unsubscribed=sum(r.status == "unsubscribed" for r in rows),
         uncertain=tuple(r.recipient for r in rows if r.status == "uncertain"),
         errors=tuple(errors),
         archive=archive,
@@ -758,7 +810,9 @@ def _deliver_one(  # noqa: PLR0917 -- private
         detail = f"{address}: unexpected error: {type(exc).__name__}: {exc}"
         if data_began:  # it may have arrived: never send it again
             return mail.DeliveryResult(mail.Outcome.UNCERTAIN, detail)
-        return mail.DeliveryResult(mail.Outcome.FAILED, detail)
+        # Nothing left: tried again later (backing off; given up when the next issue is due),
+        # since it may pass (a database locked for a moment while the claim was written).
+        return mail.DeliveryResult(mail.Outcome.RETRY, detail)
 
 
 # ----------------------------------------------------------------------- archive

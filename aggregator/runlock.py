@@ -33,6 +33,7 @@ import socket
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 import sqlalchemy as sa
 
@@ -167,9 +168,20 @@ def _waiting_for(exclusive: bool, where: str) -> str:
 
 
 def _lock_file(url: sa.URL, suffix: str) -> Path | None:
-    """The lock file beside a SQLite database file; None when no other process can open it."""
+    """The lock file beside a SQLite database file; None when no other process can open it
+    (an in-memory database).  A URI database (``sqlite:///file:data.db?mode=ro&uri=true``) is
+    a file too: it names its path after ``file:``."""
+    if url.get_backend_name() != "sqlite":
+        return None
     database = url.database or ""
-    if url.get_backend_name() != "sqlite" or database in ("", ":memory:") or url.query.get("uri"):
+    if url.query.get("uri"):
+        if url.query.get("mode") == "memory" or not database.startswith("file:"):
+            return None
+        parts = urlsplit(database)
+        if "mode=memory" in parts.query:
+            return None
+        database = unquote(parts.path)
+    if database in ("", ":memory:"):
         return None
     return Path(database).absolute().with_name(Path(database).name + suffix)
 

@@ -209,15 +209,24 @@ async def send_issue(
     )
 
 
-def _waiting(store: Store, newsletter: NewsletterConfig, now: datetime) -> bool:
+def _waiting(
+    store: Store, newsletter: NewsletterConfig, now: datetime, edited: datetime | None = None
+) -> bool:
     """Whether ``newsletter`` has mail to send at ``now`` outside its cron job (see
     ``_next_waiting``).  A newsletter never sent waits for its first time (or the start of the
     process), as before."""
-    found = _next_waiting(store, newsletter, now)
+    found = _next_waiting(store, newsletter, now, edited=edited)
     return found is not None and found[0] <= now
 
 
-def _next_waiting(store: Store, newsletter: NewsletterConfig, now: datetime) -> tuple[datetime, str] | None:
+def _next_waiting(
+    store: Store,
+    newsletter: NewsletterConfig,
+    now: datetime,
+    *,
+    edited: datetime | None = None,
+    record: bool = True,
+) -> tuple[datetime, str] | None:
     """When the retry job next has mail of ``newsletter`` to send, and what: deliveries of the
     issue still sending (new ones now, a retry at its time), or an issue whose scheduled time
     passed without one (now); None when nothing waits."""
@@ -225,7 +234,9 @@ def _next_waiting(store: Store, newsletter: NewsletterConfig, now: datetime) -> 
     if latest is None:
         return None
     if latest.status != "sending":
-        counted_from = newsletters.schedule_counted_from(store, newsletter, latest, now)
+        counted_from = newsletters.schedule_counted_from(
+            store, newsletter, latest, now, edited=edited, record=record
+        )
         due = schedule.due_issue(schedule.newsletter_trigger(newsletter), counted_from, now)
         return None if due is None else (now, f"{newsletter.name}: an issue is due")
     waiting = [
@@ -239,12 +250,14 @@ def _next_waiting(store: Store, newsletter: NewsletterConfig, now: datetime) -> 
     return min(waiting), f"{newsletter.name} #{latest.number}: {len(waiting)} {noun} waiting"
 
 
-def covered_until(store: Store, newsletter: NewsletterConfig, now: datetime) -> tuple[datetime | None, bool]:
+def covered_until(
+    store: Store, newsletter: NewsletterConfig, now: datetime, edited: datetime | None = None
+) -> tuple[datetime | None, bool]:
     """After what moment a scheduled time of ``newsletter`` calls for an issue (the end of
     its newest issue, or a later change of its schedule: ``newsletters.schedule_counted_from``),
     and whether that issue is still being sent."""
     latest = store.latest_issue(newsletter.name)
-    counted_from = newsletters.schedule_counted_from(store, newsletter, latest, now)
+    counted_from = newsletters.schedule_counted_from(store, newsletter, latest, now, edited=edited)
     return counted_from, latest is not None and latest.status == "sending"
 
 
@@ -586,7 +599,8 @@ class Service:
             if failed is not None and self.clock.now() - failed < FAILED_ISSUE_PAUSE:
                 continue  # it failed as a whole (no SMTP password, say): not again every minute
             try:
-                waiting = await asyncio.to_thread(_waiting, self.store, newsletter, self.clock.now())
+                edited = newsletters.config_written(self.loaded)
+                waiting = await asyncio.to_thread(_waiting, self.store, newsletter, self.clock.now(), edited)
             except StoreError as exc:
                 log.error("newsletter %s: %s; trying again in %s", newsletter.name, exc, self.poll_tick)
                 continue
@@ -622,7 +636,8 @@ class Service:
                     now = self.clock.now()
             if self._stop_requested():  # meanwhile: the cancelled cycle stored only part of its feeds
                 return ()
-            until, sending = await asyncio.to_thread(covered_until, self.store, newsletter, now)
+            edited = newsletters.config_written(self.loaded)
+            until, sending = await asyncio.to_thread(covered_until, self.store, newsletter, now, edited)
             if until is None and at_start:
                 return await self._send(newsletter, now, now)
             scheduled_for = schedule.due_issue(schedule.newsletter_trigger(newsletter), until, now)
@@ -1112,8 +1127,12 @@ def next_runs(loaded: LoadedConfig, store: Store, now: datetime) -> list[NextRun
 
 def _retry_run(loaded: LoadedConfig, store: Store, now: datetime) -> NextRun:
     """What the retry job has waiting (see ``_next_waiting``): the earliest time, and for whom."""
+    edited = newsletters.config_written(loaded)
     found = [
-        w for letter in loaded.config.newsletters if (w := _next_waiting(store, letter, now)) is not None
+        w
+        for letter in loaded.config.newsletters
+        # Read only: `aggregator status` must not record what it sees (nor need to write).
+        if (w := _next_waiting(store, letter, now, edited=edited, record=False)) is not None
     ]
     if not found:
         return NextRun(RETRY_JOB_ID, None, "nothing to retry")

@@ -136,10 +136,11 @@ class IssueRecord:
 class DeliveryRecord:
     """One recipient of one issue.
 
-    ``status``: ``pending`` (not tried), ``sending`` (claimed; DATA may have gone out),
-    ``sent``, ``retry`` (a 4xx; try again at ``next_attempt``), ``failed`` (a 5xx, or
-    retries ran out), ``uncertain`` (the connection broke during DATA: it may have
-    arrived, so it is never sent again).
+    ``status``: ``pending`` (not tried), ``sending`` (claimed), ``in_data`` (the server
+    took DATA: the message may have gone out), ``sent``, ``retry`` (a 4xx; try again at
+    ``next_attempt``), ``failed`` (a 5xx, or retries ran out), ``uncertain`` (the
+    connection broke during DATA: it may have arrived, so it is never sent again),
+    ``unsubscribed`` (the reader left after the issue was frozen: not sent).
     """
 
     newsletter: str
@@ -1329,28 +1330,27 @@ class Store:
             if conn.execute(update).rowcount == 0 and _insert_missing(conn, table, [row]) == 0:
                 conn.execute(update)  # subscribed meanwhile by another request
 
-    def schedule_since(self, newsletter: str, schedule: str, timezone: str, now: datetime) -> datetime | None:
-        """Since when ``newsletter`` has had this ``schedule`` in ``timezone``: ``now`` when
-        it differs from the one recorded (which it then replaces), the recorded time of the
-        last change otherwise, and None when it has not changed since it was first seen.
-
-        A scheduled time of a new schedule before it was set is no issue missed: without
-        this, moving a 07:00 newsletter to 09:00 at 10:00 sent a second issue at once.
-        """
+    def newsletter_schedule(self, newsletter: str) -> tuple[str, str, datetime | None] | None:
+        """``(schedule, timezone, since)`` last recorded for ``newsletter`` (``since``: when
+        it took effect, None when it has not changed since first recorded); None if never."""
         table = schedules_table
-        key = table.c.newsletter == newsletter
-        query = sa.select(table.c.schedule, table.c.timezone, table.c.since).where(key)
+        query = sa.select(table.c.schedule, table.c.timezone, table.c.since).where(
+            table.c.newsletter == newsletter
+        )
         with self._transaction(f"reading the schedule of {newsletter}", write=False) as conn:
             row = conn.execute(query).first()
-        if row is not None and (row.schedule, row.timezone) == (schedule, timezone):
-            return cast("datetime | None", row.since)  # the answer almost every time: a read
+        return None if row is None else (row.schedule, row.timezone, row.since)
+
+    def record_newsletter_schedule(
+        self, newsletter: str, schedule: str, timezone: str, since: datetime | None
+    ) -> None:
+        """Record ``newsletter``'s schedule and since when it counts (see ``newsletter_schedule``)."""
+        table = schedules_table
+        row = {"newsletter": newsletter, "schedule": schedule, "timezone": timezone, "since": since}
+        update = table.update().where(table.c.newsletter == newsletter).values(**row)
         with self._transaction(f"recording the schedule of {newsletter}", write=True) as conn:
-            if row is None:
-                first = {"newsletter": newsletter, "schedule": schedule, "timezone": timezone, "since": None}
-                _insert_missing(conn, table, [first])
-                return None
-            conn.execute(table.update().where(key).values(schedule=schedule, timezone=timezone, since=now))
-            return now
+            if conn.execute(update).rowcount == 0 and _insert_missing(conn, table, [row]) == 0:
+                conn.execute(update)  # recorded meanwhile by another process
 
 
 # ------------------------------------------------------------------ row <-> record

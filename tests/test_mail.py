@@ -12,6 +12,7 @@ import socket
 import ssl
 import subprocess
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from email import policy
@@ -459,6 +460,38 @@ def test_implicit_tls_against_a_starttls_port_says_which_setting_to_use(smtp_ser
         result = _send(transport, "a@example.com")
     assert result.server_down
     assert "use security: starttls" in result.detail
+
+
+def test_a_claim_that_cannot_be_written_after_354_loses_the_session_not_the_next_reader(
+    smtp_server: SmtpServer,
+) -> None:
+    # The server waits for the message: the next MAIL FROM was read as message text, and
+    # that reader waited out the timeout.
+    def locked() -> None:
+        raise RuntimeError("database is locked")
+
+    data = mail.serialize(mail.build_message(SPEC, recipient("a@example.com")))
+    with SmtpTransport(smtp_server.settings()) as transport:
+        with pytest.raises(RuntimeError):
+            transport.deliver("digest@example.com", "a@example.com", data, "x", locked)
+        began = time.monotonic()
+        after = _send(transport, "b@example.com")
+    assert after.outcome is Outcome.SENT
+    assert time.monotonic() - began < 2
+    assert [m[1] for m in smtp_server.handler.messages] == [["b@example.com"]]
+
+
+def test_421_to_mail_from_on_a_kept_session_is_a_reconnect_not_a_refused_sender(
+    smtp_server: SmtpServer,
+) -> None:
+    # Postfix says "421 4.4.2 timeout exceeded" to an idle session: it was reported as a
+    # refused sender and stopped the issue.
+    with SmtpTransport(smtp_server.settings()) as transport:
+        assert _send(transport, "a@example.com").outcome is Outcome.SENT
+        smtp_server.handler.mail_replies = ["421 4.4.2 Error: timeout exceeded"]
+        again = _send(transport, "b@example.com")
+    assert again.outcome is Outcome.SENT
+    assert [m[1] for m in smtp_server.handler.messages] == [["a@example.com"], ["b@example.com"]]
 
 
 def test_rate_limit_spaces_messages(smtp_server: SmtpServer) -> None:

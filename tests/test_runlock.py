@@ -12,7 +12,7 @@ import pytest
 import sqlalchemy as sa
 
 from aggregator.errors import StoreError
-from aggregator.runlock import SchedulerAlreadyRunning, ingest_lock, run_lock
+from aggregator.runlock import SchedulerAlreadyRunning, ingest_lock, run_lock, sending_lock
 from aggregator.service import _held_from_thread
 
 
@@ -127,3 +127,13 @@ def test_the_run_lock_says_when_postgresql_dropped_it(database_url: str) -> None
         assert not still_held()
         with run_lock(database_url):  # free for a new scheduler: the old one must know
             pass
+
+
+def test_a_sqlite_uri_database_is_locked_like_a_path(tmp_path: Path) -> None:
+    # "sqlite:///file:...?uri=true" got no lock at all: two senders at once, each resending
+    # the other's claimed readers.
+    url = f"sqlite:///file:{tmp_path / 'data.db'}?uri=true"
+    with sending_lock(url) as first, sending_lock(url) as second:
+        assert (first, second) == (True, False)
+    with sending_lock("sqlite:///file:memdb?mode=memory&uri=true") as alone:
+        assert alone  # in memory: no other process can open it

@@ -429,6 +429,44 @@ def test_run_once_after_a_schedule_change_waits_for_the_new_schedule(tmp_path: P
         assert [o.number for o in later] == [2]
 
 
+def test_a_schedule_change_holds_back_no_issue_that_was_due(tmp_path: Path) -> None:
+    # Dated when first seen, a change cancelled issues: one the old schedule had due and
+    # missed (the machine was off), and one of the new schedule's first time when the
+    # change was read only after it (an hourly `run --once`).
+    config = tmp_path / "feeds.yaml"
+    daily = 'newsletters:\n  - {name: daily, title: D, schedule: "%s", subscribers: [a@example.org]}\n'
+    loaded = load_config(write_config(config, [], daily % "0 7 * * *"))
+    outbox = mail.Outbox(tmp_path / "outbox")
+    with Store.open(loaded.database_url) as store:
+        monday = datetime(2025, 8, 18, 7, 1, tzinfo=UTC)
+        assert [o.number for o in run_due_newsletters(loaded, store, monday, transport=outbox)] == [1]
+        # Off over Tuesday 07:00; at 11:00 the time becomes 08:00: Tuesday still gets its issue.
+        moved = load_config(write_config(config, [], daily % "0 8 * * *"))
+        tuesday = datetime(2025, 8, 19, 11, tzinfo=UTC)
+        assert [o.number for o in run_due_newsletters(moved, store, tuesday, transport=outbox)] == [2]
+        # At 07:30 on Wednesday 08:00 becomes 07:45; cron's run at 08:05 is the first to read it.
+        again = write_config(config, [], daily % "45 7 * * *")
+        edit = datetime(2025, 8, 20, 7, 30, tzinfo=UTC).timestamp()
+        os.utime(again, (edit, edit))
+        wednesday = datetime(2025, 8, 20, 8, 5, tzinfo=UTC)
+        sent = run_due_newsletters(load_config(again), store, wednesday, transport=outbox)
+        assert [o.number for o in sent] == [3]
+
+
+def test_status_records_nothing_it_reads(tmp_path: Path) -> None:
+    config = tmp_path / "feeds.yaml"
+    daily = 'newsletters:\n  - {name: daily, title: D, schedule: "%s"}\n'
+    loaded = load_config(write_config(config, [], daily % "0 7 * * *"))
+    with Store.open(loaded.database_url) as store:
+        run_due_newsletters(
+            loaded, store, datetime(2025, 8, 18, 7, 1, tzinfo=UTC), transport=mail.Outbox(tmp_path)
+        )
+        recorded = store.newsletter_schedule("daily")
+        moved = load_config(write_config(config, [], daily % "0 9 * * *"))
+        next_runs(moved, store, datetime(2025, 8, 19, 10, tzinfo=UTC))
+        assert store.newsletter_schedule("daily") == recorded
+
+
 @pytest.mark.anyio
 async def test_after_the_machine_slept_missed_runs_collapse_into_one_issue(tmp_path: Path) -> None:
     newsletters = 'newsletters:\n  - {name: daily, title: Daily, schedule: "0 7 * * *"}\n'
