@@ -438,6 +438,7 @@ class Service:
         self._polls: set[asyncio.Task[Any]] = set()
         self._polling = False
         self._poll_again = False  # a poll was asked for while one ran
+        self._rerun: asyncio.Task[PollSummary | None] | None = None  # the poll run for it
         self._digests: set[asyncio.Task[Any]] = set()
         self._schedules: dict[str, tuple[str, str]] = {}  # newsletter → (schedule, timezone) installed
         # One issue at a time, whichever newsletter: each send takes the sending lock
@@ -516,8 +517,11 @@ class Service:
                 return None
             finally:
                 self._polling = False
-                if self._poll_again and self.scheduler is not None and not self.stopping:
-                    self.scheduler.modify_job(POLL_JOB_ID, next_run_time=self.clock.now())
+                if self._poll_again and not self.stopping:
+                    # Not through APScheduler: it counts this job as running until we return,
+                    # and would skip it again.
+                    self._poll_again = False
+                    self._rerun = asyncio.get_running_loop().create_task(self.poll_due())
 
     async def _poll_due(self) -> PollSummary | None:
         loaded, now = self.loaded, self.clock.now()
@@ -771,6 +775,10 @@ class Service:
         if self.scheduler is not None:
             self._install_newsletters()
             # A feed just added is due (never polled); polling now means "soon" is seconds.
+            # While a cycle runs, APScheduler skips the job (max_instances=1) without calling
+            # poll_due: say here that it is to run again when that cycle ends.
+            if self._polling:
+                self._poll_again = True
             self.scheduler.modify_job(POLL_JOB_ID, next_run_time=self.clock.now())
         log.info(
             "config reloaded: %d feeds (%d added, %d removed), %d newsletters (%d added, %d removed)",

@@ -498,6 +498,43 @@ async def test_after_the_machine_slept_missed_runs_collapse_into_one_issue(tmp_p
 
 
 @pytest.mark.anyio
+async def test_a_feed_added_while_the_poll_job_runs_is_polled_when_it_ends(
+    feed_server: FeedServer, tmp_path: Path
+) -> None:
+    # APScheduler skips a job that is still running without calling it: the poll asked for
+    # by the edit was lost, and the new feed waited for the next tick (a minute).
+    slow = feed_server.url("/slow?delay=1.5")
+    feed_server.add_feed("/b.xml", rss(("b", "Bravo")))
+    path = write_config(tmp_path / "feeds.yaml", [slow])
+    loaded = load_config(path)
+    stopping = asyncio.Event()
+
+    async def until(predicate: Callable[[], bool], seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while not predicate():
+            assert time.monotonic() < deadline, "timed out"
+            await asyncio.sleep(0.02)
+
+    with Store.open(loaded.database_url) as store:
+        service = Service(loaded, store, run_issue=RecordingIssues())
+        task = asyncio.create_task(serve(service, None, stopping=stopping))
+        try:
+            await until(lambda: feed_server.count("/slow") == 1 and not service._polling, 10)
+            assert service.scheduler is not None
+            moment = datetime.now(UTC)  # the slow feed due again, and its poll job started
+            store.save_poll(
+                replace(store.feed_state(slow), next_check=moment - timedelta(minutes=1)), [], moment
+            )
+            service.scheduler.modify_job(POLL_JOB_ID, next_run_time=datetime.now(UTC))
+            await until(lambda: feed_server.count("/slow") == 2, 5)
+            service.apply_config(load_config(write_config(path, [slow, feed_server.url("/b.xml")])))
+            await until(lambda: feed_server.count("/b.xml") == 1, 6)
+        finally:
+            stopping.set()
+            await task
+
+
+@pytest.mark.anyio
 async def test_config_edits_take_effect_while_running_and_a_bad_edit_is_survived(
     feed_server: FeedServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
