@@ -31,7 +31,7 @@ import json
 import logging
 import re
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from functools import cache
@@ -78,7 +78,13 @@ OTHER_SECTION = "More stories"
 _BIDI = "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
 # Noncharacters (U+FDD0..U+FDEF and the last two code points of every plane): MJML refuses
 # them, so one in a title would cost its story its place in the email.
-_UNSAFE = re.compile(f"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u2028\u2029\ufeff{_BIDI}{NONCHARACTERS}]")
+# Invisible characters that only hide text (zero-width space, word joiner, soft hyphen,
+# Hangul and Mongolian fillers): a headline of nothing but these would be a link no one
+# can see.  Joiners that shape scripts and emoji (ZWJ, ZWNJ) stay.
+_INVISIBLE = "\u00ad\u115f\u1160\u180e\u200b\u2060\u3164\uffa0"
+_UNSAFE = re.compile(
+    f"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u2028\u2029\ufeff{_BIDI}{_INVISIBLE}{NONCHARACTERS}]"
+)
 _SPACE = re.compile(r"\s+")
 _TAG = re.compile(r"<[^>]*>")
 
@@ -147,6 +153,12 @@ def clean_text(value: str, limit: int | None = None) -> str:
     return text
 
 
+def _visible(text: str) -> str:
+    """``text`` if a reader would see something of it (a letter, digit, mark of punctuation
+    or symbol), else "" (only joiners or combining marks)."""
+    return text if any(unicodedata.category(c)[0] in "LNPS" for c in text) else ""
+
+
 def excerpt_of(text: str, summary_html: str = "", limit: int = EXCERPT_CHARS) -> str:
     """A short lead from the plain text, else from the summary with its tags removed."""
     source = text or html.unescape(_TAG.sub(" ", summary_html))
@@ -202,7 +214,7 @@ def digest_story(story: SnapshotStory) -> DigestStory | None:
     outlets = (clean_text(name) for name in story.outlets)
     return DigestStory(
         id=story.id,
-        headline=clean_text(story.headline, HEADLINE_CHARS) or story.url,
+        headline=_visible(clean_text(story.headline, HEADLINE_CHARS)) or story.url,
         url=story.url,
         outlets=tuple(dict.fromkeys(name for name in outlets if name)),
         time=story.published.astimezone(UTC),
@@ -328,14 +340,30 @@ def _dateline(issue: DigestIssue) -> str:
     return f"{local.day} {local:%B %Y} · issue {issue.number} · {count} stor{'y' if count == 1 else 'ies'}"
 
 
-def _meta(story: DigestStory, timezone: str) -> str:
+def _meta(story: DigestStory, timezone: str, isolate: Callable[[str], str]) -> str:
+    """``outlet · also in: others · date``, each outlet passed through ``isolate``."""
     parts = []
     if story.outlets:
-        parts.append(story.outlets[0])
+        parts.append(isolate(story.outlets[0]))
         if len(story.outlets) > 1:
-            parts.append("also in: " + ", ".join(story.outlets[1:]))
+            parts.append("also in: " + ", ".join(isolate(o) for o in story.outlets[1:]))
     parts.append(format_time(story.time, timezone))
     return " · ".join(parts)
+
+
+def _rtl(text: str) -> bool:
+    return any(unicodedata.bidirectional(c) in ("R", "AL") for c in text)
+
+
+# Right-to-left feed text beside left-to-right words is isolated, or the bidi algorithm
+# reorders the line around it: "الجزيرة · 18 Aug" read as "18 · الجزيرة Aug".  Only text
+# that holds right-to-left letters: the rest stays as it was, byte for byte.
+def _isolated_html(text: str) -> str:
+    return f"<bdi>{_e(text)}</bdi>" if _rtl(text) else _e(text)
+
+
+def _isolated_text(text: str) -> str:
+    return f"\u2068{text}\u2069" if _rtl(text) else text  # FIRST STRONG ISOLATE … POP
 
 
 def subject_of(issue: DigestIssue) -> str:
@@ -343,21 +371,27 @@ def subject_of(issue: DigestIssue) -> str:
     title = clean_text(issue.title)
     if not issue.stories:
         return title
-    lead = clean_text(issue.stories[0].headline, 110)
+    lead = clean_text(by_importance(issue.stories)[0].headline, 110)
     more = len(issue.stories) - 1
     return f"{title}: {lead}" + (f" (+{more} more)" if more else "")
 
 
 def preheader_of(issue: DigestIssue) -> str:
-    """The line inboxes show after the subject: the next headlines."""
-    return clean_text(" · ".join(s.headline for s in issue.stories[1:6]) or issue.title, 140)
+    """The line inboxes show after the subject: the next most widely carried headlines."""
+    return clean_text(" · ".join(s.headline for s in by_importance(issue.stories)[1:6]) or issue.title, 140)
+
+
+def by_importance(stories: Sequence[DigestStory]) -> list[DigestStory]:
+    """``stories`` most widely carried first, then newest: what the subject names first and
+    what an email too big for every story keeps (the display order is by section)."""
+    return sorted(stories, key=lambda s: (-len(s.outlets), -s.time.timestamp(), s.headline.casefold(), s.id))
 
 
 def _story_html(story: DigestStory, timezone: str) -> str:
     return _template("story.html").substitute(
         url=_e(story.url),
         headline=_e(story.headline),
-        meta=_e(_meta(story, timezone)),
+        meta=_meta(story, timezone, _isolated_html),  # escaped piece by piece
         excerpt=_e(story.excerpt),
     )
 
@@ -409,11 +443,11 @@ def render_text(
         if story.section != current:
             current = story.section
             lines += [story.section.upper(), ""]
-        lines.append(f"* {story.headline}")
+        lines.append(f"* {_isolated_text(story.headline)}")
         lines.append(f"  {story.url}")
-        lines.append(f"  {_meta(story, issue.timezone)}")
+        lines.append(f"  {_meta(story, issue.timezone, _isolated_text)}")
         if story.excerpt:
-            lines.append(f"  {story.excerpt}")
+            lines.append(f"  {_isolated_text(story.excerpt)}")
         lines.append("")
     if omitted:
         lines += [f"+{omitted} more in the web archive: {archive_url}", ""]
@@ -446,20 +480,24 @@ def render_digest(
         issue = replace(issue, stories=tuple(s for s in issue.stories if s.id not in dropped))
     stories = list(issue.stories)
     shown = len(stories)
+    kept = stories
     if max_bytes is not None:
         budget = max_bytes - PER_RECIPIENT_MARGIN
         size = len(html_text.encode())
         if size > budget:
             base = len(_mjml(_document(issue, [], 1, archive_url, unsubscribe_url)).encode())
+            ranked = by_importance(stories)
             while size > budget and shown > 0:
                 per_story = max(1.0, (size - base) / shown)
                 shown = max(0, min(shown - 1, int((budget - base) / per_story)))
-                html_text = _mjml(
-                    _document(issue, stories[:shown], len(stories) - shown, archive_url, unsubscribe_url)
-                )
+                # The least carried go to the archive, not the last sections: the top story
+                # must not be cut for being in "More stories".
+                keep = {s.id for s in ranked[:shown]}
+                kept = [s for s in stories if s.id in keep]
+                html_text = _mjml(_document(issue, kept, len(stories) - shown, archive_url, unsubscribe_url))
                 size = len(html_text.encode())
     omitted = len(stories) - shown
-    text = render_text(issue, stories[:shown], omitted, archive_url, unsubscribe_url)
+    text = render_text(issue, kept, omitted, archive_url, unsubscribe_url)
     return RenderedDigest(
         subject=subject_of(issue),
         preheader=preheader_of(issue),

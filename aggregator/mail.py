@@ -190,9 +190,17 @@ def _text_part(content: str, subtype: str, cte: str) -> MIMEPart:
     part["Content-Type"] = f'text/{subtype}; charset="utf-8"'
     part["Content-Transfer-Encoding"] = cte
     data = content.encode("utf-8")
-    encoded = base64.encodebytes(data) if cte == "base64" else binascii.b2a_qp(data, istext=True)
+    if cte == "base64":
+        encoded = base64.encodebytes(data)
+    else:
+        # A line starting "From " is rewritten ">From " by mbox storage, and readers see it:
+        # its F is encoded (=46), which quoted-printable allows for any character.
+        encoded = _FROM_LINE.sub(b"=46rom ", binascii.b2a_qp(data, istext=True))
     part.set_payload(encoded.decode("ascii"))
     return part
+
+
+_FROM_LINE = re.compile(rb"^From ", re.MULTILINE)
 
 
 def serialize(msg: EmailMessage) -> bytes:

@@ -838,14 +838,24 @@ def write_archive(
 def _write_index(folder: Path, letter: NewsletterConfig, store: Store, current: digest.DigestIssue) -> None:
     items = []
     numbers = {r.number: r for r in store.issues(letter.name) if r.status != "empty"}
-    for number in sorted(numbers, reverse=True):
-        record = numbers[number]
+    # Pages an earlier database wrote (the numbering went on from them: _first_number) are
+    # listed too, from their files: readers keep every issue the archive holds.
+    on_disk = {
+        int(m.group(1)): name for name in _archived_pages(folder) if (m := _ARCHIVED_ISSUE_RE.fullmatch(name))
+    }
+    for number in sorted(numbers.keys() | on_disk.keys(), reverse=True):
+        record = numbers.get(number)
+        if record is None:
+            written = datetime.fromtimestamp((folder / on_disk[number]).stat().st_mtime, UTC)
+            items.append(f'<li><a href="{number:04d}.html">{written:%Y-%m-%d}: issue {number}</a></li>')
+            continue
         issue = digest.issue_from_json(record.snapshot) if number != current.number else current
         local = issue.frozen_at.astimezone(ZoneInfo(issue.timezone))
-        lead = html.escape(issue.stories[0].headline) if issue.stories else ""
+        lead = html.escape(digest.by_importance(issue.stories)[0].headline) if issue.stories else ""
+        count = len(issue.stories)
         items.append(
             f'<li><a href="{number:04d}.html">{local:%Y-%m-%d}: issue {number}</a>'
-            f" ({len(issue.stories)} stories) {lead}</li>"
+            f" ({count} stor{'y' if count == 1 else 'ies'}) {lead}</li>"
         )
     title = html.escape(digest.clean_text(letter.title))
     page = (
@@ -857,6 +867,13 @@ def _write_index(folder: Path, letter: NewsletterConfig, store: Store, current: 
         + "\n</ul>\n</body></html>\n"
     )
     _write_atomic(folder / "index.html", page)
+
+
+def _archived_pages(folder: Path) -> list[str]:
+    try:
+        return [entry.name for entry in folder.iterdir()]
+    except OSError:
+        return []
 
 
 def _write_atomic(path: Path, text: str) -> None:

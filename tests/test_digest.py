@@ -375,3 +375,54 @@ def test_an_installed_copy_carries_the_digest_templates(tmp_path: Path) -> None:
     where, size = rendered.stdout.split()
     assert str(installed) in where
     assert int(size) > 1000
+
+
+def _story(sid: str, headline: str, outlets: tuple[str, ...], section: str, hours: int = 1) -> DigestStory:
+    return DigestStory(
+        id=sid,
+        headline=headline,
+        url=f"https://news.example/{sid}",
+        outlets=outlets,
+        time=NOW - timedelta(hours=hours),
+        excerpt="Lorem ipsum dolor sit amet. " * 8,
+        topics=(section,) if section != digest.OTHER_SECTION else (),
+        section=section,
+    )
+
+
+def test_an_email_too_big_for_every_story_keeps_the_most_carried_and_names_it_first() -> None:
+    # The cut followed the display order (biggest section first, "More stories" last): the
+    # story eight outlets carried went to the archive, and the subject named a gadget review.
+    tech = tuple(_story(f"t{i:03d}", f"Gadget review number {i}", ("Outlet A",), "Tech") for i in range(150))
+    summit = _story(
+        "big", "Leaders meet in Alaska", tuple(f"Outlet {c}" for c in "ABCDEFGH"), digest.OTHER_SECTION, 5
+    )
+    rendered = render_digest(
+        issue_of((*tech, summit)), archive_url="https://example.org/archive/daily/0001.html"
+    )
+    assert rendered.omitted > 0
+    assert "Leaders meet in Alaska" in rendered.html
+    assert "* Leaders meet in Alaska" in rendered.text
+    assert rendered.subject.startswith("The Daily Digest: Leaders meet in Alaska (+150 more)")
+
+
+def test_right_to_left_outlets_and_headlines_are_isolated_from_the_words_around_them() -> None:
+    # "الجزيرة · 18 Aug" read as "18 · الجزيرة Aug": the day moved in front of the outlet.
+    story = _story("ar", "قمة ألاسكا", ("الجزيرة", "Outlet B"), digest.OTHER_SECTION)
+    rendered = render_digest(issue_of((story,)), archive_url="https://example.org/archive/daily/0001.html")
+    assert "<bdi>الجزيرة</bdi> · also in: Outlet B · " in rendered.html
+    assert "* \u2068قمة ألاسكا\u2069" in rendered.text
+    assert "  \u2068الجزيرة\u2069 · also in: Outlet B · " in rendered.text
+    plain = render_digest(
+        issue_of((_story("en", "Leaders meet", ("Outlet A",), "X"),)), archive_url="https://e.x/a"
+    )
+    assert "\u2068" not in plain.text  # left-to-right text is left as it was
+    assert "<bdi>" not in plain.html
+
+
+def test_a_headline_of_invisible_characters_shows_its_link_instead() -> None:
+    entries = [stored("ghost", "\u200b\u2060\u3164", url="https://news.example/ghost")]
+    [story] = select(entries)
+    assert story.headline == "https://news.example/ghost"
+    [kept] = select([stored("zw", "Zero\u200bwidth\u00adtitle")])
+    assert kept.headline == "Zerowidthtitle"

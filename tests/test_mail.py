@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import email
+import re
 import socket
 import ssl
 import subprocess
@@ -553,3 +554,12 @@ def test_a_key_that_cannot_sign_is_a_sender_error_not_a_readers_failure() -> Non
         mail.SenderError, match=r"DKIM signing as sel\._domainkey\.example\.com: .*dkim_key_file"
     ):
         mail.dkim_sign(data, mail.DkimKey(b"not a key", "sel", "example.com"))
+
+
+def test_a_text_line_starting_with_from_survives_mbox_storage() -> None:
+    # mbox storage rewrites a line starting "From " to ">From ", and readers see it.
+    spec = replace(SPEC, text="Hello\nFrom the editors: a line\n" + "x" * 70 + " From here\n")
+    raw = mail.serialize(mail.build_message(spec, recipient()))
+    assert not re.search(rb"^From ", raw, re.MULTILINE)
+    [text_part, _html] = parse(raw).iter_parts()
+    assert "\nFrom the editors: a line\r\n" in text_part.get_content()

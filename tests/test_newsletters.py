@@ -11,6 +11,7 @@ import asyncio
 import email
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -211,6 +212,9 @@ def test_a_new_database_continues_the_archives_numbering_instead_of_overwriting_
     assert (folder / "0008.html").is_file()
     [eml] = outbox_files(loaded)
     assert ".8." in email.message_from_bytes(eml.read_bytes(), policy=policy.default)["Message-ID"]
+    # The index links every page the archive holds, not only this database's issues.
+    index = (folder / "index.html").read_text(encoding="utf-8")
+    assert re.findall(r'href="(\d{4})\.html"', index) == ["0008", "0007", "0002", "0001"]
 
 
 def test_recipients_are_the_file_plus_web_subscribers_minus_unsubscribed(
