@@ -319,10 +319,12 @@ def status(
         states = pipeline.feed_states_for(loaded, store)
         counts = store.entry_counts()
         jobs = service.next_runs(loaded, store, _now()) if output is OutputFormat.TABLE else []
+    configured = {f.url: f.title for f in loaded.config.feeds if f.title}
     rows: list[dict[str, Any]] = [
         {
             "url": s.url,
-            "title": s.title,
+            # As feeds.yaml says it now (the stored one comes with the next poll), else the feed's own.
+            "title": configured.get(s.url) or s.title,
             "status": s.status.value,
             "error": s.last_error if s.status in (FeedStatus.ERROR, FeedStatus.RETIRED) else None,
             "entries": counts.get(s.url, 0),
@@ -338,9 +340,17 @@ def status(
         return
     from rich.table import Table  # noqa: PLC0415 -- rich only where it draws (see cli_console)
 
+    if out.width < NARROW_TERMINAL:
+        # Seven columns cannot share so few: rich would fold every feed cell to nothing.
+        for row in rows:
+            line = (
+                f"{row['title'] or without_password(row['url'])}: {row['status']}, {row['entries']} entries"
+            )
+            out.print(cell(line + (f"\n  {row['error']}" if row["error"] else "")))
+        return
     table = Table(title=f"Feeds in {loaded.path.name}")
     for column in ("feed", "status", "last fetch", "HTTP", "entries", "errors", "next check"):
-        table.add_column(column, overflow="fold")
+        table.add_column(column, overflow="fold", min_width=7 if column in ("feed", "status") else None)
     for row in rows:
         table.add_row(
             cell(row["title"] or without_password(row["url"])),
@@ -358,6 +368,9 @@ def status(
     for job in jobs:
         schedule.add_row(job.job, _short_time(_iso(job.next_run)), cell(job.detail))
     out.print(schedule)
+
+
+NARROW_TERMINAL = 60  # columns: narrower, `status` prints a line per feed instead of a table
 
 
 def _short_time(iso: str | None) -> str:
@@ -383,7 +396,7 @@ def export(
 
 def _export_jsonl(loaded: LoadedConfig) -> None:
     with _open_store(loaded) as store:
-        for stored in store.iter_entries():
+        for stored in store.iter_entries(bodies=False):
             entry = stored.entry
             record = {
                 "id": stored.id,

@@ -76,6 +76,10 @@ def digest(
     except AggregatorError as exc:
         echo(f"error: {exc}", err=True)
         raise typer.Exit(EXIT_USAGE) from exc
+    except OSError as exc:  # the outbox or the archive: a file in the way, read-only, a full disk
+        where = f": {exc.filename}" if exc.filename else ""
+        echo(f"error: writing the issue{where}: {exc.strerror or exc}", err=True)
+        raise typer.Exit(EXIT_FAILED) from exc
     if not outcomes:
         echo(f"{name}: another process is sending right now; try again later", err=True)
         raise typer.Exit(EXIT_FAILED)

@@ -359,11 +359,12 @@ class LoadedConfig:
         """The SQLAlchemy URL; a relative SQLite path is relative to this file's folder, as
         feed paths are (not to wherever the command runs: cron, a service)."""
         if not self.config.database:
-            return f"sqlite:///{self.base_dir / 'data' / 'aggregator.sqlite'}"
+            return f"sqlite:///{_url_path(self.base_dir / 'data' / 'aggregator.sqlite')}"
         relative = _RELATIVE_SQLITE_RE.match(self.config.database)
         if relative is None or relative["path"] == ":memory:" or "uri=true" in (relative["query"] or ""):
             return self.config.database
-        return f"{relative['prefix']}{self.base_dir.resolve() / relative['path']}{relative['query'] or ''}"
+        folder = _url_path(self.base_dir.resolve())
+        return f"{relative['prefix']}{folder}/{relative['path']}{relative['query'] or ''}"
 
     @property
     def enabled_feeds(self) -> tuple[FeedConfig, ...]:
@@ -377,6 +378,13 @@ class LoadedConfig:
         """``feeds.yaml:12`` for a feed, to point a person at the line to change."""
         line = self.feed_lines.get(url)
         return f"{self.path.name}:{line}" if line else self.path.name
+
+
+def _url_path(path: Path) -> str:
+    """``path`` as the path of a database URL: SQLAlchemy reads "?" as the start of a query,
+    "#" as a fragment, and decodes "%XX", so a folder named ``proj?a`` or ``proj%41`` would
+    put the database somewhere else (``proj``, ``projA``)."""
+    return str(path).replace("%", "%25").replace("?", "%3F").replace("#", "%23")
 
 
 def resolve_feed_location(url: str, base_dir: Path) -> str:

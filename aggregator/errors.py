@@ -6,6 +6,7 @@
     ├── ConfigError                 feeds.yaml is missing, unreadable or invalid (carries every problem)
     ├── ParseError                  bytes that are not a feed (carries the feeds an HTML page advertises)
     ├── StoreError                  the database cannot be opened or migrated
+    │   └── DatabaseUnavailable     ... or written at all now (locked, full, unreachable)
     ├── DeliveryError               a message could not be delivered
     └── EmbeddingsUnavailable       stories.method is embeddings, but the extra is missing
                                     (defined in aggregator.embeddings, which imports torch lazily)
@@ -61,6 +62,11 @@ class ParseError(AggregatorError):
 
 class StoreError(AggregatorError):
     """The database cannot be opened, migrated or written."""
+
+
+class DatabaseUnavailable(StoreError):
+    """The database itself failed (locked past the busy timeout, full, the server gone), as
+    opposed to refusing one feed's data: nothing else can be written either."""
 
 
 class DeliveryError(AggregatorError):

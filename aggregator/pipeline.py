@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any
 
 from aggregator import fetch, polling
 from aggregator.config import Config, FeedConfig, LoadedConfig, PollingConfig
-from aggregator.errors import StoreError
+from aggregator.errors import DatabaseUnavailable, StoreError
 from aggregator.parsepool import ParseOutcome, ParsePool
 from aggregator.store import SaveCounts, Store
 from aggregator.urls import without_password
@@ -257,6 +257,8 @@ async def _store_one(  # noqa: PLR0917 -- private; the pieces of one poll cycle
             counts = await writer.save(
                 new_state, entries, parsed.hashes, parsed.feed.source_keys if parsed.feed else None
             )
+        except DatabaseUnavailable:
+            raise  # locked, full, gone: no feed's fault, and nothing else can be stored either
         except StoreError as exc:
             if not entries:
                 raise  # a feed's state alone: the database itself is failing, not this feed

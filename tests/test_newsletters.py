@@ -827,3 +827,17 @@ def test_a_0230_issue_is_due_once_on_the_night_the_clocks_go_back() -> None:
     assert first == datetime(2025, 10, 26, 0, 30, tzinfo=UTC)
     # After the issue sent at the first 02:30, the next one is the following night, not an hour later.
     assert newsletters.next_issue_time(letter, first) == datetime(2025, 10, 27, 1, 30, tzinfo=UTC)
+
+
+def test_digest_send_into_an_archive_that_is_a_file_says_so_in_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A traceback and exit 1 (`run --once` already said it in one line).
+    loaded = polled_just_now(tmp_path, monkeypatch)
+    (tmp_path / "newsletters").mkdir(exist_ok=True)
+    (tmp_path / "newsletters" / "archive").write_text("a file where the archive should be")
+    sent = CliRunner().invoke(command_app(loaded), ["digest", "daily", "--send"])
+    assert sent.exit_code == 1
+    assert sent.exception is None or isinstance(sent.exception, SystemExit)
+    assert "error: writing the issue" in sent.output
+    assert "Traceback" not in sent.output

@@ -21,13 +21,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from rich.console import Console
 from typer.testing import CliRunner
 
 import aggregator.cli
 from aggregator import parsepool, pipeline, service
+from aggregator import store as store_module
 from aggregator.cli import app
 from aggregator.config import load_config
+from aggregator.errors import DatabaseUnavailable
 from aggregator.runlock import run_lock
 from aggregator.store import Store, entry_id
 from aggregator.types import DuplicateEvidence, Entry, FeedState, FeedStatus, PollOutcome
@@ -683,3 +686,69 @@ def test_no_output_or_log_line_shows_the_password_of_a_feed_url(
 )
 def test_every_password_in_a_url_is_masked_whatever_it_holds(text: str, masked: str) -> None:
     assert without_password(text) == masked
+
+
+def test_status_shows_configured_titles_before_the_first_poll_and_fits_a_narrow_terminal(
+    tmp_path: Path, feed_server: FeedServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The titles came only from the store (null until a poll), and at 24 columns every cell
+    # of the table folded to nothing.
+    config = tmp_path / "feeds.yaml"
+    config.write_text(
+        f"feeds:\n  - url: {feed_server.url('/feed.xml')}\n    title: Harbour Daily\nnewsletters: []\n"
+    )
+    assert [r["title"] for r in status_of(config).values()] == ["Harbour Daily"]
+    monkeypatch.setattr(aggregator.cli, "out", Console(width=24, soft_wrap=True))
+    shown = CliRunner().invoke(app, ["--config", str(config), "status"])
+    assert shown.exit_code == 0, shown.output
+    assert "Harbour Daily: never, 0 entries" in shown.stdout
+
+
+def test_a_project_folder_with_query_characters_keeps_its_database_inside(tmp_path: Path) -> None:
+    # "sqlite:///…/proj?a/data/x": SQLAlchemy read "?a/…" as a query, and "%41" as "A".
+    for name in ("proj?a", "proj%41b", "proj#c"):
+        folder = tmp_path / name
+        folder.mkdir()
+        config = folder / "feeds.yaml"
+        config.write_text("feeds: []\nnewsletters: []\n")
+        loaded = load_config(config)
+        with Store.open(loaded.database_url):
+            pass
+        assert (folder / "data" / "aggregator.sqlite").is_file(), name
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["proj#c", "proj%41b", "proj?a"]
+
+
+def test_a_project_folder_whose_name_is_not_utf8_works(tmp_path: Path) -> None:
+    # Naming the database for messages raised UnicodeEncodeError before it was opened:
+    # every command ended in a traceback with exit 1.
+    folder = Path(os.fsdecode(bytes(tmp_path) + b"/bad\xffdir"))
+    with Store.open(f"sqlite:///{folder}/x.sqlite") as store:
+        assert "bad" in store.url
+        store.url.encode("utf-8")  # printable
+    assert (folder / "x.sqlite").is_file()
+
+
+def test_a_database_locked_during_a_poll_is_exit_2_not_a_feed_failure(
+    tmp_path: Path, feed_server: FeedServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The store now says when the database itself failed (DatabaseUnavailable): the poll
+    # stops with exit 2.  Before, a lock that ended between the entries' write and the
+    # feed's error state recorded "its entries could not be stored: database is locked"
+    # against the feed, backed it off and exited 1, which says the feed is at fault.
+    config = write_config(tmp_path, [feed_server.url("/feed.xml")])
+    url = load_config(config).database_url
+    with Store.open(url):
+        pass
+    monkeypatch.setattr(store_module, "SQLITE_BUSY_TIMEOUT_S", 0.2)
+    holder = sqlite3.connect(sa.make_url(url).database or "", isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")  # another process writing, for longer than the timeout
+    try:
+        with Store.open(url) as store, pytest.raises(DatabaseUnavailable, match="database is locked"):
+            store.save_poll(FeedState(url=feed_server.url("/feed.xml")), [], datetime.now(UTC))
+        result = CliRunner().invoke(app, ["--config", str(config), "poll"])
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert result.exit_code == 2, result.output
+    assert "database is locked" in result.output
+    assert status_of(config)[feed_server.url("/feed.xml")]["status"] == "never"  # not the feed's fault
