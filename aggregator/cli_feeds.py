@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
+from urllib.parse import unquote, urlsplit
 
 import click
 import typer
@@ -221,8 +222,11 @@ def set_feed(
 def _health(loaded: LoadedConfig) -> tuple[dict[str, FeedState], dict[str, int]]:
     """What the store knows about the configured feeds; nothing if there is no database yet."""
     url = loaded.database_url
-    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():
-        return {}, {}  # listing feeds must not create a database
+    if (
+        url.startswith("sqlite:///")
+        and not Path(unquote(urlsplit(url.removeprefix("sqlite:///")).path)).exists()
+    ):
+        return {}, {}  # listing feeds must not create a database (the URL's path is escaped)
     try:
         with Store.open(url) as store:
             states = store.feed_states([f.url for f in loaded.config.feeds])

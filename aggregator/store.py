@@ -411,10 +411,25 @@ def _why(exc: BaseException) -> str:
     return text.splitlines()[0]
 
 
+# SQLSTATE classes of a database that cannot work at all now: connection exception,
+# insufficient resources (disk full), operator intervention (shutdown), system error (I/O).
+# Not 54, "program limit exceeded" (an index row too big): that is one feed's data.
+_UNAVAILABLE_SQLSTATES = ("08", "53", "57", "58")
+_UNAVAILABLE_SQLITE = ("locked", "busy", "disk i/o", "disk is full", "unable to open", "readonly")
+
+
 def _store_error(exc: BaseException) -> type[StoreError]:
-    """``DatabaseUnavailable`` for a failure of the database itself (the driver's
-    OperationalError: locked, full, disk I/O, connection lost), else ``StoreError``."""
-    return DatabaseUnavailable if isinstance(exc, sa.exc.OperationalError) else StoreError
+    """``DatabaseUnavailable`` for a failure of the database itself (locked, full, disk I/O,
+    the connection lost), else ``StoreError`` (data it refused: the feed's own problem)."""
+    if isinstance(exc, sa.exc.DBAPIError) and exc.connection_invalidated:
+        return DatabaseUnavailable
+    if not isinstance(exc, sa.exc.OperationalError):
+        return StoreError
+    state = getattr(exc.orig, "sqlstate", None)
+    if isinstance(state, str) and state:
+        return DatabaseUnavailable if state[:2] in _UNAVAILABLE_SQLSTATES else StoreError
+    text = str(exc.orig).lower()
+    return DatabaseUnavailable if any(word in text for word in _UNAVAILABLE_SQLITE) else StoreError
 
 
 def _safe_url(url: str) -> str:

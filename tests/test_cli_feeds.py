@@ -227,6 +227,21 @@ def test_list_shows_health_from_the_store(tmp_path: Path, feed_server: FeedServe
     assert "1 feeds in feeds.yaml" in stdout
 
 
+def test_list_shows_health_in_a_folder_whose_name_holds_a_percent_sign(
+    tmp_path: Path, feed_server: FeedServer
+) -> None:
+    # The database URL's path is escaped ("100%25"): the check for an existing database
+    # read the escaped text as a path, found nothing, and listed no health at all.
+    folder = tmp_path / "100%"
+    folder.mkdir()
+    path = folder / "feeds.yaml"
+    path.write_text(f"feeds:\n  - url: {feed_server.url('/feed.xml')}\nnewsletters: []\n")
+    assert run(path, "poll")[0] == 0
+    code, stdout, _ = run(path, "feeds", "list", "--format", "json")
+    (row,) = json.loads(stdout)
+    assert (code, row["status"], row["entries"]) == (0, "ok", 1)
+
+
 def test_list_names_an_untitled_feed_by_its_own_title(tmp_path: Path, feed_server: FeedServer) -> None:
     # feeds.yaml promises that a feed without a `title` is called by its own title.
     path = config_from(tmp_path, "empty.yaml")

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+import random
 import re
 import sqlite3
+import string
 import subprocess
 import sys
 import threading
@@ -24,7 +26,7 @@ from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
 from aggregator import store as store_module
-from aggregator.errors import StoreError
+from aggregator.errors import DatabaseUnavailable, StoreError
 from aggregator.identity import entry_hashes
 from aggregator.parse import parse_feed
 from aggregator.store import SaveCounts, Store, entry_id, metadata, migration_config
@@ -756,3 +758,21 @@ def test_feeds_and_subscribers_are_inserted_on_sqlite_without_returning(
         store.save_poll(polled("https://new.example/feed", now), [make_entry("a")], now)
         assert {s.url for s in store.feed_states()} == {FEED, OTHER, "https://new.example/feed"}
         assert store.subscribers("daily") == {"a@example.org": True}
+
+
+def test_data_the_database_refuses_fails_its_feed_alone(
+    store: Store, now: datetime, database_url: str
+) -> None:
+    # PostgreSQL files "index row size exceeds maximum" under OperationalError, as it does a
+    # lost connection: one feed's over-long link must not read as the database being down
+    # (the poll would stop for every feed, at every tick).
+    big = "".join(random.Random(1).choices(string.ascii_letters, k=9000))
+    polls = [
+        (FeedState(url=FEED), [make_entry("long", canonical_url="https://example.com/a?" + big)]),
+        (FeedState(url=OTHER), [make_entry("fine")]),
+    ]
+    results = store.save_polls(polls, now)
+    if database_url.startswith("postgresql"):
+        assert isinstance(results[0], StoreError)
+        assert not isinstance(results[0], DatabaseUnavailable)
+    assert results[1] == SaveCounts(new=1)
