@@ -269,9 +269,8 @@ def send_test_copy(
             dkim_key(loaded),
             test=True,
         )
-        return own.deliver(
-            letter.sender, address, data, f"test-{letter.name}-{_short(address)}", lambda: None
-        )
+        name = f"test-{letter.name}-{_short(address)}-{int(now.timestamp())}"  # each copy its own file
+        return own.deliver(letter.sender, address, data, name, lambda: None)
     finally:
         if transport is None:
             own.close()
@@ -640,7 +639,9 @@ def _message_bytes(  # noqa: PLR0917 -- private
         date=mail.format_date(issue.frozen_at),
         list_id=_list_id(letter),
     )
-    number = f"test{issue.number}" if test else issue.number
+    # A test copy is its own message every time: mail providers drop a second message with
+    # a Message-ID they have seen, so a second test copy of one issue never arrived.
+    number = f"test{issue.number}-{int(issue.frozen_at.timestamp())}" if test else issue.number
     recipient = mail.Recipient(
         address=address,
         message_id=mail.message_id(letter.name, number, address, mail.domain_of(letter.sender)),

@@ -829,6 +829,19 @@ def test_a_0230_issue_is_due_once_on_the_night_the_clocks_go_back() -> None:
     assert newsletters.next_issue_time(letter, first) == datetime(2025, 10, 27, 1, 30, tzinfo=UTC)
 
 
+def test_each_test_copy_is_a_message_of_its_own(project: tuple[LoadedConfig, Store]) -> None:
+    # Both copies had one Message-ID (providers drop the second) and one outbox file.
+    loaded, store = project
+    for minutes in (0, 5):
+        result = newsletters.send_test_copy(
+            loaded, store, NOW + timedelta(minutes=minutes), "daily", "me@example.com"
+        )
+        assert result.outcome is mail.Outcome.SENT
+    copies = [email.message_from_bytes(f.read_bytes(), policy=policy.default) for f in outbox_files(loaded)]
+    assert len(copies) == 2
+    assert copies[0]["Message-ID"] != copies[1]["Message-ID"]
+
+
 def test_digest_send_into_an_archive_that_is_a_file_says_so_in_one_line(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
