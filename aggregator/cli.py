@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -388,7 +389,12 @@ def export(
     loaded = ctx.obj.load()
     try:
         _export_jsonl(loaded)
-    except OSError as exc:  # stdout is a full disk, a closed pipe…
+    except BrokenPipeError as exc:
+        # The reader had enough (`aggregator export | head`): not an error.  Python would
+        # report the pipe again when it flushes stdout at exit: point stdout at nothing first.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise typer.Exit(EXIT_OK) from exc
+    except OSError as exc:  # stdout is a full disk…
         with contextlib.suppress(OSError):
             echo(f"error: writing the export: {exc.strerror or exc}", err=True)
         raise typer.Exit(EXIT_USAGE) from exc

@@ -752,3 +752,29 @@ def test_a_database_locked_during_a_poll_is_exit_2_not_a_feed_failure(
     assert result.exit_code == 2, result.output
     assert "database is locked" in result.output
     assert status_of(config)[feed_server.url("/feed.xml")]["status"] == "never"  # not the feed's fault
+
+
+def test_export_into_a_reader_that_stops_early_ends_quietly(tmp_path: Path) -> None:
+    # `aggregator export | head -1` said "error: writing the export: Broken pipe" and exited 2.
+    config = write_config(tmp_path, ["https://example.org/feed.xml"])
+    entries = [
+        Entry(
+            guid=f"g{i}", url=f"https://example.org/{i}", canonical_url=None, title=f"Entry {i} " + "x" * 200
+        )
+        for i in range(3000)
+    ]
+    with Store.open(load_config(config).database_url) as store:
+        store.save_poll(
+            FeedState(url="https://example.org/feed.xml", status=FeedStatus.OK), entries, datetime.now(UTC)
+        )
+    export = subprocess.Popen(
+        [sys.executable, "-m", "aggregator", "--config", str(config), "export"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert export.stdout is not None
+    assert export.stdout.readline().startswith(b'{"id": ')
+    export.stdout.close()  # as head does after its line
+    _, err = export.communicate(timeout=60)
+    assert export.returncode == 0, err
+    assert err == b""
