@@ -59,33 +59,30 @@ def run_lock(database_url: str) -> Iterator[Callable[[], bool]]:
     restarts or the connection breaks, and then a second scheduler could start.
     """
     url = sa.make_url(database_url)
-    backend = url.get_backend_name()
-    if backend == "postgresql":
-        with _postgres_lock(url) as still_held:
-            yield still_held
+    what = "starting the scheduler"
+    if url.get_backend_name() == "postgresql":
+        with _advisory_lock(url, "scheduler", what=what) as (held, conn, shown):
+            if not held:
+                raise SchedulerAlreadyRunning(
+                    f"{what}: {shown}: another scheduler is already running on this database; stop it first"
+                )
+            yield lambda: _still_held(conn)
         return
-    database = url.database or ""
-    lock_path = _lock_file(url, ".lock")
-    if lock_path is None:
-        yield _always
-        return
-    fd = _open_lock_file(lock_path, "starting the scheduler")
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+    with _file_lock(url, ".lock", what=what) as (held, fd, lock_path):
+        if fd is None:
+            yield _always
+            return
+        if not held:
             holder = os.pread(fd, 200, 0).decode("utf-8", "replace").strip()
             raise SchedulerAlreadyRunning(
-                f"starting the scheduler: {database}: another scheduler is already running on this"
-                f" database ({holder or 'holder unknown'}; lock file {lock_path}); stop it first"
-            ) from None
+                f"{what}: {url.database}: another scheduler is already running on this database"
+                f" ({holder or 'holder unknown'}; lock file {lock_path}); stop it first"
+            )
         # Who holds it, for the message above; the lock itself is the flock, not this text.
         holder = f"pid {os.getpid()} on {socket.gethostname()} since {datetime.now(UTC):%Y-%m-%d %H:%M:%SZ}"
         os.ftruncate(fd, 0)
         os.pwrite(fd, holder.encode(), 0)
         yield _always
-    finally:
-        os.close(fd)  # releases the flock; the file stays (unlinking it would race a newcomer)
 
 
 @contextlib.contextmanager
@@ -100,24 +97,11 @@ def ingest_lock(database_url: str, *, exclusive: bool) -> Iterator[None]:
     url = sa.make_url(database_url)
     what = "freezing a newsletter issue" if exclusive else "polling"
     if url.get_backend_name() == "postgresql":
-        with _postgres_ingest_lock(url, exclusive=exclusive, what=what):
+        with _advisory_lock(url, "ingest", what=what, shared=not exclusive, wait=True):
             yield
         return
-    lock_path = _lock_file(url, ".ingest.lock")
-    if lock_path is None:
+    with _file_lock(url, ".ingest.lock", what=what, shared=not exclusive, wait=True):
         yield
-        return
-    fd = _open_lock_file(lock_path, what)
-    mode = fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH
-    try:
-        try:
-            fcntl.flock(fd, mode | fcntl.LOCK_NB)
-        except BlockingIOError:
-            log.warning("%s: %s", what, _waiting_for(exclusive, f"lock file {lock_path}"))
-            fcntl.flock(fd, mode)
-        yield
-    finally:
-        os.close(fd)  # releases the flock
 
 
 @contextlib.contextmanager
@@ -130,35 +114,91 @@ def sending_lock(database_url: str) -> Iterator[bool]:
     crash, and send them again.
     """
     url = sa.make_url(database_url)
+    what = "sending newsletters"
     if url.get_backend_name() == "postgresql":
-        engine, shown = _postgres_engine(url)
-        key = sa.func.hashtext(sa.literal("aggregator send ") + sa.func.current_schema())
-        try:
-            try:
-                conn = engine.connect()
-                held = bool(conn.execute(sa.select(sa.func.pg_try_advisory_lock(key))).scalar())
-                conn.commit()
-            except sa.exc.SQLAlchemyError as exc:
-                raise StoreError(f"sending newsletters: taking the sending lock: {shown}: {exc}") from exc
-            with conn:
-                yield held
-        finally:
-            engine.dispose()
+        with _advisory_lock(url, "send", what=what) as (held, _conn, _shown):
+            yield held
         return
-    lock_path = _lock_file(url, ".send.lock")
+    with _file_lock(url, ".send.lock", what=what) as (held, _fd, _path):
+        yield held
+
+
+# ----------------------------------------------------------------------- the two kinds of lock
+
+
+@contextlib.contextmanager
+def _file_lock(
+    url: sa.URL, suffix: str, *, what: str, shared: bool = False, wait: bool = False
+) -> Iterator[tuple[bool, int | None, Path | None]]:
+    """``flock`` on the file beside a SQLite database: ``(held, fd, path)``; held is False
+    when another process has it and ``wait`` is not asked for.  No file (an in-memory
+    database): ``(True, None, None)``."""
+    lock_path = _lock_file(url, suffix)
     if lock_path is None:
-        yield True
+        yield True, None, None
         return
-    fd = _open_lock_file(lock_path, "sending newsletters")
+    fd = _open_lock_file(lock_path, what)
+    mode = fcntl.LOCK_SH if shared else fcntl.LOCK_EX
     try:
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, mode | fcntl.LOCK_NB)
+            held = True
         except BlockingIOError:
-            yield False
-            return
-        yield True
+            held = wait
+            if wait:
+                log.warning("%s: %s", what, _waiting_for(not shared, f"lock file {lock_path}"))
+                fcntl.flock(fd, mode)
+        yield held, fd, lock_path
     finally:
-        os.close(fd)
+        os.close(fd)  # releases the flock; the file stays (unlinking it would race a newcomer)
+
+
+@contextlib.contextmanager
+def _advisory_lock(
+    url: sa.URL, name: str, *, what: str, shared: bool = False, wait: bool = False
+) -> Iterator[tuple[bool, sa.Connection, str]]:
+    """A PostgreSQL session advisory lock named after ``name`` and the schema, on a connection
+    of its own: ``(held, connection, URL shown)``; held as the file lock's is.  It lasts as
+    long as the connection's session (or the process)."""
+    if url.drivername == "postgresql":
+        url = url.set(drivername="postgresql+psycopg")  # as Store.open does
+    shown = url.render_as_string(hide_password=True)
+    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+    key = sa.func.hashtext(sa.literal(f"aggregator {name} ") + sa.func.current_schema())
+    if shared:
+        try_lock, lock = sa.func.pg_try_advisory_lock_shared(key), sa.func.pg_advisory_lock_shared(key)
+    else:
+        try_lock, lock = sa.func.pg_try_advisory_lock(key), sa.func.pg_advisory_lock(key)
+    try:
+        try:
+            conn = engine.connect()
+            held = bool(conn.execute(sa.select(try_lock)).scalar())
+            if not held and wait:
+                log.warning("%s: %s", what, _waiting_for(not shared, f"advisory lock on {shown}"))
+                conn.execute(sa.select(lock))
+                held = True
+            conn.commit()
+        except sa.exc.SQLAlchemyError as exc:
+            raise StoreError(f"{what}: taking the {name} lock: {shown}: {exc}") from exc
+        with conn:
+            yield held, conn, shown
+    finally:
+        engine.dispose()
+
+
+# The advisory locks this session holds (the scheduler's connection holds no other).
+_OWN_ADVISORY_LOCKS = sa.text(
+    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid() AND granted"
+)
+
+
+def _still_held(conn: sa.Connection) -> bool:
+    try:
+        count = conn.execute(_OWN_ADVISORY_LOCKS).scalar()
+        conn.commit()  # no transaction left open on the idle lock session
+    except sa.exc.SQLAlchemyError:
+        return False  # the session is gone (a restart, a broken connection): so is its lock
+    return bool(count)
 
 
 def _waiting_for(exclusive: bool, where: str) -> str:
@@ -195,70 +235,3 @@ def _open_lock_file(lock_path: Path, what: str) -> int:
             f"{what}: cannot open the lock file {lock_path}: {exc.strerror or exc};"
             " the database's folder must be writable"
         ) from exc
-
-
-def _postgres_engine(url: sa.URL) -> tuple[sa.Engine, str]:
-    if url.drivername == "postgresql":
-        url = url.set(drivername="postgresql+psycopg")  # as Store.open does
-    return sa.create_engine(url, poolclass=sa.pool.NullPool), url.render_as_string(hide_password=True)
-
-
-@contextlib.contextmanager
-def _postgres_ingest_lock(url: sa.URL, *, exclusive: bool, what: str) -> Iterator[None]:
-    engine, shown = _postgres_engine(url)
-    key = sa.func.hashtext(sa.literal("aggregator ingest ") + sa.func.current_schema())
-    if exclusive:
-        try_lock, lock = sa.func.pg_try_advisory_lock(key), sa.func.pg_advisory_lock(key)
-    else:
-        try_lock, lock = sa.func.pg_try_advisory_lock_shared(key), sa.func.pg_advisory_lock_shared(key)
-    try:
-        try:
-            conn = engine.connect()
-            if not conn.execute(sa.select(try_lock)).scalar():
-                log.warning("%s: %s", what, _waiting_for(exclusive, f"advisory lock on {shown}"))
-                conn.execute(sa.select(lock))
-            conn.commit()
-        except sa.exc.SQLAlchemyError as exc:
-            raise StoreError(f"{what}: taking the ingest lock: {shown}: {exc}") from exc
-        with conn:
-            yield  # held by this connection's session until it closes (or the process dies)
-    finally:
-        engine.dispose()
-
-
-# The advisory locks this session holds (the scheduler's connection holds no other).
-_OWN_ADVISORY_LOCKS = sa.text(
-    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid() AND granted"
-)
-
-
-@contextlib.contextmanager
-def _postgres_lock(url: sa.URL) -> Iterator[Callable[[], bool]]:
-    engine, shown = _postgres_engine(url)
-    key = sa.func.hashtext(sa.literal("aggregator scheduler ") + sa.func.current_schema())
-    try:
-        try:
-            conn = engine.connect()
-            held = conn.execute(sa.select(sa.func.pg_try_advisory_lock(key))).scalar()
-            conn.commit()
-        except sa.exc.SQLAlchemyError as exc:
-            raise StoreError(f"taking the scheduler lock: {shown}: {exc}") from exc
-
-        def still_held() -> bool:
-            try:
-                count = conn.execute(_OWN_ADVISORY_LOCKS).scalar()
-                conn.commit()  # no transaction left open on the idle lock session
-            except sa.exc.SQLAlchemyError:
-                return False  # the session is gone (a restart, a broken connection): so is its lock
-            return bool(count)
-
-        with conn:
-            if not held:
-                raise SchedulerAlreadyRunning(
-                    f"starting the scheduler: {shown}: another scheduler is already running on this"
-                    " database; stop it first"
-                )
-            # Held by this connection's session until it closes (or the process dies).
-            yield still_held
-    finally:
-        engine.dispose()
