@@ -398,13 +398,7 @@ def _first_number(loaded: LoadedConfig, letter: NewsletterConfig) -> int:
     last issue archived, when the archive outlived the database it came from (a new
     database, a move to PostgreSQL).  Restarting at 1 would overwrite archived issues that
     readers' "view in a browser" links point to, and repeat their Message-IDs."""
-    folder = archive_dir(loaded, letter.name)
-    try:
-        names = [entry.name for entry in folder.iterdir()] if folder.is_dir() else []
-    except OSError:
-        names = []
-    numbers = [int(found.group(1)) for name in names if (found := _ARCHIVED_ISSUE_RE.fullmatch(name))]
-    return max(numbers, default=0) + 1
+    return max(_archived_pages(archive_dir(loaded, letter.name)), default=0) + 1
 
 
 def default_transport(loaded: LoadedConfig) -> mail.Transport:
@@ -841,9 +835,7 @@ def _write_index(folder: Path, letter: NewsletterConfig, store: Store, current: 
     numbers = {r.number: r for r in store.issues(letter.name) if r.status != "empty"}
     # Pages an earlier database wrote (the numbering went on from them: _first_number) are
     # listed too, from their files: readers keep every issue the archive holds.
-    on_disk = {
-        int(m.group(1)): name for name in _archived_pages(folder) if (m := _ARCHIVED_ISSUE_RE.fullmatch(name))
-    }
+    on_disk = _archived_pages(folder)
     for number in sorted(numbers.keys() | on_disk.keys(), reverse=True):
         record = numbers.get(number)
         if record is None:
@@ -870,11 +862,14 @@ def _write_index(folder: Path, letter: NewsletterConfig, store: Store, current: 
     _write_atomic(folder / "index.html", page)
 
 
-def _archived_pages(folder: Path) -> list[str]:
+def _archived_pages(folder: Path) -> dict[int, str]:
+    """Issue number → file name of the ``NNNN.html`` pages in an archive folder (none when
+    there is no folder, or it cannot be read)."""
     try:
-        return [entry.name for entry in folder.iterdir()]
-    except OSError:
-        return []
+        names = [entry.name for entry in folder.iterdir()]
+    except OSError:  # missing, or not a folder
+        return {}
+    return {int(found.group(1)): name for name in names if (found := _ARCHIVED_ISSUE_RE.fullmatch(name))}
 
 
 def _write_atomic(path: Path, text: str) -> None:

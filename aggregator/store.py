@@ -50,6 +50,7 @@ import sqlalchemy as sa
 from aggregator.errors import DatabaseUnavailable, StoreError
 from aggregator.identity import content_hash, entry_id, without_nul  # the first two re-exported
 from aggregator.types import DuplicateEvidence, Enclosure, Entry, FeedState, FeedStatus, StoredEntry
+from aggregator.urls import without_password
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -436,8 +437,7 @@ def _safe_url(url: str) -> str:
     try:
         return sa.make_url(url).render_as_string(hide_password=True)
     except (sa.exc.ArgumentError, ValueError):  # UnicodeError too: a path that is not UTF-8
-        shown = re.sub(r"(://[^:/@]*:)[^@/]*@", r"\1***@", url)
-        return shown.encode("utf-8", "backslashreplace").decode("utf-8")
+        return without_password(url).encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 _REVISION_LINE = re.compile(r"^revision\b[^=\n]*=\s*[\"']([^\"']+)[\"']\s*$", re.MULTILINE)

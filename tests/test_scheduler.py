@@ -412,21 +412,25 @@ async def test_a_schedule_changed_after_todays_issue_sends_no_second_one_today(
         assert issues.runs[-1][2] == next_issue
 
 
+# One daily newsletter to one reader, at the schedule given (for the schedule-change tests).
+DAILY_TO_ONE = 'newsletters:\n  - {name: daily, title: D, schedule: "%s", subscribers: [a@example.org]}\n'
+
+
+def issues_sent(loaded: LoadedConfig, store: Store, when: datetime, outbox: mail.Transport) -> list[int]:
+    """The numbers of the issues ``run_due_newsletters`` (as ``run --once``) sends at ``when``."""
+    return [o.number for o in run_due_newsletters(loaded, store, when, transport=outbox)]
+
+
 def test_run_once_after_a_schedule_change_waits_for_the_new_schedule(tmp_path: Path) -> None:
     # `aggregator run --once` from cron asks the newsletters module: the same rule.
     config = tmp_path / "feeds.yaml"
-    daily = 'newsletters:\n  - {name: daily, title: D, schedule: "%s", subscribers: [a@example.org]}\n'
-    loaded = load_config(write_config(config, [], daily % "0 7 * * *"))
+    loaded = load_config(write_config(config, [], DAILY_TO_ONE % "0 7 * * *"))
     outbox = mail.Outbox(tmp_path / "outbox")
     with Store.open(loaded.database_url) as store:
-        morning = datetime(2025, 8, 19, 7, 1, tzinfo=UTC)
-        assert [o.number for o in run_due_newsletters(loaded, store, morning, transport=outbox)] == [1]
-        moved = load_config(write_config(config, [], daily % "0 9 * * *"))
-        assert (
-            run_due_newsletters(moved, store, datetime(2025, 8, 19, 10, tzinfo=UTC), transport=outbox) == []
-        )
-        later = run_due_newsletters(moved, store, datetime(2025, 8, 20, 9, 1, tzinfo=UTC), transport=outbox)
-        assert [o.number for o in later] == [2]
+        assert issues_sent(loaded, store, datetime(2025, 8, 19, 7, 1, tzinfo=UTC), outbox) == [1]
+        moved = load_config(write_config(config, [], DAILY_TO_ONE % "0 9 * * *"))
+        assert issues_sent(moved, store, datetime(2025, 8, 19, 10, tzinfo=UTC), outbox) == []
+        assert issues_sent(moved, store, datetime(2025, 8, 20, 9, 1, tzinfo=UTC), outbox) == [2]
 
 
 def test_a_schedule_change_holds_back_no_issue_that_was_due(tmp_path: Path) -> None:
@@ -434,23 +438,18 @@ def test_a_schedule_change_holds_back_no_issue_that_was_due(tmp_path: Path) -> N
     # missed (the machine was off), and one of the new schedule's first time when the
     # change was read only after it (an hourly `run --once`).
     config = tmp_path / "feeds.yaml"
-    daily = 'newsletters:\n  - {name: daily, title: D, schedule: "%s", subscribers: [a@example.org]}\n'
-    loaded = load_config(write_config(config, [], daily % "0 7 * * *"))
+    loaded = load_config(write_config(config, [], DAILY_TO_ONE % "0 7 * * *"))
     outbox = mail.Outbox(tmp_path / "outbox")
     with Store.open(loaded.database_url) as store:
-        monday = datetime(2025, 8, 18, 7, 1, tzinfo=UTC)
-        assert [o.number for o in run_due_newsletters(loaded, store, monday, transport=outbox)] == [1]
+        assert issues_sent(loaded, store, datetime(2025, 8, 18, 7, 1, tzinfo=UTC), outbox) == [1]
         # Off over Tuesday 07:00; at 11:00 the time becomes 08:00: Tuesday still gets its issue.
-        moved = load_config(write_config(config, [], daily % "0 8 * * *"))
-        tuesday = datetime(2025, 8, 19, 11, tzinfo=UTC)
-        assert [o.number for o in run_due_newsletters(moved, store, tuesday, transport=outbox)] == [2]
+        moved = load_config(write_config(config, [], DAILY_TO_ONE % "0 8 * * *"))
+        assert issues_sent(moved, store, datetime(2025, 8, 19, 11, tzinfo=UTC), outbox) == [2]
         # At 07:30 on Wednesday 08:00 becomes 07:45; cron's run at 08:05 is the first to read it.
-        again = write_config(config, [], daily % "45 7 * * *")
+        again = write_config(config, [], DAILY_TO_ONE % "45 7 * * *")
         edit = datetime(2025, 8, 20, 7, 30, tzinfo=UTC).timestamp()
         os.utime(again, (edit, edit))
-        wednesday = datetime(2025, 8, 20, 8, 5, tzinfo=UTC)
-        sent = run_due_newsletters(load_config(again), store, wednesday, transport=outbox)
-        assert [o.number for o in sent] == [3]
+        assert issues_sent(load_config(again), store, datetime(2025, 8, 20, 8, 5, tzinfo=UTC), outbox) == [3]
 
 
 def test_status_records_nothing_it_reads(tmp_path: Path) -> None:
