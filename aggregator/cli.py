@@ -3,13 +3,16 @@
 This is where time is read (``datetime.now(UTC)``) and handed to the stages, where errors
 become exit codes, and where results become tables, progress bars or JSON.  Exit codes:
 0 everything fine, 1 some feeds failed (or a digest recipient failed), 2 bad usage or a bad
-``feeds.yaml``, 3 another scheduler already runs on the same database.
+``feeds.yaml``, 3 another scheduler already runs on the same database, 4 ``aggregator run``
+lost its lock (see service).  A reader that stops early (``| head``) is no failure: 0.
 """
 
 from __future__ import annotations
 
 import asyncio
+import codecs
 import contextlib
+import io
 import json
 import logging
 import os
@@ -25,7 +28,7 @@ import typer
 from typer.core import TyperGroup
 
 from aggregator import __version__, cli_digest, cli_serve, pipeline
-from aggregator.cli_console import cell, echo, lazy_console
+from aggregator.cli_console import cell, echo, lazy_console, shown
 from aggregator.config import DEFAULT_CONFIG_NAME, LoadedConfig, check_config, load_config
 from aggregator.errors import AggregatorError, ConfigError, StoreError
 from aggregator.runlock import ingest_lock
@@ -64,6 +67,20 @@ class _Commands(TyperGroup):
         if args and args[0] not in self.commands:
             self._add_feeds()
         return super().resolve_command(ctx, args)
+
+    def invoke(self, ctx: typer.Context) -> Any:  # type: ignore[override]
+        try:
+            return super().invoke(ctx)
+        except BrokenPipeError as exc:  # every command: see _reader_gone
+            raise _reader_gone() from exc
+
+
+def _reader_gone() -> typer.Exit:
+    """The exit for a reader that had enough (``aggregator status | head -1``): not an error,
+    and click's own exit 1 would say that feeds failed.  Python would report the pipe again
+    when it flushes stdout at exit: point stdout at nothing first."""
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return typer.Exit(EXIT_OK)
 
 
 app = typer.Typer(
@@ -136,7 +153,10 @@ def _open_store(loaded: LoadedConfig) -> Iterator[Store]:
 
 def _version(value: bool) -> None:
     if value:
-        echo(f"aggregator {__version__}")
+        try:
+            echo(f"aggregator {__version__}")
+        except BrokenPipeError as exc:  # run while parsing, before _Commands.invoke
+            raise _reader_gone() from exc
         raise typer.Exit()
 
 
@@ -175,7 +195,8 @@ def _progress_callbacks(show: bool) -> Iterator[dict[str, Any]]:
     )
 
     with Progress(
-        TextColumn("[progress.description]{task.description}"),
+        # Not markup: the description holds a feed's URL ("[red]" is a valid path).
+        TextColumn("{task.description}", style="progress.description", markup=False),
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
@@ -188,7 +209,9 @@ def _progress_callbacks(show: bool) -> Iterator[dict[str, Any]]:
             progress.update(task, total=total)
 
         def advanced(outcome: PollOutcome) -> None:
-            progress.update(task, advance=1, description=f"polling {outcome.url[-40:]}")
+            progress.update(
+                task, advance=1, description=shown(f"polling {without_password(outcome.url)[-40:]}")
+            )
 
         yield {"on_start": started, "on_outcome": advanced}
 
@@ -348,6 +371,9 @@ def status(
                 f"{row['title'] or without_password(row['url'])}: {row['status']}, {row['entries']} entries"
             )
             out.print(cell(line + (f"\n  {row['error']}" if row["error"] else "")))
+        for job in jobs:  # what the table below says too: when each job runs next
+            when = f"next run {_short_time(_iso(job.next_run))} UTC, " if job.next_run else ""
+            out.print(cell(f"{job.job}: {when}{job.detail}"))
         return
     table = Table(title=f"Feeds in {loaded.path.name}")
     for column in ("feed", "status", "last fetch", "HTTP", "entries", "errors", "next check"):
@@ -389,11 +415,8 @@ def export(
     loaded = ctx.obj.load()
     try:
         _export_jsonl(loaded)
-    except BrokenPipeError as exc:
-        # The reader had enough (`aggregator export | head`): not an error.  Python would
-        # report the pipe again when it flushes stdout at exit: point stdout at nothing first.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        raise typer.Exit(EXIT_OK) from exc
+    except BrokenPipeError as exc:  # before OSError: `aggregator export | head` is no error
+        raise _reader_gone() from exc
     except OSError as exc:  # stdout is a full disk…
         with contextlib.suppress(OSError):
             echo(f"error: writing the export: {exc.strerror or exc}", err=True)
@@ -494,4 +517,29 @@ def config_check(ctx: typer.Context) -> None:
 
 
 def main() -> None:
+    _utf8_output()
     app()
+
+
+def _utf8_output() -> None:
+    """Output that a locale which is not UTF-8 cannot end in a traceback.
+
+    Titles and errors carry any text a feed chose, which an ASCII or Latin-1 locale
+    (``LC_ALL=C`` without C.UTF-8, ``PYTHONCOERCECLOCALE=0``) cannot encode.  Into a pipe or
+    a file: UTF-8, as Python itself does in the C locale (PEP 538, 540) when it can, and as
+    JSON, JSON lines and OPML are by their specifications.  On a terminal, which shows its
+    locale's encoding, the characters it cannot show become escapes rather than mojibake.
+    ``PYTHONIOENCODING``, when set, is the user's choice and kept."""
+    if os.environ.get("PYTHONIOENCODING"):
+        return
+    for stream in (sys.stdout, sys.stderr):
+        if not isinstance(stream, io.TextIOWrapper) or codecs.lookup(stream.encoding).name == "utf-8":
+            continue
+        try:
+            on_terminal = stream.isatty()
+        except ValueError:  # closed
+            continue
+        if on_terminal:
+            stream.reconfigure(errors="backslashreplace")
+        else:
+            stream.reconfigure(encoding="utf-8", errors=stream.errors)

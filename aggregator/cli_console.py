@@ -11,6 +11,8 @@
 
 from __future__ import annotations
 
+import errno
+import os
 from typing import TYPE_CHECKING, Any, cast
 
 import typer
@@ -27,13 +29,31 @@ class _LazyConsole:
         self._options = options
         self._console: Console | None = None
 
-    def __getattr__(self, name: str) -> Any:
-        # Only reached for what the object itself lacks: every Console attribute.
+    def _made(self) -> Console:
         if self._console is None:
             from rich.console import Console  # noqa: PLC0415 -- the point of this module
 
-            self._console = Console(**self._options)
-        return getattr(self._console, name)
+            class _Console(Console):
+                def on_broken_pipe(self) -> None:
+                    # rich would exit 1, which says "some feeds failed": the reader of
+                    # `aggregator status | head -1` only had enough, and the command says so.
+                    self.quiet = True
+                    raise BrokenPipeError(errno.EPIPE, os.strerror(errno.EPIPE))
+
+            self._console = _Console(**self._options)
+        return self._console
+
+    def __getattr__(self, name: str) -> Any:
+        # Only reached for what the object itself lacks: every Console attribute.
+        return getattr(self._made(), name)
+
+    # `with console:` looks these up on the class, never through __getattr__, and rich's
+    # progress bar does it on every refresh (and in the stderr it redirects while drawn).
+    def __enter__(self) -> Console:
+        return self._made().__enter__()
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self._made().__exit__(*exc_info)
 
 
 def lazy_console(**options: Any) -> Console:

@@ -409,7 +409,14 @@ def load_config(path: Path) -> LoadedConfig:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError as exc:
         raise ConfigError([ConfigProblem(name, 0, 0, "", "file not found", "pass --config PATH")]) from exc
-    except (OSError, UnicodeDecodeError) as exc:
+    except UnicodeDecodeError as exc:  # saved as Latin-1 or CP-1252: say the line, not a byte offset
+        before = exc.object[: exc.start].decode("utf-8").split("\n")
+        bad = f"byte 0x{exc.object[exc.start]:02x}"
+        problem = ConfigProblem(
+            name, len(before), len(before[-1]) + 1, "", f"not valid UTF-8 ({bad})", "save the file as UTF-8"
+        )
+        raise ConfigError([problem]) from exc
+    except OSError as exc:
         raise ConfigError([ConfigProblem(name, 0, 0, "", f"cannot read: {exc}")]) from exc
     return load_config_text(text, path)
 
@@ -465,7 +472,10 @@ def _round_trip_or_error(name: str, text: str) -> Any:
     except MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (0, 0)
-        problem = ConfigProblem(name, line, col, "", f"not valid YAML: {exc.problem or exc}")
+        what = str(exc.problem or exc)
+        # The parser names the character, not the usual cause: an editor's tab key.
+        hint = "indent with spaces: YAML does not allow tabs there" if "'\\t'" in what else None
+        problem = ConfigProblem(name, line, col, "", f"not valid YAML: {what}", hint)
         raise ConfigError([problem]) from exc
 
 

@@ -2,6 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
+import os
+import pty
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
 import pytest
 
 from aggregator.cli_console import echo
@@ -19,3 +28,142 @@ def test_control_characters_from_servers_are_shown_not_obeyed(capsys: pytest.Cap
     echo("error at https://example.org/\x1b[2J\rall fine\x07\n\tnext line\x85")
     shown = capsys.readouterr().out
     assert shown == "error at https://example.org/\\x1b[2J\\x0dall fine\\x07\n\tnext line\\x85\n"
+
+
+# The real command, in a process of its own: what a terminal, a pipe or a locale does to the
+# output only shows there (CliRunner replaces the streams).
+FEED = """<?xml version="1.0" encoding="utf-8"?>
+<rss version="2.0"><channel><title>Café — news</title><link>https://cafe.example/</link>
+<item><title>Crème brûlée at the summit</title><link>https://cafe.example/1</link>
+<guid>https://cafe.example/1</guid><description>Déjà vu.</description></item>
+</channel></rss>
+"""
+
+
+def _config(tmp_path: Path) -> Path:
+    (tmp_path / "cafe.xml").write_text(FEED, encoding="utf-8")
+    config = tmp_path / "feeds.yaml"
+    config.write_text("feeds:\n  - url: cafe.xml\n    title: Café — news\n", encoding="utf-8")
+    return config
+
+
+def _aggregator(
+    config: Path, *args: str, env: dict[str, str] | None = None, **kwargs: Any
+) -> subprocess.CompletedProcess[bytes]:
+    kwargs.setdefault("stdout", subprocess.PIPE)
+    kwargs.setdefault("stderr", subprocess.PIPE)
+    return subprocess.run(
+        [sys.executable, "-m", "aggregator", "--config", str(config), *args],
+        env={**os.environ, **(env or {})},
+        timeout=120,
+        check=False,
+        **kwargs,
+    )
+
+
+def _on_a_terminal(config: Path, *args: str) -> tuple[subprocess.CompletedProcess[bytes], bytes]:
+    """The command with stderr a terminal, and what it showed there."""
+    leader, follower = pty.openpty()
+    try:
+        done = _aggregator(config, *args, stderr=follower)
+        os.close(follower)
+        shown = b""
+        with contextlib.suppress(OSError):  # EIO: the terminal has no writer left
+            while chunk := os.read(leader, 65536):
+                shown += chunk
+    finally:
+        os.close(leader)
+    return done, shown
+
+
+def test_poll_on_a_terminal_draws_its_progress_bar(tmp_path: Path) -> None:
+    # stderr a terminal: the progress bar is drawn on it (it once died on the lazy console).
+    done, shown = _on_a_terminal(_config(tmp_path), "poll")
+    assert b"1 feeds polled" in shown, shown
+    assert b"Error" not in shown
+    assert done.returncode == 0
+    assert shown.rfind(b"\x1b[?25h") > shown.rfind(b"\x1b[?25l")  # the cursor is shown again
+
+
+def test_the_progress_bar_shows_a_feed_url_word_for_word(tmp_path: Path) -> None:
+    config = _config(tmp_path)
+    (tmp_path / "cafe.xml").rename(tmp_path / "[red]cafe.xml")
+    config.write_text('feeds:\n  - url: "[red]cafe.xml"\n', encoding="utf-8")
+    done, shown = _on_a_terminal(config, "poll")
+    assert done.returncode == 0, shown
+    assert b"polling [red]cafe.xml" in shown
+
+
+@pytest.mark.parametrize(
+    "args", [("status",), ("status", "--format", "json"), ("config", "check"), ("--version",)]
+)
+def test_a_reader_that_stops_early_is_not_a_failure(tmp_path: Path, args: tuple[str, ...]) -> None:
+    # `aggregator status | head -1`: exit 1 would say that feeds failed.
+    config = _config(tmp_path)
+    reader, writer = os.pipe()
+    os.close(reader)
+    try:
+        done = _aggregator(config, *args, stdout=writer)
+    finally:
+        os.close(writer)
+    assert (done.returncode, done.stderr) == (0, b"")
+
+
+ASCII_LOCALE = {"LC_ALL": "C", "LANG": "C", "PYTHONCOERCECLOCALE": "0", "PYTHONUTF8": "0"}
+
+
+def test_a_locale_that_is_not_utf8_gets_utf8_not_a_traceback(tmp_path: Path) -> None:
+    config = _config(tmp_path)
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONIOENCODING", "LC_CTYPE")}
+    env.update(ASCII_LOCALE)
+    polled = _aggregator(config, "poll", env=env)
+    assert polled.returncode == 0, polled.stderr
+    rows = _aggregator(config, "status", "--format", "json", env=env)
+    assert rows.returncode == 0, rows.stderr
+    assert json.loads(rows.stdout.decode("utf-8"))[0]["title"] == "Café — news"
+    exported = _aggregator(config, "export", env=env)
+    assert exported.returncode == 0, exported.stderr
+    assert json.loads(exported.stdout.decode("utf-8"))["title"] == "Crème brûlée at the summit"
+    table = _aggregator(config, "status", env=env)
+    assert table.returncode == 0, table.stderr
+    assert "Café — news" in table.stdout.decode("utf-8")
+
+
+def test_status_on_a_narrow_terminal_still_says_when_the_jobs_run(tmp_path: Path) -> None:
+    config = _config(tmp_path)
+    shown = _aggregator(config, "status", env={"COLUMNS": "40"})
+    assert shown.returncode == 0, shown.stderr
+    lines = shown.stdout.decode("utf-8").splitlines()
+    assert lines[0] == "Café — news: never, 0 entries"
+    assert any(line.startswith("poll: ") for line in lines), lines
+
+
+def test_a_terminal_in_a_locale_that_is_not_utf8_gets_escapes_not_a_traceback(tmp_path: Path) -> None:
+    # A terminal shows its locale's encoding: UTF-8 bytes there would be mojibake.
+    config = _config(tmp_path)
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONIOENCODING", "LC_CTYPE")}
+    env.update(ASCII_LOCALE)
+    assert _aggregator(config, "poll", env=env).returncode == 0
+    leader, follower = pty.openpty()
+    try:
+        done = _aggregator(config, "status", "--format", "json", env=env, stdout=follower)
+        os.close(follower)
+        shown = b""
+        with contextlib.suppress(OSError):  # EIO: the terminal has no writer left
+            while chunk := os.read(leader, 65536):
+                shown += chunk
+    finally:
+        os.close(leader)
+    assert done.returncode == 0, done.stderr
+    assert b"Caf\\xe9 \\u2014 news" in shown, shown
+    assert "Café".encode() not in shown
+
+
+def test_the_progress_bar_never_shows_a_feeds_password(tmp_path: Path) -> None:
+    config = tmp_path / "feeds.yaml"
+    # Port 9 (discard) is closed here: the feed fails, and its outcome still passes the bar.
+    config.write_text("feeds:\n  - url: http://reader:s3cret-word@127.0.0.1:9/f.xml\n", encoding="utf-8")
+    done, shown = _on_a_terminal(config, "poll")
+    assert done.returncode == 1, shown
+    assert b"127.0.0.1:9/f.xml" in shown
+    assert b"s3cret-word" not in shown

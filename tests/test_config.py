@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from datetime import timedelta
 from pathlib import Path
 
@@ -86,6 +88,13 @@ def test_yaml_syntax_error_names_the_line(tmp_path: Path) -> None:
     assert "not valid YAML" in problems[0]
 
 
+def test_a_tab_in_the_indentation_says_to_indent_with_spaces(tmp_path: Path) -> None:
+    # The parser's own words ("cannot start any token") do not say what to change.
+    [problem] = problems_of(write(tmp_path, "feeds:\n  - url: https://example.com/a\n\ttitle: x\n"))
+    assert problem.startswith(f"{tmp_path / 'feeds.yaml'}:3:1: not valid YAML: ")
+    assert problem.endswith("(indent with spaces: YAML does not allow tabs there)")
+
+
 def test_newsletter_schedule_timezone_and_topic_are_checked(tmp_path: Path) -> None:
     path = write(
         tmp_path,
@@ -148,6 +157,21 @@ def test_check_reports_missing_local_files(tmp_path: Path) -> None:
 def test_missing_config_file(tmp_path: Path) -> None:
     problems = problems_of(tmp_path / "nope.yaml")
     assert problems == [f"{tmp_path / 'nope.yaml'}: file not found (pass --config PATH)"]
+
+
+def test_a_file_that_is_not_utf8_names_the_line_and_what_to_do(tmp_path: Path) -> None:
+    # Saved as Latin-1 by an editor: the line to look at, not a byte offset into the file.
+    path = tmp_path / "feeds.yaml"
+    path.write_bytes(b"feeds:\n  - url: https://example.com/a\n    title: Caf\xe9\n")
+    expected = f"{path}:3:15: not valid UTF-8 (byte 0xe9) (save the file as UTF-8)"
+    assert problems_of(path) == [expected]
+    checked = subprocess.run(
+        [sys.executable, "-m", "aggregator", "--config", str(path), "config", "check"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert (checked.returncode, checked.stderr.splitlines()[0]) == (2, expected)
 
 
 @pytest.mark.parametrize(
