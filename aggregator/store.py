@@ -366,6 +366,20 @@ def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
         cursor.close()
 
 
+def _postgresql_on_connect(dbapi_connection: Any, _record: Any) -> None:
+    # PostgreSQL sends values as text shaped by the session's settings, which come from the
+    # server's configuration.  Timestamps come in its TimeZone (initdb takes the machine's):
+    # east of UTC 9999-12-31T23:59:59Z is year 10000, west of it 0001-01-01T00:00Z (Go's zero
+    # time, which feeds carry) is year 0, no Python datetime, and every read of such a row
+    # failed; psycopg reads only ISO dates; extra_float_digits below 1 (old configurations)
+    # rounds floats to 15 digits.  What is stored is the same whatever the session says.
+    with dbapi_connection.cursor() as cursor:
+        cursor.execute("SET TIME ZONE 'UTC'")
+        cursor.execute("SET datestyle TO 'ISO'")
+        cursor.execute("SET extra_float_digits TO 1")
+    dbapi_connection.commit()
+
+
 def _sqlite_on_begin(conn: sa.Connection) -> None:
     # A write transaction that starts as a read and upgrades later fails with
     # SQLITE_BUSY at once if another process wrote meanwhile (busy_timeout does not
@@ -380,7 +394,9 @@ def _create_engine(url: sa.URL) -> sa.Engine:
         if url.drivername == "postgresql":
             # SQLAlchemy's default PostgreSQL driver is psycopg2; we ship psycopg 3.
             url = url.set(drivername="postgresql+psycopg")
-        return sa.create_engine(url, pool_pre_ping=True)
+        engine = sa.create_engine(url, pool_pre_ping=True)
+        sa.event.listen(engine, "connect", _postgresql_on_connect)
+        return engine
     if backend != "sqlite":
         raise ValueError(
             f"unsupported database {backend!r}: use sqlite:///PATH or postgresql+psycopg://USER@HOST/DB"
@@ -390,9 +406,17 @@ def _create_engine(url: sa.URL) -> sa.Engine:
     database = url.database or ""
     if database in ("", ":memory:"):
         # One connection for everyone: with a pool, each thread (the pipeline's writer
-        # thread, say) would get a fresh, empty in-memory database of its own.
+        # thread, say) would get a fresh, empty in-memory database of its own.  A pool of
+        # that one connection lends it to one thread at a time (StaticPool lent it to all at
+        # once: a read begun during a write failed, or committed half of it); the others wait
+        # as a file's writers do.
         engine = sa.create_engine(
-            url, poolclass=sa.pool.StaticPool, connect_args={"check_same_thread": False}
+            url,
+            poolclass=sa.pool.QueuePool,
+            pool_size=1,
+            max_overflow=0,
+            pool_timeout=SQLITE_BUSY_TIMEOUT_S,
+            connect_args={"check_same_thread": False},
         )
     else:
         if not url.query.get("uri"):

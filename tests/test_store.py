@@ -120,6 +120,57 @@ def _sqlite_schema(path: Path) -> dict[str, list[str]]:
     return schema
 
 
+# Every revision but the newest, oldest first: a database some earlier version left behind.
+_OLDER_REVISIONS = [
+    script.revision
+    for script in reversed(list(ScriptDirectory.from_config(migration_config("sqlite://")).walk_revisions()))
+][:-1]
+
+
+@pytest.mark.parametrize("revision", _OLDER_REVISIONS)
+def test_a_database_of_each_older_revision_is_upgraded_keeping_its_rows(
+    database_url: str, revision: str, now: datetime
+) -> None:
+    command.upgrade(migration_config(database_url), revision)
+    eid = entry_id(FEED, "a")
+    engine = sa.create_engine(database_url)
+    try:
+        with engine.begin() as conn:  # the columns every revision has, as that revision's code wrote them
+            old = sa.MetaData()
+            old.reflect(conn, only=["feeds", "entries", "entry_signatures"])
+            conn.execute(
+                old.tables["feeds"].insert().values(url=FEED, status="ok", error_count=0, redirect_count=0)
+            )
+            conn.execute(
+                old.tables["entries"].insert(),
+                {
+                    **dict.fromkeys(["content_html", "summary_html", "text"], "x"),
+                    **dict.fromkeys(["enclosures", "categories", "topics"], ()),
+                    "id": eid,
+                    "feed_url": FEED,
+                    "guid": "a",
+                    "title": "Täst",
+                    "authors": ["Zoë"],
+                    "content_hash": "old",
+                    "first_seen": now,
+                    "last_updated": now,
+                },
+            )
+            conn.execute(old.tables["entry_signatures"].insert().values(entry_id=eid, signature=b"sig"))
+    finally:
+        engine.dispose()
+    with Store.open(database_url) as store:
+        stored = store.get_entry(eid)
+        assert stored is not None
+        assert (stored.entry.title, stored.entry.authors, stored.first_seen) == ("Täst", ("Zoë",), now)
+        assert list(store.iter_signatures()) == [(eid, b"sig")]
+        assert store.save_poll(polled(FEED, now), [make_entry("a")], now) == SaveCounts(new=0, updated=1)
+        with store.engine.connect() as conn:
+            assert MigrationContext.configure(conn).get_current_heads() == (_head_revision(),)
+            context = MigrationContext.configure(conn, opts={"compare_type": True})
+            assert compare_metadata(context, metadata) == []
+
+
 def test_a_new_sqlite_database_gets_the_schema_the_migrations_build(tmp_path: Path) -> None:
     Store.open(f"sqlite:///{tmp_path / 'new.sqlite'}").close()
     command.upgrade(migration_config(f"sqlite:///{tmp_path / 'migrated.sqlite'}"), "head")
@@ -157,6 +208,39 @@ def test_an_in_memory_database_is_one_database_for_every_thread(now: datetime) -
     with Store.open("sqlite://") as store, ThreadPoolExecutor(1) as writer:
         writer.submit(store.save_poll, polled(FEED, now), [make_entry("a")], now).result()
         assert store.entry_counts() == {FEED: 1}
+
+
+def test_an_in_memory_database_takes_one_thread_at_a_time(now: datetime) -> None:
+    # Every thread was handed the one connection at once: a read begun while the writer
+    # thread was saving a poll failed ("cannot start a transaction within a transaction"),
+    # or its COMMIT committed half the poll.
+    errors: list[BaseException] = []
+    writing = threading.Event()
+    with Store.open("sqlite://") as store:
+
+        def write() -> None:
+            try:
+                for n in range(20):
+                    batch = [make_entry(f"{n}-{i}") for i in range(300)]
+                    for result in store.save_polls(
+                        [(polled(f"https://feeds{n}.example/rss", now), batch)], now
+                    ):
+                        if isinstance(result, BaseException):
+                            errors.append(result)
+            finally:
+                writing.set()
+
+        writer = threading.Thread(target=write)
+        writer.start()
+        try:
+            while not writing.is_set():
+                store.feed_states()
+                store.entry_counts()
+        except StoreError as exc:
+            errors.append(exc)
+        writer.join()
+        assert errors == []
+        assert sum(store.entry_counts().values()) == 20 * 300
 
 
 def test_unopenable_sqlite_file_is_a_store_error_naming_it(tmp_path: Path) -> None:
@@ -377,6 +461,32 @@ def test_every_entry_field_round_trips(store: Store, now: datetime) -> None:
     assert stored.entry.published.utcoffset() == timedelta(0)
     assert stored.first_seen.utcoffset() == timedelta(0)
     assert store.get_entry("0000000000000000") is None
+
+
+def test_the_first_and_last_dates_round_trip_whatever_the_postgresql_session_says(
+    database_url: str, now: datetime
+) -> None:
+    # PostgreSQL sends timestamps as the session's TimeZone and DateStyle say, and initdb takes
+    # the machine's zone: Go's zero time 0001-01-01T00:00Z, which feeds do carry, is year 0 in
+    # New York and 9999-12-31T23:59:59Z year 10000 in Tokyo, neither a Python datetime, and a
+    # DateStyle other than ISO is text psycopg cannot read.  Every read of the entries failed.
+    # An old configuration's extra_float_digits=0 rounded the dedupe evidence to 15 digits.
+    first = make_entry("first", published=datetime(1, 1, 1, tzinfo=UTC), updated=None)
+    last = make_entry("last", published=datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC))
+    evidence = DuplicateEvidence(
+        entry_id(FEED, "last"), entry_id(FEED, "first"), "content", 1 / 3, None, 0.1 + 0.2
+    )
+    sessions = ["America/New_York", "Postgres,MDY"], ["Asia/Tokyo", "German"]
+    for zone, style in sessions:
+        url = database_url
+        if url.startswith("postgresql"):
+            url += f"%20-ctimezone%3D{zone}%20-cdatestyle%3D{style}%20-cextra_float_digits%3D0"
+        with Store.open(url) as store:
+            store.save_poll(polled(FEED, now), [first, last], now)
+            store.save_duplicates([evidence])
+            assert [e.entry for e in store.iter_entries()] == [first, last]
+            assert store.feed_state(FEED) == polled(FEED, now)
+            assert store.duplicate_evidence(evidence.entry_id) == evidence
 
 
 def test_polling_the_same_feed_twice_stores_nothing_twice(store: Store, now: datetime) -> None:
