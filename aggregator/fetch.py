@@ -433,15 +433,21 @@ class Fetcher:
         validators = _validator_headers(state) if conditional else {}
         loop = asyncio.get_running_loop()
         deadline: float | None = None
+        hop_ended = 0.0  # when the last hop gave its slot back
         permanent_so_far = True  # every hop so far was a 301/308
         while True:
             url = _http_url(progress.url)
             progress.visited.add((progress.url, progress.cookie_state()))
             async with self._slot(url):
+                # The clock runs only while we hold a slot: waiting for one is not the server's
+                # fault, also not on a later hop (many feeds redirected to one busy host).
                 if deadline is None:
-                    # The clock starts when we hold a slot: waiting for one is not the server's fault.
                     progress.started = time.monotonic()
                     deadline = loop.time() + self._settings.total_timeout
+                else:
+                    waited = loop.time() - hop_ended
+                    progress.started += waited
+                    deadline += waited
                 async with asyncio.timeout_at(deadline):
                     request = self._client.build_request("GET", url, headers=validators)
                     if progress.cookies:
@@ -455,6 +461,7 @@ class Fetcher:
                             progress.cookies.extract_cookies(response)
                     finally:
                         await response.aclose()
+            hop_ended = loop.time()
 
             if permanent_so_far and response.status_code in PERMANENT_REDIRECT_STATUSES:
                 progress.permanent_redirect = target
@@ -508,7 +515,7 @@ class Fetcher:
                 body=body,
                 headers=headers,
                 etag=_clean_validator(headers.get("etag")),
-                last_modified=_clean_validator(modified[0] if modified else None),
+                last_modified=_last_modified(modified, headers, now),
                 conditional=conditional,
                 permanent_redirect=progress.permanent_redirect,
                 cache_max_age=_cache_max_age(headers, now),
@@ -585,6 +592,10 @@ class Fetcher:
         if parts.netloc not in ("", "localhost"):
             raise _Failed(f"unsupported file URL {location!r}: only local files (file:///path)")
         path = Path(url2pathname(parts.path))
+        if "\0" in str(path):  # from "%00": os.stat would raise ValueError, no OSError
+            raise _Failed(
+                f"not a valid file path: {location!r}: it contains a NUL character; fix it in feeds.yaml"
+            )
         started = time.monotonic()
         async with self._global:
             # Reading can block (network file systems): keep it off the event loop.
@@ -834,6 +845,8 @@ def _flush(inflaters: list[_Inflater]) -> Iterator[bytes]:
 
 # What to do about a response over the size cap, and about redirects that lead nowhere.
 _RAISE_THE_CAP = "if the feed really is that large, raise polling.max_response_size in feeds.yaml"
+_TRY_AGAIN = "the next poll tries again"
+_NOT_A_WEB_SERVER = "is it a web server, and is it http or https? check the url in feeds.yaml"
 _SEE_WHERE_IT_WENT = "open the url in a browser to see where the feed is now, and update it in feeds.yaml"
 
 
@@ -888,16 +901,32 @@ def _redirect_target(response: httpx.Response, url: str) -> str:
     if not location:
         raise _Failed(f"redirect (HTTP {code}) without a Location header at {url}", http_status=code)
     try:
-        target = httpx.URL(url).join(location).copy_with(fragment=None)
+        base = httpx.URL(url)
+        target = base.join(location).copy_with(fragment=None)
     except httpx.InvalidURL as exc:
         raise _unusable_location(code, url, location, str(exc)) from exc
     if target.scheme not in ("http", "https"):
         # Never let a web server point us at file:///etc/passwd or the like.
         raise _unusable_location(code, url, location, "only http and https are followed")
+    if base.userinfo and not target.userinfo and _same_site(base, target):
+        # A relative Location keeps the feed's credentials, an absolute one (most servers
+        # write those) has none: the same site gets them either way, as from httpx or curl.
+        target = target.copy_with(userinfo=base.userinfo)
     try:
         return str(_http_url(str(target)))
     except _Failed as exc:
         raise _unusable_location(code, url, location, exc.message) from exc
+
+
+def _same_site(origin: httpx.URL, target: httpx.URL) -> bool:
+    """Whether ``target`` may have ``origin``'s credentials: the same scheme, host and port,
+    or the upgrade of http to https on the default ports (httpx's rule)."""
+    if origin.host != target.host:
+        return False
+    if origin.scheme == target.scheme:
+        return _port(origin) == _port(target)
+    upgrade = origin.scheme == "http" and target.scheme == "https"
+    return upgrade and (_port(origin), _port(target)) == (80, 443)
 
 
 def _unusable_location(code: int, url: str, location: str, why: str) -> _Failed:
@@ -1005,7 +1034,7 @@ def _describe_transport_error(  # noqa: PLR0911, PLR0912 -- one sentence per cas
                 return f"cannot resolve host name {parsed.host!r}: check the url in feeds.yaml"
         return f"cannot connect to {host}: {detail}"
     if isinstance(exc, httpx.RemoteProtocolError):
-        return f"bad HTTP from {host} for {url}: {detail}"
+        return _describe_bad_http(exc, host, url, detail)
     if isinstance(exc, httpx.ReadError | httpx.WriteError | httpx.CloseError):
         return f"connection to {host} lost while fetching {url}: {detail}"
     if isinstance(exc, httpx.DecodingError):
@@ -1013,6 +1042,33 @@ def _describe_transport_error(  # noqa: PLR0911, PLR0912 -- one sentence per cas
     if isinstance(exc, httpx.ProxyError):
         return f"proxy error for {url}: {detail}"
     return f"request to {url} failed: {type(exc).__name__}: {detail}"
+
+
+def _describe_bad_http(exc: Exception, host: str, url: str, detail: str) -> str:
+    """A sentence for aiohttp's parser refusing a response.
+
+    Its own text reads "400, message='...'" (a code of aiohttp's, no status the server
+    sent) and can run over several lines with a caret under the offending byte.
+    """
+    found = None
+    for cause in _causes(exc):
+        # aiohttp re-raises a parser error as a plain HttpProcessingError: the one under it says which.
+        if isinstance(cause, aiohttp.http_exceptions.HttpProcessingError) and (
+            found is None or type(found) is aiohttp.http_exceptions.HttpProcessingError
+        ):
+            found = cause
+    if found is None:
+        return f"bad HTTP from {host} for {url}: {detail}"
+    # One line, without the caret lines, and not a whole 64 KiB header.
+    lines = (line.strip() for line in found.message.splitlines())
+    why = " ".join(line for line in lines if line.strip("^~ ")).rstrip(".")[:300]
+    errors = aiohttp.http_exceptions
+    if isinstance(found, errors.ContentLengthError | errors.TransferEncodingError):
+        return f"the response from {url} ended early ({why}): it was cut off on the way; {_TRY_AGAIN}"
+    if isinstance(found, errors.BadStatusLine):
+        # A port that speaks something else, or TLS bytes on an http:// URL.
+        return f"bad HTTP from {host} for {url}: {why}: {_NOT_A_WEB_SERVER}"
+    return f"bad HTTP from {host} for {url}: {why}: the site must fix its server"
 
 
 def _causes(exc: BaseException) -> Iterable[BaseException]:
@@ -1032,9 +1088,14 @@ def _causes(exc: BaseException) -> Iterable[BaseException]:
                 stack.append(chained)
 
 
+def _port(url: httpx.URL) -> int:
+    return url.port or (443 if url.scheme == "https" else 80)
+
+
 def _host_key(url: httpx.URL) -> str:
-    port = url.port or (443 if url.scheme == "https" else 80)
-    return f"{url.host}:{port}"
+    # An IPv6 address in brackets, as in a URL: "::1:8080" does not say where the port starts.
+    host = f"[{url.host}]" if ":" in url.host else url.host
+    return f"{host}:{_port(url)}"
 
 
 def _validator_headers(state: FeedState) -> dict[str, str]:
@@ -1052,6 +1113,22 @@ def _clean_validator(value: str | None) -> str | None:
         return None
     value = value.strip()
     if not value or len(value) > _MAX_VALIDATOR_LENGTH or _UNSAFE_IN_HEADER.search(value):
+        return None
+    return value
+
+
+def _last_modified(values: list[str], headers: Mapping[str, str], now: datetime) -> str | None:
+    """The (first) Last-Modified to store and send back, or None when it is later than the
+    response's Date (ours when it has none).
+
+    RFC 9110 8.8.2.1 forbids such a date (a wrong clock, a post scheduled ahead).  Sent back
+    as If-Modified-Since, it made servers that answer 304 to anything older (Django, Rails)
+    hide every change until that day came.  One that is no date at all is kept: a server
+    that compares the text as it is still understands it.
+    """
+    value = _clean_validator(values[0] if values else None)
+    when = _parse_http_date(value)
+    if when is not None and when > (_parse_http_date(headers.get("date")) or now):
         return None
     return value
 
@@ -1091,15 +1168,19 @@ def _retry_after(headers: Mapping[str, str], now: datetime) -> datetime | None:
 
 
 def _cache_max_age(headers: Mapping[str, str], now: datetime) -> timedelta | None:
-    """How long the server says the response stays fresh: Cache-Control max-age (or
-    s-maxage), else Expires - Date.  None when it says nothing."""
+    """How long the server says the response stays fresh: Cache-Control max-age, else
+    Expires - Date.  None when it says nothing.
+
+    Not s-maxage: it is for shared caches (CDNs), which a site purges when it publishes;
+    Next.js sends ``s-maxage=31536000`` for a page built once, and taken as ours it held
+    such feeds to one poll a week.
+    """
     directives: dict[str, str] = {}
     for part in headers.get("cache-control", "").split(","):
         name, _, value = part.partition("=")
         directives[name.strip().lower()] = value.strip().strip('"')
-    for name in ("max-age", "s-maxage"):
-        if (delta := _delta_seconds(directives.get(name, ""))) is not None:
-            return delta
+    if (delta := _delta_seconds(directives.get("max-age", ""))) is not None:
+        return delta
     if "expires" not in headers:
         return None
     expires = _parse_http_date(headers["expires"])

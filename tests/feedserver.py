@@ -56,6 +56,9 @@ Paths (``add_feed`` adds more, with ETag/Last-Modified and 304s like ``/feed.xml
 ``/always-304``             304 Not Modified, validators or not
 ``/redirect-to-data``       302 to ``data:text/xml,<rss/>``; ``/redirect-to-mailto`` to a
                             ``mailto:``, ``/redirect-to-broken`` to ``http://[::1/x``
+``/cut-short``              200 with a Content-Length 100 bytes more than the RSS it sends, then
+                            closes; ``/cut-chunked`` the RSS chunked, closed before the last chunk
+``/not-http``               answers with a line that is no HTTP status line
 ==========================  ===============================================================
 
 PYTEST_DONT_REWRITE: test modules import this module before pytest loads it as a plugin,
@@ -309,6 +312,9 @@ class FeedServer:
             "/identity-gzip-bomb": self._stacked_gzip_bomb,
             "/private.xml": self._private,
             "/always-304": lambda h, r: h.respond(r, 304, b"", {"ETag": '"always"'}),
+            "/cut-short": self._cut_short,
+            "/cut-chunked": self._cut_short,
+            "/not-http": self._not_http,
         }
         self._ssl_context = ssl_context
         self._lock = threading.Lock()
@@ -560,6 +566,25 @@ class FeedServer:
         else:
             headers = {"WWW-Authenticate": 'Basic realm="feeds"', "Content-Type": "text/plain"}
             handler.respond(request, 401, b"who are you?", headers)
+
+    def _cut_short(self, handler: _Handler, request: RecordedRequest) -> None:
+        # The connection closes before the end the headers announced: a proxy or a server
+        # that crashed half-way.
+        handler.send_response_only(200)
+        handler.send_header("Content-Type", RSS_TYPE)
+        if request.path == "/cut-chunked":
+            handler.send_header("Transfer-Encoding", "chunked")
+            body = b"%x\r\n%s\r\n" % (len(RSS), RSS)  # and no "0\r\n\r\n"
+        else:
+            handler.send_header("Content-Length", str(len(RSS) + 100))
+            body = RSS
+        handler.end_headers()
+        handler.close_connection = True
+        handler.write(request.path, body)
+
+    def _not_http(self, handler: _Handler, request: RecordedRequest) -> None:
+        handler.close_connection = True
+        handler.write(request.path, b"SSH-2.0-OpenSSH_9.6\r\n\r\n")
 
     def _hang_up(self, handler: _Handler, request: RecordedRequest) -> None:
         handler.close_connection = True

@@ -211,6 +211,23 @@ async def test_cache_lifetime_from_cache_control_and_from_expires(feed_server: F
     assert (await fetch(feed_server.url("/feed.xml"))).cache_max_age is None
 
 
+async def test_a_lifetime_meant_for_shared_caches_does_not_slow_polling(feed_server: FeedServer) -> None:
+    # What Next.js sends for a page built once: a year in the CDN, purged on the next deploy.
+    # s-maxage is for shared caches only (RFC 9111 5.2.2.10); read as ours, the feed was
+    # polled once a week (max_interval) instead of every hour.
+    cdn = "public, s-maxage=31536000, stale-while-revalidate"
+    feed_server.add_feed("/next.xml", RSS, headers={"Cache-Control": cdn})
+    result = await fetch(feed_server.url("/next.xml"))
+    assert result.cache_max_age is None
+    state = advance_state(
+        FeedState(url=result.url), result, None, PollingPolicy(jitter=0), NOW, random.Random(1)
+    )
+    assert state.next_check == NOW + timedelta(hours=1)
+    # Beside a max-age, the max-age counts, as before.
+    feed_server.add_feed("/both.xml", RSS, headers={"Cache-Control": "s-maxage=600, max-age=7200"})
+    assert (await fetch(feed_server.url("/both.xml"))).cache_max_age == timedelta(hours=2)
+
+
 # -- redirects -----------------------------------------------------------------------------
 
 
@@ -537,6 +554,21 @@ async def test_global_limit_is_respected(feed_server: FeedServer) -> None:
     assert feed_server.max_in_flight() == 3
 
 
+async def test_waiting_for_a_busy_host_after_a_redirect_is_not_the_servers_slowness(
+    feed_server: FeedServer,
+) -> None:
+    # Old http:// URLs that all redirect to one host: every feed passes the quick first hop
+    # at once, then queues for the other host's one slot.  The total time limit is for the
+    # server's answers; it used to run on while a later hop waited for a slot, and the last
+    # feeds in the queue failed as "the server is too slow" though each took 0.3 s.
+    feed_server.redirects["/to-slow"] = (302, feed_server.url("/slow?delay=0.3", host="localhost"))
+    settings = FetchSettings(connect_timeout=2, read_timeout=2, total_timeout=1, per_host=1)
+    async with open_fetcher(settings) as fetcher:
+        results = await _fetch_many(fetcher, [feed_server.url("/to-slow")] * 5)
+    assert [r.error for r in results] == [None] * 5
+    assert feed_server.max_in_flight(feed_server.host("localhost")) == 1
+
+
 async def test_fetch_feeds_keeps_order_and_failures_are_results(feed_server: FeedServer) -> None:
     paths = ["/feed.xml", "/missing", "/gone", "/atom.xml"]
     async with open_fetcher() as fetcher:
@@ -564,11 +596,63 @@ async def test_connection_refused() -> None:
     )
 
 
+def _has_ipv6_loopback() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as sock:
+            sock.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
+@pytest.mark.skipif(not _has_ipv6_loopback(), reason="no IPv6 loopback here")
+async def test_an_ipv6_host_is_named_with_brackets() -> None:
+    # It read "connection refused by ::1:40123": which part is the port?
+    with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as sock:
+        sock.bind(("::1", 0))
+        port = sock.getsockname()[1]
+    result = await fetch(f"http://[::1]:{port}/feed.xml")
+    assert result.error == f"connection refused by [::1]:{port}: is the server running and is the port right?"
+
+
 async def test_server_hanging_up(feed_server: FeedServer) -> None:
     result = await fetch(feed_server.url("/hang-up"))
     assert result.status is FeedStatus.ERROR
     assert result.error is not None
     assert result.error.startswith(f"bad HTTP from {feed_server.host()} for {feed_server.url('/hang-up')}: ")
+
+
+@pytest.mark.parametrize(
+    ("path", "why"),
+    [
+        (
+            "/cut-short",
+            f"Not enough data to satisfy content length header (received {len(RSS)} of {len(RSS) + 100} "
+            "bytes)",
+        ),
+        ("/cut-chunked", "Not enough data to satisfy transfer length header"),
+    ],
+)
+async def test_a_body_cut_off_on_the_way_says_so(feed_server: FeedServer, path: str, why: str) -> None:
+    # It read "bad HTTP from ...: Response payload is not completed: <ContentLengthError: 400,
+    # message=...>": no HTTP 400 was ever sent, and nothing said what to do.
+    url = feed_server.url(path)
+    result = await fetch(url)
+    assert result.status is FeedStatus.ERROR
+    assert result.body is None
+    assert result.error == (
+        f"the response from {url} ended early ({why}): it was cut off on the way; the next poll tries again"
+    )
+
+
+async def test_a_server_that_does_not_speak_http_is_named_in_one_line(feed_server: FeedServer) -> None:
+    url = feed_server.url("/not-http")
+    result = await fetch(url)
+    assert result.status is FeedStatus.ERROR
+    assert result.error == (
+        f"bad HTTP from {feed_server.host()} for {url}: Bad status line: Expected HTTP/, RTSP/ or ICE/: "
+        "b'SSH-2.0-OpenSSH_9.6': is it a web server, and is it http or https? check the url in feeds.yaml"
+    )
 
 
 @pytest.fixture
@@ -638,6 +722,24 @@ async def test_a_url_with_credentials_logs_in_and_no_message_shows_the_password(
         f"access denied (HTTP 401 Unauthorized) at {masked}: the server refuses feed readers or wants "
         "a login; check the url in feeds.yaml"
     )
+
+
+async def test_credentials_go_along_a_redirect_on_the_same_site_and_no_further(
+    feed_server: FeedServer,
+) -> None:
+    # Most servers write an absolute Location, so the next hop's URL had no credentials any
+    # more: a private feed that moved on its own site (or to https there) failed with 401.
+    feed_server.redirects["/private-moved"] = (301, feed_server.url("/private.xml"))
+    url = feed_server.url("/private-moved").replace("//", f"//{PRIVATE_USER}@")
+    result = await fetch(url)
+    assert result.status is FeedStatus.OK, result.error
+    assert result.body == RSS
+    assert result.permanent_redirect == feed_server.url("/private.xml").replace("//", f"//{PRIVATE_USER}@")
+    # Another host (here: another name for it) is another site: it gets no password.
+    feed_server.redirects["/private-away"] = (302, feed_server.url("/private.xml", host="localhost"))
+    away = await fetch(feed_server.url("/private-away").replace("//", f"//{PRIVATE_USER}@"))
+    assert away.http_status == 401
+    assert "authorization" not in feed_server.last("/private.xml").headers
 
 
 async def test_a_failure_never_shows_the_password_of_a_url(tmp_path: Path) -> None:
@@ -727,6 +829,20 @@ async def test_missing_file(tmp_path: Path) -> None:
         f"file not found: {path}: fix the path in feeds.yaml (a relative path is taken from the folder "
         "feeds.yaml is in)"
     )
+
+
+async def test_a_file_url_that_no_path_can_have_is_an_error_not_a_crash(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # "%00" decodes to a NUL, which os.stat refuses with ValueError: it was logged with a
+    # traceback as a failure "unexpectedly".
+    url = tmp_path.as_uri() + "/feed%00.xml"
+    result = await fetch(url)
+    assert result.status is FeedStatus.ERROR
+    assert (
+        result.error == f"not a valid file path: {url!r}: it contains a NUL character; fix it in feeds.yaml"
+    )
+    assert not caplog.records
 
 
 async def test_directory_is_not_a_feed(tmp_path: Path) -> None:
@@ -907,6 +1023,24 @@ async def test_of_two_last_modified_headers_the_first_is_sent_back(feed_server: 
     feed_server._specials["/two-dates"] = answer
     result = await fetch(feed_server.url("/two-dates"))
     assert result.last_modified == first  # not "first, second", which no server reads as a date
+
+
+async def test_a_last_modified_in_the_future_is_not_kept(feed_server: FeedServer) -> None:
+    # A date from a wrong clock or a post scheduled ahead (RFC 9110 8.8.2.1: never later than
+    # the response's Date).  Sent back as If-Modified-Since, servers that answer 304 to any
+    # change older than that date (Django, Rails, this test server) hid every new entry
+    # until that day came, or the weekly unconditional fetch.
+    feed_server.add_feed("/ahead.xml", RSS, last_modified="Fri, 01 Jan 2100 00:00:00 GMT")
+    url = feed_server.url("/ahead.xml")
+    first = await fetch(url)
+    assert first.status is FeedStatus.OK
+    assert first.last_modified is None
+    feed_server.add_feed("/ahead.xml", ATOM, last_modified=FEED_LAST_MODIFIED)  # the clock fixed
+    state = FeedState(url=url, etag=first.etag, last_modified=first.last_modified)
+    second = await fetch(url, state=state)
+    assert second.status is FeedStatus.OK
+    assert second.body == ATOM
+    assert second.last_modified == FEED_LAST_MODIFIED
 
 
 @pytest.mark.parametrize("encoding", ["br", "zstd", "gzip, br"])
