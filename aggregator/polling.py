@@ -152,7 +152,7 @@ def advance_state(  # noqa: PLR0917 -- the signature the pipeline calls, all pos
         last_fetch=result.fetched_at,
         last_unconditional_fetch=(
             result.fetched_at
-            if result.status is FeedStatus.OK and not result.conditional and not parse_error
+            if _unconditional_fetch_done(state, result, parse_error)
             else state.last_unconditional_fetch
         ),
         next_check=next_check,
@@ -161,6 +161,20 @@ def advance_state(  # noqa: PLR0917 -- the signature the pipeline calls, all pos
         last_error=error if failed else None,
         ttl=ttl,
     )
+
+
+def _unconditional_fetch_done(state: FeedState, result: FetchResult, parse_error: str | None) -> bool:
+    """Whether ``result`` was the periodic fetch without validators, done as well as it can be.
+
+    A full body that parsed is.  So is a 304 to it from a feed with validators stored: the
+    server (or a proxy) answers 304 whatever is asked, and counted as not done, every later
+    poll would go without validators and fail the same way; this one poll fails instead.
+    """
+    if result.conditional:
+        return False
+    if result.status is FeedStatus.OK:
+        return not parse_error
+    return result.http_status == 304 and bool(state.etag or state.last_modified)
 
 
 def backoff_delay(error_count: int, policy: PollingPolicy) -> timedelta:

@@ -151,6 +151,24 @@ async def test_a_304_to_a_request_without_validators_is_an_error(feed_server: Fe
     assert again.status is FeedStatus.NOT_MODIFIED
 
 
+async def test_a_304_to_the_weekly_unconditional_fetch_fails_that_poll_only(feed_server: FeedServer) -> None:
+    # The server cannot do better than a 304 even without validators: the weekly refetch has
+    # been tried.  Not counted as done, every later poll was unconditional too and failed.
+    url = feed_server.url("/always-304")
+    policy, rng = PollingPolicy(), random.Random(1)
+    state = FeedState(url=url, etag='"always"', last_unconditional_fetch=NOW - timedelta(days=8))
+    assert wants_unconditional(state, NOW, policy)
+    result = await fetch(url, state=state, unconditional=True)
+    state = advance_state(state, result, None, policy, NOW, rng)
+    assert (state.status, state.http_status) == (FeedStatus.ERROR, 304)
+    later = state.next_check
+    assert later is not None
+    assert not wants_unconditional(state, later, policy)
+    result = await fetch(url, state=state)
+    state = advance_state(state, result, None, policy, later, rng)
+    assert (state.status, state.error_count, state.last_error) == (FeedStatus.NOT_MODIFIED, 0, None)
+
+
 async def test_unconditional_fetch_leaves_validators_out(feed_server: FeedServer) -> None:
     url = feed_server.url("/feed.xml")
     state = FeedState(url=url, etag=FEED_ETAG, last_modified=FEED_LAST_MODIFIED)
