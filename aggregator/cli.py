@@ -28,8 +28,8 @@ import typer
 from typer.core import TyperGroup
 
 from aggregator import __version__, cli_digest, cli_serve, pipeline
-from aggregator.cli_console import cell, echo, lazy_console, shown
-from aggregator.config import DEFAULT_CONFIG_NAME, LoadedConfig, check_config, load_config
+from aggregator.cli_console import NARROW_TERMINAL, cell, echo, lazy_console, shown
+from aggregator.config import CONFIG_ENV, DEFAULT_CONFIG_NAME, LoadedConfig, check_config, load_config
 from aggregator.errors import AggregatorError, ConfigError, StoreError
 from aggregator.runlock import ingest_lock
 from aggregator.store import Store
@@ -164,7 +164,7 @@ def _version(value: bool) -> None:
 def main_options(
     ctx: typer.Context,
     config: Annotated[
-        Path, typer.Option("--config", "-c", help="The feeds.yaml to use.", envvar="AGGREGATOR_CONFIG")
+        Path, typer.Option("--config", "-c", help="The feeds.yaml to use.", envvar=CONFIG_ENV)
     ] = Path(DEFAULT_CONFIG_NAME),
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log every step.")] = False,
     version: Annotated[
@@ -395,9 +395,6 @@ def status(
     for job in jobs:
         schedule.add_row(job.job, _short_time(_iso(job.next_run)), cell(job.detail))
     out.print(schedule)
-
-
-NARROW_TERMINAL = 60  # columns: narrower, `status` prints a line per feed instead of a table
 
 
 def _short_time(iso: str | None) -> str:

@@ -24,6 +24,9 @@ if TYPE_CHECKING:
 __all__ = ["cell", "echo", "lazy_console", "shown"]
 
 
+NARROW_TERMINAL = 60  # columns: narrower, `status` and `feeds list` print a line per feed, not a table
+
+
 class _LazyConsole:
     def __init__(self, options: dict[str, Any]) -> None:
         self._options = options

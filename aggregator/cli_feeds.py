@@ -7,8 +7,9 @@ Out: feeds.yaml changed through ``configedit`` (comments and layout kept, valida
 
 Exit codes as for the rest of the CLI: 0 done, 1 the feed could not be fetched or is not a
 feed, or the file changed on disk while we worked (run the command again), 2 bad usage
-(unknown feed, duplicate, a value the config does not accept, a bad OPML file, a page that
-advertises several feeds and no valid ``--pick`` to choose one, a read-only feeds.yaml).
+(unknown feed, duplicate, a value the config does not accept, a URL or path ``config check``
+would refuse, a bad OPML file, a page that advertises several feeds and no valid ``--pick``
+to choose one, a missing or read-only feeds.yaml).
 """
 
 from __future__ import annotations
@@ -26,8 +27,17 @@ import click
 import typer
 from rich.table import Table
 
-from aggregator.cli_console import cell, echo, lazy_console
-from aggregator.config import DEFAULT_CONFIG_NAME, LoadedConfig, parse_duration, resolve_feed_location
+from aggregator.cli_console import NARROW_TERMINAL, cell, echo, lazy_console
+from aggregator.config import (
+    DEFAULT_CONFIG_NAME,
+    LoadedConfig,
+    check_feed_url,
+    check_text,
+    missing_config_problem,
+    missing_feed_file,
+    parse_duration,
+    resolve_feed_location,
+)
 from aggregator.configedit import ConfigDocument, ConflictError, EditError, InvalidEditError, parse_assignment
 from aggregator.discovery import DiscoveryError, FeedChoices, FoundFeed, find_feed
 from aggregator.errors import ConfigError, StoreError
@@ -36,6 +46,7 @@ from aggregator.opml import OpmlError, import_subscriptions, parse_opml, render_
 from aggregator.pipeline import fetch_settings
 from aggregator.store import Store
 from aggregator.types import FeedState, FeedStatus
+from aggregator.urls import without_password
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -71,6 +82,9 @@ def _read(path: Path) -> tuple[ConfigDocument, LoadedConfig]:
     try:
         document = ConfigDocument.read(path)
     except EditError as exc:
+        if isinstance(exc.__cause__, FileNotFoundError):  # as every other command says it, with the hint
+            echo(str(missing_config_problem(path)), err=True)
+            _fail(f"1 problem(s) in {path}; nothing was done.")
         _fail(str(exc))
     try:
         return document, document.validate()
@@ -118,6 +132,28 @@ def _chooser(pick: int | None) -> Any:
     return choose
 
 
+def _check_url(url: str, path: Path) -> None:
+    """Refuse, before anything is fetched, a URL that ``config check`` would refuse in
+    feeds.yaml, in its words: bad usage (2), not a feed that failed (1)."""
+    try:
+        check_feed_url(check_text(url))
+    except ValueError as exc:
+        _fail(f"{exc}; give a feed's http(s) URL, a file: URL or a path")
+    _check_file(url, path)
+
+
+def _check_file(url: str, path: Path) -> None:
+    """Refuse a path (or file: URL) to no file, as ``config check`` would."""
+    try:
+        local = missing_feed_file(resolve_feed_location(url.strip(), path.parent))
+    except ValueError:  # no URL at all: the validation of the edit says so
+        return
+    if local is not None:
+        _fail(
+            f"no such file: {local}; fix the path (a relative one is taken from the folder {path.name} is in)"
+        )
+
+
 async def _discover(loaded: LoadedConfig, url: str, pick: int | None) -> FoundFeed:
     settings = fetch_settings(loaded.config.polling)
     async with make_client(settings) as client:
@@ -154,6 +190,7 @@ def add_feed(
         _fail(str(exc))
     if existing is not None:
         _fail(f"{path.name}: already subscribed: {existing}")
+    _check_url(url, path)
     try:
         found = asyncio.run(_discover(loaded, url, pick))
     except PickError as exc:
@@ -214,6 +251,8 @@ def set_feed(
         index = document.set_feed(feed, changes)
     except EditError as exc:
         _fail(str(exc))
+    if changes.get("url"):  # the rest of a new url is checked when the edit is validated
+        _check_file(str(changes["url"]), path)
     _save(document)
     shown = ", ".join(assignments)
     echo(f"{path.name}:{document.line_of_feed(index)}: {shown}")
@@ -269,6 +308,13 @@ def list_feeds(
     if output is ListFormat.JSON:
         print(json.dumps(rows, indent=2, ensure_ascii=False))
         return
+    if out.width < NARROW_TERMINAL:
+        # Seven columns cannot share so few: every cell folds to two characters.  A line per
+        # feed, as `status` prints, and below it whatever else the table would have shown.
+        out.print(cell(f"{len(rows)} feeds in {loaded.path.name}"))
+        for row in rows:
+            out.print(cell(_narrow_row(row, loaded.path.name)))
+        return
     table = Table(title=f"{len(rows)} feeds in {loaded.path.name}")
     for column in ("line", "feed", "topics", "every", "status", "entries", "last fetch"):
         table.add_column(column, overflow="fold")
@@ -276,7 +322,7 @@ def list_feeds(
         interval = row["interval"]
         table.add_row(
             str(row["line"] or ""),
-            cell((f"{row['known_title']}\n" if row["known_title"] else "") + row["url"]),
+            cell((f"{row['known_title']}\n" if row["known_title"] else "") + without_password(row["url"])),
             cell(", ".join(row["topics"])),
             _duration_text(interval) if interval else "default",
             cell(
@@ -287,6 +333,25 @@ def list_feeds(
             row["last_fetch"][:16].replace("T", " ") if row["last_fetch"] else "-",
         )
     out.print(table)
+
+
+def _narrow_row(row: dict[str, Any], file_name: str) -> str:
+    where = f"{file_name}:{row['line']}" if row["line"] else file_name
+    interval = row["interval"]
+    line = (
+        f"{where}: {row['known_title'] or without_password(row['url'])}: "
+        f"{'disabled' if not row['enabled'] else row['status']}, {row['entries']} entries, "
+        f"every {_duration_text(interval) if interval else 'default'}"
+    )
+    if row["last_fetch"]:
+        line += f", last fetch {row['last_fetch'][:16].replace('T', ' ')}"
+    if row["known_title"]:
+        line += f"\n  {without_password(row['url'])}"
+    if row["topics"]:
+        line += f"\n  topics: {', '.join(row['topics'])}"
+    if row["error"]:
+        line += f"\n  {row['error']}"
+    return line
 
 
 def _duration_text(seconds: int) -> str:

@@ -17,6 +17,7 @@ when they are needed: a problem to report, or a feed's line asked for (``where``
 from __future__ import annotations
 
 import difflib
+import os
 import re
 import zoneinfo
 from collections.abc import Callable, Mapping, Sequence
@@ -42,6 +43,7 @@ from ruamel.yaml.error import MarkedYAMLError
 from aggregator.errors import ConfigError, ConfigProblem
 
 DEFAULT_CONFIG_NAME = "feeds.yaml"
+CONFIG_ENV = "AGGREGATOR_CONFIG"  # the config path when --config is not given
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)", re.IGNORECASE)
 _DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -167,20 +169,26 @@ class FeedConfig(_Strict):
     @field_validator("url")
     @classmethod
     def _check_url(cls, value: str) -> str:
-        value = value.strip()
-        if not value:
-            raise ValueError("empty url")
-        if len(value.encode()) > MAX_URL_BYTES:
-            raise ValueError(
-                f"url longer than {MAX_URL_BYTES} bytes: no feed needs one, and the database indexes it"
-            )
-        scheme = urlsplit(value).scheme.lower()
-        # A one-letter "scheme" is a Windows drive letter, i.e. a path.
-        if scheme and len(scheme) > 1 and scheme not in ("http", "https", "file"):
-            raise ValueError(f"not an http(s) or file URL, nor a path: {value!r}")
-        if scheme in ("http", "https") and not urlsplit(value).netloc:
-            raise ValueError(f"URL without a host: {value!r}")
-        return value
+        return check_feed_url(value)
+
+
+def check_feed_url(value: str) -> str:
+    """A feed's ``url`` as feeds.yaml accepts it (stripped), else ``ValueError``; also for
+    ``aggregator feeds add``, which must refuse what ``config check`` would."""
+    value = value.strip()
+    if not value:
+        raise ValueError("empty url")
+    if len(value.encode()) > MAX_URL_BYTES:
+        raise ValueError(
+            f"url longer than {MAX_URL_BYTES} bytes: no feed needs one, and the database indexes it"
+        )
+    scheme = urlsplit(value).scheme.lower()
+    # A one-letter "scheme" is a Windows drive letter, i.e. a path.
+    if scheme and len(scheme) > 1 and scheme not in ("http", "https", "file"):
+        raise ValueError(f"not an http(s) or file URL, nor a path: {value!r}")
+    if scheme in ("http", "https") and not urlsplit(value).netloc:
+        raise ValueError(f"URL without a host: {value!r}")
+    return value
 
 
 class PollingConfig(_Strict):
@@ -408,7 +416,7 @@ def load_config(path: Path) -> LoadedConfig:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError as exc:
-        raise ConfigError([ConfigProblem(name, 0, 0, "", "file not found", "pass --config PATH")]) from exc
+        raise ConfigError([missing_config_problem(path)]) from exc
     except UnicodeDecodeError as exc:  # saved as Latin-1 or CP-1252: say the line, not a byte offset
         before = exc.object[: exc.start].decode("utf-8").split("\n")
         bad = f"byte 0x{exc.object[exc.start]:02x}"
@@ -419,6 +427,25 @@ def load_config(path: Path) -> LoadedConfig:
     except OSError as exc:
         raise ConfigError([ConfigProblem(name, 0, 0, "", f"cannot read: {exc}")]) from exc
     return load_config_text(text, path)
+
+
+def missing_config_problem(path: Path) -> ConfigProblem:
+    """feeds.yaml is not at ``path``: the hint says where the path came from, as that is what
+    to change (a stale $AGGREGATOR_CONFIG in a service's environment is not seen on its
+    command line)."""
+    hint = "pass --config PATH"
+    named = os.environ.get(CONFIG_ENV)
+    if named and Path(named).absolute() == path.absolute():
+        hint = f"the path is ${CONFIG_ENV}: set it to your feeds.yaml, or {hint}"
+    return ConfigProblem(str(path), 0, 0, "", "file not found", hint)
+
+
+def missing_feed_file(location: str) -> Path | None:
+    """The file a ``file:`` feed location names, if there is no such file (else None)."""
+    if not location.startswith("file:"):
+        return None
+    local = Path(unquote(urlsplit(location).path))  # as_uri() escaped it: "my%20feeds"
+    return None if local.is_file() else local
 
 
 def load_config_text(text: str, path: Path) -> LoadedConfig:
@@ -487,16 +514,14 @@ def check_config(path: Path) -> list[ConfigProblem]:
         return list(exc.problems)
     problems = []
     for feed in loaded.config.feeds:
-        location = loaded.feed_location(feed.url)
-        if location.startswith("file:"):
-            local = Path(urlsplit(location).path)
-            if not local.is_file():
-                line = loaded.feed_lines.get(feed.url, 0)
-                problems.append(
-                    ConfigProblem(
-                        str(path), line, 0, "url", f"no such file: {local}", "fix the path or remove the feed"
-                    )
+        local = missing_feed_file(loaded.feed_location(feed.url))
+        if local is not None:
+            line = loaded.feed_lines.get(feed.url, 0)
+            problems.append(
+                ConfigProblem(
+                    str(path), line, 0, "url", f"no such file: {local}", "fix the path or remove the feed"
                 )
+            )
     return problems
 
 

@@ -167,3 +167,21 @@ def test_the_progress_bar_never_shows_a_feeds_password(tmp_path: Path) -> None:
     assert done.returncode == 1, shown
     assert b"127.0.0.1:9/f.xml" in shown
     assert b"s3cret-word" not in shown
+
+
+def test_feeds_list_on_a_narrow_terminal_prints_a_line_per_feed(tmp_path: Path) -> None:
+    # Seven columns in forty: every cell folded to two characters.
+    config = _config(tmp_path)
+    config.write_text(
+        "feeds:\n  - url: cafe.xml\n    title: Café — news\n    topics: [food, politics]\n"
+        "    interval: 30m\n  - url: https://example.org/feed.xml\n    enabled: false\n",
+        encoding="utf-8",
+    )
+    assert _aggregator(config, "poll").returncode == 0
+    shown = _aggregator(config, "feeds", "list", env={"COLUMNS": "40"})
+    assert shown.returncode == 0, shown.stderr
+    lines = shown.stdout.decode("utf-8").splitlines()
+    assert lines[0] == "2 feeds in feeds.yaml"
+    assert lines[1].startswith("feeds.yaml:2: Café — news: ok, 1 entries, every 30m, last fetch 20")
+    assert lines[2:4] == ["  cafe.xml", "  topics: food, politics"]
+    assert lines[4:] == ["feeds.yaml:6: https://example.org/feed.xml: disabled, 0 entries, every default"]

@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -397,3 +399,82 @@ def test_a_file_with_another_hard_link_is_refused_with_what_to_do(tmp_path: Path
     assert f"not saved: {path} has 2 hard links" in stderr
     assert path.read_bytes() == before
     assert os.path.samefile(path, tmp_path / "backup.yaml")
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("", "empty url"),
+        ("ftp://x/y", "not an http(s) or file URL, nor a path: 'ftp://x/y'"),
+        ("http:///x", "URL without a host: 'http:///x'"),
+        ("missing.xml", "no such file: {folder}/missing.xml"),
+    ],
+)
+def test_add_refuses_what_config_check_refuses_before_fetching(
+    tmp_path: Path, feed_server: FeedServer, url: str, message: str
+) -> None:
+    # Bad usage (2), worded as `config check` words it, not a feed that failed (1).
+    path = config_from(tmp_path, "empty.yaml")
+    before = path.read_bytes()
+    code, _, stderr = run(path, "feeds", "add", url)
+    assert code == 2, stderr
+    assert message.format(folder=tmp_path) in stderr
+    assert path.read_bytes() == before
+    checked = tmp_path / "checked.yaml"
+    checked.write_text(f"feeds:\n  - url: '{url}'\n", encoding="utf-8")
+    assert message.format(folder=tmp_path) in run(checked, "config", "check")[2]
+
+
+def test_set_refuses_a_url_that_is_no_file(tmp_path: Path) -> None:
+    path = config_from(tmp_path, "base.yaml")
+    before = path.read_bytes()
+    code, _, stderr = run(path, "feeds", "set", "Example Wire", "url=missing.xml")
+    assert code == 2, stderr
+    assert f"no such file: {tmp_path}/missing.xml" in stderr
+    assert path.read_bytes() == before
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["list"],
+        ["export"],
+        ["add", "https://a.example/feed"],
+        ["remove", "https://a.example/feed"],
+        ["set", "https://a.example/feed", "interval=1h"],
+        ["import", str(OPML_DIR / "feedly.opml")],
+    ],
+)
+def test_a_missing_config_is_said_as_every_command_says_it(tmp_path: Path, command: list[str]) -> None:
+    missing = tmp_path / "nope.yaml"
+    code, _, stderr = run(missing, "feeds", *command)
+    assert code == 2
+    assert f"{missing}: file not found (pass --config PATH)" in stderr
+    assert not missing.exists()
+
+
+@pytest.mark.parametrize(
+    "command", [["feeds", "list"], ["feeds", "remove", "x"], ["status"], ["config", "check"]]
+)
+def test_a_missing_config_named_by_the_environment_says_so(tmp_path: Path, command: list[str]) -> None:
+    missing = tmp_path / "nope.yaml"
+    result = CliRunner().invoke(cli.app, command, env={"AGGREGATOR_CONFIG": str(missing)})
+    assert result.exit_code == 2
+    assert f"{missing}: file not found (the path is $AGGREGATOR_CONFIG" in result.stderr
+
+
+@pytest.mark.parametrize("columns", ["40", "120"])
+def test_feeds_list_never_shows_a_feeds_password(tmp_path: Path, columns: str) -> None:
+    config = tmp_path / "feeds.yaml"
+    config.write_text("feeds:\n  - url: https://reader:s3cret-word@feeds.example/f.xml\n", encoding="utf-8")
+    done = subprocess.run(
+        [sys.executable, "-m", "aggregator", "--config", str(config), "feeds", "list"],
+        env={**os.environ, "COLUMNS": columns},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "feeds.example" in done.stdout
+    assert "s3cret-word" not in done.stdout

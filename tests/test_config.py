@@ -270,3 +270,24 @@ def test_a_base_url_must_be_an_absolute_http_url(tmp_path: Path) -> None:
     for good in ("https://news.example.com/feeds/", "http://localhost:8000"):
         path = write(tmp_path, f"feeds: []\noutput:\n  base_url: {good}\n")
         assert load_config(path).config.output.base_url == good
+
+
+def test_a_missing_config_named_by_the_environment_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AGGREGATOR_CONFIG", str(tmp_path / "nope.yaml"))
+    [problem] = problems_of(tmp_path / "nope.yaml")
+    assert problem == (
+        f"{tmp_path / 'nope.yaml'}: file not found "
+        "(the path is $AGGREGATOR_CONFIG: set it to your feeds.yaml, or pass --config PATH)"
+    )
+    assert problems_of(tmp_path / "other.yaml") == [
+        f"{tmp_path / 'other.yaml'}: file not found (pass --config PATH)"
+    ]
+
+
+def test_check_finds_a_local_file_whose_path_holds_a_space(tmp_path: Path) -> None:
+    # The location is a file: URL ("my%20feeds"): read as a path, the file was never there.
+    (tmp_path / "my feeds").mkdir()
+    (tmp_path / "my feeds" / "a.xml").write_text("<rss/>", encoding="utf-8")
+    assert check_config(write(tmp_path, "feeds:\n  - url: my feeds/a.xml\n")) == []
