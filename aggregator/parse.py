@@ -29,7 +29,9 @@ Rules a reader of the output should know:
   stays empty.  A summary that merely repeats the content is dropped.
 - text is the plain text of content (else summary), one paragraph a line, derived from
   the sanitized HTML (``_text_of``).
-- Whitespace before the XML declaration is removed before parsing (a silent repair).
+- Whitespace before the XML declaration is removed before parsing (a silent repair), and a
+  UTF-8 byte order mark and a declaration that contradict each other are reconciled
+  (``_settle_byte_order_mark``).
 - A valid feed with no items parses, with the warning "the feed has no entries".
 - No entry is dropped for age or count.
 - An entry repeated in one feed (the same guid twice) counts once: its first occurrence.
@@ -87,7 +89,7 @@ __all__ = ["FULL_TEXT_MIN_CHARS", "NORMALIZER_VERSION", "parse_feed", "source_ke
 MAX_INDEXED_BYTES = 1024
 
 # Part of every source key: bump it when the normalizer's output changes for the same input.
-NORMALIZER_VERSION = "2"
+NORMALIZER_VERSION = "3"
 
 # An RSS description with more text than this is the full article, not a teaser.
 FULL_TEXT_MIN_CHARS = 1500
@@ -359,6 +361,8 @@ def parse_feed(
         # A blank line before the XML declaration (a stray newline in a PHP template) is the
         # commonest way real feeds are malformed; it hides nothing, so repair it silently.
         body = stripped
+    if body.startswith(codecs.BOM_UTF8):
+        body = _settle_byte_order_mark(body)
     known = known or {}
     if _looks_like_json(body, content_type):
         raw = _from_json_feed(read_json_feed(body, url), url)
@@ -367,6 +371,23 @@ def parse_feed(
             body, content_type, url
         )
     return _normalize(raw, url, known)
+
+
+def _settle_byte_order_mark(body: bytes) -> bytes:
+    """A UTF-8 byte order mark before an XML declaration of another encoding: one of them is
+    wrong, and each parser believed another (fastfeedparser the declaration; feedparser the
+    mark, then, failing, Windows-1252).  Bytes that are valid UTF-8 are UTF-8 (a template's
+    declaration left unchanged), and the declaration is made to say so; otherwise the mark
+    goes (an editor's, or a script's before a feed in another encoding)."""
+    declared = _XML_ENCODING_RE.match(body[3:256])
+    if declared is None or _codec(declared.group(1).decode("ascii")) == "utf-8":
+        return body
+    try:
+        body[3:].decode("utf-8")
+    except UnicodeDecodeError:
+        return body[3:]
+    start, end = declared.span(1)
+    return body[: start + 3] + b"utf-8" + body[end + 3 :]
 
 
 def _looks_like_json(body: bytes, content_type: str) -> bool:
@@ -906,6 +927,7 @@ def _read_fast(
       to feedparser, which recovers and names the error and its line in a warning;
     - no DTD or entity declarations, no U+2028/2029 (fastfeedparser turns them into
       newlines), no C1 controls (feedparser maps them to Windows-1252 characters), no
+      text feedparser reads back as UTF-8 (``_misread_bytes``), no
       ``type="xhtml"`` text (fastfeedparser reads an XHTML title as empty and keeps the
       wrapping ``<div>`` of XHTML content), and an HTTP charset, if any, that agrees with
       the XML declaration;
@@ -945,8 +967,16 @@ def _check_document(body: bytes, content_type: str, url: str) -> tuple[str, _Bas
     declared = _XML_ENCODING_RE.match(body)
     declared_charset = declared.group(1).decode().lower() if declared else "utf-8"
     http_charset = _HTTP_CHARSET_RE.search(content_type)
-    if http_charset and _codec(http_charset.group(1)) != _codec(declared_charset):
+    codec = _codec(declared_charset)
+    if http_charset and _codec(http_charset.group(1)) != codec:
         raise _Decline("HTTP charset overrides the XML declaration")
+    misread = _misread_bytes(codec)
+    if misread is not None:
+        # Its matches are bytes past ASCII, which are few in a single-byte encoding: search
+        # those alone first (a regex without a literal to skip to scans at ~5 ms a MB).
+        high = body if codec == "utf-8" else body.translate(None, _ASCII_BYTES)
+        if misread.search(high) and misread.search(body):
+            raise _Decline("text feedparser reads back as UTF-8, or C1 controls in a Latin encoding")
     lowered = body.lower()
     if _XHTML_TYPE_RE.search(lowered):
         raise _Decline("XHTML text")
@@ -1060,6 +1090,37 @@ def _codec(charset: str) -> str:
 @lru_cache(maxsize=64)
 def _python_codec_name(charset: str) -> str:
     return codecs.lookup(charset).name
+
+
+_ASCII_BYTES = bytes(range(128))
+# "é" written as UTF-8, read as Latin-1 and written as UTF-8 again: U+00C2 to U+00F4, then
+# U+0080 to U+00BF, as UTF-8 ("Ã©").  Starts with a literal, so the scan is a fast search.
+_UTF8_AS_LATIN_1_RE = re.compile(rb"\xc3[\x82-\xb4]\xc2[\x80-\xbf]")
+
+
+@lru_cache(maxsize=64)
+def _misread_bytes(codec: str) -> re.Pattern[bytes] | None:
+    """Bytes that feedparser reads otherwise than fastfeedparser in a document in ``codec``.
+
+    feedparser reads the text of every element that is all Latin-1 *back* as UTF-8 when it
+    can (``Ã©`` is ``é``: UTF-8 once read as Latin-1, or UTF-8 bytes in a document said to be
+    Latin-1 or Windows-1252, both common), and maps C1 controls to their Windows-1252
+    characters (bytes 0x80 to 0x9f of a feed said to be ISO-8859-1 are nearly always
+    Windows-1252 quotes and dashes).  fastfeedparser keeps the mojibake and the C1
+    controls, which ``_clean_str`` then removes.  (The same text as character references
+    is rare enough to be left alone.)  None: no such bytes in this encoding.
+    """
+    if codec == "utf-8":
+        return _UTF8_AS_LATIN_1_RE
+    patterns = []
+    try:
+        if b"\x85".decode(codec, "replace") == "\x85":
+            patterns.append(rb"[\x80-\x9f]")
+        if b"\xc3\xa9".decode(codec, "replace") == "\u00c3\u00a9":
+            patterns.append(rb"[\xc2-\xf4][\x80-\xbf]")
+    except LookupError:  # no such codec: expat refuses the document
+        return None
+    return re.compile(b"|".join(patterns)) if patterns else None
 
 
 def _fast_feed(  # noqa: PLR0917 -- private; the pieces _read_fast has at hand
@@ -1242,18 +1303,26 @@ _PLAIN_DATE_RE = re.compile(
 def _fast_dates(e: Any, chunk: bytes, allowed: Mapping[bytes, str]) -> dict[str, datetime | None]:
     """The entry's dates as feedparser would give them, or ``_Decline``."""
     dates: dict[str, datetime | None] = {"published": None, "updated": None}
+    texts: dict[str, bytes] = {}
     for found in _DATE_TAG_RE.finditer(chunk):
         prefix, name = found.groups()
         field = allowed.get(name.lower())
         if prefix or field is None:
             raise _Decline(f"date element {name!r}")
         opened = chunk.find(b">", found.end() - 1)
-        if not _PLAIN_DATE_RE.fullmatch(chunk, opened + 1, chunk.find(b"<", opened)):
+        closed = chunk.find(b"<", opened)
+        if not _PLAIN_DATE_RE.fullmatch(chunk, opened + 1, closed):
             raise _Decline(f"a {field} date in a form the parsers read differently")
         value = _iso_to_datetime(e.get(field))
         if value is None:
             raise _Decline(f"{field} not parsed")
         dates[field] = value
+        texts[field] = chunk[opened + 1 : closed].strip()
+    # fastfeedparser gives a <published> it cannot read (a leap second, 30 February) the
+    # updated date; feedparser reads it otherwise, or not at all.
+    published = dates["published"]
+    if published is not None and published == dates["updated"] and texts["published"] != texts["updated"]:
+        raise _Decline("a published date fastfeedparser replaced with the updated one")
     return dates
 
 
@@ -1433,10 +1502,13 @@ def _fast_atom_entry(e: Any, chunk: bytes, url: str, bases: _EntryBases, key: st
     if summary_type is not None and description:
         base = bases.bodies.get(f"{_ATOM_NS} summary", bases.entry)
         summary = _Body(description, is_html=summary_type != "text", base=base)
+    entry_link = _opt_str(e.get("link"))
+    if entry_link is None and entry_id and not _ATOM_LINK_RE.search(chunk):
+        entry_link = entry_id  # feedparser's rule: an id is the link of an entry with no <link>
     enclosures = [link for link in (e.get("links") or []) if link.get("rel") == "enclosure"]
     return _RawEntry(
         id=entry_id,
-        link=_resolve(_opt_str(e.get("link")), bases.entry),
+        link=_resolve(entry_link, bases.entry),
         published=dates["published"],
         updated=dates["updated"],
         content=content,

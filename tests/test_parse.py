@@ -940,3 +940,97 @@ def test_a_long_article_with_many_flat_tags_keeps_its_markup() -> None:
     sanitized = sanitize_html(fragment, "https://x.example/")
     assert "<pre><code>" in sanitized
     assert '<a href="https://x.example/doc"' in sanitized
+
+
+def test_an_atom_entry_without_a_link_takes_its_id_for_one_as_feedparser_does() -> None:
+    # feedparser reads an Atom id as a permalink when no <link> precedes it; the fast path read no link.
+    body = (
+        f"{ATOM_HEAD}<entry><title>e</title><id>https://b.example/posts/1</id>"
+        "<updated>2025-08-18T08:00:00Z</updated></entry></feed>"
+    ).encode()
+    url = "https://b.example/atom"
+    fast = parse_feed(body, {}, url)
+    assert fast.entries[0].url == "https://b.example/posts/1"
+    assert fast.entries == parse_feed(body, {}, url, fast=False).entries
+
+
+def test_windows_1252_punctuation_in_a_latin_1_feed_is_kept() -> None:
+    # Declared ISO-8859-1, written in Windows-1252 (the commonest mislabel there is): bytes 0x80 to 0x9f
+    # are quotes, dashes and the euro sign.  The fast path read them as C1 controls, then dropped them.
+    body = (
+        b'<?xml version="1.0" encoding="ISO-8859-1"?><rss version="2.0"><channel><title>Caf\xe9</title>'
+        b"<item><title>It\x92s \x93quoted\x94 \x97 really</title><guid>https://x.example/1</guid>"
+        b"<description>Price: 5 \x80</description></item></channel></rss>"
+    )
+    for fast in (True, False):
+        (entry,) = parse_feed(body, {}, "https://x.example/feed", fast=fast).entries
+        assert (entry.title, entry.text) == ("It\u2019s \u201cquoted\u201d \u2014 really", "Price: 5 \u20ac")
+
+
+@pytest.mark.parametrize(
+    ("declared", "text"),
+    [
+        # UTF-8 read as Latin-1 and written out as UTF-8 again (a database with the wrong charset)
+        ("utf-8", "Caf\u00c3\u00a9 na\u00c3\u00afve".encode()),
+        # UTF-8 bytes in a feed that says it is Latin-1 or Windows-1252
+        ("iso-8859-1", "Caf\u00e9 na\u00efve".encode()),
+        ("windows-1252", "Caf\u00e9 na\u00efve".encode()),
+    ],
+)
+def test_utf8_read_as_latin_1_is_read_back_on_both_paths(declared: str, text: bytes) -> None:
+    # feedparser reads such text back as UTF-8 (``_FeedParserMixin.pop``); the fast path kept the mojibake.
+    body = (
+        (
+            f'<?xml version="1.0" encoding="{declared}"?><rss version="2.0"><channel><title>t</title><item>'
+        ).encode()
+        + b"<title>"
+        + text
+        + b"</title><guid>https://x.example/1</guid></item></channel></rss>"
+    )
+    for fast in (True, False):
+        assert (
+            parse_feed(body, {}, "https://x.example/feed", fast=fast).entries[0].title
+            == "Caf\u00e9 na\u00efve"
+        )
+
+
+@pytest.mark.parametrize(
+    "published",
+    [
+        "Sat, 31 Dec 2016 23:59:60 GMT",
+        "2016-12-31T23:59:60Z",
+        "2025-02-30T10:00:00Z",
+        "0001-01-01T00:00:00+05:00",
+    ],
+)
+def test_an_atom_published_date_the_fast_parser_cannot_read_is_not_taken_from_updated(published: str) -> None:
+    # fastfeedparser fills an unreadable <published> with <updated>: the entry seemed published when updated.
+    body = atom_entry(f"<published>{published}</published>").replace(
+        b"<updated>2025-08-18T08:00:00Z</updated>", b"<updated>2025-09-01T12:00:00Z</updated>"
+    )
+    url = "https://d.example/feeds/atom"
+    (entry,) = parse_feed(body, {}, url).entries
+    assert entry.published != entry.updated
+    assert (entry,) == parse_feed(body, {}, url, fast=False).entries
+
+
+@pytest.mark.parametrize(
+    ("declared", "written_in"),
+    [
+        # the mark is right, the declaration a template's leftover
+        ("iso-8859-1", "utf-8"),
+        ("windows-1251", "utf-8"),
+        # the declaration is right, the mark an editor's or a script's
+        ("windows-1251", "windows-1251"),
+        ("koi8-r", "koi8-r"),
+    ],
+)
+def test_a_utf8_byte_order_mark_that_contradicts_the_declaration(declared: str, written_in: str) -> None:
+    # Each parser believed another of the two (feedparser, failing, fell back to Windows-1252).
+    body = b"\xef\xbb\xbf" + (
+        f'<?xml version="1.0" encoding="{declared}"?><rss version="2.0"><channel><title>Пример</title>'
+        "<item><title>Привет, мир</title><guid>https://x.example/1</guid></item></channel></rss>"
+    ).encode(written_in)
+    for fast in (True, False):
+        feed = parse_feed(body, {}, "https://x.example/feed", fast=fast)
+        assert (feed.title, feed.entries[0].title) == ("Пример", "Привет, мир")
