@@ -817,6 +817,12 @@ def _not_a_feed_message(body: bytes, content_type: str, url: str, problem: str |
     if root:
         name = root.group(1).decode("ascii", "replace")
         return f"not a feed: {url}: the document is <{name}>, not RSS, Atom, RDF or JSON Feed"
+    text = rest.lstrip(b"\xef\xbb\xbf \t\r\n")
+    if text and not text.startswith(b"<"):
+        # No markup at all (a plain-text error page, a script's output): expat's line of its
+        # syntax error points nowhere, how the body begins says what it is.
+        begins = " ".join(_clean_str(text[:80].decode("utf-8", "replace")).split())[:40].rstrip()
+        return f"not a feed: {url}: neither XML nor JSON: it begins {begins!r}"
     why = problem or "no XML element found"
     return f"not a feed: {url}: {why}"
 

@@ -215,6 +215,24 @@ def test_bad_json_feed_is_a_parse_error(body: bytes, message: str) -> None:
         parse_feed(body, {"content-type": "application/feed+json"}, "https://j.example/feed.json")
 
 
+@pytest.mark.parametrize(
+    ("body", "begins"),
+    [
+        (b"hello world\n", "'hello world'"),
+        (
+            b"\xef\xbb\xbf  Not Found\x1b[31m\r\n\r\nThe requested URL was not found",
+            "'Not Found[31m The requested URL was not'",
+        ),
+    ],
+)
+def test_a_body_that_is_no_markup_at_all_says_how_it_begins(body: bytes, begins: str) -> None:
+    # expat's "line 2" of a one-line text file pointed nowhere.
+    url = "https://plain.example/feed"
+    with pytest.raises(ParseError) as caught:
+        parse_feed(body, {"content-type": "text/plain"}, url)
+    assert str(caught.value) == f"not a feed: {url}: neither XML nor JSON: it begins {begins}"
+
+
 def test_xss_is_removed_everywhere() -> None:
     feed = parse_fixture("xss.xml")
     assert feed.title == "XSS Feed"
