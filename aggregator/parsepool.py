@@ -64,6 +64,7 @@ _BOOT = (
 class _Worker:
     def __init__(self, process: asyncio.subprocess.Process) -> None:
         self.process = process
+        self.answered = False  # whether it ever answered: whether its program runs at all
 
     @classmethod
     async def start(cls) -> _Worker:
@@ -87,7 +88,9 @@ class _Worker:
         await stdin.drain()
         size = HEADER.unpack(await stdout.readexactly(HEADER.size))[0]
         outcome = pickle.loads(await stdout.readexactly(size))  # noqa: S301 -- our own child
-        assert isinstance(outcome, ParseOutcome)  # noqa: S101
+        if not isinstance(outcome, ParseOutcome):  # not assert: it must hold under python -O too
+            raise TypeError(f"a {type(outcome).__name__}, not a ParseOutcome")
+        self.answered = True
         return outcome
 
     async def close(self) -> None:
@@ -155,17 +158,33 @@ class ParsePool:
                 None, f"parser gave up after {PARSE_TIMEOUT_S:g} s: the document is pathological"
             )
         except (asyncio.IncompleteReadError, ConnectionError):
-            await self._discard(worker)
+            await self._discard(worker, replace=False)
             code = worker.process.returncode or 0
+            if code > 0 and not worker.answered:
+                # It exited by itself before its first answer: its program cannot run here
+                # (its imports failed), which is no feed's fault; as when none can start.
+                self._shrink(f"a parser process exited with status {code} before its first answer")
+                return parse_safely(body, headers, url, known)
+            if self._waiters:
+                self.start()  # a replacement for whoever waits
             how = f"killed by signal {-code}" if code < 0 else f"exit status {code}"
-            return ParseOutcome(
+            outcome = ParseOutcome(
                 None, f"parser process died ({how}) while parsing this feed; it was restarted"
+            )
+        except Exception as exc:
+            # An answer that is no ParseOutcome: something else wrote to the worker's stdout
+            # (a C library, a site hook).  The stream is out of step, so the worker goes, and
+            # only this feed fails, not the poll.
+            await self._discard(worker)
+            outcome = ParseOutcome(
+                None, f"parser process answered garbage ({type(exc).__name__}); it was restarted"
             )
         except BaseException:
             # Cancelled mid-message: the worker's stream is out of step; never reuse it.
             await asyncio.shield(self._discard(worker))
             raise
-        self._release(worker)
+        else:
+            self._release(worker)
         return outcome
 
     async def _acquire(self) -> _Worker | None:
@@ -193,12 +212,7 @@ class ParsePool:
             worker = await _Worker.start()
         except Exception as exc:  # any failure: waiters must not hang, the feeds parse here
             self._starting -= 1
-            log.warning("cannot start a parser process (%s): parsing in the main process", exc)
-            self._size = 0
-            for waiter in self._waiters:
-                if not waiter.done():
-                    waiter.set_exception(_NoWorkers())
-            self._waiters.clear()
+            self._shrink(f"cannot start a parser process ({exc})")
             return
         self._starting -= 1
         if self._closed:  # the pool closed while this one started
@@ -207,11 +221,25 @@ class ParsePool:
         self._all.add(worker)
         self._release(worker)
 
-    async def _discard(self, worker: _Worker) -> None:
+    def _shrink(self, why: str) -> None:
+        """A worker could not start or run.  Out of processes for this one (fork's EAGAIN,
+        say), the workers already running, or still starting, go on parsing; only with none
+        left do the feeds parse in the caller."""
+        self._size = len(self._all) + self._starting
+        if self._size:
+            log.warning("%s: parsing in the %d parser process(es) left", why, self._size)
+            return
+        log.warning("%s: parsing in the main process", why)
+        for waiter in self._waiters:
+            if not waiter.done():
+                waiter.set_exception(_NoWorkers())
+        self._waiters.clear()
+
+    async def _discard(self, worker: _Worker, *, replace: bool = True) -> None:
         self._all.discard(worker)
         worker.kill()
         await worker.process.wait()
-        if self._waiters:
+        if replace and self._waiters:
             self.start()  # a replacement for whoever waits
 
     async def aclose(self) -> None:

@@ -87,3 +87,53 @@ def test_every_fixture_parses_in_a_worker_as_in_the_caller() -> None:
     here = [parsepool.parse_safely((FEEDS / n).read_bytes(), h, u) for n, (h, u) in FIXTURES.items()]
     assert [(o.feed, o.error) for o in in_workers] == [(o.feed, o.error) for o in here]
     assert sum(o.feed is not None for o in here) >= len(FIXTURES) - 3  # not all refusals
+
+
+def test_a_worker_that_answers_garbage_fails_that_feed_alone(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # A worker whose stdout carries something else (a C library or a site hook printing to
+    # fd 1, a corrupted process): the UnpicklingError went up through the poll and stopped
+    # every other feed.  The first worker answers garbage; its replacement parses.
+    marker = tmp_path / "answered"
+    garbage = (
+        f"import os, struct, sys\nif not os.path.exists({str(marker)!r}):\n open({str(marker)!r}, 'w')\n"
+        " sys.stdin.buffer.read(8); sys.stdout.buffer.write(struct.pack('!Q', 5) + b'junk!')\n"
+        " sys.stdout.buffer.flush()\n" + parsepool._BOOT
+    )
+    monkeypatch.setattr(parsepool, "_BOOT", garbage)
+
+    async def parse_two() -> list[parsepool.ParseOutcome]:
+        async with ParsePool(1) as pool:
+            return [await pool.parse(RSS, HEADERS, "https://example.com/feed") for _ in range(2)]
+
+    bad, good = asyncio.run(parse_two())
+    assert bad.feed is None
+    assert "parser process" in (bad.error or "")
+    assert good.feed is not None  # the worker was replaced
+
+
+def test_a_second_worker_that_cannot_start_leaves_the_first_parsing(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Out of processes (fork: EAGAIN) for the second worker only: every feed was then parsed
+    # in the caller, blocking the event loop and without PARSE_TIMEOUT_S, beside an idle worker.
+    real_start = parsepool._Worker.start
+    started: list[None] = []
+
+    async def second_fails() -> parsepool._Worker:
+        started.append(None)
+        if len(started) > 1:
+            raise BlockingIOError(11, "Resource temporarily unavailable")
+        return await real_start()
+
+    monkeypatch.setattr(parsepool._Worker, "start", staticmethod(second_fails))
+
+    async def parse_four() -> list[parsepool.ParseOutcome]:
+        async with ParsePool(2) as pool:
+            return await asyncio.wait_for(
+                asyncio.gather(*(pool.parse(RSS, HEADERS, "https://example.com/feed") for _ in range(4))),
+                timeout=30,
+            )
+
+    outcomes = asyncio.run(parse_four())
+    assert all(o.feed is not None for o in outcomes)
+    assert all(o.hashes is not None for o in outcomes)  # only a worker computes them

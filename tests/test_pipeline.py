@@ -778,3 +778,18 @@ def test_export_into_a_reader_that_stops_early_ends_quietly(tmp_path: Path) -> N
     _, err = export.communicate(timeout=60)
     assert export.returncode == 0, err
     assert err == b""
+
+
+def test_parser_processes_that_cannot_run_fail_no_feed(
+    tmp_path: Path, feed_server: FeedServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A worker that starts but exits at once (its imports fail: the package half upgraded
+    # under a running cron poll, a broken install): every feed was recorded as failed
+    # ("parser process died (exit status 1)"), counted as an error and backed off, and a
+    # new interpreter was started for each one.  The feeds parse in the main process instead.
+    monkeypatch.setattr(parsepool, "_BOOT", "import aggregator.no_such_module")
+    feed_server.add_feed("/a.xml", GOOD_RSS)
+    loaded = load_config(write_config(tmp_path, [feed_server.url("/a.xml"), feed_server.url("/atom.xml")]))
+    with Store.open(loaded.database_url) as store:
+        summary = asyncio.run(pipeline.poll_feeds(loaded, store, datetime.now(UTC)))
+    assert [(o.status, o.error) for o in summary.outcomes] == [(FeedStatus.OK, None)] * 2
