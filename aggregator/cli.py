@@ -16,6 +16,7 @@ import io
 import json
 import logging
 import os
+import select
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -72,7 +73,19 @@ class _Commands(TyperGroup):
         try:
             return super().invoke(ctx)
         except BrokenPipeError as exc:  # every command: see _reader_gone
+            if not _stdout_closed():  # a socket's (SMTP, say): a failure, not a reader gone
+                raise
             raise _reader_gone() from exc
+
+
+def _stdout_closed() -> bool:
+    """Whether stdout is a pipe whose reader has gone (Linux and the BSDs flag its write end)."""
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(events & (select.POLLERR | select.POLLHUP) for _, events in poller.poll(0))
+    except (OSError, ValueError, AttributeError):  # no fileno (captured), no poll()
+        return False
 
 
 def _reader_gone() -> typer.Exit:

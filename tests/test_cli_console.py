@@ -185,3 +185,23 @@ def test_feeds_list_on_a_narrow_terminal_prints_a_line_per_feed(tmp_path: Path) 
     assert lines[1].startswith("feeds.yaml:2: Café — news: ok, 1 entries, every 30m, last fetch 20")
     assert lines[2:4] == ["  cafe.xml", "  topics: food, politics"]
     assert lines[4:] == ["feeds.yaml:6: https://example.org/feed.xml: disabled, 0 entries, every default"]
+
+
+@pytest.mark.parametrize("reader_stays", [True, False])
+def test_only_a_stdout_whose_reader_left_counts_as_a_reader_gone(reader_stays: bool) -> None:
+    # A BrokenPipeError from a socket (an SMTP server hanging up) is a failure to report,
+    # not `| head` having had enough: the CLI tells them apart by looking at stdout.
+    code = (
+        "import sys, time; from aggregator.cli import _stdout_closed; time.sleep(0.3); "
+        "sys.stderr.write(str(_stdout_closed()))"
+    )
+    with subprocess.Popen(
+        [sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    ) as child:
+        assert child.stdout is not None
+        assert child.stderr is not None
+        if not reader_stays:
+            child.stdout.close()
+        said = child.stderr.read().decode()
+        child.wait(timeout=60)
+    assert said == str(not reader_stays)
