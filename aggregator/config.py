@@ -41,6 +41,7 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError
 
 from aggregator.errors import ConfigError, ConfigProblem
+from aggregator.urls import canonical_url
 
 DEFAULT_CONFIG_NAME = "feeds.yaml"
 CONFIG_ENV = "AGGREGATOR_CONFIG"  # the config path when --config is not given
@@ -620,8 +621,12 @@ def _cross_checks(
 
     seen: dict[str, int] = {}
     for index, feed in enumerate(config.feeds):
-        key = resolve_feed_location(feed.url, base_dir)
+        # One feed however it is spelt (host case, default port, tracking parameters, a
+        # fragment): both spellings would be polled, every entry stored twice.  The same key
+        # as `aggregator feeds add` uses to refuse a duplicate.
+        key = canonical_url(feed.url) or resolve_feed_location(feed.url, base_dir)
         if key in seen:
+            first = config.feeds[seen[key]].url
             line, col = position(("feeds", index, "url"))
             problems.append(
                 ConfigProblem(
@@ -630,7 +635,7 @@ def _cross_checks(
                     col,
                     f"feeds[{index}].url",
                     f"duplicate feed {feed.url!r}",
-                    f"already listed as feeds[{seen[key]}]",
+                    f"already listed as feeds[{seen[key]}]" + (f": {first!r}" if first != feed.url else ""),
                 )
             )
         seen.setdefault(key, index)

@@ -143,7 +143,27 @@ def test_duplicate_feeds_are_refused(tmp_path: Path) -> None:
     path = write(tmp_path, "feeds:\n  - url: seeds/a.xml\n  - url: ./seeds/a.xml\n")
     [problem] = problems_of(path)
     assert (
-        "feeds.yaml:3:5: feeds[1].url: duplicate feed './seeds/a.xml' (already listed as feeds[0])" in problem
+        "feeds.yaml:3:5: feeds[1].url: duplicate feed './seeds/a.xml'"
+        " (already listed as feeds[0]: 'seeds/a.xml')" in problem
+    )
+
+
+@pytest.mark.parametrize(
+    "other",
+    [
+        "https://Wire.Example/feed",
+        "HTTPS://wire.example:443/feed",
+        "https://wire.example/feed?utm_source=x#top",
+    ],
+)
+def test_one_feed_spelt_two_ways_is_a_duplicate(tmp_path: Path, other: str) -> None:
+    # Both were polled, and every entry stored twice under two feeds; `feeds add` refused
+    # the second spelling already.
+    path = write(tmp_path, f"feeds:\n  - url: https://wire.example/feed\n  - url: {other}\n")
+    [problem] = problems_of(path)
+    assert (
+        f"feeds.yaml:3:5: feeds[1].url: duplicate feed {other!r}"
+        " (already listed as feeds[0]: 'https://wire.example/feed')" in problem
     )
 
 
