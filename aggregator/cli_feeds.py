@@ -191,6 +191,12 @@ def add_feed(
     if existing is not None:
         _fail(f"{path.name}: already subscribed: {existing}")
     _check_url(url, path)
+    # Checked again when the edit is validated, but by then the feed has been fetched.
+    for option, value in (("--title", title), *(("--topic", name) for name in topic or ())):
+        try:
+            check_text(value or "")
+        except ValueError as exc:
+            _fail(f"{option}: {exc}")
     try:
         found = asyncio.run(_discover(loaded, url, pick))
     except PickError as exc:

@@ -425,6 +425,19 @@ def test_add_refuses_what_config_check_refuses_before_fetching(
     assert message.format(folder=tmp_path) in run(checked, "config", "check")[2]
 
 
+@pytest.mark.parametrize(("option", "value"), [("--title", "Wire\x1b[2J"), ("--topic", "Diplomacy\x00")])
+def test_add_refuses_a_control_character_before_fetching(
+    tmp_path: Path, feed_server: FeedServer, option: str, value: str
+) -> None:
+    path = config_from(tmp_path, "empty.yaml")
+    before = path.read_bytes()
+    code, _, stderr = run(path, "feeds", "add", feed_server.url("/atom.xml"), option, value)
+    assert code == 2, stderr
+    assert f"{option}: a control character" in stderr
+    assert feed_server.count("/atom.xml") == 0  # refused before the feed was fetched
+    assert path.read_bytes() == before
+
+
 def test_set_refuses_a_url_that_is_no_file(tmp_path: Path) -> None:
     path = config_from(tmp_path, "base.yaml")
     before = path.read_bytes()
