@@ -82,6 +82,11 @@ FEED_FORMATS = {
 # Characters XML 1.0 does not allow anywhere, even escaped (C0 controls but tab, CR, LF;
 # surrogates; U+FFFE and U+FFFF).  Feeds do contain them.
 _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+# Not in a title or a name either: C1 controls, and bidi embeddings, overrides and isolates,
+# which make a headline or an outlet read as something it is not ("evil\u202egnp.exe").  The
+# parse stage drops them from what feeds say, but a configured feed title or topic name
+# comes here as typed.
+_NOT_IN_LINE = re.compile("[\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,7 +204,7 @@ def _text(value: str) -> str:
 
 def _line(value: str) -> str:
     """A title or name: one line, no control characters, no runs of spaces."""
-    return " ".join(_text(value).split())
+    return " ".join(_NOT_IN_LINE.sub("", _text(value)).split())
 
 
 def _date(value: datetime) -> datetime:
@@ -219,10 +224,16 @@ def _authors(story: SnapshotStory) -> tuple[str, ...]:
     return names or (_line(story.outlet),)
 
 
+# nh3's defaults keep relative links ("/world/x", "pic.png"), which a reader resolves against
+# the output feed's own address: a link into our site instead of the article's.  The parse
+# stage made every link absolute already; what is still relative here is dropped.
+_CLEANER = nh3.Cleaner(url_relative="deny")
+
+
 def _clean_html(html: str) -> str:
     # Stripped after cleaning too: nh3 decodes character references, so "&#1;" or "&#xFFFE;"
     # come out of it as the very characters XML forbids.
-    return _text(nh3.clean(_text(html)))
+    return _text(_CLEANER.clean(_text(html)))
 
 
 def _body_html(story: SnapshotStory) -> str:
@@ -471,7 +482,8 @@ def render_json(
         document["_aggregator"] = {
             "about": EXTENSION_ABOUT,
             "updated": _rfc3339(_feed_updated(stories)),
-            "topics": [{"name": name, "slug": slug} for name, slug in topics.items()],
+            # Named as the items' tags are: the front page finds a tag's slug by this name.
+            "topics": [{"name": _line(name), "slug": slug} for name, slug in topics.items()],
         }
     return (json.dumps(document, ensure_ascii=False, indent=2) + "\n").encode()
 

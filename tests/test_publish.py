@@ -553,6 +553,33 @@ def test_only_http_links_are_published() -> None:
     assert "https://b.example/%C3%BC%20path" in hrefs
 
 
+def test_relative_links_in_content_are_not_published() -> None:
+    # A reader resolves them against the output feed's own address: a link to our site, not theirs.
+    body = '<p><a href="/world/x">x</a> <img src="pic.png"> <a href="https://ok.example/y">y</a></p>'
+    files = render_feeds(snapshot_of([stored("a", WIRE, title="A", day=10, content=body)]), SETTINGS)
+    content = assert_valid_json_feed(files["feed.json"])["items"][0]["content_html"]
+    assert 'href="/world/x"' not in content
+    assert 'src="pic.png"' not in content
+    assert 'href="https://ok.example/y"' in content
+
+
+def test_bidi_overrides_and_c1_controls_never_reach_a_title_or_name() -> None:
+    # A configured feed title or topic name is not cleaned by the parse stage; "\u202e" makes
+    # "evil\u202egnp.exe" read as "evilexe.png".
+    titles = {WIRE: "Wire\u202e & Co\x85"}
+    entry = stored("a", WIRE, title="Head\u2066line\x9b", day=10, topics=("Top\u202dic",))
+    files = render_feeds(build_snapshot([entry], titles, NOW), SETTINGS)
+    for name, data in files.items():
+        text = data.decode()
+        for char in "\u202e\u202d\u2066\x85\x9b":
+            assert char not in text, (name, char)
+    assert "Headline" in files["feed.atom"].decode()
+    # The front page finds a tag's feed by its name in the topic list: both are cleaned alike.
+    doc = assert_valid_json_feed(files["feed.json"])
+    assert doc["items"][0]["tags"] == ["Topic"]
+    assert doc["_aggregator"]["topics"] == [{"name": "Topic", "slug": "topic"}]
+
+
 def test_an_entry_dated_in_the_future_is_shown_at_when_it_was_first_seen() -> None:
     seen = datetime(2025, 8, 18, 10, tzinfo=UTC)
     future = stored("f", WIRE, title="F", day=30, seen=seen)
