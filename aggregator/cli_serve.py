@@ -57,7 +57,8 @@ def serve(
     loaded = ctx.obj.load()
     try:
         settings = web.settings_from_config(loaded)
-    except (ValueError, OSError) as exc:
+    # AggregatorError: a signing key that is too short or cannot be read or created.
+    except (ValueError, OSError, AggregatorError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(EXIT_USAGE) from exc
     try:

@@ -70,8 +70,8 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import Route
+from starlette.responses import RedirectResponse, Response
+from starlette.routing import Match, Route, Router
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from aggregator import mail, newsletters
@@ -787,7 +787,8 @@ class _Web:
             except (ValueError, TypeError, AttributeError, KeyError):
                 log.exception("front page: %s is not the JSON Feed publish writes", self.settings.public_dir)
         root = request.scope.get("root_path", "").rstrip("/")
-        prefix = f"{root}/private/{token}" if token else root
+        # Quoted: a token may hold any character ("#", "?", a space would break every link).
+        prefix = f"{root}/private/{quote(token, safe='')}" if token else root
         return self.page(
             request,
             "front.html",
@@ -1232,6 +1233,39 @@ def client_key(host: str) -> str:
     return str(ip)
 
 
+class _SlashRedirect:
+    """A router's fallback: a path that matches with its trailing slash added or removed is
+    redirected there, by a path-only Location.
+
+    Starlette's own redirect (``redirect_slashes``) is an absolute URL built from the Host
+    header and the connection's scheme: any host a client names (a poisoned cache), and
+    ``http://`` behind a TLS proxy.  A path keeps the host and scheme the browser used.
+    """
+
+    def __init__(self, router: Router) -> None:
+        self.router = router
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path: str = scope["path"]
+        # "//host/..." would be a protocol-relative Location: another site.
+        if scope["type"] == "http" and path.startswith("/") and not path.startswith("//"):
+            other = path.rstrip("/") if path.endswith("/") else path + "/"
+            moved = {**scope, "path": other}
+            if other and any(route.matches(moved)[0] is not Match.NONE for route in self.router.routes):
+                location = quote(other, safe="/:@!$&'()*+,;=~")
+                if scope.get("query_string"):
+                    location += "?" + scope["query_string"].decode("latin-1")
+                await RedirectResponse(location, status_code=307)(scope, receive, send)
+                return
+        await self.router.not_found(scope, receive, send)
+
+
+def relative_slash_redirects(router: Router) -> None:
+    """Make ``router`` redirect a missing or extra trailing slash by path only (``_SlashRedirect``)."""
+    router.redirect_slashes = False
+    router.default = _SlashRedirect(router)
+
+
 def _duration(seconds: int) -> str:
     if seconds < 120:
         return f"{seconds} seconds"
@@ -1281,6 +1315,7 @@ def create_app(
         routes=routes,
         exception_handlers={HTTPException: web.http_error, Exception: web.server_error},
     )
+    relative_slash_redirects(app.router)  # also for routes appended later (the editor's Mount)
     app.add_middleware(SecurityHeaders, hsts=settings.secure)
     if config_path is not None:
         app.add_middleware(FollowSettings, source=SettingsFile(config_path, settings), web=web)
@@ -1304,6 +1339,7 @@ __all__ = [
     "loggable_path",
     "mailbox_key",
     "read_small_form",
+    "relative_slash_redirects",
     "settings_from_config",
     "valid_address",
 ]

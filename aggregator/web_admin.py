@@ -51,7 +51,7 @@ from starlette.datastructures import FormData
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
-from starlette.routing import Mount, Route
+from starlette.routing import Mount, Route, Router
 
 from aggregator.config import load_config_text, resolve_feed_location
 from aggregator.configedit import (
@@ -65,7 +65,7 @@ from aggregator.discovery import DiscoveryError, FeedChoices, FoundFeed, probe_f
 from aggregator.errors import ConfigError
 from aggregator.fetch import Fetcher, make_client
 from aggregator.pipeline import fetch_settings
-from aggregator.web import RateLimit, RateLimiter, read_small_form
+from aggregator.web import RateLimit, RateLimiter, read_small_form, relative_slash_redirects
 
 log = logging.getLogger(__name__)
 
@@ -160,8 +160,7 @@ def admin_routes(
         parts = urlsplit(public_url)
         public_origin = f"{parts.scheme}://{parts.netloc}"
     editor = _Editor(config_path, os.environ.get(TOKEN_ENV) if token is None else token, public_origin)
-    return Mount(
-        path,
+    router = Router(
         routes=[
             Route("/", editor.index, methods=["GET"]),
             Route("/login", editor.login_form, methods=["GET"]),
@@ -176,8 +175,9 @@ def admin_routes(
             Route("/newsletters/edit", editor.edit_newsletter_form, methods=["GET"]),
             Route("/newsletters/edit", editor.edit_newsletter, methods=["POST"]),
         ],
-        name="admin",
     )
+    relative_slash_redirects(router)  # "/admin/login/": no redirect built from the Host header
+    return Mount(path, app=router, name="admin")
 
 
 class _Editor:

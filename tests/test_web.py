@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import email
+import http.client as http_client
 import logging
 import os
 import re
@@ -18,6 +19,7 @@ from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from email.policy import default as default_policy
 from pathlib import Path
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -993,3 +995,65 @@ def test_the_front_page_names_each_other_outlet_once() -> None:
         ("Wire", "https://wire.example/2"),
         ("Ledger", "https://ledger.example/1"),
     )
+
+
+def test_the_serve_command_refuses_a_short_secret_key_with_a_message(tmp_path: Path) -> None:
+    config = tmp_path / "feeds.yaml"
+    config.write_text("feeds: [{url: https://a.example/feed}]\nnewsletters: []\n", encoding="utf-8")
+    env = {**os.environ, "AGGREGATOR_SECRET_KEY": "too-short-key"}
+    done = subprocess.run(
+        [sys.executable, "-c", SERVE_SCRIPT, "--config", str(config), "serve", "--port", "1"],
+        capture_output=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
+    assert b"Traceback" not in done.stderr
+    assert done.returncode == 2
+    assert b"AGGREGATOR_SECRET_KEY" in done.stderr
+
+
+@pytest.mark.parametrize(
+    "moved",
+    [
+        ("/archive", "/archive/"),
+        ("/archive/daily", "/archive/daily/"),
+        ("/subscribe/?list=daily", "/subscribe?list=daily"),
+        ("/admin", "/admin/"),
+    ],
+)
+def test_a_missing_or_extra_slash_redirects_on_the_host_the_browser_used(
+    settings: WebSettings, store: Store, outbox: Path, clock: ManualClock, moved: tuple[str, str]
+) -> None:
+    # Starlette's own redirect is an absolute URL built from the Host header (any host a
+    # client names: a poisoned cache) and the connection's scheme (http:// behind a TLS proxy).
+    from aggregator.web_admin import admin_routes  # noqa: PLC0415 -- as cli_serve mounts it
+
+    path, location = moved
+    app = create_app(settings, store, lambda: mail.Outbox(outbox), clock)
+    app.router.routes.append(admin_routes(settings.public_dir / "feeds.yaml", token="t" * 20))
+    with LiveServer(app) as url, httpx.Client(base_url=url) as http:
+        response = http.get(path, headers={"host": "evil.example"})
+        assert response.status_code in (307, 308)
+        assert response.headers["location"] == location
+        # Never a protocol-relative Location ("//evil.example/archive/": another site).
+        connection = http_client.HTTPConnection(url.removeprefix("http://"), timeout=10)
+        try:
+            connection.request("GET", "//evil.example/archive")
+            assert connection.getresponse().status == 404
+        finally:
+            connection.close()
+
+
+def test_a_private_front_page_links_to_its_feeds_whatever_the_token_holds(
+    settings: WebSettings, store: Store, outbox: Path, clock: ManualClock
+) -> None:
+    token = "s3cret#token?with spaces-0123"  # any 16+ characters are allowed
+    private = replace(settings, feed_tokens=(token,))
+    with serve(private, store, outbox, clock) as url, httpx.Client(base_url=url) as http:
+        page = http.get(f"/private/{quote(token, safe='')}/")
+        assert page.status_code == 200
+        hrefs = lxml_html.fromstring(page.text).xpath("//head/link[@rel='alternate']/@href")
+        assert hrefs
+        for href in hrefs:
+            assert http.get(href).status_code == 200, href

@@ -552,3 +552,30 @@ def test_signing_out_ends_the_session_even_for_a_copied_cookie(client: httpx.Cli
         assert refused.headers.get("location") == "/admin/login"
     sign_in(client)  # signing in again works
     assert client.get("/admin/").status_code == 200
+
+
+def test_the_newsletter_name_pattern_is_one_the_browser_applies(live: str, browser: Any) -> None:
+    # Chromium compiles ``pattern`` with the ``v`` flag, where an unescaped "-" in a class
+    # is a syntax error: the whole pattern was dropped (a console error) and "Bad Name" sent.
+    page = browser.new_page()
+    errors: list[str] = []
+    page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
+    page.goto(f"{live}/admin/login")
+    page.fill("input[name=token]", TOKEN)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{live}/admin/?done=signed-in")
+    name = page.locator("#add-newsletter input[name=name]")
+    name.fill("Bad Name")
+    assert name.evaluate("input => input.validity.patternMismatch") is True
+    name.fill("good_name-2")
+    assert name.evaluate("input => input.validity.valid") is True
+    assert not [e for e in errors if "pattern" in e.lower()], errors
+
+
+def test_a_missing_slash_redirects_on_the_host_the_browser_used(live: str) -> None:
+    # Starlette's own redirect is an absolute URL built from the Host header (any host a
+    # client names) and the connection's scheme (http:// behind a TLS proxy).
+    with httpx.Client(base_url=live, follow_redirects=False) as http:
+        response = http.get("/admin/login/?x=1", headers={"host": "evil.example"})
+    assert response.status_code in (307, 308)
+    assert response.headers["location"] == "/admin/login?x=1"
