@@ -92,7 +92,10 @@ def digest(
                 "will not be sent again",
                 err=True,
             )
-        if outcome.failed or outcome.uncertain:
+        if outcome.stopped:
+            echo(f"  stopped: {outcome.stopped}; the others are sent on the next run", err=True)
+        # Stopped: nobody left has the issue yet, however few were tried (exit 0 told cron all was well).
+        if outcome.failed or outcome.uncertain or outcome.stopped:
             code = EXIT_FAILED
     raise typer.Exit(code)
 
@@ -104,6 +107,8 @@ def describe(outcome: newsletters.IssueOutcome) -> str:
     parts = [f"{outcome.sent} sent"]
     if outcome.retrying:
         parts.append(f"{outcome.retrying} to retry")
+    if outcome.waiting:  # the run stopped before them (the server down): not one word said so
+        parts.append(f"{outcome.waiting} waiting")
     if outcome.failed:
         parts.append(f"{outcome.failed} failed")
     if outcome.uncertain:
@@ -114,6 +119,7 @@ def describe(outcome: newsletters.IssueOutcome) -> str:
         f" ({outcome.stories - outcome.shown} more in the archive)" if outcome.stories > outcome.shown else ""
     )
     return (
-        f"{outcome.newsletter} #{outcome.number}: {outcome.shown} stories{more}: {', '.join(parts)}; "
+        f"{outcome.newsletter} #{outcome.number}: {outcome.shown} stor{'y' if outcome.shown == 1 else 'ies'}"
+        f"{more}: {', '.join(parts)}; "
         f"archive: {outcome.archive}"
     )

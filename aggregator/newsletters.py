@@ -66,6 +66,11 @@ RETRY_MAX = timedelta(hours=6)
 # Delivery states that still need work, and those that are final.
 OPEN_STATES = ("pending", "sending", "in_data", "retry")
 
+# Messages in a row whose DATA broke off before an issue stops: one is a reader's bad luck,
+# a second a server that loses every message (a content filter slower than smtp.timeout),
+# which would otherwise mark the whole list uncertain, never to be sent.
+UNCERTAIN_IN_A_ROW = 2
+
 
 @dataclass(frozen=True, slots=True)
 class IssueOutcome:
@@ -78,11 +83,13 @@ class IssueOutcome:
     shown: int = 0  # stories in the email; the rest are only in the archive
     sent: int = 0
     retrying: int = 0
+    waiting: int = 0  # not tried yet: the run stopped before them (``stopped`` says why)
     failed: int = 0
     unsubscribed: int = 0  # recipients who unsubscribed after the issue was frozen: not sent
     uncertain: tuple[str, ...] = ()  # recipients who may or may not have received it
     errors: tuple[str, ...] = ()
     archive: Path | None = None
+    stopped: str = ""  # why the run left readers for the next one (the server down), else ""
 
 
 @dataclass(slots=True)
@@ -246,16 +253,19 @@ def send_test_copy(
     *,
     transport: mail.Transport | None = None,
 ) -> mail.DeliveryResult:
-    """Send ``address`` a copy of the latest issue (or of the one that would be frozen now).
+    """Send ``address`` a copy of the latest issue with stories (or of the one that would be
+    frozen now, when none has any).
 
     Not recorded in the send log and does not change any schedule.
     """
     letter = _select(loaded, [name])[0]
-    latest = store.latest_issue(letter.name)
-    if latest is not None and latest.status != "empty":
-        issue = digest.issue_from_json(latest.snapshot)
+    # Not merely the latest issue: a `--send` on a day with nothing new records an empty
+    # one, and a copy of that is an email with no story and a link to no archive page.
+    sent = [r for r in store.issues(letter.name) if r.status != "empty"]
+    if sent:
+        issue = digest.issue_from_json(sent[-1].snapshot)
     else:
-        issue = compose_issue(loaded, store, letter, latest, now)
+        issue = compose_issue(loaded, store, letter, store.latest_issue(letter.name), now)
     issue = replace(issue, frozen_at=now)
     own = transport or default_transport(loaded)
     try:
@@ -427,6 +437,12 @@ def default_transport(loaded: LoadedConfig) -> mail.Transport:
             ssl_context=mail.smtp_ssl_context(ca_file),
         )
     )
+
+
+def mail_server(loaded: LoadedConfig) -> str:
+    """Where messages go, for messages to the operator: ``host:port`` or the outbox folder."""
+    smtp = loaded.config.smtp
+    return str(outbox_dir(loaded)) if smtp is None else f"{smtp.host}:{smtp.port}"
 
 
 def dkim_key(loaded: LoadedConfig) -> mail.DkimKey | None:
@@ -684,6 +700,8 @@ def _deliver(run: _Run, letter: NewsletterConfig, record: IssueRecord, *, final:
     archive = write_archive(run.loaded, run.store, letter, issue)
     _recover(run, letter, record)
     errors: list[str] = []
+    stopped = ""
+    uncertain_in_a_row = 0
     # Frozen with the issue, but someone who unsubscribed since gets nothing more.
     known = run.store.subscribers(letter.name)
     for row in run.store.deliveries(letter.name, record.number):
@@ -737,6 +755,7 @@ def _deliver(run: _Run, letter: NewsletterConfig, record: IssueRecord, *, final:
             )
         if result.server_down:
             # Everyone else would wait for the same timeout: leave them for the next run.
+            stopped = result.detail
             errors.append(f"{result.detail}; {letter.name} #{record.number} continues on the next run")
             log.warning("newsletter %s #%d: %s", letter.name, record.number, result.detail)
             break
@@ -750,6 +769,15 @@ def _deliver(run: _Run, letter: NewsletterConfig, record: IssueRecord, *, final:
                 result.outcome.value,
                 result.detail,
             )
+        uncertain_in_a_row = uncertain_in_a_row + 1 if result.outcome is mail.Outcome.UNCERTAIN else 0
+        if uncertain_in_a_row >= UNCERTAIN_IN_A_ROW:
+            stopped = (
+                f"{mail_server(run.loaded)}: {uncertain_in_a_row} messages in a row lost during DATA;"
+                " check the server's logs and smtp.timeout"
+            )
+            errors.append(f"{stopped}; {letter.name} #{record.number} continues on the next run")
+            log.warning("newsletter %s #%d: %s", letter.name, record.number, stopped)
+            break
     rows = run.store.deliveries(letter.name, record.number)
     if not any(r.status in OPEN_STATES for r in rows):
         run.store.finish_issue(letter.name, record.number, run.now)
@@ -762,11 +790,13 @@ def _deliver(run: _Run, letter: NewsletterConfig, record: IssueRecord, *, final:
         shown=rendered.shown,
         sent=sum(r.status == "sent" for r in rows),
         retrying=sum(r.status == "retry" for r in rows),
+        waiting=sum(r.status in ("pending", "sending") for r in rows),
         failed=sum(r.status == "failed" for r in rows),
         unsubscribed=sum(r.status == "unsubscribed" for r in rows),
         uncertain=tuple(r.recipient for r in rows if r.status == "uncertain"),
         errors=tuple(errors),
         archive=archive,
+        stopped=stopped,
     )
 
 

@@ -854,3 +854,65 @@ def test_digest_send_into_an_archive_that_is_a_file_says_so_in_one_line(
     assert sent.exception is None or isinstance(sent.exception, SystemExit)
     assert "error: writing the issue" in sent.output
     assert "Traceback" not in sent.output
+
+
+def test_a_test_copy_after_an_issue_with_nothing_new_is_the_last_issue_with_stories(
+    smtp_project: tuple[LoadedConfig, Store, SmtpServer],
+) -> None:
+    # `digest --send` on a day with nothing new records an empty issue; a `--to` copy then
+    # went out with no story, "issue 2 · 0 stories", and a browser link to no archive page.
+    loaded, store, server = smtp_project
+    newsletters.run_due_newsletters(loaded, store, NOW)
+    [empty] = newsletters.run_due_newsletters(loaded, store, NOW + timedelta(days=1))
+    assert empty.status == "empty"
+    result = newsletters.send_test_copy(loaded, store, NOW + timedelta(days=1), "daily", "me@example.com")
+    assert result.outcome is mail.Outcome.SENT
+    *_, (_sender, rcpts, data) = server.handler.messages
+    assert rcpts == ["me@example.com"]
+    copy = email.message_from_bytes(data, policy=policy.default)
+    text = copy.get_body(("plain",)).get_content()  # type: ignore[attr-defined]
+    assert "issue 1 · 15 stories" in text  # the seeds as polled, not yet grouped
+    assert "/archive/daily/0001.html" in text
+
+
+def test_a_server_that_loses_every_message_during_data_stops_the_issue_instead_of_losing_everyone(
+    smtp_project: tuple[LoadedConfig, Store, SmtpServer],
+) -> None:
+    # A content filter slower than smtp.timeout, or a proxy that drops each DATA: every
+    # reader was marked uncertain in turn (never sent again), and nobody got the issue.
+    loaded, store, server = smtp_project
+    server.handler.drop_on_data = 1
+    server.handler.on_data = lambda count: setattr(server.handler, "drop_on_data", count)  # every DATA
+    [outcome] = newsletters.run_due_newsletters(loaded, store, NOW)
+    assert outcome.status == "sending"
+    assert len(outcome.uncertain) == 2  # two in a row: the server is at fault, not the readers
+    assert "during DATA" in outcome.errors[-1]
+    server.handler.on_data = None
+    server.handler.drop_on_data = None
+    [resumed] = newsletters.run_due_newsletters(loaded, store, NOW + timedelta(minutes=10))
+    assert (resumed.status, resumed.sent, len(resumed.uncertain)) == ("done", 3, 2)
+
+
+def test_digest_send_with_the_server_down_says_who_waits_and_exits_1(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    tls_files: tuple[Path, Path],  # noqa: F811
+) -> None:
+    # It printed "0 sent, 1 to retry" and exited 0 while nobody had the issue.
+    monkeypatch.setenv("AGGREGATOR_SECRET_KEY", TEST_KEY)
+    server = start_server(Handler(), tls_files)
+    port = server.port
+    server.controller.stop()  # nothing listens there any more
+    newsletters_yaml = (PROJECT_ROOT / "feeds.yaml").read_text().split("newsletters:", 1)[1]
+    newsletters_yaml = "newsletters:" + newsletters_yaml.replace(
+        "      - reader@example.com", "      - reader@example.com\n      - other@example.com"
+    )
+    loaded = load_config(
+        make_project(tmp_path, newsletters_yaml, SMTP_YAML.format(port=port, cafile=tls_files[0]))
+    )
+    with Store.open(loaded.database_url) as store:
+        asyncio.run(pipeline.poll_feeds(loaded, store, datetime.now(UTC)))
+    sent = CliRunner().invoke(command_app(loaded), ["digest", "daily", "--send"])
+    assert sent.exit_code == 1, sent.output
+    assert "0 sent, 1 to retry, 1 waiting" in sent.output
+    assert f"connecting to 127.0.0.1:{port}" in sent.output
