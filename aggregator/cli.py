@@ -333,8 +333,7 @@ def run(
         err=True,
     )
     for issue in issues:
-        echo(cli_digest.describe(issue), err=True)
-        if issue.failed or issue.uncertain:
+        if cli_digest.report(issue, err=True):
             code = EXIT_FEEDS_FAILED
     raise typer.Exit(code)
 

@@ -83,21 +83,24 @@ def digest(
     if not outcomes:
         echo(f"{name}: another process is sending right now; try again later", err=True)
         raise typer.Exit(EXIT_FAILED)
-    code = EXIT_OK
-    for outcome in outcomes:
-        echo(describe(outcome))
-        for recipient in outcome.uncertain:
-            echo(
-                f"  uncertain: {recipient}: the connection broke during DATA; it may have arrived and "
-                "will not be sent again",
-                err=True,
-            )
-        if outcome.stopped:
-            echo(f"  stopped: {outcome.stopped}; the others are sent on the next run", err=True)
-        # Stopped: nobody left has the issue yet, however few were tried (exit 0 told cron all was well).
-        if outcome.failed or outcome.uncertain or outcome.stopped:
-            code = EXIT_FAILED
-    raise typer.Exit(code)
+    failed = [report(outcome, err=False) for outcome in outcomes]
+    raise typer.Exit(EXIT_FAILED if any(failed) else EXIT_OK)
+
+
+def report(outcome: newsletters.IssueOutcome, *, err: bool) -> bool:
+    """Print what an issue's run did (the summary on stdout unless ``err``; the rest on
+    stderr); whether it counts as a failure for the exit status."""
+    echo(describe(outcome), err=err)
+    for recipient in outcome.uncertain:
+        echo(
+            f"  uncertain: {recipient}: the connection broke during DATA; it may have arrived and "
+            "will not be sent again",
+            err=True,
+        )
+    if outcome.stopped:
+        echo(f"  stopped: {outcome.stopped}; the others are sent on the next run", err=True)
+    # Stopped: nobody left has the issue yet, however few were tried (exit 0 told cron all was well).
+    return bool(outcome.failed or outcome.uncertain or outcome.stopped)
 
 
 def describe(outcome: newsletters.IssueOutcome) -> str:

@@ -27,7 +27,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from aggregator import digest, mail, newsletters, pipeline
+from aggregator import cli, digest, mail, newsletters, pipeline
 from aggregator.cli_digest import describe
 from aggregator.cli_digest import digest as digest_command
 from aggregator.config import LoadedConfig, NewsletterConfig, load_config
@@ -916,3 +916,26 @@ def test_digest_send_with_the_server_down_says_who_waits_and_exits_1(
     assert sent.exit_code == 1, sent.output
     assert "0 sent, 1 to retry, 1 waiting" in sent.output
     assert f"connecting to 127.0.0.1:{port}" in sent.output
+
+
+def test_run_once_with_the_server_down_says_who_waits_and_exits_1(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    tls_files: tuple[Path, Path],  # noqa: F811
+) -> None:
+    # As `digest --send` says it: exit 0 told cron that all was well.
+    monkeypatch.setenv("AGGREGATOR_SECRET_KEY", TEST_KEY)
+    server = start_server(Handler(), tls_files)
+    port = server.port
+    server.controller.stop()  # nothing listens there any more
+    newsletters_yaml = (PROJECT_ROOT / "feeds.yaml").read_text().split("newsletters:", 1)[1]
+    newsletters_yaml = "newsletters:" + newsletters_yaml.replace(
+        "      - reader@example.com", "      - reader@example.com\n      - other@example.com"
+    )
+    loaded = load_config(
+        make_project(tmp_path, newsletters_yaml, SMTP_YAML.format(port=port, cafile=tls_files[0]))
+    )
+    ran = CliRunner().invoke(cli.app, ["--config", str(loaded.path), "run", "--once"])
+    assert ran.exit_code == 1, ran.output
+    assert "0 sent, 1 to retry, 1 waiting" in ran.output
+    assert f"stopped: connecting to 127.0.0.1:{port}" in ran.output
