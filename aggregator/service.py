@@ -56,7 +56,7 @@ import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -203,7 +203,7 @@ async def send_issue(
             issue=o.number,
             sent=o.sent,
             failed=o.failed + len(o.uncertain),
-            remaining=o.retrying,
+            remaining=o.retrying + o.waiting,  # the readers a stopped run left untried too
         )
         for o in outcomes
     )
@@ -440,6 +440,10 @@ class Service:
         self._poll_again = False  # a poll was asked for while one ran
         self._rerun: asyncio.Task[PollSummary | None] | None = None  # the poll run for it
         self._digests: set[asyncio.Task[Any]] = set()
+        # Every job body running, whatever it awaits (a store read in a thread, a lock): a stop
+        # waits for them, else asyncio.run cancels them as the process ends and APScheduler
+        # logs each as an ERROR with a traceback.
+        self._jobs: set[asyncio.Task[Any]] = set()
         self._schedules: dict[str, tuple[str, str]] = {}  # newsletter → (schedule, timezone) installed
         # One issue at a time, whichever newsletter: each send takes the sending lock
         # (runlock.sending_lock, one per database), and a second job of this process asking
@@ -480,6 +484,10 @@ class Service:
 
     async def poll_due(self) -> PollSummary | None:
         """The poll job: fetch and store the feeds that are due now; one log line."""
+        with _tracked(self._jobs):
+            return await self._poll_job()
+
+    async def _poll_job(self) -> PollSummary | None:
         if self.stopping:
             return None
         if self.lock_held is not None and not await asyncio.to_thread(self.lock_held):
@@ -588,11 +596,16 @@ class Service:
         newsletter = next((n for n in self.loaded.config.newsletters if n.name == name), None)
         if newsletter is None:  # removed from feeds.yaml while the job was starting
             return ()
-        return await self._run_due(newsletter, at_start=False)
+        with _tracked(self._jobs):
+            return await self._run_due(newsletter, at_start=False)
 
     async def send_waiting(self) -> list[DigestRun]:
         """The retry job: for each newsletter with something waiting (``_waiting``), what
         its cron job would send now: the issue due, or the rest of the one still sending."""
+        with _tracked(self._jobs):
+            return await self._send_waiting()
+
+    async def _send_waiting(self) -> list[DigestRun]:
         done: list[DigestRun] = []
         for newsletter in self.loaded.config.newsletters:
             if self.stopping or self._sending.locked():
@@ -767,6 +780,12 @@ class Service:
                 loaded.path,
                 self.store.url,
             )
+            # Keep the old one in the config too: the ingest and sending locks are taken on
+            # ``loaded.database_url``, and on the new database they would guard nothing this
+            # process writes (or fail every poll and issue while it is not reachable yet).
+            loaded = replace(
+                loaded, config=loaded.config.model_copy(update={"database": old.config.database})
+            )
         self.loaded = loaded
         old_feeds = {f.url for f in old.enabled_feeds}
         new_feeds = {f.url for f in loaded.enabled_feeds}
@@ -804,14 +823,15 @@ class Service:
         return self.stopping
 
     async def stop(self, *, force: bool = False) -> None:
-        """Cancel polls, let a digest finish its current recipient (cancel it too with ``force``)."""
+        """Cancel polls, let a digest and any other job finish what it does (its current
+        recipient, a read); ``force`` (a second signal) cancels them too."""
         self.stopping = True
         if self.scheduler is not None and self.scheduler.running:
             self.scheduler.pause()  # no new jobs; shutting the scheduler down would cancel ours
         self.digest_stop.set()
-        for task in list(self._polls) + (list(self._digests) if force else []):
+        for task in list(self._polls) + (list(self._digests) + list(self._jobs) if force else []):
             task.cancel()
-        await asyncio.gather(*self._polls, *self._digests, return_exceptions=True)
+        await asyncio.gather(*self._polls, *self._digests, *self._jobs, return_exceptions=True)
 
 
 def _nothing_due(loaded: LoadedConfig, store: Store, now: datetime) -> bool:

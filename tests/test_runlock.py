@@ -115,11 +115,15 @@ def test_the_run_lock_says_when_postgresql_dropped_it(database_url: str) -> None
         assert still_held()
         engine = sa.create_engine(sa.make_url(database_url).set(drivername="postgresql+psycopg"))
         try:
-            with engine.begin() as conn:  # what a restart does to every session
+            with engine.begin() as conn:  # what a restart does to the session holding it
+                # Only this schema's run lock: every advisory lock of the server was every
+                # other test's and scheduler's on it too, which then saw theirs lost.
                 conn.execute(
                     sa.text(
                         "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory'"
                         " AND granted AND pid <> pg_backend_pid()"
+                        " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+                        " AND objid = hashtext('aggregator scheduler ' || current_schema())::oid"
                     )
                 )
         finally:

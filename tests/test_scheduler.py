@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from aggregator import mail
@@ -55,7 +56,7 @@ from aggregator.service import (
 )
 from aggregator.store import IssueRecord, Store, entry_id
 from aggregator.types import Entry, FeedState
-from tests.conftest import PROJECT_ROOT
+from tests.conftest import PROJECT_ROOT, _postgres_schema_url
 from tests.feedserver import FeedServer
 from tests.test_mail import (
     PASSWORD,
@@ -608,6 +609,89 @@ async def test_config_edits_take_effect_while_running_and_a_bad_edit_is_survived
             await task
 
 
+@pytest.mark.anyio
+async def test_an_edit_of_the_database_keeps_polling_the_database_in_use(
+    feed_server: FeedServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The edit was refused in words ("restart the scheduler to use it") but not in deeds: the
+    # ingest and sending locks were taken on the new database, so with one not reachable yet
+    # every poll cycle and every issue failed until the restart.
+    feed_server.add_feed("/b.xml", rss(("b", "Bravo")))
+    a, b = feed_server.url("/feed.xml"), feed_server.url("/b.xml")
+    path = write_config(tmp_path / "feeds.yaml", [a])
+    watcher = ConfigWatcher(path)
+    loaded = watcher.load()
+    stopping = asyncio.Event()
+
+    async def until(predicate: Callable[[], bool], seconds: float = 5.0) -> None:
+        deadline = time.monotonic() + seconds
+        while not predicate():
+            assert time.monotonic() < deadline, "timed out"
+            await asyncio.sleep(0.02)
+
+    with Store.open(loaded.database_url) as store:
+        service = Service(loaded, store, run_issue=RecordingIssues())
+        task = asyncio.create_task(serve(service, watcher, watch_interval=0.1, stopping=stopping))
+        try:
+            await until(lambda: feed_server.count("/feed.xml") == 1 and not service._polling)
+            text = write_config(path, [a, b]).read_text(encoding="utf-8")
+            moved = "database: postgresql+psycopg://postgres@127.0.0.1:9/not_yet\n"
+            path.write_text(text.replace(text[text.index("database:") :], moved), encoding="utf-8")
+            await until(lambda: feed_server.count("/b.xml") == 1 and not service._polling)
+            assert any("the database changed" in r.message for r in caplog.records)
+            assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+            assert store.entry_counts().get(b) == 1
+            assert service.loaded.database_url == loaded.database_url
+        finally:
+            stopping.set()
+            await task
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    yield from _postgres_schema_url()
+
+
+@pytest.mark.postgres
+@pytest.mark.anyio
+async def test_a_stop_waits_for_the_retry_job_to_end_its_read(
+    tmp_path: Path, postgres_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A stop waited for polls and digests but not for the retry job: asyncio.run then cancelled
+    # it in the middle of a read, and APScheduler logged an ERROR with a traceback on a clean
+    # stop (every lost PostgreSQL lock did it: the poll and retry jobs share their tick).
+    letters = 'newsletters:\n  - {name: daily, title: Daily, schedule: "0 7 * * *", timezone: UTC}\n'
+    path = write_config(tmp_path / "feeds.yaml", [], letters)
+    text = path.read_text(encoding="utf-8")
+    path.write_text(text[: text.index("database:")] + f"database: {postgres_url}\n", encoding="utf-8")
+    loaded = load_config(path)
+    engine = sa.create_engine(postgres_url)
+    with Store.open(loaded.database_url) as store, engine.connect() as blocker:
+        record_issue(store, "daily", datetime.now(UTC))  # sent: nothing waits, but the job reads
+        service = Service(loaded, store, run_issue=RecordingIssues(), poll_tick=timedelta(seconds=0.2))
+        stopping = asyncio.Event()
+        task = asyncio.create_task(serve(service, None, stopping=stopping))
+        try:
+            await asyncio.sleep(0.5)  # the catch-up at start is done
+            blocker.execute(sa.text("LOCK TABLE newsletter_issues IN ACCESS EXCLUSIVE MODE"))
+            me = blocker.execute(sa.text("SELECT pg_backend_pid()")).scalar()
+            waiting = sa.text("SELECT count(*) FROM pg_stat_activity WHERE :me = ANY(pg_blocking_pids(pid))")
+            deadline = time.monotonic() + 5
+            while not blocker.execute(waiting, {"me": me}).scalar():
+                assert time.monotonic() < deadline, "the retry job never read"
+                await asyncio.sleep(0.05)
+            stopping.set()
+            await asyncio.sleep(1)
+            returned_while_reading = task.done()
+        finally:
+            blocker.rollback()  # the read goes on
+            stopping.set()
+            await asyncio.wait_for(task, 10)
+    engine.dispose()
+    assert not returned_while_reading
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
 # --------------------------------------------------------------------------- real processes
 
 
@@ -808,6 +892,30 @@ def test_kill_9_during_a_poll_loses_nothing_stored_and_sigterm_cancels_a_hanging
     assert not any(e["new_entries"] for e in second.seen("feed_polled"))  # nothing stored twice
     with Store.open(load_config(config).database_url) as store:
         assert all(store.entry_counts()[url] == 3 for url in fast)
+
+
+def test_a_digest_stopped_by_a_server_down_logs_every_reader_left(
+    tmp_path: Path, processes: list[Scheduler]
+) -> None:
+    # "1 left" (the reader to retry) while two more had not been tried at all.
+    subscribers = ["a@example.com", "b@example.com", "c@example.com"]
+    newsletters = (
+        "newsletters:\n  - name: daily\n    title: Daily\n"
+        f'    schedule: "* * * * *"\n    subscribers: [{", ".join(subscribers)}]\n'
+    )
+    extra = "smtp:\n  host: 127.0.0.1\n  port: 9\n"  # nothing listens there
+    config = write_config(tmp_path / "feeds.yaml", [], newsletters, extra)
+    loaded = load_config(config)
+    feed, moment = "http://127.0.0.1:9/feed.xml", datetime.now(UTC)
+    with Store.open(loaded.database_url) as store:
+        entry = Entry(guid="s1", url="http://127.0.0.1/s1", canonical_url=None, title="Summit", text="Talks.")
+        store.save_poll(FeedState(feed), [entry], moment)
+        store.save_stories([("story-1", "Summit", ())], [(entry_id(feed, "s1"), "story-1")], moment)
+    scheduler = Scheduler(config, {"AGGREGATOR_SECRET_KEY": "k" * 32})
+    processes.append(scheduler)
+    scheduler.wait_for(lambda: bool(scheduler.seen("digest")))
+    assert scheduler.stop(signal.SIGTERM) == 0
+    assert scheduler.seen("digest")[0]["remaining"] == len(subscribers)
 
 
 def test_kill_9_and_sigterm_during_a_digest_then_restart_nobody_gets_a_second_copy(
