@@ -329,7 +329,9 @@ class Outbox(Transport):
         target = self.path_for(name)
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=".tmp-", suffix=".eml")
+            # Not "*.eml" until whole: whoever reads the outbox (Path.glob matches hidden names)
+            # must never take a message still being written.
+            fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=".tmp-", suffix=".part")
             try:
                 with os.fdopen(fd, "wb") as handle:
                     handle.write(data)

@@ -528,6 +528,29 @@ def test_outbox_writes_each_message_atomically(tmp_path: Path) -> None:
     assert [p.name for p in (tmp_path / "outbox").iterdir()] == ["daily-0001-abc.eml"]
 
 
+def test_a_message_being_written_to_the_outbox_is_no_eml_file_yet(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Its temporary file was ".tmp-….eml": a script reading the outbox (Path.glob("*.eml")
+    # matches hidden names) took half-written messages, or found them renamed away.
+    folder = tmp_path / "outbox"
+    seen: list[list[str]] = []
+    fsync = mail.os.fsync
+
+    def look_then_fsync(fd: int) -> None:
+        seen.append(sorted(p.name for p in folder.glob("*.eml")))
+        fsync(fd)
+
+    monkeypatch.setattr(mail.os, "fsync", look_then_fsync)
+    data = mail.serialize(mail.build_message(SPEC, recipient()))
+    result = mail.Outbox(folder).deliver(
+        "digest@example.com", "reader@example.com", data, "daily-1-a", lambda: None
+    )
+    assert result.outcome is Outcome.SENT
+    assert seen == [[]]
+    assert [p.name for p in folder.glob("*.eml")] == ["daily-1-a.eml"]
+
+
 def test_dkim_signature_covers_the_unsubscribe_headers(tmp_path: Path) -> None:
     dkim = pytest.importorskip("dkim", reason="dkimpy is not installed")
     key_path = tmp_path / "dkim.pem"
