@@ -105,6 +105,8 @@ def report(outcome: newsletters.IssueOutcome, *, err: bool) -> bool:
 
 def describe(outcome: newsletters.IssueOutcome) -> str:
     """One line per issue, for this command and ``run --once``."""
+    from aggregator.digest import stories_phrase  # noqa: PLC0415 -- the digest stack: not at start-up
+
     if outcome.status == "empty":
         return f"{outcome.newsletter} #{outcome.number}: nothing new since the last issue; no email"
     parts = [f"{outcome.sent} sent"]
@@ -122,7 +124,6 @@ def describe(outcome: newsletters.IssueOutcome) -> str:
         f" ({outcome.stories - outcome.shown} more in the archive)" if outcome.stories > outcome.shown else ""
     )
     return (
-        f"{outcome.newsletter} #{outcome.number}: {outcome.shown} stor{'y' if outcome.shown == 1 else 'ies'}"
-        f"{more}: {', '.join(parts)}; "
-        f"archive: {outcome.archive}"
+        f"{outcome.newsletter} #{outcome.number}: {stories_phrase(outcome.shown)}{more}: "
+        f"{', '.join(parts)}; archive: {outcome.archive}"
     )

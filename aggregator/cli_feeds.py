@@ -21,7 +21,6 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
-from urllib.parse import unquote, urlsplit
 
 import click
 import typer
@@ -44,6 +43,7 @@ from aggregator.errors import ConfigError, StoreError
 from aggregator.fetch import Fetcher, make_client
 from aggregator.opml import OpmlError, import_subscriptions, parse_opml, render_opml
 from aggregator.pipeline import fetch_settings
+from aggregator.runlock import sqlite_file
 from aggregator.store import Store
 from aggregator.types import FeedState, FeedStatus
 from aggregator.urls import without_password
@@ -267,11 +267,9 @@ def set_feed(
 def _health(loaded: LoadedConfig) -> tuple[dict[str, FeedState], dict[str, int]]:
     """What the store knows about the configured feeds; nothing if there is no database yet."""
     url = loaded.database_url
-    if (
-        url.startswith("sqlite:///")
-        and not Path(unquote(urlsplit(url.removeprefix("sqlite:///")).path)).exists()
-    ):
-        return {}, {}  # listing feeds must not create a database (the URL's path is escaped)
+    database = sqlite_file(url)
+    if database is not None and not database.exists():
+        return {}, {}  # listing feeds must not create a database
     try:
         with Store.open(url) as store:
             states = store.feed_states([f.url for f in loaded.config.feeds])

@@ -396,6 +396,13 @@ def _url_path(path: Path) -> str:
     return str(path).replace("%", "%25").replace("?", "%3F").replace("#", "%23")
 
 
+def feed_identity(url: str, base_dir: Path) -> str:
+    """What makes two feed URLs one feed however each is spelt (host case, default port,
+    tracking parameters, a fragment; a path or a file: URL as the file it names): their
+    canonical http(s) URL, else where they are read from.  ``ValueError`` for no URL at all."""
+    return canonical_url(url) or resolve_feed_location(url.strip(), base_dir)
+
+
 def resolve_feed_location(url: str, base_dir: Path) -> str:
     """Where a feed is fetched from: http(s) as given; a path, or a ``file:`` URL with a
     relative path (``file:feeds/x.xml``), against the folder of feeds.yaml, never the
@@ -621,10 +628,8 @@ def _cross_checks(
 
     seen: dict[str, int] = {}
     for index, feed in enumerate(config.feeds):
-        # One feed however it is spelt (host case, default port, tracking parameters, a
-        # fragment): both spellings would be polled, every entry stored twice.  The same key
-        # as `aggregator feeds add` uses to refuse a duplicate.
-        key = canonical_url(feed.url) or resolve_feed_location(feed.url, base_dir)
+        # Two spellings of one feed would both be polled, every entry stored twice.
+        key = feed_identity(feed.url, base_dir)
         if key in seen:
             first = config.feeds[seen[key]].url
             line, col = position(("feeds", index, "url"))

@@ -59,11 +59,10 @@ from aggregator.config import (
     FeedConfig,
     LoadedConfig,
     NewsletterConfig,
+    feed_identity,
     load_config_text,
-    resolve_feed_location,
 )
 from aggregator.errors import AggregatorError, ConfigError, ConfigProblem
-from aggregator.urls import canonical_url
 
 try:  # POSIX only; elsewhere the hash check alone guards against lost updates
     import fcntl
@@ -121,7 +120,7 @@ def feed_key(url: str, base_dir: Path) -> str:
     Raises ``EditError`` for text that is no URL at all (``http://[x``: urlsplit refuses it).
     """
     try:
-        return canonical_url(url) or resolve_feed_location(url.strip(), base_dir)
+        return feed_identity(url, base_dir)
     except ValueError as exc:
         raise EditError(f"not a valid feed URL: {url!r}: {exc}") from exc
 

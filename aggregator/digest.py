@@ -337,7 +337,12 @@ def format_time(moment: datetime, timezone: str) -> str:
 def _dateline(issue: DigestIssue) -> str:
     local = issue.frozen_at.astimezone(ZoneInfo(issue.timezone))
     count = len(issue.stories)
-    return f"{local.day} {local:%B %Y} · issue {issue.number} · {count} stor{'y' if count == 1 else 'ies'}"
+    return f"{local.day} {local:%B %Y} · issue {issue.number} · {stories_phrase(count)}"
+
+
+def stories_phrase(count: int) -> str:
+    """``"1 story"``, ``"3 stories"``: as the dateline, the archive index and the CLI say it."""
+    return f"{count} stor{'y' if count == 1 else 'ies'}"
 
 
 def _meta(story: DigestStory, timezone: str, isolate: Callable[[str], str]) -> str:

@@ -850,8 +850,6 @@ _NOT_A_WEB_SERVER = "is it a web server, and is it http or https? check the url 
 _SEE_WHERE_IT_WENT = "open the url in a browser to see where the feed is now, and update it in feeds.yaml"
 
 
-# A URL's userinfo ("user:password@", "token@"): after "//" (not the "///" of file: URLs),
-# up to the last "@" before the path.
 def _too_large(limit: int, url: str, http_status: int) -> _Failed:
     return _Failed(
         f"response larger than {_size(limit)} at {url}: stopped reading; {_RAISE_THE_CAP}",

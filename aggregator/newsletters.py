@@ -100,6 +100,7 @@ class _Run:
     transport: mail.Transport
     key: bytes
     dkim: mail.DkimKey | None
+    edited: datetime | None = None  # when feeds.yaml was last written (see schedule_counted_from)
     outcomes: list[IssueOutcome] = field(default_factory=list)
 
 
@@ -130,7 +131,13 @@ def run_due_newsletters(
             log.warning("newsletters: another process is sending; skipped this time")
             return []
         run = _Run(
-            loaded, store, now, transport or default_transport(loaded), secret_key(loaded), dkim_key(loaded)
+            loaded,
+            store,
+            now,
+            transport or default_transport(loaded),
+            secret_key(loaded),
+            dkim_key(loaded),
+            config_written(loaded),
         )
         try:
             for letter in letters:
@@ -486,17 +493,13 @@ def _run_newsletter(run: _Run, letter: NewsletterConfig, *, force: bool) -> None
     latest = run.store.latest_issue(letter.name)
     if latest is not None and latest.status == "sending":
         # Retries run until the next issue is due; then whatever is left fails.
-        counted_from = schedule_counted_from(
-            run.store, letter, latest, run.now, edited=config_written(run.loaded)
-        )
+        counted_from = schedule_counted_from(run.store, letter, latest, run.now, edited=run.edited)
         final = counted_from is not None and next_issue_time(letter, counted_from) <= run.now
         run.outcomes.append(_deliver(run, letter, latest, final=final))
         latest = run.store.latest_issue(letter.name)
         if latest is not None and latest.status == "sending":
             return
-    counted_from = schedule_counted_from(
-        run.store, letter, latest, run.now, edited=config_written(run.loaded)
-    )
+    counted_from = schedule_counted_from(run.store, letter, latest, run.now, edited=run.edited)
     if not force and not is_due(letter, counted_from, run.now):
         return
     # Alone against polls in other processes while the window is read: a poll stamps what it
@@ -694,6 +697,18 @@ def _recover(run: _Run, letter: NewsletterConfig, record: IssueRecord) -> None:
             )
 
 
+def _why_stop(run: _Run, result: mail.DeliveryResult, uncertain_in_a_row: int) -> str:
+    """Why the readers left of an issue wait for the next run after ``result``, or ""."""
+    if result.server_down:
+        return result.detail  # everyone else would wait for the same timeout
+    if uncertain_in_a_row >= UNCERTAIN_IN_A_ROW:
+        return (
+            f"{mail_server(run.loaded)}: {uncertain_in_a_row} messages in a row lost during DATA;"
+            " check the server's logs and smtp.timeout"
+        )
+    return ""
+
+
 def _deliver(run: _Run, letter: NewsletterConfig, record: IssueRecord, *, final: bool) -> IssueOutcome:
     issue = digest.issue_from_json(record.snapshot)
     rendered = _render(run.loaded, letter, issue)
@@ -753,13 +768,7 @@ def _deliver(run: _Run, letter: NewsletterConfig, record: IssueRecord, *, final:
                 run.now,
                 error=None if result.outcome is mail.Outcome.SENT else result.detail,
             )
-        if result.server_down:
-            # Everyone else would wait for the same timeout: leave them for the next run.
-            stopped = result.detail
-            errors.append(f"{result.detail}; {letter.name} #{record.number} continues on the next run")
-            log.warning("newsletter %s #%d: %s", letter.name, record.number, result.detail)
-            break
-        if result.outcome is not mail.Outcome.SENT:
+        if not result.server_down and result.outcome is not mail.Outcome.SENT:
             errors.append(f"{address}: {result.outcome.value}: {result.detail}")
             log.warning(
                 "newsletter %s #%d: %s: %s: %s",
@@ -770,11 +779,8 @@ def _deliver(run: _Run, letter: NewsletterConfig, record: IssueRecord, *, final:
                 result.detail,
             )
         uncertain_in_a_row = uncertain_in_a_row + 1 if result.outcome is mail.Outcome.UNCERTAIN else 0
-        if uncertain_in_a_row >= UNCERTAIN_IN_A_ROW:
-            stopped = (
-                f"{mail_server(run.loaded)}: {uncertain_in_a_row} messages in a row lost during DATA;"
-                " check the server's logs and smtp.timeout"
-            )
+        stopped = _why_stop(run, result, uncertain_in_a_row)
+        if stopped:
             errors.append(f"{stopped}; {letter.name} #{record.number} continues on the next run")
             log.warning("newsletter %s #%d: %s", letter.name, record.number, stopped)
             break
@@ -878,7 +884,7 @@ def _write_index(folder: Path, letter: NewsletterConfig, store: Store, current: 
         count = len(issue.stories)
         items.append(
             f'<li><a href="{number:04d}.html">{local:%Y-%m-%d}: issue {number}</a>'
-            f" ({count} stor{'y' if count == 1 else 'ies'}) {lead}</li>"
+            f" ({digest.stories_phrase(count)}) {lead}</li>"
         )
     title = html.escape(digest.clean_text(letter.title))
     page = (

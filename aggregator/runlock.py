@@ -209,8 +209,16 @@ def _waiting_for(exclusive: bool, where: str) -> str:
 
 def _lock_file(url: sa.URL, suffix: str) -> Path | None:
     """The lock file beside a SQLite database file; None when no other process can open it
-    (an in-memory database).  A URI database (``sqlite:///file:data.db?mode=ro&uri=true``) is
-    a file too: it names its path after ``file:``."""
+    (an in-memory database)."""
+    database = sqlite_file(url)
+    return None if database is None else database.with_name(database.name + suffix)
+
+
+def sqlite_file(url: str | sa.URL) -> Path | None:
+    """The file of a SQLite database URL (absolute), or None: not SQLite, or in memory.
+    A URI database (``sqlite:///file:data.db?mode=ro&uri=true``) is a file too: it names
+    its path after ``file:``."""
+    url = sa.make_url(url)
     if url.get_backend_name() != "sqlite":
         return None
     database = url.database or ""
@@ -223,7 +231,7 @@ def _lock_file(url: sa.URL, suffix: str) -> Path | None:
         database = unquote(parts.path)
     if database in ("", ":memory:"):
         return None
-    return Path(database).absolute().with_name(Path(database).name + suffix)
+    return Path(database).absolute()
 
 
 def _open_lock_file(lock_path: Path, what: str) -> int:

@@ -61,11 +61,13 @@ def _aggregator(
     )
 
 
-def _on_a_terminal(config: Path, *args: str) -> tuple[subprocess.CompletedProcess[bytes], bytes]:
-    """The command with stderr a terminal, and what it showed there."""
+def _on_a_terminal(
+    config: Path, *args: str, stream: str = "stderr", env: dict[str, str] | None = None
+) -> tuple[subprocess.CompletedProcess[bytes], bytes]:
+    """The command with ``stream`` (stderr or stdout) a terminal, and what it showed there."""
     leader, follower = pty.openpty()
     try:
-        done = _aggregator(config, *args, stderr=follower)
+        done = _aggregator(config, *args, env=env, **{stream: follower})
         os.close(follower)
         shown = b""
         with contextlib.suppress(OSError):  # EIO: the terminal has no writer left
@@ -144,16 +146,7 @@ def test_a_terminal_in_a_locale_that_is_not_utf8_gets_escapes_not_a_traceback(tm
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONIOENCODING", "LC_CTYPE")}
     env.update(ASCII_LOCALE)
     assert _aggregator(config, "poll", env=env).returncode == 0
-    leader, follower = pty.openpty()
-    try:
-        done = _aggregator(config, "status", "--format", "json", env=env, stdout=follower)
-        os.close(follower)
-        shown = b""
-        with contextlib.suppress(OSError):  # EIO: the terminal has no writer left
-            while chunk := os.read(leader, 65536):
-                shown += chunk
-    finally:
-        os.close(leader)
+    done, shown = _on_a_terminal(config, "status", "--format", "json", stream="stdout", env=env)
     assert done.returncode == 0, done.stderr
     assert b"Caf\\xe9 \\u2014 news" in shown, shown
     assert "Café".encode() not in shown

@@ -893,23 +893,29 @@ def test_a_server_that_loses_every_message_during_data_stops_the_issue_instead_o
     assert (resumed.status, resumed.sent, len(resumed.uncertain)) == ("done", 3, 2)
 
 
-def test_digest_send_with_the_server_down_says_who_waits_and_exits_1(
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    tls_files: tuple[Path, Path],  # noqa: F811
-) -> None:
-    # It printed "0 sent, 1 to retry" and exited 0 while nobody had the issue.
+def _two_readers_and_the_server_down(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tls: tuple[Path, Path]
+) -> tuple[LoadedConfig, int]:
+    """The sample project with a second reader, its SMTP port one where nothing listens."""
     monkeypatch.setenv("AGGREGATOR_SECRET_KEY", TEST_KEY)
-    server = start_server(Handler(), tls_files)
+    server = start_server(Handler(), tls)
     port = server.port
     server.controller.stop()  # nothing listens there any more
     newsletters_yaml = (PROJECT_ROOT / "feeds.yaml").read_text().split("newsletters:", 1)[1]
     newsletters_yaml = "newsletters:" + newsletters_yaml.replace(
         "      - reader@example.com", "      - reader@example.com\n      - other@example.com"
     )
-    loaded = load_config(
-        make_project(tmp_path, newsletters_yaml, SMTP_YAML.format(port=port, cafile=tls_files[0]))
-    )
+    extra = SMTP_YAML.format(port=port, cafile=tls[0])
+    return load_config(make_project(tmp_path, newsletters_yaml, extra)), port
+
+
+def test_digest_send_with_the_server_down_says_who_waits_and_exits_1(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    tls_files: tuple[Path, Path],  # noqa: F811
+) -> None:
+    # It printed "0 sent, 1 to retry" and exited 0 while nobody had the issue.
+    loaded, port = _two_readers_and_the_server_down(tmp_path, monkeypatch, tls_files)
     with Store.open(loaded.database_url) as store:
         asyncio.run(pipeline.poll_feeds(loaded, store, datetime.now(UTC)))
     sent = CliRunner().invoke(command_app(loaded), ["digest", "daily", "--send"])
@@ -924,17 +930,7 @@ def test_run_once_with_the_server_down_says_who_waits_and_exits_1(
     tls_files: tuple[Path, Path],  # noqa: F811
 ) -> None:
     # As `digest --send` says it: exit 0 told cron that all was well.
-    monkeypatch.setenv("AGGREGATOR_SECRET_KEY", TEST_KEY)
-    server = start_server(Handler(), tls_files)
-    port = server.port
-    server.controller.stop()  # nothing listens there any more
-    newsletters_yaml = (PROJECT_ROOT / "feeds.yaml").read_text().split("newsletters:", 1)[1]
-    newsletters_yaml = "newsletters:" + newsletters_yaml.replace(
-        "      - reader@example.com", "      - reader@example.com\n      - other@example.com"
-    )
-    loaded = load_config(
-        make_project(tmp_path, newsletters_yaml, SMTP_YAML.format(port=port, cafile=tls_files[0]))
-    )
+    loaded, port = _two_readers_and_the_server_down(tmp_path, monkeypatch, tls_files)
     ran = CliRunner().invoke(cli.app, ["--config", str(loaded.path), "run", "--once"])
     assert ran.exit_code == 1, ran.output
     assert "0 sent, 1 to retry, 1 waiting" in ran.output

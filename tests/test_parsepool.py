@@ -18,6 +18,17 @@ RSS = (Path(__file__).parent / "feeds" / "rss20.xml").read_bytes()
 HEADERS = {"content-type": "application/rss+xml"}
 
 
+def _parse_in_a_pool_of_two(count: int, *, timeout: float) -> list[parsepool.ParseOutcome]:
+    """``count`` parses of the sample feed at once in a ``ParsePool(2)``."""
+
+    async def parse_all() -> list[parsepool.ParseOutcome]:
+        async with ParsePool(2) as pool:
+            feeds = (pool.parse(RSS, HEADERS, "https://example.com/feed") for _ in range(count))
+            return await asyncio.wait_for(asyncio.gather(*feeds), timeout=timeout)
+
+    return asyncio.run(parse_all())
+
+
 @pytest.mark.parametrize("failure", [OSError("fork failed"), RuntimeError("unexpected")])
 def test_a_worker_that_cannot_start_leaves_no_parse_waiting(
     monkeypatch: pytest.MonkeyPatch, failure: Exception
@@ -27,14 +38,7 @@ def test_a_worker_that_cannot_start_leaves_no_parse_waiting(
 
     monkeypatch.setattr(parsepool._Worker, "start", staticmethod(refuse))
 
-    async def parse_two() -> list[parsepool.ParseOutcome]:
-        async with ParsePool(2) as pool:
-            return await asyncio.wait_for(
-                asyncio.gather(*(pool.parse(RSS, HEADERS, "https://example.com/feed") for _ in range(2))),
-                timeout=10,
-            )
-
-    outcomes = asyncio.run(parse_two())
+    outcomes = _parse_in_a_pool_of_two(2, timeout=10)
     assert all(o.feed is not None and o.feed.entries for o in outcomes)
 
 
@@ -127,13 +131,6 @@ def test_a_second_worker_that_cannot_start_leaves_the_first_parsing(monkeypatch:
 
     monkeypatch.setattr(parsepool._Worker, "start", staticmethod(second_fails))
 
-    async def parse_four() -> list[parsepool.ParseOutcome]:
-        async with ParsePool(2) as pool:
-            return await asyncio.wait_for(
-                asyncio.gather(*(pool.parse(RSS, HEADERS, "https://example.com/feed") for _ in range(4))),
-                timeout=30,
-            )
-
-    outcomes = asyncio.run(parse_four())
+    outcomes = _parse_in_a_pool_of_two(4, timeout=30)
     assert all(o.feed is not None for o in outcomes)
     assert all(o.hashes is not None for o in outcomes)  # only a worker computes them

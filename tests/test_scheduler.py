@@ -497,6 +497,14 @@ async def test_after_the_machine_slept_missed_runs_collapse_into_one_issue(tmp_p
     assert [(name, when) for name, when, _ in issues.runs] == [("daily", latest)]
 
 
+async def until(predicate: Callable[[], bool], seconds: float = 5.0) -> None:
+    """Wait (in the event loop) for ``predicate`` to hold; fail after ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        await asyncio.sleep(0.02)
+
+
 @pytest.mark.anyio
 async def test_a_feed_added_while_the_poll_job_runs_is_polled_when_it_ends(
     feed_server: FeedServer, tmp_path: Path
@@ -508,12 +516,6 @@ async def test_a_feed_added_while_the_poll_job_runs_is_polled_when_it_ends(
     path = write_config(tmp_path / "feeds.yaml", [slow])
     loaded = load_config(path)
     stopping = asyncio.Event()
-
-    async def until(predicate: Callable[[], bool], seconds: float) -> None:
-        deadline = time.monotonic() + seconds
-        while not predicate():
-            assert time.monotonic() < deadline, "timed out"
-            await asyncio.sleep(0.02)
 
     with Store.open(loaded.database_url) as store:
         service = Service(loaded, store, run_issue=RecordingIssues())
@@ -547,12 +549,6 @@ async def test_config_edits_take_effect_while_running_and_a_bad_edit_is_survived
     watcher = ConfigWatcher(path)
     loaded = watcher.load()
     stopping = asyncio.Event()
-
-    async def until(predicate: Callable[[], bool], seconds: float = 5.0) -> None:
-        deadline = time.monotonic() + seconds
-        while not predicate():
-            assert time.monotonic() < deadline, "timed out"
-            await asyncio.sleep(0.02)
 
     with Store.open(loaded.database_url) as store:
         service = Service(loaded, store, run_issue=RecordingIssues())
@@ -622,12 +618,6 @@ async def test_an_edit_of_the_database_keeps_polling_the_database_in_use(
     watcher = ConfigWatcher(path)
     loaded = watcher.load()
     stopping = asyncio.Event()
-
-    async def until(predicate: Callable[[], bool], seconds: float = 5.0) -> None:
-        deadline = time.monotonic() + seconds
-        while not predicate():
-            assert time.monotonic() < deadline, "timed out"
-            await asyncio.sleep(0.02)
 
     with Store.open(loaded.database_url) as store:
         service = Service(loaded, store, run_issue=RecordingIssues())

@@ -959,17 +959,21 @@ def test_the_serve_command_runs_the_site_from_feeds_yaml(tmp_path: Path, site: P
     assert "/feed.atom" not in err.decode()  # no access log: URLs may carry tokens
 
 
-def test_the_serve_command_refuses_short_feed_tokens(tmp_path: Path) -> None:
+def _serve_with(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[bytes]:
+    """``aggregator serve`` with ``env`` added to the environment (it is to refuse to start)."""
     config = tmp_path / "feeds.yaml"
     config.write_text("feeds: [{url: https://a.example/feed}]\nnewsletters: []\n", encoding="utf-8")
-    env = {**os.environ, "AGGREGATOR_SECRET_KEY": "k" * 40, "AGGREGATOR_FEED_TOKENS": "short"}
-    done = subprocess.run(
+    return subprocess.run(
         [sys.executable, "-c", SERVE_SCRIPT, "--config", str(config), "serve", "--port", "1"],
         capture_output=True,
-        env=env,
+        env={**os.environ, **env},
         timeout=60,
         check=False,
     )
+
+
+def test_the_serve_command_refuses_short_feed_tokens(tmp_path: Path) -> None:
+    done = _serve_with(tmp_path, AGGREGATOR_SECRET_KEY="k" * 40, AGGREGATOR_FEED_TOKENS="short")
     assert done.returncode == 2
     assert b"shorter than 16 characters" in done.stderr
     assert b"Traceback" not in done.stderr
@@ -998,16 +1002,7 @@ def test_the_front_page_names_each_other_outlet_once() -> None:
 
 
 def test_the_serve_command_refuses_a_short_secret_key_with_a_message(tmp_path: Path) -> None:
-    config = tmp_path / "feeds.yaml"
-    config.write_text("feeds: [{url: https://a.example/feed}]\nnewsletters: []\n", encoding="utf-8")
-    env = {**os.environ, "AGGREGATOR_SECRET_KEY": "too-short-key"}
-    done = subprocess.run(
-        [sys.executable, "-c", SERVE_SCRIPT, "--config", str(config), "serve", "--port", "1"],
-        capture_output=True,
-        env=env,
-        timeout=60,
-        check=False,
-    )
+    done = _serve_with(tmp_path, AGGREGATOR_SECRET_KEY="too-short-key")
     assert b"Traceback" not in done.stderr
     assert done.returncode == 2
     assert b"AGGREGATOR_SECRET_KEY" in done.stderr
