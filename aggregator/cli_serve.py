@@ -10,6 +10,9 @@ Registered in ``cli.py`` with one line::
 uvicorn's access log is off: unsubscribe, confirmation and private-feed URLs carry
 tokens, and a log is the usual way such tokens leak.  ``--access-log`` turns it on.
 
+When ``output.base_url`` has a path (``https://example.org/news/``), the site answers as
+mounted there (ASGI ``root_path``, ``web.ServeUnder``) behind a proxy that strips the path.
+
 The site follows feeds.yaml while it runs (newsletters, titles, folders; see
 ``web.SettingsFile``), as edits in /admin/ take effect at once; the signing key, the
 database and the mail settings are those read at start.
@@ -80,9 +83,12 @@ def serve(
     app = web.create_app(settings, store, transport, config_path=loaded.path)
     # The feeds.yaml editor under /admin/ (off, with a 503, until $AGGREGATOR_ADMIN_TOKEN is set).
     app.router.routes.append(web_admin.admin_routes(loaded.path, public_url=settings.base_url))
+    root = web.root_path_of(settings.base_url)
+    # Under a path (https://example.org/news/), a proxy forwards /news/x as /x: say so once.
+    under = f"; requests arrive without {root}, stripped by the proxy" if root else ""
     typer.echo(
         f"serving {settings.public_dir} and {settings.archive_dir} on http://{host}:{port}/ "
-        f"(public URL {settings.base_url})",
+        f"(public URL {settings.base_url}{under})",
         err=True,
     )
     try:

@@ -23,6 +23,11 @@ modification time changes; each is served with a strong ETag, Last-Modified, a g
 variant made once, and a 304 for a matching conditional request.  Nothing of a feed
 request touches the database.
 
+Under a path: when ``output.base_url`` has one (``https://example.org/news/``), the site
+answers as mounted there (ASGI ``root_path``, ``ServeUnder``) for a reverse proxy that
+forwards ``/news/...`` with the prefix stripped; its links, form actions, redirects and
+cookies carry ``/news``.
+
 ``create_app(..., config_path=)`` follows feeds.yaml: when the file changes (one ``stat``
 per request), its part of the settings (newsletters, title, folders) is read again, and a
 file that no longer loads leaves the last good settings in force.
@@ -59,7 +64,7 @@ from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid, parsedate_to_datetime
 from pathlib import Path
 from typing import Any, Protocol
-from urllib.parse import quote, urljoin, urlsplit
+from urllib.parse import quote, unquote, urljoin, urlsplit
 from xml.sax.saxutils import escape as xml_escape
 
 import itsdangerous
@@ -597,6 +602,46 @@ class FollowSettings:
         await self.app(scope, receive, send)
 
 
+def root_path_of(base_url: str) -> str:
+    """The ASGI ``root_path`` of a site whose "/" is ``base_url``: its path without the final
+    slash (``https://example.org/news/`` -> ``/news``; ``""`` at a host's root)."""
+    return unquote(urlsplit(base_url).path).rstrip("/")
+
+
+class ServeUnder:
+    """Pure ASGI middleware: the site answers as mounted at the path of ``output.base_url``.
+
+    Behind a reverse proxy at a sub-path (``https://example.org/news/`` forwarded to this
+    server with the prefix stripped, as nginx's ``location /news/ { proxy_pass
+    http://127.0.0.1:8000/; }`` does), a request for ``/admin/`` is the browser's
+    ``/news/admin/``.  This sets the ASGI ``root_path`` to ``/news`` and puts it in front of
+    ``path``, as a server's own ``--root-path`` does (the ASGI spec's ``path`` includes it),
+    so the routes still match while every link, form action, redirect and cookie path (all
+    built from ``root_path``) carries the prefix.  The prefix is read per request from the
+    current settings, so it follows feeds.yaml.  A server or an outer app that already set a
+    ``root_path`` wins: the scope is then left as it is.
+    """
+
+    def __init__(self, app: ASGIApp, *, web: _Web) -> None:
+        self.app = app
+        self.web = web
+        self._root = ("", "")  # (base_url, its root path): worked out again only when it changes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        base_url = self.web.settings.base_url
+        if self._root[0] != base_url:
+            self._root = (base_url, root_path_of(base_url))
+        root = self._root[1]
+        if scope["type"] == "http" and root and not scope.get("root_path"):
+            # In place, not a copy: the error handler outside every middleware reads the same
+            # scope (its route, for a log line without tokens).
+            scope["root_path"] = root
+            scope["path"] = root + scope["path"]
+            if "raw_path" in scope and scope["raw_path"] is not None:
+                scope["raw_path"] = quote(root).encode("ascii") + scope["raw_path"]
+        await self.app(scope, receive, send)
+
+
 class _TimestampSigner(itsdangerous.TimestampSigner):
     """itsdangerous reads ``time.time()``; confirmation links expire by our clock instead."""
 
@@ -868,7 +913,7 @@ class _Web:
             )
         assert letter is not None  # noqa: S101 -- narrowed above for the type checker
         address = address.lower()
-        if wait := self._limited(request, address, now):
+        if wait := self._limited(request, address, now, what="subscription requests"):
             return wait
         if wait := self._site_limited(request, now):
             return wait
@@ -891,7 +936,9 @@ class _Web:
             f"{letter.title}. Nothing is sent until you confirm."
         ))  # fmt: skip
 
-    def _limited(self, request: Request, address: str, now: datetime) -> Response | None:
+    def _limited(self, request: Request, address: str, now: datetime, *, what: str) -> Response | None:
+        """A 429 page when the client or the mailbox asked for too many mails; ``what`` names
+        what they asked for, in the message ("Too many {what}; try again in ...")."""
         client = client_key(request.client.host) if request.client else "unknown"
         for limiter, key in ((self.per_client, client), (self.per_address, mailbox_key(address))):
             wait = limiter.hit(key, now)
@@ -901,7 +948,7 @@ class _Web:
                     request,
                     429,
                     "Too many requests",
-                    f"Too many subscription requests; try again in {_duration(seconds)}.",
+                    f"Too many {what}; try again in {_duration(seconds)}.",
                     **{"retry-after": str(seconds)},
                 )
         return None
@@ -1068,7 +1115,7 @@ class _Web:
                 problem="Choose a newsletter and enter the address that receives it.",
             )
         now = self.clock.now()
-        if wait := self._limited(request, address, now):
+        if wait := self._limited(request, address, now, what="requests for an unsubscribe link"):
             return wait
         known = await run_in_threadpool(self.store.subscribers, letter.name)
         # The same answer at the same time either way: the page must not tell who is
@@ -1317,6 +1364,7 @@ def create_app(
     )
     relative_slash_redirects(app.router)  # also for routes appended later (the editor's Mount)
     app.add_middleware(SecurityHeaders, hsts=settings.secure)
+    app.add_middleware(ServeUnder, web=web)  # inside FollowSettings: the prefix of the current settings
     if config_path is not None:
         app.add_middleware(FollowSettings, source=SettingsFile(config_path, settings), web=web)
     app.state.web = web
@@ -1330,6 +1378,7 @@ __all__ = [
     "NewsletterInfo",
     "RateLimit",
     "RateLimiter",
+    "ServeUnder",
     "SettingsFile",
     "SubscriberStore",
     "WebSettings",
@@ -1340,6 +1389,7 @@ __all__ = [
     "mailbox_key",
     "read_small_form",
     "relative_slash_redirects",
+    "root_path_of",
     "settings_from_config",
     "valid_address",
 ]

@@ -20,15 +20,24 @@ Access: without a token of at least 16 characters in the environment the editor 
 (503).  A person signs in by posting the token to the login form, which sets a signed,
 HttpOnly, SameSite=Strict session cookie limited to the editor's path (the server keeps
 the session's id, so signing out ends it even for a copied cookie); a script may send
-``Authorization: Bearer TOKEN`` instead.  The token never travels in a URL and is never
-logged.  Every POST made with the cookie must carry the session's CSRF token (a hidden
-field), and an ``Origin`` header, when present, must be this site.  After
+``Authorization: Bearer TOKEN`` instead.  A request without an Authorization header and
+without a live session (a browser) is redirected to the login page (303); one with the
+header is a script's and is answered as such: 401 with ``WWW-Authenticate: Bearer`` and a
+JSON ``{"error", "message"}`` saying the token is wrong (or the header malformed), 429 with
+Retry-After when its address is locked out (below).  The token never travels in a URL and
+is never logged.  Every POST made with the cookie must carry the session's CSRF token (a
+hidden field), and an ``Origin`` header, when present, must be this site.  After
 ``SIGN_IN_FAILURES.count`` wrong tokens from one client address (sign-in form or bearer)
 within ``SIGN_IN_FAILURES.window``, that address is refused (429, Retry-After) without its
-token being looked at, the right one included, until the window has passed.  Forms are
-read as on the public side (``web.read_small_form``): url-encoded only (else 415), at most
-``MAX_FORM_BYTES`` (else 413), and only after the checks that need no body (the sign-in
-form's Origin and lockout, a POST's session), so an unauthenticated request costs nothing.
+token being looked at, the right one included, until the window has passed.  What was
+done ("Added: URL") is shown once on the next page of the list from the session's state
+on the server, never from the URL: a link (a story's, on the public front page of the
+same site) cannot make the editor show a claim of its own.
+
+Forms are read as on the public side (``web.read_small_form``): url-encoded only (else
+415), at most ``MAX_FORM_BYTES`` (else 413), and only after the checks that need no body
+(the sign-in form's Origin and lockout, a POST's session), so an unauthenticated request
+costs nothing.
 """
 
 from __future__ import annotations
@@ -50,7 +59,7 @@ import jinja2
 from starlette.datastructures import FormData
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route, Router
 
 from aggregator.config import load_config_text, resolve_feed_location
@@ -112,7 +121,8 @@ class _Session:
 
 
 class _LiveSessions:
-    """The cookie sessions this process started and that have not ended.
+    """The cookie sessions this process started and that have not ended, and the notice
+    each is to see next ("Added: URL").
 
     A signed cookie alone would stay good until it expires, so signing out could not stop
     a copied cookie; the server keeps the ids it handed out and forgets one on sign-out.
@@ -122,9 +132,11 @@ class _LiveSessions:
     def __init__(self, lifetime: timedelta) -> None:
         self.lifetime = lifetime
         self._until: dict[str, datetime] = {}
+        self._notices: dict[str, str] = {}
 
     def start(self, now: datetime) -> str:
         self._until = {sid: until for sid, until in self._until.items() if until > now}
+        self._notices = {sid: text for sid, text in self._notices.items() if sid in self._until}
         sid = secrets.token_urlsafe(24)
         self._until[sid] = now + self.lifetime
         return sid
@@ -133,8 +145,18 @@ class _LiveSessions:
         until = self._until.get(sid)
         return until is not None and until > now
 
+    def tell(self, sid: str, notice: str) -> None:
+        """Keep ``notice`` for the session's next page of the list (one at a time: the latest)."""
+        if sid in self._until:
+            self._notices[sid] = notice
+
+    def told(self, sid: str) -> str | None:
+        """The session's notice, once."""
+        return self._notices.pop(sid, None)
+
     def end(self, sid: str) -> None:
         self._until.pop(sid, None)
+        self._notices.pop(sid, None)
 
 
 class _Refused(Exception):
@@ -144,6 +166,16 @@ class _Refused(Exception):
         super().__init__(message)
         self.status = status
         self.message = message
+
+
+class _TokenRefused(_Refused):
+    """A request whose Authorization header does not sign it in: a script's, answered with
+    JSON (401, or 429 for a locked-out address), never with the login page."""
+
+    def __init__(self, status: int, error: str, message: str, *, retry_after: int | None = None) -> None:
+        super().__init__(status, message)
+        self.error = error  # RFC 6750's code: invalid_request, invalid_token; or too_many_attempts
+        self.retry_after = retry_after
 
 
 def admin_routes(
@@ -218,14 +250,57 @@ class _Editor:
         return self._page(request, "message.html", status, message=message, session=None)
 
     def _session(self, request: Request) -> _Session | None:
+        """Who is signed in: by the Authorization header, else by the cookie; None when nobody is.
+
+        A request with an Authorization header is a script's: a header that does not sign it
+        in raises ``_TokenRefused`` (401, or 429 when its address is locked out) instead of
+        falling back to the cookie and the login page.
+        """
         if self.token is None:
             return None
-        header = request.headers.get("authorization", "")
-        scheme, _, given = header.partition(" ")
-        if scheme.lower() == "bearer" and given:
-            return _Session(None) if self._token_ok(request, given) else None
+        header = request.headers.get("authorization")
+        if header is not None:
+            return self._bearer_session(request, header)
         cookie = request.cookies.get(COOKIE)
         return self._cookie_session(cookie) if cookie else None
+
+    def _bearer_session(self, request: Request, header: str) -> _Session:
+        scheme, _, given = header.strip().partition(" ")
+        if scheme.lower() != "bearer" or not given.strip():
+            raise _TokenRefused(
+                401,
+                "invalid_request",
+                f"Send the token as 'Authorization: Bearer TOKEN' (the value of {TOKEN_ENV}).",
+            )
+        wait = self._blocked(request)
+        if wait is not None:
+            log.warning("web editor: bearer token from %s refused (too many wrong tokens)", _client(request))
+            minutes, retry_after = _wait_texts(wait)
+            raise _TokenRefused(
+                429,
+                "too_many_attempts",
+                f"Too many wrong tokens from your address. Try again in {minutes} minutes.",
+                retry_after=retry_after,
+            )
+        if not self._token_ok(request, given):
+            log.warning("web editor: bearer token refused from %s (wrong token)", _client(request))
+            raise _TokenRefused(401, "invalid_token", f"Wrong token: it is not the value of {TOKEN_ENV}.")
+        return _Session(None)
+
+    def _signed_in(self, request: Request) -> _Session | Response:
+        """The session of a page's GET, else the answer: 503 when the editor is off, the
+        script's 401/429, or the login page for a browser."""
+        if self.token is None:
+            return self._message(
+                request, 503, f"The editor is off: set {TOKEN_ENV} (at least {MIN_TOKEN_LENGTH} characters)."
+            )
+        try:
+            session = self._session(request)
+        except _TokenRefused as refused:
+            return self._refused(request, refused)
+        if session is None:
+            return RedirectResponse(f"{self._base(request)}/login", status_code=303, headers=_HEADERS)
+        return session
 
     def _cookie_session(self, cookie: str) -> _Session | None:
         """The session a cookie names, if it is ours, unexpired and not signed out."""
@@ -307,11 +382,26 @@ class _Editor:
             )
         return document
 
-    def _redirect(self, request: Request, done: str, item: str = "") -> RedirectResponse:
-        query = urlencode({"done": done, "item": item} if item else {"done": done})
+    def _redirect(self, request: Request, session: _Session, done: str, item: str = "") -> RedirectResponse:
+        """Back to the list, which tells the session what was done (``_LiveSessions.tell``).
+
+        The URL says only which kind of thing was done (``?done=added``): the text shown
+        comes from the server, so a link cannot put words on the editor's page.
+        """
+        if session.id is not None:
+            self.sessions.tell(session.id, f"{_DONE[done]}: {item}" if item else _DONE[done])
+        query = urlencode({"done": done})
         return RedirectResponse(f"{self._base(request)}/?{query}", status_code=303, headers=_HEADERS)
 
     def _refused(self, request: Request, refused: _Refused) -> Response:
+        if isinstance(refused, _TokenRefused):
+            headers = {**_HEADERS, "WWW-Authenticate": 'Bearer realm="aggregator editor"'}
+            if refused.status == 401:  # RFC 6750 3: the reason, in the challenge
+                headers["WWW-Authenticate"] += f', error="{refused.error}"'
+            if refused.retry_after is not None:
+                headers["Retry-After"] = str(refused.retry_after)
+            content = {"error": refused.error, "message": refused.message}
+            return JSONResponse(content, refused.status, headers=headers)
         if refused.status == 401:
             return RedirectResponse(f"{self._base(request)}/login", status_code=303, headers=_HEADERS)
         return self._message(request, refused.status, refused.message)
@@ -334,12 +424,12 @@ class _Editor:
             return self._message(request, 403, "This form came from another site.")
         wait = self._blocked(request)
         if wait is not None:
-            minutes = max(1, -(-int(wait.total_seconds()) // 60))
+            minutes, retry_after = _wait_texts(wait)
             log.warning("web editor: sign-in from %s refused (too many wrong tokens)", _client(request))
             refused = self._message(
                 request, 429, f"Too many wrong tokens from your address. Try again in {minutes} minutes."
             )
-            refused.headers["retry-after"] = str(max(1, int(wait.total_seconds() + 0.999)))
+            refused.headers["retry-after"] = str(retry_after)
             return refused
         try:
             form = await self._read_form(request)
@@ -349,12 +439,11 @@ class _Editor:
         if not self._token_ok(request, given):
             log.warning("web editor: sign-in refused from %s (wrong token)", _client(request))
             return self._page(request, "login.html", 401, error="Wrong token.")
-        response = self._redirect(request, "signed-in")
+        session = _Session(secrets.token_urlsafe(24), self.sessions.start(datetime.now(UTC)))
+        response = self._redirect(request, session, "signed-in")
         response.set_cookie(
             COOKIE,
-            self.signer.dumps(
-                {"csrf": secrets.token_urlsafe(24), "sid": self.sessions.start(datetime.now(UTC))}
-            ),
+            self.signer.dumps({"csrf": session.csrf, "sid": session.id}),
             max_age=SESSION_SECONDS,
             path=self._base(request) or "/",
             secure=request.url.scheme == "https",
@@ -377,15 +466,11 @@ class _Editor:
     # -- the list ---------------------------------------------------------------------------
 
     async def index(self, request: Request) -> Response:
-        if self.token is None:
-            return self._message(
-                request, 503, f"The editor is off: set {TOKEN_ENV} (at least {MIN_TOKEN_LENGTH} characters)."
-            )
-        session = self._session(request)
-        if session is None:
-            return RedirectResponse(f"{self._base(request)}/login", status_code=303, headers=_HEADERS)
-        done = _DONE.get(request.query_params.get("done", ""))
-        notice = f"{done}: {request.query_params.get('item', '')}".rstrip(": ") if done else None
+        session = self._signed_in(request)
+        if isinstance(session, Response):
+            return session
+        # From the server's state only: the query's ``done`` and anything else are ignored.
+        notice = self.sessions.told(session.id) if session.id is not None else None
         return self._index(request, session, notice=notice)
 
     def _index(
@@ -475,7 +560,7 @@ class _Editor:
             return self._index(request, session, status=400, feed_errors=errors, feed_form=values)
         except (EditError, DiscoveryError) as exc:
             return self._index(request, session, status=400, feed_errors=[str(exc)], feed_form=values)
-        return self._redirect(request, "added", url)
+        return self._redirect(request, session, "added", url)
 
     async def _probe(self, document: ConfigDocument, url: str) -> FoundFeed | FeedChoices:
         loaded = document.validate()
@@ -493,7 +578,7 @@ class _Editor:
     async def _remove(self, request: Request, remove: Callable[[ConfigDocument, FormData], str]) -> Response:
         """A checked form that removes one thing (a feed, a newsletter) and saves the file."""
         try:
-            _, form = await self._checked_form(request)
+            session, form = await self._checked_form(request)
             document = self._document(form)
             removed = remove(document, form)
             document.save()
@@ -503,12 +588,12 @@ class _Editor:
             return self._message(request, 409, str(exc))
         except EditError as exc:
             return self._message(request, 400, str(exc))
-        return self._redirect(request, "removed", removed)
+        return self._redirect(request, session, "removed", removed)
 
     async def edit_feed_form(self, request: Request) -> Response:
-        session = self._session(request)
-        if session is None or self.token is None:
-            return RedirectResponse(f"{self._base(request)}/login", status_code=303, headers=_HEADERS)
+        session = self._signed_in(request)
+        if isinstance(session, Response):
+            return session
         try:
             document = ConfigDocument.read(self.config_path)
             index = document.find_feed(request.query_params.get("url", ""))
@@ -560,7 +645,7 @@ class _Editor:
                 form={**current, **values},
                 errors=errors,
             )
-        return self._redirect(request, "saved", values.get("url") or original)
+        return self._redirect(request, session, "saved", values.get("url") or original)
 
     # -- newsletters --------------------------------------------------------------------------
 
@@ -581,7 +666,7 @@ class _Editor:
         except EditError as exc:
             errors = _error_texts(exc)
             return self._index(request, session, status=400, newsletter_errors=errors, newsletter_form=values)
-        return self._redirect(request, "added", values["name"])
+        return self._redirect(request, session, "added", values["name"])
 
     async def remove_newsletter(self, request: Request) -> Response:
         def remove(document: ConfigDocument, form: FormData) -> str:
@@ -592,9 +677,9 @@ class _Editor:
         return await self._remove(request, remove)
 
     async def edit_newsletter_form(self, request: Request) -> Response:
-        session = self._session(request)
-        if session is None or self.token is None:
-            return RedirectResponse(f"{self._base(request)}/login", status_code=303, headers=_HEADERS)
+        session = self._signed_in(request)
+        if isinstance(session, Response):
+            return session
         try:
             document = ConfigDocument.read(self.config_path)
             index = document.find_newsletter(request.query_params.get("name", ""))
@@ -635,7 +720,7 @@ class _Editor:
                 form={**current, "name": name, **values},
                 errors=errors,
             )
-        return self._redirect(request, "saved", name)
+        return self._redirect(request, session, "saved", name)
 
 
 def _sent(form: FormData, keys: tuple[str, ...]) -> dict[str, str]:
@@ -651,6 +736,11 @@ def _flag_text(value: str) -> str:
         return _text(parse_value("enabled", value))
     except EditError:
         return value
+
+
+def _wait_texts(wait: timedelta) -> tuple[int, int]:
+    """A lockout's wait as whole minutes for a person (rounded up) and seconds for Retry-After."""
+    return max(1, -(-int(wait.total_seconds()) // 60)), max(1, int(wait.total_seconds() + 0.999))
 
 
 def _client(request: Request) -> str:

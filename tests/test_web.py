@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email
 import http.client as http_client
 import logging
@@ -733,6 +734,28 @@ def test_the_generic_unsubscribe_link_reaches_subscribers_listed_in_feeds_yaml(
     assert message["To"] == "listed@example.org"
 
 
+def test_asking_too_often_for_an_unsubscribe_link_is_refused_in_those_words(
+    client: httpx.Client, store: Store, now: datetime
+) -> None:
+    store.set_subscriber("daily", "reader@example.org", True, now)
+    form = client.get("/unsubscribe")
+    data = {"csrf": csrf_of(form), "newsletter": "daily", "email": "reader@example.org"}
+    codes = [client.post("/unsubscribe", data=data).status_code for _ in range(4)]
+    assert codes == [200, 200, 200, 429]  # three mails a day to one address
+    refused = client.post("/unsubscribe", data=data)
+    assert refused.status_code == 429
+    message = lxml_html.fromstring(refused.text).xpath("string(//p[@class='message'])")
+    assert message.startswith("Too many requests for an unsubscribe link; try again in ")
+    assert "subscription" not in message
+    # Subscribing keeps its own words.
+    subscribe = client.get("/subscribe")
+    again = client.post(
+        "/subscribe", data={"csrf": csrf_of(subscribe), "newsletter": "daily", "email": "reader@example.org"}
+    )
+    assert again.status_code == 429
+    assert "Too many subscription requests" in again.text
+
+
 def test_asking_for_an_unsubscribe_link_tells_nothing_even_when_mail_fails(
     settings: WebSettings, store: Store, tmp_path: Path, clock: ManualClock, now: datetime
 ) -> None:
@@ -912,6 +935,42 @@ def test_outbox_message_is_plain_mime(outbox: Path, client: httpx.Client) -> Non
     assert "Confirm my subscription" in html_part.get_content()
 
 
+@contextlib.contextmanager
+def running_serve(config: Path, **env: str) -> Iterator[str]:
+    """``aggregator serve`` as the CLI registers it, in its own process, on a port of its
+    choosing, with ``env`` added (no admin token unless given); yields its URL.  Its stderr
+    must show no traceback and no request (no access log: URLs may carry tokens)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    environ = {**os.environ, "AGGREGATOR_SECRET_KEY": "k" * 40}
+    environ.pop("AGGREGATOR_ADMIN_TOKEN", None)
+    process = subprocess.Popen(
+        [sys.executable, "-c", SERVE_SCRIPT, "--config", str(config), "serve", "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**environ, **env},
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                httpx.get(f"{url}/favicon.svg", timeout=2)
+                break
+            except httpx.TransportError:
+                assert process.poll() is None, process.stderr.read().decode() if process.stderr else ""
+                assert time.monotonic() < deadline, "serve did not start"
+                time.sleep(0.1)
+        yield url
+    finally:
+        process.terminate()
+        _, err = process.communicate(timeout=10)
+    assert b"Traceback" not in err
+    assert "/feed.atom" not in err.decode()
+    assert "/favicon.svg" not in err.decode()
+
+
 def test_the_serve_command_runs_the_site_from_feeds_yaml(tmp_path: Path, site: Path) -> None:
     """``serve`` as the CLI registers it, in its own process, on a port of its choosing."""
     config = tmp_path / "feeds.yaml"
@@ -919,44 +978,20 @@ def test_the_serve_command_runs_the_site_from_feeds_yaml(tmp_path: Path, site: P
         "feeds: [{url: https://a.example/feed}]\nnewsletters: []\noutput: {dir: public, title: Test News}\n",
         encoding="utf-8",
     )
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = {**os.environ, "AGGREGATOR_SECRET_KEY": "k" * 40}
-    env.pop("AGGREGATOR_ADMIN_TOKEN", None)
-    process = subprocess.Popen(
-        [sys.executable, "-c", SERVE_SCRIPT, "--config", str(config), "serve", "--port", str(port)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env=env,
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                response = httpx.get(f"http://127.0.0.1:{port}/feed.atom", timeout=2)
-                break
-            except httpx.TransportError:
-                assert process.poll() is None, process.stderr.read().decode() if process.stderr else ""
-                assert time.monotonic() < deadline, "serve did not start"
-                time.sleep(0.1)
+    with running_serve(config) as url:
+        response = httpx.get(f"{url}/feed.atom", timeout=5)
         assert response.status_code == 200
         assert response.content == (site / "public" / "feed.atom").read_bytes()
-        editor = httpx.get(f"http://127.0.0.1:{port}/admin/", timeout=5)
+        editor = httpx.get(f"{url}/admin/", timeout=5)
         assert editor.status_code == 503  # mounted, and off without $AGGREGATOR_ADMIN_TOKEN
-        assert httpx.get(f"http://127.0.0.1:{port}/subscribe", timeout=5).status_code == 404
+        assert httpx.get(f"{url}/subscribe", timeout=5).status_code == 404
         config.write_text(  # as the editor would: a newsletter is added while the site runs
             config.read_text().replace(
                 "newsletters: []", "newsletters: [{name: daily, title: Fresh Daily, sender: d@news.example}]"
             ),
             encoding="utf-8",
         )
-        assert "Fresh Daily" in httpx.get(f"http://127.0.0.1:{port}/subscribe", timeout=5).text
-    finally:
-        process.terminate()
-        _, err = process.communicate(timeout=10)
-    assert b"Traceback" not in err
-    assert "/feed.atom" not in err.decode()  # no access log: URLs may carry tokens
+        assert "Fresh Daily" in httpx.get(f"{url}/subscribe", timeout=5).text
 
 
 def _serve_with(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[bytes]:
@@ -1038,6 +1073,126 @@ def test_a_missing_or_extra_slash_redirects_on_the_host_the_browser_used(
             assert connection.getresponse().status == 404
         finally:
             connection.close()
+
+
+class SubPathProxy(httpx.BaseTransport):
+    """A reverse proxy publishing ``upstream`` at ``prefix`` the usual way, as nginx's
+    ``location /news/ { proxy_pass http://127.0.0.1:8000/; }`` does: a request for
+    ``/news/x`` is forwarded as ``/x`` (Host and all else as sent), anything else is a 404."""
+
+    def __init__(self, upstream: str, prefix: str) -> None:
+        self.upstream = httpx.URL(upstream)
+        self.prefix = prefix.encode()
+        self.forward = httpx.HTTPTransport()
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        path = request.url.raw_path
+        if not path.startswith(self.prefix + b"/"):
+            return httpx.Response(404, request=request)
+        upstream = request.url.copy_with(
+            scheme=self.upstream.scheme,
+            host=self.upstream.host,
+            port=self.upstream.port,
+            raw_path=path[len(self.prefix) :],
+        )
+        # A request of its own: the client keeps its cookies by the URL it asked for.
+        forwarded = httpx.Request(request.method, upstream, headers=request.headers, content=request.read())
+        return self.forward.handle_request(forwarded)
+
+    def close(self) -> None:
+        self.forward.close()
+
+
+def local_links(page: httpx.Response) -> list[str]:
+    """Every link, stylesheet, icon and form action of a page that stays on the site."""
+    tree = lxml_html.fromstring(page.text)
+    found = [str(v) for v in tree.xpath("//a/@href | //link/@href | //form/@action | //img/@src")]
+    return [v for v in found if not v.startswith(("http://", "https://", "#"))]
+
+
+def test_under_a_sub_path_every_link_redirect_form_and_cookie_carries_it(
+    settings: WebSettings, store: Store, outbox: Path, clock: ManualClock, tmp_path: Path
+) -> None:
+    """output.base_url https://example.org/news/, behind a proxy that strips /news: a person
+    following the pages' own links, forms and redirects never leaves /news/."""
+    from aggregator.web_admin import admin_routes  # noqa: PLC0415 -- as cli_serve mounts it
+
+    base = "https://example.org/news/"
+    config = tmp_path / "feeds.yaml"
+    config.write_text((Path(__file__).parent / "golden" / "config" / "base.yaml").read_text())
+    under = replace(
+        settings, base_url=base, newsletters=(NewsletterInfo("daily", "The Daily", "d@example.org", base),)
+    )
+    app = create_app(under, store, lambda: mail.Outbox(outbox), clock)
+    app.router.routes.append(admin_routes(config, token="t" * 20, public_url=base))
+    with (
+        LiveServer(app) as url,
+        httpx.Client(base_url="http://example.org", transport=SubPathProxy(url, "/news"), timeout=10) as http,
+    ):
+        front = http.get("/news/")
+        assert front.status_code == 200
+        links = local_links(front)
+        assert "/news/archive/" in links
+        assert "/news/feed.atom" in links
+        for link in links:
+            assert link.startswith("/news/"), link
+            assert http.get(link).status_code == 200, link
+        for page in ("/news/archive/", "/news/subscribe", "/news/unsubscribe"):
+            for link in local_links(http.get(page)):
+                assert link.startswith("/news/"), (page, link)
+
+        moved = http.get("/news/archive", follow_redirects=False)
+        assert (moved.status_code, moved.headers["location"]) == (307, "/news/archive/")
+
+        form = http.get("/news/subscribe")
+        # The CSRF cookie was set for /news (it comes back to every page under it).
+        assert [c.path for c in http.cookies.jar if c.name == web.CSRF_COOKIE] == ["/news"]
+        (action,) = lxml_html.fromstring(form.text).xpath("//form/@action")
+        assert action == "/news/subscribe"
+        sent = http.post(
+            action, data={"csrf": csrf_of(form), "newsletter": "daily", "email": "p@example.org"}
+        )
+        assert (sent.status_code, "Check your inbox" in sent.text) == (200, True)
+        assert link_in(messages(outbox)[0]).startswith("https://example.org/news/subscribe/confirm/")
+
+        # The editor under the same prefix: its redirects, forms and cookie.
+        assert http.get("/news/admin", follow_redirects=False).headers["location"] == "/news/admin/"
+        login = http.get("/news/admin/", follow_redirects=False)
+        assert (login.status_code, login.headers["location"]) == (303, "/news/admin/login")
+        (action,) = lxml_html.fromstring(http.get(login.headers["location"]).text).xpath("//form/@action")
+        assert action == "/news/admin/login"
+        signed_in = http.post(action, data={"token": "t" * 20}, follow_redirects=False)
+        assert (signed_in.status_code, signed_in.headers["location"]) == (303, "/news/admin/?done=signed-in")
+        assert "Path=/news/admin" in signed_in.headers["set-cookie"]
+        editor = http.get(signed_in.headers["location"])
+        assert editor.status_code == 200
+        assert "Signed in" in editor.text
+        for link in local_links(editor):
+            assert link.startswith("/news/admin/"), link
+        edit = http.get("/news/admin/feeds/edit", params={"url": "Example Wire"})
+        assert edit.status_code == 200
+        assert set(local_links(edit)) == {"/news/admin/feeds/edit", "/news/admin/"}
+
+
+def test_the_serve_command_serves_under_the_path_of_base_url(tmp_path: Path, site: Path) -> None:
+    """``aggregator serve`` with output.base_url https://example.org/news/, asked as a
+    prefix-stripping proxy asks it."""
+    config = tmp_path / "feeds.yaml"
+    config.write_text(
+        "feeds: [{url: https://a.example/feed}]\n"
+        "newsletters: [{name: daily, title: The Daily, sender: d@example.org}]\n"
+        "output: {dir: public, title: Test News, base_url: 'https://example.org/news/'}\n",
+        encoding="utf-8",
+    )
+    with running_serve(config, AGGREGATOR_ADMIN_TOKEN="t" * 20) as url:
+        front = httpx.get(f"{url}/", timeout=5)
+        assert front.status_code == 200
+        assert "/news/archive/" in local_links(front)
+        assert all(link.startswith("/news/") for link in local_links(front))
+        editor = httpx.get(f"{url}/admin/", timeout=5)
+        assert (editor.status_code, editor.headers["location"]) == (303, "/news/admin/login")
+        slash = httpx.get(f"{url}/subscribe/?list=daily", timeout=5)
+        assert (slash.status_code, slash.headers["location"]) == (307, "/news/subscribe?list=daily")
 
 
 def test_a_private_front_page_links_to_its_feeds_whatever_the_token_holds(

@@ -254,21 +254,92 @@ def test_a_bearer_token_works_for_scripts_without_csrf(live: str, config: Path) 
         assert response.status_code == 303
         assert config.read_text() == (GOLDEN / "remove_middle_feed.after.yaml").read_text()
         wrong = client.get("/admin/", headers={"Authorization": "Bearer nope-nope-nope-nope"})
-        assert wrong.status_code == 303
+        assert wrong.status_code == 401  # a script is told, not sent to the login page
 
 
 def test_too_many_wrong_tokens_lock_the_address_out_even_with_the_right_one(client: httpx.Client) -> None:
     for _ in range(web_admin.SIGN_IN_FAILURES.count - 1):
         assert client.post("/admin/login", data={"token": "not-the-token-at-all"}).status_code == 401
     wrong_bearer = client.get("/admin/", headers={"Authorization": "Bearer nope-nope-nope-nope"})
-    assert wrong_bearer.status_code == 303  # the last wrong token allowed, as a script sends it
+    assert wrong_bearer.status_code == 401  # the last wrong token allowed, as a script sends it
     locked = client.post("/admin/login", data={"token": TOKEN})
     assert locked.status_code == 429
     assert "Too many wrong tokens" in locked.text
     assert 0 < int(locked.headers["retry-after"]) <= web_admin.SIGN_IN_FAILURES.window.total_seconds()
     assert "set-cookie" not in locked.headers
-    # The bearer way is shut as well: the right token gets no page.
-    assert client.get("/admin/", headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 303
+    # The bearer way is shut as well: the right token gets no page, and a script is told why.
+    bearer = client.get("/admin/", headers={"Authorization": f"Bearer {TOKEN}"})
+    assert bearer.status_code == 429
+    assert 0 < int(bearer.headers["retry-after"]) <= web_admin.SIGN_IN_FAILURES.window.total_seconds()
+
+
+def test_a_script_with_a_wrong_token_gets_401_and_a_locked_out_one_429_never_the_login_page(
+    client: httpx.Client, config: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    before = config.read_bytes()
+    wrong = {"Authorization": "Bearer nope-nope-nope-nope"}
+    version = file_version(before)
+    answers = [
+        client.get("/admin/", headers=wrong),
+        client.get("/admin/feeds/edit", params={"url": "Example Wire"}, headers=wrong),
+        client.get("/admin/newsletters/edit", params={"name": "morning"}, headers=wrong),
+        client.post("/admin/feeds/remove", data={"version": version, "url": "Example Wire"}, headers=wrong),
+        client.post("/admin/logout", data={}, headers=wrong),
+    ]
+    for answer in answers:
+        assert answer.status_code == 401, answer.request.url
+        assert "location" not in answer.headers
+        assert answer.headers["content-type"] == "application/json"
+        assert answer.json()["error"] == "invalid_token"
+        assert "Wrong token" in answer.json()["message"]
+        assert answer.headers["www-authenticate"].startswith("Bearer ")
+        assert 'error="invalid_token"' in answer.headers["www-authenticate"]
+        assert answer.headers["cache-control"] == "no-store"
+    assert config.read_bytes() == before
+    assert "bearer token refused from 127.0.0.1 (wrong token)" in caplog.text
+    assert "nope-nope" not in caplog.text
+    # A header that is no bearer token is a script's mistake too, not a browser's visit.
+    for header in ("Basic dXNlcjpwYXNz", "Bearer", f"Token {TOKEN}", TOKEN):
+        malformed = client.get("/admin/", headers={"Authorization": header})
+        assert (malformed.status_code, malformed.json()["error"]) == (401, "invalid_request"), header
+    # Until the address is locked out: then 429 with Retry-After, the right token included.
+    for _ in range(web_admin.SIGN_IN_FAILURES.count - len(answers)):
+        assert client.get("/admin/", headers=wrong).status_code == 401
+    for headers in (wrong, {"Authorization": f"Bearer {TOKEN}"}):
+        locked = client.post("/admin/feeds/remove", data={"version": version, "url": "x"}, headers=headers)
+        assert locked.status_code == 429
+        assert locked.json()["error"] == "too_many_attempts"
+        assert "Too many wrong tokens" in locked.json()["message"]
+        assert 0 < int(locked.headers["retry-after"]) <= web_admin.SIGN_IN_FAILURES.window.total_seconds()
+    # A browser (no Authorization header) is still sent to the login page.
+    browser = client.get("/admin/")
+    assert (browser.status_code, browser.headers["location"]) == (303, "/admin/login")
+
+
+def test_a_crafted_link_cannot_put_words_on_the_editors_page(client: httpx.Client, config: Path) -> None:
+    """A link to /admin/?done=removed&item=... (a story's link on the public front page of the
+    same site: the SameSite=Strict cookie goes along) must not make the editor claim anything."""
+    sign_in(client)
+    client.get("/admin/")  # the sign-in's notice, seen
+    claim = "Example Wire. Your session expires soon: sign in again at https://evil.example/admin"
+    for query in (
+        {"done": "removed", "item": claim},
+        {"done": "saved", "item": claim},
+        {"done": "signed-in"},
+    ):
+        page = client.get("/admin/", params=query)
+        assert page.status_code == 200
+        assert "evil.example" not in page.text
+        assert lxml_html.fromstring(page.text).xpath("//*[@class='notice']") == []
+    # What the editor did is still told, once, from what the server did.
+    fields = form_fields(client)
+    removed = client.post("/admin/feeds/remove", data={**fields, "url": "The Local Paper"})
+    assert removed.status_code == 303
+    assert removed.headers["location"] == "/admin/?done=removed"  # nothing of the item in the URL
+    notice = lxml_html.fromstring(client.get(removed.headers["location"]).text).xpath("//*[@class='notice']")
+    assert [n.text_content() for n in notice] == ["Removed: https://paper.example.org/feed.atom"]
+    again = client.get(removed.headers["location"])
+    assert lxml_html.fromstring(again.text).xpath("//*[@class='notice']") == []
 
 
 def test_forms_are_small_and_url_encoded_or_refused_unread(client: httpx.Client, config: Path) -> None:
