@@ -246,6 +246,11 @@ class StoriesConfig(_Strict):
         return value
 
 
+# A language tag as BCP 47 writes one (en, en-GB, pt-BR, zh-Hant, es-419): a primary language
+# of two or three letters ("english" is none), then subtags.
+_LANGUAGE_TAG = re.compile(r"[A-Za-z]{2,3}(?:-[A-Za-z0-9]{1,8})*")
+
+
 class OutputConfig(_Strict):
     """The combined output feed."""
 
@@ -253,6 +258,18 @@ class OutputConfig(_Strict):
     title: str = "Aggregated stories"
     base_url: BaseUrl = "http://localhost:8000/"
     max_stories: int = Field(default=50, ge=1)
+    # The language the stories are in: Atom xml:lang, RSS <language>, JSON Feed language.
+    language: str | None = None
+
+    @field_validator("language")
+    @classmethod
+    def _check_language(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        value = value.strip()
+        if not _LANGUAGE_TAG.fullmatch(value):
+            raise ValueError(f"not a language tag: {value!r}; write e.g. en, en-GB or pt-BR")
+        return value
 
 
 class NewsletterConfig(_Strict):

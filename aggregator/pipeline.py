@@ -525,9 +525,17 @@ def publish_output(loaded: LoadedConfig, store: Store, now: datetime) -> Publish
     # per_topic: a quiet configured topic's feed shows its older stories too, and is not removed.
     configured = {t.name for t in loaded.config.topics} | {t for f in loaded.config.feeds for t in f.topics}
     snapshot = read_snapshot(
-        store, titles, now, at_least=output.max_stories, per_topic=output.max_stories, kept_topics=configured
+        store,
+        titles,
+        now,
+        at_least=output.max_stories,
+        per_topic=output.max_stories,
+        kept_topics=configured,
+        # A feed removed from feeds.yaml leaves the outputs (its entries stay stored); a
+        # disabled one is only paused, and its stories stay.
+        feeds=[f.url for f in loaded.config.feeds],
     )
-    settings = PublishSettings(output.title, output.base_url, output.max_stories)
+    settings = PublishSettings(output.title, output.base_url, output.max_stories, output.language)
     return publish_feeds(snapshot, loaded.base_dir / output.dir, settings)
 
 

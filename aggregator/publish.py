@@ -15,10 +15,20 @@ from its feed with its link); in Atom each of those is also a ``link rel="relate
 JSON Feed an ``_aggregator.also_reported_by`` list.  The lead's enclosures (podcast
 audio, video) are Atom ``link rel="enclosure"``, JSON Feed ``attachments`` and, RSS
 allowing one, the first as ``<enclosure>``.  Topics are categories (tags).  Ids are the
-snapshot's ``urn:uuid:`` ids, stable across runs.  The output depends only on the
-snapshot (no clock), so an unchanged snapshot gives byte-identical files, which are then
-not rewritten: their ETag and Last-Modified stay put and readers polling with validators
-get 304s.
+snapshot's ``urn:uuid:`` ids, stable across runs.  ``output.language``, when set, is the
+feeds' language (Atom ``xml:lang``, RSS ``<language>``, JSON Feed ``language``).  Every
+title and name is one line of at most ``snapshot.TITLE_CHARS`` characters.
+
+A feed's updated time (Atom ``<updated>``, RSS ``<lastBuildDate>``, our JSON Feed's
+``_aggregator.updated``) is the newest ``updated`` of the stories it shows, but never
+earlier than what the same file said last time (``render_feeds(published=...)``): when a
+feed changed while its newest story is older than that (the newest story left it, a
+story moved to another topic), it is when the snapshot was taken.  Readers and caches
+that go by it then neither see time go back nor miss the change.
+
+The output depends only on the snapshot and the files published before (no clock), so an
+unchanged snapshot gives byte-identical files, which are then not rewritten: their ETag
+and Last-Modified stay put and readers polling with validators get 304s.
 
 Every string from a feed is hostile: HTML is sanitized again with nh3 (the parse stage
 already did; this stage must not trust that), characters XML 1.0 forbids are dropped,
@@ -39,14 +49,14 @@ import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from email.utils import format_datetime
+from email.utils import format_datetime, parsedate_to_datetime
 from html import escape
 from pathlib import Path
 from urllib.parse import unquote_plus, urljoin, urlsplit, urlunsplit
 
 import nh3
 
-from aggregator.snapshot import Coverage, Snapshot, SnapshotStory, web_link
+from aggregator.snapshot import TITLE_CHARS, Coverage, Snapshot, SnapshotStory, shorten, web_link
 from aggregator.types import Enclosure
 
 __all__ = [
@@ -65,6 +75,7 @@ __all__ = [
 ]
 
 ATOM_NS = "http://www.w3.org/2005/Atom"
+XML_LANG = "{http://www.w3.org/XML/1998/namespace}lang"
 DC_NS = "http://purl.org/dc/elements/1.1/"
 JSON_FEED_VERSION = "https://jsonfeed.org/version/1.1"
 GENERATOR = "aggregator"
@@ -96,6 +107,7 @@ class PublishSettings:
     title: str = "Aggregated stories"
     base_url: str = "http://localhost:8000/"  # where the output folder is served (the front page)
     max_stories: int = 50
+    language: str | None = None  # a BCP 47 tag (``en``, ``pt-BR``); None: none said
 
     def __post_init__(self) -> None:
         if not self.base_url.endswith("/"):
@@ -111,6 +123,7 @@ class FeedMeta:
     home_url: str  # the HTML page the feed belongs to
     urls: Mapping[str, str]  # format ("atom", "rss", "json") → its absolute URL
     topic: str | None = None
+    language: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,7 +205,9 @@ def feed_path(fmt: str, slug: str | None = None) -> str:
 def _meta(settings: PublishSettings, topic: str | None, slug: str | None) -> FeedMeta:
     title = settings.title if topic is None else f"{settings.title}: {topic}"
     urls = {fmt: urljoin(settings.base_url, feed_path(fmt, slug)) for fmt in FEED_FORMATS}
-    return FeedMeta(title=title, home_url=settings.base_url, urls=urls, topic=topic)
+    return FeedMeta(
+        title=title, home_url=settings.base_url, urls=urls, topic=topic, language=settings.language
+    )
 
 
 # --------------------------------------------------------------------------- cleaning
@@ -203,8 +218,10 @@ def _text(value: str) -> str:
 
 
 def _line(value: str) -> str:
-    """A title or name: one line, no control characters, no runs of spaces."""
-    return " ".join(_NOT_IN_LINE.sub("", _text(value)).split())
+    """A title or name: one line, no control characters, no runs of spaces, at most
+    ``TITLE_CHARS`` characters (the snapshot cut its headlines already; outlet and author
+    names come from feeds too)."""
+    return shorten(" ".join(_NOT_IN_LINE.sub("", _text(value)).split()), TITLE_CHARS)
 
 
 def _date(value: datetime) -> datetime:
@@ -342,8 +359,37 @@ _NEVER = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def _feed_updated(stories: Sequence[SnapshotStory]) -> datetime:
-    # From the stories, not the clock: the same stories give the same bytes.
-    return max((s.updated for s in stories), default=_NEVER)
+    # From the stories, not the clock: the same stories give the same bytes.  Whole seconds,
+    # as every format writes it, so that it compares with what a published file says.
+    return max((s.updated for s in stories), default=_NEVER).replace(microsecond=0)
+
+
+# A published updated time later than this past the snapshot is no clock's reading (a file
+# someone edited, a clock that was far off): it is not kept, or it would hold the feed's
+# updated time fixed until then.
+_FUTURE_SLACK = timedelta(days=1)
+
+
+def _published_updated(data: bytes, fmt: str) -> datetime | None:
+    """The updated time a feed file we wrote says of itself, or None (no file, not ours, unreadable)."""
+    try:
+        if fmt == "json":
+            extension = json.loads(data).get("_aggregator")
+            value = extension.get("updated") if isinstance(extension, dict) else None
+            when = datetime.fromisoformat(value) if isinstance(value, str) else None
+        else:
+            root = ET.fromstring(data)  # noqa: S314 -- our own output file, not a feed from outside
+            if fmt == "atom":
+                text = root.findtext(f"{{{ATOM_NS}}}updated")
+                when = datetime.fromisoformat(text) if text else None
+            else:
+                text = root.findtext("channel/lastBuildDate")
+                when = parsedate_to_datetime(text) if text else None
+    except (ValueError, TypeError, AttributeError, ET.ParseError):
+        return None
+    if when is None:
+        return None
+    return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
 
 
 # --------------------------------------------------------------------------- renderers
@@ -362,12 +408,19 @@ def _xml(root: ET.Element) -> bytes:
     return b'<?xml version="1.0" encoding="utf-8"?>\n' + body + b"\n"
 
 
-def render_atom(stories: Sequence[SnapshotStory], meta: FeedMeta, snapshot: Snapshot) -> bytes:
-    """An Atom 1.0 (RFC 4287) document of ``stories``, in the order given."""
+def render_atom(
+    stories: Sequence[SnapshotStory], meta: FeedMeta, snapshot: Snapshot, updated: datetime | None = None
+) -> bytes:
+    """An Atom 1.0 (RFC 4287) document of ``stories``, in the order given.
+
+    ``updated`` is the feed's updated time; default: the newest of ``stories``.
+    """
     feed = ET.Element("feed", {"xmlns": ATOM_NS})
+    if meta.language:
+        feed.set(XML_LANG, meta.language)
     _sub(feed, "id", meta.urls["atom"])
     _sub(feed, "title", _line(meta.title), type="text")
-    _sub(feed, "updated", _rfc3339(_feed_updated(stories)))
+    _sub(feed, "updated", _rfc3339(updated or _feed_updated(stories)))
     _sub(feed, "link", rel="self", type="application/atom+xml", href=meta.urls["atom"])
     _sub(feed, "link", rel="alternate", type="text/html", href=meta.home_url)
     _sub(feed, "link", rel="alternate", type="application/feed+json", href=meta.urls["json"])
@@ -398,15 +451,22 @@ def render_atom(stories: Sequence[SnapshotStory], meta: FeedMeta, snapshot: Snap
     return _xml(feed)
 
 
-def render_rss(stories: Sequence[SnapshotStory], meta: FeedMeta, snapshot: Snapshot) -> bytes:
-    """An RSS 2.0 document of ``stories``; other outlets appear in each item's description."""
+def render_rss(
+    stories: Sequence[SnapshotStory], meta: FeedMeta, snapshot: Snapshot, updated: datetime | None = None
+) -> bytes:
+    """An RSS 2.0 document of ``stories``; other outlets appear in each item's description.
+
+    ``updated`` is the channel's ``lastBuildDate``; default: the newest of ``stories``.
+    """
     rss = ET.Element("rss", {"version": "2.0", "xmlns:atom": ATOM_NS, "xmlns:dc": DC_NS})
     channel = _sub(rss, "channel")
     _sub(channel, "title", _line(meta.title))
     _sub(channel, "link", meta.home_url)
     _sub(channel, "description", _line(meta.title))
+    if meta.language:
+        _sub(channel, "language", meta.language)
     _sub(channel, "atom:link", rel="self", type="application/rss+xml", href=meta.urls["rss"])
-    _sub(channel, "lastBuildDate", format_datetime(_date(_feed_updated(stories)), usegmt=True))
+    _sub(channel, "lastBuildDate", format_datetime(_date(updated or _feed_updated(stories)), usegmt=True))
     _sub(channel, "generator", GENERATOR)
     _sub(channel, "docs", "https://www.rssboard.org/rss-specification")
     if meta.topic is not None:
@@ -435,12 +495,17 @@ def render_rss(stories: Sequence[SnapshotStory], meta: FeedMeta, snapshot: Snaps
 
 
 def render_json(
-    stories: Sequence[SnapshotStory], meta: FeedMeta, snapshot: Snapshot, topics: dict[str, str] | None = None
+    stories: Sequence[SnapshotStory],
+    meta: FeedMeta,
+    snapshot: Snapshot,
+    topics: dict[str, str] | None = None,
+    updated: datetime | None = None,
 ) -> bytes:
     """A JSON Feed 1.1 document of ``stories``.
 
     ``topics`` (name → slug) is listed in the top-level ``_aggregator`` extension so that the
-    web front page can link every topic feed without recomputing slugs.
+    web front page can link every topic feed without recomputing slugs, with ``updated``
+    (default: the newest of ``stories``).
     """
     items = []
     for story in stories:
@@ -476,12 +541,14 @@ def render_json(
         "home_page_url": meta.home_url,
         "feed_url": meta.urls["json"],
         "authors": [{"name": _line(meta.title)}],
-        "items": items,
     }
+    if meta.language:
+        document["language"] = meta.language
+    document["items"] = items
     if topics is not None:
         document["_aggregator"] = {
             "about": EXTENSION_ABOUT,
-            "updated": _rfc3339(_feed_updated(stories)),
+            "updated": _rfc3339(updated or _feed_updated(stories)),
             # Named as the items' tags are: the front page finds a tag's slug by this name.
             "topics": [{"name": _line(name), "slug": slug} for name, slug in topics.items()],
         }
@@ -541,8 +608,15 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-def render_feeds(snapshot: Snapshot, settings: PublishSettings) -> dict[str, bytes]:
-    """Every output file, by its output-relative path (``feed.atom``, ``topics/x.json``…)."""
+def render_feeds(
+    snapshot: Snapshot, settings: PublishSettings, published: Mapping[str, bytes] | None = None
+) -> dict[str, bytes]:
+    """Every output file, by its output-relative path (``feed.atom``, ``topics/x.json``…).
+
+    ``published`` holds the files as published before, by the same paths (``publish_feeds``
+    reads them): a feed's updated time never goes back from what its files said (see the
+    module docstring).  Without it, each feed's updated time is that of its newest story.
+    """
     slugs = topic_slugs(snapshot.topics)
     files: dict[str, bytes] = {}
     feeds: list[tuple[str | None, str | None, tuple[SnapshotStory, ...]]] = [
@@ -551,10 +625,44 @@ def render_feeds(snapshot: Snapshot, settings: PublishSettings) -> dict[str, byt
     feeds += [(t, slugs[t], snapshot.in_topic(t)[: settings.max_stories]) for t in snapshot.topics]
     for topic, slug, stories in feeds:
         meta = _meta(settings, topic, slug)
-        files[feed_path("atom", slug)] = render_atom(stories, meta, snapshot)
-        files[feed_path("rss", slug)] = render_rss(stories, meta, snapshot)
-        files[feed_path("json", slug)] = render_json(stories, meta, snapshot, slugs if slug is None else None)
+        paths = {fmt: feed_path(fmt, slug) for fmt in FEED_FORMATS}
+        before = {
+            fmt: data for fmt, path in paths.items() if (data := (published or {}).get(path)) is not None
+        }
+        rendered = _render_feed(stories, meta, snapshot, slugs if slug is None else None, before)
+        files.update((paths[fmt], data) for fmt, data in rendered.items())
     return files
+
+
+def _render_feed(
+    stories: Sequence[SnapshotStory],
+    meta: FeedMeta,
+    snapshot: Snapshot,
+    topics: dict[str, str] | None,
+    before: Mapping[str, bytes],
+) -> dict[str, bytes]:
+    """One feed in every format (format → bytes), its updated time never earlier than what
+    ``before`` (format → the file as published) says."""
+
+    def render(updated: datetime) -> dict[str, bytes]:
+        return {
+            "atom": render_atom(stories, meta, snapshot, updated),
+            "rss": render_rss(stories, meta, snapshot, updated),
+            "json": render_json(stories, meta, snapshot, topics, updated),
+        }
+
+    newest = _feed_updated(stories)
+    limit = snapshot.taken + _FUTURE_SLACK
+    said = [w for fmt, data in before.items() if (w := _published_updated(data, fmt)) and w <= limit]
+    if not said or newest > max(said):
+        return render(newest)
+    last = max(said)
+    same = render(last)
+    if all(same[fmt] == data for fmt, data in before.items()):
+        return same  # nothing changed: the same bytes, not rewritten
+    # Changed, but its newest story is no newer than the last publish (it lost its newest
+    # story, or gained an older one): it changed now.
+    return render(max(last, snapshot.taken.astimezone(UTC).replace(microsecond=0)))
 
 
 # The temporary files of ``write_atomic``: ``.feed.atom.k3j_9x2a.tmp`` (mkstemp's random part).
@@ -581,6 +689,22 @@ def _remove_leftovers(output_dir: Path, now: datetime) -> list[Path]:
     return removed
 
 
+def _read_published(output_dir: Path) -> dict[str, bytes]:
+    """Every feed file under ``output_dir`` (``feed.*``, ``topics/*``), by its output-relative path."""
+    found: dict[str, bytes] = {}
+    for folder, prefix in ((output_dir, ""), (output_dir / "topics", "topics/")):
+        if not folder.is_dir():
+            continue
+        for path in folder.iterdir():
+            if path.suffix.lstrip(".") not in FEED_FORMATS or path.name.startswith("."):
+                continue
+            try:
+                found[prefix + path.name] = path.read_bytes()
+            except (FileNotFoundError, IsADirectoryError):  # removed meanwhile; a folder so named
+                continue
+    return found
+
+
 def publish_feeds(snapshot: Snapshot, output_dir: Path, settings: PublishSettings) -> PublishResult:
     """Render every feed of ``snapshot`` and write each atomically under ``output_dir``.
 
@@ -588,11 +712,12 @@ def publish_feeds(snapshot: Snapshot, output_dir: Path, settings: PublishSetting
     rather than a feed frozen forever); ``read_snapshot(per_topic=..., kept_topics=...)``
     puts the newest stories of every configured topic in it, so those are the configured
     topics with no story left and automatic topics with no recent story.
-    Files that did not change are not rewritten.  Temporary files older than ten minutes
+    Files that did not change are not rewritten; a feed's updated time never goes back from
+    what its files said (``render_feeds``).  Temporary files older than ten minutes
     (by ``snapshot.taken``), left by a process that died while writing, are removed.
     """
     removed = _remove_leftovers(output_dir, snapshot.taken)
-    files = render_feeds(snapshot, settings)
+    files = render_feeds(snapshot, settings, _read_published(output_dir))
     written, changed = [], []
     for relative, data in files.items():
         path = output_dir / relative

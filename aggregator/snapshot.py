@@ -26,7 +26,18 @@ What a story is here:
   the file's name without its extension: a local path is never published;
 - an entry's date is the one its feed gave, but never after we first saw it (a future
   date is a mistake) nor before 1970 (0001-01-01 is Hugo's "no date"): those are when we
-  first saw it.
+  first saw it;
+- a headline (and the title of every other copy) is at most ``TITLE_CHARS`` characters,
+  cut at a word with an ellipsis (``shorten``): a hostile feed's 5,000-character title
+  must not fill a reader's screen.  What is stored keeps the whole title;
+- only the entries of the feeds configured now (``feeds``) are shown: a feed removed from
+  feeds.yaml leaves every output from the next snapshot on, though its entries stay stored
+  (re-adding it brings them back).  Its copies still hold a story together, so a story it
+  shared with a feed still configured keeps its id and is shown from that feed's copy; and
+  they still count for when the story was first seen (the digest windows: an issue must not
+  send a story again because the outlet that first carried it was removed) and for when it
+  last changed (an entry's ``updated`` never goes back).  A story no configured feed
+  carries is left out.
 
 The id of a story in every output is ``urn:uuid:`` + a UUID5 of the story id (or, before
 the story stage runs, of the lead's entry id): stable across runs and independent of where
@@ -60,6 +71,9 @@ _BEFORE_ANY_ENTRY = datetime(1970, 1, 1, tzinfo=UTC)
 _EARLIEST_DATE = datetime(1970, 1, 1, tzinfo=UTC)
 # What a local feed with no title and no usable file name is called.
 LOCAL_FEED = "Local feed"
+# The longest headline shown, in characters (the digest's HEADLINE_CHARS too): a headline
+# cut here reads the same in the feed and in the email.
+TITLE_CHARS = 300
 
 # Never part of a link: C0/C1 controls, surrogates and non-characters (XML forbids them),
 # line separators and bidi controls (they make a link read as something it is not).
@@ -79,7 +93,7 @@ class Coverage:
     feed_url: str
     outlet: str  # the feed's title, else its host, else its URL
     url: str | None  # an absolute http(s) link (``web_link``), or None
-    title: str
+    title: str  # whitespace collapsed, ``shorten``ed
     date: datetime
     duplicate: bool  # a near-identical copy of another entry (syndication), not its own article
 
@@ -90,16 +104,16 @@ class SnapshotStory:
 
     key: str  # the story id, or ``entry:<lead id>`` before the story stage ran
     id: str  # the public id: ``urn:uuid:…``, stable across runs
-    headline: str  # the lead's title (whitespace collapsed), else the story's label
+    headline: str  # the lead's title (whitespace collapsed, ``shorten``ed), else the story's label
     label: str | None  # the story stage's label, None before it ran
     lead: StoredEntry  # the copy whose headline, link, content and authors are shown
     outlet: str  # the lead's outlet
     coverage: tuple[Coverage, ...]  # every other copy, earliest first (the lead excluded)
     topics: tuple[str, ...]
-    published: datetime  # the earliest date among the copies: when it was first reported
-    updated: datetime  # the last time anything shown about it changed
-    latest: datetime  # the latest date among the copies: the order of the feed
-    first_seen: datetime  # when we first saw any copy: the digest windows go by this
+    published: datetime  # the earliest date among the copies shown: when it was first reported
+    updated: datetime  # the last time anything about it changed (hidden copies included: never goes back)
+    latest: datetime  # the latest date among the copies shown: the order of the feed
+    first_seen: datetime  # when we first saw any copy (hidden ones included): the digest windows go by this
 
     @property
     def url(self) -> str | None:
@@ -195,14 +209,28 @@ def build_snapshot(
     feed_titles: Mapping[str, str],
     now: datetime,
     stories: Iterable[StoryRecord] = (),
+    *,
+    feeds: Collection[str] | None = None,
 ) -> Snapshot:
-    """Group ``entries`` into stories and freeze them, newest first (see the module docstring)."""
+    """Group ``entries`` into stories and freeze them, newest first (see the module docstring).
+
+    ``feeds`` are the feed URLs configured now (as in feeds.yaml, enabled or not); the
+    entries of any other feed hold stories together but are not shown, and a story with
+    none of theirs is left out.  None shows every feed.
+    """
     by_id = {e.id: e for e in entries}
     story_of = {s.id: s for s in stories}
+    shown = None if feeds is None else frozenset(feeds)
+    # Grouped with every entry, shown or not: a story keeps its key (its public id) when the
+    # feed of the copy it was keyed on is removed.
     groups: dict[str, list[StoredEntry]] = {}
     for stored in by_id.values():
         groups.setdefault(_group_key(stored, by_id), []).append(stored)
-    built = [_story(key, members, story_of.get(key), feed_titles) for key, members in groups.items()]
+    built = []
+    for key, members in groups.items():
+        visible = members if shown is None else [m for m in members if m.feed_url in shown]
+        if visible:
+            built.append(_story(key, visible, members, story_of.get(key), feed_titles))
     built.sort(key=lambda s: (s.latest, s.id), reverse=True)
     return Snapshot(taken=now, stories=tuple(built))
 
@@ -233,9 +261,29 @@ def _headline(title: str) -> str:
     return " ".join(title.split())
 
 
+def shorten(text: str, limit: int = TITLE_CHARS) -> str:
+    """``text`` if it has at most ``limit`` characters, else cut to fit with "…": at the last
+    space, unless that throws away more than half (a title of one long word, or without
+    spaces, as Chinese and Japanese are written), trailing punctuation dropped.  Never
+    longer than ``limit``."""
+    if len(text) <= limit:
+        return text
+    cut = text[: limit - 1]  # room for the ellipsis
+    space = cut.rfind(" ")
+    if space > limit // 2:
+        cut = cut[:space]
+    return cut.rstrip(" ,;:.-–—") + "…"
+
+
 def _story(
-    key: str, members: Sequence[StoredEntry], record: StoryRecord | None, feed_titles: Mapping[str, str]
+    key: str,
+    members: Sequence[StoredEntry],
+    every: Sequence[StoredEntry],
+    record: StoryRecord | None,
+    feed_titles: Mapping[str, str],
 ) -> SnapshotStory:
+    """The story of ``members`` (the copies shown); ``every`` adds the hidden ones (of feeds
+    no longer configured), which count only for ``updated`` and ``first_seen``."""
     in_story = {m.id: m for m in members}
     # How many copies each kept copy stands for; a copy that is someone's duplicate counts 0.
     carried = Counter(_kept_copy(m, in_story).id for m in members)
@@ -262,7 +310,7 @@ def _story(
             feed_url=m.feed_url,
             outlet=outlet_name(m.feed_url, feed_titles),
             url=web_link(_link(m)),
-            title=m.entry.title,
+            title=shorten(_headline(m.entry.title)),
             date=entry_time(m),
             duplicate=m.duplicate_of is not None,
         )
@@ -270,13 +318,13 @@ def _story(
         if m.id != lead.id
     )
     dates = [entry_time(m) for m in members]
-    updated = max(m.last_updated for m in members)
+    updated = max(m.last_updated for m in every)
     if record is not None:
         updated = max(updated, record.updated)
     return SnapshotStory(
         key=key,
         id=public_id(key),
-        headline=_headline(lead.entry.title) or label or "",
+        headline=shorten(_headline(lead.entry.title) or label or ""),
         label=label,
         lead=lead,
         outlet=outlet_name(lead.feed_url, feed_titles),
@@ -285,7 +333,7 @@ def _story(
         published=min(dates),
         updated=updated,
         latest=max(dates),
-        first_seen=min(m.first_seen for m in members),
+        first_seen=min(m.first_seen for m in every),
     )
 
 
@@ -345,6 +393,7 @@ def read_snapshot(
     since: datetime | None = None,
     per_topic: int = 0,
     kept_topics: Collection[str] = (),
+    feeds: Collection[str] | None = None,
 ) -> Snapshot:
     """The snapshot of the stored entries first seen since ``since`` (default: the last two weeks).
 
@@ -364,6 +413,11 @@ def read_snapshot(
     with no story in the window is left out (its feed goes): they come and go with the
     news, and filling every one ever named read the whole history at every publish.  The
     stories added are all older than the window, so the newest ``at_least`` stay the newest.
+
+    ``feeds`` are the feeds configured now (``build_snapshot``): the stories of feeds removed
+    from feeds.yaml are not shown and do not count towards ``at_least``.  (A quiet topic's
+    older stories are chosen before their feeds are known: one whose feeds were all removed
+    is read and not shown, and the topic shows fewer than ``per_topic``.)
     """
     records = list(store.iter_stories())
     members = {s.id: s.entry_ids for s in records}
@@ -373,7 +427,7 @@ def read_snapshot(
     while True:
         recent = store.entries_first_seen_since(start)
         entries = _whole_stories(store, recent, members)
-        snapshot = build_snapshot(entries, feed_titles, now, records)
+        snapshot = build_snapshot(entries, feed_titles, now, records, feeds=feeds)
         # Stories outside the window have every date before ``start`` (an entry's date is never
         # after its first sighting), so those dated at or after it are the true newest.
         if at_least <= 0 or sum(1 for s in snapshot.stories if s.latest >= start) >= at_least:
@@ -385,7 +439,8 @@ def read_snapshot(
         reach *= 2
         start = now - reach
     if per_topic > 0 and (older := _quiet_topic_entries(store, snapshot, records, per_topic, kept_topics)):
-        snapshot = build_snapshot(_whole_stories(store, entries + older, members), feed_titles, now, records)
+        everything = _whole_stories(store, entries + older, members)
+        snapshot = build_snapshot(everything, feed_titles, now, records, feeds=feeds)
     return snapshot
 
 

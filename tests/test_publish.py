@@ -25,8 +25,11 @@ from lxml import etree
 
 from aggregator import pipeline
 from aggregator.config import load_config
+from aggregator.errors import ConfigError
 from aggregator.publish import (
+    PublishResult,
     PublishSettings,
+    feed_path,
     publish_feeds,
     render_feeds,
     story_html,
@@ -912,3 +915,325 @@ def test_a_late_copy_given_a_story_of_its_own_is_still_one_entry_with_its_origin
     assert {story.lead.id, *(c.entry_id for c in story.coverage)} == {"orig", "copy"}
     atom = etree.fromstring(render_feeds(snapshot, SETTINGS)["feed.atom"])
     assert len(atom.findall("{http://www.w3.org/2005/Atom}entry")) == 1
+
+
+# ------------------------------------------------------------------- what a subscriber sees over time
+
+
+def save_entry(store: Store, feed: str, guid: str, title: str, seen: datetime, **entry: Any) -> str:
+    """Store one entry of ``feed`` as a poll at ``seen`` would; its id."""
+    stored_entry = Entry(
+        guid,
+        entry.pop("url", f"https://{guid}.example/a"),
+        None,
+        title,
+        published=seen,
+        content_html=f"<p>Body of {guid}</p>",
+        **entry,
+    )
+    store.save_poll(FeedState(url=feed, status=FeedStatus.OK, last_fetch=seen), [stored_entry], seen)
+    return entry_id(feed, guid)
+
+
+def published_files(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def atom_titles(data: bytes) -> list[str]:
+    return [e.findtext(f"{ATOM}title") or "" for e in etree.fromstring(data).iter(f"{ATOM}entry")]
+
+
+def test_a_feed_removed_from_feeds_yaml_leaves_every_output_and_comes_back_when_added_again(
+    sqlite_url: str, tmp_path: Path, now: datetime
+) -> None:
+    # The snapshot read every stored entry: a feed removed from feeds.yaml kept its stories
+    # (under its title) in the combined feed, its topic feeds and the digests.
+    public = tmp_path / "public"
+    with Store.open(sqlite_url) as store:
+        store.sync_feeds([(WIRE, "Wire & Co"), (LEDGER, "The Ledger")])
+        day = datetime(2025, 8, 14, 9, tzinfo=UTC)
+        summit = save_entry(store, WIRE, "summit", "Leaders meet in Alaska", day)
+        copy = save_entry(
+            store,
+            LEDGER,
+            "copy",
+            "Leaders meet in Alaska",
+            day + timedelta(hours=2),
+            url="https://ledger.example/1",
+        )
+        markets = save_entry(store, LEDGER, "markets", "Markets calm", day + timedelta(days=2))
+        wire_only = save_entry(store, WIRE, "wire-only", "Only on the wire", day + timedelta(days=3))
+        store.save_duplicates([DuplicateEvidence(copy, summit, "url", 1.0)])
+        store.save_stories(
+            [
+                ("s-summit", "Leaders meet in Alaska", ("Russia",)),
+                ("s-markets", "Markets calm", ("Markets",)),
+                ("s-wire", "Only on the wire", ("Wire news",)),
+            ],
+            [(summit, "s-summit"), (copy, "s-summit"), (markets, "s-markets"), (wire_only, "s-wire")],
+            day + timedelta(days=3),
+        )
+        titles = store.feed_titles()
+
+        def publish(feeds: list[str]) -> PublishResult:
+            snapshot = read_snapshot(store, titles, now, at_least=50, per_topic=50, feeds=feeds)
+            return publish_feeds(snapshot, public, SETTINGS)
+
+        publish([WIRE, LEDGER])
+        assert atom_titles((public / "feed.atom").read_bytes()) == [
+            "Only on the wire",
+            "Markets calm",
+            "Leaders meet in Alaska",
+        ]
+
+        # The wire is removed from feeds.yaml (its entries stay stored).
+        result = publish([LEDGER])
+        assert {p.name for p in result.removed} == {"wire-news.atom", "wire-news.rss", "wire-news.json"}
+        files = published_files(public)
+        assert set(files) == {
+            *(f"feed.{f}" for f in ("atom", "rss", "json")),
+            *(f"topics/{t}.{f}" for t in ("markets", "russia") for f in ("atom", "rss", "json")),
+        }
+        for name, data in files.items():
+            for gone in (
+                b"Only on the wire",
+                b"Wire &amp; Co",
+                b"Wire & Co",
+                b"summit.example",
+                b"wire.example",
+            ):
+                assert gone not in data, (name, gone)
+        atom = assert_valid_atom(files["feed.atom"])
+        assert atom_titles(files["feed.atom"]) == ["Markets calm", "Leaders meet in Alaska"]
+        # The story the two feeds shared stays, with its id, shown from the Ledger's copy.
+        (entry,) = [e for e in atom.iter(f"{ATOM}entry") if e.findtext(f"{ATOM}id") == public_id("s-summit")]
+        assert entry.find(f"{ATOM}link[@rel='alternate']").get("href") == "https://ledger.example/1"
+        assert entry.findtext(f"{ATOM}author/{ATOM}name") == "The Ledger"
+        item = next(i for i in json.loads(files["feed.json"])["items"] if i["id"] == public_id("s-summit"))
+        assert item["_aggregator"] == {
+            "about": item["_aggregator"]["about"],
+            "outlet": "The Ledger",
+            "also_reported_by": [],
+        }
+        assert atom_titles(files["topics/russia.atom"]) == ["Leaders meet in Alaska"]
+        assert_valid_rss(files["feed.rss"])
+        assert_valid_json_feed(files["feed.json"])
+
+        # A digest reads the same snapshot: the wire's stories are gone there too, and the
+        # shared story is not new again (it was first seen when the wire carried it).
+        digest_view = read_snapshot(store, titles, now, since=day - timedelta(days=1), feeds=[LEDGER])
+        assert [s.headline for s in digest_view.stories] == ["Markets calm", "Leaders meet in Alaska"]
+        shared = digest_view.stories[1]
+        assert (shared.feed_urls, shared.outlets, shared.first_seen) == ((LEDGER,), ("The Ledger",), day)
+        assert store.get_entries([wire_only])[0].entry.title == "Only on the wire"  # nothing deleted
+
+        # Added again: everything is back, as it was.
+        publish([WIRE, LEDGER])
+        assert atom_titles((public / "feed.atom").read_bytes()) == [
+            "Only on the wire",
+            "Markets calm",
+            "Leaders meet in Alaska",
+        ]
+        assert (public / "topics" / "wire-news.atom").exists()
+
+
+def test_a_removed_feed_leaves_the_published_feeds_end_to_end(tmp_path: Path, now: datetime) -> None:
+    config = tmp_path / "feeds.yaml"
+    both = (
+        f"feeds:\n  - url: {WIRE}\n    title: Wire\n  - url: {LEDGER}\n    title: Ledger\nnewsletters: []\n"
+    )
+    config.write_text(both, encoding="utf-8")
+    with Store.open(load_config(config).database_url) as store:
+        store.sync_feeds([(WIRE, "Wire"), (LEDGER, "Ledger")])
+        save_entry(store, WIRE, "w", "On the wire", now - timedelta(hours=2))
+        save_entry(store, LEDGER, "l", "In the ledger", now - timedelta(hours=3))
+        pipeline.publish_output(load_config(config), store, now)
+        assert atom_titles((tmp_path / "public" / "feed.atom").read_bytes()) == [
+            "On the wire",
+            "In the ledger",
+        ]
+        config.write_text(both.replace(f"  - url: {WIRE}\n    title: Wire\n", ""), encoding="utf-8")
+        pipeline.publish_output(load_config(config), store, now + timedelta(minutes=1))
+    assert atom_titles((tmp_path / "public" / "feed.atom").read_bytes()) == ["In the ledger"]
+
+
+def feed_updated_times(folder: Path, slug: str | None = None) -> set[datetime]:
+    """What every format of one published feed says of when it was updated."""
+    atom = etree.fromstring((folder / feed_path("atom", slug)).read_bytes())
+    rss = etree.fromstring((folder / feed_path("rss", slug)).read_bytes())
+    times = {
+        datetime.fromisoformat(atom.findtext(f"{ATOM}updated") or ""),
+        parsedate_to_datetime(rss.findtext("channel/lastBuildDate") or ""),
+    }
+    if slug is None:
+        times.add(
+            datetime.fromisoformat(json.loads((folder / "feed.json").read_bytes())["_aggregator"]["updated"])
+        )
+    return times
+
+
+def test_a_feeds_updated_time_never_goes_back_when_its_newest_story_leaves_it(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    # <updated> was the newest of the stories shown: when the newest story left a topic (or
+    # the feed that carried it was removed), the feed said it was updated days earlier than
+    # it said the publish before.
+    public = tmp_path / "public"
+    day = datetime(2025, 8, 14, 9, tzinfo=UTC)
+    with Store.open(sqlite_url) as store:
+        store.sync_feeds([(WIRE, "Wire & Co"), (LEDGER, "The Ledger")])
+        ice = save_entry(store, WIRE, "ice", "Arctic ice", day)
+        store.save_stories([("s-ice", "Arctic ice", ("Arctic",))], [(ice, "s-ice")], day)
+        ships = save_entry(store, LEDGER, "ships", "Arctic shipping", day + timedelta(days=2))
+        store.save_stories(
+            [("s-ships", "Arctic shipping", ("Arctic",))], [(ships, "s-ships")], day + timedelta(days=2)
+        )
+
+        def publish(when: datetime, feeds: list[str] | None = None) -> PublishResult:
+            # feeds= only when removing one: the first steps need no snapshot change to fail before the fix.
+            options: dict[str, Any] = {"at_least": 50, "per_topic": 50}
+            if feeds is not None:
+                options["feeds"] = feeds
+            snapshot = read_snapshot(store, store.feed_titles(), when, **options)
+            return publish_feeds(snapshot, public, SETTINGS)
+
+        publish(day + timedelta(days=2, hours=1))
+        assert feed_updated_times(public, "arctic") == {day + timedelta(days=2)}
+        assert feed_updated_times(public) == {day + timedelta(days=2)}
+
+        # The story stage moves the shipping story out of the Arctic topic.
+        moved = day + timedelta(days=3)
+        store.save_stories([("s-ships", "Arctic shipping", ())], [(ships, "s-ships")], moved)
+        publish(moved + timedelta(hours=1))
+        assert atom_titles((public / "topics" / "arctic.atom").read_bytes()) == ["Arctic ice"]
+        # Its newest story is the ice (day 14), but the feed changed now, not then.
+        assert feed_updated_times(public, "arctic") == {moved + timedelta(hours=1)}
+        assert feed_updated_times(public) == {moved}  # the shipping story changed at ``moved``
+
+        # Nothing new: every file keeps its bytes, its updated time included.
+        again = publish(moved + timedelta(hours=5))
+        assert again.changed == ()
+        assert feed_updated_times(public, "arctic") == {moved + timedelta(hours=1)}
+
+        # The Ledger is removed from feeds.yaml: the whole feed loses its newest story.
+        removed_at = moved + timedelta(hours=6)
+        publish(removed_at, feeds=[WIRE])
+        assert atom_titles((public / "feed.atom").read_bytes()) == ["Arctic ice"]
+        assert feed_updated_times(public) == {removed_at}
+
+        # A newer story moves it forward again, to that story's time.
+        fresh = removed_at + timedelta(hours=1)
+        thaw = save_entry(store, WIRE, "thaw", "Arctic thaw", fresh)
+        store.save_stories([("s-thaw", "Arctic thaw", ("Arctic",))], [(thaw, "s-thaw")], fresh)
+        publish(fresh + timedelta(minutes=5), feeds=[WIRE])
+        assert feed_updated_times(public, "arctic") == feed_updated_times(public) == {fresh}
+    assert_valid_atom((public / "topics" / "arctic.atom").read_bytes())
+    assert_valid_rss((public / "topics" / "arctic.rss").read_bytes())
+
+
+def test_an_unchanged_feed_published_again_keeps_its_updated_time_from_the_previous_publish(
+    tmp_path: Path, grouped: tuple[list[StoredEntry], list[StoredStory]]
+) -> None:
+    # Same stories, later clock: same bytes (the clock is only read when a feed changed).
+    entries, stories = grouped
+    publish_feeds(snapshot_of(entries, stories), tmp_path, SETTINGS)
+    before = published_files(tmp_path)
+    result = publish_feeds(snapshot_of(entries, stories, now=NOW + timedelta(days=3)), tmp_path, SETTINGS)
+    assert result.changed == ()
+    assert published_files(tmp_path) == before
+
+
+def test_very_long_titles_are_cut_at_a_word_in_every_output_and_kept_whole_in_the_store(
+    sqlite_url: str, tmp_path: Path, now: datetime
+) -> None:
+    # A hostile feed's 5,000-character title was published whole, in every format.
+    long_title = " ".join(f"word{i:04d}" for i in range(560))[:5000]
+    assert len(long_title) == 5000
+    unbroken = "長" * 5000  # no spaces (Chinese, Japanese): cut where the limit is
+    with Store.open(sqlite_url) as store:
+        store.sync_feeds([(WIRE, "Wire & Co"), (LEDGER, "The Ledger")])
+        lead = save_entry(store, WIRE, "long", long_title, now - timedelta(hours=2))
+        copy = save_entry(store, LEDGER, "copy", long_title + " (copy)", now - timedelta(hours=1))
+        save_entry(store, LEDGER, "cjk", unbroken, now - timedelta(hours=3))
+        store.save_stories([("s-long", "Long", ())], [(lead, "s-long"), (copy, "s-long")], now)
+        snapshot = read_snapshot(store, store.feed_titles(), now, at_least=50)
+        publish_feeds(snapshot, tmp_path, SETTINGS)
+        assert store.get_entries([lead])[0].entry.title == long_title  # stored whole
+
+    def assert_cut(title: str, original: str) -> None:
+        assert len(title) <= 300
+        assert title.endswith("…")
+        kept = title.removesuffix("…")
+        assert original.startswith(kept)
+        assert len(kept) > 150
+        if " " in original[:300]:
+            assert original[len(kept)] == " "  # a whole word, not half of one
+
+    atom = etree.fromstring((tmp_path / "feed.atom").read_bytes())
+    rss = etree.fromstring((tmp_path / "feed.rss").read_bytes())
+    doc = json.loads((tmp_path / "feed.json").read_bytes())
+    headlines = [
+        [e.findtext(f"{ATOM}title") or "" for e in atom.iter(f"{ATOM}entry")],
+        [i.findtext("title") or "" for i in rss.iter("item")],
+        [i["title"] for i in doc["items"]],
+    ]
+    for long, cjk in headlines:
+        assert_cut(long, long_title)
+        assert_cut(cjk, unbroken)
+        assert len(cjk) == 300
+    # The other outlet's headline, in the "Also reported by" list and links, is cut too.
+    (other,) = doc["items"][0]["_aggregator"]["also_reported_by"]
+    assert_cut(other["title"], long_title + " (copy)")
+    related = [lk.get("title") or "" for lk in atom.iter(f"{ATOM}link") if lk.get("rel") == "related"]
+    assert related
+    assert all(len(t) <= 300 for t in related)
+    assert max(len(t) for t in re.findall(r"<li>.*?</li>", doc["items"][0]["content_html"])) < 600
+    # The digest is built from the same snapshot: the same headline.
+    assert snapshot.stories[0].headline == headlines[0][0]
+
+
+def test_the_configured_language_is_in_every_format(tmp_path: Path, entries: list[StoredEntry]) -> None:
+    config = tmp_path / "feeds.yaml"
+    config.write_text(
+        f"feeds:\n  - url: {WIRE}\nnewsletters: []\noutput:\n  language: en-GB\n", encoding="utf-8"
+    )
+    assert load_config(config).config.output.language == "en-GB"
+    settings = replace(SETTINGS, language="en-GB")
+    files = render_feeds(snapshot_of(entries), settings)
+    for slug in (None, "russia"):
+        if slug is not None and feed_path("atom", slug) not in files:
+            continue
+        atom = assert_valid_atom(files[feed_path("atom", slug)])
+        assert atom.get("{http://www.w3.org/XML/1998/namespace}lang") == "en-GB"
+        assert feedparser.parse(files[feed_path("atom", slug)]).feed.language == "en-GB"
+        rss = assert_valid_rss(files[feed_path("rss", slug)])
+        assert rss.findtext("channel/language") == "en-GB"
+        assert feedparser.parse(files[feed_path("rss", slug)]).feed.language == "en-GB"
+        assert assert_valid_json_feed(files[feed_path("json", slug)])["language"] == "en-GB"
+
+    # Not configured: no language is claimed.
+    files = render_feeds(snapshot_of(entries), SETTINGS)
+    assert b"xml:lang" not in files["feed.atom"]
+    assert b"<language>" not in files["feed.rss"]
+    assert "language" not in json.loads(files["feed.json"])
+
+
+@pytest.mark.parametrize("value", ["english", "en_GB", "", "en-", "e"])
+def test_a_language_that_is_no_language_tag_is_a_config_error(tmp_path: Path, value: str) -> None:
+    config = tmp_path / "feeds.yaml"
+    config.write_text(
+        f"feeds:\n  - url: {WIRE}\nnewsletters: []\noutput:\n  language: '{value}'\n", encoding="utf-8"
+    )
+    with pytest.raises(ConfigError, match="language"):
+        load_config(config)
+
+
+def test_the_configured_language_is_published_end_to_end(tmp_path: Path, now: datetime) -> None:
+    config = tmp_path / "feeds.yaml"
+    config.write_text(
+        f"feeds:\n  - url: {WIRE}\nnewsletters: []\noutput:\n  language: fr\n", encoding="utf-8"
+    )
+    loaded = load_config(config)
+    with Store.open(loaded.database_url) as store:
+        pipeline.publish_output(loaded, store, now)
+    assert b'xml:lang="fr"' in (tmp_path / "public" / "feed.atom").read_bytes()
