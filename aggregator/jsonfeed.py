@@ -6,18 +6,28 @@ document with every value as the feed gave it (no HTML sanitizing, no URL resolv
 not JSON, not an object, or carry no JSON Feed ``version``.
 
 feedparser has no JSON parser, hence this small path.  It is lenient where real feeds
-are sloppy (a numeric ``id``, a 1.0 ``author`` in a 1.1 feed, a bad date) and strict only
-where guessing would be wrong (no ``version``: it may be any JSON at all).
+are sloppy (a numeric ``id``, a 1.0 ``author`` in a 1.1 feed, an RFC 822 date, a bad date)
+and strict only where guessing would be wrong (no ``version``: it may be any JSON at all).
+
+- A numeric ``id`` is the number as the feed wrote it, not as a float holds it: a double
+  has 53 bits, and ``9007199254740993.0`` and ``9007199254740992.0`` must stay two items.
+- Dates are RFC 3339, as the spec says; what that does not read (RFC 822, which real
+  feeds send) is read by feedparser's date handlers, as a date in an RSS or Atom feed is.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
+
+# feedparser's own date reading, so that a JSON Feed date reads as the same text in an RSS or
+# Atom feed does (every format feeds the same store); a private name, like parse.py's imports
+# from feedparser.urls: test_jsonfeed.py would catch a feedparser release that renamed it.
+from feedparser.datetimes import _parse_date as _feedparser_parse_date
 
 from aggregator.errors import ParseError
 
@@ -68,7 +78,7 @@ def read_json_feed(body: bytes, where: str) -> JsonFeed:
     except UnicodeDecodeError as exc:
         raise ParseError(f"not a JSON feed: {where}: not UTF-8 ({exc.reason} at byte {exc.start})") from exc
     try:
-        doc = json.loads(text, parse_constant=_no_value, parse_float=_finite, parse_int=_bounded_int)
+        doc = json.loads(text, parse_constant=_no_value, parse_float=_Fraction, parse_int=_bounded_int)
     except json.JSONDecodeError as exc:
         raise ParseError(
             f"not a JSON feed: {where}: invalid JSON (line {exc.lineno}, column {exc.colno}): {exc.msg}"
@@ -107,28 +117,45 @@ def read_json_feed(body: bytes, where: str) -> JsonFeed:
     )
 
 
-# JSON has no NaN or Infinity, though Python reads them (and 1e999 as infinity): ids such as
-# "nan" would make distinct items one.  Nor may one long number, in an extension field the
-# feed never needed, fail the whole feed (Python refuses to read over 4,300 digits).
+# JSON has no NaN or Infinity, though Python reads them: ids such as "nan" would make distinct
+# items one.  Nor may one long number, in an extension field the feed never needed, fail the
+# whole feed (Python refuses to read over 4,300 digits).
 def _no_value(name: str) -> None:
     return None
-
-
-def _finite(text: str) -> float | None:
-    number = float(text)
-    return number if math.isfinite(number) else None
 
 
 def _bounded_int(text: str) -> int | None:
     return int(text) if len(text) <= 4000 else None
 
 
+@dataclass(frozen=True, slots=True)
+class _Fraction:
+    """A JSON number with a fraction or an exponent, as the feed wrote it (``json.loads``'s
+    ``parse_float``).  As a float, ids past 2**53 (or with more digits than a double holds)
+    would become one; and no field this module reads takes a fraction, so nothing is lost."""
+
+    text: str
+
+    def as_id(self) -> str:
+        """The text ``str(float)`` always gave when the float is the very number written
+        (``1.5``, ``1e3`` as ``1000.0``: stored guids stay as they were), else the feed's own."""
+        number = float(self.text)
+        written = str(number)
+        try:
+            return written if Decimal(written) == Decimal(self.text) else self.text
+        except ArithmeticError:  # an exponent past what Decimal holds (1e followed by 100 nines)
+            return self.text
+
+
 def _read_item(raw: dict[str, Any]) -> JsonItem:
     raw_id = raw.get("id")
     # The spec says string, but 1.0 feeds in the wild often use numbers.
-    item_id = (
-        str(raw_id) if isinstance(raw_id, int | float) and not isinstance(raw_id, bool) else _str(raw_id)
-    )
+    if isinstance(raw_id, _Fraction):
+        item_id: str | None = raw_id.as_id()
+    elif isinstance(raw_id, int) and not isinstance(raw_id, bool):
+        item_id = str(raw_id)
+    else:
+        item_id = _str(raw_id)
     return JsonItem(
         id=item_id,
         url=_str(raw.get("url")),
@@ -173,20 +200,38 @@ def _attachment(raw: object) -> JsonAttachment | None:
     )
 
 
+# Longer than any date: not read at all (feedparser's handlers are regular expressions).
+_MAX_DATE_CHARS = 100
+
+
 def _date(value: object) -> datetime | None:
-    """RFC 3339 to aware UTC; a date without an offset is taken as UTC; garbage is None."""
+    """RFC 3339 to aware UTC; a date without an offset is taken as UTC; any other form
+    (RFC 822: ``Sun, 06 Dec 2026 10:00:00 GMT``) as feedparser reads it; garbage is None."""
     text = _str(value)
-    if not text:
+    if not text or len(text) > _MAX_DATE_CHARS:
         return None
     try:
         parsed = datetime.fromisoformat(text.replace("z", "Z"))
     except ValueError:
-        return None
+        return _feedparser_date(text)
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
     try:
         return parsed.astimezone(UTC).replace(microsecond=0)
     except OverflowError:  # year 1 with a positive offset, year 9999 with a negative one
+        return None
+
+
+def _feedparser_date(text: str) -> datetime | None:
+    """feedparser's reading of a date (a UTC ``struct_time``) as an aware datetime, as
+    ``parse._struct_to_datetime`` turns those of RSS and Atom feeds into one."""
+    try:
+        found = _feedparser_parse_date(text)
+        if not found:
+            return None
+        year, month, day, hour, minute, second = found[:6]
+        return datetime(year, month, day, hour, minute, second, tzinfo=UTC)
+    except Exception:  # its handlers catch what they expect; a hostile feed may find more
         return None
 
 

@@ -1052,3 +1052,85 @@ def test_a_utf8_byte_order_mark_that_contradicts_the_declaration(declared: str, 
     for fast in (True, False):
         feed = parse_feed(body, {}, "https://x.example/feed", fast=fast)
         assert (feed.title, feed.entries[0].title) == ("Пример", "Привет, мир")
+
+
+@pytest.mark.parametrize(
+    "pub_date",
+    [
+        "Sat, 31 Dec 2016 23:59:60 GMT",  # a leap second
+        "Mon, 30 Feb 2025 10:00:00 GMT",
+        "Mon, 32 Aug 2025 10:00:00 GMT",
+        "Mon, 18 Aug 2025 25:00:00 GMT",
+        "Mon, 18 Foo 2025 10:00:00 GMT",  # no such month
+        "Xyz, 18 Aug 2025 10:00:00 GMT",  # no such day: feedparser reads no date at all
+    ],
+)
+@pytest.mark.parametrize("guid", ["2025-01-02T03:04:05Z", "2025-01-02", "Thu, 02 Jan 2025 03:04:05 GMT"])
+def test_an_rss_date_the_fast_parser_cannot_read_is_not_taken_from_a_date_like_guid(
+    pub_date: str, guid: str
+) -> None:
+    # fastfeedparser fills a <pubDate> it cannot read from the guid when that reads as a date:
+    # the entry seemed published on the guid's "date"; feedparser reads no date.
+    body = _rss(_item(f"<pubDate>{pub_date}</pubDate>", guid=f'<guid isPermaLink="false">{guid}</guid>'))
+    url = "https://ex.example/feed"
+    (entry,) = parse_feed(body, {}, url).entries
+    assert (entry,) == parse_feed(body, {}, url, fast=False).entries
+    assert entry.published is None
+
+
+_REFERENCED_MOJIBAKE = [
+    "Caf&#195;&#169; na&#195;&#175;ve",  # UTF-8 read as Latin-1, written out as references
+    "Caf&#xC3;&#xA9; na&#xc3;&#xaf;ve",
+    "Caf&#00195;&#x0a9; na&#195;&#175;ve",  # leading zeros
+    "&lt;b&gt;Caf&#195;&#169; na&#195;&#175;ve&lt;/b&gt;",  # in escaped HTML
+]
+_HALF_REFERENCED_MOJIBAKE = [
+    "Caf\u00c3&#169; na\u00c3&#175;ve",  # half a character, half a reference
+    "Caf&#195;\u00a9 na&#195;\u00afve",
+]
+
+
+@pytest.mark.parametrize(
+    ("declared", "title"),
+    [
+        *(("utf-8", title) for title in _REFERENCED_MOJIBAKE + _HALF_REFERENCED_MOJIBAKE),
+        *(("iso-8859-1", title) for title in _REFERENCED_MOJIBAKE + _HALF_REFERENCED_MOJIBAKE),
+        *(("windows-1251", title) for title in _REFERENCED_MOJIBAKE),  # no Ã in Windows-1251
+    ],
+)
+def test_utf8_read_as_latin_1_in_character_references_is_read_alike_on_both_paths(
+    declared: str, title: str
+) -> None:
+    # feedparser reads the text of an element that is all Latin-1 back as UTF-8 whatever the
+    # encoding, character references included; the fast path kept "CafÃ©".
+    body = (
+        f'<?xml version="1.0" encoding="{declared}"?><rss version="2.0"><channel><title>t</title>'
+        f"<item><title>{title}</title><guid>https://x.example/1</guid></item></channel></rss>"
+    ).encode(declared)
+    url = "https://x.example/feed"
+    (entry,) = parse_feed(body, {}, url).entries
+    assert entry.title == "Caf\u00e9 na\u00efve"
+    assert (entry,) == parse_feed(body, {}, url, fast=False).entries
+
+
+def test_latin_1_references_that_are_no_utf8_stay_on_the_fast_path() -> None:
+    # "&#169; 2025" and "&#160;" are everywhere; only a whole UTF-8 sequence read as Latin-1
+    # sends the feed to feedparser (é must be followed by two continuations, not one).
+    body = _rss(
+        _item(
+            "<description>&#169;&#160;2025 caf&#233; &#8212; x&#160;y, l'\u00e9t\u00e9&#160;!</description>"
+        )
+    )
+    url = "https://ex.example/feed"
+    assert _read_fast(body, "", url) is not None
+    assert parse_feed(body, {}, url).entries == parse_feed(body, {}, url, fast=False).entries
+
+
+@pytest.mark.parametrize("title", ["&#228;&#184;&#173; x", "\u00e4&#184;&#173; x", "&#xe4;\u00b8&#173; x"])
+def test_a_three_byte_sequence_in_character_references_is_read_alike_on_both_paths(title: str) -> None:
+    # "中" is E4 B8 AD in UTF-8: a lead that takes two continuations, any of them a reference.
+    body = _rss(_item("", title=f"<title>{title}</title>"))
+    url = "https://ex.example/feed"
+    (entry,) = parse_feed(body, {}, url).entries
+    assert entry.title == "\u4e2d x"
+    assert (entry,) == parse_feed(body, {}, url, fast=False).entries
