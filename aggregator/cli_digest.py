@@ -3,7 +3,9 @@
 Registered in ``aggregator/cli.py`` with ``app.command("digest")(cli_digest.digest)``.
 It reads the clock once, loads the config through the CLI's context object (``ctx.obj``
 with a ``load()`` method), and prints where things went.  Exit codes: 0 done, 1 some
-recipients failed or are uncertain, 2 bad usage or config.
+recipients failed or are uncertain, the send stopped before everyone was tried, or
+``--send`` started no new issue because the previous one still waits on retries (it says
+who, until when, and what to do); 2 bad usage or config.
 """
 
 from __future__ import annotations
@@ -99,16 +101,21 @@ def report(outcome: newsletters.IssueOutcome, *, err: bool) -> bool:
         )
     if outcome.stopped:
         echo(f"  stopped: {outcome.stopped}; the others are sent on the next run", err=True)
+    if outcome.held_back:
+        echo(f"  {outcome.held_back}", err=True)
     # Stopped: nobody left has the issue yet, however few were tried (exit 0 told cron all was well).
-    return bool(outcome.failed or outcome.uncertain or outcome.stopped)
+    # Held back: the issue asked for was not sent, as a stop leaves it (exit 0 said it was).
+    return bool(outcome.failed or outcome.uncertain or outcome.stopped or outcome.held_back)
 
 
 def describe(outcome: newsletters.IssueOutcome) -> str:
     """One line per issue, for this command and ``run --once``."""
     from aggregator.digest import stories_phrase  # noqa: PLC0415 -- the digest stack: not at start-up
 
-    if outcome.status == "empty":
-        return f"{outcome.newsletter} #{outcome.number}: nothing new since the last issue; no email"
+    number = outcome.shown_number  # as readers see it, not the store's key
+    if outcome.status == "empty":  # its number is the next issue's: not used up, not shown
+        since = f"since issue #{number - 1}" if number > 1 else "to send yet"
+        return f"{outcome.newsletter}: nothing new {since}; no email"
     parts = [f"{outcome.sent} sent"]
     if outcome.retrying:
         parts.append(f"{outcome.retrying} to retry")
@@ -124,6 +131,6 @@ def describe(outcome: newsletters.IssueOutcome) -> str:
         f" ({outcome.stories - outcome.shown} more in the archive)" if outcome.stories > outcome.shown else ""
     )
     return (
-        f"{outcome.newsletter} #{outcome.number}: {stories_phrase(outcome.shown)}{more}: "
+        f"{outcome.newsletter} #{number}: {stories_phrase(outcome.shown)}{more}: "
         f"{', '.join(parts)}; archive: {outcome.archive}"
     )

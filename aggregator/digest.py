@@ -8,9 +8,12 @@ send renders the very same issue) and a ``RenderedDigest`` (subject, preheader, 
 text).  Pure: no clock, no files except the bundled templates, no network.
 
 - A story is in the issue when it was first seen (its earliest copy) inside the window
-  ``(start, end]``: windows follow each other, so nothing is missed and a story that
-  gains a new outlet later is not sent twice.  What a story is, which copy leads it and
-  which outlets carried it is the snapshot's business, not this module's.
+  ``(start, end]``: windows follow each other, so nothing is missed.  A story first seen
+  before the window is back, marked *updated* and listing what is new, when an article
+  of its own joined it inside the window (an outlet's own report, not a syndicated copy
+  of an article already there); one that only gains outlets carrying the same article is
+  not sent twice.  What a story is, which copy leads it and which outlets carried it is
+  the snapshot's business, not this module's.
 - Every string from a feed is cleaned (control, line-separator and bidi characters
   dropped) when the issue is frozen, and HTML-escaped when rendered: mjml-python
   escapes nothing and fails on a stray ``<``.  A story whose link is not an absolute
@@ -31,7 +34,7 @@ import json
 import logging
 import re
 import unicodedata
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from functools import cache
@@ -45,7 +48,8 @@ from mjml import mjml2html
 
 from aggregator import mail
 from aggregator.config import NONCHARACTERS
-from aggregator.snapshot import Snapshot, SnapshotStory
+from aggregator.snapshot import Snapshot, SnapshotStory, entry_time
+from aggregator.types import StoredEntry
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +94,16 @@ _TAG = re.compile(r"<[^>]*>")
 
 
 @dataclass(frozen=True, slots=True)
+class DigestArticle:
+    """An article that joined a story already reported before the issue's window."""
+
+    outlet: str
+    headline: str
+    url: str  # absolute http(s)
+    time: datetime  # its date (UTC)
+
+
+@dataclass(frozen=True, slots=True)
 class DigestStory:
     """One story as the issue shows it; every string is clean plain text (not yet escaped)."""
 
@@ -103,6 +117,10 @@ class DigestStory:
     excerpt: str
     topics: tuple[str, ...]
     section: str
+    # First seen before the window, back for the articles that joined it inside it.
+    updated: bool = False
+    # Those articles, earliest first (the lead's own link, shown as the headline, is not repeated).
+    new_articles: tuple[DigestArticle, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,6 +195,7 @@ def select_stories(
     feeds: Sequence[str] = (),
     max_stories: int = 30,
     reported_after: datetime | None = None,
+    copies: Mapping[str, StoredEntry] | None = None,
 ) -> tuple[DigestStory, ...]:
     """The stories of one issue, taken from ``snapshot``, in display order (sections, then newest first).
 
@@ -185,24 +204,120 @@ def select_stories(
 
     A story is in the issue when it was first seen inside ``(window_start, window_end]``
     (the snapshot must hold every story touched by the window whole: ``read_snapshot``
-    with ``since=window_start`` does).  ``topics``/``feeds`` restrict the issue to stories
-    in one of those topics or carried by one of those feeds (by URL as configured).  The
-    ``max_stories`` most widely carried stories are kept.
+    with ``since=window_start`` does).  ``copies`` are the stored entries behind the
+    snapshot's stories, by id (every one ``read_snapshot`` read): with them, a story first
+    seen before the window is in the issue too, marked updated, when articles joined it
+    inside the window (``new_articles``); without them, only stories first seen inside it.
+    ``topics``/``feeds`` restrict the issue to stories in one of those topics or carried by
+    one of those feeds (by URL as configured; an update, to articles from those feeds).
+    The ``max_stories`` most widely carried stories are kept.
     """
     wanted_topics, wanted_feeds = set(topics), set(feeds)
+    arrivals: dict[str, datetime] | None = None  # worked out at the first older story
     chosen: list[DigestStory] = []
-    for story in snapshot.first_seen_in(window_start, window_end):
-        if reported_after is not None and story.latest < reported_after:
+    for story in snapshot.stories:
+        if story.first_seen > window_end:
             continue
         if wanted_topics and not wanted_topics.intersection(story.topics):
             continue
-        if wanted_feeds and not wanted_feeds.intersection(story.feed_urls):
-            continue
-        built = digest_story(story)
+        if window_start is None or story.first_seen > window_start:  # new in this window
+            if reported_after is not None and story.latest < reported_after:
+                continue
+            if wanted_feeds and not wanted_feeds.intersection(story.feed_urls):
+                continue
+            built = digest_story(story)
+        else:  # reported before: back only for what joined it since
+            if copies is None:
+                continue
+            if arrivals is None:
+                arrivals = _arrivals(copies)
+            arrived = new_articles(
+                story,
+                copies,
+                window_start=window_start,
+                window_end=window_end,
+                reported_after=reported_after,
+                feeds=wanted_feeds,
+                arrivals=arrivals,
+            )
+            if not arrived:
+                continue
+            built = digest_story(story)
+            if built is not None:
+                listed = tuple(a for a in arrived if a.url != built.url)
+                built = replace(built, updated=True, new_articles=listed)
         if built is not None:
             chosen.append(built)
     chosen.sort(key=lambda s: (-len(s.outlets), -s.time.timestamp(), s.headline.casefold(), s.id))
     return _arrange(chosen[:max_stories], topics)
+
+
+def new_articles(
+    story: SnapshotStory,
+    copies: Mapping[str, StoredEntry],
+    *,
+    window_start: datetime,
+    window_end: datetime,
+    reported_after: datetime | None = None,
+    feeds: Collection[str] = (),
+    arrivals: Mapping[str, datetime] | None = None,
+) -> tuple[DigestArticle, ...]:
+    """The articles of ``story`` that arrived inside ``(window_start, window_end]``, earliest first.
+
+    An article is a kept copy (one that duplicates no other) with the copies that duplicate
+    it; it arrived when the first of them was first seen (``arrivals``, from ``copies``
+    when not given).  So a syndicated copy of an article already there is nothing new, nor
+    is a fuller copy of it that became the kept one.  Left out: an article dated before
+    ``reported_after`` (a feed's archive), one none of whose copies shown comes from
+    ``feeds`` (when given), one with no http(s) link.
+    """
+    arrivals = _arrivals(copies) if arrivals is None else arrivals
+    shown = {story.lead.id: (story.lead.feed_url, story.outlet, story.url, story.lead.entry.title)}
+    shown.update((c.entry_id, (c.feed_url, c.outlet, c.url, c.title)) for c in story.coverage)
+    carried: dict[str, list[str]] = {}  # article (its kept copy) → its copies shown
+    for entry_id in shown.keys() & copies.keys():
+        carried.setdefault(_kept_in(copies[entry_id], copies).id, []).append(entry_id)
+    found: list[DigestArticle] = []
+    for kept_id, shown_copies in carried.items():
+        if not window_start < arrivals[kept_id] <= window_end:
+            continue
+        # Shown as its kept copy, or a copy of it when that one is hidden (a feed removed).
+        face = kept_id if kept_id in shown else min(shown_copies)
+        date = entry_time(copies[face])
+        if reported_after is not None and date < reported_after:
+            continue
+        if feeds and not any(shown[i][0] in feeds for i in shown_copies):
+            continue
+        _feed, outlet, url, title = shown[face]
+        url = url or next((shown[i][2] for i in sorted(shown_copies) if shown[i][2]), None)
+        if url is None:
+            continue
+        headline = _visible(clean_text(title, HEADLINE_CHARS)) or url
+        found.append(DigestArticle(clean_text(outlet), headline, url, date.astimezone(UTC)))
+    return tuple(sorted(found, key=lambda a: (a.time, a.headline.casefold(), a.url)))
+
+
+def _arrivals(copies: Mapping[str, StoredEntry]) -> dict[str, datetime]:
+    """Kept copy id → when the first of its copies (itself included) was first seen."""
+    first: dict[str, datetime] = {}
+    for stored in copies.values():
+        kept = _kept_in(stored, copies).id
+        if kept not in first or stored.first_seen < first[kept]:
+            first[kept] = stored.first_seen
+    return first
+
+
+def _kept_in(stored: StoredEntry, copies: Mapping[str, StoredEntry]) -> StoredEntry:
+    """The copy kept of ``stored``'s article, following ``duplicate_of`` as far as ``copies``
+    go, as the snapshot does (itself when it duplicates nothing known; a cycle stops it)."""
+    seen = {stored.id}
+    current = stored
+    while current.duplicate_of is not None and current.duplicate_of in copies:
+        if current.duplicate_of in seen:
+            break
+        seen.add(current.duplicate_of)
+        current = copies[current.duplicate_of]
+    return current
 
 
 def digest_story(story: SnapshotStory) -> DigestStory | None:
@@ -260,21 +375,29 @@ def issue_to_json(issue: DigestIssue) -> str:
         "frozen_at": _iso(issue.frozen_at),
         "timezone": issue.timezone,
         "lang": issue.lang,
-        "stories": [
-            {
-                "id": s.id,
-                "headline": s.headline,
-                "url": s.url,
-                "outlets": list(s.outlets),
-                "time": _iso(s.time),
-                "excerpt": s.excerpt,
-                "topics": list(s.topics),
-                "section": s.section,
-            }
-            for s in issue.stories
-        ],
+        "stories": [_story_json(s) for s in issue.stories],
     }
     return json.dumps(data, ensure_ascii=False, sort_keys=True)
+
+
+def _story_json(story: DigestStory) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "id": story.id,
+        "headline": story.headline,
+        "url": story.url,
+        "outlets": list(story.outlets),
+        "time": _iso(story.time),
+        "excerpt": story.excerpt,
+        "topics": list(story.topics),
+        "section": story.section,
+    }
+    if story.updated:  # only then: a story as earlier versions stored it stays byte for byte
+        data["updated"] = True
+        data["new_articles"] = [
+            {"outlet": a.outlet, "headline": a.headline, "url": a.url, "time": _iso(a.time)}
+            for a in story.new_articles
+        ]
+    return data
 
 
 def issue_from_json(text: str) -> DigestIssue:
@@ -298,6 +421,12 @@ def issue_from_json(text: str) -> DigestIssue:
                 excerpt=s["excerpt"],
                 topics=tuple(s["topics"]),
                 section=s["section"],
+                # Issues frozen before updates were shown have neither key.
+                updated=s.get("updated", False),
+                new_articles=tuple(
+                    DigestArticle(a["outlet"], a["headline"], a["url"], _required_iso(a["time"]))
+                    for a in s.get("new_articles", ())
+                ),
             )
             for s in data["stories"]
         ),
@@ -345,9 +474,16 @@ def stories_phrase(count: int) -> str:
     return f"{count} stor{'y' if count == 1 else 'ies'}"
 
 
-def _meta(story: DigestStory, timezone: str, isolate: Callable[[str], str]) -> str:
-    """``outlet · also in: others · date``, each outlet passed through ``isolate``."""
-    parts = []
+UPDATED = "Updated"  # the mark of a story reported before, back for new articles
+NEW_ARTICLES = "New"
+
+
+def _meta(
+    story: DigestStory, timezone: str, isolate: Callable[[str], str], mark: Callable[[str], str] = str
+) -> str:
+    """``[Updated · ]outlet · also in: others · date``, each outlet passed through ``isolate``,
+    the mark through ``mark``."""
+    parts = [mark(UPDATED)] if story.updated else []
     if story.outlets:
         parts.append(isolate(story.outlets[0]))
         if len(story.outlets) > 1:
@@ -396,9 +532,23 @@ def _story_html(story: DigestStory, timezone: str) -> str:
     return _template("story.html").substitute(
         url=_e(story.url),
         headline=_e(story.headline),
-        meta=_meta(story, timezone, _isolated_html),  # escaped piece by piece
+        meta=_meta(story, timezone, _isolated_html, lambda m: f"<strong>{_e(m)}</strong>"),  # escaped
         excerpt=_e(story.excerpt),
+        new=_new_articles_html(story, timezone),
     )
+
+
+def _new_articles_html(story: DigestStory, timezone: str) -> str:
+    """What joined an updated story, one line each; "" for any other story (the story's
+    HTML is then what it always was)."""
+    if not story.new_articles:
+        return ""
+    lines = "".join(
+        f'<div dir="auto">{NEW_ARTICLES}: <a href="{_e(a.url)}" dir="auto" style="color:#0550ae">'
+        f"{_e(a.headline)}</a> ({_isolated_html(a.outlet)}, {_e(format_time(a.time, timezone))})</div>"
+        for a in story.new_articles
+    )
+    return f'<div class="m" style="color:#59636e;font-size:13px;margin:4px 0 0">{lines}</div>'
 
 
 def _document(
@@ -453,6 +603,11 @@ def render_text(
         lines.append(f"  {_meta(story, issue.timezone, _isolated_text)}")
         if story.excerpt:
             lines.append(f"  {_isolated_text(story.excerpt)}")
+        for article in story.new_articles:
+            outlet = _isolated_text(article.outlet)
+            when = format_time(article.time, issue.timezone)
+            lines.append(f"  {NEW_ARTICLES}: {_isolated_text(article.headline)} ({outlet}, {when})")
+            lines.append(f"    {article.url}")
         lines.append("")
     if omitted:
         lines += [f"+{omitted} more in the web archive: {archive_url}", ""]

@@ -9,11 +9,13 @@ One issue is ``(newsletter, window)``: its window runs from the end of the previ
 that, when its cron schedule (in its time zone) has fired since the last issue.  Issue
 by issue:
 
-1. Freeze: read the snapshot of stories first seen in the window (``snapshot.read_snapshot``,
+1. Freeze: read the snapshot of the stories the window touched (``snapshot.read_snapshot``,
    the builder the output feeds use), select the issue's stories from it
-   (``digest.select_stories``), and in one transaction store the issue with its JSON
-   and one ``pending`` delivery per recipient.  Nothing
-   new → the issue is stored as ``empty`` (no email) and the next window starts after it.
+   (``digest.select_stories``: those first seen in the window, and older ones that new
+   articles joined in it, marked updated), and in one transaction store the issue with
+   its JSON and one ``pending`` delivery per recipient.  Nothing
+   new → the issue is stored as ``empty`` (no email, no archive page) and the next window
+   starts after it.
 2. Archive: the snapshot rendered without any personal token, plus an index page.
 3. Deliver, one message per recipient, each recorded in the store before it is
    attempted: ``pending`` → ``sending`` (claimed) → ``in_data`` (the server took DATA) → ``sent``,
@@ -22,6 +24,13 @@ by issue:
    after the freeze: not sent).  After a crash, ``sending`` rows go
    back to ``pending`` (DATA never started) and ``in_data`` rows become ``uncertain``:
    nobody gets a second copy.  With the outbox the file itself settles it.
+
+Two numbers: the store keys each issue, empty ones included, by ``IssueRecord.number``
+(one per run, in order; the schedule and the send log go by it), while the number readers
+see (the dateline, the archive page ``NNNN.html``, the Message-ID, the outbox file) is the
+frozen issue's ``DigestIssue.number``, which only issues with stories use up: an empty
+issue carries the number the next issue with stories takes, so the archive has no gaps.
+The two are the same until the first empty issue (and were the same in earlier versions).
 
 One process at a time sends a database's newsletters (``runlock.sending_lock``); a second
 one skips them with a warning rather than risk a double send.  Polls in other processes are kept out
@@ -36,13 +45,14 @@ import binascii
 import hashlib
 import hmac
 import html
+import json
 import logging
 import os
 import re
 import secrets
 import tempfile
 import zoneinfo
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -55,7 +65,8 @@ from aggregator.errors import AggregatorError, DeliveryError
 from aggregator.runlock import ingest_lock, sending_lock
 from aggregator.schedule import NewsletterTrigger, newsletter_trigger
 from aggregator.snapshot import read_snapshot
-from aggregator.store import IssueRecord, Store
+from aggregator.store import IssueRecord, Store, StoredStory
+from aggregator.types import StoredEntry
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +88,7 @@ class IssueOutcome:
     """What one run did with one issue."""
 
     newsletter: str
-    number: int
+    number: int  # the store's key of the issue (``IssueRecord.number``)
     status: str  # "empty" (nothing new: no email), "sending" (retries left), "done"
     stories: int
     shown: int = 0  # stories in the email; the rest are only in the archive
@@ -90,6 +101,17 @@ class IssueOutcome:
     errors: tuple[str, ...] = ()
     archive: Path | None = None
     stopped: str = ""  # why the run left readers for the next one (the server down), else ""
+    # A new issue was asked for (``digest --send``) but this one is unfinished: who still
+    # waits, when, and what to do; else "".
+    held_back: str = ""
+    # The number readers see (``DigestIssue.number``); for "empty", the one the next issue
+    # with stories takes.  0: not given (then ``number``).
+    issue: int = 0
+
+    @property
+    def shown_number(self) -> int:
+        """The issue's number as readers see it."""
+        return self.issue or self.number
 
 
 @dataclass(slots=True)
@@ -266,8 +288,9 @@ def send_test_copy(
     Not recorded in the send log and does not change any schedule.
     """
     letter = _select(loaded, [name])[0]
-    # Not merely the latest issue: a `--send` on a day with nothing new records an empty
-    # one, and a copy of that is an email with no story and a link to no archive page.
+    # Not merely the latest issue: a `--send` on a day with nothing new recorded an empty
+    # one (databases of earlier versions hold them), and a copy of that is an email with
+    # no story and a link to no archive page.
     sent = [r for r in store.issues(letter.name) if r.status != "empty"]
     if sent:
         issue = digest.issue_from_json(sent[-1].snapshot)
@@ -418,6 +441,26 @@ def _first_number(loaded: LoadedConfig, letter: NewsletterConfig) -> int:
     return max(_archived_pages(archive_dir(loaded, letter.name)), default=0) + 1
 
 
+def _next_number(loaded: LoadedConfig, letter: NewsletterConfig, latest: IssueRecord | None) -> int:
+    """The number readers will see on the issue after ``latest``: one more than the latest
+    issue's, unless that was empty (neither sent nor archived): then the same, which it
+    only held for the next issue with stories."""
+    if latest is None:
+        return _first_number(loaded, letter)
+    shown = shown_number(latest)
+    return shown if latest.status == "empty" else shown + 1
+
+
+def shown_number(record: IssueRecord) -> int:
+    """The number readers see on a stored issue (its frozen JSON's); the store's key for an
+    issue whose JSON does not say (none written by this program)."""
+    try:
+        number = json.loads(record.snapshot).get("number")
+    except (ValueError, AttributeError):
+        return record.number
+    return number if isinstance(number, int) else record.number
+
+
 def default_transport(loaded: LoadedConfig) -> mail.Transport:
     """SMTP when ``smtp:`` is configured (credentials from the environment), else the outbox."""
     smtp = loaded.config.smtp
@@ -495,10 +538,14 @@ def _run_newsletter(run: _Run, letter: NewsletterConfig, *, force: bool) -> None
         # Retries run until the next issue is due; then whatever is left fails.
         counted_from = schedule_counted_from(run.store, letter, latest, run.now, edited=run.edited)
         final = counted_from is not None and next_issue_time(letter, counted_from) <= run.now
-        run.outcomes.append(_deliver(run, letter, latest, final=final))
+        outcome = _deliver(run, letter, latest, final=final)
         latest = run.store.latest_issue(letter.name)
         if latest is not None and latest.status == "sending":
+            if force:  # a new issue was asked for: say why none starts, and until when
+                outcome = replace(outcome, held_back=_held_back(run, letter, latest, counted_from))
+            run.outcomes.append(outcome)
             return
+        run.outcomes.append(outcome)
     counted_from = schedule_counted_from(run.store, letter, latest, run.now, edited=run.edited)
     if not force and not is_due(letter, counted_from, run.now):
         return
@@ -508,10 +555,15 @@ def _run_newsletter(run: _Run, letter: NewsletterConfig, *, force: bool) -> None
     with ingest_lock(run.loaded.database_url, exclusive=True):
         composed = compose_issue(run.loaded, run.store, letter, latest, run.now)
     issue = _showable(run.loaded, letter, composed)
+    # The store's key: one more than the latest, an empty issue's included (see the module
+    # docstring); the first takes the number readers see.
+    key = latest.number + 1 if latest is not None else issue.number
     if not issue.stories:
+        # Recorded, so the next window starts after it and the schedule counts from it,
+        # but neither sent nor archived: its number (``issue.number``) is the next one's.
         record = IssueRecord(
             letter.name,
-            issue.number,
+            key,
             issue.window_start,
             issue.window_end,
             run.now,
@@ -522,11 +574,11 @@ def _run_newsletter(run: _Run, letter: NewsletterConfig, *, force: bool) -> None
         )
         run.store.freeze_issue(record, (), run.now)
         log.info("newsletter %s: nothing new since the last issue; no email", letter.name)
-        run.outcomes.append(IssueOutcome(letter.name, issue.number, "empty", 0))
+        run.outcomes.append(IssueOutcome(letter.name, key, "empty", 0, issue=issue.number))
         return
     record = IssueRecord(
         letter.name,
-        issue.number,
+        key,
         issue.window_start,
         issue.window_end,
         run.now,
@@ -583,7 +635,14 @@ def compose_issue(
     """
     start = latest.window_end if latest is not None else now - letter.first_issue_lookback
     titles = {f.url: f.title for f in loaded.config.feeds if f.title}
-    snapshot = read_snapshot(store, {**store.feed_titles(), **titles}, now, since=start)
+    source = _ReadEntries(store)
+    snapshot = read_snapshot(
+        source,
+        {**store.feed_titles(), **titles},
+        now,
+        since=start,
+        feeds=[f.url for f in loaded.config.feeds],  # a feed removed from feeds.yaml leaves the issues
+    )
     chosen = digest.select_stories(
         snapshot,
         window_start=start,
@@ -595,11 +654,12 @@ def compose_issue(
         # archive (a feed just added), not news.  The first issue, on a fresh store, shows
         # what the feeds hold, whatever its dates.
         reported_after=start - ARCHIVE_AGE if latest is not None else None,
+        copies=source.entries,
     )
     return digest.DigestIssue(
         newsletter=letter.name,
         title=letter.title,
-        number=(latest.number + 1) if latest is not None else _first_number(loaded, letter),
+        number=_next_number(loaded, letter, latest),
         window_start=start,
         window_end=now,
         frozen_at=now,
@@ -607,6 +667,77 @@ def compose_issue(
         lang=letter.lang,
         stories=chosen,
     )
+
+
+@dataclass(slots=True)
+class _ReadEntries:
+    """The store as ``read_snapshot`` reads it, keeping every entry it hands over.
+
+    The snapshot says when each story was first seen; the issue also needs when each of
+    its copies was, to find the articles that joined a story reported before its window
+    (``digest.select_stories``): the entries are at hand, and reading them twice is not."""
+
+    store: Store
+    entries: dict[str, StoredEntry] = field(default_factory=dict)
+
+    def entries_first_seen_since(self, since: datetime) -> list[StoredEntry]:
+        return self._keep(self.store.entries_first_seen_since(since))
+
+    def get_entries(self, ids: Iterable[str]) -> list[StoredEntry]:
+        return self._keep(self.store.get_entries(ids))
+
+    def entry_counts(self) -> dict[str, int]:
+        return self.store.entry_counts()
+
+    def iter_stories(self) -> Iterator[StoredStory]:
+        return self.store.iter_stories()
+
+    def _keep(self, found: list[StoredEntry]) -> list[StoredEntry]:
+        self.entries.update((stored.id, stored) for stored in found)
+        return found
+
+
+def _held_back(
+    run: _Run, letter: NewsletterConfig, record: IssueRecord, counted_from: datetime | None
+) -> str:
+    """Why a ``digest --send`` starts no new issue: who of ``record`` still waits, until
+    when, and what to do."""
+    rows = [r for r in run.store.deliveries(letter.name, record.number) if r.status in OPEN_STATES]
+    retries = sorted(
+        (r for r in rows if r.status == "retry"), key=lambda r: (r.next_attempt or run.now, r.recipient)
+    )
+    untried = len(rows) - len(retries)
+    waits = []
+    when = run.now
+    if retries:
+        when = max(run.now, retries[0].next_attempt or run.now)
+        said = f" ({digest.clean_text(retries[0].last_error, 200)})" if retries[0].last_error else ""
+        waits.append(f"{_recipients(len(retries))} to retry{said}, next try at {_local(letter, when)}")
+    if untried:
+        waits.append(f"{_recipients(untried)} not tried yet")
+    again = f"run `aggregator digest {letter.name} --send` again"
+    if untried:
+        todo = f"{again} once {mail_server(run.loaded)} takes mail"
+    else:
+        todo = f"{again} after that time, or leave it to `aggregator run`"
+    shown = shown_number(record)
+    this, after = f"#{shown}", f"#{shown + 1}"
+    text = (
+        f"no new issue: {letter.name} {this} still has {' and '.join(waits)}. "
+        f"{after} starts once {this} is done: {todo}"
+    )
+    if retries and counted_from is not None:
+        ends = _local(letter, next_issue_time(letter, counted_from))
+        text += f"; at the next scheduled issue, {ends}, retries still left are given up and {after} starts"
+    return text + "."
+
+
+def _recipients(count: int) -> str:
+    return f"{count} recipient{'' if count == 1 else 's'}"
+
+
+def _local(letter: NewsletterConfig, moment: datetime) -> str:
+    return digest.format_time(moment, letter.timezone)
 
 
 def _render(
@@ -672,10 +803,11 @@ def _backoff(attempts: int) -> timedelta:
 
 def _recover(run: _Run, letter: NewsletterConfig, record: IssueRecord) -> None:
     """Settle rows a crashed run left behind (the lock says no one else is sending)."""
+    shown = shown_number(record)  # what its messages are named by
     for row in run.store.deliveries(letter.name, record.number):
         if row.status not in ("sending", "in_data"):
             continue
-        delivered = run.transport.delivered(_message_name(letter, record.number, row.recipient))
+        delivered = run.transport.delivered(_message_name(letter, shown, row.recipient))
         if delivered is not None:  # the outbox can tell
             status = "sent" if delivered else "pending"
             run.store.set_delivery(
@@ -773,7 +905,7 @@ def _deliver(run: _Run, letter: NewsletterConfig, record: IssueRecord, *, final:
             log.warning(
                 "newsletter %s #%d: %s: %s: %s",
                 letter.name,
-                record.number,
+                issue.number,
                 address,
                 result.outcome.value,
                 result.detail,
@@ -781,8 +913,8 @@ def _deliver(run: _Run, letter: NewsletterConfig, record: IssueRecord, *, final:
         uncertain_in_a_row = uncertain_in_a_row + 1 if result.outcome is mail.Outcome.UNCERTAIN else 0
         stopped = _why_stop(run, result, uncertain_in_a_row)
         if stopped:
-            errors.append(f"{stopped}; {letter.name} #{record.number} continues on the next run")
-            log.warning("newsletter %s #%d: %s", letter.name, record.number, stopped)
+            errors.append(f"{stopped}; {letter.name} #{issue.number} continues on the next run")
+            log.warning("newsletter %s #%d: %s", letter.name, issue.number, stopped)
             break
     rows = run.store.deliveries(letter.name, record.number)
     if not any(r.status in OPEN_STATES for r in rows):
@@ -803,6 +935,7 @@ def _deliver(run: _Run, letter: NewsletterConfig, record: IssueRecord, *, final:
         errors=tuple(errors),
         archive=archive,
         stopped=stopped,
+        issue=issue.number,
     )
 
 
@@ -825,7 +958,7 @@ def _deliver_one(  # noqa: PLR0917 -- private
     try:
         data = _message_bytes(run.loaded, letter, issue, rendered, address, run.key, run.dkim)
         return run.transport.deliver(
-            letter.sender, address, data, _message_name(letter, record.number, address), before_data
+            letter.sender, address, data, _message_name(letter, issue.number, address), before_data
         )
     except mail.SenderError as exc:
         # The sender or the signing key: every message would fail alike.  Not this
@@ -837,7 +970,7 @@ def _deliver_one(  # noqa: PLR0917 -- private
     except mail.TransportStopped:
         raise
     except Exception as exc:  # a bug or an error nobody foresaw: recorded, not a crash at every run
-        log.exception("newsletter %s #%d: %s: unexpected error", letter.name, record.number, address)
+        log.exception("newsletter %s #%d: %s: unexpected error", letter.name, issue.number, address)
         detail = f"{address}: unexpected error: {type(exc).__name__}: {exc}"
         if data_began:  # it may have arrived: never send it again
             return mail.DeliveryResult(mail.Outcome.UNCERTAIN, detail)
@@ -868,7 +1001,7 @@ def write_archive(
 
 def _write_index(folder: Path, letter: NewsletterConfig, store: Store, current: digest.DigestIssue) -> None:
     items = []
-    numbers = {r.number: r for r in store.issues(letter.name) if r.status != "empty"}
+    numbers = {shown_number(r): r for r in store.issues(letter.name) if r.status != "empty"}
     # Pages an earlier database wrote (the numbering went on from them: _first_number) are
     # listed too, from their files: readers keep every issue the archive holds.
     on_disk = _archived_pages(folder)

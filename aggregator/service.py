@@ -188,19 +188,21 @@ async def send_issue(
         outcomes = await asyncio.to_thread(send)
     except DigestStopped:
         latest = store.latest_issue(newsletter.name)
-        number = latest.number if latest is not None else None
         left = (
             0
-            if number is None
-            else sum(d.status in newsletters.OPEN_STATES for d in store.deliveries(newsletter.name, number))
+            if latest is None
+            else sum(
+                d.status in newsletters.OPEN_STATES for d in store.deliveries(newsletter.name, latest.number)
+            )
         )
-        return (DigestRun(newsletter.name, scheduled_for, "stopped", number, remaining=left),)
+        shown = newsletters.shown_number(latest) if latest is not None else None  # as readers see it
+        return (DigestRun(newsletter.name, scheduled_for, "stopped", shown, remaining=left),)
     return tuple(
         DigestRun(
             newsletter=o.newsletter,
             scheduled_for=scheduled_for,
             status=o.status,
-            issue=o.number,
+            issue=o.shown_number,
             sent=o.sent,
             failed=o.failed + len(o.uncertain),
             remaining=o.retrying + o.waiting,  # the readers a stopped run left untried too
@@ -247,7 +249,8 @@ def _next_waiting(
     if not waiting:
         return None
     noun = "delivery" if len(waiting) == 1 else "deliveries"
-    return min(waiting), f"{newsletter.name} #{latest.number}: {len(waiting)} {noun} waiting"
+    shown = newsletters.shown_number(latest)
+    return min(waiting), f"{newsletter.name} #{shown}: {len(waiting)} {noun} waiting"
 
 
 def covered_until(

@@ -121,6 +121,7 @@ def test_stories_use_their_label_and_topics_and_count_every_outlet() -> None:
 
 
 def test_window_excludes_stories_first_seen_before_it_even_if_they_grew() -> None:
+    # Without ``copies`` (when each copy was first seen) no story can come back as updated.
     entries = [
         stored("old", "Old story", seen=START - timedelta(hours=2), story="s1"),
         stored("new-copy", "Old story, more", seen=NOW - timedelta(hours=1), story="s1"),
@@ -130,6 +131,72 @@ def test_window_excludes_stories_first_seen_before_it_even_if_they_grew() -> Non
     ]
     chosen = select(entries, [Story("s1", "Old story", ())])
     assert [s.headline for s in chosen] == ["Seen exactly now"]
+    with_copies = select(entries, [Story("s1", "Old story", ())], copies={e.id: e for e in entries})
+    assert [(s.headline, s.updated) for s in with_copies] == [
+        ("Seen exactly now", False),
+        ("Old story", True),
+    ]
+    assert [a.headline for a in with_copies[1].new_articles] == ["Old story, more"]
+
+
+BEFORE = START - timedelta(hours=2)  # first seen before the window: reported in an earlier issue
+
+
+def select_with_copies(entries: list[StoredEntry], **kwargs: object) -> tuple[DigestStory, ...]:
+    return select(entries, [Story("s1", "Summit opens", ())], copies={e.id: e for e in entries}, **kwargs)
+
+
+def test_an_article_joining_an_earlier_story_brings_it_back_marked_updated() -> None:
+    entries = [
+        stored("e1", "Summit opens", seen=BEFORE, story="s1"),
+        stored("e2", "Summit ends without a deal", feed="https://b.example/feed", story="s1"),
+        stored("e3", "Summit ends without a deal", duplicate_of="e2"),  # its syndicated copy
+    ]
+    [story] = select_with_copies(entries)
+    assert (story.headline, story.url, story.updated) == ("Summit opens", "https://news.example/e1", True)
+    assert story.outlets == ("Outlet A", "Outlet B")
+    [article] = story.new_articles
+    assert (article.outlet, article.headline, article.url) == (
+        "Outlet B",
+        "Summit ends without a deal",
+        "https://news.example/e2",
+    )
+    assert article.time == NOW - timedelta(hours=1, minutes=30)
+    issue = issue_of((story,))
+    assert digest.issue_from_json(digest.issue_to_json(issue)) == issue
+    rendered = render_digest(issue, archive_url="https://example.org/archive/daily/0002.html")
+    assert "<strong>Updated</strong> · Outlet A · also in: Outlet B" in rendered.html
+    assert 'New: <a href="https://news.example/e2"' in rendered.html
+    assert "  Updated · Outlet A · also in: Outlet B · " in rendered.text
+    assert "  New: Summit ends without a deal (Outlet B, 18 Aug 2025, 11:30 BST)\n" in rendered.text
+
+
+def test_an_earlier_story_is_not_back_for_copies_of_what_it_already_had() -> None:
+    syndicated = [  # another outlet carries the article already reported
+        stored("e1", "Summit opens", seen=BEFORE, story="s1"),
+        stored("e2", "Summit opens", feed="https://b.example/feed", duplicate_of="e1"),
+    ]
+    assert select_with_copies(syndicated) == ()
+    fuller = [  # the full text of an article reported as a summary, kept in its place
+        stored("e1", "Summit opens", seen=BEFORE, story="s1", duplicate_of="e2"),
+        stored("e2", "Summit opens", feed="https://b.example/feed", story="s1"),
+    ]
+    assert select_with_copies(fuller) == ()
+    unchanged = [stored("e1", "Summit opens", seen=BEFORE, story="s1")]
+    assert select_with_copies(unchanged) == ()
+
+
+def test_an_earlier_story_is_not_back_for_an_archive_or_another_feeds_article() -> None:
+    entries = [
+        stored("e1", "Summit opens", seen=BEFORE, story="s1"),
+        stored("e2", "Summit ends", feed="https://b.example/feed", story="s1"),
+    ]
+    assert len(select_with_copies(entries)) == 1
+    # Dated long before the window: a feed's archive, however recently it was first seen.
+    assert select_with_copies(entries, reported_after=NOW) == ()
+    # A newsletter of outlet A's feed only: outlet B's new article is not its news.
+    assert select_with_copies(entries, feeds=("https://a.example/feed",)) == ()
+    assert len(select_with_copies(entries, feeds=("https://b.example/feed",))) == 1
 
 
 def test_topic_and_feed_filters_and_the_story_limit() -> None:

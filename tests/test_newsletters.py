@@ -179,6 +179,11 @@ def test_a_feed_added_with_its_archive_sends_its_news_not_its_archive(
     loaded, store = project
     newsletters.run_due_newsletters(loaded, store, NOW)
     added = NOW + timedelta(hours=20)  # a feed added before the next issue, with its old items
+    text = loaded.path.read_text(encoding="utf-8").replace(
+        "feeds:\n", "feeds:\n  - url: https://new.example/feed\n", 1
+    )
+    loaded.path.write_text(text, encoding="utf-8")
+    loaded = load_config(loaded.path)
     state = FeedState(url="https://new.example/feed", status=FeedStatus.OK, last_fetch=added)
     items = [
         Entry(guid="old", url="https://new.example/2019/harbour", canonical_url=None,

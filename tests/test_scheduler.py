@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import email
 import json
 import logging
 import os
@@ -28,6 +29,7 @@ from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from email import policy
 from pathlib import Path
 from typing import Any
 
@@ -894,9 +896,9 @@ def test_a_digest_stopped_by_a_server_down_logs_every_reader_left(
         f'    schedule: "* * * * *"\n    subscribers: [{", ".join(subscribers)}]\n'
     )
     extra = "smtp:\n  host: 127.0.0.1\n  port: 9\n"  # nothing listens there
-    config = write_config(tmp_path / "feeds.yaml", [], newsletters, extra)
+    feed, moment = "http://127.0.0.1:9/feed.xml", datetime.now(UTC)  # configured, down: stories stay
+    config = write_config(tmp_path / "feeds.yaml", [feed], newsletters, extra)
     loaded = load_config(config)
-    feed, moment = "http://127.0.0.1:9/feed.xml", datetime.now(UTC)
     with Store.open(loaded.database_url) as store:
         entry = Entry(guid="s1", url="http://127.0.0.1/s1", canonical_url=None, title="Summit", text="Talks.")
         store.save_poll(FeedState(feed), [entry], moment)
@@ -925,10 +927,10 @@ def test_kill_9_and_sigterm_during_a_digest_then_restart_nobody_gets_a_second_co
             f"smtp:\n  host: 127.0.0.1\n  port: {smtp.port}\n  ca_file: {smtp.cafile}\n"
             "  username_env: TEST_SMTP_USER\n  password_env: TEST_SMTP_PASSWORD\n  rate_per_minute: 100000\n"
         )
-        config = write_config(tmp_path / "feeds.yaml", [], newsletters, extra)
+        feed = "http://127.0.0.1:9/feed.xml"  # configured (a removed feed's stories are not sent)
+        config = write_config(tmp_path / "feeds.yaml", [feed], newsletters, extra)
         env = {"TEST_SMTP_USER": USER, "TEST_SMTP_PASSWORD": PASSWORD, "AGGREGATOR_SECRET_KEY": "k" * 32}
         moment = datetime.now(UTC)
-        feed = "http://127.0.0.1:9/feed.xml"
         loaded = load_config(config)
         with Store.open(loaded.database_url) as store:
             # It ran before the machine went down (an issue with nothing new: no email).
@@ -999,9 +1001,9 @@ def digest_setup(
         f"smtp:\n  host: 127.0.0.1\n  port: {smtp.port}\n  ca_file: {smtp.cafile}\n"
         "  username_env: TEST_SMTP_USER\n  password_env: TEST_SMTP_PASSWORD\n  rate_per_minute: 100000\n"
     )
-    loaded = load_config(write_config(tmp_path / "feeds.yaml", [], letters, extra))
+    feed = "http://127.0.0.1:9/feed.xml"  # configured (a removed feed's stories are not sent)
+    loaded = load_config(write_config(tmp_path / "feeds.yaml", [feed], letters, extra))
     fire = utc(2026, 12, 7, 7)
-    feed = "http://127.0.0.1:9/feed.xml"
     try:
         with Store.open(loaded.database_url) as store:
             outbox = mail.Outbox(tmp_path / "outbox")
@@ -1044,6 +1046,23 @@ async def test_a_delivery_the_server_put_off_is_retried_when_its_time_comes(
         clock.advance(timedelta(minutes=4))
         await service.run_job(RETRY_JOB_ID)  # not the next day's issue: now
         assert (delivery_status(store, "daily"), len(handler.messages)) == ("sent", 1)
+
+
+@pytest.mark.anyio
+async def test_the_scheduler_logs_the_issue_number_readers_see_not_the_stores(
+    tmp_path: Path,
+    tls_files: tuple[Path, Path],  # noqa: F811 -- the fixture imported above
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The day before had nothing new (an empty issue, no email): today's is #1 for readers,
+    # and the log line (and `status`) must say #1 too, not the store's key 2.
+    handler = Handler()
+    with digest_setup(tmp_path, tls_files, monkeypatch, handler) as (service, _, _store):
+        [run] = await service.run_newsletter("daily")
+    [(_, _, data)] = handler.messages
+    sent = email.message_from_bytes(data, policy=policy.default)
+    assert ".1." in sent["Message-ID"]
+    assert (run.status, run.issue) == ("done", 1)
 
 
 @pytest.mark.anyio
