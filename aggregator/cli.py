@@ -9,7 +9,6 @@ lost its lock (see service).  A reader that stops early (``| head``) is no failu
 
 from __future__ import annotations
 
-import asyncio
 import codecs
 import contextlib
 import io
@@ -28,7 +27,7 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperGroup
 
-from aggregator import __version__, cli_digest, cli_serve, pipeline
+from aggregator import __version__, cli_digest, cli_serve, eventloop, pipeline
 from aggregator.cli_console import NARROW_TERMINAL, cell, echo, lazy_console, shown
 from aggregator.config import CONFIG_ENV, DEFAULT_CONFIG_NAME, LoadedConfig, check_config, load_config
 from aggregator.errors import AggregatorError, ConfigError, StoreError
@@ -261,7 +260,7 @@ def poll(
             _progress_callbacks(sys.stderr.isatty()) as callbacks,
             ingest_lock(loaded.database_url, exclusive=False),
         ):
-            summary = asyncio.run(pipeline.poll_feeds(loaded, store, _now(), only_due=due, **callbacks))
+            summary = eventloop.run(pipeline.poll_feeds(loaded, store, _now(), only_due=due, **callbacks))
         code = _report(summary, loaded)
         if summary_json:
             totals = store.entry_counts()
@@ -313,7 +312,7 @@ def run(
         ):
             with ingest_lock(loaded.database_url, exclusive=False):  # before the clock: see runlock
                 now = _now()
-                report = asyncio.run(pipeline.run_cycle(loaded, store, now, only_due=True, **callbacks))
+                report = eventloop.run(pipeline.run_cycle(loaded, store, now, only_due=True, **callbacks))
             if loaded.config.newsletters:
                 issues = newsletters.run_due_newsletters(loaded, store, now)
     except SchedulerAlreadyRunning as exc:

@@ -14,7 +14,6 @@ to choose one, a missing or read-only feeds.yaml).
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sys
 from datetime import UTC, datetime
@@ -26,6 +25,7 @@ import click
 import typer
 from rich.table import Table
 
+from aggregator import eventloop
 from aggregator.cli_console import NARROW_TERMINAL, cell, echo, lazy_console
 from aggregator.config import (
     DEFAULT_CONFIG_NAME,
@@ -198,7 +198,7 @@ def add_feed(
         except ValueError as exc:
             _fail(f"{option}: {exc}")
     try:
-        found = asyncio.run(_discover(loaded, url, pick))
+        found = eventloop.run(_discover(loaded, url, pick))
     except PickError as exc:
         _fail(str(exc), EXIT_USAGE)
     except DiscoveryError as exc:
