@@ -120,6 +120,9 @@ class IssueRecord:
     ``status`` is ``sending`` until every recipient has an outcome, then ``done``; an
     issue with nothing new is recorded as ``empty`` (no email) so the next window starts
     after it.  ``snapshot`` is the frozen JSON both the email and the archive come from.
+    ``number`` keys the issue in the store, one per run, empty ones included; the number
+    readers see is the snapshot's (``newsletters.shown_number``), which empty issues do
+    not use up.
     """
 
     newsletter: str
