@@ -11,7 +11,9 @@ Everything from the network is hostile until proven otherwise:
 
 - three time limits: connect, read (between bytes), and a total deadline for the whole
   fetch including redirects, so a server that trickles one byte a second cannot hold a
-  feed forever;
+  feed forever; a ``file:`` read gets the total deadline too (a hung network mount): it
+  runs in a daemon thread of its own, which is left behind if it never returns and can
+  deliver nothing once the poll has stopped waiting;
 - a size cap on *decompressed* bytes, applied while streaming: gzip and deflate are
   inflated here with a bounded output (``zlib``'s ``max_length``), so a 50 MB gzip bomb
   costs at most the cap in memory, not 50 MB at once, also when codings are stacked
@@ -21,6 +23,9 @@ Everything from the network is hostile until proven otherwise:
   permanent (301/308: the caller may move the subscription), to name the URLs of a loop,
   and to refuse a redirect to anything but http(s) (never to ``file:``), naming the
   unusable Location rather than blaming the feed's own URL;
+- a 410 Gone retires the feed only when the configured URL itself answered it, or the end of
+  permanent redirects (301/308) only: behind a temporary one (302/303/307) the configured URL
+  is still the feed's address, and its target being gone is an error of this poll;
 - a 304 is "not modified" only when validators were sent: to a request without any it
   means a misconfigured server or proxy, and is an error (else the feed would never get
   its first body);
@@ -48,15 +53,18 @@ would have raised, with the original kept as ``__cause__``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import importlib.util
 import logging
 import mimetypes
 import re
 import socket
 import ssl
+import threading
 import time
 import zlib
-from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime, parsedate_to_datetime
@@ -355,6 +363,9 @@ class _Progress:
 
     chain: list[str]
     permanent_redirect: str | None = None
+    # The first hop that was not a 301/308, as (its status, the URL that answered it): from
+    # there on the chain is no move, and a 410 at its end retires nothing.
+    temporary_redirect: tuple[int, str] | None = None
     started: float = field(default_factory=time.monotonic)
     # Set along the redirect chain and sent back on the next hops (consent and anti-bot
     # pages set one, then redirect to the feed, which asks for it); gone with the fetch.
@@ -443,7 +454,6 @@ class Fetcher:
         loop = asyncio.get_running_loop()
         deadline: float | None = None
         hop_ended = 0.0  # when the last hop gave its slot back
-        permanent_so_far = True  # every hop so far was a 301/308
         while True:
             url = _http_url(progress.url)
             cookies_sent = progress.cookie_state()
@@ -475,10 +485,11 @@ class Fetcher:
             hop_ended = loop.time()
             progress.visited.add((progress.url, cookies_sent))
 
-            if permanent_so_far and response.status_code in PERMANENT_REDIRECT_STATUSES:
-                progress.permanent_redirect = target
-            else:
-                permanent_so_far = False
+            if progress.temporary_redirect is None:  # every hop so far was a 301/308
+                if response.status_code in PERMANENT_REDIRECT_STATUSES:
+                    progress.permanent_redirect = target
+                else:
+                    progress.temporary_redirect = (response.status_code, progress.url)
             if (target, progress.cookie_state()) in progress.visited:
                 raise _Failed(
                     f"redirect loop: {' -> '.join([*progress.chain, target])}: {_SEE_WHERE_IT_WENT}"
@@ -534,6 +545,12 @@ class Fetcher:
                 elapsed=_elapsed(progress),
             )
         retry_after = _retry_after(headers, now) if code in (429, 503) else None
+        if code == 410 and progress.temporary_redirect is not None:
+            # A temporary redirect says the feed's address is still the URL that sent it:
+            # where it points today being gone ends nothing.  Backoff, not retirement.
+            raise _Failed(
+                _describe_gone_for_now(url, *progress.temporary_redirect), http_status=code, headers=headers
+            )
         raise _Failed(
             _describe_status(code, url),
             status=FeedStatus.RETIRED if code == 410 else FeedStatus.ERROR,
@@ -621,10 +638,22 @@ class Fetcher:
             )
         started = time.monotonic()
         async with self._global:
-            # Reading can block (network file systems): keep it off the event loop.
-            return await asyncio.to_thread(
-                self._read_file, state, location, path, now=now, conditional=conditional, started=started
-            )
+            # Reading can block (network file systems): keep it off the event loop, and stop
+            # waiting at the total time limit, as for a server that never finishes.
+            limit = self._settings.total_timeout
+            try:
+                async with asyncio.timeout(limit):
+                    return await _in_daemon_thread(
+                        lambda: self._read_file(
+                            state, location, path, now=now, conditional=conditional, started=started
+                        ),
+                        name=f"aggregator: read {path}",
+                    )
+            except TimeoutError:
+                raise _Failed(
+                    f"timed out after {_seconds(limit)} reading file {path}: the file system did not "
+                    "answer (total time limit for one fetch); is it on a network mount that is down?"
+                ) from None
 
     def _read_file(
         self,
@@ -720,6 +749,36 @@ class Fetcher:
             retry_after=failure.retry_after,
             elapsed=_elapsed(progress),
         )
+
+
+async def _in_daemon_thread(work: Callable[[], FetchResult], *, name: str) -> FetchResult:
+    """``work()`` run in a daemon thread of its own; its result, or its exception, awaited.
+
+    Not ``asyncio.to_thread``: a read that never returns (a hung network mount) would hold
+    a worker of the loop's default executor for good, the one the store's work shares, and
+    ``asyncio.run`` waits for those workers before it returns, so the command would hang at
+    its end instead.  A daemon thread is left behind when the caller stops waiting (it cannot
+    be killed) and does not hold up the exit; what it produces after that goes nowhere: the
+    future is cancelled by then, or its loop closed.
+    """
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[FetchResult] = loop.create_future()
+
+    def deliver(settle: Callable[[], None]) -> None:  # in the loop
+        if not future.done():  # done is cancelled: the caller stopped waiting
+            settle()
+
+    def run() -> None:  # in the thread
+        settle: Callable[[], None]
+        try:
+            settle = functools.partial(future.set_result, work())
+        except BaseException as exc:  # handed to the caller, as to_thread does
+            settle = functools.partial(future.set_exception, exc)
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits any more
+            loop.call_soon_threadsafe(deliver, settle)
+
+    threading.Thread(target=run, name=name, daemon=True).start()
+    return await future
 
 
 async def fetch_feeds(fetcher: Fetcher, jobs: Iterable[FetchJob], now: datetime) -> list[FetchResult]:
@@ -1018,6 +1077,14 @@ def _describe_status(code: int, url: str) -> str:  # noqa: PLR0911
     return f"unexpected response (HTTP {code} {phrase}) at {url}: expected a feed"
 
 
+def _describe_gone_for_now(url: str, redirect: int, origin: str) -> str:
+    return (
+        f"gone (HTTP 410) at {url}, reached through a temporary redirect (HTTP {redirect}) from "
+        f"{origin}: the redirect keeps {origin} as the feed's address, so the feed is not retired; "
+        "will retry later"
+    )
+
+
 def _reason(code: int) -> str:
     try:
         return HTTPStatus(code).phrase
@@ -1193,8 +1260,12 @@ def _retry_after(headers: Mapping[str, str], now: datetime) -> datetime | None:
 
 
 def _cache_max_age(headers: Mapping[str, str], now: datetime) -> timedelta | None:
-    """How long the server says the response stays fresh: Cache-Control max-age, else
-    Expires - Date.  None when it says nothing.
+    """How much longer the server says the response stays fresh: its freshness lifetime
+    (Cache-Control max-age, else Expires - Date) less its Age, never below zero.  None when
+    it says nothing.
+
+    The Age counts (RFC 9111 4.2.3): a CDN's copy with ``max-age=600`` and ``Age: 590`` is
+    fresh for 10 more seconds, not 600.  An Age that is no delta-seconds is ignored.
 
     Not s-maxage: it is for shared caches (CDNs), which a site purges when it publishes;
     Next.js sends ``s-maxage=31536000`` for a page built once, and taken as ours it held
@@ -1204,15 +1275,19 @@ def _cache_max_age(headers: Mapping[str, str], now: datetime) -> timedelta | Non
     for part in headers.get("cache-control", "").split(","):
         name, _, value = part.partition("=")
         directives[name.strip().lower()] = value.strip().strip('"')
-    if (delta := _delta_seconds(directives.get("max-age", ""))) is not None:
-        return delta
-    if "expires" not in headers:
-        return None
-    expires = _parse_http_date(headers["expires"])
-    if expires is None:
-        return timedelta(0)  # RFC 9111: an invalid Expires ("0", "-1") means already expired
-    date = _parse_http_date(headers.get("date")) or now
-    return min(max(expires - date, timedelta(0)), timedelta(seconds=_MAX_HEADER_SECONDS))
+    lifetime = _delta_seconds(directives.get("max-age", ""))
+    if lifetime is None:
+        if "expires" not in headers:
+            return None
+        expires = _parse_http_date(headers["expires"])
+        if expires is None:
+            lifetime = timedelta(0)  # RFC 9111: an invalid Expires ("0", "-1") means already expired
+        else:
+            date = _parse_http_date(headers.get("date")) or now
+            lifetime = min(max(expires - date, timedelta(0)), timedelta(seconds=_MAX_HEADER_SECONDS))
+    if "age" in headers and (age := _delta_seconds(headers["age"].strip())) is not None:
+        return max(lifetime - age, timedelta(0))
+    return lifetime
 
 
 def _elapsed(progress: _Progress) -> timedelta:

@@ -26,7 +26,11 @@ The rules, in the order a reader of ``aggregator status`` would ask about them:
   ("next try at ..."): the fetch's message cannot know it, since it is decided here.
 - Jitter only ever *adds* time (up to ``jitter`` x the delay), so it never makes us
   earlier than a server asked, and it spreads feeds that started together.
-- A 410 Gone retires the feed: it is never due again (the user should remove it).
+- A 410 Gone retires the feed: it is never due again (the user should remove it).  Fetch
+  says so (RETIRED) only for a 410 at the configured URL or after permanent redirects; one
+  reached through a temporary redirect is an ERROR, and backs off like any other.
+- The server's cache lifetime is what is left of it: fetch takes the response's Age off
+  (RFC 9111 4.2.3), so a CDN's copy near the end of its max-age does not hold the feed back.
 - A parse error counts as an error.  The validators of the unparseable response are
   not kept, so the next poll downloads and parses again instead of getting a 304 for
   bytes we could not read.

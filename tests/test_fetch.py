@@ -8,6 +8,7 @@ second or two; nothing here sleeps except the server.
 from __future__ import annotations
 
 import contextlib
+import email.utils
 import gzip
 import os
 import random
@@ -246,6 +247,54 @@ async def test_a_lifetime_meant_for_shared_caches_does_not_slow_polling(feed_ser
     assert (await fetch(feed_server.url("/both.xml"))).cache_max_age == timedelta(hours=2)
 
 
+@pytest.mark.parametrize(
+    ("headers", "fresh_for"),
+    [
+        ({"Cache-Control": "max-age=600", "Age": "590"}, timedelta(seconds=10)),
+        ({"Cache-Control": "public, max-age=600", "Age": " 600 "}, timedelta(0)),
+        ({"Cache-Control": "max-age=600", "Age": "86400"}, timedelta(0)),  # clamped, not negative
+        ({"Cache-Control": "max-age=600", "Age": "9" * 5000}, timedelta(0)),  # "infinity"
+        ({"Cache-Control": "max-age=600", "Age": "soon"}, timedelta(seconds=600)),  # ignored
+        ({"Cache-Control": "max-age=600", "Age": "-5"}, timedelta(seconds=600)),  # ignored
+        ({"Cache-Control": "max-age=600", "Age": "\u00b2"}, timedelta(seconds=600)),  # ignored
+        ({"Cache-Control": "no-cache", "Age": "30"}, None),  # no lifetime to take it from
+    ],
+    ids=[
+        "cdn",
+        "just-expired",
+        "older-than-lifetime",
+        "5000-digits",
+        "word",
+        "negative",
+        "superscript",
+        "none",
+    ],
+)
+async def test_the_age_of_a_cached_copy_is_taken_off_its_lifetime(
+    feed_server: FeedServer, headers: dict[str, str], fresh_for: timedelta | None
+) -> None:
+    # RFC 9111 4.2.3: a CDN's copy with max-age=600 that has been in the CDN for 590 s is
+    # fresh for 10 more seconds, not 600.
+    feed_server.add_feed("/cdn.xml", RSS, headers=headers)
+    result = await fetch(feed_server.url("/cdn.xml"))
+    assert result.status is FeedStatus.OK, result.error
+    assert result.cache_max_age == fresh_for
+
+
+async def test_an_aged_copy_does_not_put_the_next_check_off(feed_server: FeedServer) -> None:
+    feed_server.add_feed("/cdn.xml", RSS, headers={"Cache-Control": "max-age=600", "Age": "590"})
+    policy = PollingPolicy(interval=timedelta(minutes=1), min_interval=timedelta(0), jitter=0)
+    result = await fetch(feed_server.url("/cdn.xml"))
+    state = advance_state(FeedState(url=result.url), result, None, policy, NOW, random.Random(1))
+    assert state.next_check == NOW + timedelta(minutes=1)  # the interval, not 10 minutes
+    # Expires - Date is a lifetime too, and ages the same way.
+    expires = email.utils.formatdate(time.time() + 3600, usegmt=True)
+    feed_server.add_feed("/cdn.xml", RSS, headers={"Expires": expires, "Age": "3000"})
+    result = await fetch(feed_server.url("/cdn.xml"))
+    assert result.cache_max_age is not None
+    assert timedelta(seconds=595) <= result.cache_max_age <= timedelta(seconds=600)
+
+
 # -- redirects -----------------------------------------------------------------------------
 
 
@@ -385,6 +434,62 @@ async def test_410_retires_the_feed(feed_server: FeedServer) -> None:
     assert result.http_status == 410
     assert result.error == (
         f"gone (HTTP 410) at {url}: the server says this feed was removed; remove it from feeds.yaml"
+    )
+
+
+@pytest.mark.parametrize("code", [302, 303, 307])
+async def test_410_behind_a_temporary_redirect_is_an_error_to_retry_not_a_retirement(
+    feed_server: FeedServer, code: int
+) -> None:
+    # A temporary redirect says the configured URL is still the feed's address: that the
+    # page it points to today is gone does not end the feed.  It was retired for good.
+    feed_server.redirects["/for-now"] = (code, "/gone")
+    url, gone = feed_server.url("/for-now"), feed_server.url("/gone")
+    result = await fetch(url)
+    assert result.status is FeedStatus.ERROR
+    assert result.http_status == 410
+    assert result.final_url == gone
+    assert result.permanent_redirect is None
+    assert result.error == (
+        f"gone (HTTP 410) at {gone}, reached through a temporary redirect (HTTP {code}) from {url}: "
+        f"the redirect keeps {url} as the feed's address, so the feed is not retired; will retry later"
+    )
+    policy = PollingPolicy(jitter=0)
+    state = advance_state(
+        FeedState(url=url, status=FeedStatus.OK), result, None, policy, NOW, random.Random(1)
+    )
+    assert state.status is FeedStatus.ERROR
+    assert state.next_check == NOW + policy.backoff_base
+    assert is_due(state, NOW + policy.backoff_base)
+
+
+async def test_410_after_a_move_then_a_temporary_redirect_names_the_temporary_one(
+    feed_server: FeedServer,
+) -> None:
+    # Moved for good to /for-now, which sends elsewhere only for now: still no retirement,
+    # and the message names the redirect that was temporary, not the feed's own URL.
+    feed_server.redirects["/old"] = (301, "/for-now")
+    feed_server.redirects["/for-now"] = (307, "/gone")
+    moved_to = feed_server.url("/for-now")
+    result = await fetch(feed_server.url("/old"))
+    assert result.status is FeedStatus.ERROR
+    assert result.permanent_redirect == moved_to
+    assert result.error is not None
+    assert f"reached through a temporary redirect (HTTP 307) from {moved_to}:" in result.error
+
+
+@pytest.mark.parametrize("codes", [(301,), (308,), (301, 308)], ids=["301", "308", "301-308"])
+async def test_410_at_the_end_of_permanent_redirects_still_retires(
+    feed_server: FeedServer, codes: tuple[int, ...]
+) -> None:
+    hops = [f"/hop-{i}" for i in range(len(codes))]
+    for path, code, target in zip(hops, codes, [*hops[1:], "/gone"], strict=True):
+        feed_server.redirects[path] = (code, target)
+    gone = feed_server.url("/gone")
+    result = await fetch(feed_server.url(hops[0]))
+    assert result.status is FeedStatus.RETIRED
+    assert result.error == (
+        f"gone (HTTP 410) at {gone}: the server says this feed was removed; remove it from feeds.yaml"
     )
 
 
