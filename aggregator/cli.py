@@ -32,7 +32,7 @@ from aggregator.cli_console import NARROW_TERMINAL, cell, echo, lazy_console, sh
 from aggregator.config import CONFIG_ENV, DEFAULT_CONFIG_NAME, LoadedConfig, check_config, load_config
 from aggregator.errors import AggregatorError, ConfigError, StoreError
 from aggregator.runlock import ingest_lock
-from aggregator.store import Store
+from aggregator.store import NoDatabaseYet, Store
 from aggregator.types import FeedStatus, PollOutcome, PollSummary, StoredEntry
 from aggregator.urls import without_password
 
@@ -147,10 +147,22 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+# What a command that only reads opens where nothing has been stored yet: an empty database
+# in memory, so that it shows what an empty database shows (every feed never polled, no
+# entries) without leaving a folder or a file behind.
+_NOTHING_STORED = "sqlite://"
+
+
 @contextmanager
-def _open_store(loaded: LoadedConfig) -> Iterator[Store]:
+def _open_store(loaded: LoadedConfig, *, read_only: bool = False) -> Iterator[Store]:
+    """The configured store; ``read_only`` for the commands that only read, which create
+    nothing: where nothing has run yet they say so on stderr and read an empty store."""
     try:
-        store = Store.open(loaded.database_url)
+        try:
+            store = Store.open(loaded.database_url, create=not read_only)
+        except NoDatabaseYet as exc:
+            echo(f"{_no_database_yet(exc)}: run `aggregator poll` or `aggregator run --once` first", err=True)
+            store = Store.open(_NOTHING_STORED)
     except StoreError as exc:
         echo(f"error: {exc}", err=True)
         raise typer.Exit(EXIT_USAGE) from exc
@@ -161,6 +173,16 @@ def _open_store(loaded: LoadedConfig) -> Iterator[Store]:
         raise typer.Exit(EXIT_USAGE) from exc
     finally:
         store.close()
+
+
+def _no_database_yet(exc: NoDatabaseYet) -> str:
+    """``no database yet at data/aggregator.sqlite``: a file under the working folder by its
+    relative path, as a person would type it."""
+    where, here = exc.where, Path.cwd()
+    if here != Path(here.anchor):  # from /, the absolute path reads better
+        with contextlib.suppress(ValueError):  # elsewhere, or a URL: as it is
+            where = str(Path(where).relative_to(here))
+    return f"no database yet at {where}"
 
 
 def _version(value: bool) -> None:
@@ -346,11 +368,14 @@ def status(
     ctx: typer.Context,
     output: Annotated[OutputFormat, typer.Option("--format", help="table or json.")] = OutputFormat.TABLE,
 ) -> None:
-    """Show the health of every configured feed: last fetch, HTTP status, entries, errors, next check."""
+    """Show the health of every configured feed: last fetch, HTTP status, entries, errors, next check.
+
+    No database yet: it creates none, says so on stderr, shows every feed as never polled, exits 0.
+    """
     from aggregator import service  # noqa: PLC0415 -- APScheduler and newsletters: see run()
 
     loaded = ctx.obj.load()
-    with _open_store(loaded) as store:
+    with _open_store(loaded, read_only=True) as store:
         states = pipeline.feed_states_for(loaded, store)
         counts = store.entry_counts()
         jobs = service.next_runs(loaded, store, _now()) if output is OutputFormat.TABLE else []
@@ -419,7 +444,10 @@ def export(
         ExportFormat.JSONL
     ),
 ) -> None:
-    """Write every stored entry as JSON lines: id, guid, feed, url, title, published, story, topics…"""
+    """Write every stored entry as JSON lines: id, guid, feed, url, title, published, story, topics…
+
+    No database yet: it creates none, says so on stderr, writes nothing, exits 0.
+    """
     loaded = ctx.obj.load()
     try:
         _export_jsonl(loaded)
@@ -432,7 +460,7 @@ def export(
 
 
 def _export_jsonl(loaded: LoadedConfig) -> None:
-    with _open_store(loaded) as store:
+    with _open_store(loaded, read_only=True) as store:
         for stored in store.iter_entries(bodies=False):
             entry = stored.entry
             record = {
@@ -458,11 +486,14 @@ def explain(
     ctx: typer.Context,
     entry_id: Annotated[str, typer.Argument(help="An entry id, as `aggregator export` prints it.")],
 ) -> None:
-    """Say why an entry is or is not a copy of another (which stage, which score, of which entry)."""
+    """Say why an entry is or is not a copy of another (which stage, which score, of which entry).
+
+    Exit 2 for an id that is not stored (with no database yet none is; none is created).
+    """
     from aggregator.dedupe import MatchStage, Verdict  # noqa: PLC0415 -- NumPy, for this command only
 
     loaded = ctx.obj.load()
-    with _open_store(loaded) as store:
+    with _open_store(loaded, read_only=True) as store:
         stored = store.get_entry(entry_id)
         if stored is None:
             echo(f"no entry with id {entry_id!r}: the ids are in `aggregator export`", err=True)

@@ -9,6 +9,9 @@ leaves this module.
 ``Store.open(url)`` creates the database if needed and migrates it to the newest
 schema with alembic (the revisions live in ``aggregator/migrations/versions``), so
 opening the same database twice, or from the scheduler and the CLI at once, is safe.
+``Store.open(url, create=False)`` is for the commands that only read (``status``,
+``export``): where nothing has been stored yet (no SQLite file, or a database without a
+table) it creates nothing, no folder, file or table, and raises ``NoDatabaseYet``.
 A database already at the newest revision is opened without importing alembic: every
 ``aggregator poll`` from cron would otherwise pay for it.  Nor is a new SQLite file: it
 gets the models' tables and the newest revision recorded at once (``_create_new``; the
@@ -49,6 +52,7 @@ import sqlalchemy as sa
 
 from aggregator.errors import DatabaseUnavailable, StoreError
 from aggregator.identity import content_hash, entry_id, without_nul  # the first two re-exported
+from aggregator.runlock import sqlite_file
 from aggregator.types import DuplicateEvidence, Enclosure, Entry, FeedState, FeedStatus, StoredEntry
 from aggregator.urls import without_password
 
@@ -66,6 +70,7 @@ __all__ = [
     "MIGRATIONS_DIR",
     "DeliveryRecord",
     "IssueRecord",
+    "NoDatabaseYet",
     "SaveCounts",
     "Store",
     "StoredStory",
@@ -91,6 +96,16 @@ IN_CHUNK = 500
 
 # A fixed key for PostgreSQL's advisory lock that serializes concurrent migrations.
 _PG_MIGRATION_LOCK = 0x61676772  # "aggr"
+
+
+class NoDatabaseYet(StoreError):
+    """``Store.open(url, create=False)`` found nothing stored at ``url`` yet (no SQLite file,
+    or a database without a table): nothing has been polled there.  ``where`` is the file,
+    or the URL with its password hidden."""
+
+    def __init__(self, where: str) -> None:
+        super().__init__(f"no database yet at {where}")
+        self.where = where
 
 
 @dataclass(frozen=True, slots=True)
@@ -502,6 +517,13 @@ def _at_head(engine: sa.Engine) -> bool:
     return current == [head]
 
 
+def _has_tables(engine: sa.Engine) -> bool:
+    """Whether the database holds any table (in PostgreSQL, in the schema it searches first):
+    one without is a database nothing has been stored in yet."""
+    with engine.connect() as conn:
+        return bool(sa.inspect(conn).get_table_names())
+
+
 def _create_new(engine: sa.Engine) -> bool:
     """Give a new SQLite database (not a single table or index yet) the newest schema.
 
@@ -640,8 +662,12 @@ class Store:
         self._insert_plans: dict[str, _InsertPlan] = {}
 
     @classmethod
-    def open(cls, url: str) -> Store:
+    def open(cls, url: str, *, create: bool = True) -> Store:
         """Open (creating if needed) the database at ``url`` and migrate it to the newest schema.
+
+        With ``create=False`` (a command that only reads) a database that does not exist
+        yet is not created: ``NoDatabaseYet``, and no folder, file or table was made.  One
+        that exists is still migrated: the queries need the newest schema.
 
         Raises ``StoreError`` naming the URL (password hidden) and the reason when the
         database cannot be reached, created or migrated.
@@ -650,8 +676,19 @@ class Store:
         engine: sa.Engine | None = None
         try:
             parsed = sa.make_url(url)
+            # Before the engine: SQLite would create the file on connecting, and
+            # _create_engine its folder.
+            database = None if create else sqlite_file(parsed)
+            if database is not None and not database.exists():
+                raise NoDatabaseYet(str(database))
             engine = _create_engine(parsed)
+            if not create and not _has_tables(engine):
+                raise NoDatabaseYet(shown if database is None else str(database))
             _migrate(engine, parsed)
+        except NoDatabaseYet:
+            if engine is not None:
+                engine.dispose()
+            raise
         except (sa.exc.SQLAlchemyError, ImportError, OSError, ValueError) as exc:
             if engine is not None:
                 engine.dispose()

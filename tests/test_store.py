@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import random
 import re
+import secrets
 import sqlite3
 import string
 import subprocess
@@ -29,7 +30,7 @@ from aggregator import store as store_module
 from aggregator.errors import DatabaseUnavailable, StoreError
 from aggregator.identity import entry_hashes
 from aggregator.parse import parse_feed
-from aggregator.store import SaveCounts, Store, entry_id, metadata, migration_config
+from aggregator.store import NoDatabaseYet, SaveCounts, Store, entry_id, metadata, migration_config
 from aggregator.types import DuplicateEvidence, Enclosure, Entry, FeedState, FeedStatus
 
 FEED = "https://example.com/feed.xml"
@@ -83,6 +84,29 @@ def test_opening_twice_migrates_once_and_schema_matches_the_models(database_url:
                 )
             ).all()
             assert len(schemas) == 1
+
+
+def test_opening_to_read_where_nothing_was_stored_creates_nothing(tmp_path: Path, database_url: str) -> None:
+    # For the commands that only read (status, export): no folder, no file, no table.
+    url = (
+        f"sqlite:///{tmp_path / 'data' / 'aggregator.sqlite'}"
+        if database_url.startswith("sqlite")
+        else database_url
+    )
+    with pytest.raises(NoDatabaseYet, match=r"^no database yet at "):
+        Store.open(url, create=False)
+    if url.startswith("sqlite"):
+        assert not (tmp_path / "data").exists()
+    else:  # the database itself exists (an administrator made it), and stays without a table
+        engine = sa.create_engine(url)
+        try:
+            with engine.connect() as conn:
+                assert sa.inspect(conn).get_table_names() == []
+        finally:
+            engine.dispose()
+    Store.open(url).close()  # a poll creates it; then it is read as any other
+    with Store.open(url, create=False) as store:
+        assert store.feed_states() == []
 
 
 def test_the_migrations_build_the_schema_of_the_models(database_url: str) -> None:
@@ -886,3 +910,27 @@ def test_data_the_database_refuses_fails_its_feed_alone(
         assert isinstance(results[0], StoreError)
         assert not isinstance(results[0], DatabaseUnavailable)
     assert results[1] == SaveCounts(new=1)
+
+
+def test_the_longest_feed_url_config_allows_is_stored_on_both_backends(store: Store, now: datetime) -> None:
+    # feeds.yaml refuses a feed URL over config.MAX_URL_BYTES (a 3,000-byte one failed the
+    # feeds sync on PostgreSQL only, past its ~2,700-byte index row limit); parse keeps
+    # guids and canonical URLs within parse.MAX_INDEXED_BYTES.  Both at their limits, in
+    # text that does not compress, must still fit every index on both backends.
+    from aggregator.config import MAX_URL_BYTES  # noqa: PLC0415 -- this test alone
+    from aggregator.parse import MAX_INDEXED_BYTES  # noqa: PLC0415 -- this test alone
+
+    prefix = "https://example.com/"
+    url = prefix + secrets.token_hex(MAX_URL_BYTES)[: MAX_URL_BYTES - len(prefix)]
+    guid = secrets.token_hex(MAX_INDEXED_BYTES)[:MAX_INDEXED_BYTES]
+    canonical = prefix + secrets.token_hex(MAX_INDEXED_BYTES)[: MAX_INDEXED_BYTES - len(prefix)]
+    assert (len(url.encode()), len(guid.encode()), len(canonical.encode())) == (
+        MAX_URL_BYTES,
+        MAX_INDEXED_BYTES,
+        MAX_INDEXED_BYTES,
+    )
+    store.sync_feeds([(url, "Long")])
+    entry = make_entry(guid, canonical_url=canonical)
+    assert store.save_poll(polled(url, now), [entry], now) == SaveCounts(new=1, updated=0)
+    [stored] = store.iter_entries([url])
+    assert (stored.feed_url, stored.entry.guid) == (url, guid)

@@ -1,0 +1,147 @@
+"""The ``aggregator`` command where nothing has run yet: the commands that only read create
+nothing (no ``data/`` folder, no database file, no table) and say that there is no data yet.
+
+Real parts: the command in-process (typer's runner, stdout and stderr apart), real SQLite
+files and a real PostgreSQL schema (see tests/conftest.py).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from typer.testing import CliRunner
+
+from aggregator.cli import app
+from aggregator.store import Store
+
+FEED = """<?xml version="1.0" encoding="utf-8"?>
+<rss version="2.0"><channel><title>News</title><link>https://news.example/</link>
+<item><title>A summit in Alaska</title><link>https://news.example/1</link>
+<guid>https://news.example/1</guid><description>Talks resume.</description></item>
+</channel></rss>
+"""
+
+NO_DATA_YET = "run `aggregator poll` or `aggregator run --once` first"
+
+
+def project(folder: Path, database: str | None = None) -> Path:
+    """A feeds.yaml with one local feed and a newsletter, as on a machine where nothing ran yet."""
+    (folder / "news.xml").write_text(FEED, encoding="utf-8")
+    config = folder / "feeds.yaml"
+    config.write_text(
+        "feeds:\n  - url: news.xml\n    title: News\nnewsletters:\n  - name: daily\n    title: Daily\n"
+        + (f"database: {database}\n" if database else ""),
+        encoding="utf-8",
+    )
+    return config
+
+
+def files_under(folder: Path) -> set[Path]:
+    return set(folder.rglob("*"))
+
+
+def invoke(config: Path, *args: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(app, ["--config", str(config), *args], catch_exceptions=False)
+    return result.exit_code, result.stdout, result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "code"),
+    [
+        (("status",), 0),
+        (("status", "--format", "json"), 0),
+        (("export",), 0),
+        (("export", "--format", "jsonl"), 0),
+        (("explain", "0123456789abcdef"), 2),  # an id nothing has stored
+    ],
+)
+def test_a_read_only_command_on_a_fresh_install_creates_nothing_and_says_there_is_no_data_yet(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, args: tuple[str, ...], code: int
+) -> None:
+    # `aggregator status` on a new machine created data/ and data/aggregator.sqlite.
+    config = project(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    before = files_under(tmp_path)
+    exit_code, stdout, stderr = invoke(config, *args)
+    assert files_under(tmp_path) == before
+    assert exit_code == code, stderr
+    assert stderr.splitlines()[0] == f"no database yet at data/aggregator.sqlite: {NO_DATA_YET}"
+    if args[0] == "export":
+        assert stdout == ""
+    if args == ("status", "--format", "json"):  # the contract's rows still: every feed, never polled
+        [row] = json.loads(stdout)
+        assert (row["url"], row["status"], row["entries"], row["last_fetch"]) == (
+            "news.xml",
+            "never",
+            0,
+            None,
+        )
+    if args == ("status",):  # and when the scheduler's jobs run
+        assert "never" in stdout
+        assert "newsletter:daily" in stdout
+
+
+def test_config_check_on_a_fresh_install_creates_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = project(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    before = files_under(tmp_path)
+    assert invoke(config, "config", "check")[0] == 0
+    assert files_under(tmp_path) == before
+
+
+def test_status_on_an_empty_database_creates_no_table_on_either_backend(
+    tmp_path: Path, database_url: str
+) -> None:
+    # On PostgreSQL the database itself exists (an administrator made it); nothing has run yet.
+    config = project(tmp_path, database_url)
+    exit_code, stdout, stderr = invoke(config, "status", "--format", "json")
+    assert exit_code == 0, stderr
+    assert [row["status"] for row in json.loads(stdout)] == ["never"]
+    assert stderr.startswith("no database yet at "), stderr
+    assert NO_DATA_YET in stderr
+    if database_url.startswith("sqlite"):
+        assert not (tmp_path / "aggregator.sqlite").exists()
+    else:
+        engine = sa.create_engine(database_url)
+        try:
+            with engine.connect() as conn:
+                assert sa.inspect(conn).get_table_names() == []
+        finally:
+            engine.dispose()
+
+
+def test_after_a_poll_the_read_only_commands_read_what_is_stored_and_say_nothing_more(
+    tmp_path: Path, database_url: str
+) -> None:
+    config = project(tmp_path, database_url)
+    assert invoke(config, "poll")[0] == 0
+    exit_code, stdout, stderr = invoke(config, "status", "--format", "json")
+    assert (exit_code, stderr) == (0, "")
+    [row] = json.loads(stdout)
+    assert (row["status"], row["entries"]) == ("ok", 1)
+    exit_code, stdout, stderr = invoke(config, "export")
+    assert (exit_code, stderr) == (0, "")
+    assert json.loads(stdout)["title"] == "A summit in Alaska"
+
+
+def test_a_database_at_an_older_schema_is_still_opened_to_read(tmp_path: Path) -> None:
+    # create=False only spares a database that does not exist: one that does is migrated
+    # as before (the queries need the newest schema).
+    url = f"sqlite:///{tmp_path / 'old.sqlite'}"
+    Store.open(url).close()
+    engine = sa.create_engine(url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(sa.text("DELETE FROM alembic_version"))
+            conn.execute(sa.text("INSERT INTO alembic_version VALUES ('0005')"))
+            conn.execute(sa.text("DROP TABLE newsletter_schedules"))
+    finally:
+        engine.dispose()
+    with Store.open(url, create=False) as store, store.engine.connect() as conn:
+        assert store.feed_states() == []
+        assert sa.inspect(conn).has_table("newsletter_schedules")
