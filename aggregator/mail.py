@@ -12,7 +12,9 @@ part they can), UTF-8, with ``List-Id``, ``List-Unsubscribe`` (https and mailto)
 a ``Date`` and ``Message-ID`` fixed when the issue was frozen, so a resumed send produces
 byte-identical messages.  It is serialized with a 998-column policy: the default folding
 of ``policy.SMTP`` turns a long ``List-Unsubscribe`` into encoded-words that mail
-providers do not read.
+providers do not read.  An address with non-ASCII characters before the @ (``josé@…``)
+gets its message with UTF-8 headers (RFC 6532) and travels with SMTPUTF8 (RFC 6531): a
+server that does not offer it fails that recipient alone, before MAIL FROM, with the reason.
 
 Delivery outcomes follow SMTP: 2xx sent; 4xx retry later; 5xx permanent; a connection
 lost once the server took DATA (354) is *uncertain* (the server may have accepted the
@@ -49,6 +51,9 @@ from aggregator.errors import DeliveryError
 
 # policy.SMTP folds at 78 columns, and folds a long List-Unsubscribe into encoded-words.
 MAIL_POLICY = policy.SMTP.clone(max_line_length=998)
+# A message to an address with a non-ASCII local part: headers in UTF-8 (RFC 6532), as
+# smtplib's send_message does when it uses SMTPUTF8.
+MAIL_POLICY_UTF8 = MAIL_POLICY.clone(utf8=True)
 
 # What a digest is rendered with in place of each reader's unsubscribe URL, replaced per
 # recipient in ``build_message``.  Random per process: the replacement runs over the whole
@@ -118,17 +123,18 @@ class SenderError(DeliveryError):
     the issue would fail alike, so the issue stops and waits for the configuration to be fixed."""
 
 
-def wire_address(address: str) -> str:
+def wire_address(address: str, *, smtputf8: bool = False) -> str:
     """``address`` as it travels in RCPT TO and the To header: an internationalized domain in
-    its ASCII (IDNA) form.  Raises ``DeliveryError`` for a non-ASCII local part, which needs
-    SMTPUTF8 end to end (not supported here), or a domain IDNA cannot encode."""
+    its ASCII (IDNA) form.  A non-ASCII local part (``josé@example.org``) has no ASCII form: it
+    travels as UTF-8 and needs SMTPUTF8 (RFC 6531) from the server; it is kept only when
+    ``smtputf8`` says the caller can carry it.  Raises ``DeliveryError`` otherwise, or for a
+    domain IDNA cannot encode."""
     local, at, domain = address.strip().rpartition("@")
     if not at or not local:
         raise DeliveryError(f"{address}: bad address: no local part and domain")
-    if not local.isascii():
+    if not local.isascii() and not smtputf8:
         raise DeliveryError(
-            f"{address}: bad address: non-ASCII characters before the @ need SMTPUTF8, which this"
-            " sender does not use"
+            f"{address}: non-ASCII characters before the @ need a server that offers SMTPUTF8"
         )
     if domain.isascii():
         return address.strip()
@@ -147,8 +153,11 @@ def build_message(spec: MessageSpec, recipient: Recipient) -> EmailMessage:
             msg["Reply-To"] = Address(addr_spec=spec.reply_to)
     except (ValueError, IndexError) as exc:
         raise SenderError(f"building message: the sender {spec.sender!r}: bad address: {exc}") from exc
+    to = wire_address(recipient.address, smtputf8=True)
     try:
-        msg["To"] = Address(addr_spec=wire_address(recipient.address))
+        # Address() refuses a non-ASCII local part; parsed from text it is kept, and
+        # ``serialize`` writes it as UTF-8 (RFC 6532), which only an SMTPUTF8 server takes.
+        msg["To"] = to if not to.isascii() else Address(addr_spec=to)
     except (ValueError, IndexError) as exc:
         raise DeliveryError(f"building message: {recipient.address}: bad address: {exc}") from exc
     msg["Subject"] = clean_header(spec.subject, 250)
@@ -204,7 +213,15 @@ _FROM_LINE = re.compile(rb"^From ", re.MULTILINE)
 
 
 def serialize(msg: EmailMessage) -> bytes:
-    return msg.as_bytes(policy=MAIL_POLICY)
+    """The message's bytes; UTF-8 headers (``MAIL_POLICY_UTF8``) when its recipient's address
+    has a non-ASCII local part, which no encoded-word may carry (RFC 2047 section 5)."""
+    return msg.as_bytes(policy=MAIL_POLICY_UTF8 if needs_smtputf8(str(msg["To"] or "")) else MAIL_POLICY)
+
+
+def needs_smtputf8(address: str) -> bool:
+    """Whether mail to ``address`` needs SMTPUTF8: a non-ASCII local part (a non-ASCII
+    domain has an ASCII form, see ``wire_address``)."""
+    return not address.strip().rpartition("@")[0].isascii()
 
 
 @dataclass(frozen=True, slots=True)
@@ -362,6 +379,8 @@ class SmtpSettings:
 
 # What ``SmtpTransport._envelope`` returns when the session itself broke.
 _LOST = DeliveryResult(Outcome.RETRY, "the connection failed before DATA", server_down=True)
+# ... and when the recipient needs SMTPUTF8, which the server does not offer.
+_NO_SMTPUTF8 = DeliveryResult(Outcome.FAILED, "the server does not offer SMTPUTF8")
 
 
 class SmtpTransport(Transport):
@@ -438,7 +457,7 @@ class SmtpTransport(Transport):
     ) -> DeliveryResult:
         self._pace()
         try:
-            address = wire_address(recipient)
+            address = wire_address(recipient, smtputf8=True)
         except DeliveryError as exc:
             return DeliveryResult(Outcome.FAILED, str(exc))
         reused = self._conn is not None
@@ -451,19 +470,33 @@ class SmtpTransport(Transport):
             return DeliveryResult(
                 Outcome.RETRY, f"{self._where()}: the connection failed before DATA", server_down=True
             )
+        if result is _NO_SMTPUTF8:
+            # Permanent for this reader (until the server changes), and only for this reader.
+            return DeliveryResult(
+                Outcome.FAILED,
+                f"{recipient}: the server {self._where()} does not offer SMTPUTF8, which an address with"
+                " non-ASCII characters before the @ needs; nothing was sent to it",
+            )
         if result is not None:
             return result
         return self._data(data, before_data)
 
     def _envelope(self, sender: str, address: str) -> DeliveryResult | None:
         """MAIL FROM and RCPT TO on a session; None when both were accepted, ``_LOST`` when
-        the session broke (connect, TLS, login, or a dropped connection)."""
+        the session broke (connect, TLS, login, or a dropped connection), ``_NO_SMTPUTF8``
+        when ``address`` needs SMTPUTF8 and the server does not offer it (nothing sent)."""
         try:
             conn = self._connect()
         except DeliveryError as exc:
             return DeliveryResult(Outcome.RETRY, str(exc), server_down=True)
         try:
-            code, reply = conn.mail(sender)
+            options: tuple[str, ...] = ()
+            if needs_smtputf8(address):
+                conn.ehlo_or_helo_if_needed()  # the extensions are those of the last EHLO
+                if not conn.has_extn("smtputf8"):
+                    return _NO_SMTPUTF8
+                options = ("SMTPUTF8",)  # smtplib then sends the commands in UTF-8
+            code, reply = conn.mail(sender, options)
             if code != 250:
                 return self._refused(conn, code, reply, "MAIL FROM", sender)
             code, reply = conn.rcpt(address)
@@ -586,6 +619,7 @@ def format_date(moment: datetime) -> str:
 
 __all__ = [
     "MAIL_POLICY",
+    "MAIL_POLICY_UTF8",
     "DeliveryResult",
     "DkimKey",
     "MessageSpec",
@@ -603,6 +637,7 @@ __all__ = [
     "domain_of",
     "format_date",
     "message_id",
+    "needs_smtputf8",
     "serialize",
     "smtp_ssl_context",
     "wire_address",

@@ -57,6 +57,7 @@ class Handler:
     mail_delay: float = 0.0
     mail_count: int = 0
     data_command: list[str] = field(default_factory=list)
+    smtp_utf8: list[bool] = field(default_factory=list)  # per accepted message: MAIL FROM said SMTPUTF8
 
     async def handle_MAIL(self, server: Any, session: Any, envelope: Any, address: str, options: Any) -> str:
         self.mail_count += 1
@@ -88,6 +89,7 @@ class Handler:
             if not reply.startswith("250"):
                 return reply
         self.messages.append((envelope.mail_from, list(envelope.rcpt_tos), envelope.content))
+        self.smtp_utf8.append(bool(envelope.smtp_utf8))
         return "250 OK queued"
 
 
@@ -177,16 +179,22 @@ def tls_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
 
 def start_server(
-    handler: Handler, tls_files: tuple[Path, Path] | None, port: int | None = None
+    handler: Handler,
+    tls_files: tuple[Path, Path] | None,
+    port: int | None = None,
+    *,
+    smtputf8: bool = False,
 ) -> SmtpServer:
+    """aiosmtpd on 127.0.0.1, with STARTTLS and AUTH required when ``tls_files`` are given;
+    ``smtputf8`` makes it offer SMTPUTF8 (RFC 6531), which aiosmtpd does not by default."""
     port = port or free_port()
-    kwargs: dict[str, Any] = {}
+    kwargs: dict[str, Any] = {"enable_SMTPUTF8": smtputf8}
     cafile = None
     if tls_files is not None:
         cert, key = tls_files
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         context.load_cert_chain(str(cert), str(key))
-        kwargs = {
+        kwargs |= {
             "tls_context": context,
             "require_starttls": True,
             "authenticator": _authenticate,
@@ -456,6 +464,50 @@ def test_an_international_domain_goes_out_in_ascii_and_a_non_ascii_local_part_fa
     assert "SMTPUTF8" in local.detail
 
 
+def test_a_non_ascii_local_part_goes_out_with_smtputf8_when_the_server_offers_it(
+    tls_files: tuple[Path, Path],
+) -> None:
+    server = start_server(Handler(), tls_files, smtputf8=True)
+    calls: list[str] = []
+    try:
+        with SmtpTransport(server.settings()) as transport:
+            results = [
+                _send(transport, a, calls) for a in ("a@example.com", "josé@bücher.de", "b@example.com")
+            ]
+    finally:
+        server.controller.stop()
+    assert [r.outcome for r in results] == [Outcome.SENT] * 3, results
+    assert calls == ["a@example.com", "josé@bücher.de", "b@example.com"]
+    assert server.handler.smtp_utf8 == [False, True, False]  # only where it is needed
+    [(_s, first, _d), (_s, rcpts, data), (_s, last, _d2)] = server.handler.messages
+    assert (first, rcpts, last) == (["a@example.com"], ["josé@xn--bcher-kva.de"], ["b@example.com"])
+    check_message(parse(data), "josé@xn--bcher-kva.de")
+    assert b"\r\nTo: jos\xc3\xa9@xn--bcher-kva.de\r\n" in data  # UTF-8 as it is (RFC 6532), no encoded-word
+    assert parse(data)["Subject"] == "Daily: Café talks resume in Alaska"
+
+
+def test_a_non_ascii_local_part_fails_alone_when_the_server_lacks_smtputf8(smtp_server: SmtpServer) -> None:
+    calls: list[str] = []
+    with SmtpTransport(smtp_server.settings()) as transport:
+        results = [_send(transport, a, calls) for a in ("a@example.com", "josé@example.org", "b@example.com")]
+    sent, refused, after = results
+    assert (sent.outcome, refused.outcome, after.outcome) == (Outcome.SENT, Outcome.FAILED, Outcome.SENT)
+    assert not refused.server_down  # the other readers still get the issue
+    assert refused.detail.startswith("josé@example.org: ")
+    assert f"127.0.0.1:{smtp_server.port} does not offer SMTPUTF8" in refused.detail
+    assert calls == ["a@example.com", "b@example.com"]  # never claimed: nothing went out
+    assert smtp_server.handler.mail_count == 2  # not even a MAIL FROM for it
+    assert [m[1] for m in smtp_server.handler.messages] == [["a@example.com"], ["b@example.com"]]
+
+
+def test_a_message_to_a_non_ascii_local_part_is_utf8_and_the_same_every_time() -> None:
+    first = mail.serialize(mail.build_message(SPEC, recipient("josé@example.org")))
+    assert first == mail.serialize(mail.build_message(SPEC, recipient("josé@example.org")))
+    check_message(parse(first), "josé@example.org")
+    # An ASCII reader's message keeps its encoded-words: it may meet any server.
+    assert mail.serialize(mail.build_message(SPEC, recipient())).isascii()
+
+
 def test_implicit_tls_against_a_starttls_port_says_which_setting_to_use(smtp_server: SmtpServer) -> None:
     with SmtpTransport(smtp_server.settings(security="tls", timeout=2.0)) as transport:
         result = _send(transport, "a@example.com")
@@ -551,7 +603,8 @@ def test_a_message_being_written_to_the_outbox_is_no_eml_file_yet(
     assert [p.name for p in folder.glob("*.eml")] == ["daily-1-a.eml"]
 
 
-def test_dkim_signature_covers_the_unsubscribe_headers(tmp_path: Path) -> None:
+@pytest.mark.parametrize("address", ["reader@example.com", "josé@example.org"])  # UTF-8 headers too
+def test_dkim_signature_covers_the_unsubscribe_headers(tmp_path: Path, address: str) -> None:
     dkim = pytest.importorskip("dkim", reason="dkimpy is not installed")
     key_path = tmp_path / "dkim.pem"
     subprocess.run(["openssl", "genrsa", "-out", str(key_path), "2048"], check=True, capture_output=True)
@@ -561,7 +614,7 @@ def test_dkim_signature_covers_the_unsubscribe_headers(tmp_path: Path) -> None:
         capture_output=True,
     ).stdout
     record = b"v=DKIM1; k=rsa; p=" + base64.b64encode(public)
-    data = mail.serialize(mail.build_message(SPEC, recipient()))
+    data = mail.serialize(mail.build_message(SPEC, recipient(address)))
     signed = mail.dkim_sign(data, mail.DkimKey(key_path.read_bytes(), "sel", "example.com"))
     header = parse(signed)["DKIM-Signature"]
     tags = {k.strip(): v for k, _, v in (part.partition("=") for part in str(header).split(";"))}

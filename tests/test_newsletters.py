@@ -385,6 +385,49 @@ def test_a_sender_the_server_refuses_leaves_the_issue_waiting_and_fails_nobody(
     assert (fixed.status, fixed.sent, fixed.failed) == ("done", 5, 0)
 
 
+@pytest.mark.parametrize("smtputf8", [False, True], ids=["server-without-smtputf8", "server-with-smtputf8"])
+def test_a_reader_whose_address_is_not_ascii_before_the_at_gets_the_issue_if_the_server_can_carry_it(
+    tmp_path: Path,
+    tls_files: tuple[Path, Path],  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+    smtputf8: bool,
+) -> None:
+    # Such an address needs SMTPUTF8 (RFC 6531).  Without it on the server, that reader fails
+    # with the reason and everyone else still gets the issue; with it, it is used.
+    server = start_server(Handler(), tls_files, smtputf8=smtputf8)
+    monkeypatch.setenv("AGGREGATOR_SMTP_USERNAME", USER)
+    monkeypatch.setenv("AGGREGATOR_SMTP_PASSWORD", PASSWORD)
+    monkeypatch.setenv("AGGREGATOR_SECRET_KEY", TEST_KEY)
+    loaded = load_config(
+        make_project(tmp_path, smtp_yaml=SMTP_YAML.format(port=server.port, cafile=server.cafile))
+    )
+    try:
+        with Store.open(loaded.database_url) as store:
+            poll(loaded, store)
+            for address in ("a@example.com", "josé@example.org", "b@example.com"):
+                store.set_subscriber("daily", address, True, NOW)
+            [first] = newsletters.run_due_newsletters(loaded, store, NOW)
+            rows = {d.recipient: d for d in store.deliveries("daily", 1)}
+            later = newsletters.run_due_newsletters(loaded, store, NOW + timedelta(hours=1))
+    finally:
+        server.controller.stop()
+    others = ["a@example.com", "b@example.com", "reader@example.com"]
+    assert later == []  # the issue is over: nobody is tried again
+    if smtputf8:
+        assert (first.status, first.sent, first.failed) == ("done", 4, 0), first
+        assert received(server) == sorted([*others, "josé@example.org"])
+        [data] = [d for _s, rcpts, d in server.handler.messages if rcpts == ["josé@example.org"]]
+        check_message(email.message_from_bytes(data, policy=policy.default), "josé@example.org")  # type: ignore[arg-type]
+        return
+    assert (first.status, first.sent, first.failed) == ("done", 3, 1), first
+    assert received(server) == others  # each once
+    error = rows["josé@example.org"].last_error or ""
+    assert rows["josé@example.org"].status == "failed"
+    assert error.startswith("josé@example.org: "), error
+    assert f"127.0.0.1:{server.port} does not offer SMTPUTF8" in error
+    assert any("josé@example.org" in e and "SMTPUTF8" in e for e in first.errors), first.errors
+
+
 def test_real_mail_with_links_to_localhost_is_warned_about(
     smtp_project: tuple[LoadedConfig, Store, SmtpServer], caplog: pytest.LogCaptureFixture
 ) -> None:
