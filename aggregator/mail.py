@@ -410,6 +410,9 @@ class SmtpTransport(Transport):
         try:
             if s.security == "tls":
                 conn = smtplib.SMTP_SSL(s.host, s.port, timeout=s.timeout, context=s.ssl_context)
+                # Greet now: login() would, but a relay without a login otherwise saw MAIL
+                # FROM first and refused every message ("503 send HELO first").
+                conn.ehlo()
             else:
                 conn = smtplib.SMTP(s.host, s.port, timeout=s.timeout)
                 conn.ehlo()

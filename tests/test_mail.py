@@ -508,6 +508,25 @@ def test_a_message_to_a_non_ascii_local_part_is_utf8_and_the_same_every_time() -
     assert mail.serialize(mail.build_message(SPEC, recipient())).isascii()
 
 
+def test_implicit_tls_without_a_login_delivers(tls_files: tuple[Path, Path]) -> None:
+    # Port 465 with no username (a relay that trusts the network): the session must still
+    # greet with EHLO, which login() used to do as a side effect, before MAIL FROM.
+    cert, key = tls_files
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(str(cert), str(key))
+    handler = Handler()
+    controller = _Controller(handler, hostname="127.0.0.1", port=free_port(), ssl_context=context)
+    controller.start()
+    try:
+        server = SmtpServer(handler, controller.port, cert, controller)
+        with SmtpTransport(server.settings(security="tls", tls=False)) as transport:
+            results = [_send(transport, address) for address in ("a@example.com", "b@example.com")]
+    finally:
+        controller.stop()
+    assert [r.outcome for r in results] == [Outcome.SENT, Outcome.SENT], [r.detail for r in results]
+    assert [m[1] for m in handler.messages] == [["a@example.com"], ["b@example.com"]]
+
+
 def test_implicit_tls_against_a_starttls_port_says_which_setting_to_use(smtp_server: SmtpServer) -> None:
     with SmtpTransport(smtp_server.settings(security="tls", timeout=2.0)) as transport:
         result = _send(transport, "a@example.com")
