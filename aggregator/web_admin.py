@@ -20,10 +20,11 @@ Access: without a token of at least 16 characters in the environment the editor 
 (503).  A person signs in by posting the token to the login form, which sets a signed,
 HttpOnly, SameSite=Strict session cookie limited to the editor's path (the server keeps
 the session's id, so signing out ends it even for a copied cookie); a script may send
-``Authorization: Bearer TOKEN`` instead.  A request without an Authorization header and
-without a live session (a browser) is redirected to the login page (303); one with the
-header is a script's and is answered as such: 401 with ``WWW-Authenticate: Bearer`` and a
-JSON ``{"error", "message"}`` saying the token is wrong (or the header malformed), 429 with
+``Authorization: Bearer TOKEN`` instead.  A request without a bearer token and without a
+live session (a browser) is redirected to the login page (303), whatever other
+Authorization it carries (a proxy's HTTP Basic auth in front of /admin/); one with a
+bearer token is a script's and is answered as such: 401 with ``WWW-Authenticate: Bearer``
+and a JSON ``{"error", "message"}`` saying the token is wrong (or missing), 429 with
 Retry-After when its address is locked out (below).  The token never travels in a URL and
 is never logged.  Every POST made with the cookie must carry the session's CSRF token (a
 hidden field), and an ``Origin`` header, when present, must be this site.  After
@@ -250,23 +251,25 @@ class _Editor:
         return self._page(request, "message.html", status, message=message, session=None)
 
     def _session(self, request: Request) -> _Session | None:
-        """Who is signed in: by the Authorization header, else by the cookie; None when nobody is.
+        """Who is signed in: by a bearer token, else by the cookie; None when nobody is.
 
-        A request with an Authorization header is a script's: a header that does not sign it
-        in raises ``_TokenRefused`` (401, or 429 when its address is locked out) instead of
-        falling back to the cookie and the login page.
+        A request with ``Authorization: Bearer ...`` is a script's: a token that does not sign
+        it in raises ``_TokenRefused`` (401, or 429 when its address is locked out) instead of
+        falling back to the cookie and the login page.  Another scheme is not ours to judge:
+        a proxy's HTTP Basic auth in front of /admin/ sends its header on every request of a
+        browser, which signs in with its cookie as any other.
         """
         if self.token is None:
             return None
-        header = request.headers.get("authorization")
-        if header is not None:
+        header = request.headers.get("authorization", "")
+        if header.strip().partition(" ")[0].lower() == "bearer":
             return self._bearer_session(request, header)
         cookie = request.cookies.get(COOKIE)
         return self._cookie_session(cookie) if cookie else None
 
     def _bearer_session(self, request: Request, header: str) -> _Session:
-        scheme, _, given = header.strip().partition(" ")
-        if scheme.lower() != "bearer" or not given.strip():
+        given = header.strip().partition(" ")[2]
+        if not given.strip():
             raise _TokenRefused(
                 401,
                 "invalid_request",

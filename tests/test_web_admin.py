@@ -298,10 +298,14 @@ def test_a_script_with_a_wrong_token_gets_401_and_a_locked_out_one_429_never_the
     assert config.read_bytes() == before
     assert "bearer token refused from 127.0.0.1 (wrong token)" in caplog.text
     assert "nope-nope" not in caplog.text
-    # A header that is no bearer token is a script's mistake too, not a browser's visit.
-    for header in ("Basic dXNlcjpwYXNz", "Bearer", f"Token {TOKEN}", TOKEN):
+    # A bearer without its token is a script's mistake too, not a browser's visit.
+    for header in ("Bearer", "bearer"):
         malformed = client.get("/admin/", headers={"Authorization": header})
         assert (malformed.status_code, malformed.json()["error"]) == (401, "invalid_request"), header
+    # Another scheme (a proxy's Basic auth) is not ours: no session, so the login page.
+    for header in ("Basic dXNlcjpwYXNz", f"Token {TOKEN}", TOKEN):
+        other = client.get("/admin/", headers={"Authorization": header})
+        assert (other.status_code, other.headers["location"]) == (303, "/admin/login"), header
     # Until the address is locked out: then 429 with Retry-After, the right token included.
     for _ in range(web_admin.SIGN_IN_FAILURES.count - len(answers)):
         assert client.get("/admin/", headers=wrong).status_code == 401
@@ -650,3 +654,18 @@ def test_a_missing_slash_redirects_on_the_host_the_browser_used(live: str) -> No
         response = http.get("/admin/login/?x=1", headers={"host": "evil.example"})
     assert response.status_code in (307, 308)
     assert response.headers["location"] == "/admin/login?x=1"
+
+
+def test_behind_a_proxys_basic_auth_the_editor_works_with_its_cookie(live: str, config: Path) -> None:
+    """nginx's auth_basic in front of /admin/ passes ``Authorization: Basic ...`` upstream on
+    every request: the editor must sign in and edit by its cookie as without the proxy."""
+    basic = {"Authorization": "Basic dXNlcjpwYXNz"}
+    with httpx.Client(base_url=live, follow_redirects=False, headers=basic) as browser:
+        assert browser.get("/admin/").status_code == 303  # not signed in yet: the login page
+        sign_in(browser)
+        page = browser.get("/admin/")
+        assert page.status_code == 200, page.text
+        fields = form_fields(browser)
+        removed = browser.post("/admin/feeds/remove", data={**fields, "url": "Example Wire"})
+        assert removed.status_code == 303
+        assert "Example Wire" not in config.read_text(encoding="utf-8")
