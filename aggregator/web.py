@@ -608,6 +608,13 @@ def root_path_of(base_url: str) -> str:
     return unquote(urlsplit(base_url).path).rstrip("/")
 
 
+def cookie_path(request: Request, below: str = "") -> str:
+    """The ``Path`` of a cookie for the site's root (plus ``below``), as the browser's URLs
+    spell it: the ASGI ``root_path`` is decoded (``/新闻``), and a cookie header holds only
+    Latin-1 (else a 500), while browsers match the path against the percent-encoded URL."""
+    return quote(str(request.scope.get("root_path", "")).rstrip("/") + below) or "/"
+
+
 class ServeUnder:
     """Pure ASGI middleware: the site answers as mounted at the path of ``output.base_url``.
 
@@ -740,7 +747,7 @@ class _Web:
                 # By the scheme the request came in with (X-Forwarded-Proto behind a trusted
                 # proxy): a Secure cookie set over plain http would never come back.
                 secure=request.url.scheme == "https",
-                path=request.scope.get("root_path", "") or "/",
+                path=cookie_path(request),
             )
 
     def csrf_ok(self, request: Request, form: FormData) -> bool:
@@ -1383,6 +1390,7 @@ __all__ = [
     "SubscriberStore",
     "WebSettings",
     "client_key",
+    "cookie_path",
     "create_app",
     "front_topics",
     "loggable_path",

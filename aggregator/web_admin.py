@@ -75,7 +75,7 @@ from aggregator.discovery import DiscoveryError, FeedChoices, FoundFeed, probe_f
 from aggregator.errors import ConfigError
 from aggregator.fetch import Fetcher, make_client
 from aggregator.pipeline import fetch_settings
-from aggregator.web import RateLimit, RateLimiter, read_small_form, relative_slash_redirects
+from aggregator.web import RateLimit, RateLimiter, cookie_path, read_small_form, relative_slash_redirects
 
 log = logging.getLogger(__name__)
 
@@ -448,7 +448,7 @@ class _Editor:
             COOKIE,
             self.signer.dumps({"csrf": session.csrf, "sid": session.id}),
             max_age=SESSION_SECONDS,
-            path=self._base(request) or "/",
+            path=cookie_path(request),
             secure=request.url.scheme == "https",
             httponly=True,
             samesite="strict",
@@ -463,7 +463,7 @@ class _Editor:
         if session.id is not None:
             self.sessions.end(session.id)  # a copy of the cookie is worth nothing from now on
         response = RedirectResponse(f"{self._base(request)}/login", status_code=303, headers=_HEADERS)
-        response.delete_cookie(COOKIE, path=self._base(request) or "/")
+        response.delete_cookie(COOKIE, path=cookie_path(request))
         return response
 
     # -- the list ---------------------------------------------------------------------------

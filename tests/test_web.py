@@ -1174,6 +1174,40 @@ def test_under_a_sub_path_every_link_redirect_form_and_cookie_carries_it(
         assert set(local_links(edit)) == {"/news/admin/feeds/edit", "/news/admin/"}
 
 
+@pytest.mark.parametrize("encoded", ["actualit%C3%A9s", "%E6%96%B0%E9%97%BB", "my%20news"])
+def test_a_path_with_spaces_or_non_latin_letters_sets_cookies_the_browser_sends_back(
+    settings: WebSettings, store: Store, outbox: Path, clock: ManualClock, tmp_path: Path, *, encoded: str
+) -> None:
+    """A cookie's Path is matched against the URL as sent, percent-encoded; a decoded /新闻
+    is no Latin-1 header at all (it was a 500), /actualités never matches /actualit%C3%A9s."""
+    from aggregator.web_admin import admin_routes  # noqa: PLC0415 -- as cli_serve mounts it
+
+    base = f"https://example.org/{encoded}/"
+    config = tmp_path / "feeds.yaml"
+    config.write_text((Path(__file__).parent / "golden" / "config" / "base.yaml").read_text())
+    under = replace(
+        settings, base_url=base, newsletters=(NewsletterInfo("daily", "The Daily", "d@example.org", base),)
+    )
+    app = create_app(under, store, lambda: mail.Outbox(outbox), clock)
+    app.router.routes.append(admin_routes(config, token="t" * 20, public_url=base))
+    prefix = f"/{encoded}"
+    with (
+        LiveServer(app) as url,
+        httpx.Client(base_url="http://example.org", transport=SubPathProxy(url, prefix), timeout=10) as http,
+    ):
+        form = http.get(f"{prefix}/subscribe")
+        assert form.status_code == 200
+        assert f"Path={prefix}" in form.headers["set-cookie"]
+        sent = http.post(
+            f"{prefix}/subscribe",
+            data={"csrf": csrf_of(form), "newsletter": "daily", "email": "p@example.org"},
+        )
+        assert sent.status_code == 200, sent.text
+        signed_in = http.post(f"{prefix}/admin/login", data={"token": "t" * 20})
+        assert signed_in.status_code == 303
+        assert f"Path={prefix}/admin" in signed_in.headers["set-cookie"]
+
+
 def test_the_serve_command_serves_under_the_path_of_base_url(tmp_path: Path, site: Path) -> None:
     """``aggregator serve`` with output.base_url https://example.org/news/, asked as a
     prefix-stripping proxy asks it."""
