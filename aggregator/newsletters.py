@@ -441,14 +441,18 @@ def _first_number(loaded: LoadedConfig, letter: NewsletterConfig) -> int:
     return max(_archived_pages(archive_dir(loaded, letter.name)), default=0) + 1
 
 
-def _next_number(loaded: LoadedConfig, letter: NewsletterConfig, latest: IssueRecord | None) -> int:
-    """The number readers will see on the issue after ``latest``: one more than the latest
-    issue's, unless that was empty (neither sent nor archived): then the same, which it
-    only held for the next issue with stories."""
+def _next_number(
+    loaded: LoadedConfig, store: Store, letter: NewsletterConfig, latest: IssueRecord | None
+) -> int:
+    """The number readers will see on the issue after ``latest``: one more than that of the
+    latest issue with stories (an empty one was neither sent nor archived), or the first
+    number when there is none.  Not the empty issue's own: one stored by an earlier version
+    took a number of its own, and two of them in a row would leave a gap in the archive."""
+    if latest is not None and latest.status == "empty":
+        latest = store.latest_issue(letter.name, with_stories=True)
     if latest is None:
         return _first_number(loaded, letter)
-    shown = shown_number(latest)
-    return shown if latest.status == "empty" else shown + 1
+    return shown_number(latest) + 1
 
 
 def shown_number(record: IssueRecord) -> int:
@@ -659,7 +663,7 @@ def compose_issue(
     return digest.DigestIssue(
         newsletter=letter.name,
         title=letter.title,
-        number=_next_number(loaded, letter, latest),
+        number=_next_number(loaded, store, letter, latest),
         window_start=start,
         window_end=now,
         frozen_at=now,

@@ -202,7 +202,8 @@ async def send_issue(
             newsletter=o.newsletter,
             scheduled_for=scheduled_for,
             status=o.status,
-            issue=o.shown_number,
+            # An empty issue has no number of its own for readers (it holds the next one's).
+            issue=None if o.status == "empty" else o.shown_number,
             sent=o.sent,
             failed=o.failed + len(o.uncertain),
             remaining=o.retrying + o.waiting,  # the readers a stopped run left untried too

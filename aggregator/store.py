@@ -1268,14 +1268,13 @@ class Store:
             rows = conn.execute(sa.select(feeds_table.c.url, feeds_table.c.title)).all()
         return {url: title for url, title in rows if title}
 
-    def latest_issue(self, newsletter: str) -> IssueRecord | None:
-        """The newest issue of ``newsletter`` (any status), or None if it never ran."""
-        query = (
-            sa.select(issues_table)
-            .where(issues_table.c.newsletter == newsletter)
-            .order_by(issues_table.c.number.desc())
-            .limit(1)
-        )
+    def latest_issue(self, newsletter: str, *, with_stories: bool = False) -> IssueRecord | None:
+        """The newest issue of ``newsletter`` (any status; with ``with_stories``, the newest
+        that is not ``empty``), or None if there is none."""
+        query = sa.select(issues_table).where(issues_table.c.newsletter == newsletter)
+        if with_stories:
+            query = query.where(issues_table.c.status != "empty")
+        query = query.order_by(issues_table.c.number.desc()).limit(1)
         with self._transaction(f"reading the latest issue of {newsletter}", write=False) as conn:
             row = conn.execute(query).mappings().first()
         return None if row is None else _issue(row)

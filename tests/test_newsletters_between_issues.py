@@ -238,6 +238,25 @@ def test_a_first_run_with_nothing_to_send_leaves_issue_1_to_the_first_with_stori
     assert "issue 1 · 1 story" in archived_text(loaded, 1)
 
 
+def test_two_empty_issues_an_earlier_version_stored_leave_no_gap_in_the_archive(
+    quiet: tuple[LoadedConfig, Store],
+) -> None:
+    # Each took a number of its own then (#2, #3): the next issue readers get is still #2.
+    loaded, store = quiet
+    add_entry(store, FEED_A, "geneva-1", "Ceasefire talks open in Geneva", NOW - timedelta(hours=2))
+    newsletters.run_due_newsletters(loaded, store, NOW)
+    for number in (2, 3):
+        start, end = NOW + timedelta(days=number - 2), NOW + timedelta(days=number - 1)
+        frozen = digest.DigestIssue("daily", "The Daily", number, start, end, end, "UTC", "en", ())
+        record = IssueRecord("daily", number, start, end, end, "empty", 0, digest.issue_to_json(frozen), end)
+        store.freeze_issue(record, (), end)
+    add_entry(store, FEED_B, "rail-1", "Rail strike called off", NOW + timedelta(days=2, hours=2))
+    [after] = newsletters.run_due_newsletters(loaded, store, NOW + timedelta(days=3))
+    assert (after.number, after.shown_number, after.status) == (4, 2, "done")
+    archived = sorted(p.name for p in newsletters.archive_dir(loaded, "daily").glob("0*.html"))
+    assert archived == ["0001.html", "0002.html"]
+
+
 def test_an_empty_issue_an_earlier_version_stored_leaves_its_unused_number_to_the_next(
     quiet: tuple[LoadedConfig, Store],
 ) -> None:

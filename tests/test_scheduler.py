@@ -1057,12 +1057,15 @@ async def test_the_scheduler_logs_the_issue_number_readers_see_not_the_stores(
     # The day before had nothing new (an empty issue, no email): today's is #1 for readers,
     # and the log line (and `status`) must say #1 too, not the store's key 2.
     handler = Handler()
-    with digest_setup(tmp_path, tls_files, monkeypatch, handler) as (service, _, _store):
+    with digest_setup(tmp_path, tls_files, monkeypatch, handler) as (service, clock, _store):
         [run] = await service.run_newsletter("daily")
+        clock.advance(timedelta(days=1))  # nothing new since: an empty issue, no number to log
+        [quiet] = await service.run_newsletter("daily")
     [(_, _, data)] = handler.messages
     sent = email.message_from_bytes(data, policy=policy.default)
     assert ".1." in sent["Message-ID"]
     assert (run.status, run.issue) == ("done", 1)
+    assert (quiet.status, quiet.issue) == ("empty", None)
 
 
 @pytest.mark.anyio
