@@ -196,6 +196,7 @@ def select_stories(
     max_stories: int = 30,
     reported_after: datetime | None = None,
     copies: Mapping[str, StoredEntry] | None = None,
+    sent: Collection[str] | None = None,
 ) -> tuple[DigestStory, ...]:
     """The stories of one issue, taken from ``snapshot``, in display order (sections, then newest first).
 
@@ -208,6 +209,9 @@ def select_stories(
     snapshot's stories, by id (every one ``read_snapshot`` read): with them, a story first
     seen before the window is in the issue too, marked updated, when articles joined it
     inside the window (``new_articles``); without them, only stories first seen inside it.
+    ``sent`` holds the ids of the stories earlier issues carried: an older story that is
+    not among them (this newsletter's feeds or topics left it out then) is new to its
+    readers, so it comes without the updated mark; without ``sent``, every one is marked.
     ``topics``/``feeds`` restrict the issue to stories in one of those topics or carried by
     one of those feeds (by URL as configured; an update, to articles from those feeds).
     The ``max_stories`` most widely carried stories are kept.
@@ -243,7 +247,7 @@ def select_stories(
             if not arrived:
                 continue
             built = digest_story(story)
-            if built is not None:
+            if built is not None and (sent is None or story.id in sent):
                 listed = tuple(a for a in arrived if a.url != built.url)
                 built = replace(built, updated=True, new_articles=listed)
         if built is not None:

@@ -64,7 +64,7 @@ from aggregator.config import LoadedConfig, NewsletterConfig
 from aggregator.errors import AggregatorError, DeliveryError
 from aggregator.runlock import ingest_lock, sending_lock
 from aggregator.schedule import NewsletterTrigger, newsletter_trigger
-from aggregator.snapshot import read_snapshot
+from aggregator.snapshot import Snapshot, read_snapshot
 from aggregator.store import IssueRecord, Store, StoredStory
 from aggregator.types import StoredEntry
 
@@ -659,6 +659,7 @@ def compose_issue(
         # what the feeds hold, whatever its dates.
         reported_after=start - ARCHIVE_AGE if latest is not None else None,
         copies=source.entries,
+        sent=_sent_stories(store, letter, snapshot, start),
     )
     return digest.DigestIssue(
         newsletter=letter.name,
@@ -671,6 +672,20 @@ def compose_issue(
         lang=letter.lang,
         stories=chosen,
     )
+
+
+def _sent_stories(store: Store, letter: NewsletterConfig, snapshot: Snapshot, start: datetime) -> set[str]:
+    """The ids of the stories first seen before ``start`` that earlier issues of ``letter``
+    carried: those come back marked updated; the others are new to its readers.  Only
+    the issues since the oldest such story are read."""
+    older = {story.id: story.first_seen for story in snapshot.stories if story.first_seen <= start}
+    if not older:
+        return set()
+    carried: set[str] = set()
+    for record in store.issues(letter.name, ending_after=min(older.values())):
+        if record.status != "empty":
+            carried.update(story.id for story in digest.issue_from_json(record.snapshot).stories)
+    return carried & older.keys()
 
 
 @dataclass(slots=True)

@@ -1279,13 +1279,13 @@ class Store:
             row = conn.execute(query).mappings().first()
         return None if row is None else _issue(row)
 
-    def issues(self, newsletter: str) -> list[IssueRecord]:
-        """Every issue of ``newsletter``, oldest first."""
-        query = (
-            sa.select(issues_table)
-            .where(issues_table.c.newsletter == newsletter)
-            .order_by(issues_table.c.number)
-        )
+    def issues(self, newsletter: str, *, ending_after: datetime | None = None) -> list[IssueRecord]:
+        """Every issue of ``newsletter`` (with ``ending_after``, those whose window ends after
+        it), oldest first."""
+        query = sa.select(issues_table).where(issues_table.c.newsletter == newsletter)
+        if ending_after is not None:
+            query = query.where(issues_table.c.window_end > ending_after)
+        query = query.order_by(issues_table.c.number)
         with self._transaction(f"reading issues of {newsletter}", write=False) as conn:
             return [_issue(row) for row in conn.execute(query).mappings()]
 

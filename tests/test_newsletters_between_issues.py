@@ -278,3 +278,36 @@ def test_an_empty_issue_an_earlier_version_stored_leaves_its_unused_number_to_th
     record = store.latest_issue("daily")
     assert record is not None
     assert newsletters.shown_number(record) == 2
+
+
+def test_a_story_this_newsletter_never_sent_is_not_marked_updated(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The newsletter follows Outlet A only: the story Outlet B broke was not in issue #1.
+    # When A reports on it, its readers hear of it for the first time: no "Updated" mark.
+    monkeypatch.setenv("AGGREGATOR_SECRET_KEY", TEST_KEY)
+    narrow = CONFIG.replace(
+        "    subscribers: [reader@example.com]\n",
+        f"    subscribers: [reader@example.com]\n    feeds: [{FEED_A}]\n",
+    )
+    (tmp_path / "feeds.yaml").write_text(narrow)
+    loaded = load_config(tmp_path / "feeds.yaml")
+    with Store.open(loaded.database_url) as store:
+        store.sync_feeds([(FEED_A, "Outlet A"), (FEED_B, "Outlet B")])
+        add_entry(store, FEED_A, "other-1", "Harbour bridge reopens", NOW - timedelta(hours=2))
+        add_entry(store, FEED_B, "geneva-1", "Ceasefire talks open in Geneva", NOW - timedelta(hours=2))
+        story = [(entry_id(FEED_B, "geneva-1"), "s-geneva")]
+        store.save_stories(
+            [("s-geneva", "Ceasefire talks open in Geneva", ())], story, NOW - timedelta(hours=1)
+        )
+        newsletters.run_due_newsletters(loaded, store, NOW)
+        assert "Ceasefire" not in archived_text(loaded, 1)
+        later = NOW + timedelta(hours=3)
+        add_entry(store, FEED_A, "geneva-2", "Geneva talks stall over prisoner exchange", later)
+        joined = [(entry_id(FEED_A, "geneva-2"), "s-geneva")]
+        store.save_stories([("s-geneva", "Ceasefire talks open in Geneva", ())], joined, later)
+        [second] = newsletters.run_due_newsletters(loaded, store, NOW + timedelta(days=1))
+        text = archived_text(loaded, 2)
+    assert second.stories == 1
+    assert "Geneva" in text
+    assert "Updated" not in text
