@@ -648,7 +648,13 @@ class Fetcher:
                             state, location, path, now=now, conditional=conditional, started=started
                         ),
                         name=f"aggregator: read {path}",
+                        key=str(path),
                     )
+            except _StillReading:
+                raise _Failed(
+                    f"an earlier read of file {path} has not returned yet: the file system does not "
+                    "answer (is it on a network mount that is down?); not read again until it does"
+                ) from None
             except TimeoutError:
                 raise _Failed(
                     f"timed out after {_seconds(limit)} reading file {path}: the file system did not "
@@ -751,7 +757,18 @@ class Fetcher:
         )
 
 
-async def _in_daemon_thread(work: Callable[[], FetchResult], *, name: str) -> FetchResult:
+class _StillReading(Exception):
+    """A thread left behind by an earlier fetch still reads the same file."""
+
+
+# The files whose reading thread has not returned (see _in_daemon_thread): a long-running
+# scheduler polling a feed on a dead mount would otherwise leave one more blocked thread
+# behind at every poll, for days.
+_READING: set[str] = set()
+_READING_LOCK = threading.Lock()
+
+
+async def _in_daemon_thread(work: Callable[[], FetchResult], *, name: str, key: str) -> FetchResult:
     """``work()`` run in a daemon thread of its own; its result, or its exception, awaited.
 
     Not ``asyncio.to_thread``: a read that never returns (a hung network mount) would hold
@@ -759,8 +776,13 @@ async def _in_daemon_thread(work: Callable[[], FetchResult], *, name: str) -> Fe
     ``asyncio.run`` waits for those workers before it returns, so the command would hang at
     its end instead.  A daemon thread is left behind when the caller stops waiting (it cannot
     be killed) and does not hold up the exit; what it produces after that goes nowhere: the
-    future is cancelled by then, or its loop closed.
+    future is cancelled by then, or its loop closed.  While one left behind for ``key`` (a
+    file) still runs, ``_StillReading`` is raised instead of starting another.
     """
+    with _READING_LOCK:
+        if key in _READING:
+            raise _StillReading(key)
+        _READING.add(key)
     loop = asyncio.get_running_loop()
     future: asyncio.Future[FetchResult] = loop.create_future()
 
@@ -774,10 +796,18 @@ async def _in_daemon_thread(work: Callable[[], FetchResult], *, name: str) -> Fe
             settle = functools.partial(future.set_result, work())
         except BaseException as exc:  # handed to the caller, as to_thread does
             settle = functools.partial(future.set_exception, exc)
+        finally:
+            with _READING_LOCK:
+                _READING.discard(key)
         with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits any more
             loop.call_soon_threadsafe(deliver, settle)
 
-    threading.Thread(target=run, name=name, daemon=True).start()
+    try:
+        threading.Thread(target=run, name=name, daemon=True).start()
+    except BaseException:  # no thread (the process is at its limit): nothing reads the file
+        with _READING_LOCK:
+            _READING.discard(key)
+        raise
     return await future
 
 

@@ -156,3 +156,24 @@ async def test_a_file_that_answers_in_time_is_read_as_before(tmp_path: Path) -> 
     assert result.body == RSS
     again = await fetch(path, FeedState(url=path.name, etag=result.etag))
     assert again.status is FeedStatus.NOT_MODIFIED
+
+
+@pytest.mark.anyio
+async def test_while_a_read_left_behind_is_stuck_later_polls_start_no_other(tmp_path: Path) -> None:
+    # A scheduler polls the feed again and again while the mount stays dead: one blocked
+    # thread, not one more per poll; once the file system answers, reading resumes.
+    path = feed_file(tmp_path)
+    with opens_blocked(path):
+        first = await fetch(path)
+        assert first.error == timed_out(path)
+        again = [await fetch(path) for _ in range(3)]
+        readers = readers_of(path)
+    assert len(readers) == 1
+    for result in again:
+        assert result.status is FeedStatus.ERROR
+        assert result.error == (
+            f"an earlier read of file {path} has not returned yet: the file system does not answer "
+            "(is it on a network mount that is down?); not read again until it does"
+        )
+    readers[0].join(timeout=5)
+    assert (await fetch(path)).status is FeedStatus.OK
