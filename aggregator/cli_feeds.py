@@ -177,6 +177,7 @@ def add_feed(
     ] = None,
 ) -> None:
     """Fetch URL once to prove it is a feed (or find the feeds a page advertises), then add it."""
+    url = url.strip()  # as feeds.yaml keeps it: pasted with a space, it is the same feed
     path = _config_path(ctx)
     document, loaded = _read(path)
     if interval is not None:

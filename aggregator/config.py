@@ -23,6 +23,8 @@ import zoneinfo
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
+from email.errors import HeaderParseError
+from email.headerregistry import Address
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import unquote, urlsplit
@@ -34,6 +36,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
 )
 from ruamel.yaml import YAML
@@ -78,10 +81,21 @@ def parse_duration(value: object) -> timedelta:
         seconds = sum(float(p.group(1)) * _DURATION_UNITS[p.group(2).lower()] for p in parts)
     else:
         raise ValueError("expected a duration such as 30m, 1h or 2d")
+    if seconds < 0:  # a YAML number (-5): the text form has no sign to begin with
+        raise ValueError(f"bad duration {value!r}: a length of time cannot be negative")
     try:
         return timedelta(seconds=seconds)
     except (OverflowError, ValueError) as exc:  # .inf, .nan, or beyond 999,999,999 days
         raise ValueError(f"bad duration {value!r}: not a length of time this program can keep") from exc
+
+
+def _duration_text(value: timedelta) -> str:
+    """``2h``, ``90s``: a duration as feeds.yaml writes it, for messages."""
+    seconds = value.total_seconds()
+    for unit, size in (("w", 604800), ("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds and seconds % size == 0:
+            return f"{int(seconds // size)}{unit}"
+    return f"{seconds:g}s"
 
 
 def parse_size(value: object) -> int:
@@ -187,9 +201,39 @@ def check_feed_url(value: str) -> str:
     # A one-letter "scheme" is a Windows drive letter, i.e. a path.
     if scheme and len(scheme) > 1 and scheme not in ("http", "https", "file"):
         raise ValueError(f"not an http(s) or file URL, nor a path: {value!r}")
-    if scheme in ("http", "https") and not urlsplit(value).netloc:
-        raise ValueError(f"URL without a host: {value!r}")
+    if scheme in ("http", "https"):
+        parts = urlsplit(value)
+        if not parts.netloc:
+            raise ValueError(f"URL without a host: {value!r}")
+        # What fetching would refuse on every poll (exit 1, "some feeds failed"): said here,
+        # with the file's line, as the mistake in feeds.yaml it is.
+        host = parts.hostname or ""
+        if not host or any(c.isspace() or c in "%\\" for c in host):
+            raise ValueError(f"no usable host name in {value!r}: a space or a typo in the host?")
+        try:
+            parts.port  # noqa: B018 -- raises ValueError for a port that is no number or out of range
+        except ValueError:
+            raise ValueError(f"bad port in {value!r}: write a number from 1 to 65535") from None
+        if parts.port == 0:
+            raise ValueError(f"bad port in {value!r}: write a number from 1 to 65535")
     return value
+
+
+def _positive_duration(value: timedelta) -> timedelta:
+    """A time limit: zero would fail every fetch (``timed out after 0 s``)."""
+    if value <= timedelta(0):
+        raise ValueError("must be more than 0, e.g. 10s")
+    return value
+
+
+def _positive_size(value: int) -> int:
+    """A size limit: zero or less would refuse every response."""
+    if value < 1:
+        raise ValueError(f"must be at least 1 byte, not {value}; e.g. 10MiB")
+    return value
+
+
+TimeLimit = Annotated[Duration, AfterValidator(_positive_duration)]
 
 
 class PollingConfig(_Strict):
@@ -202,11 +246,23 @@ class PollingConfig(_Strict):
     unconditional_every: Duration = timedelta(days=7)
     concurrency: int = Field(default=16, ge=1, le=256)
     per_host: int = Field(default=4, ge=1, le=64)
-    connect_timeout: Duration = timedelta(seconds=10)
-    read_timeout: Duration = timedelta(seconds=30)
-    timeout: Duration = timedelta(seconds=60)
-    max_response_size: Size = 10 * 1024 * 1024
+    connect_timeout: TimeLimit = timedelta(seconds=10)
+    read_timeout: TimeLimit = timedelta(seconds=30)
+    timeout: TimeLimit = timedelta(seconds=60)
+    max_response_size: Annotated[Size, AfterValidator(_positive_size)] = 10 * 1024 * 1024
     max_redirects: int = Field(default=5, ge=0, le=20)
+
+    @field_validator("max_interval")
+    @classmethod
+    def _not_below_min_interval(cls, value: timedelta, info: ValidationInfo) -> timedelta:
+        # Every next check is clamped to [min_interval, max_interval]: an empty range has no answer.
+        least = info.data.get("min_interval", timedelta(minutes=5))
+        if value < least:
+            raise ValueError(
+                f"max_interval ({_duration_text(value)}) is shorter than min_interval"
+                f" ({_duration_text(least)}): make it at least as long, or lower min_interval"
+            )
+        return value
 
 
 class TopicConfig(_Strict):
@@ -272,6 +328,39 @@ class OutputConfig(_Strict):
         return value
 
 
+def _address_problem(address: str, *, utf8_local_part: bool) -> str | None:
+    """Why ``address`` cannot be a mailbox of a digest (as the mail stack would find when
+    building the message, every issue again), else None."""
+    local, at, domain = address.strip().rpartition("@")
+    if not at or not local or not domain:
+        return "not an email address (name@example.org)"
+    if not domain.isascii():
+        try:
+            domain = domain.encode("idna").decode("ascii")
+        except UnicodeError:
+            return "the domain cannot be encoded"
+    if not local.isascii():
+        # Only a recipient's: it travels as UTF-8 to a server that offers SMTPUTF8.
+        return None if utf8_local_part else "non-ASCII characters before the @"
+    try:
+        Address(addr_spec=f"{local}@{domain}")
+    except (ValueError, IndexError, HeaderParseError) as exc:
+        return f"not a valid email address ({exc})" if str(exc) else "not a valid email address"
+    return None
+
+
+def _check_sender(value: str | None) -> str | None:
+    if value is not None and (problem := _address_problem(value, utf8_local_part=False)):
+        raise ValueError(f"bad address {value!r}: {problem}; write e.g. digest@example.org")
+    return value
+
+
+def _check_subscriber(value: str) -> str:
+    if value.strip() and (problem := _address_problem(value, utf8_local_part=True)):
+        raise ValueError(f"bad address {value!r}: {problem}; fix it or take it out")
+    return value
+
+
 class NewsletterConfig(_Strict):
     """A periodic digest email."""
 
@@ -282,9 +371,9 @@ class NewsletterConfig(_Strict):
     topics: tuple[str, ...] = ()
     feeds: tuple[str, ...] = ()
     max_stories: int = Field(default=30, ge=1)
-    sender: str = "digest@localhost"
-    reply_to: str | None = None
-    subscribers: tuple[str, ...] = ()
+    sender: Annotated[str, AfterValidator(_check_sender)] = "digest@localhost"
+    reply_to: Annotated[str | None, AfterValidator(_check_sender)] = None
+    subscribers: tuple[Annotated[str, AfterValidator(_check_subscriber)], ...] = ()
     # Where the web side serves the archive and the unsubscribe page; default: output.base_url.
     base_url: BaseUrl | None = None
     lang: str = "en"
@@ -523,12 +612,39 @@ def _round_trip_or_error(name: str, text: str) -> Any:
         return _round_trip(text)
     except MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
-        line, col = (mark.line + 1, mark.column + 1) if mark else (0, 0)
         what = str(exc.problem or exc)
-        # The parser names the character, not the usual cause: an editor's tab key.
-        hint = "indent with spaces: YAML does not allow tabs there" if "'\\t'" in what else None
-        problem = ConfigProblem(name, line, col, "", f"not valid YAML: {what}", hint)
+        if exc.context == "while scanning a simple key" and exc.context_mark is not None:
+            # The parser notices where the key ends (the next line, or further down): the
+            # line to fix is the one where the key starts.
+            mark = exc.context_mark
+        line, col = (mark.line + 1, mark.column + 1) if mark else (0, 0)
+        problem = ConfigProblem(name, line, col, "", f"not valid YAML: {what}", _yaml_hint(what, text, mark))
         raise ConfigError([problem]) from exc
+
+
+def _yaml_hint(what: str, text: str, mark: Any) -> str | None:
+    """The usual cause of a YAML error, in the words of someone editing the file."""
+    if "'\\t'" in what:  # the parser names the character, not the cause: an editor's tab key
+        return "indent with spaces: YAML does not allow tabs there"
+    if what == "could not find expected ':'":
+        return "a ':' missing after the key on this line? write 'key: value'"
+    if what == "mapping values are not allowed here" and mark is not None:
+        lines = text.splitlines()
+        before = lines[mark.line][: mark.column] if mark.line < len(lines) else ""
+        if ": " in before:  # `title: Roundup: the best`
+            key, _, value = lines[mark.line].strip().removeprefix("- ").partition(": ")
+            return f"a value with ': ' in it needs quotes: {key}: \"{value}\""
+        above = next(
+            (
+                n
+                for n in range(mark.line - 1, -1, -1)
+                if lines[n].strip() and not lines[n].lstrip().startswith("#")
+            ),
+            None,
+        )
+        if above is not None:
+            return f"a ':' missing after the key on line {above + 1}? write 'key: value'"
+    return None
 
 
 def check_config(path: Path) -> list[ConfigProblem]:
@@ -625,9 +741,37 @@ def _problem_from(name: str, data: Any, err: Mapping[str, Any]) -> ConfigProblem
             hint = f"did you mean {close[0]!r}?" if close else f"valid keys: {', '.join(valid)}"
     elif kind == "missing":
         message = f"missing required key {loc[-1]!r}"
+    elif kind in ("model_type", "dict_type"):
+        # pydantic's words name a class ("instance of FeedConfig"), not what to write.
+        message = f"expected keys and values (key: value), got {_shown_input(err.get('input'))}"
+        hint = _mapping_hint(loc, err.get("input"))
+    elif kind in ("tuple_type", "list_type"):
+        message = f"expected a list (one '- ' line per item), got {_shown_input(err.get('input'))}"
+        if loc == ("feeds",):
+            hint = "list each feed as '- url: https://example.org/feed.xml' on a line under 'feeds:'"
     elif message.startswith("Value error, "):
         message = message.removeprefix("Value error, ")
     return ConfigProblem(name, line, col, _location_text(loc), message, hint)
+
+
+def _shown_input(value: Any) -> str:
+    if value is None:
+        return "nothing"
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _mapping_hint(loc: Sequence[int | str], value: Any) -> str | None:
+    """What to write where a mapping was expected: a feed written as a bare URL, or a key
+    whose ':' is missing (``- url https://...``), are the usual causes."""
+    if isinstance(value, str) and re.match(r"^[A-Za-z_]+ ", value) and ":" not in value.split(" ", 1)[0]:
+        key = value.split(" ", 1)[0]
+        return f"a ':' missing after {key!r}? write '{key}: {value.split(' ', 1)[1].strip()}'"
+    if len(loc) == 2 and loc[0] == "feeds" and isinstance(loc[1], int):
+        return f"write the feed as '- url: {value}'" if isinstance(value, str) else "write '- url: ...'"
+    if len(loc) == 2 and loc[0] == "newsletters" and isinstance(loc[1], int):
+        return "write the newsletter as '- name: ...' with its keys indented below it"
+    return None
 
 
 def _cross_checks(

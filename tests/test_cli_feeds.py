@@ -491,3 +491,21 @@ def test_feeds_list_never_shows_a_feeds_password(tmp_path: Path, columns: str) -
     assert done.returncode == 0, done.stderr
     assert "feeds.example" in done.stdout
     assert "s3cret-word" not in done.stdout
+
+
+def test_add_takes_a_pasted_url_with_spaces_around_it(tmp_path: Path, feed_server: FeedServer) -> None:
+    # feeds.yaml keeps a url stripped; the fetch took it as typed, and said "no usable host name".
+    path = config_from(tmp_path, "empty.yaml")
+    code, stdout, stderr = run(path, "feeds", "add", f" {feed_server.url('/feed.xml')} ")
+    assert (code, stderr) == (0, "")
+    assert f"added {feed_server.url('/feed.xml')} (" in stdout
+    assert f"url: {feed_server.url('/feed.xml')}\n" in path.read_text()
+
+
+def test_add_refuses_a_host_with_a_space_as_bad_usage_without_fetching(tmp_path: Path) -> None:
+    path = config_from(tmp_path, "base.yaml")
+    before = path.read_bytes()
+    code, _, stderr = run(path, "feeds", "add", "http://exa mple.org/feed.xml")
+    assert code == 2  # was 1, "some feeds failed", after trying to fetch it
+    assert "no usable host name in 'http://exa mple.org/feed.xml'" in stderr
+    assert path.read_bytes() == before

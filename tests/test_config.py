@@ -311,3 +311,118 @@ def test_check_finds_a_local_file_whose_path_holds_a_space(tmp_path: Path) -> No
     (tmp_path / "my feeds").mkdir()
     (tmp_path / "my feeds" / "a.xml").write_text("<rss/>", encoding="utf-8")
     assert check_config(write(tmp_path, "feeds:\n  - url: my feeds/a.xml\n")) == []
+
+
+def test_a_polling_range_that_is_empty_is_refused_on_its_line(tmp_path: Path) -> None:
+    # It passed `config check` and `aggregator poll` ended in a traceback (PollingPolicy).
+    path = write(
+        tmp_path,
+        "feeds:\n  - url: https://example.com/a\npolling:\n  min_interval: 2h\n  max_interval: 1h\n",
+    )
+    assert problems_of(path) == [
+        f"{path}:5:3: polling.max_interval: max_interval (1h) is shorter than min_interval (2h):"
+        " make it at least as long, or lower min_interval"
+    ]
+
+
+def test_limits_that_would_fail_every_fetch_are_refused(tmp_path: Path) -> None:
+    # timeout: 0s failed every feed; max_response_size: 0 ended `poll` in a traceback.
+    path = write(
+        tmp_path,
+        "feeds:\n  - url: https://example.com/a\n"
+        "polling:\n  timeout: 0s\n  connect_timeout: 0s\n  max_response_size: 0\n  interval: -5\n",
+    )
+    assert sorted(problems_of(path)) == [
+        f"{path}:4:3: polling.timeout: must be more than 0, e.g. 10s",
+        f"{path}:5:3: polling.connect_timeout: must be more than 0, e.g. 10s",
+        f"{path}:6:3: polling.max_response_size: must be at least 1 byte, not 0; e.g. 10MiB",
+        f"{path}:7:3: polling.interval: bad duration -5: a length of time cannot be negative",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("http://exa mple.org/feed.xml", "no usable host name in 'http://exa mple.org/feed.xml'"),
+        ("https://example.org:99999/feed.xml", "bad port in 'https://example.org:99999/feed.xml'"),
+        ("https://example.org:0/feed.xml", "bad port in 'https://example.org:0/feed.xml'"),
+    ],
+)
+def test_a_url_no_fetch_can_use_is_refused_by_config_check(tmp_path: Path, url: str, message: str) -> None:
+    # It was "ok", and every poll failed the feed (exit 1) with the same complaint.
+    path = write(tmp_path, f"feeds:\n  - url: {url}\n")
+    (problem,) = problems_of(path)
+    assert problem.startswith(f"{path}:2:5: feeds[0].url: {message}")
+
+
+def test_a_url_with_a_space_in_its_path_is_still_a_feed(tmp_path: Path) -> None:
+    loaded = load_config(write(tmp_path, "feeds:\n  - url: https://example.org/my feed.xml\n"))
+    assert loaded.config.feeds[0].url == "https://example.org/my feed.xml"
+
+
+def test_addresses_that_no_message_can_carry_are_refused_on_their_line(tmp_path: Path) -> None:
+    # A bad sender stopped every issue at send time ("1 to retry", run after run); a bad
+    # subscriber logged a traceback on every run.
+    path = write(
+        tmp_path,
+        "feeds:\n  - url: https://example.com/a\n"
+        "newsletters:\n"
+        "  - name: daily\n"
+        "    title: Daily\n"
+        "    sender: digest example\n"
+        "    reply_to: editor@example.org\n"
+        "    subscribers:\n"
+        "      - ok@example.org\n"
+        "      - reader@@example\n"
+        "      - josé@example.org\n",
+    )
+    assert problems_of(path) == [
+        f"{path}:6:5: newsletters[0].sender: bad address 'digest example': not an email address"
+        " (name@example.org); write e.g. digest@example.org",
+        f"{path}:10:9: newsletters[0].subscribers[1]: bad address 'reader@@example': not a valid email"
+        " address (expected atom but found '@example'); fix it or take it out",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            "feeds:\n",
+            "1:1: feeds: expected a list (one '- ' line per item), got nothing (list each feed as"
+            " '- url: https://example.org/feed.xml' on a line under 'feeds:')",
+        ),
+        (
+            "feeds:\n  - seeds/a.xml\n",
+            "2:5: feeds[0]: expected keys and values (key: value), got 'seeds/a.xml'"
+            " (write the feed as '- url: seeds/a.xml')",
+        ),
+        (
+            "feeds:\n  - url: seeds/a.xml\n  - url seeds/b.xml\n",
+            "3:5: feeds[1]: expected keys and values (key: value), got 'url seeds/b.xml'"
+            " (a ':' missing after 'url'? write 'url: seeds/b.xml')",
+        ),
+        (
+            "feeds:\n  - url: seeds/a.xml\n    title The A\n    priority: 1\n",
+            "3:5: not valid YAML: could not find expected ':'"
+            " (a ':' missing after the key on this line? write 'key: value')",
+        ),
+        (
+            "feeds:\n  - url seeds/a.xml\n    title: The A\n",
+            "3:10: not valid YAML: mapping values are not allowed here"
+            " (a ':' missing after the key on line 2? write 'key: value')",
+        ),
+        (
+            "feeds:\n  - url: seeds/a.xml\n    title: A: the first\n",
+            "3:13: not valid YAML: mapping values are not allowed here"
+            " (a value with ': ' in it needs quotes: title: \"A: the first\")",
+        ),
+    ],
+)
+def test_a_missing_colon_or_a_bare_url_is_said_in_a_person_s_words(
+    tmp_path: Path, text: str, expected: str
+) -> None:
+    # pydantic said "Input should be a valid dictionary or instance of FeedConfig"; the YAML
+    # parser pointed at the line after the one missing its ':'.
+    path = write(tmp_path, text)
+    assert problems_of(path) == [f"{path}:{expected}"]
