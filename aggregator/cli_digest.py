@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Protocol
 import typer
 
 from aggregator.cli_console import echo
-from aggregator.config import LoadedConfig
+from aggregator.config import LoadedConfig, address_problem
 from aggregator.errors import AggregatorError
 from aggregator.store import Store
 
@@ -52,6 +52,9 @@ def digest(
 
     if sum((preview, send, to is not None)) != 1:
         echo("digest: give exactly one of --preview, --send or --to ADDRESS", err=True)
+        raise typer.Exit(EXIT_USAGE)
+    if to is not None and (problem := address_problem(to, utf8_local_part=True)):
+        echo(f"digest: --to {to!r}: {problem}", err=True)
         raise typer.Exit(EXIT_USAGE)
     context: _Loads = ctx.obj
     loaded = context.load()

@@ -328,7 +328,7 @@ class OutputConfig(_Strict):
         return value
 
 
-def _address_problem(address: str, *, utf8_local_part: bool) -> str | None:
+def address_problem(address: str, *, utf8_local_part: bool) -> str | None:
     """Why ``address`` cannot be a mailbox of a digest (as the mail stack would find when
     building the message, every issue again), else None."""
     local, at, domain = address.strip().rpartition("@")
@@ -350,13 +350,13 @@ def _address_problem(address: str, *, utf8_local_part: bool) -> str | None:
 
 
 def _check_sender(value: str | None) -> str | None:
-    if value is not None and (problem := _address_problem(value, utf8_local_part=False)):
+    if value is not None and (problem := address_problem(value, utf8_local_part=False)):
         raise ValueError(f"bad address {value!r}: {problem}; write e.g. digest@example.org")
     return value
 
 
 def _check_subscriber(value: str) -> str:
-    if value.strip() and (problem := _address_problem(value, utf8_local_part=True)):
+    if value.strip() and (problem := address_problem(value, utf8_local_part=True)):
         raise ValueError(f"bad address {value!r}: {problem}; fix it or take it out")
     return value
 

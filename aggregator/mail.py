@@ -40,6 +40,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from email import policy
+from email.errors import HeaderParseError
 from email.headerregistry import Address
 from email.message import EmailMessage, MIMEPart
 from email.utils import format_datetime
@@ -151,14 +152,14 @@ def build_message(spec: MessageSpec, recipient: Recipient) -> EmailMessage:
         msg["From"] = Address(display_name=clean_header(spec.sender_name), addr_spec=spec.sender)
         if spec.reply_to:
             msg["Reply-To"] = Address(addr_spec=spec.reply_to)
-    except (ValueError, IndexError) as exc:
+    except (ValueError, IndexError, HeaderParseError) as exc:
         raise SenderError(f"building message: the sender {spec.sender!r}: bad address: {exc}") from exc
     to = wire_address(recipient.address, smtputf8=True)
     try:
         # Address() refuses a non-ASCII local part; parsed from text it is kept, and
         # ``serialize`` writes it as UTF-8 (RFC 6532), which only an SMTPUTF8 server takes.
         msg["To"] = to if not to.isascii() else Address(addr_spec=to)
-    except (ValueError, IndexError) as exc:
+    except (ValueError, IndexError, HeaderParseError) as exc:
         raise DeliveryError(f"building message: {recipient.address}: bad address: {exc}") from exc
     msg["Subject"] = clean_header(spec.subject, 250)
     msg["Date"] = spec.date

@@ -658,6 +658,12 @@ def test_digest_command_previews_sends_and_sends_test_copies(
     assert "The Daily Digest" in path.read_text()
     assert outbox_files(loaded) == []
 
+    for bad in ("bad@@example", "me example.com"):  # a typo: said as such, no traceback
+        refused = runner.invoke(app, ["digest", "daily", "--to", bad])
+        assert refused.exit_code == 2, refused.output
+        assert f"--to {bad!r}: " in refused.output
+        assert isinstance(refused.exception, SystemExit)  # an exit, not a traceback
+    assert outbox_files(loaded) == []
     test_copy = runner.invoke(app, ["digest", "daily", "--to", "me@example.com"])
     assert test_copy.exit_code == 0, test_copy.output
     [eml] = outbox_files(loaded)
