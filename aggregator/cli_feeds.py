@@ -32,6 +32,7 @@ from aggregator.config import (
     LoadedConfig,
     check_feed_url,
     check_text,
+    folder_config_problem,
     missing_config_problem,
     missing_feed_file,
     parse_duration,
@@ -82,8 +83,12 @@ def _read(path: Path) -> tuple[ConfigDocument, LoadedConfig]:
     try:
         document = ConfigDocument.read(path)
     except EditError as exc:
-        if isinstance(exc.__cause__, FileNotFoundError):  # as every other command says it, with the hint
+        # A missing file or a folder: as every other command (load_config) says it, with the hint.
+        if isinstance(exc.__cause__, FileNotFoundError):
             echo(str(missing_config_problem(path)), err=True)
+            _fail(f"1 problem(s) in {path}; nothing was done.")
+        if isinstance(exc.__cause__, OSError) and path.is_dir():
+            echo(str(folder_config_problem(path)), err=True)
             _fail(f"1 problem(s) in {path}; nothing was done.")
         _fail(str(exc))
     try:
@@ -215,9 +220,9 @@ def add_feed(
         echo(f"{found.page} advertises {found.url}", err=True)
     if found.moved_from:
         echo(f"{found.moved_from} moved permanently to {found.url}", err=True)
-    echo(
+    echo(  # the title written to feeds.yaml: --title's, else the feed's own
         f"{path.name}:{document.line_of_feed(index)}: added {found.url} "
-        f"({found.title or 'untitled'}, {found.format}, "
+        f"({title or found.title or 'untitled'}, {found.format}, "
         f"{found.entries} {'entry' if found.entries == 1 else 'entries'})"
     )
 
@@ -227,7 +232,7 @@ def remove_feed(
     ctx: typer.Context,
     feed: Annotated[str, typer.Argument(metavar="URL|TITLE", help="The feed's URL or its title.")],
 ) -> None:
-    """Remove a feed (and the comment directly above it) from feeds.yaml."""
+    """Remove a feed (and the comment directly above it) from feeds.yaml; its stored entries stay."""
     path = _config_path(ctx)
     document, _ = _read(path)
     try:
@@ -235,7 +240,10 @@ def remove_feed(
     except EditError as exc:
         _fail(str(exc))
     _save(document)
-    echo(f"{path.name}: removed {url}")
+    echo(
+        f"{path.name}: removed {url}; its entries stay in the database, "
+        "out of the outputs and digests until the feed is added back"
+    )
 
 
 @feeds_app.command("set")

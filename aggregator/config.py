@@ -539,6 +539,8 @@ def load_config(path: Path) -> LoadedConfig:
         )
         raise ConfigError([problem]) from exc
     except OSError as exc:
+        if path.is_dir():  # IsADirectoryError; PermissionError on Windows
+            raise ConfigError([folder_config_problem(path)]) from exc
         raise ConfigError([ConfigProblem(name, 0, 0, "", f"cannot read: {exc}")]) from exc
     return load_config_text(text, path)
 
@@ -552,6 +554,26 @@ def missing_config_problem(path: Path) -> ConfigProblem:
     if named and Path(named).absolute() == path.absolute():
         hint = f"the path is ${CONFIG_ENV}: set it to your feeds.yaml, or {hint}"
     return ConfigProblem(str(path), 0, 0, "", "file not found", hint)
+
+
+def folder_config_problem(path: Path) -> ConfigProblem:
+    """``path`` is a folder, not feeds.yaml: the hint names the feeds.yaml inside it if there
+    is one, and, like ``missing_config_problem``, where the path came from."""
+    inside = path / DEFAULT_CONFIG_NAME
+    found = inside.is_file()
+    hint = f"give the file: --config {inside}" if found else "pass --config PATH"
+    named = os.environ.get(CONFIG_ENV)
+    if named and Path(named).absolute() == path.absolute():
+        target = str(inside) if found else f"your {DEFAULT_CONFIG_NAME}, or pass --config PATH"
+        hint = f"the path is ${CONFIG_ENV}: set it to {target}"
+    return ConfigProblem(str(path), 0, 0, "", f"a folder, not a {DEFAULT_CONFIG_NAME}", hint)
+
+
+def unknown_key_hint(key: str, valid: Sequence[str]) -> str:
+    """What to write instead of an unknown key: the closest valid one, else all of them
+    (``config check`` and the feeds.yaml editor say it alike)."""
+    close = difflib.get_close_matches(key, valid, n=1)
+    return f"did you mean {close[0]!r}?" if close else f"valid keys: {', '.join(valid)}"
 
 
 def missing_feed_file(location: str) -> Path | None:
@@ -736,9 +758,7 @@ def _problem_from(name: str, data: Any, err: Mapping[str, Any]) -> ConfigProblem
         message = f"unknown key {loc[-1]!r}"
         model = _model_at(loc)
         if model is not None:
-            valid = list(model.model_fields)
-            close = difflib.get_close_matches(str(loc[-1]), valid, n=1)
-            hint = f"did you mean {close[0]!r}?" if close else f"valid keys: {', '.join(valid)}"
+            hint = unknown_key_hint(str(loc[-1]), list(model.model_fields))
     elif kind == "missing":
         message = f"missing required key {loc[-1]!r}"
     elif kind in ("model_type", "dict_type"):

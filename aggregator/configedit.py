@@ -61,6 +61,7 @@ from aggregator.config import (
     NewsletterConfig,
     feed_identity,
     load_config_text,
+    unknown_key_hint,
 )
 from aggregator.errors import AggregatorError, ConfigError, ConfigProblem
 
@@ -342,7 +343,7 @@ class ConfigDocument:
         item = items[index]
         for key, value in changes.items():
             if key not in FEED_KEYS:
-                raise EditError(f"cannot set {key!r} on a feed: use one of {', '.join(FEED_KEYS)}")
+                raise EditError(f"cannot set {key!r} on a feed: {unknown_key_hint(key, FEED_KEYS)}")
             if key == "url" and isinstance(value, str):
                 other = self.duplicate_of(value)
                 if other is not None and other != _str(item.get("url")):
@@ -374,8 +375,8 @@ class ConfigDocument:
         item = items[index]
         for key, value in changes.items():
             if key not in NewsletterConfig.model_fields:
-                valid = ", ".join(NewsletterConfig.model_fields)
-                raise EditError(f"cannot set {key!r} on a newsletter: use one of {valid}")
+                hint = unknown_key_hint(key, list(NewsletterConfig.model_fields))
+                raise EditError(f"cannot set {key!r} on a newsletter: {hint}")
             taken = {_str(other.get("name")) for other in items}
             if key == "name" and value != name and value in taken:
                 raise DuplicateError(f"{self.path.name}: a newsletter named {value!r} already exists")

@@ -85,9 +85,8 @@ def test_add_fetches_the_feed_once_and_says_where_it_went(tmp_path: Path, feed_s
     code, stdout, _ = run(path, "feeds", "add", feed_server.url("/atom.xml"), "--title", "Mine")
     assert code == 0
     assert (
-        stdout.strip()
-        == f"feeds.yaml:23: added {feed_server.url('/atom.xml')} (Loopback Atom, atom10, 1 entry)"
-    )
+        stdout.strip() == f"feeds.yaml:23: added {feed_server.url('/atom.xml')} (Mine, atom10, 1 entry)"
+    )  # the title written, not the feed's own ("Loopback Atom"), which --title replaced
     assert feed_server.count("/atom.xml") == 1
     assert "title: Mine" in path.read_text()
 
@@ -187,14 +186,28 @@ def test_remove_and_set_name_what_they_cannot_find(tmp_path: Path) -> None:
     assert (code, stderr.strip()) == (2, "feeds.yaml: no feed with the URL or title 'Nope'")
     code, _, stderr = run(path, "feeds", "set", "Example Wire", "intervall=1h")
     assert code == 2
+    # The likely key, as `config check` says it, rather than every key there is.
+    assert "cannot set 'intervall' on a feed: did you mean 'interval'?" in stderr
+    assert "url, title" not in stderr
+    code, _, stderr = run(path, "feeds", "set", "Example Wire", "colour=red")
+    assert code == 2
     assert (
-        "cannot set 'intervall' on a feed: use one of url, title, topics, interval, priority, enabled"
-        in stderr
+        "cannot set 'colour' on a feed: valid keys: url, title, topics, interval, priority, enabled" in stderr
     )
     code, _, stderr = run(path, "feeds", "set", "Example Wire", "interval=3 parsecs")
     assert code == 2
     assert "not saved: feeds.yaml would be invalid: feeds[0].interval: bad duration '3 parsecs'" in stderr
     assert path.read_bytes() == before
+
+
+def test_remove_says_the_stored_entries_stay(tmp_path: Path) -> None:
+    path = config_from(tmp_path, "base.yaml")
+    code, stdout, _ = run(path, "feeds", "remove", "Example Wire")
+    assert code == 0
+    assert stdout.strip() == (
+        "feeds.yaml: removed https://wire.example.com/rss.xml; its entries stay in the database, "
+        "out of the outputs and digests until the feed is added back"
+    )
 
 
 def test_an_invalid_file_is_not_edited(tmp_path: Path) -> None:
@@ -474,6 +487,37 @@ def test_a_missing_config_named_by_the_environment_says_so(tmp_path: Path, comma
     result = CliRunner().invoke(cli.app, command, env={"AGGREGATOR_CONFIG": str(missing)})
     assert result.exit_code == 2
     assert f"{missing}: file not found (the path is $AGGREGATOR_CONFIG" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["feeds", "list"],
+        ["feeds", "export"],
+        ["feeds", "add", "https://a.example/feed"],
+        ["feeds", "remove", "https://a.example/feed"],
+        ["feeds", "set", "https://a.example/feed", "interval=1h"],
+        ["feeds", "import", str(OPML_DIR / "feedly.opml")],
+        ["status"],
+        ["poll"],
+        ["config", "check"],
+    ],
+)
+def test_a_folder_given_as_the_config_is_said_as_every_command_says_it(
+    tmp_path: Path, command: list[str]
+) -> None:
+    # Was "cannot read: [Errno 21] Is a directory" (or "cannot read DIR: Is a directory").
+    folder = tmp_path / "site"
+    folder.mkdir()
+    code, _, stderr = run(folder, *command)
+    assert code == 2
+    assert f"{folder}: a folder, not a feeds.yaml (pass --config PATH)" in stderr
+    assert "Errno" not in stderr
+    (folder / "feeds.yaml").write_text("feeds: []\n", encoding="utf-8")
+    code, _, stderr = run(folder, *command)
+    assert code == 2
+    assert f"{folder}: a folder, not a feeds.yaml (give the file: --config {folder / 'feeds.yaml'})" in stderr
+    assert (folder / "feeds.yaml").read_text(encoding="utf-8") == "feeds: []\n"
 
 
 @pytest.mark.parametrize("columns", ["40", "120"])

@@ -179,6 +179,22 @@ def test_missing_config_file(tmp_path: Path) -> None:
     assert problems == [f"{tmp_path / 'nope.yaml'}: file not found (pass --config PATH)"]
 
 
+def test_a_folder_instead_of_the_file_says_which_file_to_give(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("AGGREGATOR_CONFIG", raising=False)
+    assert problems_of(tmp_path) == [f"{tmp_path}: a folder, not a feeds.yaml (pass --config PATH)"]
+    inside = write(tmp_path, "feeds: []\n")
+    assert problems_of(tmp_path) == [
+        f"{tmp_path}: a folder, not a feeds.yaml (give the file: --config {inside})"
+    ]
+    assert [str(p) for p in check_config(tmp_path)] == problems_of(tmp_path)
+    monkeypatch.setenv("AGGREGATOR_CONFIG", str(tmp_path))
+    assert problems_of(tmp_path) == [
+        f"{tmp_path}: a folder, not a feeds.yaml (the path is $AGGREGATOR_CONFIG: set it to {inside})"
+    ]
+
+
 def test_a_file_that_is_not_utf8_names_the_line_and_what_to_do(tmp_path: Path) -> None:
     # Saved as Latin-1 by an editor: the line to look at, not a byte offset into the file.
     path = tmp_path / "feeds.yaml"
