@@ -275,6 +275,7 @@ async def _store_one(  # noqa: PLR0917 -- private; the pieces of one poll cycle
         updated_entries=counts.updated,
         error=new_state.last_error if new_state.status in _FAILED else None,
         notice=_redirect_notice(loaded, feed.url, state, new_state),
+        moved_to=new_state.fetch_url if new_state.fetch_url != state.fetch_url else None,
     )
 
 

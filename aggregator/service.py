@@ -904,12 +904,21 @@ def _log_digest(run: DigestRun, seconds: float) -> None:
     )
 
 
+def _notice_fields(loaded: LoadedConfig, outcome: PollOutcome, shown: str) -> dict[str, Any]:
+    """The fields of a feed's notice line: for a feed that moved permanently (``feed_moved``),
+    the feed as configured, its new address and the line of feeds.yaml to change."""
+    place = {"file": str(loaded.path), "line": loaded.feed_lines.get(outcome.url)}
+    if outcome.moved_to:
+        return {"event": "feed_moved", "feed": shown, "moved_to": without_password(outcome.moved_to), **place}
+    return {"event": "feed_notice", "feed": shown, **place}
+
+
 def _log_outcome(loaded: LoadedConfig, outcome: PollOutcome) -> None:
     """Per feed: DEBUG when fine (the cycle line sums it up), WARNING when it failed."""
     where = loaded.where(outcome.url)
-    if outcome.notice:
-        log.warning("notice: %s", outcome.notice)
     shown = without_password(outcome.url)  # logs travel to collectors: no feed's password
+    if outcome.notice:
+        log.warning("notice: %s", outcome.notice, extra={"fields": _notice_fields(loaded, outcome, shown)})
     fields = {
         "event": "feed_polled",
         "feed": shown,

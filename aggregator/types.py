@@ -156,6 +156,7 @@ class PollOutcome:
     updated_entries: int = 0
     error: str | None = None
     notice: str | None = None  # e.g. "feeds.yaml:7: moved permanently to …; update the url"
+    moved_to: str | None = None  # the new address of a feed whose permanent redirect was adopted
 
 
 @dataclass(frozen=True, slots=True)

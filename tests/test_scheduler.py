@@ -50,6 +50,7 @@ from aggregator.service import (
     RETRY_JOB_ID,
     ConfigWatcher,
     DigestRun,
+    JsonFormatter,
     NextRun,
     Service,
     _QuietPollSkips,
@@ -505,6 +506,38 @@ async def until(predicate: Callable[[], bool], seconds: float = 5.0) -> None:
     while not predicate():
         assert time.monotonic() < deadline, "timed out"
         await asyncio.sleep(0.02)
+
+
+@pytest.mark.anyio
+async def test_a_feed_that_moved_permanently_is_a_log_event_naming_the_line_to_change(
+    feed_server: FeedServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The line was only a message ("notice: feeds.yaml:3: ... has moved permanently to ..."):
+    # a log processor had no event, no feed, no new URL and no line to act on.
+    caplog.set_level(logging.INFO, logger="aggregator.service")
+    moved = feed_server.url("/moved").replace("//", "//reader:s3cret@")  # 301 to /feed.xml
+    config = write_config(tmp_path / "feeds.yaml", [feed_server.url("/feed.xml"), moved])
+    loaded = load_config(config)
+    clock = ManualClock(utc(2025, 8, 19, 9))
+    with Store.open(loaded.database_url) as store:
+        service = Service(loaded, store, clock=clock)
+        for _ in range(3):  # a permanent redirect is adopted once seen three times in a row
+            await service.run_job(POLL_JOB_ID)
+            clock.advance(timedelta(hours=2))
+    lines = [
+        json.loads(JsonFormatter().format(r)) for r in caplog.records if "moved permanently" in r.getMessage()
+    ]
+    assert len(lines) == 1
+    (line,) = lines
+    assert line["message"].startswith("notice: feeds.yaml:4: ")  # the human message is kept
+    assert "update the url" in line["message"]
+    assert {k: line[k] for k in ("event", "feed", "moved_to", "file", "line")} == {
+        "event": "feed_moved",
+        "feed": feed_server.url("/moved").replace("//", "//reader:***@"),  # as configured, no password
+        "moved_to": feed_server.url("/feed.xml").replace("//", "//reader:***@"),  # same origin
+        "file": str(config),
+        "line": 4,
+    }
 
 
 @pytest.mark.anyio
