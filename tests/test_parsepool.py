@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from aggregator import parsepool
+from aggregator.identity import entry_hashes
 from aggregator.parsepool import ParsePool
 from tests.test_parse import FEEDS, FIXTURES
 
@@ -60,13 +61,13 @@ def test_known_source_keys_reach_the_worker_process() -> None:
 
 def test_a_worker_process_imports_the_parser_but_not_the_pools_asyncio() -> None:
     # A worker's memory is what it imports: the parent side of the module must not come along,
-    # nor ssl (parsepool._BOOT says why).
+    # nor ssl, nor OpenSSL's hashlib (parsepool._BOOT says why).
     assert parsepool._BOOT.endswith("; p.serve()")
     report = (
         "from aggregator import parse; print(json.dumps([m for m in sys.argv[2:] if sys.modules.get(m)]))"
     )
     code = parsepool._BOOT.replace("p.serve()", report)
-    watched = ["asyncio", "logging", "ssl", "aggregator.parse"]
+    watched = ["asyncio", "logging", "ssl", "_hashlib", "aggregator.parse"]
     done = subprocess.run(
         [sys.executable, "-c", code, json.dumps(sys.path), *watched],
         capture_output=True,
@@ -90,6 +91,8 @@ def test_every_fixture_parses_in_a_worker_as_in_the_caller() -> None:
     in_workers = asyncio.run(parse_all())
     here = [parsepool.parse_safely((FEEDS / n).read_bytes(), h, u) for n, (h, u) in FIXTURES.items()]
     assert [(o.feed, o.error) for o in in_workers] == [(o.feed, o.error) for o in here]
+    # Its hashes too, made without OpenSSL's hashlib: the digests the store compares with.
+    assert [o.hashes for o in in_workers] == [entry_hashes(o.feed.entries) if o.feed else None for o in here]
     assert sum(o.feed is not None for o in here) >= len(FIXTURES) - 3  # not all refusals
 
 
