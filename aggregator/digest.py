@@ -48,7 +48,7 @@ from mjml import mjml2html
 
 from aggregator import mail
 from aggregator.config import NONCHARACTERS
-from aggregator.snapshot import Snapshot, SnapshotStory, entry_time
+from aggregator.snapshot import Snapshot, SnapshotStory, entry_time, kept_copy
 from aggregator.types import StoredEntry
 
 log = logging.getLogger(__name__)
@@ -280,7 +280,7 @@ def new_articles(
     shown.update((c.entry_id, (c.feed_url, c.outlet, c.url, c.title)) for c in story.coverage)
     carried: dict[str, list[str]] = {}  # article (its kept copy) → its copies shown
     for entry_id in shown.keys() & copies.keys():
-        carried.setdefault(_kept_in(copies[entry_id], copies).id, []).append(entry_id)
+        carried.setdefault(kept_copy(copies[entry_id], copies).id, []).append(entry_id)
     found: list[DigestArticle] = []
     for kept_id, shown_copies in carried.items():
         if not window_start < arrivals[kept_id] <= window_end:
@@ -305,23 +305,10 @@ def _arrivals(copies: Mapping[str, StoredEntry]) -> dict[str, datetime]:
     """Kept copy id → when the first of its copies (itself included) was first seen."""
     first: dict[str, datetime] = {}
     for stored in copies.values():
-        kept = _kept_in(stored, copies).id
+        kept = kept_copy(stored, copies).id
         if kept not in first or stored.first_seen < first[kept]:
             first[kept] = stored.first_seen
     return first
-
-
-def _kept_in(stored: StoredEntry, copies: Mapping[str, StoredEntry]) -> StoredEntry:
-    """The copy kept of ``stored``'s article, following ``duplicate_of`` as far as ``copies``
-    go, as the snapshot does (itself when it duplicates nothing known; a cycle stops it)."""
-    seen = {stored.id}
-    current = stored
-    while current.duplicate_of is not None and current.duplicate_of in copies:
-        if current.duplicate_of in seen:
-            break
-        seen.add(current.duplicate_of)
-        current = copies[current.duplicate_of]
-    return current
 
 
 def digest_story(story: SnapshotStory) -> DigestStory | None:

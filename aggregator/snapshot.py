@@ -235,7 +235,7 @@ def build_snapshot(
     return Snapshot(taken=now, stories=tuple(built))
 
 
-def _kept_copy(stored: StoredEntry, by_id: Mapping[str, StoredEntry]) -> StoredEntry:
+def kept_copy(stored: StoredEntry, by_id: Mapping[str, StoredEntry]) -> StoredEntry:
     """Follow ``duplicate_of`` to the copy kept (a cycle or a missing target stops the walk)."""
     seen = {stored.id}
     current = stored
@@ -251,7 +251,7 @@ def _group_key(stored: StoredEntry, by_id: Mapping[str, StoredEntry]) -> str:
     # A copy goes where its kept copy is: the story stage may have given a late copy (its kept
     # copy older than the stage's window) a story of its own, and the feed would then carry
     # the one article twice.
-    kept = _kept_copy(stored, by_id)
+    kept = kept_copy(stored, by_id)
     if kept.story is not None:
         return kept.story
     return stored.story if stored.story is not None else f"entry:{kept.id}"
@@ -286,7 +286,7 @@ def _story(
     no longer configured), which count only for ``updated`` and ``first_seen``."""
     in_story = {m.id: m for m in members}
     # How many copies each kept copy stands for; a copy that is someone's duplicate counts 0.
-    carried = Counter(_kept_copy(m, in_story).id for m in members)
+    carried = Counter(kept_copy(m, in_story).id for m in members)
     label = _headline(record.label) if record is not None else None
     lead = min(
         members,

@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 
 from aggregator.cli import app
 from aggregator.store import Store
+from tests.conftest import table_names
 
 FEED = """<?xml version="1.0" encoding="utf-8"?>
 <rss version="2.0"><channel><title>News</title><link>https://news.example/</link>
@@ -107,12 +108,7 @@ def test_status_on_an_empty_database_creates_no_table_on_either_backend(
     if database_url.startswith("sqlite"):
         assert not (tmp_path / "aggregator.sqlite").exists()
     else:
-        engine = sa.create_engine(database_url)
-        try:
-            with engine.connect() as conn:
-                assert sa.inspect(conn).get_table_names() == []
-        finally:
-            engine.dispose()
+        assert table_names(database_url) == []
 
 
 def test_after_a_poll_the_read_only_commands_read_what_is_stored_and_say_nothing_more(

@@ -8,6 +8,7 @@ and headless Chromium for what a reader sees.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email
 import json
 import os
@@ -18,7 +19,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from email import policy
 from pathlib import Path
@@ -278,13 +279,11 @@ smtp:
 """
 
 
-@pytest.fixture
-def smtp_project(
-    tmp_path: Path,
-    tls_files: tuple[Path, Path],  # noqa: F811 -- the fixture imported above
-    monkeypatch: pytest.MonkeyPatch,
-) -> Iterator[tuple[LoadedConfig, Store, SmtpServer]]:
-    server = start_server(Handler(), tls_files)
+@contextlib.contextmanager
+def project_sending_to(
+    server: SmtpServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, subscribers: Sequence[str]
+) -> Iterator[tuple[LoadedConfig, Store]]:
+    """The project polled, sending through ``server`` (stopped at the end) to ``subscribers``."""
     monkeypatch.setenv("AGGREGATOR_SMTP_USERNAME", USER)
     monkeypatch.setenv("AGGREGATOR_SMTP_PASSWORD", PASSWORD)
     monkeypatch.setenv("AGGREGATOR_SECRET_KEY", TEST_KEY)
@@ -294,11 +293,23 @@ def smtp_project(
     try:
         with Store.open(loaded.database_url) as store:
             poll(loaded, store)
-            for address in ("a@example.com", "b@example.com", "c@example.com", "d@example.com"):
+            for address in subscribers:
                 store.set_subscriber("daily", address, True, NOW)
-            yield loaded, store, server
+            yield loaded, store
     finally:
         server.controller.stop()
+
+
+@pytest.fixture
+def smtp_project(
+    tmp_path: Path,
+    tls_files: tuple[Path, Path],  # noqa: F811 -- the fixture imported above
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[tuple[LoadedConfig, Store, SmtpServer]]:
+    server = start_server(Handler(), tls_files)
+    readers = ("a@example.com", "b@example.com", "c@example.com", "d@example.com")
+    with project_sending_to(server, tmp_path, monkeypatch, readers) as (loaded, store):
+        yield loaded, store, server
 
 
 def received(server: SmtpServer) -> list[str]:
@@ -395,22 +406,11 @@ def test_a_reader_whose_address_is_not_ascii_before_the_at_gets_the_issue_if_the
     # Such an address needs SMTPUTF8 (RFC 6531).  Without it on the server, that reader fails
     # with the reason and everyone else still gets the issue; with it, it is used.
     server = start_server(Handler(), tls_files, smtputf8=smtputf8)
-    monkeypatch.setenv("AGGREGATOR_SMTP_USERNAME", USER)
-    monkeypatch.setenv("AGGREGATOR_SMTP_PASSWORD", PASSWORD)
-    monkeypatch.setenv("AGGREGATOR_SECRET_KEY", TEST_KEY)
-    loaded = load_config(
-        make_project(tmp_path, smtp_yaml=SMTP_YAML.format(port=server.port, cafile=server.cafile))
-    )
-    try:
-        with Store.open(loaded.database_url) as store:
-            poll(loaded, store)
-            for address in ("a@example.com", "josé@example.org", "b@example.com"):
-                store.set_subscriber("daily", address, True, NOW)
-            [first] = newsletters.run_due_newsletters(loaded, store, NOW)
-            rows = {d.recipient: d for d in store.deliveries("daily", 1)}
-            later = newsletters.run_due_newsletters(loaded, store, NOW + timedelta(hours=1))
-    finally:
-        server.controller.stop()
+    readers = ("a@example.com", "josé@example.org", "b@example.com")
+    with project_sending_to(server, tmp_path, monkeypatch, readers) as (loaded, store):
+        [first] = newsletters.run_due_newsletters(loaded, store, NOW)
+        rows = {d.recipient: d for d in store.deliveries("daily", 1)}
+        later = newsletters.run_due_newsletters(loaded, store, NOW + timedelta(hours=1))
     others = ["a@example.com", "b@example.com", "reader@example.com"]
     assert later == []  # the issue is over: nobody is tried again
     if smtputf8:

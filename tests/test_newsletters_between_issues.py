@@ -238,6 +238,13 @@ def test_a_first_run_with_nothing_to_send_leaves_issue_1_to_the_first_with_stori
     assert "issue 1 · 1 story" in archived_text(loaded, 1)
 
 
+def store_an_old_empty_issue(store: Store, number: int, start: datetime, end: datetime) -> None:
+    """An empty issue as an earlier version stored it: numbered like any other."""
+    frozen = digest.DigestIssue("daily", "The Daily", number, start, end, end, "UTC", "en", ())
+    record = IssueRecord("daily", number, start, end, end, "empty", 0, digest.issue_to_json(frozen), end)
+    store.freeze_issue(record, (), end)
+
+
 def test_two_empty_issues_an_earlier_version_stored_leave_no_gap_in_the_archive(
     quiet: tuple[LoadedConfig, Store],
 ) -> None:
@@ -246,10 +253,9 @@ def test_two_empty_issues_an_earlier_version_stored_leave_no_gap_in_the_archive(
     add_entry(store, FEED_A, "geneva-1", "Ceasefire talks open in Geneva", NOW - timedelta(hours=2))
     newsletters.run_due_newsletters(loaded, store, NOW)
     for number in (2, 3):
-        start, end = NOW + timedelta(days=number - 2), NOW + timedelta(days=number - 1)
-        frozen = digest.DigestIssue("daily", "The Daily", number, start, end, end, "UTC", "en", ())
-        record = IssueRecord("daily", number, start, end, end, "empty", 0, digest.issue_to_json(frozen), end)
-        store.freeze_issue(record, (), end)
+        store_an_old_empty_issue(
+            store, number, NOW + timedelta(days=number - 2), NOW + timedelta(days=number - 1)
+        )
     add_entry(store, FEED_B, "rail-1", "Rail strike called off", NOW + timedelta(days=2, hours=2))
     [after] = newsletters.run_due_newsletters(loaded, store, NOW + timedelta(days=3))
     assert (after.number, after.shown_number, after.status) == (4, 2, "done")
@@ -265,12 +271,7 @@ def test_an_empty_issue_an_earlier_version_stored_leaves_its_unused_number_to_th
     add_entry(store, FEED_A, "geneva-1", "Ceasefire talks open in Geneva", NOW - timedelta(hours=2))
     newsletters.run_due_newsletters(loaded, store, NOW)
     tomorrow = NOW + timedelta(days=1)
-    frozen = digest.DigestIssue("daily", "The Daily", 2, NOW, tomorrow, tomorrow, "UTC", "en", ())
-    store.freeze_issue(
-        IssueRecord("daily", 2, NOW, tomorrow, tomorrow, "empty", 0, digest.issue_to_json(frozen), tomorrow),
-        (),
-        tomorrow,
-    )
+    store_an_old_empty_issue(store, 2, NOW, tomorrow)
     add_entry(store, FEED_B, "rail-1", "Rail strike called off", tomorrow + timedelta(hours=2))
     [second] = newsletters.run_due_newsletters(loaded, store, NOW + timedelta(days=2))
     assert (second.number, second.shown_number, second.status) == (3, 2, "done")

@@ -32,6 +32,7 @@ from aggregator.identity import entry_hashes
 from aggregator.parse import parse_feed
 from aggregator.store import NoDatabaseYet, SaveCounts, Store, entry_id, metadata, migration_config
 from aggregator.types import DuplicateEvidence, Enclosure, Entry, FeedState, FeedStatus
+from tests.conftest import table_names
 
 FEED = "https://example.com/feed.xml"
 OTHER = "https://example.org/rss"
@@ -98,12 +99,7 @@ def test_opening_to_read_where_nothing_was_stored_creates_nothing(tmp_path: Path
     if url.startswith("sqlite"):
         assert not (tmp_path / "data").exists()
     else:  # the database itself exists (an administrator made it), and stays without a table
-        engine = sa.create_engine(url)
-        try:
-            with engine.connect() as conn:
-                assert sa.inspect(conn).get_table_names() == []
-        finally:
-            engine.dispose()
+        assert table_names(url) == []
     Store.open(url).close()  # a poll creates it; then it is read as any other
     with Store.open(url, create=False) as store:
         assert store.feed_states() == []

@@ -26,6 +26,7 @@ import httpx
 import pytest
 import uvicorn
 from lxml import html as lxml_html
+from starlette.applications import Starlette
 
 from aggregator import mail, newsletters, web
 from aggregator.clock import ManualClock
@@ -1110,14 +1111,12 @@ def local_links(page: httpx.Response) -> list[str]:
     return [v for v in found if not v.startswith(("http://", "https://", "#"))]
 
 
-def test_under_a_sub_path_every_link_redirect_form_and_cookie_carries_it(
-    settings: WebSettings, store: Store, outbox: Path, clock: ManualClock, tmp_path: Path
-) -> None:
-    """output.base_url https://example.org/news/, behind a proxy that strips /news: a person
-    following the pages' own links, forms and redirects never leaves /news/."""
+def site_under(  # noqa: PLR0917 -- the fixtures of the two tests that use it
+    base: str, settings: WebSettings, store: Store, outbox: Path, clock: ManualClock, tmp_path: Path
+) -> Starlette:
+    """The site with the editor (token "t" * 20) as cli_serve mounts it, at ``base``."""
     from aggregator.web_admin import admin_routes  # noqa: PLC0415 -- as cli_serve mounts it
 
-    base = "https://example.org/news/"
     config = tmp_path / "feeds.yaml"
     config.write_text((Path(__file__).parent / "golden" / "config" / "base.yaml").read_text())
     under = replace(
@@ -1125,6 +1124,15 @@ def test_under_a_sub_path_every_link_redirect_form_and_cookie_carries_it(
     )
     app = create_app(under, store, lambda: mail.Outbox(outbox), clock)
     app.router.routes.append(admin_routes(config, token="t" * 20, public_url=base))
+    return app
+
+
+def test_under_a_sub_path_every_link_redirect_form_and_cookie_carries_it(
+    settings: WebSettings, store: Store, outbox: Path, clock: ManualClock, tmp_path: Path
+) -> None:
+    """output.base_url https://example.org/news/, behind a proxy that strips /news: a person
+    following the pages' own links, forms and redirects never leaves /news/."""
+    app = site_under("https://example.org/news/", settings, store, outbox, clock, tmp_path)
     with (
         LiveServer(app) as url,
         httpx.Client(base_url="http://example.org", transport=SubPathProxy(url, "/news"), timeout=10) as http,
@@ -1180,16 +1188,7 @@ def test_a_path_with_spaces_or_non_latin_letters_sets_cookies_the_browser_sends_
 ) -> None:
     """A cookie's Path is matched against the URL as sent, percent-encoded; a decoded /新闻
     is no Latin-1 header at all (it was a 500), /actualités never matches /actualit%C3%A9s."""
-    from aggregator.web_admin import admin_routes  # noqa: PLC0415 -- as cli_serve mounts it
-
-    base = f"https://example.org/{encoded}/"
-    config = tmp_path / "feeds.yaml"
-    config.write_text((Path(__file__).parent / "golden" / "config" / "base.yaml").read_text())
-    under = replace(
-        settings, base_url=base, newsletters=(NewsletterInfo("daily", "The Daily", "d@example.org", base),)
-    )
-    app = create_app(under, store, lambda: mail.Outbox(outbox), clock)
-    app.router.routes.append(admin_routes(config, token="t" * 20, public_url=base))
+    app = site_under(f"https://example.org/{encoded}/", settings, store, outbox, clock, tmp_path)
     prefix = f"/{encoded}"
     with (
         LiveServer(app) as url,
