@@ -1,9 +1,12 @@
-"""When newsletters are due: crontab schedules in a time zone, and the one catch-up rule.
+"""When newsletters are due: crontab schedules in a time zone, and the one catch-up rule;
+and when the poll job should run before its regular tick.
 
 Pure: no I/O, no clock.  In: a newsletter's ``schedule`` (crontab) and ``timezone``, where
 its newest stored issue ends, and ``now``.  Out: an APScheduler trigger
 (``NewsletterTrigger``), the latest scheduled time at or before ``now``
 (``last_fire_time``) and the scheduled time whose issue should go out now (``due_issue``).
+For polling, ``poll_wake``: the earliest stored next check, held back to a minimum gap
+after the last run, when that comes before the poll job's next regular tick.
 
 The scheduler, a restart and a wake-up from sleep ask ``due_issue``, so they agree: at most
 one issue, of the latest scheduled time, however many were missed.  ``aggregator run --once``
@@ -135,3 +138,21 @@ def due_issue(
     if fire is None or (covered_until is not None and covered_until >= fire):
         return None
     return fire
+
+
+def poll_wake(
+    next_check: datetime | None, *, not_before: datetime, next_tick: datetime | None
+) -> datetime | None:
+    """When to run the poll job before its regular tick at ``next_tick``, or None (the tick
+    comes first, or no feed has a next check).
+
+    At ``next_check`` (the earliest stored next check) and never before it: it carries the
+    server's Retry-After and Cache-Control max-age, and jitter that only ever adds time.
+    Not before ``not_before`` either (the last run plus a minimum gap): a thousand feeds
+    whose jittered checks fall seconds apart are polled together, a few cycles a minute,
+    not one cycle each.  A job with no regular tick (``next_tick`` None: paused) is left alone.
+    """
+    if next_check is None or next_tick is None:
+        return None
+    wake = max(next_check, not_before)
+    return wake if wake < next_tick else None

@@ -7,7 +7,8 @@ issue.  Out: a process that runs until SIGTERM/SIGINT and an exit code
 The jobs (APScheduler 3.11, ``AsyncIOScheduler``, in-memory job store)::
 
     poll                 interval, every POLL_TICK: asks the store which feeds are due and
-                         polls those (a feed's cadence is data in the store, not a job)
+                         polls those (a feed's cadence is data in the store, not a job); and
+                         woken before its tick at the earliest stored next check (below)
     newsletter:NAME      cron, one per newsletter, in the newsletter's own time zone
     newsletter-retries   interval, every POLL_TICK: sends what is waiting, with one read per
                          newsletter when nothing is: deliveries whose retry time has come (a
@@ -26,6 +27,18 @@ runs starts at its next scheduled time.  A scheduled time of a *changed* schedul
 came before the change is not missed (``newsletters.schedule_counted_from``): moving a
 07:00 newsletter to 09:00 at 10:00 sends the next issue tomorrow at 09:00, not a second
 one today.
+
+The poll job's tick is a safety net (config edits, new feeds, a clock set back): after
+each cycle, and on a tick where nothing is due, the job's next run is moved to the earliest
+next check of an enabled, non-retired feed when that comes before the tick
+(``schedule.poll_wake``), so a feed set to 5 minutes is polled after 5 minutes plus its
+jitter, not at the tick after (6 minutes).  Never before that next check: it carries a
+server's Retry-After and max-age.  Never sooner than ``POLL_MIN_GAP`` after the end of the
+cycle before, so that a thousand feeds whose jittered checks fall seconds apart are polled
+in a few cycles a minute, not one cycle each (a lone feed is polled at its next check).  It
+is the same job (moved with ``modify_job``), so the wake-up has its coalescing, no-overlap
+(``max_instances=1``, ``_poll_again``) and misfire grace; after it the regular tick counts
+again from that run.
 
 A daylight-saving change that repeats an hour would make a cron trigger fire twice at
 ``02:30``; ``schedule.NewsletterTrigger`` skips the second occurrence of a repeated wall time
@@ -86,9 +99,15 @@ RETRY_JOB_ID = "newsletter-retries"
 # a quarter of an hour, not one a minute.
 FAILED_ISSUE_PAUSE = timedelta(minutes=15)
 
-# How often the poll job asks the store what is due.  One indexed query; feeds are due
-# at most this much after their next check (the minimum polling interval is minutes).
+# How often the poll job asks the store what is due, at least.  One indexed query.  Between
+# ticks the job is woken at the earliest next check (see the module docstring); the tick is
+# the safety net for what changes outside a cycle (a config edit, a clock set back).
 POLL_TICK = timedelta(seconds=60)
+# The shortest time between the end of a poll cycle and an early wake-up of the poll job
+# for the next one: feeds due within it are polled by one cycle.  A cycle also
+# collapses copies, groups stories and writes the combined feeds, so a thousand feeds with
+# jittered checks cost at most 6 cycles a minute, each at most this late.
+POLL_MIN_GAP = timedelta(seconds=10)
 # A poll tick missed by more than this (the machine slept) is dropped; coalescing
 # already turns a burst into one run, and the next tick is at most POLL_TICK away.
 POLL_MISFIRE_GRACE = timedelta(minutes=5)
@@ -427,6 +446,7 @@ class Service:
         run_issue: RunIssue = send_issue,
         poll_tick: timedelta = POLL_TICK,
         lock_held: Callable[[], bool] | None = None,
+        poll_min_gap: timedelta = POLL_MIN_GAP,
     ) -> None:
         self.loaded = loaded
         self.store = store
@@ -437,6 +457,8 @@ class Service:
         self.clock = clock or SystemClock()
         self.run_issue = run_issue
         self.poll_tick = poll_tick
+        self.poll_min_gap = poll_min_gap
+        self._cycle_ended: datetime | None = None  # the minimum gap before a wake-up counts from it
         self.scheduler: AsyncIOScheduler | None = None
         self.digest_stop = threading.Event()
         self._polls: set[asyncio.Task[Any]] = set()
@@ -538,13 +560,14 @@ class Service:
     async def _poll_due(self) -> PollSummary | None:
         loaded, now = self.loaded, self.clock.now()
         try:
-            waiting = await asyncio.to_thread(_nothing_due, loaded, self.store, now)
+            any_due, next_check = await asyncio.to_thread(_due_and_next, loaded, self.store, now)
         except StoreError as exc:
             log.error("poll cycle failed: %s; trying again in %s", exc, self.poll_tick)
             return None
-        if waiting:
+        if not any_due:
             # Most ticks: one read, no HTTP client, no log line at INFO.
             log.debug("poll cycle: nothing due at %s", now.isoformat())
+            self._wake_for(next_check)
             return None
         due = 0
 
@@ -558,10 +581,11 @@ class Service:
             # keeps an issue frozen by another process (`aggregator digest NAME --send`) out
             # of the cycle; the cycle's clock is read once it is held (see runlock).
             async with _held_from_thread(ingest_lock(loaded.database_url, exclusive=False)):
+                now = self.clock.now()
                 report = await pipeline.run_cycle(
                     loaded,
                     self.store,
-                    self.clock.now(),
+                    now,
                     only_due=True,
                     on_start=started,
                     on_outcome=lambda outcome: _log_outcome(loaded, outcome),
@@ -570,6 +594,8 @@ class Service:
         except (AggregatorError, OSError) as exc:  # the store, or a stage's files (publish: disk full…)
             log.error("poll cycle failed: %s; trying again in %s", exc, self.poll_tick)
             return None
+        finally:
+            self._cycle_ended = self.clock.now()
         seconds = time.monotonic() - began
         fields = {
             "event": "poll_cycle",
@@ -593,7 +619,47 @@ class Service:
             seconds,
             extra={"fields": fields},
         )
+        await self._wake_after_cycle(loaded, now)
         return summary
+
+    async def _wake_after_cycle(self, loaded: LoadedConfig, now: datetime) -> None:
+        """After a cycle that polled at ``now``: wake the poll job for the next checks it stored.
+
+        Only checks after ``now`` count: a feed still due after the cycle (it could not be
+        polled) is left to the regular tick, rather than run a cycle every few seconds.
+        """
+        try:
+            _, next_check = await asyncio.to_thread(_due_and_next, loaded, self.store, now)
+        except StoreError as exc:
+            log.debug("poll job: next checks not read (%s); the next tick looks again", exc)
+            return
+        self._wake_for(next_check)
+
+    def _wake_for(self, next_check: datetime | None) -> None:
+        """Move the poll job's next run to ``next_check`` when that comes before its regular
+        tick (``schedule.poll_wake``: never before it, never sooner than ``poll_min_gap``
+        after the last cycle)."""
+        scheduler = self.scheduler
+        if scheduler is None or self.stopping or self._poll_again:
+            return  # not scheduled (a simulation), stopping, or a rerun follows and decides
+        job = scheduler.get_job(POLL_JOB_ID)
+        if job is None:
+            return
+        # The gap counts from the last cycle, not from a tick that only read: a lone feed is
+        # polled at its next check, and only feeds due close together wait for each other.
+        ended = self._cycle_ended
+        not_before = self.clock.now() if ended is None else ended + self.poll_min_gap
+        wake = schedule.poll_wake(next_check, not_before=not_before, next_tick=job.next_run_time)
+        if wake is None:
+            return
+        # The same job, not a second one: it keeps coalescing, max_instances=1 and the
+        # misfire grace, and a cycle still running when it fires is asked to run again.
+        scheduler.modify_job(POLL_JOB_ID, next_run_time=wake)
+        log.debug(
+            "poll job: next run at %s, the earliest next check",
+            wake.isoformat(),
+            extra={"fields": {"event": "poll_wake", "at": wake.isoformat()}},
+        )
 
     async def run_newsletter(self, name: str) -> tuple[DigestRun, ...]:
         """A newsletter job: send the issue due now, if any (one catch-up at most)."""
@@ -838,10 +904,17 @@ class Service:
         await asyncio.gather(*self._polls, *self._digests, *self._jobs, return_exceptions=True)
 
 
-def _nothing_due(loaded: LoadedConfig, store: Store, now: datetime) -> bool:
-    """Whether no enabled feed is due at ``now`` (a feed not in the store yet is due)."""
+def _due_and_next(loaded: LoadedConfig, store: Store, now: datetime) -> tuple[bool, datetime | None]:
+    """In one read: whether an enabled feed is due at ``now`` (a feed not in the store yet
+    is), and the earliest next check after ``now`` of an enabled, non-retired feed (None
+    when there is none)."""
     states = store.feed_states([f.url for f in loaded.enabled_feeds])
-    return not any(polling.is_due(s, now) for s in states)
+    later = [
+        s.next_check
+        for s in states
+        if s.status is not FeedStatus.RETIRED and s.next_check is not None and s.next_check > now
+    ]
+    return any(polling.is_due(s, now) for s in states), min(later, default=None)
 
 
 @contextlib.asynccontextmanager
@@ -1137,7 +1210,9 @@ def next_runs(loaded: LoadedConfig, store: Store, now: datetime) -> list[NextRun
     """When each scheduler job runs next, computed from the config and the store.
 
     Polling: the earliest next check of an enabled feed (a never-polled feed is due now);
-    the scheduler picks it up within ``POLL_TICK``.  Newsletters: their next scheduled time.
+    the poll job is woken for it, no sooner than ``POLL_MIN_GAP`` after the cycle before (a
+    check stored by another process, ``aggregator poll``, within ``POLL_TICK``).
+    Newsletters: their next scheduled time.
     Retries: when the first delivery waiting to be retried (or an issue left unsent) is due.
     """
     feeds = loaded.enabled_feeds

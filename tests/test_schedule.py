@@ -9,7 +9,7 @@ import pytest
 
 from aggregator.config import load_config_text
 from aggregator.errors import ConfigError
-from aggregator.schedule import NewsletterTrigger, due_issue, last_fire_time
+from aggregator.schedule import NewsletterTrigger, due_issue, last_fire_time, poll_wake
 
 
 def fires(trigger: NewsletterTrigger, start: datetime, end: datetime) -> list[datetime]:
@@ -169,3 +169,18 @@ def test_in_the_repeated_hour_the_issue_already_sent_is_not_due_again() -> None:
     first = utc(2025, 10, 26, 0, 30)
     for minutes in range(0, 180, 15):
         assert due_issue(night, first, first + timedelta(minutes=minutes)) is None
+
+
+def test_the_poll_job_wakes_at_the_next_check_never_before_it_nor_within_the_gap() -> None:
+    tick, check = utc(2025, 8, 19, 9, 1), utc(2025, 8, 19, 9, 0, 40)
+    # A next check before the tick: woken at it, to the microsecond (a Retry-After ends there).
+    assert poll_wake(check, not_before=utc(2025, 8, 19, 9, 0, 10), next_tick=tick) == check
+    # Within the minimum gap after the last cycle: at the gap's end, with what falls due by then.
+    assert poll_wake(check, not_before=utc(2025, 8, 19, 9, 0, 45), next_tick=tick) == utc(
+        2025, 8, 19, 9, 0, 45
+    )
+    # The regular tick comes first (or as soon), no feed has a next check, the job is paused.
+    assert poll_wake(utc(2025, 8, 19, 9, 5), not_before=check, next_tick=tick) is None
+    assert poll_wake(check, not_before=tick, next_tick=tick) is None
+    assert poll_wake(None, not_before=check, next_tick=tick) is None
+    assert poll_wake(check, not_before=check, next_tick=None) is None
