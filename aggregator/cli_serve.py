@@ -46,7 +46,8 @@ def serve(
         str | None,
         typer.Option(
             "--forwarded-allow-ips",
-            help="Proxies whose X-Forwarded-For/-Proto to trust (comma-separated IPs), e.g. 127.0.0.1.",
+            help="Proxies whose X-Forwarded-For/-Proto to trust (comma-separated IPs);"
+            " 127.0.0.1 unless given, as a proxy on the same machine.",
         ),
     ] = None,
 ) -> None:
@@ -84,8 +85,8 @@ def serve(
     # The feeds.yaml editor under /admin/ (off, with a 503, until $AGGREGATOR_ADMIN_TOKEN is set).
     app.router.routes.append(web_admin.admin_routes(loaded.path, public_url=settings.base_url))
     root = web.root_path_of(settings.base_url)
-    # Under a path (https://example.org/news/), a proxy forwards /news/x as /x: say so once.
-    under = f"; requests arrive without {root}, stripped by the proxy" if root else ""
+    # Under a path (https://example.org/news/), a proxy forwards /news/x as /x or as it is.
+    under = f"; requests arrive with or without {root}" if root else ""
     typer.echo(
         f"serving {settings.public_dir} and {settings.archive_dir} on http://{host}:{port}/ "
         f"(public URL {settings.base_url}{under})",
@@ -98,8 +99,11 @@ def serve(
             port=port,
             access_log=access_log,
             server_header=False,
-            proxy_headers=forwarded_allow_ips is not None,
-            forwarded_allow_ips=forwarded_allow_ips,
+            # Trusted by default from a proxy on this machine (uvicorn's own default): without
+            # it every visitor behind nginx is 127.0.0.1, and one visitor's wrong tokens or
+            # sign-ups would use up the limits of all of them.
+            proxy_headers=True,
+            forwarded_allow_ips=forwarded_allow_ips or "127.0.0.1",
             log_level="info",
         )
     finally:

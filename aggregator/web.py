@@ -25,8 +25,10 @@ request touches the database.
 
 Under a path: when ``output.base_url`` has one (``https://example.org/news/``), the site
 answers as mounted there (ASGI ``root_path``, ``ServeUnder``) for a reverse proxy that
-forwards ``/news/...`` with the prefix stripped; its links, form actions, redirects and
-cookies carry ``/news``.
+forwards ``/news/...`` with the prefix stripped or as it is; its links, form actions,
+redirects and cookies carry ``/news``.  A newsletter whose own ``base_url`` has another
+path (``/letters/``, where its emails' links lead) is served there too: its confirm and
+unsubscribe pages link, post and set cookies under ``/letters``.
 
 ``create_app(..., config_path=)`` follows feeds.yaml: when the file changes (one ``stat``
 per request), its part of the settings (newsletters, title, folders) is read again, and a
@@ -564,11 +566,17 @@ def security_headers(*, hsts: bool) -> list[tuple[bytes, bytes]]:
 
 
 class SecurityHeaders:
-    """Pure ASGI middleware adding the security headers (cheaper than BaseHTTPMiddleware)."""
+    """Pure ASGI middleware adding the security headers (cheaper than BaseHTTPMiddleware).
 
-    def __init__(self, app: ASGIApp, *, hsts: bool) -> None:
+    ``hsts``: whether to send Strict-Transport-Security, or a function asked once per
+    response: the site's own follows ``output.base_url`` as feeds.yaml changes (a site moved
+    to ``http://`` must stop asking browsers for https, one moved to ``https://`` start).
+    """
+
+    def __init__(self, app: ASGIApp, *, hsts: bool | Callable[[], bool]) -> None:
         self.app = app
-        self.headers = security_headers(hsts=hsts)
+        self.hsts = hsts
+        self._headers = {flag: security_headers(hsts=flag) for flag in (False, True)}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -579,7 +587,8 @@ class SecurityHeaders:
             if message["type"] == "http.response.start":
                 headers = list(message.get("headers", []))
                 present = {name for name, _ in headers}
-                headers.extend(h for h in self.headers if h[0] not in present)
+                wanted = self._headers[bool(self.hsts() if callable(self.hsts) else self.hsts)]
+                headers.extend(h for h in wanted if h[0] not in present)
                 if b"content-security-policy" not in present:
                     headers.append((b"content-security-policy", PAGE_CSP.encode()))
                 message["headers"] = headers
@@ -602,6 +611,27 @@ class FollowSettings:
         await self.app(scope, receive, send)
 
 
+def origin_of(url: str) -> str:
+    """``scheme://host[:port]`` of ``url``, as a browser's Origin header spells it."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def site_origins(settings: WebSettings) -> frozenset[str]:
+    """The origins this site is published at: ``output.base_url``'s and every newsletter's
+    (a form posted from one of them is the site's own, whatever Host the proxy forwards)."""
+    return frozenset(
+        origin_of(url) for url in (settings.base_url, *(n.base_url for n in settings.newsletters))
+    )
+
+
+def live_settings(request: Request) -> WebSettings | None:
+    """The settings, as feeds.yaml has them now, of the web side serving ``request``; None
+    when another application serves it (an editor mounted on its own, in tests)."""
+    web = getattr(request.app.state, "web", None) if "app" in request.scope else None
+    return web.settings if isinstance(web, _Web) else None
+
+
 def root_path_of(base_url: str) -> str:
     """The ASGI ``root_path`` of a site whose "/" is ``base_url``: its path without the final
     slash (``https://example.org/news/`` -> ``/news``; ``""`` at a host's root)."""
@@ -615,6 +645,11 @@ def cookie_path(request: Request, below: str = "") -> str:
     return quote(str(request.scope.get("root_path", "")).rstrip("/") + below) or "/"
 
 
+# Set in the scope by ``ServeUnder`` when the request did not say under which path the
+# browser asked for it (a proxy stripped the prefix) and the site's own was assumed.
+ASSUMED_ROOT = "aggregator.assumed_root"
+
+
 class ServeUnder:
     """Pure ASGI middleware: the site answers as mounted at the path of ``output.base_url``.
 
@@ -624,28 +659,65 @@ class ServeUnder:
     ``/news/admin/``.  This sets the ASGI ``root_path`` to ``/news`` and puts it in front of
     ``path``, as a server's own ``--root-path`` does (the ASGI spec's ``path`` includes it),
     so the routes still match while every link, form action, redirect and cookie path (all
-    built from ``root_path``) carries the prefix.  The prefix is read per request from the
-    current settings, so it follows feeds.yaml.  A server or an outer app that already set a
-    ``root_path`` wins: the scope is then left as it is.
+    built from ``root_path``) carries the prefix.
+
+    A proxy that forwards ``/news/admin/`` as it is (nginx's ``proxy_pass`` without a path)
+    works too: a path that starts with the prefix of ``output.base_url`` or of a
+    newsletter's ``base_url`` (its links in emails lead there) is served under that prefix,
+    unless the path without it is one of the site's own (``/archive/`` when the prefix is
+    ``/archive``: there the proxy must strip, as the README says).  Links are generated with
+    the prefix once either way.
+
+    The prefixes are read per request from the current settings, so they follow feeds.yaml.
+    A server or an outer app that already set a ``root_path`` wins: the scope is then left as
+    it is.
     """
 
-    def __init__(self, app: ASGIApp, *, web: _Web) -> None:
+    def __init__(self, app: ASGIApp, *, web: _Web, router: Router | None = None) -> None:
         self.app = app
         self.web = web
-        self._root = ("", "")  # (base_url, its root path): worked out again only when it changes
+        self.router = router  # the site's routes, to tell its own paths from prefixed ones
+        # (settings, output's root, every known root longest first): worked out again only
+        # when the settings change.
+        self._roots: tuple[WebSettings | None, str, tuple[str, ...]] = (None, "", ())
+
+    def _known_roots(self) -> tuple[str, tuple[str, ...]]:
+        settings = self.web.settings
+        if self._roots[0] is not settings:
+            main = root_path_of(settings.base_url)
+            known = {main, *(root_path_of(n.base_url) for n in settings.newsletters)} - {""}
+            self._roots = (settings, main, tuple(sorted(known, key=len, reverse=True)))
+        return self._roots[1], self._roots[2]
+
+    def _prefix_sent(self, scope: Scope, roots: tuple[str, ...]) -> str | None:
+        """The known prefix the request's path already carries, if any."""
+        path: str = scope["path"]
+        for root in roots:
+            if path == root or path.startswith(root + "/"):
+                return None if self._is_own_path(scope) else root
+        return None
+
+    def _is_own_path(self, scope: Scope) -> bool:
+        if self.router is None:
+            return False
+        probe = {"type": "http", "path": scope["path"], "root_path": "", "method": scope.get("method", "GET")}
+        return any(route.matches(probe)[0] is not Match.NONE for route in self.router.routes)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        base_url = self.web.settings.base_url
-        if self._root[0] != base_url:
-            self._root = (base_url, root_path_of(base_url))
-        root = self._root[1]
-        if scope["type"] == "http" and root and not scope.get("root_path"):
+        if scope["type"] == "http" and not scope.get("root_path"):
+            main, roots = self._known_roots()
+            sent = self._prefix_sent(scope, roots)
             # In place, not a copy: the error handler outside every middleware reads the same
             # scope (its route, for a log line without tokens).
-            scope["root_path"] = root
-            scope["path"] = root + scope["path"]
-            if "raw_path" in scope and scope["raw_path"] is not None:
-                scope["raw_path"] = quote(root).encode("ascii") + scope["raw_path"]
+            if sent is not None:
+                scope["root_path"] = sent  # the path already holds it, as the ASGI spec wants
+            else:
+                scope[ASSUMED_ROOT] = True
+                if main:
+                    scope["root_path"] = main
+                    scope["path"] = main + scope["path"]
+                    if "raw_path" in scope and scope["raw_path"] is not None:
+                        scope["raw_path"] = quote(main).encode("ascii") + scope["raw_path"]
         await self.app(scope, receive, send)
 
 
@@ -724,6 +796,19 @@ class _Web:
     def error(self, request: Request, status: int, title: str, message: str, **headers: str) -> Response:
         return self.page(request, "message.html", status, title=title, message=message, headers=headers)
 
+    def as_letter_page(self, request: Request, letter: NewsletterInfo | None) -> None:
+        """Let a page reached by a newsletter's own links (confirm, unsubscribe) link, post and
+        set its cookie under that newsletter's ``base_url`` path, where the browser is.
+
+        Only when the request did not say (a proxy stripped the prefix: ``ServeUnder``
+        assumed ``output.base_url``'s).  Emails build these links from the newsletter's
+        ``base_url``; a page under ``/letters/`` with a CSRF cookie for ``/news`` would never
+        get the cookie back with its form ("Form expired"), and its links would lead to a
+        path the proxy may not forward.
+        """
+        if letter is not None and request.scope.get(ASSUMED_ROOT):
+            request.scope["root_path"] = root_path_of(letter.base_url)
+
     # ----------------------------------------------------------------- CSRF
 
     def _csrf_for(self, cookie: str) -> str:
@@ -754,9 +839,8 @@ class _Web:
         origin = request.headers.get("origin")
         if origin is not None and origin != "null":
             own = f"{request.url.scheme}://{request.url.netloc}"
-            configured = self.settings.base_url.rstrip("/")
-            configured = f"{urlsplit(configured).scheme}://{urlsplit(configured).netloc}"
-            if origin not in (own, configured):
+            # A newsletter's base_url may be another host: its confirmation links lead there.
+            if origin != own and origin not in site_origins(self.settings):
                 return False
         cookie = request.cookies.get(CSRF_COOKIE)
         sent = form.get("csrf")
@@ -1012,6 +1096,7 @@ class _Web:
         letter = self.settings.newsletter(name)
         if letter is None:
             return self.error(request, 404, "Not found", "This newsletter no longer exists.")
+        self.as_letter_page(request, letter)
         # An unsubscribe outranks every confirmation link sent before it: the link left in
         # the mailbox must not sign the address up again.
         known = await run_in_threadpool(self.store.subscriber, name, address)
@@ -1071,6 +1156,7 @@ class _Web:
             return target
         name, address = target
         letter = self.settings.newsletter(name)
+        self.as_letter_page(request, letter)
         return self.page(
             request,
             "unsubscribe.html",
@@ -1087,6 +1173,7 @@ class _Web:
         name, address = target
         await run_in_threadpool(self.store.set_subscriber, name, address, False, self.clock.now())
         letter = self.settings.newsletter(name)
+        self.as_letter_page(request, letter)
         return self.page(
             request,
             "message.html",
@@ -1098,6 +1185,7 @@ class _Web:
         """The archive's generic link: no personal token, so mail the personal link on request."""
         if request.method == "GET":
             wanted = request.query_params.get("list", "")
+            self.as_letter_page(request, self.settings.newsletter(wanted))
             return self.page(
                 request,
                 "unsubscribe_request.html",
@@ -1110,6 +1198,7 @@ class _Web:
         if not self.csrf_ok(request, form):
             return self._csrf_failed(request)
         letter = self.settings.newsletter(str(form.get("newsletter", "")))
+        self.as_letter_page(request, letter)
         address = str(form.get("email", "")).strip().lower()
         if letter is None or not valid_address(address):
             return self.page(
@@ -1370,8 +1459,9 @@ def create_app(
         exception_handlers={HTTPException: web.http_error, Exception: web.server_error},
     )
     relative_slash_redirects(app.router)  # also for routes appended later (the editor's Mount)
-    app.add_middleware(SecurityHeaders, hsts=settings.secure)
-    app.add_middleware(ServeUnder, web=web)  # inside FollowSettings: the prefix of the current settings
+    app.add_middleware(SecurityHeaders, hsts=lambda: web.settings.secure)  # the live base_url's scheme
+    # Inside FollowSettings: the prefixes of the current settings.
+    app.add_middleware(ServeUnder, web=web, router=app.router)
     if config_path is not None:
         app.add_middleware(FollowSettings, source=SettingsFile(config_path, settings), web=web)
     app.state.web = web
@@ -1393,11 +1483,14 @@ __all__ = [
     "cookie_path",
     "create_app",
     "front_topics",
+    "live_settings",
     "loggable_path",
     "mailbox_key",
+    "origin_of",
     "read_small_form",
     "relative_slash_redirects",
     "root_path_of",
     "settings_from_config",
+    "site_origins",
     "valid_address",
 ]

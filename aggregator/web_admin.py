@@ -53,7 +53,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlencode
 
 import itsdangerous
 import jinja2
@@ -75,7 +75,15 @@ from aggregator.discovery import DiscoveryError, FeedChoices, FoundFeed, probe_f
 from aggregator.errors import ConfigError
 from aggregator.fetch import Fetcher, make_client
 from aggregator.pipeline import fetch_settings
-from aggregator.web import RateLimit, RateLimiter, cookie_path, read_small_form, relative_slash_redirects
+from aggregator.web import (
+    RateLimit,
+    RateLimiter,
+    cookie_path,
+    live_settings,
+    origin_of,
+    read_small_form,
+    relative_slash_redirects,
+)
 
 log = logging.getLogger(__name__)
 
@@ -186,12 +194,11 @@ def admin_routes(
 
     ``public_url``: the site's address as readers see it (``output.base_url``).  Forms posted
     from its origin are the site's own, as on the public side: behind a reverse proxy the
-    request's own scheme and host are often not those the browser used.
+    request's own scheme and host are often not those the browser used.  Mounted in the web
+    side's app (``web.create_app``), the editor follows that app's live settings instead, so
+    an edited ``output.base_url`` takes effect without a restart.
     """
-    public_origin = None
-    if public_url:
-        parts = urlsplit(public_url)
-        public_origin = f"{parts.scheme}://{parts.netloc}"
+    public_origin = origin_of(public_url) if public_url else None
     editor = _Editor(config_path, os.environ.get(TOKEN_ENV) if token is None else token, public_origin)
     router = Router(
         routes=[
@@ -339,7 +346,14 @@ class _Editor:
         if origin is None or (origin == "null" and request.headers.get("sec-fetch-site") == "same-origin"):
             return True
         own = f"{request.url.scheme}://{request.url.netloc}"
-        return origin in (own, self.public_origin)
+        return origin in (own, self._public_origin(request))
+
+    def _public_origin(self, request: Request) -> str | None:
+        """The site's public origin as feeds.yaml says now: mounted in the web side, its live
+        ``output.base_url`` (a base_url edited while the server runs moves the editor with
+        it, and the old address is no longer the site's), else the ``public_url`` given."""
+        settings = live_settings(request)
+        return origin_of(settings.base_url) if settings is not None else self.public_origin
 
     async def _read_form(self, request: Request) -> FormData:
         """The request's form within the editor's limits, else ``_Refused`` (411, 413, 415, 400)."""
@@ -395,6 +409,19 @@ class _Editor:
             self.sessions.tell(session.id, f"{_DONE[done]}: {item}" if item else _DONE[done])
         query = urlencode({"done": done})
         return RedirectResponse(f"{self._base(request)}/?{query}", status_code=303, headers=_HEADERS)
+
+    def _not_listed(self, request: Request, what: str, or_else: str) -> HTMLResponse:
+        """The 404 of an edit link naming no (single) entry of the file.
+
+        The link's text is not repeated: anyone can make a link, and a signed-in editor who
+        follows it would see its words on the editor's own page, as if the editor said them.
+        """
+        return self._message(
+            request,
+            404,
+            f"No {what} in {self.config_path.name} matches this link: it may have been removed, "
+            f"or {or_else}. Pick it from the list.",
+        )
 
     def _refused(self, request: Request, refused: _Refused) -> Response:
         if isinstance(refused, _TokenRefused):
@@ -599,9 +626,14 @@ class _Editor:
             return session
         try:
             document = ConfigDocument.read(self.config_path)
-            index = document.find_feed(request.query_params.get("url", ""))
         except EditError as exc:
-            return self._message(request, 404, str(exc))
+            return self._message(request, 500, str(exc))
+        try:
+            index = document.find_feed(request.query_params.get("url", ""))
+        except EditError:
+            return self._not_listed(
+                request, "feed", "its URL or title changed (or several feeds share that title)"
+            )
         values = _texts(document.entries("feeds")[index])
         return self._page(
             request,
@@ -685,9 +717,12 @@ class _Editor:
             return session
         try:
             document = ConfigDocument.read(self.config_path)
-            index = document.find_newsletter(request.query_params.get("name", ""))
         except EditError as exc:
-            return self._message(request, 404, str(exc))
+            return self._message(request, 500, str(exc))
+        try:
+            index = document.find_newsletter(request.query_params.get("name", ""))
+        except EditError:
+            return self._not_listed(request, "newsletter", "it was renamed")
         values = _texts(document.entries("newsletters")[index])
         return self._page(
             request, "newsletter_form.html", session=session, version=document.version, form=values, errors=[]

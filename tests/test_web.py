@@ -28,7 +28,7 @@ import uvicorn
 from lxml import html as lxml_html
 from starlette.applications import Starlette
 
-from aggregator import mail, newsletters, web
+from aggregator import mail, newsletters, web, web_admin
 from aggregator.clock import ManualClock
 from aggregator.config import load_config, load_config_text
 from aggregator.publish import PublishSettings, publish_feeds
@@ -995,6 +995,26 @@ def test_the_serve_command_runs_the_site_from_feeds_yaml(tmp_path: Path, site: P
         assert "Fresh Daily" in httpx.get(f"{url}/subscribe", timeout=5).text
 
 
+def test_behind_a_local_proxy_one_visitors_wrong_tokens_lock_out_that_visitor_alone(tmp_path: Path) -> None:
+    """A proxy on the same machine forwards every visitor from 127.0.0.1: ``serve`` takes the
+    visitor's address from its X-Forwarded-For, so limits are per visitor, not per site."""
+    config = tmp_path / "feeds.yaml"
+    config.write_text("feeds: [{url: https://a.example/feed}]\nnewsletters: []\n", encoding="utf-8")
+    token = "the-editors-token-0123456789abcdef"
+    with running_serve(config, AGGREGATOR_ADMIN_TOKEN=token) as url:
+        stranger = {"X-Forwarded-For": "203.0.113.7"}
+        for _ in range(web_admin.SIGN_IN_FAILURES.count + 1):
+            httpx.post(f"{url}/admin/login", data={"token": "a-wrong-guess"}, headers=stranger, timeout=5)
+        locked = httpx.get(
+            f"{url}/admin/", headers={**stranger, "Authorization": f"Bearer {token}"}, timeout=5
+        )
+        assert locked.status_code == 429  # the guesser is locked out...
+        editor = {"X-Forwarded-For": "198.51.100.20", "Authorization": f"Bearer {token}"}
+        assert (
+            httpx.get(f"{url}/admin/", headers=editor, timeout=5).status_code == 200
+        )  # ...the editor is not
+
+
 def _serve_with(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[bytes]:
     """``aggregator serve`` with ``env`` added to the environment (it is to refuse to start)."""
     config = tmp_path / "feeds.yaml"
@@ -1077,24 +1097,28 @@ def test_a_missing_or_extra_slash_redirects_on_the_host_the_browser_used(
 
 
 class SubPathProxy(httpx.BaseTransport):
-    """A reverse proxy publishing ``upstream`` at ``prefix`` the usual way, as nginx's
-    ``location /news/ { proxy_pass http://127.0.0.1:8000/; }`` does: a request for
-    ``/news/x`` is forwarded as ``/x`` (Host and all else as sent), anything else is a 404."""
+    """A reverse proxy publishing ``upstream`` at ``prefixes`` (one or more), by default the
+    usual way, as nginx's ``location /news/ { proxy_pass http://127.0.0.1:8000/; }`` does: a
+    request for ``/news/x`` is forwarded as ``/x`` (Host and all else as sent), anything
+    else is a 404.  ``strip=False`` forwards ``/news/x`` unchanged, as ``proxy_pass
+    http://127.0.0.1:8000;`` (no path) does."""
 
-    def __init__(self, upstream: str, prefix: str) -> None:
+    def __init__(self, upstream: str, *prefixes: str, strip: bool = True) -> None:
         self.upstream = httpx.URL(upstream)
-        self.prefix = prefix.encode()
+        self.prefixes = [prefix.encode() for prefix in prefixes]
+        self.strip = strip
         self.forward = httpx.HTTPTransport()
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         path = request.url.raw_path
-        if not path.startswith(self.prefix + b"/"):
+        prefix = next((p for p in self.prefixes if path.startswith(p + b"/")), None)
+        if prefix is None:
             return httpx.Response(404, request=request)
         upstream = request.url.copy_with(
             scheme=self.upstream.scheme,
             host=self.upstream.host,
             port=self.upstream.port,
-            raw_path=path[len(self.prefix) :],
+            raw_path=path[len(prefix) :] if self.strip else path,
         )
         # A request of its own: the client keeps its cookies by the URL it asked for.
         forwarded = httpx.Request(request.method, upstream, headers=request.headers, content=request.read())
@@ -1127,15 +1151,19 @@ def site_under(  # noqa: PLR0917 -- the fixtures of the two tests that use it
     return app
 
 
+@pytest.mark.parametrize("strip", [True, False], ids=["proxy-strips-the-path", "proxy-forwards-it-whole"])
 def test_under_a_sub_path_every_link_redirect_form_and_cookie_carries_it(
-    settings: WebSettings, store: Store, outbox: Path, clock: ManualClock, tmp_path: Path
+    settings: WebSettings, store: Store, outbox: Path, clock: ManualClock, tmp_path: Path, *, strip: bool
 ) -> None:
-    """output.base_url https://example.org/news/, behind a proxy that strips /news: a person
-    following the pages' own links, forms and redirects never leaves /news/."""
+    """output.base_url https://example.org/news/, behind a proxy that strips /news, or one
+    that forwards /news/... as it is: a person following the pages' own links, forms and
+    redirects never leaves /news/ (and never gets /news/news/)."""
     app = site_under("https://example.org/news/", settings, store, outbox, clock, tmp_path)
     with (
         LiveServer(app) as url,
-        httpx.Client(base_url="http://example.org", transport=SubPathProxy(url, "/news"), timeout=10) as http,
+        httpx.Client(
+            base_url="http://example.org", transport=SubPathProxy(url, "/news", strip=strip), timeout=10
+        ) as http,
     ):
         front = http.get("/news/")
         assert front.status_code == 200
@@ -1182,9 +1210,17 @@ def test_under_a_sub_path_every_link_redirect_form_and_cookie_carries_it(
         assert set(local_links(edit)) == {"/news/admin/feeds/edit", "/news/admin/"}
 
 
+@pytest.mark.parametrize("strip", [True, False], ids=["proxy-strips-the-path", "proxy-forwards-it-whole"])
 @pytest.mark.parametrize("encoded", ["actualit%C3%A9s", "%E6%96%B0%E9%97%BB", "my%20news"])
 def test_a_path_with_spaces_or_non_latin_letters_sets_cookies_the_browser_sends_back(
-    settings: WebSettings, store: Store, outbox: Path, clock: ManualClock, tmp_path: Path, *, encoded: str
+    settings: WebSettings,
+    store: Store,
+    outbox: Path,
+    clock: ManualClock,
+    tmp_path: Path,
+    *,
+    encoded: str,
+    strip: bool,
 ) -> None:
     """A cookie's Path is matched against the URL as sent, percent-encoded; a decoded /新闻
     is no Latin-1 header at all (it was a 500), /actualités never matches /actualit%C3%A9s."""
@@ -1192,7 +1228,9 @@ def test_a_path_with_spaces_or_non_latin_letters_sets_cookies_the_browser_sends_
     prefix = f"/{encoded}"
     with (
         LiveServer(app) as url,
-        httpx.Client(base_url="http://example.org", transport=SubPathProxy(url, prefix), timeout=10) as http,
+        httpx.Client(
+            base_url="http://example.org", transport=SubPathProxy(url, prefix, strip=strip), timeout=10
+        ) as http,
     ):
         form = http.get(f"{prefix}/subscribe")
         assert form.status_code == 200
@@ -1240,3 +1278,139 @@ def test_a_private_front_page_links_to_its_feeds_whatever_the_token_holds(
         assert hrefs
         for href in hrefs:
             assert http.get(href).status_code == 200, href
+
+
+def test_an_edited_base_url_moves_the_editors_trusted_origin_and_hsts(
+    settings: WebSettings, store: Store, outbox: Path, clock: ManualClock, tmp_path: Path
+) -> None:
+    """output.base_url is edited while the server runs (the site moved from
+    https://old.example to http://new.example, then back): the editor takes forms from the
+    live origin only, and Strict-Transport-Security is sent only while the site is https."""
+    from aggregator.web_admin import admin_routes  # noqa: PLC0415 -- as cli_serve mounts it
+
+    config = tmp_path / "feeds.yaml"
+    golden = (Path(__file__).parent / "golden" / "config" / "base.yaml").read_text()
+
+    def move_to(base: str) -> None:
+        config.write_text(golden + f"output: {{base_url: '{base}', dir: public}}\n", encoding="utf-8")
+
+    move_to("https://old.example/")
+    started = settings_from_config(load_config(config), secret_key=KEY)
+    app = create_app(started, store, lambda: mail.Outbox(outbox), clock, config_path=config)
+    app.router.routes.append(admin_routes(config, token="t" * 20, public_url=started.base_url))
+    with LiveServer(app) as url, httpx.Client(base_url=url, timeout=10) as http:
+
+        def remove_from(origin: str) -> int:
+            page = lxml_html.fromstring(http.get("/admin/").text)
+            fields = {n: str(page.xpath(f"//input[@name='{n}']/@value")[0]) for n in ("csrf", "version")}
+            data = {**fields, "url": "Example Wire"}
+            return http.post("/admin/feeds/remove", data=data, headers={"origin": origin}).status_code
+
+        assert "strict-transport-security" in http.get("/").headers
+        assert http.post("/admin/login", data={"token": "t" * 20}).status_code == 303
+
+        move_to("http://new.example/")
+        for path in ("/", "/admin/", "/feed.atom"):
+            assert "strict-transport-security" not in http.get(path).headers, path
+        assert remove_from("https://old.example") == 403  # no longer the site's address
+        assert "Example Wire" in config.read_text()
+        assert remove_from("http://new.example") == 303
+        assert "Example Wire" not in config.read_text()
+
+        move_to("https://old.example/")
+        assert "strict-transport-security" in http.get("/").headers
+        assert remove_from("http://new.example") == 403
+        assert remove_from("https://old.example") == 303
+
+
+@pytest.mark.parametrize("strip", [True, False], ids=["proxy-strips-the-path", "proxy-forwards-it-whole"])
+def test_a_newsletter_at_its_own_path_is_confirmed_and_left_there(
+    settings: WebSettings, store: Store, outbox: Path, clock: ManualClock, *, strip: bool
+) -> None:
+    """output.base_url https://example.org/news/ and the daily's own base_url
+    https://example.org/letters/, where its emails' links lead, both published by the proxy:
+    a subscriber confirms, asks for an unsubscribe link and unsubscribes on /letters/ pages,
+    whose links, forms and cookie stay under /letters/ (a CSRF cookie for /news never came
+    back with a form under /letters/: "Form expired")."""
+    letters = "https://example.org/letters/"
+    under = replace(
+        settings,
+        base_url="https://example.org/news/",
+        newsletters=(NewsletterInfo("daily", "The Daily", "d@example.org", letters),),
+    )
+    app = create_app(under, store, lambda: mail.Outbox(outbox), clock)
+    proxy_at = ("/news", "/letters")
+    with (
+        LiveServer(app) as url,
+        httpx.Client(
+            base_url="http://example.org", transport=SubPathProxy(url, *proxy_at, strip=strip), timeout=10
+        ) as http,
+    ):
+        form = http.get("/news/subscribe")
+        data = {"csrf": csrf_of(form), "newsletter": "daily", "email": "p@example.org"}
+        assert http.post("/news/subscribe", data=data).status_code == 200
+        confirm = link_in(messages(outbox)[0])
+        assert confirm.startswith(f"{letters}subscribe/confirm/")
+        page = http.get(confirm.removeprefix("https://example.org"))
+        assert page.status_code == 200
+        done = http.post(confirm.removeprefix("https://example.org"), data={"csrf": csrf_of(page)})
+        assert (done.status_code, "You are subscribed" in done.text) == (200, True), done.text
+        assert all(link.startswith("/letters/") for link in local_links(page)), local_links(page)
+        assert store.subscribers("daily") == {"p@example.org": True}
+
+        # The archive's and every issue's generic link, then the personal link it mails.
+        generic = http.get("/letters/unsubscribe", params={"list": "daily"})
+        (action,) = lxml_html.fromstring(generic.text).xpath("//form/@action")
+        assert action == "/letters/unsubscribe"
+        data = {"csrf": csrf_of(generic), "newsletter": "daily", "email": "p@example.org"}
+        assert "Check your inbox" in http.post(action, data=data).text
+        personal = link_in(messages_soon(outbox, 2)[-1])
+        assert personal.startswith(f"{letters}unsubscribe/")
+        gone = http.post(personal.removeprefix("https://example.org"), data={"List-Unsubscribe": "One-Click"})
+        assert gone.status_code == 200
+        assert all(link.startswith("/letters/") for link in local_links(gone))
+        assert store.subscribers("daily") == {"p@example.org": False}
+        assert http.get("/letters/archive/daily/0001.html").status_code == 200
+
+
+def test_a_form_from_a_newsletters_own_address_is_the_sites_own(
+    settings: WebSettings, store: Store, outbox: Path, clock: ManualClock
+) -> None:
+    """The daily's base_url is https://letters.example/ (its confirmation links lead there),
+    the site's https://news.example/, and a TLS proxy forwards to 127.0.0.1: the confirmation
+    posted from the letters page is accepted; one from another site is not."""
+    (daily,) = settings.newsletters
+    other = replace(settings, newsletters=(replace(daily, base_url="https://letters.example/"),))
+    with serve(other, store, outbox, clock) as url, httpx.Client(base_url=url, timeout=10) as http:
+        form = http.get("/subscribe")
+        http.post("/subscribe", data={"csrf": csrf_of(form), "newsletter": "daily", "email": "q@example.org"})
+        path = link_in(messages(outbox)[0]).removeprefix("https://letters.example")
+        page = http.get(path)
+        evil = http.post(path, data={"csrf": csrf_of(page)}, headers={"origin": "https://evil.example"})
+        assert evil.status_code == 403
+        assert store.subscribers("daily") == {}
+        done = http.post(path, data={"csrf": csrf_of(page)}, headers={"origin": "https://letters.example"})
+        assert done.status_code == 200, done.text
+        assert store.subscribers("daily") == {"q@example.org": True}
+
+
+def test_a_base_path_named_like_a_page_of_the_site_still_works_behind_a_stripping_proxy(
+    settings: WebSettings, store: Store, outbox: Path, clock: ManualClock, tmp_path: Path
+) -> None:
+    """output.base_url https://example.org/archive/: the stripping proxy forwards the
+    browser's /archive/archive/ as /archive/, the site's archive page, not its front page
+    (a path the site has is never taken for one the proxy left unstripped)."""
+    app = site_under("https://example.org/archive/", settings, store, outbox, clock, tmp_path)
+    with (
+        LiveServer(app) as url,
+        httpx.Client(
+            base_url="http://example.org", transport=SubPathProxy(url, "/archive"), timeout=10
+        ) as http,
+    ):
+        front = http.get("/archive/")
+        assert "/archive/archive/" in local_links(front)
+        index = http.get("/archive/archive/")
+        assert index.status_code == 200
+        assert "/archive/archive/daily/" in local_links(index)
+        assert http.get("/archive/archive/daily/0001.html").text.startswith("<!doctype html><title>Issue 1")
+        assert http.get("/archive/feed.atom").status_code == 200

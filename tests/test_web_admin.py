@@ -346,6 +346,34 @@ def test_a_crafted_link_cannot_put_words_on_the_editors_page(client: httpx.Clien
     assert lxml_html.fromstring(again.text).xpath("//*[@class='notice']") == []
 
 
+def test_an_edit_link_to_an_unknown_entry_does_not_repeat_the_links_words(
+    client: httpx.Client, config: Path
+) -> None:
+    """/admin/feeds/edit?url=<anything> is a link anyone can make: a signed-in editor who
+    follows it must not see its words on the editor's page ("No feed '<anything>' ...")."""
+    sign_in(client)
+    claim = "Example Wire' was moved. Your session expired: sign in again at https://evil.example/admin"
+    for page, param, what in (
+        ("/admin/feeds/edit", "url", "No feed in feeds.yaml matches this link"),
+        ("/admin/newsletters/edit", "name", "No newsletter in feeds.yaml matches this link"),
+    ):
+        answer = client.get(page, params={param: claim})
+        assert answer.status_code == 404
+        assert "evil.example" not in answer.text
+        assert "session expired" not in answer.text
+        (message,) = lxml_html.fromstring(answer.text).xpath("//*[@role='alert']")
+        assert message.text_content().startswith(what)
+        assert "Pick it from the list" in message.text_content()
+    # Not a URL at all, and a title several feeds share: the same answer, no echo either.
+    config.write_text(config.read_text().replace("title: Example Wire", "title: 'A Blog: with colons'"))
+    for query in ("http://[evil.example", "A Blog: with colons"):
+        answer = client.get("/admin/feeds/edit", params={"url": query})
+        assert answer.status_code == 404
+        assert query not in answer.text
+        assert "No feed in feeds.yaml matches this link" in answer.text
+    assert client.get("/admin/feeds/edit", params={"url": "The Local Paper"}).status_code == 200
+
+
 def test_forms_are_small_and_url_encoded_or_refused_unread(client: httpx.Client, config: Path) -> None:
     upload = client.post("/admin/login", files={"token": (None, TOKEN)})  # multipart/form-data
     assert upload.status_code == 415
