@@ -74,6 +74,13 @@ UNSUBSCRIBE_MARK = mail.UNSUBSCRIBE_MARK
 
 EXCERPT_CHARS = 240
 HEADLINE_CHARS = 300  # a feed's title may be any length; one must not crowd out the issue
+OUTLET_CHARS = 80  # an outlet is named by its feed's title, which the feed chooses
+# Lists a story can make as long as it likes (a wire story carried by every feed, an event
+# that drew dozens of reports since the last issue) are cut in the email and the archive
+# alike: the first ones, then "and N others".  The issue keeps them whole (the subject's
+# ranking counts every outlet).  (The digest shows no authors: only outlets.)
+OTHER_OUTLETS_SHOWN = 4
+NEW_ARTICLES_SHOWN = 5
 OTHER_SECTION = "More stories"
 
 # Characters that must never reach a template or a header: C0/C1 controls, line and
@@ -214,7 +221,8 @@ def select_stories(
     readers, so it comes without the updated mark; without ``sent``, every one is marked.
     ``topics``/``feeds`` restrict the issue to stories in one of those topics or carried by
     one of those feeds (by URL as configured; an update, to articles from those feeds).
-    The ``max_stories`` most widely carried stories are kept.
+    The first ``max_stories`` by ``by_importance`` are kept: new stories first, most widely
+    carried first, and updated ones in the places new stories leave.
     """
     wanted_topics, wanted_feeds = set(topics), set(feeds)
     arrivals: dict[str, datetime] | None = None  # worked out at the first older story
@@ -252,8 +260,7 @@ def select_stories(
                 built = replace(built, updated=True, new_articles=listed)
         if built is not None:
             chosen.append(built)
-    chosen.sort(key=lambda s: (-len(s.outlets), -s.time.timestamp(), s.headline.casefold(), s.id))
-    return _arrange(chosen[:max_stories], topics)
+    return _arrange(by_importance(chosen)[:max_stories], topics)
 
 
 def new_articles(
@@ -297,7 +304,7 @@ def new_articles(
         if url is None:
             continue
         headline = _visible(clean_text(title, HEADLINE_CHARS)) or url
-        found.append(DigestArticle(clean_text(outlet), headline, url, date.astimezone(UTC)))
+        found.append(DigestArticle(clean_text(outlet, OUTLET_CHARS), headline, url, date.astimezone(UTC)))
     return tuple(sorted(found, key=lambda a: (a.time, a.headline.casefold(), a.url)))
 
 
@@ -317,7 +324,7 @@ def digest_story(story: SnapshotStory) -> DigestStory | None:
         log.warning("digest: story %s dropped: none of its entries has an http(s) link", story.key)
         return None
     lead = story.lead.entry
-    outlets = (clean_text(name) for name in story.outlets)
+    outlets = (clean_text(name, OUTLET_CHARS) for name in story.outlets)
     return DigestStory(
         id=story.id,
         headline=_visible(clean_text(story.headline, HEADLINE_CHARS)) or story.url,
@@ -477,10 +484,17 @@ def _meta(
     parts = [mark(UPDATED)] if story.updated else []
     if story.outlets:
         parts.append(isolate(story.outlets[0]))
-        if len(story.outlets) > 1:
-            parts.append("also in: " + ", ".join(isolate(o) for o in story.outlets[1:]))
+        others = story.outlets[1:]
+        if others:
+            named = ", ".join(isolate(o) for o in others[:OTHER_OUTLETS_SHOWN])
+            parts.append(f"also in: {named}{_and_others(len(others) - OTHER_OUTLETS_SHOWN, 'other')}")
     parts.append(format_time(story.time, timezone))
     return " · ".join(parts)
+
+
+def _and_others(count: int, noun: str) -> str:
+    """`` and 3 others`` after a list cut short by ``count`` items, "" when nothing was cut."""
+    return f" and {count} {noun}{'' if count == 1 else 's'}" if count > 0 else ""
 
 
 def _rtl(text: str) -> bool:
@@ -514,9 +528,16 @@ def preheader_of(issue: DigestIssue) -> str:
 
 
 def by_importance(stories: Sequence[DigestStory]) -> list[DigestStory]:
-    """``stories`` most widely carried first, then newest: what the subject names first and
-    what an email too big for every story keeps (the display order is by section)."""
-    return sorted(stories, key=lambda s: (-len(s.outlets), -s.time.timestamp(), s.headline.casefold(), s.id))
+    """``stories`` new ones first, then most widely carried, then newest: which an issue
+    keeps (``max_stories``), what the subject names first and what an email too big for
+    every story keeps (the display order is by section).
+
+    A story back as updated comes after every new one however widely carried: its readers
+    have had it already, and an old story that gained outlets must not take the place of
+    today's news, nor the subject line."""
+    return sorted(
+        stories, key=lambda s: (s.updated, -len(s.outlets), -s.time.timestamp(), s.headline.casefold(), s.id)
+    )
 
 
 def _story_html(story: DigestStory, timezone: str) -> str:
@@ -537,9 +558,17 @@ def _new_articles_html(story: DigestStory, timezone: str) -> str:
     lines = "".join(
         f'<div dir="auto">{NEW_ARTICLES}: <a href="{_e(a.url)}" dir="auto" style="color:#0550ae">'
         f"{_e(a.headline)}</a> ({_isolated_html(a.outlet)}, {_e(format_time(a.time, timezone))})</div>"
-        for a in story.new_articles
+        for a in story.new_articles[:NEW_ARTICLES_SHOWN]
     )
+    if more := _more_articles(story):
+        lines += f"<div>{_e(more)}</div>"
     return f'<div class="m" style="color:#59636e;font-size:13px;margin:4px 0 0">{lines}</div>'
+
+
+def _more_articles(story: DigestStory) -> str:
+    """``+7 more new articles`` under the new articles shown, "" when all are."""
+    more = len(story.new_articles) - NEW_ARTICLES_SHOWN
+    return f"+{more} more new article{'' if more == 1 else 's'}" if more > 0 else ""
 
 
 def _document(
@@ -594,11 +623,13 @@ def render_text(
         lines.append(f"  {_meta(story, issue.timezone, _isolated_text)}")
         if story.excerpt:
             lines.append(f"  {_isolated_text(story.excerpt)}")
-        for article in story.new_articles:
+        for article in story.new_articles[:NEW_ARTICLES_SHOWN]:
             outlet = _isolated_text(article.outlet)
             when = format_time(article.time, issue.timezone)
             lines.append(f"  {NEW_ARTICLES}: {_isolated_text(article.headline)} ({outlet}, {when})")
             lines.append(f"    {article.url}")
+        if more := _more_articles(story):
+            lines.append(f"  {more}")
         lines.append("")
     if omitted:
         lines += [f"+{omitted} more in the web archive: {archive_url}", ""]

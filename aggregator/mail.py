@@ -47,6 +47,7 @@ from email.utils import format_datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Self
+from urllib.parse import quote, urlsplit, urlunsplit
 
 from aggregator.errors import DeliveryError
 
@@ -145,6 +146,41 @@ def wire_address(address: str, *, smtputf8: bool = False) -> str:
         raise DeliveryError(f"{address}: bad address: the domain cannot be encoded: {exc}") from exc
 
 
+_NOT_ASCII = re.compile(r"[^\x21-\x7e]+")
+
+
+def ascii_uri(uri: str) -> str:
+    """``uri`` in ASCII, as a header must carry it: an internationalized host in its IDNA form
+    (``bücher.example`` → ``xn--bcher-kva.example``), every other character outside printable
+    ASCII percent-encoded as UTF-8.  A ``List-Unsubscribe`` with one such character was
+    written as an encoded-word, which no mail provider reads as a link: readers of a site
+    at an IDN address got no unsubscribe button."""
+    if uri.isascii() and " " not in uri:
+        return uri
+    scheme, _, rest = uri.partition(":")
+    if scheme.lower() == "mailto":
+        address, mark, query = rest.partition("?")
+        local, at, domain = address.rpartition("@")
+        rest = f"{local}{at}{_idna(domain)}{mark}{query}" if at else rest
+    else:
+        parts = urlsplit(uri)
+        userinfo, at, hostport = parts.netloc.rpartition("@")
+        host, colon, port = hostport.partition(":")  # not an IPv6 "[…]": that one is ASCII
+        netloc = f"{userinfo}{at}{_idna(host)}{colon}{port}"
+        scheme, _, rest = urlunsplit(parts._replace(netloc=netloc)).partition(":")
+    return f"{scheme}:" + _NOT_ASCII.sub(lambda m: quote(m.group(), safe=""), rest)
+
+
+def _idna(domain: str) -> str:
+    """``domain`` in its ASCII (IDNA) form; as it is (percent-encoded later) if it has none."""
+    if domain.isascii():
+        return domain
+    try:
+        return domain.encode("idna").decode("ascii")
+    except UnicodeError:
+        return domain
+
+
 def build_message(spec: MessageSpec, recipient: Recipient) -> EmailMessage:
     """One recipient's message.  Raises ``DeliveryError`` for an address that cannot be used."""
     msg = EmailMessage(policy=MAIL_POLICY)
@@ -165,7 +201,8 @@ def build_message(spec: MessageSpec, recipient: Recipient) -> EmailMessage:
     msg["Date"] = spec.date
     msg["Message-ID"] = recipient.message_id
     msg["List-Id"] = clean_header(spec.list_id)
-    msg["List-Unsubscribe"] = f"<{recipient.unsubscribe_url}>, <{recipient.unsubscribe_mailto}>"
+    unsubscribe = (ascii_uri(recipient.unsubscribe_url), ascii_uri(recipient.unsubscribe_mailto))
+    msg["List-Unsubscribe"] = f"<{unsubscribe[0]}>, <{unsubscribe[1]}>"
     msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
     msg["Auto-Submitted"] = spec.auto_submitted
     msg["X-Auto-Response-Suppress"] = "OOF, AutoReply"
@@ -287,6 +324,9 @@ class DeliveryResult:
     outcome: Outcome
     detail: str = ""  # the server's reply or the error, for the send log
     server_down: bool = False  # no session at all (connect, TLS, login): later recipients would fail too
+    # A RETRY caused on this machine (a bug, an outbox that cannot be written), not by the
+    # mail server's answer: nothing will clear it by itself, so whoever runs us must hear.
+    local_fault: bool = False
 
 
 class TransportStopped(Exception):
@@ -362,7 +402,7 @@ class Outbox(Transport):
                 Path(tmp).unlink(missing_ok=True)
                 raise
         except OSError as exc:
-            return DeliveryResult(Outcome.RETRY, f"writing {target}: {exc.strerror or exc}")
+            return DeliveryResult(Outcome.RETRY, f"writing {target}: {exc.strerror or exc}", local_fault=True)
         return DeliveryResult(Outcome.SENT, str(target))
 
 
@@ -635,6 +675,7 @@ __all__ = [
     "SmtpTransport",
     "Transport",
     "TransportStopped",
+    "ascii_uri",
     "build_message",
     "clean_header",
     "dkim_sign",

@@ -19,7 +19,7 @@ by issue:
 2. Archive: the snapshot rendered without any personal token, plus an index page.
 3. Deliver, one message per recipient, each recorded in the store before it is
    attempted: ``pending`` → ``sending`` (claimed) → ``in_data`` (the server took DATA) → ``sent``,
-   ``retry`` (4xx; backoff until the next issue is due), ``failed`` (5xx) or
+   ``retry`` (4xx; backoff until the next issue is due, then one last try), ``failed`` (5xx) or
    ``uncertain`` (the connection broke during DATA), or ``unsubscribed`` (the reader left
    after the freeze: not sent).  After a crash, ``sending`` rows go
    back to ``pending`` (DATA never started) and ``in_data`` rows become ``uncertain``:
@@ -98,6 +98,11 @@ class IssueOutcome:
     failed: int = 0
     unsubscribed: int = 0  # recipients who unsubscribed after the issue was frozen: not sent
     uncertain: tuple[str, ...] = ()  # recipients who may or may not have received it
+    # Recipients this run put off to a retry for a fault on this machine (an unexpected
+    # error, an outbox that cannot be written), not a server's 4xx: who, why, and the next
+    # try, one line each.  They do not have the issue, and nothing says the fault will pass:
+    # the command exits 1 (a greylisting 451 is the mail server's routine, and does not).
+    pending: tuple[str, ...] = ()
     errors: tuple[str, ...] = ()
     archive: Path | None = None
     stopped: str = ""  # why the run left readers for the next one (the server down), else ""
@@ -264,7 +269,7 @@ def next_issue_time(letter: NewsletterConfig, after: datetime) -> datetime:
 
 def preview_issue(loaded: LoadedConfig, store: Store, now: datetime, name: str) -> Path:
     """Render the issue that would be frozen at ``now`` (nothing recorded) and write its HTML."""
-    letter = _select(loaded, [name])[0]
+    letter = find_newsletter(loaded, name)
     issue = compose_issue(loaded, store, letter, store.latest_issue(letter.name), now)
     rendered = digest.render_digest(issue, archive_url=archive_url(loaded, letter, issue.number))
     path = outbox_dir(loaded) / f"preview-{letter.name}.html"
@@ -287,7 +292,7 @@ def send_test_copy(
 
     Not recorded in the send log and does not change any schedule.
     """
-    letter = _select(loaded, [name])[0]
+    letter = find_newsletter(loaded, name)
     # Not merely the latest issue: a `--send` on a day with nothing new recorded an empty
     # one (databases of earlier versions hold them), and a copy of that is an email with
     # no story and a link to no archive page.
@@ -524,6 +529,12 @@ def dkim_key(loaded: LoadedConfig) -> mail.DkimKey | None:
 # ----------------------------------------------------------------------- one newsletter
 
 
+def find_newsletter(loaded: LoadedConfig, name: str) -> NewsletterConfig:
+    """The newsletter called ``name``; ``AggregatorError`` naming the configured ones if none
+    is.  For a command to check the name before it opens (or declines to create) anything."""
+    return _select(loaded, [name])[0]
+
+
 def _select(loaded: LoadedConfig, names: Sequence[str] | None) -> list[NewsletterConfig]:
     letters = list(loaded.config.newsletters)
     if names is None:
@@ -747,7 +758,9 @@ def _held_back(
     )
     if retries and counted_from is not None:
         ends = _local(letter, next_issue_time(letter, counted_from))
-        text += f"; at the next scheduled issue, {ends}, retries still left are given up and {after} starts"
+        text += (
+            f"; at the next scheduled issue, {ends}, retries still left get one last try and {after} starts"
+        )
     return text + "."
 
 
@@ -866,6 +879,7 @@ def _deliver(run: _Run, letter: NewsletterConfig, record: IssueRecord, *, final:
     archive = write_archive(run.loaded, run.store, letter, issue)
     _recover(run, letter, record)
     errors: list[str] = []
+    pending: list[str] = []
     stopped = ""
     uncertain_in_a_row = 0
     # Frozen with the issue, but someone who unsubscribed since gets nothing more.
@@ -878,47 +892,29 @@ def _deliver(run: _Run, letter: NewsletterConfig, record: IssueRecord, *, final:
                 letter.name, record.number, row.recipient, "unsubscribed", run.now, only_from=[row.status]
             )
             continue
-        if (
-            row.status == "retry"
-            and not final
-            and row.next_attempt is not None
-            and row.next_attempt > run.now
-        ):
+        last_try = final and row.status == "retry"
+        not_yet = row.status == "retry" and row.next_attempt is not None and row.next_attempt > run.now
+        if not_yet and not last_try:
             continue
-        if final and row.status == "retry":
+        if not_yet:
+            # The next issue is due and will not wait for it: its last try is now, not never
+            # (a `run --once` once a day, at the newsletter's time, gave up every 451 untried).
             run.store.set_delivery(
                 letter.name,
                 record.number,
                 row.recipient,
-                "failed",
+                "retry",
                 run.now,
-                error=f"gave up: the next issue is due; last error: {row.last_error}",
+                error=row.last_error,
+                next_attempt=run.now,
+                only_from=["retry"],
             )
-            continue
         if not run.store.claim_delivery(letter.name, record.number, row.recipient, run.now):
             continue
         result = _deliver_one(run, letter, record, issue, rendered, row.recipient)
         address = row.recipient
-        if result.outcome is mail.Outcome.RETRY:
-            next_at = run.now + _backoff(row.attempts + 1)
-            run.store.set_delivery(
-                letter.name,
-                record.number,
-                address,
-                "retry",
-                run.now,
-                error=result.detail,
-                next_attempt=next_at,
-            )
-        else:
-            run.store.set_delivery(
-                letter.name,
-                record.number,
-                address,
-                result.outcome.value,
-                run.now,
-                error=None if result.outcome is mail.Outcome.SENT else result.detail,
-            )
+        if line := _record_result(run, letter, record, row.attempts + 1, address, result, last_try=last_try):
+            pending.append(line)
         if not result.server_down and result.outcome is not mail.Outcome.SENT:
             errors.append(f"{address}: {result.outcome.value}: {result.detail}")
             log.warning(
@@ -951,10 +947,52 @@ def _deliver(run: _Run, letter: NewsletterConfig, record: IssueRecord, *, final:
         failed=sum(r.status == "failed" for r in rows),
         unsubscribed=sum(r.status == "unsubscribed" for r in rows),
         uncertain=tuple(r.recipient for r in rows if r.status == "uncertain"),
+        pending=tuple(pending),
         errors=tuple(errors),
         archive=archive,
         stopped=stopped,
         issue=issue.number,
+    )
+
+
+def _record_result(  # noqa: PLR0917 -- private
+    run: _Run,
+    letter: NewsletterConfig,
+    record: IssueRecord,
+    attempts: int,
+    address: str,
+    result: mail.DeliveryResult,
+    *,
+    last_try: bool,
+) -> str:
+    """Record ``result`` of the ``attempts``-th try at ``address``; the ``pending`` line
+    when it was put off for a fault on this machine, else "".
+
+    A retry that was the last try (the next issue is due) fails for good, unless the
+    server could not be reached at all: then the issue waits for it, as for everyone
+    not tried yet."""
+    outcome = result.outcome
+    if outcome is mail.Outcome.RETRY and last_try and not result.server_down:
+        gave_up = f"gave up: the next issue is due; last error: {result.detail}"
+        run.store.set_delivery(letter.name, record.number, address, "failed", run.now, error=gave_up)
+        return ""
+    if outcome is mail.Outcome.RETRY:
+        next_at = run.now + _backoff(attempts)
+        run.store.set_delivery(
+            letter.name, record.number, address, "retry", run.now, error=result.detail, next_attempt=next_at
+        )
+        return _pending_line(letter, address, result.detail, next_at) if result.local_fault else ""
+    error = None if outcome is mail.Outcome.SENT else result.detail
+    run.store.set_delivery(letter.name, record.number, address, outcome.value, run.now, error=error)
+    return ""
+
+
+def _pending_line(letter: NewsletterConfig, address: str, detail: str, next_at: datetime) -> str:
+    """``a@example.com: not delivered yet: why; next try at 18 Aug 2025, 12:05 BST``."""
+    why = detail.removeprefix(f"{address}: ")  # the unexpected error's detail names it already
+    return (
+        f"{address}: not delivered yet: {digest.clean_text(why, 300)}; next try at {_local(letter, next_at)}"
+        " (retried until the next issue is due)"
     )
 
 
@@ -994,8 +1032,9 @@ def _deliver_one(  # noqa: PLR0917 -- private
         if data_began:  # it may have arrived: never send it again
             return mail.DeliveryResult(mail.Outcome.UNCERTAIN, detail)
         # Nothing left: tried again later (backing off; given up when the next issue is due),
-        # since it may pass (a database locked for a moment while the claim was written).
-        return mail.DeliveryResult(mail.Outcome.RETRY, detail)
+        # since it may pass (a database locked for a moment while the claim was written);
+        # but it is no server's routine 4xx: the run must say so (``IssueOutcome.pending``).
+        return mail.DeliveryResult(mail.Outcome.RETRY, detail, local_fault=True)
 
 
 # ----------------------------------------------------------------------- archive

@@ -8,7 +8,7 @@ import re
 import subprocess
 import sys
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -197,6 +197,70 @@ def test_an_earlier_story_is_not_back_for_an_archive_or_another_feeds_article() 
     # A newsletter of outlet A's feed only: outlet B's new article is not its news.
     assert select_with_copies(entries, feeds=("https://a.example/feed",)) == ()
     assert len(select_with_copies(entries, feeds=("https://b.example/feed",))) == 1
+
+
+def test_new_stories_come_before_updated_ones_in_the_limit_and_the_subject() -> None:
+    # An older story that three outlets now carry took a place of today's news when
+    # max_stories was short, and named the issue in the subject ahead of every new story.
+    entries = [
+        stored("e1", "Summit opens", seen=BEFORE, story="s1"),
+        stored("e2", "Summit ends without a deal", feed="https://b.example/feed", story="s1"),
+        stored("e3", "Leaders fly home from the summit", feed="https://c.example/feed", story="s1"),
+        stored("n1", "Rail strike called off", seen=NOW - timedelta(hours=1)),
+        stored("n2", "Harbour bridge reopens", feed="https://b.example/feed", seen=NOW - timedelta(hours=2)),
+    ]
+    short = select_with_copies(entries, max_stories=2)
+    assert sorted(s.headline for s in short) == ["Harbour bridge reopens", "Rail strike called off"]
+    roomy = select_with_copies(entries, max_stories=3)
+    [summit] = [s for s in roomy if s.updated]
+    assert len(summit.outlets) == 3  # the most widely carried, and still after the new ones
+    rendered = render_digest(issue_of(roomy), archive_url="https://example.org/archive/daily/0002.html")
+    assert rendered.subject == "The Daily Digest: Rail strike called off (+2 more)"
+    assert rendered.preheader.startswith("Harbour bridge reopens")
+    only_updates = render_digest(
+        issue_of((summit,)), archive_url="https://example.org/archive/daily/0002.html"
+    )
+    assert only_updates.subject == "The Daily Digest: Summit opens"  # with no new story, the update
+
+
+def test_a_story_any_number_of_feeds_carried_or_reported_on_makes_no_huge_email() -> None:
+    # A wire story carried by 40 feeds listed every outlet in every part; 12 reports joining
+    # an older story listed all 12; a feed's 2 KB title was its outlet's name in full.
+    # (An entry's authors are not in the digest at all: 500 of them add nothing.)
+    many = [f"https://o{i:02d}.example/feed" for i in range(40)]
+    lead = stored("w00", "Wire story", feed=many[0])
+    lead = replace(lead, entry=replace(lead.entry, authors=tuple(f"Writer {i}" for i in range(500))))
+    wire = [
+        lead,
+        *(stored(f"w{i:02d}", "Wire story", feed=many[i], duplicate_of="w00") for i in range(1, 40)),
+    ]
+    reports = [
+        stored(
+            f"r{i:02d}", f"Summit report {i}", feed=many[i], story="s1", seen=NOW - timedelta(minutes=60 - i)
+        )
+        for i in range(12)
+    ]
+    long_name = "Outlet B " + "x" * 2000
+    reports.append(stored("rb", "Summit report B", feed="https://b.example/feed", story="s1"))
+    entries = [stored("e1", "Summit opens", seen=BEFORE, story="s1"), *wire, *reports]
+    titles = {**TITLES, "https://b.example/feed": long_name}
+    snapshot = build_snapshot(entries, titles, NOW, [Story("s1", "Summit opens", ())])
+    chosen = select_stories(snapshot, window_start=START, window_end=NOW, copies={e.id: e for e in entries})
+    [wired] = [s for s in chosen if s.headline == "Wire story"]
+    assert len(wired.outlets) == 40  # the issue keeps them all (they rank it); the rendering is cut
+    rendered = render_digest(issue_of(chosen), archive_url="https://example.org/archive/daily/0002.html")
+    shown = "o00.example · also in: o01.example, o02.example, o03.example, o04.example and 35 others · "
+    [summit] = [s for s in chosen if s.updated]
+    assert len(summit.new_articles) == 13
+    for part in (rendered.text, rendered.html):
+        assert shown in part
+        assert "o05.example," not in part
+        assert part.count("New: ") == digest.NEW_ARTICLES_SHOWN
+        assert "+8 more new articles" in part
+        assert "Writer" not in part
+        assert long_name not in part
+    assert all(len(name) <= digest.OUTLET_CHARS + 1 for name in summit.outlets)
+    assert len(rendered.html.encode()) < 20_000
 
 
 def test_topic_and_feed_filters_and_the_story_limit() -> None:

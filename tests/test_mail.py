@@ -314,6 +314,23 @@ def test_long_unsubscribe_header_stays_on_one_line_and_messages_are_reproducible
     assert mail.serialize(mail.build_message(SPEC, recipient())) == data
 
 
+def test_an_unsubscribe_link_on_an_international_domain_stays_a_link_mail_providers_read() -> None:
+    # The site at https://bücher.example/: List-Unsubscribe went out as an encoded-word
+    # ("=?utf-8?q?=3Chttps=3A//b=C3=BCcher..."), which no provider reads: no unsubscribe button.
+    reader = replace(
+        recipient(),
+        unsubscribe_url="https://Bücher.example:8443/nachrichten/über uns/unsubscribe/TOKEN",
+        unsubscribe_mailto="mailto:digest@bücher.example?subject=unsubscribe%20TOKEN",
+    )
+    data = mail.serialize(mail.build_message(SPEC, reader))
+    [line] = [raw for raw in data.split(b"\r\n") if raw.startswith(b"List-Unsubscribe:")]
+    assert line.decode("ascii") == (
+        "List-Unsubscribe: <https://xn--bcher-kva.example:8443/nachrichten/%C3%BCber%20uns/unsubscribe/TOKEN>,"
+        " <mailto:digest@xn--bcher-kva.example?subject=unsubscribe%20TOKEN>"
+    )
+    check_message(parse(data))
+
+
 def test_message_ids_differ_per_recipient_and_repeat_per_issue() -> None:
     a = mail.message_id("daily", 3, "a@example.com", "example.com")
     assert a == mail.message_id("daily", 3, "A@example.com", "example.com")

@@ -342,6 +342,7 @@ def test_451_is_retried_with_backoff_and_550_fails_for_that_subscriber(
     server.handler.reject = {"d@example.com"}
     [first] = newsletters.run_due_newsletters(loaded, store, NOW)
     assert (first.status, first.sent, first.retrying, first.failed) == ("sending", 3, 1, 1)
+    assert first.pending == ()  # greylisting is the server's routine: nothing to alarm anyone
     rows = {d.recipient: d for d in store.deliveries("daily", 1)}
     assert rows["a@example.com"].status == "retry"
     assert "451" in (rows["a@example.com"].last_error or "")
@@ -367,6 +368,26 @@ def test_retries_stop_when_the_next_issue_is_due(
     row = next(d for d in store.deliveries("daily", 1) if d.recipient == "a@example.com")
     assert row.status == "failed"
     assert (row.last_error or "").startswith("gave up: the next issue is due")
+
+
+def test_a_put_off_reader_gets_one_last_try_when_the_next_issue_is_due(
+    smtp_project: tuple[LoadedConfig, Store, SmtpServer],
+) -> None:
+    # `run --once` from cron once a day, at the newsletter's time: a reader greylisted at
+    # 07:00 was never tried again, but given up at the next day's run without one more try,
+    # and never had that issue although the server would have taken it.
+    loaded, store, server = smtp_project
+    server.handler.data_replies = ["451 4.7.1 greylisted"]  # a@
+    [first] = newsletters.run_due_newsletters(loaded, store, NOW)
+    assert first.retrying == 1
+    outcomes = newsletters.run_due_newsletters(loaded, store, NOW + timedelta(days=1))
+    assert [(o.number, o.status, o.sent, o.failed) for o in outcomes] == [
+        (1, "done", 5, 0),
+        (2, "empty", 0, 0),
+    ]
+    assert received(server).count("a@example.com") == 1
+    row = next(d for d in store.deliveries("daily", 1) if d.recipient == "a@example.com")
+    assert (row.status, row.attempts) == ("sent", 2)
 
 
 def test_a_connection_lost_during_data_is_uncertain_and_never_resent(
@@ -478,6 +499,53 @@ def test_an_unforeseen_error_for_one_reader_is_recorded_and_the_others_get_the_i
     row = next(d for d in store.deliveries("daily", 1) if d.recipient == "a@example.com")
     assert row.status == "retry"
     assert "RuntimeError: something nobody foresaw" in (row.last_error or "")
+
+
+class _FailsFor(mail.Transport):
+    """The outbox, except that delivering to ``who`` raises what nobody foresaw."""
+
+    def __init__(self, outbox: mail.Transport, who: str) -> None:
+        self.outbox, self.who = outbox, who
+
+    def deliver(
+        self, sender: str, recipient: str, data: bytes, name: str, before_data: Callable[[], None]
+    ) -> mail.DeliveryResult:
+        if recipient == self.who:
+            raise RuntimeError("something nobody foresaw")
+        return self.outbox.deliver(sender, recipient, data, name, before_data)
+
+
+def test_a_reader_put_off_by_an_unexpected_error_is_pending_with_the_next_try(
+    project: tuple[LoadedConfig, Store],
+) -> None:
+    # Recorded as a retry like a server's 451 and reported as "1 to retry": `run --once`
+    # exited 0 though a reader had no issue and nothing said the error would pass.
+    loaded, store = project
+    store.set_subscriber("daily", "a@example.com", True, NOW)
+    outbox = newsletters.default_transport(loaded)
+    [first] = newsletters.run_due_newsletters(
+        loaded, store, NOW, transport=_FailsFor(outbox, "a@example.com")
+    )
+    assert first.pending == (
+        "a@example.com: not delivered yet: unexpected error: RuntimeError: something nobody foresaw;"
+        " next try at 18 Aug 2025, 13:05 BST (retried until the next issue is due)",
+    )
+    [healed] = newsletters.run_due_newsletters(loaded, store, NOW + timedelta(minutes=5), transport=outbox)
+    assert (healed.status, healed.sent, healed.pending) == ("done", 2, ())
+
+
+def test_an_outbox_that_cannot_be_written_leaves_its_readers_pending(
+    project: tuple[LoadedConfig, Store],
+) -> None:
+    loaded, store = project
+    folder = newsletters.outbox_dir(loaded)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    folder.write_text("a file where the outbox should be")
+    [outcome] = newsletters.run_due_newsletters(loaded, store, NOW)
+    assert (outcome.status, outcome.sent, outcome.retrying) == ("sending", 0, 1)
+    [line] = outcome.pending
+    assert line.startswith(f"reader@example.com: not delivered yet: writing {folder}/daily-0001-")
+    assert line.endswith("; next try at 18 Aug 2025, 13:05 BST (retried until the next issue is due)")
 
 
 def test_a_crash_while_writing_to_the_outbox_is_settled_through_a_wrapping_transport(
