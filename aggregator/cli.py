@@ -22,19 +22,39 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from typer.core import TyperGroup
 
 from aggregator import __version__, cli_digest, cli_serve, eventloop, pipeline
-from aggregator.cli_console import NARROW_TERMINAL, cell, echo, lazy_console, shown
-from aggregator.config import CONFIG_ENV, DEFAULT_CONFIG_NAME, LoadedConfig, check_config, load_config
+from aggregator.cli_console import (
+    NARROW_TERMINAL,
+    RUN_POLL_FIRST,
+    WIDE_TERMINAL,
+    cell,
+    echo,
+    lazy_console,
+    no_database_yet,
+    shown,
+)
+from aggregator.config import (
+    CONFIG_ENV,
+    DEFAULT_CONFIG_NAME,
+    LoadedConfig,
+    check_config,
+    config_warnings,
+    load_config,
+    warning_text,
+)
 from aggregator.errors import AggregatorError, ConfigError, StoreError
 from aggregator.runlock import ingest_lock
 from aggregator.store import NoDatabaseYet, Store
 from aggregator.types import FeedStatus, PollOutcome, PollSummary, StoredEntry
 from aggregator.urls import without_password
+
+if TYPE_CHECKING:
+    from rich.table import Table
 
 EXIT_OK, EXIT_FEEDS_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -161,7 +181,7 @@ def _open_store(loaded: LoadedConfig, *, read_only: bool = False) -> Iterator[St
         try:
             store = Store.open(loaded.database_url, create=not read_only)
         except NoDatabaseYet as exc:
-            echo(f"{_no_database_yet(exc)}: run `aggregator poll` or `aggregator run --once` first", err=True)
+            echo(f"{no_database_yet(exc)}: {RUN_POLL_FIRST}", err=True)
             store = Store.open(_NOTHING_STORED)
     except StoreError as exc:
         echo(f"error: {exc}", err=True)
@@ -173,16 +193,6 @@ def _open_store(loaded: LoadedConfig, *, read_only: bool = False) -> Iterator[St
         raise typer.Exit(EXIT_USAGE) from exc
     finally:
         store.close()
-
-
-def _no_database_yet(exc: NoDatabaseYet) -> str:
-    """``no database yet at data/aggregator.sqlite``: a file under the working folder by its
-    relative path, as a person would type it."""
-    where, here = exc.where, Path.cwd()
-    if here != Path(here.anchor):  # from /, the absolute path reads better
-        with contextlib.suppress(ValueError):  # elsewhere, or a URL: as it is
-            where = str(Path(where).relative_to(here))
-    return f"no database yet at {where}"
 
 
 def _version(value: bool) -> None:
@@ -198,7 +208,10 @@ def _version(value: bool) -> None:
 def main_options(
     ctx: typer.Context,
     config: Annotated[
-        Path, typer.Option("--config", "-c", help="The feeds.yaml to use.", envvar=CONFIG_ENV)
+        Path,
+        # Not readable=True (typer's default): click would refuse a file it may not read in
+        # its own words, a box on stderr; load_config says it as for every other cause.
+        typer.Option("--config", "-c", help="The feeds.yaml to use.", envvar=CONFIG_ENV, readable=False),
     ] = Path(DEFAULT_CONFIG_NAME),
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log every step.")] = False,
     version: Annotated[
@@ -411,7 +424,22 @@ def status(
             when = f"next run {_short_time(_iso(job.next_run))} UTC, " if job.next_run else ""
             out.print(cell(f"{job.job}: {when}{job.detail}"))
         return
-    table = Table(title=f"Feeds in {loaded.path.name}")
+    title = f"Feeds in {loaded.path.name}"
+    out.print(_compact_status_table(title, rows) if out.width < WIDE_TERMINAL else _status_table(title, rows))
+    schedule = Table(title="Scheduler jobs")
+    # The job's name whole (it was "newsletter-retri…"); the detail folds.
+    schedule.add_column("job", no_wrap=True)
+    schedule.add_column("next run (UTC)", no_wrap=True)
+    schedule.add_column("detail")
+    for job in jobs:
+        schedule.add_row(job.job, _short_time(_iso(job.next_run)), cell(job.detail))
+    out.print(schedule)
+
+
+def _status_table(title: str, rows: list[dict[str, Any]]) -> Table:
+    from rich.table import Table  # noqa: PLC0415 -- rich only where it draws (see cli_console)
+
+    table = Table(title=title)
     for column in ("feed", "status", "last fetch", "HTTP", "entries", "errors", "next check"):
         table.add_column(column, overflow="fold", min_width=7 if column in ("feed", "status") else None)
     for row in rows:
@@ -424,13 +452,34 @@ def status(
             str(row["error_count"] or ""),
             _short_time(row["next_check"]),
         )
-    out.print(table)
-    schedule = Table(title="Scheduler jobs")
-    for column in ("job", "next run (UTC)", "detail"):
-        schedule.add_column(column)
-    for job in jobs:
-        schedule.add_row(job.job, _short_time(_iso(job.next_run)), cell(job.detail))
-    out.print(schedule)
+    return table
+
+
+def _compact_status_table(title: str, rows: list[dict[str, Any]]) -> Table:
+    """Four columns for a terminal of 60 to 99: seven folded words (``entri`` / ``es``) and
+    feed titles into strips.  The counts join the status, an error the feed's title, and a
+    time is written on two lines (date, then time)."""
+    from rich.table import Table  # noqa: PLC0415 -- rich only where it draws (see cli_console)
+
+    table = Table(title=title)
+    table.add_column("feed", overflow="fold", ratio=1)
+    for column in ("status", "last fetch", "next check"):
+        table.add_column(column, no_wrap=True)
+    for row in rows:
+        health = [row["status"], f"{row['entries']} {'entry' if row['entries'] == 1 else 'entries'}"]
+        if row["http_status"]:
+            health.append(f"HTTP {row['http_status']}")
+        if row["error_count"]:
+            health.append(f"{row['error_count']} {'error' if row['error_count'] == 1 else 'errors'}")
+        table.add_row(
+            cell(
+                (row["title"] or without_password(row["url"])) + (f"\n{row['error']}" if row["error"] else "")
+            ),
+            cell("\n".join(health)),
+            _short_time(row["last_fetch"]).replace(" ", "\n"),
+            _short_time(row["next_check"]).replace(" ", "\n"),
+        )
+    return table
 
 
 def _short_time(iso: str | None) -> str:
@@ -544,7 +593,10 @@ def explain(
 
 @config_app.command("check")
 def config_check(ctx: typer.Context) -> None:
-    """Validate feeds.yaml and print every problem with its line number. Exit 2 if there are any."""
+    """Validate feeds.yaml and print every problem with its line number. Exit 2 if there are any.
+
+    Warnings (an interval polling will not keep, say) are printed on their lines too, and pass.
+    """
     path: Path = ctx.obj.config_path
     problems = check_config(path)
     for problem in problems:
@@ -552,7 +604,10 @@ def config_check(ctx: typer.Context) -> None:
     if problems:
         echo(f"{len(problems)} problem(s) in {path}", err=True)
         raise typer.Exit(EXIT_USAGE)
-    echo(f"{path}: ok")
+    warnings = config_warnings(load_config(path))
+    for warning in warnings:
+        echo(warning_text(warning), err=True)
+    echo(f"{path}: ok" + (f", {len(warnings)} warning(s)" if warnings else ""))
 
 
 def main() -> None:

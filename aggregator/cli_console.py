@@ -11,8 +11,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 import typer
@@ -21,10 +23,24 @@ if TYPE_CHECKING:
     from rich.console import Console
     from rich.text import Text
 
-__all__ = ["cell", "echo", "lazy_console", "shown"]
+    from aggregator.store import NoDatabaseYet
+
+__all__ = [
+    "NARROW_TERMINAL",
+    "RUN_POLL_FIRST",
+    "WIDE_TERMINAL",
+    "cell",
+    "echo",
+    "lazy_console",
+    "no_database_yet",
+    "shown",
+]
 
 
 NARROW_TERMINAL = 60  # columns: narrower, `status` and `feeds list` print a line per feed, not a table
+# Columns a table of seven needs before its widest cell (a feed's URL) gets room; narrower,
+# they print fewer columns, the others' content folded into them.
+WIDE_TERMINAL = 100
 
 
 class _LazyConsole:
@@ -90,3 +106,16 @@ def echo(text: str, *, err: bool = False) -> None:
     (rich would turn ``:smile:`` in a feed's URL or error message into a picture), and
     control characters shown as escapes (``\\x1b``) rather than obeyed by the terminal."""
     typer.echo(shown(text), err=err)
+
+
+RUN_POLL_FIRST = "run `aggregator poll` or `aggregator run --once` first"
+
+
+def no_database_yet(exc: NoDatabaseYet) -> str:
+    """``no database yet at data/aggregator.sqlite``: a file under the working folder by its
+    relative path, as a person would type it (what the commands that only read say)."""
+    where, here = exc.where, Path.cwd()
+    if here != Path(here.anchor):  # from /, the absolute path reads better
+        with contextlib.suppress(ValueError):  # elsewhere, or a URL: as it is
+            where = str(Path(where).relative_to(here))
+    return f"no database yet at {where}"

@@ -15,10 +15,10 @@ from typing import TYPE_CHECKING, Annotated, Protocol
 
 import typer
 
-from aggregator.cli_console import echo
+from aggregator.cli_console import RUN_POLL_FIRST, echo, no_database_yet
 from aggregator.config import LoadedConfig, address_problem
 from aggregator.errors import AggregatorError
-from aggregator.store import Store
+from aggregator.store import NoDatabaseYet, Store
 
 if TYPE_CHECKING:
     from aggregator import newsletters
@@ -58,9 +58,11 @@ def digest(
         raise typer.Exit(EXIT_USAGE)
     context: _Loads = ctx.obj
     loaded = context.load()
+    _check_name(loaded, name)  # before a database is opened (or made) for it
     now = datetime.now(UTC)
     try:
-        with Store.open(loaded.database_url) as store:
+        # A preview only reads: where nothing has been polled yet it creates nothing.
+        with _open_store(loaded, name, create=not preview) as store:
             # What `aggregator poll` stored may not be deduplicated and grouped yet (`run`
             # does both after every poll): an issue built before that would carry every
             # copy of an article as a story of its own.
@@ -90,6 +92,27 @@ def digest(
         raise typer.Exit(EXIT_FAILED)
     failed = [report(outcome, err=False) for outcome in outcomes]
     raise typer.Exit(EXIT_FAILED if any(failed) else EXIT_OK)
+
+
+def _check_name(loaded: LoadedConfig, name: str) -> None:
+    """Exit 2 for a newsletter feeds.yaml does not list, naming the ones it does."""
+    names = [letter.name for letter in loaded.config.newsletters]
+    if name not in names:
+        known = ", ".join(names) or "none: add one under 'newsletters:'"
+        echo(f"error: {loaded.path.name}: no newsletter named {name!r} (configured: {known})", err=True)
+        raise typer.Exit(EXIT_USAGE)
+
+
+def _open_store(loaded: LoadedConfig, name: str, *, create: bool) -> Store:
+    """The store; without ``create``, where nothing is stored yet, say so and exit 0, as
+    ``status`` and ``export`` do there: there is no issue to show, and nothing failed."""
+    try:
+        return Store.open(loaded.database_url, create=create)
+    except NoDatabaseYet as exc:
+        echo(
+            f"{no_database_yet(exc)}: nothing stored yet for a preview of {name}; {RUN_POLL_FIRST}", err=True
+        )
+        raise typer.Exit(EXIT_OK) from exc
 
 
 def report(outcome: newsletters.IssueOutcome, *, err: bool) -> bool:

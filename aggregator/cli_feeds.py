@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
@@ -26,26 +27,34 @@ import typer
 from rich.table import Table
 
 from aggregator import eventloop
-from aggregator.cli_console import NARROW_TERMINAL, cell, echo, lazy_console
+from aggregator.cli_console import NARROW_TERMINAL, WIDE_TERMINAL, cell, echo, lazy_console
 from aggregator.config import (
     DEFAULT_CONFIG_NAME,
     LoadedConfig,
     check_feed_url,
+    check_interval,
     check_text,
-    folder_config_problem,
-    missing_config_problem,
+    config_warnings,
+    load_config,
     missing_feed_file,
     parse_duration,
     resolve_feed_location,
+    warning_text,
 )
-from aggregator.configedit import ConfigDocument, ConflictError, EditError, InvalidEditError, parse_assignment
+from aggregator.configedit import (
+    ConfigDocument,
+    ConflictError,
+    EditError,
+    InvalidEditError,
+    UnreadableError,
+    parse_assignment,
+)
 from aggregator.discovery import DiscoveryError, FeedChoices, FoundFeed, find_feed
-from aggregator.errors import ConfigError, StoreError
+from aggregator.errors import ConfigError, ConfigProblem, StoreError
 from aggregator.fetch import Fetcher, make_client
 from aggregator.opml import OpmlError, import_subscriptions, parse_opml, render_opml
 from aggregator.pipeline import fetch_settings
-from aggregator.runlock import sqlite_file
-from aggregator.store import Store
+from aggregator.store import NoDatabaseYet, Store
 from aggregator.types import FeedState, FeedStatus
 from aggregator.urls import without_password
 
@@ -82,23 +91,33 @@ def _read(path: Path) -> tuple[ConfigDocument, LoadedConfig]:
     """The document to edit, and the config it holds now (which must be valid to edit it)."""
     try:
         document = ConfigDocument.read(path)
+    except UnreadableError as exc:  # missing, a folder, no permission, not UTF-8: as load_config says it
+        echo(str(exc.problem), err=True)
+        _fail(f"1 problem(s) in {path}; nothing was done.")
     except EditError as exc:
-        # A missing file or a folder: as every other command (load_config) says it, with the hint.
-        if isinstance(exc.__cause__, FileNotFoundError):
-            echo(str(missing_config_problem(path)), err=True)
-            _fail(f"1 problem(s) in {path}; nothing was done.")
-        if isinstance(exc.__cause__, OSError) and path.is_dir():
-            echo(str(folder_config_problem(path)), err=True)
-            _fail(f"1 problem(s) in {path}; nothing was done.")
-        _fail(str(exc))
+        _refuse_unreadable(path, exc)
     try:
         return document, document.validate()
     except InvalidEditError as exc:
         cause = exc.__cause__
-        problems = cause.problems if isinstance(cause, ConfigError) else exc.problems
-        for problem in problems:
-            echo(str(problem), err=True)
-        _fail(f"{len(problems)} problem(s) in {path}; fix them first (aggregator config check)")
+        _fail_with_problems(path, cause.problems if isinstance(cause, ConfigError) else exc.problems)
+
+
+def _refuse_unreadable(path: Path, exc: EditError) -> NoReturn:
+    """The editor could not read the YAML: say why as ``config check`` does (its line and
+    hint), not in the editor's words; only what the aggregator reads and the editor cannot
+    (a tab before a comment it cannot turn into spaces) is said in the editor's."""
+    try:
+        load_config(path)
+    except ConfigError as problems:
+        _fail_with_problems(path, problems.problems)
+    _fail(str(exc))
+
+
+def _fail_with_problems(path: Path, problems: Sequence[ConfigProblem]) -> NoReturn:
+    for problem in problems:
+        echo(str(problem), err=True)
+    _fail(f"{len(problems)} problem(s) in {path}; fix them first (aggregator config check)")
 
 
 def _save(document: ConfigDocument) -> None:
@@ -187,7 +206,7 @@ def add_feed(
     document, loaded = _read(path)
     if interval is not None:
         try:
-            parse_duration(interval)
+            check_interval(parse_duration(interval))
         except ValueError as exc:
             _fail(f"--interval: {exc}")
     try:
@@ -225,6 +244,7 @@ def add_feed(
         f"({title or found.title or 'untitled'}, {found.format}, "
         f"{found.entries} {'entry' if found.entries == 1 else 'entries'})"
     )
+    _warn_about(document, index)
 
 
 @feeds_app.command("remove")
@@ -271,18 +291,27 @@ def set_feed(
     _save(document)
     shown = ", ".join(assignments)
     echo(f"{path.name}:{document.line_of_feed(index)}: {shown}")
+    _warn_about(document, index)
+
+
+def _warn_about(document: ConfigDocument, index: int) -> None:
+    """What ``config check`` would warn about the feed just written (an interval that
+    polling raises to min_interval, say): said now, not found out later."""
+    mine = f"feeds[{index}]."
+    for warning in config_warnings(document.validate()):
+        if warning.location.startswith(mine):
+            echo(warning_text(warning), err=True)
 
 
 def _health(loaded: LoadedConfig) -> tuple[dict[str, FeedState], dict[str, int]]:
     """What the store knows about the configured feeds; nothing if there is no database yet."""
-    url = loaded.database_url
-    database = sqlite_file(url)
-    if database is not None and not database.exists():
-        return {}, {}  # listing feeds must not create a database
     try:
-        with Store.open(url) as store:
+        # Listing feeds must not create a database (nor, on PostgreSQL, its tables).
+        with Store.open(loaded.database_url, create=False) as store:
             states = store.feed_states([f.url for f in loaded.config.feeds])
             counts = store.entry_counts()
+    except NoDatabaseYet:
+        return {}, {}  # every feed never polled, as the table then says
     except StoreError as exc:
         echo(f"warning: no health shown: {exc}", err=True)
         return {}, {}
@@ -321,14 +350,21 @@ def list_feeds(
     if output is ListFormat.JSON:
         print(json.dumps(rows, indent=2, ensure_ascii=False))
         return
+    title = f"{len(rows)} {'feed' if len(rows) == 1 else 'feeds'} in {loaded.path.name}"
     if out.width < NARROW_TERMINAL:
         # Seven columns cannot share so few: every cell folds to two characters.  A line per
         # feed, as `status` prints, and below it whatever else the table would have shown.
-        out.print(cell(f"{len(rows)} feeds in {loaded.path.name}"))
+        out.print(cell(title))
         for row in rows:
             out.print(cell(_narrow_row(row, loaded.path.name)))
-        return
-    table = Table(title=f"{len(rows)} feeds in {loaded.path.name}")
+    elif out.width < WIDE_TERMINAL:
+        out.print(_compact_table(title, rows))
+    else:
+        out.print(_full_table(title, rows))
+
+
+def _full_table(title: str, rows: list[dict[str, Any]]) -> Table:
+    table = Table(title=title)
     for column in ("line", "feed", "topics", "every", "status", "entries", "last fetch"):
         table.add_column(column, overflow="fold")
     for row in rows:
@@ -338,14 +374,44 @@ def list_feeds(
             cell((f"{row['known_title']}\n" if row["known_title"] else "") + without_password(row["url"])),
             cell(", ".join(row["topics"])),
             _duration_text(interval) if interval else "default",
-            cell(
-                ("disabled" if not row["enabled"] else row["status"])
-                + (f"\n{row['error']}" if row["error"] else "")
-            ),
+            cell(_shown_status(row) + (f"\n{row['error']}" if row["error"] else "")),
             str(row["entries"]),
             row["last_fetch"][:16].replace("T", " ") if row["last_fetch"] else "-",
         )
-    out.print(table)
+    return table
+
+
+def _compact_table(title: str, rows: list[dict[str, Any]]) -> Table:
+    """Four columns for a terminal of 60 to 99: seven folded every word (``entri`` / ``es``,
+    ``Guardi`` / ``an``) and a URL into a strip of a few characters.  What the feed is (title,
+    URL, topics, interval, error) goes into one wide cell, its health into two narrow ones."""
+    table = Table(title=title)
+    table.add_column("line", no_wrap=True)
+    table.add_column("feed", overflow="fold", ratio=1)
+    table.add_column("status", no_wrap=True)
+    table.add_column("last fetch", no_wrap=True)
+    for row in rows:
+        interval = row["interval"]
+        about = [row["known_title"] or "", without_password(row["url"])]
+        about.append(f"topics: {', '.join(row['topics'])}" if row["topics"] else "")
+        about.append(f"every {_duration_text(interval)}" if interval else "every default")
+        about.append(row["error"] or "")
+        fetched = row["last_fetch"][:16].split("T") if row["last_fetch"] else ["-"]
+        table.add_row(
+            str(row["line"] or ""),
+            cell("\n".join(part for part in about if part)),
+            cell(f"{_shown_status(row)}\n{_entries(row['entries'])}"),
+            "\n".join(fetched),
+        )
+    return table
+
+
+def _entries(count: int) -> str:
+    return f"{count} entry" if count == 1 else f"{count} entries"
+
+
+def _shown_status(row: dict[str, Any]) -> str:
+    return "disabled" if not row["enabled"] else str(row["status"])
 
 
 def _narrow_row(row: dict[str, Any], file_name: str) -> str:
@@ -353,7 +419,7 @@ def _narrow_row(row: dict[str, Any], file_name: str) -> str:
     interval = row["interval"]
     line = (
         f"{where}: {row['known_title'] or without_password(row['url'])}: "
-        f"{'disabled' if not row['enabled'] else row['status']}, {row['entries']} entries, "
+        f"{_shown_status(row)}, {_entries(row['entries'])}, "
         f"every {_duration_text(interval) if interval else 'default'}"
     )
     if row["last_fetch"]:

@@ -21,7 +21,7 @@ import os
 import re
 import zoneinfo
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from email.errors import HeaderParseError
 from email.headerregistry import Address
@@ -171,13 +171,28 @@ class _Strict(BaseModel):
 MAX_URL_BYTES = 1024  # feeds.url is indexed with each entry's guid (see parse.MAX_INDEXED_BYTES)
 
 
+def check_interval(value: timedelta) -> timedelta:
+    """A polling interval: zero would mean polling without a pause, which nothing does (the
+    next check is never sooner than ``min_interval``), and which a person may have written
+    meaning "never" or "as often as allowed": said here rather than guessed."""
+    if value <= timedelta(0):
+        raise ValueError(
+            "an interval of 0 would poll without a pause: write how long to wait between polls,"
+            " e.g. 30m (to pause a feed, write 'enabled: false')"
+        )
+    return value
+
+
+Interval = Annotated[Duration, AfterValidator(check_interval)]
+
+
 class FeedConfig(_Strict):
     """One feed to poll."""
 
     url: Text
     title: Text | None = None
     topics: tuple[Text, ...] = ()
-    interval: Duration | None = None
+    interval: Interval | None = None
     priority: int = 0  # breaks ties when choosing which copy of a story to keep (higher wins)
     enabled: bool = True
 
@@ -239,7 +254,7 @@ TimeLimit = Annotated[Duration, AfterValidator(_positive_duration)]
 class PollingConfig(_Strict):
     """How politely to poll; every value has a sound default."""
 
-    interval: Duration = timedelta(hours=1)
+    interval: Interval = timedelta(hours=1)
     min_interval: Duration = timedelta(minutes=5)
     max_interval: Duration = timedelta(days=7)
     max_retry_after: Duration = timedelta(days=2)
@@ -526,23 +541,58 @@ def resolve_feed_location(url: str, base_dir: Path) -> str:
 
 def load_config(path: Path) -> LoadedConfig:
     """Read and validate feeds.yaml; raise ``ConfigError`` with every problem found."""
-    name = str(path)
     try:
         text = path.read_text(encoding="utf-8")
-    except FileNotFoundError as exc:
-        raise ConfigError([missing_config_problem(path)]) from exc
-    except UnicodeDecodeError as exc:  # saved as Latin-1 or CP-1252: say the line, not a byte offset
-        before = exc.object[: exc.start].decode("utf-8").split("\n")
-        bad = f"byte 0x{exc.object[exc.start]:02x}"
-        problem = ConfigProblem(
-            name, len(before), len(before[-1]) + 1, "", f"not valid UTF-8 ({bad})", "save the file as UTF-8"
-        )
-        raise ConfigError([problem]) from exc
-    except OSError as exc:
-        if path.is_dir():  # IsADirectoryError; PermissionError on Windows
-            raise ConfigError([folder_config_problem(path)]) from exc
-        raise ConfigError([ConfigProblem(name, 0, 0, "", f"cannot read: {exc}")]) from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError([config_read_problem(path, exc)]) from exc
     return load_config_text(text, path)
+
+
+def config_read_problem(path: Path, exc: OSError | UnicodeDecodeError) -> ConfigProblem:
+    """Why feeds.yaml at ``path`` cannot be read, and what to do, in the same words for every
+    command that reads it (``load_config``, the ``feeds`` editor, the web editor)."""
+    if isinstance(exc, UnicodeDecodeError):
+        return _undecodable_config_problem(path, exc)
+    if isinstance(exc, FileNotFoundError):
+        return missing_config_problem(path)
+    if isinstance(exc, IsADirectoryError) or path.is_dir():  # PermissionError on Windows
+        return folder_config_problem(path)
+    if isinstance(exc, PermissionError):
+        user = _user_name()
+        return ConfigProblem(
+            str(path),
+            0,
+            0,
+            "",
+            "permission denied",
+            f"{user} may not read it, or not enter a folder above it: give that user read "
+            "access (chmod, chgrp), or run the command as the file's owner",
+        )
+    why = exc.strerror.lower() if exc.strerror else str(exc)
+    return ConfigProblem(str(path), 0, 0, "", f"cannot read: {why}", "check the path, or pass --config PATH")
+
+
+def _undecodable_config_problem(path: Path, exc: UnicodeDecodeError) -> ConfigProblem:
+    """Saved as Latin-1 or CP-1252: say the line, not a byte offset."""
+    before = exc.object[: exc.start].decode("utf-8", errors="replace").split("\n")
+    bad = f"byte 0x{exc.object[exc.start]:02x}"
+    return ConfigProblem(
+        str(path), len(before), len(before[-1]) + 1, "", f"not valid UTF-8 ({bad})", "save the file as UTF-8"
+    )
+
+
+def _user_name() -> str:
+    """Who this process runs as (a service account, usually, when a file is not readable)."""
+    try:
+        import pwd  # noqa: PLC0415 -- POSIX only
+
+        uid = os.geteuid()
+    except (ImportError, AttributeError):  # Windows
+        return "this user"
+    try:
+        return f"user {pwd.getpwuid(uid).pw_name!r}"
+    except KeyError:  # a uid with no name (a container run with --user 1234)
+        return f"user {uid}"
 
 
 def missing_config_problem(path: Path) -> ConfigProblem:
@@ -651,22 +701,35 @@ def _yaml_hint(what: str, text: str, mark: Any) -> str | None:
     if what == "could not find expected ':'":
         return "a ':' missing after the key on this line? write 'key: value'"
     if what == "mapping values are not allowed here" and mark is not None:
-        lines = text.splitlines()
-        before = lines[mark.line][: mark.column] if mark.line < len(lines) else ""
-        if ": " in before:  # `title: Roundup: the best`
-            key, _, value = lines[mark.line].strip().removeprefix("- ").partition(": ")
-            return f"a value with ': ' in it needs quotes: {key}: \"{value}\""
-        above = next(
-            (
-                n
-                for n in range(mark.line - 1, -1, -1)
-                if lines[n].strip() and not lines[n].lstrip().startswith("#")
-            ),
-            None,
+        return _mapping_values_hint(text.splitlines(), mark.line, mark.column)
+    if what.startswith("expected <block end>, but found"):  # a key or '- ' out of line
+        return (
+            "check the indentation: a key lines up with the other keys of its mapping, "
+            "a '- ' with the other items of its list"
         )
-        if above is not None:
-            return f"a ':' missing after the key on line {above + 1}? write 'key: value'"
     return None
+
+
+def _mapping_values_hint(lines: list[str], line: int, column: int) -> str | None:
+    """A ':' where the parser was reading a value: which of the usual three mistakes it is."""
+    before = lines[line][:column] if line < len(lines) else ""
+    if ": " in before:  # `title: Roundup: the best`
+        key, _, value = lines[line].strip().removeprefix("- ").partition(": ")
+        return f"a value with ': ' in it needs quotes: {key}: \"{value}\""
+    above = next(
+        (n for n in range(line - 1, -1, -1) if lines[n].strip() and not lines[n].lstrip().startswith("#")),
+        None,
+    )
+    if above is None:
+        return None
+    if _HAS_KEY.match(lines[above]):
+        # The line above has its ':': this one, indented deeper than its keys, was read as
+        # more of that line's value.
+        return f"indented more than the line above it: line its key up with those on line {above + 1}"
+    return f"a ':' missing after the key on line {above + 1}? write 'key: value'"
+
+
+_HAS_KEY = re.compile(r"^\s*(?:-\s+)?[^\s#:'\"][^#:]*:(?:\s|$)")  # "  - url: x", "polling:"
 
 
 def check_config(path: Path) -> list[ConfigProblem]:
@@ -686,6 +749,67 @@ def check_config(path: Path) -> list[ConfigProblem]:
                 )
             )
     return problems
+
+
+def config_warnings(loaded: LoadedConfig) -> list[ConfigProblem]:
+    """What feeds.yaml asks for that will not happen, though nothing fails: an interval
+    outside ``[polling.min_interval, polling.max_interval]`` is quietly raised or lowered
+    to that bound when the next check is worked out (see polling).  ``config check`` prints
+    these as warnings, on their lines, and passes."""
+    polling = loaded.config.polling
+    found: list[tuple[tuple[int | str, ...], timedelta, str]] = []
+    if polling.interval != _interval_used(polling.interval, polling):
+        found.append(
+            (("polling", "interval"), polling.interval, "feeds without an interval of their own are")
+        )
+    for index, feed in enumerate(loaded.config.feeds):
+        if feed.interval is not None and feed.interval != _interval_used(feed.interval, polling):
+            found.append((("feeds", index, "interval"), feed.interval, "this feed is"))
+    if not found:
+        return []
+    try:
+        tree = _round_trip(loaded.text)
+    except MarkedYAMLError:  # the fast loader took what this one refuses: no lines, still said
+        tree = None
+    warnings = [
+        _clamped_interval_warning(str(loaded.path), tree, loc, value, polling, subject=subject)
+        for loc, value, subject in found
+    ]
+    return sorted(warnings, key=lambda w: (w.line, w.column))  # as the file reads
+
+
+def _interval_used(value: timedelta, polling: PollingConfig) -> timedelta:
+    """The interval polling keeps of ``value`` (it clamps every next check to this range)."""
+    return min(max(value, polling.min_interval), polling.max_interval)
+
+
+def _clamped_interval_warning(
+    name: str,
+    tree: Any,
+    loc: tuple[int | str, ...],
+    value: timedelta,
+    polling: PollingConfig,
+    *,
+    subject: str,
+) -> ConfigProblem:
+    used = _duration_text(_interval_used(value, polling))
+    if value < polling.min_interval:
+        message = f"{_duration_text(value)} is shorter than polling.min_interval ({used})"
+        hint = f"to poll this often, lower polling.min_interval; else write {used}"
+    else:
+        message = f"{_duration_text(value)} is longer than polling.max_interval ({used})"
+        hint = f"to wait this long, raise polling.max_interval; else write {used}"
+    line, col = _locate_in(tree, loc) if tree is not None else (0, 0)
+    return ConfigProblem(
+        name, line, col, _location_text(loc), f"{message}: {subject} polled every {used} instead", hint
+    )
+
+
+def warning_text(problem: ConfigProblem) -> str:
+    """``feeds.yaml:4:15: warning: feeds[0].interval: …``: a problem that stops nothing, as
+    compilers say it (editors jump to the line from it too)."""
+    location = f"warning: {problem.location}" if problem.location else "warning"
+    return str(replace(problem, location=location))
 
 
 def _plain(node: Any) -> Any:

@@ -59,6 +59,7 @@ from aggregator.config import (
     FeedConfig,
     LoadedConfig,
     NewsletterConfig,
+    config_read_problem,
     feed_identity,
     load_config_text,
     unknown_key_hint,
@@ -98,6 +99,15 @@ class NotReplaceableError(EditError):
     """feeds.yaml is read-only for us, or has other hard links: replacing it is refused."""
 
 
+class UnreadableError(EditError):
+    """feeds.yaml cannot be read (missing, a folder, not readable for us, not UTF-8);
+    ``problem`` says so in the words every command uses (``config.config_read_problem``)."""
+
+    def __init__(self, problem: ConfigProblem) -> None:
+        self.problem = problem
+        super().__init__(str(problem))
+
+
 class InvalidEditError(EditError):
     """The edit would make feeds.yaml invalid; ``problems`` says why (lines are of the edited text)."""
 
@@ -135,7 +145,7 @@ class ConfigDocument:
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError as exc:
-            raise EditError(f"cannot edit {path}: not UTF-8 text: {exc}") from exc
+            raise UnreadableError(config_read_problem(path, exc)) from exc
         self._bom = text.startswith("\ufeff")
         text = text.removeprefix("\ufeff")
         # The line end most lines have: one line pasted from Windows must not turn them all to CRLF.
@@ -193,7 +203,7 @@ class ConfigDocument:
         try:
             raw = path.read_bytes()
         except OSError as exc:
-            raise EditError(f"cannot read {path}: {exc.strerror or exc}") from exc
+            raise UnreadableError(config_read_problem(path, exc)) from exc
         return cls(path, raw)
 
     # -- reading ----------------------------------------------------------------------------

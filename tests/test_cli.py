@@ -141,3 +141,66 @@ def test_a_database_at_an_older_schema_is_still_opened_to_read(tmp_path: Path) -
     with Store.open(url, create=False) as store, store.engine.connect() as conn:
         assert store.feed_states() == []
         assert sa.inspect(conn).has_table("newsletter_schedules")
+
+
+def test_a_digest_preview_on_a_fresh_install_creates_nothing_and_says_to_poll_first(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # It made data/aggregator.sqlite and an empty issue's HTML, and printed its path.
+    config = project(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    before = files_under(tmp_path)
+    exit_code, stdout, stderr = invoke(config, "digest", "daily", "--preview")
+    assert files_under(tmp_path) == before
+    assert (exit_code, stdout) == (0, "")  # as status and export there: nothing failed
+    assert stderr == (
+        "no database yet at data/aggregator.sqlite: nothing stored yet for a preview of daily; "
+        f"{NO_DATA_YET}\n"
+    )
+
+
+def test_a_digest_preview_on_an_empty_database_creates_no_table_on_either_backend(
+    tmp_path: Path, database_url: str
+) -> None:
+    config = project(tmp_path, database_url)
+    exit_code, stdout, stderr = invoke(config, "digest", "daily", "--preview")
+    assert (exit_code, stdout) == (0, "")
+    assert NO_DATA_YET in stderr
+    if database_url.startswith("sqlite"):
+        assert not (tmp_path / "aggregator.sqlite").exists()
+    else:
+        assert table_names(database_url) == []
+    assert not (tmp_path / "newsletters").exists()
+    # After a poll it previews as before: the path of the HTML.
+    assert invoke(config, "poll")[0] == 0
+    exit_code, stdout, stderr = invoke(config, "digest", "daily", "--preview")
+    assert exit_code == 0, stderr
+    assert Path(stdout.strip()).read_text(encoding="utf-8").count("A summit in Alaska") >= 1
+
+
+@pytest.mark.parametrize("args", [("--preview",), ("--send",), ("--to", "me@example.org")])
+def test_a_digest_of_a_newsletter_not_configured_creates_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, args: tuple[str, ...]
+) -> None:
+    # A typo in the name made the database (and its folder) before saying there is no such newsletter.
+    config = project(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    before = files_under(tmp_path)
+    exit_code, stdout, stderr = invoke(config, "digest", "dayly", *args)
+    assert (exit_code, stdout) == (2, "")
+    assert stderr == "error: feeds.yaml: no newsletter named 'dayly' (configured: daily)\n"
+    assert files_under(tmp_path) == before
+
+
+def test_feeds_list_on_an_empty_database_creates_no_table_on_either_backend(
+    tmp_path: Path, database_url: str
+) -> None:
+    # On PostgreSQL `feeds list` created every table (the SQLite file alone was checked for).
+    config = project(tmp_path, database_url)
+    exit_code, stdout, stderr = invoke(config, "feeds", "list", "--format", "json")
+    assert (exit_code, stderr) == (0, "")
+    assert [(row["url"], row["status"]) for row in json.loads(stdout)] == [("news.xml", "never")]
+    if database_url.startswith("sqlite"):
+        assert not (tmp_path / "aggregator.sqlite").exists()
+    else:
+        assert table_names(database_url) == []

@@ -176,9 +176,63 @@ def test_feeds_list_on_a_narrow_terminal_prints_a_line_per_feed(tmp_path: Path) 
     assert shown.returncode == 0, shown.stderr
     lines = shown.stdout.decode("utf-8").splitlines()
     assert lines[0] == "2 feeds in feeds.yaml"
-    assert lines[1].startswith("feeds.yaml:2: Café — news: ok, 1 entries, every 30m, last fetch 20")
+    assert lines[1].startswith("feeds.yaml:2: Café — news: ok, 1 entry, every 30m, last fetch 20")
     assert lines[2:4] == ["  cafe.xml", "  topics: food, politics"]
     assert lines[4:] == ["feeds.yaml:6: https://example.org/feed.xml: disabled, 0 entries, every default"]
+
+
+@pytest.mark.parametrize(
+    ("columns", "headers", "shown"),
+    [
+        ("60", ["line", "feed", "status", "last fetch"], ["topics: food, politics", "every 30m", "1 entry"]),
+        ("70", ["line", "feed", "status", "last fetch"], ["topics: food, politics", "every 30m", "1 entry"]),
+        ("120", ["line", "feed", "topics", "every", "status", "entries", "last fetch"], ["food, politics"]),
+    ],
+)
+def test_feeds_list_is_readable_from_60_columns_up(
+    tmp_path: Path, columns: str, headers: list[str], shown: list[str]
+) -> None:
+    # From 60 to 79 columns the seven columns folded every word: "entri" / "es",
+    # "last" / "fetch", "Café —" / "news", a URL five characters a line.
+    config = _config(tmp_path)
+    config.write_text(
+        "feeds:\n  - url: cafe.xml\n    title: Café — news\n    topics: [food, politics]\n"
+        "    interval: 30m\n  - url: https://example.org/eu/feed.xml\n    enabled: false\n",
+        encoding="utf-8",
+    )
+    assert _aggregator(config, "poll").returncode == 0
+    listed = _aggregator(config, "feeds", "list", env={"COLUMNS": columns})
+    assert listed.returncode == 0, listed.stderr
+    lines = listed.stdout.decode("utf-8").splitlines()
+    assert max(len(line) for line in lines) <= int(columns)
+    header = next(line for line in lines if "feed" in line and "line" in line)
+    assert [word.strip() for word in header.strip("┃ ").split("┃")] == headers
+    for text in ("Café — news", "disabled", *shown):  # each on one line, not folded
+        assert any(text in line for line in lines), (text, lines)
+    if int(columns) >= 70:  # room for a URL of 30 characters on one line
+        assert any("https://example.org/eu/feed.xml" in line for line in lines), lines
+
+
+@pytest.mark.parametrize(
+    ("columns", "headers"),
+    [
+        ("60", ["feed", "status", "last fetch", "next check"]),
+        ("70", ["feed", "status", "last fetch", "next check"]),
+        ("120", ["feed", "status", "last fetch", "HTTP", "entries", "errors", "next check"]),
+    ],
+)
+def test_status_is_readable_from_60_columns_up(tmp_path: Path, columns: str, headers: list[str]) -> None:
+    # From 60 to 79 columns: "entri" / "es", "last" / "fetch", "Café —" / "news".
+    config = _config(tmp_path)
+    assert _aggregator(config, "poll").returncode == 0
+    shown = _aggregator(config, "status", env={"COLUMNS": columns})
+    assert shown.returncode == 0, shown.stderr
+    lines = shown.stdout.decode("utf-8").splitlines()
+    assert max(len(line) for line in lines) <= int(columns)
+    header = next(line for line in lines if "feed" in line and "status" in line)
+    assert [word.strip() for word in header.strip("┃ ").split("┃")] == headers
+    for text in ("Café — news", "1 entry" if int(columns) < 100 else "│ 1 ", "newsletter-retries"):
+        assert any(text in line for line in lines), (text, lines)
 
 
 @pytest.mark.parametrize("reader_stays", [True, False])

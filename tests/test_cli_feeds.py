@@ -3,11 +3,15 @@ as a person would (golden files), and every refusal leaves it untouched."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import pwd
 import shutil
 import subprocess
 import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -179,6 +183,36 @@ def test_add_checks_the_interval_before_fetching(tmp_path: Path, feed_server: Fe
     assert feed_server.count("/feed.xml") == 0
 
 
+def test_an_interval_of_zero_is_refused_before_fetching(tmp_path: Path, feed_server: FeedServer) -> None:
+    # Was fetched, then refused on saving (or, before config refused it, polled every 5m).
+    path = config_from(tmp_path, "base.yaml")
+    before = path.read_bytes()
+    code, _, stderr = run(path, "feeds", "add", feed_server.url("/feed.xml"), "--interval", "0s")
+    assert code == 2
+    assert stderr.startswith("--interval: an interval of 0 would poll without a pause:")
+    assert feed_server.count("/feed.xml") == 0
+    assert path.read_bytes() == before
+
+
+def test_an_interval_polling_will_not_keep_is_saved_with_a_warning(
+    tmp_path: Path, feed_server: FeedServer
+) -> None:
+    # `feeds set X interval=1m` said nothing, and the feed was polled every 5m.
+    path = config_from(tmp_path, "base.yaml")
+    code, stdout, stderr = run(path, "feeds", "set", "Example Wire", "interval=1m")
+    assert (code, stdout) == (0, "feeds.yaml:7: interval=1m\n")
+    assert stderr == (
+        f"{path}:10:5: warning: feeds[0].interval: 1m is shorter than polling.min_interval (5m): this feed"
+        " is polled every 5m instead (to poll this often, lower polling.min_interval; else write 5m)\n"
+    )
+    assert "    interval: 1m\n" in path.read_text()
+    code, stdout, stderr = run(path, "feeds", "add", feed_server.url("/feed.xml"), "--interval", "2m")
+    assert code == 0
+    assert stderr.startswith(f"{path}:26:5: warning: feeds[3].interval: 2m is shorter than")
+    assert path.read_text().splitlines()[25] == "    interval: 2m"
+    assert run(path, "feeds", "set", "Example Wire", "interval=")[1:] == ("feeds.yaml:7: interval=\n", "")
+
+
 def test_remove_and_set_name_what_they_cannot_find(tmp_path: Path) -> None:
     path = config_from(tmp_path, "base.yaml")
     before = path.read_bytes()
@@ -239,7 +273,7 @@ def test_list_shows_health_from_the_store(tmp_path: Path, feed_server: FeedServe
     code, stdout, _ = run(path, "feeds", "list")
     assert code == 0
     assert "Loopback News" in stdout
-    assert "1 feeds in feeds.yaml" in stdout
+    assert "1 feed in feeds.yaml" in stdout
 
 
 def test_list_shows_health_in_a_folder_whose_name_holds_a_percent_sign(
@@ -553,3 +587,99 @@ def test_add_refuses_a_host_with_a_space_as_bad_usage_without_fetching(tmp_path:
     assert code == 2  # was 1, "some feeds failed", after trying to fetch it
     assert "no usable host name in 'http://exa mple.org/feed.xml'" in stderr
     assert path.read_bytes() == before
+
+
+@contextlib.contextmanager
+def _as_user(uid: int) -> Iterator[None]:
+    """Run the block as ``uid`` and come back to root after it (root may read any file)."""
+    os.setresuid(uid, uid, 0)
+    try:
+        yield
+    finally:
+        os.setresuid(0, 0, 0)
+
+
+def _unreadable(folder: Path, why: str) -> tuple[Path, str]:
+    """A feeds.yaml in ``folder`` that cannot be read for ``why``, and the first line of what
+    every command says about it."""
+    path = folder / "feeds.yaml"
+    if why == "not UTF-8":
+        path.write_bytes(b"feeds:\n  - url: https://a.example/feed\n    title: Caf\xe9\n")
+        return path, f"{path}:3:15: not valid UTF-8 (byte 0xe9) (save the file as UTF-8)"
+    if why == "a symlink loop":
+        path.symlink_to(path)
+        return (
+            path,
+            f"{path}: cannot read: too many levels of symbolic links (check the path, or pass --config PATH)",
+        )
+    path.write_text("feeds:\n  - url: https://a.example/feed\n", encoding="utf-8")
+    path.chmod(0o200)
+    user = pwd.getpwuid(NOBODY if os.geteuid() == 0 else os.geteuid()).pw_name
+    return path, (
+        f"{path}: permission denied (user {user!r} may not read it, or not enter a folder above it: "
+        "give that user read access (chmod, chgrp), or run the command as the file's owner)"
+    )
+
+
+NOBODY = 65534
+
+
+@pytest.mark.parametrize("why", ["permission denied", "not UTF-8", "a symlink loop"])
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["feeds", "list"],
+        ["feeds", "export", "--opml"],
+        ["feeds", "add", "https://b.example/feed"],
+        ["feeds", "remove", "https://a.example/feed"],
+        ["feeds", "set", "https://a.example/feed", "interval=1h"],
+        ["feeds", "import", str(OPML_DIR / "feedly.opml")],
+        ["poll"],
+        ["config", "check"],
+    ],
+)
+def test_a_config_that_cannot_be_read_is_said_alike_by_every_command(why: str, command: list[str]) -> None:
+    # Was "cannot read: [Errno 13] Permission denied: '…'" from load_config, "cannot read
+    # PATH: Permission denied" from the feeds commands and click's own boxed "is not
+    # readable"; "cannot edit PATH: not UTF-8 text: 'utf-8' codec can't decode byte 0xe9 in
+    # position 56" from the feeds commands where every other command named the line.
+    folder = Path(tempfile.mkdtemp(prefix="unreadable-"))  # tmp_path: a folder only root may enter
+    try:
+        folder.chmod(0o755)
+        path, said = _unreadable(folder, why)
+        as_nobody = why == "permission denied" and os.geteuid() == 0
+        with _as_user(NOBODY) if as_nobody else contextlib.nullcontext():
+            code, _, stderr = run(path, *command)
+        assert (code, stderr.splitlines()[0]) == (2, said), stderr
+        assert stderr.splitlines()[1].startswith(f"1 problem(s) in {path}")
+        assert sorted(p.name for p in folder.iterdir()) == ["feeds.yaml"]  # nothing made beside it
+    finally:
+        shutil.rmtree(folder)
+
+
+@pytest.mark.parametrize(
+    ("text", "said"),
+    [
+        (
+            "feeds:\n  - url: https://a.example/feed\n   title: A\n",
+            ":3:4: not valid YAML: expected <block end>, but found '<block mapping start>'"
+            " (check the indentation: a key lines up with the other keys of its mapping,"
+            " a '- ' with the other items of its list)",
+        ),
+        ("- https://a.example/feed\n", ":1:1: expected a mapping with a 'feeds:' list"),
+    ],
+)
+@pytest.mark.parametrize("command", [["list"], ["remove", "https://a.example/feed"]])
+def test_a_file_that_is_no_config_is_said_as_config_check_says_it(
+    tmp_path: Path, text: str, said: str, command: list[str]
+) -> None:
+    # Was the editor's "cannot edit PATH: not valid YAML: while parsing a block collection
+    # in "<unicode string>", line 2, column 3: …" over seven lines, for `feeds list` too.
+    path = tmp_path / "feeds.yaml"
+    path.write_text(text, encoding="utf-8")
+    code, _, stderr = run(path, "feeds", *command)
+    checked = run(path, "config", "check")
+    assert (code, checked[0]) == (2, 2)
+    assert stderr.splitlines()[0] == checked[2].splitlines()[0] == f"{path}{said}"
+    assert "cannot edit" not in stderr
+    assert path.read_text(encoding="utf-8") == text

@@ -8,7 +8,9 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
+from aggregator.cli import app
 from aggregator.config import check_config, load_config, parse_duration, parse_size
 from aggregator.errors import ConfigError
 
@@ -440,5 +442,87 @@ def test_a_missing_colon_or_a_bare_url_is_said_in_a_person_s_words(
 ) -> None:
     # pydantic said "Input should be a valid dictionary or instance of FeedConfig"; the YAML
     # parser pointed at the line after the one missing its ':'.
+    path = write(tmp_path, text)
+    assert problems_of(path) == [f"{path}:{expected}"]
+
+
+def _config_check(path: Path) -> tuple[int, str, str]:
+    result = CliRunner().invoke(app, ["--config", str(path), "config", "check"])
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_an_interval_of_zero_is_refused_on_its_line(tmp_path: Path) -> None:
+    # `interval: 0s` passed `config check` and the feed was polled every min_interval: neither
+    # "never" nor "as often as possible", whichever the person meant.
+    path = write(
+        tmp_path,
+        "feeds:\n  - url: https://example.com/a\n    interval: 0s\n"
+        "  - url: https://example.com/b\n    interval: 0\npolling:\n  interval: 0m\n",
+    )
+    why = (
+        "an interval of 0 would poll without a pause: write how long to wait between polls, e.g. 30m"
+        " (to pause a feed, write 'enabled: false')"
+    )
+    assert problems_of(path) == [
+        f"{path}:3:5: feeds[0].interval: {why}",
+        f"{path}:5:5: feeds[1].interval: {why}",
+        f"{path}:7:3: polling.interval: {why}",
+    ]
+    code, stdout, stderr = _config_check(path)
+    assert (code, stdout) == (2, "")
+    assert stderr.splitlines()[0] == f"{path}:3:5: feeds[0].interval: {why}"
+
+
+def test_an_interval_polling_will_not_keep_is_a_warning_on_its_line(tmp_path: Path) -> None:
+    # `interval: 1m` was silently polled every 5m (min_interval), `interval: 30d` every 7d.
+    path = write(
+        tmp_path,
+        "feeds:\n"
+        "  - url: https://example.com/a\n    interval: 1m\n"
+        "  - url: https://example.com/b\n    interval: 30m\n"
+        "  - url: https://example.com/c\n    interval: 30d\n"
+        "newsletters: []\npolling:\n  interval: 90s\n",
+    )
+    code, stdout, stderr = _config_check(path)
+    assert (code, stdout) == (0, f"{path}: ok, 3 warning(s)\n")
+    assert stderr.splitlines() == [
+        f"{path}:3:5: warning: feeds[0].interval: 1m is shorter than polling.min_interval (5m): this feed"
+        " is polled every 5m instead (to poll this often, lower polling.min_interval; else write 5m)",
+        f"{path}:7:5: warning: feeds[2].interval: 30d is longer than polling.max_interval (1w): this feed"
+        " is polled every 1w instead (to wait this long, raise polling.max_interval; else write 1w)",
+        f"{path}:10:3: warning: polling.interval: 90s is shorter than polling.min_interval (5m): feeds"
+        " without an interval of their own are polled every 5m instead (to poll this often, lower"
+        " polling.min_interval; else write 5m)",
+    ]
+    # Lowering the bound is the way to poll that often: then nothing is said.
+    path.write_text(path.read_text().replace("30d", "1d") + "  min_interval: 1m\n", encoding="utf-8")
+    assert _config_check(path) == (0, f"{path}: ok\n", "")
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            "feeds:\n  - url: seeds/a.xml\n      title: The A\n",
+            "3:12: not valid YAML: mapping values are not allowed here"
+            " (indented more than the line above it: line its key up with those on line 2)",
+        ),
+        (
+            "feeds:\n  - url: seeds/a.xml\n   title: The A\n",
+            "3:4: not valid YAML: expected <block end>, but found '<block mapping start>'"
+            " (check the indentation: a key lines up with the other keys of its mapping,"
+            " a '- ' with the other items of its list)",
+        ),
+        (
+            "feeds:\n  - url: seeds/a.xml\n - url: seeds/b.xml\n",
+            "3:2: not valid YAML: expected <block end>, but found '<block sequence start>'"
+            " (check the indentation: a key lines up with the other keys of its mapping,"
+            " a '- ' with the other items of its list)",
+        ),
+    ],
+)
+def test_a_line_indented_out_of_step_is_said_so(tmp_path: Path, text: str, expected: str) -> None:
+    # The first said "a ':' missing after the key on line 2?" of a line that has its ':';
+    # the others only the parser's words ("<block end>").
     path = write(tmp_path, text)
     assert problems_of(path) == [f"{path}:{expected}"]
