@@ -1057,3 +1057,19 @@ def test_run_once_with_the_server_down_says_who_waits_and_exits_1(
     assert ran.exit_code == 1, ran.output
     assert "0 sent, 1 to retry, 1 waiting" in ran.output
     assert f"stopped: connecting to 127.0.0.1:{port}" in ran.output
+
+
+def test_run_once_with_a_reader_put_off_by_a_fault_here_names_them_and_exits_1(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The outbox could not be written: the reader was "1 to retry" and `run --once` exited 0.
+    monkeypatch.setenv("AGGREGATOR_SECRET_KEY", TEST_KEY)
+    loaded = load_config(make_project(tmp_path))
+    (tmp_path / "newsletters").mkdir()
+    (tmp_path / "newsletters" / "outbox").write_text("a file where the outbox should be")
+    ran = CliRunner().invoke(cli.app, ["--config", str(loaded.path), "run", "--once"])
+    assert ran.exit_code == 1, ran.output
+    said = " ".join(ran.output.split())
+    assert "0 sent, 1 to retry" in said
+    assert "reader@example.com: not delivered yet: writing " in said
+    assert "; next try at " in said
