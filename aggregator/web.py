@@ -1353,13 +1353,19 @@ def valid_address(address: str) -> bool:
     return True
 
 
+# Domains that are one mailbox provider under two names.
+_SAME_MAILBOXES = {"googlemail.com": "gmail.com"}
+
+
 def mailbox_key(address: str) -> str:
-    """The rate limits' key of an address: without a ``+tag``, which reaches the same mailbox
-    (victim+1@, victim+2@ ... must not each count as new).  Only the key: mail goes to the
-    address as typed."""
+    """The rate limits' key of an address: without a ``+tag`` or dots in the local part, and
+    with googlemail.com as gmail.com, all of which reach the same mailbox at Gmail and
+    others (victim+1@, v.ictim@ ... must not each count as new).  For every domain: it is
+    only the key, and two people whose addresses differ by a dot sharing a limit costs
+    little.  Mail goes to the address as typed."""
     local, at, domain = address.lower().rpartition("@")
-    base = local.split("+", 1)[0]
-    return f"{base or local}{at}{domain}"
+    base = local.split("+", 1)[0].replace(".", "")
+    return f"{base or local}{at}{_SAME_MAILBOXES.get(domain, domain)}"
 
 
 def client_key(host: str) -> str:

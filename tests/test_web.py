@@ -637,6 +637,19 @@ def test_sub_addresses_count_as_their_mailbox_and_get_the_mail_as_typed(
     ]
 
 
+def test_dotted_spellings_of_one_mailbox_count_as_it(
+    settings: WebSettings, store: Store, outbox: Path, clock: ManualClock
+) -> None:
+    # Gmail ignores dots in the local part and answers for googlemail.com too: without
+    # this, v.ictim@, vi.ctim@ ... each got the three confirmation mails a day.
+    limited = replace(settings, mails_per_address=RateLimit(2, timedelta(days=1)))
+    app = create_app(limited, store, lambda: mail.Outbox(outbox), clock)
+    spellings = ["v.ictim.name@gmail.com", "VictimName@GoogleMail.com", "vi.ctim.na.me+x@gmail.com"]
+    codes = [subscribe_from(app, f"192.0.2.{n}", address).status_code for n, address in enumerate(spellings)]
+    assert codes == [200, 200, 429]
+    assert [m["To"] for m in messages(outbox)] == ["v.ictim.name@gmail.com", "victimname@googlemail.com"]
+
+
 def test_an_ipv6_client_is_its_64_network(
     settings: WebSettings, store: Store, outbox: Path, clock: ManualClock
 ) -> None:
