@@ -392,17 +392,19 @@ def status(
         states = pipeline.feed_states_for(loaded, store)
         counts = store.entry_counts()
         jobs = service.next_runs(loaded, store, _now()) if output is OutputFormat.TABLE else []
-    configured = {f.url: f.title for f in loaded.config.feeds if f.title}
+    configured = {f.url: f for f in loaded.config.feeds}
     rows: list[dict[str, Any]] = [
         {
             "url": s.url,
             # As feeds.yaml says it now (the stored one comes with the next poll), else the feed's own.
-            "title": configured.get(s.url) or s.title,
+            "title": configured[s.url].title or s.title,
             "status": s.status.value,
             "error": s.last_error if s.status in (FeedStatus.ERROR, FeedStatus.RETIRED) else None,
             "entries": counts.get(s.url, 0),
             "last_fetch": _iso(s.last_fetch),
-            "next_check": _iso(s.next_check),
+            # A paused feed (`enabled: false`) has none, whatever was stored when it last ran.
+            "next_check": _iso(s.next_check) if configured[s.url].enabled else None,
+            "enabled": configured[s.url].enabled,
             "http_status": s.http_status,
             "error_count": s.error_count,
         }
@@ -416,9 +418,8 @@ def status(
     if out.width < NARROW_TERMINAL:
         # Seven columns cannot share so few: rich would fold every feed cell to nothing.
         for row in rows:
-            line = (
-                f"{row['title'] or without_password(row['url'])}: {row['status']}, {row['entries']} entries"
-            )
+            name = row["title"] or without_password(row["url"])
+            line = f"{name}: {_shown_status(row)}, {row['entries']} entries"
             out.print(cell(line + (f"\n  {row['error']}" if row["error"] else "")))
         for job in jobs:  # what the table below says too: when each job runs next
             when = f"next run {_short_time(_iso(job.next_run))} UTC, " if job.next_run else ""
@@ -436,6 +437,11 @@ def status(
     out.print(schedule)
 
 
+def _shown_status(row: dict[str, Any]) -> str:
+    """A row's status as the table says it: a paused feed is that, whatever it last was."""
+    return str(row["status"]) if row["enabled"] else "paused"
+
+
 def _status_table(title: str, rows: list[dict[str, Any]]) -> Table:
     from rich.table import Table  # noqa: PLC0415 -- rich only where it draws (see cli_console)
 
@@ -445,7 +451,7 @@ def _status_table(title: str, rows: list[dict[str, Any]]) -> Table:
     for row in rows:
         table.add_row(
             cell(row["title"] or without_password(row["url"])),
-            cell(row["status"] + (f"\n{row['error']}" if row["error"] else "")),
+            cell(_shown_status(row) + (f"\n{row['error']}" if row["error"] else "")),
             _short_time(row["last_fetch"]),
             str(row["http_status"] or ""),
             str(row["entries"]),
@@ -466,7 +472,7 @@ def _compact_status_table(title: str, rows: list[dict[str, Any]]) -> Table:
     for column in ("status", "last fetch", "next check"):
         table.add_column(column, no_wrap=True)
     for row in rows:
-        health = [row["status"], f"{row['entries']} {'entry' if row['entries'] == 1 else 'entries'}"]
+        health = [_shown_status(row), f"{row['entries']} {'entry' if row['entries'] == 1 else 'entries'}"]
         if row["http_status"]:
             health.append(f"HTTP {row['http_status']}")
         if row["error_count"]:

@@ -125,6 +125,29 @@ def test_after_a_poll_the_read_only_commands_read_what_is_stored_and_say_nothing
     assert json.loads(stdout)["title"] == "A summit in Alaska"
 
 
+def test_status_shows_a_paused_feed_as_paused_with_no_next_check(tmp_path: Path) -> None:
+    # A feed set to `enabled: false` after it was polled kept its last status and a next
+    # check that would never come: `status` said it was fine and due.
+    config = project(tmp_path)
+    assert invoke(config, "poll")[0] == 0
+    config.write_text(
+        config.read_text().replace("    title: News\n", "    title: News\n    enabled: false\n")
+    )
+    exit_code, stdout, _ = invoke(config, "status", "--format", "json")
+    [row] = json.loads(stdout)
+    assert (exit_code, row["status"], row["entries"], row["enabled"], row["next_check"]) == (
+        0,
+        "ok",
+        1,
+        False,
+        None,
+    )
+    exit_code, stdout, _ = invoke(config, "status")
+    assert exit_code == 0
+    assert "paused" in stdout
+    assert "ok" not in stdout.split("Scheduler jobs")[0].replace("Feeds in", "")
+
+
 def test_a_database_at_an_older_schema_is_still_opened_to_read(tmp_path: Path) -> None:
     # create=False only spares a database that does not exist: one that does is migrated
     # as before (the queries need the newest schema).
