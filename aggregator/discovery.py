@@ -7,6 +7,10 @@ Out: ``FoundFeed`` (the URL to subscribe to, the feed's title, format and entry 
      page advertises several and a person has to pick); ``DiscoveryError`` otherwise, with
      why (unreachable, HTTP error, not a feed and advertising none).
 
+A page at a public address may not send us to a private one: a feed it advertises is fetched
+as a redirect from it would be (``Fetcher.fetch``'s ``linked_from``), so that subscribing to a
+stranger's page cannot add a feed from the operator's own network.
+
 Like ``pipeline``, this module composes stages (``fetch`` then ``parse``) rather than being
 one: it adds no fetching or parsing of its own.  Advertised feeds come from
 ``ParseError.advertised``, which ``parse`` fills when handed an HTML page.
@@ -45,11 +49,19 @@ class FeedChoices:
 
     page: str
     urls: tuple[str, ...]
+    public: bool = False  # the page came from a public address: its links may not lead to private ones
 
 
-async def probe_feed(fetcher: Fetcher, url: str, location: str, now: datetime) -> FoundFeed | FeedChoices:
-    """Fetch ``location`` (``url`` resolved: a path becomes a ``file:`` URL) once and parse it."""
-    result = await fetcher.fetch(FeedState(url=url), location, now, unconditional=True)
+async def probe_feed(
+    fetcher: Fetcher, url: str, location: str, now: datetime, *, linked_from: str | None = None
+) -> FoundFeed | FeedChoices:
+    """Fetch ``location`` (``url`` resolved: a path becomes a ``file:`` URL) once and parse it.
+
+    ``linked_from``: the page at a public address that advertised ``url`` (``FeedChoices.public``).
+    """
+    result, public = await fetcher.fetch_page(
+        FeedState(url=url), location, now, unconditional=True, linked_from=linked_from
+    )
     if result.status is not FeedStatus.OK or result.body is None:
         # fetch's advice to fix feeds.yaml does not apply to a URL that is not in it yet.
         why = (result.error or "no content").removesuffix(": check the url in feeds.yaml")
@@ -62,7 +74,7 @@ async def probe_feed(fetcher: Fetcher, url: str, location: str, now: datetime) -
         parsed = parse_feed(result.body, result.headers, result.final_url)
     except ParseError as exc:
         if exc.advertised:
-            return FeedChoices(url, exc.advertised)
+            return FeedChoices(url, exc.advertised, public=public)
         raise DiscoveryError(f"cannot subscribe to {url}: {exc}") from exc
     moved = result.permanent_redirect
     return FoundFeed(
@@ -86,7 +98,7 @@ async def find_feed(
     if isinstance(found, FoundFeed):
         return found
     picked = found.urls[0] if len(found.urls) == 1 else choose(found)
-    second = await probe_feed(fetcher, picked, picked, now)
+    second = await probe_feed(fetcher, picked, picked, now, linked_from=url if found.public else None)
     if isinstance(second, FeedChoices):
         raise DiscoveryError(
             f"cannot subscribe to {url}: it advertises {picked}, which is another page, not a feed"

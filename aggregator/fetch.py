@@ -32,6 +32,16 @@ Everything from the network is hostile until proven otherwise:
 - credentials in a feed URL (``https://user:password@host/feed``) go out as an
   Authorization header (httpx makes it), never to aiohttp in the URL, and never into an
   error message or a log: there the password reads ``***``;
+- a redirect from a public address to a private one is refused before the request is sent:
+  a feed on the internet must not make the poller fetch, and publish, what only the
+  operator's own network can reach (``http://127.0.0.1:8080/``, the cloud's metadata
+  service at 169.254.169.254, an intranet name).  "Public" is judged by the address the
+  redirect came from (the connection's peer), and the next hop is held to public addresses
+  where it connects (``AiohttpTransport``: IP addresses checked, names resolved through a
+  resolver that drops private addresses), so DNS rebinding cannot slip past.  The same
+  holds for a feed's adopted new address (``fetch_url``) and for a feed link on a public
+  page (``discovery``).  A feed configured at a private address keeps its redirects to
+  others, and ``FetchSettings.address_is_global`` says which addresses are public;
 - cookies live as long as one fetch: set along a redirect chain, they are sent back on its
   next hops (consent and anti-bot pages work so), but no fetch sends what another was given;
 - a global limit on requests in flight, and a per-host one (host:port): httpx spends more
@@ -56,6 +66,7 @@ import asyncio
 import contextlib
 import functools
 import importlib.util
+import ipaddress
 import logging
 import mimetypes
 import re
@@ -110,6 +121,31 @@ _UNSAFE_IN_HEADER = re.compile("[^\x20-\x7e]")
 _DELTA_SECONDS = re.compile("[0-9]+")
 
 
+_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")  # RFC 6052: an IPv4 address in its last 32 bits
+
+
+def is_global_address(address: str) -> bool:
+    """Whether ``address`` (an IP address as text) is on the public internet.
+
+    Python's ``is_global``, minus what it lets through: multicast (224.0.0.0/4 is "global"
+    to it) and reserved ranges (the old IPv4-compatible ``::7f00:1``); and an IPv4 address
+    carried inside an IPv6 one (``::ffff:127.0.0.1``, 6to4 ``2002:7f00:1::``, NAT64
+    ``64:ff9b::7f00:1``) is judged as itself, since that is where the packets go.  A zone
+    (``fe80::1%eth0``) is ignored; text that is no address is not global.
+    """
+    try:
+        ip: ipaddress.IPv4Address | ipaddress.IPv6Address = ipaddress.ip_address(address.partition("%")[0])
+    except ValueError:
+        return False
+    if isinstance(ip, ipaddress.IPv6Address):
+        embedded = ip.ipv4_mapped or ip.sixtofour
+        if embedded is None and ip in _NAT64:
+            embedded = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+        if embedded is not None:
+            ip = embedded
+    return ip.is_global and not ip.is_multicast and not ip.is_reserved
+
+
 @dataclass(frozen=True, slots=True)
 class FetchSettings:
     """Limits for fetching.  Times are in seconds.
@@ -127,6 +163,10 @@ class FetchSettings:
     concurrency: int = 16  # requests in flight, all hosts together
     per_host: int = 2  # requests in flight to one host:port
     user_agent: str = USER_AGENT
+    # Which server addresses count as the public internet: a redirect from one of those may
+    # not lead to any other (see the module docstring).  Tests on a loopback machine declare
+    # one loopback address public.
+    address_is_global: Callable[[str], bool] = is_global_address
 
     def __post_init__(self) -> None:
         if self.max_bytes < 1 or self.concurrency < 1 or self.per_host < 1 or self.max_redirects < 0:
@@ -189,6 +229,96 @@ class _FeedClient(httpx.AsyncClient):
         return request  # only ever stored as response.next_request, which nothing reads
 
 
+# Request extension: on a hop that may only reach public addresses, the rule saying which
+# addresses are (``FetchSettings.address_is_global``).  Response extension: the address of
+# the server that answered (the connection's peer), as text.
+PUBLIC_ONLY = "aggregator.public_only"
+PEER_ADDRESS = "aggregator.peer_address"
+
+
+class PrivateAddressRefused(OSError):
+    """A hop that may only reach public addresses would have connected to ``addresses``.
+
+    An ``OSError``, so that aiohttp wraps it as it wraps a DNS failure when the resolver
+    raises it: the request is never sent.
+    """
+
+    def __init__(self, host: str, addresses: Iterable[str]) -> None:
+        self.host = host
+        self.addresses = tuple(dict.fromkeys(addresses))  # in order, once each
+        super().__init__(f"{host} is at a private address ({', '.join(self.addresses)}): not connected")
+
+
+def literal_address(host: str) -> str | None:
+    """The IP address ``host`` spells, or None for a name that needs resolving.
+
+    Also the old IPv4 spellings that ``connect`` takes without asking a resolver (``127.1``,
+    ``2130706433``, ``0x7f000001``) and a trailing dot: checked as what they reach.
+    """
+    bare = host.partition("%")[0].removesuffix(".")  # a zone (fe80::1%25eth0), a root dot
+    try:
+        return str(ipaddress.ip_address(bare.strip("[]")))
+    except ValueError:
+        pass
+    try:
+        return socket.inet_ntoa(socket.inet_aton(bare))
+    except (OSError, ValueError):  # ValueError: a NUL in it
+        return None
+
+
+def refused_literal(host: str, allowed: Callable[[str], bool]) -> PrivateAddressRefused | None:
+    """Why a hop held to public addresses may not go to ``host``, when it is an IP address
+    that ``allowed`` refuses; None when it is allowed or a name (left to the resolver)."""
+    address = literal_address(host)
+    if address is None or allowed(address):
+        return None
+    return PrivateAddressRefused(host, [address])
+
+
+class _PublicOnlyResolver(aiohttp.abc.AbstractResolver):
+    """aiohttp's resolver, keeping only the addresses ``allowed`` accepts.
+
+    The filter sits where the connector gets the addresses it connects to, so a name that
+    resolved to a public address a moment ago and resolves to 127.0.0.1 now (DNS
+    rebinding) cannot slip past.  IP addresses in URLs never reach a resolver: the
+    transport checks those itself (``refused_literal``).
+    """
+
+    def __init__(self, allowed: Callable[[str], bool]) -> None:
+        self._allowed = allowed
+        self._resolver = aiohttp.DefaultResolver()
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[aiohttp.abc.ResolveResult]:
+        found = await self._resolver.resolve(host, port, family)
+        kept = [address for address in found if self._allowed(address["host"])]
+        if not kept:
+            raise PrivateAddressRefused(host, [address["host"] for address in found])
+        return kept
+
+    async def close(self) -> None:
+        await self._resolver.close()
+
+
+class _PeerResponse(aiohttp.ClientResponse):
+    """aiohttp's response, remembering the address of the server that sent it.
+
+    Read as the response starts: aiohttp gives a connection back to its pool, and forgets
+    it, as soon as a response without a body has been read, and every redirect is one.
+    """
+
+    peer: str | None = None
+
+    async def start(self, connection: aiohttp.connector.Connection) -> aiohttp.ClientResponse:
+        transport = connection.transport
+        if transport is not None:
+            peername = transport.get_extra_info("peername")
+            if isinstance(peername, tuple):  # (host, port), or 4 items for IPv6
+                self.peer = peername[0]
+        return await super().start(connection)
+
+
 class AiohttpTransport(httpx.AsyncBaseTransport):
     """httpx requests sent with aiohttp (HTTP/1.1): no decompression, no redirects, no cookies.
 
@@ -196,6 +326,13 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
     proxies from the environment, which it routes through its own transports); this one
     only moves bytes.  The aiohttp session is made on the first request, inside the
     running event loop, and closed with the client.
+
+    Each response says which address it came from (the ``PEER_ADDRESS`` extension).  A
+    request with the ``PUBLIC_ONLY`` extension goes out through a second session, made on
+    the first such request, whose resolver drops the addresses that rule refuses; an IP
+    address in its URL is checked here.  Refused, it raises ``httpx.ConnectError`` caused
+    by ``PrivateAddressRefused``, and nothing is sent.  The second session has connections
+    of its own: one the first session holds to a private address is never reused for it.
     """
 
     # Response header limits: aiohttp's defaults (8 KiB a line) refuse real feeds that send
@@ -206,24 +343,39 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         self._max_connections = max_connections
         self._keepalive_seconds = keepalive_seconds
         self._session: aiohttp.ClientSession | None = None
+        self._public_only: dict[Callable[[str], bool], aiohttp.ClientSession] = {}
+        self._resolvers: list[_PublicOnlyResolver] = []  # a connector closes only its own
         self._tls: ssl.SSLContext | None = None
 
     def _open(self) -> aiohttp.ClientSession:
         if self._session is None:
-            connector = aiohttp.TCPConnector(
-                limit=self._max_connections,
-                keepalive_timeout=self._keepalive_seconds,
-            )
-            self._session = aiohttp.ClientSession(
-                connector=connector,
-                auto_decompress=False,  # the bounded inflater decodes (see _Inflater)
-                cookie_jar=aiohttp.DummyCookieJar(),  # the Fetcher keeps them, per fetch
-                trust_env=False,  # httpx routes proxied requests through its own transports
-                timeout=aiohttp.ClientTimeout(total=None),  # per request, below
-                max_line_size=self.MAX_HEADER_LINE,
-                max_field_size=self.MAX_HEADER_LINE,
-            )
+            self._session = self._new_session()
         return self._session
+
+    def _open_public_only(self, allowed: Callable[[str], bool]) -> aiohttp.ClientSession:
+        session = self._public_only.get(allowed)
+        if session is None:
+            resolver = _PublicOnlyResolver(allowed)
+            self._resolvers.append(resolver)
+            session = self._public_only[allowed] = self._new_session(resolver)
+        return session
+
+    def _new_session(self, resolver: aiohttp.abc.AbstractResolver | None = None) -> aiohttp.ClientSession:
+        connector = aiohttp.TCPConnector(
+            limit=self._max_connections,
+            keepalive_timeout=self._keepalive_seconds,
+            resolver=resolver,
+        )
+        return aiohttp.ClientSession(
+            connector=connector,
+            auto_decompress=False,  # the bounded inflater decodes (see _Inflater)
+            cookie_jar=aiohttp.DummyCookieJar(),  # the Fetcher keeps them, per fetch
+            trust_env=False,  # httpx routes proxied requests through its own transports
+            timeout=aiohttp.ClientTimeout(total=None),  # per request, below
+            max_line_size=self.MAX_HEADER_LINE,
+            max_field_size=self.MAX_HEADER_LINE,
+            response_class=_PeerResponse,
+        )
 
     def _tls_context(self) -> ssl.SSLContext:
         # httpx's default: certifi's CA bundle, verified.  Made on the first https request.
@@ -232,7 +384,14 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         return self._tls
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        session = self._open()
+        allowed = request.extensions.get(PUBLIC_ONLY)
+        if allowed is None:
+            session = self._open()
+        else:
+            refused = refused_literal(request.url.host, allowed)
+            if refused is not None:
+                raise httpx.ConnectError(str(refused), request=request) from refused
+            session = self._open_public_only(allowed)
         timeout = request.extensions.get("timeout", {})
         url = str(request.url)
         target = URL(url, encoded=True)  # exactly the bytes httpx built, not requoted
@@ -260,6 +419,9 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         extensions: dict[str, Any] = {"http_version": b"HTTP/1.1"}
         if response.reason:
             extensions["reason_phrase"] = response.reason.encode("latin-1", "replace")
+        peer = getattr(response, "peer", None)  # a _PeerResponse's
+        if peer is not None:
+            extensions[PEER_ADDRESS] = peer
         return httpx.Response(
             status_code=response.status,
             headers=response.raw_headers,
@@ -269,9 +431,15 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         )
 
     async def aclose(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        sessions = [self._session, *self._public_only.values()]
+        self._session = None
+        self._public_only = {}
+        resolvers, self._resolvers = self._resolvers, []
+        for session in sessions:
+            if session is not None:
+                await session.close()
+        for resolver in resolvers:
+            await resolver.close()
 
 
 class _AiohttpStream(httpx.AsyncByteStream):
@@ -357,6 +525,19 @@ class _Failed(Exception):
         self.headers = headers or {}
 
 
+@dataclass(frozen=True, slots=True)
+class _PublicOrigin:
+    """A hop from a public address: the next one may not lead to a private address.
+
+    ``hop`` names it ("redirect (HTTP 302) from URL") and ``why`` says what a refusal
+    means, for the message; ``http_status`` is the redirect's, if it was one.
+    """
+
+    hop: str
+    why: str
+    http_status: int | None = None
+
+
 @dataclass(slots=True)
 class _Progress:
     """How far one fetch got; read when it fails half-way (e.g. a 301 then a 404)."""
@@ -375,6 +556,9 @@ class _Progress:
     # cookie it did not have is the consent pattern (/feed -> /consent sets one -> /feed),
     # not a loop; coming back with the same cookies is.
     visited: set[tuple[str, str]] = field(default_factory=set)
+    # When the next hop may only reach public addresses: why (a redirect from one, ...).
+    guard: _PublicOrigin | None = None
+    peer: str | None = None  # the address that answered the last hop, when the transport says
 
     @property
     def url(self) -> str:
@@ -411,22 +595,58 @@ class Fetcher:
         return self._settings
 
     async def fetch(
-        self, state: FeedState, location: str, now: datetime, *, unconditional: bool = False
+        self,
+        state: FeedState,
+        location: str,
+        now: datetime,
+        *,
+        unconditional: bool = False,
+        linked_from: str | None = None,
     ) -> FetchResult:
         """Fetch ``location`` for the feed ``state.url``.
 
         The stored ETag/Last-Modified are sent and a 304 gives NOT_MODIFIED with no body,
         unless ``unconditional`` (pass ``polling.wants_unconditional(...)``): then none are
         sent, to catch servers whose validators never change.
+
+        ``linked_from`` is the URL of a page at a public address that links to ``location``
+        (``fetch_page`` says whether it was): ``location`` is then held to public addresses,
+        as a redirect from that page would be.
         """
-        conditional = not unconditional
-        progress = _Progress(chain=[location])
+        progress = _Progress(chain=[location], guard=_linked_from(linked_from))
+        return await self._fetch(state, location, now, progress, conditional=not unconditional)
+
+    async def fetch_page(
+        self,
+        state: FeedState,
+        location: str,
+        now: datetime,
+        *,
+        unconditional: bool = False,
+        linked_from: str | None = None,
+    ) -> tuple[FetchResult, bool]:
+        """``fetch``, and whether the answer came from a public address: then the links in it
+        may not lead to private ones (pass its URL as ``linked_from`` when fetching them)."""
+        progress = _Progress(chain=[location], guard=_linked_from(linked_from))
+        result = await self._fetch(state, location, now, progress, conditional=not unconditional)
+        public = progress.peer is not None and self._settings.address_is_global(progress.peer)
+        return result, public
+
+    async def _fetch(
+        self, state: FeedState, location: str, now: datetime, progress: _Progress, *, conditional: bool
+    ) -> FetchResult:
         try:
             scheme = _scheme(location)
             if scheme == "file":
+                if progress.guard is not None:  # a page on the internet pointing at our disk
+                    raise _Failed(
+                        f"{progress.guard.hop} to {location} refused: only http and https are followed"
+                    )
                 return await self._fetch_file(state, location, now, conditional=conditional)
             if scheme not in ("http", "https"):
                 raise _Failed(f"unsupported URL {location!r}: use http, https or a file path")
+            if state.fetch_url is not None and location == state.fetch_url != state.url:
+                progress.guard = progress.guard or await self._moved_from_public(state.url)
             return await self._fetch_http(state, progress, now, conditional=conditional)
         except _Failed as failure:
             return self._failed(state, location, progress, now, failure, conditional=conditional)
@@ -445,6 +665,43 @@ class Fetcher:
             odd = _Failed(f"fetching {progress.url} failed unexpectedly: {type(exc).__name__}: {exc}")
             return self._failed(state, location, progress, now, odd, conditional=conditional)
 
+    async def _moved_from_public(self, configured: str) -> _PublicOrigin | None:
+        """Hold a feed's adopted new address (``fetch_url``) to public addresses when its
+        configured URL is at one.
+
+        The polls that confirmed the move checked each redirect; the new address, polled
+        directly since, is checked here: else a name that later resolves to 127.0.0.1 (or a
+        move adopted before this check existed) would be fetched, and published, from the
+        operator's own network.  The configured host is resolved now (it is not connected
+        to); when that fails the move is held to public addresses too: a feed meant to
+        stay inside the network can be configured at its private URL.
+        """
+        allowed = self._settings.address_is_global
+        try:
+            url = httpx.URL(configured)
+        except httpx.InvalidURL:
+            return None
+        if url.scheme not in ("http", "https") or not url.host:
+            return None  # a file: feed redirects nowhere
+        address = literal_address(url.host)
+        if address is not None:
+            addresses = [address]
+        else:
+            try:
+                async with asyncio.timeout(self._settings.connect_timeout):
+                    found = await asyncio.get_running_loop().getaddrinfo(
+                        url.host, _port(url), type=socket.SOCK_STREAM
+                    )
+                addresses = [str(info[4][0]) for info in found]
+            except (OSError, TimeoutError, UnicodeError):
+                addresses = []
+        if addresses and not any(allowed(a) for a in addresses):
+            return None
+        return _PublicOrigin(
+            f"the permanent redirect (moved) from {configured}",
+            "the feed moved from a public address to a private one",
+        )
+
     # -- HTTP ---------------------------------------------------------------------------
 
     async def _fetch_http(
@@ -456,6 +713,8 @@ class Fetcher:
         hop_ended = 0.0  # when the last hop gave its slot back
         while True:
             url = _http_url(progress.url)
+            if progress.guard is not None:  # before waiting for a slot; the transport checks again
+                self._refuse_private_literal(url, progress.guard, progress.url)
             cookies_sent = progress.cookie_state()
             # Per host first, then global: feeds queued for a busy host must not sit on
             # global slots that other hosts could use.
@@ -470,10 +729,7 @@ class Fetcher:
                     progress.started += waited
                     deadline += waited
                 async with asyncio.timeout_at(deadline):
-                    request = self._request(url, validators)
-                    if progress.cookies:
-                        progress.cookies.set_cookie_header(request)
-                    response = await self._client.send(request, stream=True)
+                    response = await self._send(url, validators, progress)
                     try:
                         if response.status_code not in REDIRECT_STATUSES:
                             return await self._finish(state, response, progress, now, bool(validators))
@@ -484,6 +740,7 @@ class Fetcher:
                         await response.aclose()
             hop_ended = loop.time()
             progress.visited.add((progress.url, cookies_sent))
+            progress.guard = self._public_origin(response.status_code, progress)
 
             if progress.temporary_redirect is None:  # every hop so far was a 301/308
                 if response.status_code in PERMANENT_REDIRECT_STATUSES:
@@ -608,7 +865,50 @@ class Fetcher:
             host = self._hosts[key] = asyncio.Semaphore(self._settings.per_host)
         return host
 
-    def _request(self, url: httpx.URL, validators: Mapping[str, str]) -> httpx.Request:
+    async def _send(
+        self, url: httpx.URL, validators: Mapping[str, str], progress: _Progress
+    ) -> httpx.Response:
+        """One hop's request, sent; the response remembers which address answered it.
+
+        A hop held to public addresses (``progress.guard``) that would connect to a private
+        one is refused by the transport before anything is sent: ``_Failed`` says so.
+        """
+        guard = progress.guard
+        request = self._request(url, validators, public_only=guard is not None)
+        if progress.cookies:
+            progress.cookies.set_cookie_header(request)
+        try:
+            response = await self._client.send(request, stream=True)
+        except httpx.ConnectError as exc:
+            if guard is not None and (refused := _private_address_refused(exc)) is not None:
+                raise _refusal(guard, progress.url, refused) from exc
+            raise
+        progress.peer = response.extensions.get(PEER_ADDRESS)
+        return response
+
+    def _refuse_private_literal(self, url: httpx.URL, guard: _PublicOrigin, target: str) -> None:
+        """A hop held to public addresses to an IP address that is private fails here, with
+        any transport (the aiohttp one checks names at connect time, others cannot)."""
+        refused = refused_literal(url.host, self._settings.address_is_global)
+        if refused is not None:
+            raise _refusal(guard, target, refused)
+
+    def _public_origin(self, code: int, progress: _Progress) -> _PublicOrigin | None:
+        """For the hop after a redirect: whether the server that sent it is at a public address.
+
+        Judged by the address connected to, not by the host name (which could resolve
+        anywhere).  Unknown when the transport does not say (a proxy from the environment,
+        another transport): then the next hop is not held.
+        """
+        peer = progress.peer
+        if peer is None or not self._settings.address_is_global(peer):
+            return None
+        why = "redirected from a public address to a private one"
+        return _PublicOrigin(f"redirect (HTTP {code}) from {progress.url}", why, code)
+
+    def _request(
+        self, url: httpx.URL, validators: Mapping[str, str], *, public_only: bool = False
+    ) -> httpx.Request:
         """The GET of one hop: the client's headers with ``validators``, and its timeouts.
 
         Not ``client.build_request``, which also merges the client's base URL, query
@@ -619,9 +919,10 @@ class Fetcher:
         headers = self._client.headers.copy()
         if validators:
             headers.update(validators)
-        return httpx.Request(
-            "GET", url, headers=headers, extensions={"timeout": self._client.timeout.as_dict()}
-        )
+        extensions: dict[str, Any] = {"timeout": self._client.timeout.as_dict()}
+        if public_only:
+            extensions[PUBLIC_ONLY] = self._settings.address_is_global
+        return httpx.Request("GET", url, headers=headers, extensions=extensions)
 
     # -- files --------------------------------------------------------------------------
 
@@ -1037,6 +1338,36 @@ def _same_site(origin: httpx.URL, target: httpx.URL) -> bool:
         return _port(origin) == _port(target)
     upgrade = origin.scheme == "http" and target.scheme == "https"
     return upgrade and (_port(origin), _port(target)) == (80, 443)
+
+
+def _linked_from(page: str | None) -> _PublicOrigin | None:
+    if page is None:
+        return None
+    return _PublicOrigin(f"feed link on {page}", "a page at a public address points to a private one")
+
+
+def _private_address_refused(exc: Exception) -> PrivateAddressRefused | None:
+    """The transport's refusal of a private address, if that is what ``exc`` is."""
+    for cause in _causes(exc):
+        if isinstance(cause, PrivateAddressRefused):
+            return cause
+    return None
+
+
+def _refusal(origin: _PublicOrigin, target: str, refused: PrivateAddressRefused) -> _Failed:
+    """The error for a hop from a public address to a private one: which hop, which address."""
+    addresses = ", ".join(refused.addresses[:4]) + (", ..." if len(refused.addresses) > 4 else "")
+    if not addresses:
+        where = f"{refused.host} has no public address"
+    elif literal_address(refused.host) is not None:
+        where = addresses
+    else:
+        where = f"{refused.host} is at {addresses}"
+    return _Failed(
+        f"{origin.hop} to {target} refused: {origin.why} ({where}); if this is intended, configure "
+        "the private URL directly in feeds.yaml",
+        http_status=origin.http_status,
+    )
 
 
 def _unusable_location(code: int, url: str, location: str, why: str) -> _Failed:

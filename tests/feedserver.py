@@ -61,6 +61,10 @@ Paths (``add_feed`` adds more, with ETag/Last-Modified and 304s like ``/feed.xml
 ``/not-http``               answers with a line that is no HTTP status line
 ==========================  ===============================================================
 
+``FeedServer(address="127.0.0.2")`` listens on another loopback address, a second machine
+as far as the client can tell (the ``public_feed_server`` fixture is one, on
+``PRETEND_PUBLIC_ADDRESS``, for tests that declare that address public).
+
 PYTEST_DONT_REWRITE: test modules import this module before pytest loads it as a plugin,
 too late for assertion rewriting; that marker keeps pytest from warning about it.
 """
@@ -261,8 +265,17 @@ class _Server(ThreadingHTTPServer):
 class FeedServer:
     """The loopback server.  ``start()``/``stop()`` or use it as a context manager."""
 
-    def __init__(self, *, trickle_interval: float = 0.05, ssl_context: ssl.SSLContext | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        trickle_interval: float = 0.05,
+        ssl_context: ssl.SSLContext | None = None,
+        address: str = "127.0.0.1",
+    ) -> None:
         self.trickle_interval = trickle_interval
+        # Where to listen: another loopback address (127.0.0.2) stands in for a second
+        # machine, e.g. one a test declares to be on the public internet.
+        self.address = address
         self.resources: dict[str, Resource] = {
             "/feed.xml": Resource(RSS, etag=FEED_ETAG, last_modified=FEED_LAST_MODIFIED),
             "/atom.xml": Resource(
@@ -331,7 +344,7 @@ class FeedServer:
     # -- lifecycle ------------------------------------------------------------------------
 
     def start(self) -> FeedServer:
-        httpd = _Server(("127.0.0.1", 0), _Handler)
+        httpd = _Server((self.address, 0), _Handler)
         httpd.owner = self
         if self._ssl_context is not None:
             httpd.socket = self._ssl_context.wrap_socket(httpd.socket, server_side=True)
@@ -366,12 +379,12 @@ class FeedServer:
     @property
     def base_url(self) -> str:
         scheme = "https" if self._ssl_context else "http"
-        return f"{scheme}://127.0.0.1:{self.port}"
+        return f"{scheme}://{self.address}:{self.port}"
 
-    def url(self, path: str, *, host: str = "127.0.0.1") -> str:
+    def url(self, path: str, *, host: str | None = None) -> str:
         """The absolute URL of ``path``; ``host="localhost"`` reaches the same server as another host."""
         scheme = "https" if self._ssl_context else "http"
-        return f"{scheme}://{host}:{self.port}{path}"
+        return f"{scheme}://{host or self.address}:{self.port}{path}"
 
     # -- configuration --------------------------------------------------------------------
 
@@ -617,4 +630,14 @@ def unused_port() -> int:
 def feed_server() -> Iterator[FeedServer]:
     """A started FeedServer, stopped after the test."""
     with FeedServer() as server:
+        yield server
+
+
+PRETEND_PUBLIC_ADDRESS = "127.0.0.2"  # a test declares it public (FetchSettings.address_is_global)
+
+
+@pytest.fixture
+def public_feed_server() -> Iterator[FeedServer]:
+    """A started FeedServer on 127.0.0.2, the address tests declare public."""
+    with FeedServer(address=PRETEND_PUBLIC_ADDRESS) as server:
         yield server
