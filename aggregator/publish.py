@@ -19,12 +19,19 @@ snapshot's ``urn:uuid:`` ids, stable across runs.  ``output.language``, when set
 feeds' language (Atom ``xml:lang``, RSS ``<language>``, JSON Feed ``language``).  Every
 title and name is one line of at most ``snapshot.TITLE_CHARS`` characters.
 
+An entry's updated time (Atom ``<updated>``, JSON Feed ``date_modified``) is its story's
+``updated``, except that an entry showing exactly what it showed in the files published
+before keeps the time they gave it: the store takes a copy as changed when its source
+changed anything, shown or not (its categories, its own updated date, a summary beside
+the full text), and readers must not be told of a change they cannot find.
+
 A feed's updated time (Atom ``<updated>``, RSS ``<lastBuildDate>``, our JSON Feed's
-``_aggregator.updated``) is the newest ``updated`` of the stories it shows, but never
+``_aggregator.updated``) is the newest updated time of the entries it shows, but never
 earlier than what the same file said last time (``render_feeds(published=...)``): when a
-feed changed while its newest story is older than that (the newest story left it, a
-story moved to another topic), it is when the snapshot was taken.  Readers and caches
-that go by it then neither see time go back nor miss the change.
+file changed while its newest entry is older than that (the newest story left it, a
+story moved to another topic, the JSON Feed's list of topics changed), it is when the
+snapshot was taken.  Readers and caches that go by it then neither see time go back nor
+miss the change.  Each format goes by its own file.
 
 The output depends only on the snapshot and the files published before (no clock), so an
 unchanged snapshot gives byte-identical files, which are then not rewritten: their ETag
@@ -46,8 +53,8 @@ import re
 import tempfile
 import unicodedata
 import xml.etree.ElementTree as ET
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime, parsedate_to_datetime
 from html import escape
@@ -430,25 +437,31 @@ def render_atom(
     if meta.topic is not None:
         _sub(feed, "category", term=_line(meta.topic))
     for story in stories:
-        entry = _sub(feed, "entry")
-        _sub(entry, "id", story.id)
-        _sub(entry, "title", _line(story.headline) or "(untitled)", type="text")
-        _sub(entry, "published", _rfc3339(story.published))
-        _sub(entry, "updated", _rfc3339(story.updated))
-        for name in _authors(story):
-            _sub(_sub(entry, "author"), "name", name)
-        if link := story.url:
-            _sub(entry, "link", rel="alternate", type="text/html", href=link)
-        for href, title in _related(story):
-            _sub(entry, "link", rel="related", type="text/html", href=href, title=title)
-        for enclosure in _enclosures(story):
-            media = {"type": enclosure.type} if enclosure.type else {}
-            size = {"length": str(enclosure.length)} if enclosure.length else {}
-            _sub(entry, "link", rel="enclosure", href=enclosure.url, **media, **size)
-        for topic in story.topics:
-            _sub(entry, "category", term=_line(topic))
-        _sub(entry, "content", story_html(story), type="html")
+        _atom_entry(feed, story)
     return _xml(feed)
+
+
+def _atom_entry(feed: ET.Element, story: SnapshotStory) -> ET.Element:
+    """The ``<entry>`` of ``story``, added to ``feed``."""
+    entry = _sub(feed, "entry")
+    _sub(entry, "id", story.id)
+    _sub(entry, "title", _line(story.headline) or "(untitled)", type="text")
+    _sub(entry, "published", _rfc3339(story.published))
+    _sub(entry, "updated", _rfc3339(story.updated))
+    for name in _authors(story):
+        _sub(_sub(entry, "author"), "name", name)
+    if link := story.url:
+        _sub(entry, "link", rel="alternate", type="text/html", href=link)
+    for href, title in _related(story):
+        _sub(entry, "link", rel="related", type="text/html", href=href, title=title)
+    for enclosure in _enclosures(story):
+        media = {"type": enclosure.type} if enclosure.type else {}
+        size = {"length": str(enclosure.length)} if enclosure.length else {}
+        _sub(entry, "link", rel="enclosure", href=enclosure.url, **media, **size)
+    for topic in story.topics:
+        _sub(entry, "category", term=_line(topic))
+    _sub(entry, "content", story_html(story), type="html")
+    return entry
 
 
 def render_rss(
@@ -507,34 +520,7 @@ def render_json(
     web front page can link every topic feed without recomputing slugs, with ``updated``
     (default: the newest of ``stories``).
     """
-    items = []
-    for story in stories:
-        item: dict[str, object] = {"id": story.id}
-        if link := story.url:
-            item["url"] = link
-        item["title"] = _line(story.headline) or "(untitled)"
-        item["content_html"] = story_html(story)
-        item["date_published"] = _rfc3339(story.published)
-        item["date_modified"] = _rfc3339(story.updated)
-        item["authors"] = [{"name": n} for n in _authors(story)]
-        if story.topics:
-            item["tags"] = [_line(t) for t in story.topics]
-        if enclosures := _enclosures(story):
-            item["attachments"] = [_attachment(e) for e in enclosures]
-        item["_aggregator"] = {
-            "about": EXTENSION_ABOUT,
-            "outlet": _line(story.outlet),
-            "also_reported_by": [
-                {
-                    "outlet": _line(c.outlet),
-                    "url": c.url,
-                    "title": _line(c.title),
-                    "date_published": _rfc3339(c.date),
-                }
-                for c in _other_copies(story)
-            ],
-        }
-        items.append(item)
+    items = [_json_item(story) for story in stories]
     document: dict[str, object] = {
         "version": JSON_FEED_VERSION,
         "title": _line(meta.title),
@@ -553,6 +539,36 @@ def render_json(
             "topics": [{"name": _line(name), "slug": slug} for name, slug in topics.items()],
         }
     return (json.dumps(document, ensure_ascii=False, indent=2) + "\n").encode()
+
+
+def _json_item(story: SnapshotStory) -> dict[str, object]:
+    """The JSON Feed item of ``story``."""
+    item: dict[str, object] = {"id": story.id}
+    if link := story.url:
+        item["url"] = link
+    item["title"] = _line(story.headline) or "(untitled)"
+    item["content_html"] = story_html(story)
+    item["date_published"] = _rfc3339(story.published)
+    item["date_modified"] = _rfc3339(story.updated)
+    item["authors"] = [{"name": n} for n in _authors(story)]
+    if story.topics:
+        item["tags"] = [_line(t) for t in story.topics]
+    if enclosures := _enclosures(story):
+        item["attachments"] = [_attachment(e) for e in enclosures]
+    item["_aggregator"] = {
+        "about": EXTENSION_ABOUT,
+        "outlet": _line(story.outlet),
+        "also_reported_by": [
+            {
+                "outlet": _line(c.outlet),
+                "url": c.url,
+                "title": _line(c.title),
+                "date_published": _rfc3339(c.date),
+            }
+            for c in _other_copies(story)
+        ],
+    }
+    return item
 
 
 def _attachment(enclosure: Enclosure) -> dict[str, object]:
@@ -623,6 +639,8 @@ def render_feeds(
         (None, None, snapshot.newest(settings.max_stories))
     ]
     feeds += [(t, slugs[t], snapshot.in_topic(t)[: settings.max_stories]) for t in snapshot.topics]
+    shown = _as_shown({s.id: s for _, _, stories in feeds for s in stories}, published or {}, snapshot.taken)
+    feeds = [(topic, slug, tuple(shown[s.id] for s in stories)) for topic, slug, stories in feeds]
     for topic, slug, stories in feeds:
         meta = _meta(settings, topic, slug)
         paths = {fmt: feed_path(fmt, slug) for fmt in FEED_FORMATS}
@@ -641,28 +659,127 @@ def _render_feed(
     topics: dict[str, str] | None,
     before: Mapping[str, bytes],
 ) -> dict[str, bytes]:
-    """One feed in every format (format → bytes), its updated time never earlier than what
-    ``before`` (format → the file as published) says."""
+    """One feed in every format (format → bytes), each file's updated time never earlier
+    than what it said in ``before`` (format → the file as published).
 
-    def render(updated: datetime) -> dict[str, bytes]:
-        return {
-            "atom": render_atom(stories, meta, snapshot, updated),
-            "rss": render_rss(stories, meta, snapshot, updated),
-            "json": render_json(stories, meta, snapshot, topics, updated),
-        }
-
+    Each format goes by its own file: the whole JSON Feed also lists every topic, and a
+    change to that list alone must not move (and rewrite) the Atom and RSS files."""
+    renderers: dict[str, Callable[[datetime], bytes]] = {
+        "atom": lambda updated: render_atom(stories, meta, snapshot, updated),
+        "rss": lambda updated: render_rss(stories, meta, snapshot, updated),
+        "json": lambda updated: render_json(stories, meta, snapshot, topics, updated),
+    }
     newest = _feed_updated(stories)
     limit = snapshot.taken + _FUTURE_SLACK
-    said = [w for fmt, data in before.items() if (w := _published_updated(data, fmt)) and w <= limit]
-    if not said or newest > max(said):
-        return render(newest)
-    last = max(said)
-    same = render(last)
-    if all(same[fmt] == data for fmt, data in before.items()):
-        return same  # nothing changed: the same bytes, not rewritten
-    # Changed, but its newest story is no newer than the last publish (it lost its newest
-    # story, or gained an older one): it changed now.
-    return render(max(last, snapshot.taken.astimezone(UTC).replace(microsecond=0)))
+    files = {}
+    for fmt, render in renderers.items():
+        data = before.get(fmt)
+        said = _published_updated(data, fmt) if data is not None else None
+        if said is None or said > limit or newest > said:
+            files[fmt] = render(newest)
+            continue
+        same = render(said)
+        # Unchanged: the same bytes, not rewritten.  Changed, though its newest story is no
+        # newer than the last publish (it lost its newest story, or gained an older one):
+        # it changed now.
+        files[fmt] = same if same == data else render(max(said, _whole_seconds(snapshot.taken)))
+    return files
+
+
+def _whole_seconds(when: datetime) -> datetime:
+    return when.astimezone(UTC).replace(microsecond=0)
+
+
+# --------------------------------------------------------------------------- entries' updated times
+
+
+@dataclass(frozen=True, slots=True)
+class _PublishedEntry:
+    """A story's entry as the files published before hold it."""
+
+    updated: datetime  # the latest time any Atom file gave it
+    atom: ET.Element  # its Atom <entry>
+    item: dict[str, object] | None  # its JSON Feed item, if a JSON file has it
+
+
+def _as_shown(
+    stories: Mapping[str, SnapshotStory], published: Mapping[str, bytes], taken: datetime
+) -> dict[str, SnapshotStory]:
+    """``stories`` (by id), each with the updated time its entry is published with.
+
+    A story's ``updated`` moves whenever the store takes one of its copies as changed,
+    which includes what no output shows: the source's own categories or updated date, a
+    summary beside the full text, a copy's body.  Published as is, readers were told the
+    entry changed (some show it as unread again) and every file was rewritten.  So an
+    entry that shows what it showed in the files published before keeps the time those
+    files gave it; one that changed gets its story's time, never earlier than before.
+    """
+    before = _published_entries(published)
+    limit = taken + _FUTURE_SLACK
+    shown = {}
+    for story_id, story in stories.items():
+        old = before.get(story_id)
+        if old is None or old.updated > limit:
+            shown[story_id] = story
+        elif story.updated <= old.updated or _shows_the_same(story, old):
+            # Only a story changed since (by the store) is compared: the others keep their time.
+            shown[story_id] = replace(story, updated=old.updated)
+        else:
+            shown[story_id] = story
+    return shown
+
+
+def _shows_the_same(story: SnapshotStory, old: _PublishedEntry) -> bool:
+    """Whether ``story``'s entry and item say what ``old``'s did, updated times aside."""
+    if old.item is None:
+        return False
+    atom = _atom_entry(ET.Element("feed"), story)
+    if _element_look(atom, skip="updated") != _element_look(old.atom, skip="updated"):
+        return False
+    item = {k: v for k, v in _json_item(story).items() if k != "date_modified"}
+    return bool(json.loads(json.dumps(item)) == old.item)  # as read back from a file: lists, not tuples
+
+
+def _element_look(element: ET.Element, skip: str | None = None) -> tuple[object, ...]:
+    """An element as a comparable value: its tag (namespace aside), attributes, the text of
+    a leaf (line ends as an XML parser reads them back) and its children, but not the
+    whitespace between elements (``ET.indent`` adds it) nor the child named ``skip``."""
+    children = tuple(_element_look(c) for c in element if _local(c.tag) != skip)
+    text = None if len(element) else (element.text or "").replace("\r\n", "\n").replace("\r", "\n")
+    return _local(element.tag), tuple(sorted(element.attrib.items())), text, children
+
+
+def _local(tag: str) -> str:
+    return tag.rpartition("}")[2]
+
+
+def _published_entries(published: Mapping[str, bytes]) -> dict[str, _PublishedEntry]:
+    """Story id → its entry in the files published before (the Atom ones name every entry
+    published, with its time; every file is written from the same stories, so they agree
+    but for a file left from long ago: the latest time wins)."""
+    atom: dict[str, tuple[datetime, ET.Element]] = {}
+    items: dict[str, dict[str, object]] = {}
+    for path, data in published.items():
+        try:
+            if path.endswith(".atom"):
+                root = ET.fromstring(data)  # noqa: S314 -- our own output file, not a feed from outside
+                for entry in root.iter(f"{{{ATOM_NS}}}entry"):
+                    story_id = entry.findtext(f"{{{ATOM_NS}}}id")
+                    text = entry.findtext(f"{{{ATOM_NS}}}updated")
+                    if story_id and text:
+                        when = datetime.fromisoformat(text).astimezone(UTC)
+                        if story_id not in atom or atom[story_id][0] < when:
+                            atom[story_id] = (when, entry)
+            elif path.endswith(".json"):
+                for item in json.loads(data).get("items", []):
+                    if isinstance(item, dict) and isinstance(item.get("id"), str):
+                        items[item["id"]] = {k: v for k, v in item.items() if k != "date_modified"}
+        except (ValueError, TypeError, AttributeError, ET.ParseError):
+            continue  # not ours, or damaged: its entries count as never published
+    return {
+        story_id: _PublishedEntry(when, entry, items.get(story_id))
+        for story_id, (when, entry) in atom.items()
+    }
 
 
 # The temporary files of ``write_atomic``: ``.feed.atom.k3j_9x2a.tmp`` (mkstemp's random part).

@@ -1237,3 +1237,101 @@ def test_the_configured_language_is_published_end_to_end(tmp_path: Path, now: da
     with Store.open(loaded.database_url) as store:
         pipeline.publish_output(loaded, store, now)
     assert b'xml:lang="fr"' in (tmp_path / "public" / "feed.atom").read_bytes()
+
+
+# ------------------------------------------------------------------- entries' updated times
+
+ITEM = """<item><title>{title}</title><link>https://wire.example/thaw</link><guid>thaw-1</guid>
+<pubDate>Mon, 18 Aug 2025 09:00:00 GMT</pubDate>{extra}
+<description>{summary}</description>
+<content:encoded><![CDATA[<p>The sea ice thawed early this year.</p>]]></content:encoded></item>"""
+
+
+def write_local_feed(path: Path, when: datetime, **item: str) -> None:
+    """A one-item RSS file whose modification time is ``when``, so that a poll reads it again."""
+    fields = {"title": "Arctic thaw", "extra": "", "summary": "Sea ice thawed early.", **item}
+    path.write_text(
+        '<?xml version="1.0"?><rss version="2.0" xmlns:content="http://purl.org/rss/1.0/modules/content/">'
+        "<channel><title>Wire</title><link>https://wire.example/</link><description>d</description>"
+        + ITEM.format(**fields)
+        + "</channel></rss>",
+        encoding="utf-8",
+    )
+    os.utime(path, (when.timestamp(), when.timestamp()))
+
+
+def test_an_entry_changed_only_where_no_output_shows_it_keeps_its_updated_time(
+    tmp_path: Path, now: datetime
+) -> None:
+    # The source feed changed what the outputs never show (its own categories, a summary
+    # beside the full text): the store counts the entry updated, and every entry's
+    # <updated> / date_modified moved with it, so readers were told of a change they
+    # could not find, and every file (and its ETag) was rewritten each time.
+    feed = tmp_path / "wire.rss"
+    config = tmp_path / "feeds.yaml"
+    config.write_text("feeds:\n  - url: wire.rss\n    title: Wire\nnewsletters: []\n", encoding="utf-8")
+    loaded = load_config(config)
+    public = tmp_path / "public"
+
+    def cycle(when: datetime) -> pipeline.CycleReport:
+        with Store.open(loaded.database_url) as store:
+            return asyncio.run(pipeline.run_cycle(loaded, store, when, only_due=False))
+
+    write_local_feed(feed, now)
+    cycle(now)
+    first = published_files(public)
+    assert feed_updated_times(public) == {now}
+
+    later = now + timedelta(hours=1)
+    write_local_feed(feed, later, extra="<category>Climate</category>", summary="Ice thawed early.")
+    report = cycle(later)
+    assert report.poll.updated_entries == 1  # the store took it as a new version
+    assert report.published.changed == ()
+    assert published_files(public) == first
+
+    # A change a reader can see (a corrected headline) moves it, and the feed's, to then.
+    fixed = now + timedelta(hours=2)
+    write_local_feed(feed, fixed, extra="<category>Climate</category>", title="Arctic thaw, corrected")
+    report = cycle(fixed)
+    assert {p.name for p in report.published.changed} == {"feed.atom", "feed.rss", "feed.json"}
+    assert feed_updated_times(public) == {fixed}
+    atom = assert_valid_atom((public / "feed.atom").read_bytes())
+    assert [e.findtext(f"{ATOM}updated") for e in atom.iter(f"{ATOM}entry")] == ["2025-08-18T14:00:00Z"]
+    item = assert_valid_json_feed((public / "feed.json").read_bytes())["items"][0]
+    assert (item["title"], item["date_modified"]) == ("Arctic thaw, corrected", "2025-08-18T14:00:00Z")
+
+
+def test_a_topic_listed_only_in_the_json_feed_changing_leaves_the_atom_and_rss_files_alone(
+    tmp_path: Path,
+) -> None:
+    # The whole JSON Feed lists every topic (for the front page); a topic whose stories are
+    # all older than the whole feed's newest ``max_stories`` changed that list alone, and
+    # feed.atom and feed.rss were rewritten too, with a new <updated> and the same entries.
+    settings = replace(SETTINGS, max_stories=1)
+    moment = datetime(2025, 8, 17, tzinfo=UTC)
+    entries = [
+        stored("new", WIRE, title="Arctic ice", day=16, story="s-new", topics=("Arctic",)),
+        stored("old", LEDGER, title="Markets calm", day=12, story="s-old", topics=("Markets",)),
+    ]
+    stories = [
+        StoredStory("s-new", "Arctic ice", ("Arctic",), moment, moment, ("new",)),
+        StoredStory("s-old", "Markets calm", ("Markets",), moment, moment, ("old",)),
+    ]
+    publish_feeds(snapshot_of(entries, stories), tmp_path, settings)
+    before = published_files(tmp_path)
+    assert atom_titles(before["feed.atom"]) == ["Arctic ice"]
+
+    renamed = [stories[0], replace(stories[1], topics=("Economy",), updated=moment + timedelta(hours=1))]
+    result = publish_feeds(snapshot_of(entries, renamed, now=NOW + timedelta(days=1)), tmp_path, settings)
+    assert {p.relative_to(tmp_path).as_posix() for p in result.changed} == {
+        "feed.json",
+        *(f"topics/economy.{fmt}" for fmt in ("atom", "rss", "json")),
+    }
+    after = published_files(tmp_path)
+    assert (after["feed.atom"], after["feed.rss"]) == (before["feed.atom"], before["feed.rss"])
+    listed = json.loads(after["feed.json"])["_aggregator"]["topics"]
+    assert [t["name"] for t in listed] == ["Arctic", "Economy"]
+    # The JSON Feed changed now, and says so; read again, nothing moves.
+    assert json.loads(after["feed.json"])["_aggregator"]["updated"] == "2025-08-19T12:00:00Z"
+    again = publish_feeds(snapshot_of(entries, renamed, now=NOW + timedelta(days=2)), tmp_path, settings)
+    assert again.changed == ()
