@@ -11,6 +11,7 @@ who, until when, and what to do); 2 bad usage or config.
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Protocol
 
 import typer
@@ -74,9 +75,12 @@ def digest(
                 raise typer.Exit(EXIT_OK)
             if to is not None:
                 result = newsletters.send_test_copy(loaded, store, now, name, to)
-                where = (
-                    result.detail if result.outcome is Outcome.SENT else f"{result.outcome}: {result.detail}"
-                )
+                if result.outcome is not Outcome.SENT:
+                    where = f"{result.outcome}: {result.detail}"
+                elif loaded.config.smtp is None:  # the outbox: its detail is the file written, nothing sent
+                    where = f"written to {typed_path(Path(result.detail))} (no smtp: configured)"
+                else:
+                    where = result.detail
                 echo(f"test copy to {to}: {where}", err=result.outcome is not Outcome.SENT)
                 raise typer.Exit(EXIT_OK if result.outcome is Outcome.SENT else EXIT_FAILED)
             outcomes = newsletters.run_due_newsletters(loaded, store, now, names=[name], force=True)
@@ -147,7 +151,12 @@ def describe(outcome: newsletters.IssueOutcome) -> str:
     if outcome.status == "empty":  # its number is the next issue's: not used up, not shown
         since = f"since issue #{number - 1}" if number > 1 else "to send yet"
         return f"{outcome.newsletter}: nothing new {since}; no email"
-    parts = [f"{outcome.sent} sent"]
+    # Written to the outbox is not sent: "1 sent" had the operator wait for mail that never left.
+    parts = [
+        f"{outcome.sent} written to {typed_path(outcome.outbox)}/"
+        if outcome.outbox
+        else f"{outcome.sent} sent"
+    ]
     if outcome.retrying:
         parts.append(f"{outcome.retrying} to retry")
     if outcome.waiting:  # the run stopped before them (the server down): not one word said so
@@ -163,5 +172,14 @@ def describe(outcome: newsletters.IssueOutcome) -> str:
     )
     return (
         f"{outcome.newsletter} #{number}: {stories_phrase(outcome.shown)}{more}: "
-        f"{', '.join(parts)}; archive: {outcome.archive}"
+        f"{', '.join(parts)}; archive: {typed_path(outcome.archive) if outcome.archive else None}"
     )
+
+
+def typed_path(path: Path) -> str:
+    """``path`` as a person would type it here: relative to the working folder when under it
+    (``newsletters/outbox``), else as it is."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except (ValueError, OSError):
+        return str(path)

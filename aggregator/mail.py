@@ -33,6 +33,7 @@ import os
 import re
 import secrets
 import smtplib
+import socket
 import ssl
 import tempfile
 import time
@@ -418,6 +419,10 @@ class SmtpSettings:
     ssl_context: ssl.SSLContext
 
 
+# "Bad sequence of commands" (RFC 5321 4.2.4): a reply about the session's state, e.g.
+# "503 nested MAIL command" from a server still holding an unfinished transaction.
+_BAD_SEQUENCE = 503
+
 # What ``SmtpTransport._envelope`` returns when the session itself broke.
 _LOST = DeliveryResult(Outcome.RETRY, "the connection failed before DATA", server_down=True)
 # ... and when the recipient needs SMTPUTF8, which the server does not offer.
@@ -481,10 +486,7 @@ class SmtpTransport(Transport):
                 hint = " (the server does not speak TLS at once on this port: use security: starttls)"
             raise DeliveryError(f"TLS with {self._where()}: {exc.reason or exc}{hint}") from exc
         except (OSError, smtplib.SMTPException) as exc:
-            hint = ""
-            if isinstance(exc, TimeoutError) and s.security == "starttls":
-                hint = " (no SMTP greeting: a port that starts with TLS, such as 465, needs security: tls)"
-            raise DeliveryError(f"connecting to {self._where()}: {exc}{hint}") from exc
+            raise DeliveryError(f"connecting to {self._where()}: {_connect_problem(exc, s)}") from exc
         self._conn = conn
         return conn
 
@@ -506,8 +508,9 @@ class SmtpTransport(Transport):
             return DeliveryResult(Outcome.FAILED, str(exc))
         reused = self._conn is not None
         result = self._envelope(sender, address)
-        if result is _LOST and reused:
-            # A kept connection the server closed while idle (its timeout, or our pacing):
+        if reused and self._conn is None and result is not None and result.server_down:
+            # A kept session that gave out under this message: closed by the server while
+            # idle (its timeout, or our pacing), or out of step with it (a 503 to MAIL FROM):
             # one fresh session before deciding anything about this recipient.
             result = self._envelope(sender, address)
         if result is _LOST:
@@ -555,12 +558,30 @@ class SmtpTransport(Transport):
         if code == 421:  # the server closes the session (an idle one timed out): not a refusal
             self._drop()
             return _LOST
+        if code == _BAD_SEQUENCE and step == "MAIL FROM":
+            # Not a refused sender: the server holds a transaction this session left open, or
+            # missed a greeting.  The session is of no further use; the login has no part in it.
+            self._drop()
+            return DeliveryResult(
+                Outcome.RETRY,
+                f"MAIL FROM: {code} {_text(reply)}: {self._where()} took MAIL FROM as out of sequence"
+                " (bad sequence of commands) on a fresh session; if that persists, check smtp.security"
+                " and the server's log",
+                server_down=True,
+            )
         self._reset(conn)
         refused = _classify(code, reply, step)
         if step != "MAIL FROM":
             return refused
         # The sender is refused (authentication required, a domain it may not send for, a
         # rate limit): every recipient would be, so the issue waits.
+        if refused.outcome is Outcome.RETRY:  # a 4xx: for now, and no setting of ours is to blame
+            return DeliveryResult(
+                Outcome.RETRY,
+                f"{refused.detail}: {self._where()} puts off the sender {sender} for now (a rate limit,"
+                " a busy server); the issue waits and is tried again later",
+                server_down=True,
+            )
         login = "logged in" if self.settings.username else "no login: the username variable is not set"
         return DeliveryResult(
             Outcome.RETRY,
@@ -612,6 +633,12 @@ class SmtpTransport(Transport):
             return DeliveryResult(Outcome.UNCERTAIN, f"DATA: {code} {_text(reply)}")
         if code == 421:
             self._drop()
+        else:
+            # RFC 5321 ends the transaction with this reply, but not every server forgets
+            # its sender and recipients after refusing a message: without RSET (as
+            # smtplib's sendmail sends) the next reader's MAIL FROM met "503 nested MAIL
+            # command", and the whole issue stopped on it.
+            self._reset(conn)
         return _classify(code, reply, "DATA")
 
     def _reset(self, conn: smtplib.SMTP) -> None:
@@ -633,6 +660,18 @@ class SmtpTransport(Transport):
             self._drop()
 
 
+def _connect_problem(exc: OSError | smtplib.SMTPException, settings: SmtpSettings) -> str:
+    """Why a session could not be had, in words that say what to check (a bare
+    "[Errno 111] Connection refused" named neither the server nor the setting)."""
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused: is the mail server running, and are smtp.host and smtp.port right?"
+    if isinstance(exc, socket.gaierror):
+        return f"cannot resolve the host name {settings.host!r}: check smtp.host in feeds.yaml"
+    if isinstance(exc, TimeoutError) and settings.security == "starttls":
+        return f"{exc} (no SMTP greeting: a port that starts with TLS, such as 465, needs security: tls)"
+    return str(exc)
+
+
 def _text(reply: bytes | str) -> str:
     return reply.decode("utf-8", "replace") if isinstance(reply, bytes) else str(reply)
 
@@ -645,6 +684,8 @@ def _classify(code: int, reply: bytes | str, step: str) -> DeliveryResult:
     detail = f"{step}: {code} {_text(reply)}"
     if 400 <= code < 500 or code < 200:
         return DeliveryResult(Outcome.RETRY, detail)
+    if code == _BAD_SEQUENCE:  # about the session's state, not this reader: never failed for good on it
+        return DeliveryResult(Outcome.RETRY, f"{detail} (bad sequence of commands; the session was reset)")
     return DeliveryResult(Outcome.FAILED, detail)
 
 

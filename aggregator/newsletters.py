@@ -21,9 +21,9 @@ by issue:
    attempted: ``pending`` → ``sending`` (claimed) → ``in_data`` (the server took DATA) → ``sent``,
    ``retry`` (4xx; backoff until the next issue is due, then one last try), ``failed`` (5xx) or
    ``uncertain`` (the connection broke during DATA), or ``unsubscribed`` (the reader left
-   after the freeze: not sent).  After a crash, ``sending`` rows go
-   back to ``pending`` (DATA never started) and ``in_data`` rows become ``uncertain``:
-   nobody gets a second copy.  With the outbox the file itself settles it.
+   after the freeze, on the web or from feeds.yaml's ``subscribers:``: not sent).  After a
+   crash, ``sending`` rows go back to ``pending`` (DATA never started) and ``in_data`` rows
+   become ``uncertain``: nobody gets a second copy.  With the outbox the file itself settles it.
 
 Two numbers: the store keys each issue, empty ones included, by ``IssueRecord.number``
 (one per run, in order; the schedule and the send log go by it), while the number readers
@@ -112,6 +112,9 @@ class IssueOutcome:
     # The number readers see (``DigestIssue.number``); for "empty", the one the next issue
     # with stories takes.  0: not given (then ``number``).
     issue: int = 0
+    # The folder the messages were written to when there is no mail server (the outbox):
+    # ``sent`` then counts files written, not mail sent.  None: sent over SMTP.
+    outbox: Path | None = None
 
     @property
     def shown_number(self) -> int:
@@ -882,14 +885,23 @@ def _deliver(run: _Run, letter: NewsletterConfig, record: IssueRecord, *, final:
     pending: list[str] = []
     stopped = ""
     uncertain_in_a_row = 0
-    # Frozen with the issue, but someone who unsubscribed since gets nothing more.
+    # Frozen with the issue, but someone who left since gets nothing more: unsubscribed on
+    # the web, or taken out of feeds.yaml's subscribers (a pending retry went on mailing them).
     known = run.store.subscribers(letter.name)
+    current = set(recipients(letter, run.store))
     for row in run.store.deliveries(letter.name, record.number):
         if row.status not in ("pending", "retry"):
             continue
-        if known.get(row.recipient) is False:
+        if (lowered := row.recipient.strip().lower()) not in current:
+            why = None if known.get(lowered) is False else _left_the_list(run.loaded, letter)
             run.store.set_delivery(
-                letter.name, record.number, row.recipient, "unsubscribed", run.now, only_from=[row.status]
+                letter.name,
+                record.number,
+                row.recipient,
+                "unsubscribed",
+                run.now,
+                error=why,
+                only_from=[row.status],
             )
             continue
         last_try = final and row.status == "retry"
@@ -952,6 +964,15 @@ def _deliver(run: _Run, letter: NewsletterConfig, record: IssueRecord, *, final:
         archive=archive,
         stopped=stopped,
         issue=issue.number,
+        outbox=run.transport.directory if isinstance(run.transport, mail.Outbox) else None,
+    )
+
+
+def _left_the_list(loaded: LoadedConfig, letter: NewsletterConfig) -> str:
+    """Why a reader the issue was frozen for is not sent it, though they never unsubscribed."""
+    return (
+        f"not sent: no longer among the subscribers of {letter.name} in {loaded.path.name},"
+        " nor subscribed on the web"
     )
 
 

@@ -49,6 +49,7 @@ class Handler:
     messages: list[tuple[str, list[str], bytes]] = field(default_factory=list)
     data_replies: list[str] = field(default_factory=list)
     reject: set[str] = field(default_factory=set)
+    rcpt_replies: dict[str, str] = field(default_factory=dict)  # address → the reply to its RCPT TO
     drop_on_data: int | None = None  # drop the connection on the Nth DATA (1-based)
     on_data: Callable[[int], None] | None = None
     data_count: int = 0
@@ -58,6 +59,10 @@ class Handler:
     mail_count: int = 0
     data_command: list[str] = field(default_factory=list)
     smtp_utf8: list[bool] = field(default_factory=list)  # per accepted message: MAIL FROM said SMTPUTF8
+    # Keep the sender and recipients of a message refused at the end of DATA, as some servers
+    # do (aiosmtpd forgets them): only RSET ends that transaction.
+    keep_refused_transaction: bool = False
+    refused_data: int = 0  # messages refused at the end of DATA
 
     async def handle_MAIL(self, server: Any, session: Any, envelope: Any, address: str, options: Any) -> str:
         self.mail_count += 1
@@ -72,6 +77,8 @@ class Handler:
     async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str, options: Any) -> str:
         if address in self.reject:
             return "550 5.1.1 no such user"
+        if address in self.rcpt_replies:
+            return self.rcpt_replies[address]
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
@@ -87,6 +94,7 @@ class Handler:
         if self.data_replies:
             reply = self.data_replies.pop(0)
             if not reply.startswith("250"):
+                self.refused_data += 1
                 return reply
         self.messages.append((envelope.mail_from, list(envelope.rcpt_tos), envelope.content))
         self.smtp_utf8.append(bool(envelope.smtp_utf8))
@@ -106,7 +114,10 @@ class ScriptedSMTP(SMTP):
                 return
             await self.push(reply)  # refused before 354: the transaction stays open (RFC 5321)
             return
+        envelope, refused = self.envelope, self.event_handler.refused_data
         await super().smtp_DATA(arg)
+        if self.event_handler.keep_refused_transaction and self.event_handler.refused_data > refused:
+            self.envelope = envelope  # the next MAIL FROM meets "503 Error: nested MAIL command"
 
 
 class _Controller(Controller):
@@ -433,6 +444,83 @@ def test_a_refused_data_command_is_reset_and_the_next_message_still_goes_out(smt
     assert [m[1] for m in smtp_server.handler.messages] == [["b@example.com"]]
 
 
+@pytest.mark.parametrize(
+    ("reply", "outcome"),
+    [("554 5.7.1 message refused as spam", Outcome.FAILED), ("451 4.3.0 queue full", Outcome.RETRY)],
+    ids=["5xx", "4xx"],
+)
+def test_a_message_refused_at_the_end_of_data_is_reset_and_the_next_reader_still_gets_theirs(
+    smtp_server: SmtpServer, reply: str, outcome: Outcome
+) -> None:
+    # A server that keeps the refused transaction open answered the next MAIL FROM with
+    # "503 nested MAIL command", blamed on the sender and the login: the whole issue stopped.
+    smtp_server.handler.keep_refused_transaction = True
+    smtp_server.handler.data_replies = ["250 OK", reply]  # b@ is refused
+    with SmtpTransport(smtp_server.settings()) as transport:
+        results = [_send(transport, a) for a in ("a@example.com", "b@example.com", "c@example.com")]
+    assert [r.outcome for r in results] == [Outcome.SENT, outcome, Outcome.SENT], results
+    assert results[1] == DeliveryResult(outcome, f"DATA: {reply}")
+    assert [m[1] for m in smtp_server.handler.messages] == [["a@example.com"], ["c@example.com"]]
+
+
+def test_a_503_to_mail_from_on_a_kept_session_is_a_fresh_session_not_a_refused_sender(
+    smtp_server: SmtpServer,
+) -> None:
+    with SmtpTransport(smtp_server.settings()) as transport:
+        assert _send(transport, "a@example.com").outcome is Outcome.SENT
+        smtp_server.handler.mail_replies = ["503 5.5.1 Error: nested MAIL command"]
+        again = _send(transport, "b@example.com")
+    assert again.outcome is Outcome.SENT, again
+    assert [m[1] for m in smtp_server.handler.messages] == [["a@example.com"], ["b@example.com"]]
+
+
+def test_a_503_to_mail_from_on_a_fresh_session_does_not_blame_the_login(smtp_server: SmtpServer) -> None:
+    smtp_server.handler.mail_replies = ["503 5.5.1 Error: send HELO/EHLO first"]
+    with SmtpTransport(smtp_server.settings()) as transport:
+        result = _send(transport, "a@example.com")
+    assert (result.outcome, result.server_down) == (Outcome.RETRY, True)  # the issue waits, nobody fails
+    assert "503 5.5.1 Error: send HELO/EHLO first" in result.detail
+    assert f"127.0.0.1:{smtp_server.port}" in result.detail
+    assert "bad sequence of commands" in result.detail
+    assert "login" not in result.detail
+    assert "refuses the sender" not in result.detail
+
+
+def test_a_503_to_a_recipient_is_a_retry_not_a_reader_failed_for_good(smtp_server: SmtpServer) -> None:
+    # "Bad sequence of commands" is about the session, not the address: failed, that reader
+    # lost the issue for a state of ours the server disliked.
+    smtp_server.handler.rcpt_replies = {"b@example.com": "503 5.5.1 Error: need MAIL command"}
+    with SmtpTransport(smtp_server.settings()) as transport:
+        results = [_send(transport, a) for a in ("a@example.com", "b@example.com", "c@example.com")]
+    assert [r.outcome for r in results] == [Outcome.SENT, Outcome.RETRY, Outcome.SENT], results
+    assert not results[1].server_down
+    assert results[1].detail.startswith("RCPT TO: 503 5.5.1 Error: need MAIL command")
+    assert [m[1] for m in smtp_server.handler.messages] == [["a@example.com"], ["c@example.com"]]
+
+
+def test_a_mail_server_that_is_not_running_says_what_to_check() -> None:
+    port = free_port()  # nothing listens there
+    settings = SmtpSettings("127.0.0.1", port, "starttls", None, None, 60, 2.0, ssl.create_default_context())
+    with SmtpTransport(settings) as transport:
+        result = _send(transport, "a@example.com")
+    assert (result.outcome, result.server_down) == (Outcome.RETRY, True)
+    assert result.detail == (
+        f"connecting to 127.0.0.1:{port}: connection refused: is the mail server running, and are"
+        " smtp.host and smtp.port right?"
+    )
+
+
+def test_a_mail_server_name_that_does_not_resolve_says_which_setting_to_check() -> None:
+    host = "smtp.no-such-host.invalid"  # never resolves (RFC 6761)
+    settings = SmtpSettings(host, 587, "starttls", None, None, 60, 2.0, ssl.create_default_context())
+    with SmtpTransport(settings) as transport:
+        result = _send(transport, "a@example.com")
+    assert (result.outcome, result.server_down) == (Outcome.RETRY, True)
+    assert result.detail == (
+        f"connecting to {host}:587: cannot resolve the host name {host!r}: check smtp.host in feeds.yaml"
+    )
+
+
 def test_a_connection_dropped_before_354_is_a_retry_not_uncertain(smtp_server: SmtpServer) -> None:
     # No byte of the message left: "uncertain" would mean that reader never gets the issue.
     smtp_server.handler.data_command = ["drop"]
@@ -454,6 +542,20 @@ def test_a_refused_sender_stops_the_issue_instead_of_failing_each_reader(smtp_se
     assert result.server_down  # the caller stops: every reader would meet the same
     assert "530 5.7.0 Authentication required" in result.detail
     assert "refuses the sender digest@example.com" in result.detail
+
+
+def test_a_sender_put_off_for_now_waits_without_blaming_the_settings(smtp_server: SmtpServer) -> None:
+    # A rate limit at MAIL FROM was reported as a refused sender: "check smtp: ... and the
+    # credentials' environment variables", sending the operator after settings that were fine.
+    smtp_server.handler.mail_replies = ["451 4.7.1 Too many messages, slow down"]
+    with SmtpTransport(smtp_server.settings()) as transport:
+        result = _send(transport, "a@example.com")
+    assert (result.outcome, result.server_down) == (Outcome.RETRY, True)  # the issue waits
+    assert result.detail == (
+        f"MAIL FROM: 451 4.7.1 Too many messages, slow down: 127.0.0.1:{smtp_server.port} puts off the"
+        " sender digest@example.com for now (a rate limit, a busy server); the issue waits and is tried"
+        " again later"
+    )
 
 
 def test_a_server_that_hangs_after_its_greeting_is_down_for_everyone(smtp_server: SmtpServer) -> None:

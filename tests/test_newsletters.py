@@ -477,6 +477,52 @@ def test_a_reader_who_unsubscribed_after_the_freeze_gets_nothing(
     assert "1 unsubscribed since it was frozen" in describe(later)
 
 
+def test_a_reader_taken_out_of_feeds_yaml_gets_no_more_tries_and_holds_up_no_issue(
+    smtp_project: tuple[LoadedConfig, Store, SmtpServer],
+) -> None:
+    # reader@ was greylisted, then taken out of `subscribers:`: the retry mailed it anyway
+    # (a new RCPT TO, a second 451), and kept the issue open until the give-up.
+    loaded, store, server = smtp_project
+    greylisted = "451 4.7.1 greylisted"
+    server.handler.data_replies = [greylisted, "250 OK", "250 OK", "250 OK", greylisted]  # a@ and reader@
+    [first] = newsletters.run_due_newsletters(loaded, store, NOW)
+    assert (first.status, first.retrying) == ("sending", 2)
+    text = loaded.path.read_text(encoding="utf-8")
+    edited = text.replace("    subscribers:\n      - reader@example.com\n", "    subscribers: []\n")
+    assert edited != text
+    loaded.path.write_text(edited, encoding="utf-8")
+    loaded = load_config(loaded.path)
+    server.handler.data_replies = [greylisted, greylisted]  # a@ again; reader@ too, were it tried
+    tried = server.handler.mail_count
+    [later] = newsletters.run_due_newsletters(loaded, store, NOW + timedelta(minutes=6))
+    assert (later.status, later.sent, later.retrying, later.unsubscribed) == ("sending", 3, 1, 1)
+    assert server.handler.mail_count == tried + 1  # a@ only, still subscribed on the web
+    row = next(d for d in store.deliveries("daily", 1) if d.recipient == "reader@example.com")
+    assert (row.status, row.attempts) == ("unsubscribed", 1)
+    assert "no longer among the subscribers of daily in feeds.yaml" in (row.last_error or "")
+    assert "1 unsubscribed since it was frozen" in describe(later)
+    server.handler.data_replies = []
+    [done] = newsletters.run_due_newsletters(loaded, store, NOW + timedelta(minutes=20))
+    assert (done.status, done.sent, done.unsubscribed) == ("done", 4, 1)
+    assert "reader@example.com" not in received(server)
+    assert received(server).count("a@example.com") == 1
+
+
+def test_a_message_refused_at_the_end_of_data_fails_that_reader_alone(
+    smtp_project: tuple[LoadedConfig, Store, SmtpServer],
+) -> None:
+    # A server that keeps a refused transaction open (no RSET from us): the next reader's
+    # MAIL FROM met "503 nested MAIL command", read as a refused sender: the issue stopped.
+    loaded, store, server = smtp_project
+    server.handler.keep_refused_transaction = True
+    server.handler.data_replies = ["250 OK", "554 5.7.1 message refused"]  # b@
+    [outcome] = newsletters.run_due_newsletters(loaded, store, NOW)
+    assert (outcome.status, outcome.sent, outcome.failed, outcome.stopped) == ("done", 4, 1, ""), outcome
+    assert received(server) == ["a@example.com", "c@example.com", "d@example.com", "reader@example.com"]
+    row = next(d for d in store.deliveries("daily", 1) if d.recipient == "b@example.com")
+    assert (row.status, row.last_error) == ("failed", "DATA: 554 5.7.1 message refused")
+
+
 def test_an_unforeseen_error_for_one_reader_is_recorded_and_the_others_get_the_issue(
     project: tuple[LoadedConfig, Store],
 ) -> None:
@@ -732,15 +778,21 @@ def test_digest_command_previews_sends_and_sends_test_copies(
         assert f"--to {bad!r}: " in refused.output
         assert isinstance(refused.exception, SystemExit)  # an exit, not a traceback
     assert outbox_files(loaded) == []
+    monkeypatch.chdir(loaded.base_dir)  # where a person runs it: the outbox said as they would type it
     test_copy = runner.invoke(app, ["digest", "daily", "--to", "me@example.com"])
     assert test_copy.exit_code == 0, test_copy.output
     [eml] = outbox_files(loaded)
+    assert test_copy.stdout == (
+        f"test copy to me@example.com: written to newsletters/outbox/{eml.name} (no smtp: configured)\n"
+    )
     assert email.message_from_bytes(eml.read_bytes(), policy=policy.default)["Subject"].startswith("[test] ")
 
     sent = runner.invoke(app, ["digest", "daily", "--send"])
     assert sent.exit_code == 0, sent.output
     assert "daily #1:" in sent.stdout
-    assert "1 sent" in sent.stdout
+    # Nothing was sent: the message was written to the outbox ("1 sent" said otherwise).
+    assert ": 1 written to newsletters/outbox/; archive: newsletters/archive/daily/0001.html" in sent.stdout
+    assert "sent" not in sent.stdout
     assert len(outbox_files(loaded)) == 2
 
     unknown = runner.invoke(app, ["digest", "weekly", "--send"])
@@ -1070,6 +1122,6 @@ def test_run_once_with_a_reader_put_off_by_a_fault_here_names_them_and_exits_1(
     ran = CliRunner().invoke(cli.app, ["--config", str(loaded.path), "run", "--once"])
     assert ran.exit_code == 1, ran.output
     said = " ".join(ran.output.split())
-    assert "0 sent, 1 to retry" in said
+    assert f"0 written to {newsletters.outbox_dir(loaded)}/, 1 to retry" in said
     assert "reader@example.com: not delivered yet: writing " in said
     assert "; next try at " in said

@@ -207,7 +207,7 @@ def test_issues_with_nothing_new_use_no_number_readers_see(quiet: tuple[LoadedCo
     add_entry(store, FEED_B, "rail-1", "Rail strike called off", NOW + timedelta(days=2, hours=2))
     [second] = newsletters.run_due_newsletters(loaded, store, NOW + timedelta(days=3))
     assert (second.shown_number, second.status, second.stories) == (2, "done", 1)
-    assert describe(second).startswith("daily #2: 1 story: 1 sent")
+    assert describe(second).startswith(f"daily #2: 1 story: 1 written to {newsletters.outbox_dir(loaded)}/;")
     folder = newsletters.archive_dir(loaded, "daily")
     assert sorted(p.name for p in folder.glob("*.html")) == ["0001.html", "0002.html", "index.html"]
     assert re.findall(r'href="(\d{4})\.html"', (folder / "index.html").read_text()) == ["0002", "0001"]
