@@ -174,13 +174,22 @@ _NOTHING_STORED = "sqlite://"
 
 
 @contextmanager
-def _open_store(loaded: LoadedConfig, *, read_only: bool = False) -> Iterator[Store]:
+def _open_store(
+    loaded: LoadedConfig, *, read_only: bool = False, nothing_to: str | None = None
+) -> Iterator[Store]:
     """The configured store; ``read_only`` for the commands that only read, which create
-    nothing: where nothing has run yet they say so on stderr and read an empty store."""
+    nothing: where nothing has run yet they say so on stderr and read an empty store.
+    ``nothing_to``: what the command cannot do then ("explain 'abc'"), said in the same line,
+    and it exits 2 as it would on an empty database (``status`` and ``export`` exit 0 there)."""
     try:
         try:
             store = Store.open(loaded.database_url, create=not read_only)
         except NoDatabaseYet as exc:
+            if nothing_to is not None:
+                echo(
+                    f"{no_database_yet(exc)}: nothing stored yet to {nothing_to}; {RUN_POLL_FIRST}", err=True
+                )
+                raise typer.Exit(EXIT_USAGE) from exc
             echo(f"{no_database_yet(exc)}: {RUN_POLL_FIRST}", err=True)
             store = Store.open(_NOTHING_STORED)
     except StoreError as exc:
@@ -543,12 +552,13 @@ def explain(
 ) -> None:
     """Say why an entry is or is not a copy of another (which stage, which score, of which entry).
 
-    Exit 2 for an id that is not stored (with no database yet none is; none is created).
+    Exit 2 for an id that is not stored (with no database yet none is; none is created, and
+    it says to poll first).
     """
     from aggregator.dedupe import MatchStage, Verdict  # noqa: PLC0415 -- NumPy, for this command only
 
     loaded = ctx.obj.load()
-    with _open_store(loaded, read_only=True) as store:
+    with _open_store(loaded, read_only=True, nothing_to=f"explain {entry_id!r}") as store:
         stored = store.get_entry(entry_id)
         if stored is None:
             echo(f"no entry with id {entry_id!r}: the ids are in `aggregator export`", err=True)

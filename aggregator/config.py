@@ -22,7 +22,7 @@ import re
 import zoneinfo
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import timedelta
+from datetime import date, timedelta
 from email.errors import HeaderParseError
 from email.headerregistry import Address
 from pathlib import Path
@@ -40,8 +40,10 @@ from pydantic import (
     field_validator,
 )
 from ruamel.yaml import YAML
-from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.comments import CommentedMap, CommentedSeq, TaggedScalar
+from ruamel.yaml.constructor import DuplicateKeyError
 from ruamel.yaml.error import MarkedYAMLError
+from ruamel.yaml.nodes import MappingNode, ScalarNode, SequenceNode
 
 from aggregator.errors import ConfigError, ConfigProblem
 from aggregator.urls import canonical_url
@@ -271,8 +273,10 @@ class PollingConfig(_Strict):
     @classmethod
     def _not_below_min_interval(cls, value: timedelta, info: ValidationInfo) -> timedelta:
         # Every next check is clamped to [min_interval, max_interval]: an empty range has no answer.
-        least = info.data.get("min_interval", timedelta(minutes=5))
-        if value < least:
+        # Absent only when min_interval itself was refused (said on its own line): then no
+        # range to judge (the default 5m would blame a max_interval that may well be right).
+        least = info.data.get("min_interval")
+        if least is not None and value < least:
             raise ValueError(
                 f"max_interval ({_duration_text(value)}) is shorter than min_interval"
                 f" ({_duration_text(least)}): make it at least as long, or lower min_interval"
@@ -541,11 +545,14 @@ def resolve_feed_location(url: str, base_dir: Path) -> str:
 
 def load_config(path: Path) -> LoadedConfig:
     """Read and validate feeds.yaml; raise ``ConfigError`` with every problem found."""
+    return load_config_text(_read_config_text(path), path)
+
+
+def _read_config_text(path: Path) -> str:
     try:
-        text = path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError([config_read_problem(path, exc)]) from exc
-    return load_config_text(text, path)
 
 
 def config_read_problem(path: Path, exc: OSError | UnicodeDecodeError) -> ConfigProblem:
@@ -634,9 +641,12 @@ def missing_feed_file(location: str) -> Path | None:
     return None if local.is_file() else local
 
 
-def load_config_text(text: str, path: Path) -> LoadedConfig:
+def load_config_text(text: str, path: Path, *, check_local_files: bool = False) -> LoadedConfig:
+    """Validate feeds.yaml's ``text`` (read from ``path``); raise ``ConfigError`` with every
+    problem found.  ``check_local_files``: a feed's local file that is missing is one too
+    (``config check``; a run only fails that feed, and the file may come later)."""
     try:
-        return _load_config_text(text, path)
+        return _load_config_text(text, path, local_files=check_local_files)
     except RecursionError as exc:  # from the YAML loaders or the checks walking the data
         problem = ConfigProblem(
             str(path),
@@ -649,7 +659,7 @@ def load_config_text(text: str, path: Path) -> LoadedConfig:
         raise ConfigError([problem]) from exc
 
 
-def _load_config_text(text: str, path: Path) -> LoadedConfig:
+def _load_config_text(text: str, path: Path, *, local_files: bool = False) -> LoadedConfig:
     name = str(path)
     try:
         data = _fast_load(text)
@@ -657,12 +667,19 @@ def _load_config_text(text: str, path: Path) -> LoadedConfig:
         data = _round_trip_or_error(name, text)
     if not isinstance(data, Mapping):
         raise ConfigError([ConfigProblem(name, 1, 1, "", "expected a mapping with a 'feeds:' list")])
+    plain = _plain(data)
     try:
-        config = Config.model_validate(_plain(data))
+        config = Config.model_validate(plain)
     except ValidationError as exc:
         located = _round_trip_or_error(name, text)
-        raise ConfigError([_problem_from(name, located, err) for err in exc.errors()]) from exc
-    problems = _cross_checks(name, lambda: _round_trip_or_error(name, text), config, path.parent)
+        problems = [_problem_from(name, located, err) for err in exc.errors()]
+        # The checks across fields too: else the next `config check`, once these are fixed,
+        # would be the first to name a duplicate feed.
+        problems += _cross_checks(name, lambda: located, plain, path.parent, local_files=local_files)
+        raise ConfigError(problems) from exc
+    problems = _cross_checks(
+        name, lambda: _round_trip_or_error(name, text), plain, path.parent, local_files=local_files
+    )
     if problems:
         raise ConfigError(problems)
     return LoadedConfig(config, path, text)
@@ -682,31 +699,140 @@ def _round_trip_or_error(name: str, text: str) -> Any:
     """``_round_trip``, with a YAML error turned into a ``ConfigError`` naming its line."""
     try:
         return _round_trip(text)
+    except DuplicateKeyError as exc:  # before MarkedYAMLError, which it is
+        raise ConfigError([_duplicate_key_problem(name, text, exc)]) from exc
     except MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         what = str(exc.problem or exc)
-        if exc.context == "while scanning a simple key" and exc.context_mark is not None:
-            # The parser notices where the key ends (the next line, or further down): the
-            # line to fix is the one where the key starts.
+        if exc.context in _CONTEXT_IS_THE_CAUSE and exc.context_mark is not None:
+            # The parser notices where the key ends (the next line, or further down), or
+            # that a quote or bracket is never closed (at the end of the file): the line to
+            # fix is the one where the key starts, or the quote or bracket opens.
             mark = exc.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (0, 0)
-        problem = ConfigProblem(name, line, col, "", f"not valid YAML: {what}", _yaml_hint(what, text, mark))
+        hint = _yaml_hint(what, text, mark, str(exc.context or ""))
+        problem = ConfigProblem(name, line, col, "", f"not valid YAML: {what}", hint)
         raise ConfigError([problem]) from exc
+    except (ValueError, TypeError, OverflowError) as exc:
+        # A value the parser accepts but cannot build: `title: 2024-13-45` reads as a date
+        # (month 13), `priority: !!int high`.  ruamel says it without a line: find it.
+        raise ConfigError([_unbuildable_value_problem(name, text, exc)]) from exc
 
 
-def _yaml_hint(what: str, text: str, mark: Any) -> str | None:
+_CONTEXT_IS_THE_CAUSE = (
+    "while scanning a simple key",
+    "while scanning a quoted scalar",
+    "while parsing a flow sequence",
+    "while parsing a flow mapping",
+)
+
+
+def _duplicate_key_problem(name: str, text: str, exc: DuplicateKeyError) -> ConfigProblem:
+    """A key given twice in one mapping (``url:`` twice in a feed, two ``feeds:``): in the
+    file's words, without ruamel's repr of both values (a whole list of feeds, for ``feeds``)."""
+    mark = exc.problem_mark
+    if mark is None:
+        return ConfigProblem(name, 0, 0, "", f"not valid YAML: {exc.problem}")
+    lines = text.splitlines()
+    line = lines[mark.line] if mark.line < len(lines) else ""
+    key = line[mark.column :].partition(":")[0].strip()
+    start = exc.context_mark.line if exc.context_mark is not None else 0
+    first = next(
+        (
+            n + 1
+            for n in range(start, mark.line)
+            if lines[n][mark.column :].partition(":")[0].strip() == key
+            and re.fullmatch(r"\s*(?:-\s+)*", lines[n][: mark.column])
+        ),
+        None,
+    )
+    message = f"{key!r} given twice in one mapping" + (f" (first on line {first})" if first else "")
+    if mark.column == 0:
+        hint = f"keep one '{key}:': put what is under the second one under the first"
+    else:
+        hint = "keep one of the two; another item of a list starts with its own '- '"
+    return ConfigProblem(name, mark.line + 1, mark.column + 1, "", message, hint)
+
+
+def _unbuildable_value_problem(name: str, text: str, exc: Exception) -> ConfigProblem:
+    found = _unbuildable_scalar(text)
+    if found is None:
+        return ConfigProblem(name, 0, 0, "", f"not valid YAML: {exc}")
+    node, why = found
+    mark = node.start_mark
+    if text.splitlines()[mark.line][mark.column :].startswith("!"):
+        message = f"not valid YAML: {node.value!r} is not what its tag says ({why})"
+        hint = "fix the value, or remove the tag (the '!!...' before it)"
+    else:
+        kind = str(node.tag).rpartition(":")[2]  # tag:yaml.org,2002:timestamp
+        message = f"not valid YAML: {node.value!r} reads as a {'date' if kind == 'timestamp' else kind}"
+        message += f", but is none ({why})"
+        hint = f'if it is text, put it in quotes: "{node.value}"'
+    return ConfigProblem(name, mark.line + 1, mark.column + 1, "", message, hint)
+
+
+def _unbuildable_scalar(text: str) -> tuple[Any, str] | None:
+    """The first value (node) in ``text`` the round-trip loader cannot build, and why."""
+    yaml = YAML(typ="rt")
+    try:
+        pending = [yaml.compose(text)]
+    except MarkedYAMLError:
+        return None
+    seen: set[int] = set()  # an alias is the node of its anchor: once is enough (and `&a [*a]` loops)
+    while pending:
+        node = pending.pop(0)
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if isinstance(node, ScalarNode):
+            try:
+                yaml.constructor.construct_object(node, deep=True)
+            except (ValueError, TypeError, OverflowError) as exc:
+                return node, str(exc)
+        elif isinstance(node, MappingNode):
+            pending[:0] = [part for pair in node.value for part in pair]
+        elif isinstance(node, SequenceNode):
+            pending[:0] = list(node.value)
+    return None
+
+
+def _yaml_hint(what: str, text: str, mark: Any, context: str = "") -> str | None:
     """The usual cause of a YAML error, in the words of someone editing the file."""
+    lines = text.splitlines()
+    here = lines[mark.line] if mark is not None and mark.line < len(lines) else ""
     if "'\\t'" in what:  # the parser names the character, not the cause: an editor's tab key
         return "indent with spaces: YAML does not allow tabs there"
     if what == "could not find expected ':'":
+        if glued := _GLUED_VALUE.match(here):  # `title:Foo` is one word, not a key and a value
+            return f"a space is needed after the ':': write '{glued['key']}: {glued['value']}'"
         return "a ':' missing after the key on this line? write 'key: value'"
     if what == "mapping values are not allowed here" and mark is not None:
-        return _mapping_values_hint(text.splitlines(), mark.line, mark.column)
+        return _mapping_values_hint(lines, mark.line, mark.column)
     if what.startswith("expected <block end>, but found"):  # a key or '- ' out of line
         return (
             "check the indentation: a key lines up with the other keys of its mapping, "
             "a '- ' with the other items of its list"
         )
+    return _value_syntax_hint(what, context, here)
+
+
+def _value_syntax_hint(what: str, context: str, here: str) -> str | None:
+    """A value YAML cannot read as written: unclosed, or needing quotes (``here`` is its line)."""
+    if context == "while scanning a quoted scalar":
+        return "a quote opened on this line is not closed: end the value with the same quote"
+    if context in ("while parsing a flow sequence", "while parsing a flow mapping"):
+        close = "]" if "sequence" in context else "}"
+        return f"a bracket opened on this line is not closed with '{close}'; or quote a value with ',' in it"
+    if "unknown escape character" in what:  # `url: "C:\\feeds\\a.xml"`
+        return "in double quotes '\\' starts an escape: use single quotes, or write '\\\\'"
+    if what == "but found another document":
+        return "feeds.yaml holds one document: remove the '---' line, or merge what follows it into the rest"
+    if (
+        "cannot start any token" in what
+        or context in ("while scanning an alias", "while scanning a block scalar")
+        or what.startswith("found undefined alias")
+    ):
+        return _quote_hint(here)
     return None
 
 
@@ -729,26 +855,32 @@ def _mapping_values_hint(lines: list[str], line: int, column: int) -> str | None
     return f"a ':' missing after the key on line {above + 1}? write 'key: value'"
 
 
+_GLUED_VALUE = re.compile(r"^\s*(?:-\s+)?(?P<key>[A-Za-z_]+):(?P<value>[^\s/].*?)\s*$")  # "title:Foo"
+# What no plain value may start with ("@handle", "* * * * *" as a cron schedule, "%s", "`x`").
+_INDICATOR_START = re.compile(r"^\s*(?:-\s+)?(?:(?P<key>[^\s#:'\"][^#:]*):\s+)?(?P<value>[@`%*&!|>].*?)\s*$")
+
+
+def _quote_hint(line: str) -> str | None:
+    """``schedule: * * * * *`` → put it in quotes, as the line would read with them."""
+    found = _INDICATOR_START.match(line)
+    if found is None:
+        return None
+    value = found["value"].replace("\\", "\\\\").replace('"', '\\"')
+    written = f'{found["key"]}: "{value}"' if found["key"] else f'"{value}"'
+    return f"a value starting with '{found['value'][0]}' needs quotes: {written}"
+
+
 _HAS_KEY = re.compile(r"^\s*(?:-\s+)?[^\s#:'\"][^#:]*:(?:\s|$)")  # "  - url: x", "polling:"
 
 
 def check_config(path: Path) -> list[ConfigProblem]:
     """Every problem ``aggregator config check`` reports, including local feed files that are missing."""
     try:
-        loaded = load_config(path)
+        load_config_text(_read_config_text(path), path, check_local_files=True)
     except ConfigError as exc:
-        return list(exc.problems)
-    problems = []
-    for feed in loaded.config.feeds:
-        local = missing_feed_file(loaded.feed_location(feed.url))
-        if local is not None:
-            line = loaded.feed_lines.get(feed.url, 0)
-            problems.append(
-                ConfigProblem(
-                    str(path), line, 0, "url", f"no such file: {local}", "fix the path or remove the feed"
-                )
-            )
-    return problems
+        # As the file reads (the checks across fields come after pydantic's, in its order).
+        return sorted(exc.problems, key=lambda p: (p.line, p.column))
+    return []
 
 
 def config_warnings(loaded: LoadedConfig) -> list[ConfigProblem]:
@@ -885,22 +1017,68 @@ def _problem_from(name: str, data: Any, err: Mapping[str, Any]) -> ConfigProblem
             hint = unknown_key_hint(str(loc[-1]), list(model.model_fields))
     elif kind == "missing":
         message = f"missing required key {loc[-1]!r}"
+        if loc == ("feeds",):
+            hint = "add a 'feeds:' list ('feeds: []' while there are none)"
     elif kind in ("model_type", "dict_type"):
         # pydantic's words name a class ("instance of FeedConfig"), not what to write.
         message = f"expected keys and values (key: value), got {_shown_input(err.get('input'))}"
         hint = _mapping_hint(loc, err.get("input"))
+        if hint is None and err.get("input") is None:
+            hint = f"indent its keys on the lines below '{loc[-1]}:', or remove the line"
     elif kind in ("tuple_type", "list_type"):
         message = f"expected a list (one '- ' line per item), got {_shown_input(err.get('input'))}"
         if loc == ("feeds",):
             hint = "list each feed as '- url: https://example.org/feed.xml' on a line under 'feeds:'"
+        elif err.get("input") is None:
+            hint = f"write its items on the lines below, each after '- ', or '{loc[-1]}: []' for none"
+    elif kind in _EXPECTED:
+        # pydantic's words ("Input should be a valid string") say neither what was found nor
+        # the usual cause: YAML read a title such as 1984 or 2024-01-01 as a number or a date.
+        value = err.get("input")
+        message = f"expected {_EXPECTED[kind]}, got {_shown_input(value)}"
+        hint = _text_hint(loc, value) if kind == "string_type" else None
     elif message.startswith("Value error, "):
         message = message.removeprefix("Value error, ")
     return ConfigProblem(name, line, col, _location_text(loc), message, hint)
 
 
+_EXPECTED = {
+    "string_type": "text",
+    "bool_parsing": "true or false",
+    "bool_type": "true or false",
+    "int_parsing": "a whole number",
+    "int_type": "a whole number",
+    "int_from_float": "a whole number",
+    "float_parsing": "a number",
+    "float_type": "a number",
+}
+
+
+def _text_hint(loc: Sequence[int | str], value: Any) -> str | None:
+    """Where text was expected: what to write instead of what YAML read."""
+    key = loc[-1]
+    if value is None:
+        return f"write a value after '{key}:', or remove the line" if isinstance(key, str) else None
+    if isinstance(value, TaggedScalar):
+        return f"feeds.yaml reads no tags such as {value.tag}: write the value itself"
+    if isinstance(value, Mapping):  # `topics: [Europe: East]`, `title: {x}`
+        return "a value with ': ' or braces in it needs quotes"
+    if isinstance(value, list):
+        return "a value that starts with '[' needs quotes" if isinstance(key, str) else None
+    # A number, a date or true/false: the text it was written as, in quotes.
+    written = str(value).lower() if isinstance(value, bool) else _shown_input(value).removeprefix("the date ")
+    return (
+        f'put it in quotes: {key}: "{written}"' if isinstance(key, str) else f'put it in quotes: "{written}"'
+    )
+
+
 def _shown_input(value: Any) -> str:
     if value is None:
         return "nothing"
+    if isinstance(value, TaggedScalar):  # `url: !env FEED_URL`: read as no kind of value
+        return f"a value tagged {value.tag}"
+    if isinstance(value, date):  # `title: 2024-01-01`, which YAML reads as a date
+        return f"the date {value.isoformat()}"
     text = repr(value)
     return text if len(text) <= 80 else text[:77] + "..."
 
@@ -908,6 +1086,10 @@ def _shown_input(value: Any) -> str:
 def _mapping_hint(loc: Sequence[int | str], value: Any) -> str | None:
     """What to write where a mapping was expected: a feed written as a bare URL, or a key
     whose ':' is missing (``- url https://...``), are the usual causes."""
+    glued = _GLUED_VALUE.match(value) if isinstance(value, str) else None
+    model = _model_at((*loc, ""))
+    if glued and model is not None and glued["key"] in model.model_fields:  # `- url:https://...`
+        return f"a space is needed after the ':': write '{glued['key']}: {glued['value']}'"
     if isinstance(value, str) and re.match(r"^[A-Za-z_]+ ", value) and ":" not in value.split(" ", 1)[0]:
         key = value.split(" ", 1)[0]
         return f"a ':' missing after {key!r}? write '{key}: {value.split(' ', 1)[1].strip()}'"
@@ -919,11 +1101,19 @@ def _mapping_hint(loc: Sequence[int | str], value: Any) -> str | None:
 
 
 def _cross_checks(
-    name: str, located: Callable[[], Any], config: Config, base_dir: Path
+    name: str,
+    located: Callable[[], Any],
+    data: Mapping[str, Any],
+    base_dir: Path,
+    *,
+    local_files: bool = False,
 ) -> list[ConfigProblem]:
-    """Problems no single field shows (duplicates, unknown topics); ``located()`` gives the
-    round-trip tree for their lines, read only when a problem is found."""
-    problems = []
+    """Problems no single field shows (duplicates, unknown topics and feeds, with
+    ``local_files`` local feed files that are missing), found in the plain data whether or
+    not it validated: ``config check`` says them with the others, not on the next run once
+    those are fixed.  Each check skips what it cannot judge (a broken item is already a
+    problem of its own).  ``located()`` gives the round-trip tree for their lines, read only
+    when a problem is found."""
     tree: list[Any] = []  # the round-trip tree, once read
 
     def position(loc: Sequence[int | str]) -> tuple[int, int]:
@@ -931,76 +1121,162 @@ def _cross_checks(
             tree.append(located())
         return _locate_in(tree[0], loc)
 
-    seen: dict[str, int] = {}
-    for index, feed in enumerate(config.feeds):
-        # Two spellings of one feed would both be polled, every entry stored twice.
-        key = feed_identity(feed.url, base_dir)
+    def problem(loc: tuple[int | str, ...], message: str, hint: str | None = None) -> ConfigProblem:
+        line, col = position(loc)
+        return ConfigProblem(name, line, col, _location_text(loc), message, hint)
+
+    problems = _feed_problems(problem, data, base_dir, local_files=local_files)
+    return problems + _newsletter_problems(problem, data, base_dir)
+
+
+_Report = Callable[..., ConfigProblem]  # (loc, message, hint=None) -> the problem, on its line
+
+
+def _list_at(data: Mapping[str, Any], key: str) -> list[Any]:
+    """``data[key]`` when it is a list, else nothing (it is a problem of its own)."""
+    value = data.get(key)
+    return value if isinstance(value, list) else []
+
+
+def _valid_feed_url(item: Any) -> str | None:
+    """A feed item's url as validation keeps it (stripped), or None when it has none that
+    validation accepts (which says why on its own line)."""
+    url = item.get("url") if isinstance(item, Mapping) else None
+    if not isinstance(url, str):
+        return None
+    try:
+        return check_feed_url(check_text(url))
+    except ValueError:
+        return None
+
+
+def _feed_problems(
+    problem: _Report, data: Mapping[str, Any], base_dir: Path, *, local_files: bool
+) -> list[ConfigProblem]:
+    problems = []
+    seen: dict[str, tuple[int, str]] = {}
+    for index, item in enumerate(_list_at(data, "feeds")):
+        url = _valid_feed_url(item)
+        if url is None:
+            continue
+        try:
+            key = feed_identity(url, base_dir)
+        except (ValueError, OSError):  # no URL at all, a path too long to resolve
+            continue
         if key in seen:
-            first = config.feeds[seen[key]].url
-            line, col = position(("feeds", index, "url"))
-            problems.append(
-                ConfigProblem(
-                    name,
-                    line,
-                    col,
-                    f"feeds[{index}].url",
-                    f"duplicate feed {feed.url!r}",
-                    f"already listed as feeds[{seen[key]}]" + (f": {first!r}" if first != feed.url else ""),
-                )
-            )
-        seen.setdefault(key, index)
-    known_topics = {t.name for t in config.topics} | {t for f in config.feeds for t in f.topics}
-    newsletter_names: set[str] = set()
-    for index, letter in enumerate(config.newsletters):
-        if letter.name in newsletter_names:
-            line, col = position(("newsletters", index, "name"))
-            problems.append(
-                ConfigProblem(
-                    name, line, col, f"newsletters[{index}].name", f"duplicate newsletter {letter.name!r}"
-                )
-            )
-        newsletter_names.add(letter.name)
-        for t_index, topic in enumerate(letter.topics):
-            if topic not in known_topics:
-                line, col = position(("newsletters", index, "topics", t_index))
-                close = difflib.get_close_matches(topic, sorted(known_topics), n=1)
-                hint = f"did you mean {close[0]!r}?" if close else "define it under 'topics:'"
-                problems.append(
-                    ConfigProblem(
-                        name,
-                        line,
-                        col,
-                        f"newsletters[{index}].topics[{t_index}]",
-                        f"no topic named {topic!r}",
-                        hint,
-                    )
-                )
-        for f_index, wanted in enumerate(letter.feeds):
-            problem = _unknown_feed_problem(wanted, config, base_dir)
-            if problem is not None:
-                message, hint = problem
-                line, col = position(("newsletters", index, "feeds", f_index))
-                where = f"newsletters[{index}].feeds[{f_index}]"
-                problems.append(ConfigProblem(name, line, col, where, message, hint))
+            # Two spellings of one feed would both be polled, every entry stored twice.
+            first_index, first = seen[key]
+            hint = f"already listed as feeds[{first_index}]" + (f": {first!r}" if first != url else "")
+            problems.append(problem(("feeds", index, "url"), f"duplicate feed {url!r}", hint))
+            continue
+        seen[key] = (index, url)
+        missing = _missing_local_file(url, base_dir) if local_files else None
+        if missing is not None:
+            problems.append(problem(("feeds", index, "url"), missing, "fix the path or remove the feed"))
     return problems
 
 
-def _unknown_feed_problem(wanted: str, config: Config, base_dir: Path) -> tuple[str, str] | None:
+def _missing_local_file(url: str, base_dir: Path) -> str | None:
+    """Why a feed's local file cannot be read (no such file), else None (or not a local file)."""
+    try:
+        local = missing_feed_file(resolve_feed_location(url, base_dir))
+    except (ValueError, OSError) as exc:  # a file name longer than the system allows
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        return f"not a path this system can open: {why.lower()}"
+    return f"no such file: {local}" if local is not None else None
+
+
+def _newsletter_problems(problem: _Report, data: Mapping[str, Any], base_dir: Path) -> list[ConfigProblem]:
+    problems = []
+    known_topics = _known_topics(data)
+    listed = _listed_feeds(data)
+    names: set[str] = set()
+    for index, letter in enumerate(_list_at(data, "newsletters")):
+        if not isinstance(letter, Mapping):
+            continue
+        letter_name = letter.get("name")
+        if isinstance(letter_name, str):
+            if letter_name in names:
+                problems.append(
+                    problem(("newsletters", index, "name"), f"duplicate newsletter {letter_name!r}")
+                )
+            names.add(letter_name)
+        # Skipped where a broken topic or feed may be the one named (see _known_topics).
+        if known_topics is not None:
+            problems += _unknown_topics(problem, index, letter.get("topics"), known_topics)
+        for f_index, wanted in _texts(letter.get("feeds")) if listed is not None else ():
+            found = _unknown_feed_problem(wanted, listed or (), base_dir)
+            if found is not None:
+                problems.append(problem(("newsletters", index, "feeds", f_index), *found))
+    return problems
+
+
+def _unknown_topics(problem: _Report, index: int, wanted: Any, known: set[str]) -> list[ConfigProblem]:
+    problems = []
+    for t_index, topic in _texts(wanted):
+        if topic not in known:
+            close = difflib.get_close_matches(topic, sorted(known), n=1)
+            hint = f"did you mean {close[0]!r}?" if close else "define it under 'topics:'"
+            problems.append(
+                problem(("newsletters", index, "topics", t_index), f"no topic named {topic!r}", hint)
+            )
+    return problems
+
+
+def _texts(value: Any) -> list[tuple[int, str]]:
+    """The (index, text) items of a list (those that are text: the others are problems of their own)."""
+    return [(i, v) for i, v in enumerate(value) if isinstance(v, str)] if isinstance(value, list) else []
+
+
+def _known_topics(data: Mapping[str, Any]) -> set[str] | None:
+    """Every topic name feeds.yaml defines (under ``topics:`` or on a feed), or None when a
+    broken part may hide one: a newsletter's topic is then not called unknown on a guess."""
+    known: set[str] = set()
+    topics, feeds = data.get("topics"), data.get("feeds")
+    if not isinstance(topics, list | None) or not isinstance(feeds, list | None):
+        return None
+    for topic in topics or ():
+        if not (isinstance(topic, Mapping) and isinstance(topic.get("name"), str)):
+            return None
+        known.add(topic["name"])
+    for feed in feeds or ():
+        given = feed.get("topics") if isinstance(feed, Mapping) else None
+        if given is not None and not (isinstance(given, list) and all(isinstance(t, str) for t in given)):
+            return None
+        known.update(given or ())
+    return known
+
+
+def _listed_feeds(data: Mapping[str, Any]) -> list[tuple[str, str | None]] | None:
+    """``(url, title)`` of every feed as listed, or None when a broken item may hide one."""
+    feeds = data.get("feeds")
+    if not isinstance(feeds, list):
+        return None
+    listed = []
+    for item in feeds:
+        url = item.get("url") if isinstance(item, Mapping) else None
+        if not isinstance(url, str):
+            return None
+        title = item.get("title")
+        listed.append((url.strip(), title if isinstance(title, str) else None))
+    return listed
+
+
+def _unknown_feed_problem(
+    wanted: str, feeds: Sequence[tuple[str, str | None]], base_dir: Path
+) -> tuple[str, str] | None:
     """``(message, hint)`` when a newsletter's ``feeds`` entry is not a URL exactly as listed
     under ``feeds:`` (stories are matched by that string: anything else would silently leave
     every issue empty), else None."""
-    listed = {f.url for f in config.feeds}
+    listed = {url for url, _ in feeds}
     if wanted in listed:
         return None
-    try:
-        target: str | None = resolve_feed_location(wanted, base_dir)
-    except (ValueError, OSError):  # a NUL byte, a name too long for a path
-        target = None
+    target = _location_or_none(wanted, base_dir)
     same = next(
         (
-            f.url
-            for f in config.feeds
-            if wanted == f.title or target == resolve_feed_location(f.url, base_dir)
+            url
+            for url, title in feeds
+            if wanted == title or (target is not None and target == _location_or_none(url, base_dir))
         ),
         None,
     )
@@ -1013,6 +1289,13 @@ def _unknown_feed_problem(wanted: str, config: Config, base_dir: Path) -> tuple[
         if close:
             hint = f"did you mean {close[0]!r}? Else {hint}"
     return f"no feed with URL {wanted!r}", hint
+
+
+def _location_or_none(url: str, base_dir: Path) -> str | None:
+    try:
+        return resolve_feed_location(url, base_dir)
+    except (ValueError, OSError):  # a NUL byte, a name too long for a path
+        return None
 
 
 def _feed_lines(data: Any) -> dict[str, int]:

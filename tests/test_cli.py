@@ -56,7 +56,6 @@ def invoke(config: Path, *args: str) -> tuple[int, str, str]:
         (("status", "--format", "json"), 0),
         (("export",), 0),
         (("export", "--format", "jsonl"), 0),
-        (("explain", "0123456789abcdef"), 2),  # an id nothing has stored
     ],
 )
 def test_a_read_only_command_on_a_fresh_install_creates_nothing_and_says_there_is_no_data_yet(
@@ -83,6 +82,29 @@ def test_a_read_only_command_on_a_fresh_install_creates_nothing_and_says_there_i
     if args == ("status",):  # and when the scheduler's jobs run
         assert "never" in stdout
         assert "newsletter:daily" in stdout
+
+
+def test_explain_on_a_fresh_install_says_to_poll_first_not_that_the_id_is_unknown(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # It said "no entry with id '0123456789abcdef'" after the no-database line, as if the id
+    # were mistyped: there is nothing to explain until a poll has stored something.
+    config = project(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    before = files_under(tmp_path)
+    exit_code, stdout, stderr = invoke(config, "explain", "0123456789abcdef")
+    assert files_under(tmp_path) == before
+    # 2, as for an id not stored in an empty database: the id cannot be explained.
+    assert (exit_code, stdout) == (2, "")
+    assert stderr == (
+        "no database yet at data/aggregator.sqlite: nothing stored yet to explain '0123456789abcdef'; "
+        f"{NO_DATA_YET}\n"
+    )
+    # Once something is stored, an id that is not is a mistyped one, and said so.
+    assert invoke(config, "poll")[0] == 0
+    exit_code, stdout, stderr = invoke(config, "explain", "0123456789abcdef")
+    assert (exit_code, stdout) == (2, "")
+    assert stderr == "no entry with id '0123456789abcdef': the ids are in `aggregator export`\n"
 
 
 def test_config_check_on_a_fresh_install_creates_nothing(

@@ -526,3 +526,184 @@ def test_a_line_indented_out_of_step_is_said_so(tmp_path: Path, text: str, expec
     # the others only the parser's words ("<block end>").
     path = write(tmp_path, text)
     assert problems_of(path) == [f"{path}:{expected}"]
+
+
+def test_config_check_names_the_duplicates_and_missing_files_with_the_other_problems(tmp_path: Path) -> None:
+    # With an unknown key and an empty polling range in the file, the duplicate feed, the
+    # missing local file, the duplicate newsletter and its unknown topic and feed went unsaid:
+    # the person fixed the two, ran it again, and only then heard of the rest.
+    path = write(
+        tmp_path,
+        "feeds:\n"
+        "  - url: https://wire.example/feed\n"
+        "    titel: Wire\n"
+        "  - url: https://Wire.Example/feed\n"
+        "  - url: seeds/missing.xml\n"
+        "    topics: [Diplomacy]\n"
+        "newsletters:\n"
+        "  - name: daily\n"
+        "    title: Daily\n"
+        "    topics: [Diplomcy]\n"
+        "    feeds: [https://wire.example/fed]\n"
+        "  - name: daily\n"
+        "    title: Again\n"
+        "polling:\n"
+        "  min_interval: 1h\n"
+        "  max_interval: 30m\n",
+    )
+    code, stdout, stderr = _config_check(path)
+    assert (code, stdout) == (2, "")
+    assert stderr.splitlines() == [
+        f"{path}:3:5: feeds[0].titel: unknown key 'titel' (did you mean 'title'?)",
+        f"{path}:4:5: feeds[1].url: duplicate feed 'https://Wire.Example/feed'"
+        " (already listed as feeds[0]: 'https://wire.example/feed')",
+        f"{path}:5:5: feeds[2].url: no such file: {tmp_path / 'seeds' / 'missing.xml'}"
+        " (fix the path or remove the feed)",
+        f"{path}:10:14: newsletters[0].topics[0]: no topic named 'Diplomcy' (did you mean 'Diplomacy'?)",
+        f"{path}:11:13: newsletters[0].feeds[0]: no feed with URL 'https://wire.example/fed'"
+        " (did you mean 'https://wire.example/feed'? Else list the feed under 'feeds:', or take it out"
+        " of this newsletter's feeds)",
+        f"{path}:12:5: newsletters[1].name: duplicate newsletter 'daily'",
+        f"{path}:16:3: polling.max_interval: max_interval (30m) is shorter than min_interval (1h):"
+        " make it at least as long, or lower min_interval",
+        f"7 problem(s) in {path}",
+    ]
+
+
+def test_a_broken_part_of_the_file_makes_no_guesses_about_the_rest(tmp_path: Path) -> None:
+    # A topic or feed that is itself broken may be the one a newsletter names: it is reported
+    # on its own line, and the newsletter is not told its topic or feed is unknown on a guess.
+    # A min_interval that is no duration says so, and max_interval is not compared with 5m.
+    path = write(
+        tmp_path,
+        "feeds:\n"
+        "  - https://wire.example/feed\n"
+        "topics:\n"
+        "  - keywords: [summit]\n"
+        "newsletters:\n"
+        "  - name: daily\n"
+        "    title: Daily\n"
+        "    topics: [Diplomacy]\n"
+        "    feeds: [https://wire.example/feed]\n"
+        "polling:\n"
+        "  min_interval: soon\n"
+        "  max_interval: 1m\n",
+    )
+    assert [(p.line, p.location) for p in check_config(path)] == [
+        (2, "feeds[0]"),
+        (4, "topics[0].name"),
+        (11, "polling.min_interval"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (  # YAML keeps the last `url:` silently; ruamel refuses, with both values in full
+            "feeds:\n  - url: https://a.example/f\n    title: A\n    url: https://b.example/f\n",
+            "4:5: 'url' given twice in one mapping (first on line 2)"
+            " (keep one of the two; another item of a list starts with its own '- ')",
+        ),
+        (  # ruamel's message carried the repr of every feed in both lists
+            "feeds:\n  - url: https://a.example/f\nnewsletters: []\nfeeds:\n  - url: https://b.example/f\n",
+            "4:1: 'feeds' given twice in one mapping (first on line 1)"
+            " (keep one 'feeds:': put what is under the second one under the first)",
+        ),
+        (
+            "feeds: []\nnewsletters:\n  - name: d\n    title: D\n    schedule: * * * * *\n",
+            "5:16: not valid YAML: expected alphabetic or numeric character, but found ' '"
+            " (a value starting with '*' needs quotes: schedule: \"* * * * *\")",
+        ),
+        (
+            "feeds:\n  - url: https://a.example/f\n    title: @handle\n",
+            "3:12: not valid YAML: found character '@' that cannot start any token"
+            " (a value starting with '@' needs quotes: title: \"@handle\")",
+        ),
+        (  # the parser noticed at the end of the file
+            'feeds:\n  - url: https://a.example/f\n    title: "Roundup\n  - url: https://b.example/f\n',
+            "3:12: not valid YAML: found unexpected end of stream"
+            " (a quote opened on this line is not closed: end the value with the same quote)",
+        ),
+        (
+            "feeds:\n  - url: https://a.example/f\n    title:Roundup\n",
+            "3:5: not valid YAML: could not find expected ':' (a space is needed after the ':':"
+            " write 'title: Roundup')",
+        ),
+        (  # the hint was "write the feed as '- url: url:https://a.example/f'"
+            "feeds:\n  - url:https://a.example/f\n",
+            "2:5: feeds[0]: expected keys and values (key: value), got 'url:https://a.example/f'"
+            " (a space is needed after the ':': write 'url: https://a.example/f')",
+        ),
+        (  # a traceback: YAML reads it as a date, month 13
+            "feeds:\n  - url: https://a.example/f\n    title: 2024-13-45\n",
+            "3:12: not valid YAML: '2024-13-45' reads as a date, but is none (month must be in 1..12)"
+            ' (if it is text, put it in quotes: "2024-13-45")',
+        ),
+        (  # a traceback too
+            "feeds:\n  - url: https://a.example/f\n    priority: !!int high\n",
+            "3:15: not valid YAML: 'high' is not what its tag says (invalid literal for int() with base"
+            " 10: 'high') (fix the value, or remove the tag (the '!!...' before it))",
+        ),
+        (  # "Input should be a valid string"
+            "feeds:\n  - url: https://a.example/f\n    title: 1984\n",
+            '3:5: feeds[0].title: expected text, got 1984 (put it in quotes: title: "1984")',
+        ),
+        (
+            "feeds:\n  - url: https://a.example/f\n    title: 2024-01-01\n",
+            "3:5: feeds[0].title: expected text, got the date 2024-01-01"
+            ' (put it in quotes: title: "2024-01-01")',
+        ),
+        (
+            "feeds:\n  - url:\n",
+            "2:5: feeds[0].url: expected text, got nothing (write a value after 'url:', or remove the line)",
+        ),
+        (
+            "feeds:\n  - url: !env FEED_URL\n",
+            "2:5: feeds[0].url: expected text, got a value tagged !env"
+            " (feeds.yaml reads no tags such as !env: write the value itself)",
+        ),
+        (  # "Input should be a valid boolean, unable to interpret input"
+            "feeds:\n  - url: https://a.example/f\n    enabled: maybe\n",
+            "3:5: feeds[0].enabled: expected true or false, got 'maybe'",
+        ),
+        (
+            "feeds:\n  - url: https://a.example/f\nnewsletters:\n",
+            "3:1: newsletters: expected a list (one '- ' line per item), got nothing"
+            " (write its items on the lines below, each after '- ', or 'newsletters: []' for none)",
+        ),
+        (
+            'feeds:\n  - url: "C:\\feeds\\daily.xml"\n',
+            "2:20: not valid YAML: found unknown escape character 'd'"
+            " (in double quotes '\\' starts an escape: use single quotes, or write '\\\\')",
+        ),
+        (
+            "feeds:\n  - url: https://a.example/f\n---\nfeeds: []\n",
+            "3:1: not valid YAML: but found another document"
+            " (feeds.yaml holds one document: remove the '---' line, or merge what follows it into the rest)",
+        ),
+        (  # a traceback: the file name is longer than the system allows
+            f"feeds:\n  - url: {'a' * 300}.xml\n",
+            "2:5: feeds[0].url: not a path this system can open: file name too long"
+            " (fix the path or remove the feed)",
+        ),
+    ],
+)
+def test_a_broken_feeds_yaml_is_said_on_its_line_with_what_to_write(
+    tmp_path: Path, text: str, expected: str
+) -> None:
+    path = write(tmp_path, text)
+    code, stdout, stderr = _config_check(path)
+    assert (code, stdout) == (2, "")
+    assert stderr.splitlines() == [f"{path}:{expected}", f"1 problem(s) in {path}"]
+
+
+def test_a_bom_and_windows_line_endings_are_read_as_any_other_file(tmp_path: Path) -> None:
+    path = tmp_path / "feeds.yaml"
+    path.write_bytes(b"\xef\xbb\xbffeeds:\r\n  - url: https://a.example/f\r\n    titel: A\r\n")
+    code, _, stderr = _config_check(path)
+    assert (code, stderr.splitlines()[0]) == (
+        2,
+        f"{path}:3:5: feeds[0].titel: unknown key 'titel' (did you mean 'title'?)",
+    )
+    path.write_bytes(path.read_bytes().replace(b"titel", b"title"))
+    assert _config_check(path) == (0, f"{path}: ok\n", "")
