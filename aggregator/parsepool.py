@@ -21,7 +21,8 @@ needs parsing.  Here:
 - a worker that crashes or hangs costs one feed, not the poll: that feed gets an error
   outcome (a hang after ``PARSE_TIMEOUT_S``), the worker is replaced, the others go on;
 - a worker exits when its stdin closes, so none outlives the poll, even when the parent
-  is killed.
+  is killed; on Linux one in the middle of a parse is killed with its parent, so that a
+  poll killed while a document hangs its parser leaves no process burning a core.
 """
 
 from __future__ import annotations
@@ -64,6 +65,9 @@ _BOOT = (
     "import json, sys; sys.modules['ssl'] = None; sys.modules['_hashlib'] = None;"
     " sys.path[:] = json.loads(sys.argv[1]); import aggregator.parseworker as p; p.serve()"
 )
+# The worker's second argument is the pool's process id: a worker whose parent is gone
+# (killed by SIGKILL, say) ends at once rather than finish a parse nobody will read, which
+# a pathological document can make last many minutes (see parseworker.die_with_parent).
 
 
 class _Worker:
@@ -78,6 +82,7 @@ class _Worker:
             "-c",
             _BOOT,
             json.dumps(sys.path),
+            str(os.getpid()),
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
         )

@@ -5,7 +5,7 @@ One cycle (``run_cycle``)::
     poll_feeds:   LoadedConfig ─▶ store.feed_states ─▶ polling.is_due ─▶ fetch.Fetcher.fetch
                   ─▶ parse.parse_feed (parse workers) ─▶ polling.advance_state ─▶ store.save_polls
     collapse_duplicates: store.entries_without_signature ─▶ dedupe.find_duplicates (against the
-                  index of stored signatures) ─▶ store.save_signatures + store.save_duplicates
+                  index of stored signatures) ─▶ store.save_duplicates (verdicts with signatures)
     group_into_stories:  recent entries ─▶ stories.group_stories ─▶ topics.assign_topics
                   ─▶ store.save_stories
     publish_output:      snapshot.read_snapshot ─▶ publish.publish_feeds (public/feed.*)
@@ -582,18 +582,21 @@ def collapse_duplicates(config: Config, store: Store) -> int:
     if index.stale_ids:
         fresh += store.get_entries(index.stale_ids)
     result = dedupe.find_duplicates(fresh, index)
-    store.save_signatures(result.signatures.items())
+    # One transaction: a signed entry is never compared again, so its verdict must land with it.
     store.save_duplicates(
-        DuplicateEvidence(
-            v.entry_id,
-            v.duplicate_of,
-            v.stage.value if v.stage else None,
-            v.score if v.stage else None,
-            v.matched if v.stage else None,
-            v.jaccard,
-            v.containment,
-        )
-        for v in result.verdicts
+        (
+            DuplicateEvidence(
+                v.entry_id,
+                v.duplicate_of,
+                v.stage.value if v.stage else None,
+                v.score if v.stage else None,
+                v.matched if v.stage else None,
+                v.jaccard,
+                v.containment,
+            )
+            for v in result.verdicts
+        ),
+        signatures=result.signatures.items(),
     )
     return sum(1 for v in result.verdicts if v.duplicate_of is not None)
 

@@ -179,7 +179,7 @@ def _advisory_lock(
                 held = True
             conn.commit()
         except sa.exc.SQLAlchemyError as exc:
-            raise StoreError(f"{what}: taking the {name} lock: {shown}: {exc}") from exc
+            raise StoreError(f"{what}: taking the {name} lock: {shown}: {_driver_message(exc)}") from exc
         with conn:
             yield held, conn, shown
     finally:
@@ -199,6 +199,15 @@ def _still_held(conn: sa.Connection) -> bool:
     except sa.exc.SQLAlchemyError:
         return False  # the session is gone (a restart, a broken connection): so is its lock
     return bool(count)
+
+
+def _driver_message(exc: sa.exc.SQLAlchemyError) -> str:
+    """The driver's own message, first line only, as the store words its errors: not
+    SQLAlchemy's text, which adds the exception's class, the driver's hint on a line of its
+    own and a link to SQLAlchemy's error catalogue."""
+    reason: BaseException = exc.orig if isinstance(exc, sa.exc.StatementError) and exc.orig else exc
+    text = str(reason).strip() or type(reason).__name__
+    return text.splitlines()[0]
 
 
 def _waiting_for(exclusive: bool, where: str) -> str:

@@ -1043,11 +1043,19 @@ class Store:
 
     # ------------------------------------------------------------ dedupe stage
 
-    def save_duplicates(self, verdicts: Iterable[DuplicateEvidence]) -> None:
+    def save_duplicates(
+        self, verdicts: Iterable[DuplicateEvidence], *, signatures: Iterable[tuple[str, bytes]] = ()
+    ) -> None:
         """Record dedupe verdicts, with their evidence, in one transaction.
 
         ``duplicate_of`` None marks an entry as an original (clearing an earlier verdict).
+        ``signatures`` (as ``save_signatures`` takes them) are written in the same
+        transaction: an entry with a signature is one the dedupe stage has done with and
+        never compares again, so a signature committed without its verdict (the verdicts'
+        write failing, the process killed between two commits) left a copy uncollapsed
+        for good.
         """
+        signed = {eid: bytes(sig) for eid, sig in signatures}
         rows = [
             {
                 "b_id": v.entry_id,
@@ -1060,10 +1068,13 @@ class Store:
             }
             for v in verdicts
         ]
-        if not rows:
+        if not rows and not signed:
             return
         with self._transaction("saving duplicate verdicts", write=True) as conn:
-            conn.execute(entries_table.update().where(entries_table.c.id == sa.bindparam("b_id")), rows)
+            if signed:
+                _write_signatures(conn, signed)
+            if rows:
+                conn.execute(entries_table.update().where(entries_table.c.id == sa.bindparam("b_id")), rows)
 
     def duplicate_evidence(self, entry_id: str) -> DuplicateEvidence | None:
         """What the dedupe stage found for one entry; None for an unknown id."""
@@ -1121,12 +1132,7 @@ class Store:
         if not rows:
             return
         with self._transaction("saving signatures", write=True) as conn:
-            for chunk in _chunks(list(rows)):
-                conn.execute(signatures_table.delete().where(signatures_table.c.entry_id.in_(chunk)))
-            conn.execute(
-                signatures_table.insert(),
-                [{"entry_id": eid, "signature": sig} for eid, sig in rows.items()],
-            )
+            _write_signatures(conn, rows)
 
     def iter_signatures(self, since: datetime | None = None) -> Iterator[tuple[str, bytes]]:
         """``(entry id, signature)`` of entries first seen at or after ``since`` (all if None).
@@ -1537,6 +1543,15 @@ def _write_feed_state(conn: sa.Connection, state: FeedState) -> None:
     result = conn.execute(_UPDATE_FEED, _feed_update(state))
     if result.rowcount == 0 and _insert_missing(conn, feeds_table, [_feed_row(state)]) == 0:
         conn.execute(_UPDATE_FEED, _feed_update(state))  # another process inserted it meanwhile
+
+
+def _write_signatures(conn: sa.Connection, rows: dict[str, bytes]) -> None:
+    """Store the signatures ``rows`` (entry id → bytes), replacing earlier ones."""
+    for chunk in _chunks(list(rows)):
+        conn.execute(signatures_table.delete().where(signatures_table.c.entry_id.in_(chunk)))
+    conn.execute(
+        signatures_table.insert(), [{"entry_id": eid, "signature": sig} for eid, sig in rows.items()]
+    )
 
 
 def _insert_missing(conn: sa.Connection, table: sa.Table, rows: Sequence[dict[str, Any]]) -> int:

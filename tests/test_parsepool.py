@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -137,3 +141,55 @@ def test_a_second_worker_that_cannot_start_leaves_the_first_parsing(monkeypatch:
     outcomes = _parse_in_a_pool_of_two(4, timeout=30)
     assert all(o.feed is not None for o in outcomes)
     assert all(o.hashes is not None for o in outcomes)  # only a worker computes them
+
+
+def _process_gone(pid: int) -> bool:
+    """Whether ``pid`` has exited (a zombie nobody reaped counts as gone)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return True
+    return stat.rsplit(")", 1)[1].split()[0] == "Z"
+
+
+@pytest.mark.skipif(
+    not sys.platform.startswith("linux"), reason="the kernel's parent-death signal is Linux's"
+)
+def test_a_worker_hung_on_a_feed_dies_with_a_poll_killed_by_sigkill() -> None:
+    # A poll killed (kill -9, a supervisor's timeout, the OOM killer) while a pathological
+    # feed hangs its parser: the worker only reads its closed stdin between parses, and went
+    # on burning a core for minutes after the poll was gone.
+    hostile = RSS.replace(b"<item>", b"<item><author>" + b"a" * 300_000 + b"@x</author>", 1)
+    poll = (
+        "import asyncio, sys\n"
+        "from aggregator.parsepool import ParsePool\n"
+        "async def main():\n"
+        "    async with ParsePool(1) as pool:\n"
+        "        parsing = asyncio.ensure_future(pool.parse(sys.stdin.buffer.read(), {}, 'https://x/'))\n"
+        "        while not pool._all:\n"
+        "            await asyncio.sleep(0.01)\n"
+        "        print(next(iter(pool._all)).process.pid, flush=True)\n"
+        "        await parsing\n"
+        "asyncio.run(main())\n"
+    )
+    with subprocess.Popen(
+        [sys.executable, "-c", poll], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+    ) as parent:
+        assert parent.stdin is not None
+        assert parent.stdout is not None
+        parent.stdin.write(hostile)
+        parent.stdin.close()
+        worker = int(parent.stdout.readline())
+        try:
+            time.sleep(1.0)  # the worker has the document and is stuck in it
+            assert not _process_gone(worker)
+            parent.kill()
+            parent.wait(timeout=10)
+            deadline = time.monotonic() + 5
+            while not _process_gone(worker) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert _process_gone(worker), "the parse worker outlived its killed poll"
+        finally:
+            parent.kill()
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(worker, signal.SIGKILL)

@@ -793,3 +793,34 @@ def test_parser_processes_that_cannot_run_fail_no_feed(
     with Store.open(loaded.database_url) as store:
         summary = asyncio.run(pipeline.poll_feeds(loaded, store, datetime.now(UTC)))
     assert [(o.status, o.error) for o in summary.outcomes] == [(FeedStatus.OK, None)] * 2
+
+
+def _duplicates(config: Path) -> dict[tuple[str, str], str | None]:
+    return {(e["feed"], e["guid"]): e["duplicate_of"] for e in export_of(config)}
+
+
+def test_a_cycle_that_fails_while_recording_copies_collapses_them_on_the_next_run(tmp_path: Path) -> None:
+    # The signatures were committed before the verdicts: a cycle stopped between the two (a
+    # database locked past its timeout, a kill) left the copies signed but never compared,
+    # and no later run looked at them again: they stayed in the outputs for good.
+    clean = copy_bundled_sample(tmp_path / "clean")
+    assert cli(clean, "run", "--once").exit_code == 0
+    expected = _duplicates(clean)
+    assert any(expected.values())
+
+    config = copy_bundled_sample(tmp_path / "failing")
+    assert cli(config, "poll").exit_code == 0
+    database = Path(load_config(config).database_url.removeprefix("sqlite:///"))
+    with sqlite3.connect(database) as conn:  # the write of the verdicts fails, as on a locked disk
+        conn.execute(
+            "CREATE TRIGGER fail_verdicts BEFORE UPDATE OF duplicate_of ON entries"
+            " BEGIN SELECT RAISE(ABORT, 'disk I/O error'); END"
+        )
+    failed = cli(config, "run", "--once")
+    assert failed.exit_code == 2, failed.output
+    with sqlite3.connect(database) as conn:
+        conn.execute("DROP TRIGGER fail_verdicts")
+
+    again = cli(config, "run", "--once")
+    assert again.exit_code == 0, again.output
+    assert _duplicates(config) == expected

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -44,6 +45,30 @@ def test_a_lock_file_that_cannot_be_made_is_a_store_error_naming_it(tmp_path: Pa
         lock,
     ):
         pass
+
+
+@pytest.mark.parametrize(
+    ("take", "what"),
+    [
+        (run_lock, "starting the scheduler: taking the scheduler lock"),
+        (lambda url: ingest_lock(url, exclusive=False), "polling: taking the ingest lock"),
+        (sending_lock, "sending newsletters: taking the send lock"),
+    ],
+)
+def test_an_unreachable_postgresql_server_is_one_line_naming_it_without_its_password(
+    take: Any, what: str
+) -> None:
+    # `aggregator run --once` against a server that is down printed SQLAlchemy's three-line
+    # text: the exception's class, the driver's hint on a line of its own and a link to
+    # SQLAlchemy's error catalogue, unlike every other database error the commands print.
+    with pytest.raises(StoreError) as raised, take("postgresql+psycopg://reader:s3cret@127.0.0.1:1/news"):
+        pass
+    message = str(raised.value)
+    assert message.startswith(f"{what}: postgresql+psycopg://reader:***@127.0.0.1:1/news: connection failed")
+    assert "\n" not in message
+    assert "s3cret" not in message
+    assert "sqlalche.me" not in message
+    assert "OperationalError" not in message
 
 
 # ----------------------------------------------------------------------- the ingest lock

@@ -668,6 +668,22 @@ def test_a_verdict_naming_an_unknown_entry_is_refused(store: Store, now: datetim
         store.save_duplicates([DuplicateEvidence(entry_id(FEED, "a"), "ffffffffffffffff", "url", 1.0)])
 
 
+def test_signatures_land_with_their_verdicts_or_not_at_all(store: Store, now: datetime) -> None:
+    # A signed entry is one the dedupe stage never compares again: a signature kept while its
+    # verdict was refused left that entry out of dedupe for good.
+    store.save_poll(polled(FEED, now), [make_entry("a"), make_entry("b")], now)
+    a, b = entry_id(FEED, "a"), entry_id(FEED, "b")
+    with pytest.raises(StoreError, match="saving duplicate verdicts"):
+        store.save_duplicates(
+            [DuplicateEvidence(a, "ffffffffffffffff", "url", 1.0)], signatures=[(a, b"a"), (b, b"b")]
+        )
+    assert {e.id for e in store.entries_without_signature()} == {a, b}
+
+    store.save_duplicates([DuplicateEvidence(b, a, "url", 1.0, a)], signatures=[(a, b"a"), (b, b"b")])
+    assert dict(store.iter_signatures()) == {a: b"a", b: b"b"}
+    assert store.duplicate_map() == {a: None, b: a}
+
+
 def test_signatures_round_trip_replace_and_filter(store: Store, now: datetime) -> None:
     later = now + timedelta(days=1)
     store.save_poll(polled(FEED, now), [make_entry("a"), make_entry("b")], now)
