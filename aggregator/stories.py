@@ -904,15 +904,16 @@ class _Window:
         bounds = np.concatenate([[0], np.cumsum(sizes)]).astype(np.intp)
         big = [n for n, size in enumerate(sizes) if size > DENSE_ROWS]
         if big:
-            keep = np.concatenate(
-                [np.arange(bounds[n], bounds[n + 1]) for n in range(len(parts)) if n not in big]
-            )
-            small_parts = [part for n, part in enumerate(parts) if n not in big]
-            small_vectors = take_rows(vectors, keep)
+            small = [n for n in range(len(parts)) if n not in big]
+            small_parts = [parts[n] for n in small]
+            keep = [np.arange(bounds[n], bounds[n + 1]) for n in small]
+            small_vectors = take_rows(vectors, np.concatenate(keep)) if keep else None
         else:
             small_parts, small_vectors = list(parts), vectors
-        blocks = self._weigh_blocks(
-            small_parts, gram_blocks(small_vectors, [len(part) for part in small_parts])
+        blocks = (
+            self._weigh_blocks(small_parts, gram_blocks(small_vectors, [len(part) for part in small_parts]))
+            if small_parts
+            else []
         )
         threshold = self.settings.threshold
         groups: list[list[int]] = []

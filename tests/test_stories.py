@@ -429,3 +429,27 @@ def test_bcubed() -> None:
     precision, recall, _ = bcubed({"a": "1", "b": "1", "c": "1"}, gold)
     assert precision == pytest.approx((2 / 3 + 2 / 3 + 1 / 3) / 3)
     assert recall == 1.0
+
+
+def test_a_first_run_over_more_entries_than_fit_one_dense_block_groups_them() -> None:
+    # A fresh store with a few thousand entries (30 feeds' archives) is clustered as one
+    # part; above stories.DENSE_ROWS rows it takes the sparse path, which crashed with
+    # "need at least one array to concatenate" when no part was small, on every run.
+    rng = random.Random(7)
+    words = [f"w{n}" for n in range(3000)]
+    count = stories_module.DENSE_ROWS + 200
+    entries = [
+        stored(
+            f"e{n}",
+            " ".join(rng.sample(words, 8)),
+            text=" ".join(rng.sample(words, 30)),
+            hours_ago=(n % 60) + 0.5,
+            feed=f"https://f{n % 30}.example/feed",
+        )
+        for n in range(count)
+    ]
+    entries += [stored(f"v{i}", title, hours_ago=0.2 + i / 10) for i, title in enumerate(VOLCANO)]
+    grouping = group_stories(entries, {}, now=NOW)
+    assert set(grouping.assignments) == {e.id for e in entries}
+    volcano = {grouping.assignments[f"v{i}"] for i in range(len(VOLCANO))}
+    assert len(volcano) == 1  # the one real event is still found among the noise
