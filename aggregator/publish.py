@@ -68,6 +68,8 @@ from aggregator.types import Enclosure
 
 __all__ = [
     "FEED_FORMATS",
+    "MAX_AUTHORS",
+    "MAX_ENCLOSURES",
     "FeedMeta",
     "PublishResult",
     "PublishSettings",
@@ -242,10 +244,17 @@ def _rfc3339(value: datetime) -> str:
     return f"{when.year:04d}-{when:%m-%dT%H:%M:%SZ}"
 
 
+# A feed chooses how many authors and attachments an entry has: published whole, a
+# 500-name byline (or 300 attachments) went into every format of every file holding it.
+MAX_AUTHORS = 10
+MAX_ENCLOSURES = 10
+
+
 def _authors(story: SnapshotStory) -> tuple[str, ...]:
-    """The lead's authors, else its outlet: every entry has someone to credit."""
-    names = tuple(n for n in (_line(a) for a in story.lead.entry.authors) if n)
-    return names or (_line(story.outlet),)
+    """The lead's authors (each once, the first ``MAX_AUTHORS``), else its outlet: every
+    entry has someone to credit."""
+    names = tuple(dict.fromkeys(n for n in (_line(a) for a in story.lead.entry.authors) if n))
+    return names[:MAX_AUTHORS] or (_line(story.outlet),)
 
 
 # nh3's defaults keep relative links ("/world/x", "pic.png"), which a reader resolves against
@@ -322,8 +331,9 @@ _UNKNOWN_MEDIA_TYPE = "application/octet-stream"
 
 
 def _enclosures(story: SnapshotStory) -> tuple[Enclosure, ...]:
-    """The lead's enclosures that can be linked (absolute http(s)), each URL once, cleaned:
-    a type only when it reads as a media type, a length only when positive."""
+    """The lead's enclosures that can be linked (absolute http(s)), each URL once, the first
+    ``MAX_ENCLOSURES``, cleaned: a type only when it reads as a media type, a length only
+    when positive."""
     found: dict[str, Enclosure] = {}
     for enclosure in story.lead.entry.enclosures:
         url = web_link(enclosure.url)
@@ -332,6 +342,8 @@ def _enclosures(story: SnapshotStory) -> tuple[Enclosure, ...]:
         media = (enclosure.type or "").split(";")[0].strip().lower()
         length = enclosure.length if enclosure.length is not None and enclosure.length > 0 else None
         found[url] = Enclosure(url, media if _MEDIA_TYPE.fullmatch(media) else None, length)
+        if len(found) == MAX_ENCLOSURES:
+            break
     return tuple(found.values())
 
 

@@ -27,6 +27,8 @@ from aggregator import pipeline
 from aggregator.config import load_config
 from aggregator.errors import ConfigError
 from aggregator.publish import (
+    MAX_AUTHORS,
+    MAX_ENCLOSURES,
     PublishResult,
     PublishSettings,
     feed_path,
@@ -404,6 +406,28 @@ def test_content_is_sanitized_and_stripped_of_characters_xml_forbids(entries: li
     assert "\x0b" not in html
     doc = assert_valid_json_feed(files["feed.json"])
     assert doc["items"][0]["title"] == "Briefing: <markets> & more"
+
+
+def test_an_entry_with_hundreds_of_authors_or_enclosures_credits_a_readable_few() -> None:
+    # A feed chose every one of these: a 500-name byline and 300 attachments were published
+    # whole, in every format, in every file that holds the story.
+    entry = stored(
+        "many",
+        WIRE,
+        title="Everyone wrote this",
+        day=14,
+        authors=(*(f"Author {n}" for n in range(500)), "Author 0"),
+        enclosures=tuple(Enclosure(f"https://cdn.example/{n}.mp3", "audio/mpeg", 10) for n in range(300)),
+    )
+    files = render_feeds(snapshot_of([entry]), SETTINGS)
+    atom = assert_valid_atom(files["feed.atom"])
+    ns = {"a": "http://www.w3.org/2005/Atom"}
+    names = atom.xpath("//a:entry/a:author/a:name/text()", namespaces=ns)
+    assert names == [f"Author {n}" for n in range(MAX_AUTHORS)]
+    assert len(atom.xpath("//a:entry/a:link[@rel='enclosure']", namespaces=ns)) == MAX_ENCLOSURES
+    item = assert_valid_json_feed(files["feed.json"])["items"][0]
+    assert [a["name"] for a in item["authors"]] == names
+    assert len(item["attachments"]) == MAX_ENCLOSURES
 
 
 def test_character_references_to_characters_xml_forbids_do_not_come_back_from_sanitizing() -> None:
