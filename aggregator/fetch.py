@@ -530,12 +530,20 @@ class _PublicOrigin:
     """A hop from a public address: the next one may not lead to a private address.
 
     ``hop`` names it ("redirect (HTTP 302) from URL") and ``why`` says what a refusal
-    means, for the message; ``http_status`` is the redirect's, if it was one.
+    means, for the message; ``http_status`` is the redirect's, if it was one.  ``moved``:
+    the hop is a feed's adopted new address, held before anyone knows whether the
+    configured one is public (see ``Fetcher._fetch``).
     """
 
     hop: str
     why: str
     http_status: int | None = None
+    moved: bool = False
+
+
+class _MovedToPrivate(_Failed):
+    """A feed's adopted new address refused as private: unless its configured host turns
+    out to be private too (an intranet feed that moved inside the network)."""
 
 
 @dataclass(slots=True)
@@ -645,9 +653,9 @@ class Fetcher:
                 return await self._fetch_file(state, location, now, conditional=conditional)
             if scheme not in ("http", "https"):
                 raise _Failed(f"unsupported URL {location!r}: use http, https or a file path")
-            if state.fetch_url is not None and location == state.fetch_url != state.url:
-                progress.guard = progress.guard or await self._moved_from_public(state.url)
-            return await self._fetch_http(state, progress, now, conditional=conditional)
+            if progress.guard is None and _moved_to_another_host(state, location):
+                progress.guard = _moved_guard(state.url)
+            return await self._fetch_moved_http(state, progress, now, conditional=conditional)
         except _Failed as failure:
             return self._failed(state, location, progress, now, failure, conditional=conditional)
         except TimeoutError:
@@ -665,24 +673,38 @@ class Fetcher:
             odd = _Failed(f"fetching {progress.url} failed unexpectedly: {type(exc).__name__}: {exc}")
             return self._failed(state, location, progress, now, odd, conditional=conditional)
 
-    async def _moved_from_public(self, configured: str) -> _PublicOrigin | None:
-        """Hold a feed's adopted new address (``fetch_url``) to public addresses when its
-        configured URL is at one.
+    async def _fetch_moved_http(
+        self, state: FeedState, progress: _Progress, now: datetime, *, conditional: bool
+    ) -> FetchResult:
+        """``_fetch_http``; a feed's new address refused as private is fetched after all when
+        the configured one is private too (an intranet feed that moved inside the network).
 
-        The polls that confirmed the move checked each redirect; the new address, polled
-        directly since, is checked here: else a name that later resolves to 127.0.0.1 (or a
-        move adopted before this check existed) would be fetched, and published, from the
-        operator's own network.  The configured host is resolved now (it is not connected
-        to); when that fails the move is held to public addresses too: a feed meant to
-        stay inside the network can be configured at its private URL.
+        The configured host is looked up only then, when it matters (rarely): a lookup on
+        every poll of every moved feed would cost time, and hang on the dead domains feeds
+        move away from.
         """
-        allowed = self._settings.address_is_global
+        try:
+            return await self._fetch_http(state, progress, now, conditional=conditional)
+        except _MovedToPrivate:
+            if await self._configured_is_public(state.url):
+                raise
+            progress.guard = None  # refused at the first hop, before anything was sent
+            return await self._fetch_http(state, progress, now, conditional=conditional)
+
+    async def _configured_is_public(self, configured: str) -> bool:
+        """Whether a moved feed's configured URL is at a public address (or cannot be told:
+        then it is taken as public, the safe side: a feed meant to stay inside the network
+        can be configured at its private URL).
+
+        The polls that confirmed the move checked each redirect; its new address, polled
+        directly since, is held to public addresses (``_moved_guard``): else a name that
+        later resolves to 127.0.0.1 (or a move adopted before this check existed) would be
+        fetched, and published, from the operator's own network.
+        """
         try:
             url = httpx.URL(configured)
         except httpx.InvalidURL:
-            return None
-        if url.scheme not in ("http", "https") or not url.host:
-            return None  # a file: feed redirects nowhere
+            return True
         address = literal_address(url.host)
         if address is not None:
             addresses = [address]
@@ -694,13 +716,8 @@ class Fetcher:
                     )
                 addresses = [str(info[4][0]) for info in found]
             except (OSError, TimeoutError, UnicodeError):
-                addresses = []
-        if addresses and not any(allowed(a) for a in addresses):
-            return None
-        return _PublicOrigin(
-            f"the permanent redirect (moved) from {configured}",
-            "the feed moved from a public address to a private one",
-        )
+                return True
+        return not addresses or any(self._settings.address_is_global(a) for a in addresses)
 
     # -- HTTP ---------------------------------------------------------------------------
 
@@ -1340,6 +1357,26 @@ def _same_site(origin: httpx.URL, target: httpx.URL) -> bool:
     return upgrade and (_port(origin), _port(target)) == (80, 443)
 
 
+def _moved_to_another_host(state: FeedState, location: str) -> bool:
+    """Whether ``location`` is the feed's adopted new address, on another host than the
+    configured one (an http -> https move on the same host needs no holding: the host is
+    the one the feed is configured at)."""
+    if state.fetch_url is None or location != state.fetch_url or location == state.url:
+        return False
+    try:
+        return httpx.URL(location).host != httpx.URL(state.url).host
+    except httpx.InvalidURL:
+        return True
+
+
+def _moved_guard(configured: str) -> _PublicOrigin:
+    return _PublicOrigin(
+        f"the permanent redirect (moved) from {configured}",
+        "the feed moved from a public address to a private one",
+        moved=True,
+    )
+
+
 def _linked_from(page: str | None) -> _PublicOrigin | None:
     if page is None:
         return None
@@ -1363,7 +1400,8 @@ def _refusal(origin: _PublicOrigin, target: str, refused: PrivateAddressRefused)
         where = addresses
     else:
         where = f"{refused.host} is at {addresses}"
-    return _Failed(
+    failure = _MovedToPrivate if origin.moved else _Failed
+    return failure(
         f"{origin.hop} to {target} refused: {origin.why} ({where}); if this is intended, configure "
         "the private URL directly in feeds.yaml",
         http_status=origin.http_status,

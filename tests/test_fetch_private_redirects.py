@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import random
+import socket
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -216,6 +217,27 @@ async def test_a_public_feed_redirecting_to_a_public_address_is_followed(
     assert result.permanent_redirect == public_feed_server.url("/feed.xml")
     moved = FeedState(url=url, fetch_url=public_feed_server.url("/feed.xml"))
     assert (await fetch(url, moved, moved.fetch_url)).status is FeedStatus.OK
+
+
+@pytest.mark.anyio
+async def test_a_moved_feed_is_polled_without_looking_up_the_host_it_left(
+    public_feed_server: FeedServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Feeds move away from dead domains: resolving the old host on every poll cost each
+    # moved feed a lookup, and one whose name servers hang held a resolver thread the
+    # other feeds' connections wait for.  It is only asked when the new address is private.
+    asked: list[str] = []
+    real = socket.getaddrinfo
+
+    def spy(host: Any, *args: Any, **kwargs: Any) -> Any:
+        asked.append(str(host))
+        return real(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", spy)
+    moved = FeedState(url="http://old-name.invalid/feed", fetch_url=public_feed_server.url("/feed.xml"))
+    result = await fetch(moved.url, moved, moved.fetch_url)
+    assert result.status is FeedStatus.OK, result.error
+    assert "old-name.invalid" not in asked
 
 
 # -- the default rule ----------------------------------------------------------------------
