@@ -19,7 +19,7 @@ import select
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -50,7 +50,7 @@ from aggregator.config import (
 from aggregator.errors import AggregatorError, ConfigError, StoreError
 from aggregator.runlock import ingest_lock
 from aggregator.store import NoDatabaseYet, Store
-from aggregator.types import FeedStatus, PollOutcome, PollSummary, StoredEntry
+from aggregator.types import FeedStatus, PollOutcome, PollSummary, PruneReport, StoredEntry
 from aggregator.urls import without_password
 
 if TYPE_CHECKING:
@@ -346,6 +346,7 @@ def run(
 
     loaded = ctx.obj.load()
     issues: list[newsletters.IssueOutcome] = []
+    pruned: PruneReport | None = None
     try:
         # The scheduler's lock: a cycle from cron that overlaps the previous one, or a
         # running `aggregator run`, would poll and send at the same time as it.
@@ -359,6 +360,10 @@ def run(
                 report = eventloop.run(pipeline.run_cycle(loaded, store, now, only_due=True, **callbacks))
             if loaded.config.newsletters:
                 issues = newsletters.run_due_newsletters(loaded, store, now)
+            # Last: what the digests and the outputs needed is used.  Alone against polls
+            # of other processes, as `aggregator prune` (see pipeline.prune_entries).
+            with ingest_lock(loaded.database_url, exclusive=True):
+                pruned = pipeline.prune_entries(loaded, store, _now())
     except SchedulerAlreadyRunning as exc:
         echo(f"error: {exc}", err=True)
         raise typer.Exit(service.EXIT_ALREADY_RUNNING) from exc
@@ -369,16 +374,82 @@ def run(
         echo(f"error: {exc}", err=True)
         raise typer.Exit(EXIT_USAGE) from exc
     code = _report(report.poll, loaded)
+    removed = f"; {pruned.entries} old entries removed" if pruned is not None and pruned.entries else ""
     echo(
         f"{report.duplicates} entries collapsed as copies, {report.stories} stories regrouped; "
         f"combined feeds in {loaded.base_dir / loaded.config.output.dir} "
-        f"({len(report.published.changed)} of {len(report.published.files)} files changed)",
+        f"({len(report.published.changed)} of {len(report.published.files)} files changed){removed}",
         err=True,
     )
     for issue in issues:
         if cli_digest.report(issue, err=True):
             code = EXIT_FEEDS_FAILED
     raise typer.Exit(code)
+
+
+@app.command()
+def prune(
+    ctx: typer.Context,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Say what would be removed, per feed; remove nothing.")
+    ] = False,
+) -> None:
+    """Remove entries stored longer than retention.max_age, and stories left with none.
+
+    Kept: what a newsletter's next issue may still take, and copy groups with a newer copy.
+    A removed entry its feed still carries is not stored again. No database yet: creates none.
+    """
+    loaded = ctx.obj.load()
+    if loaded.config.retention.max_age is None:
+        echo(f"retention is off in {loaded.path.name} (retention.max_age: null): nothing removed")
+        return
+    with _open_store(loaded, read_only=True) as store:
+        if store.url == _NOTHING_STORED:
+            return  # a fresh install: _open_store said so, and there is nothing to remove
+        if dry_run:  # only reads: no need to keep polls out
+            report = pipeline.prune_entries(loaded, store, _now(), dry_run=True)
+        else:
+            with ingest_lock(loaded.database_url, exclusive=True):  # see pipeline.prune_entries
+                report = pipeline.prune_entries(loaded, store, _now())
+        titles = store.feed_titles()
+    if report is not None:
+        _print_prune(report, loaded, titles)
+
+
+def _print_prune(report: PruneReport, loaded: LoadedConfig, titles: dict[str, str]) -> None:
+    why = (
+        f"the start of newsletter {report.held_by}'s next issue"
+        if report.held_by
+        else f"retention.max_age: {_duration(loaded.config.retention.max_age)}"
+    )
+    cutoff = f"stored before {_short_time(_iso(report.cutoff))} UTC ({why})"
+    if not report.entries:
+        echo(f"nothing to remove: no entry {cutoff} that can go")
+    else:
+        verb = "would remove" if report.dry_run else "removed"
+        echo(f"{verb} {report.entries} entries {cutoff}:")
+        configured = {f.url: f.title for f in loaded.config.feeds if f.title}
+        for url, count in report.removed:
+            name = configured.get(url) or titles.get(url)
+            shown_url = without_password(url)
+            echo(f"  {f'{name} ({shown_url})' if name else shown_url}: {count} entries")
+        stories = "would be removed" if report.dry_run else "removed"
+        echo(f"{report.stories} stories left with no entry {stories}")
+    if report.kept_copies:
+        echo(f"{report.kept_copies} older entries kept: a copy of the same article is newer")
+    if report.dry_run:
+        echo("dry run: nothing was removed")
+
+
+def _duration(value: timedelta | None) -> str:
+    """A duration as feeds.yaml writes it (``180d``)."""
+    if value is None:
+        return "null"
+    seconds = int(value.total_seconds())
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds and seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
 
 
 def _iso(value: datetime | None) -> str | None:

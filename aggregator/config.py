@@ -444,6 +444,36 @@ class SmtpConfig(_Strict):
     dkim_domain: str | None = None  # default: the sender's domain
 
 
+# The shortest retention: newer entries are still news.  Dedupe compares new entries with
+# those of the last days (dedupe.title_window, 3d by default), and a digest takes articles
+# dated up to a week before its window (newsletters.ARCHIVE_AGE).
+MIN_RETENTION = timedelta(days=7)
+
+
+def _optional_duration(value: object) -> timedelta | None:
+    """``null`` (keep everything), or a duration as ``parse_duration`` reads it."""
+    return None if value is None else parse_duration(value)
+
+
+def _check_max_age(value: timedelta | None) -> timedelta | None:
+    if value is not None and value < MIN_RETENTION:
+        raise ValueError(
+            f"{_duration_text(value)} is shorter than 7 days: entries that"
+            " recent are still news (dedupe compares new entries with them, and a digest takes"
+            " articles up to a week old); write at least 7d, or null to keep everything"
+        )
+    return value
+
+
+class RetentionConfig(_Strict):
+    """How long entries are kept (``aggregator prune``, and the last stage of every run)."""
+
+    # Entries stored and unchanged for longer than this are removed; None keeps everything.
+    max_age: Annotated[
+        timedelta | None, BeforeValidator(_optional_duration), AfterValidator(_check_max_age)
+    ] = timedelta(days=180)
+
+
 class Config(_Strict):
     """The whole of feeds.yaml."""
 
@@ -455,6 +485,7 @@ class Config(_Strict):
     stories: StoriesConfig = StoriesConfig()
     output: OutputConfig = OutputConfig()
     smtp: SmtpConfig | None = None
+    retention: RetentionConfig = RetentionConfig()
     database: str | None = None  # SQLAlchemy URL; default: SQLite under data/
 
 

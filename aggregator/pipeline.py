@@ -11,7 +11,11 @@ One cycle (``run_cycle``)::
     publish_output:      snapshot.read_snapshot ─▶ publish.publish_feeds (public/feed.*)
 
 Digests follow a cycle, outside it (``newsletters.run_due_newsletters``, from the same
-snapshot builder): see ``run_cycle``.
+snapshot builder): see ``run_cycle``.  So does retention, last::
+
+    prune_entries:       store.latest_issue (each newsletter) ─▶ retention.retention_cutoff
+                  ─▶ store.aged_entries + store.duplicate_map ─▶ retention.removable_groups
+                  ─▶ store.remove_entries (a transaction per chunk of whole copy groups)
 
 Fetches run concurrently on one event loop (the fetcher enforces the global and per-host
 limits); parsing is CPU-bound, so with many feeds it runs in worker processes
@@ -38,7 +42,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from aggregator import fetch, polling
+from aggregator import fetch, polling, retention
 from aggregator.config import Config, FeedConfig, LoadedConfig, PollingConfig
 from aggregator.errors import DatabaseUnavailable, StoreError
 from aggregator.parsepool import ParseOutcome, ParsePool
@@ -51,6 +55,7 @@ if TYPE_CHECKING:
     from aggregator.stories import Story, StorySettings
 
 from aggregator.types import (
+    AgedEntry,
     DuplicateEvidence,
     Entry,
     FeedState,
@@ -58,6 +63,7 @@ from aggregator.types import (
     FetchResult,
     PollOutcome,
     PollSummary,
+    PruneReport,
     StoredEntry,
 )
 
@@ -133,7 +139,8 @@ async def poll_feeds(
     # feed weighs about ten times its body, and the parsers set the pace anyway), and feeds
     # that surely send a body start their fetch only while few bodies wait (_BodyFlow).
     flow = _BodyFlow(PARSE_BACKLOG_PER_WORKER * max(workers, 1), most=settings.concurrency)
-    writer = _StoreWriter(store, now)
+    # Read once: pruning, which writes tombstones, holds the ingest lock that polls share.
+    writer = _StoreWriter(store, now, tombstoned=store.tombstoned_feeds())
     try:
         async with ParsePool(workers) as parser, fetch.make_client(settings) as client:
             # Feeds without validators always send a body: start the parsers now, so that
@@ -381,9 +388,10 @@ class _StoreWriter:
 
     MAX_BATCH_ENTRIES = 5000  # bounds one transaction's size and how long it holds the lock
 
-    def __init__(self, store: Store, now: datetime) -> None:
+    def __init__(self, store: Store, now: datetime, *, tombstoned: frozenset[str] | None = None) -> None:
         self._store = store
         self._now = now
+        self._tombstoned = tombstoned  # Store.tombstoned_feeds, read once for the cycle
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store-writer")
         # Reads (source_keys) get one thread of their own: not queued behind the writes, and
         # not the loop's default executor, whose several threads each held a connection with
@@ -424,7 +432,10 @@ class _StoreWriter:
             keys = [item.source_keys for item in batch]
             try:
                 results: list[SaveCounts | StoreError] = await loop.run_in_executor(
-                    self._thread, functools.partial(self._store.save_polls, polls, self._now, hashes, keys)
+                    self._thread,
+                    functools.partial(
+                        self._store.save_polls, polls, self._now, hashes, keys, tombstoned=self._tombstoned
+                    ),
                 )
             except Exception as exc:  # not a feed's failure: every poll of the batch gets it
                 results = [exc] * len(batch)  # type: ignore[list-item]
@@ -678,3 +689,53 @@ def _late_copies(store: Store, candidates: Sequence[StoredEntry]) -> dict[str, s
         ):
             assigned[e.id] = story
     return assigned
+
+
+def prune_entries(
+    loaded: LoadedConfig, store: Store, now: datetime, *, dry_run: bool = False
+) -> PruneReport | None:
+    """Remove the entries ``retention.max_age`` says are old (see ``aggregator.retention``);
+    None when retention is off (``max_age: null``).  ``dry_run``: say what would go, remove nothing.
+
+    The caller holds the ingest lock alone (``runlock.ingest_lock(exclusive=True)``) unless
+    it only looks (``dry_run``): a poll storing meanwhile could bring an entry back that is
+    being removed, as new.  Each chunk of whole copy groups is one transaction.
+    """
+    max_age = loaded.config.retention.max_age
+    if max_age is None:
+        return None
+    next_issues = {}
+    for letter in loaded.config.newsletters:
+        latest = store.latest_issue(letter.name)  # any status: the next window starts after an empty one too
+        next_issues[letter.name] = (
+            latest.window_end if latest is not None else retention.before(now, letter.first_issue_lookback)
+        )
+    cutoff, held_by = retention.retention_cutoff(now, max_age, next_issues)
+    aged = {entry.id: entry for entry in store.aged_entries(cutoff)}
+    if not aged:
+        return PruneReport(cutoff, held_by, dry_run=dry_run)
+    groups, kept = retention.removable_groups(aged, store.duplicate_map())
+    going = [aged[eid] for group in groups for eid in group]
+    if dry_run:
+        stories = _stories_emptied(store, going)
+    else:
+        stories = sum(
+            store.remove_entries([aged[eid] for eid in chunk], now)
+            for chunk in retention.in_chunks(groups, PRUNE_CHUNK)
+        )
+    per_feed = collections.Counter(entry.feed_url for entry in going)
+    order = {f.url: i for i, f in enumerate(loaded.config.feeds)}
+    removed = sorted(per_feed.items(), key=lambda item: (order.get(item[0], len(order)), item[0]))
+    return PruneReport(cutoff, held_by, tuple(removed), stories, kept, dry_run)
+
+
+# Entries removed per transaction: bounds how long pruning holds the database's write lock
+# (the web side and `aggregator status` read meanwhile) and what an interruption leaves undone.
+PRUNE_CHUNK = 500
+
+
+def _stories_emptied(store: Store, going: Sequence[AgedEntry]) -> int:
+    """How many stories would be left with no entry once ``going`` is removed."""
+    leaving = collections.Counter(entry.story for entry in going if entry.story is not None)
+    sizes = store.story_sizes(leaving)
+    return sum(1 for story, count in leaving.items() if sizes.get(story, 0) <= count)

@@ -14,6 +14,11 @@ The jobs (APScheduler 3.11, ``AsyncIOScheduler``, in-memory job store)::
                          newsletter when nothing is: deliveries whose retry time has come (a
                          4xx, a server down), and an issue whose time passed unsent (another
                          process held the sending lock then)
+    prune                interval, every PRUNE_INTERVAL, the first PRUNE_DELAY after start:
+                         removes the entries ``retention.max_age`` says are old
+                         (``pipeline.prune_entries``), holding the ingest lock alone so that
+                         no poll of any process stores meanwhile; one log line when it
+                         removed something
 
 One issue is sent at a time in the process, whichever job asks.  All kinds have
 ``coalesce=True`` and ``max_instances=1``: after the machine slept, every missed run of a
@@ -84,7 +89,7 @@ from aggregator.config import LoadedConfig, NewsletterConfig, load_config, load_
 from aggregator.errors import AggregatorError, ConfigError, ConfigProblem, StoreError
 from aggregator.runlock import SchedulerAlreadyRunning, ingest_lock, run_lock
 from aggregator.store import Store
-from aggregator.types import FeedStatus, PollOutcome, PollSummary
+from aggregator.types import FeedStatus, PollOutcome, PollSummary, PruneReport
 from aggregator.urls import without_password
 
 log = logging.getLogger(__name__)
@@ -94,6 +99,11 @@ EXIT_OK, EXIT_USAGE, EXIT_ALREADY_RUNNING, EXIT_LOCK_LOST = 0, 2, 3, 4
 POLL_JOB_ID = "poll"
 NEWSLETTER_JOB_PREFIX = "newsletter:"
 RETRY_JOB_ID = "newsletter-retries"
+PRUNE_JOB_ID = "prune"
+# Retention runs once a day; its first run waits a little, so that a start (or a restart
+# loop) first polls and catches up on the newsletters.
+PRUNE_INTERVAL = timedelta(days=1)
+PRUNE_DELAY = timedelta(minutes=5)
 # After an issue failed as a whole (not one reader: the transport, the files), the retry
 # job leaves its newsletter alone this long, so that a broken setting is one error line in
 # a quarter of an hour, not one a minute.
@@ -491,7 +501,13 @@ class Service:
         jobs: dict[str, BaseTrigger] = {POLL_JOB_ID: self._poll_trigger(), RETRY_JOB_ID: self._poll_trigger()}
         for newsletter in self.loaded.config.newsletters:
             jobs[NEWSLETTER_JOB_PREFIX + newsletter.name] = schedule.newsletter_trigger(newsletter)
+        jobs[PRUNE_JOB_ID] = self._prune_trigger()
         return jobs
+
+    def _prune_trigger(self) -> IntervalTrigger:
+        return IntervalTrigger(
+            seconds=PRUNE_INTERVAL.total_seconds(), start_date=self.clock.now() + PRUNE_DELAY, timezone=UTC
+        )
 
     def _poll_trigger(self) -> IntervalTrigger:
         # An explicit start: APScheduler would otherwise read the machine's clock.
@@ -505,6 +521,8 @@ class Service:
             await self.poll_due()
         elif job_id == RETRY_JOB_ID:
             await self.send_waiting()
+        elif job_id == PRUNE_JOB_ID:
+            await self.prune()
         else:
             await self.run_newsletter(job_id.removeprefix(NEWSLETTER_JOB_PREFIX))
 
@@ -661,6 +679,32 @@ class Service:
             extra={"fields": {"event": "poll_wake", "at": wake.isoformat()}},
         )
 
+    async def prune(self) -> PruneReport | None:
+        """The prune job: remove the entries retention says are old; one log line when any went."""
+        with _tracked(self._jobs):
+            return await self._prune()
+
+    async def _prune(self) -> PruneReport | None:
+        loaded = self.loaded
+        if self.stopping or loaded.config.retention.max_age is None:
+            return None
+        began = time.monotonic()
+        try:
+            # After a cycle of this process (it holds the ingest lock shared until it has
+            # grouped what it stored), and alone against every poll, of any process: an
+            # entry being removed that a poll stored again would come back as new.
+            async with (
+                self._cycle,
+                _held_from_thread(ingest_lock(loaded.database_url, exclusive=True)),
+            ):
+                report = await asyncio.to_thread(pipeline.prune_entries, loaded, self.store, self.clock.now())
+        except (AggregatorError, OSError) as exc:
+            log.error("prune failed: %s; trying again in %s", exc, PRUNE_INTERVAL)
+            return None
+        if report is not None and report.entries:
+            _log_prune(report, time.monotonic() - began)
+        return report
+
     async def run_newsletter(self, name: str) -> tuple[DigestRun, ...]:
         """A newsletter job: send the issue due now, if any (one catch-up at most)."""
         newsletter = next((n for n in self.loaded.config.newsletters if n.name == name), None)
@@ -814,6 +858,18 @@ class Service:
                 next_run_time=first_run,
                 replace_existing=True,
             )
+        scheduler.add_job(
+            self.prune,
+            self._prune_trigger(),
+            id=PRUNE_JOB_ID,
+            name="remove entries older than retention.max_age",
+            coalesce=True,
+            max_instances=1,
+            # A day missed (the machine slept) runs at wake-up: the job is idempotent.
+            misfire_grace_time=int(PRUNE_INTERVAL.total_seconds()),
+            next_run_time=self.clock.now() + PRUNE_DELAY,
+            replace_existing=True,
+        )
         self._install_newsletters()
 
     def _install_newsletters(self) -> None:
@@ -971,6 +1027,30 @@ def _log_digest(run: DigestRun, seconds: float) -> None:
                 "sent": run.sent,
                 "failed": run.failed,
                 "remaining": run.remaining,
+                "duration_s": round(seconds, 3),
+            }
+        },
+    )
+
+
+def _log_prune(report: PruneReport, seconds: float) -> None:
+    log.info(
+        "prune: %d entries stored before %s removed, from %d feeds; %d stories left with no entry"
+        " removed, in %.1fs",
+        report.entries,
+        report.cutoff.isoformat(),
+        len(report.removed),
+        report.stories,
+        seconds,
+        extra={
+            "fields": {
+                "event": "prune",
+                "entries": report.entries,
+                "stories": report.stories,
+                "cutoff": report.cutoff.isoformat(),
+                "held_by": report.held_by,
+                "feeds": {without_password(url): count for url, count in report.removed},
+                "kept_copies": report.kept_copies,
                 "duration_s": round(seconds, 3),
             }
         },
@@ -1136,7 +1216,9 @@ def _log_failure(what: str) -> Callable[[asyncio.Task[Any]], None]:
 
 def _log_started(service: Service) -> None:
     loaded = service.loaded
-    jobs = next_runs(loaded, service.store, service.clock.now())
+    job = service.scheduler.get_job(PRUNE_JOB_ID) if service.scheduler is not None else None
+    prune_at = getattr(job, "next_run_time", None)
+    jobs = next_runs(loaded, service.store, service.clock.now(), prune_at=prune_at)
     log.info(
         "scheduler started: %s, %d feeds, %d newsletters, database %s; %s",
         loaded.path,
@@ -1201,18 +1283,23 @@ def run_forever(
 class NextRun:
     """When a job of the scheduler runs next, for ``aggregator status``."""
 
-    job: str  # "poll", "newsletter:NAME" or "newsletter-retries"
+    job: str  # "poll", "newsletter:NAME", "prune" or "newsletter-retries"
     next_run: datetime | None  # UTC; None: never (no feeds to poll, nothing scheduled)
     detail: str
 
 
-def next_runs(loaded: LoadedConfig, store: Store, now: datetime) -> list[NextRun]:
+def next_runs(
+    loaded: LoadedConfig, store: Store, now: datetime, *, prune_at: datetime | None = None
+) -> list[NextRun]:
     """When each scheduler job runs next, computed from the config and the store.
 
     Polling: the earliest next check of an enabled feed (a never-polled feed is due now);
     the poll job is woken for it, no sooner than ``POLL_MIN_GAP`` after the cycle before (a
     check stored by another process, ``aggregator poll``, within ``POLL_TICK``).
     Newsletters: their next scheduled time.
+    Retention (``prune``): ``prune_at`` when the caller knows it (the scheduler itself);
+    else None: it runs a day apart from when the scheduler started, which the store does
+    not record.
     Retries: when the first delivery waiting to be retried (or an issue left unsent) is due.
     """
     feeds = loaded.enabled_feeds
@@ -1237,8 +1324,22 @@ def next_runs(loaded: LoadedConfig, store: Store, now: datetime) -> list[NextRun
                 str(trigger),
             )
         )
+    runs.append(_prune_run(loaded, prune_at))
     runs.append(_retry_run(loaded, store, now))
     return runs
+
+
+def _prune_run(loaded: LoadedConfig, prune_at: datetime | None) -> NextRun:
+    max_age = loaded.config.retention.max_age
+    if max_age is None:
+        return NextRun(PRUNE_JOB_ID, None, "retention off (retention.max_age: null)")
+    days = max_age / timedelta(days=1)
+    return NextRun(
+        PRUNE_JOB_ID,
+        prune_at,
+        f"daily while `aggregator run` runs, and after each `run --once`: removes entries stored"
+        f" over {days:g} days",
+    )
 
 
 def _retry_run(loaded: LoadedConfig, store: Store, now: datetime) -> NextRun:

@@ -25,6 +25,10 @@ per batch while each feed still lands whole or not at all (should one feed's wri
 the batch is written again with a savepoint per feed); the polls that bring no entries
 (304s, errors) share one savepoint and one ``executemany``.
 
+Retention (``remove_entries``) deletes old entries for good and leaves a tombstone
+``(feed url, guid)`` in ``pruned_entries`` for each, which the saves of a poll honour: an
+entry removed while its feed still carries it is not stored again as new.
+
 New entries are inserted with the driver's ``executemany``, their values converted by
 each column type's own bind processor: SQLAlchemy's per-row statement machinery cost
 more than SQLite itself (about 60 µs an entry), and the values sent are the same.
@@ -40,7 +44,7 @@ from __future__ import annotations
 import operator
 import re
 import sys
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -53,7 +57,15 @@ import sqlalchemy as sa
 from aggregator.errors import DatabaseUnavailable, StoreError
 from aggregator.identity import content_hash, entry_id, without_nul  # the first two re-exported
 from aggregator.runlock import sqlite_file
-from aggregator.types import DuplicateEvidence, Enclosure, Entry, FeedState, FeedStatus, StoredEntry
+from aggregator.types import (
+    AgedEntry,
+    DuplicateEvidence,
+    Enclosure,
+    Entry,
+    FeedState,
+    FeedStatus,
+    StoredEntry,
+)
 from aggregator.urls import without_password
 
 if TYPE_CHECKING:
@@ -339,6 +351,18 @@ schedules_table = sa.Table(
     sa.Column("schedule", sa.Text, nullable=False),  # crontab, as in feeds.yaml
     sa.Column("timezone", sa.Text, nullable=False),
     sa.Column("since", UTCDateTime),  # when it last changed; None: as first seen here
+)
+
+
+# Entries removed by retention (``aggregator prune``) whose feed may still carry them: a poll
+# does not store them again as new.  Kept for good (a few dozen bytes each).  No foreign key:
+# the entry is gone, and feeds rows are never deleted.
+pruned_table = sa.Table(
+    "pruned_entries",
+    metadata,
+    sa.Column("feed_url", sa.Text, primary_key=True),
+    sa.Column("guid", sa.Text, primary_key=True),
+    sa.Column("pruned_at", UTCDateTime, nullable=False),
 )
 
 
@@ -776,6 +800,8 @@ class Store:
         now: datetime,
         hashes: Sequence[str] | None = None,
         source_keys: Sequence[str] | None = None,
+        *,
+        tombstoned: Collection[str] | None = None,
     ) -> SaveCounts:
         """Store one feed's poll in one transaction: its new state and its entries.
 
@@ -790,9 +816,18 @@ class Store:
         elsewhere (by the parse workers), one per entry in order; else they are computed here.
         ``source_keys``, when given, are the entries' ``ParsedFeed.source_keys``, kept for
         ``source_keys()``.  Entries the parser left out as unchanged need not be passed.
+
+        An entry that retention removed (``remove_entries``) is not stored again, though the
+        feed still carries it.  ``tombstoned``, when given, is ``tombstoned_feeds()`` read
+        by the caller (once per poll cycle, under the ingest lock that pruning takes
+        alone); else it is read here.  Only the feeds in it pay for a look at the tombstones.
         """
         with self._transaction(f"saving poll of {state.url}", write=True) as conn:
-            return self._write_poll(conn, state, entries, now, hashes=hashes, source_keys=source_keys)
+            if tombstoned is None:
+                tombstoned = _tombstoned_feeds(conn)
+            return self._write_poll(
+                conn, state, entries, now, hashes=hashes, source_keys=source_keys, tombstoned=tombstoned
+            )
 
     def save_polls(
         self,
@@ -800,6 +835,8 @@ class Store:
         now: datetime,
         hashes: Sequence[Sequence[str] | None] | None = None,
         source_keys: Sequence[Sequence[str] | None] | None = None,
+        *,
+        tombstoned: Collection[str] | None = None,
     ) -> list[SaveCounts | StoreError]:
         """Store several feeds' polls in one transaction; each lands whole or not at all.
 
@@ -808,7 +845,8 @@ class Store:
         written, and the others are kept.  If the transaction itself fails (it cannot
         begin or commit), nothing is written and every place holds that error.  The batch
         only shares the cost of one commit (about 0.3 ms on SQLite, most of a 304's write).
-        ``hashes`` and ``source_keys`` hold each poll's (or None), as ``save_poll`` takes them.
+        ``hashes`` and ``source_keys`` hold each poll's (or None), and ``tombstoned`` is
+        the one set of all, as ``save_poll`` takes them.
 
         The feeds are first written one after the other, without savepoints.  Only when
         one of them fails is that transaction rolled back and the batch written again with
@@ -825,10 +863,16 @@ class Store:
         try:
             try:
                 with self._transaction(what, write=True) as conn:
-                    return self._write_polls(conn, polls, now, hashes, source_keys, apart=False)
+                    gone = _tombstoned_feeds(conn) if tombstoned is None else tombstoned
+                    return self._write_polls(
+                        conn, polls, now, hashes, source_keys, tombstoned=gone, apart=False
+                    )
             except _FeedWriteFailed:  # rolled back: write them again, each in a savepoint
                 with self._transaction(what, write=True) as conn:
-                    return self._write_polls(conn, polls, now, hashes, source_keys, apart=True)
+                    gone = _tombstoned_feeds(conn) if tombstoned is None else tombstoned
+                    return self._write_polls(
+                        conn, polls, now, hashes, source_keys, tombstoned=gone, apart=True
+                    )
         except StoreError as exc:
             return [exc] * len(polls)
 
@@ -840,6 +884,7 @@ class Store:
         hashes: Sequence[Sequence[str] | None] | None,
         source_keys: Sequence[Sequence[str] | None] | None,
         *,
+        tombstoned: Collection[str],
         apart: bool,
     ) -> list[SaveCounts | StoreError]:
         """``save_polls`` inside its transaction.  Not ``apart``: the first feed whose write
@@ -862,7 +907,7 @@ class Store:
             try:
                 with conn.begin_nested() if apart else nullcontext():
                     results[index] = self._write_poll(
-                        conn, state, entries, now, hashes=digests, source_keys=keys
+                        conn, state, entries, now, hashes=digests, source_keys=keys, tombstoned=tombstoned
                     )
             except (sa.exc.SQLAlchemyError, ValueError) as exc:
                 if not apart:
@@ -881,6 +926,7 @@ class Store:
         *,
         hashes: Sequence[str] | None = None,
         source_keys: Sequence[str] | None = None,
+        tombstoned: Collection[str] = frozenset(),
     ) -> SaveCounts:
         # One SELECT of what we have, then at most one bulk INSERT and two bulk UPDATEs.
         for name, given in (("hashes", hashes), ("source keys", source_keys)):
@@ -935,6 +981,7 @@ class Store:
                 # The same entry, written differently (or stored before keys were kept):
                 # remember how, so that the next poll need not clean it again.
                 rekeyed.append({"b_id": entry_id(state.url, guid), "source_key": key})
+        inserts = _without_pruned(conn, state.url, inserts, tombstoned)
         if inserts:
             self._insert_many(conn, entries_table, inserts)
         if rekeyed:
@@ -1262,6 +1309,65 @@ class Store:
             ]
         yield from result
 
+    # --------------------------------------------------------------- retention
+
+    def tombstoned_feeds(self) -> frozenset[str]:
+        """The feeds with an entry removed by retention: a poll cycle reads this once and
+        passes it to ``save_polls`` (``tombstoned``), so the other feeds' saves never look."""
+        with self._transaction("reading removed entries", write=False) as conn:
+            return _tombstoned_feeds(conn)
+
+    def aged_entries(self, cutoff: datetime) -> list[AgedEntry]:
+        """The entries first seen and last changed before ``cutoff``, by id."""
+        c = entries_table.c
+        query = (
+            sa.select(c.id, c.feed_url, c.guid, c.story)
+            .where(c.first_seen < cutoff, c.last_updated < cutoff)
+            .order_by(c.id)
+        )
+        with self._transaction("reading old entries", write=False) as conn:
+            return [AgedEntry(*row) for row in conn.execute(query)]
+
+    def story_sizes(self, ids: Iterable[str]) -> dict[str, int]:
+        """How many entries each story of ``ids`` has now (a story with none is left out)."""
+        sizes: dict[str, int] = {}
+        story = entries_table.c.story
+        with self._transaction("counting the entries of stories", write=False) as conn:
+            for chunk in _chunks(list(dict.fromkeys(ids))):
+                query = sa.select(story, sa.func.count()).where(story.in_(chunk)).group_by(story)
+                sizes.update((sid, int(count)) for sid, count in conn.execute(query))
+        return sizes
+
+    def remove_entries(self, entries: Sequence[AgedEntry], now: datetime) -> int:
+        """Delete ``entries`` for good, in one transaction, and the stories they leave with
+        no entry; returns how many stories went.
+
+        Each leaves a tombstone ``(feed url, guid, now)``, so that a poll does not store it
+        again as new while its feed still carries it.  Their signatures go with them (ON
+        DELETE CASCADE).  The caller passes whole copy groups (``retention``): a kept copy
+        deleted without its copies would turn them into originals (ON DELETE SET NULL).
+        """
+        if not entries:
+            return 0
+        ids = [e.id for e in entries]
+        tombstones = [{"feed_url": e.feed_url, "guid": e.guid, "pruned_at": now} for e in entries]
+        removed = 0
+        with self._transaction(f"removing {len(ids)} old entries", write=True) as conn:
+            stories: set[str] = set()
+            for chunk in _chunks(ids):  # as stored now, not as read before
+                found = sa.select(entries_table.c.story).where(
+                    entries_table.c.id.in_(chunk), entries_table.c.story.is_not(None)
+                )
+                stories.update(conn.execute(found).scalars())
+            _insert_missing(conn, pruned_table, tombstones)  # one there already: removed before
+            for chunk in _chunks(ids):
+                conn.execute(entries_table.delete().where(entries_table.c.id.in_(chunk)))
+            member = sa.exists().where(entries_table.c.story == stories_table.c.id)
+            for chunk in _chunks(sorted(stories)):
+                query = stories_table.delete().where(stories_table.c.id.in_(chunk), ~member)
+                removed += int(conn.execute(query).rowcount)
+        return removed
+
     # ------------------------------------------------------------ newsletters
 
     def get_entries(self, ids: Iterable[str]) -> list[StoredEntry]:
@@ -1528,6 +1634,27 @@ _SET_SOURCE_KEY = (
 _SOURCE_KEYS = sa.select(entries_table.c.source_key, entries_table.c.guid).where(
     entries_table.c.feed_url == sa.bindparam("b_feed_url"), entries_table.c.source_key.is_not(None)
 )
+
+
+def _tombstoned_feeds(conn: sa.Connection) -> frozenset[str]:
+    """The feeds that have any entry removed by retention (see ``Store.tombstoned_feeds``)."""
+    return frozenset(conn.execute(sa.select(pruned_table.c.feed_url).distinct()).scalars())
+
+
+def _without_pruned(
+    conn: sa.Connection, feed_url: str, inserts: list[dict[str, Any]], tombstoned: Collection[str]
+) -> list[dict[str, Any]]:
+    """The rows of ``inserts`` (new entries of ``feed_url``) that retention did not remove;
+    only a feed in ``tombstoned`` (``_tombstoned_feeds``) has any to look up."""
+    if not inserts or feed_url not in tombstoned:
+        return inserts
+    gone: set[str] = set()
+    for chunk in _chunks([row["guid"] for row in inserts]):
+        query = sa.select(pruned_table.c.guid).where(
+            pruned_table.c.feed_url == feed_url, pruned_table.c.guid.in_(chunk)
+        )
+        gone.update(conn.execute(query).scalars())
+    return [row for row in inserts if row["guid"] not in gone] if gone else inserts
 
 
 def _feed_update(state: FeedState) -> dict[str, Any]:

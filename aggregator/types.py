@@ -198,3 +198,36 @@ class DuplicateEvidence:
     matched: str | None = None
     jaccard: float | None = None
     containment: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AgedEntry:
+    """A stored entry neither first seen nor changed since a retention cutoff: what pruning
+    may remove (``story``: its story when read, for counting the stories it would empty)."""
+
+    id: str
+    feed_url: str
+    guid: str
+    story: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PruneReport:
+    """What one retention run removed (or, with ``dry_run``, would remove).
+
+    ``cutoff``: entries stored and unchanged since before it were candidates; ``held_by``
+    names the newsletter whose next issue moved it earlier (None: ``max_age`` alone).
+    ``removed``: ``(feed url, entries)`` per feed that lost any, in config order.
+    ``kept_copies``: candidates kept because a copy of the same article is newer.
+    """
+
+    cutoff: datetime
+    held_by: str | None
+    removed: tuple[tuple[str, int], ...] = ()
+    stories: int = 0  # stories left with no entry, removed with them
+    kept_copies: int = 0
+    dry_run: bool = False
+
+    @property
+    def entries(self) -> int:
+        return sum(count for _, count in self.removed)

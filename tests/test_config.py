@@ -707,3 +707,34 @@ def test_a_bom_and_windows_line_endings_are_read_as_any_other_file(tmp_path: Pat
     )
     path.write_bytes(path.read_bytes().replace(b"titel", b"title"))
     assert _config_check(path) == (0, f"{path}: ok\n", "")
+
+
+def test_retention_keeps_180_days_by_default_null_keeps_everything(tmp_path: Path) -> None:
+    feeds = "feeds:\n  - url: https://example.com/a\n"
+    assert load_config(write(tmp_path, feeds)).config.retention.max_age == timedelta(days=180)
+    kept = load_config(write(tmp_path, feeds + "retention:\n  max_age: null\n"))
+    assert kept.config.retention.max_age is None
+    two_weeks = load_config(write(tmp_path, feeds + "retention:\n  max_age: 2w\n"))
+    assert two_weeks.config.retention.max_age == timedelta(days=14)
+
+
+def test_a_retention_too_short_or_unreadable_is_refused_on_its_line(tmp_path: Path) -> None:
+    # retention was an unknown key: there was no way to keep the database from growing forever.
+    path = write(
+        tmp_path,
+        "feeds:\n  - url: https://example.com/a\nretention:\n  max_age: 3d\n",
+    )
+    assert problems_of(path) == [
+        f"{path}:4:3: retention.max_age: 3d is shorter than 7 days: entries that recent are still"
+        " news (dedupe compares new entries with them, and a digest takes articles up to a week"
+        " old); write at least 7d, or null to keep everything"
+    ]
+    path = write(
+        tmp_path,
+        "feeds:\n  - url: https://example.com/a\nretention:\n  max_age: half a year\n  keep: all\n",
+    )
+    assert problems_of(path) == [
+        f"{path}:4:3: retention.max_age: bad duration 'half a year': use a number and a unit"
+        " (s, m, h, d, w), e.g. 30m or 1h30m",
+        f"{path}:5:3: retention.keep: unknown key 'keep' (valid keys: max_age)",
+    ]

@@ -47,6 +47,7 @@ from aggregator.schedule import last_fire_time, newsletter_trigger
 from aggregator.service import (
     NEWSLETTER_JOB_PREFIX,
     POLL_JOB_ID,
+    PRUNE_JOB_ID,
     RETRY_JOB_ID,
     ConfigWatcher,
     DigestRun,
@@ -271,6 +272,41 @@ def test_status_lists_the_retry_job_with_what_waits_and_when(tmp_path: Path, now
         store.set_delivery("daily", 1, "c@example.org", "failed", now, error="550 no such user")
         expected = NextRun(RETRY_JOB_ID, later, "daily #1: 1 delivery waiting")
         assert next_runs(loaded, store, now)[-1] == expected
+
+
+@pytest.mark.anyio
+async def test_the_prune_job_runs_daily_and_logs_what_it_removed(
+    tmp_path: Path, now: datetime, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The scheduler had no retention: the database grew for as long as it ran.
+    caplog.set_level(logging.INFO, logger="aggregator.service")
+    feed = "http://127.0.0.1:9/feed.xml"
+    loaded = load_config(write_config(tmp_path / "feeds.yaml", [feed]))
+    clock = ManualClock(now)
+    with Store.open(loaded.database_url) as store:
+        for guid, seen in (("old", now - timedelta(days=200)), ("new", now - timedelta(days=2))):
+            entry = Entry(
+                guid=guid, url=f"http://127.0.0.1/{guid}", canonical_url=None, title=guid, text=guid
+            )
+            store.save_poll(FeedState(feed), [entry], seen)
+        service = Service(loaded, store, clock=clock, run_issue=RecordingIssues())
+        scheduler = AsyncIOScheduler(timezone=UTC)
+        service.install(scheduler)
+        job = scheduler.get_job(PRUNE_JOB_ID)
+        assert job is not None
+        assert (job.coalesce, job.max_instances) == (True, 1)
+        assert job.next_run_time == now + timedelta(minutes=5)  # a few minutes after start
+        assert service.triggers()[PRUNE_JOB_ID].interval == timedelta(days=1)
+        status = {run.job: run for run in next_runs(loaded, store, now)}
+        assert "entries stored over 180 days" in status[PRUNE_JOB_ID].detail
+
+        await service.run_job(PRUNE_JOB_ID)
+        assert [e.entry.guid for e in store.iter_entries()] == ["new"]
+        await service.run_job(PRUNE_JOB_ID)  # nothing more: no second line
+
+    [line] = [r for r in caplog.records if getattr(r, "fields", {}).get("event") == "prune"]
+    assert line.fields["entries"] == 1  # type: ignore[attr-defined]
+    assert line.fields["feeds"] == {feed: 1}  # type: ignore[attr-defined]
 
 
 @contextlib.asynccontextmanager

@@ -946,3 +946,42 @@ def test_the_longest_feed_url_config_allows_is_stored_on_both_backends(store: St
     assert store.save_poll(polled(url, now), [entry], now) == SaveCounts(new=1, updated=0)
     [stored] = store.iter_entries([url])
     assert (stored.feed_url, stored.entry.guid) == (url, guid)
+
+
+def test_an_entry_removed_by_retention_is_not_stored_again_and_other_feeds_never_look(
+    store: Store, now: datetime
+) -> None:
+    # Retention deletes entries for good; a feed that still carried one stored it again as new.
+    store.save_poll(polled(FEED, now), [make_entry("a"), make_entry("b")], now)
+    store.save_poll(polled(OTHER, now), [make_entry("x")], now)
+    aged = store.aged_entries(now + timedelta(seconds=1))
+    assert sorted(e.guid for e in aged) == ["a", "b", "x"]
+    assert store.remove_entries([e for e in aged if e.guid == "a"], now) == 0
+    assert store.tombstoned_feeds() == {FEED}
+    assert store.get_entry(entry_id(FEED, "a")) is None
+
+    later = now + timedelta(hours=1)
+    tombstoned = store.tombstoned_feeds()  # what a poll cycle reads once
+    statements: list[str] = []
+
+    def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        statements.append(statement)
+
+    sa.event.listen(store.engine, "before_cursor_execute", record)
+    try:
+        results = store.save_polls(
+            [
+                (polled(FEED, later), [make_entry("a"), make_entry("b"), make_entry("c")]),
+                (polled(OTHER, later), [make_entry("x"), make_entry("y")]),
+            ],
+            later,
+            tombstoned=tombstoned,
+        )
+    finally:
+        sa.event.remove(store.engine, "before_cursor_execute", record)
+    assert results == [SaveCounts(new=1), SaveCounts(new=1)]
+    # One look at the tombstones in the save: for the feed that has some, its new guids.
+    assert sum("pruned_entries" in statement for statement in statements) == 1
+    # Without the set given, save_poll reads it itself.
+    assert store.save_poll(polled(FEED, later), [make_entry("a")], later) == SaveCounts()
+    assert sorted(e.entry.guid for e in store.iter_entries()) == ["b", "c", "x", "y"]
