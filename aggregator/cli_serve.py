@@ -47,7 +47,7 @@ def serve(
         typer.Option(
             "--forwarded-allow-ips",
             help="Proxies whose X-Forwarded-For/-Proto to trust (comma-separated IPs);"
-            " 127.0.0.1 unless given, as a proxy on the same machine.",
+            " 127.0.0.1 unless given, as a proxy on the same machine; '' trusts none.",
         ),
     ] = None,
 ) -> None:
@@ -103,7 +103,7 @@ def serve(
             # it every visitor behind nginx is 127.0.0.1, and one visitor's wrong tokens or
             # sign-ups would use up the limits of all of them.
             proxy_headers=True,
-            forwarded_allow_ips=forwarded_allow_ips or "127.0.0.1",
+            forwarded_allow_ips="127.0.0.1" if forwarded_allow_ips is None else forwarded_allow_ips,
             log_level="info",
         )
     finally:

@@ -950,7 +950,7 @@ def test_outbox_message_is_plain_mime(outbox: Path, client: httpx.Client) -> Non
 
 
 @contextlib.contextmanager
-def running_serve(config: Path, **env: str) -> Iterator[str]:
+def running_serve(config: Path, *options: str, **env: str) -> Iterator[str]:
     """``aggregator serve`` as the CLI registers it, in its own process, on a port of its
     choosing, with ``env`` added (no admin token unless given); yields its URL.  Its stderr
     must show no traceback and no request (no access log: URLs may carry tokens)."""
@@ -960,7 +960,7 @@ def running_serve(config: Path, **env: str) -> Iterator[str]:
     environ = {**os.environ, "AGGREGATOR_SECRET_KEY": "k" * 40}
     environ.pop("AGGREGATOR_ADMIN_TOKEN", None)
     process = subprocess.Popen(
-        [sys.executable, "-c", SERVE_SCRIPT, "--config", str(config), "serve", "--port", str(port)],
+        [sys.executable, "-c", SERVE_SCRIPT, "--config", str(config), "serve", "--port", str(port), *options],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         env={**environ, **env},
@@ -1026,6 +1026,20 @@ def test_behind_a_local_proxy_one_visitors_wrong_tokens_lock_out_that_visitor_al
         assert (
             httpx.get(f"{url}/admin/", headers=editor, timeout=5).status_code == 200
         )  # ...the editor is not
+
+
+def test_forwarded_allow_ips_empty_trusts_no_forwarded_header(tmp_path: Path) -> None:
+    """A local forwarder that passes the client's own headers through (a Tor onion service,
+    ssh -R): with ``--forwarded-allow-ips ''`` a visitor cannot claim a new address per try."""
+    config = tmp_path / "feeds.yaml"
+    config.write_text("feeds: [{url: https://a.example/feed}]\nnewsletters: []\n", encoding="utf-8")
+    token = "the-editors-token-0123456789abcdef"
+    with running_serve(config, "--forwarded-allow-ips", "", AGGREGATOR_ADMIN_TOKEN=token) as url:
+        for n in range(web_admin.SIGN_IN_FAILURES.count + 1):
+            claimed = {"X-Forwarded-For": f"203.0.113.{n + 1}"}
+            httpx.post(f"{url}/admin/login", data={"token": "a-wrong-guess"}, headers=claimed, timeout=5)
+        again = {"X-Forwarded-For": "198.51.100.20", "Authorization": f"Bearer {token}"}
+        assert httpx.get(f"{url}/admin/", headers=again, timeout=5).status_code == 429
 
 
 def _serve_with(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[bytes]:
