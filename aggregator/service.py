@@ -118,6 +118,8 @@ POLL_TICK = timedelta(seconds=60)
 # collapses copies, groups stories and writes the combined feeds, so a thousand feeds with
 # jittered checks cost at most 6 cycles a minute, each at most this late.
 POLL_MIN_GAP = timedelta(seconds=10)
+# The soonest a wake-up is set after the run that sets it (see Service._wake_for).
+POLL_WAKE_MARGIN = timedelta(seconds=1)
 # A poll tick missed by more than this (the machine slept) is dropped; coalescing
 # already turns a burst into one run, and the next tick is at most POLL_TICK away.
 POLL_MISFIRE_GRACE = timedelta(minutes=5)
@@ -666,7 +668,11 @@ class Service:
         # The gap counts from the last cycle, not from a tick that only read: a lone feed is
         # polled at its next check, and only feeds due close together wait for each other.
         ended = self._cycle_ended
-        not_before = self.clock.now() if ended is None else ended + self.poll_min_gap
+        now = self.clock.now()
+        not_before = now if ended is None else ended + self.poll_min_gap
+        # And not while this run may still be ending: APScheduler would skip a wake-up that
+        # comes while the job runs (max_instances=1), and the feed would wait for the tick.
+        not_before = max(not_before, now + POLL_WAKE_MARGIN)
         wake = schedule.poll_wake(next_check, not_before=not_before, next_tick=job.next_run_time)
         if wake is None:
             return
