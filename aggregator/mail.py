@@ -353,6 +353,11 @@ class Transport:
     def close(self) -> None:
         """Release connections; the transport may be used again afterwards."""
 
+    @property
+    def outbox(self) -> Path | None:
+        """The folder messages are written to instead of sent (``Outbox``), else None."""
+        return None
+
     def __enter__(self) -> Self:
         return self
 
@@ -371,6 +376,10 @@ class Outbox(Transport):
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
+
+    @property
+    def outbox(self) -> Path | None:
+        return self.directory
 
     def path_for(self, name: str) -> Path:
         return self.directory / f"{name}.eml"

@@ -964,7 +964,7 @@ def _deliver(run: _Run, letter: NewsletterConfig, record: IssueRecord, *, final:
         archive=archive,
         stopped=stopped,
         issue=issue.number,
-        outbox=run.transport.directory if isinstance(run.transport, mail.Outbox) else None,
+        outbox=run.transport.outbox,
     )
 
 

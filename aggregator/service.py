@@ -142,6 +142,7 @@ class DigestRun:
     sent: int = 0
     failed: int = 0
     remaining: int = 0  # recipients still to try (retries, or left by a stop for the restart)
+    outbox: Path | None = None  # where the messages were written, when no mail server is configured
 
 
 class RunIssue(Protocol):
@@ -189,6 +190,10 @@ class StoppableTransport(mail.Transport):
 
     def delivered(self, name: str) -> bool | None:
         return self.inner.delivered(name)
+
+    @property
+    def outbox(self) -> Path | None:
+        return self.inner.outbox
 
     def close(self) -> None:
         self.inner.close()
@@ -238,6 +243,7 @@ async def send_issue(
             sent=o.sent,
             failed=o.failed + len(o.uncertain),
             remaining=o.retrying + o.waiting,  # the readers a stopped run left untried too
+            outbox=o.outbox,
         )
         for o in outcomes
     )
@@ -1013,13 +1019,16 @@ def _tracked(tasks: set[asyncio.Task[Any]]) -> Iterator[None]:
 
 
 def _log_digest(run: DigestRun, seconds: float) -> None:
+    # Without a mail server nothing is sent: the messages are files for someone to look at.
+    sent = "sent" if run.outbox is None else f"written to {run.outbox}"
     log.info(
-        "digest %s #%s for %s: %s, %d sent, %d failed, %d left, in %.1fs",
+        "digest %s #%s for %s: %s, %d %s, %d failed, %d left, in %.1fs",
         run.newsletter,
         run.issue if run.issue is not None else "-",
         run.scheduled_for.isoformat(),
         run.status,
         run.sent,
+        sent,
         run.failed,
         run.remaining,
         seconds,
@@ -1030,7 +1039,8 @@ def _log_digest(run: DigestRun, seconds: float) -> None:
                 "issue": run.issue,
                 "scheduled_for": run.scheduled_for.isoformat(),
                 "status": run.status,
-                "sent": run.sent,
+                "sent": run.sent,  # messages written, with an outbox
+                "outbox": None if run.outbox is None else str(run.outbox),
                 "failed": run.failed,
                 "remaining": run.remaining,
                 "duration_s": round(seconds, 3),

@@ -550,15 +550,15 @@ def test_an_unforeseen_error_for_one_reader_is_recorded_and_the_others_get_the_i
 class _FailsFor(mail.Transport):
     """The outbox, except that delivering to ``who`` raises what nobody foresaw."""
 
-    def __init__(self, outbox: mail.Transport, who: str) -> None:
-        self.outbox, self.who = outbox, who
+    def __init__(self, inner: mail.Transport, who: str) -> None:
+        self.inner, self.who = inner, who
 
     def deliver(
         self, sender: str, recipient: str, data: bytes, name: str, before_data: Callable[[], None]
     ) -> mail.DeliveryResult:
         if recipient == self.who:
             raise RuntimeError("something nobody foresaw")
-        return self.outbox.deliver(sender, recipient, data, name, before_data)
+        return self.inner.deliver(sender, recipient, data, name, before_data)
 
 
 def test_a_reader_put_off_by_an_unexpected_error_is_pending_with_the_next_try(

@@ -380,6 +380,27 @@ async def test_at_start_the_first_poll_comes_before_a_first_issue(
 
 
 @pytest.mark.anyio
+async def test_without_a_mail_server_the_log_says_written_to_the_outbox_not_sent(
+    feed_server: FeedServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Nothing was sent: the message is a file in newsletters/outbox/ (the log said "1 sent").
+    caplog.set_level(logging.INFO, logger="aggregator")
+    feed_server.add_feed("/news.xml", rss(("a", "Alpha")), etag='"v1"')
+    newsletters = (
+        'newsletters:\n  - {name: daily, title: Daily, schedule: "0 7 * * *", subscribers: [a@example.org]}\n'
+    )
+    loaded = load_config(write_config(tmp_path / "feeds.yaml", [feed_server.url("/news.xml")], newsletters))
+    with Store.open(loaded.database_url) as store:
+        service = Service(loaded, store, clock=ManualClock(datetime.now(UTC)))
+        [run] = await service.start()
+    assert run.outbox == tmp_path / "newsletters" / "outbox"
+    [line] = [r for r in caplog.records if getattr(r, "fields", {}).get("event") == "digest"]
+    assert "1 written to " in line.getMessage()
+    assert " sent" not in line.getMessage()
+    assert line.fields["outbox"] == str(tmp_path / "newsletters" / "outbox")  # type: ignore[attr-defined]
+
+
+@pytest.mark.anyio
 async def test_at_start_a_failing_publish_is_reported_and_the_issue_still_goes_out(
     feed_server: FeedServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
