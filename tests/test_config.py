@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from datetime import timedelta
@@ -738,3 +739,12 @@ def test_a_retention_too_short_or_unreadable_is_refused_on_its_line(tmp_path: Pa
         " (s, m, h, d, w), e.g. 30m or 1h30m",
         f"{path}:5:3: retention.keep: unknown key 'keep' (valid keys: max_age)",
     ]
+
+
+def test_the_readmes_configuration_reference_is_a_valid_feeds_yaml(tmp_path: Path) -> None:
+    # A reader copies it and edits: every key it shows must be one the loader takes.
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    blocks = [b for b in re.findall(r"```yaml\n(.*?)```", readme, re.S) if b.lstrip().startswith("feeds:")]
+    assert blocks, "the README has no feeds.yaml reference"
+    for block in blocks:
+        assert check_config(write(tmp_path, block)) == []
