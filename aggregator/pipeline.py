@@ -7,7 +7,9 @@ One cycle (``run_cycle``)::
     collapse_duplicates: store.entries_without_signature ─▶ dedupe.find_duplicates (against the
                   index of stored signatures) ─▶ store.save_duplicates (verdicts with signatures)
     group_into_stories:  recent entries ─▶ stories.group_stories ─▶ topics.assign_topics
-                  ─▶ store.save_stories
+                  ─▶ store.save_stories; then, when the topics in feeds.yaml changed,
+                  relabel_stories: store.story_pages ─▶ topics.configured_topics
+                  ─▶ store.save_story_topics (a transaction per page) ─▶ store.set_meta_value
     publish_output:      snapshot.read_snapshot ─▶ publish.publish_feeds (public/feed.*)
 
 Digests follow a cycle, outside it (``newsletters.run_due_newsletters``, from the same
@@ -32,11 +34,12 @@ import asyncio
 import collections
 import contextlib
 import functools
+import json
 import logging
 import os
 import random
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Coroutine, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -53,6 +56,7 @@ if TYPE_CHECKING:
     from aggregator.dedupe import DedupeSettings
     from aggregator.publish import PublishResult
     from aggregator.stories import Story, StorySettings
+    from aggregator.topics import TopicRule
 
 from aggregator.types import (
     AgedEntry,
@@ -640,7 +644,18 @@ def story_settings(config: Config) -> StorySettings:
 
 
 def group_into_stories(config: Config, store: Store, now: datetime) -> int:
-    """Regroup the recent entries (and any without a story) into stories with topics."""
+    """Regroup the recent entries (and any without a story) into stories with topics, then
+    relabel the older stories if the topics in feeds.yaml changed (``relabel_stories``).
+
+    Returns how many stories were regrouped.
+    """
+    labelled = _regroup_recent(config, store, now)
+    relabel_stories(config, store, regrouped={s.id for s in labelled})
+    return len(labelled)
+
+
+def _regroup_recent(config: Config, store: Store, now: datetime) -> tuple[Story, ...]:
+    """Regroup the entries within the story window (and any without a story); the stories saved."""
     from aggregator import stories, topics  # noqa: PLC0415 -- see _GROUPING_IMPORTS
 
     settings = story_settings(config)
@@ -650,19 +665,83 @@ def group_into_stories(config: Config, store: Store, now: datetime) -> int:
         e for e in store.entries_to_group(since) if e.story is None or stories.entry_time(e) >= since
     ]
     if not candidates:
-        return 0
+        return ()
     late = _late_copies(store, candidates)
     candidates = [e for e in candidates if e.id not in late]
     labelled: tuple[Story, ...] = ()
     assignments = dict(late)
     if candidates:
         grouping = stories.group_stories(candidates, settings=settings, now=now)
-        rules = tuple(topics.TopicRule(t.name, t.keywords) for t in config.topics)
-        feed_topics = {f.url: f.topics for f in config.feeds if f.topics}
+        rules, feed_topics = _topic_rules(config)
         labelled = topics.assign_topics(grouping.stories, candidates, rules, feed_topics=feed_topics)
         assignments.update(grouping.assignments)
     store.save_stories(((s.id, s.label, s.topics) for s in labelled), assignments.items(), now)
-    return len(labelled)
+    return labelled
+
+
+def _topic_rules(config: Config) -> tuple[tuple[TopicRule, ...], dict[str, tuple[str, ...]]]:
+    """The configured topics: the keyword rules, and each feed's topics (feeds with some)."""
+    from aggregator.topics import TopicRule  # noqa: PLC0415 -- see _GROUPING_IMPORTS
+
+    rules = tuple(TopicRule(t.name, t.keywords) for t in config.topics)
+    return rules, {f.url: tuple(f.topics) for f in config.feeds if f.topics}
+
+
+# The ``meta`` row recording what the stored stories were last relabelled with.
+TOPICS_RECORD = "topics"
+
+
+def relabel_stories(config: Config, store: Store, *, regrouped: Collection[str] = ()) -> int:
+    """When the topics in feeds.yaml changed since the last time, give every stored story
+    (but those just ``regrouped``, labelled with them already) the configured topics they
+    give it now, keeping its automatic topic; returns how many stories changed.
+
+    The story stage regroups only the recent entries, so without this an edit of the topics
+    never reached the stories before: a keyword topic added stayed empty, a feed's topic
+    removed kept its old stories.  Their ``updated`` time stays: their news did not change.
+    An unchanged configuration costs one small read (the ``meta`` row); a changed one reads
+    the stories page by page and writes each page's changes in a transaction of its own.
+    The row is written last, so an interrupted relabel is done again (it is idempotent).
+    """
+    from aggregator import topics  # noqa: PLC0415 -- see _GROUPING_IMPORTS
+
+    rules, feed_topics = _topic_rules(config)
+    fingerprint = topics.topic_fingerprint(rules, feed_topics)
+    names = topics.configured_names(rules, feed_topics)
+    recorded = _relabel_record(store)
+    if recorded is not None and recorded[0] == fingerprint:
+        return 0
+    # A stored topic configured then or now is computed again; any other is the automatic
+    # one, kept.  Without a record (a database from before relabelling) the names configured
+    # before are unknown: the current ones stand in, so a topic removed meanwhile stays.
+    configured = set(names) | set(recorded[1] if recorded is not None else ())
+    changed = 0
+    for page in store.story_pages():
+        older = [(story, members) for story, members in page if story.id not in regrouped]
+        computed = topics.configured_topics([members for _, members in older], rules, feed_topics=feed_topics)
+        relabelled = []
+        for (story, members), names_now in zip(older, computed, strict=True):
+            wanted = (*names_now, *(name for name in story.topics if name not in configured))
+            if story.topics != wanted or any(m.topics != wanted for m in members):
+                relabelled.append((story.id, wanted))
+        store.save_story_topics(relabelled)
+        changed += len(relabelled)
+    store.set_meta_value(TOPICS_RECORD, json.dumps({"fingerprint": fingerprint, "names": list(names)}))
+    if changed:
+        log.info("the topics in feeds.yaml changed: %d older stories relabelled", changed)
+    return changed
+
+
+def _relabel_record(store: Store) -> tuple[str, tuple[str, ...]] | None:
+    """(fingerprint, configured names) of the last relabel, or None (never, or unreadable)."""
+    value = store.meta_value(TOPICS_RECORD)
+    if value is None:
+        return None
+    try:
+        record = json.loads(value)
+        return str(record["fingerprint"]), tuple(str(name) for name in record["names"])
+    except (ValueError, TypeError, KeyError):  # written by hand, say: relabel as if never done
+        return None
 
 
 def _late_copies(store: Store, candidates: Sequence[StoredEntry]) -> dict[str, str]:

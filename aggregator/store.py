@@ -106,6 +106,9 @@ PAGE_SIZE = 1000
 # Ids per ``IN (...)`` list; SQLite allows 32766 bound parameters, PostgreSQL 65535.
 IN_CHUNK = 500
 
+# Stories read (with their members' titles and texts) and relabelled per transaction.
+STORY_PAGE = 200
+
 # A fixed key for PostgreSQL's advisory lock that serializes concurrent migrations.
 _PG_MIGRATION_LOCK = 0x61676772  # "aggr"
 
@@ -366,10 +369,24 @@ pruned_table = sa.Table(
 )
 
 
+# Small facts about the database as a whole, by name: what the story stage last relabelled
+# stored stories with ("topics", see Store.meta_value).
+meta_table = sa.Table(
+    "meta",
+    metadata,
+    sa.Column("key", sa.String(64), primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),  # JSON, as its writer shapes it
+)
+
+
 # Every column of an entry but its bodies, which read as "" (see Store.iter_entries).
 _BODY_COLUMNS = frozenset({"content_html", "summary_html", "text"})
 _WITHOUT_BODIES = sa.select(
     *(sa.literal("").label(c.name) if c.name in _BODY_COLUMNS else c for c in entries_table.c)
+)
+# What keyword topics match on (title and text), without the HTML bodies they came from.
+_WITHOUT_HTML = sa.select(
+    *(sa.literal("").label(c.name) if c.name in _BODY_COLUMNS - {"text"} else c for c in entries_table.c)
 )
 
 
@@ -1295,19 +1312,64 @@ class Store:
             for sid, eid in conn.execute(query):
                 members.setdefault(sid, []).append(eid)
             rows = conn.execute(stories_query).mappings()
-            result = [
-                StoredStory(
-                    id=row["id"],
-                    label=row["label"],
-                    topics=tuple(row["topics"]),
-                    first_seen=row["first_seen"],
-                    updated=row["updated"],
-                    entry_ids=tuple(members.get(row["id"], ())),
-                )
-                for row in rows
-                if row["id"] in members
-            ]
+            result = [_stored_story(row, members[row["id"]]) for row in rows if row["id"] in members]
         yield from result
+
+    def story_pages(self, size: int = STORY_PAGE) -> Iterator[list[tuple[StoredStory, list[StoredEntry]]]]:
+        """Every story that has entries, with its members (their ``text`` but not their HTML), ``size``
+        stories a page, by id.
+
+        Each page is its own short read, so memory stays bounded however many stories are
+        stored and a write between pages (``save_story_topics``) waits for no long read.
+        """
+        after: str | None = None
+        member = sa.exists().where(entries_table.c.story == stories_table.c.id)
+        while True:
+            query = sa.select(stories_table).where(member).order_by(stories_table.c.id).limit(size)
+            if after is not None:
+                query = query.where(stories_table.c.id > after)
+            with self._transaction("reading stories to relabel", write=False) as conn:
+                rows = conn.execute(query).mappings().all()
+                members: dict[str, list[StoredEntry]] = {}
+                for chunk in _chunks([row["id"] for row in rows]):
+                    found = conn.execute(
+                        _WITHOUT_HTML.where(entries_table.c.story.in_(chunk)).order_by(
+                            entries_table.c.first_seen, entries_table.c.id
+                        )
+                    ).mappings()
+                    for entry in map(_stored_entry, found):
+                        members.setdefault(cast(str, entry.story), []).append(entry)
+            page = [
+                (_stored_story(row, members.get(row["id"], [])), members.get(row["id"], [])) for row in rows
+            ]
+            if page:
+                yield page
+            if len(rows) < size:
+                return
+            after = rows[-1]["id"]
+
+    def save_story_topics(self, topics: Iterable[tuple[str, tuple[str, ...]]]) -> None:
+        """Give each story ``(id, topics)`` these topics, and every entry in it too, in one
+        transaction, leaving ``updated`` as it was: the story's news did not change, only
+        which topics (feeds.yaml) it is filed under."""
+        rows = [{"b_id": sid, "topics": list(names)} for sid, names in topics]
+        if not rows:
+            return
+        with self._transaction(f"relabelling {len(rows)} stories", write=True) as conn:
+            conn.execute(stories_table.update().where(stories_table.c.id == sa.bindparam("b_id")), rows)
+            conn.execute(entries_table.update().where(entries_table.c.story == sa.bindparam("b_id")), rows)
+
+    def meta_value(self, key: str) -> str | None:
+        """The value recorded under ``key`` in the ``meta`` table, or None."""
+        with self._transaction(f"reading {key} record", write=False) as conn:
+            return conn.execute(sa.select(meta_table.c.value).where(meta_table.c.key == key)).scalar()
+
+    def set_meta_value(self, key: str, value: str) -> None:
+        """Record ``value`` under ``key`` (replacing what was there)."""
+        with self._transaction(f"recording {key}", write=True) as conn:
+            updated = conn.execute(meta_table.update().where(meta_table.c.key == key).values(value=value))
+            if not updated.rowcount:
+                conn.execute(meta_table.insert().values(key=key, value=value))
 
     # --------------------------------------------------------------- retention
 
@@ -1770,6 +1832,17 @@ def _entry_row(entry: Entry, digest: str, now: datetime, source_key: str | None 
         "source_key": source_key,
         "last_updated": now,
     }
+
+
+def _stored_story(row: sa.RowMapping, members: Sequence[str] | Sequence[StoredEntry]) -> StoredStory:
+    return StoredStory(
+        id=row["id"],
+        label=row["label"],
+        topics=tuple(row["topics"]),
+        first_seen=row["first_seen"],
+        updated=row["updated"],
+        entry_ids=tuple(m if isinstance(m, str) else m.id for m in members),
+    )
 
 
 def _stored_entry(row: sa.RowMapping) -> StoredEntry:

@@ -19,9 +19,11 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
+import json
 import re
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -95,24 +97,9 @@ def assign_topics(
     for that feed; its topic names are added like keyword matches.
     """
     by_id = {s.id: s for s in entries}
-    patterns = [(rule.name, keyword_pattern(rule.keywords)) for rule in rules]
+    matcher = _Matcher.of(rules, feed_topics)
     configured_names = [rule.name for rule in rules]
-    feed_topics = feed_topics or {}
-
-    order = {name: index for index, name in enumerate(configured_names)}
-    topics: list[list[str]] = []
-    for story in stories:
-        names: list[str] = []
-        if patterns or feed_topics:
-            members = [by_id[i] for i in story.entry_ids if i in by_id]
-            for name, pattern in patterns:
-                if pattern is not None and any(
-                    _mentions(pattern, m.entry.title, m.entry.text) for m in members
-                ):
-                    names.append(name)
-            for member in members:
-                names.extend(feed_topics.get(member.feed_url, ()))
-        topics.append(sorted(set(names), key=lambda name: (order.get(name, len(order)), name)))
+    topics = [list(matcher.topics_of([by_id[i] for i in story.entry_ids if i in by_id])) for story in stories]
 
     if settings.automatic and len(stories) >= settings.min_stories:
         taken = set(configured_names) | {name for names in topics for name in names}
@@ -124,10 +111,88 @@ def assign_topics(
     )
 
 
-# Every poll asks again about mostly the same texts (a pure function, so remembered).
-@functools.lru_cache(maxsize=65536)
-def _mentions(pattern: re.Pattern[str], title: str, text: str) -> bool:
+def configured_topics(
+    stories: Sequence[Sequence[StoredEntry]],
+    rules: Sequence[TopicRule] = (),
+    *,
+    feed_topics: Mapping[str, Sequence[str]] | None = None,
+) -> list[tuple[str, ...]]:
+    """The configured topics of each story (given by its members), as ``assign_topics`` gives
+    them, without the automatic one: for relabelling stored stories after feeds.yaml changed."""
+    # Not remembered: a relabel reads every stored story once, and the cache would then hold
+    # the texts of the last 65,536 of them instead of the ones the next polls ask about again.
+    matcher = _Matcher.of(rules, feed_topics, remember=False)
+    return [matcher.topics_of(members) for members in stories]
+
+
+def configured_names(rules: Sequence[TopicRule], feed_topics: Mapping[str, Sequence[str]]) -> tuple[str, ...]:
+    """Every configured topic name (of the rules, then the feeds'), each once."""
+    return tuple(
+        dict.fromkeys([*(rule.name for rule in rules), *(t for ts in feed_topics.values() for t in ts)])
+    )
+
+
+def topic_fingerprint(rules: Sequence[TopicRule], feed_topics: Mapping[str, Sequence[str]]) -> str:
+    """A digest of everything that decides a story's configured topics: the rules in order,
+    their keywords, and each feed's topics (feeds without any do not count)."""
+    described = {
+        "matching": _MATCHING_VERSION,
+        "rules": [[rule.name, list(rule.keywords)] for rule in rules],
+        "feeds": sorted([url, list(names)] for url, names in feed_topics.items() if names),
+    }
+    text = json.dumps(described, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+# Raised when how keywords match changes (``keyword_pattern``, ``_mentions``): stored stories
+# are then relabelled as after an edit of their rules.
+_MATCHING_VERSION = 1
+
+
+@dataclass(frozen=True, slots=True)
+class _Matcher:
+    """The configured rules compiled once, for the stories of one call."""
+
+    patterns: tuple[tuple[str, re.Pattern[str] | None], ...]
+    feed_topics: Mapping[str, Sequence[str]]
+    order: Mapping[str, int]
+    mentions: Callable[[re.Pattern[str], str, str], bool]
+
+    @classmethod
+    def of(
+        cls,
+        rules: Sequence[TopicRule],
+        feed_topics: Mapping[str, Sequence[str]] | None,
+        *,
+        remember: bool = True,
+    ) -> _Matcher:
+        return cls(
+            tuple((rule.name, keyword_pattern(rule.keywords)) for rule in rules),
+            feed_topics or {},
+            {rule.name: index for index, rule in enumerate(rules)},
+            _mentions if remember else _search,
+        )
+
+    def topics_of(self, members: Sequence[StoredEntry]) -> tuple[str, ...]:
+        """Keyword matches and the members' feed topics, in rule order (others by name)."""
+        names: list[str] = []
+        for name, pattern in self.patterns:
+            if pattern is not None and any(
+                self.mentions(pattern, m.entry.title, m.entry.text) for m in members
+            ):
+                names.append(name)
+        for member in members:
+            names.extend(self.feed_topics.get(member.feed_url, ()))
+        order = self.order
+        return tuple(sorted(set(names), key=lambda name: (order.get(name, len(order)), name)))
+
+
+def _search(pattern: re.Pattern[str], title: str, text: str) -> bool:
     return pattern.search(f"{title}\n{text}") is not None
+
+
+# Every poll asks again about mostly the same texts (a pure function, so remembered).
+_mentions = functools.lru_cache(maxsize=65536)(_search)
 
 
 def _automatic_topics(

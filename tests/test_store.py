@@ -741,6 +741,49 @@ def test_stories_and_their_members(store: Store, now: datetime) -> None:
     assert [s.id for s in store.iter_stories()] == ["s1"]
 
 
+def test_stories_are_read_a_page_at_a_time_and_relabelled_without_being_updated(
+    store: Store, now: datetime
+) -> None:
+    entries = [make_entry(guid) for guid in "abcde"]
+    store.save_poll(polled(FEED, now), entries, now)
+    ids = [entry_id(FEED, guid) for guid in "abcde"]
+    store.save_stories(
+        [(f"s{i}", f"Story {i}", ("old",)) for i in range(4)] + [("empty", "No entries", ())],
+        [(ids[0], "s0"), (ids[1], "s0"), (ids[2], "s1"), (ids[3], "s2"), (ids[4], "s3")],
+        now,
+    )
+
+    pages = list(store.story_pages(size=3))  # "empty" has no entry: not listed
+    assert [[story.id for story, _ in page] for page in pages] == [["s0", "s1", "s2"], ["s3"]]
+    members = {
+        story.id: [(m.id, m.entry.title, m.entry.text, m.topics) for m in ms]
+        for page in pages
+        for story, ms in page
+    }
+    assert members["s0"] == [
+        (ids[0], "Title a", "Body of a", ("old",)),
+        (ids[1], "Title b", "Body of b", ("old",)),
+    ]
+
+    store.save_story_topics([("s0", ("new", "auto")), ("s3", ())])
+    later = {s.id: (s.topics, s.updated) for s in store.iter_stories()}
+    assert later == {
+        "s0": (("new", "auto"), now),
+        "s1": (("old",), now),
+        "s2": (("old",), now),
+        "s3": ((), now),
+    }
+    assert {e.id: e.topics for e in store.get_entries(ids)} == {
+        ids[0]: ("new", "auto"), ids[1]: ("new", "auto"), ids[2]: ("old",), ids[3]: ("old",), ids[4]: (),
+    }  # fmt: skip
+    assert {e.id: e.last_updated for e in store.get_entries(ids)} == dict.fromkeys(ids, now)
+
+    assert store.meta_value("topics") is None
+    store.set_meta_value("topics", "one")
+    store.set_meta_value("topics", "two")
+    assert store.meta_value("topics") == "two"
+
+
 def test_hashes_computed_elsewhere_store_the_same_rows(
     store: Store, database_url: str, now: datetime
 ) -> None:
