@@ -19,6 +19,7 @@ from __future__ import annotations
 import difflib
 import os
 import re
+import unicodedata
 import zoneinfo
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -44,6 +45,7 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq, TaggedScalar
 from ruamel.yaml.constructor import DuplicateKeyError
 from ruamel.yaml.error import MarkedYAMLError
 from ruamel.yaml.nodes import MappingNode, ScalarNode, SequenceNode
+from ruamel.yaml.reader import ReaderError
 
 from aggregator.errors import ConfigError, ConfigProblem
 from aggregator.urls import canonical_url
@@ -744,10 +746,33 @@ def _round_trip_or_error(name: str, text: str) -> Any:
         hint = _yaml_hint(what, text, mark, str(exc.context or ""))
         problem = ConfigProblem(name, line, col, "", f"not valid YAML: {what}", hint)
         raise ConfigError([problem]) from exc
+    except ReaderError as exc:
+        # A character YAML forbids anywhere (ESC, NUL, form feed: a paste from a terminal).
+        raise ConfigError([_forbidden_character_problem(name, text, exc)]) from exc
     except (ValueError, TypeError, OverflowError) as exc:
         # A value the parser accepts but cannot build: `title: 2024-13-45` reads as a date
         # (month 13), `priority: !!int high`.  ruamel says it without a line: find it.
         raise ConfigError([_unbuildable_value_problem(name, text, exc)]) from exc
+
+
+def _forbidden_character_problem(name: str, text: str, exc: ReaderError) -> ConfigProblem:
+    """A character YAML does not allow, at its line and column, by its name."""
+    position = exc.position if isinstance(exc.position, int) and 0 <= exc.position <= len(text) else 0
+    before = text[:position].split("\n")
+    char = text[position] if position < len(text) else ""
+    shown = f"U+{ord(char):04X}" if char else "a character"
+    label = unicodedata.name(char, "") or _CONTROL_NAMES.get(ord(char), "a control character") if char else ""
+    return ConfigProblem(
+        name,
+        len(before),
+        len(before[-1]) + 1,
+        "",
+        f"character {shown}{f' ({label})' if label else ''} is not allowed in YAML",
+        "remove it: a paste from a terminal can bring such characters along",
+    )
+
+
+_CONTROL_NAMES = {0x00: "NUL", 0x07: "BEL", 0x08: "BACKSPACE", 0x0C: "FORM FEED", 0x1B: "ESC", 0x7F: "DELETE"}
 
 
 _CONTEXT_IS_THE_CAUSE = (
@@ -1068,9 +1093,19 @@ def _problem_from(name: str, data: Any, err: Mapping[str, Any]) -> ConfigProblem
         value = err.get("input")
         message = f"expected {_EXPECTED[kind]}, got {_shown_input(value)}"
         hint = _text_hint(loc, value) if kind == "string_type" else None
+    elif kind == "string_pattern_mismatch" and loc[-1] == "name" and loc[0] == "newsletters":
+        message, hint = _newsletter_name_problem(err.get("input"))
     elif message.startswith("Value error, "):
         message = message.removeprefix("Value error, ")
     return ConfigProblem(name, line, col, _location_text(loc), message, hint)
+
+
+def _newsletter_name_problem(value: Any) -> tuple[str, str | None]:
+    """What a newsletter name may hold, and the name meant: the archive folder, the List-Id
+    and URLs are made of it (pydantic says the regular expression)."""
+    message = f"{_shown_input(value)} is not a newsletter name: lower-case letters, digits, - and _"
+    fixed = re.sub(r"[^a-z0-9_-]+", "-", value.lower()).strip("-_") if isinstance(value, str) else ""
+    return message, (f"write name: {fixed}; the title: says it any way you like" if fixed else None)
 
 
 _EXPECTED = {

@@ -748,3 +748,27 @@ def test_the_readmes_configuration_reference_is_a_valid_feeds_yaml(tmp_path: Pat
     assert blocks, "the README has no feeds.yaml reference"
     for block in blocks:
         assert check_config(write(tmp_path, block)) == []
+
+
+@pytest.mark.parametrize(
+    ("char", "named"), [("\x1b", "U+001B (ESC)"), ("\x0c", "U+000C (FORM FEED)"), ("\x00", "U+0000 (NUL)")]
+)
+def test_a_character_yaml_forbids_is_said_on_its_line_not_a_traceback(
+    tmp_path: Path, char: str, named: str
+) -> None:
+    # Pasted from a terminal: every command died with ruamel's ReaderError and a traceback.
+    path = write(tmp_path, f'feeds:\n  - url: a.xml\n    title: "caf{char}"\nnewsletters: []\n')
+    (problem,) = problems_of(path)
+    assert f"{path}:3:16: character {named} is not allowed in YAML" in problem
+    ran = CliRunner().invoke(app, ["--config", str(path), "status"])
+    assert ran.exit_code == 2
+    assert "Traceback" not in ran.output
+
+
+def test_a_newsletter_name_with_capitals_or_spaces_says_what_a_name_may_hold(tmp_path: Path) -> None:
+    # pydantic's words were "String should match pattern '^[a-z0-9][a-z0-9_-]*$'".
+    path = write(tmp_path, "feeds: []\nnewsletters:\n  - name: Daily News\n    title: Daily\n")
+    (problem,) = problems_of(path)
+    assert "'Daily News' is not a newsletter name: lower-case letters, digits, - and _" in problem
+    assert "write name: daily-news" in problem
+    assert "pattern" not in problem
