@@ -363,7 +363,7 @@ def run(
             # Last: what the digests and the outputs needed is used.  Alone against polls
             # of other processes, as `aggregator prune` (see pipeline.prune_entries).
             with ingest_lock(loaded.database_url, exclusive=True):
-                pruned = pipeline.prune_entries(loaded, store, _now())
+                pruned = pipeline.prune_and_republish(loaded, store, _now())
     except SchedulerAlreadyRunning as exc:
         echo(f"error: {exc}", err=True)
         raise typer.Exit(service.EXIT_ALREADY_RUNNING) from exc
@@ -374,16 +374,21 @@ def run(
         echo(f"error: {exc}", err=True)
         raise typer.Exit(EXIT_USAGE) from exc
     code = _report(report.poll, loaded)
-    removed = f"; {pruned.entries} old entries removed" if pruned is not None and pruned.entries else ""
     echo(
         f"{report.duplicates} entries collapsed as copies, {report.stories} stories regrouped; "
         f"combined feeds in {loaded.base_dir / loaded.config.output.dir} "
-        f"({len(report.published.changed)} of {len(report.published.files)} files changed){removed}",
+        f"({len(report.published.changed)} of {len(report.published.files)} files changed)",
         err=True,
     )
     for issue in issues:
         if cli_digest.report(issue, err=True):
             code = EXIT_FEEDS_FAILED
+    if pruned is not None and pruned.entries:  # last, as it ran: after the digests
+        echo(
+            f"retention: {pruned.entries} old {'entry' if pruned.entries == 1 else 'entries'} removed"
+            f" (stored before {_short_time(_iso(pruned.cutoff))} UTC); combined feeds written again",
+            err=True,
+        )
     raise typer.Exit(code)
 
 
@@ -410,7 +415,11 @@ def prune(
             report = pipeline.prune_entries(loaded, store, _now(), dry_run=True)
         else:
             with ingest_lock(loaded.database_url, exclusive=True):  # see pipeline.prune_entries
-                report = pipeline.prune_entries(loaded, store, _now())
+                try:
+                    report = pipeline.prune_and_republish(loaded, store, _now())
+                except OSError as exc:  # writing the combined feeds again: a full disk
+                    echo(f"error: {exc}; the old entries are removed", err=True)
+                    raise typer.Exit(EXIT_FEEDS_FAILED) from exc
         titles = store.feed_titles()
     if report is not None:
         _print_prune(report, loaded, titles)

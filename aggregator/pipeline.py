@@ -808,6 +808,18 @@ def prune_entries(
     return PruneReport(cutoff, held_by, tuple(removed), stories, kept, dry_run)
 
 
+def prune_and_republish(loaded: LoadedConfig, store: Store, now: datetime) -> PruneReport | None:
+    """``prune_entries``; then, when entries went and the combined feeds were published
+    before, those written again: they would go on listing stories whose entries are gone
+    (``serve`` and its front page read them) until the next cycle, an hour away or more.
+    The caller holds the ingest lock alone, as for ``prune_entries``."""
+    report = prune_entries(loaded, store, now)
+    output = loaded.base_dir / loaded.config.output.dir
+    if report is not None and report.entries and (output / "feed.atom").exists():
+        publish_output(loaded, store, now)
+    return report
+
+
 # Entries removed per transaction: bounds how long pruning holds the database's write lock
 # (the web side and `aggregator status` read meanwhile) and what an interruption leaves undone.
 PRUNE_CHUNK = 500

@@ -709,7 +709,9 @@ class Service:
                 self._cycle,
                 _held_from_thread(ingest_lock(loaded.database_url, exclusive=True)),
             ):
-                report = await asyncio.to_thread(pipeline.prune_entries, loaded, self.store, self.clock.now())
+                report = await asyncio.to_thread(
+                    pipeline.prune_and_republish, loaded, self.store, self.clock.now()
+                )
         except (AggregatorError, OSError) as exc:
             log.error("prune failed: %s; trying again in %s", exc, PRUNE_INTERVAL)
             return None

@@ -278,10 +278,14 @@ def test_run_once_prunes_last_and_says_how_many_entries_went(tmp_path: Path) -> 
     carry(tmp_path, "old1", "old2", "fresh")
     code, _, stderr = invoke(config, "run", "--once")
     assert code == 0, stderr
-    assert "; 2 old entries removed" in stderr
+    assert stderr.rstrip().splitlines()[-1].startswith("retention: 2 old entries removed (stored before ")
     assert "1 new" in stderr  # polled before pruning, as a cycle comes first
     with Store.open(loaded.database_url) as store:
         assert guids(store) == ["fresh"]
+    # The combined feeds, written before the prune, are written again without them.
+    atom = (tmp_path / "public" / "feed.atom").read_text(encoding="utf-8")
+    assert "Report fresh" in atom
+    assert "Report old1" not in atom
     code, _, stderr = invoke(config, "run", "--once")
     assert code == 0, stderr
     assert "old entries removed" not in stderr  # said only when some went
