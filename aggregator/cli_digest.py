@@ -152,11 +152,15 @@ def describe(outcome: newsletters.IssueOutcome) -> str:
         since = f"since issue #{number - 1}" if number > 1 else "to send yet"
         return f"{outcome.newsletter}: nothing new {since}; no email"
     # Written to the outbox is not sent: "1 sent" had the operator wait for mail that never left.
+    messages = "message" if outcome.sent == 1 else "messages"
     parts = [
-        f"{outcome.sent} written to {typed_path(outcome.outbox)}/"
+        f"{outcome.sent} {messages} written to {typed_path(outcome.outbox)}/"
         if outcome.outbox
         else f"{outcome.sent} sent"
     ]
+    readers = outcome.sent + outcome.retrying + outcome.waiting + outcome.failed + outcome.unsubscribed
+    if not readers and not outcome.uncertain:  # "0 sent" read as if every send failed
+        parts = ["no subscribers yet: nobody to send it to"]
     if outcome.retrying:
         parts.append(f"{outcome.retrying} to retry")
     if outcome.waiting:  # the run stopped before them (the server down): not one word said so

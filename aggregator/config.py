@@ -453,7 +453,10 @@ MIN_RETENTION = timedelta(days=7)
 
 
 def _optional_duration(value: object) -> timedelta | None:
-    """``null`` (keep everything), or a duration as ``parse_duration`` reads it."""
+    """``null`` (keep everything), or a duration with its unit: a bare number, read as
+    seconds elsewhere, is surely days here (``max_age: 180`` was refused as "3m")."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        raise ValueError(f"{value} has no unit: write {value}d for days, or null to keep everything")
     return None if value is None else parse_duration(value)
 
 

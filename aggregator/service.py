@@ -1022,7 +1022,11 @@ def _tracked(tasks: set[asyncio.Task[Any]]) -> Iterator[None]:
 
 def _log_digest(run: DigestRun, seconds: float) -> None:
     # Without a mail server nothing is sent: the messages are files for someone to look at.
-    sent = "sent" if run.outbox is None else f"written to {run.outbox}"
+    sent = (
+        "sent"
+        if run.outbox is None
+        else f"{'message' if run.sent == 1 else 'messages'} written to {run.outbox}"
+    )
     log.info(
         "digest %s #%s for %s: %s, %d %s, %d failed, %d left, in %.1fs",
         run.newsletter,

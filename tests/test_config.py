@@ -772,3 +772,10 @@ def test_a_newsletter_name_with_capitals_or_spaces_says_what_a_name_may_hold(tmp
     assert "'Daily News' is not a newsletter name: lower-case letters, digits, - and _" in problem
     assert "write name: daily-news" in problem
     assert "pattern" not in problem
+
+
+def test_a_retention_max_age_without_a_unit_asks_for_one(tmp_path: Path) -> None:
+    # A bare number is seconds everywhere else: `max_age: 180` was refused as "3m is shorter than 7 days".
+    (problem,) = problems_of(write(tmp_path, "feeds: []\nnewsletters: []\nretention:\n  max_age: 180\n"))
+    assert "180 has no unit: write 180d for days, or null to keep everything" in problem
+    assert "3m" not in problem

@@ -791,7 +791,10 @@ def test_digest_command_previews_sends_and_sends_test_copies(
     assert sent.exit_code == 0, sent.output
     assert "daily #1:" in sent.stdout
     # Nothing was sent: the message was written to the outbox ("1 sent" said otherwise).
-    assert ": 1 written to newsletters/outbox/; archive: newsletters/archive/daily/0001.html" in sent.stdout
+    assert (
+        ": 1 message written to newsletters/outbox/; archive: newsletters/archive/daily/0001.html"
+        in sent.stdout
+    )
     assert "sent" not in sent.stdout
     assert len(outbox_files(loaded)) == 2
 
@@ -1122,6 +1125,6 @@ def test_run_once_with_a_reader_put_off_by_a_fault_here_names_them_and_exits_1(
     ran = CliRunner().invoke(cli.app, ["--config", str(loaded.path), "run", "--once"])
     assert ran.exit_code == 1, ran.output
     said = " ".join(ran.output.split())
-    assert f"0 written to {newsletters.outbox_dir(loaded)}/, 1 to retry" in said
+    assert f"0 messages written to {newsletters.outbox_dir(loaded)}/, 1 to retry" in said
     assert "reader@example.com: not delivered yet: writing " in said
     assert "; next try at " in said

@@ -207,7 +207,9 @@ def test_issues_with_nothing_new_use_no_number_readers_see(quiet: tuple[LoadedCo
     add_entry(store, FEED_B, "rail-1", "Rail strike called off", NOW + timedelta(days=2, hours=2))
     [second] = newsletters.run_due_newsletters(loaded, store, NOW + timedelta(days=3))
     assert (second.shown_number, second.status, second.stories) == (2, "done", 1)
-    assert describe(second).startswith(f"daily #2: 1 story: 1 written to {newsletters.outbox_dir(loaded)}/;")
+    assert describe(second).startswith(
+        f"daily #2: 1 story: 1 message written to {newsletters.outbox_dir(loaded)}/;"
+    )
     folder = newsletters.archive_dir(loaded, "daily")
     assert sorted(p.name for p in folder.glob("*.html")) == ["0001.html", "0002.html", "index.html"]
     assert re.findall(r'href="(\d{4})\.html"', (folder / "index.html").read_text()) == ["0002", "0001"]
@@ -312,3 +314,11 @@ def test_a_story_this_newsletter_never_sent_is_not_marked_updated(
     assert second.stories == 1
     assert "Geneva" in text
     assert "Updated" not in text
+
+
+def test_an_issue_nobody_is_subscribed_to_says_so_not_zero_sent(tmp_path: Path) -> None:
+    # "daily #1: 6 stories: 0 written to newsletters/outbox/" read as if every send failed.
+    done = newsletters.IssueOutcome("daily", 1, "done", stories=6, shown=6, outbox=tmp_path / "outbox")
+    assert describe(done).startswith("daily #1: 6 stories: no subscribers yet: nobody to send it to;")
+    one = newsletters.IssueOutcome("daily", 1, "done", stories=6, shown=6, sent=1, outbox=tmp_path / "outbox")
+    assert ": 1 message written to " in describe(one)

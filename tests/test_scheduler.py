@@ -395,7 +395,7 @@ async def test_without_a_mail_server_the_log_says_written_to_the_outbox_not_sent
         [run] = await service.start()
     assert run.outbox == tmp_path / "newsletters" / "outbox"
     [line] = [r for r in caplog.records if getattr(r, "fields", {}).get("event") == "digest"]
-    assert "1 written to " in line.getMessage()
+    assert "1 message written to " in line.getMessage()
     assert " sent" not in line.getMessage()
     assert line.fields["outbox"] == str(tmp_path / "newsletters" / "outbox")  # type: ignore[attr-defined]
 
