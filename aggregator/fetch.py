@@ -666,7 +666,10 @@ class Fetcher:
             )
             return self._failed(state, location, progress, now, slow, conditional=conditional)
         except (httpx.HTTPError, httpx.InvalidURL) as exc:
-            broken = _Failed(_describe_transport_error(exc, progress.url, self._settings))
+            said = _describe_transport_error(exc, progress.url, self._settings)
+            if len(progress.chain) > 1:  # else the user checks the server configured, which is fine
+                said += f" (redirected there from {progress.chain[-2]})"
+            broken = _Failed(said)
             return self._failed(state, location, progress, now, broken, conditional=conditional)
         except Exception as exc:  # a server found a case not handled above: its feed fails, not the poll
             log.exception("fetching %s failed unexpectedly", without_password(progress.url))

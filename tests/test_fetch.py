@@ -392,6 +392,19 @@ async def test_redirect_to_a_file_url_is_refused(feed_server: FeedServer) -> Non
     assert "Location 'file:///etc/passwd': only http and https are followed" in result.error
 
 
+@pytest.mark.anyio
+async def test_a_connection_refused_after_a_redirect_names_the_redirect(feed_server: FeedServer) -> None:
+    # "connection refused by 127.0.0.1:1" sent the user to check the server configured,
+    # which answered fine: the redirect it sent leads to the closed port.
+    feed_server.redirects["/to-closed-port"] = (302, "http://127.0.0.1:1/feed.xml")
+    url = feed_server.url("/to-closed-port")
+    result = await fetch(url)
+    assert result.status is FeedStatus.ERROR
+    assert result.error is not None
+    assert "127.0.0.1:1" in result.error
+    assert result.error.endswith(f"(redirected there from {url})")
+
+
 @pytest.mark.parametrize(
     ("path", "location", "why"),
     [
