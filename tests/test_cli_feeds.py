@@ -644,8 +644,14 @@ def test_a_config_that_cannot_be_read_is_said_alike_by_every_command(why: str, c
     # readable"; "cannot edit PATH: not UTF-8 text: 'utf-8' codec can't decode byte 0xe9 in
     # position 56" from the feeds commands where every other command named the line.
     folder = Path(tempfile.mkdtemp(prefix="unreadable-"))  # tmp_path: a folder only root may enter
+    # The OPML to import, where the other user may read it (the checkout may be in a folder
+    # only root may enter, as a fresh clone in `mktemp -d` is): only feeds.yaml is unreadable.
+    readable = Path(tempfile.mkdtemp(prefix="readable-"))
     try:
         folder.chmod(0o755)
+        readable.chmod(0o755)
+        opml = str(shutil.copy(OPML_DIR / "feedly.opml", readable / "feedly.opml"))
+        command = [opml if arg == str(OPML_DIR / "feedly.opml") else arg for arg in command]
         path, said = _unreadable(folder, why)
         as_nobody = why == "permission denied" and os.geteuid() == 0
         with _as_user(NOBODY) if as_nobody else contextlib.nullcontext():
@@ -655,6 +661,7 @@ def test_a_config_that_cannot_be_read_is_said_alike_by_every_command(why: str, c
         assert sorted(p.name for p in folder.iterdir()) == ["feeds.yaml"]  # nothing made beside it
     finally:
         shutil.rmtree(folder)
+        shutil.rmtree(readable)
 
 
 @pytest.mark.parametrize(

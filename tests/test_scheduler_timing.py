@@ -26,7 +26,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from aggregator.clock import ManualClock
 from aggregator.config import LoadedConfig, load_config
-from aggregator.service import POLL_JOB_ID, POLL_MIN_GAP, Service, next_runs, serve
+from aggregator.service import POLL_JOB_ID, POLL_MIN_GAP, POLL_WAKE_MARGIN, Service, next_runs, serve
 from aggregator.store import Store
 from aggregator.types import FeedState
 from tests.feedserver import FeedServer, RecordedRequest
@@ -120,8 +120,11 @@ async def test_a_feed_set_to_5_minutes_is_polled_every_5_minutes_not_every_6(
     slowest = timedelta(minutes=5, seconds=30) + POLL_MIN_GAP
     assert all(timedelta(minutes=5) <= gap <= slowest for gap in gaps), [str(g) for g in gaps]
     assert len(gaps) >= 11
-    # And `status` tells the truth: the feed is polled at the time it shows, not a tick later.
-    assert fetched[1:] == status_said[:-1]
+    # And `status` tells the truth: the feed is polled at the time it shows, not a tick later
+    # (a wake-up is never set less than POLL_WAKE_MARGIN after the run that sets it).
+    lateness = [f - s for f, s in zip(fetched[1:], status_said[:-1], strict=True) if f and s]
+    assert len(lateness) == len(fetched) - 1
+    assert all(timedelta(0) <= late <= POLL_WAKE_MARGIN for late in lateness), [str(x) for x in lateness]
 
 
 @pytest.mark.anyio
