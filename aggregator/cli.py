@@ -347,6 +347,7 @@ def run(
     loaded = ctx.obj.load()
     issues: list[newsletters.IssueOutcome] = []
     pruned: PruneReport | None = None
+    prune_failed = ""
     try:
         # The scheduler's lock: a cycle from cron that overlaps the previous one, or a
         # running `aggregator run`, would poll and send at the same time as it.
@@ -361,9 +362,13 @@ def run(
             if loaded.config.newsletters:
                 issues = newsletters.run_due_newsletters(loaded, store, now)
             # Last: what the digests and the outputs needed is used.  Alone against polls
-            # of other processes, as `aggregator prune` (see pipeline.prune_entries).
-            with ingest_lock(loaded.database_url, exclusive=True):
-                pruned = pipeline.prune_and_republish(loaded, store, _now())
+            # of other processes, as `aggregator prune` (see pipeline.prune_entries).  Its
+            # failure is its own: what was polled and sent is still reported below.
+            try:
+                with ingest_lock(loaded.database_url, exclusive=True):
+                    pruned = pipeline.prune_and_republish(loaded, store, _now())
+            except (AggregatorError, StoreError, OSError) as exc:
+                prune_failed = f"error: retention: {exc}; nothing else is affected, the next run tries again"
     except SchedulerAlreadyRunning as exc:
         echo(f"error: {exc}", err=True)
         raise typer.Exit(service.EXIT_ALREADY_RUNNING) from exc
@@ -383,6 +388,9 @@ def run(
     for issue in issues:
         if cli_digest.report(issue, err=True):
             code = EXIT_FEEDS_FAILED
+    if prune_failed:
+        echo(prune_failed, err=True)
+        code = max(code, EXIT_FEEDS_FAILED)
     if pruned is not None and pruned.entries:  # last, as it ran: after the digests
         echo(
             f"retention: {pruned.entries} old {'entry' if pruned.entries == 1 else 'entries'} removed"

@@ -289,3 +289,31 @@ def test_run_once_prunes_last_and_says_how_many_entries_went(tmp_path: Path) -> 
     code, _, stderr = invoke(config, "run", "--once")
     assert code == 0, stderr
     assert "old entries removed" not in stderr  # said only when some went
+
+
+def test_run_once_whose_retention_fails_still_reports_what_it_polled_and_sent(tmp_path: Path) -> None:
+    # A failing prune jumped past the reports: exit 2 and one error line, though an issue
+    # had gone out and the feeds were polled.
+    config = project(
+        tmp_path,
+        f"sqlite:///{tmp_path / 'db.sqlite'}",
+        newsletters="[{name: daily, title: Daily, subscribers: [a@example.org]}]",
+    )
+    loaded = load_config(config)
+    with Store.open(loaded.database_url) as store:
+        carry(tmp_path, "old")
+        poll(loaded, store, datetime.now(UTC) - 300 * DAY)
+        with store.engine.begin() as conn:  # the database refuses the prune's deletes
+            conn.execute(
+                sa.text(
+                    "CREATE TRIGGER refuse_deletes BEFORE DELETE ON entries "
+                    "BEGIN SELECT RAISE(ABORT, 'disk I/O error'); END"
+                )
+            )
+    carry(tmp_path, "old", "fresh")
+    code, _, stderr = invoke(config, "run", "--once")
+    assert code == 1, stderr
+    assert "1 new" in stderr
+    assert "daily #1:" in stderr  # the issue that went out is still reported
+    assert stderr.rstrip().splitlines()[-1].startswith("error: retention: ")
+    assert "disk I/O error" in stderr
