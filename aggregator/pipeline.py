@@ -551,7 +551,12 @@ def publish_output(loaded: LoadedConfig, store: Store, now: datetime) -> Publish
         # disabled one is only paused, and its stories stay.
         feeds=[f.url for f in loaded.config.feeds],
     )
-    settings = PublishSettings(output.title, output.base_url, output.max_stories, output.language)
+    kept = tuple(
+        dict.fromkeys(
+            [*(t.name for t in loaded.config.topics), *(t for f in loaded.config.feeds for t in f.topics)]
+        )
+    )
+    settings = PublishSettings(output.title, output.base_url, output.max_stories, output.language, kept)
     return publish_feeds(snapshot, loaded.base_dir / output.dir, settings)
 
 

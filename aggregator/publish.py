@@ -117,6 +117,10 @@ class PublishSettings:
     base_url: str = "http://localhost:8000/"  # where the output folder is served (the front page)
     max_stories: int = 50
     language: str | None = None  # a BCP 47 tag (``en``, ``pt-BR``); None: none said
+    # The configured topics: each has its feeds even with no story in the snapshot (a quiet
+    # topic whose stories retention removed, one nothing matched yet), so that the address
+    # a reader subscribed to answers with an empty feed, not a 404.
+    kept_topics: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.base_url.endswith("/"):
@@ -645,12 +649,14 @@ def render_feeds(
     reads them): a feed's updated time never goes back from what its files said (see the
     module docstring).  Without it, each feed's updated time is that of its newest story.
     """
-    slugs = topic_slugs(snapshot.topics)
+    names = (*snapshot.topics, *(t for t in settings.kept_topics if t not in snapshot.topics))
+    slugs = topic_slugs(names)
+    listed = {t: slugs[t] for t in snapshot.topics}  # the whole JSON Feed lists those with stories
     files: dict[str, bytes] = {}
     feeds: list[tuple[str | None, str | None, tuple[SnapshotStory, ...]]] = [
         (None, None, snapshot.newest(settings.max_stories))
     ]
-    feeds += [(t, slugs[t], snapshot.in_topic(t)[: settings.max_stories]) for t in snapshot.topics]
+    feeds += [(t, slugs[t], snapshot.in_topic(t)[: settings.max_stories]) for t in names]
     shown = _as_shown({s.id: s for _, _, stories in feeds for s in stories}, published or {}, snapshot.taken)
     feeds = [(topic, slug, tuple(shown[s.id] for s in stories)) for topic, slug, stories in feeds]
     for topic, slug, stories in feeds:
@@ -659,7 +665,7 @@ def render_feeds(
         before = {
             fmt: data for fmt, path in paths.items() if (data := (published or {}).get(path)) is not None
         }
-        rendered = _render_feed(stories, meta, snapshot, slugs if slug is None else None, before)
+        rendered = _render_feed(stories, meta, snapshot, listed if slug is None else None, before)
         files.update((paths[fmt], data) for fmt, data in rendered.items())
     return files
 

@@ -1359,3 +1359,16 @@ def test_a_topic_listed_only_in_the_json_feed_changing_leaves_the_atom_and_rss_f
     assert json.loads(after["feed.json"])["_aggregator"]["updated"] == "2025-08-19T12:00:00Z"
     again = publish_feeds(snapshot_of(entries, renamed, now=NOW + timedelta(days=2)), tmp_path, settings)
     assert again.changed == ()
+
+
+def test_a_configured_topic_with_no_story_keeps_its_feed_not_a_404(entries: list[StoredEntry]) -> None:
+    # Retention removed a quiet topic's last stories (or nothing matched it yet): its files
+    # were deleted as leftovers, and readers subscribed to topics/rare.atom got a 404.
+    settings = replace(SETTINGS, kept_topics=("Rare",))
+    files = render_feeds(snapshot_of(entries), settings)
+    atom = assert_valid_atom(files["topics/rare.atom"])
+    assert atom.findall("{http://www.w3.org/2005/Atom}entry") == []
+    assert assert_valid_json_feed(files["topics/rare.json"])["items"] == []
+    assert_valid_rss(files["topics/rare.rss"])
+    whole = json.loads(files["feed.json"])
+    assert "Rare" not in json.dumps(whole["_aggregator"])  # the front page lists topics with stories
