@@ -59,7 +59,11 @@ def digest(
         raise typer.Exit(EXIT_USAGE)
     context: _Loads = ctx.obj
     loaded = context.load()
-    _check_name(loaded, name)  # before a database is opened (or made) for it
+    try:
+        newsletters.find_newsletter(loaded, name)  # before a database is opened (or made) for it
+    except AggregatorError as exc:
+        echo(f"error: {exc}", err=True)
+        raise typer.Exit(EXIT_USAGE) from exc
     now = datetime.now(UTC)
     try:
         # A preview only reads: where nothing has been polled yet it creates nothing.
@@ -96,15 +100,6 @@ def digest(
         raise typer.Exit(EXIT_FAILED)
     failed = [report(outcome, err=False) for outcome in outcomes]
     raise typer.Exit(EXIT_FAILED if any(failed) else EXIT_OK)
-
-
-def _check_name(loaded: LoadedConfig, name: str) -> None:
-    """Exit 2 for a newsletter feeds.yaml does not list, naming the ones it does."""
-    names = [letter.name for letter in loaded.config.newsletters]
-    if name not in names:
-        known = ", ".join(names) or "none: add one under 'newsletters:'"
-        echo(f"error: {loaded.path.name}: no newsletter named {name!r} (configured: {known})", err=True)
-        raise typer.Exit(EXIT_USAGE)
 
 
 def _open_store(loaded: LoadedConfig, name: str, *, create: bool) -> Store:

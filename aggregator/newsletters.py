@@ -545,7 +545,7 @@ def _select(loaded: LoadedConfig, names: Sequence[str] | None) -> list[Newslette
     by_name = {n.name: n for n in letters}
     unknown = [n for n in names if n not in by_name]
     if unknown:
-        known = ", ".join(by_name) or "none"
+        known = ", ".join(by_name) or "none: add one under 'newsletters:'"
         raise AggregatorError(f"{loaded.path.name}: no newsletter named {unknown[0]!r} (configured: {known})")
     return [by_name[n] for n in names]
 

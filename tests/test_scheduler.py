@@ -362,11 +362,9 @@ async def test_a_stop_while_an_issue_waits_for_a_poll_freezes_no_issue(
         assert latest.number == 1  # nothing frozen from a poll cut short
 
 
-@pytest.mark.anyio
-async def test_at_start_the_first_poll_comes_before_a_first_issue(
-    feed_server: FeedServer, tmp_path: Path
-) -> None:
-    feed_server.add_feed("/news.xml", rss(("a", "Alpha"), ("b", "Bravo")), etag='"v1"')
+async def start_with_a_daily_newsletter(feed_server: FeedServer, tmp_path: Path) -> DigestRun:
+    """The service started on /news.xml and a never-sent daily newsletter to one reader
+    (no smtp: the outbox); the one issue its start sent."""
     newsletters = (
         'newsletters:\n  - {name: daily, title: Daily, schedule: "0 7 * * *", subscribers: [a@example.org]}\n'
     )
@@ -374,8 +372,17 @@ async def test_at_start_the_first_poll_comes_before_a_first_issue(
     with Store.open(loaded.database_url) as store:
         service = Service(loaded, store, clock=ManualClock(datetime.now(UTC)))
         [run] = await service.start()
-        assert run.status == "done"  # not "empty": the issue holds what the first poll found
-        assert run.sent == 1
+    return run
+
+
+@pytest.mark.anyio
+async def test_at_start_the_first_poll_comes_before_a_first_issue(
+    feed_server: FeedServer, tmp_path: Path
+) -> None:
+    feed_server.add_feed("/news.xml", rss(("a", "Alpha"), ("b", "Bravo")), etag='"v1"')
+    run = await start_with_a_daily_newsletter(feed_server, tmp_path)
+    assert run.status == "done"  # not "empty": the issue holds what the first poll found
+    assert run.sent == 1
     assert len(list((tmp_path / "newsletters" / "outbox").glob("*.eml"))) == 1
 
 
@@ -386,13 +393,7 @@ async def test_without_a_mail_server_the_log_says_written_to_the_outbox_not_sent
     # Nothing was sent: the message is a file in newsletters/outbox/ (the log said "1 sent").
     caplog.set_level(logging.INFO, logger="aggregator")
     feed_server.add_feed("/news.xml", rss(("a", "Alpha")), etag='"v1"')
-    newsletters = (
-        'newsletters:\n  - {name: daily, title: Daily, schedule: "0 7 * * *", subscribers: [a@example.org]}\n'
-    )
-    loaded = load_config(write_config(tmp_path / "feeds.yaml", [feed_server.url("/news.xml")], newsletters))
-    with Store.open(loaded.database_url) as store:
-        service = Service(loaded, store, clock=ManualClock(datetime.now(UTC)))
-        [run] = await service.start()
+    run = await start_with_a_daily_newsletter(feed_server, tmp_path)
     assert run.outbox == tmp_path / "newsletters" / "outbox"
     [line] = [r for r in caplog.records if getattr(r, "fields", {}).get("event") == "digest"]
     assert "1 message written to " in line.getMessage()
