@@ -34,6 +34,7 @@ from aggregator.cli_console import (
     WIDE_TERMINAL,
     cell,
     echo,
+    entries_phrase,
     lazy_console,
     no_database_yet,
     shown,
@@ -569,7 +570,7 @@ def _compact_status_table(title: str, rows: list[dict[str, Any]]) -> Table:
     for column in ("status", "last fetch", "next check"):
         table.add_column(column, no_wrap=True)
     for row in rows:
-        health = [_shown_status(row), f"{row['entries']} {'entry' if row['entries'] == 1 else 'entries'}"]
+        health = [_shown_status(row), entries_phrase(row["entries"])]
         if row["http_status"]:
             health.append(f"HTTP {row['http_status']}")
         if row["error_count"]:

@@ -111,6 +111,11 @@ def echo(text: str, *, err: bool = False) -> None:
 RUN_POLL_FIRST = "run `aggregator poll` or `aggregator run --once` first"
 
 
+def entries_phrase(count: int) -> str:
+    """``1 entry``, ``3 entries``: a count of stored entries as the tables say it."""
+    return f"{count} entry" if count == 1 else f"{count} entries"
+
+
 def no_database_yet(exc: NoDatabaseYet) -> str:
     """``no database yet at data/aggregator.sqlite``: a file under the working folder by its
     relative path, as a person would type it (what the commands that only read say)."""

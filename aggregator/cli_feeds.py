@@ -27,7 +27,7 @@ import typer
 from rich.table import Table
 
 from aggregator import eventloop
-from aggregator.cli_console import NARROW_TERMINAL, WIDE_TERMINAL, cell, echo, lazy_console
+from aggregator.cli_console import NARROW_TERMINAL, WIDE_TERMINAL, cell, echo, entries_phrase, lazy_console
 from aggregator.config import (
     DEFAULT_CONFIG_NAME,
     LoadedConfig,
@@ -400,14 +400,10 @@ def _compact_table(title: str, rows: list[dict[str, Any]]) -> Table:
         table.add_row(
             str(row["line"] or ""),
             cell("\n".join(part for part in about if part)),
-            cell(f"{_shown_status(row)}\n{_entries(row['entries'])}"),
+            cell(f"{_shown_status(row)}\n{entries_phrase(row['entries'])}"),
             "\n".join(fetched),
         )
     return table
-
-
-def _entries(count: int) -> str:
-    return f"{count} entry" if count == 1 else f"{count} entries"
 
 
 def _shown_status(row: dict[str, Any]) -> str:
@@ -419,7 +415,7 @@ def _narrow_row(row: dict[str, Any], file_name: str) -> str:
     interval = row["interval"]
     line = (
         f"{where}: {row['known_title'] or without_password(row['url'])}: "
-        f"{_shown_status(row)}, {_entries(row['entries'])}, "
+        f"{_shown_status(row)}, {entries_phrase(row['entries'])}, "
         f"every {_duration_text(interval) if interval else 'default'}"
     )
     if row["last_fetch"]:
