@@ -1195,7 +1195,7 @@ def _cross_checks(
         return ConfigProblem(name, line, col, _location_text(loc), message, hint)
 
     problems = _feed_problems(problem, data, base_dir, local_files=local_files)
-    return problems + _newsletter_problems(problem, data, base_dir)
+    return problems + _topic_problems(problem, data) + _newsletter_problems(problem, data, base_dir)
 
 
 _Report = Callable[..., ConfigProblem]  # (loc, message, hint=None) -> the problem, on its line
@@ -1253,6 +1253,26 @@ def _missing_local_file(url: str, base_dir: Path) -> str | None:
         why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         return f"not a path this system can open: {why.lower()}"
     return f"no such file: {local}" if local is not None else None
+
+
+def _topic_problems(problem: _Report, data: Mapping[str, Any]) -> list[ConfigProblem]:
+    """Topics listed twice.  Names that differ only in case count: each would be a label of
+    its own on every story it matches, with a second topic feed beside the first."""
+    problems = []
+    seen: dict[str, tuple[int, str]] = {}
+    for index, topic in enumerate(_list_at(data, "topics")):
+        name = topic.get("name") if isinstance(topic, Mapping) else None
+        if not isinstance(name, str):
+            continue
+        key = name.strip().casefold()
+        if key not in seen:
+            seen[key] = (index, name)
+            continue
+        first_index, first = seen[key]
+        spelt = f": {first!r}" if first != name else ""
+        hint = f"already listed as topics[{first_index}]{spelt}; give it one entry with all its keywords"
+        problems.append(problem(("topics", index, "name"), f"duplicate topic {name!r}", hint))
+    return problems
 
 
 def _newsletter_problems(problem: _Report, data: Mapping[str, Any], base_dir: Path) -> list[ConfigProblem]:

@@ -151,6 +151,26 @@ def test_duplicate_feeds_are_refused(tmp_path: Path) -> None:
     )
 
 
+@pytest.mark.parametrize("again", ["Diplomacy", "diplomacy", "DIPLOMACY"])
+def test_a_topic_listed_twice_is_refused(tmp_path: Path, again: str) -> None:
+    # Both were taken: the same name had its keywords merged without a word, and a name
+    # differing only in case became a second label on every story and a second topic feed
+    # (topics/diplomacy-2.atom) beside the first.
+    path = write(
+        tmp_path,
+        "feeds:\n  - url: https://wire.example/feed\n"
+        "topics:\n"
+        "  - name: Diplomacy\n    keywords: [summit]\n"
+        "  - name: Arctic\n"
+        f"  - name: {again}\n    keywords: [treaty]\n",
+    )
+    first = "" if again == "Diplomacy" else ": 'Diplomacy'"
+    assert problems_of(path) == [
+        f"{path}:7:5: topics[2].name: duplicate topic {again!r}"
+        f" (already listed as topics[0]{first}; give it one entry with all its keywords)"
+    ]
+
+
 @pytest.mark.parametrize(
     "other",
     [
