@@ -98,13 +98,19 @@ DENSE_ROWS = 4096
 
 STORY_ID_PREFIX = "story-"
 
+# Centrality scores (in [-1, 1]) this close are equal: float32 rounding moves them by well
+# under 1e-6, and the most central headline of a real story leads the next by more than
+# 1e-3 (the UCI day in bench/data).
+LABEL_TIE = 1e-5
+
 
 @dataclass(frozen=True, slots=True)
 class Story:
     """A set of entries about one event.
 
     ``entry_ids`` lists every member (duplicates included) by date, then id.  ``label`` is
-    the member headline closest to the story's centroid: the one that says it best.
+    the member headline closest to the story's centroid: the one that says it best (the
+    earliest of equally close ones).
     """
 
     id: str
@@ -1195,7 +1201,7 @@ def _labels(window: _Window, assignments: Mapping[str, str]) -> dict[str, str]:
     """Story id → its most central member headline among the window's rows.
 
     Central: closest to the centroid of the story's rows.  Empty titles never label a story;
-    among equals the earliest wins (rows are in date order).
+    among equals the earliest wins (rows are in date order), see ``_central_rows``.
     """
     entries = window.entries
     story_ids = sorted({assignments[s.id] for s in entries})
@@ -1210,10 +1216,28 @@ def _labels(window: _Window, assignments: Mapping[str, str]) -> dict[str, str]:
         centroids = sparse.csr_matrix(centroids, dtype=np.float32)
     scores = row_dots(window.vectors, take_rows(centroids, story_of)).astype(np.float32)
     titled = np.array([bool(s.entry.title.strip()) for s in entries])
-    rows = np.arange(len(entries))
-    order = np.lexsort((-rows, scores, titled, story_of))
-    best = order[np.r_[np.flatnonzero(np.diff(story_of[order])), len(order) - 1]]
+    best = _central_rows(story_of, scores, titled)
     return {story_ids[story_of[row]]: _clean_title(entries[row].entry.title) for row in best.tolist()}
+
+
+def _central_rows(story_of: Any, scores: Any, titled: Any) -> Any:
+    """Each story's label row (stories in number order): the earliest of its titled rows
+    (all its rows if none is titled) whose score is within ``LABEL_TIE`` of the best.
+
+    Scores equal but for float rounding are a tie: both members of a two-member story score
+    (1 + cos) / 2, and which float32 sum came out a unit in the last place higher changed
+    with the word weights, i.e. with every unrelated article added to the window, swapping
+    the story's label (and so the lead ``snapshot`` shows, and its updated time) run after run.
+    """
+    stories = int(story_of.max()) + 1 if len(story_of) else 0
+    any_titled = np.zeros(stories, dtype=bool)
+    np.logical_or.at(any_titled, story_of, titled)
+    eligible = titled == any_titled[story_of]
+    top = np.full(stories, -np.inf)
+    np.maximum.at(top, story_of[eligible], scores[eligible])
+    near_top = np.flatnonzero(eligible & (scores >= top[story_of] - LABEL_TIE))
+    _stories, first = np.unique(story_of[near_top], return_index=True)  # rows ascend: the earliest
+    return near_top[first]
 
 
 def _clean_title(title: str) -> str:

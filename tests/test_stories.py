@@ -15,6 +15,7 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from aggregator import stories as stories_module
@@ -244,6 +245,68 @@ def test_label_is_the_most_central_headline() -> None:
     grouping = group_stories(entries, {}, now=NOW)
     assert len(grouping.stories) == 1
     assert grouping.stories[0].label == "Apple unveils new iPhone with satellite messaging and longer battery"
+
+
+def test_unrelated_articles_never_change_which_headline_labels_a_story() -> None:
+    """Both members of a two-article story are equally central: the earliest labels it, run
+    after run, however many unrelated articles (which move every word's weight) arrive."""
+    glacier = [
+        stored(
+            "melt",
+            "Greenland glacier melt speeds up sharply",
+            text="Ice loss from Greenland's glaciers has sped up sharply this decade, satellite data show.",
+            hours_ago=11,
+            feed="https://one.example/feed",
+        ),
+        stored(
+            "warn",
+            "Melting of Greenland glaciers accelerates, researchers warn",
+            text="Researchers warn that Greenland's glaciers melt faster than expected, satellite data show.",
+            hours_ago=10.5,
+            feed="https://two.example/feed",
+        ),
+    ]
+    words = ["amber", "bridge", "cobalt", "dune", "ember", "falcon", "granite", "harbor", "iris", "juniper"]
+    pick = random.Random(1)
+    entries = list(glacier)
+    grouping = group_stories(entries, {}, now=NOW)
+    labels = []
+    for run in range(12):
+        entries += [
+            stored(
+                f"x{run}-{n}",
+                " ".join(pick.choice(words) for _ in range(4)).capitalize(),
+                text=" ".join(pick.choice(words) for _ in range(20)),
+                hours_ago=5 - run / 10,
+                feed=f"https://x{run}.example/feed",
+            )
+            for n in range(3)
+        ]
+        grouping = group_stories(entries, grouping.assignments, now=NOW)
+        (story,) = [s for s in grouping.stories if "melt" in s.entry_ids]
+        assert (story.id, story.entry_ids) == (story_id_for("melt"), ("melt", "warn"))
+        labels.append(story.label)
+    assert labels == ["Greenland glacier melt speeds up sharply"] * len(labels)
+
+
+@pytest.mark.parametrize(
+    ("story_of", "scores", "titled", "label_rows"),
+    [
+        ([0, 0], [0.5, 0.5 + 1e-7], [True, True], [0]),  # float32 rounding: a tie, the earliest wins
+        ([0, 0], [0.5 + 1e-7, 0.5], [True, True], [0]),
+        ([0, 0], [0.5, 0.501], [True, True], [1]),  # a real difference: the more central wins
+        ([0, 0, 0], [0.9, 0.5, 0.5 + 1e-7], [False, True, True], [1]),  # an empty title never labels
+        ([0, 0], [0.5, 0.9], [False, False], [1]),
+        ([0, 1, 0, 1, 1], [0.7, 0.6, 0.7 + 1e-7, 0.6, 0.8], [True] * 5, [0, 4]),  # story by story
+    ],
+)
+def test_central_rows_treat_float_noise_as_a_tie(
+    story_of: list[int], scores: list[float], titled: list[bool], label_rows: list[int]
+) -> None:
+    rows = stories_module._central_rows(
+        np.array(story_of, dtype=np.intp), np.array(scores, dtype=np.float32), np.array(titled)
+    )
+    assert rows.tolist() == label_rows
 
 
 def test_empty_and_single_inputs() -> None:
