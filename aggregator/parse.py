@@ -1,7 +1,8 @@
 """Feed bytes in, normalized entries out.
 
 In: the response body (bytes), the response headers (lower-cased names; the charset in
-``content-type`` counts) and the final URL after redirects (the base for relative links).
+``content-type`` counts) and the final URL after redirects (the base for relative links,
+without its user, password and query, which may be secrets: ``_document_base``).
 Out: a ``ParsedFeed`` whose entries carry sanitized HTML with absolute links, clean text,
 aware UTC dates and stable guids.  Raises ``ParseError`` for bytes that are not a feed,
 naming the feeds an HTML page advertises.  Never fetches anything.
@@ -65,7 +66,7 @@ from functools import lru_cache
 from html.parser import HTMLParser
 from itertools import chain
 from typing import Any, Literal
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urljoin, urlsplit, urlunsplit
 
 import fastfeedparser
 import feedparser
@@ -364,13 +365,32 @@ def parse_feed(
     if body.startswith(codecs.BOM_UTF8):
         body = _settle_byte_order_mark(body)
     known = known or {}
+    base = _document_base(url)
     if _looks_like_json(body, content_type):
-        raw = _from_json_feed(read_json_feed(body, url), url)
+        raw = _from_json_feed(read_json_feed(body, url), base)
     else:
-        raw = (_read_fast(body, content_type, url, known) if fast else None) or _read_feedparser(
-            body, content_type, url
+        raw = (_read_fast(body, content_type, base, known) if fast else None) or _read_feedparser(
+            body, content_type, url, base
         )
-    return _normalize(raw, url, known)
+    return _normalize(raw, base, known)
+
+
+def _document_base(url: str) -> str:
+    """The base URL the document's own URL gives its relative links: ``url`` without its user
+    name and password, query and fragment.
+
+    A feed URL may hold secrets (``https://user:password@host/feed?token=…``), and every
+    link resolved against it is published.  Only a reference to the document itself
+    (``#comments``, an empty ``href``) would take the query; such a link needs no token.
+    An ``xml:base`` the feed gives is its own public statement and is followed as given.
+    """
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # no URL at all: better no base than one that may hold a secret
+        return ""
+    if "@" not in parts.netloc and not parts.query and not parts.fragment:
+        return url  # nothing to remove: as given, so that source keys stay as they were
+    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2], query="", fragment=""))
 
 
 def _settle_byte_order_mark(body: bytes) -> bytes:
@@ -658,10 +678,11 @@ def _repair_char_refs(body: bytes) -> bytes:
     return b"".join(out)
 
 
-def _read_feedparser(body: bytes, content_type: str, url: str) -> _RawFeed:
+def _read_feedparser(body: bytes, content_type: str, url: str, base: str) -> _RawFeed:
+    """``url`` names the document in messages; ``base`` (``_document_base``) resolves its links."""
     # Without a content type feedparser warns "no Content-type specified" (every file: feed
     # would); application/xml makes it read the XML declaration, as it would for a server.
-    response_headers = {"content-location": url, "content-type": "application/xml"}
+    response_headers = {"content-location": base, "content-type": "application/xml"}
     if content_type:
         # RFC 3023 says text/xml without a charset is US-ASCII, and feedparser obeys, which
         # turns every UTF-8 feed served that way into a "declared as us-ascii" warning.  Real
@@ -696,7 +717,7 @@ def _read_feedparser(body: bytes, content_type: str, url: str) -> _RawFeed:
     if not version:
         warnings.append(f"unrecognized feed format; read {len(raw_entries)} entries anyway")
     feed = result.get("feed") or {}
-    entries = tuple(_entry_from_feedparser(e, url) for e in raw_entries)
+    entries = tuple(_entry_from_feedparser(e, base) for e in raw_entries)
     return _RawFeed(
         format=version or "unknown",
         title=_opt_str(feed.get("title")),

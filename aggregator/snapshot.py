@@ -53,7 +53,7 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
-from urllib.parse import quote, unquote, urlsplit
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 from aggregator.types import StoredEntry
 
@@ -190,7 +190,9 @@ def web_link(value: str | None) -> str | None:
     """``value`` as a link safe to put in any attribute, or None when it is not absolute http(s).
 
     Characters that could change how the link reads are dropped; anything else outside
-    RFC 3986 is percent-escaped (``https://x.example/ü path`` → ``…/%C3%BC%20path``).
+    RFC 3986 is percent-escaped (``https://x.example/ü path`` → ``…/%C3%BC%20path``).  A user
+    name and password are dropped: an article's link never needs them, and one that has
+    them took them from a private feed's URL.
     """
     if not value:
         return None
@@ -201,6 +203,8 @@ def web_link(value: str | None) -> str | None:
         return None
     if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
         return None
+    if "@" in parts.netloc:
+        value = urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
     return quote(value, safe=_URL_SAFE)
 
 
