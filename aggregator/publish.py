@@ -23,7 +23,12 @@ An entry's updated time (Atom ``<updated>``, JSON Feed ``date_modified``) is its
 ``updated``, except that an entry showing exactly what it showed in the files published
 before keeps the time they gave it: the store takes a copy as changed when its source
 changed anything, shown or not (its categories, its own updated date, a summary beside
-the full text), and readers must not be told of a change they cannot find.
+the full text), and readers must not be told of a change they cannot find.  The other
+way round, an entry showing something else moves past the time it had even when no copy
+of it changed (its lead's feed removed from feeds.yaml, an outlet renamed): to when the
+snapshot was taken.  Readers that refresh an entry only when its time moves would keep
+showing the old link and outlet.  Its topics alone are no such change: a story filed
+anew when the topics in feeds.yaml were edited is no news.
 
 A feed's updated time (Atom ``<updated>``, RSS ``<lastBuildDate>``, our JSON Feed's
 ``_aggregator.updated``) is the newest updated time of the entries it shows, but never
@@ -53,7 +58,7 @@ import re
 import tempfile
 import unicodedata
 import xml.etree.ElementTree as ET
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime, parsedate_to_datetime
@@ -457,8 +462,8 @@ def render_atom(
     return _xml(feed)
 
 
-def _atom_entry(feed: ET.Element, story: SnapshotStory) -> ET.Element:
-    """The ``<entry>`` of ``story``, added to ``feed``."""
+def _atom_entry(feed: ET.Element, story: SnapshotStory, html: str | None = None) -> ET.Element:
+    """The ``<entry>`` of ``story``, added to ``feed``; ``html``: its ``story_html``, if made already."""
     entry = _sub(feed, "entry")
     _sub(entry, "id", story.id)
     _sub(entry, "title", _line(story.headline) or "(untitled)", type="text")
@@ -476,7 +481,7 @@ def _atom_entry(feed: ET.Element, story: SnapshotStory) -> ET.Element:
         _sub(entry, "link", rel="enclosure", href=enclosure.url, **media, **size)
     for topic in story.topics:
         _sub(entry, "category", term=_line(topic))
-    _sub(entry, "content", story_html(story), type="html")
+    _sub(entry, "content", story_html(story) if html is None else html, type="html")
     return entry
 
 
@@ -557,13 +562,13 @@ def render_json(
     return (json.dumps(document, ensure_ascii=False, indent=2) + "\n").encode()
 
 
-def _json_item(story: SnapshotStory) -> dict[str, object]:
-    """The JSON Feed item of ``story``."""
+def _json_item(story: SnapshotStory, html: str | None = None) -> dict[str, object]:
+    """The JSON Feed item of ``story``; ``html``: its ``story_html``, if made already."""
     item: dict[str, object] = {"id": story.id}
     if link := story.url:
         item["url"] = link
     item["title"] = _line(story.headline) or "(untitled)"
-    item["content_html"] = story_html(story)
+    item["content_html"] = story_html(story) if html is None else html
     item["date_published"] = _rfc3339(story.published)
     item["date_modified"] = _rfc3339(story.updated)
     item["authors"] = [{"name": n} for n in _authors(story)]
@@ -730,7 +735,11 @@ def _as_shown(
     summary beside the full text, a copy's body.  Published as is, readers were told the
     entry changed (some show it as unread again) and every file was rewritten.  So an
     entry that shows what it showed in the files published before keeps the time those
-    files gave it; one that changed gets its story's time, never earlier than before.
+    files gave it.  One that shows something else gets its story's time when that is
+    later, else (no copy of it changed: its lead's feed removed, an outlet renamed) when
+    the snapshot was taken, a second past its old time at least; but one whose topics
+    alone changed keeps its time unless its story's moved (a story filed anew under topics
+    edited in feeds.yaml is no news).
     """
     before = _published_entries(published)
     limit = taken + _FUTURE_SLACK
@@ -739,30 +748,46 @@ def _as_shown(
         old = before.get(story_id)
         if old is None or old.updated > limit:
             shown[story_id] = story
-        elif story.updated <= old.updated or _shows_the_same(story, old):
-            # Only a story changed since (by the store) is compared: the others keep their time.
+        elif _shows_the_same(story, old):
+            shown[story_id] = replace(story, updated=old.updated)
+        elif _whole_seconds(story.updated) > old.updated:  # as the files say it: whole seconds
+            shown[story_id] = story
+        elif _shows_the_same(story, old, topics_too=False):
+            # Only its topics changed, its story's time did not: filed anew after the topics in
+            # feeds.yaml were edited, which is no news (``pipeline.relabel_stories``).
             shown[story_id] = replace(story, updated=old.updated)
         else:
-            shown[story_id] = story
+            # It shows something else though no copy of it changed: its lead's feed was
+            # removed (whose copies still count for ``updated``), an outlet renamed.  Its
+            # time must move all the same, or readers keep the old link and outlet.
+            changed = max(_whole_seconds(taken), old.updated + timedelta(seconds=1))
+            shown[story_id] = replace(story, updated=changed)
     return shown
 
 
-def _shows_the_same(story: SnapshotStory, old: _PublishedEntry) -> bool:
-    """Whether ``story``'s entry and item say what ``old``'s did, updated times aside."""
+def _shows_the_same(story: SnapshotStory, old: _PublishedEntry, *, topics_too: bool = True) -> bool:
+    """Whether ``story``'s entry and item say what ``old``'s did, updated times aside, and
+    topics (Atom categories, JSON Feed tags) aside too unless ``topics_too``."""
     if old.item is None:
         return False
-    atom = _atom_entry(ET.Element("feed"), story)
-    if _element_look(atom, skip="updated") != _element_look(old.atom, skip="updated"):
+    # Every story published before is compared on every publish: its HTML (nh3, the costly
+    # part) is made once for both formats.
+    html = story_html(story)
+    atom = _atom_entry(ET.Element("feed"), story, html)
+    skip = {"updated"} if topics_too else {"updated", "category"}
+    if _element_look(atom, skip) != _element_look(old.atom, skip):
         return False
-    item = {k: v for k, v in _json_item(story).items() if k != "date_modified"}
-    return bool(json.loads(json.dumps(item)) == old.item)  # as read back from a file: lists, not tuples
+    aside = {"date_modified"} if topics_too else {"date_modified", "tags"}
+    item = {k: v for k, v in _json_item(story, html).items() if k not in aside}
+    old_item = {k: v for k, v in old.item.items() if k not in aside}
+    return bool(json.loads(json.dumps(item)) == old_item)  # as read back from a file: lists, not tuples
 
 
-def _element_look(element: ET.Element, skip: str | None = None) -> tuple[object, ...]:
+def _element_look(element: ET.Element, skip: Collection[str] = ()) -> tuple[object, ...]:
     """An element as a comparable value: its tag (namespace aside), attributes, the text of
     a leaf (line ends as an XML parser reads them back) and its children, but not the
-    whitespace between elements (``ET.indent`` adds it) nor the child named ``skip``."""
-    children = tuple(_element_look(c) for c in element if _local(c.tag) != skip)
+    whitespace between elements (``ET.indent`` adds it) nor its children named in ``skip``."""
+    children = tuple(_element_look(c) for c in element if _local(c.tag) not in skip)
     text = None if len(element) else (element.text or "").replace("\r\n", "\n").replace("\r", "\n")
     return _local(element.tag), tuple(sorted(element.attrib.items())), text, children
 
