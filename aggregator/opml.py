@@ -16,7 +16,9 @@ is no topic.  ``feed://`` URLs are read as ``http://``.  Outlines nested inside 
 outline are feeds too, in the same folders (a feed's title names no topic).
 
 One bad outline must not sink the import of the others: a URL feeds.yaml would refuse (over
-``config.MAX_URL_BYTES``, a control character) is skipped with the reason, and the characters
+``config.MAX_URL_BYTES``, a control character) is skipped with the reason and the outline's
+line in the file, as is an outline that looks like a feed (``type="rss"``, ``xmlUrl=""``) but
+has no URL to poll (pointing at its ``htmlUrl``, for ``feeds add``), and the characters
 it refuses in a title or topic (control characters, noncharacters: ``config.check_text``)
 are removed from them.
 
@@ -26,8 +28,9 @@ external references forbidden (an OPML file needs none of them), and a size limi
 
 from __future__ import annotations
 
+import shlex
 import xml.etree.ElementTree as ET
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from email.utils import format_datetime
@@ -47,6 +50,10 @@ if TYPE_CHECKING:
 MAX_OPML_BYTES = 10 * 1024 * 1024
 # Folders readers put feeds in by default (Miniflux "All", FreshRSS "Uncategorized"): no topic.
 DEFAULT_FOLDERS = frozenset({"all", "uncategorized", "uncategorised", "unfiled", "unsorted", "default"})
+# Outline types readers give feeds (FreshRSS's scrapers too): one without a URL is reported, not dropped.
+FEED_TYPES = frozenset(
+    {"rss", "atom", "rdf", "feed", "json", "jsonfeed", "html+xpath", "xml+xpath", "json+dotnotation"}
+)
 
 
 class OpmlError(AggregatorError):
@@ -67,7 +74,8 @@ class Subscription:
 class OpmlDocument:
     title: str | None
     subscriptions: tuple[Subscription, ...]
-    skipped: tuple[str, ...] = ()  # "outline 'X': why", for outlines with an unusable xmlUrl
+    # "outline 'X': why (FILE:LINE)", for outlines that look like feeds but cannot be imported
+    skipped: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,20 +92,7 @@ def parse_opml(data: bytes, source: str) -> OpmlDocument:
         raise OpmlError(f"cannot import {source}: larger than {MAX_OPML_BYTES // (1024 * 1024)} MiB")
     if not data.strip():
         raise OpmlError(f"cannot import {source}: the file is empty")
-    try:
-        root = SafeET.fromstring(data, forbid_dtd=True, forbid_entities=True, forbid_external=True)
-    except DefusedXmlException as exc:
-        raise OpmlError(
-            f"cannot import {source}: refused: it declares a DTD or entities ({type(exc).__name__}); "
-            "OPML needs neither"
-        ) from exc
-    except ET.ParseError as exc:
-        line, column = exc.position
-        raise OpmlError(f"cannot import {source}:{line}:{column + 1}: not well-formed XML: {exc}") from exc
-    except LookupError as exc:  # <?xml encoding="x-bogus"?>
-        raise OpmlError(
-            f"cannot import {source}: it declares an encoding Python does not know: {exc}"
-        ) from exc
+    root, lines = _parse_xml(data, source)
     if _local(root.tag) != "opml":
         raise OpmlError(f"cannot import {source}: the document is <{_local(root.tag)}>, not <opml>")
     body = next((child for child in root if _local(child.tag) == "body"), None)
@@ -111,16 +106,19 @@ def parse_opml(data: bytes, source: str) -> OpmlDocument:
         attrs = {_local(key).lower(): value for key, value in outline.attrib.items()}
         raw_url = _clean(attrs.get("xmlurl"))
         name = _label(attrs.get("title")) or _label(attrs.get("text"))
+        where = f"({source}:{lines[outline]})"
         if raw_url is None:
+            if _looks_like_a_feed(attrs):
+                skipped.append(f"outline {name or 'without a title'!r}: {_no_url(attrs)} {where}")
             continue
         url = _feed_url(raw_url)
         key = canonical_url(url) if url else None
         if url is None or key is None:
-            skipped.append(f"outline {name or raw_url!r}: not an http(s) feed URL: {raw_url!r}")
+            skipped.append(f"outline {name or raw_url!r}: not an http(s) feed URL: {raw_url!r} {where}")
             continue
         refused = _url_problem(url)
         if refused is not None:
-            skipped.append(f"outline {name or 'without a title'!r}: {refused}")
+            skipped.append(f"outline {name or 'without a title'!r}: {refused} {where}")
             continue
         folder = [f for f in folders[-1:] if f.casefold() not in DEFAULT_FOLDERS]
         topics = _unique([*folder, *_categories(attrs.get("category"))])
@@ -137,6 +135,62 @@ def parse_opml(data: bytes, source: str) -> OpmlDocument:
             site_url=_clean(attrs.get("htmlurl")),
         )
     return OpmlDocument(title, tuple(found.values()), tuple(skipped))
+
+
+class _LineNumberingBuilder(ET.TreeBuilder):
+    """The usual tree, and the line each element starts on: ElementTree keeps no positions,
+    and a skipped outline must be findable in a file of hundreds."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lines: dict[ET.Element, int] = {}
+        self.current_line: Callable[[], int] = lambda: 0
+
+    def start(self, tag: str, attrs: dict[str, str], /) -> ET.Element:
+        element = super().start(tag, attrs)
+        self.lines[element] = self.current_line()
+        return element
+
+
+def _parse_xml(data: bytes, source: str) -> tuple[ET.Element, dict[ET.Element, int]]:
+    """What ``defusedxml.ElementTree.fromstring`` gives, with the same refusals (DTDs,
+    entities, external references), and the line of every element; or why not, as an OpmlError."""
+    builder = _LineNumberingBuilder()
+    parser = SafeET.DefusedXMLParser(
+        target=builder, forbid_dtd=True, forbid_entities=True, forbid_external=True
+    )
+    expat = parser.parser  # at each start tag, its line is expat's current one
+    builder.current_line = lambda: expat.CurrentLineNumber
+    try:
+        parser.feed(data)
+        return parser.close(), builder.lines
+    except DefusedXmlException as exc:
+        raise OpmlError(
+            f"cannot import {source}: refused: it declares a DTD or entities ({type(exc).__name__}); "
+            "OPML needs neither"
+        ) from exc
+    except ET.ParseError as exc:
+        line, column = exc.position
+        raise OpmlError(f"cannot import {source}:{line}:{column + 1}: not well-formed XML: {exc}") from exc
+    except LookupError as exc:  # <?xml encoding="x-bogus"?>
+        raise OpmlError(
+            f"cannot import {source}: it declares an encoding Python does not know: {exc}"
+        ) from exc
+
+
+def _looks_like_a_feed(attrs: dict[str, str]) -> bool:
+    """An outline meant as a feed: it has an ``xmlUrl`` (even empty) or a feed's type.
+    Folders have neither, and are no feeds to report."""
+    return "xmlurl" in attrs or (attrs.get("type") or "").strip().casefold() in FEED_TYPES
+
+
+def _no_url(attrs: dict[str, str]) -> str:
+    """Why a feed outline without a URL is skipped, and where its feed may be found."""
+    why = "empty xmlUrl: nothing to poll" if "xmlurl" in attrs else "no xmlUrl: nothing to poll"
+    site = _clean(attrs.get("htmlurl"))
+    if site is None or _feed_url(site) != site or _url_problem(site) is not None:
+        return why  # no http(s) page to look for its feed on
+    return f"{why}; its htmlUrl is {site} — try `aggregator feeds add {shlex.quote(site)}` to find its feed"
 
 
 def _head_title(root: ET.Element) -> str | None:

@@ -50,7 +50,9 @@ def test_a_feed_in_two_folders_is_one_feed_with_both_topics() -> None:
 
 def test_unusable_urls_are_skipped_with_a_reason() -> None:
     document = parse_opml((OPML_DIR / "freshrss.opml").read_bytes(), "freshrss.opml")
-    assert document.skipped == ("outline 'Local scraper': not an http(s) feed URL: 'javascript:void(0)'",)
+    assert document.skipped == (
+        "outline 'Local scraper': not an http(s) feed URL: 'javascript:void(0)' (freshrss.opml:13)",
+    )
     assert "http://lwn.net/headlines/rss" in [s.url for s in document.subscriptions]  # from feed://
 
 
@@ -195,8 +197,9 @@ def test_one_unusable_outline_is_skipped_or_cleaned_and_the_others_are_imported(
         ("https://good.example/feed", "Good", ("AB",)),
     ]
     assert document.skipped == (
-        "outline 'Long': url longer than 1024 bytes: no feed needs one, and the database indexes it",
-        "outline 'Bell': not an http(s) feed URL: 'https://bell.example/\\x80feed'",
+        "outline 'Long': url longer than 1024 bytes: no feed needs one, and the database indexes it"
+        " (x.opml:4)",
+        "outline 'Bell': not an http(s) feed URL: 'https://bell.example/\\x80feed' (x.opml:5)",
     )
 
 
