@@ -27,7 +27,7 @@ from datetime import date, timedelta
 from email.errors import HeaderParseError
 from email.headerregistry import Address
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 from urllib.parse import unquote, urlsplit
 
 from pydantic import (
@@ -48,7 +48,10 @@ from ruamel.yaml.nodes import MappingNode, ScalarNode, SequenceNode
 from ruamel.yaml.reader import ReaderError
 
 from aggregator.errors import ConfigError, ConfigProblem
-from aggregator.urls import canonical_url
+from aggregator.urls import canonical_url, without_password
+
+if TYPE_CHECKING:
+    import sqlalchemy as sa
 
 DEFAULT_CONFIG_NAME = "feeds.yaml"
 CONFIG_ENV = "AGGREGATOR_CONFIG"  # the config path when --config is not given
@@ -428,11 +431,20 @@ class NewsletterConfig(_Strict):
         return value
 
 
+def _check_smtp_port(value: int) -> int:
+    """A TCP port: any other number fails every send, blaming the mail server or its host name."""
+    if not 1 <= value <= 65535:
+        raise ValueError(
+            f"bad port {value}: write a number from 1 to 65535, e.g. 587 (starttls) or 465 (tls)"
+        )
+    return value
+
+
 class SmtpConfig(_Strict):
     """Where digests are sent; without it they are written to newsletters/outbox/."""
 
     host: str
-    port: int = 587
+    port: Annotated[int, AfterValidator(_check_smtp_port)] = 587
     security: Literal["starttls", "tls"] = "starttls"
     username_env: str | None = "AGGREGATOR_SMTP_USERNAME"
     password_env: str | None = "AGGREGATOR_SMTP_PASSWORD"  # noqa: S105 (a variable name, not a secret)
@@ -479,6 +491,81 @@ class RetentionConfig(_Strict):
     ] = timedelta(days=180)
 
 
+_EITHER_DATABASE = "use sqlite:///PATH or postgresql+psycopg://USER@HOST/DB"
+
+
+def check_database_url(value: str | None) -> str | None:
+    """A ``database:`` URL the store opens (``store._create_engine`` decides: SQLite with its
+    own driver, or PostgreSQL) and that keeps what a run stores: said here, on its line,
+    rather than by every command failing to open it, or by every run from cron starting
+    afresh (an in-memory database: each issue sent again)."""
+    if not value:
+        return value  # the default
+    import sqlalchemy as sa  # noqa: PLC0415 -- only when feeds.yaml names a database
+
+    try:
+        url = sa.make_url(value)
+    except (sa.exc.ArgumentError, ValueError):
+        raise ValueError(_unparsable_database(value)) from None
+    # As the store says it: the password hidden (there is none in a value it cannot parse).
+    shown = url.render_as_string(hide_password=True) if url.password else value
+    backend = url.get_backend_name()
+    if backend == "postgresql":
+        return value
+    if backend == "postgres":  # as libpq and Heroku's DATABASE_URL write it; SQLAlchemy does not
+        written = "postgresql+psycopg://" + shown.partition("://")[2]
+        raise ValueError(f"unsupported database 'postgres' in {shown!r}: write {written}")
+    if backend != "sqlite":
+        raise ValueError(f"unsupported database {backend!r} in {shown!r}: {_EITHER_DATABASE}")
+    if url.get_driver_name() not in ("pysqlite", ""):
+        raise ValueError(
+            f"unsupported SQLite driver {url.get_driver_name()!r} in {shown!r}: use sqlite:///PATH"
+        )
+    if url.username or url.password or url.host or url.port:  # `sqlite://data/x.sqlite`
+        raise ValueError(
+            f"a SQLite URL has no host: {shown!r}; write three slashes before a relative path"
+            " (sqlite:///data/x.sqlite), four before an absolute one (sqlite:////srv/x.sqlite)"
+        )
+    if _in_memory(url):
+        raise ValueError(
+            f"{shown!r} is an in-memory database, which keeps nothing between runs: give a file"
+            " path (sqlite:///data/aggregator.sqlite) or a PostgreSQL URL (postgresql+psycopg://USER@HOST/DB)"
+        )
+    return value
+
+
+def _unparsable_database(value: str) -> str:
+    """What to write instead of a ``database:`` SQLAlchemy cannot read: a bare path, usually."""
+    if "://" in value:
+        return f"not a database URL: {without_password(value)!r}; {_EITHER_DATABASE}"
+    if "@" in value:  # `user:password@host/db`: a URL without its scheme, not a path
+        shown = without_password(f"//{value}").removeprefix("//")
+        return f"not a database URL: {shown!r}; {_EITHER_DATABASE}"
+    return (
+        f"not a database URL: {value!r}; for a SQLite file write sqlite:///{_url_path(Path(value))},"
+        " else a PostgreSQL URL (postgresql+psycopg://USER@HOST/DB)"
+    )
+
+
+def _in_memory(url: sa.URL) -> bool:
+    """Whether a SQLite URL names a database that lives only as long as its connection: no
+    path, ``:memory:``, or with ``uri=true`` a ``file:`` URI with ``mode=memory`` or
+    ``vfs=memdb``, or naming no file (``file::memory:``; ``file:``, a temporary one)."""
+    database = url.database or ""
+    if database in ("", ":memory:"):
+        return True
+    # Without uri=true SQLAlchemy opens the path as a file name and drops the query; with it,
+    # SQLite reads only a "file:" name as a URI, with the URL's query as its options.
+    uri = str(url.query.get("uri", "")).strip().lower() in ("true", "yes", "on", "y", "t", "1")
+    if not uri or not database.startswith("file:"):
+        return False
+    parts = urlsplit(database)
+    options = [*url.query.items(), *(pair.partition("=")[::2] for pair in parts.query.split("&"))]
+    return unquote(parts.path) in ("", ":memory:") or any(
+        (key, str(option).lower()) in (("mode", "memory"), ("vfs", "memdb")) for key, option in options
+    )
+
+
 class Config(_Strict):
     """The whole of feeds.yaml."""
 
@@ -491,7 +578,8 @@ class Config(_Strict):
     output: OutputConfig = OutputConfig()
     smtp: SmtpConfig | None = None
     retention: RetentionConfig = RetentionConfig()
-    database: str | None = None  # SQLAlchemy URL; default: SQLite under data/
+    # SQLAlchemy URL; default: SQLite under data/
+    database: Annotated[str | None, AfterValidator(check_database_url)] = None
 
 
 # sqlite:///data/x.sqlite (relative; an absolute path has a fourth slash), with its query.

@@ -799,3 +799,26 @@ def test_a_retention_max_age_without_a_unit_asks_for_one(tmp_path: Path) -> None
     (problem,) = problems_of(write(tmp_path, "feeds: []\nnewsletters: []\nretention:\n  max_age: 180\n"))
     assert "180 has no unit: write 180d for days, or null to keep everything" in problem
     assert "3m" not in problem
+
+
+@pytest.mark.parametrize(
+    ("smtp", "port", "line"),
+    [
+        ("smtp:\n  host: 127.0.0.1\n  port: 99999\n", 99999, "4:3"),
+        ("smtp:\n  host: 127.0.0.1\n  port: 0\n", 0, "4:3"),
+        ("smtp: {host: 127.0.0.1, port: -25}\n", -25, "2:25"),
+    ],
+)
+def test_an_smtp_port_out_of_range_is_refused_on_its_line(
+    tmp_path: Path, smtp: str, port: int, line: str
+) -> None:
+    # It passed `config check`; the send then failed blaming the mail server or its host name.
+    path = write(tmp_path, f"feeds: []\n{smtp}")
+    expected = (
+        f"{path}:{line}: smtp.port: bad port {port}: write a number from 1 to 65535,"
+        " e.g. 587 (starttls) or 465 (tls)"
+    )
+    assert problems_of(path) == [expected]
+    code, stdout, stderr = _config_check(path)
+    assert (code, stdout) == (2, "")
+    assert stderr.splitlines()[0] == expected
