@@ -35,6 +35,7 @@ from aggregator.cli_console import (
     cell,
     echo,
     entries_phrase,
+    json_text,
     lazy_console,
     no_database_yet,
     shown,
@@ -509,7 +510,7 @@ def status(
         for s in states
     ]
     if output is OutputFormat.JSON:
-        print(json.dumps(rows, indent=2, ensure_ascii=False))
+        print(json_text(rows, indent=2))
         return
     from rich.table import Table  # noqa: PLC0415 -- rich only where it draws (see cli_console)
 
@@ -631,7 +632,7 @@ def _export_jsonl(loaded: LoadedConfig) -> None:
                 "story": stored.story,
                 "topics": list(stored.topics),
             }
-            sys.stdout.write(json.dumps(record, ensure_ascii=False) + "\n")
+            sys.stdout.write(json_text(record) + "\n")
 
 
 @app.command()

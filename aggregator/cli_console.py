@@ -4,6 +4,7 @@
   carry text that feeds and servers chose (URLs, titles, error details): rich's markup and
   emoji codes would change it, and control characters would drive the terminal.
 - ``cell``: the same text as a cell of a rich table.
+- ``json_text``: JSON for stdout, which any output encoding can write.
 - ``lazy_console``: a rich ``Console`` made (and rich imported) when first used, for tables
   and the progress bar.  ``aggregator poll`` into a pipe (cron, scripts, the benchmark) then
   never imports rich: about 15 ms of its start-up and 2.6 MB of its memory.
@@ -11,9 +12,12 @@
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import errno
+import json
 import os
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
@@ -31,6 +35,7 @@ __all__ = [
     "WIDE_TERMINAL",
     "cell",
     "echo",
+    "json_text",
     "lazy_console",
     "no_database_yet",
     "shown",
@@ -99,6 +104,19 @@ def cell(text: str) -> Text:
     from rich.text import Text  # noqa: PLC0415 -- only where a table is drawn, rich already is
 
     return Text(shown(text))
+
+
+def json_text(value: object, *, indent: int | None = None) -> str:
+    """``value`` as JSON for stdout: its characters as they are where stdout writes UTF-8,
+    else as ``\\u`` escapes, which every JSON reader decodes to the same text and any
+    encoding can write (with ``PYTHONIOENCODING=latin-1`` an export ended in a traceback at
+    the first title with a curly quote)."""
+    encoding = getattr(sys.stdout, "encoding", None) or "utf-8"
+    try:
+        utf8 = codecs.lookup(encoding).name == "utf-8"
+    except LookupError:
+        utf8 = False
+    return json.dumps(value, indent=indent, ensure_ascii=not utf8)
 
 
 def echo(text: str, *, err: bool = False) -> None:

@@ -132,6 +132,23 @@ def test_a_locale_that_is_not_utf8_gets_utf8_not_a_traceback(tmp_path: Path) -> 
     assert "Café — news" in table.stdout.decode("utf-8")
 
 
+@pytest.mark.parametrize("encoding", ["latin-1", "ascii"])
+def test_json_output_in_an_encoding_the_user_chose_is_escaped_not_a_traceback(
+    tmp_path: Path, encoding: str
+) -> None:
+    # PYTHONIOENCODING is the user's choice, and kept: the export ended in a
+    # UnicodeEncodeError traceback (exit 1, "some feeds failed") at its first curly quote.
+    config = _config(tmp_path)
+    assert _aggregator(config, "poll").returncode == 0
+    env = {**os.environ, "PYTHONIOENCODING": encoding}
+    exported = _aggregator(config, "export", env=env)
+    assert (exported.returncode, exported.stderr) == (0, b"")
+    assert json.loads(exported.stdout.decode("ascii"))["title"] == "Crème brûlée at the summit"
+    rows = _aggregator(config, "status", "--format", "json", env=env)
+    assert (rows.returncode, rows.stderr) == (0, b"")
+    assert json.loads(rows.stdout.decode("ascii"))[0]["title"] == "Café — news"
+
+
 def test_status_on_a_narrow_terminal_still_says_when_the_jobs_run(tmp_path: Path) -> None:
     config = _config(tmp_path)
     shown = _aggregator(config, "status", env={"COLUMNS": "40"})
@@ -149,7 +166,8 @@ def test_a_terminal_in_a_locale_that_is_not_utf8_gets_escapes_not_a_traceback(tm
     assert _aggregator(config, "poll", env=env).returncode == 0
     done, shown = _on_a_terminal(config, "status", "--format", "json", stream="stdout", env=env)
     assert done.returncode == 0, done.stderr
-    assert b"Caf\\xe9 \\u2014 news" in shown, shown
+    # JSON's own escapes, so that what a terminal shows is JSON still.
+    assert b"Caf\\u00e9 \\u2014 news" in shown, shown
     assert "Café".encode() not in shown
 
 
