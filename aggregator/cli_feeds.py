@@ -106,7 +106,7 @@ def _read(path: Path) -> tuple[ConfigDocument, LoadedConfig]:
 def _refuse_unreadable(path: Path, exc: EditError) -> NoReturn:
     """The editor could not read the YAML: say why as ``config check`` does (its line and
     hint), not in the editor's words; only what the aggregator reads and the editor cannot
-    (a tab before a comment it cannot turn into spaces) is said in the editor's."""
+    (a tab inside a value, which it cannot turn into a space) is said in the editor's."""
     try:
         load_config(path)
     except ConfigError as problems:
@@ -127,7 +127,7 @@ def _save(document: ConfigDocument) -> None:
         _fail(str(exc), EXIT_FAILED)
     except EditError as exc:
         _fail(str(exc))
-    for note in document.notes:  # what was changed besides the edit (a tab before a comment)
+    for note in document.notes:  # what was changed besides the edit (tabs made spaces)
         echo(note, err=True)
 
 
@@ -286,8 +286,8 @@ def set_feed(
         index = document.set_feed(feed, changes)
     except EditError as exc:
         _fail(str(exc))
-    if changes.get("url"):  # the rest of a new url is checked when the edit is validated
-        _check_file(str(changes["url"]), path)
+    if changes.get("url"):  # as `feeds add` checks it: "gopher://…" is no path to a missing file
+        _check_url(str(changes["url"]), path)
     _save(document)
     shown = ", ".join(assignments)
     echo(f"{path.name}:{document.line_of_feed(index)}: {shown}")

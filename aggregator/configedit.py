@@ -22,9 +22,10 @@ keeps comments, key order, quoting and flow/block style; the edit methods change
 
 What ruamel does not keep is put back around its dump: an explicit document start (``---``)
 with whatever precedes it (comments, ``%YAML``), an end marker (``...``) with whatever
-follows it, a BOM, and CRLF line ends when most lines had them.  A tab before a comment
-(valid YAML that the round-trip loader refuses) is read as spaces, and written so, when that
-changes no value; else the error names the line.
+follows it, a BOM, and CRLF line ends when most lines had them.  A tab the aggregator's
+loader reads and the round-trip loader refuses (at the end of a line, before a comment, after
+``key:``) is read as spaces, and written so, when that changes no value; one it cannot make
+spaces (inside a plain value) is named by its line and column.
 
 Comments need care because ruamel attaches a comment to the node *before* it: the comment
 block above feed 3 is stored as the tail of feed 2.  The rule used here: a comment block
@@ -36,6 +37,7 @@ introduces the next section), and is separated by a blank line when the other it
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import dataclasses
 import hashlib
@@ -52,6 +54,7 @@ from typing import Any
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq, merge_attrib
 from ruamel.yaml.error import CommentMark, MarkedYAMLError
+from ruamel.yaml.events import AliasEvent, ScalarEvent
 from ruamel.yaml.scalarstring import SingleQuotedScalarString
 from ruamel.yaml.tokens import CommentToken
 
@@ -153,50 +156,39 @@ class ConfigDocument:
         text = text.replace("\r\n", "\n")
         self.original_text = text
         self.notes: list[str] = []  # what the editor had to change besides the edit, for the user
-        self._head, self._foot = _document_frame(text)
         self._yaml = _round_trip_yaml(text)
-        data = self._load(text)
+        data, read = self._load(text)
+        self._head, self._foot = _document_frame(read)  # as read: with its tabs made spaces
         if not isinstance(data, CommentedMap):
             raise EditError(f"cannot edit {path}: expected a mapping with a 'feeds:' list")
         _drop_head_comments(data, self._head.count("\n"))
         self._data = data
 
-    def _load(self, text: str) -> Any:
-        """The round-trip tree of ``text``; ``EditError`` naming the line when it cannot be read."""
+    def _load(self, text: str) -> tuple[Any, str]:
+        """The round-trip tree of ``text`` and the text it was read from (``text`` with the tabs
+        the editor cannot read made spaces); ``EditError`` naming the line when it cannot be read."""
         try:
-            return self._yaml.load(text)
+            return self._yaml.load(text), text
         except MarkedYAMLError as exc:
-            mark = exc.problem_mark
             readable, values = _safe_load(text)
-            if mark is None or not readable or not _is_tab_before_comment(text, mark.line, mark.column):
-                raise EditError(f"cannot edit {self.path}: not valid YAML: {exc}") from exc
-            # YAML allows a tab before a comment (the aggregator reads the file) but ruamel's
-            # round-trip scanner does not: read it as spaces, if that changes no value.
-            spaced = _tabs_before_comments_as_spaces(text)
-            data = self._load_spaced(spaced, values) if spaced != text else None
-            if data is None:
-                raise EditError(
-                    f"cannot edit {self.path}: line {mark.line + 1}: a tab before a comment, which "
-                    "the editor cannot read (the aggregator can); replace the tab with spaces"
-                ) from exc
-            changed = zip(text.split("\n"), spaced.split("\n"), strict=True)  # tabs → spaces only
-            lines = ", ".join(str(n) for n, (a, b) in enumerate(changed, 1) if a != b)
-            self.notes.append(
-                f"{self.path.name}: the tab before the comment on line(s) {lines} "
-                "is written as spaces (the editor cannot keep it)"
-            )
-            return data
+            fixes = _unreadable_tabs(text) if readable else []
+            if not fixes:
+                raise EditError(_unreadable_message(self.path, text, exc, [], readable=readable)) from exc
+            # The aggregator's loader accepts these tabs, ruamel's round-trip scanner does not:
+            # read them as spaces.  Only the blanks around a value are touched, each as ruamel
+            # writes it anyway (so no line changes more than its tabs), and only if the values
+            # read stay the same.
+            spaced = _with_tabs_fixed(text, fixes)
+            try:
+                data = self._yaml.load(spaced)
+            except MarkedYAMLError as still:  # another tab, inside a value: say where it is
+                raise EditError(_unreadable_message(self.path, text, still, fixes, readable=True)) from exc
+            if _safe_load(spaced) != (True, values):  # pragma: no cover -- blanks between tokens
+                raise EditError(_unreadable_message(self.path, text, exc, [], readable=True)) from exc
+            self.notes += _tab_notes(self.path.name, text, fixes)
+            return data, spaced
         except RecursionError as exc:
             raise EditError(f"cannot edit {self.path}: nested too deeply (aggregator config check)") from exc
-
-    def _load_spaced(self, spaced: str, values: object) -> Any:
-        """The tree of ``spaced`` if it holds ``values`` (those of the text as read), else None."""
-        if _safe_load(spaced) != (True, values):
-            return None
-        try:
-            return self._yaml.load(spaced)
-        except MarkedYAMLError:
-            return None
 
     @classmethod
     def read(cls, path: Path) -> ConfigDocument:
@@ -932,29 +924,118 @@ def _without_document_start(body: str) -> str:
     return body
 
 
-_TAB_BEFORE_COMMENT = re.compile(r"(?:(?<=\S)|^)[ \t]*\t[ \t]*(?=#)", re.MULTILINE)
+@dataclasses.dataclass(frozen=True)
+class _TabFix:
+    """Blanks holding a tab at ``start:end`` of the text, and the spaces written instead."""
+
+    start: int
+    end: int
+    spaces: str
+    where: str  # for the note: "at the end of", "before the comment on", "after the ':' on"
 
 
-def _is_tab_before_comment(text: str, line: int, column: int) -> bool:
-    """Whether the character at (line, column), 0-based, is a tab in the blanks before a ``#``."""
-    lines = text.split("\n")
-    if line >= len(lines):
-        return False
-    rest = lines[line][column:]
-    return rest.startswith("\t") and rest.lstrip(" \t").startswith("#")
+_BLANKS_WITH_A_TAB = re.compile(r"[ \t]*\t[ \t]*")
+_TAB_NOTES = {
+    "at the end of": "is removed",
+    "before the comment on": "is written as spaces",
+    "after the ':' on": "is written as a space",
+}
 
 
-def _tabs_before_comments_as_spaces(text: str) -> str:
-    """``text`` with the blanks before a ``#`` that hold a tab made spaces, the ``#`` staying in
-    its column (tab stops every 8).  May touch a "#" inside a value: the caller checks."""
+def _unreadable_tabs(text: str) -> list[_TabFix]:
+    """The blanks with a tab that the aggregator reads and ruamel's round-trip scanner refuses:
+    at the end of a line (they become nothing), before a comment (spaces up to the ``#``'s
+    column, tab stops every 8) and after ``key:`` (one space): what ruamel writes there anyway.
+    Never blanks inside a value (quoted, ``|`` or ``>`` block, plain) or a comment, nor an
+    indentation, which both loaders refuse."""
+    values = _value_spans(text)
+    starts = [start for start, _ in values]
+    fixes: list[_TabFix] = []
+    for match in _BLANKS_WITH_A_TAB.finditer(text):
+        start, end = match.span()
+        line_start = text.rfind("\n", 0, start) + 1
+        if start == line_start or _inside(values, starts, start):
+            continue  # an indentation, or inside a value
+        hashes = (line_start + i for i, char in enumerate(text[line_start:start]) if char == "#")
+        if any(not _inside(values, starts, at) for at in hashes):
+            continue  # inside a comment
+        after = text[end : end + 1]
+        if after in ("", "\n"):
+            fixes.append(_TabFix(start, end, "", "at the end of"))
+        elif after == "#":
+            before = text[line_start:start]
+            width = len((before + match.group()).expandtabs(8)) - len(before.expandtabs(8))
+            fixes.append(_TabFix(start, end, " " * max(width, 1), "before the comment on"))
+        elif text[start - 1] == ":":
+            fixes.append(_TabFix(start, end, " ", "after the ':' on"))
+    return fixes
 
-    def spaces(match: re.Match[str]) -> str:
-        line_start = text.rfind("\n", 0, match.start()) + 1
-        before = text[line_start : match.start()]
-        width = len((before + match.group()).expandtabs(8)) - len(before.expandtabs(8))
-        return " " * max(width, 1)
 
-    return _TAB_BEFORE_COMMENT.sub(spaces, text)
+def _value_spans(text: str) -> list[tuple[int, int]]:
+    """Where each value (scalar or alias, with its anchor and tag) is in ``text``, as the
+    aggregator's loader reads it: (start, end) offsets, in order."""
+    events = YAML(typ="safe").parse(text)
+    return [(e.start_mark.index, e.end_mark.index) for e in events if isinstance(e, ScalarEvent | AliasEvent)]
+
+
+def _inside(values: list[tuple[int, int]], starts: list[int], position: int) -> bool:
+    """Whether ``position`` is inside one of ``values`` (``starts``: their starts, for bisect)."""
+    index = bisect.bisect_right(starts, position) - 1
+    return index >= 0 and position < values[index][1]
+
+
+def _with_tabs_fixed(text: str, fixes: Sequence[_TabFix]) -> str:
+    parts: list[str] = []
+    done = 0
+    for fix in fixes:
+        parts += [text[done : fix.start], fix.spaces]
+        done = fix.end
+    return "".join(parts) + text[done:]
+
+
+def _tab_notes(name: str, text: str, fixes: Sequence[_TabFix]) -> list[str]:
+    """What the editor changed besides the edit, for the user: one note per kind of place."""
+    lines: dict[str, dict[int, None]] = {where: {} for where in _TAB_NOTES}
+    line, counted = 1, 0
+    for fix in fixes:  # in order: each line end is counted once
+        line += text.count("\n", counted, fix.start)
+        counted = fix.start
+        lines[fix.where][line] = None
+    notes = []
+    for where, done in _TAB_NOTES.items():
+        numbers = list(lines[where])
+        if numbers:
+            listed = ", ".join(map(str, numbers[:10])) + (
+                f" and {len(numbers) - 10} more" if numbers[10:] else ""
+            )
+            notes.append(f"{name}: the tab {where} line(s) {listed} {done} (the editor cannot keep it)")
+    return notes
+
+
+def _unreadable_message(
+    path: Path, text: str, exc: MarkedYAMLError, fixes: Sequence[_TabFix], *, readable: bool
+) -> str:
+    """Why the editor cannot read ``text``, at the line and column of ``text`` (``exc`` may be
+    about the text with ``fixes`` made), and for a tab what to do."""
+    mark = exc.problem_mark or exc.context_mark
+    problem = str(exc.problem or exc.context or exc)
+    if mark is None:
+        return f"cannot edit {path}: not valid YAML: {problem}"
+    shift = 0  # back from the fixed text to the text as read
+    for fix in fixes:
+        if fix.start + shift >= mark.index:
+            break
+        shift += len(fix.spaces) - (fix.end - fix.start)
+    position = mark.index - shift
+    line = text.count("\n", 0, position) + 1
+    column = position - text.rfind("\n", 0, position)  # 1-based
+    where = f"{path}:{line}:{column}"
+    if text[position : position + 1] != "\t":
+        return f"cannot edit {where}: not valid YAML: {problem}"
+    why = (
+        "a tab the editor cannot read there (the aggregator can)" if readable else "a tab YAML refuses there"
+    )
+    return f"cannot edit {where}: {why}; replace the tab on line {line} with a space"
 
 
 def _safe_load(text: str) -> tuple[bool, Any]:

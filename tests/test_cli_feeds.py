@@ -495,6 +495,25 @@ def test_set_refuses_a_url_that_is_no_file(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
+    "url", ["gopher://x.org/f", "ftp://x.org/f", "javascript:alert(1)", "feed://127.0.0.1:8080/f"]
+)
+def test_set_refuses_a_url_scheme_as_add_does(tmp_path: Path, url: str) -> None:
+    # Not taken for a relative path ("no such file: …/gopher:/x.org/f"): refused as `feeds add`
+    # and `config check` refuse it.
+    path = config_from(tmp_path, "base.yaml")
+    before = path.read_bytes()
+    code, _, stderr = run(path, "feeds", "set", "Example Wire", f"url={url}")
+    assert code == 2, stderr
+    message = (
+        f"not an http(s) or file URL, nor a path: {url!r}; give a feed's http(s) URL, a file: URL or a path"
+    )
+    assert stderr.strip() == message
+    assert path.read_bytes() == before
+    assert run(path, "feeds", "add", url)[:2] == (2, "")
+    assert message in run(path, "feeds", "add", url)[2]
+
+
+@pytest.mark.parametrize(
     "command",
     [
         ["list"],
