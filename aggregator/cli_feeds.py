@@ -14,7 +14,6 @@ to choose one, a missing or read-only feeds.yaml).
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -27,7 +26,15 @@ import typer
 from rich.table import Table
 
 from aggregator import eventloop
-from aggregator.cli_console import NARROW_TERMINAL, WIDE_TERMINAL, cell, echo, entries_phrase, lazy_console
+from aggregator.cli_console import (
+    NARROW_TERMINAL,
+    WIDE_TERMINAL,
+    cell,
+    echo,
+    entries_phrase,
+    json_text,
+    lazy_console,
+)
 from aggregator.config import (
     DEFAULT_CONFIG_NAME,
     LoadedConfig,
@@ -348,7 +355,7 @@ def list_feeds(
             }
         )
     if output is ListFormat.JSON:
-        print(json.dumps(rows, indent=2, ensure_ascii=False))
+        print(json_text(rows, indent=2))
         return
     title = f"{len(rows)} {'feed' if len(rows) == 1 else 'feeds'} in {loaded.path.name}"
     if out.width < NARROW_TERMINAL:
@@ -488,7 +495,7 @@ def export_feeds(
             }
             for f in feeds
         ]
-        print(json.dumps(rows, indent=2, ensure_ascii=False))
+        print(json_text(rows, indent=2))
         return
     text, left_out = render_opml(feeds, title=f"Feeds of {loaded.path.name}", now=_now())
     sys.stdout.write(text)

@@ -147,6 +147,9 @@ def test_json_output_in_an_encoding_the_user_chose_is_escaped_not_a_traceback(
     rows = _aggregator(config, "status", "--format", "json", env=env)
     assert (rows.returncode, rows.stderr) == (0, b"")
     assert json.loads(rows.stdout.decode("ascii"))[0]["title"] == "Café — news"
+    listed = _aggregator(config, "feeds", "list", "--format", "json", env=env)
+    assert (listed.returncode, listed.stderr) == (0, b"")
+    assert json.loads(listed.stdout.decode("ascii"))[0]["title"] == "Café — news"
 
 
 def test_status_on_a_narrow_terminal_still_says_when_the_jobs_run(tmp_path: Path) -> None:
