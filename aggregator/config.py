@@ -449,7 +449,7 @@ class SmtpConfig(_Strict):
     username_env: str | None = "AGGREGATOR_SMTP_USERNAME"
     password_env: str | None = "AGGREGATOR_SMTP_PASSWORD"  # noqa: S105 (a variable name, not a secret)
     rate_per_minute: int = Field(default=60, ge=1)
-    timeout: Duration = timedelta(seconds=30)
+    timeout: TimeLimit = timedelta(seconds=30)
     # An extra CA bundle to verify the server with (a private CA); verification is never off.
     ca_file: str | None = None
     # DKIM signing, when a private key (PEM) is configured: selector._domainkey.DOMAIN in DNS.

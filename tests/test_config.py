@@ -822,3 +822,11 @@ def test_an_smtp_port_out_of_range_is_refused_on_its_line(
     code, stdout, stderr = _config_check(path)
     assert (code, stdout) == (2, "")
     assert stderr.splitlines()[0] == expected
+
+
+@pytest.mark.parametrize("value", ["0s", "0"])
+def test_an_smtp_timeout_of_zero_is_refused_on_its_line(tmp_path: Path, value: str) -> None:
+    # It passed `config check`; every send then failed with a traceback ("Non-blocking
+    # socket (timeout=0) is not supported") that named no setting, retried forever.
+    path = write(tmp_path, f"feeds: []\nsmtp:\n  host: mail.example\n  timeout: {value}\n")
+    assert problems_of(path) == [f"{path}:4:3: smtp.timeout: must be more than 0, e.g. 10s"]
