@@ -224,9 +224,15 @@ def render_opml(feeds: Sequence[FeedConfig], *, title: str, now: datetime) -> tu
             if topic not in folders:
                 folders[topic] = ET.SubElement(body, "outline", text=topic, title=topic)
             parents.append(folders[topic])
+        # A topic named like a reader's default folder ("All") comes back from a folder as no
+        # topic (see DEFAULT_FOLDERS): it is said as a category too, which is read as it is.
+        named = [t for t in feed.topics if t.casefold() in DEFAULT_FOLDERS]
+        name = feed.title or feed.url
+        attributes = {"type": "rss", "text": name, "title": name, "xmlUrl": feed.url}
+        if named:
+            attributes["category"] = ",".join(f"/{t}" for t in named)
         for parent in parents or [body]:
-            name = feed.title or feed.url
-            ET.SubElement(parent, "outline", type="rss", text=name, title=name, xmlUrl=feed.url)
+            ET.SubElement(parent, "outline", attributes)
     ET.indent(opml, space="  ")
     text = '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(opml, encoding="unicode") + "\n"
     return text, tuple(left_out)

@@ -85,6 +85,21 @@ def test_export_then_import_gives_back_the_feeds_and_topics() -> None:
     ]
 
 
+def test_a_topic_named_like_a_readers_default_folder_survives_the_round_trip() -> None:
+    # Exported as a folder "All", it came back as no topic at all (a folder readers put
+    # feeds in by default), and a newsletter filtering on it got nothing.
+    feeds = [
+        FeedConfig(url="https://a.example/feed", topics=("All", "tech")),
+        FeedConfig(url="https://b.example/rss", topics=("Unsorted",)),
+    ]
+    text, _ = render_opml(feeds, title="Mine", now=NOW)
+    document = parse_opml(text.encode(), "export.opml")
+    assert [(s.url, s.topics) for s in document.subscriptions] == [
+        ("https://a.example/feed", ("All", "tech")),
+        ("https://b.example/rss", ("Unsorted",)),
+    ]
+
+
 @pytest.mark.parametrize("sample", SAMPLES, ids=lambda p: p.stem)
 def test_reader_export_round_trips_through_our_export(sample: Path) -> None:
     first = parse_opml(sample.read_bytes(), str(sample)).subscriptions
