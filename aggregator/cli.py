@@ -52,7 +52,7 @@ from aggregator.config import (
 from aggregator.errors import AggregatorError, ConfigError, StoreError
 from aggregator.runlock import ingest_lock
 from aggregator.store import NoDatabaseYet, Store
-from aggregator.types import FeedStatus, PollOutcome, PollSummary, PruneReport, StoredEntry
+from aggregator.types import FeedState, FeedStatus, PollOutcome, PollSummary, PruneReport, StoredEntry
 from aggregator.urls import without_password
 
 if TYPE_CHECKING:
@@ -506,6 +506,7 @@ def status(
             "enabled": configured[s.url].enabled,
             "http_status": s.http_status,
             "error_count": s.error_count,
+            "moved_to": _moved_to(s),
         }
         for s in states
     ]
@@ -514,18 +515,27 @@ def status(
         return
     from rich.table import Table  # noqa: PLC0415 -- rich only where it draws (see cli_console)
 
+    moves = {
+        s.url: pipeline.moved_notice(loaded, s.url, s.fetch_url)
+        for s in states
+        if s.fetch_url and _moved_to(s)
+    }
     if out.width < NARROW_TERMINAL:
         # Seven columns cannot share so few: rich would fold every feed cell to nothing.
         for row in rows:
             name = row["title"] or without_password(row["url"])
             line = f"{name}: {_shown_status(row)}, {row['entries']} entries"
-            out.print(cell(line + (f"\n  {row['error']}" if row["error"] else "")))
+            for note in (row["error"], moves.get(row["url"])):
+                line += f"\n  {note}" if note else ""
+            out.print(cell(line))
         for job in jobs:  # what the table below says too: when each job runs next
             when = f"next run {_short_time(_iso(job.next_run))} UTC, " if job.next_run else ""
             out.print(cell(f"{job.job}: {when}{job.detail}"))
         return
     title = f"Feeds in {loaded.path.name}"
     out.print(_compact_status_table(title, rows) if out.width < WIDE_TERMINAL else _status_table(title, rows))
+    for notice in moves.values():  # under the table, whole: a URL folded in a cell cannot be copied
+        out.print(cell(notice))
     schedule = Table(title="Scheduler jobs")
     # The job's name whole (it was "newsletter-retri…"); the detail folds.
     schedule.add_column("job", no_wrap=True)
@@ -536,9 +546,20 @@ def status(
     out.print(schedule)
 
 
+def _moved_to(state: FeedState) -> str | None:
+    """The address a feed is polled at instead of its configured one (a permanent redirect
+    it adopted), password masked; None when it is polled where feeds.yaml says.  The poll
+    that adopts it says so once: a notice lost (the poll killed before it printed, cron's
+    mail unread) would leave the out-of-date line of feeds.yaml unmentioned for good."""
+    if state.fetch_url is None or state.fetch_url == state.url:
+        return None
+    return without_password(state.fetch_url)
+
+
 def _shown_status(row: dict[str, Any]) -> str:
     """A row's status as the table says it: a paused feed is that, whatever it last was."""
-    return str(row["status"]) if row["enabled"] else "paused"
+    status = str(row["status"]) if row["enabled"] else "paused"
+    return f"{status}, moved" if row["moved_to"] else status
 
 
 def _status_table(title: str, rows: list[dict[str, Any]]) -> Table:

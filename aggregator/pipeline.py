@@ -473,12 +473,17 @@ class _StoreWriter:
 
 def _redirect_notice(loaded: LoadedConfig, url: str, old: FeedState, new: FeedState) -> str | None:
     if new.fetch_url and new.fetch_url != old.fetch_url:
-        return (
-            f"{loaded.where(url)}: {without_password(url)} has moved permanently to"
-            f" {without_password(new.fetch_url)}; polling the new address from now on: update the url"
-            " in feeds.yaml"
-        )
+        return moved_notice(loaded, url, new.fetch_url)
     return None
+
+
+def moved_notice(loaded: LoadedConfig, url: str, fetch_url: str) -> str:
+    """What to tell of a feed polled at ``fetch_url`` (a permanent redirect it adopted) while
+    feeds.yaml still says ``url``: by the poll that adopts it, and by ``status`` until then."""
+    return (
+        f"{loaded.where(url)}: {without_password(url)} has moved permanently to"
+        f" {without_password(fetch_url)}; polling the new address: update the url in {loaded.path.name}"
+    )
 
 
 def feed_states_for(loaded: LoadedConfig, store: Store) -> Sequence[FeedState]:
