@@ -19,7 +19,10 @@ server that does not offer it fails that recipient alone, before MAIL FROM, with
 Delivery outcomes follow SMTP: 2xx sent; 4xx retry later; 5xx permanent; a connection
 lost once the server took DATA (354) is *uncertain* (the server may have accepted the
 message), and the caller must never send that message again.  The caller records its claim on a recipient
-before DATA through the ``before_data`` callback; see ``aggregator.newsletters``.
+before DATA through the ``before_data`` callback; see ``aggregator.newsletters``.  A session
+lost before the server took MAIL FROM is ``server_down`` (everyone would meet it); one the
+server closes at a recipient's RCPT TO (a 421, or the connection dropped) is a retry for that
+recipient alone, marked ``dropped``: the next message opens a new session.
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ import ssl
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from email import policy
 from email.errors import HeaderParseError
@@ -328,6 +331,13 @@ class DeliveryResult:
     # A RETRY caused on this machine (a bug, an outbox that cannot be written), not by the
     # mail server's answer: nothing will clear it by itself, so whoever runs us must hear.
     local_fault: bool = False
+    # The step a refusal came at ("MAIL FROM", "RCPT TO", "DATA"), "" for any other problem:
+    # the same 4xx at the same step for every reader is the server's, not theirs.
+    stage: str = field(default="", compare=False)
+    # The server closed the session at this recipient's RCPT TO (a 421, or the connection
+    # dropped) after it took MAIL FROM: put off this recipient; the next message needs a new
+    # session, which the caller may allow or not (see ``newsletters``).
+    dropped: bool = False
 
 
 class TransportStopped(Exception):
@@ -539,7 +549,8 @@ class SmtpTransport(Transport):
 
     def _envelope(self, sender: str, address: str) -> DeliveryResult | None:
         """MAIL FROM and RCPT TO on a session; None when both were accepted, ``_LOST`` when
-        the session broke (connect, TLS, login, or a dropped connection), ``_NO_SMTPUTF8``
+        the session broke (connect, TLS, login, or a dropped connection) before the server took
+        MAIL FROM, a ``dropped`` retry when it broke at this recipient's RCPT TO, ``_NO_SMTPUTF8``
         when ``address`` needs SMTPUTF8 and the server does not offer it (nothing sent)."""
         try:
             conn = self._connect()
@@ -555,18 +566,36 @@ class SmtpTransport(Transport):
             code, reply = conn.mail(sender, options)
             if code != 250:
                 return self._refused(conn, code, reply, "MAIL FROM", sender)
-            code, reply = conn.rcpt(address)
-            if code not in (250, 251):
-                return self._refused(conn, code, reply, "RCPT TO", sender)
         except (OSError, smtplib.SMTPException):
             self._drop()
             return _LOST
+        return self._rcpt(conn, sender, address)
+
+    def _rcpt(self, conn: smtplib.SMTP, sender: str, address: str) -> DeliveryResult | None:
+        try:
+            code, reply = conn.rcpt(address)
+        except (OSError, smtplib.SMTPException) as exc:
+            self._drop()
+            return self._dropped_at(f"RCPT TO: the connection was lost: {exc}")
+        if code not in (250, 251):
+            return self._refused(conn, code, reply, "RCPT TO", sender)
         return None
+
+    def _dropped_at(self, detail: str) -> DeliveryResult:
+        # The session took MAIL FROM a moment ago: what ended it came with this recipient
+        # (a server that will not take mail for one address, or not now).  Not the server
+        # down: the caller may give the other readers a new session.
+        return DeliveryResult(
+            Outcome.RETRY,
+            f"{detail} ({self._where()} closed the session at this recipient)",
+            stage="RCPT TO",
+            dropped=True,
+        )
 
     def _refused(self, conn: smtplib.SMTP, code: int, reply: bytes, step: str, sender: str) -> DeliveryResult:
         if code == 421:  # the server closes the session (an idle one timed out): not a refusal
             self._drop()
-            return _LOST
+            return self._dropped_at(f"{step}: {code} {_text(reply)}") if step == "RCPT TO" else _LOST
         if code == _BAD_SEQUENCE and step == "MAIL FROM":
             # Not a refused sender: the server holds a transaction this session left open, or
             # missed a greeting.  The session is of no further use; the login has no part in it.
@@ -692,10 +721,10 @@ def _reply(exc: smtplib.SMTPResponseException) -> str:
 def _classify(code: int, reply: bytes | str, step: str) -> DeliveryResult:
     detail = f"{step}: {code} {_text(reply)}"
     if 400 <= code < 500 or code < 200:
-        return DeliveryResult(Outcome.RETRY, detail)
+        return DeliveryResult(Outcome.RETRY, detail, stage=step)
     if code == _BAD_SEQUENCE:  # about the session's state, not this reader: never failed for good on it
         return DeliveryResult(Outcome.RETRY, f"{detail} (bad sequence of commands; the session was reset)")
-    return DeliveryResult(Outcome.FAILED, detail)
+    return DeliveryResult(Outcome.FAILED, detail, stage=step)
 
 
 def smtp_ssl_context(ca_file: str | None = None) -> ssl.SSLContext:

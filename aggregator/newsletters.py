@@ -24,6 +24,14 @@ by issue:
    after the freeze, on the web or from feeds.yaml's ``subscribers:``: not sent).  After a
    crash, ``sending`` rows go back to ``pending`` (DATA never started) and ``in_data`` rows
    become ``uncertain``: nobody gets a second copy.  With the outbox the file itself settles it.
+   The server down (``server_down``: no session, a refused sender) stops the run: the
+   readers left wait for the next (``_why_stop``).  A session the server closes at one
+   reader's RCPT TO puts off that reader alone, and the others go on a new session (a few
+   per run).  A last try is given up only when the run shows the reader's fault, not the
+   server's: not when the server was down, nor when every reader tried met the same 4xx at
+   the same step and none was accepted, unless those were only readers put off before while
+   others have the issue (``_settle_last_tries``); the issue then waits.  Retries whose time
+   has not come are tried after everyone else.
 
 Two numbers: the store keys each issue, empty ones included, by ``IssueRecord.number``
 (one per run, in order; the schedule and the send log go by it), while the number readers
@@ -65,7 +73,7 @@ from aggregator.errors import AggregatorError, DeliveryError
 from aggregator.runlock import ingest_lock, sending_lock
 from aggregator.schedule import NewsletterTrigger, newsletter_trigger
 from aggregator.snapshot import Snapshot, read_snapshot
-from aggregator.store import IssueRecord, Store, StoredStory
+from aggregator.store import DeliveryRecord, IssueRecord, Store, StoredStory
 from aggregator.types import StoredEntry
 
 log = logging.getLogger(__name__)
@@ -81,6 +89,13 @@ OPEN_STATES = ("pending", "sending", "in_data", "retry")
 # a second a server that loses every message (a content filter slower than smtp.timeout),
 # which would otherwise mark the whole list uncertain, never to be sent.
 UNCERTAIN_IN_A_ROW = 2
+
+# A server that closes the session at one reader's RCPT TO (a 421, or the connection dropped)
+# puts off that reader, and the readers after get a new session: one per such reader, not
+# after this many in a row (the server refuses everyone: the issue waits), nor beyond this
+# many in a run.
+SESSIONS_DROPPED_IN_A_ROW = 2
+SESSIONS_DROPPED_PER_RUN = 10
 
 
 @dataclass(frozen=True, slots=True)
@@ -864,16 +879,65 @@ def _recover(run: _Run, letter: NewsletterConfig, record: IssueRecord) -> None:
             )
 
 
-def _why_stop(run: _Run, result: mail.DeliveryResult, uncertain_in_a_row: int) -> str:
+@dataclass(slots=True)
+class _Tally:
+    """What one run of an issue's deliveries met so far: when to stop, and whether the
+    server put off everyone."""
+
+    results: list[mail.DeliveryResult] = field(default_factory=list)
+    uncertain_in_a_row: int = 0
+    dropped_in_a_row: int = 0  # sessions the server closed at a reader's RCPT TO, in a row
+    dropped: int = 0  # ... in this run
+    put_off_untried: int = 0  # readers tried for the first time and put off (a 4xx)
+
+    def add(self, result: mail.DeliveryResult, *, first_try: bool) -> None:
+        self.results.append(result)
+        self.put_off_untried += first_try and result.outcome is mail.Outcome.RETRY
+        self.uncertain_in_a_row = (
+            self.uncertain_in_a_row + 1 if result.outcome is mail.Outcome.UNCERTAIN else 0
+        )
+        self.dropped_in_a_row = self.dropped_in_a_row + 1 if result.dropped else 0
+        self.dropped += result.dropped
+
+
+def _why_stop(run: _Run, result: mail.DeliveryResult, tally: _Tally) -> str:
     """Why the readers left of an issue wait for the next run after ``result``, or ""."""
     if result.server_down:
         return result.detail  # everyone else would wait for the same timeout
-    if uncertain_in_a_row >= UNCERTAIN_IN_A_ROW:
+    if tally.uncertain_in_a_row >= UNCERTAIN_IN_A_ROW:
         return (
-            f"{mail_server(run.loaded)}: {uncertain_in_a_row} messages in a row lost during DATA;"
+            f"{mail_server(run.loaded)}: {tally.uncertain_in_a_row} messages in a row lost during DATA;"
             " check the server's logs and smtp.timeout"
         )
+    if tally.dropped_in_a_row >= SESSIONS_DROPPED_IN_A_ROW:
+        return (
+            f"{mail_server(run.loaded)} closed the session at {tally.dropped_in_a_row} readers' RCPT TO in a"
+            f" row ({result.detail}): it takes no mail for now"
+        )
+    if result.dropped and tally.dropped >= SESSIONS_DROPPED_PER_RUN:
+        return (
+            f"{mail_server(run.loaded)} closed the session at {tally.dropped} readers' RCPT TO in this run"
+            f" ({result.detail}); no more new sessions until the next run"
+        )
     return ""
+
+
+def _put_off_everyone(tally: _Tally, someone_has_it: bool) -> str:
+    """The 4xx the server answered every reader tried in this run with, at one step, when
+    none was accepted: the server puts off all mail for now (a full queue, a local problem),
+    as good as down, so the issue waits for all.  "" otherwise.  Readers put off before,
+    met again while others have the issue, are no sign of it: a greylisted address, a full
+    mailbox, an address the server closes the session on are those readers' own, and
+    holding the issue for them would hold every issue after it too."""
+    results = tally.results
+    put_off = [r for r in results if r.outcome is mail.Outcome.RETRY]
+    if not put_off or any(r.outcome in (mail.Outcome.SENT, mail.Outcome.UNCERTAIN) for r in results):
+        return ""
+    if len({r.stage for r in put_off}) != 1 or not put_off[0].stage:  # "": not a server's reply
+        return ""
+    if someone_has_it and not tally.put_off_untried:
+        return ""
+    return put_off[-1].detail
 
 
 def _deliver(run: _Run, letter: NewsletterConfig, record: IssueRecord, *, final: bool) -> IssueOutcome:
@@ -884,12 +948,18 @@ def _deliver(run: _Run, letter: NewsletterConfig, record: IssueRecord, *, final:
     errors: list[str] = []
     pending: list[str] = []
     stopped = ""
-    uncertain_in_a_row = 0
+    tally = _Tally()
+    # Put off on their last try (the next issue is due): given up once the run shows whether
+    # it was them or the server (``_settle_last_tries``).
+    last_tries: list[tuple[str, mail.DeliveryResult]] = []
     # Frozen with the issue, but someone who left since gets nothing more: unsubscribed on
     # the web, or taken out of feeds.yaml's subscribers (a pending retry went on mailing them).
     known = run.store.subscribers(letter.name)
     current = set(recipients(letter, run.store))
-    for row in run.store.deliveries(letter.name, record.number):
+    # Readers whose time has come first; a retry whose time has not come (only tried now as
+    # its last try) after them: one that stops the run must not hold up those never tried.
+    rows = sorted(run.store.deliveries(letter.name, record.number), key=lambda r: _not_yet(r, run.now))
+    for row in rows:
         if row.status not in ("pending", "retry"):
             continue
         if (lowered := row.recipient.strip().lower()) not in current:
@@ -905,7 +975,7 @@ def _deliver(run: _Run, letter: NewsletterConfig, record: IssueRecord, *, final:
             )
             continue
         last_try = final and row.status == "retry"
-        not_yet = row.status == "retry" and row.next_attempt is not None and row.next_attempt > run.now
+        not_yet = _not_yet(row, run.now)
         if not_yet and not last_try:
             continue
         if not_yet:
@@ -927,6 +997,8 @@ def _deliver(run: _Run, letter: NewsletterConfig, record: IssueRecord, *, final:
         address = row.recipient
         if line := _record_result(run, letter, record, row.attempts + 1, address, result, last_try=last_try):
             pending.append(line)
+        if last_try and result.outcome is mail.Outcome.RETRY and not result.server_down:
+            last_tries.append((address, result))
         if not result.server_down and result.outcome is not mail.Outcome.SENT:
             errors.append(f"{address}: {result.outcome.value}: {result.detail}")
             log.warning(
@@ -937,12 +1009,16 @@ def _deliver(run: _Run, letter: NewsletterConfig, record: IssueRecord, *, final:
                 result.outcome.value,
                 result.detail,
             )
-        uncertain_in_a_row = uncertain_in_a_row + 1 if result.outcome is mail.Outcome.UNCERTAIN else 0
-        stopped = _why_stop(run, result, uncertain_in_a_row)
+        tally.add(result, first_try=row.status == "pending")
+        stopped = _why_stop(run, result, tally)
         if stopped:
             errors.append(f"{stopped}; {letter.name} #{issue.number} continues on the next run")
             log.warning("newsletter %s #%d: %s", letter.name, issue.number, stopped)
             break
+    if last_tries and (waits := _settle_last_tries(run, letter, record, last_tries, tally, stopped)):
+        stopped = stopped or waits
+        errors.append(f"{waits}; {letter.name} #{issue.number} continues on the next run")
+        log.warning("newsletter %s #%d: %s", letter.name, issue.number, waits)
     rows = run.store.deliveries(letter.name, record.number)
     if not any(r.status in OPEN_STATES for r in rows):
         run.store.finish_issue(letter.name, record.number, run.now)
@@ -968,6 +1044,40 @@ def _deliver(run: _Run, letter: NewsletterConfig, record: IssueRecord, *, final:
     )
 
 
+def _not_yet(row: DeliveryRecord, now: datetime) -> bool:
+    """A retry whose next try has not come."""
+    return row.status == "retry" and row.next_attempt is not None and row.next_attempt > now
+
+
+def _settle_last_tries(  # noqa: PLR0917 -- private
+    run: _Run,
+    letter: NewsletterConfig,
+    record: IssueRecord,
+    last_tries: list[tuple[str, mail.DeliveryResult]],
+    tally: _Tally,
+    stopped: str,
+) -> str:
+    """Give up the readers put off on their last try (the next issue is due), unless the
+    run shows the server at fault: then they stay retries and the issue waits for all, as
+    for a server down, and this says why (or "" when ``stopped`` already says it)."""
+    if any(r.server_down for r in tally.results):  # the server down: nobody is given up on it
+        return ""
+    rows = run.store.deliveries(letter.name, record.number)
+    if why := _put_off_everyone(tally, someone_has_it=any(r.status in ("sent", "uncertain") for r in rows)):
+        return (
+            ""
+            if stopped
+            else f"{mail_server(run.loaded)} put off every message tried and took none ({why}): it"
+            " takes no mail for now, and nobody is given up"
+        )
+    for address, result in last_tries:
+        gave_up = f"gave up: the next issue is due; last error: {result.detail}"
+        run.store.set_delivery(
+            letter.name, record.number, address, "failed", run.now, error=gave_up, only_from=["retry"]
+        )
+    return ""
+
+
 def _left_the_list(loaded: LoadedConfig, letter: NewsletterConfig) -> str:
     """Why a reader the issue was frozen for is not sent it, though they never unsubscribed."""
     return (
@@ -989,20 +1099,19 @@ def _record_result(  # noqa: PLR0917 -- private
     """Record ``result`` of the ``attempts``-th try at ``address``; the ``pending`` line
     when it was put off for a fault on this machine, else "".
 
-    A retry that was the last try (the next issue is due) fails for good, unless the
-    server could not be reached at all: then the issue waits for it, as for everyone
-    not tried yet."""
+    A retry that was the last try (the next issue is due) is recorded as a retry too: the
+    end of the run gives it up, or not (``_settle_last_tries``)."""
     outcome = result.outcome
-    if outcome is mail.Outcome.RETRY and last_try and not result.server_down:
-        gave_up = f"gave up: the next issue is due; last error: {result.detail}"
-        run.store.set_delivery(letter.name, record.number, address, "failed", run.now, error=gave_up)
-        return ""
     if outcome is mail.Outcome.RETRY:
         next_at = run.now + _backoff(attempts)
         run.store.set_delivery(
             letter.name, record.number, address, "retry", run.now, error=result.detail, next_attempt=next_at
         )
-        return _pending_line(letter, address, result.detail, next_at) if result.local_fault else ""
+        return (
+            _pending_line(letter, address, result.detail, next_at)
+            if result.local_fault and not last_try
+            else ""
+        )
     error = None if outcome is mail.Outcome.SENT else result.detail
     run.store.set_delivery(letter.name, record.number, address, outcome.value, run.now, error=error)
     return ""

@@ -143,6 +143,9 @@ class DigestRun:
     failed: int = 0
     remaining: int = 0  # recipients still to try (retries, or left by a stop for the restart)
     outbox: Path | None = None  # where the messages were written, when no mail server is configured
+    # Recipients whose connection broke during DATA (or a crash then): they may have the
+    # issue and are never sent it again; neither sent nor failed.
+    uncertain: tuple[str, ...] = ()
 
 
 class RunIssue(Protocol):
@@ -241,7 +244,8 @@ async def send_issue(
             # An empty issue has no number of its own for readers (it holds the next one's).
             issue=None if o.status == "empty" else o.shown_number,
             sent=o.sent,
-            failed=o.failed + len(o.uncertain),
+            failed=o.failed,
+            uncertain=o.uncertain,
             remaining=o.retrying + o.waiting,  # the readers a stopped run left untried too
             outbox=o.outbox,
         )
@@ -1027,15 +1031,33 @@ def _log_digest(run: DigestRun, seconds: float) -> None:
         if run.outbox is None
         else f"{'message' if run.sent == 1 else 'messages'} written to {run.outbox}"
     )
+    number = run.issue if run.issue is not None else "-"
+    for recipient in run.uncertain:  # as `run --once` names them: nobody else would
+        log.warning(
+            "digest %s #%s: uncertain: %s: the connection broke during DATA; it may have arrived and"
+            " will not be sent again",
+            run.newsletter,
+            number,
+            recipient,
+            extra={
+                "fields": {
+                    "event": "uncertain",
+                    "newsletter": run.newsletter,
+                    "issue": run.issue,
+                    "recipient": recipient,
+                }
+            },
+        )
     log.info(
-        "digest %s #%s for %s: %s, %d %s, %d failed, %d left, in %.1fs",
+        "digest %s #%s for %s: %s, %d %s, %d failed, %d uncertain, %d left, in %.1fs",
         run.newsletter,
-        run.issue if run.issue is not None else "-",
+        number,
         run.scheduled_for.isoformat(),
         run.status,
         run.sent,
         sent,
         run.failed,
+        len(run.uncertain),
         run.remaining,
         seconds,
         extra={
@@ -1048,6 +1070,7 @@ def _log_digest(run: DigestRun, seconds: float) -> None:
                 "sent": run.sent,  # messages written, with an outbox
                 "outbox": None if run.outbox is None else str(run.outbox),
                 "failed": run.failed,
+                "uncertain": len(run.uncertain),
                 "remaining": run.remaining,
                 "duration_s": round(seconds, 3),
             }

@@ -49,7 +49,9 @@ class Handler:
     messages: list[tuple[str, list[str], bytes]] = field(default_factory=list)
     data_replies: list[str] = field(default_factory=list)
     reject: set[str] = field(default_factory=set)
-    rcpt_replies: dict[str, str] = field(default_factory=dict)  # address → the reply to its RCPT TO
+    # address → the reply to its RCPT TO, or "drop" to close the connection there
+    rcpt_replies: dict[str, str] = field(default_factory=dict)
+    rcpt_seen: list[str] = field(default_factory=list)  # every RCPT TO address, in order
     drop_on_data: int | None = None  # drop the connection on the Nth DATA (1-based)
     on_data: Callable[[int], None] | None = None
     data_count: int = 0
@@ -75,8 +77,12 @@ class Handler:
         return "250 OK"
 
     async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str, options: Any) -> str:
+        self.rcpt_seen.append(address)
         if address in self.reject:
             return "550 5.1.1 no such user"
+        if self.rcpt_replies.get(address) == "drop":
+            server.transport.close()
+            return "250 OK"  # never reaches the client
         if address in self.rcpt_replies:
             return self.rcpt_replies[address]
         envelope.rcpt_tos.append(address)
