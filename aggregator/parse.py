@@ -80,7 +80,7 @@ from feedparser.urls import make_safe_absolute_uri
 from aggregator.errors import ParseError
 from aggregator.jsonfeed import JsonFeed, read_json_feed
 from aggregator.types import Enclosure, Entry, ParsedFeed
-from aggregator.urls import canonical_url
+from aggregator.urls import canonical_url, query_holds_secret
 
 __all__ = ["FULL_TEXT_MIN_CHARS", "NORMALIZER_VERSION", "parse_feed", "source_key"]
 
@@ -377,20 +377,27 @@ def parse_feed(
 
 def _document_base(url: str) -> str:
     """The base URL the document's own URL gives its relative links: ``url`` without its user
-    name and password, query and fragment.
+    name and password, and without its query when that holds a credential (``?token=``).
 
     A feed URL may hold secrets (``https://user:password@host/feed?token=…``), and every
     link resolved against it is published.  Only a reference to the document itself
     (``#comments``, an empty ``href``) would take the query; such a link needs no token.
-    An ``xml:base`` the feed gives is its own public statement and is followed as given.
+    An ordinary query stays: it picks the document (``index.php?format=rss``), and the
+    guid of an entry that has only such a link is made from it.  An ``xml:base`` the feed
+    gives is its own public statement and is followed as given.
     """
     try:
         parts = urlsplit(url)
     except ValueError:  # no URL at all: better no base than one that may hold a secret
         return ""
-    if "@" not in parts.netloc and not parts.query and not parts.fragment:
-        return url  # nothing to remove: as given, so that source keys stay as they were
-    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2], query="", fragment=""))
+    secret_query = query_holds_secret(parts.query)
+    if "@" not in parts.netloc and not secret_query:
+        return url  # nothing to remove: as given, so that source keys and guids stay as they were
+    return urlunsplit(
+        parts._replace(
+            netloc=parts.netloc.rpartition("@")[2], query="" if secret_query else parts.query, fragment=""
+        )
+    )
 
 
 def _settle_byte_order_mark(body: bytes) -> bytes:

@@ -64,12 +64,13 @@ from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime, parsedate_to_datetime
 from html import escape
 from pathlib import Path
-from urllib.parse import unquote_plus, urljoin, urlsplit, urlunsplit
+from urllib.parse import urljoin, urlsplit, urlunsplit
 
 import nh3
 
 from aggregator.snapshot import TITLE_CHARS, Coverage, Snapshot, SnapshotStory, shorten, web_link
 from aggregator.types import Enclosure
+from aggregator.urls import query_holds_secret
 
 __all__ = [
     "FEED_FORMATS",
@@ -356,12 +357,6 @@ def _enclosures(story: SnapshotStory) -> tuple[Enclosure, ...]:
     return tuple(found.values())
 
 
-# Query parameters whose names say they carry a credential (?token=, ?api_key=, ?sig=…).
-_SECRET_PARAMETER = re.compile(
-    r"token|key|secret|pass|auth|sig|session|sid|credential|private", re.IGNORECASE
-)
-
-
 def _public_feed_url(feed_url: str) -> str | None:
     """A feed URL as configured, fit to publish: no user or password, and None when its
     query looks like it carries a credential (a private or paid feed's access key).
@@ -372,8 +367,7 @@ def _public_feed_url(feed_url: str) -> str | None:
     if link is None:
         return None
     parts = urlsplit(link)
-    names = (unquote_plus(p.partition("=")[0]) for p in re.split("[&;]", parts.query))
-    if any(_SECRET_PARAMETER.search(name) for name in names):
+    if query_holds_secret(parts.query):
         return None
     if "@" not in parts.netloc:
         return link

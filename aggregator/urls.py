@@ -26,7 +26,7 @@ reads ``***``.
 from __future__ import annotations
 
 import re
-from urllib.parse import urlsplit
+from urllib.parse import unquote_plus, urlsplit
 
 __all__ = ["TRACKING_PARAMETERS", "canonical_url", "without_password"]
 
@@ -131,6 +131,20 @@ def _strip_tracking(query: str) -> str:
             continue
         kept.append(pair)
     return "&".join(kept)
+
+
+# Query parameters that look like a credential (a private or paid feed's access key): a URL
+# holding one is not published, nor taken as the base of the links published.
+_SECRET_PARAMETER = re.compile(
+    r"token|key|secret|pass|auth|sig|session|sid|credential|private", re.IGNORECASE
+)
+
+
+def query_holds_secret(query: str) -> bool:
+    """Whether a URL's query has a parameter named like a credential (``?token=…``,
+    ``api_key=``).  Ordinary queries do not: WordPress feeds are ``/?feed=rss2``."""
+    names = (unquote_plus(p.partition("=")[0]) for p in re.split("[&;]", query) if p)
+    return any(_SECRET_PARAMETER.search(name) for name in names)
 
 
 # From "//" to the last "@" before the authority ends (a "/" or whitespace): a password may

@@ -207,3 +207,19 @@ def test_entries_stored_with_links_holding_secrets_are_cleaned_again(fast: bool)
     )
     assert [e.guid for e in feed.entries] == ["r1", "r2"]
     assert feed.unchanged == ()
+
+
+@pytest.mark.parametrize("fast", [True, False], ids=["fast-path", "feedparser"])
+@pytest.mark.parametrize("query", ["format=rss", "feed=rss2&paged=2"])
+def test_an_ordinary_query_of_the_feed_url_stays_in_the_base(fast: bool, query: str) -> None:
+    # It picks the document (index.php?format=rss is not index.php), and an entry with no
+    # guid takes its guid from its link: dropped, every such entry came back as new once.
+    feed_url = f"https://example.com/index.php?{query}"
+    body = (
+        b'<?xml version="1.0"?><rss version="2.0"><channel><title>t</title><link>/</link>'
+        b"<description>d</description><item><title>Release 1.2</title><link>#v1.2</link>"
+        b"<description>notes</description></item></channel></rss>"
+    )
+    (entry,) = parse_feed(body, {"content-type": "application/rss+xml"}, feed_url, fast=fast).entries
+    assert entry.url == f"{feed_url}#v1.2"
+    assert entry.guid == f"{feed_url}#v1.2"
