@@ -510,11 +510,19 @@ def check_database_url(value: str | None) -> str | None:
     # As the store says it: the password hidden (there is none in a value it cannot parse).
     shown = url.render_as_string(hide_password=True) if url.password else value
     backend = url.get_backend_name()
-    if backend == "postgresql":
+    if url.drivername in ("postgresql", "postgresql+psycopg"):  # psycopg 3, which we ship
         return value
+    # Only the scheme to change is said: a URL with its password masked, copied back, would
+    # set the password to "***".
     if backend == "postgres":  # as libpq and Heroku's DATABASE_URL write it; SQLAlchemy does not
-        written = "postgresql+psycopg://" + shown.partition("://")[2]
-        raise ValueError(f"unsupported database 'postgres' in {shown!r}: write {written}")
+        raise ValueError(
+            f"unsupported database 'postgres' in {shown!r}: write postgresql+psycopg:// instead of postgres://"
+        )
+    if backend == "postgresql":
+        raise ValueError(
+            f"unsupported PostgreSQL driver {url.get_driver_name()!r} in {shown!r} (psycopg 3 is the one"
+            f" installed): write postgresql+psycopg:// instead of {url.drivername}://"
+        )
     if backend != "sqlite":
         raise ValueError(f"unsupported database {backend!r} in {shown!r}: {_EITHER_DATABASE}")
     if url.get_driver_name() not in ("pysqlite", ""):
@@ -1044,17 +1052,39 @@ def config_warnings(loaded: LoadedConfig) -> list[ConfigProblem]:
     for index, feed in enumerate(loaded.config.feeds):
         if feed.interval is not None and feed.interval != _interval_used(feed.interval, polling):
             found.append((("feeds", index, "interval"), feed.interval, "this feed is"))
-    if not found:
+    repeated = _repeated_topics(loaded.config.topics)
+    if not found and not repeated:
         return []
     try:
         tree = _round_trip(loaded.text)
     except MarkedYAMLError:  # the fast loader took what this one refuses: no lines, still said
         tree = None
+    name = str(loaded.path)
     warnings = [
-        _clamped_interval_warning(str(loaded.path), tree, loc, value, polling, subject=subject)
+        _clamped_interval_warning(name, tree, loc, value, polling, subject=subject)
         for loc, value, subject in found
     ]
+    for index, first in repeated:
+        loc: tuple[int | str, ...] = ("topics", index, "name")
+        line, col = _locate_in(tree, loc) if tree is not None else (0, 0)
+        topic = loaded.config.topics[index].name
+        message = f"topic {topic!r} is listed twice: its keywords are merged with those of topics[{first}]"
+        warnings.append(ConfigProblem(name, line, col, _location_text(loc), message, "give it one entry"))
     return sorted(warnings, key=lambda w: (w.line, w.column))  # as the file reads
+
+
+def _repeated_topics(topics: Sequence[TopicConfig]) -> list[tuple[int, int]]:
+    """(index, index of its first entry) of each topic listed again under the same name:
+    harmless, its keywords merged, so a warning (``_topic_problems`` refuses names that
+    differ only in case, which became a second label and a second topic feed)."""
+    first: dict[str, int] = {}
+    repeated = []
+    for index, topic in enumerate(topics):
+        if topic.name in first:
+            repeated.append((index, first[topic.name]))
+        else:
+            first[topic.name] = index
+    return repeated
 
 
 def _interval_used(value: timedelta, polling: PollingConfig) -> timedelta:
@@ -1344,8 +1374,9 @@ def _missing_local_file(url: str, base_dir: Path) -> str | None:
 
 
 def _topic_problems(problem: _Report, data: Mapping[str, Any]) -> list[ConfigProblem]:
-    """Topics listed twice.  Names that differ only in case count: each would be a label of
-    its own on every story it matches, with a second topic feed beside the first."""
+    """Topics whose names differ only in case: each would be a label of its own on every
+    story it matches, with a second topic feed beside the first.  (The same name twice is
+    merged, and only warned of: ``config_warnings``.)"""
     problems = []
     seen: dict[str, tuple[int, str]] = {}
     for index, topic in enumerate(_list_at(data, "topics")):
@@ -1357,9 +1388,11 @@ def _topic_problems(problem: _Report, data: Mapping[str, Any]) -> list[ConfigPro
             seen[key] = (index, name)
             continue
         first_index, first = seen[key]
-        spelt = f": {first!r}" if first != name else ""
-        hint = f"already listed as topics[{first_index}]{spelt}; give it one entry with all its keywords"
-        problems.append(problem(("topics", index, "name"), f"duplicate topic {name!r}", hint))
+        if first.strip() != name.strip():
+            hint = (
+                f"already listed as topics[{first_index}]: {first!r}; give it one entry with all its keywords"
+            )
+            problems.append(problem(("topics", index, "name"), f"duplicate topic {name!r}", hint))
     return problems
 
 

@@ -151,23 +151,35 @@ def test_duplicate_feeds_are_refused(tmp_path: Path) -> None:
     )
 
 
-@pytest.mark.parametrize("again", ["Diplomacy", "diplomacy", "DIPLOMACY"])
-def test_a_topic_listed_twice_is_refused(tmp_path: Path, again: str) -> None:
-    # Both were taken: the same name had its keywords merged without a word, and a name
-    # differing only in case became a second label on every story and a second topic feed
-    # (topics/diplomacy-2.atom) beside the first.
-    path = write(
-        tmp_path,
-        "feeds:\n  - url: https://wire.example/feed\n"
-        "topics:\n"
-        "  - name: Diplomacy\n    keywords: [summit]\n"
-        "  - name: Arctic\n"
-        f"  - name: {again}\n    keywords: [treaty]\n",
-    )
-    first = "" if again == "Diplomacy" else ": 'Diplomacy'"
+TOPICS_TWICE = (
+    "feeds:\n  - url: https://wire.example/feed\n"
+    "topics:\n"
+    "  - name: Diplomacy\n    keywords: [summit]\n"
+    "  - name: Arctic\n"
+    "  - name: {again}\n    keywords: [treaty]\n"
+)
+
+
+@pytest.mark.parametrize("again", ["diplomacy", "DIPLOMACY"])
+def test_a_topic_spelt_again_in_another_case_is_refused(tmp_path: Path, again: str) -> None:
+    # It was taken as a second topic: a second label on every story and a second topic
+    # feed (topics/diplomacy-2.atom) beside the first.
+    path = write(tmp_path, TOPICS_TWICE.format(again=again))
     assert problems_of(path) == [
         f"{path}:7:5: topics[2].name: duplicate topic {again!r}"
-        f" (already listed as topics[0]{first}; give it one entry with all its keywords)"
+        " (already listed as topics[0]: 'Diplomacy'; give it one entry with all its keywords)"
+    ]
+
+
+def test_a_topic_listed_twice_is_merged_with_a_warning(tmp_path: Path) -> None:
+    # Its keywords are merged, as before (a feeds.yaml that ran keeps running), but it was
+    # merged without a word.
+    path = write(tmp_path, TOPICS_TWICE.format(again="Diplomacy"))
+    code, stdout, stderr = _config_check(path)
+    assert (code, stdout) == (0, f"{path}: ok, 1 warning(s)\n")
+    assert stderr.splitlines() == [
+        f"{path}:7:5: warning: topics[2].name: topic 'Diplomacy' is listed twice: its keywords are"
+        " merged with those of topics[0] (give it one entry)"
     ]
 
 

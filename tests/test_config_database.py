@@ -60,7 +60,19 @@ def test_config_check_and_every_command_refuse_an_in_memory_database(tmp_path: P
         (
             "postgres://postgres@127.0.0.1/test",
             "unsupported database 'postgres' in 'postgres://postgres@127.0.0.1/test':"
-            " write postgresql+psycopg://postgres@127.0.0.1/test",
+            " write postgresql+psycopg:// instead of postgres://",
+        ),
+        (
+            # Only psycopg 3 is installed: it passed, and every command failed with
+            # "No module named 'psycopg2'".
+            "postgresql+psycopg2://u@127.0.0.1/db",
+            "unsupported PostgreSQL driver 'psycopg2' in 'postgresql+psycopg2://u@127.0.0.1/db'"
+            " (psycopg 3 is the one installed): write postgresql+psycopg:// instead of postgresql+psycopg2://",
+        ),
+        (
+            "postgresql+asyncpg://u@127.0.0.1/db",
+            "unsupported PostgreSQL driver 'asyncpg' in 'postgresql+asyncpg://u@127.0.0.1/db'"
+            " (psycopg 3 is the one installed): write postgresql+psycopg:// instead of postgresql+asyncpg://",
         ),
         (
             "data/x.sqlite",
@@ -99,7 +111,7 @@ def test_the_password_in_a_refused_database_url_is_not_shown(tmp_path: Path) -> 
     assert (code, stdout) == (2, "")
     assert stderr.splitlines()[0] == (
         f"{path}:3:1: database: unsupported database 'postgres' in"
-        " 'postgres://reader:***@127.0.0.1/news': write postgresql+psycopg://reader:***@127.0.0.1/news"
+        " 'postgres://reader:***@127.0.0.1/news': write postgresql+psycopg:// instead of postgres://"
     )
     assert "s3cret" not in stderr
     path = with_database(tmp_path, "reader:s3cret@db/news")
