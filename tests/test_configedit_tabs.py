@@ -5,6 +5,7 @@ edit changes the edited item and those tabs only; a tab it still cannot read is 
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from pathlib import Path
 
 import httpx
@@ -165,3 +166,32 @@ def test_the_web_editor_shows_the_feeds(tmp_path: Path, name: str) -> None:
         response = client.get("/admin/")
     assert response.status_code == 200, response.text
     assert "northern-ledger.rss.xml" in response.text
+
+
+def test_a_long_flow_style_line_with_tabs_after_colons_is_read_and_edited(tmp_path: Path) -> None:
+    # JSON-style YAML: thousands of items on a line, each ':' followed by a tab, a '#' inside
+    # each quoted title (not a comment), a tab before the comment ending the last line.
+    items = [f'{{"url":\t"https://a.example/{i}", "title":\t"#{i} of 2000"}}' for i in range(2000)]
+    path = tmp_path / "feeds.yaml"
+    path.write_text(
+        '{"feeds": [' + ", ".join(items[:1000]) + ",\n  " + ", ".join(items[1000:]) + "]}\t# all of them\n"
+    )
+    feeds = load_config(path).config.feeds
+    assert feeds[7].title == "#7 of 2000"
+    code, stdout, stderr = run(path, "feeds", "list", "--format", "json")
+    assert code == 0, stderr
+    assert [(row["url"], row["title"]) for row in json.loads(stdout)] == [(f.url, f.title) for f in feeds]
+    code, _, stderr = run(path, "feeds", "set", "https://a.example/1999", "interval=2h")
+    assert code == 0, stderr
+    assert "the tab after the ':' on line(s) 1, 2 is written as a space" in stderr
+    assert "the tab before the comment on line(s) 2 is written as spaces" in stderr
+    written = path.read_text(encoding="utf-8")
+    assert ":\t" not in written
+    assert "# all of them" in written
+    edited = load_config(path).config.feeds
+    assert edited[:-1] == feeds[:-1]
+    assert (edited[-1].url, edited[-1].title, edited[-1].interval) == (
+        feeds[-1].url,
+        feeds[-1].title,
+        timedelta(hours=2),
+    )
