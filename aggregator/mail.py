@@ -7,7 +7,7 @@ transport: ``Outbox`` (``.eml`` files, the default with no SMTP configured) or
 ``SmtpTransport`` (verified TLS only, one connection reused, a send rate limit).
 
 The message is ``multipart/alternative`` (text first, HTML last: clients show the last
-part they can), UTF-8, with ``List-Id``, ``List-Unsubscribe`` (https and mailto) and
+part they can), UTF-8, with ``List-Id``, ``List-Unsubscribe`` (https; mailto too when given) and
 ``List-Unsubscribe-Post: List-Unsubscribe=One-Click`` (RFC 8058), ``Auto-Submitted``, and
 a ``Date`` and ``Message-ID`` fixed when the issue was frozen, so a resumed send produces
 byte-identical messages.  It is serialized with a 998-column policy: the default folding
@@ -121,7 +121,9 @@ class Recipient:
     address: str
     message_id: str
     unsubscribe_url: str  # https, one click (RFC 8058)
-    unsubscribe_mailto: str  # mailto:...?subject=...
+    # mailto:...?subject=... for a list whose mailbox acts on unsubscribe mail; the
+    # aggregator's does not (nothing reads it), so its digests go without.
+    unsubscribe_mailto: str | None = None
 
 
 class SenderError(DeliveryError):
@@ -205,8 +207,8 @@ def build_message(spec: MessageSpec, recipient: Recipient) -> EmailMessage:
     msg["Date"] = spec.date
     msg["Message-ID"] = recipient.message_id
     msg["List-Id"] = clean_header(spec.list_id)
-    unsubscribe = (ascii_uri(recipient.unsubscribe_url), ascii_uri(recipient.unsubscribe_mailto))
-    msg["List-Unsubscribe"] = f"<{unsubscribe[0]}>, <{unsubscribe[1]}>"
+    unsubscribe = [recipient.unsubscribe_url, *filter(None, [recipient.unsubscribe_mailto])]
+    msg["List-Unsubscribe"] = ", ".join(f"<{ascii_uri(uri)}>" for uri in unsubscribe)
     msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
     msg["Auto-Submitted"] = spec.auto_submitted
     msg["X-Auto-Response-Suppress"] = "OOF, AutoReply"

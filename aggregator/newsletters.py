@@ -821,8 +821,6 @@ def _message_bytes(  # noqa: PLR0917 -- private
     test: bool = False,
 ) -> bytes:
     token = make_unsubscribe_token(key, letter.name, address)
-    # The list's own (robot) address takes unsubscribe mail, not the editors' Reply-To.
-    unsubscribe_address = letter.sender
     spec = mail.MessageSpec(
         sender=letter.sender,
         sender_name=letter.title,
@@ -839,8 +837,10 @@ def _message_bytes(  # noqa: PLR0917 -- private
     recipient = mail.Recipient(
         address=address,
         message_id=mail.message_id(letter.name, number, address, mail.domain_of(letter.sender)),
+        # One click over https (RFC 8058) only: a mailto: entry would go to the sender's
+        # mailbox, which nothing here reads; a client that "unsubscribed" by mail left the
+        # reader subscribed without a word.
         unsubscribe_url=unsubscribe_url(loaded, letter, token),
-        unsubscribe_mailto=f"mailto:{unsubscribe_address}?subject=unsubscribe%20{token}",
     )
     data = mail.serialize(mail.build_message(spec, recipient))
     return mail.dkim_sign(data, dkim) if dkim is not None else data

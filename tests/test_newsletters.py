@@ -117,6 +117,12 @@ def test_first_run_leaves_the_first_issue_in_the_outbox_and_archive(
     check_message(msg, "reader@example.com")  # type: ignore[arg-type]
     assert msg["Date"] == "Mon, 18 Aug 2025 12:00:00 +0000"
     token = str(msg["List-Unsubscribe"]).split("/unsubscribe/")[1].split(">")[0]
+    # One-click https alone: nothing reads the sender's mailbox, so a mailto: entry (which
+    # some clients use to "unsubscribe") unsubscribed nobody, and the reader was not told.
+    assert (
+        str(msg["List-Unsubscribe"])
+        == f"<{newsletters.unsubscribe_url(loaded, newsletters.find_newsletter(loaded, 'daily'), token)}>"
+    )
     key = newsletters.secret_key(loaded)
     assert newsletters.read_unsubscribe_token(key, token) == ("daily", "reader@example.com")
     assert newsletters.read_unsubscribe_token(key, token[:-2] + "xx") is None
