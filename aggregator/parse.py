@@ -32,7 +32,9 @@ Rules a reader of the output should know:
   the sanitized HTML (``_text_of``).
 - Whitespace before the XML declaration is removed before parsing (a silent repair), and a
   UTF-8 byte order mark and a declaration that contradict each other are reconciled
-  (``_settle_byte_order_mark``).
+  (``_settle_byte_order_mark``).  An HTTP charset that contradicts the declaration yields to
+  it when the bytes decode with it, and valid UTF-8 under a single-byte charset is read as
+  UTF-8, each with a warning naming what was wrong (``_settle_charset``).
 - A valid feed with no items parses, with the warning "the feed has no entries".
 - No entry is dropped for age or count.
 - An entry repeated in one feed (the same guid twice) counts once: its first occurrence.
@@ -60,7 +62,7 @@ import io
 import re
 import xml.parsers.expat
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from html.parser import HTMLParser
@@ -90,7 +92,7 @@ __all__ = ["FULL_TEXT_MIN_CHARS", "NORMALIZER_VERSION", "parse_feed", "source_ke
 MAX_INDEXED_BYTES = 1024
 
 # Part of every source key: bump it when the normalizer's output changes for the same input.
-NORMALIZER_VERSION = "3"
+NORMALIZER_VERSION = "4"
 
 # An RSS description with more text than this is the full article, not a teaser.
 FULL_TEXT_MIN_CHARS = 1500
@@ -164,6 +166,8 @@ _CONTROL_RE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\
 _BLOCK_TAG_RE = re.compile(
     r"</?(?:p|div|br|hr|li|dt|dd|h[1-6]|blockquote|pre|tr|table|ul|ol|dl|figure|figcaption)\b[^>]*>"
 )
+# A table cell's tag, which keeps its words apart from the next cell's ("Arsenal 2", not "Arsenal2").
+_CELL_TAG_RE = re.compile(r"</?t[dh]\b[^>]*>")
 _TAG_RE = re.compile(r"<[^>]*>")
 _WHITESPACE_RE = re.compile(r"\s+")
 
@@ -248,7 +252,7 @@ def _text_of(sanitized: str) -> str:
     """
     if not sanitized:
         return ""
-    text = html.unescape(_TAG_RE.sub("", _BLOCK_TAG_RE.sub("\n", sanitized)))
+    text = html.unescape(_TAG_RE.sub("", _CELL_TAG_RE.sub(" ", _BLOCK_TAG_RE.sub("\n", sanitized))))
     # Per line, ``split()`` collapses every run of whitespace (U+00A0 included) and trims.
     return "\n".join(filter(None, (" ".join(line.split()) for line in text.split("\n"))))
 
@@ -369,9 +373,12 @@ def parse_feed(
     if _looks_like_json(body, content_type):
         raw = _from_json_feed(read_json_feed(body, url), base)
     else:
+        body, content_type, settled = _settle_charset(body, content_type)
         raw = (_read_fast(body, content_type, base, known) if fast else None) or _read_feedparser(
             body, content_type, url, base
         )
+        if settled:
+            raw = replace(raw, warnings=(settled, *raw.warnings))
     return _normalize(raw, base, known)
 
 
@@ -415,6 +422,85 @@ def _settle_byte_order_mark(body: bytes) -> bytes:
         return body[3:]
     start, end = declared.span(1)
     return body[: start + 3] + b"utf-8" + body[end + 3 :]
+
+
+def _settle_charset(body: bytes, content_type: str) -> tuple[bytes, str, str | None]:
+    """The body and content type to read, and a warning, when the HTTP charset, the XML
+    declaration and the bytes do not agree.
+
+    RFC 3023 (and feedparser) let the HTTP charset win, but a server's charset is mostly a
+    default for the whole site (Apache's ``AddDefaultCharset ISO-8859-1``) while the
+    declaration was written with the document: a KOI8-R feed served as ISO-8859-1 read as
+    ``ðÅÒ×ÁÑ``.  So the declaration wins when the bytes decode with it (no declaration is
+    UTF-8, as XML says), and the header is kept only when they do not (a Windows-1251 feed
+    that declares nothing).  Before that, bytes that are valid UTF-8 with something beyond
+    ASCII are UTF-8 whatever single-byte encoding a header or the declaration names:
+    real text in such an encoding is practically never valid UTF-8 (a Cyrillic or accented
+    letter is a UTF-8 lead byte, and must be followed by symbols 0x80 to 0xBF, not by
+    another letter), whereas UTF-8 under a template's old declaration is common (``â‚¬``).
+    Text that is all ASCII reads alike in any of them: nothing to settle or say.
+    """
+    http = _HTTP_CHARSET_RE.search(content_type)
+    declared = _XML_ENCODING_RE.match(body)
+    declared_codec = _codec(declared.group(1).decode("ascii")) if declared else "utf-8"
+    http_codec = _codec(http.group(1)) if http else declared_codec
+    if (http_codec == declared_codec and not _single_byte(declared_codec)) or body.isascii():
+        return body, content_type, None
+    media_type = content_type.split(";", 1)[0].strip()  # without its charset: the declaration says
+    header = f"the server's Content-Type says charset={http.group(1)}" if http else ""
+    if declared and _single_byte(declared_codec) and _decodes(body, "utf-8"):
+        start, end = declared.span(1)
+        said, fix = f"the feed declares {declared.group(1).decode('ascii')}", "its XML declaration"
+        if http and http_codec != "utf-8":
+            said, fix = f"{header} and {said}", "both"
+        warning = f"{said}, but its text is UTF-8; read as UTF-8: the site should fix {fix}"
+        return body[:start] + b"utf-8" + body[end:], media_type, warning
+    if (
+        http_codec == declared_codec
+        or not _ascii_compatible(declared_codec)
+        or not _decodes(body, declared_codec)
+        or (_single_byte(http_codec) and _single_byte(declared_codec) and http_codec not in _SITE_DEFAULTS)
+    ):
+        # A declaration read in ASCII bytes that names UTF-16 (or the like) is wrong itself.
+        # Between two single-byte encodings the bytes cannot tell, and a header naming one
+        # that is no site-wide default (windows-1251 against a declared iso-8859-1) was set
+        # for this feed: the header wins, as RFC 3023 says.
+        return body, content_type, None
+    used = declared.group(1).decode("ascii") if declared else "UTF-8"
+    said = f"the feed declares {used}" if declared else "the feed is UTF-8 (it declares no other encoding)"
+    return body, media_type, f"{header} but {said}; read as {used}: the site should fix its header"
+
+
+# The charsets servers give every document by default (Apache's AddDefaultCharset, old
+# Latin-1 defaults), whatever each one is: a declaration in the feed says more.
+_SITE_DEFAULTS = frozenset({"iso8859-1", "ascii", "cp1252"})
+
+
+@lru_cache(maxsize=64)
+def _single_byte(codec: str) -> bool:
+    """Whether ``codec`` is an ASCII-compatible encoding of one byte a character (Latin-1,
+    Windows-125x, KOI8-R…): each byte past ASCII is one character, none starts a sequence."""
+    return (
+        codec != "utf-8"
+        and _ascii_compatible(codec)
+        and len(bytes(range(128, 256)).decode(codec, "replace")) == 128
+    )
+
+
+@lru_cache(maxsize=64)
+def _ascii_compatible(codec: str) -> bool:
+    try:
+        return bytes(range(128)).decode(codec, "replace") == bytes(range(128)).decode("ascii")
+    except LookupError:
+        return False
+
+
+def _decodes(body: bytes, codec: str) -> bool:
+    try:
+        body.decode(codec)
+    except (UnicodeDecodeError, LookupError):
+        return False
+    return True
 
 
 def _looks_like_json(body: bytes, content_type: str) -> bool:
@@ -715,7 +801,7 @@ def _read_feedparser(body: bytes, content_type: str, url: str, base: str) -> _Ra
         raise _parser_failed(url, exc) from exc
     version = str(result.get("version") or "")
     raw_entries = list(result.get("entries") or [])
-    problem = _bozo_message(result)
+    problem = _bozo_message(result, body, content_type)
     if not raw_entries and not version:
         raise ParseError(
             _not_a_feed_message(body, content_type, url, problem), _advertised(body, content_type, url)
@@ -735,17 +821,42 @@ def _read_feedparser(body: bytes, content_type: str, url: str, base: str) -> _Ra
     )
 
 
-def _bozo_message(result: Any) -> str | None:
+def _bozo_message(result: Any, body: bytes, content_type: str) -> str | None:
     if not result.get("bozo"):
         return None
     exc = result.get("bozo_exception")
     if exc is None:
         return None
+    if isinstance(exc, feedparser.CharacterEncodingOverride):
+        return _encoding_override_message(
+            body, content_type, str(result.get("encoding") or "another encoding")
+        )
     line = getattr(exc, "getLineNumber", None)
     message = getattr(exc, "getMessage", None)
     if callable(line) and callable(message):  # a SAX error from the strict XML pass
         return f"not well-formed XML (line {line()}): {message()}"
     return str(exc) or type(exc).__name__
+
+
+def _encoding_override_message(body: bytes, content_type: str, used: str) -> str:
+    """What was wrong when feedparser read the text in ``used``, not the encoding it was told.
+
+    feedparser says "document declared as utf-8" also when only the server's Content-Type
+    said so; the operator then finds the right declaration in the file and cannot act.
+    """
+    http = _HTTP_CHARSET_RE.search(content_type)
+    declared = _XML_ENCODING_RE.match(body)
+    declared_charset = declared.group(1).decode("ascii") if declared else None
+    said = []
+    if http:
+        said.append(f"the server's Content-Type says charset={http.group(1)}")
+    if declared_charset:
+        said.append(f"the feed declares {declared_charset}")
+    elif not http:
+        said.append("the feed declares no encoding (so UTF-8)")
+    if len(said) == 2 and _codec(declared_charset or "") != _codec(http.group(1) if http else ""):
+        return f"{' and '.join(said)}, but its text is in neither; read as {used}"
+    return f"{' and '.join(said)}, but its text is not in that encoding; read as {used}"
 
 
 def _entry_from_feedparser(e: Any, url: str) -> _RawEntry:
