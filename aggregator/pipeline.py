@@ -683,10 +683,72 @@ def _regroup_recent(config: Config, store: Store, now: datetime) -> tuple[Story,
     if candidates:
         grouping = stories.group_stories(candidates, settings=settings, now=now)
         rules, feed_topics = _topic_rules(config)
-        labelled = topics.assign_topics(grouping.stories, candidates, rules, feed_topics=feed_topics)
+        unchanged = _unchanged_stories(grouping.stories, candidates, _last_regroup(store))
+        had = _automatic_topics_of(candidates, _configured_names(store, rules, feed_topics))
+        kept = {sid: had.get(sid) for sid in unchanged}
+        had = {sid: name for sid, name in had.items() if sid not in unchanged}
+        labelled = topics.assign_topics(
+            grouping.stories, candidates, rules, feed_topics=feed_topics, kept=kept, had=had
+        )
+        # A story whose members did not change keeps its label and topics as stored: both are
+        # chosen against the whole window, which changes as entries leave it, and a story
+        # relabelled or renamed for that would show as updated although nothing happened.
+        labelled = tuple(s for s in labelled if s.id not in unchanged)
         assignments.update(grouping.assignments)
     store.save_stories(((s.id, s.label, s.topics) for s in labelled), assignments.items(), now)
+    store.set_meta_value(REGROUP_RECORD, now.isoformat())
     return labelled
+
+
+# The ``meta`` row recording when the story stage last regrouped (an ISO time).
+REGROUP_RECORD = "regrouped"
+
+
+def _last_regroup(store: Store) -> datetime | None:
+    """When the stories were last regrouped, or None (never, or unreadable)."""
+    value = store.meta_value(REGROUP_RECORD)
+    try:
+        return datetime.fromisoformat(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+def _unchanged_stories(
+    grouped: Sequence[Story], candidates: Sequence[StoredEntry], since: datetime | None
+) -> set[str]:
+    """The stories that have exactly the members they had, none of them edited ``since`` the
+    last regroup (without one, edits are not looked for)."""
+    before: dict[str, set[str]] = {}
+    for entry in candidates:
+        if entry.story is not None:
+            before.setdefault(entry.story, set()).add(entry.id)
+    edited = {e.id for e in candidates if since is not None and e.last_updated > since}
+    return {
+        story.id
+        for story in grouped
+        if before.get(story.id) == set(story.entry_ids) and edited.isdisjoint(story.entry_ids)
+    }
+
+
+def _configured_names(
+    store: Store, rules: Sequence[TopicRule], feed_topics: Mapping[str, Sequence[str]]
+) -> set[str]:
+    """The topic names configured now or at the last relabel: any other stored one is automatic."""
+    from aggregator import topics  # noqa: PLC0415 -- see _GROUPING_IMPORTS
+
+    recorded = _relabel_record(store)
+    return set(topics.configured_names(rules, feed_topics)) | set(recorded[1] if recorded is not None else ())
+
+
+def _automatic_topics_of(candidates: Sequence[StoredEntry], configured: Collection[str]) -> dict[str, str]:
+    """The automatic topic of each story of ``candidates`` that has one (its members carry its topics)."""
+    found: dict[str, str] = {}
+    for entry in candidates:
+        if entry.story is not None and entry.story not in found:
+            name = next((name for name in entry.topics if name not in configured), None)
+            if name is not None:
+                found[entry.story] = name
+    return found
 
 
 def _topic_rules(config: Config) -> tuple[tuple[TopicRule, ...], dict[str, tuple[str, ...]]]:

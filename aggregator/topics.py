@@ -13,6 +13,8 @@ Out: the same stories with ``topics`` filled in.  Pure and deterministic.
   and each group of at least ``min_stories`` stories is named after its 2–3 strongest shared
   terms as its stories write them, e.g. "Samsung / Galaxy / Android".  These names follow
   the news and change with it; newsletters that must stay put should select configured topics.
+  A story whose members did not change keeps the name it had (``kept``), and one that
+  gained members keeps its name where no group is named now (``had``).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import functools
 import hashlib
 import json
 import re
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -90,21 +92,39 @@ def assign_topics(
     *,
     feed_topics: Mapping[str, Sequence[str]] | None = None,
     settings: TopicSettings = TopicSettings(),
+    kept: Mapping[str, str | None] | None = None,
+    had: Mapping[str, str] | None = None,
 ) -> tuple[Story, ...]:
     """Return ``stories`` (same order) with ``topics``: configured names in rule order, then automatic.
 
     ``feed_topics`` maps a feed URL (as in ``StoredEntry.feed_url``) to the topics configured
-    for that feed; its topic names are added like keyword matches.
+    for that feed; its topic names are added like keyword matches.  ``kept`` maps the ids of
+    stories whose members did not change to the automatic topic they had (or None): they
+    keep it, and another story grouped with them takes it too.  The names follow the whole
+    population of stories, which changes as entries enter and leave the story window; a
+    story whose news did not change must not be renamed for that.  ``had`` maps the ids of
+    other stories to the automatic topic they had: one that no group names now keeps it (the
+    stories it shared it with may have left the window).
     """
     by_id = {s.id: s for s in entries}
     matcher = _Matcher.of(rules, feed_topics)
     configured_names = [rule.name for rule in rules]
     topics = [list(matcher.topics_of([by_id[i] for i in story.entry_ids if i in by_id])) for story in stories]
+    kept_at = {index: kept[story.id] for index, story in enumerate(stories) if kept and story.id in kept}
 
-    if settings.automatic and len(stories) >= settings.min_stories:
-        taken = set(configured_names) | {name for names in topics for name in names}
-        for index, name in _automatic_topics(stories, by_id, settings, taken, topics).items():
-            topics[index].append(name)
+    if settings.automatic:
+        automatic: dict[int, str] = {}
+        if len(stories) >= settings.min_stories:
+            taken = set(configured_names) | {name for names in topics for name in names}
+            taken |= {name for name in kept_at.values() if name is not None}
+            automatic = _automatic_topics(stories, by_id, settings, taken, configured=topics, kept=kept_at)
+        automatic.update({index: name for index, name in kept_at.items() if name is not None})
+        for index, story in enumerate(stories):
+            if index not in automatic and had and story.id in had:
+                automatic[index] = had[story.id]
+        for index, name in sorted(automatic.items()):
+            if name not in topics[index]:
+                topics[index].append(name)
 
     return tuple(
         dataclasses.replace(story, topics=tuple(names)) for story, names in zip(stories, topics, strict=True)
@@ -200,9 +220,14 @@ def _automatic_topics(
     by_id: Mapping[str, StoredEntry],
     settings: TopicSettings,
     taken: set[str],
+    *,
     configured: Sequence[Sequence[str]],
+    kept: Mapping[int, str | None],
 ) -> dict[int, str]:
-    """Story index → automatic topic name, for the stories in a group big enough to name."""
+    """Story index → automatic topic name, for the stories in a group big enough to name.
+
+    The stories in ``kept`` (index → the name they keep, or None) are left out of the result;
+    a group holding some takes their name, the most common of them, instead of one of its own."""
     texts_of = [
         sorted({entry_text(by_id[i].entry, settings.lead_words) for i in story.entry_ids if i in by_id})
         for story in stories
@@ -240,13 +265,21 @@ def _automatic_topics(
     )
     result: dict[int, str] = {}
     for members, chosen in named:
-        name = " / ".join(forms.get(term, term) for term in chosen)
-        if name in taken:
+        inherited = _most_common([kept[story] for story in members if story in kept])
+        name = inherited or " / ".join(forms.get(term, term) for term in chosen)
+        if inherited is None and name in taken:
             continue
         taken.add(name)
         for story in members:
-            result[story] = name
+            if story not in kept:
+                result[story] = name
     return result
+
+
+def _most_common(names: Sequence[str | None]) -> str | None:
+    """The name most stories have (ties: the one that sorts first), or None."""
+    counts = Counter(name for name in names if name is not None)
+    return min(counts, key=lambda name: (-counts[name], name)) if counts else None
 
 
 def _distinct(texts_of: Sequence[Sequence[str]]) -> tuple[list[str], list[TextTerms]]:
