@@ -12,8 +12,9 @@ text).  Pure: no clock, no files except the bundled templates, no network.
   before the window is back, marked *updated* and listing what is new, when an article
   of its own joined it inside the window (an outlet's own report, not a syndicated copy
   of an article already there); one that only gains outlets carrying the same article is
-  not sent twice.  What a story is, which copy leads it and which outlets carried it is
-  the snapshot's business, not this module's.
+  not sent twice.  A story no issue could carry because none of its copies had a link
+  comes when a copy with one arrives, as a new story.  What a story is, which copy leads it
+  and which outlets carried it is the snapshot's business, not this module's.
 - Every string from a feed is cleaned (control, line-separator and bidi characters
   dropped) when the issue is frozen, and HTML-escaped when rendered: mjml-python
   escapes nothing and fails on a stray ``<``.  A story whose link is not an absolute
@@ -33,6 +34,7 @@ import importlib.resources
 import json
 import logging
 import re
+import textwrap
 import unicodedata
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -50,6 +52,7 @@ from aggregator import mail
 from aggregator.config import NONCHARACTERS
 from aggregator.snapshot import Snapshot, SnapshotStory, entry_time, kept_copy
 from aggregator.types import StoredEntry
+from aggregator.urls import without_password
 
 log = logging.getLogger(__name__)
 
@@ -219,6 +222,8 @@ def select_stories(
     ``sent`` holds the ids of the stories earlier issues carried: an older story that is
     not among them (this newsletter's feeds or topics left it out then) is new to its
     readers, so it comes without the updated mark; without ``sent``, every one is marked.
+    Such a story, left out before for want of a link, comes when a copy with a link
+    arrives inside the window (``_left_out_for_its_link``).
     ``topics``/``feeds`` restrict the issue to stories in one of those topics or carried by
     one of those feeds (by URL as configured; an update, to articles from those feeds).
     The first ``max_stories`` by ``by_importance`` are kept: new stories first, most widely
@@ -238,7 +243,7 @@ def select_stories(
             if wanted_feeds and not wanted_feeds.intersection(story.feed_urls):
                 continue
             built = digest_story(story)
-        else:  # reported before: back only for what joined it since
+        else:  # reported before: back only for what joined it since, or for its first link
             if copies is None:
                 continue
             if arrivals is None:
@@ -252,10 +257,18 @@ def select_stories(
                 feeds=wanted_feeds,
                 arrivals=arrivals,
             )
-            if not arrived:
+            if not arrived and not _left_out_for_its_link(
+                story,
+                copies,
+                sent=sent,
+                window_start=window_start,
+                window_end=window_end,
+                reported_after=reported_after,
+                feeds=wanted_feeds,
+            ):
                 continue
             built = digest_story(story)
-            if built is not None and (sent is None or story.id in sent):
+            if arrived and built is not None and (sent is None or story.id in sent):
                 listed = tuple(a for a in arrived if a.url != built.url)
                 built = replace(built, updated=True, new_articles=listed)
         if built is not None:
@@ -308,6 +321,38 @@ def new_articles(
     return tuple(sorted(found, key=lambda a: (a.time, a.headline.casefold(), a.url)))
 
 
+def _left_out_for_its_link(
+    story: SnapshotStory,
+    copies: Mapping[str, StoredEntry],
+    *,
+    sent: Collection[str] | None,
+    window_start: datetime,
+    window_end: datetime,
+    reported_after: datetime | None,
+    feeds: Collection[str],
+) -> bool:
+    """Whether ``story``, first seen before the window, is new to this newsletter's readers
+    for want of a link: no earlier issue carried it (``sent``; without it, nobody can say)
+    and none of its copies first seen before the window had an http(s) link (so
+    ``digest_story`` left it out of every earlier issue), and a copy first seen inside
+    ``(window_start, window_end]`` has one.  With ``feeds``, a copy from one of them must
+    have been there before: a story those feeds did not carry was not left out for its link.
+    Dated before ``reported_after``, it is a feed's archive, as a new story would be."""
+    if sent is None or story.id in sent:
+        return False
+    if reported_after is not None and story.latest < reported_after:
+        return False
+    links = {story.lead.id: story.url, **{c.entry_id: c.url for c in story.coverage}}
+    seen = {entry_id: copies[entry_id] for entry_id in links.keys() & copies.keys()}
+    before = [i for i, stored in seen.items() if stored.first_seen <= window_start]
+    inside = [i for i, stored in seen.items() if window_start < stored.first_seen <= window_end]
+    if not before or any(links[i] for i in before):
+        return False
+    if feeds and not any(seen[i].feed_url in feeds for i in before):
+        return False
+    return any(links[i] for i in inside)
+
+
 def _arrivals(copies: Mapping[str, StoredEntry]) -> dict[str, datetime]:
     """Kept copy id → when the first of its copies (itself included) was first seen."""
     first: dict[str, datetime] = {}
@@ -321,7 +366,14 @@ def _arrivals(copies: Mapping[str, StoredEntry]) -> dict[str, datetime]:
 def digest_story(story: SnapshotStory) -> DigestStory | None:
     """How a snapshot story reads in an issue: every string cleaned; None when it has no http(s) link."""
     if story.url is None:
-        log.warning("digest: story %s dropped: none of its entries has an http(s) link", story.key)
+        # Named as the operator knows it (outlet, feed, headline), not by its internal key.
+        log.warning(
+            "digest: story %r from %s (%s) left out: none of its entries has an http(s) link;"
+            " it goes in the next issue once a copy with one arrives",
+            story.headline,
+            story.outlet,
+            without_password(story.lead.feed_url),
+        )
         return None
     lead = story.lead.entry
     outlets = (clean_text(name, OUTLET_CHARS) for name in story.outlets)
@@ -607,37 +659,81 @@ def _mjml(document: str) -> str:
     return str(mjml2html(document, fonts={}, disable_comments=True))
 
 
+# The plain-text part is wrapped for mail clients that show it as it is (RFC 5322 asks for
+# at most 78 characters a line); two characters are left for the isolates ``_wrapped``
+# may add around a line break.
+TEXT_COLUMNS = 76
+_LINK_WORD = re.compile(r"\W*https?://", re.IGNORECASE)
+_FSI, _PDI = "\u2068", "\u2069"
+
+
+class _TextWrapper(textwrap.TextWrapper):
+    """A word too long for a line is cut, unless it is a link: that stays whole, on a line
+    of its own (a link cut in two leads nowhere)."""
+
+    def _handle_long_word(
+        self, reversed_chunks: list[str], cur_line: list[str], cur_len: int, width: int
+    ) -> None:
+        if not _LINK_WORD.match(reversed_chunks[-1]):
+            super()._handle_long_word(reversed_chunks, cur_line, cur_len, width)
+        elif not cur_line:
+            cur_line.append(reversed_chunks.pop())
+
+
+def _wrapped(text: str, first: str = "", rest: str = "") -> list[str]:
+    """``text`` (one line) wrapped at ``TEXT_COLUMNS``, the first line after ``first`` and the
+    others after ``rest``.  An isolate (``_isolated_text``) a line break cuts is closed at the
+    end of the line and opened again on the next: each line is a paragraph to the bidi
+    algorithm, and an isolate does not reach past it."""
+    wrapper = _TextWrapper(TEXT_COLUMNS, initial_indent=first, subsequent_indent=rest, break_on_hyphens=False)
+    lines = []
+    still_open = 0
+    for index, line in enumerate(wrapper.wrap(text) or [first.rstrip()]):
+        indent = first if index == 0 else rest
+        body = _FSI * still_open + line[len(indent) :]
+        still_open = body.count(_FSI) - body.count(_PDI)
+        lines.append(indent + body + _PDI * still_open)
+    return lines
+
+
 def render_text(
     issue: DigestIssue, shown: Sequence[DigestStory], omitted: int, archive_url: str, unsubscribe_url: str
 ) -> str:
-    """The plain-text part, from the same snapshot (not by stripping the HTML)."""
+    """The plain-text part, from the same snapshot (not by stripping the HTML).
+
+    Wrapped at ``TEXT_COLUMNS`` with a hanging indent under each bullet; a link is never
+    cut: one too long for a line has a line of its own."""
     title = clean_text(issue.title)
-    lines = [title, "=" * len(title), _dateline(issue), ""]
+    heading = _wrapped(title)
+    lines = [*heading, "=" * max(len(line) for line in heading), _dateline(issue), ""]
     current = None
     for story in shown:
         if story.section != current:
             current = story.section
-            lines += [story.section.upper(), ""]
-        lines.append(f"* {_isolated_text(story.headline)}")
+            lines += [*_wrapped(story.section.upper()), ""]
+        lines += _wrapped(_isolated_text(story.headline), "* ", "  ")
         lines.append(f"  {story.url}")
-        lines.append(f"  {_meta(story, issue.timezone, _isolated_text)}")
+        lines += _wrapped(_meta(story, issue.timezone, _isolated_text), "  ", "  ")
         if story.excerpt:
-            lines.append(f"  {_isolated_text(story.excerpt)}")
+            lines += _wrapped(_isolated_text(story.excerpt), "  ", "  ")
         for article in story.new_articles[:NEW_ARTICLES_SHOWN]:
             outlet = _isolated_text(article.outlet)
             when = format_time(article.time, issue.timezone)
-            lines.append(f"  {NEW_ARTICLES}: {_isolated_text(article.headline)} ({outlet}, {when})")
+            said = f"{NEW_ARTICLES}: {_isolated_text(article.headline)} ({outlet}, {when})"
+            lines += _wrapped(said, "  ", "    ")
             lines.append(f"    {article.url}")
         if more := _more_articles(story):
             lines.append(f"  {more}")
         lines.append("")
     if omitted:
-        lines += [f"+{omitted} more in the web archive: {archive_url}", ""]
+        lines += [*_wrapped(f"+{omitted} more in the web archive: {archive_url}"), ""]
     lines += [
         "-- ",
-        f"You receive {title} because you subscribed to it.",
-        f"View in a browser: {archive_url}",
-        f"Unsubscribe: {unsubscribe_url}",
+        *_wrapped(f"You receive {title} because you subscribed to it."),
+        *_wrapped(f"View in a browser: {archive_url}"),
+        # On a line of its own: ``mail`` puts each reader's URL, longer than the mark, here.
+        "Unsubscribe:",
+        unsubscribe_url,
         "",
     ]
     return "\n".join(lines)
