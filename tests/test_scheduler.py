@@ -749,7 +749,14 @@ async def test_a_stop_waits_for_the_retry_job_to_end_its_read(
     path.write_text(text[: text.index("database:")] + f"database: {postgres_url}\n", encoding="utf-8")
     loaded = load_config(path)
     engine = sa.create_engine(postgres_url)
-    with Store.open(loaded.database_url) as store, engine.connect() as blocker:
+    # The lock is held in the blocker's transaction; who waits for it is asked on a connection
+    # of its own, a transaction per question: pg_stat_activity is read once a transaction,
+    # and a session the job opened after that first read was never seen (a flaky failure).
+    with contextlib.ExitStack() as cleanup:
+        cleanup.callback(engine.dispose)  # last, also when an assertion fails: no connection left to GC
+        store = cleanup.enter_context(Store.open(loaded.database_url))
+        blocker = cleanup.enter_context(engine.connect())
+        watcher = cleanup.enter_context(engine.connect().execution_options(isolation_level="AUTOCOMMIT"))
         record_issue(store, "daily", datetime.now(UTC))  # sent: nothing waits, but the job reads
         service = Service(loaded, store, run_issue=RecordingIssues(), poll_tick=timedelta(seconds=0.2))
         stopping = asyncio.Event()
@@ -760,7 +767,7 @@ async def test_a_stop_waits_for_the_retry_job_to_end_its_read(
             me = blocker.execute(sa.text("SELECT pg_backend_pid()")).scalar()
             waiting = sa.text("SELECT count(*) FROM pg_stat_activity WHERE :me = ANY(pg_blocking_pids(pid))")
             deadline = time.monotonic() + 5
-            while not blocker.execute(waiting, {"me": me}).scalar():
+            while not watcher.execute(waiting, {"me": me}).scalar():
                 assert time.monotonic() < deadline, "the retry job never read"
                 await asyncio.sleep(0.05)
             stopping.set()
@@ -770,7 +777,6 @@ async def test_a_stop_waits_for_the_retry_job_to_end_its_read(
             blocker.rollback()  # the read goes on
             stopping.set()
             await asyncio.wait_for(task, 10)
-    engine.dispose()
     assert not returned_while_reading
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
 
