@@ -17,7 +17,7 @@ import logging
 import os
 import select
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -492,6 +492,7 @@ def status(
         counts = store.entry_counts()
         jobs = service.next_runs(loaded, store, _now()) if output is OutputFormat.TABLE else []
     configured = {f.url: f for f in loaded.config.feeds}
+    moved = _moved(states)
     rows: list[dict[str, Any]] = [
         {
             "url": s.url,
@@ -506,7 +507,7 @@ def status(
             "enabled": configured[s.url].enabled,
             "http_status": s.http_status,
             "error_count": s.error_count,
-            "moved_to": _moved_to(s),
+            "moved_to": without_password(moved[s.url]) if s.url in moved else None,
         }
         for s in states
     ]
@@ -515,11 +516,7 @@ def status(
         return
     from rich.table import Table  # noqa: PLC0415 -- rich only where it draws (see cli_console)
 
-    moves = {
-        s.url: pipeline.moved_notice(loaded, s.url, s.fetch_url)
-        for s in states
-        if s.fetch_url and _moved_to(s)
-    }
+    moves = {url: pipeline.moved_notice(loaded, url, address) for url, address in moved.items()}
     if out.width < NARROW_TERMINAL:
         # Seven columns cannot share so few: rich would fold every feed cell to nothing.
         for row in rows:
@@ -546,14 +543,12 @@ def status(
     out.print(schedule)
 
 
-def _moved_to(state: FeedState) -> str | None:
-    """The address a feed is polled at instead of its configured one (a permanent redirect
-    it adopted), password masked; None when it is polled where feeds.yaml says.  The poll
-    that adopts it says so once: a notice lost (the poll killed before it printed, cron's
-    mail unread) would leave the out-of-date line of feeds.yaml unmentioned for good."""
-    if state.fetch_url is None or state.fetch_url == state.url:
-        return None
-    return without_password(state.fetch_url)
+def _moved(states: Sequence[FeedState]) -> dict[str, str]:
+    """Configured URL → the address it is polled at instead (a permanent redirect it
+    adopted), for the feeds that moved.  The poll that adopts it says so once: a notice lost
+    (the poll killed before it printed, cron's mail unread) would leave the out-of-date line
+    of feeds.yaml unmentioned for good, so ``status`` says it too."""
+    return {s.url: s.fetch_url for s in states if s.fetch_url is not None and s.fetch_url != s.url}
 
 
 def _shown_status(row: dict[str, Any]) -> str:

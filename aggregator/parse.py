@@ -82,7 +82,7 @@ from feedparser.urls import make_safe_absolute_uri
 from aggregator.errors import ParseError
 from aggregator.jsonfeed import JsonFeed, read_json_feed
 from aggregator.types import Enclosure, Entry, ParsedFeed
-from aggregator.urls import canonical_url, query_holds_secret
+from aggregator.urls import canonical_url, query_holds_secret, without_userinfo
 
 __all__ = ["FULL_TEXT_MIN_CHARS", "NORMALIZER_VERSION", "parse_feed", "source_key"]
 
@@ -400,11 +400,8 @@ def _document_base(url: str) -> str:
     secret_query = query_holds_secret(parts.query)
     if "@" not in parts.netloc and not secret_query:
         return url  # nothing to remove: as given, so that source keys and guids stay as they were
-    return urlunsplit(
-        parts._replace(
-            netloc=parts.netloc.rpartition("@")[2], query="" if secret_query else parts.query, fragment=""
-        )
-    )
+    kept = parts._replace(query="" if secret_query else parts.query, fragment="")
+    return without_userinfo(urlunsplit(kept))
 
 
 def _settle_byte_order_mark(body: bytes) -> bytes:

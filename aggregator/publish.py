@@ -64,7 +64,7 @@ from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime, parsedate_to_datetime
 from html import escape
 from pathlib import Path
-from urllib.parse import urljoin, urlsplit, urlunsplit
+from urllib.parse import urljoin, urlsplit
 
 import nh3
 
@@ -363,16 +363,10 @@ def _public_feed_url(feed_url: str) -> str | None:
 
     Ordinary queries stay: WordPress feeds are ``/?feed=rss2``.
     """
-    link = web_link(feed_url)
-    if link is None:
+    link = web_link(feed_url)  # without the user and password
+    if link is None or query_holds_secret(urlsplit(link).query):
         return None
-    parts = urlsplit(link)
-    if query_holds_secret(parts.query):
-        return None
-    if "@" not in parts.netloc:
-        return link
-    host = parts.netloc.rpartition("@")[2]
-    return urlunsplit(parts._replace(netloc=host))
+    return link
 
 
 # What an empty feed says it was updated: a fixed time, so that it too keeps its bytes (and

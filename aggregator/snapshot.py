@@ -53,9 +53,10 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
-from urllib.parse import quote, unquote, urlsplit, urlunsplit
+from urllib.parse import quote, unquote, urlsplit
 
 from aggregator.types import StoredEntry
+from aggregator.urls import without_userinfo
 
 # Namespace of the UUID5 story ids; fixed forever, or every reader sees every story again.
 STORY_NAMESPACE = uuid.UUID("6f1c1f0e-6a55-4c0e-9a53-3c1d6c0b7a11")
@@ -203,9 +204,7 @@ def web_link(value: str | None) -> str | None:
         return None
     if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
         return None
-    if "@" in parts.netloc:
-        value = urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
-    return quote(value, safe=_URL_SAFE)
+    return quote(without_userinfo(value), safe=_URL_SAFE)
 
 
 def build_snapshot(

@@ -26,9 +26,15 @@ reads ``***``.
 from __future__ import annotations
 
 import re
-from urllib.parse import unquote_plus, urlsplit
+from urllib.parse import unquote_plus, urlsplit, urlunsplit
 
-__all__ = ["TRACKING_PARAMETERS", "canonical_url", "without_password"]
+__all__ = [
+    "TRACKING_PARAMETERS",
+    "canonical_url",
+    "query_holds_secret",
+    "without_password",
+    "without_userinfo",
+]
 
 # Parameters that only say how a reader arrived (campaign, ad click, newsletter),
 # never which article is served.  Compared case-insensitively.
@@ -131,6 +137,16 @@ def _strip_tracking(query: str) -> str:
             continue
         kept.append(pair)
     return "&".join(kept)
+
+
+def without_userinfo(url: str) -> str:
+    """``url`` without its user name and password (as it is when it has none): for a link
+    that is published, or resolved against, where the credentials of a private feed's URL
+    must not go."""
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
 
 
 # Query parameters that look like a credential (a private or paid feed's access key): a URL
