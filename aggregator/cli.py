@@ -480,7 +480,7 @@ def status(
     ctx: typer.Context,
     output: Annotated[OutputFormat, typer.Option("--format", help="table or json.")] = OutputFormat.TABLE,
 ) -> None:
-    """Show the health of every configured feed: last fetch, HTTP status, entries, errors, next check.
+    """Show each configured feed's health: last fetch, HTTP status, entries, errors, warnings, next check.
 
     No database yet: it creates none, says so on stderr, shows every feed as never polled, exits 0.
     """
@@ -508,6 +508,9 @@ def status(
             "http_status": s.http_status,
             "error_count": s.error_count,
             "moved_to": without_password(moved[s.url]) if s.url in moved else None,
+            # Accepted with problems (broken XML, a wrong charset): its entries may be
+            # incomplete.  The poll logged it once; this says it until a body parses cleanly.
+            "warning": s.last_warning,
         }
         for s in states
     ]
@@ -522,7 +525,7 @@ def status(
         for row in rows:
             name = row["title"] or without_password(row["url"])
             line = f"{name}: {_shown_status(row)}, {row['entries']} entries"
-            for note in (row["error"], moves.get(row["url"])):
+            for note in (*_problems(row), moves.get(row["url"])):
                 line += f"\n  {note}" if note else ""
             out.print(cell(line))
         for job in jobs:  # what the table below says too: when each job runs next
@@ -557,6 +560,15 @@ def _shown_status(row: dict[str, Any]) -> str:
     return f"{status}, moved" if row["moved_to"] else status
 
 
+def _problems(row: dict[str, Any]) -> list[str]:
+    """What to show under a feed's status: its error first (what to fix now), then the
+    parser's warning, marked as one (the feed is read, perhaps not whole)."""
+    notes = [row["error"]] if row["error"] else []
+    if row["warning"]:
+        notes.append(f"warning: {row['warning']}")
+    return notes
+
+
 def _status_table(title: str, rows: list[dict[str, Any]]) -> Table:
     from rich.table import Table  # noqa: PLC0415 -- rich only where it draws (see cli_console)
 
@@ -566,7 +578,7 @@ def _status_table(title: str, rows: list[dict[str, Any]]) -> Table:
     for row in rows:
         table.add_row(
             cell(row["title"] or without_password(row["url"])),
-            cell(_shown_status(row) + (f"\n{row['error']}" if row["error"] else "")),
+            cell("\n".join([_shown_status(row), *_problems(row)])),
             _short_time(row["last_fetch"]),
             str(row["http_status"] or ""),
             str(row["entries"]),
@@ -578,8 +590,8 @@ def _status_table(title: str, rows: list[dict[str, Any]]) -> Table:
 
 def _compact_status_table(title: str, rows: list[dict[str, Any]]) -> Table:
     """Four columns for a terminal of 60 to 99: seven folded words (``entri`` / ``es``) and
-    feed titles into strips.  The counts join the status, an error the feed's title, and a
-    time is written on two lines (date, then time)."""
+    feed titles into strips.  The counts join the status, an error and a warning the feed's
+    title, and a time is written on two lines (date, then time)."""
     from rich.table import Table  # noqa: PLC0415 -- rich only where it draws (see cli_console)
 
     table = Table(title=title)
@@ -593,9 +605,7 @@ def _compact_status_table(title: str, rows: list[dict[str, Any]]) -> Table:
         if row["error_count"]:
             health.append(f"{row['error_count']} {'error' if row['error_count'] == 1 else 'errors'}")
         table.add_row(
-            cell(
-                (row["title"] or without_password(row["url"])) + (f"\n{row['error']}" if row["error"] else "")
-            ),
+            cell("\n".join([row["title"] or without_password(row["url"]), *_problems(row)])),
             cell("\n".join(health)),
             _short_time(row["last_fetch"]).replace(" ", "\n"),
             _short_time(row["next_check"]).replace(" ", "\n"),

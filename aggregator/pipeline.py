@@ -258,6 +258,8 @@ async def _store_one(  # noqa: PLR0917 -- private; the pieces of one poll cycle
             now,
             rng,
             parse_error=parsed.error,
+            # Logged above and stored too: `aggregator status` shows them until a clean body.
+            warnings=parsed.feed.warnings if parsed.feed else (),
         )
         if parsed.feed is not None and parsed.feed.title and feed.title is None:
             # Without a title in feeds.yaml, the feed's own, as it now calls itself (also

@@ -4,7 +4,7 @@ Pure: no I/O, no clock.  ``now`` and a ``random.Random`` come in from the caller
 same inputs always give the same state.
 
 In:  the stored ``FeedState``, the ``FetchResult`` of one fetch, the feed's RSS ``<ttl>``
-     (from the parser, when it parsed), a ``PollingPolicy``, ``now`` and ``rng``.
+     and the parser's warnings (when it parsed), a ``PollingPolicy``, ``now`` and ``rng``.
 Out: the next ``FeedState`` (``advance_state``); whether a feed is due (``is_due``); whether
      the next fetch should leave out ETag/Last-Modified (``wants_unconditional``).
 
@@ -38,15 +38,25 @@ The rules, in the order a reader of ``aggregator status`` would ask about them:
   was seen on ``redirect_confirmations`` successful polls in a row: one misconfigured
   deploy must not move a subscription for good.  Adopting it is the caller's cue to
   tell the user which line of feeds.yaml to change.
+- The parser's warnings about a body it accepted (broken XML feedparser recovered from, a
+  wrong charset) are kept as ``last_warning`` until a body parses cleanly: its entries may
+  be incomplete, and the poll's log line is easily never read.  A 304 keeps them (the body
+  is the one stored) and so does an error (the entries stored are still that body's).  They
+  are joined and capped at ``MAX_WARNING_CHARS``: a hostile feed could make them huge.
 """
 
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from aggregator.types import FeedState, FeedStatus, FetchResult
+
+# The longest ``last_warning`` stored: enough for several parser messages, bounded because a
+# feed's own text may be quoted in them and a row is read by every `aggregator status`.
+MAX_WARNING_CHARS = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,12 +110,14 @@ def advance_state(  # noqa: PLR0917 -- the signature the pipeline calls, all pos
     rng: random.Random,
     *,
     parse_error: str | None = None,
+    warnings: Sequence[str] = (),
 ) -> FeedState:
     """The state to store after ``result``.  ``ttl`` is the RSS ``<ttl>`` when the body parsed;
     after a 304 the stored one (``state.ttl``) counts, since the body is the one stored.
 
     ``parse_error`` is the parser's message when a 200 body was not a feed: the fetch
-    worked but the feed did not, so it counts as an error.
+    worked but the feed did not, so it counts as an error.  ``warnings`` are the parser's
+    about a body it accepted; like ``ttl`` they replace the stored ones only then.
     """
     if result.status is FeedStatus.RETIRED:
         return replace(
@@ -134,9 +146,10 @@ def advance_state(  # noqa: PLR0917 -- the signature the pipeline calls, all pos
     else:
         etag, last_modified = state.etag, state.last_modified
 
-    # A body that parsed says what its <ttl> is now (None: it has none any more); a 304 means
-    # the body is the one stored, and so is its <ttl>.
-    ttl = ttl if result.status is FeedStatus.OK and not parse_error else state.ttl
+    # A body that parsed says what its <ttl> and warnings are now (None: it has none any
+    # more); a 304 means the body is the one stored, and so are they.
+    parsed = result.status is FeedStatus.OK and not parse_error
+    ttl = ttl if parsed else state.ttl
     error_count = state.error_count + 1 if failed else 0
     if failed:
         delay = _error_delay(error_count, result, policy, now, rng)
@@ -164,7 +177,17 @@ def advance_state(  # noqa: PLR0917 -- the signature the pipeline calls, all pos
         error_count=error_count,
         last_error=error if failed else None,
         ttl=ttl,
+        last_warning=warning_text(warnings) if parsed else state.last_warning,
     )
+
+
+def warning_text(warnings: Sequence[str]) -> str | None:
+    """``warnings`` as one line to store (None: there are none), cut to ``MAX_WARNING_CHARS``
+    with an ellipsis."""
+    text = "; ".join(w for w in warnings if w)
+    if not text:
+        return None
+    return text if len(text) <= MAX_WARNING_CHARS else text[: MAX_WARNING_CHARS - 1] + "…"
 
 
 def _unconditional_fetch_done(state: FeedState, result: FetchResult, parse_error: str | None) -> bool:

@@ -246,6 +246,7 @@ feeds_table = sa.Table(
     sa.Column("redirect_target", sa.Text),
     sa.Column("redirect_count", sa.Integer, nullable=False),
     sa.Column("ttl_seconds", sa.Integer),  # the RSS <ttl> of the last body parsed
+    sa.Column("last_warning", sa.Text),  # the parser's warnings about it (polling.warning_text)
 )
 
 stories_table = sa.Table(
@@ -1678,6 +1679,7 @@ def _feed_row(state: FeedState) -> dict[str, Any]:
         "redirect_count": state.redirect_count,
         # Capped to a 32-bit INTEGER (68 years): polling clamps every delay far below that.
         "ttl_seconds": None if state.ttl is None else min(int(state.ttl.total_seconds()), 2**31 - 1),
+        "last_warning": state.last_warning,
     }
 
 
@@ -1809,6 +1811,7 @@ def _feed_state(row: sa.RowMapping) -> FeedState:
         redirect_count=row["redirect_count"],
         title=row["title"],
         ttl=None if row["ttl_seconds"] is None else timedelta(seconds=row["ttl_seconds"]),
+        last_warning=row["last_warning"],
     )
 
 

@@ -104,6 +104,10 @@ class FeedState:
     redirect_count: int = 0  # consecutive polls that saw the same permanent redirect
     title: str | None = None
     ttl: timedelta | None = None  # the RSS <ttl> of the last body parsed: a 304 has none of its own
+    # The parser's warnings about the last body parsed (a feed accepted despite broken XML,
+    # a wrong charset), joined with "; " and capped (``polling.warning_text``); None when it
+    # parsed cleanly.  Kept by a 304 (the same body) and by an error, like ``ttl``.
+    last_warning: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -183,6 +183,7 @@ def test_a_database_at_an_older_schema_is_still_opened_to_read(tmp_path: Path) -
             conn.execute(sa.text("DROP TABLE newsletter_schedules"))
             conn.execute(sa.text("DROP TABLE pruned_entries"))  # 0007's, as 0005 had none
             conn.execute(sa.text("DROP TABLE meta"))  # 0008's
+            conn.execute(sa.text("ALTER TABLE feeds DROP COLUMN last_warning"))  # 0009's
     finally:
         engine.dispose()
     with Store.open(url, create=False) as store, store.engine.connect() as conn:
@@ -190,6 +191,7 @@ def test_a_database_at_an_older_schema_is_still_opened_to_read(tmp_path: Path) -
         assert sa.inspect(conn).has_table("newsletter_schedules")
         assert sa.inspect(conn).has_table("pruned_entries")
         assert sa.inspect(conn).has_table("meta")
+        assert "last_warning" in {c["name"] for c in sa.inspect(conn).get_columns("feeds")}
 
 
 def test_a_digest_preview_on_a_fresh_install_creates_nothing_and_says_to_poll_first(
