@@ -281,10 +281,14 @@ def _report(summary: PollSummary, loaded: LoadedConfig) -> int:
         if outcome.error:
             echo(f"{loaded.where(outcome.url)}: {without_password(outcome.url)}: {outcome.error}", err=True)
     seconds = (summary.finished - summary.started).total_seconds()
+    # Entries and feeds are counted apart: "6 updated, 5 not modified" of 10 feeds read as
+    # feeds both, when the first counts entries.
+    polled = len(summary.outcomes)
+    same = summary.count(FeedStatus.NOT_MODIFIED)
     echo(
-        f"{len(summary.outcomes)} feeds polled in {seconds:.1f}s: {summary.new_entries} new, "
-        f"{summary.updated_entries} updated, {summary.count(FeedStatus.NOT_MODIFIED)} not modified, "
-        f"{summary.failed} failed",
+        f"{polled} {'feed' if polled == 1 else 'feeds'} polled in {seconds:.1f}s: "
+        f"{summary.new_entries} new and {summary.updated_entries} updated entries; "
+        f"{same} {'feed' if same == 1 else 'feeds'} not modified, {summary.failed} failed",
         err=True,
     )
     return EXIT_FEEDS_FAILED if summary.failed else EXIT_OK

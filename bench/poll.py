@@ -185,7 +185,7 @@ def write_feeds_yaml(folder: Path, urls: Sequence[str], concurrency: int) -> Pat
     return path
 
 
-_POLLED_IN = re.compile(r"feeds polled in ([\d.]+)s")
+_POLLED_IN = re.compile(r"feeds? polled in ([\d.]+)s")
 
 
 def _last_json_line(text: str) -> dict[str, Any]:

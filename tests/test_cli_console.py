@@ -81,7 +81,7 @@ def _on_a_terminal(
 def test_poll_on_a_terminal_draws_its_progress_bar(tmp_path: Path) -> None:
     # stderr a terminal: the progress bar is drawn on it (it once died on the lazy console).
     done, shown = _on_a_terminal(_config(tmp_path), "poll")
-    assert b"1 feeds polled" in shown, shown
+    assert b"1 feed polled" in shown, shown
     assert b"Error" not in shown
     assert done.returncode == 0
     assert shown.rfind(b"\x1b[?25h") > shown.rfind(b"\x1b[?25l")  # the cursor is shown again

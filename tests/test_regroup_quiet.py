@@ -146,7 +146,7 @@ def test_one_new_article_changes_only_the_story_it_joins(tmp_path: Path) -> None
 
     feeds(tmp_path, extra=1)  # one more undated article, about a subject already in the news
     polled = cli(config, "poll")  # the feeds are not due yet for `run --once`
-    assert "1 new, 0 updated" in polled.output, polled.output
+    assert "1 new and 0 updated entries" in polled.output, polled.output
     third = cli(config, "run", "--once")
     assert "1 stories regrouped" in third.output, third.output
     after = stories(config)
