@@ -27,7 +27,9 @@ Rules a reader of the output should know:
   ``content``, JSON ``content_html``/``content_text``).  An RSS description alone is a
   summary (``summary_html``), unless its text is longer than ``FULL_TEXT_MIN_CHARS``: a
   description that long *is* the article, so it becomes content_html and summary_html
-  stays empty.  A summary that merely repeats the content is dropped.
+  stays empty.  A summary that merely repeats the content is dropped.  A Media RSS caption
+  (``media:description``) is neither, unless the item has no other text: then the first
+  caption is its summary (``_keep_media_captions_apart``).
 - text is the plain text of content (else summary), one paragraph a line, derived from
   the sanitized HTML (``_text_of``).
 - Whitespace before the XML declaration is removed before parsing (a silent repair), and a
@@ -718,6 +720,45 @@ def _from_json_feed(doc: JsonFeed, url: str) -> _RawFeed:
 # --- feedparser ---------------------------------------------------------------------------
 
 
+def _start_media_caption(parser: Any, attrs_d: dict[str, str]) -> None:
+    # The type and base feedparser gave a caption read as a description (HTML unless it says
+    # otherwise), so that an entry whose only text is a caption reads as it did before;
+    # captions do not nest, so one pending at a time is enough.
+    kind = parser.map_content_type(attrs_d.get("type", "text/html"))
+    parser.aggregator_caption = {"type": kind, "base": parser.baseuri}
+    parser.push("media_description", 1)
+
+
+def _end_media_caption(parser: Any) -> None:
+    value = parser.pop("media_description")
+    caption = getattr(parser, "aggregator_caption", None)
+    if value is not None and caption is not None:
+        parser._get_context().setdefault("media_captions", []).append({**caption, "value": value})
+    parser.aggregator_caption = None
+
+
+def _keep_media_captions_apart() -> None:
+    """Make feedparser keep each ``media:description`` under ``media_captions``, a list of
+    details (value, type, base), instead of reading it as the entry's description.
+
+    feedparser reads a ``media:description`` (a photo's or video's caption, inside
+    ``media:content`` or ``media:group``, or beside them) as another ``<description>``:
+    after the item's own description it files the first caption as the *content* (the
+    article), and later ones into ``summary_detail``; before the description, the caption
+    becomes the summary and the article the content.  A HuffPost item came out as a
+    138-character caption with its 3,595-character article gone.  Which is which cannot be
+    told from feedparser's result, so its two parser classes (used by nothing but
+    ``feedparser.parse``) get handlers that keep captions apart; ``_entry_from_feedparser``
+    takes one only for an entry that has no other text.
+    """
+    for parser_class in (feedparser.api.StrictFeedParser, feedparser.api.LooseFeedParser):
+        parser_class._start_media_description = _start_media_caption
+        parser_class._end_media_description = _end_media_caption
+
+
+_keep_media_captions_apart()
+
+
 def _feedparser_parse(body: bytes, response_headers: dict[str, str]) -> Any:
     return feedparser.parse(
         io.BytesIO(body),  # never the bytes: feedparser would try them as a file name
@@ -727,8 +768,8 @@ def _feedparser_parse(body: bytes, response_headers: dict[str, str]) -> Any:
     )
 
 
-def _parser_failed(url: str, exc: Exception) -> ParseError:
-    return ParseError(f"not a feed: {url}: the parser failed: {type(exc).__name__}: {exc}")
+def _parser_failed(exc: Exception) -> ParseError:
+    return ParseError(f"not a feed: the parser failed: {type(exc).__name__}: {exc}")
 
 
 _CHAR_REF_RE = re.compile(rb"&#(?:[xX]([0-9a-fA-F]+)|([0-9]+));")
@@ -769,7 +810,8 @@ def _repair_char_refs(body: bytes) -> bytes:
 
 
 def _read_feedparser(body: bytes, content_type: str, url: str, base: str) -> _RawFeed:
-    """``url`` names the document in messages; ``base`` (``_document_base``) resolves its links."""
+    """``base`` (``_document_base``) resolves the document's links; ``url`` those of the feeds
+    an HTML page advertises (which keep its user and password: they may be added to feeds.yaml)."""
     # Without a content type feedparser warns "no Content-type specified" (every file: feed
     # would); application/xml makes it read the XML declaration, as it would for a server.
     response_headers = {"content-location": base, "content-type": "application/xml"}
@@ -789,13 +831,13 @@ def _read_feedparser(body: bytes, content_type: str, url: str, base: str) -> _Ra
         # or numbers past U+10FFFF.  Read it again with those references repaired.
         repaired = _repair_char_refs(body)
         if repaired == body:
-            raise _parser_failed(url, exc) from exc
+            raise _parser_failed(exc) from exc
         try:
             result = _feedparser_parse(repaired, response_headers)
         except Exception as again:
-            raise _parser_failed(url, again) from again
+            raise _parser_failed(again) from again
     except Exception as exc:  # feedparser is a large, loose parser; no input may crash a poll
-        raise _parser_failed(url, exc) from exc
+        raise _parser_failed(exc) from exc
     version = str(result.get("version") or "")
     raw_entries = list(result.get("entries") or [])
     problem = _bozo_message(result, body, content_type)
@@ -860,9 +902,11 @@ def _entry_from_feedparser(e: Any, url: str) -> _RawEntry:
     contents = [c for c in (e.get("content") or []) if _opt_str(c.get("value"))]
     # Several <content> elements are alternatives; prefer an HTML one.
     contents.sort(key=lambda c: 0 if _is_html_type(c.get("type")) else 1)
-    summary = e.get("summary_detail") or None
-    if summary is None and _opt_str(e.get("summary")):
-        summary = {"value": e.get("summary"), "type": "text/html", "base": url}
+    summary = _fp_summary(e, url)
+    if not contents and summary is None:
+        # No text but captions (a video's description in media:group): the first one, as a
+        # summary, is better than nothing; beside the item's own text a caption is never read.
+        summary = next((c for c in (e.get("media_captions") or []) if _opt_str(c.get("value"))), None)
     try:
         raw_enclosures = e["enclosures"]  # feedparser computes this key from rel=enclosure links
     except KeyError:
@@ -894,6 +938,22 @@ def _entry_from_feedparser(e: Any, url: str) -> _RawEntry:
         ),
         base=url,
     )
+
+
+def _fp_summary(e: Any, url: str) -> Any:
+    """The entry's summary as a detail (value, type, base), or None.
+
+    ``e.summary`` is the description-like element nearest the entry, but feedparser sets
+    ``summary_detail`` from every one it reads, however deeply nested: when their values
+    differ, the detail is another element's, and its type and base do not apply.
+    """
+    value = e.get("summary")
+    if not _opt_str(value):
+        return None
+    detail = e.get("summary_detail")
+    if detail and detail.get("value") == value:
+        return detail
+    return {"value": value, "type": "text/html", "base": url}
 
 
 def _fp_body(detail: Any, url: str) -> _Body:
@@ -937,30 +997,33 @@ def _looks_like_html(body: bytes, content_type: str) -> bool:
 
 
 def _not_a_feed_message(body: bytes, content_type: str, url: str, problem: str | None) -> str:
+    """What the body is instead of a feed.  It does not name the URL: every caller shows the
+    message after the feed's URL (``feeds.yaml:LINE: URL: …``, ``cannot subscribe to URL: …``,
+    a status row), and the URL here, the final one, may hold a password or a token."""
     if body.startswith(b"\x1f\x8b"):
         return (
-            f"not a feed: {url}: the body is still gzip-compressed after decoding (compressed twice, "
+            "not a feed: the body is still gzip-compressed after decoding (compressed twice, "
             "or a .gz file served without Content-Encoding: gzip); the site must fix its server"
         )
     if _looks_like_html(body, content_type):
         advertised = _advertised(body, content_type, url)
         if advertised:
-            return f"not a feed: {url} is an HTML page; it advertises these feeds: {', '.join(advertised)}"
-        return f"not a feed: {url} is an HTML page and advertises no feed (no <link rel=alternate>)"
+            return f"not a feed: it is an HTML page; it advertises these feeds: {', '.join(advertised)}"
+        return "not a feed: it is an HTML page and advertises no feed (no <link rel=alternate>)"
     prolog = _PROLOG_RE.match(body[:4096].lstrip(b"\xef\xbb\xbf"))
     rest = body[prolog.end() if prolog else 0 :]
     root = _ROOT_RE.match(rest)
     if root:
         name = root.group(1).decode("ascii", "replace")
-        return f"not a feed: {url}: the document is <{name}>, not RSS, Atom, RDF or JSON Feed"
+        return f"not a feed: the document is <{name}>, not RSS, Atom, RDF or JSON Feed"
     text = rest.lstrip(b"\xef\xbb\xbf \t\r\n")
     if text and not text.startswith(b"<"):
         # No markup at all (a plain-text error page, a script's output): expat's line of its
         # syntax error points nowhere, how the body begins says what it is.
         begins = " ".join(_clean_str(text[:80].decode("utf-8", "replace")).split())[:40].rstrip()
-        return f"not a feed: {url}: neither XML nor JSON: it begins {begins!r}"
+        return f"not a feed: neither XML nor JSON: it begins {begins!r}"
     why = problem or "no XML element found"
-    return f"not a feed: {url}: {why}"
+    return f"not a feed: {why}"
 
 
 _FEED_TYPES = frozenset(
@@ -1673,8 +1736,9 @@ _PREFIXED_SUMMARY_RE = re.compile(rb"<[\w.-]+:(?:summary|description)[\s>/]")
 
 
 def _check_prefixed_summary(chunk: bytes) -> None:
-    """feedparser reads ``itunes:summary`` or ``media:description`` as the summary (or, after
-    another summary, as the content); fastfeedparser ignores them."""
+    """feedparser reads ``itunes:summary`` as the summary (or, after another summary, as the
+    content), and a ``media:description`` as the summary of an item that has no other text
+    (``_keep_media_captions_apart``); fastfeedparser ignores them."""
     if (b":summary" in chunk or b":description" in chunk) and _PREFIXED_SUMMARY_RE.search(chunk):
         raise _Decline("itunes:summary, media:description or the like")
 

@@ -61,7 +61,8 @@ def test_every_file_is_ingested_or_refused_with_a_reason(local: str) -> None:
     if local in NOT_FEEDS:
         with pytest.raises(ParseError) as caught:
             parse_feed(body, {}, url)
-        assert str(caught.value).startswith(f"not a feed: {url}")
+        assert str(caught.value).startswith("not a feed: ")
+        assert url not in str(caught.value)  # the caller names it
         assert NOT_FEEDS[local] in str(caught.value)
         return
     feed = parse_feed(body, {}, url)
