@@ -14,7 +14,10 @@ stale page is refused with 409 instead of silently undoing someone else's change
 a feed fetches it once first (``discovery``), like the CLI; a page that advertises several
 feeds gets a page to pick one.  An edit changes only the fields the form carries (an
 empty one clears its key), so a script may send just what it changes; the page's
-checkbox sends ``enabled=off`` when unticked.
+checkbox sends ``enabled=off`` when unticked.  The checkbox and the number boxes show what
+the config loader reads (``enabled: no`` unticked), and a field sent as it was shown leaves
+its line as written.  A file the editor cannot read (not valid YAML, a tab inside a value)
+is a 409 page with ``config check``'s words, to fix by hand.
 
 Access: without a token of at least 16 characters in the environment the editor is off
 (503).  A person signs in by posting the token to the login form, which sets a signed,
@@ -43,6 +46,8 @@ costs nothing.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import hashlib
 import hmac
 import logging
@@ -57,13 +62,20 @@ from urllib.parse import urlencode
 
 import itsdangerous
 import jinja2
+from pydantic import BaseModel, TypeAdapter, ValidationError
 from starlette.datastructures import FormData
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route, Router
 
-from aggregator.config import load_config_text, resolve_feed_location
+from aggregator.config import (
+    FeedConfig,
+    NewsletterConfig,
+    load_config,
+    load_config_text,
+    resolve_feed_location,
+)
 from aggregator.configedit import (
     ConfigDocument,
     ConflictError,
@@ -106,6 +118,12 @@ _FORM_REFUSALS = {
 }
 FEED_FIELDS = ("url", "title", "topics", "interval", "priority")
 NEWSLETTER_FIELDS = ("title", "schedule", "timezone", "topics", "max_stories", "sender", "subscribers")
+# The fields whose box is not free text (the checkbox, the number boxes).  They are shown as
+# the config loader reads them: the page cannot read ``enabled: no`` (it ticked the box) and a
+# browser empties a number box holding no HTML number (``'+5'``), so the next save wrote back
+# what the box said, not what the file meant.
+_FEED_AS_LOADED = ("enabled", "priority")
+_NEWSLETTER_AS_LOADED = ("max_stories",)
 _TEMPLATES = Path(__file__).parent / "templates" / "admin"
 _HEADERS = {
     "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; "
@@ -175,6 +193,16 @@ class _Refused(Exception):
         super().__init__(message)
         self.status = status
         self.message = message
+
+
+class _Unreadable(_Refused):
+    """feeds.yaml cannot be read for editing (not valid YAML, a tab inside a value, not
+    readable at all): a person must fix it by hand.  The server is fine, and so is the
+    request: 409, the file's state is what stands in the way, with each problem at its line."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__(409, "\n".join(problems))
+        self.problems = problems
 
 
 class _TokenRefused(_Refused):
@@ -385,12 +413,25 @@ class _Editor:
                 raise stale
         return session, form
 
+    def _read(self) -> ConfigDocument:
+        """The file as it is now, else ``_Unreadable`` saying why as ``config check`` does.
+
+        As ``aggregator feeds …`` (``cli_feeds._refuse_unreadable``): the loader's problems,
+        with their line, column and hint; only what the aggregator reads and the editor cannot
+        (a tab inside a value, which it cannot turn into a space) in the editor's words.
+        """
+        try:
+            return ConfigDocument.read(self.config_path)
+        except EditError as exc:
+            try:
+                load_config(self.config_path)
+            except ConfigError as problems:
+                raise _Unreadable([str(p) for p in problems.problems]) from exc
+            raise _Unreadable([str(exc)]) from exc
+
     def _document(self, form: FormData) -> ConfigDocument:
         """The file as it is now, refused if it is not the version the page was rendered from."""
-        try:
-            document = ConfigDocument.read(self.config_path)
-        except EditError as exc:
-            raise _Refused(500, str(exc)) from exc
+        document = self._read()
         if str(form.get("version", "")) != document.version:
             raise _Refused(
                 409,
@@ -434,7 +475,13 @@ class _Editor:
             return JSONResponse(content, refused.status, headers=headers)
         if refused.status == 401:
             return RedirectResponse(f"{self._base(request)}/login", status_code=303, headers=_HEADERS)
+        if isinstance(refused, _Unreadable):
+            return self._unreadable(request, refused)
         return self._message(request, refused.status, refused.message)
+
+    def _unreadable(self, request: Request, refused: _Unreadable) -> HTMLResponse:
+        # No "Back to the list": the list is this same page until the file is fixed by hand.
+        return self._page(request, "unreadable.html", refused.status, problems=refused.problems)
 
     # -- signing in ---------------------------------------------------------------------------
 
@@ -516,9 +563,9 @@ class _Editor:
         newsletter_form: Mapping[str, str] | None = None,
     ) -> HTMLResponse:
         try:
-            document = ConfigDocument.read(self.config_path)
-        except EditError as exc:
-            return self._message(request, 500, str(exc))
+            document = self._read()
+        except _Unreadable as refused:
+            return self._unreadable(request, refused)
         problems: list[str] = []
         try:
             load_config_text(document.original_text, self.config_path)
@@ -530,8 +577,8 @@ class _Editor:
             status,
             session=session,
             version=document.version,
-            feeds=[_texts(item) for item in document.entries("feeds")],
-            newsletters=[_texts(item) for item in document.entries("newsletters")],
+            feeds=[_feed_texts(item) for item in document.entries("feeds")],
+            newsletters=[_newsletter_texts(item) for item in document.entries("newsletters")],
             problems=problems,
             notice=notice,
             feed_errors=feed_errors or [],
@@ -625,16 +672,16 @@ class _Editor:
         if isinstance(session, Response):
             return session
         try:
-            document = ConfigDocument.read(self.config_path)
-        except EditError as exc:
-            return self._message(request, 500, str(exc))
+            document = self._read()
+        except _Unreadable as refused:
+            return self._unreadable(request, refused)
         try:
             index = document.find_feed(request.query_params.get("url", ""))
         except EditError:
             return self._not_listed(
                 request, "feed", "its URL or title changed (or several feeds share that title)"
             )
-        values = _texts(document.entries("feeds")[index])
+        values = _feed_texts(document.entries("feeds")[index])
         return self._page(
             request,
             "feed_form.html",
@@ -658,7 +705,7 @@ class _Editor:
         current: dict[str, str] = {}
         try:
             index = document.find_feed(original)
-            current = _texts(document.entries("feeds")[index])
+            current = _feed_texts(document.entries("feeds")[index])
             changes = {
                 key: parse_value(key, value)
                 for key, value in values.items()
@@ -716,14 +763,14 @@ class _Editor:
         if isinstance(session, Response):
             return session
         try:
-            document = ConfigDocument.read(self.config_path)
-        except EditError as exc:
-            return self._message(request, 500, str(exc))
+            document = self._read()
+        except _Unreadable as refused:
+            return self._unreadable(request, refused)
         try:
             index = document.find_newsletter(request.query_params.get("name", ""))
         except EditError:
             return self._not_listed(request, "newsletter", "it was renamed")
-        values = _texts(document.entries("newsletters")[index])
+        values = _newsletter_texts(document.entries("newsletters")[index])
         return self._page(
             request, "newsletter_form.html", session=session, version=document.version, form=values, errors=[]
         )
@@ -739,7 +786,7 @@ class _Editor:
         current: dict[str, str] = {}
         try:
             index = document.find_newsletter(name)
-            current = _texts(document.entries("newsletters")[index])
+            current = _newsletter_texts(document.entries("newsletters")[index])
             changes = {
                 key: parse_value(key, value) for key, value in values.items() if value != current.get(key, "")
             }
@@ -795,6 +842,36 @@ def _text(value: object) -> str:
 
 def _texts(item: Mapping[str, object]) -> dict[str, str]:
     return {key: _text(value) for key, value in item.items()}
+
+
+def _feed_texts(item: Mapping[str, object]) -> dict[str, str]:
+    """A feed's fields for the page and for telling what an edit changed (see ``_FEED_AS_LOADED``)."""
+    return _texts_as_loaded(FeedConfig, item, _FEED_AS_LOADED)
+
+
+def _newsletter_texts(item: Mapping[str, object]) -> dict[str, str]:
+    return _texts_as_loaded(NewsletterConfig, item, _NEWSLETTER_AS_LOADED)
+
+
+def _texts_as_loaded(
+    model: type[BaseModel], item: Mapping[str, object], keys: tuple[str, ...]
+) -> dict[str, str]:
+    """``item``'s fields as text, those of ``keys`` as the config loader reads them (``no`` →
+    ``false``, ``'+5'`` → ``5``).  The loader's own field type reads them, so the editor has no
+    list of spellings of its own; a value it refuses is shown as written (the list says the
+    file has problems)."""
+    texts = _texts(item)
+    for key in keys:
+        if key in item:
+            with contextlib.suppress(ValidationError):
+                texts[key] = _text(_loader_of(model, key).validate_python(item[key]))
+    return texts
+
+
+@functools.cache
+def _loader_of(model: type[BaseModel], key: str) -> TypeAdapter[object]:
+    """How the config loader reads ``model``'s field ``key`` (its type with its constraints)."""
+    return TypeAdapter(model.model_fields[key].rebuild_annotation())
 
 
 def _error_texts(exc: EditError) -> list[str]:
