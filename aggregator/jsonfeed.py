@@ -3,7 +3,8 @@
 In: the response body as bytes.  Out: a ``JsonFeed``, a typed and validated view of the
 document with every value as the feed gave it (no HTML sanitizing, no URL resolving:
 ``parse`` does that for every format alike).  Raises ``ParseError`` when the bytes are
-not JSON, not an object, or carry no JSON Feed ``version``.
+not JSON, not an object, or carry no JSON Feed ``version``; its message does not name the
+URL, which every caller shows before it (as for any other "not a feed").
 
 feedparser has no JSON parser, hence this small path.  It is lenient where real feeds
 are sloppy (a numeric ``id``, a 1.0 ``author`` in a 1.1 feed, an RFC 822 date, a bad date)
@@ -13,6 +14,8 @@ and strict only where guessing would be wrong (no ``version``: it may be any JSO
   has 53 bits, and ``9007199254740993.0`` and ``9007199254740992.0`` must stay two items.
 - Dates are RFC 3339, as the spec says; what that does not read (RFC 822, which real
   feeds send) is read by feedparser's date handlers, as a date in an RSS or Atom feed is.
+  A string that is a bare number is Unix time (``bare_number_date``), as in RSS and Atom;
+  a JSON *number* is no date at all (the spec says string), so it is ignored, not guessed.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -31,7 +34,7 @@ from feedparser.datetimes import _parse_date as _feedparser_parse_date
 
 from aggregator.errors import ParseError
 
-__all__ = ["JsonAttachment", "JsonFeed", "JsonItem", "read_json_feed"]
+__all__ = ["JsonAttachment", "JsonFeed", "JsonItem", "bare_number_date", "is_bare_number", "read_json_feed"]
 
 _VERSIONS = {
     "https://jsonfeed.org/version/1": "json10",
@@ -71,37 +74,35 @@ class JsonFeed:
     warnings: tuple[str, ...] = ()
 
 
-def read_json_feed(body: bytes, where: str) -> JsonFeed:
-    """Decode and validate a JSON Feed; ``where`` (the feed URL) only goes into error messages."""
+def read_json_feed(body: bytes) -> JsonFeed:
+    """Decode and validate a JSON Feed."""
     try:
         text = body.decode("utf-8-sig")  # RFC 8259: JSON on the wire is UTF-8
     except UnicodeDecodeError as exc:
-        raise ParseError(f"not a JSON feed: {where}: not UTF-8 ({exc.reason} at byte {exc.start})") from exc
+        raise ParseError(f"not a JSON feed: not UTF-8 ({exc.reason} at byte {exc.start})") from exc
     try:
         doc = json.loads(text, parse_constant=_no_value, parse_float=_Fraction, parse_int=_bounded_int)
     except json.JSONDecodeError as exc:
         raise ParseError(
-            f"not a JSON feed: {where}: invalid JSON (line {exc.lineno}, column {exc.colno}): {exc.msg}"
+            f"not a JSON feed: invalid JSON (line {exc.lineno}, column {exc.colno}): {exc.msg}"
         ) from exc
     except (ValueError, RecursionError) as exc:  # too deeply nested, or an absurdly long number
-        raise ParseError(f"not a JSON feed: {where}: invalid JSON: {exc}") from exc
+        raise ParseError(f"not a JSON feed: invalid JSON: {exc}") from exc
     if not isinstance(doc, dict):
-        raise ParseError(
-            f"not a JSON feed: {where}: the document is a JSON {type(doc).__name__}, not an object"
-        )
+        raise ParseError(f"not a JSON feed: the document is a JSON {type(doc).__name__}, not an object")
     version = doc.get("version")
     if not isinstance(version, str) or not version:
-        raise ParseError(f'not a JSON feed: {where}: no "version" (a JSON Feed names its version URL)')
+        raise ParseError('not a JSON feed: no "version" (a JSON Feed names its version URL)')
     warnings: list[str] = []
     fmt = _VERSIONS.get(version.rstrip("/").replace("http://", "https://"))
     if fmt is None:
         if "jsonfeed.org/version/" not in version:
-            raise ParseError(f"not a JSON feed: {where}: unknown version {version!r}")
+            raise ParseError(f"not a JSON feed: unknown version {version!r}")
         fmt = "json"
         warnings.append(f"unknown JSON Feed version {version!r}; read as 1.1")
     raw_items = doc.get("items")
     if not isinstance(raw_items, list):
-        raise ParseError(f'not a JSON feed: {where}: "items" is missing or not a list')
+        raise ParseError('not a JSON feed: "items" is missing or not a list')
     items = []
     for index, raw in enumerate(raw_items):
         if not isinstance(raw, dict):
@@ -205,11 +206,14 @@ _MAX_DATE_CHARS = 100
 
 
 def _date(value: object) -> datetime | None:
-    """RFC 3339 to aware UTC; a date without an offset is taken as UTC; any other form
-    (RFC 822: ``Sun, 06 Dec 2026 10:00:00 GMT``) as feedparser reads it; garbage is None."""
+    """RFC 3339 to aware UTC; a date without an offset is taken as UTC; a bare number as
+    Unix time (``bare_number_date``); any other form (RFC 822: ``Sun, 06 Dec 2026 10:00:00
+    GMT``) as feedparser reads it; garbage is None."""
     text = _str(value)
     if not text or len(text) > _MAX_DATE_CHARS:
         return None
+    if is_bare_number(text):
+        return bare_number_date(text)
     try:
         parsed = datetime.fromisoformat(text.replace("z", "Z"))
     except ValueError:
@@ -220,6 +224,37 @@ def _date(value: object) -> datetime | None:
         return parsed.astimezone(UTC).replace(microsecond=0)
     except OverflowError:  # year 1 with a positive offset, year 9999 with a negative one
         return None
+
+
+# A date written as a bare number is Unix time: seconds since 1970-01-01 UTC, as PHP's
+# time() and a database's integer columns give it.  Real RSS feeds send it (a FeedBurner
+# podcast feed, feedjira/feedjira#368; feedjira's own InvalidDateFormat.xml has a
+# <dc:date>1518478934</dc:date>), and feedparser misreads every such number as an ISO 8601
+# ordinal date from its first digits ("1518478934": year 15, day 184, 2015-07-03).  9 to 13
+# ASCII digits, optionally with a fraction of a second (dropped, as every stored date is to
+# the second): 9 and 10 digits are 1973 to 2286, and 13 would be milliseconds (JavaScript's
+# Date.now()), which no feed was found to send, so they are ignored rather than read as
+# seconds (year 50,000) or misread as above.  Eight digits are left to feedparser: YYYYMMDD.
+_BARE_NUMBER_RE = re.compile(r"[0-9]{9,13}(?:\.[0-9]{1,9})?")
+# Beyond these bounds a number is not the time of an article (an id, a mistake): ignored.
+# 1995 is before any web feed; a day ahead allows for a wrong clock or a time zone mistaken.
+_EARLIEST_UNIX_TIME = datetime(1995, 1, 1, tzinfo=UTC)
+_UNIX_TIME_AHEAD = timedelta(days=1)
+
+
+def is_bare_number(text: str) -> bool:
+    """Whether a date's text (stripped) is a bare number that ``bare_number_date`` reads."""
+    return _BARE_NUMBER_RE.fullmatch(text) is not None
+
+
+def bare_number_date(text: str, now: datetime | None = None) -> datetime | None:
+    """A bare number (``is_bare_number``) as Unix time, in UTC, to the second; None when it
+    falls before 1995 or more than a day after ``now`` (default: the current time)."""
+    seconds = int(text.partition(".")[0])
+    latest = (now or datetime.now(UTC)) + _UNIX_TIME_AHEAD
+    if not _EARLIEST_UNIX_TIME.timestamp() <= seconds <= latest.timestamp():
+        return None
+    return datetime.fromtimestamp(seconds, UTC)
 
 
 def _feedparser_date(text: str) -> datetime | None:

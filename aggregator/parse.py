@@ -37,6 +37,9 @@ Rules a reader of the output should know:
   (``_settle_byte_order_mark``).  An HTTP charset that contradicts the declaration yields to
   it when the bytes decode with it, and valid UTF-8 under a single-byte charset is read as
   UTF-8, each with a warning naming what was wrong (``_settle_charset``).
+- Dates are aware UTC, to the second.  A date written as a bare number (``1518478934``) is
+  Unix time, read alike in every format, and ignored when implausible
+  (``jsonfeed.bare_number_date``): feedparser would misread it as an ordinal date.
 - A valid feed with no items parses, with the warning "the feed has no entries".
 - No entry is dropped for age or count.
 - An entry repeated in one feed (the same guid twice) counts once: its first occurrence.
@@ -82,7 +85,7 @@ from feedparser.urls import _urljoin as _feedparser_urljoin
 from feedparser.urls import make_safe_absolute_uri
 
 from aggregator.errors import ParseError
-from aggregator.jsonfeed import JsonFeed, read_json_feed
+from aggregator.jsonfeed import JsonFeed, bare_number_date, is_bare_number, read_json_feed
 from aggregator.types import Enclosure, Entry, ParsedFeed
 from aggregator.urls import canonical_url, query_holds_secret, without_userinfo
 
@@ -373,7 +376,7 @@ def parse_feed(
     known = known or {}
     base = _document_base(url)
     if _looks_like_json(body, content_type):
-        raw = _from_json_feed(read_json_feed(body, url), base)
+        raw = _from_json_feed(read_json_feed(body), base)  # its errors leave the URL to the caller
     else:
         body, content_type, settled = _settle_charset(body, content_type)
         raw = (_read_fast(body, content_type, base, known) if fast else None) or _read_feedparser(
@@ -920,10 +923,8 @@ def _entry_from_feedparser(e: Any, url: str) -> _RawEntry:
             for a in (e.get("authors") or [])
             if (name := _opt_str(a.get("name")) or _opt_str(a.get("email")))
         ),
-        # dict.get, not e.get: FeedParserDict answers a missing "updated" with "published"
-        # (and a DeprecationWarning); an entry that gave only a publication date was not updated.
-        published=_struct_to_datetime(dict.get(e, "published_parsed")),
-        updated=_struct_to_datetime(dict.get(e, "updated_parsed")),
+        published=_fp_date(e, "published"),
+        updated=_fp_date(e, "updated"),
         content=_fp_body(contents[0], url) if contents else None,
         summary=_fp_body(summary, url) if summary and _opt_str(summary.get("value")) else None,
         enclosures=tuple(
@@ -966,6 +967,22 @@ def _fp_body(detail: Any, url: str) -> _Body:
 
 def _is_html_type(mime: object) -> bool:
     return not isinstance(mime, str) or mime in ("text/html", "application/xhtml+xml", "html", "xhtml")
+
+
+def _fp_date(e: Any, field: str) -> datetime | None:
+    """The entry's ``published`` or ``updated`` date: feedparser's reading (``*_parsed``) of
+    the element's text, except that a bare number is Unix time (``bare_number_date``), which
+    feedparser misreads as an ordinal date (``1518478934``: 2015-07-03).
+
+    feedparser keeps the text and its reading of the same element (the last of those it
+    files under the field: ``pubDate``, ``dc:date``, Atom ``updated``…).  ``dict.get``, not
+    ``e.get``: FeedParserDict answers a missing "updated" with "published" (and a
+    DeprecationWarning); an entry that gave only a publication date was not updated.
+    """
+    text = dict.get(e, field)
+    if isinstance(text, str) and is_bare_number(stripped := text.strip()):
+        return bare_number_date(stripped)
+    return _struct_to_datetime(dict.get(e, f"{field}_parsed"))
 
 
 def _struct_to_datetime(value: object) -> datetime | None:
@@ -1147,9 +1164,9 @@ def _read_fast(
     - fastfeedparser does not raise and finds as many items as the document holds;
     - each item's dates come only from ``pubDate`` (RSS) or ``published``/``updated``
       (Atom), and fastfeedparser read every one of them from its element's text, as
-      feedparser reads it (``_fast_dates``).  It otherwise fills ``published`` from
-      ``updated``, from ``dc:date`` or even from a guid that parses as a date, where
-      feedparser leaves it empty.
+      feedparser reads it, or none that is a bare number (``_fast_dates``).  It otherwise
+      fills ``published`` from ``updated``, from ``dc:date`` or even from a guid that
+      parses as a date, where feedparser leaves it empty.
     """
     try:
         root, bases = _check_document(body, content_type, url)
@@ -1619,11 +1636,13 @@ def _plain_date(found: re.Match[bytes]) -> datetime | None:
 
 
 def _fast_dates(e: Any, chunk: bytes, allowed: Mapping[bytes, str]) -> dict[str, datetime | None]:
-    """The entry's dates as feedparser would give them, or ``_Decline``.
+    """The entry's dates as feedparser's path gives them, or ``_Decline``.
 
     Each date fastfeedparser gives must be the one its element's text says (``_plain_date``):
     where it cannot read that text, it takes a date from elsewhere (an Atom <updated>, an
     RSS guid that reads as a date, "2025-01-02T03:04:05Z") where feedparser reads none.
+    A bare number (Unix time), which fastfeedparser does not read at all, is read here as on
+    feedparser's path (``_fp_date``), when fastfeedparser took no date from elsewhere.
     """
     dates: dict[str, datetime | None] = {"published": None, "updated": None}
     for found in _DATE_TAG_RE.finditer(chunk):
@@ -1633,6 +1652,12 @@ def _fast_dates(e: Any, chunk: bytes, allowed: Mapping[bytes, str]) -> dict[str,
             raise _Decline(f"date element {name!r}")
         opened = chunk.find(b">", found.end() - 1)
         closed = chunk.find(b"<", opened)
+        text = chunk[opened + 1 : closed].strip().decode("latin-1")  # only ASCII digits count
+        if is_bare_number(text):
+            if e.get(field) is not None:
+                raise _Decline(f"{field} not from its element")
+            dates[field] = bare_number_date(text)
+            continue
         plain = _PLAIN_DATE_RE.fullmatch(chunk, opened + 1, closed)
         if not plain:
             raise _Decline(f"a {field} date in a form the parsers read differently")

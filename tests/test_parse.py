@@ -204,7 +204,7 @@ def test_json_feed_halves_of_surrogate_pairs_read_as_replacement_characters() ->
         (b'{"title": "x", "items": []}', 'no "version"'),
         (
             b"[1, 2]",
-            "^not a JSON feed: https://j.example/feed.json: the document is a JSON list, not an object$",
+            "^not a JSON feed: the document is a JSON list, not an object$",  # the caller names the URL
         ),
         (b'{"version": "https://jsonfeed.org/version/1.1"}', '"items" is missing'),
         (b"{" * 100_000, "invalid JSON"),
