@@ -259,7 +259,8 @@ def remove_feed(
     ctx: typer.Context,
     feed: Annotated[str, typer.Argument(metavar="URL|TITLE", help="The feed's URL or its title.")],
 ) -> None:
-    """Remove a feed (and the comment directly above it) from feeds.yaml; its stored entries stay."""
+    """Remove a feed (and the comment directly above it) from feeds.yaml; its stored entries stay.
+    Refused while a newsletter lists it under 'feeds:'."""
     path = _config_path(ctx)
     document, _ = _read(path)
     try:
@@ -285,7 +286,8 @@ def set_feed(
         ),
     ],
 ) -> None:
-    """Change a feed's interval, title, topics, priority or enabled flag (or its url)."""
+    """Change a feed's interval, title, topics, priority or enabled flag (or its url: the
+    newsletters that list it under 'feeds:' are updated too)."""
     path = _config_path(ctx)
     document, _ = _read(path)
     try:
@@ -298,6 +300,8 @@ def set_feed(
     _save(document)
     shown = ", ".join(assignments)
     echo(f"{path.name}:{document.line_of_feed(index)}: {shown}")
+    for reference in document.updated_references:  # a new URL: the newsletters naming it follow
+        echo(f"also updated in {reference}")
     _warn_about(document, index)
 
 

@@ -33,6 +33,17 @@ directly above an item (no blank line in between) belongs to that item and goes 
 when it is removed; anything separated by a blank line stays where it is.  An item appended
 to a list takes over the trailing comment of the old last item (usually the comment that
 introduces the next section), and is separated by a blank line when the other items are.
+
+A list of values given for a key that holds a list (``topics``, ``subscribers``, a
+newsletter's ``feeds``) is edited item by item, not replaced: items that stay keep their
+place, quoting and comment, those that go are removed with the comment on their own line,
+new ones are added where the new list puts them, and a block list stays block, a flow list
+flow.  A full-line comment between items stays where it is.
+
+A newsletter names its feeds by URL exactly as listed under ``feeds:``: changing a feed's
+URL changes those references too (``updated_references`` says where), and removing a feed
+a newsletter names is refused (``FeedInUseError``): taking it out of the newsletter would
+change what it sends, and an empty ``feeds:`` means every feed.
 """
 
 from __future__ import annotations
@@ -40,6 +51,7 @@ from __future__ import annotations
 import bisect
 import contextlib
 import dataclasses
+import functools
 import hashlib
 import io
 import itertools
@@ -55,7 +67,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq, merge_attrib
 from ruamel.yaml.error import CommentMark, MarkedYAMLError
 from ruamel.yaml.events import AliasEvent, ScalarEvent
-from ruamel.yaml.scalarstring import SingleQuotedScalarString
+from ruamel.yaml.scalarstring import DoubleQuotedScalarString, ScalarString, SingleQuotedScalarString
 from ruamel.yaml.tokens import CommentToken
 
 from aggregator.config import (
@@ -111,6 +123,26 @@ class UnreadableError(EditError):
         super().__init__(str(problem))
 
 
+class FeedInUseError(EditError):
+    """The feed to remove is named in a newsletter's ``feeds:``; ``references`` says where."""
+
+    def __init__(self, message: str, references: Sequence[FeedReference]) -> None:
+        self.references = tuple(references)
+        super().__init__(message)
+
+
+@dataclasses.dataclass(frozen=True)
+class FeedReference:
+    """A newsletter's ``feeds:`` naming a feed: which newsletter, and ``feeds.yaml:LINE``."""
+
+    newsletter: str
+    where: str
+    only: bool = False  # the feed is all the list names: without it the newsletter gets every feed
+
+    def __str__(self) -> str:
+        return f"newsletter {self.newsletter!r} ({self.where})"
+
+
 class InvalidEditError(EditError):
     """The edit would make feeds.yaml invalid; ``problems`` says why (lines are of the edited text)."""
 
@@ -156,8 +188,11 @@ class ConfigDocument:
         text = text.replace("\r\n", "\n")
         self.original_text = text
         self.notes: list[str] = []  # what the editor had to change besides the edit, for the user
+        # The newsletters' references a change of a feed's URL changed too, for the user.
+        self.updated_references: list[FeedReference] = []
         self._yaml = _round_trip_yaml(text)
         data, read = self._load(text)
+        self._read_lines = read.splitlines()  # the text ruamel's lines and columns are of
         self._head, self._foot = _document_frame(read)  # as read: with its tabs made spaces
         if not isinstance(data, CommentedMap):
             raise EditError(f"cannot edit {path}: expected a mapping with a 'feeds:' list")
@@ -328,11 +363,83 @@ class ConfigDocument:
         return added, present
 
     def remove_feed(self, query: str) -> str:
-        """Remove the feed matching ``query`` (URL or title); return its URL as configured."""
+        """Remove the feed matching ``query`` (URL or title); return its URL as configured.
+
+        ``FeedInUseError`` when a newsletter names it under ``feeds:``: the person decides
+        what that newsletter sends instead (an empty list would mean every feed).
+        """
         index = self.find_feed(query)
         url = _str(self._items("feeds")[index].get("url"))
+        references = self.feed_references(url)
+        if references:
+            raise FeedInUseError(_in_use_message(self.path.name, url.strip(), references), references)
         _remove_item(self._data, "feeds", index)
         return url
+
+    def feed_references(self, url: str) -> list[FeedReference]:
+        """Where newsletters name the feed ``url`` under ``feeds:`` (as the config matches
+        them: the URL exactly as listed, without the blanks around it)."""
+        wanted = url.strip()
+        return [
+            FeedReference(name, self._where_in(seq, index), only=all(value == wanted for value in seq))
+            for name, seq, index in self._references_to(wanted)
+        ]
+
+    def _references_to(self, url: str) -> list[tuple[str, CommentedSeq, int]]:
+        """(newsletter, its ``feeds:`` list, index) of each item that is ``url``.  A list two
+        newsletters share (``feeds: *mine``, or through ``<<:``) is listed for each."""
+        found = []
+        for letter in self._items("newsletters"):
+            seq = letter.get("feeds")
+            if isinstance(seq, CommentedSeq):
+                name = _str(letter.get("name"))
+                found += [
+                    (name, seq, i) for i, value in enumerate(seq) if isinstance(value, str) and value == url
+                ]
+        return found
+
+    def _rename_references(self, old: str, new: str) -> None:
+        """Make every newsletter reference to the feed ``old`` one to ``new``, in its style."""
+        for name, seq, index in self._references_to(old):
+            if seq[index] == old:  # else done already: a list the newsletters share
+                self._replace_scalar(seq, index, new)
+            self.updated_references.append(FeedReference(name, self._where_in(seq, index)))
+
+    def _replace_scalar(self, seq: CommentedSeq, index: int, value: str) -> None:
+        """``seq[index] = value`` quoted as it was (ruamel keeps a quoted string's quotes),
+        quoted where a plain one would not read back in ``[...]``, the comment after it kept
+        clear of the longer text."""
+        old = seq[index]
+        flow = bool(seq.fa.flow_style())
+        seq[index] = _flow_safe(value) if flow and not isinstance(old, ScalarString) else value
+        if flow:  # a comment after a flow list follows its "]", on the key's line
+            token = seq.ca.comment[0] if seq.ca.comment else None
+        else:
+            entry = seq.ca.items.get(index)
+            token = entry[0] if entry else None
+        self._keep_comment_clear(
+            token, _item_line(seq, index), _written_length(seq[index]) - _written_length(old)
+        )
+
+    def _keep_comment_clear(self, token: Any, line: int | None, grown: int) -> None:
+        """After the text before the comment ``token`` on ``line`` (0-based, as read) grew by
+        ``grown`` characters: a comment still two spaces (or its old gap, if less) clear of it
+        stays in its column (comments aligned one under another stay aligned); one that is
+        not keeps the gap it had.  Without this, ruamel writes it one space after the text."""
+        if token is None or grown <= 0 or line is None or line >= len(self._read_lines):
+            return
+        if not str(token.value).startswith("#") or getattr(token.start_mark, "line", line) != line:
+            return  # no comment on the line itself, or one on another line (a multi-line flow list)
+        column = int(token.column)
+        end = len(self._read_lines[line][:column].rstrip())
+        gap = column - end
+        if end + grown + min(gap, 2) > column:
+            token.column = end + grown + gap
+
+    def _where_in(self, seq: CommentedSeq, index: int) -> str:
+        """``feeds.yaml:LINE`` of a list's item (the line as read), else the file's name."""
+        line = _item_line(seq, index)
+        return f"{self.path.name}:{line + 1}" if line is not None else self.path.name
 
     def set_feed(self, query: str, changes: Mapping[str, object]) -> int:
         """Change keys of one feed; a value of ``None`` removes the key (back to its default).
@@ -343,6 +450,7 @@ class ConfigDocument:
         index = self.find_feed(query)
         items = self._items("feeds")
         item = items[index]
+        old_url = _str(item.get("url")).strip()
         for key, value in changes.items():
             if key not in FEED_KEYS:
                 raise EditError(f"cannot set {key!r} on a feed: {unknown_key_hint(key, FEED_KEYS)}")
@@ -353,7 +461,17 @@ class ConfigDocument:
             takers = [_str(other.get("url")) for other in _merging(items, item, key)]
             if takers:
                 raise EditError(_merge_spread_message(self._where(item), item, key, "feeds", takers))
-            _set_key(item, key, _yaml_value(value), where=self._where(item))
+            before = item.get(key)
+            _set_key(item, key, value, where=self._where(item))
+            if key == "url" and isinstance(value, str):
+                entry = item.ca.items.get("url")
+                line = item.lc.key("url")[0] if item.lc.data and "url" in item.lc.data else None
+                grown = _written_length(item.get("url")) - _written_length(before)
+                self._keep_comment_clear(entry[2] if entry and len(entry) > 2 else None, line, grown)
+        new_url = _str(item.get("url")).strip()
+        if old_url and new_url and new_url != old_url:
+            # Newsletters name feeds by URL: left as they were, they would name no feed.
+            self._rename_references(old_url, new_url)
         return index
 
     # -- newsletters --------------------------------------------------------------------------
@@ -385,7 +503,7 @@ class ConfigDocument:
             takers = [_str(other.get("name")) for other in _merging(items, item, key)]
             if takers:
                 raise EditError(_merge_spread_message(self._where(item), item, key, "newsletters", takers))
-            _set_key(item, key, _yaml_value(value), where=self._where(item))
+            _set_key(item, key, value, where=self._where(item))
         return index
 
     # -- writing ------------------------------------------------------------------------------
@@ -833,15 +951,22 @@ def _drop_owned_from_key_line(data: CommentedMap, key: str) -> _KeyLine | None:
 def _set_key(item: CommentedMap, key: str, value: object, *, where: str) -> None:
     """Set or (value None) remove ``key`` of a list item, keeping the comment that follows the item.
 
+    A list (tuple) replacing the item's own list edits that list in place (``_edit_list``).
     A key the item takes from a ``<<:`` merge cannot be removed here: deleting it would leave
     the merged value in force while the edit reported success.  Setting one adds the item's
     own key, which YAML lets override the merge.
     """
-    if value is None and key in item and key not in dict(item.non_merged_items()):
+    own = key in dict(item.non_merged_items())
+    if value is None and key in item and not own:
         raise EditError(
             f"{where}: cannot remove {key!r}: its value comes from a '<<:' merge; "
             "change the merged mapping, or set a value here to override it"
         )
+    if isinstance(value, tuple | list):
+        # The merged list belongs to the mapping merged, and every item that merges it.
+        if own and _edit_list(item, key, [str(v) for v in value]):
+            return
+        value = _yaml_value(value)
     tail = _get_tail(item)
     eol, below = _split_tail(tail)
     if key in item:
@@ -864,6 +989,193 @@ def _set_key(item: CommentedMap, key: str, value: object, *, where: str) -> None
     _set_tail(item, eol)
     item[key] = value
     _set_tail(item, "\n" + below if below else "")
+
+
+def _edit_list(parent: CommentedMap, key: str, values: Sequence[str]) -> bool:
+    """Make the list of text values under ``parent[key]`` hold ``values``, in that order, by
+    editing it rather than replacing it; False (nothing done) for what this cannot edit:
+    no list there, an empty one (it is ``[]``), an empty ``values`` (written ``[]``), items
+    that are not scalars, a list with an anchor (``&name``: others may use it too).
+
+    Each old item, in the order read, is a value, the comment on its own line and the lines
+    below it down to the next item (ruamel keeps both in one token: the item's tail).  An
+    item that stays keeps its node (quoting, anchor) and own comment; one that goes takes
+    its own comment along.  The lines below items stay where they were: the k-th item that
+    stays, wherever the new order puts it, sits above the lines below the k-th of them as
+    read, with those of the removed items after it.  A new item goes right after the item
+    before it in ``values``, above the lines that followed that one (so that one added at the
+    end goes above what follows the list, as ``_append_item`` does).
+    """
+    seq = parent.get(key)
+    if not isinstance(seq, CommentedSeq) or not len(seq) or not values or _anchored(seq):
+        return False
+    if any(isinstance(node, CommentedMap | CommentedSeq) for node in seq):
+        return False
+    old = _list_items(seq)
+    matched = _match_items([item.node for item in old], values)
+    gaps, lead = _places(old, matched)
+    new = _arranged(old, values, matched, gaps, flow=bool(seq.fa.flow_style()))
+    if all(index is None for index in matched):
+        # All replaced: what followed the list still follows it, the lines between the old
+        # items go above the new ones.
+        new[-1].below = old[-1].below
+        lead = functools.reduce(_join_lines, (item.below for item in old[:-1]), "")
+    _add_leading(parent, key, seq, lead)
+    _rewrite_list(seq, new)
+    return True
+
+
+@dataclasses.dataclass
+class _ListItem:
+    """An item of a list being edited: its node; its comment slots when it has a comment on
+    its own line (which goes where the item goes); the lines below it; its place as read."""
+
+    node: Any
+    entry: list[Any] | None
+    below: str
+    position: Any = None
+
+
+def _list_items(seq: CommentedSeq) -> list[_ListItem]:
+    items = []
+    for index, node in enumerate(seq):
+        entry = seq.ca.items.get(index)
+        token = entry[0] if entry else None
+        eol, below = _split_tail(str(token.value) if token is not None else "")
+        position = seq.lc.data.get(index) if seq.lc.data else None
+        items.append(_ListItem(node, entry if eol.strip() else None, below, position))
+    return items
+
+
+def _places(old: Sequence[_ListItem], matched: Sequence[int | None]) -> tuple[list[str], str]:
+    """(the lines below each place of an item that stays, in order, with those of the removed
+    items after it; the lines below the removed items before the first that stays)."""
+    stays = {index for index in matched if index is not None}
+    gaps: list[str] = []
+    lead = ""
+    for index, item in enumerate(old):
+        if index in stays:
+            gaps.append(item.below)
+        elif gaps:
+            gaps[-1] = _join_lines(gaps[-1], item.below)
+        else:
+            lead = _join_lines(lead, item.below)
+    return gaps, lead
+
+
+def _arranged(
+    old: Sequence[_ListItem],
+    values: Sequence[str],
+    matched: Sequence[int | None],
+    gaps: Sequence[str],
+    *,
+    flow: bool,
+) -> list[_ListItem]:
+    """The items of the new list, in its order (see ``_edit_list`` for where lines go)."""
+    places = iter(gaps)  # the k-th item that stays takes the lines below the k-th place
+    new: list[_ListItem] = []
+    for value, index in zip(values, matched, strict=True):
+        if index is not None:
+            kept = old[index]
+            new.append(_ListItem(kept.node, kept.entry, next(places), kept.position))
+            continue
+        # Right after the item before it, which hands down the lines below it.
+        below = new[-1].below if new else ""
+        if new:
+            new[-1].below = ""
+        new.append(_ListItem(_flow_safe(value) if flow else value, None, below))
+    return new
+
+
+def _rewrite_list(seq: CommentedSeq, items: Sequence[_ListItem]) -> None:
+    """Put ``items`` in ``seq``, each with its comment and the lines below it."""
+    del seq[:]
+    seq.ca.items.clear()
+    seq.extend(item.node for item in items)
+    for index, item in enumerate(items):
+        if item.entry is not None:
+            token = item.entry[0]
+            token.value = _split_tail(str(token.value))[0] + item.below
+            seq.ca.items[index] = item.entry
+        elif item.below:
+            seq.ca.items[index] = [CommentToken("\n" + item.below, CommentMark(0), None), None, None, None]
+    if seq.lc.data is not None:  # the lines read, for messages about the items that stayed
+        seq.lc.data = {i: item.position for i, item in enumerate(items) if item.position is not None}
+
+
+def _anchored(node: CommentedSeq) -> bool:
+    """Whether ``node`` has an anchor (``&name``) of its own: an alias may use it elsewhere."""
+    anchor = node.yaml_anchor()  # an Anchor without a value once the tree has been dumped
+    return anchor is not None and anchor.value is not None
+
+
+def _match_items(old: Sequence[object], values: Sequence[str]) -> list[int | None]:
+    """For each of ``values``, the index of the old item it keeps (the first unused one of
+    that text), or None for a new item."""
+    unused = [index for index, node in enumerate(old) if isinstance(node, str)]
+    matched: list[int | None] = []
+    for value in values:
+        index = next((i for i in unused if old[i] == value), None)
+        if index is not None:
+            unused.remove(index)
+        matched.append(index)
+    return matched
+
+
+def _join_lines(above: str, below: str) -> str:
+    """Two runs of whole lines, one after the other, without doubling a blank line between."""
+    last, first = above.splitlines()[-1:], below.splitlines()[:1]
+    if last and first and not last[0].strip() and not first[0].strip():
+        return above + below.partition("\n")[2]
+    return above + below
+
+
+def _add_leading(parent: CommentedMap, key: str, seq: CommentedSeq, text: str) -> None:
+    """Add ``text`` (whole lines) below the lines between ``key:`` and the first item of ``seq``;
+    its blank lines at the start are dropped (there was no gap above the first item)."""
+    text = text.lstrip("\n")
+    if not text:
+        return
+    entry = parent.ca.items.get(key)
+    key_line = entry[2] if entry and len(entry) > 2 else None
+    if key_line is not None:  # ruamel keeps those lines with the comment on the key's line
+        key_line.value = _join_lines(str(key_line.value), text)
+        return
+    leading = _leading_tokens(parent, key)
+    above = "".join(_indented(token) for token in leading) if leading else ""
+    _set_leading(parent, key, seq, _join_lines(above, text))
+
+
+def _item_line(seq: CommentedSeq, index: int) -> int | None:
+    """The 0-based line ``seq[index]`` was read from; None for an item added since."""
+    position = seq.lc.data.get(index) if seq.lc.data else None
+    return int(position[0]) if position else None
+
+
+def _written_length(value: object) -> int:
+    """How many characters a scalar takes on its line (quotes included, escapes not counted)."""
+    quoted = isinstance(value, SingleQuotedScalarString | DoubleQuotedScalarString)
+    return len(_str(value)) + (2 if quoted else 0)
+
+
+def _in_use_message(name: str, url: str, references: Sequence[FeedReference]) -> str:
+    """Why a feed newsletters name is not removed, where they name it, and what to do."""
+    places = [f"{r.newsletter!r} ({r.where}{', its only feed' if r.only else ''})" for r in references]
+    which = (
+        f"newsletter {places[0]} lists it"
+        if len(places) == 1
+        else f"newsletters {', '.join(places[:-1])} and {places[-1]} list it"
+    )
+    message = (
+        f"{name}: cannot remove {url}: {which} under 'feeds:'; take it out of "
+        f"{'that list' if len(places) == 1 else 'those lists'} first, then remove the feed"
+    )
+    if any(r.only for r in references):
+        message += (
+            " (a newsletter with an empty 'feeds:' gets every feed: where it is the only one, "
+            "list another feed there, or remove the newsletter)"
+        )
+    return message
 
 
 # -- what ruamel does not keep ---------------------------------------------------------------

@@ -318,9 +318,8 @@ def test_removing_a_feed_a_newsletter_names_says_to_take_it_out_there_too(tmp_pa
         encoding="utf-8",
     )
     document = ConfigDocument.read(path)
-    document.remove_feed("https://a.example/feed.xml")
-    with pytest.raises(InvalidEditError, match=r"or take it out of this newsletter's feeds"):
-        document.save()
+    with pytest.raises(EditError, match=r"newsletter 'daily' \(feeds.yaml:7, its only feed\) lists it"):
+        document.remove_feed("https://a.example/feed.xml")
 
 
 # (first feed commented, the others commented, blank lines between, a comment on "feeds:")
