@@ -17,6 +17,7 @@ when they are needed: a problem to report, or a feed's line asked for (``where``
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import os
 import re
 import unicodedata
@@ -47,7 +48,7 @@ from ruamel.yaml.error import MarkedYAMLError
 from ruamel.yaml.nodes import MappingNode, ScalarNode, SequenceNode
 from ruamel.yaml.reader import ReaderError
 
-from aggregator.errors import ConfigError, ConfigProblem
+from aggregator.errors import ConfigError, ConfigProblem, DeliveryError
 from aggregator.urls import canonical_url, without_password
 
 if TYPE_CHECKING:
@@ -440,10 +441,56 @@ def _check_smtp_port(value: int) -> int:
     return value
 
 
+def _check_smtp_host(value: str) -> str:
+    """A host name or IP address alone: a scheme or a port in it passes to the resolver as part
+    of the name, and every send failed with "cannot resolve the host name"."""
+    host = value.strip()
+    if not host:
+        raise ValueError("no host: write the mail server's name, e.g. smtp.example.org")
+    if "://" in host:
+        parts = urlsplit(host)
+        try:
+            port = parts.port
+        except ValueError:  # a port that is no number: the hint leaves it out
+            port = None
+        name = parts.hostname or "smtp.example.org"
+        tls = "; smtps:// is security: tls" if parts.scheme.lower() == "smtps" else ""
+        raise ValueError(
+            f"{value!r} is a URL, not a host name: write host: {name}"
+            + (f" and port: {port}" if port else "")
+            + tls
+        )
+    if host.startswith("["):  # an IPv6 address as a URL brackets it, perhaps with a port
+        address, _, port_text = host[1:].partition("]")
+        if port_text.startswith(":") and port_text[1:].isdigit():
+            raise ValueError(f"{value!r} has a port in it: write host: {address} and port: {port_text[1:]}")
+        raise ValueError(f"{value!r}: write the address without brackets: host: {address}")
+    if ":" in host and not _is_ip_address(host):
+        name, _, port_text = host.rpartition(":")
+        raise ValueError(
+            f"{value!r} has a port in it: write host: {name} and port: {port_text}"
+            if port_text.isdigit() and name
+            else f"{value!r} is not a host name: write the mail server's name or address alone"
+        )
+    if any(c.isspace() or c in "/@" for c in host):
+        raise ValueError(
+            f"{value!r} is not a host name: write the mail server's name alone, e.g. smtp.example.org"
+        )
+    return host
+
+
+def _is_ip_address(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
 class SmtpConfig(_Strict):
     """Where digests are sent; without it they are written to newsletters/outbox/."""
 
-    host: str
+    host: Annotated[str, AfterValidator(_check_smtp_host)]
     port: Annotated[int, AfterValidator(_check_smtp_port)] = 587
     security: Literal["starttls", "tls"] = "starttls"
     username_env: str | None = "AGGREGATOR_SMTP_USERNAME"
@@ -675,6 +722,13 @@ def resolve_feed_location(url: str, base_dir: Path) -> str:
     return (base_dir / url).resolve().as_uri()
 
 
+def config_file(value: str, base_dir: Path) -> Path:
+    """A file feeds.yaml names (``smtp.ca_file``, ``smtp.dkim_key_file``): a relative path is
+    relative to its folder, as feed paths are, never to wherever the command runs."""
+    path = Path(value)
+    return path if path.is_absolute() else base_dir / path
+
+
 def load_config(path: Path) -> LoadedConfig:
     """Read and validate feeds.yaml; raise ``ConfigError`` with every problem found."""
     return load_config_text(_read_config_text(path), path)
@@ -775,8 +829,9 @@ def missing_feed_file(location: str) -> Path | None:
 
 def load_config_text(text: str, path: Path, *, check_local_files: bool = False) -> LoadedConfig:
     """Validate feeds.yaml's ``text`` (read from ``path``); raise ``ConfigError`` with every
-    problem found.  ``check_local_files``: a feed's local file that is missing is one too
-    (``config check``; a run only fails that feed, and the file may come later)."""
+    problem found.  ``check_local_files``: a feed's local file that is missing is one too, and
+    an ``smtp.ca_file`` or ``smtp.dkim_key_file`` sending could not load (``config check``; a
+    run only fails that feed, or the sending, and the file may come later)."""
     try:
         return _load_config_text(text, path, local_files=check_local_files)
     except RecursionError as exc:  # from the YAML loaders or the checks walking the data
@@ -1029,7 +1084,8 @@ _HAS_KEY = re.compile(r"^\s*(?:-\s+)?[^\s#:'\"][^#:]*:(?:\s|$)")  # "  - url: x"
 
 
 def check_config(path: Path) -> list[ConfigProblem]:
-    """Every problem ``aggregator config check`` reports, including local feed files that are missing."""
+    """Every problem ``aggregator config check`` reports, including local feed files that are
+    missing and ``smtp:`` files (CA certificates, the DKIM key) that sending could not load."""
     try:
         load_config_text(_read_config_text(path), path, check_local_files=True)
     except ConfigError as exc:
@@ -1296,7 +1352,8 @@ def _cross_checks(
     local_files: bool = False,
 ) -> list[ConfigProblem]:
     """Problems no single field shows (duplicates, unknown topics and feeds, with
-    ``local_files`` local feed files that are missing), found in the plain data whether or
+    ``local_files`` local feed files that are missing and ``smtp:`` files sending could not
+    load), found in the plain data whether or
     not it validated: ``config check`` says them with the others, not on the next run once
     those are fixed.  Each check skips what it cannot judge (a broken item is already a
     problem of its own).  ``located()`` gives the round-trip tree for their lines, read only
@@ -1313,7 +1370,8 @@ def _cross_checks(
         return ConfigProblem(name, line, col, _location_text(loc), message, hint)
 
     problems = _feed_problems(problem, data, base_dir, local_files=local_files)
-    return problems + _topic_problems(problem, data) + _newsletter_problems(problem, data, base_dir)
+    problems += _topic_problems(problem, data) + _newsletter_problems(problem, data, base_dir)
+    return problems + (_smtp_file_problems(problem, data, base_dir) if local_files else [])
 
 
 _Report = Callable[..., ConfigProblem]  # (loc, message, hint=None) -> the problem, on its line
@@ -1371,6 +1429,43 @@ def _missing_local_file(url: str, base_dir: Path) -> str | None:
         why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         return f"not a path this system can open: {why.lower()}"
     return f"no such file: {local}" if local is not None else None
+
+
+def _smtp_file_problems(problem: _Report, data: Mapping[str, Any], base_dir: Path) -> list[ConfigProblem]:
+    """``smtp.ca_file`` and ``smtp.dkim_key_file`` that sending could not load, loaded as
+    sending loads them (``aggregator.mail``): else they passed here, and every issue failed.
+    Like a feed's missing local file, for ``config check`` only: the other commands need
+    neither file (a poll sends nothing), and sending says the same words if one goes away."""
+    smtp = data.get("smtp")
+    if not isinstance(smtp, Mapping):
+        return []
+    # Only here, only with such a key: the mail stack is no cost for the other checks.
+    from aggregator import mail  # noqa: PLC0415
+
+    problems = []
+    ca_file, key_file = smtp.get("ca_file"), smtp.get("dkim_key_file")
+    if isinstance(ca_file, str) and ca_file.strip():
+        try:
+            mail.smtp_ssl_context(str(config_file(ca_file, base_dir)))
+        except mail.SmtpFileError as exc:
+            problems.append(problem(("smtp", "ca_file"), f"{exc.path} {exc.problem}", exc.hint))
+    if isinstance(key_file, str) and key_file.strip():
+        path = str(config_file(key_file, base_dir))
+        selector, domain = smtp.get("dkim_selector"), smtp.get("dkim_domain")
+        try:
+            mail.read_dkim_key(
+                path,
+                selector if isinstance(selector, str) else "default",
+                domain if isinstance(domain, str) else "example.invalid",  # the key alone decides
+            )
+        except mail.DkimKeyError as exc:
+            found = mail.dkim_key_problem(path, exc)
+            problems.append(problem(("smtp", "dkim_key_file"), f"{found.path} {found.problem}", found.hint))
+        except mail.SmtpFileError as exc:
+            problems.append(problem(("smtp", "dkim_key_file"), f"{exc.path} {exc.problem}", exc.hint))
+        except DeliveryError as exc:  # dkimpy missing: no key signs
+            problems.append(problem(("smtp", "dkim_key_file"), str(exc)))
+    return problems
 
 
 def _topic_problems(problem: _Report, data: Mapping[str, Any]) -> list[ConfigProblem]:

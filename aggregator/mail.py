@@ -38,6 +38,7 @@ import secrets
 import smtplib
 import socket
 import ssl
+import stat
 import tempfile
 import time
 from collections.abc import Callable
@@ -129,6 +130,70 @@ class Recipient:
 class SenderError(DeliveryError):
     """A problem with the sender or the signing key, not with one recipient: every message of
     the issue would fail alike, so the issue stops and waits for the configuration to be fixed."""
+
+
+class DkimKeyError(SenderError):
+    """The DKIM key cannot sign; ``reason`` is the signer's own words (``Private key not found``)."""
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class SmtpFileError(SenderError):
+    """A file ``smtp:`` names (``key``: ``smtp.ca_file``, ``smtp.dkim_key_file``) that cannot be
+    used: missing, a folder, unreadable, or not what it should hold.  ``problem`` follows the
+    path (``does not exist``) and ``hint`` says what to write: ``config check`` reports the same
+    words on the key's line of feeds.yaml."""
+
+    def __init__(self, key: str, path: str, problem: str, hint: str) -> None:
+        super().__init__(f"{key}: {path} {problem} ({hint})")
+        self.key = key
+        self.path = path
+        self.problem = problem
+        self.hint = hint
+
+
+CA_FILE_KEY = "smtp.ca_file"
+DKIM_KEY_FILE_KEY = "smtp.dkim_key_file"
+_CA_FILE_HINT = "give the path of a PEM file of CA certificates, relative to feeds.yaml or absolute"
+_NOT_PEM_CA_HINT = (
+    "give the CA's certificates in PEM form, each from a line -----BEGIN CERTIFICATE-----;"
+    " a DER file converts with `openssl x509 -inform der -in ca.der -out ca.pem`"
+)
+_DKIM_FILE_HINT = "give the path of the DKIM private key, a PEM file, relative to feeds.yaml or absolute"
+_DKIM_KEY_HINT = (
+    "give an RSA private key in PEM form, as `openssl genrsa -out dkim.pem 2048` makes one, whose"
+    " public half is published at SELECTOR._domainkey.DOMAIN"
+)
+_READ_ACCESS_HINT = "give the user this runs as read access to it (chmod, chgrp), and to the folders above it"
+
+
+def _check_smtp_file(key: str, path: str, hint: str) -> None:
+    """``SmtpFileError`` unless ``path`` is a regular file: ssl reads a folder as "Is a
+    directory" without saying which setting, and a FIFO would hang the read for good."""
+    try:
+        mode = os.stat(path).st_mode
+    except (OSError, ValueError) as exc:  # ValueError: a NUL in the path
+        raise _unusable_smtp_file(key, path, exc, hint) from exc
+    if stat.S_ISDIR(mode):
+        raise SmtpFileError(key, path, "is a folder, not a file", hint)
+    if not stat.S_ISREG(mode):
+        raise SmtpFileError(key, path, "is a device, a FIFO or a socket, not a regular file", hint)
+
+
+def _unusable_smtp_file(key: str, path: str, exc: OSError | ValueError, hint: str) -> SmtpFileError:
+    """Why ``path`` could not be opened, in words that say what to change."""
+    if isinstance(exc, FileNotFoundError):
+        return SmtpFileError(key, path, "does not exist", hint)
+    if isinstance(exc, NotADirectoryError):
+        return SmtpFileError(key, path, "does not exist (a part of its path is a file)", hint)
+    if isinstance(exc, IsADirectoryError):
+        return SmtpFileError(key, path, "is a folder, not a file", hint)
+    if isinstance(exc, PermissionError):
+        return SmtpFileError(key, path, "cannot be read: permission denied", _READ_ACCESS_HINT)
+    why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+    return SmtpFileError(key, path, f"cannot be read: {why.lower()}", hint)
 
 
 def wire_address(address: str, *, smtputf8: bool = False) -> str:
@@ -309,10 +374,33 @@ def dkim_sign(data: bytes, key: DkimKey) -> bytes:
             include_headers=list(DKIM_HEADERS),
         )
     except (dkim.DKIMException, ValueError, UnicodeError) as exc:  # KeyFormatError is a DKIMException
-        raise SenderError(
-            f"DKIM signing as {key.selector}._domainkey.{key.domain}: {exc}; check smtp.dkim_key_file"
+        raise DkimKeyError(
+            f"DKIM signing as {key.selector}._domainkey.{key.domain}: {exc}; check smtp.dkim_key_file",
+            str(exc),
         ) from exc
     return bytes(signature) + data
+
+
+def read_dkim_key(path: str, selector: str, domain: str) -> DkimKey:
+    """The DKIM key in the file at ``path``, tried on a test message: a key that cannot sign
+    is found before any reader is tried (and by ``config check``, which calls this too).
+    ``SmtpFileError`` for a file that cannot be read, ``DkimKeyError`` for one that holds no
+    key to sign with, ``DeliveryError`` without dkimpy."""
+    _check_smtp_file(DKIM_KEY_FILE_KEY, path, _DKIM_FILE_HINT)
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:  # gone or made unreadable since the look above
+        raise _unusable_smtp_file(DKIM_KEY_FILE_KEY, path, exc, _DKIM_FILE_HINT) from exc
+    key = DkimKey(data, selector, domain)
+    dkim_sign(b"From: check@example.invalid\r\n\r\n", key)
+    return key
+
+
+def dkim_key_problem(path: str, exc: DkimKeyError) -> SmtpFileError:
+    """A key ``read_dkim_key`` read but cannot sign with, said as a problem of its file."""
+    return SmtpFileError(
+        DKIM_KEY_FILE_KEY, path, f"is not a private key DKIM can sign with: {exc.reason}", _DKIM_KEY_HINT
+    )
 
 
 # ----------------------------------------------------------------------- delivery
@@ -730,11 +818,25 @@ def _classify(code: int, reply: bytes | str, step: str) -> DeliveryResult:
 
 
 def smtp_ssl_context(ca_file: str | None = None) -> ssl.SSLContext:
-    """A verifying TLS context (system CAs, plus ``ca_file`` when given)."""
+    """A verifying TLS context (system CAs, plus ``ca_file`` when given).  ``SmtpFileError``
+    naming ``smtp.ca_file`` and the path when that file cannot be loaded: ``config check``
+    loads it through here too, so what it passes is what sending gets."""
     context = ssl.create_default_context()
     if ca_file:
-        context.load_verify_locations(cafile=ca_file)
+        _check_smtp_file(CA_FILE_KEY, ca_file, _CA_FILE_HINT)
+        try:
+            context.load_verify_locations(cafile=ca_file)
+        except ssl.SSLError as exc:  # before OSError, which it is: read, but no certificate in it
+            why = _SSL_SOURCE_LINE.sub("", exc.strerror or str(exc))
+            raise SmtpFileError(
+                CA_FILE_KEY, ca_file, f"cannot be loaded as PEM CA certificates: {why}", _NOT_PEM_CA_HINT
+            ) from exc
+        except OSError as exc:  # gone or made unreadable since the look above
+            raise _unusable_smtp_file(CA_FILE_KEY, ca_file, exc, _CA_FILE_HINT) from exc
     return context
+
+
+_SSL_SOURCE_LINE = re.compile(r"\s*\(_ssl\.c:\d+\)$")  # "... no certificate or crl found (_ssl.c:4154)"
 
 
 def format_date(moment: datetime) -> str:
@@ -747,11 +849,13 @@ __all__ = [
     "MAIL_POLICY_UTF8",
     "DeliveryResult",
     "DkimKey",
+    "DkimKeyError",
     "MessageSpec",
     "Outbox",
     "Outcome",
     "Recipient",
     "SenderError",
+    "SmtpFileError",
     "SmtpSettings",
     "SmtpTransport",
     "Transport",
@@ -759,11 +863,13 @@ __all__ = [
     "ascii_uri",
     "build_message",
     "clean_header",
+    "dkim_key_problem",
     "dkim_sign",
     "domain_of",
     "format_date",
     "message_id",
     "needs_smtputf8",
+    "read_dkim_key",
     "serialize",
     "smtp_ssl_context",
     "wire_address",

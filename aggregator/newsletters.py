@@ -68,7 +68,7 @@ from urllib.parse import quote, urljoin, urlsplit
 from zoneinfo import ZoneInfo
 
 from aggregator import digest, mail
-from aggregator.config import LoadedConfig, NewsletterConfig
+from aggregator.config import LoadedConfig, NewsletterConfig, config_file
 from aggregator.errors import AggregatorError, DeliveryError
 from aggregator.runlock import ingest_lock, sending_lock
 from aggregator.schedule import NewsletterTrigger, newsletter_trigger
@@ -499,9 +499,11 @@ def default_transport(loaded: LoadedConfig) -> mail.Transport:
         raise AggregatorError(
             f"sending mail: smtp.password_env: ${smtp.password_env} is not set (the username is)"
         )
-    ca_file = smtp.ca_file
-    if ca_file and not Path(ca_file).is_absolute():
-        ca_file = str(loaded.base_dir / ca_file)
+    ca_file = str(config_file(smtp.ca_file, loaded.base_dir)) if smtp.ca_file else None
+    try:
+        context = mail.smtp_ssl_context(ca_file)
+    except mail.SmtpFileError as exc:  # gone since `config check`, or never checked
+        raise AggregatorError(f"sending mail: {exc}") from exc
     return mail.SmtpTransport(
         mail.SmtpSettings(
             host=smtp.host,
@@ -511,7 +513,7 @@ def default_transport(loaded: LoadedConfig) -> mail.Transport:
             password=password,
             rate_per_minute=smtp.rate_per_minute,
             timeout=smtp.timeout.total_seconds(),
-            ssl_context=mail.smtp_ssl_context(ca_file),
+            ssl_context=context,
         )
     )
 
@@ -526,22 +528,16 @@ def dkim_key(loaded: LoadedConfig) -> mail.DkimKey | None:
     smtp = loaded.config.smtp
     if smtp is None or not smtp.dkim_key_file:
         return None
-    path = Path(smtp.dkim_key_file)
-    if not path.is_absolute():
-        path = loaded.base_dir / path
-    try:
-        key = path.read_bytes()
-    except OSError as exc:
-        raise AggregatorError(f"reading the DKIM key: {path}: {exc.strerror or exc}") from exc
+    path = config_file(smtp.dkim_key_file, loaded.base_dir)
     domain = smtp.dkim_domain or mail.domain_of(
         loaded.config.newsletters[0].sender if loaded.config.newsletters else ""
     )
-    found = mail.DkimKey(key, smtp.dkim_selector, domain)
     try:  # a key that cannot sign is found now, not as every reader's failure
-        mail.dkim_sign(b"From: check@example.invalid\r\n\r\n", found)
-    except DeliveryError as exc:
+        return mail.read_dkim_key(str(path), smtp.dkim_selector, domain)
+    except mail.SmtpFileError as exc:  # names smtp.dkim_key_file itself
+        raise AggregatorError(f"reading the DKIM key: {exc}") from exc
+    except DeliveryError as exc:  # the signer's words, which name smtp.dkim_key_file
         raise AggregatorError(f"reading the DKIM key: {path}: {exc}") from exc
-    return found
 
 
 # ----------------------------------------------------------------------- one newsletter

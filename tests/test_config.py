@@ -779,7 +779,9 @@ def test_the_readmes_configuration_reference_is_a_valid_feeds_yaml(tmp_path: Pat
     blocks = [b for b in re.findall(r"```yaml\n(.*?)```", readme, re.S) if b.lstrip().startswith("feeds:")]
     assert blocks, "the README has no feeds.yaml reference"
     for block in blocks:
-        assert check_config(write(tmp_path, block)) == []
+        problems = check_config(write(tmp_path, block))
+        # The files it names (a CA file, a DKIM key) are examples: only that they are not there may be said.
+        assert [p for p in problems if not p.message.endswith(" does not exist")] == []
 
 
 @pytest.mark.parametrize(
