@@ -123,7 +123,7 @@ class DigestStory:
     headline: str
     url: str  # absolute http(s): the lead copy's canonical link (tracking parameters removed)
     outlets: tuple[str, ...]  # the lead copy's outlet first, then the others that carried it
-    time: datetime  # when it was first reported (UTC)
+    time: datetime  # when it was first reported (UTC): its earliest copy's date, not the lead's
     excerpt: str
     topics: tuple[str, ...]
     section: str
@@ -526,13 +526,14 @@ def stories_phrase(count: int) -> str:
 
 UPDATED = "Updated"  # the mark of a story reported before, back for new articles
 NEW_ARTICLES = "New"
+FIRST_REPORTED = "first reported"  # as the front page says it
 
 
 def _meta(
     story: DigestStory, timezone: str, isolate: Callable[[str], str], mark: Callable[[str], str] = str
 ) -> str:
-    """``[Updated · ]outlet · also in: others · date``, each outlet passed through ``isolate``,
-    the mark through ``mark``."""
+    """``[Updated · ]outlet · also in: others · [first reported ]date``, each outlet passed
+    through ``isolate``, the mark through ``mark``."""
     parts = [mark(UPDATED)] if story.updated else []
     if story.outlets:
         parts.append(isolate(story.outlets[0]))
@@ -540,8 +541,18 @@ def _meta(
         if others:
             named = ", ".join(isolate(o) for o in others[:OTHER_OUTLETS_SHOWN])
             parts.append(f"also in: {named}{_and_others(len(others) - OTHER_OUTLETS_SHOWN, 'other')}")
-    parts.append(format_time(story.time, timezone))
+    parts.append(_date_phrase(story, timezone))
     return " · ".join(parts)
+
+
+def _date_phrase(story: DigestStory, timezone: str) -> str:
+    """The story's date, ``first reported …`` when other outlets carried it.
+
+    The date is the story's (its earliest copy: the output feeds' published date, and what
+    orders the issue), not the linked article's: beside other outlets it may be another
+    article's, days before the one linked, so it says what it is, as the front page does."""
+    when = format_time(story.time, timezone)
+    return f"{FIRST_REPORTED} {when}" if len(story.outlets) > 1 else when
 
 
 def _and_others(count: int, noun: str) -> str:
