@@ -46,9 +46,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from email import policy
 from email.errors import HeaderParseError
-from email.headerregistry import Address
+from email.headerregistry import Address, HeaderRegistry, SingleAddressHeader
 from email.message import EmailMessage, MIMEPart
 from email.utils import format_datetime
+from email.utils import quote as quote_string
 from pathlib import Path
 from types import TracebackType
 from typing import Self
@@ -56,8 +57,24 @@ from urllib.parse import quote, urlsplit, urlunsplit
 
 from aggregator.errors import DeliveryError
 
+
+class ListIdHeader(SingleAddressHeader):
+    """``List-Id: phrase <list-id>`` (RFC 2919) read and written as the name and address
+    it is: the phrase as an RFC 5322 phrase (a quoted-string where it holds specials,
+    encoded-words where it is not ASCII, specials inside them), the list id in its angle
+    brackets.  policy.SMTP takes List-Id for unstructured text, which decodes the value's
+    encoded-words and writes them again word by word: the specials of a title came out bare
+    (``News, Views & "More" <today> =?utf-8?q?T=C3=A4glich?= <…>``), and mail filters read
+    the list id as ``today``.  A list id has no @: it is read as the address's local part."""
+
+
+# A registry of our own: the default policies share theirs, which no one else's mail should see changed.
+_HEADERS = HeaderRegistry()
+# The registry makes the class a BaseHeader itself, as it does its own (typeshed asks for one).
+_HEADERS.map_to_type("list-id", ListIdHeader)  # type: ignore[arg-type]
+
 # policy.SMTP folds at 78 columns, and folds a long List-Unsubscribe into encoded-words.
-MAIL_POLICY = policy.SMTP.clone(max_line_length=998)
+MAIL_POLICY = policy.SMTP.clone(max_line_length=998, header_factory=_HEADERS)
 # A message to an address with a non-ASCII local part: headers in UTF-8 (RFC 6532), as
 # smtplib's send_message does when it uses SMTPUTF8.
 MAIL_POLICY_UTF8 = MAIL_POLICY.clone(utf8=True)
@@ -92,6 +109,23 @@ def clean_header(value: str, limit: int = 200) -> str:
     return text.replace(_ENCODED_WORD_START, _NOT_ENCODED_WORD)
 
 
+# What a phrase may hold unquoted: RFC 5322 atext, spaces between words, and non-ASCII
+# characters (encoded-words on the wire, or UTF-8 atext under RFC 6532).
+_PLAIN_PHRASE = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~\- \x80-\U0010ffff]+")
+
+
+def list_id_value(name: str, ident: str) -> str:
+    """The ``List-Id`` value (RFC 2919) of the list ``ident`` named ``name``: ``name`` cleaned
+    (``clean_header``), quoted when it holds a special (``"Team <Alpha> News" <ident>``), as it
+    is when it needs no quoting (``The Daily Digest <ident>``: the bytes filters were written
+    for); ``<ident>`` alone for no name.  Raw non-ASCII text is kept: ``ListIdHeader`` turns
+    it into encoded-words, or writes it as UTF-8 where the message may carry that."""
+    phrase = clean_header(name)
+    if phrase and not _PLAIN_PHRASE.fullmatch(phrase):
+        phrase = f'"{quote_string(phrase)}"'
+    return f"{phrase} <{ident}>" if phrase else f"<{ident}>"
+
+
 def message_id(newsletter: str, number: int | str, recipient: str, domain: str) -> str:
     """``<name.N.hash@domain>``: the same issue and recipient always get the same id."""
     digest = hashlib.sha256(recipient.lower().encode()).hexdigest()[:16]
@@ -113,7 +147,7 @@ class MessageSpec:
     html: str
     text: str
     date: str  # RFC 5322, from the issue's freeze time
-    list_id: str  # e.g. "Daily Digest <daily.list.example.org>"
+    list_id: str  # e.g. "Daily Digest <daily.list.example.org>"; see ``list_id_value``
     auto_submitted: str = "auto-generated"
 
 
@@ -271,7 +305,12 @@ def build_message(spec: MessageSpec, recipient: Recipient) -> EmailMessage:
     msg["Subject"] = clean_header(spec.subject, 250)
     msg["Date"] = spec.date
     msg["Message-ID"] = recipient.message_id
-    msg["List-Id"] = clean_header(spec.list_id)
+    try:
+        # Never cut (a limit of its own length): cut, it lost the ">" that ends the list id.
+        # The name in it is cut already (``list_id_value``).
+        msg["List-Id"] = clean_header(spec.list_id, len(spec.list_id))
+    except (ValueError, IndexError, HeaderParseError) as exc:
+        raise SenderError(f"building message: the List-Id {spec.list_id!r}: {exc}") from exc
     unsubscribe = [recipient.unsubscribe_url, *filter(None, [recipient.unsubscribe_mailto])]
     msg["List-Unsubscribe"] = ", ".join(f"<{ascii_uri(uri)}>" for uri in unsubscribe)
     msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
@@ -850,6 +889,7 @@ __all__ = [
     "DeliveryResult",
     "DkimKey",
     "DkimKeyError",
+    "ListIdHeader",
     "MessageSpec",
     "Outbox",
     "Outcome",
@@ -867,6 +907,7 @@ __all__ = [
     "dkim_sign",
     "domain_of",
     "format_date",
+    "list_id_value",
     "message_id",
     "needs_smtputf8",
     "read_dkim_key",

@@ -783,7 +783,16 @@ def _recipients(count: int) -> str:
 
 
 def _local(letter: NewsletterConfig, moment: datetime) -> str:
-    return digest.format_time(moment, letter.timezone)
+    """When something will be done (a next try, the next issue), in the newsletter's time
+    zone, to the minute: rounded up, never down.  Shown as "next try at 10:05" for a try due
+    at 10:05:27, it had the operator run `digest --send` again at 10:05, to be refused."""
+    return digest.format_time(_minute_up(moment), letter.timezone)
+
+
+def _minute_up(moment: datetime) -> datetime:
+    """``moment`` if it is a whole minute, else the next whole minute."""
+    whole = moment.replace(second=0, microsecond=0)
+    return whole if whole == moment else whole + timedelta(minutes=1)
 
 
 def _render(
@@ -802,7 +811,7 @@ def _message_name(letter: NewsletterConfig, number: int, address: str) -> str:
 
 def _list_id(letter: NewsletterConfig) -> str:
     ident = letter.list_id or f"{letter.name}.list.{mail.domain_of(letter.sender)}"
-    return f"{mail.clean_header(letter.title)} <{ident}>"
+    return mail.list_id_value(letter.title, ident)
 
 
 def _message_bytes(  # noqa: PLR0917 -- private
@@ -1099,7 +1108,9 @@ def _record_result(  # noqa: PLR0917 -- private
     end of the run gives it up, or not (``_settle_last_tries``)."""
     outcome = result.outcome
     if outcome is mail.Outcome.RETRY:
-        next_at = run.now + _backoff(attempts)
+        # On a whole minute, as the messages tell it (``_local``): the time shown is the time
+        # the try comes, not up to a minute after it.
+        next_at = _minute_up(run.now + _backoff(attempts))
         run.store.set_delivery(
             letter.name, record.number, address, "retry", run.now, error=result.detail, next_attempt=next_at
         )
