@@ -533,7 +533,7 @@ def status(
                 line += f"\n  {note}" if note else ""
             out.print(cell(line))
         for job in jobs:  # what the table below says too: when each job runs next
-            when = f"next run {_short_time(_iso(job.next_run))} UTC, " if job.next_run else ""
+            when = f"next run {_short_time_ahead(_iso(job.next_run))} UTC, " if job.next_run else ""
             out.print(cell(f"{job.job}: {when}{job.detail}"))
         return
     title = f"Feeds in {loaded.path.name}"
@@ -546,7 +546,7 @@ def status(
     schedule.add_column("next run (UTC)", no_wrap=True)
     schedule.add_column("detail")
     for job in jobs:
-        schedule.add_row(job.job, _short_time(_iso(job.next_run)), cell(job.detail))
+        schedule.add_row(job.job, _short_time_ahead(_iso(job.next_run)), cell(job.detail))
     out.print(schedule)
 
 
@@ -587,7 +587,7 @@ def _status_table(title: str, rows: list[dict[str, Any]]) -> Table:
             str(row["http_status"] or ""),
             str(row["entries"]),
             str(row["error_count"] or ""),
-            _short_time(row["next_check"]),
+            _short_time_ahead(row["next_check"]),
         )
     return table
 
@@ -612,13 +612,24 @@ def _compact_status_table(title: str, rows: list[dict[str, Any]]) -> Table:
             cell("\n".join([row["title"] or without_password(row["url"]), *_problems(row)])),
             cell("\n".join(health)),
             _short_time(row["last_fetch"]).replace(" ", "\n"),
-            _short_time(row["next_check"]).replace(" ", "\n"),
+            _short_time_ahead(row["next_check"]).replace(" ", "\n"),
         )
     return table
 
 
 def _short_time(iso: str | None) -> str:
     return iso[:16].replace("T", " ") if iso else "-"
+
+
+def _short_time_ahead(iso: str | None) -> str:
+    """A time to come, to the minute, rounded up: "next check 10:57" of 10:57:20 sent the
+    user to run `poll --due` at 10:57, which found the feed not yet due."""
+    if not iso:
+        return "-"
+    moment = datetime.fromisoformat(iso)
+    if moment.second or moment.microsecond:
+        moment = moment.replace(second=0, microsecond=0) + timedelta(minutes=1)
+    return _short_time(moment.isoformat())
 
 
 @app.command()
