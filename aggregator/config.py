@@ -380,6 +380,11 @@ def _check_sender(value: str | None) -> str | None:
     return value
 
 
+# RFC 2919's list-id: dot-atom-text (RFC 5322 atext, dot-separated) with at least one dot.
+_ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_LIST_ID = re.compile(rf"{_ATEXT}(?:\.{_ATEXT})+")
+
+
 def _check_subscriber(value: str) -> str:
     if value.strip() and (problem := address_problem(value, utf8_local_part=True)):
         raise ValueError(f"bad address {value!r}: {problem}; fix it or take it out")
@@ -414,6 +419,18 @@ class NewsletterConfig(_Strict):
             zoneinfo.ZoneInfo(value)
         except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
             raise ValueError(f"unknown time zone {value!r} (use an IANA name such as Europe/Paris)") from exc
+        return value
+
+    @field_validator("list_id")
+    @classmethod
+    def _check_list_id(cls, value: str | None) -> str | None:
+        # RFC 2919: a dot-atom of at least two labels, ASCII only.  Anything else came out of
+        # the header mangled (``T <a>,b>``), and mail filters could not match the list.
+        if value is not None and not _LIST_ID.fullmatch(value):
+            raise ValueError(
+                f"bad list id {value!r}: write letters, digits and dots only, a name and a domain"
+                " you control, e.g. daily.list.example.org (or leave it out for NAME.list.<sender domain>)"
+            )
         return value
 
     @field_validator("schedule")
