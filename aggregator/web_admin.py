@@ -727,7 +727,10 @@ class _Editor:
                 form={**current, **values},
                 errors=errors,
             )
-        return self._redirect(request, session, "saved", values.get("url") or original)
+        saved = values.get("url") or original
+        if document.updated_references:  # a new URL: the newsletters naming it follow, as in the CLI
+            saved += "; also updated in " + ", ".join(str(r) for r in document.updated_references)
+        return self._redirect(request, session, "saved", saved)
 
     # -- newsletters --------------------------------------------------------------------------
 
