@@ -38,6 +38,7 @@ from aggregator.cli_console import (
     json_text,
     lazy_console,
     no_database_yet,
+    problem_lines,
     shown,
 )
 from aggregator.config import (
@@ -529,7 +530,7 @@ def status(
         for row in rows:
             name = row["title"] or without_password(row["url"])
             line = f"{name}: {_shown_status(row)}, {row['entries']} entries"
-            for note in (*_problems(row), moves.get(row["url"])):
+            for note in (*problem_lines(row), moves.get(row["url"])):
                 line += f"\n  {note}" if note else ""
             out.print(cell(line))
         for job in jobs:  # what the table below says too: when each job runs next
@@ -564,15 +565,6 @@ def _shown_status(row: dict[str, Any]) -> str:
     return f"{status}, moved" if row["moved_to"] else status
 
 
-def _problems(row: dict[str, Any]) -> list[str]:
-    """What to show under a feed's status: its error first (what to fix now), then the
-    parser's warning, marked as one (the feed is read, perhaps not whole)."""
-    notes = [row["error"]] if row["error"] else []
-    if row["warning"]:
-        notes.append(f"warning: {row['warning']}")
-    return notes
-
-
 def _status_table(title: str, rows: list[dict[str, Any]]) -> Table:
     from rich.table import Table  # noqa: PLC0415 -- rich only where it draws (see cli_console)
 
@@ -582,7 +574,7 @@ def _status_table(title: str, rows: list[dict[str, Any]]) -> Table:
     for row in rows:
         table.add_row(
             cell(row["title"] or without_password(row["url"])),
-            cell("\n".join([_shown_status(row), *_problems(row)])),
+            cell("\n".join([_shown_status(row), *problem_lines(row)])),
             _short_time(row["last_fetch"]),
             str(row["http_status"] or ""),
             str(row["entries"]),
@@ -609,7 +601,7 @@ def _compact_status_table(title: str, rows: list[dict[str, Any]]) -> Table:
         if row["error_count"]:
             health.append(f"{row['error_count']} {'error' if row['error_count'] == 1 else 'errors'}")
         table.add_row(
-            cell("\n".join([row["title"] or without_password(row["url"]), *_problems(row)])),
+            cell("\n".join([row["title"] or without_password(row["url"]), *problem_lines(row)])),
             cell("\n".join(health)),
             _short_time(row["last_fetch"]).replace(" ", "\n"),
             _short_time_ahead(row["next_check"]).replace(" ", "\n"),

@@ -134,6 +134,15 @@ def entries_phrase(count: int) -> str:
     return f"{count} entry" if count == 1 else f"{count} entries"
 
 
+def problem_lines(row: dict[str, Any]) -> list[str]:
+    """What `status` and `feeds list` show under a feed's status: its error first (what to
+    fix now), then the parser's warning, marked as one (the feed is read, perhaps not whole)."""
+    lines = [row["error"]] if row["error"] else []
+    if row["warning"]:
+        lines.append(f"warning: {row['warning']}")
+    return lines
+
+
 def no_database_yet(exc: NoDatabaseYet) -> str:
     """``no database yet at data/aggregator.sqlite``: a file under the working folder by its
     relative path, as a person would type it (what the commands that only read say)."""

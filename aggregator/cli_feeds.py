@@ -34,6 +34,7 @@ from aggregator.cli_console import (
     entries_phrase,
     json_text,
     lazy_console,
+    problem_lines,
 )
 from aggregator.config import (
     DEFAULT_CONFIG_NAME,
@@ -353,6 +354,8 @@ def list_feeds(
                 "enabled": feed.enabled,
                 "status": state.status.value,
                 "error": state.last_error if failing else None,
+                # Read despite problems (broken XML, a wrong charset): as `status` says it.
+                "warning": state.last_warning,
                 "entries": counts.get(feed.url, 0),
                 "last_fetch": state.last_fetch.isoformat() if state.last_fetch else None,
                 "line": loaded.feed_lines.get(feed.url),
@@ -385,7 +388,7 @@ def _full_table(title: str, rows: list[dict[str, Any]]) -> Table:
             cell((f"{row['known_title']}\n" if row["known_title"] else "") + without_password(row["url"])),
             cell(", ".join(row["topics"])),
             _duration_text(interval) if interval else "default",
-            cell(_shown_status(row) + (f"\n{row['error']}" if row["error"] else "")),
+            cell("\n".join([_shown_status(row), *problem_lines(row)])),
             str(row["entries"]),
             row["last_fetch"][:16].replace("T", " ") if row["last_fetch"] else "-",
         )
@@ -406,7 +409,7 @@ def _compact_table(title: str, rows: list[dict[str, Any]]) -> Table:
         about = [row["known_title"] or "", without_password(row["url"])]
         about.append(f"topics: {', '.join(row['topics'])}" if row["topics"] else "")
         about.append(f"every {_duration_text(interval)}" if interval else "every default")
-        about.append(row["error"] or "")
+        about.extend(problem_lines(row))
         fetched = row["last_fetch"][:16].split("T") if row["last_fetch"] else ["-"]
         table.add_row(
             str(row["line"] or ""),
@@ -435,8 +438,8 @@ def _narrow_row(row: dict[str, Any], file_name: str) -> str:
         line += f"\n  {without_password(row['url'])}"
     if row["topics"]:
         line += f"\n  topics: {', '.join(row['topics'])}"
-    if row["error"]:
-        line += f"\n  {row['error']}"
+    for problem in problem_lines(row):
+        line += f"\n  {problem}"
     return line
 
 

@@ -22,6 +22,7 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 import aggregator.cli
+import aggregator.cli_feeds
 from aggregator import polling
 from aggregator.cli import app
 from aggregator.store import Store
@@ -99,6 +100,23 @@ def test_status_shows_the_warning_of_a_feed_accepted_with_broken_xml(
         shown = status_table(config, monkeypatch, width)
         assert f"warning: {WARNING}: not well-formed (invalid token)" in column_text(shown), shown
         assert shown.count("warning") == 1, shown  # the clean feed says nothing
+
+
+def test_feeds_list_shows_the_warning_as_status_does(
+    tmp_path: Path, feed_server: FeedServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    broken, clean = broken_feed(feed_server), feed_server.url("/feed.xml")
+    config = write_config(tmp_path, broken, clean)
+    invoke(config, "poll")
+
+    rows = {row["url"]: row for row in json.loads(invoke(config, "feeds", "list", "--format", "json").stdout)}
+    assert rows[broken]["warning"] == f"{WARNING}: not well-formed (invalid token)"
+    assert rows[clean]["warning"] is None
+    for width in WIDTHS:
+        monkeypatch.setattr(aggregator.cli_feeds, "out", Console(width=width, soft_wrap=True))
+        shown = str(invoke(config, "feeds", "list").stdout)
+        assert f"warning: {WARNING}: not well-formed (invalid token)" in column_text(shown), shown
+        assert shown.count("warning") == 1, shown
 
 
 def test_a_304_keeps_the_warning_and_a_clean_body_clears_it(
