@@ -12,7 +12,8 @@ entries are either stored before the freeze or dated after it.
 
 ``sending_lock`` lets one process at a time send a database's newsletters.
 
-SQLite: ``flock`` on ``<database>.lock`` (``.ingest.lock``, ``.send.lock``) beside the file;
+SQLite: ``flock`` on ``<database>.lock`` (``.ingest.lock``, ``.send.lock``) beside the file
+(its real path: symlinks resolved, so every path to it shares the lock);
 the kernel releases it when the process dies (even by ``kill -9``), so there is never a
 stale lock to clean up.  PostgreSQL: session advisory locks named after the schema, each
 held by a connection of its own.  An in-memory database is private to its process and
@@ -217,10 +218,30 @@ def _waiting_for(exclusive: bool, where: str) -> str:
 
 
 def _lock_file(url: sa.URL, suffix: str) -> Path | None:
-    """The lock file beside a SQLite database file; None when no other process can open it
-    (an in-memory database)."""
+    """The lock file beside a SQLite database file, symlinks and ``..`` resolved; None when
+    no other process can open it (an in-memory database).
+
+    Resolved because the lock belongs to the file, not to how a ``feeds.yaml`` spells it:
+    beside ``data/shared.sqlite``, a symlink to another checkout's database, the lock file
+    was ``data/shared.sqlite.lock``, so a second scheduler started on that database.  SQLite
+    resolves symlinks too (its ``-wal`` file is beside the target).  A folder bind-mounted
+    elsewhere needs nothing more: the lock file is in the same folder.  Not covered: a hard
+    link (or one file bind-mounted under another name).  SQLite itself keeps a ``-wal`` beside
+    each name, and writes through the second name fail ("disk I/O error"), so no second
+    scheduler gets far; a lock keyed on the inode would need a folder both names share.
+    """
     database = sqlite_file(url)
-    return None if database is None else database.with_name(database.name + suffix)
+    if database is None:
+        return None
+    database = _resolved(database)
+    return database.with_name(database.name + suffix)
+
+
+def _resolved(path: Path) -> Path:
+    try:
+        return path.resolve()  # not strict: a fresh install's file does not exist yet
+    except (OSError, RuntimeError):  # a symlink loop (RuntimeError before Python 3.13)
+        return path  # SQLite cannot open it either, and says so naming the path
 
 
 def sqlite_file(url: str | sa.URL) -> Path | None:
