@@ -41,6 +41,7 @@ IMMEDIATE`` so that they wait for the lock up front instead of failing halfway.
 
 from __future__ import annotations
 
+import json
 import operator
 import re
 import sys
@@ -1469,7 +1470,7 @@ class Store:
 
         Raises ``StoreError`` if that issue number exists already (another process froze it).
         """
-        with self._transaction(f"freezing issue {issue.number} of {issue.newsletter}", write=True) as conn:
+        with self._transaction(_freezing(issue), write=True) as conn:
             conn.execute(
                 issues_table.insert().values(
                     newsletter=issue.newsletter,
@@ -1624,6 +1625,33 @@ class Store:
         with self._transaction(f"recording the schedule of {newsletter}", write=True) as conn:
             if conn.execute(update).rowcount == 0 and _insert_missing(conn, table, [row]) == 0:
                 conn.execute(update)  # recorded meanwhile by another process
+
+
+def _freezing(issue: IssueRecord) -> str:
+    """What a failure to freeze ``issue`` says it was doing, naming the issue as readers and
+    the log know it.  Not by ``issue.number``, the store's key, which empty issues use up
+    too: "freezing issue 8" of an issue the archive and the log call #4."""
+    if issue.status == "empty":  # never sent, and numbered for nobody: by its time
+        return f"recording that {issue.newsletter} had nothing new at {_utc_shown(issue.window_end)}"
+    number = _shown_number(issue.snapshot)
+    if number is None:
+        return f"freezing the issue of {issue.newsletter} at {_utc_shown(issue.window_end)}"
+    return f"freezing issue #{number} of {issue.newsletter}"
+
+
+def _shown_number(snapshot: str) -> int | None:
+    """The number readers see, from an issue's frozen JSON (as ``newsletters.shown_number``,
+    which the store cannot import); None when it does not say."""
+    try:
+        number = json.loads(snapshot).get("number")
+    except (ValueError, AttributeError):
+        return None
+    return number if isinstance(number, int) else None
+
+
+def _utc_shown(moment: datetime) -> str:
+    aware = moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+    return f"{aware.astimezone(UTC):%Y-%m-%d %H:%M:%S}Z"
 
 
 # ------------------------------------------------------------------ row <-> record
