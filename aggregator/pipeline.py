@@ -47,7 +47,7 @@ from typing import TYPE_CHECKING, Any
 
 from aggregator import fetch, polling, retention
 from aggregator.config import Config, FeedConfig, LoadedConfig, PollingConfig
-from aggregator.errors import DatabaseUnavailable, StoreError
+from aggregator.errors import DatabaseUnavailable, OutputError, StoreError
 from aggregator.parsepool import ParseOutcome, ParsePool
 from aggregator.store import SaveCounts, Store
 from aggregator.urls import without_password
@@ -522,6 +522,9 @@ async def run_cycle(
     """One cycle: poll (the due feeds), collapse copies, group stories and topics, and write
     the combined feeds.
 
+    A file the last stage cannot write is an ``OutputError`` that says so, and that what
+    was polled is stored all the same (the next cycle writes the feeds from it).
+
     Digests are not part of it: the caller holds the ingest lock shared around a cycle
     (``runlock.ingest_lock``, from before it reads ``now``), and freezing an issue takes
     that lock alone, so ``aggregator run --once`` sends them after the cycle and the
@@ -532,12 +535,24 @@ async def run_cycle(
     )
     changed = collapse_duplicates(loaded.config, store)
     grouped = group_into_stories(loaded.config, store, now)
-    published = publish_output(loaded, store, now)
+    try:
+        published = publish_output(loaded, store, now)
+    except OutputError as exc:
+        # The bare OSError said neither which stage failed nor that the others' work is kept.
+        stored = (
+            f"the polled entries are stored ({summary.new_entries} new, {summary.updated_entries} updated)"
+        )
+        raise exc.but(kept=stored) from exc.__cause__
     return CycleReport(summary, changed, grouped, published)
 
 
 def publish_output(loaded: LoadedConfig, store: Store, now: datetime) -> PublishResult:
-    """Write the combined feeds (Atom, RSS, JSON Feed; whole and per topic) from the stored stories."""
+    """Write the combined feeds (Atom, RSS, JSON Feed; whole and per topic) from the stored stories.
+
+    A file that cannot be written is an ``OutputError`` that also says where the folder is
+    configured and that the next cycle writes the feeds (nothing else is needed: they are
+    written whole from the store each time).
+    """
     # Imported here: publish sanitizes with nh3, which `aggregator poll` never needs.
     from aggregator.publish import PublishSettings, publish_feeds  # noqa: PLC0415 -- nh3, for publishing only
     from aggregator.snapshot import read_snapshot  # noqa: PLC0415 -- goes with publish
@@ -564,7 +579,12 @@ def publish_output(loaded: LoadedConfig, store: Store, now: datetime) -> Publish
         )
     )
     settings = PublishSettings(output.title, output.base_url, output.max_stories, output.language, kept)
-    return publish_feeds(snapshot, loaded.base_dir / output.dir, settings)
+    try:
+        return publish_feeds(snapshot, loaded.base_dir / output.dir, settings)
+    except OutputError as exc:
+        raise exc.but(
+            setting=f"output.dir in {loaded.path.name}", retry="they are written at the next cycle"
+        ) from exc.__cause__
 
 
 def dedupe_settings(config: Config) -> DedupeSettings:

@@ -6,7 +6,9 @@ In: a ``Snapshot`` of stories (``aggregator.snapshot``), the folder to write to 
 folder, and a ``PublishResult`` naming them.  A topic's slug depends on its name alone
 (``topic_slugs``), so ``topics/c.atom`` never changes from one topic to another.  The
 ``render_*`` functions are pure (a snapshot in, bytes out); only ``publish_feeds`` and
-``write_atomic`` touch the disk.
+``write_atomic`` touch the disk.  A file ``publish_feeds`` cannot write, read or remove is
+an ``errors.OutputError`` naming this stage (``PUBLISH_STAGE``), the file and what is wrong
+with its path (a file where the folder should be, permissions, a full disk).
 
 One entry per story, not per copy: the snapshot's headline and link and the lead copy's
 content (the same story, lead and outlets a digest issue shows), then a visible "Also
@@ -51,6 +53,7 @@ and not at all when its query looks like it carries a key or token.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -58,7 +61,7 @@ import re
 import tempfile
 import unicodedata
 import xml.etree.ElementTree as ET
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime, parsedate_to_datetime
@@ -68,6 +71,8 @@ from urllib.parse import urljoin, urlsplit
 
 import nh3
 
+from aggregator.errors import OutputError
+from aggregator.pathfaults import output_error
 from aggregator.snapshot import TITLE_CHARS, Coverage, Snapshot, SnapshotStory, shorten, web_link
 from aggregator.types import Enclosure
 from aggregator.urls import query_holds_secret
@@ -76,6 +81,7 @@ __all__ = [
     "FEED_FORMATS",
     "MAX_AUTHORS",
     "MAX_ENCLOSURES",
+    "PUBLISH_STAGE",
     "FeedMeta",
     "PublishResult",
     "PublishSettings",
@@ -591,6 +597,22 @@ def _attachment(enclosure: Enclosure) -> dict[str, object]:
 # --------------------------------------------------------------------------- writing
 
 
+# What this stage is called in its errors: ``writing the output feeds: cannot write …``.
+PUBLISH_STAGE = "writing the output feeds"
+
+
+@contextlib.contextmanager
+def _on_file(path: Path, doing: str = "write") -> Iterator[None]:
+    """An OSError while doing ``doing`` to ``path`` as an ``OutputError``: the bare one named
+    a temporary file, or the target, and no stage (``[Errno 20] Not a directory: '…'``)."""
+    try:
+        yield
+    except OutputError:
+        raise
+    except OSError as exc:
+        raise output_error(PUBLISH_STAGE, path, exc, doing=doing) from exc
+
+
 def write_atomic(path: Path, data: bytes) -> bool:
     """Write ``data`` to ``path`` so that a reader sees the old file or the new one, never half.
 
@@ -827,13 +849,16 @@ def _remove_leftovers(output_dir: Path, now: datetime) -> list[Path]:
     for folder in (output_dir, output_dir / "topics"):
         if not folder.is_dir():
             continue
-        for path in sorted(folder.iterdir()):
-            try:
-                if _TEMPORARY.fullmatch(path.name) and path.is_file() and path.stat().st_mtime < before:
-                    path.unlink()
-                    removed.append(path)
-            except FileNotFoundError:  # another publish removed it first
-                continue
+        with _on_file(folder, "read"):
+            paths = sorted(folder.iterdir())
+        for path in paths:
+            with _on_file(path, "remove"):
+                try:
+                    if _TEMPORARY.fullmatch(path.name) and path.is_file() and path.stat().st_mtime < before:
+                        path.unlink()
+                        removed.append(path)
+                except FileNotFoundError:  # another publish removed it first
+                    continue
     return removed
 
 
@@ -843,13 +868,16 @@ def _read_published(output_dir: Path) -> dict[str, bytes]:
     for folder, prefix in ((output_dir, ""), (output_dir / "topics", "topics/")):
         if not folder.is_dir():
             continue
-        for path in folder.iterdir():
+        with _on_file(folder, "read"):
+            paths = list(folder.iterdir())
+        for path in paths:
             if path.suffix.lstrip(".") not in FEED_FORMATS or path.name.startswith("."):
                 continue
-            try:
-                found[prefix + path.name] = path.read_bytes()
-            except (FileNotFoundError, IsADirectoryError):  # removed meanwhile; a folder so named
-                continue
+            with _on_file(path, "read"):
+                try:
+                    found[prefix + path.name] = path.read_bytes()
+                except (FileNotFoundError, IsADirectoryError):  # removed meanwhile; a folder so named
+                    continue
     return found
 
 
@@ -869,14 +897,18 @@ def publish_feeds(snapshot: Snapshot, output_dir: Path, settings: PublishSetting
     written, changed = [], []
     for relative, data in files.items():
         path = output_dir / relative
-        if write_atomic(path, data):
-            changed.append(path)
+        with _on_file(path):
+            if write_atomic(path, data):
+                changed.append(path)
         written.append(path)
     topics_dir = output_dir / "topics"
     if topics_dir.is_dir():
         keep = {p.name for p in written if p.parent == topics_dir}
-        for path in sorted(topics_dir.iterdir()):
+        with _on_file(topics_dir, "read"):
+            paths = sorted(topics_dir.iterdir())
+        for path in paths:
             if path.suffix.lstrip(".") in FEED_FORMATS and path.name not in keep and path.is_file():
-                path.unlink()
+                with _on_file(path, "remove"):
+                    path.unlink()
                 removed.append(path)
     return PublishResult(files=tuple(written), changed=tuple(changed), removed=tuple(removed))

@@ -165,7 +165,11 @@ def test_run_once_says_which_file_publishing_failed_on_and_keeps_what_it_polled(
     (tmp_path / "public").write_text("a file where the output folder should be")
     result = cli(config, "run", "--once")
     assert result.exit_code == 1
-    assert f"error: [Errno 20] Not a directory: '{tmp_path / 'public' / 'feed.atom'}'" in result.stderr
+    public = tmp_path / "public"
+    assert (
+        f"error: writing the output feeds: cannot write {public / 'feed.atom'} ({public} is a file,"
+        " not a folder): the polled entries are stored ("
+    ) in result.stderr
     assert "Traceback" not in result.stderr
     assert export_of(config)  # what was polled is stored
 
