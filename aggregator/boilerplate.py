@@ -17,15 +17,47 @@ boilerplate one, which the similarity thresholds tolerate.  Each rule names the 
 needs, so a sentence is only searched with the rules whose words it contains: words like
 "read" or "members" are common in news, and searching every sentence with every rule
 would cost more than the rest of near-duplicate detection.  Pure functions, no I/O.
+
+A feed's own boilerplate (its footer, "Thank you for reading via RSS …", "Comments", its
+sign-off) has no known phrasing, so no rule can name it; it is learned from the feed's
+entries instead: what repeats in a large share of them is the feed's, not the article's
+(``FEED_BOILERPLATE_SHARE`` of its entries and at least ``FEED_BOILERPLATE_MIN`` of them, so
+that a small feed is not emptied).  ``aggregator.dedupe`` learns it as shingles from the
+signatures it keeps; story grouping learns it as the sentences at the start of the texts
+(``opening_keys``, ``learn_feed_sentences``, ``without_sentences``), which is all of a text
+its vectors read.
 """
 
 from __future__ import annotations
 
+import functools
+import math
 import re
-from collections.abc import Iterable
+from collections import Counter
+from collections.abc import Iterable, Sequence
 from collections.abc import Set as AbstractSet
 
-__all__ = ["TRIGGER_WORDS", "may_have_boilerplate", "strip_boilerplate"]
+__all__ = [
+    "FEED_BOILERPLATE_MIN",
+    "FEED_BOILERPLATE_SHARE",
+    "OPENING_CHARS",
+    "TRIGGER_WORDS",
+    "learn_feed_sentences",
+    "may_have_boilerplate",
+    "opening_keys",
+    "opening_sentences",
+    "strip_boilerplate",
+    "without_sentences",
+]
+
+# A feed's boilerplate is what at least this share of its entries repeat, and at least this
+# many of them.  Half: a footer is in nearly every post, and no sentence of news prose is in
+# half of a feed's articles; three: two posts alike are not yet a pattern.
+FEED_BOILERPLATE_SHARE = 0.5
+FEED_BOILERPLATE_MIN = 3
+# How much of a text's start ``opening_sentences`` reads: story vectors read its first 60
+# words (~400 characters), and this leaves room for a sign-on before them.
+OPENING_CHARS = 1000
 
 
 def _rule(needs: str, hints: str, pattern: str) -> tuple[frozenset[str], tuple[str, ...], re.Pattern[str]]:
@@ -199,3 +231,49 @@ def _is_boilerplate(sentence: str) -> bool:
         needs <= words and any(h in lowered for h in hints) and pattern.search(sentence)
         for needs, hints, pattern in _RULES
     )
+
+
+def opening_sentences(text: str, limit: int = OPENING_CHARS) -> list[tuple[str, int]]:
+    """The sentences of the text's first ``limit`` characters, line by line: (sentence as
+    written, its key).  The last one may be cut short.
+
+    A key is the hash of the sentence case-folded: it is only compared within one process
+    (``hash`` of a string differs between processes), and keeping the keys rather than the
+    sentences keeps the cache of ``opening_keys`` small.  (A feed's template writes its
+    boilerplate with the same spaces each time.)
+    """
+    found = []
+    for line in text[:limit].splitlines():
+        for piece in _SENTENCE_END.split(line):
+            sentence = piece.strip()
+            if sentence:
+                found.append((sentence, hash(sentence.casefold())))
+    return found
+
+
+def opening_keys(text: str) -> frozenset[int]:
+    """The keys of the sentences of the text's opening (see ``opening_sentences``), remembered:
+    every poll asks again about mostly the same texts."""
+    return _opening_keys(text[:OPENING_CHARS])  # the cache keeps the opening, not the article
+
+
+@functools.lru_cache(maxsize=32768)
+def _opening_keys(opening: str) -> frozenset[int]:
+    return frozenset(key for _, key in opening_sentences(opening))
+
+
+def learn_feed_sentences(openings: Sequence[AbstractSet[int]]) -> frozenset[int]:
+    """The keys of the sentences that are one feed's boilerplate, from its entries' openings
+    (``opening_keys``, one per entry): those found in at least ``FEED_BOILERPLATE_SHARE`` of
+    the entries and at least ``FEED_BOILERPLATE_MIN`` of them."""
+    if len(openings) < FEED_BOILERPLATE_MIN:
+        return frozenset()
+    need = max(FEED_BOILERPLATE_MIN, math.ceil(FEED_BOILERPLATE_SHARE * len(openings)))
+    counts = Counter(key for keys in openings for key in keys)
+    return frozenset(key for key, count in counts.items() if count >= need)
+
+
+def without_sentences(text: str, keys: AbstractSet[int]) -> str:
+    """The text's opening (``opening_sentences``) without the sentences whose keys are given,
+    one sentence a line."""
+    return "\n".join(sentence for sentence, key in opening_sentences(text) if key not in keys)

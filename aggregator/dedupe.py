@@ -26,6 +26,11 @@ so that the groups do not depend on the order entries arrive in):
    paragraphs, while an article that quotes a few paragraphs of another stays apart: the
    quoting article as a whole is not contained in the quoted one, and a quotation that
    happens to contain all of a short article does not start where the article starts.
+   Each feed's own boilerplate is left out of the shingle sets compared (see "Feed
+   boilerplate" below).  And content alone never joins two entries of one feed that
+   have different URLs and clearly different titles: a feed that gives several of its
+   posts the same text (a series of photo posts with one caption, a post whose own text
+   is one line above the feed's footer) has published different posts, not copies.
 ``pinned``: the user's ``pin_together`` pairs always match; ``pin_apart`` pairs never do
 and are never put in one group (a chain through a third entry is cut).
 
@@ -48,6 +53,21 @@ with a handful of edits keeps containment above 0.95.  Why our own MinHash rathe
 entries); one-permutation hashing (Li, Owen & Zhang 2012) with rotation densification
 (Shrivastava & Li 2014) hashes each shingle once, vectorized over a whole batch.
 
+Feed boilerplate: text that repeats across many entries of one feed (a footer such as
+"Thank you for reading via RSS …", a sign-off, "Comments") is that feed's, not the
+article's; the rules of ``aggregator.boilerplate`` only know the common phrasings.  So
+each feed's boilerplate is learned from the entries at hand: the shingles found in at
+least ``FEED_BOILERPLATE_SHARE`` of the feed's articles, and in at least
+``FEED_BOILERPLATE_MIN`` of them (so that two posts of a two-entry feed are never taken
+for its boilerplate).  Entries with the same URL and title count as one article, so that
+a feed that lists one article three times does not make the article its own boilerplate.
+A comparison leaves out the boilerplate of both entries' feeds (from both sets, so that a
+copy carried by two feeds with two footers is compared on the article alone), and an
+entry left with fewer than ``min_words`` words has no body.  Learning reads the feed's
+latest ``NOISE_ARTICLES`` entries and is cached until they change; when a feed's
+boilerplate changes, its entries whose shingles it touches are matched again, so the
+groups still do not depend on the order entries arrive in.
+
 Groups: the entries joined by matches form a group (union over the match graph, so the
 result is the same whatever the arrival order).  The copy kept is the best member by
 ``kept_copy_rank``: full text over summary (judged by length: a body shorter than 90%
@@ -60,6 +80,7 @@ and when a better copy arrives later the whole group is re-rooted onto it.
 from __future__ import annotations
 
 import enum
+import math
 import re
 import struct
 import unicodedata
@@ -71,7 +92,13 @@ from urllib.parse import urlsplit
 import numpy as np
 import numpy.typing as npt
 
-from aggregator.boilerplate import TRIGGER_WORDS, may_have_boilerplate, strip_boilerplate
+from aggregator.boilerplate import (
+    FEED_BOILERPLATE_MIN,
+    FEED_BOILERPLATE_SHARE,
+    TRIGGER_WORDS,
+    may_have_boilerplate,
+    strip_boilerplate,
+)
 from aggregator.types import StoredEntry
 
 __all__ = [
@@ -94,8 +121,11 @@ U64 = npt.NDArray[np.uint64]
 I64 = npt.NDArray[np.int64]
 
 # The signature format.  Changing any of these changes stored signatures: bump the version
-# so that old ones are reported stale (``DuplicateIndex.stale_ids``) and signed again.
-SIGNATURE_VERSION = 1
+# so that old ones are reported stale (``DuplicateIndex.stale_ids``) and signed again.  A
+# change of the match rules that must undo stored verdicts bumps it too: every stale entry
+# is signed and matched again.  2: feed boilerplate is left out, and content alone no
+# longer joins two posts of one feed (groups stored by 1 held such posts as copies).
+SIGNATURE_VERSION = 2
 SHINGLE_WORDS = 4
 LEAD_SHINGLES = 40  # the lead kept per entry: shingles of its first 43 words
 ANCHOR_GAP = 4  # an anchor joins shingles i and i+4: an 8-word span
@@ -107,6 +137,11 @@ _MAGIC = b"AGD"
 _HEADER = struct.Struct("<3sBqqIIHIIII")  # magic, version, date, first_seen, words, n, lead, 4 str lens
 _NO_DATE = -(2**63)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+_NO_SHINGLES = np.zeros(0, np.uint32)
+# A feed's boilerplate is learned from its latest this many entries: enough to see a footer,
+# and a busy feed's six months of entries would cost a sort of millions of shingles a cycle.
+NOISE_ARTICLES = 200
 
 # Summaries are judged by their text, not by the element that carried it: many RSS feeds
 # put the whole article in <description>, so ``has_full_text`` alone would call it a summary.
@@ -606,13 +641,17 @@ def _is_article_url(url: str) -> bool:
 
 
 class _Matcher:
-    """The symmetric match rule between two signatures, with the user's pins."""
+    """The symmetric match rule between two signatures, with the user's pins.
 
-    def __init__(self, settings: DedupeSettings) -> None:
+    ``feed_noise`` gives a feed's boilerplate shingles (sorted), left out of every comparison.
+    """
+
+    def __init__(self, settings: DedupeSettings, feed_noise: Callable[[str], U32]) -> None:
         self.settings = settings
         self.apart = {_pair(a, b) for a, b in settings.pin_apart}
         self.together = {_pair(a, b) for a, b in settings.pin_together} - self.apart
         self.window = settings.title_window // timedelta(microseconds=1)
+        self.feed_noise = feed_noise
 
     def match(self, id_a: str, a: Signature, id_b: str, b: Signature) -> _Edge | None:
         pair = _pair(id_a, id_b)
@@ -620,24 +659,43 @@ class _Matcher:
             return None
         if pair in self.together:
             return _Edge(MatchStage.PINNED, 1.0)
+        return self._evidence(a, b)
+
+    def _evidence(self, a: Signature, b: Signature) -> _Edge | None:
+        """The strongest evidence that two unpinned entries are one article, if any."""
         s = self.settings
-        bodies = a.words >= s.min_words and b.words >= s.min_words
-        if not bodies:
-            stage = self._exact_stage(a, b, bodies=False)
+        body_a, body_b = self._bodies(a, b)
+        if body_a.words < s.min_words or body_b.words < s.min_words:
+            stage = self._exact_stage(a, b, (body_a.words, body_b.words))
             return None if stage is None else _Edge(stage, 1.0)
-        jaccard, containment = _similarity(a.shingles, b.shingles)
+        jaccard, containment = _similarity(body_a.shingles, body_b.shingles)
         if containment >= s.body_agreement:
-            stage = self._exact_stage(a, b, bodies=True)
+            stage = self._exact_stage(a, b, (body_a.words, body_b.words))
             if stage is not None:
                 score = containment if stage is MatchStage.TITLE else 1.0
                 return _Edge(stage, score, jaccard, containment)
+        if _other_post_of_one_feed(a, b):
+            return None
         if jaccard >= s.jaccard:
             return _Edge(MatchStage.CONTENT, jaccard, jaccard, containment)
-        trimmed = containment >= s.containment and _lead_overlap(a.lead, b.lead) >= s.lead_overlap
+        trimmed = containment >= s.containment and _lead_overlap(body_a.lead, body_b.lead) >= s.lead_overlap
         return _Edge(MatchStage.CONTENT, containment, jaccard, containment) if trimmed else None
 
-    def _exact_stage(self, a: Signature, b: Signature, bodies: bool) -> MatchStage | None:
-        """URL, guid or title, once the bodies (if both have one) are known to agree."""
+    def _bodies(self, a: Signature, b: Signature) -> tuple[_Body, _Body]:
+        """The two bodies without the boilerplate of either entry's feed."""
+        noise = self.feed_noise(a.feed_url)
+        if b.feed_url != a.feed_url:
+            other = self.feed_noise(b.feed_url)
+            noise = np.union1d(noise, other) if len(noise) and len(other) else noise if len(noise) else other
+        return _Body.of(a, noise), _Body.of(b, noise)
+
+    def _exact_stage(self, a: Signature, b: Signature, words: tuple[int, int]) -> MatchStage | None:
+        """URL, guid or title, once the bodies (if both have one) are known to agree.
+
+        ``words``: the two bodies' lengths, feed boilerplate left out.
+        """
+        has_body = [count >= self.settings.min_words for count in words]
+        bodies = all(has_body)
         # One link for two items of one feed, with no bodies to compare, is more likely the
         # page they all point at (a podcast's show page, changelog#v1.2) than one article.
         if a.url == b.url and _is_article_url(a.url) and (bodies or a.feed_url != b.feed_url):
@@ -649,15 +707,58 @@ class _Matcher:
             and _is_telling_title(a.title)
             and abs(_date(a) - _date(b)) <= self.window
             # A title alone, with no body on either side, could be a recurring one.
-            and (
-                bodies
-                or a.words >= self.settings.min_words
-                or b.words >= self.settings.min_words
-                or a.feed_url != b.feed_url
-            )
+            and (any(has_body) or a.feed_url != b.feed_url)
         ):
             return MatchStage.TITLE
         return None
+
+
+@dataclass(frozen=True, slots=True)
+class _Body:
+    """What of a signature's body is compared: its shingles and lead without feed boilerplate,
+    and its length in words less one per shingle left out."""
+
+    shingles: U32
+    lead: U32
+    words: int
+
+    @classmethod
+    def of(cls, sig: Signature, noise: U32) -> _Body:
+        if not len(noise) or not len(sig.shingles):
+            return cls(sig.shingles, sig.lead, sig.words)
+        shingles = np.setdiff1d(sig.shingles, noise, assume_unique=True)
+        if len(shingles) == len(sig.shingles):
+            return cls(sig.shingles, sig.lead, sig.words)
+        lead = sig.lead[~np.isin(sig.lead, noise)]
+        return cls(shingles, lead, max(0, sig.words - (len(sig.shingles) - len(shingles))))
+
+
+def _other_post_of_one_feed(a: Signature, b: Signature) -> bool:
+    """Whether two entries are different posts of one feed by their links and titles.
+
+    Two URLs and two titles that share less than half their words: the feed published two
+    posts, whatever their text (their own text may be one line, or a caption they share).
+    A feed that republishes a post under a new URL keeps most of its title.
+    """
+    if a.feed_url != b.feed_url or not a.url or not b.url or a.url == b.url:
+        return False
+    words_a, words_b = _title_words(a.title), _title_words(b.title)
+    if not words_a or not words_b:
+        return False  # nothing to tell them apart by: the text decides
+    return 2 * len(words_a & words_b) < min(len(words_a), len(words_b))
+
+
+# Words too common to tell two titles apart; numbers are left out too ("Quote #17703" and
+# "Quote #17715" are one kind of title, and a reposted quote is a copy).
+_TITLE_FILLER = frozenset(
+    "a an and are as at be by for from has have how in is it its of on or that the this to was "  # noqa: SIM905
+    "what when where who why will with".split()
+)
+
+
+def _title_words(title: str) -> frozenset[str]:
+    """The telling words of a normalized title."""
+    return frozenset(w for w in title.split() if w not in _TITLE_FILLER and not w.isdigit())
 
 
 def _pair(a: str, b: str) -> tuple[str, str]:
@@ -701,7 +802,7 @@ class DuplicateIndex:
 
     def __init__(self, settings: DedupeSettings | None = None) -> None:
         self.settings = settings or DedupeSettings()
-        self._matcher = _Matcher(self.settings)
+        self._matcher = _Matcher(self.settings, self._feed_noise)
         self._ids: list[str] = []
         self._sigs: list[Signature] = []
         self._alive: list[bool] = []
@@ -714,6 +815,9 @@ class DuplicateIndex:
         self._by_url: dict[str, tuple[int, ...]] = {}
         self._by_guid: dict[str, tuple[int, ...]] = {}
         self._by_title: dict[str, tuple[int, ...]] = {}
+        # A feed's rows (one list per feed, not per entry) and its boilerplate once learned.
+        self._by_feed: dict[str, list[int]] = {}
+        self._noise: dict[str, U32] = {}
         self._buckets = _Buckets()
         self._dirty: set[int] = set()  # rows whose stored group must be settled again
         self._reroot: set[int] = set()  # kept rows of stored groups that have a better copy
@@ -794,6 +898,8 @@ class DuplicateIndex:
         self._alive.append(True)
         self._kept.append(row)
         self._row_of[entry_id] = row
+        self._by_feed.setdefault(sig.feed_url, []).append(row)
+        self._noise.pop(sig.feed_url, None)
         if _is_article_url(sig.url):
             self._by_url[sig.url] = (*self._by_url.get(sig.url, ()), row)
         if _is_global_guid(sig.guid):
@@ -833,6 +939,11 @@ class DuplicateIndex:
         signatures: dict[str, bytes] = {}
         new_rows: list[int] = []
         batch = list(new_entries)
+        feeds = sorted(
+            {s.feed_url for s in batch}
+            | {self._sigs[self._row_of[s.id]].feed_url for s in batch if s.id in self._row_of}
+        )
+        noise_before = {feed: self._feed_noise(feed) for feed in feeds}
         for stored, sig in zip(batch, sign_entries(batch), strict=True):
             old = self._row_of.get(stored.id)
             if old is not None:
@@ -841,6 +952,7 @@ class DuplicateIndex:
             signatures[stored.id] = sig.to_bytes()
         # A later row of the same id replaces an earlier one in this batch.
         new_rows = [r for r in new_rows if self._alive[r]]
+        self._recheck_noise(noise_before, set(new_rows))
 
         # Stored rows whose group must be settled again look for matches as new ones do.
         dirty = sorted(r for r in self._dirty if self._alive[r])
@@ -909,6 +1021,54 @@ class DuplicateIndex:
         alive = self._alive
         return sorted(p for p in pairs if alive[p[0]] and alive[p[1]])
 
+    def _feed_noise(self, feed: str) -> U32:
+        """The feed's boilerplate shingles, sorted (see the module docstring), learned once
+        per change of the feed's entries."""
+        known = self._noise.get(feed)
+        if known is None:
+            known = self._noise[feed] = self._learn_noise(feed)
+        return known
+
+    def _learn_noise(self, feed: str) -> U32:
+        """The shingles in at least ``FEED_BOILERPLATE_SHARE`` (and ``FEED_BOILERPLATE_MIN``)
+        of the feed's latest ``NOISE_ARTICLES`` articles; entries with one URL and one title
+        are one article."""
+        rows = [r for r in self._by_feed.get(feed, ()) if self._alive[r] and len(self._sigs[r].shingles)]
+        if len(rows) > NOISE_ARTICLES:  # the latest first seen (then by id): what the feed says now
+            rows = sorted(rows, key=lambda r: (self._sigs[r].first_seen, self._ids[r]))[-NOISE_ARTICLES:]
+        articles: dict[tuple[str, str], list[U32]] = {}
+        for row in rows:
+            sig = self._sigs[row]
+            articles.setdefault((sig.url, sig.title), []).append(sig.shingles)
+        if len(articles) < FEED_BOILERPLATE_MIN:
+            return _NO_SHINGLES
+        need = max(FEED_BOILERPLATE_MIN, math.ceil(FEED_BOILERPLATE_SHARE * len(articles)))
+        votes = np.concatenate(
+            [sets[0] if len(sets) == 1 else _unique(np.concatenate(sets)) for sets in articles.values()]
+        )
+        # Counted by the low 16 bits first: a shingle's bucket holds at least its own votes, so
+        # only the few shingles in full buckets are sorted (sorting all was most of the cost).
+        bucket = (votes & np.uint32(0xFFFF)).astype(np.intp)
+        votes = np.sort(votes[np.bincount(bucket, minlength=1 << 16)[bucket] >= need])
+        starts = np.flatnonzero(np.concatenate(([True], votes[1:] != votes[:-1])))
+        counts = np.diff(np.append(starts, len(votes)))
+        return votes[starts[counts >= need]]
+
+    def _recheck_noise(self, before: Mapping[str, U32], new_rows: set[int]) -> None:
+        """Settle again the stored entries whose comparisons changed with their feed's
+        boilerplate: those holding a shingle that became, or stopped being, boilerplate."""
+        for feed, old in before.items():
+            changed = np.setxor1d(old, self._feed_noise(feed), assume_unique=True)
+            if not len(changed):
+                continue
+            for row in self._by_feed.get(feed, ()):
+                if (
+                    self._alive[row]
+                    and row not in new_rows
+                    and np.isin(self._sigs[row].shingles, changed).any()
+                ):
+                    self._dirty.add(row)
+
     def _holds_apart_pair(self, rows: list[int]) -> bool:
         ids = {self._ids[r] for r in rows}
         return any(a in ids and b in ids for a, b in self._matcher.apart)
@@ -920,6 +1080,7 @@ class DuplicateIndex:
         """An entry changed: its old row leaves the index, and the rest of its group is
         taken apart and settled again (it may no longer hold together)."""
         self._alive[row] = False
+        self._noise.pop(self._sigs[row].feed_url, None)
         del self._row_of[self._ids[row]]
         for member in self._members.pop(self._kept[row], [row]):
             self._kept[member] = member

@@ -8,7 +8,8 @@ Out: the same stories with ``topics`` filled in.  Pure and deterministic.
   or phrase, case-insensitive, matched on whole words) in its title or text, or comes from a
   feed configured with that topic.  A story can be in several configured topics.
 - Then every story may get one automatic topic: stories are clustered again, much more
-  coarsely (average link over TF-IDF vectors of their members' titles and leads, per
+  coarsely (average link over TF-IDF vectors of their members' titles and leads, each feed's
+  boilerplate left out as for stories, see ``aggregator.stories.comparable_entries``, per
   connected component of the pairs that reach the threshold, see ``aggregator.clustering``),
   and each group of at least ``min_stories`` stories is named after its 2–3 strongest shared
   terms as its stories write them, e.g. "Samsung / Galaxy / Android".  These names follow
@@ -38,6 +39,7 @@ from aggregator.stories import (
     Story,
     TextTerms,
     columns_of,
+    comparable_entries,
     entry_text,
     term_name,
     term_table_epoch,
@@ -228,8 +230,10 @@ def _automatic_topics(
 
     The stories in ``kept`` (index → the name they keep, or None) are left out of the result;
     a group holding some takes their name, the most common of them, instead of one of its own."""
+    # What a footer or an alert's keyword makes every story of a feed share is no topic.
+    compared = dict(zip(by_id, comparable_entries(list(by_id.values()), settings.lead_words), strict=True))
     texts_of = [
-        sorted({entry_text(by_id[i].entry, settings.lead_words) for i in story.entry_ids if i in by_id})
+        sorted({entry_text(compared[i], settings.lead_words) for i in story.entry_ids if i in by_id})
         for story in stories
     ]
     analysed = dict(zip(*_distinct(texts_of), strict=True))
