@@ -2,9 +2,11 @@
 
 This is where time is read (``datetime.now(UTC)``) and handed to the stages, where errors
 become exit codes, and where results become tables, progress bars or JSON.  Exit codes:
-0 everything fine, 1 some feeds failed (or a digest recipient failed), 2 bad usage or a bad
+0 everything fine, 1 some feeds failed (or a digest recipient failed, or ``run --once`` was
+stopped by SIGTERM or Ctrl-C and left work for the next run), 2 bad usage or a bad
 ``feeds.yaml``, 3 another scheduler already runs on the same database, 4 ``aggregator run``
 lost its lock (see service).  A reader that stops early (``| head``) is no failure: 0.
+A second SIGTERM or Ctrl-C ends ``run --once`` at once, by the signal (128+N to a shell).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import select
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
@@ -58,6 +61,8 @@ from aggregator.urls import without_password
 
 if TYPE_CHECKING:
     from rich.table import Table
+
+    from aggregator import newsletters, service
 
 EXIT_OK, EXIT_FEEDS_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -340,42 +345,93 @@ def run(
 ) -> None:
     """Run one full cycle with --once, else run until stopped, as scheduler.py does.
 
-    Exit 3 when another scheduler already runs on the same database.
+    Exit 3 when another scheduler already runs on the same database.  SIGTERM or Ctrl-C
+    stops --once cleanly: it finishes the message being sent (or stores what was fetched),
+    says what is left for the next run and exits 1; a second signal stops it at once.
     """
     # Imported here: the scheduler (APScheduler, the newsletters and mail stack) is this
     # command's and status's alone; `aggregator poll` from cron should not load it.
-    from aggregator import newsletters, service  # noqa: PLC0415 -- APScheduler, MJML, mail: run/status only
+    from aggregator import service  # noqa: PLC0415 -- APScheduler, MJML, mail: run/status only
 
     if not once:
         # run_forever loads and watches the config itself (and keeps the last good one).
         raise typer.Exit(service.run_forever(ctx.obj.config_path, log_format.value, verbose=ctx.obj.verbose))
+    raise typer.Exit(_run_once(ctx.obj.load()))
+
+
+@dataclass(slots=True)
+class _Once:
+    """What ``run --once`` did, stage by stage, for its report."""
+
+    started: datetime | None = None  # the cycle's clock reading
+    due: int | None = None  # feeds due, once the poll has counted them
+    polled: list[PollOutcome] = field(default_factory=list)  # each as it was stored
+    report: pipeline.CycleReport | None = None  # None: the cycle was stopped (or never began)
+    issues: list[newsletters.IssueOutcome] = field(default_factory=list)
+    pruned: PruneReport | None = None
+    prune_failed: str = ""
+    stopped_before: str = ""  # the stage a stop (SIGTERM, Ctrl-C) left for the next run
+
+    def stops(self, stop: service.StopRequest, before: str) -> bool:
+        """Whether a stop was asked for before the stage ``before``; it is then left for the next run."""
+        if stop.requested:
+            self.stopped_before = before
+        return stop.requested
+
+    def recording(self, callbacks: dict[str, Any]) -> dict[str, Any]:
+        """``callbacks`` (the progress bar's) that also count the feeds due and keep each outcome."""
+        shown_start, shown_outcome = callbacks.get("on_start"), callbacks.get("on_outcome")
+
+        def started(total: int) -> None:
+            self.due = total
+            if shown_start is not None:
+                shown_start(total)
+
+        def stored(outcome: PollOutcome) -> None:
+            self.polled.append(outcome)
+            if shown_outcome is not None:
+                shown_outcome(outcome)
+
+        return {"on_start": started, "on_outcome": stored}
+
+
+def _run_once(loaded: LoadedConfig) -> int:
+    """``run --once``: one cycle, the digests due, retention; what it did on stderr; the exit code.
+
+    A stop (SIGTERM, Ctrl-C: ``service.StopRequest``) is taken between stages: the poll is
+    cancelled (what was fetched is stored), a digest ends after the message in progress,
+    and the stages after are left for the next run, which the last line says.
+    """
+    from aggregator import newsletters, service  # noqa: PLC0415 -- see run()
     from aggregator.runlock import SchedulerAlreadyRunning, run_lock  # noqa: PLC0415 -- with service
 
-    loaded = ctx.obj.load()
-    issues: list[newsletters.IssueOutcome] = []
-    pruned: PruneReport | None = None
-    prune_failed = ""
+    once = _Once()
     try:
         # The scheduler's lock: a cycle from cron that overlaps the previous one, or a
         # running `aggregator run`, would poll and send at the same time as it.
         with (
+            service.StopRequest() as stop,
             run_lock(loaded.database_url),
             _open_store(loaded) as store,
             _progress_callbacks(sys.stderr.isatty()) as callbacks,
         ):
             with ingest_lock(loaded.database_url, exclusive=False):  # before the clock: see runlock
-                now = _now()
-                report = eventloop.run(pipeline.run_cycle(loaded, store, now, only_due=True, **callbacks))
-            if loaded.config.newsletters:
-                issues = newsletters.run_due_newsletters(loaded, store, now)
-            # Last: what the digests and the outputs needed is used.  Alone against polls
-            # of other processes, as `aggregator prune` (see pipeline.prune_entries).  Its
-            # failure is its own: what was polled and sent is still reported below.
-            try:
-                with ingest_lock(loaded.database_url, exclusive=True):
-                    pruned = pipeline.prune_and_republish(loaded, store, _now())
-            except (AggregatorError, StoreError, OSError) as exc:
-                prune_failed = f"error: retention: {exc}; nothing else is affected, the next run tries again"
+                once.started = now = _now()
+                cycle = pipeline.run_cycle(loaded, store, now, only_due=True, **once.recording(callbacks))
+                once.report = eventloop.run(stop.cancelling(cycle))  # None: stopped
+            if once.report is None:
+                once.stopped_before = "polling"
+            elif loaded.config.newsletters and not once.stops(stop, "newsletters"):
+                # Stopped meanwhile, it finishes the message in progress and starts no other.
+                with service.StoppableTransport(
+                    newsletters.default_transport(loaded), stop.event
+                ) as transport:
+                    once.issues = newsletters.run_due_newsletters(loaded, store, now, transport=transport)
+                if any(issue.interrupted for issue in once.issues):
+                    once.stopped_before = "readers"
+            retention_on = loaded.config.retention.max_age is not None
+            if not once.stopped_before and not (retention_on and once.stops(stop, "retention")):
+                _prune_once(loaded, store, once)
     except SchedulerAlreadyRunning as exc:
         echo(f"error: {exc}", err=True)
         raise typer.Exit(service.EXIT_ALREADY_RUNNING) from exc
@@ -385,26 +441,73 @@ def run(
     except (AggregatorError, StoreError) as exc:  # e.g. an SMTP password that is not set
         echo(f"error: {exc}", err=True)
         raise typer.Exit(EXIT_USAGE) from exc
-    code = _report(report.poll, loaded)
-    echo(
-        f"{report.duplicates} entries collapsed as copies, {report.stories} stories regrouped; "
-        f"combined feeds in {loaded.base_dir / loaded.config.output.dir} "
-        f"({len(report.published.changed)} of {len(report.published.files)} files changed)",
-        err=True,
-    )
-    for issue in issues:
+    return _report_once(loaded, once, stop)
+
+
+def _prune_once(loaded: LoadedConfig, store: Store, once: _Once) -> None:
+    """Last: what the digests and the outputs needed is used.  Alone against polls of other
+    processes, as `aggregator prune` (see pipeline.prune_entries).  Its failure is its own:
+    what was polled and sent is still reported."""
+    try:
+        with ingest_lock(loaded.database_url, exclusive=True):
+            once.pruned = pipeline.prune_and_republish(loaded, store, _now())
+    except (AggregatorError, StoreError, OSError) as exc:
+        once.prune_failed = f"error: retention: {exc}; nothing else is affected, the next run tries again"
+
+
+def _report_once(loaded: LoadedConfig, once: _Once, stop: service.StopRequest) -> int:
+    """Print what ``run --once`` did, stage by stage, on stderr; the exit code."""
+    report = once.report
+    if report is None:  # stopped while polling: what was stored, as `aggregator poll` says it
+        started = once.started or _now()
+        code = _report(PollSummary(tuple(once.polled), started=started, finished=_now()), loaded)
+    else:
+        code = _report(report.poll, loaded)
+        echo(
+            f"{report.duplicates} entries collapsed as copies, {report.stories} stories regrouped; "
+            f"combined feeds in {loaded.base_dir / loaded.config.output.dir} "
+            f"({len(report.published.changed)} of {len(report.published.files)} files changed)",
+            err=True,
+        )
+    for issue in once.issues:
         if cli_digest.report(issue, err=True):
             code = EXIT_FEEDS_FAILED
-    if prune_failed:
-        echo(prune_failed, err=True)
+    if once.prune_failed:
+        echo(once.prune_failed, err=True)
         code = max(code, EXIT_FEEDS_FAILED)
+    pruned = once.pruned
     if pruned is not None and pruned.entries:  # last, as it ran: after the digests
         echo(
             f"retention: {pruned.entries} old {'entry' if pruned.entries == 1 else 'entries'} removed"
             f" (stored before {_short_time(_iso(pruned.cutoff))} UTC); combined feeds written again",
             err=True,
         )
-    raise typer.Exit(code)
+    if once.stopped_before:
+        echo(_stopped_line(once, stop.signal.name if stop.signal else "a stop signal"), err=True)
+        # Not 0: the cycle is not whole (cron, a wrapper script must not take it for done);
+        # nor 128+N as if killed: the stop was taken and everything done is recorded.
+        code = max(code, EXIT_FEEDS_FAILED)
+    return code
+
+
+def _stopped_line(once: _Once, signal_name: str) -> str:
+    """The last line of a stopped ``run --once``: what was done and what the next run does."""
+    stopped = f"stopped by {signal_name}"
+    if once.stopped_before == "polling":
+        if once.due is None:
+            return f"{stopped} before polling: nothing was done; the next run does it all"
+        left = once.due - len(once.polled)
+        return (
+            f"{stopped} while polling: {len(once.polled)} of {once.due} due feeds polled and stored,"
+            f" {left} left for the next run, which also groups, publishes and sends what is due"
+        )
+    if once.stopped_before == "newsletters":
+        return f"{stopped} before sending the newsletters: the next run sends what is due"
+    if once.stopped_before == "retention":
+        return f"{stopped} before removing old entries: the next run does it"
+    issue = next(issue for issue in once.issues if issue.interrupted)
+    done = "sent" if issue.outbox is None else "written to the outbox"
+    return f"{stopped}: {issue.sent_in_run} {done}, {issue.waiting + issue.retrying} left for the next run"
 
 
 @app.command()

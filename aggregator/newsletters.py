@@ -25,7 +25,10 @@ by issue:
    crash, ``sending`` rows go back to ``pending`` (DATA never started) and ``in_data`` rows
    become ``uncertain``: nobody gets a second copy.  With the outbox the file itself settles it.
    The server down (``server_down``: no session, a refused sender) stops the run: the
-   readers left wait for the next (``_why_stop``).  A session the server closes at one
+   readers left wait for the next (``_why_stop``).  So does a transport that refuses to
+   start a message (``mail.TransportStopped``: the process was asked to stop, SIGTERM or
+   Ctrl-C): the reader it refused goes back to what it was, untried, and no other issue is
+   started in that run (``IssueOutcome.interrupted``).  A session the server closes at one
    reader's RCPT TO puts off that reader alone, and the others go on a new session (a few
    per run).  A last try is given up only when the run shows the reader's fault, not the
    server's: not when the server was down, nor when every reader tried met the same 4xx at
@@ -97,6 +100,9 @@ UNCERTAIN_IN_A_ROW = 2
 SESSIONS_DROPPED_IN_A_ROW = 2
 SESSIONS_DROPPED_PER_RUN = 10
 
+# ``IssueOutcome.stopped`` of a run the transport stopped (``mail.TransportStopped``).
+STOPPED_ON_REQUEST = "asked to stop"
+
 
 @dataclass(frozen=True, slots=True)
 class IssueOutcome:
@@ -107,7 +113,7 @@ class IssueOutcome:
     status: str  # "empty" (nothing new: no email), "sending" (retries left), "done"
     stories: int
     shown: int = 0  # stories in the email; the rest are only in the archive
-    sent: int = 0
+    sent: int = 0  # the issue's readers who have it, by this run or an earlier one
     retrying: int = 0
     waiting: int = 0  # not tried yet: the run stopped before them (``stopped`` says why)
     failed: int = 0
@@ -130,6 +136,12 @@ class IssueOutcome:
     # The folder the messages were written to when there is no mail server (the outbox):
     # ``sent`` then counts files written, not mail sent.  None: sent over SMTP.
     outbox: Path | None = None
+    # Of ``sent``, those this run sent: a run that finishes an issue a stop interrupted
+    # sends only to the readers left ("6 sent" in its log line read as if it sent them all).
+    sent_in_run: int = 0
+    # The process was asked to stop (SIGTERM, Ctrl-C: ``mail.TransportStopped``) before
+    # the readers still ``waiting``; the next run sends to them.
+    interrupted: bool = False
 
     @property
     def shown_number(self) -> int:
@@ -186,6 +198,8 @@ def run_due_newsletters(
         )
         try:
             for letter in letters:
+                if any(o.interrupted for o in run.outcomes):
+                    break  # asked to stop: no other issue is frozen or sent in this run
                 _run_newsletter(run, letter, force=force)
         finally:
             if transport is None:
@@ -570,7 +584,8 @@ def _run_newsletter(run: _Run, letter: NewsletterConfig, *, force: bool) -> None
         outcome = _deliver(run, letter, latest, final=final)
         latest = run.store.latest_issue(letter.name)
         if latest is not None and latest.status == "sending":
-            if force:  # a new issue was asked for: say why none starts, and until when
+            # A new issue was asked for: say why none starts, and until when (a stop says it).
+            if force and not outcome.interrupted:
                 outcome = replace(outcome, held_back=_held_back(run, letter, latest, counted_from))
             run.outcomes.append(outcome)
             return
@@ -953,6 +968,7 @@ def _deliver(run: _Run, letter: NewsletterConfig, record: IssueRecord, *, final:
     errors: list[str] = []
     pending: list[str] = []
     stopped = ""
+    interrupted = False
     tally = _Tally()
     # Put off on their last try (the next issue is due): given up once the run shows whether
     # it was them or the server (``_settle_last_tries``).
@@ -980,25 +996,14 @@ def _deliver(run: _Run, letter: NewsletterConfig, record: IssueRecord, *, final:
             )
             continue
         last_try = final and row.status == "retry"
-        not_yet = _not_yet(row, run.now)
-        if not_yet and not last_try:
+        if _not_yet(row, run.now) and not last_try:
             continue
-        if not_yet:
-            # The next issue is due and will not wait for it: its last try is now, not never
-            # (a `run --once` once a day, at the newsletter's time, gave up every 451 untried).
-            run.store.set_delivery(
-                letter.name,
-                record.number,
-                row.recipient,
-                "retry",
-                run.now,
-                error=row.last_error,
-                next_attempt=run.now,
-                only_from=["retry"],
-            )
-        if not run.store.claim_delivery(letter.name, record.number, row.recipient, run.now):
+        if not _claim(run, letter, record, row, last_try=last_try):
             continue
-        result = _deliver_one(run, letter, record, issue, rendered, row.recipient)
+        result = _send_claimed(run, letter, record, issue, rendered, row)
+        if result is None:  # asked to stop: that reader is as it was, and the others wait too
+            stopped, interrupted = STOPPED_ON_REQUEST, True
+            break
         address = row.recipient
         if line := _record_result(run, letter, record, row.attempts + 1, address, result, last_try=last_try):
             pending.append(line)
@@ -1020,7 +1025,13 @@ def _deliver(run: _Run, letter: NewsletterConfig, record: IssueRecord, *, final:
             errors.append(f"{stopped}; {letter.name} #{issue.number} continues on the next run")
             log.warning("newsletter %s #%d: %s", letter.name, issue.number, stopped)
             break
-    if last_tries and (waits := _settle_last_tries(run, letter, record, last_tries, tally, stopped)):
+    # Not when interrupted: the readers never tried are no evidence either way, and the
+    # next run gives these their last try again.
+    if (
+        last_tries
+        and not interrupted
+        and (waits := _settle_last_tries(run, letter, record, last_tries, tally, stopped))
+    ):
         stopped = stopped or waits
         errors.append(f"{waits}; {letter.name} #{issue.number} continues on the next run")
         log.warning("newsletter %s #%d: %s", letter.name, issue.number, waits)
@@ -1046,6 +1057,68 @@ def _deliver(run: _Run, letter: NewsletterConfig, record: IssueRecord, *, final:
         stopped=stopped,
         issue=issue.number,
         outbox=run.transport.outbox,
+        sent_in_run=sum(r.outcome is mail.Outcome.SENT for r in tally.results),
+        interrupted=interrupted,
+    )
+
+
+def _claim(
+    run: _Run, letter: NewsletterConfig, record: IssueRecord, row: DeliveryRecord, *, last_try: bool
+) -> bool:
+    """Claim ``row`` for a message now (``Store.claim_delivery``); False when another run has it."""
+    if last_try and _not_yet(row, run.now):
+        # The next issue is due and will not wait for it: its last try is now, not never
+        # (a `run --once` once a day, at the newsletter's time, gave up every 451 untried).
+        run.store.set_delivery(
+            letter.name,
+            record.number,
+            row.recipient,
+            "retry",
+            run.now,
+            error=row.last_error,
+            next_attempt=run.now,
+            only_from=["retry"],
+        )
+    return run.store.claim_delivery(letter.name, record.number, row.recipient, run.now)
+
+
+def _send_claimed(  # noqa: PLR0917 -- private
+    run: _Run,
+    letter: NewsletterConfig,
+    record: IssueRecord,
+    issue: digest.DigestIssue,
+    rendered: digest.RenderedDigest,
+    row: DeliveryRecord,
+) -> mail.DeliveryResult | None:
+    """Deliver the message of the claimed ``row``; None when the transport refused to start
+    it (``mail.TransportStopped``: the process is stopping), the row then put back as it was."""
+    try:
+        return _deliver_one(run, letter, record, issue, rendered, row.recipient)
+    except mail.TransportStopped:
+        _unclaim(run, letter, record, row)
+        log.info(
+            "newsletter %s #%d: %s; %s and the readers after wait for the next run",
+            letter.name,
+            issue.number,
+            STOPPED_ON_REQUEST,
+            row.recipient,
+        )
+        return None
+
+
+def _unclaim(run: _Run, letter: NewsletterConfig, record: IssueRecord, row: DeliveryRecord) -> None:
+    """Put back a delivery claimed for a message the transport refused to start (a stop):
+    nothing was sent, so it is as it was before the claim (but for its count of attempts, as
+    after a crash), and the next run sends it once."""
+    run.store.set_delivery(
+        letter.name,
+        record.number,
+        row.recipient,
+        row.status,
+        run.now,
+        error=row.last_error,
+        next_attempt=row.next_attempt,
+        only_from=["sending"],
     )
 
 

@@ -58,7 +58,11 @@ The run lock (``aggregator.runlock``) keeps a second scheduler off the same data
 the first SIGTERM/SIGINT cancels in-flight fetches (a database write in progress
 completes: it runs in the pipeline's writer thread) and asks a digest in progress to stop
 after the current recipient; a second signal cancels everything.  Once stopped, further
-signals are ignored while the process ends (its exit status stays 0).
+signals are ignored while the process ends (its exit status stays 0).  ``StopRequest`` gives
+the commands that run once (``run --once``, ``digest NAME --send``) the same first stop.
+
+Before it starts, the process makes sure it can write the database (``check_writable``): a
+read-only one is exit 2 at once, as for ``aggregator poll``, not an error every minute.
 """
 
 from __future__ import annotations
@@ -73,12 +77,14 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from types import FrameType, TracebackType
+from typing import Any, Literal, Protocol, Self, TypeVar
 
+import sqlalchemy as sa
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.interval import IntervalTrigger
@@ -86,13 +92,15 @@ from apscheduler.triggers.interval import IntervalTrigger
 from aggregator import mail, newsletters, pipeline, polling, schedule
 from aggregator.clock import Clock, SystemClock
 from aggregator.config import LoadedConfig, NewsletterConfig, load_config, load_config_text
-from aggregator.errors import AggregatorError, ConfigError, ConfigProblem, StoreError
+from aggregator.errors import AggregatorError, ConfigError, ConfigProblem, DatabaseUnavailable, StoreError
 from aggregator.runlock import SchedulerAlreadyRunning, ingest_lock, run_lock
-from aggregator.store import Store
+from aggregator.store import Store, metadata
 from aggregator.types import FeedStatus, PollOutcome, PollSummary, PruneReport
 from aggregator.urls import without_password
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 EXIT_OK, EXIT_USAGE, EXIT_ALREADY_RUNNING, EXIT_LOCK_LOST = 0, 2, 3, 4
 
@@ -139,13 +147,14 @@ class DigestRun:
     scheduled_for: datetime
     status: str  # the issue's: "done", "empty", "sending" (retries left); or "stopped"
     issue: int | None = None
-    sent: int = 0
+    sent: int = 0  # the issue's readers who have it, by this run or an earlier one
     failed: int = 0
     remaining: int = 0  # recipients still to try (retries, or left by a stop for the restart)
     outbox: Path | None = None  # where the messages were written, when no mail server is configured
     # Recipients whose connection broke during DATA (or a crash then): they may have the
     # issue and are never sent it again; neither sent nor failed.
     uncertain: tuple[str, ...] = ()
+    sent_in_run: int = 0  # of ``sent``, by this run (one resuming a stopped issue sends the rest)
 
 
 class RunIssue(Protocol):
@@ -175,9 +184,11 @@ class DigestStopped(mail.TransportStopped):
 class StoppableTransport(mail.Transport):
     """Stops a digest between recipients: refuses to start the next message once ``stop`` is set.
 
-    The refusal happens before the delivery's DATA point (``before_data`` is not called),
-    which is the case the newsletters module already recovers from after a crash: the
-    claimed recipient goes back to ``pending`` and the restart sends it exactly once.
+    The refusal happens before the delivery's DATA point (``before_data`` is not called):
+    the newsletters module puts the claimed recipient back as it was, ends the issue's run
+    as interrupted (``IssueOutcome.interrupted``) and starts no other, and the next run
+    sends to everyone left exactly once.  The message in progress when ``stop`` is set is
+    finished and recorded first.
     """
 
     def __init__(self, inner: mail.Transport, stop: threading.Event) -> None:
@@ -214,7 +225,8 @@ async def send_issue(
     """The real ``RunIssue``: ``newsletters.run_due_newsletters`` for one newsletter, in a thread.
 
     Sending is blocking SMTP, so it runs off the event loop; ``stop`` reaches it through
-    ``StoppableTransport``.
+    ``StoppableTransport``, and an issue it interrupted is a ``DigestRun`` "stopped" with
+    what this run sent and who is left.
     """
 
     def send() -> list[newsletters.IssueOutcome]:
@@ -223,27 +235,16 @@ async def send_issue(
                 loaded, store, now, transport=transport, names=[newsletter.name]
             )
 
-    try:
-        outcomes = await asyncio.to_thread(send)
-    except DigestStopped:
-        latest = store.latest_issue(newsletter.name)
-        left = (
-            0
-            if latest is None
-            else sum(
-                d.status in newsletters.OPEN_STATES for d in store.deliveries(newsletter.name, latest.number)
-            )
-        )
-        shown = newsletters.shown_number(latest) if latest is not None else None  # as readers see it
-        return (DigestRun(newsletter.name, scheduled_for, "stopped", shown, remaining=left),)
+    outcomes = await asyncio.to_thread(send)
     return tuple(
         DigestRun(
             newsletter=o.newsletter,
             scheduled_for=scheduled_for,
-            status=o.status,
+            status="stopped" if o.interrupted else o.status,
             # An empty issue has no number of its own for readers (it holds the next one's).
             issue=None if o.status == "empty" else o.shown_number,
             sent=o.sent,
+            sent_in_run=o.sent_in_run,
             failed=o.failed,
             uncertain=o.uncertain,
             remaining=o.retrying + o.waiting,  # the readers a stopped run left untried too
@@ -1031,6 +1032,10 @@ def _log_digest(run: DigestRun, seconds: float) -> None:
         if run.outbox is None
         else f"{'message' if run.sent == 1 else 'messages'} written to {run.outbox}"
     )
+    if run.sent != run.sent_in_run:
+        # Finishing an issue an earlier run began (a stop, a crash, retries): "6 sent" read as
+        # if this run had sent to all six.
+        sent += f" in all, {run.sent_in_run} in this run"
     number = run.issue if run.issue is not None else "-"
     for recipient in run.uncertain:  # as `run --once` names them: nobody else would
         log.warning(
@@ -1067,7 +1072,8 @@ def _log_digest(run: DigestRun, seconds: float) -> None:
                 "issue": run.issue,
                 "scheduled_for": run.scheduled_for.isoformat(),
                 "status": run.status,
-                "sent": run.sent,  # messages written, with an outbox
+                "sent": run.sent,  # messages written, with an outbox; by earlier runs too
+                "sent_in_run": run.sent_in_run,
                 "outbox": None if run.outbox is None else str(run.outbox),
                 "failed": run.failed,
                 "uncertain": len(run.uncertain),
@@ -1308,6 +1314,7 @@ def run_forever(
         return EXIT_USAGE
     try:
         with run_lock(loaded.database_url) as lock_held, Store.open(loaded.database_url) as store:
+            check_writable(store)
             service = Service(loaded, store, run_issue=run_issue or send_issue, lock_held=lock_held)
             asyncio.run(serve(service, watcher, last_in_process=True))
         if service.lock_lost:
@@ -1319,6 +1326,129 @@ def run_forever(
         log.error("%s", exc)
         return EXIT_USAGE
     return EXIT_OK
+
+
+def check_writable(store: Store) -> None:
+    """Raise ``DatabaseUnavailable`` when ``store`` can be read but not written: a SQLite
+    file made read-only, a PostgreSQL user without the right, a read-only replica.
+
+    ``aggregator run`` checks this before it starts: else it said "scheduler started" and
+    then failed every minute, and its supervisor never saw it exit.  A statement that
+    changes no row, in a transaction rolled back, is enough and leaves nothing behind:
+    SQLite refuses any write statement on a read-only file ("attempt to write a readonly
+    database"; ``BEGIN IMMEDIATE`` alone passes), PostgreSQL one in a read-only transaction
+    or without the privilege.
+    """
+    meta = metadata.tables["meta"]
+    nothing = meta.delete().where(meta.c.key == "")  # no key is empty: no row goes
+    try:
+        with store.engine.connect() as conn, conn.begin() as transaction:
+            conn.execute(nothing)
+            transaction.rollback()
+    except sa.exc.SQLAlchemyError as exc:
+        cause = exc.orig if isinstance(exc, sa.exc.DBAPIError) else exc
+        why = (str(cause).strip() or type(cause).__name__).splitlines()[0]
+        raise DatabaseUnavailable(f"starting the scheduler: {store.url}: {why}") from exc
+
+
+# --------------------------------------------------------------------------- commands run once
+
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+class StopRequest:
+    """SIGTERM and SIGINT (Ctrl-C) for a command that runs once (``run --once``,
+    ``digest NAME --send``), as ``aggregator run`` takes them: a stop loses and repeats nothing.
+
+    The first signal sets ``event`` and cancels a poll running under ``cancelling`` (the feeds
+    already fetched are stored: ``pipeline.poll_feeds``); a digest sent through a
+    ``StoppableTransport`` on ``event`` finishes the message in progress, records it and
+    starts no other.  The command then skips the stages after and says what is left.
+    Without it SIGTERM killed the process mid-message (the reader recorded as uncertain,
+    never to be sent that issue), and Ctrl-C interrupted it there.
+
+    A second signal ends the process at once, by the signal's default action: as after a
+    crash, the next run puts back a reader whose message had not begun and records one whose
+    DATA had begun as uncertain (it may have arrived; never sent twice).
+
+    Handlers are installed in the main thread only (``signal`` allows no other); elsewhere
+    nothing is ever requested.
+    """
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self.signal: signal.Signals | None = None  # the first one received
+        self._saved: dict[signal.Signals, Any] = {}  # the handlers ours replaced
+
+    @property
+    def requested(self) -> bool:
+        return self.event.is_set()
+
+    def __enter__(self) -> Self:
+        for signum in STOP_SIGNALS:
+            if signal.getsignal(signum) is signal.SIG_IGN:
+                continue  # ignored by whoever started us (nohup, `cmd &` in a script): so it stays
+            with contextlib.suppress(ValueError):  # not the main thread
+                self._saved[signum] = signal.signal(signum, self._on_signal)
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        for signum, previous in self._saved.items():
+            signal.signal(signum, previous)
+        self._saved.clear()
+
+    def _on_signal(self, signum: int, frame: FrameType | None = None) -> None:
+        received = signal.Signals(signum)
+        if self.event.is_set():
+            # os.write, not print: the main thread may be inside a write to stderr.
+            os.write(
+                2,
+                f"{received.name} again: stopping at once (the next run settles a message cut off:"
+                " as uncertain once its DATA had begun, never sent twice)\n".encode(),
+            )
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+            return
+        self.signal = received
+        self.event.set()
+        os.write(
+            2,
+            f"{received.name}: stopping once what is in progress is recorded (a message being sent"
+            f" is finished first); {received.name} again stops at once\n".encode(),
+        )
+
+    async def cancelling(self, main: Coroutine[Any, Any, T]) -> T | None:
+        """Run ``main`` on this event loop, cancelled by the first signal: its result, or
+        None when it was stopped (or a signal came before it began)."""
+        if self.requested:
+            main.close()
+            return None
+        loop = asyncio.get_running_loop()
+        task = asyncio.ensure_future(main)
+
+        def on_signal(signum: int) -> None:
+            self._on_signal(signum)
+            task.cancel()
+
+        # Through the loop, not the handlers above: those run only once the main thread
+        # runs Python again, which a loop asleep in epoll may not do for a long time.
+        installed = []
+        for signum in self._saved:
+            loop.add_signal_handler(signum, on_signal, signum)
+            installed.append(signum)
+        try:
+            return await task
+        except asyncio.CancelledError:
+            if task.cancelled() and self.event.is_set():  # read again: set while it ran
+                return None
+            raise
+        finally:
+            for signum in installed:
+                loop.remove_signal_handler(signum)  # which puts back the default action
+                signal.signal(signum, self._on_signal)
 
 
 # --------------------------------------------------------------------------- status
