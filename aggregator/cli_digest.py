@@ -3,9 +3,11 @@
 Registered in ``aggregator/cli.py`` with ``app.command("digest")(cli_digest.digest)``.
 It reads the clock once, loads the config through the CLI's context object (``ctx.obj``
 with a ``load()`` method), and prints where things went.  Exit codes: 0 done, 1 some
-recipients failed or are uncertain, the send stopped before everyone was tried, or
-``--send`` started no new issue because the previous one still waits on retries (it says
-who, until when, and what to do); 2 bad usage or config.
+recipients failed or are uncertain, the send stopped before everyone was tried (the
+server down, or SIGTERM / Ctrl-C: the message in flight is finished first, and the last
+line says what is left for the next run), or ``--send`` started no new issue because the
+previous one still waits on retries (it says who, until when, and what to do); 2 bad usage
+or config.  A second SIGTERM or Ctrl-C ends ``--send`` at once, by the signal (128+N).
 """
 
 from __future__ import annotations
@@ -87,7 +89,7 @@ def digest(
                     where = result.detail
                 echo(f"test copy to {to}: {where}", err=result.outcome is not Outcome.SENT)
                 raise typer.Exit(EXIT_OK if result.outcome is Outcome.SENT else EXIT_FAILED)
-            outcomes = newsletters.run_due_newsletters(loaded, store, now, names=[name], force=True)
+            outcomes, stopped_by = _send_due(loaded, store, now, name)
     except AggregatorError as exc:
         echo(f"error: {exc}", err=True)
         raise typer.Exit(EXIT_USAGE) from exc
@@ -98,8 +100,47 @@ def digest(
     if not outcomes:
         echo(f"{name}: another process is sending right now; try again later", err=True)
         raise typer.Exit(EXIT_FAILED)
+    raise typer.Exit(_report_sent(outcomes, stopped_by))
+
+
+def _report_sent(outcomes: list[newsletters.IssueOutcome], stopped_by: str) -> int:
+    """Print what ``--send`` did to each issue, then what a stop left; the exit code."""
     failed = [report(outcome, err=False) for outcome in outcomes]
-    raise typer.Exit(EXIT_FAILED if any(failed) else EXIT_OK)
+    interrupted = next((outcome for outcome in outcomes if outcome.interrupted), None)
+    if interrupted is not None:  # last, as run --once says it: what the next run has to do
+        echo(stopped_line(interrupted, stopped_by), err=True)
+    return EXIT_FAILED if any(failed) else EXIT_OK
+
+
+def _send_due(
+    loaded: LoadedConfig, store: Store, now: datetime, name: str
+) -> tuple[list[newsletters.IssueOutcome], str]:
+    """Send ``name``'s due issue (``force``: a new one even before its schedule fires); the
+    outcomes, and the name of the stop signal received ("" without one).
+
+    SIGTERM or Ctrl-C finishes the message being sent, records it and starts no other (the
+    outcome is ``interrupted``, its readers left ``waiting`` for the next run); a second
+    signal stops at once (``service.StopRequest``).  Without it SIGTERM killed the command
+    mid-message, and the reader in flight was recorded uncertain, never to get that issue.
+    """
+    from aggregator import newsletters, service  # noqa: PLC0415 -- the scheduler's stop, for --send only
+
+    with (
+        service.StopRequest() as stop,
+        service.StoppableTransport(newsletters.default_transport(loaded), stop.event) as transport,
+    ):
+        outcomes = newsletters.run_due_newsletters(
+            loaded, store, now, names=[name], force=True, transport=transport
+        )
+    return outcomes, stop.signal.name if stop.signal is not None else ""
+
+
+def stopped_line(outcome: newsletters.IssueOutcome, signal_name: str) -> str:
+    """The last line of a send a stop interrupted: what this run sent, what the next one sends."""
+    done = "sent" if outcome.outbox is None else "written to the outbox"
+    left = outcome.waiting + outcome.retrying
+    stopped = f"stopped by {signal_name or 'a stop signal'}"
+    return f"{stopped}: {outcome.sent_in_run} {done}, {left} left for the next run"
 
 
 def _open_store(loaded: LoadedConfig, name: str, *, create: bool) -> Store:
@@ -148,11 +189,15 @@ def describe(outcome: newsletters.IssueOutcome) -> str:
         return f"{outcome.newsletter}: nothing new {since}; no email"
     # Written to the outbox is not sent: "1 sent" had the operator wait for mail that never left.
     messages = "message" if outcome.sent == 1 else "messages"
-    parts = [
+    sent = (
         f"{outcome.sent} {messages} written to {typed_path(outcome.outbox)}/"
         if outcome.outbox
         else f"{outcome.sent} sent"
-    ]
+    )
+    if outcome.sent != outcome.sent_in_run:
+        # Resumed (after a stop, a crash, retries): "6 sent" read as if this run sent them all.
+        sent += f" ({outcome.sent_in_run} in this run)"
+    parts = [sent]
     readers = outcome.sent + outcome.retrying + outcome.waiting + outcome.failed + outcome.unsubscribed
     if not readers and not outcome.uncertain:  # "0 sent" read as if every send failed
         parts = ["no subscribers yet: nobody to send it to"]

@@ -470,9 +470,11 @@ class DeliveryResult:
 
 
 class TransportStopped(Exception):
-    """A transport that refuses to start another message (the process is stopping).  It
-    passes through the delivery loop untouched: the claimed recipient is recovered as
-    never attempted."""
+    """A transport that refuses to start another message (the process is stopping), raised
+    by ``deliver`` before ``before_data``: nothing of that message was sent.  The delivery
+    loop (``newsletters``) catches it, puts the claimed recipient back as it was, ends the
+    issue's run as interrupted and starts no other message or issue; the next run sends to
+    the readers left, once each."""
 
 
 class Transport:

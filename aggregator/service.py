@@ -33,7 +33,8 @@ came before the change is not missed (``newsletters.schedule_counted_from``): mo
 07:00 newsletter to 09:00 at 10:00 sends the next issue tomorrow at 09:00, not a second
 one today.
 
-The poll job's tick is a safety net (config edits, new feeds, a clock set back): after
+The poll job's tick is a safety net (config edits, new feeds, a clock set back, output
+feeds a cycle could not write: a tick with nothing due writes them, ``_republish``): after
 each cycle, and on a tick where nothing is due, the job's next run is moved to the earliest
 next check of an enabled, non-retired feed when that comes before the tick
 (``schedule.poll_wake``), so a feed set to 5 minutes is polled after 5 minutes plus its
@@ -61,7 +62,7 @@ after the current recipient; a second signal cancels everything.  Once stopped, 
 signals are ignored while the process ends (its exit status stays 0).  ``StopRequest`` gives
 the commands that run once (``run --once``, ``digest NAME --send``) the same first stop.
 
-Before it starts, the process makes sure it can write the database (``check_writable``): a
+Before it starts, the process makes sure it can write the database (``Store.check_writable``): a
 read-only one is exit 2 at once, as for ``aggregator poll``, not an error every minute.
 """
 
@@ -84,7 +85,6 @@ from pathlib import Path
 from types import FrameType, TracebackType
 from typing import Any, Literal, Protocol, Self, TypeVar
 
-import sqlalchemy as sa
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.interval import IntervalTrigger
@@ -92,9 +92,9 @@ from apscheduler.triggers.interval import IntervalTrigger
 from aggregator import mail, newsletters, pipeline, polling, schedule
 from aggregator.clock import Clock, SystemClock
 from aggregator.config import LoadedConfig, NewsletterConfig, load_config, load_config_text
-from aggregator.errors import AggregatorError, ConfigError, ConfigProblem, DatabaseUnavailable, StoreError
+from aggregator.errors import AggregatorError, ConfigError, ConfigProblem, OutputError, StoreError
 from aggregator.runlock import SchedulerAlreadyRunning, ingest_lock, run_lock
-from aggregator.store import Store, metadata
+from aggregator.store import Store
 from aggregator.types import FeedStatus, PollOutcome, PollSummary, PruneReport
 from aggregator.urls import without_password
 
@@ -504,6 +504,10 @@ class Service:
         # cycle stores, dated before the issue's end, would never be in any issue.
         self._cycle = asyncio.Lock()
         self._failed_at: dict[str, datetime] = {}  # newsletter -> when its last issue failed as a whole
+        # The output feeds could not be written (a cycle's or a prune's last stage): the last
+        # such failure, until they are.  A tick with nothing due writes them (``_republish``),
+        # else they waited for the next feed due, an hour away or more.
+        self._unpublished: OutputError | None = None
         self._stopper: asyncio.Task[None] | None = None
         self.stopping = False
 
@@ -598,6 +602,8 @@ class Service:
         if not any_due:
             # Most ticks: one read, no HTTP client, no log line at INFO.
             log.debug("poll cycle: nothing due at %s", now.isoformat())
+            if self._unpublished is not None:
+                await self._republish(loaded, now)
             self._wake_for(next_check)
             return None
         due = 0
@@ -622,7 +628,10 @@ class Service:
                     on_outcome=lambda outcome: _log_outcome(loaded, outcome),
                 )
             summary = report.poll
+            self._unpublished = None
         except (AggregatorError, OSError) as exc:  # the store, or a stage's files (publish: disk full…)
+            if isinstance(exc, OutputError):  # the entries are stored: the next tick writes the feeds
+                self._unpublished = exc
             log.error("poll cycle failed: %s; trying again in %s", exc, self.poll_tick)
             return None
         finally:
@@ -652,6 +661,45 @@ class Service:
         )
         await self._wake_after_cycle(loaded, now)
         return summary
+
+    async def _republish(self, loaded: LoadedConfig, now: datetime) -> None:
+        """On a tick with nothing due, after the output feeds could not be written: write them.
+
+        The failure's log line said the entries are stored and the feeds "written at the next
+        cycle"; without this, that was the next cycle with a feed due, which may be hours
+        away, however soon the folder was fixed.  A failure that stays the same (the folder
+        not fixed yet) is logged once, not every tick.
+        """
+        before = self._unpublished
+        try:
+            published = await asyncio.to_thread(pipeline.publish_output, loaded, self.store, now)
+        except OutputError as exc:
+            self._unpublished = exc
+            same = before is not None and (exc.path, exc.reason) == (before.path, before.reason)
+            log.log(
+                logging.DEBUG if same else logging.ERROR,
+                "publishing after the earlier failure: %s",
+                exc,
+                extra={"fields": {"event": "publish_failed", "path": str(exc.path)}},
+            )
+            return
+        except (AggregatorError, OSError) as exc:  # the store: the next tick tries again
+            log.error("publishing after the earlier failure: %s; trying again in %s", exc, self.poll_tick)
+            return
+        self._unpublished = None
+        log.info(
+            "output feeds written after the earlier failure: %d of %d files changed in %s",
+            len(published.changed),
+            len(published.files),
+            loaded.base_dir / loaded.config.output.dir,
+            extra={
+                "fields": {
+                    "event": "published",
+                    "changed": len(published.changed),
+                    "files": len(published.files),
+                }
+            },
+        )
 
     async def _wake_after_cycle(self, loaded: LoadedConfig, now: datetime) -> None:
         """After a cycle that polled at ``now``: wake the poll job for the next checks it stored.
@@ -718,6 +766,8 @@ class Service:
                     pipeline.prune_and_republish, loaded, self.store, self.clock.now()
                 )
         except (AggregatorError, OSError) as exc:
+            if isinstance(exc, OutputError):  # the entries went: the next poll tick writes the feeds
+                self._unpublished = exc
             log.error("prune failed: %s; trying again in %s", exc, PRUNE_INTERVAL)
             return None
         if report is not None and report.entries:
@@ -1314,7 +1364,7 @@ def run_forever(
         return EXIT_USAGE
     try:
         with run_lock(loaded.database_url) as lock_held, Store.open(loaded.database_url) as store:
-            check_writable(store)
+            store.check_writable()
             service = Service(loaded, store, run_issue=run_issue or send_issue, lock_held=lock_held)
             asyncio.run(serve(service, watcher, last_in_process=True))
         if service.lock_lost:
@@ -1326,29 +1376,6 @@ def run_forever(
         log.error("%s", exc)
         return EXIT_USAGE
     return EXIT_OK
-
-
-def check_writable(store: Store) -> None:
-    """Raise ``DatabaseUnavailable`` when ``store`` can be read but not written: a SQLite
-    file made read-only, a PostgreSQL user without the right, a read-only replica.
-
-    ``aggregator run`` checks this before it starts: else it said "scheduler started" and
-    then failed every minute, and its supervisor never saw it exit.  A statement that
-    changes no row, in a transaction rolled back, is enough and leaves nothing behind:
-    SQLite refuses any write statement on a read-only file ("attempt to write a readonly
-    database"; ``BEGIN IMMEDIATE`` alone passes), PostgreSQL one in a read-only transaction
-    or without the privilege.
-    """
-    meta = metadata.tables["meta"]
-    nothing = meta.delete().where(meta.c.key == "")  # no key is empty: no row goes
-    try:
-        with store.engine.connect() as conn, conn.begin() as transaction:
-            conn.execute(nothing)
-            transaction.rollback()
-    except sa.exc.SQLAlchemyError as exc:
-        cause = exc.orig if isinstance(exc, sa.exc.DBAPIError) else exc
-        why = (str(cause).strip() or type(cause).__name__).splitlines()[0]
-        raise DatabaseUnavailable(f"starting the scheduler: {store.url}: {why}") from exc
 
 
 # --------------------------------------------------------------------------- commands run once

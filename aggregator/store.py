@@ -766,6 +766,27 @@ class Store:
         except (sa.exc.SQLAlchemyError, ValueError) as exc:
             raise _store_error(exc)(f"{what}: {self.url}: {_why(exc)}") from exc
 
+    def check_writable(self) -> None:
+        """Raise ``DatabaseUnavailable`` when the database can be read but not written: a
+        SQLite file made read-only, a PostgreSQL user without the right, a read-only replica.
+
+        ``aggregator run`` checks this before it starts (hence the message): else it said
+        "scheduler started" and then failed every minute, and its supervisor never saw it
+        exit.  A statement that changes no row, in a transaction rolled back, is enough and
+        leaves nothing behind: SQLite refuses any write statement on a read-only file
+        ("attempt to write a readonly database"; ``BEGIN IMMEDIATE`` alone passes),
+        PostgreSQL one in a read-only transaction or without the privilege.  Not through
+        ``_transaction``: whatever the reason, it is the database that cannot be written
+        (PostgreSQL's read-only transaction would read as a ``StoreError`` of the data).
+        """
+        nothing = meta_table.delete().where(meta_table.c.key == "")  # no key is empty: no row goes
+        try:
+            with self._engine.connect() as conn, conn.begin() as transaction:
+                conn.execute(nothing)
+                transaction.rollback()
+        except sa.exc.SQLAlchemyError as exc:
+            raise DatabaseUnavailable(f"starting the scheduler: {self.url}: {_why(exc)}") from exc
+
     # ------------------------------------------------------------------ feeds
 
     def sync_feeds(self, urls: Sequence[tuple[str, str | None]]) -> None:

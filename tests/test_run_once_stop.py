@@ -26,7 +26,6 @@ import pytest
 
 from aggregator.config import load_config
 from aggregator.errors import DatabaseUnavailable
-from aggregator.service import check_writable
 from aggregator.store import Store
 from tests.conftest import PROJECT_ROOT, _postgres_schema_url
 from tests.feedserver import FeedServer
@@ -329,7 +328,7 @@ def test_a_database_file_made_read_only_is_found_before_the_scheduler_starts() -
         folder.chmod(0o755)
         url = f"sqlite:///{folder / 'aggregator.sqlite'}"
         with Store.open(url) as store:
-            check_writable(store)  # writable: nothing said, nothing changed
+            store.check_writable()  # writable: nothing said, nothing changed
         (folder / "aggregator.sqlite").chmod(0o444)
         root = os.geteuid() == 0
         if root:
@@ -338,7 +337,7 @@ def test_a_database_file_made_read_only_is_found_before_the_scheduler_starts() -
             os.setresuid(NOBODY, NOBODY, 0)
         try:
             with Store.open(url) as store, pytest.raises(DatabaseUnavailable) as info:
-                check_writable(store)
+                store.check_writable()
         finally:
             if root:
                 os.setresuid(0, 0, 0)
@@ -356,9 +355,9 @@ def postgres_url() -> Iterator[str]:
 def test_a_read_only_postgresql_session_is_found_before_the_scheduler_starts(postgres_url: str) -> None:
     # A replica, or a role whose sessions are read-only: the same check, the server's words.
     with Store.open(postgres_url) as store:
-        check_writable(store)
+        store.check_writable()
     read_only = postgres_url + "%20-cdefault_transaction_read_only%3Don"  # in the same options=
     with Store.open(read_only) as store, pytest.raises(DatabaseUnavailable) as info:
-        check_writable(store)
+        store.check_writable()
     assert str(info.value).endswith(": cannot execute DELETE in a read-only transaction")
     assert str(info.value).startswith("starting the scheduler: postgresql+psycopg://")
