@@ -53,7 +53,7 @@ from aggregator.config import (
     load_config,
     warning_text,
 )
-from aggregator.errors import AggregatorError, ConfigError, StoreError
+from aggregator.errors import AggregatorError, ConfigError, OutputError, StoreError
 from aggregator.runlock import ingest_lock
 from aggregator.store import NoDatabaseYet, Store
 from aggregator.types import FeedState, FeedStatus, PollOutcome, PollSummary, PruneReport, StoredEntry
@@ -435,7 +435,11 @@ def _run_once(loaded: LoadedConfig) -> int:
     except SchedulerAlreadyRunning as exc:
         echo(f"error: {exc}", err=True)
         raise typer.Exit(service.EXIT_ALREADY_RUNNING) from exc
-    except OSError as exc:  # a stage's files: publish into a folder that is a file, a full disk
+    except OutputError as exc:  # a stage's files (publish, the digest archive); before OSError: it is one
+        # Its message says what was kept already (the polled entries, the frozen issue).
+        echo(f"error: {exc}", err=True)
+        raise typer.Exit(EXIT_FEEDS_FAILED) from exc
+    except OSError as exc:  # a file error no stage named
         echo(f"error: {exc}; what was polled is stored", err=True)
         raise typer.Exit(EXIT_FEEDS_FAILED) from exc
     except (AggregatorError, StoreError) as exc:  # e.g. an SMTP password that is not set

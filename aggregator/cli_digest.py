@@ -20,7 +20,7 @@ import typer
 
 from aggregator.cli_console import RUN_POLL_FIRST, echo, no_database_yet
 from aggregator.config import LoadedConfig, address_problem
-from aggregator.errors import AggregatorError
+from aggregator.errors import AggregatorError, OutputError
 from aggregator.store import NoDatabaseYet, Store
 
 if TYPE_CHECKING:
@@ -92,7 +92,9 @@ def digest(
             outcomes, stopped_by = _send_due(loaded, store, now, name)
     except AggregatorError as exc:
         echo(f"error: {exc}", err=True)
-        raise typer.Exit(EXIT_USAGE) from exc
+        # The archive could not be written (a file in the way): its message says the stage, the
+        # path and what to do, and it is the run that failed (1), as for the outbox below.
+        raise typer.Exit(EXIT_FAILED if isinstance(exc, OutputError) else EXIT_USAGE) from exc
     except OSError as exc:  # the outbox or the archive: a file in the way, read-only, a full disk
         where = f": {exc.filename}" if exc.filename else ""
         echo(f"error: writing the issue{where}: {exc.strerror or exc}", err=True)

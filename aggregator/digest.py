@@ -507,6 +507,73 @@ def _e(text: str) -> str:
     return html.escape(text, quote=True)
 
 
+# Python has no table of which languages are written right to left, nor does any dependency.
+# Scripts (ISO 15924, lower case) written right to left that a newsletter may be in:
+_RTL_SCRIPTS = frozenset(
+    {
+        "adlm",
+        "arab",
+        "aran",
+        "hebr",
+        "mand",
+        "nkoo",
+        "rohg",
+        "samr",
+        "syrc",
+        "syre",
+        "syrj",
+        "syrn",
+        "thaa",
+        "yezi",
+    }
+)
+# Languages whose usual script (CLDR's likely subtags) is one of them, for a tag that names
+# no script: Arabic and its varieties, Aramaic, Baluchi, Central and Southern Kurdish,
+# Dhivehi, Persian and Dari, Gilaki, Hebrew (and its old code iw), Kashmiri, Northern Luri,
+# Mazanderani, N'Ko, Western Punjabi, Pashto, Sindhi, Saraiki, Syriac, Uyghur, Urdu and
+# Yiddish (and ji).  Hausa and Kurdish (ku) are usually Latin: ha-Arab, ku-Arab say otherwise.
+_RTL_LANGUAGES = frozenset(
+    {
+        "ar", "arc", "arz", "ary", "bal", "ckb", "dv", "fa", "glk", "he", "iw", "ji", "ks", "lrc",
+        "mzn", "nqo", "pnb", "prs", "ps", "sd", "sdh", "skr", "syr", "ug", "ur", "yi",
+    }
+)  # fmt: skip
+
+
+def text_direction(lang: str) -> str:
+    """``"rtl"`` or ``"ltr"``: the direction of the script a BCP 47 language tag (``ar``,
+    ``fa-IR``, ``ku-Arab``, ``sd-Deva``; ``_`` taken for ``-``) is written in.
+
+    Its script subtag decides when it has one, else its primary language; anything unknown
+    is left to right."""
+    subtags = re.split(r"[-_]", lang.strip().lower())
+    for subtag in subtags[1:]:
+        if len(subtag) == 1:  # a singleton (x-…, u-…): only extensions follow
+            break
+        if len(subtag) == 4 and subtag.isalpha():  # the script (a variant is 5-8, or digit+3)
+            return "rtl" if subtag in _RTL_SCRIPTS else "ltr"
+    return "rtl" if subtags[0] in _RTL_LANGUAGES else "ltr"
+
+
+@dataclass(frozen=True, slots=True)
+class _Direction:
+    """What the templates say about the direction of a digest's language."""
+
+    dir: str  # the document's: <html dir>, MJML sections and columns
+    align: str  # its text's side: MJML's mj-text align (left or right; some clients know no "start")
+    # On the blocks of fixed English words (the dateline, a story's "also in: … first
+    # reported 14 Aug 2025", the footer, "+3 more stories …"): in a right-to-left document
+    # those read in the wrong order without it ("August 2025 · issue 1 · 6 stories 18").
+    # Nothing in a left-to-right one, whose HTML is then what it always was.
+    english: str
+
+    @staticmethod
+    def of(lang: str) -> _Direction:
+        if text_direction(lang) == "rtl":
+            return _Direction("rtl", "right", ' dir="ltr"')
+        return _Direction("ltr", "left", "")
+
+
 def format_time(moment: datetime, timezone: str) -> str:
     """``18 Aug 2025, 14:00 CEST`` in the newsletter's time zone."""
     local = moment.astimezone(ZoneInfo(timezone))
@@ -613,6 +680,16 @@ def _story_html(story: DigestStory, timezone: str) -> str:
     )
 
 
+def _english_lines(story_html: str, direction: _Direction) -> str:
+    """A story's HTML with its lines of fixed English words (its ``m`` blocks: "also in: …
+    first reported …", the new articles) marked left to right when the digest is not; as
+    it is otherwise.  Feed text in it is escaped (``"`` is ``&quot;``): only the markup of
+    ``story.html`` and ``_new_articles_html`` matches."""
+    if not direction.english:
+        return story_html
+    return story_html.replace('<div class="m" ', f'<div class="m"{direction.english} ')
+
+
 def _new_articles_html(story: DigestStory, timezone: str) -> str:
     """What joined an updated story, one line each; "" for any other story (the story's
     HTML is then what it always was)."""
@@ -637,25 +714,33 @@ def _more_articles(story: DigestStory) -> str:
 def _document(
     issue: DigestIssue, shown: Sequence[DigestStory], omitted: int, archive_url: str, unsubscribe_url: str
 ) -> str:
+    direction = _Direction.of(issue.lang)
     sections = []
     order: dict[str, list[DigestStory]] = {}
     for story in shown:
         order.setdefault(story.section, []).append(story)
     for name, stories in order.items():
-        body = "".join(_story_html(s, issue.timezone) for s in stories)
+        body = "".join(_english_lines(_story_html(s, issue.timezone), direction) for s in stories)
         sections.append(_template("section.mjml").substitute(topic=_e(name), stories=body))
     more = ""
     if omitted:
         label = f"+{omitted} more stor{'y' if omitted == 1 else 'ies'} in the web archive →"
-        more = _template("more.mjml").substitute(url=_e(archive_url), label=_e(label))
+        more = _template("more.mjml").substitute(
+            url=_e(archive_url), label=_e(label), english=direction.english
+        )
     title = clean_text(issue.title)
     footer = (
         f"You receive {_e(title)} because you subscribed to it. "
         f'<a href="{_e(archive_url)}" style="color:#59636e">View in a browser</a> · '
         f'<a href="{_e(unsubscribe_url)}" style="color:#59636e">Unsubscribe</a>'
     )
+    if direction.english:  # mj-text takes no dir of its own
+        footer = f"<div{direction.english}>{footer}</div>"
     return _template("digest.mjml").substitute(
         lang=_e(issue.lang),
+        dir=direction.dir,
+        align=direction.align,
+        english=direction.english,
         title=_e(title),
         preheader=_e(preheader_of(issue)),
         dateline=_e(_dateline(issue)),

@@ -72,7 +72,9 @@ from zoneinfo import ZoneInfo
 
 from aggregator import digest, mail
 from aggregator.config import LoadedConfig, NewsletterConfig, config_file
-from aggregator.errors import AggregatorError, DeliveryError
+from aggregator.errors import AggregatorError, DeliveryError, OutputError
+from aggregator.pathfaults import output_error
+from aggregator.publish import write_atomic
 from aggregator.runlock import ingest_lock, sending_lock
 from aggregator.schedule import NewsletterTrigger, newsletter_trigger
 from aggregator.snapshot import Snapshot, read_snapshot
@@ -963,7 +965,7 @@ def _put_off_everyone(tally: _Tally, someone_has_it: bool) -> str:
 def _deliver(run: _Run, letter: NewsletterConfig, record: IssueRecord, *, final: bool) -> IssueOutcome:
     issue = digest.issue_from_json(record.snapshot)
     rendered = _render(run.loaded, letter, issue)
-    archive = write_archive(run.loaded, run.store, letter, issue)
+    archive = _archive(run, letter, record, issue)
     _recover(run, letter, record)
     errors: list[str] = []
     pending: list[str] = []
@@ -1253,21 +1255,74 @@ def _deliver_one(  # noqa: PLR0917 -- private
 def write_archive(
     loaded: LoadedConfig, store: Store, letter: NewsletterConfig, issue: digest.DigestIssue
 ) -> Path:
-    """Write ``NNNN.html``, ``NNNN.txt`` (no personal tokens) and ``index.html``; return the HTML's path."""
+    """Write ``NNNN.html``, ``NNNN.txt`` (no personal tokens) and ``index.html``; return the HTML's path.
+
+    A file it cannot write (its folder is a file, no permission, a full disk) is an
+    ``OutputError`` naming this stage (``archive_stage``), the file and what is wrong with
+    its path; the caller adds what it kept.  No setting names the folder: it is always
+    ``newsletters/archive/NAME`` beside feeds.yaml, where ``serve`` looks.
+    """
     folder = archive_dir(loaded, letter.name)
-    folder.mkdir(parents=True, exist_ok=True)
     generic = _generic_unsubscribe(loaded, letter)
     full = digest.render_digest(
         issue, archive_url=archive_url(loaded, letter, issue.number), unsubscribe_url=generic, max_bytes=None
     )
+    stage = archive_stage(letter.name, issue.number)
     page = folder / f"{issue.number:04d}.html"
-    _write_atomic(page, full.html)
-    _write_atomic(folder / f"{issue.number:04d}.txt", full.text)
-    _write_index(folder, letter, store, issue)
+    # The first write makes the folder (write_atomic does), so a file in its place is
+    # reported against the page: pathfaults then names the file in the way.
+    _write_archived(stage, page, full.html)
+    _write_archived(stage, folder / f"{issue.number:04d}.txt", full.text)
+    _write_index(folder, letter, store, issue, stage)
     return page
 
 
-def _write_index(folder: Path, letter: NewsletterConfig, store: Store, current: digest.DigestIssue) -> None:
+def archive_stage(name: str, number: int) -> str:
+    """What archiving is called in its errors: ``archiving newsletter daily's issue #3``."""
+    return f"archiving newsletter {name}'s issue #{number}"
+
+
+def _archive(run: _Run, letter: NewsletterConfig, record: IssueRecord, issue: digest.DigestIssue) -> Path:
+    """``write_archive`` before any message of the run: a reader's "View in a browser" link
+    must lead somewhere.  Its ``OutputError`` also says what is kept and when it goes on."""
+    try:
+        return write_archive(run.loaded, run.store, letter, issue)
+    except OutputError as exc:
+        kept, retry = _unarchived(run, letter, record)
+        raise exc.but(kept=kept, retry=retry) from exc.__cause__
+
+
+def _unarchived(run: _Run, letter: NewsletterConfig, record: IssueRecord) -> tuple[str, str]:
+    """(what is kept, when it goes on) of an issue whose archive could not be written.
+
+    Nobody this run was meant for has it (``_archive`` comes first); an issue resumed after
+    earlier runs may have readers who had it from them."""
+    had = sum(r.status == "sent" for r in run.store.deliveries(letter.name, record.number))
+    if not had:
+        return (
+            "the issue is frozen and stored; no reader was sent it yet",
+            "it is archived and sent at the next run",
+        )
+    readers = f"{had} reader{'' if had == 1 else 's'}"
+    return (
+        f"the issue is stored; {readers} had it from an earlier run, the others were not sent it",
+        "it is archived and sent to the others at the next run",
+    )
+
+
+def _write_archived(stage: str, path: Path, text: str) -> None:
+    """``text`` written atomically and durably to ``path`` (publish's ``write_atomic``: a
+    temporary file of its own, flushed, renamed, removed when the write fails); an
+    ``OSError`` as an ``OutputError`` of ``stage``."""
+    try:
+        write_atomic(path, text.encode("utf-8"))
+    except OSError as exc:
+        raise output_error(stage, path, exc) from exc
+
+
+def _write_index(
+    folder: Path, letter: NewsletterConfig, store: Store, current: digest.DigestIssue, stage: str
+) -> None:
     items = []
     numbers = {shown_number(r): r for r in store.issues(letter.name) if r.status != "empty"}
     # Pages an earlier database wrote (the numbering went on from them: _first_number) are
@@ -1296,7 +1351,7 @@ def _write_index(folder: Path, letter: NewsletterConfig, store: Store, current: 
         + "\n".join(items)
         + "\n</ul>\n</body></html>\n"
     )
-    _write_atomic(folder / "index.html", page)
+    _write_archived(stage, folder / "index.html", page)
 
 
 def _archived_pages(folder: Path) -> dict[int, str]:
@@ -1307,9 +1362,3 @@ def _archived_pages(folder: Path) -> dict[int, str]:
     except OSError:  # missing, or not a folder
         return {}
     return {int(found.group(1)): name for name in names if (found := _ARCHIVED_ISSUE_RE.fullmatch(name))}
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)

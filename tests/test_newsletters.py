@@ -1035,7 +1035,8 @@ def test_digest_send_into_an_archive_that_is_a_file_says_so_in_one_line(
     sent = CliRunner().invoke(command_app(loaded), ["digest", "daily", "--send"])
     assert sent.exit_code == 1
     assert sent.exception is None or isinstance(sent.exception, SystemExit)
-    assert "error: writing the issue" in sent.output
+    assert "error: archiving newsletter daily's issue #1: cannot write" in sent.output
+    assert "archive is a file, not a folder" in sent.output
     assert "Traceback" not in sent.output
 
 
