@@ -16,6 +16,9 @@ mounted there (ASGI ``root_path``, ``web.ServeUnder``) behind a proxy that strip
 The site follows feeds.yaml while it runs (newsletters, titles, folders; see
 ``web.SettingsFile``), as edits in /admin/ take effect at once; the signing key, the
 database and the mail settings are those read at start.
+
+Without ``smtp:`` the confirmation and unsubscribe-link mails go to newsletters/outbox/:
+a warning says so at start, and another names each file written (not its address).
 """
 
 from __future__ import annotations
@@ -75,11 +78,19 @@ def serve(
         return newsletters.default_transport(loaded)
 
     try:
-        transport().close()  # a missing SMTP password is a startup error, not a failed form later
+        probe = transport()  # a missing SMTP password is a startup error, not a failed form later
     except AggregatorError as exc:
         store.close()
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(EXIT_USAGE) from exc
+    probe.close()
+    if probe.outbox is not None:
+        # The pages still say "check your inbox": the operator is the one who must act.
+        log.warning(
+            "no smtp: in %s: confirmation and unsubscribe mails are written to %s, not sent",
+            loaded.path.name,
+            probe.outbox,
+        )
     # The editor below rewrites feeds.yaml: the site reads it again when it changes.
     app = web.create_app(settings, store, transport, config_path=loaded.path)
     # The feeds.yaml editor under /admin/ (off, with a 503, until $AGGREGATOR_ADMIN_TOKEN is set).

@@ -12,7 +12,9 @@ What it serves (paths relative to ``output.base_url``)::
     /feed.atom|rss|json            the combined feeds, /topics/<slug>.atom|rss|json per topic
     /private/<token>/...           the same, when feeds are private (AGGREGATOR_FEED_TOKENS); their
                                    links to themselves and the front page lead back under the token
-    /archive/                      every newsletter's archive; /archive/<name>/NNNN.html an issue
+    /archive/                      every newsletter's archive; /archive/<name>/ its issues (the
+                                   archive's page in the site's header and stylesheet), and
+                                   /archive/<name>/NNNN.html an issue, as the email showed it
     /subscribe                     a form; a confirmation email with a signed link that expires
     /subscribe/confirm/<token>     GET shows a button, POST confirms (double opt-in)
     /unsubscribe/<token>           GET shows a button, POST unsubscribes at once (RFC 8058)
@@ -37,8 +39,9 @@ file that no longer loads leaves the last good settings in force.
 Security: every page is a Jinja2 template with autoescaping; forms carry a CSRF token
 (an HMAC of a random cookie, checked with the Origin header) and are read only when
 small and url-encoded; subscribing is rate limited per client (an IPv6 one by its /64),
-per address (a ``+tag`` does not make a new one) and for the whole site; links in emails
-are built from the configured base URL, never from the Host header; no handler redirects
+per address (a ``+tag`` does not make a new one) and for the whole site, counting only
+mail that may have left (a send our own server refused or never took is given back); links
+in emails are built from the configured base URL, never from the Host header; no handler redirects
 to a URL taken from the request; every response carries a Content-Security-Policy and
 friends; errors are a plain page with a 4xx or 500 status, never a stack trace, and a
 failure's log names the route (``/unsubscribe/{token}``), not the path with its token.
@@ -108,6 +111,12 @@ PAGE_CSP = (
 # Archived issues are email HTML: inline styles, remote images, never scripts or forms.
 ARCHIVE_CSP = (
     "default-src 'none'; style-src 'unsafe-inline'; img-src https: data:; form-action 'none'; "
+    "frame-ancestors 'none'; base-uri 'none'; sandbox allow-popups allow-popups-to-escape-sandbox"
+)
+# A newsletter's list of issues: written by the newsletters stage (headlines escaped), shown
+# with the site's stylesheet and header (``with_site_chrome``); still no scripts or forms.
+ARCHIVE_INDEX_CSP = (
+    "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'none'; "
     "frame-ancestors 'none'; base-uri 'none'; sandbox allow-popups allow-popups-to-escape-sandbox"
 )
 FEED_CSP = "default-src 'none'; frame-ancestors 'none'; sandbox"
@@ -427,6 +436,33 @@ def private_feed_links(body: bytes, fmt: str, base: str, private: str, slug: str
     return pattern.sub(lambda match: table[match.group(1)], body)
 
 
+_HEAD_END = re.compile(rb"</head\s*>", re.IGNORECASE)
+_BODY_START = re.compile(rb"<body\b[^>]*>", re.IGNORECASE)
+_BODY_END = re.compile(rb"</body\s*>", re.IGNORECASE)
+
+
+def with_site_chrome(page: bytes, head: str, header: str) -> bytes:
+    """An archive page made to look like the site's others: ``head`` (the stylesheet link)
+    at the end of its head, ``header`` (the site's header: home, archive, subscribe) at the
+    start of its body, and the body's content in ``<main>``, which the stylesheet lays out.
+
+    The newsletters stage writes the page whole and bare (it knows nothing of the site);
+    one not shaped so (no head, no body) is left as it is.
+    """
+    head_end = _HEAD_END.search(page)
+    body_start = _BODY_START.search(page, head_end.end()) if head_end else None
+    body_end = None
+    if body_start is not None:
+        body_end = next(reversed(list(_BODY_END.finditer(page, body_start.end()))), None)
+    if head_end is None or body_start is None or body_end is None:
+        return page
+    return b"".join((
+        page[: head_end.start()], head.encode(), page[head_end.start() : body_start.end()],
+        header.encode(), b"<main>", page[body_start.end() : body_end.start()], b"</main>\n",
+        page[body_end.start() :],
+    ))  # fmt: skip
+
+
 # --------------------------------------------------------------------------- front page
 
 
@@ -520,6 +556,14 @@ class RateLimiter:
             return hits[0] + self.limit.window - now
         hits.append(now)
         return None
+
+    def give_back(self, key: str, when: datetime) -> None:
+        """Uncount the event ``hit`` counted for ``key`` at ``when``: it did not happen after
+        all (the mail it stood for never left).  Gone already (out of the window, or the key
+        pruned) is fine: there is nothing left to give back."""
+        hits = self._hits.get(key)
+        if hits is not None and when in hits:
+            hits.remove(when)  # events at one instant are alike: any one of them will do
 
     def waiting(self, key: str, now: datetime) -> timedelta | None:
         """How long ``key`` must wait before its next event counts, without counting one."""
@@ -763,6 +807,9 @@ class _Web:
         self.per_client = RateLimiter(settings.subscribe_per_client)
         self.per_address = RateLimiter(settings.mails_per_address)
         self.confirm_mails = RateLimiter(settings.confirm_mails)
+        # The last message tried found the mail server unusable for anyone (unreachable,
+        # refusing our sender, an outbox that cannot be written): see ``unsubscribe_help``.
+        self._mail_down = False
         self._front: dict[tuple[str, tuple[int, int, int] | None], bytes] = {}
 
     # ----------------------------------------------------------------- rendering
@@ -952,7 +999,13 @@ class _Web:
         if not _NEWSLETTER_NAME.match(name) or not (filename == "index.html" or _ISSUE_FILE.match(filename)):
             return self.error(request, 404, "Not found", "There is no such issue.")
         media = "text/plain; charset=utf-8" if filename.endswith(".txt") else "text/html; charset=utf-8"
-        file = self.files.get(self.settings.archive_dir / name / filename, media)
+        path = self.settings.archive_dir / name / filename
+        if filename == "index.html":
+            file = self._with_site_chrome(request, path, media, name)
+            csp = ARCHIVE_INDEX_CSP
+        else:
+            file = self.files.get(path, media)
+            csp = ARCHIVE_CSP
         if file is None:
             what = (
                 "This newsletter has no issues yet."
@@ -960,7 +1013,20 @@ class _Web:
                 else "There is no such issue."
             )
             return self.error(request, 404, "Not found", what)
-        return file_response(request, file, max_age=300, csp=ARCHIVE_CSP)
+        return file_response(request, file, max_age=300, csp=csp)
+
+    def _with_site_chrome(self, request: Request, path: Path, media: str, name: str) -> CachedFile | None:
+        """The archive's page at ``path`` with the site's stylesheet and header, as this
+        request's root path and the current site title have them (cached per variant)."""
+        root = request.scope.get("root_path", "").rstrip("/")
+        letter = self.settings.newsletter(name)
+        head = self.templates.get_template("site_head.html").render(root=root)
+        header = self.templates.get_template("site_header.html").render(
+            root=root, site_title=self.settings.title, subscribe_list=letter.name if letter else ""
+        )
+        return self.files.variant(
+            path, media, f"chrome\n{head}{header}", lambda body: with_site_chrome(body, head, header)
+        )
 
     # ----------------------------------------------------------------- subscribe
 
@@ -1011,7 +1077,7 @@ class _Web:
         token = self.confirm_tokens.dumps({"n": letter.name, "a": address})
         link = urljoin(letter.base_url, f"subscribe/confirm/{token}")
         hours = int(self.settings.confirm_max_age.total_seconds() // 3600)
-        sent = await self._send(
+        result = await self._send(
             letter,
             address,
             subject=f"Confirm your subscription to {letter.title}",
@@ -1020,7 +1086,11 @@ class _Web:
             hours=hours,
             now=now,
         )
-        if not sent:
+        if result.outcome is not mail.Outcome.SENT:
+            if _nothing_sent(result):
+                # Our failure, not the visitor's: once an outage is over it must not lock them
+                # out for a day (their mailbox's cap), nor everyone for an hour (the site's).
+                self._give_back(_client_of(request), address, now, site=True)
             return self._mail_failed(request)
         return self.page(request, "message.html", title="Check your inbox", message=(
             f"We sent a confirmation link to {address}. Open it within {hours} hours to start receiving "
@@ -1030,8 +1100,10 @@ class _Web:
     def _limited(self, request: Request, address: str, now: datetime, *, what: str) -> Response | None:
         """A 429 page when the client or the mailbox asked for too many mails; ``what`` names
         what they asked for, in the message ("Too many {what}; try again in ...")."""
-        client = client_key(request.client.host) if request.client else "unknown"
-        for limiter, key in ((self.per_client, client), (self.per_address, mailbox_key(address))):
+        for limiter, key in (
+            (self.per_client, _client_of(request)),
+            (self.per_address, mailbox_key(address)),
+        ):
             wait = limiter.hit(key, now)
             if wait is not None:
                 seconds = max(1, int(wait.total_seconds()))
@@ -1043,6 +1115,16 @@ class _Web:
                     **{"retry-after": str(seconds)},
                 )
         return None
+
+    def _give_back(self, client: str, address: str, now: datetime, *, site: bool) -> None:
+        """Uncount a request ``_limited`` (and, with ``site``, ``_site_limited``) counted at
+        ``now`` whose mail never left: the limits cap the mail sent, and a retry after our
+        own failure is not a flood.  Mail that did leave stays counted, so retrying a
+        successful request still meets the mailbox's cap."""
+        self.per_client.give_back(client, now)
+        self.per_address.give_back(mailbox_key(address), now)
+        if site:
+            self.confirm_mails.give_back("site", now)
 
     def _site_limited(self, request: Request, now: datetime) -> Response | None:
         """The cap on confirmation mails of the whole site: the last line when an attacker has
@@ -1220,19 +1302,35 @@ class _Web:
         answer = self.page(request, "message.html", title="Check your inbox", message=(
             f"If {address} receives {letter.title}, a message with a link to unsubscribe is on its way."
         ))  # fmt: skip
+        client = _client_of(request)
         if known.get(address, address in letter.subscribers):  # as newsletters.recipients()
             token = newsletters.make_unsubscribe_token(self.settings.secret_key, letter.name, address)
             answer.background = BackgroundTask(
-                self._send,
-                letter,
-                address,
-                subject=f"Unsubscribe from {letter.title}",
-                template="email_unsubscribe",
-                link=urljoin(letter.base_url, f"unsubscribe/{token}"),
-                hours=0,
-                now=now,
+                self._mail_unsubscribe_link, letter, address, token=token, client=client, now=now
             )
+        elif self._mail_down:
+            # Nothing is mailed to an address that receives nothing, so its requests cannot
+            # fail: while the server is down they are given back all the same, or the limits
+            # (429 for strangers, none for subscribers) would tell who subscribes.
+            self._give_back(client, address, now, site=False)
         return answer
+
+    async def _mail_unsubscribe_link(
+        self, letter: NewsletterInfo, address: str, *, token: str, client: str, now: datetime
+    ) -> None:
+        result = await self._send(
+            letter,
+            address,
+            subject=f"Unsubscribe from {letter.title}",
+            template="email_unsubscribe",
+            link=urljoin(letter.base_url, f"unsubscribe/{token}"),
+            hours=0,
+            now=now,
+        )
+        # Given back on an outage only, the same rule as for strangers above: a refusal of
+        # this one address says nothing about the server, and a stranger has none.
+        if _server_unusable(result):
+            self._give_back(client, address, now, site=False)
 
     # ----------------------------------------------------------------- mail
 
@@ -1246,7 +1344,9 @@ class _Web:
         link: str,
         hours: int,
         now: datetime,
-    ) -> bool:
+    ) -> mail.DeliveryResult:
+        """Build and deliver one message; what came of it (an exception is ``UNCERTAIN``: it
+        may have gone).  The outbox's messages are logged by file: nobody receives them."""
         context = {"title": letter.title, "address": address, "link": link, "hours": hours}
         text = self.templates.get_template(f"{template}.txt").render(**context)
         html = self.templates.get_template(f"{template}.html").render(**context)
@@ -1261,19 +1361,27 @@ class _Web:
         msg.add_alternative(html, subtype="html", charset="utf-8", cte="quoted-printable")
         name = f"{template}-{hashlib.sha256(address.encode()).hexdigest()[:12]}-{secrets.token_hex(4)}"
 
-        def deliver() -> mail.DeliveryResult:
+        def deliver() -> tuple[mail.DeliveryResult, Path | None]:
             with self.transport() as transport:
-                return transport.deliver(letter.sender, address, mail.serialize(msg), name, lambda: None)
+                sent = transport.deliver(letter.sender, address, mail.serialize(msg), name, lambda: None)
+                return sent, transport.outbox
 
         try:
-            result = await run_in_threadpool(deliver)
-        except Exception:
+            result, outbox = await run_in_threadpool(deliver)
+        except Exception as exc:
             log.exception("sending %s to %s failed", template, address)
-            return False
+            return mail.DeliveryResult(mail.Outcome.UNCERTAIN, f"{type(exc).__name__}: {exc}")
+        if result.outcome is mail.Outcome.SENT:
+            self._mail_down = False
+        elif _server_unusable(result):
+            self._mail_down = True
         if result.outcome is not mail.Outcome.SENT:
             log.warning("sending %s to %s: %s: %s", template, address, result.outcome, result.detail)
-            return False
-        return True
+        elif outbox is not None:
+            # No smtp: in feeds.yaml: the visitor waits for a mail only the operator can send
+            # on.  The file names it; the address is personal data, and is in the file.
+            log.warning("mail written to %s, not sent (no smtp: in feeds.yaml)", result.detail)
+        return result
 
     def _mail_failed(self, request: Request) -> Response:
         return self.error(
@@ -1316,6 +1424,23 @@ class _Web:
         headers = {k.decode(): v.decode() for k, v in security_headers(hsts=self.settings.secure)}
         headers["content-security-policy"] = PAGE_CSP
         return Response(body, status_code=500, media_type="text/html; charset=utf-8", headers=headers)
+
+
+def _client_of(request: Request) -> str:
+    return client_key(request.client.host) if request.client else "unknown"
+
+
+def _nothing_sent(result: mail.DeliveryResult) -> bool:
+    """Whether a send that failed left nothing with anyone: put off or refused before the
+    message was taken (RETRY: our server unreachable, busy, timing out; FAILED: refused), as
+    opposed to lost while it was sent (UNCERTAIN: it may have arrived)."""
+    return result.outcome in (mail.Outcome.RETRY, mail.Outcome.FAILED)
+
+
+def _server_unusable(result: mail.DeliveryResult) -> bool:
+    """Whether a send found the mail server (or the outbox) unusable for any recipient, not
+    just this one."""
+    return _nothing_sent(result) and (result.server_down or result.local_fault)
 
 
 # Path segments after which every segment is a secret (or may be): unsubscribe and
@@ -1499,4 +1624,5 @@ __all__ = [
     "settings_from_config",
     "site_origins",
     "valid_address",
+    "with_site_chrome",
 ]
