@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -237,9 +237,12 @@ def _date(value: object) -> datetime | None:
 # seconds (year 50,000) or misread as above.  Eight digits are left to feedparser: YYYYMMDD.
 _BARE_NUMBER_RE = re.compile(r"[0-9]{9,13}(?:\.[0-9]{1,9})?")
 # Beyond these bounds a number is not the time of an article (an id, a mistake): ignored.
-# 1995 is before any web feed; a day ahead allows for a wrong clock or a time zone mistaken.
+# 1995 is before any web feed; 2100 is far enough ahead for any article and near enough to
+# leave out ids.  Fixed bounds, not "now": parsing reads no clock (a date the same bytes give
+# must not depend on when they are parsed: it goes into the entry's source key), and a date
+# ahead of now is treated as any other date written ahead is.
 _EARLIEST_UNIX_TIME = datetime(1995, 1, 1, tzinfo=UTC)
-_UNIX_TIME_AHEAD = timedelta(days=1)
+_LATEST_UNIX_TIME = datetime(2100, 1, 1, tzinfo=UTC)
 
 
 def is_bare_number(text: str) -> bool:
@@ -247,12 +250,11 @@ def is_bare_number(text: str) -> bool:
     return _BARE_NUMBER_RE.fullmatch(text) is not None
 
 
-def bare_number_date(text: str, now: datetime | None = None) -> datetime | None:
+def bare_number_date(text: str) -> datetime | None:
     """A bare number (``is_bare_number``) as Unix time, in UTC, to the second; None when it
-    falls before 1995 or more than a day after ``now`` (default: the current time)."""
+    falls before 1995 or in 2100 or later."""
     seconds = int(text.partition(".")[0])
-    latest = (now or datetime.now(UTC)) + _UNIX_TIME_AHEAD
-    if not _EARLIEST_UNIX_TIME.timestamp() <= seconds <= latest.timestamp():
+    if not _EARLIEST_UNIX_TIME.timestamp() <= seconds < _LATEST_UNIX_TIME.timestamp():
         return None
     return datetime.fromtimestamp(seconds, UTC)
 

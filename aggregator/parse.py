@@ -754,7 +754,23 @@ def _keep_media_captions_apart() -> None:
     ``feedparser.parse``) get handlers that keep captions apart; ``_entry_from_feedparser``
     takes one only for an entry that has no other text.
     """
+    # What is replaced must be there as this was written against (feedparser 6.0: the Media
+    # RSS namespace's handlers, reached by name): a release that routed captions otherwise
+    # would make them the article again, silently.  Fail at import instead.
+    media = feedparser.namespaces.mediarss.Namespace
+    if not (
+        callable(getattr(media, "_start_media_description", None))
+        and callable(getattr(media, "_end_media_description", None))
+    ):
+        raise ImportError(
+            f"feedparser {feedparser.__version__} has no Media RSS description handlers to replace:"
+            " aggregator.parse was written for feedparser 6.0; pin it (pip install 'feedparser<6.1')"
+        )
     for parser_class in (feedparser.api.StrictFeedParser, feedparser.api.LooseFeedParser):
+        if not issubclass(parser_class, media):
+            raise ImportError(
+                f"feedparser {feedparser.__version__}: {parser_class.__name__} reads no Media RSS"
+            )
         parser_class._start_media_description = _start_media_caption
         parser_class._end_media_description = _end_media_caption
 
