@@ -71,10 +71,10 @@ from urllib.parse import quote, urljoin, urlsplit
 from zoneinfo import ZoneInfo
 
 from aggregator import digest, mail
+from aggregator.atomicfile import write_atomic
 from aggregator.config import LoadedConfig, NewsletterConfig, config_file
 from aggregator.errors import AggregatorError, DeliveryError, OutputError
 from aggregator.pathfaults import output_error
-from aggregator.publish import write_atomic
 from aggregator.runlock import ingest_lock, sending_lock
 from aggregator.schedule import NewsletterTrigger, newsletter_trigger
 from aggregator.snapshot import Snapshot, read_snapshot
@@ -1311,7 +1311,7 @@ def _unarchived(run: _Run, letter: NewsletterConfig, record: IssueRecord) -> tup
 
 
 def _write_archived(stage: str, path: Path, text: str) -> None:
-    """``text`` written atomically and durably to ``path`` (publish's ``write_atomic``: a
+    """``text`` written atomically and durably to ``path`` (``atomicfile.write_atomic``: a
     temporary file of its own, flushed, renamed, removed when the write fails); an
     ``OSError`` as an ``OutputError`` of ``stage``."""
     try:

@@ -56,9 +56,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
 import re
-import tempfile
 import unicodedata
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
@@ -71,6 +69,7 @@ from urllib.parse import urljoin, urlsplit
 
 import nh3
 
+from aggregator.atomicfile import write_atomic
 from aggregator.errors import OutputError
 from aggregator.pathfaults import output_error
 from aggregator.snapshot import TITLE_CHARS, Coverage, Snapshot, SnapshotStory, shorten, web_link
@@ -611,48 +610,6 @@ def _on_file(path: Path, doing: str = "write") -> Iterator[None]:
         raise
     except OSError as exc:
         raise output_error(PUBLISH_STAGE, path, exc, doing=doing) from exc
-
-
-def write_atomic(path: Path, data: bytes) -> bool:
-    """Write ``data`` to ``path`` so that a reader sees the old file or the new one, never half.
-
-    A temporary file in the same folder is written, flushed to disk and renamed over
-    ``path``.  Returns False without writing when ``path`` already holds ``data``, so an
-    unchanged feed keeps its modification time (the web side's Last-Modified).
-    """
-    try:
-        if path.read_bytes() == data:
-            return False
-    except FileNotFoundError:
-        pass
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes it 0600; a web server under another user must read it
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-    return True
-
-
-def _fsync_dir(folder: Path) -> None:
-    # The rename is durable only once the folder's entry is on disk (POSIX; a no-op elsewhere).
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def render_feeds(
