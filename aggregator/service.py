@@ -603,7 +603,7 @@ class Service:
             # Most ticks: one read, no HTTP client, no log line at INFO.
             log.debug("poll cycle: nothing due at %s", now.isoformat())
             if self._unpublished is not None:
-                await self._republish(loaded, now)
+                await self._republish(loaded)
             self._wake_for(next_check)
             return None
         due = 0
@@ -662,17 +662,25 @@ class Service:
         await self._wake_after_cycle(loaded, now)
         return summary
 
-    async def _republish(self, loaded: LoadedConfig, now: datetime) -> None:
+    async def _republish(self, loaded: LoadedConfig) -> None:
         """On a tick with nothing due, after the output feeds could not be written: write them.
 
         The failure's log line said the entries are stored and the feeds "written at the next
         cycle"; without this, that was the next cycle with a feed due, which may be hours
         away, however soon the folder was fixed.  A failure that stays the same (the folder
         not fixed yet) is logged once, not every tick.
+
+        Run by the poll job, under ``self._cycle`` (so never beside this process's prune), and
+        it holds the ingest lock shared as a cycle does: a prune of another process
+        (``aggregator prune``) holds it alone, and a publish that read the stories before the
+        prune removed entries, then wrote its files after, would list them again.  It waits
+        for such a prune to end; ``_unpublished`` stays set until the feeds are written.
         """
         before = self._unpublished
         try:
-            published = await asyncio.to_thread(pipeline.publish_output, loaded, self.store, now)
+            async with _held_from_thread(ingest_lock(loaded.database_url, exclusive=False)):
+                now = self.clock.now()  # after the wait, as a cycle reads it
+                published = await asyncio.to_thread(pipeline.publish_output, loaded, self.store, now)
         except OutputError as exc:
             self._unpublished = exc
             same = before is not None and (exc.path, exc.reason) == (before.path, before.reason)

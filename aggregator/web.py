@@ -1087,9 +1087,11 @@ class _Web:
             now=now,
         )
         if result.outcome is not mail.Outcome.SENT:
-            if _nothing_sent(result):
+            if _server_unusable(result):
                 # Our failure, not the visitor's: once an outage is over it must not lock them
                 # out for a day (their mailbox's cap), nor everyone for an hour (the site's).
+                # A refusal of this one address is not given back: each try opened a session
+                # with the mail server, and uncounted tries would let anyone open them unbounded.
                 self._give_back(_client_of(request), address, now, site=True)
             return self._mail_failed(request)
         return self.page(request, "message.html", title="Check your inbox", message=(

@@ -3,7 +3,8 @@
 Real parts: the web side on uvicorn (127.0.0.1), a real SQLite store, feeds.yaml read by
 ``load_config``, the SMTP transport ``serve`` makes from its ``smtp:`` (STARTTLS, the
 server's certificate verified), pointed first at a port where nothing listens, then at
-an aiosmtpd server started on that very port; ``aggregator serve`` in its own process.
+an aiosmtpd server started on that very port (or one refusing some addresses at RCPT TO);
+``aggregator serve`` in its own process.
 """
 
 from __future__ import annotations
@@ -79,11 +80,32 @@ def certificate(tmp_path: Path) -> tuple[Path, Path]:
     return cert, key
 
 
-def start_smtp(port: int, certificate: tuple[Path, Path]) -> tuple[Controller, Captured]:
+class Refusing(Captured):
+    """Captured, but answering ``550`` to RCPT TO for the addresses starting with ``bounce``
+    (a mailbox the relay does not know); counts every RCPT TO it was asked."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.asked: list[str] = []
+
+    async def handle_RCPT(
+        self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: list[str]
+    ) -> str:
+        with self.lock:
+            self.asked.append(address)
+        if address.startswith("bounce"):
+            return "550 5.1.1 no such mailbox here"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+
+def start_smtp(
+    port: int, certificate: tuple[Path, Path], handler: Captured | None = None
+) -> tuple[Controller, Captured]:
     """aiosmtpd on 127.0.0.1:``port`` with STARTTLS required."""
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(*certificate)
-    handler = Captured()
+    handler = handler or Captured()
     controller = Controller(
         handler, hostname="127.0.0.1", port=port, tls_context=context, require_starttls=True
     )
@@ -246,6 +268,46 @@ def test_an_outage_uses_up_no_unsubscribe_link_requests_and_still_tells_nobody_w
             for _ in range(4)
         ]
         assert stranger == [200] * 4
+
+
+# ------------------------------------------------------------------- one address refused
+
+
+def test_an_address_the_server_refuses_still_counts_against_the_mailboxs_cap(
+    serve_site: Callable[..., LiveServer], smtp_port: int, certificate: tuple[Path, Path]
+) -> None:
+    # A 550 to RCPT TO is about that address, not an outage: given back, every try was free,
+    # and each one opened a session with the mail server.
+    controller, smtp = start_smtp(smtp_port, certificate, Refusing())
+    try:
+        with serve_site() as url, httpx.Client(base_url=url, timeout=20) as http:
+            answers = [subscribe(http, "bounce@example.org") for _ in range(4)]
+        assert [a.status_code for a in answers] == [503, 503, 503, 429]
+        assert "Too many subscription requests; try again in " in answers[3].text
+        assert isinstance(smtp, Refusing)
+        assert smtp.asked == ["bounce@example.org"] * 3  # the 429 reached no mail server
+        assert smtp.messages == []
+    finally:
+        controller.stop()
+
+
+def test_addresses_the_server_refuses_still_count_against_the_clients_limit(
+    serve_site: Callable[..., LiveServer], smtp_port: int, certificate: tuple[Path, Path]
+) -> None:
+    # Another address each time gets round the mailbox's cap: the client's limit is what
+    # bounds the sessions one visitor opens with the mail server.
+    def small(settings: WebSettings) -> WebSettings:
+        return replace(settings, subscribe_per_client=RateLimit(3, timedelta(minutes=10)))
+
+    controller, smtp = start_smtp(smtp_port, certificate, Refusing())
+    try:
+        with serve_site(small) as url, httpx.Client(base_url=url, timeout=20) as http:
+            codes = [subscribe(http, f"bounce{n}@example.org").status_code for n in range(4)]
+        assert codes == [503, 503, 503, 429]
+        assert isinstance(smtp, Refusing)
+        assert smtp.asked == [f"bounce{n}@example.org" for n in range(3)]
+    finally:
+        controller.stop()
 
 
 # ------------------------------------------------------------------- no smtp: the outbox
