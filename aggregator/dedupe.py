@@ -81,6 +81,7 @@ from __future__ import annotations
 
 import enum
 import math
+import operator
 import re
 import struct
 import unicodedata
@@ -142,6 +143,8 @@ _NO_SHINGLES = np.zeros(0, np.uint32)
 # A feed's boilerplate is learned from its latest this many entries: enough to see a footer,
 # and a busy feed's six months of entries would cost a sort of millions of shingles a cycle.
 NOISE_ARTICLES = 200
+# Unions of two feeds' boilerplate kept (a few hundred shingles each), before starting over.
+_NOISE_PAIRS_KEPT = 4096
 
 # Summaries are judged by their text, not by the element that carried it: many RSS feeds
 # put the whole article in <description>, so ``has_full_text`` alone would call it a summary.
@@ -643,15 +646,16 @@ def _is_article_url(url: str) -> bool:
 class _Matcher:
     """The symmetric match rule between two signatures, with the user's pins.
 
-    ``feed_noise`` gives a feed's boilerplate shingles (sorted), left out of every comparison.
+    ``noise`` gives what a comparison of an entry of one feed with an entry of another (or
+    the same) leaves out: the boilerplate shingles of both feeds, sorted.
     """
 
-    def __init__(self, settings: DedupeSettings, feed_noise: Callable[[str], U32]) -> None:
+    def __init__(self, settings: DedupeSettings, noise: Callable[[str, str], U32]) -> None:
         self.settings = settings
         self.apart = {_pair(a, b) for a, b in settings.pin_apart}
         self.together = {_pair(a, b) for a, b in settings.pin_together} - self.apart
         self.window = settings.title_window // timedelta(microseconds=1)
-        self.feed_noise = feed_noise
+        self.noise = noise
 
     def match(self, id_a: str, a: Signature, id_b: str, b: Signature) -> _Edge | None:
         pair = _pair(id_a, id_b)
@@ -683,10 +687,7 @@ class _Matcher:
 
     def _bodies(self, a: Signature, b: Signature) -> tuple[_Body, _Body]:
         """The two bodies without the boilerplate of either entry's feed."""
-        noise = self.feed_noise(a.feed_url)
-        if b.feed_url != a.feed_url:
-            other = self.feed_noise(b.feed_url)
-            noise = np.union1d(noise, other) if len(noise) and len(other) else noise if len(noise) else other
+        noise = self.noise(a.feed_url, b.feed_url)
         return _Body.of(a, noise), _Body.of(b, noise)
 
     def _exact_stage(self, a: Signature, b: Signature, words: tuple[int, int]) -> MatchStage | None:
@@ -724,13 +725,41 @@ class _Body:
 
     @classmethod
     def of(cls, sig: Signature, noise: U32) -> _Body:
+        """``sig``'s body without the shingles in ``noise`` (sorted, distinct).
+
+        Every comparison with a feed that has boilerplate asks this twice, so it searches
+        the sorted arrays by bisection: ``np.setdiff1d`` and ``np.isin`` sort both sides
+        again, which made such a comparison ~10 times as slow as the similarity itself.
+        """
         if not len(noise) or not len(sig.shingles):
             return cls(sig.shingles, sig.lead, sig.words)
-        shingles = np.setdiff1d(sig.shingles, noise, assume_unique=True)
+        if len(noise) < len(sig.shingles):  # search the smaller array's values in the larger
+            kept = np.ones(len(sig.shingles), np.bool_)
+            kept[_positions_in(sig.shingles, noise)] = False
+        else:
+            kept = ~_is_in(sig.shingles, noise)
+        shingles = sig.shingles[kept]
         if len(shingles) == len(sig.shingles):
             return cls(sig.shingles, sig.lead, sig.words)
-        lead = sig.lead[~np.isin(sig.lead, noise)]
+        lead = sig.lead[~_is_in(sig.lead, noise)]
         return cls(shingles, lead, max(0, sig.words - (len(sig.shingles) - len(shingles))))
+
+
+def _is_in(values: U32, members: U32) -> npt.NDArray[np.bool_]:
+    """Which of ``values`` are among ``members`` (sorted, not empty), by binary search."""
+    at = np.searchsorted(members, values)
+    np.minimum(at, len(members) - 1, out=at)
+    found: npt.NDArray[np.bool_] = members[at] == values
+    return found
+
+
+def _positions_in(values: U32, members: U32) -> npt.NDArray[np.intp]:
+    """Where in ``values`` (sorted, distinct, not empty) the ``members`` (sorted, distinct)
+    are, ascending: those of them it holds."""
+    at = np.searchsorted(values, members)
+    np.minimum(at, len(values) - 1, out=at)
+    held: npt.NDArray[np.intp] = at[values[at] == members]
+    return held
 
 
 def _other_post_of_one_feed(a: Signature, b: Signature) -> bool:
@@ -782,6 +811,88 @@ def _similarity(a: U32, b: U32) -> tuple[float, float]:
     return common / (len(a) + len(b) - common), common / min(len(a), len(b))
 
 
+def _frequent_shingles(sets: Sequence[U32], sides: Sequence[int], needs: Sequence[int | None]) -> list[U32]:
+    """For each side ``s``, the shingles found in at least ``needs[s]`` (None: no shingle) of
+    the ``sets`` (each sorted, distinct) that are on that side (``sides``, one per set: bit
+    ``1 << s``), sorted.
+
+    Sets on several sides (most of them, when the sides are one feed's rows before and after
+    a batch) are read once.  Votes are counted by their low bits first: a shingle's bucket
+    holds at least its own votes, so only the few shingles in buckets full enough for a side
+    are sorted (sorting all was most of the cost).  Enough buckets that one holds an eighth
+    of the lowest need on average.  A slice of votes at a time: arrays this size are
+    recycled by the allocator, where a whole window's (hundreds of kB) cost fresh pages on
+    every call, about half of the time.
+    """
+    lowest = min((need for need in needs if need is not None), default=None)
+    if lowest is None:
+        return [_NO_SHINGLES] * len(needs)
+    grouped: dict[int, list[U32]] = {}
+    for shingles, on in zip(sets, sides, strict=True):
+        grouped.setdefault(on, []).append(shingles)
+    total = sum(len(shingles) for shingles in sets)
+    bits = min(16, max(10, (8 * total // lowest).bit_length()))
+    low = np.uint32((1 << bits) - 1)
+    slices = {on: _vote_slices(group) for on, group in grouped.items()}
+    counts = {on: np.zeros(1 << bits, np.intp) for on in slices}
+    for on, votes in slices.items():
+        for values in votes:
+            counts[on] += np.bincount((values & low).astype(np.intp), minlength=1 << bits)
+    full = np.zeros(1 << bits, np.bool_)
+    for bit, need in enumerate(needs):
+        if need is not None:
+            full |= (
+                sum((counts[on] for on in counts if on >> bit & 1), start=np.zeros(1 << bits, np.intp))
+                >= need
+            )
+    # Each group's candidates, with the number of its sets that hold each.
+    held = {
+        on: _tally(
+            np.sort(np.concatenate([values[full[(values & low).astype(np.intp)]] for values in votes]))
+        )
+        for on, votes in slices.items()
+    }
+    found = []
+    for bit, need in enumerate(needs):
+        mine = [held[on] for on in held if on >> bit & 1]
+        if need is None or not mine:
+            found.append(_NO_SHINGLES)
+            continue
+        candidates, times = mine[0]
+        if len(mine) > 1:
+            merged = np.concatenate([c for c, _ in mine])
+            order = np.argsort(merged, kind="stable")
+            candidates, times = _tally(merged[order], np.concatenate([t for _, t in mine])[order])
+        found.append(candidates[times >= need])
+    return found
+
+
+_VOTE_SLICE = 16384  # votes counted at once: 128 kB of bucket numbers, which malloc recycles
+
+
+def _vote_slices(sets: Sequence[U32]) -> list[U32]:
+    """``sets`` joined into arrays of about ``_VOTE_SLICE`` values (a longer set is one)."""
+    slices: list[U32] = []
+    start = size = 0
+    for end, shingles in enumerate(sets, 1):
+        size += len(shingles)
+        if size >= _VOTE_SLICE or end == len(sets):
+            slices.append(np.concatenate(sets[start:end]))
+            start, size = end, 0
+    return slices
+
+
+def _tally(values: U32, weights: npt.NDArray[np.intp] | None = None) -> tuple[U32, npt.NDArray[np.intp]]:
+    """The distinct values of ``values`` (sorted) and how many times each is there (or the
+    sum of its ``weights``)."""
+    if not len(values):
+        return values, np.zeros(0, np.intp)
+    starts = np.flatnonzero(np.concatenate(([True], values[1:] != values[:-1])))
+    if weights is None:
+        return values[starts], np.diff(np.append(starts, len(values)))
+    return values[starts], np.add.reduceat(weights, starts)
+
+
 def _lead_overlap(a: U32, b: U32) -> float:
     a, b = _unique(a), _unique(b)
     if not len(a) or not len(b):
@@ -802,7 +913,7 @@ class DuplicateIndex:
 
     def __init__(self, settings: DedupeSettings | None = None) -> None:
         self.settings = settings or DedupeSettings()
-        self._matcher = _Matcher(self.settings, self._feed_noise)
+        self._matcher = _Matcher(self.settings, self._comparison_noise)
         self._ids: list[str] = []
         self._sigs: list[Signature] = []
         self._alive: list[bool] = []
@@ -815,9 +926,13 @@ class DuplicateIndex:
         self._by_url: dict[str, tuple[int, ...]] = {}
         self._by_guid: dict[str, tuple[int, ...]] = {}
         self._by_title: dict[str, tuple[int, ...]] = {}
-        # A feed's rows (one list per feed, not per entry) and its boilerplate once learned.
-        self._by_feed: dict[str, list[int]] = {}
+        # A feed's live rows with a body (one dict per feed, not per entry, in the order they
+        # came; each row's first sighting and id, which choose the latest), its boilerplate
+        # once learned, and two feeds' boilerplate together once a comparison needed it:
+        # (the first feed's, the second's, their union), by the feeds in order.
+        self._by_feed: dict[str, dict[int, tuple[int, str]]] = {}
         self._noise: dict[str, U32] = {}
+        self._noise_pairs: dict[tuple[str, str], tuple[U32, U32, U32]] = {}
         self._buckets = _Buckets()
         self._dirty: set[int] = set()  # rows whose stored group must be settled again
         self._reroot: set[int] = set()  # kept rows of stored groups that have a better copy
@@ -893,13 +1008,15 @@ class DuplicateIndex:
         old = self._row_of.get(entry_id)
         if old is not None:
             self._alive[old] = False
+            self._leave_feed(old)
         self._ids.append(entry_id)
         self._sigs.append(sig)
         self._alive.append(True)
         self._kept.append(row)
         self._row_of[entry_id] = row
-        self._by_feed.setdefault(sig.feed_url, []).append(row)
-        self._noise.pop(sig.feed_url, None)
+        if len(sig.shingles):  # a row without a body teaches its feed nothing
+            self._by_feed.setdefault(sig.feed_url, {})[row] = (sig.first_seen, entry_id)
+            self._noise.pop(sig.feed_url, None)
         if _is_article_url(sig.url):
             self._by_url[sig.url] = (*self._by_url.get(sig.url, ()), row)
         if _is_global_guid(sig.guid):
@@ -943,7 +1060,18 @@ class DuplicateIndex:
             {s.feed_url for s in batch}
             | {self._sigs[self._row_of[s.id]].feed_url for s in batch if s.id in self._row_of}
         )
-        noise_before = {feed: self._feed_noise(feed) for feed in feeds}
+        # Each touched feed's boilerplate before the batch, to find the entries whose
+        # comparisons the batch changes: known, none (no rows yet), or learned below from
+        # the rows it would be learned from now, together with the boilerplate after.
+        noise_before: dict[str, U32] = {}
+        unknown: dict[str, list[int]] = {}
+        for feed in feeds:
+            if feed in self._noise:
+                noise_before[feed] = self._noise[feed]
+            elif feed not in self._by_feed:
+                noise_before[feed] = _NO_SHINGLES
+            else:
+                unknown[feed] = self._noise_rows(feed)
         for stored, sig in zip(batch, sign_entries(batch), strict=True):
             old = self._row_of.get(stored.id)
             if old is not None:
@@ -952,6 +1080,8 @@ class DuplicateIndex:
             signatures[stored.id] = sig.to_bytes()
         # A later row of the same id replaces an earlier one in this batch.
         new_rows = [r for r in new_rows if self._alive[r]]
+        for feed, rows_before in unknown.items():
+            noise_before[feed], self._noise[feed] = self._learn_noise(rows_before, self._noise_rows(feed))
         self._recheck_noise(noise_before, set(new_rows))
 
         # Stored rows whose group must be settled again look for matches as new ones do.
@@ -1026,33 +1156,72 @@ class DuplicateIndex:
         per change of the feed's entries."""
         known = self._noise.get(feed)
         if known is None:
-            known = self._noise[feed] = self._learn_noise(feed)
+            known = self._noise[feed] = self._learn_noise(self._noise_rows(feed))[0]
         return known
 
-    def _learn_noise(self, feed: str) -> U32:
-        """The shingles in at least ``FEED_BOILERPLATE_SHARE`` (and ``FEED_BOILERPLATE_MIN``)
-        of the feed's latest ``NOISE_ARTICLES`` articles; entries with one URL and one title
-        are one article."""
-        rows = [r for r in self._by_feed.get(feed, ()) if self._alive[r] and len(self._sigs[r].shingles)]
-        if len(rows) > NOISE_ARTICLES:  # the latest first seen (then by id): what the feed says now
-            rows = sorted(rows, key=lambda r: (self._sigs[r].first_seen, self._ids[r]))[-NOISE_ARTICLES:]
-        articles: dict[tuple[str, str], list[U32]] = {}
-        for row in rows:
-            sig = self._sigs[row]
-            articles.setdefault((sig.url, sig.title), []).append(sig.shingles)
-        if len(articles) < FEED_BOILERPLATE_MIN:
-            return _NO_SHINGLES
-        need = max(FEED_BOILERPLATE_MIN, math.ceil(FEED_BOILERPLATE_SHARE * len(articles)))
-        votes = np.concatenate(
-            [sets[0] if len(sets) == 1 else _unique(np.concatenate(sets)) for sets in articles.values()]
-        )
-        # Counted by the low 16 bits first: a shingle's bucket holds at least its own votes, so
-        # only the few shingles in full buckets are sorted (sorting all was most of the cost).
-        bucket = (votes & np.uint32(0xFFFF)).astype(np.intp)
-        votes = np.sort(votes[np.bincount(bucket, minlength=1 << 16)[bucket] >= need])
-        starts = np.flatnonzero(np.concatenate(([True], votes[1:] != votes[:-1])))
-        counts = np.diff(np.append(starts, len(votes)))
-        return votes[starts[counts >= need]]
+    def _comparison_noise(self, feed_a: str, feed_b: str) -> U32:
+        """What a comparison of an entry of ``feed_a`` with one of ``feed_b`` leaves out: the
+        boilerplate of both (sorted).  The union of two feeds' is made once per change of
+        either, not once per comparison."""
+        noise_a = self._feed_noise(feed_a)
+        if feed_b == feed_a:
+            return noise_a
+        noise_b = self._feed_noise(feed_b)
+        if not len(noise_a) or not len(noise_b):
+            return noise_b if len(noise_b) else noise_a
+        if feed_b < feed_a:
+            feed_a, feed_b, noise_a, noise_b = feed_b, feed_a, noise_b, noise_a
+        known = self._noise_pairs.get((feed_a, feed_b))
+        # A feed learned again has a new array; the entry holds the old one, so ``is`` is sound.
+        if known is not None and known[0] is noise_a and known[1] is noise_b:
+            return known[2]
+        if len(self._noise_pairs) >= _NOISE_PAIRS_KEPT:
+            self._noise_pairs.clear()
+        union = np.union1d(noise_a, noise_b)
+        self._noise_pairs[feed_a, feed_b] = (noise_a, noise_b, union)
+        return union
+
+    def _noise_rows(self, feed: str) -> list[int]:
+        """The rows a feed's boilerplate is learned from: its latest ``NOISE_ARTICLES`` with
+        a body (the latest first seen, then by id: what the feed says now)."""
+        rows = self._by_feed.get(feed, {})
+        if len(rows) <= NOISE_ARTICLES:
+            return list(rows)
+        return [row for row, _ in sorted(rows.items(), key=operator.itemgetter(1))[-NOISE_ARTICLES:]]
+
+    def _learn_noise(self, *windows: Sequence[int]) -> list[U32]:
+        """The boilerplate learned from each window of one feed's rows (``_noise_rows``): the
+        shingles in at least ``FEED_BOILERPLATE_SHARE`` (and ``FEED_BOILERPLATE_MIN``) of
+        its articles; entries with one URL and one title are one article.
+
+        Two windows (the feed's rows before a batch and after it) share most articles, so
+        they are counted together: each article once, with a bit for each window it is in.
+        """
+        sides: dict[tuple[int, ...], int] = {}  # an article's rows → its windows, as bits
+        needs: list[int | None] = []
+        for bit, rows in enumerate(windows):
+            articles: dict[tuple[str, str], tuple[int, ...]] = {}
+            for row in rows:
+                sig = self._sigs[row]
+                article = (sig.url, sig.title)
+                articles[article] = (*articles.get(article, ()), row)
+            if len(articles) < FEED_BOILERPLATE_MIN:
+                needs.append(None)  # too few to learn from
+                continue
+            needs.append(max(FEED_BOILERPLATE_MIN, math.ceil(FEED_BOILERPLATE_SHARE * len(articles))))
+            for members in articles.values():
+                # One article in both windows is one key, whatever order each lists its rows in.
+                key = members if len(members) == 1 else tuple(sorted(members))
+                sides[key] = sides.get(key, 0) | 1 << bit
+        if not sides:
+            return [_NO_SHINGLES] * len(windows)
+        sets = [
+            self._sigs[rows[0]].shingles
+            if len(rows) == 1
+            else _unique(np.concatenate([self._sigs[r].shingles for r in rows]))
+            for rows in sides
+        ]
+        return _frequent_shingles(sets, list(sides.values()), needs)
 
     def _recheck_noise(self, before: Mapping[str, U32], new_rows: set[int]) -> None:
         """Settle again the stored entries whose comparisons changed with their feed's
@@ -1061,13 +1230,15 @@ class DuplicateIndex:
             changed = np.setxor1d(old, self._feed_noise(feed), assume_unique=True)
             if not len(changed):
                 continue
-            for row in self._by_feed.get(feed, ()):
-                if (
-                    self._alive[row]
-                    and row not in new_rows
-                    and np.isin(self._sigs[row].shingles, changed).any()
-                ):
-                    self._dirty.add(row)
+            rows = [r for r in self._by_feed.get(feed, ()) if r not in new_rows]
+            # Searched together, a slice of rows at a time: a busy feed's history is long.
+            for start in range(0, len(rows), 2048):
+                chunk = rows[start : start + 2048]
+                shingles = [self._sigs[r].shingles for r in chunk]
+                found = _is_in(np.concatenate(shingles), changed)
+                firsts = np.cumsum([0, *map(len, shingles[:-1])])
+                touched = np.logical_or.reduceat(found, firsts)
+                self._dirty.update(row for row, hit in zip(chunk, touched.tolist(), strict=True) if hit)
 
     def _holds_apart_pair(self, rows: list[int]) -> bool:
         ids = {self._ids[r] for r in rows}
@@ -1080,12 +1251,22 @@ class DuplicateIndex:
         """An entry changed: its old row leaves the index, and the rest of its group is
         taken apart and settled again (it may no longer hold together)."""
         self._alive[row] = False
-        self._noise.pop(self._sigs[row].feed_url, None)
+        self._leave_feed(row)
         del self._row_of[self._ids[row]]
         for member in self._members.pop(self._kept[row], [row]):
             self._kept[member] = member
             if self._alive[member]:
                 self._dirty.add(member)
+
+    def _leave_feed(self, row: int) -> None:
+        """A row is no longer live: its feed no longer learns from it, nor looks at it again."""
+        feed = self._sigs[row].feed_url
+        rows = self._by_feed.get(feed, {})
+        if row in rows:
+            del rows[row]
+            if not rows:
+                del self._by_feed[feed]
+            self._noise.pop(feed, None)
 
     def _settle(self, rows: list[int], full: bool) -> list[tuple[int, Verdict]]:
         """Regroup ``rows`` (a closed set: no match leads out of it), choose each group's kept

@@ -710,7 +710,13 @@ def _regroup_recent(config: Config, store: Store, now: datetime) -> tuple[Story,
         kept = {sid: had.get(sid) for sid in unchanged}
         had = {sid: name for sid, name in had.items() if sid not in unchanged}
         labelled = topics.assign_topics(
-            grouping.stories, candidates, rules, feed_topics=feed_topics, kept=kept, had=had
+            grouping.stories,
+            candidates,
+            rules,
+            feed_topics=feed_topics,
+            kept=kept,
+            had=had,
+            compared=grouping.compared,  # the entries as grouped: boilerplate learned once a cycle
         )
         # A story whose members did not change keeps its label and topics as stored: both are
         # chosen against the whole window, which changes as entries leave it, and a story

@@ -4,7 +4,8 @@ In: ``StoredEntry`` records (a recent window of them, duplicates included or not
 story each entry had before (``previous``: entry id → story id), ``StorySettings`` and
 ``now``.  Out: a ``StoryGrouping``: every given entry's story id and the ``Story`` records
 (id, label, member ids, first and last date).  Topics are added by
-``aggregator.topics.assign_topics``.  Pure: no database, no clock.
+``aggregator.topics.assign_topics`` (hand it ``StoryGrouping.compared``, the entries as they
+were compared).  Pure: no database, no clock.
 
 How entries are grouped (a method measured on real news headlines, see bench/quality.py):
 
@@ -135,11 +136,38 @@ class Story:
 
 
 @dataclass(frozen=True, slots=True)
+class ComparedEntries:
+    """Entries as grouping compared them (``comparable_entries``), kept with the grouping so
+    that its topics (``aggregator.topics.assign_topics``) need not learn each feed's
+    boilerplate again.  Held by whoever holds the grouping, and by nothing else."""
+
+    entries: tuple[StoredEntry, ...]  # as given to ``comparable_entries``
+    lead_words: int
+    compared: tuple[Entry, ...]  # what it returned, in the same order
+
+    @classmethod
+    def of(cls, entries: Sequence[StoredEntry], lead_words: int = 60) -> ComparedEntries:
+        """``entries`` as ``comparable_entries`` makes them comparable."""
+        return cls(tuple(entries), lead_words, tuple(comparable_entries(entries, lead_words)))
+
+    def reuse(self, entries: Sequence[StoredEntry], lead_words: int) -> list[Entry] | None:
+        """``comparable_entries(entries, lead_words)`` when these are the very records (the
+        same objects, in the same order) and the same lead; otherwise None."""
+        if lead_words != self.lead_words or len(entries) != len(self.entries):
+            return None
+        if not all(a is b for a, b in zip(entries, self.entries, strict=True)):
+            return None
+        return list(self.compared)
+
+
+@dataclass(frozen=True, slots=True)
 class StoryGrouping:
     """What ``group_stories`` returns: each given entry's story, and the stories newest first."""
 
     assignments: Mapping[str, str]  # entry id → story id, for every entry given
     stories: tuple[Story, ...]  # by last date (newest first), then id
+    # The entries as compared (feed boilerplate left out): pass it on to ``assign_topics``.
+    compared: ComparedEntries = field(default=ComparedEntries((), 0, ()), compare=False, repr=False)
 
 
 # What capitalization says about a token, see ``_tokens``.
@@ -707,15 +735,9 @@ def comparable_entries(entries: Sequence[StoredEntry], lead_words: int = 60) -> 
     keyword of an alert feed.  An entry of a feed with neither is returned as it is; another
     gets its opening without those sentences, and its title and first ``lead_words`` words
     without those terms.  Deterministic: what is learned does not depend on the order of
-    ``entries``.  Cost: a pass over each text's opening and its term counts, both remembered.
+    ``entries``.  Cost: a pass over each text's opening and its term counts, both remembered;
+    a cycle asks once (``StoryGrouping.compared`` carries the result to the topics).
     """
-    last_entries, last_lead, last_compared = _LAST_COMPARED
-    if (
-        lead_words == last_lead
-        and len(entries) == len(last_entries)
-        and all(a is b for a, b in zip(entries, last_entries, strict=True))
-    ):
-        return list(last_compared)  # the stories' entries, asked again for their topics
     compared = [stored.entry for stored in entries]
     by_feed: dict[str, list[int]] = {}
     for position, stored in enumerate(entries):
@@ -726,14 +748,7 @@ def comparable_entries(entries: Sequence[StoredEntry], lead_words: int = 60) -> 
     big = [positions for positions in by_feed.values() if len(positions) >= FEED_TERM_MIN]
     if big:
         _drop_feed_terms(compared, big, lead_words)
-    _LAST_COMPARED[:] = (list(entries), lead_words, compared)
-    return list(compared)
-
-
-# The last call of ``comparable_entries``: (its entries, lead_words, its result).  A cycle
-# asks twice about the same entries (stories, then their topics); the entries are held, so
-# comparing them by identity is sound.
-_LAST_COMPARED: list[Any] = [[], 0, []]
+    return compared
 
 
 def _drop_feed_sentences(compared: list[Entry], positions: Sequence[int]) -> None:
@@ -881,7 +896,8 @@ def group_stories(
     window_ids = {s.id for s in in_window}
     outside = [s for s in kept if s.id not in window_ids]
 
-    compared = {s.id: entry for s, entry in zip(entries, comparable_entries(entries), strict=True)}
+    as_compared = ComparedEntries.of(entries)
+    compared = {s.id: entry for s, entry in zip(entries, as_compared.compared, strict=True)}
     window = _Window(in_window, settings, [compared[s.id] for s in in_window]) if in_window else None
     new_rows = [row for row, s in enumerate(in_window) if s.id not in previous]
     if window is None:
@@ -912,6 +928,7 @@ def group_stories(
     return StoryGrouping(
         assignments=assignments,
         stories=_build_stories(ordered, assignments, window, when),
+        compared=as_compared,
     )
 
 

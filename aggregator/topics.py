@@ -36,6 +36,7 @@ from sklearn.preprocessing import normalize
 
 from aggregator.clustering import EDGE_MARGIN, CosineIndex, average_link, row_gram_blocks, threshold_edges
 from aggregator.stories import (
+    ComparedEntries,
     Story,
     TextTerms,
     columns_of,
@@ -96,6 +97,7 @@ def assign_topics(
     settings: TopicSettings = TopicSettings(),
     kept: Mapping[str, str | None] | None = None,
     had: Mapping[str, str] | None = None,
+    compared: ComparedEntries | None = None,
 ) -> tuple[Story, ...]:
     """Return ``stories`` (same order) with ``topics``: configured names in rule order, then automatic.
 
@@ -106,7 +108,9 @@ def assign_topics(
     population of stories, which changes as entries enter and leave the story window; a
     story whose news did not change must not be renamed for that.  ``had`` maps the ids of
     other stories to the automatic topic they had: one that no group names now keeps it (the
-    stories it shared it with may have left the window).
+    stories it shared it with may have left the window).  ``compared`` is the grouping's
+    ``StoryGrouping.compared``: when ``entries`` are the records it grouped, the automatic
+    topics read them as compared there instead of learning each feed's boilerplate again.
     """
     by_id = {s.id: s for s in entries}
     matcher = _Matcher.of(rules, feed_topics)
@@ -119,7 +123,9 @@ def assign_topics(
         if len(stories) >= settings.min_stories:
             taken = set(configured_names) | {name for names in topics for name in names}
             taken |= {name for name in kept_at.values() if name is not None}
-            automatic = _automatic_topics(stories, by_id, settings, taken, configured=topics, kept=kept_at)
+            automatic = _automatic_topics(
+                stories, by_id, settings, taken, configured=topics, kept=kept_at, compared=compared
+            )
         automatic.update({index: name for index, name in kept_at.items() if name is not None})
         for index, story in enumerate(stories):
             if index not in automatic and had and story.id in had:
@@ -225,15 +231,19 @@ def _automatic_topics(
     *,
     configured: Sequence[Sequence[str]],
     kept: Mapping[int, str | None],
+    compared: ComparedEntries | None = None,
 ) -> dict[int, str]:
     """Story index → automatic topic name, for the stories in a group big enough to name.
 
     The stories in ``kept`` (index → the name they keep, or None) are left out of the result;
     a group holding some takes their name, the most common of them, instead of one of its own."""
     # What a footer or an alert's keyword makes every story of a feed share is no topic.
-    compared = dict(zip(by_id, comparable_entries(list(by_id.values()), settings.lead_words), strict=True))
+    entries = list(by_id.values())
+    reused = None if compared is None else compared.reuse(entries, settings.lead_words)
+    as_compared = reused if reused is not None else comparable_entries(entries, settings.lead_words)
+    compared_of = dict(zip(by_id, as_compared, strict=True))
     texts_of = [
-        sorted({entry_text(compared[i], settings.lead_words) for i in story.entry_ids if i in by_id})
+        sorted({entry_text(compared_of[i], settings.lead_words) for i in story.entry_ids if i in by_id})
         for story in stories
     ]
     analysed = dict(zip(*_distinct(texts_of), strict=True))

@@ -3,6 +3,8 @@
     .venv/bin/python bench/dedupe.py                  # 10000,30000,100000
     .venv/bin/python bench/dedupe.py --sizes 10000,30000
     .venv/bin/python bench/dedupe.py --events uniform   # events live along the whole stream
+    .venv/bin/python bench/dedupe.py --sizes 10000 --feeds 40 --footers   # learned feed boilerplate
+    .venv/bin/python bench/dedupe.py --sizes 10000 --rebuild-each-poll    # as the pipeline keeps the index
 
 Each size runs in a child process of its own, so that its peak memory (ru_maxrss) is its own.
 The corpus is synthetic but shaped like news (deterministic seed): articles of 300–800 words
@@ -32,6 +34,14 @@ within the window, then ``assign_topics``).  Entries arrive at 100,000 per 30 da
 full 3-day window holds ~10,000.  The signatures go to a scratch file as the store would keep them, and
 then the index is rebuilt from that file, as after a restart.  Precision and recall count
 pairs of entries put in one group.
+
+``--footers`` ends every entry with a footer of its feed's own (two sentences, the same in all
+of the feed's entries, a copy carrying the footer of the feed that carries it), so that every
+feed has boilerplate to learn (``aggregator.dedupe``'s feed boilerplate); ``--feeds N`` (200)
+sets how many feeds the entries come from: fewer feeds, more entries each.  Neither changes
+the articles, so precision and recall stay comparable.  ``--rebuild-each-poll`` builds the
+index from the stored signatures before every poll, as the pipeline's ``collapse_duplicates``
+does (nothing learned is kept between polls); the rebuilds are timed apart from dedupe.
 """
 
 from __future__ import annotations
@@ -167,7 +177,9 @@ class Article:
 class Corpus:
     """A deterministic stream of news-like entries with planted copies."""
 
-    def __init__(self, size: int, seed: int = SEED, events: str = "bursty") -> None:
+    def __init__(
+        self, size: int, seed: int = SEED, events: str = "bursty", *, feeds: int = 200, footers: bool = False
+    ) -> None:
         self.size = size
         self.rng = rng = np.random.default_rng(seed)
         syllables = ["ka", "lo", "mi", "ne", "ru", "ta", "shi", "vo", "den", "gar", "pel", "tor", "an", "is"]
@@ -184,12 +196,25 @@ class Corpus:
         self.function_p /= self.function_p.sum()
         # ~20 articles per event either way; see EVENTS for when they are written.
         self.events = Events(self, size, bursty=events == "bursty")
-        self.feeds = [f"https://feed{i}.example/rss" for i in range(200)]
+        self.feeds = [f"https://feed{i}.example/rss" for i in range(feeds)]
+        # A generator of its own, so that the articles are the same with footers or without.
+        self.footers = self.make_footers(np.random.default_rng(seed + 1)) if footers else {}
         self.start = datetime(2025, 1, 1, tzinfo=UTC)
         self.labels: dict[str, int] = {}  # entry id → the article it is a copy of (itself if original)
         self.kinds: Counter[str] = Counter()
         self.recent: deque[Article] = deque(maxlen=RECENT)
         self.count = 0
+
+    def make_footers(self, rng: np.random.Generator) -> dict[str, str]:
+        """Each feed's footer: two sentences of 20–30 words (not the boilerplate rules' words)."""
+        footers = {}
+        for feed in self.feeds:
+            sentences = [
+                " ".join(rng.choice(self.vocab[:5000], size=int(rng.integers(20, 31)))).capitalize() + "."
+                for _ in range(2)
+            ]
+            footers[feed] = " ".join(sentences)
+        return footers
 
     def topic(self) -> np.ndarray:
         return self.rng.choice(self.vocab, size=60, replace=False)
@@ -246,7 +271,7 @@ class Corpus:
             published=article.date,
             content_html="<p>…</p>" if full else "",
             summary_html="" if full else "<p>…</p>",
-            text="\n".join(article.paragraphs),
+            text="\n".join([*article.paragraphs, *([self.footers[feed]] if feed in self.footers else [])]),
         )
         first_seen = seen or article.date + timedelta(minutes=int(self.rng.integers(1, 90)))
         self.labels[entry_id] = label
@@ -453,7 +478,7 @@ class Grouper:
             if e is not None and (e.story is None or entry_time(e) >= since)
         ]
         grouping = group_stories(candidates, settings=self.settings, now=now)
-        labelled = assign_topics(grouping.stories, candidates)
+        labelled = assign_topics(grouping.stories, candidates, compared=grouping.compared)
         self.seconds += time.perf_counter() - started
         self.cpu_seconds += time.process_time() - started_cpu
         self.stories = len(labelled)
@@ -467,17 +492,25 @@ class Grouper:
                 self.entries[at] = replace(current, story=story_id, topics=topics[story_id])
 
 
-def run_one(size: int, events: str) -> dict[str, object]:
-    corpus = Corpus(size, events=events)
+def run_one(
+    size: int, events: str, feeds: int = 200, footers: bool = False, rebuild_each_poll: bool = False
+) -> dict[str, object]:
+    corpus = Corpus(size, events=events, feeds=feeds, footers=footers)
     index = DuplicateIndex(DedupeSettings())
     grouper = Grouper()
     duplicate_of: dict[str, str | None] = {}
-    generating = deduping = deduping_cpu = 0.0
+    generating = deduping = deduping_cpu = rebuilding = 0.0
     with tempfile.TemporaryFile() as store:
         started = time.perf_counter()
         for batch in corpus.batches():
             generated, generated_cpu = time.perf_counter(), time.process_time()
             generating += generated - started
+            if rebuild_each_poll and duplicate_of:
+                store.seek(0)
+                index = DuplicateIndex.from_stored(read_signatures(store), duplicate_of, DedupeSettings())
+                rebuilt = time.perf_counter()
+                rebuilding += rebuilt - generated
+                generated, generated_cpu = rebuilt, time.process_time()
             result = find_duplicates(batch, index)
             started = time.perf_counter()
             deduping += started - generated
@@ -508,6 +541,10 @@ def run_one(size: int, events: str) -> dict[str, object]:
     return {
         "size": size,
         "events": events,
+        "feeds": feeds,
+        "footers": footers,
+        "rebuild_each_poll": rebuild_each_poll,
+        "rebuild_each_s": round(rebuilding, 2),
         "generate_s": round(generating, 1),
         "dedupe_s": round(deduping, 2),
         "group_s": round(grouper.seconds, 2),
@@ -545,15 +582,30 @@ def main() -> None:
         default="bursty",
         help="when events are in the news: a few days each (default), or all along the stream (the old one)",
     )
+    parser.add_argument("--feeds", type=int, default=200, help="how many feeds the entries come from (200)")
+    parser.add_argument(
+        "--footers", action="store_true", help="every feed ends its entries with a footer of its own"
+    )
+    parser.add_argument(
+        "--rebuild-each-poll",
+        action="store_true",
+        help="build the index from the stored signatures before every poll, as the pipeline does",
+    )
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)  # child process: one size, JSON out
     args = parser.parse_args()
     if args.one:
-        print(json.dumps(run_one(args.one, args.events)))
+        print(json.dumps(run_one(args.one, args.events, args.feeds, args.footers, args.rebuild_each_poll)))
         return
     rows = []
     for size in (int(s) for s in args.sizes.split(",")):
         child = subprocess.run(
-            [sys.executable, __file__, "--one", str(size), "--events", args.events],
+            [
+                sys.executable,
+                __file__,
+                *("--one", str(size), "--events", args.events, "--feeds", str(args.feeds)),
+                *(["--footers"] if args.footers else []),
+                *(["--rebuild-each-poll"] if args.rebuild_each_poll else []),
+            ],
             capture_output=True,
             text=True,
             check=False,
@@ -567,7 +619,12 @@ def main() -> None:
             f"grouping {row['group_s']:6.2f} s (up to {row['regrouped_max']} entries a poll, "
             f"{row['stories_last']} stories at the end), total {row['total_s']:6.2f} s "
             f"(CPU: dedupe {row['dedupe_cpu_s']:.2f} s, grouping {row['group_cpu_s']:.2f} s), "
-            f"rebuild from signatures {row['rebuild_s']:.2f} s, peak RSS {row['peak_rss_mb']} MB "
+            + (
+                f"index rebuilt before each poll: {row['rebuild_each_s']:.2f} s in all, "
+                if args.rebuild_each_poll
+                else ""
+            )
+            + f"rebuild from signatures {row['rebuild_s']:.2f} s, peak RSS {row['peak_rss_mb']} MB "
             f"(with the index built {row['index_rss_mb']} MB), "
             f"signature {row['signature_bytes_avg']} B/entry, "
             f"precision {row['precision']:.4f}, recall {row['recall']:.4f} "
