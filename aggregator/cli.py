@@ -509,9 +509,7 @@ def _stopped_line(once: _Once, signal_name: str) -> str:
         return f"{stopped} before sending the newsletters: the next run sends what is due"
     if once.stopped_before == "retention":
         return f"{stopped} before removing old entries: the next run does it"
-    issue = next(issue for issue in once.issues if issue.interrupted)
-    done = "sent" if issue.outbox is None else "written to the outbox"
-    return f"{stopped}: {issue.sent_in_run} {done}, {issue.waiting + issue.retrying} left for the next run"
+    return cli_digest.stopped_line(next(issue for issue in once.issues if issue.interrupted), signal_name)
 
 
 @app.command()

@@ -56,7 +56,6 @@ import binascii
 import hashlib
 import hmac
 import html
-import json
 import logging
 import os
 import re
@@ -497,11 +496,8 @@ def _next_number(
 def shown_number(record: IssueRecord) -> int:
     """The number readers see on a stored issue (its frozen JSON's); the store's key for an
     issue whose JSON does not say (none written by this program)."""
-    try:
-        number = json.loads(record.snapshot).get("number")
-    except (ValueError, AttributeError):
-        return record.number
-    return number if isinstance(number, int) else record.number
+    number = record.snapshot_number
+    return record.number if number is None else number
 
 
 def default_transport(loaded: LoadedConfig) -> mail.Transport:

@@ -166,6 +166,16 @@ class IssueRecord:
     snapshot: str
     finished_at: datetime | None = None
 
+    @property
+    def snapshot_number(self) -> int | None:
+        """The number readers see, from the frozen JSON; None when it does not say (an issue
+        not written by this program)."""
+        try:
+            number = json.loads(self.snapshot).get("number")
+        except (ValueError, AttributeError):
+            return None
+        return number if isinstance(number, int) else None
+
 
 @dataclass(frozen=True, slots=True)
 class DeliveryRecord:
@@ -1654,20 +1664,10 @@ def _freezing(issue: IssueRecord) -> str:
     too: "freezing issue 8" of an issue the archive and the log call #4."""
     if issue.status == "empty":  # never sent, and numbered for nobody: by its time
         return f"recording that {issue.newsletter} had nothing new at {_utc_shown(issue.window_end)}"
-    number = _shown_number(issue.snapshot)
+    number = issue.snapshot_number
     if number is None:
         return f"freezing the issue of {issue.newsletter} at {_utc_shown(issue.window_end)}"
     return f"freezing issue #{number} of {issue.newsletter}"
-
-
-def _shown_number(snapshot: str) -> int | None:
-    """The number readers see, from an issue's frozen JSON (as ``newsletters.shown_number``,
-    which the store cannot import); None when it does not say."""
-    try:
-        number = json.loads(snapshot).get("number")
-    except (ValueError, AttributeError):
-        return None
-    return number if isinstance(number, int) else None
 
 
 def _utc_shown(moment: datetime) -> str:
