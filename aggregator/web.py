@@ -1432,17 +1432,12 @@ def _client_of(request: Request) -> str:
     return client_key(request.client.host) if request.client else "unknown"
 
 
-def _nothing_sent(result: mail.DeliveryResult) -> bool:
-    """Whether a send that failed left nothing with anyone: put off or refused before the
-    message was taken (RETRY: our server unreachable, busy, timing out; FAILED: refused), as
-    opposed to lost while it was sent (UNCERTAIN: it may have arrived)."""
-    return result.outcome in (mail.Outcome.RETRY, mail.Outcome.FAILED)
-
-
 def _server_unusable(result: mail.DeliveryResult) -> bool:
     """Whether a send found the mail server (or the outbox) unusable for any recipient, not
-    just this one."""
-    return _nothing_sent(result) and (result.server_down or result.local_fault)
+    just this one, and left nothing with anyone: put off or refused before the message was
+    taken (RETRY, FAILED), not lost while it was sent (UNCERTAIN: it may have arrived)."""
+    nothing_sent = result.outcome in (mail.Outcome.RETRY, mail.Outcome.FAILED)
+    return nothing_sent and (result.server_down or result.local_fault)
 
 
 # Path segments after which every segment is a secret (or may be): unsubscribe and
