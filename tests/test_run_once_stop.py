@@ -334,13 +334,19 @@ def test_a_database_file_made_read_only_is_found_before_the_scheduler_starts() -
         if root:
             for path in (folder, *folder.iterdir()):
                 os.chown(path, NOBODY, NOBODY)
-            os.setresuid(NOBODY, NOBODY, 0)
-        try:
-            with Store.open(url) as store, pytest.raises(DatabaseUnavailable) as info:
-                store.check_writable()
-        finally:
+        # Opened (and its schema checked, which reads the project's migrations, a folder the
+        # other user may not enter in a clone under a private temporary folder) as ourselves;
+        # the connection the check makes is then opened as the other user.
+        with Store.open(url) as store:
+            store.engine.dispose()
             if root:
-                os.setresuid(0, 0, 0)
+                os.setresuid(NOBODY, NOBODY, 0)
+            try:
+                with pytest.raises(DatabaseUnavailable) as info:
+                    store.check_writable()
+            finally:
+                if root:
+                    os.setresuid(0, 0, 0)
         assert str(info.value) == f"starting the scheduler: {url}: attempt to write a readonly database"
     finally:
         shutil.rmtree(folder)
